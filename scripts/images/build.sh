@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Build the session images: scripts/images/build.sh [name...]
+#
+# Names are folders under images/ (default: all of them); each is tagged
+# streamspace/<name>:latest. Images another one starts FROM (found in its
+# Dockerfile's FROM/ARG lines) are built first, so `build.sh chromium` also
+# rebuilds base, which costs a second or two when Docker's layer cache holds it.
+#
+# STREAMSPACE_EXTRA_CA=/path/ca.pem adds CA certificates for builds behind a
+# TLS-intercepting proxy: the file is staged as certs/extra-ca.crt in a
+# temporary copy of the context of every image that has a certs/ folder.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+images_dir=$(cd "$here/../../images" && pwd)
+extra_ca=${STREAMSPACE_EXTRA_CA:-}
+
+if [[ -n $extra_ca ]] && ! grep -q -- '-----BEGIN CERTIFICATE-----' "$extra_ca"; then
+  echo "build: STREAMSPACE_EXTRA_CA=$extra_ca is not a PEM certificate file" >&2
+  exit 2
+fi
+
+all=()
+for dockerfile in "$images_dir"/*/Dockerfile; do
+  all+=("$(basename "$(dirname "$dockerfile")")")
+done
+if (($# > 0)); then requested=("$@"); else requested=("${all[@]}"); fi
+
+# Depth-first over the streamspace/* images a Dockerfile builds FROM.
+order=()
+declare -A state=()
+visit() {
+  local name=$1 dep
+  case ${state[$name]:-} in
+    built) return 0 ;;
+    active) echo "build: dependency cycle at $name" >&2; exit 2 ;;
+  esac
+  if [[ ! -f $images_dir/$name/Dockerfile ]]; then
+    echo "build: no image '$name' (have: ${all[*]})" >&2
+    exit 2
+  fi
+  state[$name]=active
+  local deps=()
+  mapfile -t deps < <(grep -E '^(FROM|ARG)' "$images_dir/$name/Dockerfile" |
+    grep -oE 'streamspace/[a-z0-9._-]+' | sed 's|^streamspace/||' | sort -u)
+  for dep in "${deps[@]}"; do visit "$dep"; done
+  state[$name]=built
+  order+=("$name")
+}
+for name in "${requested[@]}"; do visit "$name"; done
+
+"$here/docker-up.sh"
+"$here/bootstrap-base.sh"
+
+# Milliseconds since the epoch; EPOCHREALTIME's separator follows the locale.
+now_ms() {
+  local t=${EPOCHREALTIME//[.,]/}
+  echo $((t / 1000))
+}
+
+stage=$(mktemp -d /tmp/streamspace-build.XXXXXX)
+trap 'rm -rf "$stage"' EXIT
+
+total_start=$(now_ms)
+report=()
+for name in "${order[@]}"; do
+  tag=streamspace/$name:latest
+  ctx=$stage/$name
+  # A copy, so staging a CA never touches the source tree. COPY's cache key is
+  # the files' content, so the changing path does not defeat the layer cache.
+  cp -a "$images_dir/$name" "$ctx"
+  if [[ -n $extra_ca && -d $ctx/certs ]]; then
+    cp "$extra_ca" "$ctx/certs/extra-ca.crt"
+  fi
+  log=/tmp/streamspace-build-$name.log
+  echo "build: $tag (log: $log)" >&2
+  start=$(now_ms)
+  # --force-rm: a failed step must not leave its container behind.
+  if ! docker build --force-rm -t "$tag" "$ctx" >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    echo "build: $tag FAILED after $((($(now_ms) - start) / 1000))s" >&2
+    exit 1
+  fi
+  ms=$(($(now_ms) - start))
+  size=$(docker image inspect -f '{{.Size}}' "$tag")
+  report+=("$(printf '%-28s %4d.%ds %6d MB' "$tag" $((ms / 1000)) $((ms % 1000 / 100)) $((size / 1000000)))")
+done
+
+printf '%-28s %7s %9s\n' image time size
+printf '%s\n' "${report[@]}"
+ms=$(($(now_ms) - total_start))
+printf 'build: %d image(s) in %d.%ds\n' "${#order[@]}" $((ms / 1000)) $((ms % 1000 / 100))

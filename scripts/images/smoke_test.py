@@ -1,0 +1,305 @@
+#!/usr/bin/env python3
+"""Run built session images and check them from outside, as the platform would.
+
+    scripts/images/smoke_test.py [--out DIR] [IMAGE...]
+
+Default: every local streamspace/*:latest image. Selkies images (their
+entrypoint is streamspace-session) start in secure mode with a random master
+token and are checked for: /api/health, POST /api/tokens (refused without the
+master token), the client page with ?token=, frame ancestors and allowed
+origins from the environment, the WebSocket handshake with a good token, a bad
+token and a foreign Origin, a non-blank /api/screenshot, and a clean stop. The
+fixture image gets its HTTP, streaming and WebSocket echo checks instead.
+
+Times are measured from `docker run` to /api/health answering (health), to the
+first non-blank screenshot (screen) and for `docker stop` (stop). Screenshots
+are saved to --out. Only the standard library is used; the screenshot is
+analysed by the image's own Pillow (a Selkies dependency).
+"""
+
+import argparse
+import base64
+import http.client
+import json
+import os
+import secrets
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+UI_ORIGIN = "http://ui.streamspace.test"
+
+
+class Failure(Exception):
+    pass
+
+
+def docker(*args, check=True, **kwargs):
+    return subprocess.run(["docker", *args], check=check, capture_output=True, text=True, **kwargs).stdout.strip()
+
+
+def request(port, method, path, body=None, headers=None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, dict(resp.getheaders()), resp.read()
+    finally:
+        conn.close()
+
+
+def wait_health(port, started, timeout=60):
+    while time.monotonic() - started < timeout:
+        try:
+            if request(port, "GET", "/api/health")[0] == 200:
+                return time.monotonic() - started
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise Failure(f"/api/health did not answer within {timeout}s")
+
+
+# --- a minimal RFC 6455 client --------------------------------------------------
+
+class WebSocket:
+    def __init__(self, port, path, origin=None, extra=""):
+        """Send the handshake; `status` and `head` hold the response."""
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        key = base64.b64encode(os.urandom(16)).decode()
+        head = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n")
+        if origin:
+            head += f"Origin: {origin}\r\n"
+        self.sock.sendall((head + extra + "\r\n").encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        response, _, self.pending = data.partition(b"\r\n\r\n")
+        self.head = response.decode("latin-1")
+        self.status = self.head.split("\r\n")[0]
+        self.upgraded = " 101 " in self.status
+
+    def send(self, opcode, payload, fin=True):
+        n = len(payload)
+        head = bytes([(0x80 if fin else 0) | opcode])
+        if n < 126:
+            head += bytes([0x80 | n])
+        elif n < 1 << 16:
+            head += struct.pack("!BH", 0x80 | 126, n)
+        else:
+            head += struct.pack("!BQ", 0x80 | 127, n)
+        mask = os.urandom(4)
+        stream = (mask * (n // 4 + 1))[:n]
+        masked = (int.from_bytes(payload, "little") ^ int.from_bytes(stream, "little")).to_bytes(n, "little")
+        self.sock.sendall(head + mask + (masked if n else b""))
+
+    def _exact(self, n):
+        while len(self.pending) < n:
+            chunk = self.sock.recv(max(65536, n - len(self.pending)))
+            if not chunk:
+                raise Failure("connection closed mid-frame")
+            self.pending += chunk
+        data, self.pending = self.pending[:n], self.pending[n:]
+        return data
+
+    def recv(self):
+        """Next frame as (fin, opcode, payload)."""
+        b0, b1 = self._exact(2)
+        n = b1 & 0x7F
+        if n == 126:
+            (n,) = struct.unpack("!H", self._exact(2))
+        elif n == 127:
+            (n,) = struct.unpack("!Q", self._exact(8))
+        return bool(b0 & 0x80), b0 & 0x0F, self._exact(n)
+
+    def close(self):
+        self.sock.close()
+
+
+# --- checks ---------------------------------------------------------------------
+
+class Checks:
+    def __init__(self, image):
+        self.image, self.passed, self.failed = image, 0, 0
+
+    def check(self, ok, what):
+        if ok:
+            self.passed += 1
+            print(f"  ok    {what}")
+        else:
+            self.failed += 1
+            print(f"  FAIL  {what}")
+
+
+def screenshot_is_blank(container, png):
+    """Share of the most common colour, by the image's own Pillow."""
+    code = ("import io, sys; from PIL import Image; im = Image.open(io.BytesIO(sys.stdin.buffer.read()))"
+            ".convert('RGB').reduce(4); c = im.getcolors(1 << 24); print(max(c)[0] / sum(n for n, _ in c))")
+    share = subprocess.run(["docker", "exec", "-i", container, "/opt/selkies/bin/python", "-c", code],
+                           input=png, capture_output=True, check=True).stdout
+    return float(share) > 0.99
+
+
+def test_selkies(image, out_dir, c):
+    name = image.split("/")[-1].split(":")[0]
+    container = f"streamspace-smoke-{name}-{os.getpid()}"
+    master = secrets.token_urlsafe(24)
+    env = ["-e", f"SELKIES_MASTER_TOKEN={master}", "-e", f"SELKIES_ALLOWED_ORIGINS={UI_ORIGIN}",
+           "-e", f"SELKIES_FRAME_ANCESTORS={UI_ORIGIN}"]
+    if name == "base":
+        # The base image has no application: paint a pattern for the screenshot.
+        env += ["-e", "STREAMSPACE_APP=xsetroot -mod 16 16 -fg '#c33' -bg '#36c'; exec sleep infinity"]
+    started = time.monotonic()
+    docker("run", "-d", "--name", container, "-p", "127.0.0.1::8080", "--shm-size", "1g", *env, image)
+    times = {}
+    try:
+        port = int(docker("port", container, "8080/tcp").splitlines()[0].rsplit(":", 1)[1])
+        times["health"] = wait_health(port, started)
+        c.check(True, f"/api/health answered {times['health']:.2f}s after docker run")
+
+        tokens = json.dumps({"ctl": {"role": "controller", "slot": 1}, "view": {"role": "viewer"}})
+        status, _, _ = request(port, "POST", "/api/tokens", tokens, {"Content-Type": "application/json"})
+        c.check(status == 401, f"POST /api/tokens without the master token refused ({status})")
+        status, _, _ = request(port, "POST", "/api/tokens", tokens, {
+            "Content-Type": "application/json", "Authorization": f"Bearer {master}"})
+        c.check(status == 200, f"POST /api/tokens with the master token accepted ({status})")
+
+        status, headers, body = request(port, "GET", "/?token=ctl")
+        c.check(status == 200 and b"<html" in body.lower(), f"GET /?token=ctl serves the client ({status})")
+        csp = headers.get("Content-Security-Policy", "")
+        c.check(UI_ORIGIN in csp and "frame-ancestors" in csp, f"frame ancestors from env: {csp!r}")
+        status, _, _ = request(port, "GET", "/api/screenshot?token=wrong")
+        c.check(status == 401, f"screenshot with a wrong token refused ({status})")
+
+        ws = WebSocket(port, "/api/websockets?token=ctl", origin=UI_ORIGIN)
+        first = ws.recv()[2] if ws.upgraded else b""
+        c.check(first.startswith(b"AUTH_SUCCESS"), f"WebSocket with token, allowed Origin: {ws.status}, {first[:40]!r}")
+        ws.send(0x8, struct.pack("!H", 1000))
+        ws.close()
+        time.sleep(0.2)  # Selkies refuses a reconnect from one address within milliseconds
+        ws = WebSocket(port, "/api/websockets?token=wrong", origin=UI_ORIGIN)
+        frame = ws.recv() if ws.upgraded else (True, 0, b"")
+        code = struct.unpack("!H", frame[2][:2])[0] if frame[1] == 0x8 and len(frame[2]) >= 2 else None
+        c.check(code == 4001, f"WebSocket with a wrong token closed with {code}")
+        ws.close()
+        ws = WebSocket(port, "/api/websockets?token=ctl", origin="http://evil.test")
+        c.check(" 403 " in ws.status, f"WebSocket from a foreign Origin refused: {ws.status}")
+        ws.close()
+
+        png, deadline = b"", time.monotonic() + 90
+        while time.monotonic() < deadline:
+            status, _, png = request(port, "GET", "/api/screenshot?token=ctl")
+            if status == 200 and png.startswith(b"\x89PNG") and not screenshot_is_blank(container, png):
+                times["screen"] = time.monotonic() - started
+                break
+            time.sleep(0.5)
+        shot = os.path.join(out_dir, f"{name}.png")
+        with open(shot, "wb") as fh:
+            fh.write(png)
+        c.check("screen" in times, f"non-blank screenshot {times.get('screen', 0):.1f}s after docker run: {shot}")
+    except Failure as exc:
+        c.check(False, str(exc))
+    finally:
+        stop_started = time.monotonic()
+        docker("stop", container, check=False)
+        times["stop"] = time.monotonic() - stop_started
+        exit_code = docker("inspect", "-f", "{{.State.ExitCode}}", container, check=False)
+        c.check(exit_code == "0", f"stopped in {times['stop']:.1f}s with exit code {exit_code}")
+        if c.failed:
+            logs = subprocess.run(["docker", "logs", "--tail", "30", container], capture_output=True, text=True)
+            print((logs.stdout + logs.stderr)[-3000:])
+        docker("rm", "-f", container, check=False)
+    return times
+
+
+def test_fixture(image, c):
+    container = f"streamspace-smoke-fixture-{os.getpid()}"
+    started = time.monotonic()
+    docker("run", "-d", "--name", container, "-p", "127.0.0.1::8080", image)
+    times = {}
+    try:
+        port = int(docker("port", container, "8080/tcp").splitlines()[0].rsplit(":", 1)[1])
+        times["health"] = wait_health(port, started)
+        c.check(True, f"/api/health answered {times['health']:.2f}s after docker run")
+        c.check(docker("exec", container, "id", "-u") != "0", "runs as non-root")
+        status, _, body = request(port, "GET", "/")
+        c.check(status == 200 and b"<html" in body, "GET / serves HTML")
+        status, _, body = request(port, "PUT", "/echo/a%2Fb?x=1", b"12345", {
+            "Authorization": "Bearer t", "Cookie": "s=1", "X-Test": "v"})
+        echo = json.loads(body)
+        c.check(status == 200 and echo["method"] == "PUT" and echo["path"] == "/echo/a%2Fb"
+                and echo["query"] == "x=1" and echo["body_len"] == 5
+                and echo["headers"]["authorization"] == "Bearer t" and echo["headers"]["x-test"] == "v",
+                "/echo reports method, raw path, query, headers and body length")
+        status, headers, body = request(port, "GET", "/stream?bytes=3000000&chunk=65536")
+        c.check(status == 200 and len(body) == 3000000, "/stream?bytes=3000000")
+        status, headers, body = request(port, "GET", "/stream?bytes=100000&chunk=1000&chunked=1")
+        c.check(len(body) == 100000 and headers.get("Transfer-Encoding") == "chunked", "/stream chunked")
+        status, _, body = request(port, "POST", "/upload", b"x" * 2_000_000)
+        c.check(json.loads(body)["bytes"] == 2_000_000, "/upload counts 2000000 bytes")
+
+        ws = WebSocket(port, "/ws", extra="Sec-WebSocket-Protocol: a, b\r\n")
+        c.check(ws.upgraded and "Sec-WebSocket-Protocol: a" in ws.head, "WebSocket handshake, first subprotocol")
+        ws.send(0x1, "grüße".encode())
+        c.check(ws.recv() == (True, 0x1, "grüße".encode()), "text echo")
+        big = os.urandom(200_000)
+        ws.send(0x2, big)
+        c.check(ws.recv() == (True, 0x2, big), "200 kB binary echo")
+        ws.send(0x1, b"fr", fin=False)
+        ws.send(0x9, b"p")
+        ws.send(0x0, b"ag")
+        c.check(ws.recv() == (True, 0xA, b"p") and ws.recv() == (True, 0x1, b"frag"),
+                "ping between fragments, then the reassembled message")
+        ws.send(0x8, struct.pack("!H", 1000))
+        c.check(ws.recv() == (True, 0x8, struct.pack("!H", 1000)), "close handshake")
+        ws.close()
+    except Failure as exc:
+        c.check(False, str(exc))
+    finally:
+        stop_started = time.monotonic()
+        docker("stop", container, check=False)
+        times["stop"] = time.monotonic() - stop_started
+        exit_code = docker("inspect", "-f", "{{.State.ExitCode}}", container, check=False)
+        c.check(exit_code == "0", f"stopped in {times['stop']:.2f}s with exit code {exit_code}")
+        docker("rm", "-f", container, check=False)
+    return times
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("images", nargs="*")
+    parser.add_argument("--out", default="/tmp/streamspace-smoke", help="where screenshots go")
+    args = parser.parse_args()
+    os.makedirs(args.out, exist_ok=True)
+    images = args.images or sorted(
+        line for line in docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}", "streamspace/*").splitlines()
+        if line.endswith(":latest"))
+    if not images:
+        sys.exit("smoke: no streamspace/* images; run scripts/images/build.sh first")
+    results = []
+    for image in images:
+        print(f"{image}:")
+        c = Checks(image)
+        entrypoint = docker("image", "inspect", "-f", "{{json .Config.Entrypoint}}", image)
+        if "streamspace-session" in entrypoint:
+            times = test_selkies(image, args.out, c)
+        else:
+            times = test_fixture(image, c)
+        results.append((image, times, c))
+    print()
+    print(f"{'image':30} {'health':>8} {'screen':>8} {'stop':>6}  checks")
+    for image, times, c in results:
+        cells = [f"{times[k]:7.2f}s" if k in times else "       -" for k in ("health", "screen")]
+        print(f"{image:30} {cells[0]} {cells[1]} {times.get('stop', 0):5.1f}s  {c.passed} passed, {c.failed} failed")
+    passed, failed = sum(c.passed for *_, c in results), sum(c.failed for *_, c in results)
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
