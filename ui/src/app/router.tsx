@@ -1,0 +1,69 @@
+import { Suspense, lazy, type ComponentType } from 'react';
+import { createBrowserRouter, type RouteObject } from 'react-router';
+import { FullPageSpinner } from '@/components/FullPageSpinner';
+import { SignInPage } from '@/features/auth/components/SignInPage';
+import { CatalogPage } from '@/features/catalog/components/CatalogPage';
+import { MySessionsPage } from '@/features/sessions/components/MySessionsPage';
+import { AppShell } from './AppShell';
+import { RequireAuth, RequireRole } from './guards';
+import { NotFoundPage } from './NotFoundPage';
+
+// Less-used pages load on demand, keeping the first download small.
+function lazyNamed<K extends string>(load: () => Promise<Record<K, ComponentType>>, name: K) {
+  return lazy(async () => ({ default: (await load())[name] }));
+}
+
+const SessionViewerPage = lazyNamed(() => import('@/features/sessions/components/SessionViewerPage'), 'SessionViewerPage');
+const AccountPage = lazyNamed(() => import('@/features/account/components/AccountPage'), 'AccountPage');
+const DashboardPage = lazyNamed(() => import('@/features/dashboard/components/DashboardPage'), 'DashboardPage');
+const AgentsPage = lazyNamed(() => import('@/features/agents/components/AgentsPage'), 'AgentsPage');
+const AdminSessionsPage = lazyNamed(() => import('@/features/sessions/components/AdminSessionsPage'), 'AdminSessionsPage');
+const UsersPage = lazyNamed(() => import('@/features/users/components/UsersPage'), 'UsersPage');
+const OrgsPage = lazyNamed(() => import('@/features/orgs/components/OrgsPage'), 'OrgsPage');
+const TemplatesPage = lazyNamed(() => import('@/features/templates/components/TemplatesPage'), 'TemplatesPage');
+const AuditPage = lazyNamed(() => import('@/features/audit/components/AuditPage'), 'AuditPage');
+const OrgSettingsPage = lazyNamed(() => import('@/features/settings/components/OrgSettingsPage'), 'OrgSettingsPage');
+
+export const routes: RouteObject[] = [
+  { path: '/login', element: <SignInPage /> },
+  {
+    element: <RequireAuth />,
+    children: [
+      {
+        path: '/sessions/:id',
+        element: (
+          <Suspense fallback={<FullPageSpinner />}>
+            <SessionViewerPage />
+          </Suspense>
+        ),
+      },
+      {
+        element: <AppShell />,
+        children: [
+          { index: true, element: <CatalogPage /> },
+          { path: 'sessions', element: <MySessionsPage /> },
+          { path: 'account', element: <AccountPage /> },
+          {
+            path: 'admin',
+            element: <RequireRole />,
+            children: [
+              { index: true, element: <DashboardPage /> },
+              { path: 'agents', element: <AgentsPage /> },
+              { path: 'sessions', element: <AdminSessionsPage /> },
+              { path: 'users', element: <UsersPage /> },
+              { path: 'templates', element: <TemplatesPage /> },
+              { path: 'audit', element: <AuditPage /> },
+              { path: 'settings', element: <OrgSettingsPage /> },
+              { element: <RequireRole platformOnly />, children: [{ path: 'orgs', element: <OrgsPage /> }] },
+            ],
+          },
+          { path: '*', element: <NotFoundPage /> },
+        ],
+      },
+    ],
+  },
+];
+
+export function createAppRouter() {
+  return createBrowserRouter(routes);
+}

@@ -1,0 +1,200 @@
+import { useState } from 'react';
+import { Box, Button, Chip, IconButton, Tooltip, Typography } from '@mui/material';
+import AddIcon from '@mui/icons-material/Add';
+import DeleteIcon from '@mui/icons-material/Delete';
+import InfoOutlinedIcon from '@mui/icons-material/InfoOutlined';
+import { ResourceListView } from '@/components/ResourceListView';
+import { ResourceFormDialog } from '@/components/ResourceFormDialog';
+import { OneTimeSecretDialog } from '@/components/OneTimeSecretDialog';
+import { DetailDrawer } from '@/components/DetailDrawer';
+import type { Column } from '@/components/ResourceTable';
+import { useFeedback } from '@/components/feedback';
+import { errorMessage } from '@/lib/api';
+import { ageSeconds, formatDateTime, formatDuration, formatMemory, formatMillicores } from '@/lib/format';
+import { useNow } from '@/lib/hooks';
+import { parseLabels } from '@/lib/labels';
+import { useListQuery } from '@/lib/list';
+import type { Agent } from '@/types/api';
+import { getAgentsQueryOptions, useCreateAgent, useDeleteAgent } from '../api/agents';
+
+export function AgentStatusChip({ agent }: { agent: Agent }) {
+  return (
+    <Chip
+      size="small"
+      label={agent.status}
+      color={agent.status === 'online' ? 'success' : 'default'}
+      variant={agent.status === 'online' ? 'filled' : 'outlined'}
+    />
+  );
+}
+
+function Labels({ labels }: { labels: Record<string, string> }) {
+  const entries = Object.entries(labels);
+  if (entries.length === 0) return <>—</>;
+  return (
+    <Box sx={{ display: 'flex', flexWrap: 'wrap', gap: 0.5 }}>
+      {entries.map(([k, v]) => (
+        <Chip key={k} size="small" variant="outlined" label={`${k}=${v}`} />
+      ))}
+    </Box>
+  );
+}
+
+export function AgentsPage() {
+  const list = useListQuery(getAgentsQueryOptions());
+  const create = useCreateAgent();
+  const del = useDeleteAgent();
+  const { confirm, notify } = useFeedback();
+  const now = useNow(2000);
+  const [creating, setCreating] = useState(false);
+  const [token, setToken] = useState<string | null>(null);
+  const [detail, setDetail] = useState<Agent | null>(null);
+  // Keep the drawer live: show the cached copy of the selected agent.
+  const shown = detail ? (list.items?.find((a) => a.id === detail.id) ?? detail) : null;
+
+  const columns: Column<Agent>[] = [
+    {
+      key: 'name',
+      header: 'Name',
+      render: (a) => (
+        <>
+          <Typography variant="body2" sx={{ fontWeight: 600 }}>
+            {a.name}
+          </Typography>
+          <Typography variant="caption" color="text.secondary">
+            {a.platform} {a.version ? `· ${a.version}` : ''}
+          </Typography>
+        </>
+      ),
+    },
+    { key: 'status', header: 'Status', render: (a) => <AgentStatusChip agent={a} /> },
+    {
+      key: 'heartbeat',
+      header: 'Last heartbeat',
+      render: (a) => {
+        const age = ageSeconds(a.last_heartbeat_at, now);
+        return age === null ? 'never' : `${formatDuration(age)} ago`;
+      },
+    },
+    {
+      key: 'sessions',
+      header: 'Sessions',
+      align: 'right',
+      render: (a) => `${a.session_count} / ${a.capacity.max_sessions}`,
+    },
+    {
+      key: 'capacity',
+      header: 'Capacity',
+      hideBelow: 'md',
+      render: (a) => `${formatMillicores(a.capacity.cpu_millis)}, ${formatMemory(a.capacity.memory_mb)}`,
+    },
+    { key: 'labels', header: 'Labels', hideBelow: 'lg', render: (a) => <Labels labels={a.labels} /> },
+  ];
+
+  return (
+    <ResourceListView
+      title="Agents"
+      subtitle="Hosts and clusters that run sessions. Status updates live."
+      actions={
+        <Button variant="contained" startIcon={<AddIcon />} onClick={() => setCreating(true)}>
+          Add agent
+        </Button>
+      }
+      columns={columns}
+      list={list}
+      getRowId={(a) => a.id}
+      emptyMessage="No agents yet. Add one, then start it with its token."
+      rowActions={(a) => (
+        <>
+          <Tooltip title="Details">
+            <IconButton aria-label={`Details of agent ${a.name}`} onClick={() => setDetail(a)}>
+              <InfoOutlinedIcon />
+            </IconButton>
+          </Tooltip>
+          <Tooltip title="Revoke and delete">
+            <IconButton
+              aria-label={`Delete agent ${a.name}`}
+              color="error"
+              onClick={async () => {
+                const ok = await confirm({
+                  title: `Delete agent ${a.name}?`,
+                  message: 'Its token is revoked and it is disconnected. Sessions on it are failed or moved.',
+                  confirmLabel: 'Delete',
+                  destructive: true,
+                });
+                if (ok)
+                  del.mutate(a.id, {
+                    onSuccess: () => notify(`Agent ${a.name} deleted`),
+                    onError: (e) => notify(errorMessage(e), 'error'),
+                  });
+              }}
+            >
+              <DeleteIcon />
+            </IconButton>
+          </Tooltip>
+        </>
+      )}
+    >
+      <ResourceFormDialog
+        open={creating}
+        title="Add agent"
+        submitLabel="Create"
+        fields={[
+          { name: 'name', label: 'Name', required: true, helperText: 'e.g. docker-host-1' },
+          {
+            name: 'platform',
+            label: 'Platform',
+            kind: 'select',
+            options: [
+              { value: 'docker', label: 'Docker' },
+              { value: 'kubernetes', label: 'Kubernetes' },
+            ],
+          },
+          { name: 'labels', label: 'Labels', kind: 'multiline', rows: 2, helperText: 'key=value, one per line (optional)' },
+        ]}
+        initialValues={{ name: '', platform: 'docker', labels: '' }}
+        validate={(v) => {
+          const { error } = parseLabels(v.labels);
+          return error ? { labels: error } : {};
+        }}
+        onSubmit={async (v) => {
+          const created = await create.mutateAsync({
+            name: v.name.trim(),
+            platform: v.platform === 'kubernetes' ? 'kubernetes' : 'docker',
+            labels: parseLabels(v.labels).labels,
+          });
+          setToken(created.token);
+        }}
+        onClose={() => setCreating(false)}
+      />
+      <OneTimeSecretDialog
+        open={token !== null}
+        title="Agent token"
+        description="Start the agent with this token. It is shown only once; delete the agent and add it again if it is lost."
+        secret={token}
+        onClose={() => setToken(null)}
+      />
+      <DetailDrawer
+        open={shown !== null}
+        title={shown ? `Agent ${shown.name}` : 'Agent'}
+        onClose={() => setDetail(null)}
+        fields={
+          shown
+            ? [
+                { label: 'ID', value: <code>{shown.id}</code> },
+                { label: 'Status', value: <AgentStatusChip agent={shown} /> },
+                { label: 'Platform', value: shown.platform },
+                { label: 'Version', value: shown.version || '—' },
+                { label: 'Last heartbeat', value: formatDateTime(shown.last_heartbeat_at) },
+                { label: 'Sessions', value: `${shown.session_count} / ${shown.capacity.max_sessions}` },
+                { label: 'CPU', value: formatMillicores(shown.capacity.cpu_millis) },
+                { label: 'Memory', value: formatMemory(shown.capacity.memory_mb) },
+                { label: 'Labels', value: <Labels labels={shown.labels} /> },
+                { label: 'Created', value: formatDateTime(shown.created_at) },
+              ]
+            : []
+        }
+      />
+    </ResourceListView>
+  );
+}

@@ -1,0 +1,105 @@
+import { describe, expect, it } from 'vitest';
+import { screen } from '@testing-library/react';
+import userEvent from '@testing-library/user-event';
+import { api } from '@/lib/api';
+import { apiError, json, mockFetch } from '@/testing/http';
+import { authResponse, member } from '@/testing/fixtures';
+import { renderRoutes } from '@/testing/render';
+import { SignInPage } from './SignInPage';
+
+const routes = [
+  { path: '/login', element: <SignInPage /> },
+  { path: '/', element: <h1>Catalog home</h1> },
+  { path: '/admin/users', element: <h1>Users page</h1> },
+];
+
+describe('SignInPage', () => {
+  it('signs in with username and password', async () => {
+    const { calls } = mockFetch({
+      'POST /api/v1/auth/refresh': () => apiError(401, 'unauthenticated'),
+      'POST /api/v1/auth/login': () => json(authResponse(member, 'tok')),
+    });
+    renderRoutes(routes, '/login');
+    const user = userEvent.setup({ delay: null });
+    await user.type(await screen.findByLabelText(/username/i), 'alice');
+    await user.type(screen.getByLabelText(/password/i), 'correct horse');
+    await user.click(screen.getByRole('button', { name: 'Sign in' }));
+    expect(await screen.findByRole('heading', { name: 'Catalog home' })).toBeInTheDocument();
+    const login = calls.find((c) => c.path === '/api/v1/auth/login')!;
+    expect(login.body).toEqual({ username: 'alice', password: 'correct horse' });
+    expect(api.getAuthState()).toEqual({ status: 'authenticated', user: member });
+  });
+
+  it('shows a clear error for wrong credentials and rate limiting', async () => {
+    let n = 0;
+    mockFetch({
+      'POST /api/v1/auth/refresh': () => apiError(401, 'unauthenticated'),
+      'POST /api/v1/auth/login': () => (++n === 1 ? apiError(401, 'invalid_credentials') : apiError(429, 'too_many_attempts')),
+    });
+    renderRoutes(routes, '/login');
+    const user = userEvent.setup({ delay: null });
+    await user.type(await screen.findByLabelText(/username/i), 'alice');
+    await user.type(screen.getByLabelText(/password/i), 'wrong');
+    await user.click(screen.getByRole('button', { name: 'Sign in' }));
+    expect(await screen.findByRole('alert')).toHaveTextContent('Wrong username or password.');
+    await user.click(screen.getByRole('button', { name: 'Sign in' }));
+    expect(await screen.findByText(/Too many attempts/)).toBeInTheDocument();
+  });
+
+  it('asks for a TOTP code when the server answers mfa_required, then signs in', async () => {
+    const { calls } = mockFetch({
+      'POST /api/v1/auth/refresh': () => apiError(401, 'unauthenticated'),
+      'POST /api/v1/auth/login': (c) => {
+        const b = c.body as { totp_code?: string };
+        if (!b.totp_code) return apiError(401, 'mfa_required');
+        return b.totp_code === '123456' ? json(authResponse()) : apiError(401, 'invalid_mfa_code');
+      },
+    });
+    renderRoutes(routes, '/login');
+    const user = userEvent.setup({ delay: null });
+    await user.type(await screen.findByLabelText(/username/i), 'alice');
+    await user.type(screen.getByLabelText(/password/i), 'pw');
+    await user.click(screen.getByRole('button', { name: 'Sign in' }));
+
+    const code = await screen.findByLabelText(/authentication code/i);
+    expect(screen.getByText('Two-factor authentication')).toBeInTheDocument();
+    await user.type(code, '000000');
+    await user.click(screen.getByRole('button', { name: 'Verify' }));
+    expect(await screen.findByRole('alert')).toHaveTextContent('That code is not valid');
+
+    await user.clear(code);
+    await user.type(code, '123 456');
+    await user.click(screen.getByRole('button', { name: 'Verify' }));
+    expect(await screen.findByRole('heading', { name: 'Catalog home' })).toBeInTheDocument();
+    const logins = calls.filter((c) => c.path === '/api/v1/auth/login').map((c) => c.body);
+    expect(logins).toEqual([
+      { username: 'alice', password: 'pw' },
+      { username: 'alice', password: 'pw', totp_code: '000000' },
+      { username: 'alice', password: 'pw', totp_code: '123456' },
+    ]);
+  });
+
+  it('accepts a recovery code instead and returns to where the user came from', async () => {
+    const { calls } = mockFetch({
+      'POST /api/v1/auth/refresh': () => apiError(401, 'unauthenticated'),
+      'POST /api/v1/auth/login': (c) =>
+        (c.body as { recovery_code?: string }).recovery_code ? json(authResponse()) : apiError(401, 'mfa_required'),
+    });
+    renderRoutes(routes, { pathname: '/login', state: { from: '/admin/users' } });
+    const user = userEvent.setup({ delay: null });
+    await user.type(await screen.findByLabelText(/username/i), 'alice');
+    await user.type(screen.getByLabelText(/password/i), 'pw');
+    await user.click(screen.getByRole('button', { name: 'Sign in' }));
+    await user.click(await screen.findByRole('button', { name: 'Use a recovery code' }));
+    await user.type(screen.getByLabelText(/recovery code/i), 'abcd-efgh');
+    await user.click(screen.getByRole('button', { name: 'Verify' }));
+    expect(await screen.findByRole('heading', { name: 'Users page' })).toBeInTheDocument();
+    expect(calls.at(-1)!.body).toEqual({ username: 'alice', password: 'pw', recovery_code: 'abcd-efgh' });
+  });
+
+  it('skips the form when the refresh cookie restores the session', async () => {
+    mockFetch({ 'POST /api/v1/auth/refresh': () => json(authResponse()) });
+    renderRoutes(routes, '/login');
+    expect(await screen.findByRole('heading', { name: 'Catalog home' })).toBeInTheDocument();
+  });
+});

@@ -1,0 +1,139 @@
+import { useState, type FormEvent } from 'react';
+import { useSearchParams } from 'react-router';
+import { useQuery } from '@tanstack/react-query';
+import { Alert, Box, Button, Card, CardContent, FormControlLabel, MenuItem, Skeleton, Stack, Switch, TextField, Typography } from '@mui/material';
+import { PageHeader } from '@/components/PageHeader';
+import { ErrorAlert } from '@/components/ErrorAlert';
+import { useFeedback } from '@/components/feedback';
+import { errorMessage } from '@/lib/api';
+import { useUser } from '@/lib/auth';
+import type { Organization } from '@/types/api';
+import { getOrgQueryOptions, getOrgsQueryOptions, useUpdateOrg, type OrgPatch } from '@/features/orgs/api/orgs';
+
+type QuotaKey = 'max_sessions' | 'max_sessions_per_user' | 'max_cpu_millis' | 'max_memory_mb';
+
+const QUOTAS: { key: QuotaKey; label: string; unit?: string }[] = [
+  { key: 'max_sessions', label: 'Sessions in the organization' },
+  { key: 'max_sessions_per_user', label: 'Sessions per user' },
+  { key: 'max_cpu_millis', label: 'CPU for all sessions', unit: 'millicores' },
+  { key: 'max_memory_mb', label: 'Memory for all sessions', unit: 'MiB' },
+];
+
+/** Blank means unlimited (null); otherwise a positive whole number. */
+export function parseQuota(raw: string): { value: number | null; error?: string } {
+  const v = raw.trim();
+  if (!v) return { value: null };
+  if (!/^\d+$/.test(v) || Number(v) <= 0) return { value: null, error: 'A positive whole number, or empty for unlimited' };
+  return { value: Number(v) };
+}
+
+function SettingsForm({ org }: { org: Organization }) {
+  const update = useUpdateOrg();
+  const { notify } = useFeedback();
+  const [mfa, setMfa] = useState(org.mfa_required);
+  const [quotas, setQuotas] = useState<Record<QuotaKey, string>>({
+    max_sessions: org.max_sessions?.toString() ?? '',
+    max_sessions_per_user: org.max_sessions_per_user?.toString() ?? '',
+    max_cpu_millis: org.max_cpu_millis?.toString() ?? '',
+    max_memory_mb: org.max_memory_mb?.toString() ?? '',
+  });
+  const [errors, setErrors] = useState<Partial<Record<QuotaKey, string>>>({});
+  const [error, setError] = useState<string | null>(null);
+
+  const submit = (e: FormEvent) => {
+    e.preventDefault();
+    const patch: OrgPatch = { mfa_required: mfa };
+    const errs: Partial<Record<QuotaKey, string>> = {};
+    for (const q of QUOTAS) {
+      const r = parseQuota(quotas[q.key]);
+      if (r.error) errs[q.key] = r.error;
+      else patch[q.key] = r.value;
+    }
+    setErrors(errs);
+    if (Object.keys(errs).length) return;
+    setError(null);
+    update.mutate(
+      { id: org.id, patch },
+      { onSuccess: () => notify('Settings saved'), onError: (err) => setError(errorMessage(err)) },
+    );
+  };
+
+  return (
+    <Stack component="form" spacing={3} onSubmit={submit} noValidate aria-label={`Settings of ${org.name}`}>
+      {error ? <Alert severity="error">{error}</Alert> : null}
+      <Card variant="outlined">
+        <CardContent>
+          <Typography variant="h2" component="h2" sx={{ mb: 1 }}>
+            Security
+          </Typography>
+          <FormControlLabel
+            control={<Switch checked={mfa} onChange={(e) => setMfa(e.target.checked)} />}
+            label="Require two-factor authentication for every user"
+          />
+          <Typography variant="body2" color="text.secondary">
+            Users without MFA are asked to set it up at their next sign-in.
+          </Typography>
+        </CardContent>
+      </Card>
+      <Card variant="outlined">
+        <CardContent>
+          <Typography variant="h2" component="h2" sx={{ mb: 2 }}>
+            Quotas
+          </Typography>
+          <Box sx={{ display: 'grid', gap: 2, gridTemplateColumns: { xs: '1fr', sm: '1fr 1fr' } }}>
+            {QUOTAS.map((q) => (
+              <TextField
+                key={q.key}
+                label={q.unit ? `${q.label} (${q.unit})` : q.label}
+                value={quotas[q.key]}
+                onChange={(e) => setQuotas((cur) => ({ ...cur, [q.key]: e.target.value }))}
+                placeholder="unlimited"
+                error={Boolean(errors[q.key])}
+                helperText={errors[q.key] ?? 'Empty = unlimited'}
+                slotProps={{ htmlInput: { inputMode: 'numeric' } }}
+              />
+            ))}
+          </Box>
+        </CardContent>
+      </Card>
+      <div>
+        <Button type="submit" variant="contained" disabled={update.isPending}>
+          {update.isPending ? 'Saving…' : 'Save settings'}
+        </Button>
+      </div>
+    </Stack>
+  );
+}
+
+export function OrgSettingsPage() {
+  const me = useUser();
+  const isPlatform = me.role === 'platform_admin';
+  const [params, setParams] = useSearchParams();
+  const orgId = (isPlatform ? params.get('org') : null) ?? me.org_id;
+  const org = useQuery(getOrgQueryOptions(orgId));
+  const orgs = useQuery({ ...getOrgsQueryOptions(), enabled: isPlatform });
+
+  return (
+    <Box sx={{ maxWidth: 760 }}>
+      <PageHeader title="Organization settings" subtitle={org.data?.name} />
+      {isPlatform && orgs.data ? (
+        <TextField
+          select
+          label="Organization"
+          value={orgs.data.items.some((o) => o.id === orgId) ? orgId : ''}
+          onChange={(e) => setParams({ org: e.target.value }, { replace: true })}
+          sx={{ minWidth: 260, mb: 2 }}
+          size="small"
+        >
+          {orgs.data.items.map((o) => (
+            <MenuItem key={o.id} value={o.id}>
+              {o.name}
+            </MenuItem>
+          ))}
+        </TextField>
+      ) : null}
+      <ErrorAlert error={org.error} onRetry={() => void org.refetch()} />
+      {org.data ? <SettingsForm key={JSON.stringify(org.data)} org={org.data} /> : org.isPending ? <Skeleton variant="rounded" height={320} /> : null}
+    </Box>
+  );
+}

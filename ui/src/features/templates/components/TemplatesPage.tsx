@@ -1,0 +1,188 @@
+import { useState } from 'react';
+import { useQuery } from '@tanstack/react-query';
+import { Box, Button, Chip, IconButton, Switch, Tooltip, Typography } from '@mui/material';
+import AddIcon from '@mui/icons-material/Add';
+import DeleteIcon from '@mui/icons-material/Delete';
+import EditIcon from '@mui/icons-material/Edit';
+import { ResourceListView } from '@/components/ResourceListView';
+import { ResourceFormDialog, type FieldSpec } from '@/components/ResourceFormDialog';
+import type { Column } from '@/components/ResourceTable';
+import { useFeedback } from '@/components/feedback';
+import { errorMessage } from '@/lib/api';
+import { useUser } from '@/lib/auth';
+import { formatMemory, formatMillicores } from '@/lib/format';
+import { useListQuery } from '@/lib/list';
+import type { Template } from '@/types/api';
+import { getOrgsQueryOptions } from '@/features/orgs/api/orgs';
+import { TemplateIcon } from '@/features/catalog/components/TemplateCard';
+import {
+  EMPTY_TEMPLATE_FORM,
+  type TemplateFormValues,
+  formToTemplateInput,
+  getTemplatesQueryOptions,
+  templateToForm,
+  useDeleteTemplate,
+  useSaveTemplate,
+  validateTemplate,
+} from '../api/templates';
+
+export function TemplatesPage() {
+  const me = useUser();
+  const isPlatform = me.role === 'platform_admin';
+  const list = useListQuery(getTemplatesQueryOptions());
+  const orgs = useQuery({ ...getOrgsQueryOptions(), enabled: isPlatform });
+  const save = useSaveTemplate();
+  const del = useDeleteTemplate();
+  const { confirm, notify } = useFeedback();
+  const [editing, setEditing] = useState<Template | 'new' | null>(null);
+
+  // Org admins may only touch their org's templates; global ones are read-only for them.
+  const canEdit = (t: Template) => isPlatform || t.org_id === me.org_id;
+
+  const fields: FieldSpec<TemplateFormValues>[] = [
+    { name: 'name', label: 'Name', required: true, half: true, helperText: 'a-z, 0-9 and -, e.g. firefox', disabled: editing !== 'new' },
+    { name: 'display_name', label: 'Display name', required: true, half: true },
+    { name: 'image', label: 'Image', required: true, helperText: 'e.g. ghcr.io/streamspace/firefox:1.0' },
+    { name: 'description', label: 'Description', kind: 'multiline', rows: 2 },
+    { name: 'icon', label: 'Icon URL', helperText: 'https://…, /path or data:image/…' },
+    { name: 'cpu_millis', label: 'CPU (millicores)', kind: 'number', half: true },
+    { name: 'memory_mb', label: 'Memory (MiB)', kind: 'number', half: true },
+    { name: 'shm_mb', label: 'Shared memory (MiB)', kind: 'number', half: true },
+    { name: 'port', label: 'Streamer port', kind: 'number', half: true },
+    { name: 'tags', label: 'Tags', helperText: 'Comma-separated, e.g. browser, web' },
+    { name: 'env', label: 'Environment', kind: 'multiline', rows: 3, helperText: 'KEY=value, one per line' },
+    ...(isPlatform
+      ? [
+          {
+            name: 'org_id' as const,
+            label: 'Scope',
+            kind: 'select' as const,
+            options: [{ value: '', label: 'Global (all organizations)' }, ...(orgs.data?.items ?? []).map((o) => ({ value: o.id, label: o.name }))],
+          },
+        ]
+      : []),
+    { name: 'enabled', label: 'Enabled (shown in the catalog)', kind: 'switch' },
+  ];
+
+  const columns: Column<Template>[] = [
+    {
+      key: 'name',
+      header: 'Template',
+      render: (t) => (
+        <Box sx={{ display: 'flex', alignItems: 'center', gap: 1.5 }}>
+          <TemplateIcon template={t} size={32} />
+          <Box>
+            <Typography variant="body2" sx={{ fontWeight: 600 }}>
+              {t.display_name}
+            </Typography>
+            <Typography variant="caption" color="text.secondary">
+              {t.name}
+            </Typography>
+          </Box>
+        </Box>
+      ),
+    },
+    { key: 'image', header: 'Image', hideBelow: 'md', render: (t) => <code>{t.image}</code> },
+    {
+      key: 'resources',
+      header: 'Resources',
+      hideBelow: 'lg',
+      render: (t) => `${formatMillicores(t.cpu_millis)}, ${formatMemory(t.memory_mb)}`,
+    },
+    {
+      key: 'tags',
+      header: 'Tags',
+      hideBelow: 'lg',
+      render: (t) => (
+        <Box sx={{ display: 'flex', flexWrap: 'wrap', gap: 0.5 }}>
+          {t.tags.map((tag) => (
+            <Chip key={tag} size="small" variant="outlined" label={tag} />
+          ))}
+        </Box>
+      ),
+    },
+    { key: 'scope', header: 'Scope', hideBelow: 'sm', render: (t) => (t.org_id ? 'Organization' : 'Global') },
+    {
+      key: 'enabled',
+      header: 'Enabled',
+      render: (t) => (
+        <Switch
+          checked={t.enabled}
+          disabled={!canEdit(t) || save.isPending}
+          slotProps={{ input: { 'aria-label': `${t.enabled ? 'Disable' : 'Enable'} ${t.display_name}` } }}
+          onChange={(e) =>
+            save.mutate(
+              { id: t.id, input: { ...formToTemplateInput(templateToForm(t)), enabled: e.target.checked } },
+              { onError: (err) => notify(errorMessage(err), 'error') },
+            )
+          }
+        />
+      ),
+    },
+  ];
+
+  const current = editing === 'new' ? null : editing;
+
+  return (
+    <ResourceListView
+      title="Templates"
+      subtitle="What users can launch from the catalog."
+      actions={
+        <Button variant="contained" startIcon={<AddIcon />} onClick={() => setEditing('new')}>
+          Add template
+        </Button>
+      }
+      columns={columns}
+      list={list}
+      getRowId={(t) => t.id}
+      rowActions={(t) =>
+        canEdit(t) ? (
+          <>
+            <Tooltip title="Edit">
+              <IconButton aria-label={`Edit template ${t.display_name}`} onClick={() => setEditing(t)}>
+                <EditIcon />
+              </IconButton>
+            </Tooltip>
+            <Tooltip title="Delete">
+              <IconButton
+                aria-label={`Delete template ${t.display_name}`}
+                color="error"
+                onClick={async () => {
+                  const ok = await confirm({
+                    title: `Delete template ${t.display_name}?`,
+                    message: 'Running sessions keep running; nobody can launch it any more.',
+                    confirmLabel: 'Delete',
+                    destructive: true,
+                  });
+                  if (ok)
+                    del.mutate(t.id, {
+                      onSuccess: () => notify(`Template ${t.display_name} deleted`),
+                      onError: (e) => notify(errorMessage(e), 'error'),
+                    });
+                }}
+              >
+                <DeleteIcon />
+              </IconButton>
+            </Tooltip>
+          </>
+        ) : null
+      }
+    >
+      <ResourceFormDialog<TemplateFormValues>
+        open={editing !== null}
+        title={current ? `Edit ${current.display_name}` : 'Add template'}
+        submitLabel={current ? 'Save' : 'Create'}
+        fields={fields}
+        initialValues={current ? templateToForm(current) : { ...EMPTY_TEMPLATE_FORM, org_id: isPlatform ? '' : me.org_id }}
+        validate={validateTemplate}
+        onSubmit={async (v) => {
+          const input = formToTemplateInput(v);
+          if (!isPlatform) input.org_id = me.org_id;
+          await save.mutateAsync({ id: current?.id, input });
+          notify(`Template ${input.display_name} saved`);
+        }}
+        onClose={() => setEditing(null)}
+      />
+    </ResourceListView>
+  );
+}

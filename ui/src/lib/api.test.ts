@@ -1,0 +1,214 @@
+import { describe, expect, it, vi } from 'vitest';
+import { ApiClient, ApiError, CSRF_HEADER, buildQuery } from './api';
+import { apiError, json, mockFetch } from '@/testing/http';
+import { authResponse, member } from '@/testing/fixtures';
+
+function client() {
+  return new ApiClient({ refreshLeewaySeconds: 0 });
+}
+
+describe('ApiClient auth', () => {
+  it('keeps the access token in memory and sends it as a bearer header', async () => {
+    const { calls } = mockFetch({
+      'POST /api/v1/auth/login': () => json(authResponse(member, 'secret-token')),
+      'GET /api/v1/me': () => json({ id: 'u1' }),
+    });
+    const api = client();
+    await api.login({ username: 'alice', password: 'pw' });
+    expect(api.getAuthState()).toEqual({ status: 'authenticated', user: member });
+    await api.get('/me');
+    expect(calls[1]!.headers.authorization).toBe('Bearer secret-token');
+    expect(calls[0]!.headers.authorization).toBeUndefined();
+    expect(JSON.stringify({ ...window.localStorage })).not.toContain('secret-token');
+    expect(JSON.stringify({ ...window.sessionStorage })).not.toContain('secret-token');
+    expect(document.cookie).not.toContain('secret-token');
+  });
+
+  it('restores the session on load through the refresh endpoint with the CSRF header and cookies', async () => {
+    const { calls } = mockFetch({ 'POST /api/v1/auth/refresh': () => json(authResponse()) });
+    const api = client();
+    await Promise.all([api.restore(), api.restore()]);
+    expect(calls).toHaveLength(1);
+    expect(calls[0]!.headers[CSRF_HEADER.toLowerCase()]).toBe('1');
+    expect(calls[0]!.credentials).toBe('include');
+    expect(calls[0]!.body).toBeUndefined();
+    expect(api.getAuthState().status).toBe('authenticated');
+  });
+
+  it('is anonymous after load when the refresh cookie is missing', async () => {
+    mockFetch({ 'POST /api/v1/auth/refresh': () => apiError(401, 'unauthenticated') });
+    const api = client();
+    await api.restore();
+    expect(api.getAuthState()).toEqual({ status: 'anonymous', reason: 'initial' });
+  });
+
+  it('refreshes once and retries a request that got 401', async () => {
+    let meCalls = 0;
+    const { calls } = mockFetch({
+      'POST /api/v1/auth/login': () => json(authResponse(member, 'old')),
+      'POST /api/v1/auth/refresh': () => json(authResponse(member, 'new')),
+      'GET /api/v1/me': (c) => {
+        meCalls++;
+        return c.headers.authorization === 'Bearer new' ? json({ ok: true }) : apiError(401, 'token_expired');
+      },
+    });
+    const api = client();
+    await api.login({ username: 'alice', password: 'pw' });
+    await expect(api.get('/me')).resolves.toEqual({ ok: true });
+    expect(meCalls).toBe(2);
+    expect(calls.filter((c) => c.path === '/api/v1/auth/refresh')).toHaveLength(1);
+    expect(api.getAuthState().status).toBe('authenticated');
+  });
+
+  it('shares one refresh between concurrent 401s', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const { calls } = mockFetch({
+      'POST /api/v1/auth/login': () => json(authResponse(member, 'old')),
+      'POST /api/v1/auth/refresh': async () => {
+        await gate;
+        return json(authResponse(member, 'new'));
+      },
+      'GET /api/v1/a': (c) => (c.headers.authorization === 'Bearer new' ? json('a') : apiError(401, 'expired')),
+      'GET /api/v1/b': (c) => (c.headers.authorization === 'Bearer new' ? json('b') : apiError(401, 'expired')),
+    });
+    const api = client();
+    await api.login({ username: 'alice', password: 'pw' });
+    const both = Promise.all([api.get('/a'), api.get('/b')]);
+    await vi.waitFor(() => expect(calls.filter((c) => c.path.endsWith('/auth/refresh'))).toHaveLength(1));
+    release();
+    await expect(both).resolves.toEqual(['a', 'b']);
+    expect(calls.filter((c) => c.path.endsWith('/auth/refresh'))).toHaveLength(1);
+  });
+
+  it('signs out when the refresh fails', async () => {
+    mockFetch({
+      'POST /api/v1/auth/login': () => json(authResponse(member, 'old')),
+      'POST /api/v1/auth/refresh': () => apiError(401, 'invalid_refresh'),
+      'GET /api/v1/me': () => apiError(401, 'token_expired', 'expired'),
+    });
+    const api = client();
+    const seen: string[] = [];
+    api.subscribe(() => seen.push(api.getAuthState().status));
+    await api.login({ username: 'alice', password: 'pw' });
+    const err = await api.get('/me').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApiError);
+    expect((err as ApiError).status).toBe(401);
+    expect(api.getAuthState()).toEqual({ status: 'anonymous', reason: 'expired' });
+    expect(api.isAuthenticated).toBe(false);
+    expect(seen).toEqual(['authenticated', 'anonymous']);
+  });
+
+  it('does not loop when the retried request is still 401', async () => {
+    const { calls } = mockFetch({
+      'POST /api/v1/auth/login': () => json(authResponse(member, 'old')),
+      'POST /api/v1/auth/refresh': () => json(authResponse(member, 'new')),
+      'GET /api/v1/me': () => apiError(401, 'nope'),
+    });
+    const api = client();
+    await api.login({ username: 'alice', password: 'pw' });
+    await expect(api.get('/me')).rejects.toMatchObject({ status: 401, code: 'nope' });
+    expect(calls.filter((c) => c.path === '/api/v1/me')).toHaveLength(2);
+    expect(calls.filter((c) => c.path.endsWith('/auth/refresh'))).toHaveLength(1);
+    expect(api.getAuthState().status).toBe('anonymous');
+  });
+
+  it('does not refresh on a 401 from login (mfa_required is an answer, not an expiry)', async () => {
+    const { calls } = mockFetch({
+      'POST /api/v1/auth/login': () => apiError(401, 'mfa_required', 'MFA code required'),
+    });
+    const api = client();
+    await expect(api.login({ username: 'alice', password: 'pw' })).rejects.toMatchObject({
+      status: 401,
+      code: 'mfa_required',
+      message: 'MFA code required',
+    });
+    expect(calls).toHaveLength(1);
+  });
+
+  it('treats a wrong MFA code or password on an authenticated call as a plain error', async () => {
+    const { calls } = mockFetch({
+      'POST /api/v1/auth/login': () => json(authResponse()),
+      'POST /api/v1/me/mfa/confirm': () => apiError(401, 'invalid_mfa_code'),
+      'POST /api/v1/me/password': () => apiError(401, 'invalid_credentials'),
+    });
+    const api = client();
+    await api.login({ username: 'alice', password: 'pw' });
+    await expect(api.post('/me/mfa/confirm', { code: '1' })).rejects.toMatchObject({ code: 'invalid_mfa_code' });
+    await expect(api.post('/me/password', {})).rejects.toMatchObject({ code: 'invalid_credentials' });
+    expect(calls.some((c) => c.path.endsWith('/auth/refresh'))).toBe(false);
+    expect(api.getAuthState().status).toBe('authenticated');
+  });
+
+  it('logout calls the server with the CSRF header and forgets the token', async () => {
+    const { calls } = mockFetch({
+      'POST /api/v1/auth/login': () => json(authResponse()),
+      'POST /api/v1/auth/logout': () => new Response(null, { status: 204 }),
+    });
+    const api = client();
+    await api.login({ username: 'alice', password: 'pw' });
+    await api.logout();
+    expect(calls[1]!.headers[CSRF_HEADER.toLowerCase()]).toBe('1');
+    expect(api.getAuthState()).toEqual({ status: 'anonymous', reason: 'signed_out' });
+  });
+
+  it('refreshes proactively before the token expires', async () => {
+    vi.useFakeTimers();
+    try {
+      const { calls } = mockFetch({
+        'POST /api/v1/auth/login': () => json({ ...authResponse(), expires_in: 300 }),
+        'POST /api/v1/auth/refresh': () => json({ ...authResponse(member, 'tok-2'), expires_in: 300 }),
+      });
+      const api = new ApiClient({ refreshLeewaySeconds: 30 });
+      await api.login({ username: 'alice', password: 'pw' });
+      await vi.advanceTimersByTimeAsync(269_000);
+      expect(calls.filter((c) => c.path.endsWith('/auth/refresh'))).toHaveLength(0);
+      await vi.advanceTimersByTimeAsync(2_000);
+      expect(calls.filter((c) => c.path.endsWith('/auth/refresh'))).toHaveLength(1);
+      api.signOutLocally();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
+
+describe('ApiClient requests', () => {
+  it('turns the error envelope into ApiError', async () => {
+    mockFetch({ 'GET /api/v1/x': () => apiError(409, 'name_taken', 'Name already in use') });
+    const err = await client().get('/x', undefined).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ApiError);
+    expect(err).toMatchObject({ status: 409, code: 'name_taken', message: 'Name already in use' });
+  });
+
+  it('copes with non-JSON errors and network failures', async () => {
+    vi.stubGlobal('fetch', vi.fn(async () => new Response('<html>bad gateway</html>', { status: 502, statusText: 'Bad Gateway' })));
+    await expect(client().get('/x')).rejects.toMatchObject({ status: 502, code: 'http_502', message: 'Bad Gateway' });
+    vi.stubGlobal('fetch', vi.fn(async () => Promise.reject(new TypeError('Failed to fetch'))));
+    await expect(client().get('/x')).rejects.toMatchObject({ status: 0, code: 'network_error' });
+  });
+
+  it('sends JSON bodies and returns undefined for 204', async () => {
+    const { calls } = mockFetch({ 'POST /api/v1/me/password': () => new Response(null, { status: 204 }) });
+    await expect(client().post('/me/password', { current_password: 'a', new_password: 'b' })).resolves.toBeUndefined();
+    expect(calls[0]!.headers['content-type']).toBe('application/json');
+    expect(calls[0]!.body).toEqual({ current_password: 'a', new_password: 'b' });
+  });
+
+  it('listAll follows next_cursor', async () => {
+    const { calls } = mockFetch({
+      'GET /api/v1/users': (c) =>
+        c.query.get('cursor') === 'p2'
+          ? json({ items: [{ id: 3 }], next_cursor: null })
+          : json({ items: [{ id: 1 }, { id: 2 }], next_cursor: 'p2' }),
+    });
+    const res = await client().listAll<{ id: number }>('/users');
+    expect(res.items.map((i) => i.id)).toEqual([1, 2, 3]);
+    expect(calls.map((c) => c.query.get('cursor'))).toEqual([null, 'p2']);
+    expect(calls[0]!.query.get('limit')).toBe('100');
+  });
+
+  it('buildQuery drops empty values', () => {
+    expect(buildQuery({ a: 'x y', b: '', c: null, d: undefined, e: 0, f: false })).toBe('?a=x+y&e=0&f=false');
+    expect(buildQuery({})).toBe('');
+  });
+});

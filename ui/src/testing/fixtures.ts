@@ -1,0 +1,51 @@
+import type { AuthResponse, AuthUser, Session, Template } from '@/types/api';
+
+export const member: AuthUser = { id: 'u1', username: 'alice', org_id: 'o1', role: 'member' };
+export const admin: AuthUser = { id: 'u0', username: 'root', org_id: 'o1', role: 'platform_admin' };
+
+export function authResponse(user: AuthUser = member, token = 'tok-1'): AuthResponse {
+  return { access_token: token, token_type: 'Bearer', expires_in: 900, user };
+}
+
+export function template(over: Partial<Template> = {}): Template {
+  return {
+    id: 't-' + (over.name ?? 'firefox'),
+    org_id: null,
+    name: 'firefox',
+    display_name: 'Firefox',
+    description: 'A web browser',
+    icon: '',
+    image: 'streamspace/firefox:1',
+    env: {},
+    cpu_millis: 1000,
+    memory_mb: 2048,
+    shm_mb: 256,
+    port: 8080,
+    tags: ['browser'],
+    enabled: true,
+    created_at: '2026-01-01T00:00:00Z',
+    updated_at: '2026-01-01T00:00:00Z',
+    ...over,
+  };
+}
+
+export function session(over: Partial<Session> = {}): Session {
+  return {
+    id: 's1',
+    org_id: 'o1',
+    owner_id: 'u1',
+    owner_username: 'alice',
+    template_id: 't-firefox',
+    template_name: 'Firefox',
+    state: 'running',
+    agent_id: 'a1',
+    phase: null,
+    progress: null,
+    failure_reason: null,
+    created_at: '2026-01-01T00:00:00Z',
+    updated_at: '2026-01-01T00:00:00Z',
+    started_at: '2026-01-01T00:00:05Z',
+    stopped_at: null,
+    ...over,
+  };
+}
