@@ -1,0 +1,65 @@
+# StreamSpace: `make up` runs the product, `make test` runs every test.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Build output lives outside the clone so every checkout on this machine reuses it.
+export CARGO_TARGET_DIR ?= $(abspath $(CURDIR)/../target)
+CARGO ?= cargo
+
+.PHONY: help up build ui images test lint test-rust test-unit test-store test-api test-e2e test-sessions \
+	test-ui test-images openapi-check
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+up: ui ## Run everything in one process: UI + API on :8000, sessions on :8001, a Docker agent, SQLite in ./data
+	scripts/images/docker-up.sh
+	$(CARGO) run --release -p streamspace-cli -- up
+
+build: ui ## Build the streamspace binary (release), UI included
+	$(CARGO) build --release -p streamspace-cli
+
+ui/node_modules/.package-lock.json: ui/package-lock.json
+	cd ui && npm ci --no-audit --no-fund
+
+ui: ui/node_modules/.package-lock.json ## Build the web UI into ui/dist (embedded by the next cargo build)
+	cd ui && npm run build
+
+images: ## Build the session images (Debian base bootstrapped locally when no registry answers)
+	scripts/images/docker-up.sh
+	scripts/images/build.sh
+
+test: lint test-ui ui test-rust openapi-check test-images ## Run every test
+
+lint: ## rustfmt and clippy, warnings are errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+test-rust: ## All Rust tests: unit, store conformance, API, agents, Docker, sessions end to end
+	$(CARGO) nextest run --workspace --no-fail-fast
+
+test-unit: ## Unit tests only
+	$(CARGO) nextest run --workspace --lib
+
+test-store: ## Store conformance suite on SQLite and PostgreSQL
+	$(CARGO) nextest run -p streamspace-store
+
+test-api: ## API tests through the real router
+	$(CARGO) nextest run -p streamspace-server --test api
+
+test-e2e: ## End-to-end tests against the built binary (real Docker for sessions)
+	$(CARGO) nextest run -p streamspace-cli
+
+test-sessions: ## Sessions end to end: agent, Docker, proxy (needs the fixture image)
+	$(CARGO) nextest run -p streamspace-cli --test sessions
+
+test-ui: ui/node_modules/.package-lock.json ## UI typecheck, lint and unit tests
+	cd ui && npm run typecheck && npm run lint && npm test
+
+test-images: ## Session image smoke tests, SBOM validation, release workflow lint
+	scripts/images/smoke_test.py
+	scripts/images/check-sbom.sh
+	scripts/images/lint-workflow.sh
+
+openapi-check: ## Validate the generated OpenAPI document with an independent validator
+	scripts/ci/openapi-check.sh

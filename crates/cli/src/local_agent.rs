@@ -1,0 +1,52 @@
+//! The all-in-one's own Docker agent: registered once, its token kept in the data directory.
+
+use std::io::Write;
+
+use streamspace_proto::hub::Platform;
+use streamspace_server::App;
+use streamspace_server::api::agents::AGENT_TOKEN_PREFIX;
+use streamspace_server::auth::secrets::{random_token, sha256_hex};
+use streamspace_store::NewAgent;
+
+const NAME: &str = "local";
+const TOKEN_FILE: &str = "local-agent.token";
+
+/// The local agent's token, registering the agent (or re-keying it) when needed.
+pub async fn ensure(app: &App) -> anyhow::Result<String> {
+    let token = token(&app.config.data_dir)?;
+    let hash = sha256_hex(&token);
+    if app.store.find_agent_by_token(&hash).await?.is_some() {
+        return Ok(token);
+    }
+    match app.store.list_agents().await?.into_iter().find(|agent| agent.name == NAME) {
+        Some(agent) => {
+            app.store.set_agent_token(agent.id, &hash).await?;
+        }
+        None => {
+            let agent = NewAgent {
+                name: NAME.to_owned(),
+                platform: Platform::Docker,
+                labels: Default::default(),
+                token_hash: hash,
+            };
+            app.store.create_agent(agent).await?;
+        }
+    }
+    Ok(token)
+}
+
+fn token(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = data_dir.join(TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(token) if token.trim().starts_with(AGENT_TOKEN_PREFIX) => Ok(token.trim().to_owned()),
+        Ok(_) | Err(_) => {
+            let token = random_token(AGENT_TOKEN_PREFIX, 32);
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            options.open(&path)?.write_all(token.as_bytes())?;
+            Ok(token)
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! Runs the real `streamspace` binary: control planes and agents as processes, driven over HTTP.
+
+#![allow(dead_code)] // Each test binary uses its own part of the harness.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_streamspace");
+pub const ADMIN_PASSWORD: &str = "admin-password-1";
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits for `check` to return `Some`, polling every 100 ms, failing with `what` after `timeout`.
+pub async fn eventually<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    timeout: Duration,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn sigterm_and_wait(child: &mut Child, what: &str) {
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "{what} did not exit within 15 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A `streamspace serve` process on its own ports and data directory.
+pub struct ControlPlane {
+    child: Option<Child>,
+    pub data_dir: PathBuf,
+    pub api: String,
+    pub sessions: String,
+    ports: (u16, u16),
+    args: Vec<String>,
+    pub started_in: Duration,
+}
+
+impl ControlPlane {
+    /// Starts with the given extra flags (timers, database URL ...).
+    pub async fn start(data_dir: &Path, args: &[&str]) -> ControlPlane {
+        let mut plane = ControlPlane {
+            child: None,
+            data_dir: data_dir.to_path_buf(),
+            api: String::new(),
+            sessions: String::new(),
+            ports: (free_port(), free_port()),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+            started_in: Duration::ZERO,
+        };
+        plane.launch().await;
+        plane
+    }
+
+    async fn launch(&mut self) {
+        let (api, sessions) = self.ports;
+        let started = Instant::now();
+        let child = Command::new(BIN)
+            .arg("serve")
+            .args(["--listen", &format!("127.0.0.1:{api}"), "--session-listen", &format!("127.0.0.1:{sessions}")])
+            .args(["--data-dir", &self.data_dir.display().to_string()])
+            .args(&self.args)
+            .env("STREAMSPACE_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("STREAMSPACE_LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(self.data_dir.join(format!("server-{api}.log"))).unwrap()))
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        self.api = format!("http://127.0.0.1:{api}");
+        self.sessions = format!("http://localhost:{sessions}");
+        let client = reqwest::Client::new();
+        let url = format!("{}/healthz", self.api);
+        eventually("/healthz", Duration::from_secs(60), || {
+            let request = client.get(&url).send();
+            async move { request.await.ok().filter(|r| r.status().is_success()).map(drop) }
+        })
+        .await;
+        self.started_in = started.elapsed();
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// SIGKILL: no graceful anything.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    pub async fn restart_after_kill(&mut self) {
+        self.kill();
+        self.launch().await;
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            sigterm_and_wait(&mut child, "the control plane");
+            assert!(child.wait().unwrap().success(), "graceful shutdown exits 0");
+        }
+    }
+
+    pub async fn admin(&self) -> Api {
+        Api::login(&self.api, "admin", ADMIN_PASSWORD).await
+    }
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A `streamspace agent docker` process.
+pub struct Agent {
+    child: Option<Child>,
+    server: String,
+    token: String,
+    log: PathBuf,
+}
+
+impl Agent {
+    pub fn start(server: &str, token: &str, log: PathBuf) -> Agent {
+        let mut agent = Agent { child: None, server: server.to_owned(), token: token.to_owned(), log };
+        agent.launch();
+        agent
+    }
+
+    fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let child = Command::new(BIN)
+            .args(["agent", "docker", "--server", &self.server])
+            .env("STREAMSPACE_AGENT_TOKEN", &self.token)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            sigterm_and_wait(&mut child, "the agent");
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// An API client signed in as one user.
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub token: String,
+    client: reqwest::Client,
+}
+
+impl Api {
+    pub async fn login(base: &str, username: &str, password: &str) -> Api {
+        let client = reqwest::Client::new();
+        let reply: Value = client
+            .post(format!("{base}/api/v1/auth/login"))
+            .json(&json!({"username": username, "password": password}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = reply["access_token"].as_str().unwrap_or_else(|| panic!("login {username}: {reply}")).to_owned();
+        Api { base: base.to_owned(), token, client }
+    }
+
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (reqwest::StatusCode, Value) {
+        let mut request = self.client.request(method, format!("{}{path}", self.base)).bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let text = response.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let (status, body) = self.call(reqwest::Method::GET, path, None).await;
+        assert!(status.is_success(), "GET {path}: {status} {body}");
+        body
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Value {
+        let (status, reply) = self.call(reqwest::Method::POST, path, Some(body)).await;
+        assert!(status.is_success(), "POST {path}: {status} {reply}");
+        reply
+    }
+
+    pub async fn session(&self, id: &str) -> Value {
+        self.get(&format!("/api/v1/sessions/{id}")).await
+    }
+
+    /// Waits until the session is in `state`, failing early if it fails instead.
+    pub async fn wait_for_state(&self, id: &str, state: &str, timeout: Duration) -> Value {
+        eventually(&format!("session {id} to be {state}"), timeout, || async {
+            let session = self.session(id).await;
+            if session["state"] == "failed" && state != "failed" {
+                panic!("session failed: {session}");
+            }
+            (session["state"] == state).then_some(session)
+        })
+        .await
+    }
+
+    /// Registers an agent; returns its token.
+    pub async fn register_agent(&self, name: &str) -> String {
+        let reply = self.post("/api/v1/agents", json!({"name": name, "platform": "docker"})).await;
+        reply["token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn wait_for_agent_online(&self, name: &str) {
+        eventually(&format!("agent {name} online"), Duration::from_secs(30), || async {
+            let agents = self.get("/api/v1/agents").await;
+            agents["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["name"] == name && a["status"] == "online")
+                .then_some(())
+        })
+        .await;
+    }
+}
+
+/// Docker, for checking what really runs.
+pub fn docker(args: &[&str]) -> String {
+    let output = Command::new("docker").args(args).output().expect("docker CLI (run scripts/images/docker-up.sh)");
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+pub fn require_docker() {
+    let ok = Command::new("docker")
+        .arg("version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "these tests need the Docker engine: run scripts/images/docker-up.sh");
+    let image = docker(&["image", "inspect", "--format", "{{.Id}}", FIXTURE_IMAGE]);
+    assert!(!image.is_empty(), "these tests need {FIXTURE_IMAGE}: run scripts/images/build.sh fixture");
+}
+
+pub const FIXTURE_IMAGE: &str = "streamspace/fixture:latest";
+
+/// Containers of one session, running or not.
+pub fn session_containers(session_id: &str) -> Vec<String> {
+    let listing = docker(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("label=streamspace.session={session_id}"),
+        "--format",
+        "{{.ID}} {{.State}}",
+    ]);
+    listing.lines().map(str::to_owned).collect()
+}

@@ -1,0 +1,269 @@
+//! Sessions for real: the built binary as control plane and Docker agent, the real Docker
+//! engine, the fixture image, and the session proxy.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use futures::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const START: Duration = Duration::from_secs(90);
+
+/// A control plane with one online agent, a fixture template and a member.
+struct Setup {
+    plane: ControlPlane,
+    agent: Agent,
+    admin: Api,
+    member: Api,
+    _dir: tempfile::TempDir,
+}
+
+async fn setup(args: &[&str]) -> Setup {
+    require_docker();
+    let dir = tempfile::tempdir().unwrap();
+    let mut all_args = vec!["--heartbeat-interval", "2"];
+    all_args.extend_from_slice(args);
+    let plane = ControlPlane::start(dir.path(), &all_args).await;
+    let admin = plane.admin().await;
+    let name = format!("agent-{}", free_port());
+    let token = admin.register_agent(&name).await;
+    let agent = Agent::start(&plane.api, &token, dir.path().join("agent.log"));
+    admin.wait_for_agent_online(&name).await;
+    let template = json!({"name": "fixture", "display_name": "Fixture", "image": FIXTURE_IMAGE, "cpu_millis": 250, "memory_mb": 128, "shm_mb": 16});
+    admin.post("/api/v1/templates", template).await;
+    let user = json!({"username": "member", "password": "password-123", "role": "member"});
+    admin.post("/api/v1/users", user).await;
+    let member = Api::login(&plane.api, "member", "password-123").await;
+    Setup { plane, agent, admin, member, _dir: dir }
+}
+
+async fn running_session(api: &Api) -> String {
+    let (status, session) =
+        api.call(reqwest::Method::POST, "/api/v1/sessions", Some(json!({"template": "fixture"}))).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{session}");
+    let id = session["id"].as_str().unwrap().to_owned();
+    api.wait_for_state(&id, "running", START).await;
+    id
+}
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+/// Opens the session through its connect URL; returns the session cookie (`name=value`).
+async fn open(api: &Api, id: &str) -> String {
+    let url = api.post(&format!("/api/v1/sessions/{id}/connect"), json!({})).await["url"].as_str().unwrap().to_owned();
+    let response = no_redirects().get(&url).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert!(!response.headers()["location"].to_str().unwrap().contains("ticket"), "the ticket leaves the URL");
+    let set_cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains(&format!("Path=/api/v1/http/{id}/")),
+        "{set_cookie}"
+    );
+    set_cookie.split(';').next().unwrap().to_owned()
+}
+
+async fn proxied(plane: &ControlPlane, id: &str, path: &str, cookie: Option<&str>) -> reqwest::Response {
+    let mut request = no_redirects().get(format!("{}/api/v1/http/{id}{path}", plane.sessions));
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_session_runs_and_is_reachable_only_through_the_authenticated_proxy() {
+    let s = setup(&[]).await;
+    let id = running_session(&s.member).await;
+
+    // Without a ticket or cookie: 401. Another user cannot even ask for a ticket.
+    assert_eq!(proxied(&s.plane, &id, "/", None).await.status(), StatusCode::UNAUTHORIZED);
+    s.admin.post("/api/v1/users", json!({"username": "other", "password": "password-123", "role": "member"})).await;
+    let other = Api::login(&s.plane.api, "other", "password-123").await;
+    let (status, _) =
+        other.call(reqwest::Method::POST, &format!("/api/v1/sessions/{id}/connect"), Some(json!({}))).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // A ticket works once.
+    let url =
+        s.member.post(&format!("/api/v1/sessions/{id}/connect"), json!({})).await["url"].as_str().unwrap().to_owned();
+    assert_eq!(no_redirects().get(&url).send().await.unwrap().status(), StatusCode::SEE_OTHER);
+    let reused = no_redirects().get(&url).send().await.unwrap();
+    assert_eq!(reused.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(reused.json::<Value>().await.unwrap()["error"]["code"], "invalid_ticket");
+
+    let cookie = open(&s.member, &id).await;
+    let page = proxied(&s.plane, &id, "/", Some(&cookie)).await;
+    assert_eq!(page.status(), StatusCode::OK);
+    assert_eq!(proxied(&s.plane, &id, "", Some(&cookie)).await.status(), StatusCode::PERMANENT_REDIRECT);
+
+    // Platform credentials never reach the container.
+    let echo: Value = no_redirects()
+        .post(format!("{}/api/v1/http/{id}/echo/x?a=1", s.plane.sessions))
+        .header("cookie", format!("{cookie}; ss_refresh=secret; app=kept"))
+        .bearer_auth(&s.member.token)
+        .body("hello")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (echo["method"].as_str(), echo["path"].as_str(), echo["query"].as_str()),
+        (Some("POST"), Some("/echo/x"), Some("a=1"))
+    );
+    let headers = echo["headers"].to_string().to_lowercase();
+    assert!(!headers.contains("authorization") && !headers.contains("ss_") && !headers.contains("secret"), "{headers}");
+    assert!(headers.contains("app=kept"), "{headers}");
+    assert_eq!(echo["body_len"], 5);
+
+    // Bodies stream both ways.
+    let big = vec![b'x'; 3 * 1024 * 1024];
+    let upload: Value = no_redirects()
+        .post(format!("{}/api/v1/http/{id}/upload", s.plane.sessions))
+        .header("cookie", &cookie)
+        .body(big)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(upload["bytes"], 3 * 1024 * 1024, "{upload}");
+    let download = proxied(&s.plane, &id, "/stream?bytes=5000000", Some(&cookie)).await.bytes().await.unwrap();
+    assert_eq!(download.len(), 5_000_000);
+
+    // WebSocket echo through the tunnel, small and large messages.
+    let mut request =
+        format!("{}/api/v1/http/{id}/ws", s.plane.sessions.replace("http://", "ws://")).into_client_request().unwrap();
+    request.headers_mut().insert("cookie", cookie.parse().unwrap());
+    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    socket.send(Message::text("ping through the proxy")).await.unwrap();
+    assert_eq!(socket.next().await.unwrap().unwrap(), Message::text("ping through the proxy"));
+    let payload: Vec<u8> = (0..256 * 1024).map(|i| (i % 251) as u8).collect();
+    socket.send(Message::binary(payload.clone())).await.unwrap();
+    assert_eq!(socket.next().await.unwrap().unwrap().into_data().as_ref(), payload.as_slice());
+    socket.close(None).await.unwrap();
+
+    // A cookie for one session opens no other.
+    let second = running_session(&s.member).await;
+    assert_eq!(proxied(&s.plane, &second, "/", Some(&cookie)).await.status(), StatusCode::UNAUTHORIZED);
+
+    // Stopping removes the container.
+    let (status, _) = s.member.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{id}"), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    s.member.wait_for_state(&id, "stopped", START).await;
+    assert!(session_containers(&id).is_empty());
+    assert_eq!(proxied(&s.plane, &id, "/", Some(&cookie)).await.status(), StatusCode::NOT_FOUND);
+    s.member.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{second}"), None).await;
+    s.member.wait_for_state(&second, "stopped", START).await;
+}
+
+#[tokio::test]
+async fn a_killed_agent_leaves_sessions_running_and_catches_up_when_it_returns() {
+    let mut s = setup(&[]).await;
+    let kept = running_session(&s.member).await;
+    let stopped_while_away = running_session(&s.member).await;
+    let cookie = open(&s.member, &kept).await;
+
+    s.agent.kill();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(s.member.session(&kept).await["state"], "running");
+    assert_eq!(proxied(&s.plane, &kept, "/", Some(&cookie)).await.status(), StatusCode::OK, "still reachable");
+    let (status, _) =
+        s.member.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{stopped_while_away}"), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(s.member.session(&stopped_while_away).await["state"], "stopping");
+
+    s.agent.restart();
+    s.member.wait_for_state(&stopped_while_away, "stopped", START).await;
+    assert!(session_containers(&stopped_while_away).is_empty(), "the stop took effect");
+    assert_eq!(session_containers(&kept).len(), 1, "nothing duplicated");
+    assert_eq!(s.member.session(&kept).await["state"], "running");
+    s.member.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{kept}"), None).await;
+    s.member.wait_for_state(&kept, "stopped", START).await;
+}
+
+#[tokio::test]
+async fn a_sigkilled_control_plane_comes_back_with_its_sessions_reachable() {
+    let mut s = setup(&[]).await;
+    let id = running_session(&s.member).await;
+    let cookie = open(&s.member, &id).await;
+
+    s.plane.restart_after_kill().await;
+    let member = Api::login(&s.plane.api, "member", "password-123").await;
+    assert_eq!(member.session(&id).await["state"], "running");
+    assert_eq!(proxied(&s.plane, &id, "/", Some(&cookie)).await.status(), StatusCode::OK);
+    // The agent reconnects by itself and commands flow again.
+    s.admin = s.plane.admin().await;
+    let name = s.admin.get("/api/v1/agents").await["items"][0]["name"].as_str().unwrap().to_owned();
+    s.admin.wait_for_agent_online(&name).await;
+    member.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{id}"), None).await;
+    member.wait_for_state(&id, "stopped", START).await;
+    assert!(session_containers(&id).is_empty());
+}
+
+#[tokio::test]
+async fn a_crashed_container_fails_its_session_with_a_reason_in_the_audit_log() {
+    let s = setup(&[]).await;
+    let id = running_session(&s.member).await;
+    let container = format!("ss-{id}");
+    docker(&["kill", &container]);
+    let failed = s.member.wait_for_state(&id, "failed", Duration::from_secs(2 * 2 + 2)).await;
+    assert!(!failed["failure_reason"].as_str().unwrap_or("").is_empty(), "{failed}");
+    let audit = s.admin.get(&format!("/api/v1/audit?target=session:{id}&result=failure")).await;
+    assert!(!audit["items"].as_array().unwrap().is_empty(), "{audit}");
+    s.member.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{id}"), None).await;
+    s.member.wait_for_state(&id, "stopped", START).await;
+}
+
+#[tokio::test]
+async fn twenty_sessions_created_at_once_all_run() {
+    let s = setup(&[]).await;
+    let creates = (0..20).map(|_| {
+        let member = s.member.clone();
+        async move { member.call(reqwest::Method::POST, "/api/v1/sessions", Some(json!({"template": "fixture"}))).await }
+    });
+    let created = futures::future::join_all(creates).await;
+    let ids: Vec<String> = created
+        .iter()
+        .map(|(status, body)| {
+            assert_eq!(*status, StatusCode::ACCEPTED, "{body}");
+            body["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    for id in &ids {
+        s.member.wait_for_state(id, "running", START).await;
+        assert_eq!(session_containers(id).len(), 1);
+    }
+    for id in &ids {
+        s.member.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{id}"), None).await;
+    }
+    for id in &ids {
+        s.member.wait_for_state(id, "stopped", START).await;
+    }
+}
+
+#[tokio::test]
+async fn an_idle_session_hibernates_and_wakes() {
+    let s = setup(&["--idle-timeout", "3"]).await;
+    let id = running_session(&s.member).await;
+    let cookie = open(&s.member, &id).await;
+    s.member.wait_for_state(&id, "hibernated", Duration::from_secs(30)).await;
+    let state = docker(&["inspect", "--format", "{{.State.Status}}", &format!("ss-{id}")]);
+    assert_eq!(state, "exited", "hibernation keeps the container, stopped");
+    assert_eq!(proxied(&s.plane, &id, "/", Some(&cookie)).await.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    s.member.post(&format!("/api/v1/sessions/{id}/wake"), json!({})).await;
+    s.member.wait_for_state(&id, "running", START).await;
+    assert_eq!(proxied(&s.plane, &id, "/", Some(&cookie)).await.status(), StatusCode::OK);
+    s.member.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{id}"), None).await;
+    s.member.wait_for_state(&id, "stopped", START).await;
+}

@@ -1,0 +1,191 @@
+//! The agent protocol: JSON messages over one WebSocket at `/api/v1/agents/connect`.
+//!
+//! Every message carries the protocol version `v`. Agents dial out (they work behind NAT) and
+//! authenticate with `Authorization: Bearer <agent token>`; the control plane answers with
+//! [`ServerMessage::Welcome`] naming the agent, so a runtime shared by several agents can tell its
+//! own sessions apart; the agent then sends [`AgentMessage::Hello`] with its full inventory, then
+//! heartbeats and status changes. The control plane sends
+//! [`ServerMessage::Command`]s, which are stored before they are sent and re-sent until the
+//! agent answers with a [`AgentMessage::CommandResult`]; agents apply them idempotently.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A message with its protocol version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    pub v: u32,
+    #[serde(flatten)]
+    pub message: T,
+}
+
+impl<T> Envelope<T> {
+    pub fn new(message: T) -> Envelope<T> {
+        Envelope { v: PROTOCOL_VERSION, message }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Platform {
+    Docker,
+    Kubernetes,
+}
+
+impl Platform {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Platform::Docker => "docker",
+            Platform::Kubernetes => "kubernetes",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Platform> {
+        [Platform::Docker, Platform::Kubernetes].into_iter().find(|p| p.as_str() == s)
+    }
+}
+
+/// What an agent can hold at once.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Capacity {
+    pub max_sessions: i64,
+    pub cpu_millis: i64,
+    pub memory_mb: i64,
+}
+
+/// What a session is actually doing on an agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ActualState {
+    /// Being prepared: `phase` is `pulling`, `creating` or `starting`; `progress` a percentage.
+    Starting { phase: String, progress: Option<i32> },
+    /// The streamer answers its health check at `endpoint`.
+    Running { endpoint: String },
+    /// The container exists but is stopped, ready to wake.
+    Hibernated,
+    /// Nothing of the session is left on the agent.
+    Stopped,
+    /// It ended without being asked to (crash, failed pull, failed health check).
+    Failed { reason: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InventoryItem {
+    pub session_id: Uuid,
+    #[serde(flatten)]
+    pub state: ActualState,
+}
+
+/// Everything an agent needs to run a session: the resolved template and the session's identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionSpec {
+    pub session_id: Uuid,
+    pub org_id: Uuid,
+    pub owner_id: Uuid,
+    pub image: String,
+    pub env: BTreeMap<String, String>,
+    pub cpu_millis: i64,
+    pub memory_mb: i64,
+    pub shm_mb: i64,
+    /// The streamer's port inside the container.
+    pub port: i32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommandKind {
+    /// Create and start the session (nothing to do if it already runs).
+    Start,
+    /// Stop the container and keep it, for a later wake.
+    Hibernate,
+    /// Start a hibernated container again.
+    Wake,
+    /// Stop and remove everything of the session.
+    Stop,
+    /// Remove whatever is left of an ended session.
+    Remove,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Command {
+    pub id: Uuid,
+    pub kind: CommandKind,
+    pub session_id: Uuid,
+    /// Present for `start` and `wake`.
+    pub spec: Option<SessionSpec>,
+    /// W3C trace context of the request that caused the command.
+    pub traceparent: Option<String>,
+}
+
+/// Agent -> control plane.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AgentMessage {
+    Hello {
+        agent_version: String,
+        platform: Platform,
+        capacity: Capacity,
+        labels: BTreeMap<String, String>,
+        inventory: Vec<InventoryItem>,
+    },
+    Heartbeat {
+        inventory: Vec<InventoryItem>,
+    },
+    SessionStatus {
+        session_id: Uuid,
+        #[serde(flatten)]
+        state: ActualState,
+    },
+    CommandResult {
+        command_id: Uuid,
+        ok: bool,
+        error: Option<String>,
+    },
+}
+
+/// Control plane -> agent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    Welcome { agent_id: Uuid, heartbeat_interval_secs: u64 },
+    Command(Command),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_have_a_flat_versioned_json_shape() {
+        let status = Envelope::new(AgentMessage::SessionStatus {
+            session_id: Uuid::nil(),
+            state: ActualState::Starting { phase: "pulling".into(), progress: Some(40) },
+        });
+        let json = serde_json::to_value(&status).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"v": 1, "type": "session_status", "session_id": Uuid::nil(), "state": "starting", "phase": "pulling", "progress": 40})
+        );
+        assert_eq!(serde_json::from_value::<Envelope<AgentMessage>>(json).unwrap(), status);
+    }
+
+    #[test]
+    fn commands_round_trip() {
+        let command = Envelope::new(ServerMessage::Command(Command {
+            id: Uuid::nil(),
+            kind: CommandKind::Stop,
+            session_id: Uuid::nil(),
+            spec: None,
+            traceparent: None,
+        }));
+        let text = serde_json::to_string(&command).unwrap();
+        assert!(text.contains(r#""type":"command""#) && text.contains(r#""kind":"stop""#), "{text}");
+        assert_eq!(serde_json::from_str::<Envelope<ServerMessage>>(&text).unwrap(), command);
+    }
+}

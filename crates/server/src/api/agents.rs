@@ -1,0 +1,189 @@
+//! Agents: registration (a token shown once), status, token rotation and removal.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use streamspace_proto::hub::{Capacity, Platform};
+use streamspace_store::{Agent, NewAgent, Role};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use super::{Json, List, Path, validate_slug};
+use crate::app::{App, AppState};
+use crate::audit::{Actor, Event};
+use crate::auth::Principal;
+use crate::auth::secrets::{random_token, sha256_hex};
+use crate::context::RequestMeta;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::events::Change;
+
+/// Agent tokens carry this prefix.
+pub const AGENT_TOKEN_PREFIX: &str = "ssa_";
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_agents, create_agent))
+        .routes(routes!(get_agent, delete_agent))
+        .routes(routes!(rotate_token))
+        .routes(routes!(crate::hub::socket::connect))
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentStatus {
+    Online,
+    Offline,
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct AgentView {
+    pub id: Uuid,
+    pub name: String,
+    pub platform: Platform,
+    pub labels: BTreeMap<String, String>,
+    pub status: AgentStatus,
+    pub version: Option<String>,
+    pub capacity: Capacity,
+    /// Sessions placed on the agent that have not ended.
+    pub session_count: i64,
+    pub last_heartbeat_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl AgentView {
+    pub async fn load(app: &App, agent: Agent) -> ApiResult<AgentView> {
+        let session_count = app.store.list_agent_sessions(agent.id).await?.len() as i64;
+        Ok(AgentView {
+            status: if app.agent_online(&agent) { AgentStatus::Online } else { AgentStatus::Offline },
+            id: agent.id,
+            name: agent.name,
+            platform: agent.platform,
+            labels: agent.labels,
+            version: agent.version,
+            capacity: agent.capacity,
+            session_count,
+            last_heartbeat_at: agent.last_heartbeat_at,
+            created_at: agent.created_at,
+        })
+    }
+}
+
+impl App {
+    pub async fn publish_agent(&self, agent_id: Uuid) {
+        let view = match self.store.get_agent(agent_id).await {
+            Ok(Some(agent)) => AgentView::load(self, agent).await,
+            _ => return,
+        };
+        match view {
+            Ok(view) => self.bus.publish(Change::Agent(view)),
+            Err(err) => tracing::warn!(%agent_id, error = err.message, "cannot publish an agent change"),
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct NewAgentRequest {
+    pub name: String,
+    pub platform: Platform,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AgentWithToken {
+    #[serde(flatten)]
+    pub agent: AgentView,
+    /// Give this to the agent (`--token`). Shown only now; only its hash is kept.
+    pub token: String,
+}
+
+/// Agents are the platform's: to anyone else, a named agent does not exist.
+async fn agent_or_404(app: &App, principal: &Principal, id: Uuid) -> ApiResult<Agent> {
+    let agent = if principal.role == Role::PlatformAdmin { app.store.get_agent(id).await? } else { None };
+    agent.ok_or_else(|| ApiError::not_found("agent"))
+}
+
+#[utoipa::path(get, path = "/api/v1/agents", tag = "agents",
+    responses((status = 200, body = List<AgentView>), (status = 403, body = ErrorBody)))]
+async fn list_agents(State(app): State<AppState>, principal: Principal) -> ApiResult<axum::Json<List<AgentView>>> {
+    principal.require_platform_admin()?;
+    let mut items = Vec::new();
+    for agent in app.store.list_agents().await? {
+        items.push(AgentView::load(&app, agent).await?);
+    }
+    Ok(axum::Json(List::new(items, None::<String>)))
+}
+
+#[utoipa::path(post, path = "/api/v1/agents", tag = "agents", request_body = NewAgentRequest,
+    responses((status = 201, body = AgentWithToken), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_agent(
+    State(app): State<AppState>,
+    meta: RequestMeta,
+    principal: Principal,
+    Json(body): Json<NewAgentRequest>,
+) -> ApiResult<(StatusCode, axum::Json<AgentWithToken>)> {
+    principal.require_platform_admin()?;
+    validate_slug("name", &body.name)?;
+    let token = random_token(AGENT_TOKEN_PREFIX, 32);
+    let agent = app
+        .store
+        .create_agent(NewAgent {
+            name: body.name,
+            platform: body.platform,
+            labels: body.labels,
+            token_hash: sha256_hex(&token),
+        })
+        .await?;
+    let event = Event::new("agent.create", format!("agent:{}", agent.id)).details(json!({"name": agent.name}));
+    app.audit(&meta, &Actor::from(&principal), event).await?;
+    Ok((StatusCode::CREATED, axum::Json(AgentWithToken { agent: AgentView::load(&app, agent).await?, token })))
+}
+
+#[utoipa::path(get, path = "/api/v1/agents/{id}", tag = "agents", params(("id" = Uuid, Path)),
+    responses((status = 200, body = AgentView), (status = 404, body = ErrorBody)))]
+async fn get_agent(
+    State(app): State<AppState>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+) -> ApiResult<axum::Json<AgentView>> {
+    let agent = agent_or_404(&app, &principal, id).await?;
+    Ok(axum::Json(AgentView::load(&app, agent).await?))
+}
+
+#[utoipa::path(delete, path = "/api/v1/agents/{id}", tag = "agents", params(("id" = Uuid, Path)),
+    responses((status = 204, description = "Deleted and disconnected"), (status = 404, body = ErrorBody)))]
+async fn delete_agent(
+    State(app): State<AppState>,
+    meta: RequestMeta,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    let agent = agent_or_404(&app, &principal, id).await?;
+    app.store.delete_agent(id).await?;
+    app.hub.kick(id);
+    let event = Event::new("agent.delete", format!("agent:{id}")).details(json!({"name": agent.name}));
+    app.audit(&meta, &Actor::from(&principal), event).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(post, path = "/api/v1/agents/{id}/token", tag = "agents", params(("id" = Uuid, Path)),
+    responses((status = 200, description = "A new token; the old one is revoked and its connection closed", body = AgentWithToken), (status = 404, body = ErrorBody)))]
+async fn rotate_token(
+    State(app): State<AppState>,
+    meta: RequestMeta,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+) -> ApiResult<axum::Json<AgentWithToken>> {
+    agent_or_404(&app, &principal, id).await?;
+    let token = random_token(AGENT_TOKEN_PREFIX, 32);
+    app.store.set_agent_token(id, &sha256_hex(&token)).await?;
+    app.hub.kick(id);
+    app.audit(&meta, &Actor::from(&principal), Event::new("agent.token_rotate", format!("agent:{id}"))).await?;
+    let agent = app.store.get_agent(id).await?.ok_or_else(|| ApiError::not_found("agent"))?;
+    Ok(axum::Json(AgentWithToken { agent: AgentView::load(&app, agent).await?, token }))
+}

@@ -1,0 +1,320 @@
+//! Sign-in, token refresh and sign-out.
+
+use axum::extract::State;
+use axum::http::header::{COOKIE, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use streamspace_store::{RefreshOutcome, RefreshToken, Role, Scope, User};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use super::Json;
+use crate::app::{App, AppState};
+use crate::audit::{Actor, Event, Outcome};
+use crate::auth::principal::MfaSetupPrincipal;
+use crate::auth::secrets::{random_token, sha256_hex};
+use crate::auth::throttle::{FailureOutcome, Key};
+use crate::auth::{password, totp};
+use crate::context::RequestMeta;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+
+pub const REFRESH_COOKIE: &str = "ss_refresh";
+/// The refresh cookie is sent only to the auth routes.
+const REFRESH_COOKIE_PATH: &str = "/api/v1/auth";
+/// Refresh and logout demand this header: a cross-site form cannot set it, and a script on
+/// another origin (the session origin included) cannot send it without a CORS preflight that
+/// this API never grants.
+pub const CSRF_HEADER: &str = "x-streamspace-csrf";
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(login)).routes(routes!(refresh)).routes(routes!(logout))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+    /// The current code from the authenticator app, when MFA is on.
+    pub totp_code: Option<String>,
+    /// One of the recovery codes, instead of `totp_code`.
+    pub recovery_code: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserSummary {
+    pub id: Uuid,
+    pub username: String,
+    pub org_id: Uuid,
+    pub role: Role,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TokenResponse {
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    pub user: UserSummary,
+    /// The user's organization requires MFA and the user has not enrolled: until they do, only
+    /// the account and MFA routes answer.
+    pub mfa_enrollment_required: bool,
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", security(()),
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Signed in; the refresh cookie is set", body = TokenResponse),
+        (status = 401, description = "`invalid_credentials`, `mfa_required` or `invalid_mfa_code`", body = ErrorBody),
+        (status = 429, description = "`too_many_attempts`: locked out for a while", body = ErrorBody),
+    ))]
+async fn login(State(app): State<AppState>, meta: RequestMeta, Json(body): Json<LoginRequest>) -> ApiResult<Response> {
+    let username = body.username.trim().to_lowercase();
+    let keys = [Key::Account(username.clone()), Key::Ip(meta.client_ip)];
+    let actor = Actor::anonymous(&username);
+    if let Some(retry_after) = app.throttle.locked_for(&keys, app.clock.now()) {
+        let event = Event::new("auth.login", format!("user:{username}")).outcome(Outcome::Denied);
+        app.audit(&meta, &actor, event.details(json!({"reason": "locked_out"}))).await?;
+        return Err(ApiError::too_many_attempts(retry_after));
+    }
+
+    let user = app.store.get_user_by_username(&username).await?;
+    // Verify against a dummy hash for unknown users, so both answers take as long.
+    let hash = user.as_ref().map_or(app.dummy_password_hash.as_str(), |u| u.password_hash.as_str());
+    let password_ok = password::verify_off_thread(body.password, hash.to_owned()).await;
+    let Some(user) = user.filter(|u| password_ok && !u.disabled) else {
+        record_failure(&app, &meta, &actor, &keys, "invalid_credentials").await?;
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong username or password"));
+    };
+    let actor = Actor { id: Some(user.id), name: user.username.clone(), org_id: Some(user.org_id) };
+
+    let mfa = if user.mfa_enabled {
+        check_second_factor(&app, &meta, &actor, &keys, &user, body.totp_code, body.recovery_code).await?;
+        true
+    } else {
+        false
+    };
+
+    app.throttle.record_success(&username);
+    let org = app.store.get_org(Scope::Platform, user.org_id).await?;
+    let enrollment_required = !mfa && org.is_some_and(|o| o.mfa_required);
+    let family_id = Uuid::now_v7();
+    let (tokens, cookie) = issue_tokens(&app, &user, mfa, family_id, enrollment_required).await?;
+    app.audit(&meta, &actor, Event::new("auth.login", format!("user:{}", user.id)).details(json!({"mfa": mfa})))
+        .await?;
+    Ok(with_cookie(axum::Json(tokens).into_response(), cookie))
+}
+
+async fn record_failure(app: &App, meta: &RequestMeta, actor: &Actor, keys: &[Key], reason: &str) -> ApiResult<()> {
+    let now = app.clock.now();
+    for key in keys {
+        if app.throttle.record_failure(key.clone(), now) == FailureOutcome::LockedOut {
+            let target = match key {
+                Key::Account(name) => format!("user:{name}"),
+                Key::Ip(ip) => format!("ip:{ip}"),
+            };
+            app.audit(meta, actor, Event::new("auth.lockout", target).outcome(Outcome::Denied)).await?;
+        }
+    }
+    let event = Event::new("auth.login", format!("user:{}", actor.name)).outcome(Outcome::Failure);
+    app.audit(meta, actor, event.details(json!({"reason": reason}))).await
+}
+
+async fn check_second_factor(
+    app: &App,
+    meta: &RequestMeta,
+    actor: &Actor,
+    keys: &[Key],
+    user: &User,
+    totp_code: Option<String>,
+    recovery_code: Option<String>,
+) -> ApiResult<()> {
+    let target = format!("user:{}", user.id);
+    let passed = match (totp_code.filter(|c| !c.is_empty()), recovery_code.filter(|c| !c.is_empty())) {
+        (None, None) => {
+            let event = Event::new("auth.login", target).outcome(Outcome::Failure);
+            app.audit(meta, actor, event.details(json!({"reason": "mfa_required"}))).await?;
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "mfa_required",
+                "enter the code from your authenticator app",
+            ));
+        }
+        (Some(code), _) => verify_totp(app, user, &code).await?,
+        (None, Some(code)) => {
+            let used = app.store.use_recovery_code(user.id, &sha256_hex(&normalize_recovery_code(&code))).await?;
+            if used {
+                app.audit(meta, actor, Event::new("auth.mfa_recovery_code_used", target.clone())).await?;
+            }
+            used
+        }
+    };
+    if passed {
+        app.audit(meta, actor, Event::new("auth.mfa_verify", target)).await
+    } else {
+        app.audit(meta, actor, Event::new("auth.mfa_verify", target).outcome(Outcome::Failure)).await?;
+        record_failure(app, meta, actor, keys, "invalid_mfa_code").await?;
+        Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_mfa_code", "the code is wrong, expired or already used"))
+    }
+}
+
+/// Whether `code` is a current TOTP code for the user that has not been used before.
+pub async fn verify_totp(app: &App, user: &User, code: &str) -> ApiResult<bool> {
+    let Some(secret) = user.mfa_secret.as_deref().and_then(|sealed| app.sealer.open(sealed)) else {
+        return Ok(false);
+    };
+    let secret = String::from_utf8(secret).map_err(ApiError::internal)?;
+    let now = u64::try_from(app.clock.now().timestamp()).unwrap_or(0);
+    match totp::matching_step(&secret, &user.username, code, now) {
+        // Claiming the step makes the code single-use, also across replicas.
+        Some(step) => Ok(app.store.claim_totp_step(user.id, step).await?),
+        None => Ok(false),
+    }
+}
+
+/// Recovery codes are compared without case or separators, the way people type them.
+pub fn normalize_recovery_code(code: &str) -> String {
+    code.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect()
+}
+
+async fn issue_tokens(
+    app: &App,
+    user: &User,
+    mfa: bool,
+    family_id: Uuid,
+    enrollment_required: bool,
+) -> ApiResult<(TokenResponse, HeaderValue)> {
+    let now = app.clock.now();
+    let refresh = random_token("ssr_", 32);
+    app.store
+        .insert_refresh_token(RefreshToken {
+            id: Uuid::now_v7(),
+            user_id: user.id,
+            family_id,
+            token_hash: sha256_hex(&refresh),
+            mfa,
+            created_at: now,
+            expires_at: now + chrono::Duration::seconds(app.config.refresh_token_ttl_secs),
+        })
+        .await?;
+    let ttl = app.config.access_token_ttl_secs;
+    let tokens = TokenResponse {
+        access_token: app.jwt.issue(user.id, user.org_id, user.role, mfa, now, ttl),
+        token_type: "Bearer",
+        expires_in: ttl,
+        user: UserSummary { id: user.id, username: user.username.clone(), org_id: user.org_id, role: user.role },
+        mfa_enrollment_required: enrollment_required,
+    };
+    Ok((tokens, refresh_cookie(app, &refresh, app.config.refresh_token_ttl_secs)?))
+}
+
+fn refresh_cookie(app: &App, value: &str, max_age: i64) -> ApiResult<HeaderValue> {
+    let secure = if app.config.secure_cookies { "; Secure" } else { "" };
+    let cookie = format!(
+        "{REFRESH_COOKIE}={value}; Path={REFRESH_COOKIE_PATH}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
+    );
+    HeaderValue::from_str(&cookie).map_err(ApiError::internal)
+}
+
+fn with_cookie(mut response: Response, cookie: HeaderValue) -> Response {
+    response.headers_mut().append(SET_COOKIE, cookie);
+    response
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find_map(|(key, value)| (key == name).then_some(value))
+}
+
+fn require_csrf_header(headers: &HeaderMap) -> ApiResult<()> {
+    if headers.contains_key(CSRF_HEADER) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden(format!("this call needs the {CSRF_HEADER} header")))
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth", security(()),
+    params(("x-streamspace-csrf" = String, Header, description = "Any value; proves the call is not cross-site")),
+    responses(
+        (status = 200, description = "A new access token; the refresh cookie is rotated", body = TokenResponse),
+        (status = 401, description = "No valid refresh cookie (`unauthorized`), or a spent one was replayed (`refresh_token_reused`)", body = ErrorBody),
+    ))]
+async fn refresh(State(app): State<AppState>, meta: RequestMeta, headers: HeaderMap) -> ApiResult<Response> {
+    require_csrf_header(&headers)?;
+    let token = cookie(&headers, REFRESH_COOKIE).ok_or_else(ApiError::unauthorized)?;
+    let cleared = refresh_cookie(&app, "", 0)?;
+    match app.store.rotate_refresh_token(&sha256_hex(token), app.clock.now()).await? {
+        RefreshOutcome::Rotated(spent) => {
+            let user = match app.store.get_user(Scope::Platform, spent.user_id).await? {
+                Some(user) if !user.disabled => user,
+                _ => return Err(ApiError::unauthorized().with_cookie(cleared)),
+            };
+            let actor = Actor { id: Some(user.id), name: user.username.clone(), org_id: Some(user.org_id) };
+            let org = app.store.get_org(Scope::Platform, user.org_id).await?;
+            let enrollment_required = !spent.mfa && org.is_some_and(|o| o.mfa_required);
+            let (tokens, cookie) = issue_tokens(&app, &user, spent.mfa, spent.family_id, enrollment_required).await?;
+            app.audit(&meta, &actor, Event::new("auth.refresh", format!("user:{}", user.id))).await?;
+            Ok(with_cookie(axum::Json(tokens).into_response(), cookie))
+        }
+        RefreshOutcome::Reused { user_id, family_id } => {
+            let user = app.store.get_user(Scope::Platform, user_id).await?;
+            let actor =
+                user.map_or_else(Actor::system, |u| Actor { id: Some(u.id), name: u.username, org_id: Some(u.org_id) });
+            let event = Event::new("auth.refresh_reuse", format!("user:{user_id}")).outcome(Outcome::Denied);
+            app.audit(&meta, &actor, event.details(json!({"family_id": family_id}))).await?;
+            let message = "this refresh token was already used; every session of its sign-in has been revoked";
+            Err(ApiError::new(StatusCode::UNAUTHORIZED, "refresh_token_reused", message).with_cookie(cleared))
+        }
+        RefreshOutcome::Invalid => Err(ApiError::unauthorized().with_cookie(cleared)),
+    }
+}
+
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(()),
+    params(("x-streamspace-csrf" = String, Header, description = "Any value; proves the call is not cross-site")),
+    responses((status = 204, description = "Signed out: the refresh token's family is revoked and the cookie cleared")))]
+async fn logout(
+    State(app): State<AppState>,
+    meta: RequestMeta,
+    principal: Option<MfaSetupPrincipal>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    require_csrf_header(&headers)?;
+    let revoked = match cookie(&headers, REFRESH_COOKIE) {
+        Some(token) => app.store.revoke_refresh_family(&sha256_hex(token)).await?,
+        None => false,
+    };
+    let actor = principal.map_or_else(|| Actor::anonymous("unknown"), |MfaSetupPrincipal(p)| Actor::from(&p));
+    let target = actor.id.map_or_else(|| "session".to_owned(), |id| format!("user:{id}"));
+    app.audit(&meta, &actor, Event::new("auth.logout", target).details(json!({"revoked": revoked}))).await?;
+    Ok(with_cookie(StatusCode::NO_CONTENT.into_response(), refresh_cookie(&app, "", 0)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_are_found_among_several_headers() {
+        let mut headers = HeaderMap::new();
+        headers.append(COOKIE, HeaderValue::from_static("a=1; ss_refresh=abc"));
+        headers.append(COOKIE, HeaderValue::from_static("b=2"));
+        assert_eq!(cookie(&headers, "ss_refresh"), Some("abc"));
+        assert_eq!(cookie(&headers, "b"), Some("2"));
+        assert_eq!(cookie(&headers, "c"), None);
+    }
+
+    #[test]
+    fn recovery_codes_normalise() {
+        assert_eq!(normalize_recovery_code(" AbC12-dEf34 "), "abc12def34");
+    }
+}

@@ -1,0 +1,198 @@
+//! Users within organizations.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use streamspace_store::{NewUser, Role, User, UserPatch};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+
+use super::{Json, List, PageQuery, Path, Query};
+use crate::app::{App, AppState};
+use crate::audit::{Actor, Event};
+use crate::auth::{Principal, password};
+use crate::context::RequestMeta;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(list_users, create_user)).routes(routes!(get_user, update_user, delete_user))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct UserView {
+    pub id: Uuid,
+    pub username: String,
+    pub org_id: Uuid,
+    pub role: Role,
+    pub mfa_enabled: bool,
+    pub disabled: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<User> for UserView {
+    fn from(user: User) -> UserView {
+        UserView {
+            id: user.id,
+            username: user.username,
+            org_id: user.org_id,
+            role: user.role,
+            mfa_enabled: user.mfa_enabled,
+            disabled: user.disabled,
+            created_at: user.created_at,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct NewUserRequest {
+    pub username: String,
+    pub password: String,
+    pub role: Role,
+    /// Defaults to the caller's organization.
+    pub org_id: Option<Uuid>,
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct UserPatchRequest {
+    pub role: Option<Role>,
+    pub disabled: Option<bool>,
+    /// Sets a new password (an administrator's reset).
+    pub password: Option<String>,
+}
+
+/// Letters, digits, dots, dashes and underscores, starting with a letter or digit.
+fn validate_username(username: &str) -> ApiResult<()> {
+    let bytes = username.as_bytes();
+    let valid = !bytes.is_empty()
+        && bytes.len() <= 64
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::validation(
+            "username must be 1-64 letters, digits, '.', '-' or '_', starting with a letter or digit",
+        ))
+    }
+}
+
+/// Only platform administrators hand out or touch the platform administrator role.
+fn check_role_change(principal: &Principal, role: Role) -> ApiResult<()> {
+    if role == Role::PlatformAdmin { principal.require_platform_admin() } else { Ok(()) }
+}
+
+/// A user the caller may see: admins see their scope, everyone sees themselves.
+async fn visible_user(app: &App, principal: &Principal, id: Uuid) -> ApiResult<User> {
+    let user = app.store.get_user(principal.scope(), id).await?;
+    user.filter(|u| principal.is_admin() || u.id == principal.user_id).ok_or_else(|| ApiError::not_found("user"))
+}
+
+#[utoipa::path(get, path = "/api/v1/users", tag = "users", params(PageQuery),
+    responses((status = 200, body = List<UserView>), (status = 403, body = ErrorBody)))]
+async fn list_users(
+    State(app): State<AppState>,
+    principal: Principal,
+    Query(query): Query<PageQuery>,
+) -> ApiResult<axum::Json<List<UserView>>> {
+    principal.require_admin()?;
+    let page = app.store.list_users(principal.scope(), query.page()?).await?;
+    Ok(axum::Json(List::new(page.items.into_iter().map(UserView::from).collect(), page.next)))
+}
+
+#[utoipa::path(post, path = "/api/v1/users", tag = "users", request_body = NewUserRequest,
+    responses((status = 201, body = UserView), (status = 403, body = ErrorBody), (status = 404, description = "No such organization", body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn create_user(
+    State(app): State<AppState>,
+    meta: RequestMeta,
+    principal: Principal,
+    Json(body): Json<NewUserRequest>,
+) -> ApiResult<(StatusCode, axum::Json<UserView>)> {
+    principal.require_admin()?;
+    let org_id = body.org_id.unwrap_or(principal.org_id);
+    app.store.get_org(principal.scope(), org_id).await?.ok_or_else(|| ApiError::not_found("organization"))?;
+    check_role_change(&principal, body.role)?;
+    validate_username(&body.username)?;
+    password::validate_new(&body.password).map_err(ApiError::validation)?;
+    let password_hash = password::hash_off_thread(body.password).await.map_err(ApiError::internal)?;
+    let user =
+        app.store.create_user(NewUser { org_id, username: body.username, password_hash, role: body.role }).await?;
+    let event = Event::new("user.create", format!("user:{}", user.id))
+        .org(org_id)
+        .details(json!({"username": user.username, "role": user.role}));
+    app.audit(&meta, &Actor::from(&principal), event).await?;
+    Ok((StatusCode::CREATED, axum::Json(user.into())))
+}
+
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "users", params(("id" = Uuid, Path)),
+    responses((status = 200, body = UserView), (status = 404, body = ErrorBody)))]
+async fn get_user(
+    State(app): State<AppState>,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+) -> ApiResult<axum::Json<UserView>> {
+    Ok(axum::Json(visible_user(&app, &principal, id).await?.into()))
+}
+
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "users", params(("id" = Uuid, Path)), request_body = UserPatchRequest,
+    responses((status = 200, body = UserView), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn update_user(
+    State(app): State<AppState>,
+    meta: RequestMeta,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+    Json(body): Json<UserPatchRequest>,
+) -> ApiResult<axum::Json<UserView>> {
+    let target = visible_user(&app, &principal, id).await?;
+    principal.require_admin()?;
+    check_role_change(&principal, target.role)?;
+    if let Some(role) = body.role {
+        check_role_change(&principal, role)?;
+    }
+    if id == principal.user_id && (body.role.is_some_and(|r| r != target.role) || body.disabled == Some(true)) {
+        return Err(ApiError::validation("you cannot change your own role or disable yourself"));
+    }
+    let password_hash = match body.password {
+        Some(new) => {
+            password::validate_new(&new).map_err(ApiError::validation)?;
+            Some(password::hash_off_thread(new).await.map_err(ApiError::internal)?)
+        }
+        None => None,
+    };
+    let password_changed = password_hash.is_some();
+    let patch = UserPatch { role: body.role, disabled: body.disabled, password_hash, ..UserPatch::default() };
+    let user = app.store.update_user(principal.scope(), id, patch).await?.ok_or_else(|| ApiError::not_found("user"))?;
+    if user.disabled || password_changed {
+        app.store.revoke_user_refresh_tokens(id).await?;
+    }
+    let details = json!({"role": body.role, "disabled": body.disabled, "password_reset": password_changed});
+    let event = Event::new("user.update", format!("user:{id}")).org(user.org_id).details(details);
+    app.audit(&meta, &Actor::from(&principal), event).await?;
+    Ok(axum::Json(user.into()))
+}
+
+#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", params(("id" = Uuid, Path)),
+    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody), (status = 409, description = "The user still has active sessions", body = ErrorBody)))]
+async fn delete_user(
+    State(app): State<AppState>,
+    meta: RequestMeta,
+    principal: Principal,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    let target = visible_user(&app, &principal, id).await?;
+    principal.require_admin()?;
+    check_role_change(&principal, target.role)?;
+    if id == principal.user_id {
+        return Err(ApiError::validation("you cannot delete yourself"));
+    }
+    if !app.store.delete_user(principal.scope(), id).await? {
+        return Err(ApiError::not_found("user"));
+    }
+    let event = Event::new("user.delete", format!("user:{id}"))
+        .org(target.org_id)
+        .details(json!({"username": target.username}));
+    app.audit(&meta, &Actor::from(&principal), event).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,11 @@
+//! Authentication: who is calling, and how they proved it.
+
+pub mod client_ip;
+pub mod jwt;
+pub mod password;
+pub mod principal;
+pub mod secrets;
+pub mod throttle;
+pub mod totp;
+
+pub use principal::Principal;

@@ -1,0 +1,158 @@
+//! The authenticated caller, from a bearer access token or an API key.
+
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum::http::StatusCode;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use streamspace_store::{Role, Scope, User};
+use uuid::Uuid;
+
+use crate::app::{App, AppState};
+use crate::audit::{Actor, Event};
+use crate::auth::secrets::sha256_hex;
+use crate::context::RequestMeta;
+use crate::error::{ApiError, ApiResult};
+
+/// API keys carry this prefix, which tells them apart from access tokens at a glance.
+pub const API_KEY_PREFIX: &str = "ssk_";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    AccessToken,
+    ApiKey(Uuid),
+}
+
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user_id: Uuid,
+    pub org_id: Uuid,
+    pub username: String,
+    pub role: Role,
+    /// Whether this caller proved a second factor (API keys count: only a fully signed-in user
+    /// can create one).
+    pub mfa: bool,
+    pub credential: Credential,
+}
+
+impl Principal {
+    fn new(user: &User, mfa: bool, credential: Credential) -> Principal {
+        Principal {
+            user_id: user.id,
+            org_id: user.org_id,
+            username: user.username.clone(),
+            role: user.role,
+            mfa,
+            credential,
+        }
+    }
+
+    /// What this caller may see: everything for platform admins, their own org otherwise.
+    pub fn scope(&self) -> Scope {
+        match self.role {
+            Role::PlatformAdmin => Scope::Platform,
+            Role::OrgAdmin | Role::Member => Scope::Org(self.org_id),
+        }
+    }
+
+    pub fn is_admin(&self) -> bool {
+        matches!(self.role, Role::PlatformAdmin | Role::OrgAdmin)
+    }
+
+    pub fn require_admin(&self) -> ApiResult<()> {
+        if self.is_admin() { Ok(()) } else { Err(ApiError::forbidden("this action needs an administrator")) }
+    }
+
+    pub fn require_platform_admin(&self) -> ApiResult<()> {
+        if self.role == Role::PlatformAdmin {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden("this action needs a platform administrator"))
+        }
+    }
+}
+
+fn bearer(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+async fn authenticate(parts: &Parts, app: &AppState) -> ApiResult<Principal> {
+    let token = bearer(parts).ok_or_else(ApiError::unauthorized)?;
+    if token.starts_with(API_KEY_PREFIX) {
+        return authenticate_api_key(parts, app, token).await;
+    }
+    let claims = app.jwt.verify(token, app.clock.now()).ok_or_else(ApiError::unauthorized)?;
+    // The user is read on every request so that disabling or demoting someone takes effect at once.
+    let user = active_user(app, claims.sub).await?;
+    Ok(Principal::new(&user, claims.mfa, Credential::AccessToken))
+}
+
+async fn authenticate_api_key(parts: &Parts, app: &AppState, key: &str) -> ApiResult<Principal> {
+    let found = app.store.find_api_key(&sha256_hex(key)).await?.ok_or_else(ApiError::unauthorized)?;
+    let user = active_user(app, found.user_id).await?;
+    let now = app.clock.now();
+    app.store.touch_api_key(found.id, now).await?;
+    let principal = Principal::new(&user, true, Credential::ApiKey(found.id));
+    let meta = RequestMeta::from_parts(parts, app);
+    app.audit(&meta, &Actor::from(&principal), Event::new("auth.api_key_use", format!("api_key:{}", found.id))).await?;
+    Ok(principal)
+}
+
+async fn active_user(app: &App, id: Uuid) -> ApiResult<User> {
+    match app.store.get_user(Scope::Platform, id).await? {
+        Some(user) if !user.disabled => Ok(user),
+        _ => Err(ApiError::unauthorized()),
+    }
+}
+
+/// Callers without a second factor in an org that requires one may only set MFA up.
+async fn enforce_mfa_policy(app: &App, principal: &Principal) -> ApiResult<()> {
+    if principal.mfa {
+        return Ok(());
+    }
+    let org = app.store.get_org(Scope::Platform, principal.org_id).await?;
+    if org.is_some_and(|org| org.mfa_required) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "mfa_enrollment_required",
+            "your organization requires multi-factor authentication: enroll at /api/v1/me/mfa/enroll",
+        ));
+    }
+    Ok(())
+}
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+        let principal = authenticate(parts, app).await?;
+        enforce_mfa_policy(app, &principal).await?;
+        Ok(principal)
+    }
+}
+
+/// A caller who may still be setting MFA up (the account and MFA routes).
+pub struct MfaSetupPrincipal(pub Principal);
+
+impl FromRequestParts<AppState> for MfaSetupPrincipal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(MfaSetupPrincipal(authenticate(parts, app).await?))
+    }
+}
+
+/// Optional where a route also serves anonymous callers: absent credentials are `None`, bad ones
+/// still fail.
+impl OptionalFromRequestParts<AppState> for MfaSetupPrincipal {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Option<Self>, Self::Rejection> {
+        if parts.headers.contains_key(AUTHORIZATION) {
+            Ok(Some(MfaSetupPrincipal(authenticate(parts, app).await?)))
+        } else {
+            Ok(None)
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! First start: the default organization, the admin account and the template catalog.
+
+use streamspace_store::{NewTemplate, NewUser, Role};
+
+use crate::app::App;
+use crate::audit::{Actor, Event};
+use crate::auth::password;
+use crate::auth::secrets::random_token;
+use crate::context::RequestMeta;
+
+pub const DEFAULT_ORG: &str = "default";
+pub const ADMIN_USERNAME: &str = "admin";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The installation already existed.
+    AlreadyBootstrapped,
+    /// Created now; `generated_password` is set when none was configured (show it once).
+    Bootstrapped { generated_password: Option<String> },
+}
+
+/// Creates what a fresh installation needs; does nothing on later starts, so deleted templates
+/// stay deleted and a changed admin password stays changed.
+pub async fn run(app: &App) -> anyhow::Result<Outcome> {
+    if app.store.get_org_by_name(DEFAULT_ORG).await?.is_some() {
+        return Ok(Outcome::AlreadyBootstrapped);
+    }
+    let org = app.store.create_org(DEFAULT_ORG).await?;
+    let generated = app.config.admin_password.is_none().then(|| random_token("", 18));
+    let admin_password = app.config.admin_password.clone().or_else(|| generated.clone()).unwrap_or_default();
+    let admin = app
+        .store
+        .create_user(NewUser {
+            org_id: org.id,
+            username: ADMIN_USERNAME.to_owned(),
+            password_hash: password::hash_off_thread(admin_password).await?,
+            role: Role::PlatformAdmin,
+        })
+        .await?;
+    for template in catalog() {
+        app.store.create_template(template).await?;
+    }
+    let meta = RequestMeta::internal();
+    let event = Event::new("system.bootstrap", format!("org:{}", org.id)).org(org.id).details(serde_json::json!({
+        "admin": admin.id,
+        "templates": catalog().len(),
+    }));
+    app.audit(&meta, &Actor::system(), event).await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    tracing::info!(org = %org.id, admin = %admin.id, "bootstrapped a new installation");
+    Ok(Outcome::Bootstrapped { generated_password: generated })
+}
+
+fn icon(letter: char, color: &str) -> String {
+    let svg = format!(
+        "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 64 64'><rect width='64' height='64' rx='14' fill='{color}'/>\
+         <text x='32' y='44' font-family='sans-serif' font-size='34' font-weight='bold' fill='white' text-anchor='middle'>{letter}</text></svg>"
+    );
+    format!(
+        "data:image/svg+xml,{}",
+        svg.replace('#', "%23").replace('<', "%3C").replace('>', "%3E").replace(' ', "%20")
+    )
+}
+
+/// The seeded catalog: the images built from `images/`.
+pub fn catalog() -> Vec<NewTemplate> {
+    let template =
+        |name: &str, display: &str, description: &str, icon: String, tags: &[&str], memory_mb: i64| NewTemplate {
+            org_id: None,
+            name: name.to_owned(),
+            display_name: display.to_owned(),
+            description: description.to_owned(),
+            icon,
+            image: format!("streamspace/{name}:latest"),
+            env: Default::default(),
+            cpu_millis: 2000,
+            memory_mb,
+            shm_mb: 512,
+            port: crate::api::templates::DEFAULT_PORT,
+            tags: tags.iter().map(|t| (*t).to_owned()).collect(),
+            enabled: true,
+        };
+    vec![
+        template(
+            "chromium",
+            "Chromium",
+            "The open-source web browser behind Google Chrome.",
+            icon('C', "#1a73e8"),
+            &["browser", "web"],
+            2048,
+        ),
+        template(
+            "firefox",
+            "Firefox",
+            "Mozilla Firefox ESR, the extended-support web browser.",
+            icon('F', "#e66000"),
+            &["browser", "web"],
+            2048,
+        ),
+        template(
+            "desktop",
+            "Linux desktop",
+            "A full XFCE desktop with a terminal, file manager and text editor.",
+            icon('D', "#2e7d32"),
+            &["desktop", "linux"],
+            3072,
+        ),
+    ]
+}

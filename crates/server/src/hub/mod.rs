@@ -1,0 +1,4 @@
+//! The agent hub: agents dial in over a WebSocket and speak `streamspace_proto::hub`.
+
+pub mod registry;
+pub mod socket;

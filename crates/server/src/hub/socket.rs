@@ -1,0 +1,178 @@
+//! One agent connection: authenticate, hello and reconcile, then heartbeats, reports and
+//! command results in, commands out.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade, rejection::WebSocketUpgradeRejection};
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use futures::{SinkExt, StreamExt};
+use streamspace_proto::hub::{AgentMessage, Envelope, PROTOCOL_VERSION, ServerMessage};
+use streamspace_store::{Agent, Scope};
+use tokio::sync::mpsc;
+
+use crate::app::{App, AppState};
+use crate::auth::secrets::sha256_hex;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::lifecycle::Event;
+use crate::orchestrator::{Cause, Detail};
+
+/// How long a new connection may take to say hello.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(15);
+/// Unacknowledged commands are sent again after this long.
+pub const RESEND_AFTER_SECS: i64 = 5;
+
+#[utoipa::path(get, path = "/api/v1/agents/connect", tag = "agents", security(()),
+    params(("authorization" = String, Header, description = "`Bearer <agent token>`")),
+    responses(
+        (status = 101, description = "Switching to the agent protocol (WebSocket, JSON messages of streamspace_proto::hub)"),
+        (status = 401, description = "Unknown or revoked agent token", body = ErrorBody),
+        (status = 426, description = "Not a WebSocket upgrade", body = ErrorBody),
+    ))]
+pub async fn connect(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    upgrade: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> ApiResult<Response> {
+    let agent = authenticate(&app, &headers).await?;
+    let upgrade = upgrade
+        .map_err(|_| ApiError::new(StatusCode::UPGRADE_REQUIRED, "upgrade_required", "connect with a WebSocket"))?;
+    Ok(upgrade.on_upgrade(move |socket| async move {
+        let agent_id = agent.id;
+        if let Err(err) = serve(app, agent, socket).await {
+            tracing::info!(%agent_id, error = %err, "agent connection ended");
+        }
+    }))
+}
+
+async fn authenticate(app: &App, headers: &HeaderMap) -> ApiResult<Agent> {
+    let token = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(ApiError::unauthorized)?;
+    app.store.find_agent_by_token(&sha256_hex(token.trim())).await?.ok_or_else(ApiError::unauthorized)
+}
+
+fn encode(message: ServerMessage) -> Message {
+    let text = serde_json::to_string(&Envelope::new(message)).expect("hub messages serialise");
+    Message::Text(text.into())
+}
+
+fn decode(message: &Message) -> anyhow::Result<Option<AgentMessage>> {
+    let text = match message {
+        Message::Text(text) => text.as_str(),
+        Message::Binary(bytes) => std::str::from_utf8(bytes)?,
+        Message::Close(_) => anyhow::bail!("closed by the agent"),
+        Message::Ping(_) | Message::Pong(_) => return Ok(None),
+    };
+    let envelope: Envelope<AgentMessage> = serde_json::from_str(text)?;
+    anyhow::ensure!(
+        envelope.v == PROTOCOL_VERSION,
+        "protocol version {} (this control plane speaks {PROTOCOL_VERSION})",
+        envelope.v
+    );
+    Ok(Some(envelope.message))
+}
+
+async fn serve(app: AppState, agent: Agent, socket: WebSocket) -> anyhow::Result<()> {
+    let (mut sink, mut stream) = socket.split();
+    let welcome =
+        ServerMessage::Welcome { agent_id: agent.id, heartbeat_interval_secs: app.config.heartbeat_interval_secs };
+    sink.send(encode(welcome)).await?;
+    let hello =
+        tokio::time::timeout(HELLO_TIMEOUT, stream.next()).await?.ok_or_else(|| anyhow::anyhow!("no hello"))??;
+    let Some(AgentMessage::Hello { agent_version, platform, capacity, labels, inventory }) = decode(&hello)? else {
+        anyhow::bail!("the first message must be a hello");
+    };
+    anyhow::ensure!(platform == agent.platform, "registered as {:?}, connected as {platform:?}", agent.platform);
+    // Labels set at registration win over what the agent says of itself.
+    let mut merged = labels;
+    merged.extend(agent.labels.clone());
+    app.store.record_agent_hello(agent.id, &agent_version, capacity, &merged, app.clock.now()).await?;
+
+    let (outbox, mut pending) = mpsc::unbounded_channel();
+    let serial = app.hub.connect(agent.id, outbox);
+    metrics::gauge!("agents_connected").set(app.hub.connected_count() as f64);
+    tracing::info!(agent = %agent.name, version = %agent_version, sessions = inventory.len(), "agent connected");
+
+    let mut writer = tokio::spawn(async move {
+        while let Some(message) = pending.recv().await {
+            if sink.send(encode(message)).await.is_err() {
+                break;
+            }
+        }
+        // The registry dropped this connection (kicked, or replaced): close it.
+        let _ = sink.close().await;
+    });
+
+    let result = async {
+        settle(&app, &agent, &inventory, chrono::Duration::zero()).await;
+        app.publish_agent(agent.id).await;
+        while let Some(message) = stream.next().await {
+            let Some(message) = decode(&message?)? else { continue };
+            handle(&app, &agent, message).await;
+        }
+        anyhow::Ok(())
+    };
+    let result = tokio::select! {
+        result = result => result,
+        _ = &mut writer => Err(anyhow::anyhow!("disconnected by the control plane")),
+    };
+    app.hub.disconnect(agent.id, serial);
+    writer.abort();
+    metrics::gauge!("agents_connected").set(app.hub.connected_count() as f64);
+    app.publish_agent(agent.id).await;
+    result
+}
+
+/// Reconciles the inventory and sends what is owed; failures are logged, and the next
+/// heartbeat tries again.
+async fn settle(
+    app: &App,
+    agent: &Agent,
+    inventory: &[streamspace_proto::hub::InventoryItem],
+    resend_after: chrono::Duration,
+) {
+    if let Err(err) = app.reconcile(agent.id, inventory).await {
+        tracing::warn!(agent = %agent.name, error = err.message, "reconciliation failed");
+    }
+    if let Err(err) = app.flush_commands(agent.id, resend_after).await {
+        tracing::warn!(agent = %agent.name, error = err.message, "sending pending commands failed");
+    }
+}
+
+async fn handle(app: &App, agent: &Agent, message: AgentMessage) {
+    let result = match message {
+        AgentMessage::Heartbeat { inventory } => {
+            let recorded = app.store.record_agent_heartbeat(agent.id, app.clock.now()).await;
+            settle(app, agent, &inventory, chrono::Duration::seconds(RESEND_AFTER_SECS)).await;
+            recorded.map_err(ApiError::from)
+        }
+        AgentMessage::SessionStatus { session_id, state } => app.on_report(agent.id, session_id, &state).await,
+        AgentMessage::CommandResult { command_id, ok, error } => command_result(app, command_id, ok, error).await,
+        AgentMessage::Hello { .. } => Err(ApiError::bad_request("hello was already said")),
+    };
+    if let Err(err) = result {
+        tracing::warn!(agent = %agent.name, error = err.message, "could not apply an agent message");
+    }
+}
+
+async fn command_result(app: &App, command_id: uuid::Uuid, ok: bool, error: Option<String>) -> ApiResult<()> {
+    let error = if ok { None } else { Some(error.unwrap_or_else(|| "the agent reported a failure".to_owned())) };
+    let Some(command) = app.store.ack_command(command_id, error.clone(), app.clock.now()).await? else {
+        return Ok(());
+    };
+    metrics::histogram!("agent_command_latency_seconds")
+        .record((app.clock.now() - command.created_at).num_milliseconds() as f64 / 1e3);
+    let Some(reason) = error else { return Ok(()) };
+    let session = app.store.get_session(Scope::Platform, command.session_id).await?;
+    match session {
+        Some(session) if !session.state.is_terminal() => {
+            app.advance(&session, Event::Fail, Detail::reason(reason), &Cause::system()).await.map(drop)
+        }
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,135 @@
+//! The StreamSpace control plane.
+
+pub mod api;
+pub mod app;
+pub mod audit;
+pub mod auth;
+pub mod bootstrap;
+pub mod clock;
+pub mod config;
+pub mod context;
+pub mod error;
+pub mod events;
+pub mod hub;
+pub mod keys;
+pub mod lifecycle;
+pub mod orchestrator;
+pub mod proxy;
+pub mod scheduler;
+pub mod telemetry;
+pub mod ui;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use tokio::net::TcpListener;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+pub use app::{App, AppState};
+pub use config::Config;
+use error::ApiError;
+
+/// The HTTP application: every route, the fallbacks and the cross-cutting layers.
+pub fn router(app: AppState) -> Router {
+    let (routes, _) = api::routes().split_for_parts();
+    routes
+        .fallback(ui::serve)
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
+        })
+        .layer(axum::middleware::from_fn(telemetry::observe))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static("x-content-type-options"),
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static("cache-control"),
+            HeaderValue::from_static("no-store"),
+        ))
+        .with_state(app)
+}
+
+/// The OpenAPI document, generated from the handlers once.
+pub fn openapi_json() -> &'static str {
+    static SPEC: OnceLock<String> = OnceLock::new();
+    SPEC.get_or_init(|| {
+        let mut document = api::routes().into_openapi();
+        utoipa::Modify::modify(&api::ResponseDescriptions, &mut document);
+        document.to_pretty_json().expect("the OpenAPI document serialises")
+    })
+}
+
+/// Opens the store and bootstraps a fresh installation. `on_bootstrap` receives the outcome
+/// (with the generated admin password on the first start, if one was generated).
+pub async fn open(config: Config, on_bootstrap: impl FnOnce(&bootstrap::Outcome)) -> anyhow::Result<AppState> {
+    tracing::info!(database = %streamspace_store::redact_url(&config.database_url()), "opening the store");
+    let store = streamspace_store::connect(&config.database_url()).await?;
+    let app = Arc::new(App::new(config, store, Arc::new(clock::SystemClock))?);
+    on_bootstrap(&bootstrap::run(&app).await?);
+    Ok(app)
+}
+
+/// The two listeners: the API and UI origin, and the session origin.
+pub struct Listeners {
+    pub api: TcpListener,
+    pub sessions: TcpListener,
+}
+
+/// Serves both origins and runs the background work until `shutdown` resolves.
+pub async fn run(
+    app: AppState,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let wait = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        }
+    };
+    tracing::info!(api = %listeners.api.local_addr()?, sessions = %listeners.sessions.local_addr()?, "control plane listening");
+    let api = axum::serve(listeners.api, router(app.clone()).into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(wait());
+    let sessions =
+        axum::serve(listeners.sessions, proxy::router(app.clone()).into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(wait());
+    let background = tokio::spawn(background(app, wait()));
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    });
+    let (api, sessions) = tokio::join!(api, sessions);
+    background.abort();
+    api?;
+    sessions?;
+    tracing::info!("control plane stopped");
+    Ok(())
+}
+
+/// Timers, command re-sends and the proxy's activity, once a second.
+async fn background(app: AppState, shutdown: impl Future<Output = ()>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = &mut shutdown => return,
+        }
+        let now = app.clock.now();
+        for (session_id, at_ms) in app.routes.take_activity() {
+            if let Some(at) = chrono::DateTime::from_timestamp_millis(at_ms)
+                && let Err(err) = app.store.touch_session(session_id, at).await
+            {
+                tracing::warn!(%session_id, error = %err, "cannot record session activity");
+            }
+        }
+        if let Err(err) = app.run_timers(now).await {
+            tracing::warn!(error = err.message, "session timers failed");
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! Forwarding one request to a session's streamer: headers per RFC 9110, bodies streamed both
+//! ways, upgrades tunnelled byte for byte.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::http::{Request, Response, StatusCode, Uri};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::routes::Traffic;
+use crate::error::ApiError;
+
+pub type HttpClient = Client<HttpConnector, Body>;
+
+pub fn client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
+    Client::builder(TokioExecutor::new()).pool_idle_timeout(std::time::Duration::from_secs(60)).build(connector)
+}
+
+/// Hop-by-hop headers (RFC 9110 7.6.1): they describe one connection, not the message.
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+];
+
+fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+}
+
+/// Removes hop-by-hop headers and those the `Connection` header names. An upgrade keeps its
+/// `Upgrade` and `Connection: upgrade`, which the next hop needs to switch protocols.
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let upgrade = is_upgrade(headers);
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .filter(|name| !(upgrade && name == header::UPGRADE))
+        .collect();
+    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    headers.remove(header::TRANSFER_ENCODING);
+    if upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        headers.remove(header::UPGRADE);
+    }
+}
+
+/// Platform credentials never reach the session: no `Authorization`, none of our cookies.
+fn strip_platform_credentials(headers: &mut HeaderMap) {
+    headers.remove(header::AUTHORIZATION);
+    let kept: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty() && !pair.starts_with("ss_"))
+        .map(str::to_owned)
+        .collect();
+    headers.remove(header::COOKIE);
+    if !kept.is_empty()
+        && let Ok(value) = HeaderValue::from_str(&kept.join("; "))
+    {
+        headers.insert(header::COOKIE, value);
+    }
+}
+
+fn add_forwarded(headers: &mut HeaderMap, client_ip: std::net::IpAddr, host: Option<HeaderValue>) {
+    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prior) => format!("{prior}, {client_ip}"),
+        None => client_ip.to_string(),
+    };
+    if let Ok(value) = HeaderValue::from_str(&xff) {
+        headers.insert("x-forwarded-for", value);
+    }
+    if let Some(host) = host {
+        headers.insert("x-forwarded-host", host);
+    }
+}
+
+/// Sends `request` (already carrying the upstream URI) and returns the streamer's response, or
+/// an error response. Upgrades are tunnelled in the background once both sides switch.
+pub async fn forward(
+    client: &HttpClient,
+    mut request: Request<Body>,
+    upstream: Uri,
+    client_ip: std::net::IpAddr,
+    traffic: Arc<Traffic>,
+) -> Response<Body> {
+    let upgrade = is_upgrade(request.headers());
+    let incoming_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+    let host = request.headers().get(header::HOST).cloned();
+    let headers = request.headers_mut();
+    strip_hop_by_hop(headers);
+    strip_platform_credentials(headers);
+    add_forwarded(headers, client_ip, host);
+    *request.uri_mut() = upstream;
+    traffic.touch();
+
+    let (parts, body) = request.into_parts();
+    let body = Body::new(http_body_util::BodyExt::map_frame(body, {
+        let traffic = traffic.clone();
+        move |frame| {
+            if let Some(data) = frame.data_ref() {
+                traffic.bytes_in.fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
+            frame
+        }
+    }));
+    let mut response = match client.request(Request::from_parts(parts, body)).await {
+        Ok(response) => response,
+        Err(err) => {
+            tracing::info!(error = %err, "session upstream unreachable");
+            let error = ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "upstream_unavailable",
+                "the session's streamer does not answer",
+            );
+            return axum::response::IntoResponse::into_response(error);
+        }
+    };
+    if let (Some(incoming), StatusCode::SWITCHING_PROTOCOLS) = (incoming_upgrade, response.status()) {
+        let outgoing = hyper::upgrade::on(&mut response);
+        tokio::spawn(tunnel(incoming, outgoing, traffic.clone()));
+    }
+    strip_hop_by_hop(response.headers_mut());
+    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+    let (parts, body) = response.into_parts();
+    let body = Body::new(http_body_util::BodyExt::map_frame(body, move |frame| {
+        if let Some(data) = frame.data_ref() {
+            traffic.bytes_out.fetch_add(data.len() as u64, Ordering::Relaxed);
+            metrics::counter!("proxy_bytes_total", "direction" => "out").increment(data.len() as u64);
+        }
+        frame
+    }));
+    Response::from_parts(parts, body)
+}
+
+/// Relays bytes both ways until either side closes; no timeout while traffic flows or not.
+async fn tunnel(incoming: hyper::upgrade::OnUpgrade, outgoing: hyper::upgrade::OnUpgrade, traffic: Arc<Traffic>) {
+    let (client, upstream) = match tokio::try_join!(incoming, outgoing) {
+        Ok(pair) => pair,
+        Err(err) => {
+            tracing::debug!(error = %err, "upgrade did not complete");
+            return;
+        }
+    };
+    let open = metrics::gauge!("proxy_open_tunnels");
+    open.increment(1.0);
+    let mut client = Metered { io: TokioIo::new(client), counter: &traffic.bytes_in, traffic: &traffic };
+    let mut upstream = Metered { io: TokioIo::new(upstream), counter: &traffic.bytes_out, traffic: &traffic };
+    // 64 KiB buffers: the media stream's frames are large, and fewer reads mean less CPU per MB.
+    let result = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, 64 * 1024, 64 * 1024).await;
+    if let Ok((to_upstream, to_client)) = result {
+        metrics::counter!("proxy_bytes_total", "direction" => "in").increment(to_upstream);
+        metrics::counter!("proxy_bytes_total", "direction" => "out").increment(to_client);
+    }
+    open.decrement(1.0);
+}
+
+/// Counts the bytes read from one side of a tunnel, and marks the session active.
+struct Metered<'a, T> {
+    io: T,
+    counter: &'a AtomicU64,
+    traffic: &'a Traffic,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Metered<'_, T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.io).poll_read(cx, buf);
+        let read = buf.filled().len() - before;
+        if read > 0 {
+            self.counter.fetch_add(read as u64, Ordering::Relaxed);
+            self.traffic.touch();
+        }
+        poll
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Metered<'_, T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (k, v) in pairs {
+            map.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_are_dropped() {
+        let mut map = headers(&[
+            ("connection", "keep-alive, x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("te", "trailers"),
+            ("transfer-encoding", "chunked"),
+            ("upgrade", "h2c"),
+            ("accept", "*/*"),
+        ]);
+        strip_hop_by_hop(&mut map);
+        let names: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["accept"]);
+    }
+
+    #[test]
+    fn upgrades_keep_what_the_next_hop_needs() {
+        let mut map =
+            headers(&[("connection", "Upgrade, keep-alive"), ("upgrade", "websocket"), ("sec-websocket-key", "k")]);
+        assert!(is_upgrade(&map));
+        strip_hop_by_hop(&mut map);
+        assert_eq!(map["connection"], "upgrade");
+        assert_eq!(map["upgrade"], "websocket");
+        assert_eq!(map["sec-websocket-key"], "k");
+    }
+
+    #[test]
+    fn platform_credentials_are_removed_and_app_cookies_kept() {
+        let mut map = headers(&[
+            ("authorization", "Bearer secret"),
+            ("cookie", "ss_session=abc; app=1"),
+            ("cookie", "ss_refresh=def; theme=dark"),
+        ]);
+        strip_platform_credentials(&mut map);
+        assert!(map.get("authorization").is_none());
+        assert_eq!(map["cookie"], "app=1; theme=dark");
+        let mut only_ours = headers(&[("cookie", "ss_session=abc")]);
+        strip_platform_credentials(&mut only_ours);
+        assert!(only_ours.get("cookie").is_none());
+    }
+}

@@ -1,0 +1,110 @@
+//! What the proxy needs to know of each session, cached briefly so the hot path rarely touches
+//! the store, and the traffic it counts.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use streamspace_proto::SessionState;
+use uuid::Uuid;
+
+/// Entries older than this are read again from the store.
+const FRESH_FOR: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub state: SessionState,
+    pub endpoint: Option<String>,
+    pub traffic: Arc<Traffic>,
+}
+
+/// Bytes through the proxy and the last time any moved, per session.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    /// Unix milliseconds of the last proxied byte or request.
+    pub last_activity_ms: AtomicI64,
+    /// `last_activity_ms` as last written to the store.
+    pub flushed_ms: AtomicI64,
+}
+
+impl Traffic {
+    pub fn touch(&self) {
+        self.last_activity_ms.store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+    }
+}
+
+struct Entry {
+    route: Route,
+    loaded: Instant,
+}
+
+#[derive(Default)]
+pub struct RouteCache {
+    entries: RwLock<HashMap<Uuid, Entry>>,
+}
+
+impl RouteCache {
+    /// The cached route if it is fresh.
+    pub fn fresh(&self, id: Uuid) -> Option<Route> {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        entries.get(&id).filter(|e| e.loaded.elapsed() < FRESH_FOR).map(|e| e.route.clone())
+    }
+
+    /// Records what the store says, keeping the session's traffic counters.
+    pub fn store(&self, id: Uuid, state: SessionState, endpoint: Option<String>) -> Route {
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        let traffic = entries.get(&id).map(|e| e.route.traffic.clone()).unwrap_or_default();
+        let route = Route { state, endpoint, traffic };
+        entries.insert(id, Entry { route: route.clone(), loaded: Instant::now() });
+        route
+    }
+
+    /// Forgets a session's cached state (it changed), keeping its counters.
+    pub fn invalidate(&self, id: Uuid) {
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(entry) = entries.get_mut(&id) {
+            entry.loaded = Instant::now() - FRESH_FOR;
+        }
+    }
+
+    /// Sessions with traffic not yet written to the store, with its time; marks them written.
+    pub fn take_activity(&self) -> Vec<(Uuid, i64)> {
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        entries
+            .iter()
+            .filter_map(|(id, entry)| {
+                let traffic = &entry.route.traffic;
+                let last = traffic.last_activity_ms.load(Ordering::Relaxed);
+                (last > traffic.flushed_ms.swap(last, Ordering::Relaxed)).then_some((*id, last))
+            })
+            .collect()
+    }
+
+    /// Drops ended sessions from the cache.
+    pub fn forget(&self, id: Uuid) {
+        self.entries.write().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_survive_refreshes_and_activity_is_taken_once() {
+        let cache = RouteCache::default();
+        let id = Uuid::now_v7();
+        let route = cache.store(id, SessionState::Running, Some("http://x".into()));
+        route.traffic.touch();
+        let again = cache.store(id, SessionState::Running, Some("http://x".into()));
+        assert!(Arc::ptr_eq(&route.traffic, &again.traffic));
+        assert_eq!(cache.take_activity().len(), 1);
+        assert!(cache.take_activity().is_empty());
+        assert!(cache.fresh(id).is_some());
+        cache.invalidate(id);
+        assert!(cache.fresh(id).is_none());
+    }
+}

@@ -1,0 +1,271 @@
+//! Orgs, users, templates, sessions and the audit log through the API.
+
+use axum::http::{Method, StatusCode};
+use serde_json::json;
+
+use crate::harness::TestApp;
+
+#[tokio::test]
+async fn a_fresh_installation_has_the_default_org_admin_and_catalog() {
+    let t = TestApp::new().await;
+    let admin = t.admin().await;
+    let templates = t.get("/api/v1/templates", &admin).await;
+    let names: Vec<&str> =
+        templates.body["items"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["chromium", "firefox", "desktop"]);
+    let chromium = &templates.body["items"][0];
+    assert_eq!(chromium["image"], "streamspace/chromium:latest");
+    assert_eq!(chromium["port"], 8080);
+    assert!(chromium["icon"].as_str().unwrap().starts_with("data:image/svg+xml,"));
+    assert!(chromium["org_id"].is_null());
+    let orgs = t.get("/api/v1/orgs", &admin).await;
+    assert_eq!(orgs.body["items"][0]["name"], "default");
+    // A second bootstrap is a no-op.
+    assert_eq!(
+        streamspace_server::bootstrap::run(&t.app).await.unwrap(),
+        streamspace_server::bootstrap::Outcome::AlreadyBootstrapped
+    );
+}
+
+#[tokio::test]
+async fn org_crud_validates_names_and_conflicts() {
+    let t = TestApp::new().await;
+    let admin = t.admin().await;
+    let bad = t.post("/api/v1/orgs", &admin, json!({"name": "Not A Slug"})).await;
+    assert_eq!((bad.status, bad.code()), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"));
+    let created = t.post("/api/v1/orgs", &admin, json!({"name": "acme"})).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    let duplicate = t.post("/api/v1/orgs", &admin, json!({"name": "acme"})).await;
+    assert_eq!((duplicate.status, duplicate.code()), (StatusCode::CONFLICT, "conflict"));
+
+    let id = created.body["id"].as_str().unwrap();
+    let path = format!("/api/v1/orgs/{id}");
+    let patched =
+        t.send(Method::PATCH, &path, Some(&admin), Some(json!({"max_sessions": 3, "mfa_required": true}))).await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    assert_eq!((patched.body["max_sessions"].as_i64(), patched.body["mfa_required"].as_bool()), (Some(3), Some(true)));
+    let cleared = t.send(Method::PATCH, &path, Some(&admin), Some(json!({"max_sessions": null}))).await;
+    assert!(cleared.body["max_sessions"].is_null());
+    assert_eq!(cleared.body["mfa_required"], true, "fields not named stay as they were");
+
+    assert_eq!(t.send(Method::DELETE, &path, Some(&admin), None).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(t.get(&path, &admin).await.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn an_org_with_users_cannot_be_deleted() {
+    let t = TestApp::new().await;
+    let admin = t.admin().await;
+    let (org_id, _, _) = t.org_with_users(&admin, "busy").await;
+    let reply = t.send(Method::DELETE, &format!("/api/v1/orgs/{org_id}"), Some(&admin), None).await;
+    assert_eq!(reply.status, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn roles_limit_what_users_may_do() {
+    let t = TestApp::new().await;
+    let admin = t.admin().await;
+    let (org_id, org_admin, member) = t.org_with_users(&admin, "acme").await;
+    // Members manage nothing.
+    assert_eq!(t.get("/api/v1/users", &member).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(t.post("/api/v1/orgs", &member, json!({"name": "x"})).await.status, StatusCode::FORBIDDEN);
+    let template = json!({"name": "mine", "display_name": "Mine", "image": "img:1"});
+    assert_eq!(t.post("/api/v1/templates", &member, template.clone()).await.status, StatusCode::FORBIDDEN);
+    // Org admins manage their org but cannot mint platform admins or create orgs.
+    let promote = json!({"username": "boss", "password": "password-123", "role": "platform_admin"});
+    assert_eq!(t.post("/api/v1/users", &org_admin, promote).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(t.post("/api/v1/orgs", &org_admin, json!({"name": "x"})).await.status, StatusCode::FORBIDDEN);
+    let created = t.post("/api/v1/templates", &org_admin, template).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    assert_eq!(created.body["org_id"], org_id.as_str(), "org admins' templates belong to their org");
+    // Global templates are visible to org admins but not theirs to change.
+    let global = t.get("/api/v1/templates", &org_admin).await.body["items"][0]["id"].as_str().unwrap().to_owned();
+    let reply = t
+        .send(Method::PATCH, &format!("/api/v1/templates/{global}"), Some(&org_admin), Some(json!({"enabled": false})))
+        .await;
+    assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    // Quotas are the platform's to set.
+    let quota = t
+        .send(Method::PATCH, &format!("/api/v1/orgs/{org_id}"), Some(&org_admin), Some(json!({"max_sessions": 100})))
+        .await;
+    assert_eq!(quota.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn users_are_unique_validated_and_cannot_remove_themselves() {
+    let t = TestApp::new().await;
+    let admin = t.admin().await;
+    let user = |name: &str, password: &str| json!({"username": name, "password": password, "role": "member"});
+    assert_eq!(t.post("/api/v1/users", &admin, user("bob", "password-123")).await.status, StatusCode::CREATED);
+    assert_eq!(t.post("/api/v1/users", &admin, user("BOB", "password-123")).await.status, StatusCode::CONFLICT);
+    assert_eq!(
+        t.post("/api/v1/users", &admin, user("bad name", "password-123")).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+    assert_eq!(t.post("/api/v1/users", &admin, user("carol", "short")).await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let bad_role =
+        t.post("/api/v1/users", &admin, json!({"username": "dan", "password": "password-123", "role": "god"})).await;
+    assert_eq!(bad_role.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let me = t.get("/api/v1/me", &admin).await.body["id"].as_str().unwrap().to_owned();
+    let reply = t.send(Method::DELETE, &format!("/api/v1/users/{me}"), Some(&admin), None).await;
+    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let users = t.get("/api/v1/users", &admin).await;
+    assert!(users.body["items"].as_array().unwrap().iter().all(|u| u.get("password_hash").is_none()));
+}
+
+#[tokio::test]
+async fn templates_are_validated() {
+    let t = TestApp::new().await;
+    let admin = t.admin().await;
+    let base = json!({"name": "app", "display_name": "App", "image": "img:1"});
+    let with = |key: &str, value: serde_json::Value| {
+        let mut body = base.clone();
+        body[key] = value;
+        body
+    };
+    for (field, value) in [
+        ("name", json!("Bad Name")),
+        ("image", json!("")),
+        ("memory_mb", json!(0)),
+        ("port", json!(70000)),
+        ("env", json!({"1BAD": "x"})),
+        ("display_name", json!("")),
+    ] {
+        let reply = t.post("/api/v1/templates", &admin, with(field, value)).await;
+        assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY, "{field}: {}", reply.body);
+    }
+    let created = t.post("/api/v1/templates", &admin, with("env", json!({"LANG": "C.UTF-8"}))).await;
+    assert_eq!(created.status, StatusCode::CREATED);
+    assert_eq!(created.body["env"]["LANG"], "C.UTF-8");
+    assert_eq!(created.body["cpu_millis"], 2000);
+    assert_eq!(t.post("/api/v1/templates", &admin, base).await.status, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn sessions_fail_with_a_reason_when_no_agent_can_run_them_and_are_private_to_their_owner() {
+    let t = TestApp::new().await;
+    let admin = t.admin().await;
+    let (_, org_admin, member) = t.org_with_users(&admin, "acme").await;
+    let created = t.post("/api/v1/sessions", &member, json!({"template": "chromium"})).await;
+    assert_eq!(created.status, StatusCode::ACCEPTED, "{}", created.body);
+    assert_eq!(created.body["state"], "failed");
+    assert_eq!(created.body["failure_reason"], "cannot schedule: no agent is online");
+    assert_eq!(created.body["template_name"], "chromium");
+    assert_eq!(created.body["owner_username"], "acme-member");
+    let id = created.body["id"].as_str().unwrap().to_owned();
+
+    // Another member of the same org does not see it; the org admin does.
+    let other = t
+        .post(
+            "/api/v1/users",
+            &org_admin,
+            json!({"username": "acme-other", "password": "password-123", "role": "member"}),
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::CREATED);
+    let other = t.login("acme-other", "password-123").await;
+    assert_eq!(t.get(&format!("/api/v1/sessions/{id}"), &other).await.status, StatusCode::NOT_FOUND);
+    assert_eq!(t.get("/api/v1/sessions", &other).await.body["items"].as_array().unwrap().len(), 0);
+    assert_eq!(t.get(&format!("/api/v1/sessions/{id}"), &org_admin).await.status, StatusCode::OK);
+
+    let unknown = t.post("/api/v1/sessions", &member, json!({"template": "no-such-template"})).await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+
+    // A failed session has nothing running: stopping it ends it at once.
+    let stopped = t.send(Method::DELETE, &format!("/api/v1/sessions/{id}"), Some(&member), None).await;
+    assert_eq!(stopped.status, StatusCode::ACCEPTED);
+    assert_eq!(stopped.body["state"], "stopped");
+    assert!(stopped.body["stopped_at"].is_string());
+    let listed = t.get("/api/v1/sessions?state=stopped", &member).await;
+    assert_eq!(listed.body["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn quotas_refuse_sessions_beyond_the_limit() {
+    let t = TestApp::new().await;
+    let admin = t.admin().await;
+    let (org_id, _, member) = t.org_with_users(&admin, "small").await;
+    let quota = json!({"max_sessions_per_user": 1});
+    assert_eq!(
+        t.send(Method::PATCH, &format!("/api/v1/orgs/{org_id}"), Some(&admin), Some(quota)).await.status,
+        StatusCode::OK
+    );
+    // One live session (no agent runs here, so it is placed in the store directly).
+    let me = t.get("/api/v1/me", &member).await.body;
+    let templates = t.get("/api/v1/templates", &member).await.body;
+    let live = streamspace_store::NewSession {
+        org_id: org_id.parse().unwrap(),
+        owner_id: me["id"].as_str().unwrap().parse().unwrap(),
+        template_id: templates["items"][0]["id"].as_str().unwrap().parse().unwrap(),
+        cpu_millis: 1000,
+        memory_mb: 1024,
+    };
+    t.app.store.create_session(live).await.unwrap();
+    let refused = t.post("/api/v1/sessions", &member, json!({"template": "firefox"})).await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::FORBIDDEN, "quota_exceeded"));
+    assert!(refused.body["error"]["message"].as_str().unwrap().contains("per user"));
+}
+
+#[tokio::test]
+async fn disabled_templates_cannot_be_launched_and_are_hidden_from_members() {
+    let t = TestApp::new().await;
+    let admin = t.admin().await;
+    let (_, _, member) = t.org_with_users(&admin, "acme").await;
+    let templates = t.get("/api/v1/templates", &admin).await;
+    let firefox = templates.body["items"][1]["id"].as_str().unwrap().to_owned();
+    let reply = t
+        .send(Method::PATCH, &format!("/api/v1/templates/{firefox}"), Some(&admin), Some(json!({"enabled": false})))
+        .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(t.post("/api/v1/sessions", &member, json!({"template": "firefox"})).await.status, StatusCode::NOT_FOUND);
+    let names = t.get("/api/v1/templates", &member).await.body.to_string();
+    assert!(!names.contains("\"firefox\""));
+}
+
+#[tokio::test]
+async fn the_audit_log_filters_pages_and_exports_csv() {
+    let t = TestApp::new().await;
+    let admin = t.admin().await;
+    for name in ["one", "two", "three"] {
+        t.post("/api/v1/orgs", &admin, json!({"name": name})).await;
+    }
+    let creates = t.get("/api/v1/audit?action=org.create", &admin).await;
+    let items = creates.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 3);
+    assert_eq!(items[0]["details"]["name"], "three", "newest first");
+    assert_eq!(items[0]["actor_name"], "admin");
+    assert_eq!(items[0]["client_ip"], "127.0.0.1");
+
+    let first = t.get("/api/v1/audit?action=org.create&limit=2", &admin).await;
+    let cursor = first.body["next_cursor"].as_str().unwrap().to_owned();
+    let rest = t.get(&format!("/api/v1/audit?action=org.create&limit=2&cursor={cursor}"), &admin).await;
+    assert_eq!(rest.body["items"].as_array().unwrap().len(), 1);
+    assert!(rest.body["next_cursor"].is_null());
+
+    let failed = t.get("/api/v1/audit?result=failure", &admin).await;
+    assert_eq!(failed.body["items"].as_array().unwrap().len(), 0);
+    let searched = t.get("/api/v1/audit?q=thr", &admin).await;
+    assert_eq!(searched.body["items"].as_array().unwrap().len(), 1);
+
+    let csv = t.get("/api/v1/audit?format=csv&action=org.create", &admin).await;
+    assert_eq!(csv.status, StatusCode::OK);
+    assert!(csv.headers["content-type"].to_str().unwrap().starts_with("text/csv"));
+    let text = csv.body.as_str().unwrap();
+    assert!(text.starts_with("seq,id,time,actor_id,actor_name"));
+    assert_eq!(text.lines().count(), 4);
+
+    let bad = t.get("/api/v1/audit?since=yesterday", &admin).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn probes_and_metrics_answer() {
+    let t = TestApp::new().await;
+    assert_eq!(t.send(Method::GET, "/healthz", None, None).await.body["status"], "ok");
+    assert_eq!(t.send(Method::GET, "/readyz", None, None).await.body["status"], "ok");
+    let metrics = t.send(Method::GET, "/metrics", None, None).await;
+    let text = metrics.body.as_str().unwrap();
+    assert!(text.contains("http_requests_total"), "{text}");
+    assert!(text.contains("route=\"/readyz\""), "{text}");
+    assert!(text.contains("http_request_duration_seconds_bucket"), "{text}");
+}

@@ -1,0 +1,1521 @@
+//! The behaviour every [`Store`] backend must show: one public async function per behaviour, each
+//! given a fresh, empty store, panicking when the backend falls short.
+//!
+//! [`conformance_tests!`](crate::conformance_tests) turns every one of them into a
+//! `#[tokio::test]` for a backend:
+//!
+//! ```ignore
+//! async fn fresh() -> Option<(Subject, Guard)> { ... }
+//! streamspace_store::conformance_tests!(fresh);
+//! ```
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{Duration, SubsecRound, Utc};
+use serde_json::json;
+use streamspace_proto::SessionState;
+use streamspace_proto::hub::{Capacity, Command, CommandKind, Platform, SessionSpec};
+use uuid::Uuid;
+
+use crate::audit::{BrokenLink, ChainVerifier, GENESIS_HASH, event_hash};
+use crate::{
+    Agent, AgentCommand, AuditEvent, AuditFilter, AuditPage, NewAgent, NewApiKey, NewAuditEvent, NewSession,
+    NewTemplate, NewUser, Org, OrgPatch, Page, Paged, PostgresStore, Quotas, RefreshOutcome, RefreshToken, Result,
+    Role, Scope, Session, SessionFilter, SessionUpdate, SqliteStore, Store, StoreError, Template, TemplatePatch,
+    Ticket, Timestamp, User, UserPatch,
+};
+
+/// A backend under test: the store, plus a back door to its database to play an attacker who
+/// edits rows directly.
+#[async_trait]
+pub trait TestStore: Store {
+    /// Runs one SQL statement on the database, bypassing the store; answers the rows affected.
+    async fn execute_raw(&self, sql: &'static str) -> Result<u64>;
+}
+
+#[async_trait]
+impl TestStore for SqliteStore {
+    async fn execute_raw(&self, sql: &'static str) -> Result<u64> {
+        Ok(sqlx::query(sql).execute(self.pool()).await?.rows_affected())
+    }
+}
+
+#[async_trait]
+impl TestStore for PostgresStore {
+    async fn execute_raw(&self, sql: &'static str) -> Result<u64> {
+        Ok(sqlx::query(sql).execute(self.pool()).await?.rows_affected())
+    }
+}
+
+/// One `#[tokio::test]` per conformance check. `$fresh` is an async fn answering
+/// `Option<(Subject, G)>`: a store on a database of its own, and a guard that disposes
+/// of the database when dropped (after the test, passed or failed); `None` skips the test.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($fresh:path) => {
+        $crate::conformance_tests!(@each $fresh;
+            ping_answers,
+            orgs_round_trip,
+            org_names_are_unique,
+            orgs_cannot_see_each_other,
+            orgs_with_users_cannot_be_deleted,
+            users_round_trip,
+            usernames_are_unique_case_insensitively,
+            users_need_an_existing_org,
+            users_are_scoped_to_their_org,
+            users_with_live_sessions_cannot_be_deleted,
+            listings_page_by_id,
+            totp_steps_cannot_be_replayed,
+            recovery_codes_are_single_use,
+            api_keys_round_trip,
+            refresh_tokens_rotate_and_detect_reuse,
+            expired_refresh_tokens_are_invalid,
+            refresh_families_can_be_revoked,
+            racing_refresh_rotations_spend_once,
+            templates_round_trip,
+            template_names_are_unique_per_scope,
+            orgs_see_their_own_and_global_templates,
+            templates_in_use_cannot_be_deleted,
+            sessions_round_trip,
+            sessions_are_scoped_to_their_org,
+            session_updates_compare_and_set,
+            racing_session_transitions_have_one_winner,
+            session_activity_only_moves_forward,
+            usage_counts_live_sessions,
+            audit_events_chain_and_list,
+            audit_is_scoped_to_the_org,
+            audit_details_read_back_bit_identical,
+            concurrent_audit_appends_form_one_chain,
+            audit_tampering_is_detected,
+            audit_deletion_is_detected,
+            agents_round_trip,
+            agent_names_are_unique,
+            agent_tokens_rotate,
+            agent_hellos_and_heartbeats_are_recorded,
+            deleting_an_agent_deletes_its_commands,
+            agent_commands_are_pending_until_acked,
+            failed_command_acks_keep_the_error,
+            racing_command_acks_have_one_winner,
+            agent_and_active_session_listings_skip_ended_sessions,
+            tickets_are_single_use,
+            expired_tickets_are_spent_and_pruned,
+            racing_ticket_redemptions_have_one_winner,
+        );
+    };
+    (@each $fresh:path; $($check:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                // `_database` lives to the end of the test, then disposes of the database.
+                if let Some((store, _database)) = $fresh().await {
+                    $crate::conformance::$check(store).await;
+                }
+            }
+        )+
+    };
+}
+
+/// What each check runs against: shared, so that checks can race the store from several tasks.
+pub type Subject = Arc<dyn TestStore>;
+
+// Fixtures.
+
+async fn org(store: &Subject, name: &str) -> Org {
+    store.create_org(name).await.unwrap()
+}
+
+async fn user(store: &Subject, org: &Org, username: &str) -> User {
+    let new =
+        NewUser { org_id: org.id, username: username.into(), password_hash: "$argon2id$x".into(), role: Role::Member };
+    store.create_user(new).await.unwrap()
+}
+
+fn new_template(org: Option<&Org>, name: &str) -> NewTemplate {
+    NewTemplate {
+        org_id: org.map(|o| o.id),
+        name: name.into(),
+        display_name: format!("{name} (display)"),
+        description: "A desktop".into(),
+        icon: "icon.svg".into(),
+        image: "streamspace/xfce:1".into(),
+        env: BTreeMap::from([("LANG".into(), "C.UTF-8".into()), ("A".into(), "1".into())]),
+        cpu_millis: 500,
+        memory_mb: 1024,
+        shm_mb: 256,
+        port: 8080,
+        tags: vec!["linux".into(), "desktop".into()],
+        enabled: true,
+    }
+}
+
+async fn template(store: &Subject, org: Option<&Org>, name: &str) -> Template {
+    store.create_template(new_template(org, name)).await.unwrap()
+}
+
+async fn session(store: &Subject, owner: &User, template: &Template) -> Session {
+    let new = NewSession {
+        org_id: owner.org_id,
+        owner_id: owner.id,
+        template_id: template.id,
+        cpu_millis: template.cpu_millis,
+        memory_mb: template.memory_mb,
+    };
+    store.create_session(new).await.unwrap()
+}
+
+async fn transition(store: &Subject, session: &Session, from: SessionState, to: SessionState) -> Option<Session> {
+    store.update_session(session.id, SessionUpdate::transition(from, to)).await.unwrap()
+}
+
+/// An agent whose token hash is `token-<name>`.
+fn new_agent(name: &str) -> NewAgent {
+    NewAgent {
+        name: name.into(),
+        platform: Platform::Docker,
+        labels: BTreeMap::from([("zone".into(), "eu-1".into())]),
+        token_hash: format!("token-{name}"),
+    }
+}
+
+async fn agent(store: &Subject, name: &str) -> Agent {
+    store.create_agent(new_agent(name)).await.unwrap()
+}
+
+/// Places a pending session on `agent_id` (scheduled).
+async fn place(store: &Subject, session: &Session, agent_id: Uuid) -> Session {
+    let update = SessionUpdate {
+        agent_id: Some(Some(agent_id)),
+        ..SessionUpdate::transition(SessionState::Pending, SessionState::Scheduled)
+    };
+    store.update_session(session.id, update).await.unwrap().unwrap()
+}
+
+/// A command carrying everything a command can, to show it reads back whole.
+fn start_command(session: &Session) -> Command {
+    Command {
+        id: Uuid::now_v7(),
+        kind: CommandKind::Start,
+        session_id: session.id,
+        spec: Some(SessionSpec {
+            session_id: session.id,
+            org_id: session.org_id,
+            owner_id: session.owner_id,
+            image: "streamspace/xfce:1".into(),
+            env: BTreeMap::from([("LANG".into(), "C.UTF-8".into()), ("QUOTE".into(), "\"é\"".into())]),
+            cpu_millis: session.cpu_millis,
+            memory_mb: session.memory_mb,
+            shm_mb: 256,
+            port: 8080,
+        }),
+        traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
+    }
+}
+
+fn stop_command(session_id: Uuid) -> Command {
+    Command { id: Uuid::now_v7(), kind: CommandKind::Stop, session_id, spec: None, traceparent: None }
+}
+
+fn event(action: &str, org: Option<&Org>) -> NewAuditEvent {
+    NewAuditEvent {
+        time: Utc::now(),
+        actor_id: None,
+        actor_name: "alice".into(),
+        org_id: org.map(|o| o.id),
+        action: action.into(),
+        target: "user:1".into(),
+        result: "success".into(),
+        client_ip: Some("192.0.2.7".into()),
+        user_agent: Some("curl/8".into()),
+        trace_id: None,
+        details: json!({}),
+    }
+}
+
+fn refresh_token(user: &User, family_id: Uuid, token_hash: &str, expires_in: Duration) -> RefreshToken {
+    let now = micros_now();
+    RefreshToken {
+        id: Uuid::now_v7(),
+        user_id: user.id,
+        family_id,
+        token_hash: token_hash.into(),
+        mfa: true,
+        created_at: now,
+        expires_at: now + expires_in,
+    }
+}
+
+/// What the store keeps of the current time.
+fn micros_now() -> Timestamp {
+    Utc::now().trunc_subsecs(6)
+}
+
+fn is_conflict<T>(result: Result<T>) -> bool {
+    matches!(result, Err(StoreError::Conflict(_)))
+}
+
+fn is_invalid<T>(result: Result<T>) -> bool {
+    matches!(result, Err(StoreError::Invalid(_)))
+}
+
+fn ids<T>(items: &[T], id: impl Fn(&T) -> Uuid) -> Vec<Uuid> {
+    items.iter().map(id).collect()
+}
+
+fn sorted(mut ids: Vec<Uuid>) -> Vec<Uuid> {
+    ids.sort();
+    ids
+}
+
+/// Every page of a listing, following the cursors.
+async fn pages<T>(limit: u32, list: impl AsyncFn(Page) -> Result<Paged<T>>) -> Vec<Paged<T>> {
+    let mut page = Page::first(limit);
+    let mut pages = Vec::new();
+    loop {
+        let paged = list(page).await.unwrap();
+        let next = paged.next;
+        pages.push(paged);
+        match next {
+            Some(after) => page.after = Some(after),
+            None => return pages,
+        }
+    }
+}
+
+/// Runs `count` copies of `task` at once and answers their results.
+async fn race<T, F>(count: usize, mut task: impl FnMut() -> F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Future<Output = T> + Send + 'static,
+{
+    let handles: Vec<_> = (0..count).map(|_| tokio::spawn(task())).collect();
+    let mut results = Vec::with_capacity(count);
+    for handle in handles {
+        results.push(handle.await.unwrap());
+    }
+    results
+}
+
+/// Verifies the whole audit chain, reading it in batches as a verifier job would.
+async fn verify_chain(store: &Subject) -> Result<i64, BrokenLink> {
+    let mut verifier = ChainVerifier::default();
+    loop {
+        let batch = store.audit_chain(verifier.verified(), 16).await.unwrap();
+        if batch.is_empty() {
+            return Ok(verifier.verified());
+        }
+        for event in &batch {
+            verifier.check(event)?;
+        }
+    }
+}
+
+async fn audit(store: &Subject, scope: Scope, filter: AuditFilter) -> Vec<i64> {
+    let events = store.list_audit(scope, filter, AuditPage { limit: 100, before_seq: None }).await.unwrap();
+    events.iter().map(|e| e.seq).collect()
+}
+
+// Checks.
+
+pub async fn ping_answers(store: Subject) {
+    store.ping().await.unwrap();
+}
+
+pub async fn orgs_round_trip(store: Subject) {
+    let acme = org(&store, "acme").await;
+    assert_eq!(acme.name, "acme");
+    assert!(!acme.mfa_required);
+    assert_eq!(acme.quotas, Quotas::default());
+    assert_eq!(store.get_org(Scope::Platform, acme.id).await.unwrap().as_ref(), Some(&acme));
+    assert_eq!(store.get_org(Scope::Org(acme.id), acme.id).await.unwrap().as_ref(), Some(&acme));
+    assert_eq!(store.get_org_by_name("acme").await.unwrap().as_ref(), Some(&acme));
+    assert_eq!(store.get_org_by_name("nobody").await.unwrap(), None);
+    assert_eq!(store.get_org(Scope::Platform, Uuid::now_v7()).await.unwrap(), None);
+
+    let quotas = Quotas {
+        max_sessions: Some(10),
+        max_sessions_per_user: Some(2),
+        max_cpu_millis: Some(8000),
+        max_memory_mb: None,
+    };
+    let patch = OrgPatch { name: Some("acme-2".into()), mfa_required: Some(true), quotas: Some(quotas) };
+    let updated = store.update_org(Scope::Platform, acme.id, patch).await.unwrap().unwrap();
+    assert_eq!(updated, Org { name: "acme-2".into(), mfa_required: true, quotas, ..acme.clone() });
+    // An empty patch changes nothing; quotas are replaced as a whole (`None` is unlimited).
+    assert_eq!(store.update_org(Scope::Platform, acme.id, OrgPatch::default()).await.unwrap().as_ref(), Some(&updated));
+    let unlimited = OrgPatch { quotas: Some(Quotas::default()), ..OrgPatch::default() };
+    let cleared = store.update_org(Scope::Org(acme.id), acme.id, unlimited).await.unwrap().unwrap();
+    assert_eq!(cleared.quotas, Quotas::default());
+    assert_eq!(store.get_org(Scope::Platform, acme.id).await.unwrap(), Some(cleared));
+
+    assert!(store.delete_org(Scope::Platform, acme.id).await.unwrap());
+    assert_eq!(store.get_org(Scope::Platform, acme.id).await.unwrap(), None);
+    assert!(!store.delete_org(Scope::Platform, acme.id).await.unwrap());
+    assert_eq!(store.update_org(Scope::Platform, acme.id, OrgPatch::default()).await.unwrap(), None);
+}
+
+pub async fn org_names_are_unique(store: Subject) {
+    org(&store, "acme").await;
+    assert!(is_conflict(store.create_org("acme").await));
+    let other = org(&store, "other").await;
+    let rename = OrgPatch { name: Some("acme".into()), ..OrgPatch::default() };
+    assert!(is_conflict(store.update_org(Scope::Platform, other.id, rename).await));
+    assert_eq!(store.get_org(Scope::Platform, other.id).await.unwrap(), Some(other));
+}
+
+pub async fn orgs_cannot_see_each_other(store: Subject) {
+    let a = org(&store, "a").await;
+    let b = org(&store, "b").await;
+    let in_a = Scope::Org(a.id);
+    assert_eq!(store.get_org(in_a, b.id).await.unwrap(), None);
+    assert_eq!(store.list_orgs(in_a, Page::default()).await.unwrap(), Paged { items: vec![a.clone()], next: None });
+    assert_eq!(store.list_orgs(Scope::Platform, Page::default()).await.unwrap().items, vec![a, b.clone()]);
+    let patch = OrgPatch { mfa_required: Some(true), ..OrgPatch::default() };
+    assert_eq!(store.update_org(in_a, b.id, patch).await.unwrap(), None);
+    assert!(!store.delete_org(in_a, b.id).await.unwrap());
+    assert_eq!(store.get_org(Scope::Platform, b.id).await.unwrap(), Some(b));
+}
+
+pub async fn orgs_with_users_cannot_be_deleted(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let alice = user(&store, &acme, "alice").await;
+    let own = template(&store, Some(&acme), "desktop").await;
+    assert!(is_invalid(store.delete_org(Scope::Platform, acme.id).await));
+    assert!(store.get_org(Scope::Platform, acme.id).await.unwrap().is_some());
+    assert!(store.delete_user(Scope::Platform, alice.id).await.unwrap());
+    assert!(store.delete_org(Scope::Platform, acme.id).await.unwrap());
+    // The org's templates go with it.
+    assert_eq!(store.get_template(Scope::Platform, own.id).await.unwrap(), None);
+}
+
+pub async fn users_round_trip(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let alice = user(&store, &acme, "Alice").await;
+    assert_eq!((alice.org_id, alice.username.as_str(), alice.role), (acme.id, "Alice", Role::Member));
+    assert_eq!(alice.password_hash, "$argon2id$x");
+    assert!(!alice.disabled && !alice.mfa_enabled);
+    assert_eq!((alice.mfa_secret.as_deref(), alice.mfa_last_step), (None, None));
+    assert_eq!(alice.created_at, alice.updated_at);
+    assert_eq!(store.get_user(Scope::Platform, alice.id).await.unwrap().as_ref(), Some(&alice));
+    assert_eq!(store.get_user(Scope::Org(acme.id), alice.id).await.unwrap().as_ref(), Some(&alice));
+    for name in ["Alice", "alice", "ALICE"] {
+        assert_eq!(store.get_user_by_username(name).await.unwrap().as_ref(), Some(&alice), "{name}");
+    }
+    assert_eq!(store.get_user_by_username("bob").await.unwrap(), None);
+
+    let patch = UserPatch {
+        role: Some(Role::OrgAdmin),
+        disabled: Some(true),
+        password_hash: Some("$argon2id$y".into()),
+        mfa_secret: Some(Some("sealed".into())),
+        mfa_enabled: Some(true),
+    };
+    let updated = store.update_user(Scope::Org(acme.id), alice.id, patch).await.unwrap().unwrap();
+    assert!(updated.updated_at >= alice.updated_at);
+    let expected = User {
+        role: Role::OrgAdmin,
+        disabled: true,
+        password_hash: "$argon2id$y".into(),
+        mfa_secret: Some("sealed".into()),
+        mfa_enabled: true,
+        updated_at: updated.updated_at,
+        ..alice.clone()
+    };
+    assert_eq!(updated, expected);
+    // `None` leaves a field alone, `Some(None)` clears a nullable one.
+    let unchanged = store.update_user(Scope::Platform, alice.id, UserPatch::default()).await.unwrap().unwrap();
+    assert_eq!(unchanged, User { updated_at: unchanged.updated_at, ..updated.clone() });
+    let clear = UserPatch { mfa_secret: Some(None), ..UserPatch::default() };
+    let cleared = store.update_user(Scope::Platform, alice.id, clear).await.unwrap().unwrap();
+    assert_eq!(cleared, User { mfa_secret: None, updated_at: cleared.updated_at, ..updated });
+    assert_eq!(store.get_user(Scope::Platform, alice.id).await.unwrap(), Some(cleared));
+    assert_eq!(store.update_user(Scope::Platform, Uuid::now_v7(), UserPatch::default()).await.unwrap(), None);
+}
+
+pub async fn usernames_are_unique_case_insensitively(store: Subject) {
+    let a = org(&store, "a").await;
+    let b = org(&store, "b").await;
+    user(&store, &a, "alice").await;
+    for (org, name) in [(&a, "alice"), (&b, "ALICE"), (&b, "Alice")] {
+        let new = NewUser { org_id: org.id, username: name.into(), password_hash: "h".into(), role: Role::Member };
+        assert!(is_conflict(store.create_user(new).await), "{name}");
+    }
+    // Case folding is Unicode-aware on every backend.
+    user(&store, &a, "Émile").await;
+    let new = NewUser { org_id: b.id, username: "émile".into(), password_hash: "h".into(), role: Role::Member };
+    assert!(is_conflict(store.create_user(new).await));
+    assert_eq!(store.get_user_by_username("ÉMILE").await.unwrap().unwrap().username, "Émile");
+}
+
+pub async fn users_need_an_existing_org(store: Subject) {
+    let new =
+        NewUser { org_id: Uuid::now_v7(), username: "ghost".into(), password_hash: "h".into(), role: Role::Member };
+    assert!(is_invalid(store.create_user(new).await));
+}
+
+pub async fn users_are_scoped_to_their_org(store: Subject) {
+    let a = org(&store, "a").await;
+    let b = org(&store, "b").await;
+    let alice = user(&store, &a, "alice").await;
+    let bob = user(&store, &b, "bob").await;
+    let in_a = Scope::Org(a.id);
+    assert_eq!(store.get_user(in_a, bob.id).await.unwrap(), None);
+    assert_eq!(store.list_users(in_a, Page::default()).await.unwrap().items, vec![alice.clone()]);
+    let patch = UserPatch { disabled: Some(true), ..UserPatch::default() };
+    assert_eq!(store.update_user(in_a, bob.id, patch).await.unwrap(), None);
+    assert!(!store.delete_user(in_a, bob.id).await.unwrap());
+    assert_eq!(store.get_user(Scope::Org(b.id), bob.id).await.unwrap(), Some(bob.clone()));
+    assert_eq!(store.list_users(Scope::Platform, Page::default()).await.unwrap().items, vec![alice, bob]);
+}
+
+pub async fn users_with_live_sessions_cannot_be_deleted(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let alice = user(&store, &acme, "alice").await;
+    let desktop = template(&store, Some(&acme), "desktop").await;
+    let running = session(&store, &alice, &desktop).await;
+    let key = NewApiKey {
+        user_id: alice.id,
+        org_id: acme.id,
+        name: "ci".into(),
+        prefix: "ssk_1".into(),
+        key_hash: "key-hash".into(),
+    };
+    store.create_api_key(key).await.unwrap();
+    store.insert_refresh_token(refresh_token(&alice, Uuid::now_v7(), "token", Duration::hours(1))).await.unwrap();
+    store.replace_recovery_codes(alice.id, &["code".into()]).await.unwrap();
+
+    assert!(is_invalid(store.delete_user(Scope::Platform, alice.id).await));
+    assert!(store.get_user(Scope::Platform, alice.id).await.unwrap().is_some());
+    transition(&store, &running, SessionState::Pending, SessionState::Stopped).await.unwrap();
+    assert!(store.delete_user(Scope::Org(acme.id), alice.id).await.unwrap());
+    assert_eq!(store.get_user(Scope::Platform, alice.id).await.unwrap(), None);
+    // Their API keys, refresh tokens and recovery codes went with them.
+    assert_eq!(store.find_api_key("key-hash").await.unwrap(), None);
+    assert_eq!(store.rotate_refresh_token("token", Utc::now()).await.unwrap(), RefreshOutcome::Invalid);
+    assert_eq!(store.remaining_recovery_codes(alice.id).await.unwrap(), 0);
+    assert!(!store.delete_user(Scope::Platform, alice.id).await.unwrap());
+}
+
+pub async fn listings_page_by_id(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let other = org(&store, "other").await;
+    let mut users = Vec::new();
+    for i in 0..7 {
+        users.push(user(&store, &acme, &format!("user{i}")).await);
+        user(&store, &other, &format!("other{i}")).await;
+    }
+    let expected = sorted(ids(&users, |u| u.id));
+    let scope = Scope::Org(acme.id);
+
+    let paged = pages(3, async |page| store.list_users(scope, page).await).await;
+    let sizes: Vec<usize> = paged.iter().map(|p| p.items.len()).collect();
+    assert_eq!(sizes, [3, 3, 1]);
+    for page in &paged[..2] {
+        assert_eq!(page.next, page.items.last().map(|u| u.id), "the cursor is the last id of a page");
+    }
+    let listed: Vec<Uuid> = paged.iter().flat_map(|p| ids(&p.items, |u| u.id)).collect();
+    assert_eq!(listed, expected);
+    // A page that ends the listing exactly has no cursor.
+    let exact = pages(7, async |page| store.list_users(scope, page).await).await;
+    assert_eq!((exact.len(), exact[0].items.len()), (1, 7));
+    assert!(
+        store.list_users(scope, Page { limit: 2, after: expected.last().copied() }).await.unwrap().items.is_empty()
+    );
+
+    // Sessions and templates page the same way, with filters applied before the limit.
+    let desktop = template(&store, None, "desktop").await;
+    let mut sessions = Vec::new();
+    for owner in &users {
+        sessions.push(session(&store, owner, &desktop).await);
+    }
+    for stopped in &sessions[..3] {
+        transition(&store, stopped, SessionState::Pending, SessionState::Stopped).await.unwrap();
+    }
+    let pending = SessionFilter { owner_id: None, state: Some(SessionState::Pending) };
+    let paged = pages(2, async |page| store.list_sessions(scope, pending.clone(), page).await).await;
+    let listed: Vec<Uuid> = paged.iter().flat_map(|p| ids(&p.items, |s| s.id)).collect();
+    assert_eq!(listed, sorted(ids(&sessions[3..], |s| s.id)));
+    let mut templates = vec![desktop];
+    for i in 0..4 {
+        templates.push(template(&store, Some(&acme), &format!("t{i}")).await);
+    }
+    let paged = pages(2, async |page| store.list_templates(scope, page).await).await;
+    let listed: Vec<Uuid> = paged.iter().flat_map(|p| ids(&p.items, |t| t.id)).collect();
+    assert_eq!(listed, sorted(ids(&templates, |t| t.id)));
+    let paged = pages(1, async |page| store.list_orgs(Scope::Platform, page).await).await;
+    assert_eq!(paged.iter().flat_map(|p| ids(&p.items, |o| o.id)).collect::<Vec<_>>(), sorted(vec![acme.id, other.id]));
+}
+
+pub async fn totp_steps_cannot_be_replayed(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let alice = user(&store, &acme, "alice").await;
+    assert!(store.claim_totp_step(alice.id, 100).await.unwrap());
+    assert!(!store.claim_totp_step(alice.id, 100).await.unwrap(), "the same step twice");
+    assert!(!store.claim_totp_step(alice.id, 99).await.unwrap(), "an earlier step");
+    assert!(store.claim_totp_step(alice.id, 101).await.unwrap());
+    assert_eq!(store.get_user(Scope::Platform, alice.id).await.unwrap().unwrap().mfa_last_step, Some(101));
+    assert!(!store.claim_totp_step(Uuid::now_v7(), 1).await.unwrap());
+
+    let claims = race(10, || {
+        let store = store.clone();
+        async move { store.claim_totp_step(alice.id, 200).await.unwrap() }
+    })
+    .await;
+    assert_eq!(claims.iter().filter(|won| **won).count(), 1, "one of racing claims of a step wins");
+}
+
+pub async fn recovery_codes_are_single_use(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let alice = user(&store, &acme, "alice").await;
+    let bob = user(&store, &acme, "bob").await;
+    let codes: Vec<String> = ["a", "b", "c"].map(String::from).into();
+    store.replace_recovery_codes(alice.id, &codes).await.unwrap();
+    assert_eq!(store.remaining_recovery_codes(alice.id).await.unwrap(), 3);
+    assert!(store.use_recovery_code(alice.id, "b").await.unwrap());
+    assert!(!store.use_recovery_code(alice.id, "b").await.unwrap(), "spent");
+    assert!(!store.use_recovery_code(alice.id, "zzz").await.unwrap(), "unknown");
+    assert!(!store.use_recovery_code(bob.id, "a").await.unwrap(), "another user's");
+    assert_eq!(store.remaining_recovery_codes(alice.id).await.unwrap(), 2);
+
+    // Replacing discards the old codes; duplicates count once.
+    store.replace_recovery_codes(alice.id, &["x".into(), "x".into(), "y".into()]).await.unwrap();
+    assert_eq!(store.remaining_recovery_codes(alice.id).await.unwrap(), 2);
+    assert!(!store.use_recovery_code(alice.id, "a").await.unwrap());
+    let uses = race(10, || {
+        let store = store.clone();
+        async move { store.use_recovery_code(alice.id, "x").await.unwrap() }
+    })
+    .await;
+    assert_eq!(uses.iter().filter(|used| **used).count(), 1, "one of racing uses of a code wins");
+    assert_eq!(store.remaining_recovery_codes(alice.id).await.unwrap(), 1);
+    store.replace_recovery_codes(alice.id, &[]).await.unwrap();
+    assert_eq!(store.remaining_recovery_codes(alice.id).await.unwrap(), 0);
+    assert!(is_invalid(store.replace_recovery_codes(Uuid::now_v7(), &["a".into()]).await));
+}
+
+pub async fn api_keys_round_trip(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let other = org(&store, "other").await;
+    let alice = user(&store, &acme, "alice").await;
+    let bob = user(&store, &acme, "bob").await;
+    let new_key = |name: &str, hash: &str| NewApiKey {
+        user_id: alice.id,
+        org_id: acme.id,
+        name: name.into(),
+        prefix: format!("ssk_{name}"),
+        key_hash: hash.into(),
+    };
+    let ci = store.create_api_key(new_key("ci", "hash-ci")).await.unwrap();
+    assert_eq!((ci.user_id, ci.org_id, ci.name.as_str(), ci.prefix.as_str()), (alice.id, acme.id, "ci", "ssk_ci"));
+    assert_eq!((ci.key_hash.as_str(), ci.last_used_at), ("hash-ci", None));
+    let laptop = store.create_api_key(new_key("laptop", "hash-laptop")).await.unwrap();
+    assert_eq!(store.list_api_keys(alice.id).await.unwrap(), [ci.clone(), laptop.clone()]);
+    assert!(store.list_api_keys(bob.id).await.unwrap().is_empty());
+    assert_eq!(store.find_api_key("hash-ci").await.unwrap().as_ref(), Some(&ci));
+    assert_eq!(store.find_api_key("nope").await.unwrap(), None);
+    assert!(is_conflict(store.create_api_key(new_key("again", "hash-ci")).await));
+    let wrong_org = NewApiKey { org_id: other.id, ..new_key("x", "hash-x") };
+    assert!(is_invalid(store.create_api_key(wrong_org).await), "a key's org is its user's");
+
+    // Last use only moves forward.
+    let t1 = micros_now();
+    store.touch_api_key(ci.id, t1).await.unwrap();
+    store.touch_api_key(ci.id, t1 - Duration::minutes(1)).await.unwrap();
+    assert_eq!(store.find_api_key("hash-ci").await.unwrap().unwrap().last_used_at, Some(t1));
+    let t2 = t1 + Duration::seconds(1);
+    store.touch_api_key(ci.id, t2).await.unwrap();
+    assert_eq!(store.find_api_key("hash-ci").await.unwrap().unwrap().last_used_at, Some(t2));
+
+    assert!(!store.delete_api_key(bob.id, ci.id).await.unwrap(), "only its user deletes a key");
+    assert!(store.delete_api_key(alice.id, ci.id).await.unwrap());
+    assert!(!store.delete_api_key(alice.id, ci.id).await.unwrap());
+    assert_eq!(store.find_api_key("hash-ci").await.unwrap(), None);
+    assert_eq!(store.list_api_keys(alice.id).await.unwrap(), [laptop]);
+}
+
+pub async fn refresh_tokens_rotate_and_detect_reuse(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let alice = user(&store, &acme, "alice").await;
+    let family = Uuid::now_v7();
+    let first = refresh_token(&alice, family, "t1", Duration::hours(1));
+    store.insert_refresh_token(first.clone()).await.unwrap();
+    assert!(is_conflict(store.insert_refresh_token(first.clone()).await));
+    assert_eq!(store.rotate_refresh_token("t1", Utc::now()).await.unwrap(), RefreshOutcome::Rotated(first));
+    let second = refresh_token(&alice, family, "t2", Duration::hours(1));
+    store.insert_refresh_token(second.clone()).await.unwrap();
+    let elsewhere = refresh_token(&alice, Uuid::now_v7(), "other-login", Duration::hours(1));
+    store.insert_refresh_token(elsewhere.clone()).await.unwrap();
+
+    // Replaying the spent token revokes its whole family, successor included.
+    let reused = RefreshOutcome::Reused { user_id: alice.id, family_id: family };
+    assert_eq!(store.rotate_refresh_token("t1", Utc::now()).await.unwrap(), reused);
+    assert_eq!(store.rotate_refresh_token("t2", Utc::now()).await.unwrap(), reused);
+    // A successor issued after the replay is born revoked.
+    store.insert_refresh_token(refresh_token(&alice, family, "t3", Duration::hours(1))).await.unwrap();
+    assert_eq!(store.rotate_refresh_token("t3", Utc::now()).await.unwrap(), reused);
+    // Other logins are untouched.
+    assert_eq!(
+        store.rotate_refresh_token("other-login", Utc::now()).await.unwrap(),
+        RefreshOutcome::Rotated(elsewhere)
+    );
+    assert_eq!(store.rotate_refresh_token("unknown", Utc::now()).await.unwrap(), RefreshOutcome::Invalid);
+    let ghost = RefreshToken { user_id: Uuid::now_v7(), ..refresh_token(&alice, family, "t4", Duration::hours(1)) };
+    assert!(is_invalid(store.insert_refresh_token(ghost).await));
+}
+
+pub async fn expired_refresh_tokens_are_invalid(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let alice = user(&store, &acme, "alice").await;
+    let token = refresh_token(&alice, Uuid::now_v7(), "t1", Duration::minutes(5));
+    store.insert_refresh_token(token.clone()).await.unwrap();
+    assert_eq!(store.rotate_refresh_token("t1", token.expires_at).await.unwrap(), RefreshOutcome::Invalid);
+    let later = token.expires_at + Duration::days(1);
+    assert_eq!(store.rotate_refresh_token("t1", later).await.unwrap(), RefreshOutcome::Invalid);
+    // Expiry is not reuse: the family survives, and the token still works before it expires.
+    let before = token.expires_at - Duration::microseconds(1);
+    assert_eq!(store.rotate_refresh_token("t1", before).await.unwrap(), RefreshOutcome::Rotated(token));
+}
+
+pub async fn refresh_families_can_be_revoked(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let alice = user(&store, &acme, "alice").await;
+    let bob = user(&store, &acme, "bob").await;
+    let family = Uuid::now_v7();
+    for hash in ["a1", "a2"] {
+        store.insert_refresh_token(refresh_token(&alice, family, hash, Duration::hours(1))).await.unwrap();
+    }
+    let other_family = Uuid::now_v7();
+    store.insert_refresh_token(refresh_token(&alice, other_family, "b1", Duration::hours(1))).await.unwrap();
+    let bobs = refresh_token(&bob, Uuid::now_v7(), "c1", Duration::hours(1));
+    store.insert_refresh_token(bobs.clone()).await.unwrap();
+
+    // Logout: the family is revoked, and presenting a revoked token counts as reuse.
+    assert!(store.revoke_refresh_family("a1").await.unwrap());
+    assert!(!store.revoke_refresh_family("unknown").await.unwrap());
+    let reused = RefreshOutcome::Reused { user_id: alice.id, family_id: family };
+    assert_eq!(store.rotate_refresh_token("a2", Utc::now()).await.unwrap(), reused);
+
+    // Every token of the user, whatever the family; other users untouched.
+    store.revoke_user_refresh_tokens(alice.id).await.unwrap();
+    let reused = RefreshOutcome::Reused { user_id: alice.id, family_id: other_family };
+    assert_eq!(store.rotate_refresh_token("b1", Utc::now()).await.unwrap(), reused);
+    assert_eq!(store.rotate_refresh_token("c1", Utc::now()).await.unwrap(), RefreshOutcome::Rotated(bobs));
+}
+
+pub async fn racing_refresh_rotations_spend_once(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let alice = user(&store, &acme, "alice").await;
+    let token = refresh_token(&alice, Uuid::now_v7(), "t1", Duration::hours(1));
+    store.insert_refresh_token(token.clone()).await.unwrap();
+    let outcomes = race(10, || {
+        let store = store.clone();
+        async move { store.rotate_refresh_token("t1", Utc::now()).await.unwrap() }
+    })
+    .await;
+    let rotated = outcomes.iter().filter(|o| matches!(o, RefreshOutcome::Rotated(_))).count();
+    assert_eq!(rotated, 1, "{outcomes:?}");
+    let reused = RefreshOutcome::Reused { user_id: alice.id, family_id: token.family_id };
+    assert!(outcomes.iter().all(|o| matches!(o, RefreshOutcome::Rotated(_)) || *o == reused), "{outcomes:?}");
+}
+
+pub async fn templates_round_trip(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let new = new_template(Some(&acme), "desktop");
+    let created = store.create_template(new.clone()).await.unwrap();
+    let expected = Template {
+        id: created.id,
+        org_id: new.org_id,
+        name: new.name,
+        display_name: new.display_name,
+        description: new.description,
+        icon: new.icon,
+        image: new.image,
+        env: new.env,
+        cpu_millis: new.cpu_millis,
+        memory_mb: new.memory_mb,
+        shm_mb: new.shm_mb,
+        port: new.port,
+        tags: new.tags,
+        enabled: new.enabled,
+        created_at: created.created_at,
+        updated_at: created.created_at,
+    };
+    assert_eq!(created, expected);
+    assert_eq!(store.get_template(Scope::Platform, created.id).await.unwrap().as_ref(), Some(&created));
+    assert_eq!(store.get_template(Scope::Org(acme.id), created.id).await.unwrap().as_ref(), Some(&created));
+
+    let patch = TemplatePatch {
+        display_name: Some("Desktop".into()),
+        description: Some("Changed".into()),
+        icon: Some("new.svg".into()),
+        image: Some("streamspace/xfce:2".into()),
+        env: Some(BTreeMap::from([("B".into(), "2".into())])),
+        cpu_millis: Some(1000),
+        memory_mb: Some(2048),
+        shm_mb: Some(512),
+        port: Some(3000),
+        tags: Some(vec![]),
+        enabled: Some(false),
+    };
+    let updated = store.update_template(Scope::Org(acme.id), created.id, patch.clone()).await.unwrap().unwrap();
+    assert!(updated.updated_at >= created.updated_at);
+    let expected = Template {
+        display_name: "Desktop".into(),
+        description: "Changed".into(),
+        icon: "new.svg".into(),
+        image: "streamspace/xfce:2".into(),
+        env: patch.env.unwrap(),
+        cpu_millis: 1000,
+        memory_mb: 2048,
+        shm_mb: 512,
+        port: 3000,
+        tags: vec![],
+        enabled: false,
+        updated_at: updated.updated_at,
+        ..created.clone()
+    };
+    assert_eq!(updated, expected);
+    let unchanged =
+        store.update_template(Scope::Platform, created.id, TemplatePatch::default()).await.unwrap().unwrap();
+    assert_eq!(unchanged, Template { updated_at: unchanged.updated_at, ..updated });
+
+    assert!(store.delete_template(Scope::Org(acme.id), created.id).await.unwrap());
+    assert_eq!(store.get_template(Scope::Platform, created.id).await.unwrap(), None);
+    assert!(!store.delete_template(Scope::Platform, created.id).await.unwrap());
+    assert_eq!(store.update_template(Scope::Platform, created.id, TemplatePatch::default()).await.unwrap(), None);
+    let orphan = NewTemplate { org_id: Some(Uuid::now_v7()), ..new_template(None, "orphan") };
+    assert!(is_invalid(store.create_template(orphan).await));
+}
+
+pub async fn template_names_are_unique_per_scope(store: Subject) {
+    let a = org(&store, "a").await;
+    let b = org(&store, "b").await;
+    template(&store, None, "desktop").await;
+    assert!(is_conflict(store.create_template(new_template(None, "desktop")).await), "among globals");
+    template(&store, Some(&a), "desktop").await;
+    assert!(is_conflict(store.create_template(new_template(Some(&a), "desktop")).await), "within an org");
+    template(&store, Some(&b), "desktop").await;
+}
+
+pub async fn orgs_see_their_own_and_global_templates(store: Subject) {
+    let a = org(&store, "a").await;
+    let b = org(&store, "b").await;
+    let c = org(&store, "c").await;
+    let global = template(&store, None, "desktop").await;
+    let a_desktop = template(&store, Some(&a), "desktop").await;
+    let a_ide = template(&store, Some(&a), "ide").await;
+    let b_desktop = template(&store, Some(&b), "desktop").await;
+    let (in_a, in_b, in_c) = (Scope::Org(a.id), Scope::Org(b.id), Scope::Org(c.id));
+
+    assert_eq!(store.get_template(in_a, global.id).await.unwrap().as_ref(), Some(&global));
+    assert_eq!(store.get_template(in_a, a_ide.id).await.unwrap().as_ref(), Some(&a_ide));
+    assert_eq!(store.get_template(in_a, b_desktop.id).await.unwrap(), None);
+
+    // By name, an org's own template shadows a global one.
+    let by_name =
+        async |scope: Scope, name: &'static str| store.get_template_by_name(scope, name).await.unwrap().map(|t| t.id);
+    assert_eq!(by_name(in_a, "desktop").await, Some(a_desktop.id));
+    assert_eq!(by_name(in_b, "desktop").await, Some(b_desktop.id));
+    assert_eq!(by_name(in_c, "desktop").await, Some(global.id));
+    assert_eq!(by_name(Scope::Platform, "desktop").await, Some(global.id));
+    assert_eq!(by_name(in_a, "ide").await, Some(a_ide.id));
+    assert_eq!(by_name(in_b, "ide").await, None);
+
+    let listed = store.list_templates(in_a, Page::default()).await.unwrap().items;
+    assert_eq!(ids(&listed, |t| t.id), sorted(vec![global.id, a_desktop.id, a_ide.id]));
+    let listed = store.list_templates(Scope::Platform, Page::default()).await.unwrap().items;
+    assert_eq!(listed.len(), 4);
+
+    // An org changes its own templates only: not another org's, nor the global ones.
+    let patch = TemplatePatch { enabled: Some(false), ..TemplatePatch::default() };
+    assert_eq!(store.update_template(in_a, b_desktop.id, patch.clone()).await.unwrap(), None);
+    assert_eq!(store.update_template(in_a, global.id, patch.clone()).await.unwrap(), None);
+    assert!(!store.delete_template(in_a, b_desktop.id).await.unwrap());
+    assert!(!store.delete_template(in_a, global.id).await.unwrap());
+    assert_eq!(store.get_template(Scope::Platform, b_desktop.id).await.unwrap(), Some(b_desktop));
+    assert_eq!(store.get_template(Scope::Platform, global.id).await.unwrap().as_ref(), Some(&global));
+    assert!(!store.update_template(Scope::Platform, global.id, patch).await.unwrap().unwrap().enabled);
+}
+
+pub async fn templates_in_use_cannot_be_deleted(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let alice = user(&store, &acme, "alice").await;
+    let desktop = template(&store, Some(&acme), "desktop").await;
+    let live = session(&store, &alice, &desktop).await;
+    assert!(is_invalid(store.delete_template(Scope::Platform, desktop.id).await));
+    transition(&store, &live, SessionState::Pending, SessionState::Failed).await.unwrap();
+    assert!(store.delete_template(Scope::Org(acme.id), desktop.id).await.unwrap());
+    // The session's record outlives its template.
+    assert_eq!(store.get_session(Scope::Platform, live.id).await.unwrap().unwrap().template_id, desktop.id);
+}
+
+pub async fn sessions_round_trip(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let alice = user(&store, &acme, "alice").await;
+    let bob = user(&store, &acme, "bob").await;
+    let desktop = template(&store, None, "desktop").await;
+    let created = session(&store, &alice, &desktop).await;
+    let expected = Session {
+        id: created.id,
+        org_id: acme.id,
+        owner_id: alice.id,
+        template_id: desktop.id,
+        state: SessionState::Pending,
+        agent_id: None,
+        endpoint: None,
+        phase: None,
+        progress: None,
+        failure_reason: None,
+        cpu_millis: 500,
+        memory_mb: 1024,
+        created_at: created.created_at,
+        updated_at: created.created_at,
+        started_at: None,
+        stopped_at: None,
+        last_activity_at: None,
+    };
+    assert_eq!(created, expected);
+    assert_eq!(store.get_session(Scope::Platform, created.id).await.unwrap().as_ref(), Some(&created));
+    assert_eq!(store.get_session(Scope::Org(acme.id), created.id).await.unwrap().as_ref(), Some(&created));
+    assert_eq!(store.get_session(Scope::Platform, Uuid::now_v7()).await.unwrap(), None);
+
+    let bobs = session(&store, &bob, &desktop).await;
+    let running = transition(&store, &bobs, SessionState::Pending, SessionState::Running).await.unwrap();
+    let list = async |filter: SessionFilter| {
+        store.list_sessions(Scope::Org(acme.id), filter, Page::default()).await.unwrap().items
+    };
+    assert_eq!(list(SessionFilter::default()).await, [created.clone(), running.clone()]);
+    assert_eq!(list(SessionFilter { owner_id: Some(alice.id), state: None }).await, [created]);
+    assert_eq!(list(SessionFilter { owner_id: None, state: Some(SessionState::Running) }).await, [running]);
+    let both = SessionFilter { owner_id: Some(alice.id), state: Some(SessionState::Running) };
+    assert!(list(both).await.is_empty());
+
+    let like = |org_id, owner_id| NewSession { org_id, owner_id, template_id: desktop.id, cpu_millis: 1, memory_mb: 1 };
+    assert!(is_invalid(store.create_session(like(acme.id, Uuid::now_v7())).await));
+    let other = org(&store, "other").await;
+    assert!(is_invalid(store.create_session(like(other.id, alice.id)).await), "a session's org is its owner's");
+}
+
+pub async fn sessions_are_scoped_to_their_org(store: Subject) {
+    let a = org(&store, "a").await;
+    let b = org(&store, "b").await;
+    let alice = user(&store, &a, "alice").await;
+    let bob = user(&store, &b, "bob").await;
+    let desktop = template(&store, None, "desktop").await;
+    let alices = session(&store, &alice, &desktop).await;
+    let bobs = session(&store, &bob, &desktop).await;
+    let in_a = Scope::Org(a.id);
+    assert_eq!(store.get_session(in_a, bobs.id).await.unwrap(), None);
+    let list = async |scope: Scope, filter: SessionFilter| {
+        store.list_sessions(scope, filter, Page::default()).await.unwrap().items
+    };
+    assert_eq!(list(in_a, SessionFilter::default()).await, std::slice::from_ref(&alices));
+    assert!(list(in_a, SessionFilter { owner_id: Some(bob.id), state: None }).await.is_empty());
+    assert_eq!(list(Scope::Platform, SessionFilter::default()).await, [alices, bobs]);
+}
+
+pub async fn session_updates_compare_and_set(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let alice = user(&store, &acme, "alice").await;
+    let desktop = template(&store, None, "desktop").await;
+    let pending = session(&store, &alice, &desktop).await;
+    assert_eq!(transition(&store, &pending, SessionState::Running, SessionState::Stopped).await, None, "wrong state");
+    assert_eq!(store.get_session(Scope::Platform, pending.id).await.unwrap().as_ref(), Some(&pending));
+
+    let agent = Uuid::now_v7();
+    let starting = SessionUpdate {
+        agent_id: Some(Some(agent)),
+        phase: Some(Some("pulling image".into())),
+        progress: Some(Some(40)),
+        ..SessionUpdate::transition(SessionState::Pending, SessionState::Starting)
+    };
+    let starting = store.update_session(pending.id, starting).await.unwrap().unwrap();
+    assert!(starting.updated_at >= pending.updated_at);
+    let expected = Session {
+        state: SessionState::Starting,
+        agent_id: Some(agent),
+        phase: Some("pulling image".into()),
+        progress: Some(40),
+        updated_at: starting.updated_at,
+        ..pending.clone()
+    };
+    assert_eq!(starting, expected);
+
+    // `None` leaves a field alone; `Some(None)` clears it.
+    let started_at = Utc::now();
+    let running = SessionUpdate {
+        endpoint: Some(Some("http://10.0.0.5:8080".into())),
+        phase: Some(None),
+        progress: Some(None),
+        started_at: Some(Some(started_at)),
+        ..SessionUpdate::transition(SessionState::Starting, SessionState::Running)
+    };
+    let running = store.update_session(pending.id, running).await.unwrap().unwrap();
+    let expected = Session {
+        state: SessionState::Running,
+        endpoint: Some("http://10.0.0.5:8080".into()),
+        phase: None,
+        progress: None,
+        started_at: Some(started_at.trunc_subsecs(6)),
+        updated_at: running.updated_at,
+        ..starting
+    };
+    assert_eq!(running, expected);
+
+    let failed = SessionUpdate {
+        agent_id: Some(None),
+        failure_reason: Some(Some("the container exited".into())),
+        stopped_at: Some(Some(started_at + Duration::minutes(5))),
+        ..SessionUpdate::transition(SessionState::Running, SessionState::Failed)
+    };
+    let failed = store.update_session(pending.id, failed).await.unwrap().unwrap();
+    assert_eq!((failed.state, failed.agent_id), (SessionState::Failed, None));
+    assert_eq!(failed.failure_reason.as_deref(), Some("the container exited"));
+    assert_eq!(failed.stopped_at, Some((started_at + Duration::minutes(5)).trunc_subsecs(6)));
+    assert_eq!((failed.endpoint, failed.started_at), (running.endpoint, running.started_at));
+    assert_eq!(store.get_session(Scope::Platform, pending.id).await.unwrap().unwrap().state, SessionState::Failed);
+    let update = SessionUpdate::transition(SessionState::Pending, SessionState::Running);
+    assert_eq!(store.update_session(Uuid::now_v7(), update).await.unwrap(), None, "missing");
+}
+
+pub async fn racing_session_transitions_have_one_winner(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let alice = user(&store, &acme, "alice").await;
+    let desktop = template(&store, None, "desktop").await;
+    for _ in 0..3 {
+        let pending = session(&store, &alice, &desktop).await;
+        // Half the racers start the session, half fail it: whichever wins, it wins alone.
+        let targets = [SessionState::Starting, SessionState::Failed];
+        let mut turn = 0;
+        let results = race(10, || {
+            let (store, id) = (store.clone(), pending.id);
+            turn += 1;
+            let update = SessionUpdate::transition(SessionState::Pending, targets[turn % 2]);
+            async move { store.update_session(id, update).await.unwrap() }
+        })
+        .await;
+        let winners: Vec<Session> = results.into_iter().flatten().collect();
+        assert_eq!(winners.len(), 1, "{winners:?}");
+        let stored = store.get_session(Scope::Platform, pending.id).await.unwrap().unwrap();
+        assert_eq!(stored.state, winners[0].state);
+    }
+}
+
+pub async fn session_activity_only_moves_forward(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let alice = user(&store, &acme, "alice").await;
+    let desktop = template(&store, None, "desktop").await;
+    let live = session(&store, &alice, &desktop).await;
+    let t1 = micros_now();
+    store.touch_session(live.id, t1).await.unwrap();
+    store.touch_session(live.id, t1 - Duration::seconds(30)).await.unwrap();
+    let touched = store.get_session(Scope::Platform, live.id).await.unwrap().unwrap();
+    assert_eq!(touched.last_activity_at, Some(t1));
+    let t2 = t1 + Duration::milliseconds(1);
+    store.touch_session(live.id, t2).await.unwrap();
+    let touched = store.get_session(Scope::Platform, live.id).await.unwrap().unwrap();
+    assert_eq!(touched.last_activity_at, Some(t2));
+    store.touch_session(Uuid::now_v7(), t2).await.unwrap();
+}
+
+pub async fn usage_counts_live_sessions(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let other = org(&store, "other").await;
+    let alice = user(&store, &acme, "alice").await;
+    let bob = user(&store, &acme, "bob").await;
+    let carol = user(&store, &other, "carol").await;
+    let small = NewTemplate { cpu_millis: 250, memory_mb: 512, ..new_template(None, "small") };
+    let small = store.create_template(small).await.unwrap();
+    let big = template(&store, None, "big").await;
+    assert_eq!(store.usage(acme.id, alice.id).await.unwrap(), Default::default());
+
+    let running = session(&store, &alice, &big).await;
+    transition(&store, &running, SessionState::Pending, SessionState::Running).await.unwrap();
+    let stopped = session(&store, &alice, &big).await;
+    transition(&store, &stopped, SessionState::Pending, SessionState::Stopped).await.unwrap();
+    let failed = session(&store, &bob, &big).await;
+    transition(&store, &failed, SessionState::Pending, SessionState::Failed).await.unwrap();
+    let hibernated = session(&store, &bob, &small).await;
+    transition(&store, &hibernated, SessionState::Pending, SessionState::Hibernated).await.unwrap();
+    session(&store, &bob, &small).await;
+    session(&store, &carol, &big).await;
+
+    let usage = store.usage(acme.id, alice.id).await.unwrap();
+    assert_eq!((usage.org_sessions, usage.user_sessions), (3, 1));
+    assert_eq!((usage.org_cpu_millis, usage.org_memory_mb), (500 + 250 + 250, 1024 + 512 + 512));
+    assert_eq!(store.usage(acme.id, bob.id).await.unwrap().user_sessions, 2);
+    let elsewhere = store.usage(other.id, carol.id).await.unwrap();
+    assert_eq!((elsewhere.org_sessions, elsewhere.user_sessions, elsewhere.org_cpu_millis), (1, 1, 500));
+}
+
+pub async fn audit_events_chain_and_list(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let first = store.append_audit(event("user.create", Some(&acme))).await.unwrap();
+    assert_eq!((first.seq, first.prev_hash.as_str()), (1, GENESIS_HASH));
+    let content = NewAuditEvent { time: first.time, ..event("user.create", Some(&acme)) };
+    assert_eq!(first.hash, event_hash(1, first.id, &content, GENESIS_HASH));
+
+    let since = micros_now();
+    let mut denied = event("auth.login", Some(&acme));
+    denied.result = "denied".into();
+    denied.actor_name = "mallory".into();
+    denied.target = "user:mallory".into();
+    denied.details = json!({"reason": "Wrong PASSWORD", "attempt": 3});
+    let second = store.append_audit(denied).await.unwrap();
+    assert_eq!((second.seq, second.prev_hash.as_str()), (2, first.hash.as_str()));
+    let mut wildcard = event("template.update", None);
+    wildcard.details = json!({"note": "100% done"});
+    let third = store.append_audit(wildcard).await.unwrap();
+    let fourth = store.append_audit(event("org.update", Some(&acme))).await.unwrap();
+    assert_eq!(verify_chain(&store).await, Ok(4));
+
+    let newest_first =
+        store.list_audit(Scope::Platform, AuditFilter::default(), AuditPage { limit: 10, before_seq: None });
+    assert_eq!(newest_first.await.unwrap(), [fourth.clone(), third.clone(), second.clone(), first.clone()]);
+    let filter = |f: fn(&mut AuditFilter)| {
+        let mut filter = AuditFilter::default();
+        f(&mut filter);
+        filter
+    };
+    let all = Scope::Platform;
+    assert_eq!(audit(&store, all, filter(|f| f.actor = Some("mallory".into()))).await, [2]);
+    assert_eq!(audit(&store, all, filter(|f| f.action = Some("user.create".into()))).await, [1]);
+    assert_eq!(audit(&store, all, filter(|f| f.target = Some("user:mallory".into()))).await, [2]);
+    assert_eq!(audit(&store, all, filter(|f| f.result = Some("denied".into()))).await, [2]);
+    assert_eq!(audit(&store, all, filter(|f| f.result = Some("success".into()))).await, [4, 3, 1]);
+    // Free text matches actor, action, target and details, ignoring case; wildcards are literal.
+    assert_eq!(audit(&store, all, filter(|f| f.text = Some("wrong password".into()))).await, [2]);
+    assert_eq!(audit(&store, all, filter(|f| f.text = Some("MALLORY".into()))).await, [2]);
+    assert_eq!(audit(&store, all, filter(|f| f.text = Some("TEMPLATE.".into()))).await, [3]);
+    assert_eq!(audit(&store, all, filter(|f| f.text = Some("0% d".into()))).await, [3]);
+    assert_eq!(audit(&store, all, filter(|f| f.text = Some("%".into()))).await, [3]);
+    assert!(audit(&store, all, filter(|f| f.text = Some("_".into()))).await.is_empty());
+    let mut window = AuditFilter { since: Some(since), until: Some(third.time), ..AuditFilter::default() };
+    assert_eq!(audit(&store, all, window.clone()).await, [3, 2], "since and until are inclusive");
+    window.action = Some("auth.login".into());
+    assert_eq!(audit(&store, all, window).await, [2], "filters combine");
+
+    let page = |before_seq| AuditPage { limit: 2, before_seq };
+    let newest = store.list_audit(all, AuditFilter::default(), page(None)).await.unwrap();
+    assert_eq!(newest, [fourth, third]);
+    let older = store.list_audit(all, AuditFilter::default(), page(Some(3))).await.unwrap();
+    assert_eq!(older, [second.clone(), first.clone()]);
+    assert!(store.list_audit(all, AuditFilter::default(), page(Some(1))).await.unwrap().is_empty());
+    assert_eq!(store.audit_chain(0, 2).await.unwrap(), [first, second]);
+    assert!(store.audit_chain(4, 10).await.unwrap().is_empty());
+}
+
+pub async fn audit_is_scoped_to_the_org(store: Subject) {
+    let a = org(&store, "a").await;
+    let b = org(&store, "b").await;
+    for scope in [Some(&a), Some(&b), None, Some(&a)] {
+        store.append_audit(event("session.create", scope)).await.unwrap();
+    }
+    assert_eq!(audit(&store, Scope::Org(a.id), AuditFilter::default()).await, [4, 1]);
+    assert_eq!(audit(&store, Scope::Org(b.id), AuditFilter::default()).await, [2]);
+    assert_eq!(audit(&store, Scope::Platform, AuditFilter::default()).await, [4, 3, 2, 1]);
+    // The chain itself is one, across orgs.
+    assert_eq!(verify_chain(&store).await, Ok(4));
+}
+
+pub async fn audit_details_read_back_bit_identical(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let mut new = event("session.create", Some(&acme));
+    // Nanoseconds in the time, and details whose keys are out of order, with floats, extreme
+    // integers, escapes and non-ASCII text.
+    new.time = Utc::now().trunc_subsecs(6) + Duration::nanoseconds(789);
+    new.actor_id = Some(Uuid::now_v7());
+    new.trace_id = Some("4bf92f3577b34da6a3ce929d0e0e4736".into());
+    new.details = json!({
+        "zeta": {"b": [1, 2.5, -0.125, 1e-7, 123.0], "a": null},
+        "alpha": "quote \" backslash \\ newline \n tab \t",
+        "unicode": "Grüße, 東京 🚀",
+        "max": u64::MAX,
+        "min": i64::MIN,
+        "float": 0.1,
+        "big": 1e16,
+        "empty": {"list": [], "map": {}},
+        "flag": false,
+    });
+    let appended = store.append_audit(new.clone()).await.unwrap();
+    assert_eq!(appended.time, new.time.trunc_subsecs(6), "time is kept to the microsecond");
+    assert_eq!(appended.details["unicode"], new.details["unicode"]);
+    let listed = store.list_audit(Scope::Platform, AuditFilter::default(), AuditPage { limit: 1, before_seq: None });
+    let listed = listed.await.unwrap().remove(0);
+    let chained = store.audit_chain(0, 1).await.unwrap().remove(0);
+    assert_eq!(listed, appended);
+    assert_eq!(chained, appended);
+    let text = |e: &AuditEvent| serde_json::to_string(&e.details).unwrap();
+    assert_eq!(text(&listed), text(&appended), "the details serialise to the same bytes");
+    assert_eq!(verify_chain(&store).await, Ok(1));
+}
+
+pub async fn concurrent_audit_appends_form_one_chain(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let appended = race(50, || {
+        let (store, mut new) = (store.clone(), event("session.touch", Some(&acme)));
+        new.details = json!({"n": Uuid::now_v7()});
+        async move { store.append_audit(new).await.unwrap() }
+    })
+    .await;
+    let mut seqs: Vec<i64> = appended.iter().map(|e| e.seq).collect();
+    seqs.sort();
+    assert_eq!(seqs, (1..=50).collect::<Vec<_>>(), "every append got its own place");
+    assert_eq!(appended.iter().map(|e| e.id).collect::<HashSet<_>>().len(), 50);
+    assert_eq!(verify_chain(&store).await, Ok(50));
+    let middle: Vec<i64> = store.audit_chain(20, 10).await.unwrap().iter().map(|e| e.seq).collect();
+    assert_eq!(middle, (21..=30).collect::<Vec<_>>());
+}
+
+pub async fn audit_tampering_is_detected(store: Subject) {
+    for _ in 0..5 {
+        store.append_audit(event("user.update", None)).await.unwrap();
+    }
+    assert_eq!(verify_chain(&store).await, Ok(5));
+    let altered = store.execute_raw("UPDATE audit_events SET target = 'user:mallory' WHERE seq = 3").await.unwrap();
+    assert_eq!(altered, 1);
+    let broken = verify_chain(&store).await.unwrap_err();
+    assert_eq!(broken.seq, 3, "{broken}");
+    assert!(broken.reason.contains("altered"), "{broken}");
+}
+
+pub async fn audit_deletion_is_detected(store: Subject) {
+    for _ in 0..5 {
+        store.append_audit(event("user.update", None)).await.unwrap();
+    }
+    // Deleting the newest event is found by the next append: the chain head remembers it.
+    assert_eq!(store.execute_raw("DELETE FROM audit_events WHERE seq = 5").await.unwrap(), 1);
+    let sixth = store.append_audit(event("user.update", None)).await.unwrap();
+    assert_eq!(sixth.seq, 6);
+    let broken = verify_chain(&store).await.unwrap_err();
+    assert_eq!(broken.seq, 6, "{broken}");
+    assert!(broken.reason.contains("missing"), "{broken}");
+    // An event deleted from the middle breaks the link after it.
+    assert_eq!(store.execute_raw("DELETE FROM audit_events WHERE seq = 2").await.unwrap(), 1);
+    let broken = verify_chain(&store).await.unwrap_err();
+    assert_eq!(broken.seq, 3, "{broken}");
+}
+
+pub async fn agents_round_trip(store: Subject) {
+    let before = micros_now();
+    let new = NewAgent { platform: Platform::Kubernetes, ..new_agent("edge-1") };
+    let edge = store.create_agent(new.clone()).await.unwrap();
+    let expected = Agent {
+        id: edge.id,
+        name: "edge-1".into(),
+        platform: Platform::Kubernetes,
+        labels: new.labels,
+        token_hash: "token-edge-1".into(),
+        version: None,
+        capacity: Capacity::default(),
+        last_heartbeat_at: None,
+        created_at: edge.created_at,
+    };
+    assert_eq!(edge, expected);
+    assert!(edge.created_at >= before);
+    assert_eq!(store.get_agent(edge.id).await.unwrap().as_ref(), Some(&edge));
+    assert_eq!(store.get_agent(Uuid::now_v7()).await.unwrap(), None);
+    assert_eq!(store.find_agent_by_token("token-edge-1").await.unwrap().as_ref(), Some(&edge));
+    assert_eq!(store.find_agent_by_token("token-nobody").await.unwrap(), None);
+
+    let docker = agent(&store, "docker-1").await;
+    assert_eq!((docker.platform, docker.labels.len()), (Platform::Docker, 1));
+    assert_eq!(store.list_agents().await.unwrap(), [edge.clone(), docker.clone()], "in creation order");
+
+    assert!(store.delete_agent(edge.id).await.unwrap());
+    assert!(!store.delete_agent(edge.id).await.unwrap());
+    assert_eq!(store.get_agent(edge.id).await.unwrap(), None);
+    assert_eq!(store.find_agent_by_token("token-edge-1").await.unwrap(), None);
+    assert_eq!(store.list_agents().await.unwrap(), [docker]);
+}
+
+pub async fn agent_names_are_unique(store: Subject) {
+    let edge = agent(&store, "edge").await;
+    let again = NewAgent { token_hash: "another-token".into(), ..new_agent("edge") };
+    assert!(is_conflict(store.create_agent(again).await));
+    assert_eq!(store.list_agents().await.unwrap(), std::slice::from_ref(&edge));
+    // The name is free again once its agent is gone.
+    assert!(store.delete_agent(edge.id).await.unwrap());
+    agent(&store, "edge").await;
+}
+
+pub async fn agent_tokens_rotate(store: Subject) {
+    let edge = agent(&store, "edge").await;
+    let other = agent(&store, "other").await;
+    assert!(store.set_agent_token(edge.id, "rotated").await.unwrap());
+    assert_eq!(store.find_agent_by_token("token-edge").await.unwrap(), None, "the old token stops working");
+    let found = store.find_agent_by_token("rotated").await.unwrap();
+    assert_eq!(found, Some(Agent { token_hash: "rotated".into(), ..edge.clone() }));
+    assert!(!store.set_agent_token(Uuid::now_v7(), "ghost").await.unwrap());
+    // Two agents never share a token.
+    assert!(is_conflict(store.set_agent_token(edge.id, "token-other").await));
+    let taken = NewAgent { token_hash: "rotated".into(), ..new_agent("third") };
+    assert!(is_conflict(store.create_agent(taken).await));
+    assert_eq!(store.find_agent_by_token("token-other").await.unwrap(), Some(other));
+    assert_eq!(store.get_agent(edge.id).await.unwrap().unwrap().token_hash, "rotated");
+}
+
+pub async fn agent_hellos_and_heartbeats_are_recorded(store: Subject) {
+    let edge = agent(&store, "edge").await;
+    let other = agent(&store, "other").await;
+    let t1 = micros_now();
+    let capacity = Capacity { max_sessions: 10, cpu_millis: 8000, memory_mb: 16384 };
+    let labels = BTreeMap::from([("gpu".into(), "nvidia".into()), ("zone".into(), "eu-2".into())]);
+    store.record_agent_hello(edge.id, "1.2.3", capacity, &labels, t1 + Duration::nanoseconds(789)).await.unwrap();
+    let hello = store.get_agent(edge.id).await.unwrap().unwrap();
+    let expected = Agent {
+        version: Some("1.2.3".into()),
+        capacity,
+        labels: labels.clone(),
+        last_heartbeat_at: Some(t1),
+        ..edge.clone()
+    };
+    assert_eq!(hello, expected, "kept to the microsecond");
+
+    // Heartbeats change the heartbeat only, and only forwards.
+    store.record_agent_heartbeat(edge.id, t1 - Duration::seconds(30)).await.unwrap();
+    assert_eq!(store.get_agent(edge.id).await.unwrap().as_ref(), Some(&hello));
+    let t2 = t1 + Duration::milliseconds(1);
+    store.record_agent_heartbeat(edge.id, t2).await.unwrap();
+    let beat = store.get_agent(edge.id).await.unwrap().unwrap();
+    assert_eq!(beat, Agent { last_heartbeat_at: Some(t2), ..hello });
+
+    // A later hello replaces what the agent reports (labels included), without moving the
+    // heartbeat back.
+    store.record_agent_hello(edge.id, "1.3.0", Capacity::default(), &BTreeMap::new(), t1).await.unwrap();
+    let again = store.get_agent(edge.id).await.unwrap().unwrap();
+    let expected = Agent {
+        version: Some("1.3.0".into()),
+        capacity: Capacity::default(),
+        labels: BTreeMap::new(),
+        last_heartbeat_at: Some(t2),
+        ..edge
+    };
+    assert_eq!(again, expected);
+    assert_eq!(store.get_agent(other.id).await.unwrap(), Some(other), "other agents are untouched");
+    // Unknown agents are no error.
+    store.record_agent_heartbeat(Uuid::now_v7(), t2).await.unwrap();
+    store.record_agent_hello(Uuid::now_v7(), "1", capacity, &labels, t2).await.unwrap();
+}
+
+pub async fn deleting_an_agent_deletes_its_commands(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let alice = user(&store, &acme, "alice").await;
+    let desktop = template(&store, None, "desktop").await;
+    let edge = agent(&store, "edge").await;
+    let other = agent(&store, "other").await;
+    let placed = session(&store, &alice, &desktop).await;
+    let placed = place(&store, &placed, edge.id).await;
+    let now = micros_now();
+    let acked = store.enqueue_command(edge.id, stop_command(placed.id), now).await.unwrap();
+    store.ack_command(acked.id, None, now).await.unwrap().unwrap();
+    let pending = store.enqueue_command(edge.id, start_command(&placed), now).await.unwrap();
+    let others = store.enqueue_command(other.id, stop_command(Uuid::now_v7()), now).await.unwrap();
+
+    assert!(store.delete_agent(edge.id).await.unwrap());
+    assert!(store.pending_commands(edge.id).await.unwrap().is_empty());
+    assert_eq!(store.ack_command(pending.id, None, now).await.unwrap(), None, "gone with its agent");
+    assert_eq!(store.pending_commands(other.id).await.unwrap(), [others]);
+    // Acknowledged commands went too: only the other agent's is left.
+    assert_eq!(store.execute_raw("UPDATE agent_commands SET attempts = attempts").await.unwrap(), 1);
+    // The session keeps its agent.
+    assert_eq!(store.get_session(Scope::Platform, placed.id).await.unwrap(), Some(placed));
+}
+
+pub async fn agent_commands_are_pending_until_acked(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let alice = user(&store, &acme, "alice").await;
+    let desktop = template(&store, None, "desktop").await;
+    let edge = agent(&store, "edge").await;
+    let other = agent(&store, "other").await;
+    let live = session(&store, &alice, &desktop).await;
+    let t = micros_now();
+
+    // Oldest first by the time given, then by id.
+    let start = start_command(&live);
+    let late = store.enqueue_command(edge.id, start.clone(), t + Duration::seconds(2)).await.unwrap();
+    let expected = AgentCommand {
+        id: start.id,
+        agent_id: edge.id,
+        session_id: live.id,
+        command: start.clone(),
+        created_at: t + Duration::seconds(2),
+        attempts: 0,
+        last_sent_at: None,
+        acked_at: None,
+        error: None,
+    };
+    assert_eq!(late, expected);
+    let early_at = t + Duration::seconds(1) + Duration::nanoseconds(789);
+    let early = store.enqueue_command(edge.id, stop_command(live.id), early_at).await.unwrap();
+    assert_eq!(early.created_at, early_at.trunc_subsecs(6));
+    let tie = store.enqueue_command(edge.id, stop_command(Uuid::now_v7()), early_at).await.unwrap();
+    let others = store.enqueue_command(other.id, stop_command(live.id), t).await.unwrap();
+    assert_eq!(store.pending_commands(edge.id).await.unwrap(), [early.clone(), tie.clone(), late.clone()]);
+    assert_eq!(store.pending_commands(other.id).await.unwrap(), [others]);
+    assert!(store.pending_commands(Uuid::now_v7()).await.unwrap().is_empty());
+    assert!(is_conflict(store.enqueue_command(other.id, start.clone(), t).await), "command ids are unique");
+    assert!(is_invalid(store.enqueue_command(Uuid::now_v7(), stop_command(live.id), t).await), "unknown agent");
+
+    // Every send counts.
+    store.mark_command_sent(early.id, t + Duration::seconds(3)).await.unwrap();
+    store.mark_command_sent(early.id, t + Duration::seconds(4)).await.unwrap();
+    store.mark_command_sent(Uuid::now_v7(), t).await.unwrap();
+    let sent = AgentCommand { attempts: 2, last_sent_at: Some(t + Duration::seconds(4)), ..early };
+    assert_eq!(store.pending_commands(edge.id).await.unwrap(), [sent.clone(), tie.clone(), late.clone()]);
+
+    // The first answer acknowledges it; a late duplicate answer finds nothing to act on.
+    let acked_at = t + Duration::seconds(5);
+    let acked = store.ack_command(sent.id, None, acked_at).await.unwrap();
+    assert_eq!(acked, Some(AgentCommand { acked_at: Some(acked_at), ..sent.clone() }));
+    assert_eq!(store.ack_command(sent.id, None, acked_at).await.unwrap(), None);
+    assert_eq!(store.ack_command(sent.id, Some("late".into()), acked_at).await.unwrap(), None);
+    assert_eq!(store.ack_command(Uuid::now_v7(), None, acked_at).await.unwrap(), None, "unknown");
+    assert_eq!(store.pending_commands(edge.id).await.unwrap(), [tie, late]);
+}
+
+pub async fn failed_command_acks_keep_the_error(store: Subject) {
+    let edge = agent(&store, "edge").await;
+    let t = micros_now();
+    let command = store.enqueue_command(edge.id, stop_command(Uuid::now_v7()), t).await.unwrap();
+    store.mark_command_sent(command.id, t).await.unwrap();
+    let error = Some("pulling streamspace/xfce:1: manifest unknown".to_owned());
+    let acked = store.ack_command(command.id, error.clone(), t + Duration::seconds(1)).await.unwrap().unwrap();
+    let expected =
+        AgentCommand { attempts: 1, last_sent_at: Some(t), acked_at: Some(t + Duration::seconds(1)), error, ..command };
+    assert_eq!(acked, expected);
+    assert_eq!(store.ack_command(acked.id, None, t).await.unwrap(), None);
+    assert!(store.pending_commands(edge.id).await.unwrap().is_empty());
+}
+
+pub async fn racing_command_acks_have_one_winner(store: Subject) {
+    let edge = agent(&store, "edge").await;
+    let command = store.enqueue_command(edge.id, stop_command(Uuid::now_v7()), micros_now()).await.unwrap();
+    let mut turn = 0;
+    let acks = race(20, || {
+        let store = store.clone();
+        turn += 1;
+        let error = (turn % 2 == 0).then(|| format!("answer {turn}"));
+        async move { store.ack_command(command.id, error, Utc::now()).await.unwrap() }
+    })
+    .await;
+    let winners: Vec<AgentCommand> = acks.into_iter().flatten().collect();
+    assert_eq!(winners.len(), 1, "{winners:?}");
+    assert!(winners[0].acked_at.is_some());
+    assert!(store.pending_commands(edge.id).await.unwrap().is_empty());
+}
+
+pub async fn agent_and_active_session_listings_skip_ended_sessions(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let other = org(&store, "other").await;
+    let alice = user(&store, &acme, "alice").await;
+    let carol = user(&store, &other, "carol").await;
+    let desktop = template(&store, None, "desktop").await;
+    let edge = agent(&store, "edge").await;
+    let far = agent(&store, "far").await;
+
+    let scheduled = place(&store, &session(&store, &alice, &desktop).await, edge.id).await;
+    let elsewhere = place(&store, &session(&store, &alice, &desktop).await, far.id).await;
+    let placed = place(&store, &session(&store, &carol, &desktop).await, edge.id).await;
+    let running = transition(&store, &placed, SessionState::Scheduled, SessionState::Running).await.unwrap();
+    let placed = place(&store, &session(&store, &alice, &desktop).await, edge.id).await;
+    transition(&store, &placed, SessionState::Scheduled, SessionState::Stopped).await.unwrap();
+    let placed = place(&store, &session(&store, &carol, &desktop).await, edge.id).await;
+    transition(&store, &placed, SessionState::Scheduled, SessionState::Failed).await.unwrap();
+    let unplaced = session(&store, &alice, &desktop).await;
+    let placed = place(&store, &session(&store, &carol, &desktop).await, edge.id).await;
+    let hibernated = transition(&store, &placed, SessionState::Scheduled, SessionState::Hibernated).await.unwrap();
+
+    let on_edge = [scheduled.clone(), running.clone(), hibernated.clone()];
+    assert_eq!(store.list_agent_sessions(edge.id).await.unwrap(), on_edge, "live ones, oldest first");
+    assert_eq!(store.list_agent_sessions(far.id).await.unwrap(), std::slice::from_ref(&elsewhere));
+    assert!(store.list_agent_sessions(Uuid::now_v7()).await.unwrap().is_empty());
+    let active = [scheduled, elsewhere, running, unplaced, hibernated];
+    assert_eq!(store.list_active_sessions().await.unwrap(), active, "across orgs and agents, oldest first");
+}
+
+pub async fn tickets_are_single_use(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let alice = user(&store, &acme, "alice").await;
+    let admin = user(&store, &acme, "admin").await;
+    let desktop = template(&store, None, "desktop").await;
+    let live = session(&store, &alice, &desktop).await;
+    let now = micros_now();
+    let expires_at = now + Duration::seconds(60);
+    let ticket = |token_hash: &str, user: &User| Ticket {
+        token_hash: token_hash.into(),
+        session_id: live.id,
+        user_id: user.id,
+        expires_at: expires_at + Duration::nanoseconds(789),
+    };
+    store.create_ticket(ticket("t1", &alice)).await.unwrap();
+    assert!(is_conflict(store.create_ticket(ticket("t1", &admin)).await));
+    store.create_ticket(ticket("t2", &alice)).await.unwrap();
+    let redeemed = store.redeem_ticket("t1", now).await.unwrap();
+    assert_eq!(redeemed, Some(Ticket { expires_at, ..ticket("t1", &alice) }), "kept to the microsecond");
+    assert_eq!(store.redeem_ticket("t1", now).await.unwrap(), None, "spent");
+    assert_eq!(store.redeem_ticket("unknown", now).await.unwrap(), None);
+    assert!(store.redeem_ticket("t2", now).await.unwrap().is_some(), "tickets are spent one by one");
+
+    let ghost_session = Ticket { session_id: Uuid::now_v7(), ..ticket("t3", &alice) };
+    assert!(is_invalid(store.create_ticket(ghost_session).await));
+    let ghost_user = Ticket { user_id: Uuid::now_v7(), ..ticket("t4", &alice) };
+    assert!(is_invalid(store.create_ticket(ghost_user).await));
+    // A deleted user's tickets go with them.
+    store.create_ticket(ticket("t5", &admin)).await.unwrap();
+    assert!(store.delete_user(Scope::Platform, admin.id).await.unwrap());
+    assert_eq!(store.redeem_ticket("t5", now).await.unwrap(), None);
+}
+
+pub async fn expired_tickets_are_spent_and_pruned(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let alice = user(&store, &acme, "alice").await;
+    let desktop = template(&store, None, "desktop").await;
+    let live = session(&store, &alice, &desktop).await;
+    let now = micros_now();
+    let ticket = |token_hash: &str, expires_at| Ticket {
+        token_hash: token_hash.into(),
+        session_id: live.id,
+        user_id: alice.id,
+        expires_at,
+    };
+    let expiring = ticket("expiring", now + Duration::seconds(60));
+    store.create_ticket(expiring.clone()).await.unwrap();
+    assert_eq!(store.redeem_ticket("expiring", expiring.expires_at).await.unwrap(), None, "expired at expiry");
+    let before = expiring.expires_at - Duration::microseconds(1);
+    assert_eq!(store.redeem_ticket("expiring", before).await.unwrap(), None, "and spent all the same");
+    let live_ticket = ticket("live", now + Duration::seconds(60));
+    store.create_ticket(live_ticket.clone()).await.unwrap();
+    assert_eq!(store.redeem_ticket("live", before).await.unwrap(), Some(live_ticket));
+
+    // Creating a ticket deletes those that expired long before, and only those.
+    store.create_ticket(ticket("old", now - Duration::days(7))).await.unwrap();
+    let recent = ticket("recent", now + Duration::seconds(30));
+    store.create_ticket(recent.clone()).await.unwrap();
+    store.create_ticket(ticket("new", now + Duration::seconds(60))).await.unwrap();
+    assert_eq!(store.redeem_ticket("old", now - Duration::days(8)).await.unwrap(), None, "pruned");
+    assert_eq!(store.redeem_ticket("recent", now).await.unwrap(), Some(recent));
+}
+
+pub async fn racing_ticket_redemptions_have_one_winner(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let alice = user(&store, &acme, "alice").await;
+    let desktop = template(&store, None, "desktop").await;
+    let live = session(&store, &alice, &desktop).await;
+    let now = micros_now();
+    let ticket = Ticket {
+        token_hash: "ticket".into(),
+        session_id: live.id,
+        user_id: alice.id,
+        expires_at: now + Duration::seconds(60),
+    };
+    store.create_ticket(ticket.clone()).await.unwrap();
+    let redemptions = race(20, || {
+        let store = store.clone();
+        async move { store.redeem_ticket("ticket", now).await.unwrap() }
+    })
+    .await;
+    let winners: Vec<Ticket> = redemptions.into_iter().flatten().collect();
+    assert_eq!(winners, [ticket]);
+}

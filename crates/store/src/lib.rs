@@ -1,0 +1,196 @@
+//! The StreamSpace store: the source of truth for desired state.
+//!
+//! One [`Store`] trait, one implementation per backend (SQLite, the embedded default, and
+//! PostgreSQL), each with its own migrations, and one conformance suite ([`conformance`]) that
+//! both must pass.
+
+pub mod audit;
+pub mod conformance;
+mod model;
+mod postgres;
+mod sql;
+mod sqlite;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+pub use model::*;
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+use streamspace_proto::hub::{Capacity, Command};
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule would be broken (the message names which).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The operation refers to something that does not exist or is still in use.
+    #[error("invalid: {0}")]
+    Invalid(String),
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Everything the control plane keeps. Getters answer `None` for objects outside `scope`,
+/// exactly as for objects that do not exist, so callers cannot tell the two apart.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Cheap round trip, for readiness probes.
+    async fn ping(&self) -> Result<()>;
+
+    // Organizations.
+    async fn create_org(&self, name: &str) -> Result<Org>;
+    async fn get_org(&self, scope: Scope, id: Uuid) -> Result<Option<Org>>;
+    async fn get_org_by_name(&self, name: &str) -> Result<Option<Org>>;
+    async fn list_orgs(&self, scope: Scope, page: Page) -> Result<Paged<Org>>;
+    async fn update_org(&self, scope: Scope, id: Uuid, patch: OrgPatch) -> Result<Option<Org>>;
+    /// Fails with `Invalid` while the org still has users.
+    async fn delete_org(&self, scope: Scope, id: Uuid) -> Result<bool>;
+
+    // Users. Usernames are unique across the platform (compared case-insensitively).
+    async fn create_user(&self, user: NewUser) -> Result<User>;
+    async fn get_user(&self, scope: Scope, id: Uuid) -> Result<Option<User>>;
+    async fn get_user_by_username(&self, username: &str) -> Result<Option<User>>;
+    async fn list_users(&self, scope: Scope, page: Page) -> Result<Paged<User>>;
+    async fn update_user(&self, scope: Scope, id: Uuid, patch: UserPatch) -> Result<Option<User>>;
+    /// Deletes the user with their API keys, refresh tokens and recovery codes. Fails with
+    /// `Invalid` while they own sessions that are not terminal.
+    async fn delete_user(&self, scope: Scope, id: Uuid) -> Result<bool>;
+    /// Records that TOTP time step `step` was used; `false` if it (or a later one) already was.
+    async fn claim_totp_step(&self, user_id: Uuid, step: i64) -> Result<bool>;
+    /// Replaces the user's recovery codes (SHA-256 hashes, hex).
+    async fn replace_recovery_codes(&self, user_id: Uuid, code_hashes: &[String]) -> Result<()>;
+    /// Spends a recovery code; `false` if unknown or already spent.
+    async fn use_recovery_code(&self, user_id: Uuid, code_hash: &str) -> Result<bool>;
+    async fn remaining_recovery_codes(&self, user_id: Uuid) -> Result<i64>;
+
+    // API keys.
+    async fn create_api_key(&self, key: NewApiKey) -> Result<ApiKey>;
+    async fn list_api_keys(&self, user_id: Uuid) -> Result<Vec<ApiKey>>;
+    async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKey>>;
+    async fn touch_api_key(&self, id: Uuid, at: Timestamp) -> Result<()>;
+    async fn delete_api_key(&self, user_id: Uuid, id: Uuid) -> Result<bool>;
+
+    // Refresh tokens.
+    async fn insert_refresh_token(&self, token: RefreshToken) -> Result<()>;
+    /// Atomically spends a live token. Presenting a spent or revoked one revokes its family.
+    async fn rotate_refresh_token(&self, token_hash: &str, now: Timestamp) -> Result<RefreshOutcome>;
+    /// Revokes the family of the given token (logout); `false` if the token is unknown.
+    async fn revoke_refresh_family(&self, token_hash: &str) -> Result<bool>;
+    async fn revoke_user_refresh_tokens(&self, user_id: Uuid) -> Result<()>;
+
+    // Templates. An org scope sees its own templates and the global ones.
+    async fn create_template(&self, template: NewTemplate) -> Result<Template>;
+    async fn get_template(&self, scope: Scope, id: Uuid) -> Result<Option<Template>>;
+    /// By name, preferring the org's own template over a global one of the same name.
+    async fn get_template_by_name(&self, scope: Scope, name: &str) -> Result<Option<Template>>;
+    async fn list_templates(&self, scope: Scope, page: Page) -> Result<Paged<Template>>;
+    async fn update_template(&self, scope: Scope, id: Uuid, patch: TemplatePatch) -> Result<Option<Template>>;
+    async fn delete_template(&self, scope: Scope, id: Uuid) -> Result<bool>;
+
+    // Sessions.
+    async fn create_session(&self, session: NewSession) -> Result<Session>;
+    async fn get_session(&self, scope: Scope, id: Uuid) -> Result<Option<Session>>;
+    async fn list_sessions(&self, scope: Scope, filter: SessionFilter, page: Page) -> Result<Paged<Session>>;
+    /// Compare-and-set on the session state: `None` when the session is gone or no longer in
+    /// `update.expected`.
+    async fn update_session(&self, id: Uuid, update: SessionUpdate) -> Result<Option<Session>>;
+    async fn touch_session(&self, id: Uuid, at: Timestamp) -> Result<()>;
+    /// Non-terminal sessions of the org and of one user, with their reserved resources.
+    async fn usage(&self, org_id: Uuid, user_id: Uuid) -> Result<Usage>;
+
+    // Agents. Names are unique.
+    async fn create_agent(&self, agent: NewAgent) -> Result<Agent>;
+    async fn get_agent(&self, id: Uuid) -> Result<Option<Agent>>;
+    /// In creation order.
+    async fn list_agents(&self) -> Result<Vec<Agent>>;
+    async fn find_agent_by_token(&self, token_hash: &str) -> Result<Option<Agent>>;
+    /// Replaces the agent's token hash (the old token stops working); `false` if unknown.
+    async fn set_agent_token(&self, id: Uuid, token_hash: &str) -> Result<bool>;
+    /// What the agent said when it connected; counts as a heartbeat too.
+    async fn record_agent_hello(
+        &self,
+        id: Uuid,
+        version: &str,
+        capacity: Capacity,
+        labels: &BTreeMap<String, String>,
+        at: Timestamp,
+    ) -> Result<()>;
+    async fn record_agent_heartbeat(&self, id: Uuid, at: Timestamp) -> Result<()>;
+    /// Deletes the agent with its commands. Its sessions keep their `agent_id`.
+    async fn delete_agent(&self, id: Uuid) -> Result<bool>;
+
+    // Agent commands: stored before they are sent, kept until acknowledged.
+    async fn enqueue_command(&self, agent_id: Uuid, command: Command, at: Timestamp) -> Result<AgentCommand>;
+    /// The agent's unacknowledged commands, oldest first.
+    async fn pending_commands(&self, agent_id: Uuid) -> Result<Vec<AgentCommand>>;
+    /// Counts one send: `attempts + 1`, `last_sent_at = at`.
+    async fn mark_command_sent(&self, id: Uuid, at: Timestamp) -> Result<()>;
+    /// Records the agent's answer. Returns the command on its first acknowledgement only
+    /// (`None` when unknown or already acknowledged), so a re-sent command's late duplicate
+    /// answer is not acted on twice.
+    async fn ack_command(&self, id: Uuid, error: Option<String>, at: Timestamp) -> Result<Option<AgentCommand>>;
+
+    // Sessions across orgs, for the control plane's own work.
+    /// Non-terminal sessions placed on the agent, oldest first.
+    async fn list_agent_sessions(&self, agent_id: Uuid) -> Result<Vec<Session>>;
+    /// Every non-terminal session, oldest first.
+    async fn list_active_sessions(&self) -> Result<Vec<Session>>;
+
+    // Connect tickets: single use, short-lived.
+    async fn create_ticket(&self, ticket: Ticket) -> Result<()>;
+    /// Spends the ticket: it is returned if it existed and had not expired at `now`, and can
+    /// never be redeemed again either way.
+    async fn redeem_ticket(&self, token_hash: &str, now: Timestamp) -> Result<Option<Ticket>>;
+
+    // Audit.
+    /// Appends to the hash chain atomically (concurrent appends, also from other replicas,
+    /// serialise on the chain head).
+    async fn append_audit(&self, event: NewAuditEvent) -> Result<AuditEvent>;
+    /// Newest first. An org scope sees the events of that org.
+    async fn list_audit(&self, scope: Scope, filter: AuditFilter, page: AuditPage) -> Result<Vec<AuditEvent>>;
+    /// The whole chain in sequence order from `after_seq + 1`, for verification.
+    async fn audit_chain(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditEvent>>;
+}
+
+/// Opens the store a URL names (`sqlite://path?mode=rwc` or `postgres://...`) and applies its
+/// migrations.
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::connect(url).await?))
+    } else if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else {
+        Err(StoreError::Invalid(format!(
+            "unsupported database URL scheme in {:?}: use sqlite:// or postgres://",
+            redact_url(url)
+        )))
+    }
+}
+
+/// A database URL safe to print: the password is replaced.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}://{}:***{}", &url[..scheme_end], user, &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    #[test]
+    fn redact_url_hides_the_password_only() {
+        assert_eq!(redact_url("postgres://ss:secret@db:5432/ss"), "postgres://ss:***@db:5432/ss");
+        assert_eq!(redact_url("sqlite:///data/ss.db"), "sqlite:///data/ss.db");
+    }
+}

@@ -1,0 +1,429 @@
+//! Domain records. Handlers see these, never SQL rows.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use streamspace_proto::SessionState;
+use streamspace_proto::hub::{Capacity, Command, Platform};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Records that derive `ToSchema` spell it `DateTime<Utc>`: utoipa recognises chrono types by name.
+pub type Timestamp = DateTime<Utc>;
+
+/// Who may see what. Every query that touches tenant data takes one: `Platform` sees every
+/// organization (platform admins, the control plane itself), `Org` sees one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Platform,
+    Org(Uuid),
+}
+
+impl Scope {
+    pub fn allows(self, org_id: Uuid) -> bool {
+        match self {
+            Scope::Platform => true,
+            Scope::Org(id) => id == org_id,
+        }
+    }
+}
+
+/// Keyset pagination: items come in creation order (ids are UUIDv7, so id order is creation
+/// order), and the cursor is the last id of the previous page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub limit: u32,
+    pub after: Option<Uuid>,
+}
+
+impl Page {
+    pub const MAX_LIMIT: u32 = 500;
+
+    pub fn first(limit: u32) -> Page {
+        Page { limit: limit.clamp(1, Page::MAX_LIMIT), after: None }
+    }
+}
+
+impl Default for Page {
+    fn default() -> Self {
+        Page::first(100)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Paged<T> {
+    pub items: Vec<T>,
+    /// The cursor for the next page, `None` on the last page.
+    pub next: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Org {
+    pub id: Uuid,
+    pub name: String,
+    pub mfa_required: bool,
+    #[serde(flatten)]
+    pub quotas: Quotas,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Limits on concurrent (non-terminal) sessions and their reserved resources; `None` is unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Quotas {
+    pub max_sessions: Option<i64>,
+    pub max_sessions_per_user: Option<i64>,
+    pub max_cpu_millis: Option<i64>,
+    pub max_memory_mb: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrgPatch {
+    pub name: Option<String>,
+    pub mfa_required: Option<bool>,
+    pub quotas: Option<Quotas>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    PlatformAdmin,
+    OrgAdmin,
+    Member,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::PlatformAdmin => "platform_admin",
+            Role::OrgAdmin => "org_admin",
+            Role::Member => "member",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        [Role::PlatformAdmin, Role::OrgAdmin, Role::Member].into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub username: String,
+    /// argon2id PHC string.
+    pub password_hash: String,
+    pub role: Role,
+    pub disabled: bool,
+    /// The TOTP secret, sealed by the server (the store never sees it in the clear).
+    pub mfa_secret: Option<String>,
+    pub mfa_enabled: bool,
+    /// The last TOTP time step accepted, so that no code is accepted twice.
+    pub mfa_last_step: Option<i64>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub org_id: Uuid,
+    pub username: String,
+    pub password_hash: String,
+    pub role: Role,
+}
+
+/// `Some(None)` clears a nullable field.
+#[derive(Debug, Clone, Default)]
+pub struct UserPatch {
+    pub role: Option<Role>,
+    pub disabled: Option<bool>,
+    pub password_hash: Option<String>,
+    pub mfa_secret: Option<Option<String>>,
+    pub mfa_enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub org_id: Uuid,
+    pub name: String,
+    /// The first characters of the key, shown in listings so a person can tell keys apart.
+    pub prefix: String,
+    /// SHA-256 of the whole key, hex.
+    pub key_hash: String,
+    pub created_at: Timestamp,
+    pub last_used_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub user_id: Uuid,
+    pub org_id: Uuid,
+    pub name: String,
+    pub prefix: String,
+    pub key_hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshToken {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    /// All tokens rotated from one login share a family; reuse of a spent token revokes it.
+    pub family_id: Uuid,
+    /// SHA-256 of the token, hex.
+    pub token_hash: String,
+    /// Whether the login that started this family passed MFA.
+    pub mfa: bool,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// What presenting a refresh token led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    /// The token was live; it is now spent and the caller may issue its successor.
+    Rotated(RefreshToken),
+    /// The token was already spent or revoked: the whole family has now been revoked.
+    Reused { user_id: Uuid, family_id: Uuid },
+    /// Unknown or expired.
+    Invalid,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Template {
+    pub id: Uuid,
+    /// `None` for a global template, visible to every organization.
+    pub org_id: Option<Uuid>,
+    pub name: String,
+    pub display_name: String,
+    pub description: String,
+    pub icon: String,
+    pub image: String,
+    pub env: BTreeMap<String, String>,
+    pub cpu_millis: i64,
+    pub memory_mb: i64,
+    pub shm_mb: i64,
+    pub port: i32,
+    pub tags: Vec<String>,
+    pub enabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTemplate {
+    pub org_id: Option<Uuid>,
+    pub name: String,
+    pub display_name: String,
+    pub description: String,
+    pub icon: String,
+    pub image: String,
+    pub env: BTreeMap<String, String>,
+    pub cpu_millis: i64,
+    pub memory_mb: i64,
+    pub shm_mb: i64,
+    pub port: i32,
+    pub tags: Vec<String>,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TemplatePatch {
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+    pub icon: Option<String>,
+    pub image: Option<String>,
+    pub env: Option<BTreeMap<String, String>>,
+    pub cpu_millis: Option<i64>,
+    pub memory_mb: Option<i64>,
+    pub shm_mb: Option<i64>,
+    pub port: Option<i32>,
+    pub tags: Option<Vec<String>>,
+    pub enabled: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub owner_id: Uuid,
+    pub template_id: Uuid,
+    pub state: SessionState,
+    pub agent_id: Option<Uuid>,
+    /// Where the control plane dials the streamer, as reported by the agent (`http://host:port`).
+    pub endpoint: Option<String>,
+    /// Start progress for people: a phase name and a percentage where one is known.
+    pub phase: Option<String>,
+    pub progress: Option<i32>,
+    pub failure_reason: Option<String>,
+    /// Resources reserved for quota accounting, copied from the template at create.
+    pub cpu_millis: i64,
+    pub memory_mb: i64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub started_at: Option<Timestamp>,
+    pub stopped_at: Option<Timestamp>,
+    pub last_activity_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub org_id: Uuid,
+    pub owner_id: Uuid,
+    pub template_id: Uuid,
+    pub cpu_millis: i64,
+    pub memory_mb: i64,
+}
+
+/// A change to a session, applied only if the session is still in `expected` state
+/// (compare-and-set, so concurrent writers cannot both win a transition).
+#[derive(Debug, Clone)]
+pub struct SessionUpdate {
+    pub expected: SessionState,
+    pub state: SessionState,
+    pub agent_id: Option<Option<Uuid>>,
+    pub endpoint: Option<Option<String>>,
+    pub phase: Option<Option<String>>,
+    pub progress: Option<Option<i32>>,
+    pub failure_reason: Option<Option<String>>,
+    pub started_at: Option<Option<Timestamp>>,
+    pub stopped_at: Option<Option<Timestamp>>,
+}
+
+impl SessionUpdate {
+    /// A bare transition from `expected` to `state`, changing nothing else.
+    pub fn transition(expected: SessionState, state: SessionState) -> SessionUpdate {
+        SessionUpdate {
+            expected,
+            state,
+            agent_id: None,
+            endpoint: None,
+            phase: None,
+            progress: None,
+            failure_reason: None,
+            started_at: None,
+            stopped_at: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    pub owner_id: Option<Uuid>,
+    pub state: Option<SessionState>,
+}
+
+/// What the org and one user hold right now, for quota checks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub org_sessions: i64,
+    pub user_sessions: i64,
+    pub org_cpu_millis: i64,
+    pub org_memory_mb: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AuditEvent {
+    /// Position in the hash chain, from 1.
+    pub seq: i64,
+    pub id: Uuid,
+    pub time: DateTime<Utc>,
+    pub actor_id: Option<Uuid>,
+    pub actor_name: String,
+    pub org_id: Option<Uuid>,
+    pub action: String,
+    pub target: String,
+    /// `success`, `failure` or `denied`.
+    pub result: String,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub trace_id: Option<String>,
+    pub details: serde_json::Value,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAuditEvent {
+    pub time: Timestamp,
+    pub actor_id: Option<Uuid>,
+    pub actor_name: String,
+    pub org_id: Option<Uuid>,
+    pub action: String,
+    pub target: String,
+    pub result: String,
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub trace_id: Option<String>,
+    pub details: serde_json::Value,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub target: Option<String>,
+    pub result: Option<String>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    /// Free-text search over actor, action, target and details.
+    pub text: Option<String>,
+}
+
+/// Audit listings page by sequence number, newest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditPage {
+    pub limit: u32,
+    /// Return events with `seq` below this.
+    pub before_seq: Option<i64>,
+}
+
+/// A registered agent. Its token is stored as a SHA-256 hash only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agent {
+    pub id: Uuid,
+    pub name: String,
+    pub platform: Platform,
+    pub labels: BTreeMap<String, String>,
+    pub token_hash: String,
+    /// Reported by the agent in its hello.
+    pub version: Option<String>,
+    pub capacity: Capacity,
+    pub last_heartbeat_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAgent {
+    pub name: String,
+    pub platform: Platform,
+    pub labels: BTreeMap<String, String>,
+    pub token_hash: String,
+}
+
+/// A command for an agent, kept until the agent acknowledges it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentCommand {
+    pub id: Uuid,
+    pub agent_id: Uuid,
+    pub session_id: Uuid,
+    /// The whole command as sent on the wire.
+    pub command: Command,
+    pub created_at: Timestamp,
+    /// How often it was sent so far.
+    pub attempts: i32,
+    pub last_sent_at: Option<Timestamp>,
+    pub acked_at: Option<Timestamp>,
+    /// The agent's error, when it acknowledged a failure.
+    pub error: Option<String>,
+}
+
+/// A single-use, short-lived ticket that opens one session for one user (its SHA-256 is stored).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    pub token_hash: String,
+    pub session_id: Uuid,
+    pub user_id: Uuid,
+    pub expires_at: Timestamp,
+}

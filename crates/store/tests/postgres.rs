@@ -1,0 +1,106 @@
+//! The conformance suite on PostgreSQL, reached through the URL in `STREAMSPACE_TEST_DATABASE_URL`.
+//! Each test gets a schema of its own in that database (its connections' search path), created
+//! before and dropped after, so tests run in parallel; a schema costs far less than a database.
+//!
+//! Without that variable the tests fail (so that a missing database is never mistaken for a pass)
+//! unless `STREAMSPACE_SKIP_POSTGRES=1` says to skip them.
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{AssertSqlSafe, Connection};
+use streamspace_store::PostgresStore;
+use streamspace_store::conformance::TestStore;
+use uuid::Uuid;
+
+const URL_VAR: &str = "STREAMSPACE_TEST_DATABASE_URL";
+const SKIP_VAR: &str = "STREAMSPACE_SKIP_POSTGRES";
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The server the tests use, or `None` when they are to be skipped.
+fn server() -> Option<(String, PgConnectOptions)> {
+    let Ok(url) = std::env::var(URL_VAR) else {
+        if std::env::var(SKIP_VAR).as_deref() == Ok("1") {
+            eprintln!("skipped: {SKIP_VAR}=1");
+            return None;
+        }
+        panic!(
+            "{URL_VAR} is not set, so the PostgreSQL tests cannot run. Start PostgreSQL with \
+             `eval \"$(scripts/dev/postgres-up.sh)\"` (as root), or set {SKIP_VAR}=1 to skip them."
+        );
+    };
+    let options = PgConnectOptions::from_str(&url).unwrap_or_else(|e| panic!("{URL_VAR} is not a PostgreSQL URL: {e}"));
+    Some((url, options))
+}
+
+/// Runs one statement naming an object (which cannot be a bind parameter; the names are ours).
+async fn execute(server: &PgConnectOptions, statement: String) -> Result<(), BoxError> {
+    let mut connection = PgConnection::connect_with(server).await?;
+    sqlx::query(AssertSqlSafe(statement)).execute(&mut connection).await?;
+    connection.close().await?;
+    Ok(())
+}
+
+/// Runs `statement` to completion even where no runtime may block: from a `Drop` on a runtime
+/// thread, perhaps while a failed test unwinds.
+fn execute_blocking(server: &PgConnectOptions, statement: String) {
+    let server = server.clone();
+    let done = std::thread::spawn(move || -> Result<(), BoxError> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        runtime.block_on(execute(&server, statement))
+    })
+    .join();
+    if !matches!(done, Ok(Ok(()))) {
+        eprintln!("test clean-up failed: {done:?}");
+    }
+}
+
+/// A schema created for one test, dropped with this guard.
+struct TestSchema {
+    server: PgConnectOptions,
+    name: String,
+}
+
+impl Drop for TestSchema {
+    fn drop(&mut self) {
+        execute_blocking(&self.server, format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
+    }
+}
+
+async fn fresh() -> Option<(Arc<dyn TestStore>, TestSchema)> {
+    let (_, server) = server()?;
+    let schema = TestSchema { name: format!("ss_test_{}", Uuid::new_v4().simple()), server };
+    execute(&schema.server, format!("CREATE SCHEMA {}", schema.name)).await.expect("creating the test schema");
+    let options = schema.server.clone().options([("search_path", &schema.name)]);
+    let store = PostgresStore::connect_with(options).await.expect("connecting to the test schema");
+    Some((Arc::new(store), schema))
+}
+
+streamspace_store::conformance_tests!(fresh);
+
+/// A database created for one test, dropped with this guard.
+struct TestDatabase {
+    server: PgConnectOptions,
+    name: String,
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        execute_blocking(&self.server, format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name));
+    }
+}
+
+#[tokio::test]
+async fn connect_takes_a_url_and_migrates_a_new_database_once() {
+    let Some((url, server)) = server() else { return };
+    let database = TestDatabase { name: format!("ss_test_{}", Uuid::new_v4().simple()), server };
+    execute(&database.server, format!("CREATE DATABASE {}", database.name)).await.unwrap();
+    let (base, _) = url.rsplit_once('/').expect("a URL naming a database");
+    let url = format!("{base}/{}", database.name);
+    let store = streamspace_store::connect(&url).await.unwrap();
+    let acme = store.create_org("acme").await.unwrap();
+    let again = streamspace_store::connect(&url).await.unwrap();
+    assert_eq!(again.get_org_by_name("acme").await.unwrap(), Some(acme));
+}
