@@ -267,3 +267,76 @@ async fn an_idle_session_hibernates_and_wakes() {
     s.member.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{id}"), None).await;
     s.member.wait_for_state(&id, "stopped", START).await;
 }
+
+/// Reads server-sent events until `done` says enough, returning the `event:` names and data seen.
+async fn watch_events(
+    plane: &ControlPlane,
+    token: &str,
+    until: impl Fn(&[(String, Value)]) -> bool,
+) -> Vec<(String, Value)> {
+    let mut response =
+        reqwest::Client::new().get(format!("{}/api/v1/events", plane.api)).bearer_auth(token).send().await.unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut seen = Vec::new();
+    let mut buffer = String::new();
+    let deadline = tokio::time::Instant::now() + START;
+    while !until(&seen) {
+        let chunk =
+            tokio::time::timeout_at(deadline, response.chunk()).await.expect("events in time").unwrap().unwrap();
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let field = |name: &str| block.lines().find_map(|l| l.strip_prefix(name)).map(str::trim).map(str::to_owned);
+            if let (Some(event), Some(data)) = (field("event:"), field("data:")) {
+                seen.push((event, serde_json::from_str(&data).unwrap()));
+            }
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn live_updates_follow_a_session_to_running_and_show_nothing_of_other_users() {
+    let s = setup(&[]).await;
+    s.admin.post("/api/v1/users", json!({"username": "other", "password": "password-123", "role": "member"})).await;
+    let other = Api::login(&s.plane.api, "other", "password-123").await;
+    let reached_running =
+        |seen: &[(String, Value)]| seen.iter().any(|(e, d)| e == "session" && d["state"] == "running");
+    let (mine, theirs, _) = tokio::join!(
+        watch_events(&s.plane, &s.member.token, reached_running),
+        tokio::time::timeout(Duration::from_secs(8), watch_events(&s.plane, &other.token, |seen| !seen.is_empty())),
+        async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            running_session(&s.member).await
+        },
+    );
+    let states: Vec<&str> =
+        mine.iter().filter(|(e, _)| e == "session").filter_map(|(_, d)| d["state"].as_str()).collect();
+    assert!(states.starts_with(&["scheduled"]), "{states:?}");
+    assert_eq!(states.last(), Some(&"running"), "{states:?}");
+    assert!(theirs.is_err(), "another member saw events: {theirs:?}");
+    let id = mine[0].1["id"].as_str().unwrap().to_owned();
+    s.member.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{id}"), None).await;
+    s.member.wait_for_state(&id, "stopped", START).await;
+}
+
+#[tokio::test]
+async fn rotating_an_agents_token_disconnects_it_at_once() {
+    let s = setup(&[]).await;
+    let agents = s.admin.get("/api/v1/agents").await;
+    let agent = &agents["items"][0];
+    assert_eq!(agent["status"], "online");
+    assert!(agent["capacity"]["cpu_millis"].as_i64().unwrap() > 0, "{agent}");
+    let id = agent["id"].as_str().unwrap();
+    s.admin.post(&format!("/api/v1/agents/{id}/token"), json!({})).await;
+    let agent = s.admin.get(&format!("/api/v1/agents/{id}")).await;
+    assert_eq!(agent["status"], "offline", "{agent}");
+    // The old token no longer connects: the agent keeps retrying and stays offline.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(s.admin.get(&format!("/api/v1/agents/{id}")).await["status"], "offline");
+    let (status, _) =
+        s.member.call(reqwest::Method::POST, "/api/v1/sessions", Some(json!({"template": "fixture"}))).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let sessions = s.member.get("/api/v1/sessions?state=failed").await;
+    assert_eq!(sessions["items"][0]["failure_reason"], "cannot schedule: no agent is online");
+}

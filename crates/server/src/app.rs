@@ -81,4 +81,10 @@ impl App {
     pub fn master_token(&self, session_id: uuid::Uuid) -> String {
         crate::auth::secrets::hmac_hex(&self.session_key, format!("selkies-master:{session_id}").as_bytes())
     }
+
+    /// The token the session proxy presents to the streamer on behalf of the people it lets in;
+    /// it never leaves the control plane.
+    pub fn viewer_token(&self, session_id: uuid::Uuid) -> String {
+        crate::auth::secrets::hmac_hex(&self.session_key, format!("selkies-viewer:{session_id}").as_bytes())
+    }
 }

@@ -128,6 +128,18 @@ impl App {
         if let Some(effect) = transition.effect {
             self.carry_out(&updated, effect, cause.meta.traceparent()).await?;
         }
+        if updated.state == SessionState::Running
+            && session.state != SessionState::Running
+            && let Some(endpoint) = updated.endpoint.clone()
+        {
+            // A (re)started streamer has an empty token table.
+            tokio::spawn(crate::proxy::streamer::provision(
+                self.http.clone(),
+                endpoint,
+                self.master_token(session.id),
+                self.viewer_token(session.id),
+            ));
+        }
         if updated.state != session.state {
             let details = json!({"from": session.state, "to": updated.state, "reason": detail.reason});
             let outcome = if updated.state == SessionState::Failed { Outcome::Failure } else { Outcome::Success };

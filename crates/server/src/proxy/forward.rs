@@ -37,7 +37,7 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::TRAILER,
 ];
 
-fn is_upgrade(headers: &HeaderMap) -> bool {
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE)
         && headers
             .get_all(header::CONNECTION)
@@ -105,10 +105,13 @@ fn add_forwarded(headers: &mut HeaderMap, client_ip: std::net::IpAddr, host: Opt
 
 /// Sends `request` (already carrying the upstream URI) and returns the streamer's response, or
 /// an error response. Upgrades are tunnelled in the background once both sides switch.
+/// `credential`, when given, is the `Authorization` the upstream gets in place of whatever the
+/// client sent.
 pub async fn forward(
     client: &HttpClient,
     mut request: Request<Body>,
     upstream: Uri,
+    credential: Option<HeaderValue>,
     client_ip: std::net::IpAddr,
     traffic: Arc<Traffic>,
 ) -> Response<Body> {
@@ -118,6 +121,9 @@ pub async fn forward(
     let headers = request.headers_mut();
     strip_hop_by_hop(headers);
     strip_platform_credentials(headers);
+    if let Some(credential) = credential {
+        headers.insert(header::AUTHORIZATION, credential);
+    }
     add_forwarded(headers, client_ip, host);
     *request.uri_mut() = upstream;
     traffic.touch();

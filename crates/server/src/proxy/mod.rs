@@ -8,6 +8,7 @@
 pub mod cookie;
 pub mod forward;
 pub mod routes;
+pub mod streamer;
 
 use std::net::SocketAddr;
 
@@ -101,6 +102,8 @@ async fn proxy(State(app): State<AppState>, request: Request<Body>) -> Response<
     let Some(endpoint) = route.endpoint.filter(|_| route.state == SessionState::Running) else {
         return not_ready(route.state);
     };
+    let token = app.viewer_token(session_id);
+    let query = streamer::query_with_token(request.headers(), tail, query, &token);
     let upstream = format!("{endpoint}{tail}{}", if query.is_empty() { String::new() } else { format!("?{query}") });
     let Ok(upstream) = upstream.parse::<Uri>() else {
         return error(StatusCode::BAD_REQUEST, "bad_request", "invalid path");
@@ -109,7 +112,8 @@ async fn proxy(State(app): State<AppState>, request: Request<Body>) -> Response<
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(std::net::Ipv4Addr::LOCALHOST.into(), |ConnectInfo(addr)| addr.ip());
-    forward::forward(&app.http, request, upstream, client_ip, route.traffic).await
+    let credential = streamer::credential(tail, &token);
+    forward::forward(&app.http, request, upstream, credential, client_ip, route.traffic).await
 }
 
 fn redirect(status: StatusCode, location: &str) -> Response<Body> {
