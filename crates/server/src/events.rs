@@ -2,7 +2,6 @@
 
 use serde::Serialize;
 use tokio::sync::broadcast;
-use uuid::Uuid;
 
 use crate::api::agents::AgentView;
 use crate::api::sessions::SessionView;
@@ -53,13 +52,5 @@ impl Bus {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.0.subscribe()
-    }
-}
-
-/// Helper for tests and callers that only need to know a session changed.
-pub fn session_id(change: &Change) -> Option<Uuid> {
-    match change {
-        Change::Session(s) => Some(s.id),
-        Change::Agent(_) => None,
     }
 }

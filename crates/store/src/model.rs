@@ -228,7 +228,8 @@ pub struct NewTemplate {
     pub enabled: bool,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// A change to a template; absent fields stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, ToSchema)]
 pub struct TemplatePatch {
     pub display_name: Option<String>,
     pub description: Option<String>,

@@ -21,6 +21,8 @@ use crate::auth::secrets::{random_token, sha256_hex};
 use crate::context::RequestMeta;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::events::Change;
+use crate::lifecycle;
+use crate::orchestrator::{Cause, Detail};
 
 /// Agent tokens carry this prefix.
 pub const AGENT_TOKEN_PREFIX: &str = "ssa_";
@@ -166,8 +168,14 @@ async fn delete_agent(
     let agent = agent_or_404(&app, &principal, id).await?;
     app.store.delete_agent(id).await?;
     app.hub.kick(id);
+    let actor = Actor::from(&principal);
+    let cause = Cause { actor: &actor, meta: &meta };
+    for session in app.store.list_agent_sessions(id).await? {
+        // Nothing will run or stop these any more.
+        app.advance(&session, lifecycle::Event::Fail, Detail::reason("its agent was deleted"), &cause).await?;
+    }
     let event = Event::new("agent.delete", format!("agent:{id}")).details(json!({"name": agent.name}));
-    app.audit(&meta, &Actor::from(&principal), event).await?;
+    app.audit(&meta, &actor, event).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -73,21 +73,6 @@ fn default_enabled() -> bool {
     true
 }
 
-#[derive(Deserialize, ToSchema, Default)]
-pub struct TemplatePatchRequest {
-    pub display_name: Option<String>,
-    pub description: Option<String>,
-    pub icon: Option<String>,
-    pub image: Option<String>,
-    pub env: Option<BTreeMap<String, String>>,
-    pub cpu_millis: Option<i64>,
-    pub memory_mb: Option<i64>,
-    pub shm_mb: Option<i64>,
-    pub port: Option<i32>,
-    pub tags: Option<Vec<String>>,
-    pub enabled: Option<bool>,
-}
-
 /// Checks the fields people get wrong; returns the first problem found.
 fn validate_fields(
     display_name: Option<&str>,
@@ -212,39 +197,26 @@ async fn get_template(
     Ok(axum::Json(visible_template(&app, &principal, id).await?))
 }
 
-#[utoipa::path(patch, path = "/api/v1/templates/{id}", tag = "templates", params(("id" = Uuid, Path)), request_body = TemplatePatchRequest,
+#[utoipa::path(patch, path = "/api/v1/templates/{id}", tag = "templates", params(("id" = Uuid, Path)), request_body = TemplatePatch,
     responses((status = 200, body = Template), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn update_template(
     State(app): State<AppState>,
     meta: RequestMeta,
     principal: Principal,
     Path(id): Path<Uuid>,
-    Json(body): Json<TemplatePatchRequest>,
+    Json(patch): Json<TemplatePatch>,
 ) -> ApiResult<axum::Json<Template>> {
     let current = visible_template(&app, &principal, id).await?;
     require_manage(&principal, &current)?;
-    let limits = [("cpu_millis", body.cpu_millis), ("memory_mb", body.memory_mb), ("shm_mb", body.shm_mb)];
+    let limits = [("cpu_millis", patch.cpu_millis), ("memory_mb", patch.memory_mb), ("shm_mb", patch.shm_mb)];
     validate_fields(
-        body.display_name.as_deref(),
-        body.image.as_deref(),
-        body.env.as_ref(),
+        patch.display_name.as_deref(),
+        patch.image.as_deref(),
+        patch.env.as_ref(),
         limits,
-        body.port,
-        body.tags.as_deref(),
+        patch.port,
+        patch.tags.as_deref(),
     )?;
-    let patch = TemplatePatch {
-        display_name: body.display_name,
-        description: body.description,
-        icon: body.icon,
-        image: body.image,
-        env: body.env,
-        cpu_millis: body.cpu_millis,
-        memory_mb: body.memory_mb,
-        shm_mb: body.shm_mb,
-        port: body.port,
-        tags: body.tags,
-        enabled: body.enabled,
-    };
     let template = app
         .store
         .update_template(principal.scope(), id, patch)

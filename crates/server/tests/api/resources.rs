@@ -269,3 +269,43 @@ async fn probes_and_metrics_answer() {
     assert!(text.contains("route=\"/readyz\""), "{text}");
     assert!(text.contains("http_request_duration_seconds_bucket"), "{text}");
 }
+
+#[tokio::test]
+async fn deleting_an_agent_fails_its_sessions_and_forgets_it() {
+    let t = TestApp::new().await;
+    let admin = t.admin().await;
+    let agent = t.post("/api/v1/agents", &admin, json!({"name": "doomed", "platform": "docker"})).await;
+    assert_eq!(agent.status, StatusCode::CREATED);
+    assert!(agent.body["token"].as_str().unwrap().starts_with("ssa_"));
+    let agent_id: uuid::Uuid = agent.body["id"].as_str().unwrap().parse().unwrap();
+    // A session the scheduler placed on it.
+    let me = t.get("/api/v1/me", &admin).await.body;
+    let template = t.get("/api/v1/templates", &admin).await.body["items"][0]["id"].as_str().unwrap().parse().unwrap();
+    let session = t
+        .app
+        .store
+        .create_session(streamspace_store::NewSession {
+            org_id: me["org_id"].as_str().unwrap().parse().unwrap(),
+            owner_id: me["id"].as_str().unwrap().parse().unwrap(),
+            template_id: template,
+            cpu_millis: 1000,
+            memory_mb: 1024,
+        })
+        .await
+        .unwrap();
+    let mut placed = streamspace_store::SessionUpdate::transition(
+        streamspace_proto::SessionState::Pending,
+        streamspace_proto::SessionState::Scheduled,
+    );
+    placed.agent_id = Some(Some(agent_id));
+    t.app.store.update_session(session.id, placed).await.unwrap().unwrap();
+
+    let deleted = t.send(Method::DELETE, &format!("/api/v1/agents/{agent_id}"), Some(&admin), None).await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    let after = t.get(&format!("/api/v1/sessions/{}", session.id), &admin).await.body;
+    assert_eq!(
+        (after["state"].as_str(), after["failure_reason"].as_str()),
+        (Some("failed"), Some("its agent was deleted"))
+    );
+    assert_eq!(t.get(&format!("/api/v1/agents/{agent_id}"), &admin).await.status, StatusCode::NOT_FOUND);
+}
