@@ -152,6 +152,17 @@ async fn a_session_runs_and_is_reachable_only_through_the_authenticated_proxy() 
     assert_eq!(socket.next().await.unwrap().unwrap().into_data().as_ref(), payload.as_slice());
     socket.close(None).await.unwrap();
 
+    // The proxy and the lifecycle are measured.
+    let metrics = reqwest::get(format!("{}/metrics", s.plane.api)).await.unwrap().text().await.unwrap();
+    for series in [
+        "session_start_duration_seconds_count",
+        "session_phase_duration_seconds_bucket",
+        "proxy_bytes_total",
+        "agents_connected",
+    ] {
+        assert!(metrics.contains(series), "{series} missing from /metrics");
+    }
+
     // A cookie for one session opens no other.
     let second = running_session(&s.member).await;
     assert_eq!(proxied(&s.plane, &second, "/", Some(&cookie)).await.status(), StatusCode::UNAUTHORIZED);

@@ -128,8 +128,16 @@ async fn background(app: AppState, shutdown: impl Future<Output = ()>) {
                 tracing::warn!(%session_id, error = %err, "cannot record session activity");
             }
         }
-        if let Err(err) = app.run_timers(now).await {
-            tracing::warn!(error = err.message, "session timers failed");
+        match app.store.list_active_sessions().await {
+            Ok(active) => {
+                app.run_timers(&active, now).await;
+                for (state, count) in orchestrator::count_by_state(&active) {
+                    if !state.is_terminal() {
+                        metrics::gauge!("sessions", "state" => state.as_str()).set(count as f64);
+                    }
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot read the active sessions"),
         }
     }
 }

@@ -141,6 +141,7 @@ impl App {
             ));
         }
         if updated.state != session.state {
+            record_timing(session, &updated, now);
             let details = json!({"from": session.state, "to": updated.state, "reason": detail.reason});
             let outcome = if updated.state == SessionState::Failed { Outcome::Failure } else { Outcome::Success };
             let audit = AuditEvent::new("session.transition", format!("session:{}", session.id))
@@ -343,9 +344,9 @@ impl App {
     }
 
     /// Timers: start timeout, idle timeout, maximum lifetime.
-    pub async fn run_timers(&self, now: DateTime<Utc>) -> ApiResult<()> {
+    pub async fn run_timers(&self, active: &[Session], now: DateTime<Utc>) {
         let settings = &self.config.sessions;
-        for session in self.store.list_active_sessions().await? {
+        for session in active {
             let since = |at: Option<DateTime<Utc>>| at.map(|at| now - at);
             let (event, detail) = match session.state {
                 SessionState::Scheduled | SessionState::Starting
@@ -370,12 +371,30 @@ impl App {
                 }
                 _ => continue,
             };
-            if let Err(err) = self.advance(&session, event, detail, &Cause::system()).await {
+            if let Err(err) = self.advance(session, event, detail, &Cause::system()).await {
                 tracing::debug!(session = %session.id, error = err.message, "timer transition skipped");
             }
         }
-        Ok(())
     }
+}
+
+/// Time spent in the state a session leaves, and for a first start the whole way from the request.
+fn record_timing(before: &Session, after: &Session, now: DateTime<Utc>) {
+    let seconds = |since: DateTime<Utc>| (now - since).num_microseconds().unwrap_or(0) as f64 / 1e6;
+    metrics::histogram!("session_phase_duration_seconds", "phase" => before.state.as_str())
+        .record(seconds(before.updated_at));
+    if after.state == SessionState::Running && before.started_at.is_none() {
+        metrics::histogram!("session_start_duration_seconds").record(seconds(before.created_at));
+    }
+}
+
+/// Sessions by state, for the `sessions` gauge.
+pub fn count_by_state(sessions: &[Session]) -> HashMap<SessionState, usize> {
+    let mut counts: HashMap<SessionState, usize> = SessionState::ALL.iter().map(|s| (*s, 0)).collect();
+    for session in sessions {
+        *counts.entry(session.state).or_default() += 1;
+    }
+    counts
 }
 
 #[cfg(test)]
