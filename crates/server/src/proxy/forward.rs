@@ -134,6 +134,7 @@ pub async fn forward(
         move |frame| {
             if let Some(data) = frame.data_ref() {
                 traffic.bytes_in.fetch_add(data.len() as u64, Ordering::Relaxed);
+                metrics::counter!("proxy_bytes_total", "direction" => "in").increment(data.len() as u64);
             }
             frame
         }
@@ -180,22 +181,28 @@ async fn tunnel(incoming: hyper::upgrade::OnUpgrade, outgoing: hyper::upgrade::O
     };
     let open = metrics::gauge!("proxy_open_tunnels");
     open.increment(1.0);
-    let mut client = Metered { io: TokioIo::new(client), counter: &traffic.bytes_in, traffic: &traffic };
-    let mut upstream = Metered { io: TokioIo::new(upstream), counter: &traffic.bytes_out, traffic: &traffic };
+    let mut client = Metered::new(TokioIo::new(client), &traffic.bytes_in, &traffic, "in");
+    let mut upstream = Metered::new(TokioIo::new(upstream), &traffic.bytes_out, &traffic, "out");
     // 64 KiB buffers: the media stream's frames are large, and fewer reads mean less CPU per MB.
-    let result = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, 64 * 1024, 64 * 1024).await;
-    if let Ok((to_upstream, to_client)) = result {
-        metrics::counter!("proxy_bytes_total", "direction" => "in").increment(to_upstream);
-        metrics::counter!("proxy_bytes_total", "direction" => "out").increment(to_client);
+    if let Err(err) = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, 64 * 1024, 64 * 1024).await {
+        tracing::debug!(error = %err, "tunnel closed with an error");
     }
     open.decrement(1.0);
 }
 
-/// Counts the bytes read from one side of a tunnel, and marks the session active.
+/// Counts the bytes read from one side of a tunnel as they flow (for the session and for
+/// Prometheus), and marks the session active.
 struct Metered<'a, T> {
     io: T,
     counter: &'a AtomicU64,
     traffic: &'a Traffic,
+    total: metrics::Counter,
+}
+
+impl<'a, T> Metered<'a, T> {
+    fn new(io: T, counter: &'a AtomicU64, traffic: &'a Traffic, direction: &'static str) -> Self {
+        Metered { io, counter, traffic, total: metrics::counter!("proxy_bytes_total", "direction" => direction) }
+    }
 }
 
 impl<T: AsyncRead + Unpin> AsyncRead for Metered<'_, T> {
@@ -205,6 +212,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Metered<'_, T> {
         let read = buf.filled().len() - before;
         if read > 0 {
             self.counter.fetch_add(read as u64, Ordering::Relaxed);
+            self.total.increment(read as u64);
             self.traffic.touch();
         }
         poll

@@ -102,6 +102,10 @@ async fn proxy(State(app): State<AppState>, request: Request<Body>) -> Response<
     let Some(endpoint) = route.endpoint.filter(|_| route.state == SessionState::Running) else {
         return not_ready(route.state);
     };
+    if cross_origin_upgrade(request.headers(), &app.config.session_origin()) {
+        // The cookie is SameSite=Lax, so a page on another port of the same host would send it.
+        return error(StatusCode::FORBIDDEN, "forbidden", "cross-origin WebSocket refused");
+    }
     let token = app.viewer_token(session_id);
     let query = streamer::query_with_token(request.headers(), tail, query, &token);
     let upstream = format!("{endpoint}{tail}{}", if query.is_empty() { String::new() } else { format!("?{query}") });
@@ -114,6 +118,12 @@ async fn proxy(State(app): State<AppState>, request: Request<Body>) -> Response<
         .map_or(std::net::Ipv4Addr::LOCALHOST.into(), |ConnectInfo(addr)| addr.ip());
     let credential = streamer::credential(tail, &token);
     forward::forward(&app.http, request, upstream, credential, client_ip, route.traffic).await
+}
+
+/// A browser WebSocket opened by a page that is not on the session origin.
+fn cross_origin_upgrade(headers: &axum::http::HeaderMap, session_origin: &str) -> bool {
+    forward::is_upgrade(headers)
+        && headers.get(header::ORIGIN).is_some_and(|origin| origin.as_bytes() != session_origin.as_bytes())
 }
 
 fn redirect(status: StatusCode, location: &str) -> Response<Body> {
@@ -202,6 +212,18 @@ mod tests {
         assert_eq!(split_path(&format!("/api/v1/http/{id}%2F..%2F/")), None);
         assert_eq!(split_path("/api/v1/sessions"), None);
         assert_eq!(split_path("/api/v1/http/../sessions/"), None);
+    }
+
+    #[test]
+    fn websockets_from_other_origins_are_refused() {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("connection", HeaderValue::from_static("upgrade"));
+        headers.insert("upgrade", HeaderValue::from_static("websocket"));
+        assert!(!cross_origin_upgrade(&headers, "http://localhost:8001"), "no Origin: not a browser page");
+        headers.insert("origin", HeaderValue::from_static("http://localhost:8001"));
+        assert!(!cross_origin_upgrade(&headers, "http://localhost:8001"));
+        headers.insert("origin", HeaderValue::from_static("http://localhost:9999"));
+        assert!(cross_origin_upgrade(&headers, "http://localhost:8001"));
     }
 
     #[test]

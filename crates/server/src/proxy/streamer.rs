@@ -39,19 +39,27 @@ pub fn query_with_token(headers: &HeaderMap, tail: &str, query: String, token: &
 /// Images without a Selkies streamer (test fixtures) answer 404, which is fine.
 pub async fn provision(client: HttpClient, endpoint: String, master_token: String, viewer_token: String) {
     let body = json!({ viewer_token: {"role": "controller", "slot": 1} }).to_string();
-    let request = Request::builder()
-        .method(Method::POST)
-        .uri(format!("{endpoint}/api/tokens"))
-        .header("authorization", format!("Bearer {master_token}"))
-        .header("content-type", "application/json")
-        .body(Body::from(body));
-    let Ok(request) = request else { return };
-    match client.request(request).await {
-        Ok(response) if response.status().is_success() => tracing::debug!(%endpoint, "streamer token registered"),
-        Ok(response) => {
-            tracing::debug!(%endpoint, status = %response.status(), "streamer took no token (not a Selkies streamer?)")
+    // The streamer answered its health check moments ago; a transport error is worth a few retries.
+    for attempt in 0..5u32 {
+        let request = Request::builder()
+            .method(Method::POST)
+            .uri(format!("{endpoint}/api/tokens"))
+            .header("authorization", format!("Bearer {master_token}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.clone()));
+        let Ok(request) = request else { return };
+        match client.request(request).await {
+            Ok(response) if response.status().is_success() => {
+                return tracing::debug!(%endpoint, "streamer token registered");
+            }
+            Ok(response) => {
+                return tracing::debug!(%endpoint, status = %response.status(), "streamer took no token (not a Selkies streamer?)");
+            }
+            Err(err) => {
+                tracing::warn!(%endpoint, error = %err, attempt, "cannot register the streamer token yet");
+                tokio::time::sleep(std::time::Duration::from_millis(250 << attempt)).await;
+            }
         }
-        Err(err) => tracing::warn!(%endpoint, error = %err, "cannot register the streamer token"),
     }
 }
 

@@ -1,0 +1,355 @@
+// Runs the real `streamspace` binary (control plane + Docker agent) and drives it over HTTP,
+// like crates/cli/tests/common/mod.rs does for the Rust end-to-end tests.
+
+import { spawn, execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+export const ADMIN_PASSWORD = 'admin-password-e2e-streaming';
+
+export const BIN =
+  process.env.STREAMSPACE_BIN ||
+  path.join(process.env.CARGO_TARGET_DIR || path.join(REPO, '..', 'target'), 'debug', 'streamspace');
+
+export const ARTIFACTS = process.env.STREAMSPACE_ARTIFACTS || path.join(REPO, 'artifacts');
+
+export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Polls `check` every `interval` ms until it returns something other than undefined/false. */
+export async function eventually(what, timeoutMs, check, interval = 200) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value !== undefined && value !== false && value !== null) return value;
+    } catch (err) {
+      last = err;
+      if (err && err.fatal) throw err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${last.message}` : ''}`);
+    }
+    await sleep(interval);
+  }
+}
+
+export function docker(args) {
+  try {
+    return execFileSync('docker', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+  } catch (err) {
+    return `${err.stdout || ''}${err.stderr || ''}`.trim();
+  }
+}
+
+export function requireDocker(images) {
+  try {
+    execFileSync('docker', ['version'], { stdio: 'ignore' });
+  } catch {
+    throw new Error('these tests need the Docker engine: run scripts/images/docker-up.sh');
+  }
+  const missing = images.filter((image) => !docker(['image', 'inspect', '--format', '{{.Id}}', image]).startsWith('sha256:'));
+  if (missing.length) throw new Error(`missing images ${missing.join(', ')}: run scripts/images/build.sh`);
+}
+
+const running = new Set();
+// Whatever happens to the test process, its children do not outlive it.
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
+/** A child process whose stderr/stdout go to a log file; stopped with SIGTERM, then SIGKILL. */
+class Proc {
+  constructor(name, args, env, log) {
+    this.name = name;
+    this.log = log;
+    const out = fs.openSync(log, 'a');
+    this.child = spawn(BIN, args, { env: { ...process.env, ...env }, stdio: ['ignore', out, out] });
+    fs.closeSync(out);
+    running.add(this.child);
+    this.child.once('exit', () => running.delete(this.child));
+    this.exited = new Promise((resolve) => this.child.once('exit', (code, signal) => resolve({ code, signal })));
+    this.exitStatus = null;
+    this.exited.then((status) => {
+      this.exitStatus = status;
+    });
+  }
+
+  async stop(graceMs = 15000) {
+    if (this.exitStatus) return this.exitStatus;
+    this.child.kill('SIGTERM');
+    const timer = sleep(graceMs).then(() => 'timeout');
+    if ((await Promise.race([this.exited, timer])) === 'timeout') {
+      this.child.kill('SIGKILL');
+    }
+    return this.exited;
+  }
+}
+
+/** JSON over HTTP with a bearer token. */
+export class Api {
+  constructor(base, token) {
+    this.base = base;
+    this.token = token;
+  }
+
+  static async login(base, username, password) {
+    const reply = await fetch(`${base}/api/v1/auth/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ username, password }),
+    });
+    const body = await reply.json();
+    if (!body.access_token) throw new Error(`login ${username}: ${reply.status} ${JSON.stringify(body)}`);
+    return new Api(base, body.access_token);
+  }
+
+  async call(method, route, body) {
+    const reply = await fetch(`${this.base}${route}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${this.token}`,
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await reply.text();
+    let json;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = text;
+    }
+    return { status: reply.status, body: json };
+  }
+
+  async ok(method, route, body) {
+    const reply = await this.call(method, route, body);
+    if (reply.status < 200 || reply.status >= 300) {
+      throw new Error(`${method} ${route}: ${reply.status} ${JSON.stringify(reply.body)}`);
+    }
+    return reply.body;
+  }
+}
+
+/**
+ * `streamspace serve` on free loopback ports with a temporary data directory, plus one
+ * `streamspace agent docker` registered through the API. URLs use `localhost` (a secure context
+ * for WebCodecs).
+ */
+export class Platform {
+  /** `publicUrl`: the UI's origin (`--public-url`), the only page allowed to frame sessions. */
+  static async start({ publicUrl } = {}) {
+    if (!fs.existsSync(BIN)) {
+      throw new Error(`no streamspace binary at ${BIN}: build it (cargo build -p streamspace-cli) or set STREAMSPACE_BIN`);
+    }
+    const self = new Platform();
+    self.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'streamspace-e2e-streaming-'));
+    const [apiPort, sessionPort] = [await freePort(), await freePort()];
+    self.api = `http://localhost:${apiPort}`;
+    self.sessionOrigin = `http://localhost:${sessionPort}`;
+    self.serverLog = path.join(self.dir, 'server.log');
+    self.agentLog = path.join(self.dir, 'agent.log');
+    self.server = new Proc(
+      'server',
+      [
+        'serve',
+        '--listen', `127.0.0.1:${apiPort}`,
+        '--session-listen', `127.0.0.1:${sessionPort}`,
+        '--data-dir', self.dir,
+        '--heartbeat-interval', '2',
+        ...(publicUrl ? ['--public-url', publicUrl] : []),
+      ],
+      {
+        STREAMSPACE_ADMIN_PASSWORD: ADMIN_PASSWORD,
+        STREAMSPACE_LOG_FORMAT: 'json',
+        RUST_LOG: process.env.RUST_LOG || 'info,streamspace_server::proxy=debug',
+      },
+      self.serverLog,
+    );
+    try {
+      await eventually('/healthz', 60000, async () => {
+        if (self.server.exitStatus) {
+          const err = new Error(`streamspace serve exited ${JSON.stringify(self.server.exitStatus)}; see ${self.serverLog}`);
+          err.fatal = true;
+          throw err;
+        }
+        return (await fetch(`${self.api}/healthz`)).ok;
+      });
+      self.admin = await Api.login(self.api, 'admin', ADMIN_PASSWORD);
+      const name = `e2e-streaming-${apiPort}`;
+      const { token } = await self.admin.ok('POST', '/api/v1/agents', { name, platform: 'docker' });
+      self.agent = new Proc(
+        'agent',
+        ['agent', 'docker', '--server', self.api],
+        { STREAMSPACE_AGENT_TOKEN: token, RUST_LOG: 'info' },
+        self.agentLog,
+      );
+      await eventually(`agent ${name} online`, 30000, async () => {
+        const agents = await self.admin.ok('GET', '/api/v1/agents');
+        return agents.items.some((a) => a.name === name && a.status === 'online');
+      });
+    } catch (err) {
+      await self.stop({ keep: true });
+      throw err;
+    }
+    return self;
+  }
+
+  constructor() {
+    this.sessions = new Set();
+  }
+
+  /** `POST /api/v1/sessions`; returns the session and the time of the request. */
+  async createSession(template) {
+    const postedAt = performance.now();
+    const reply = await this.admin.call('POST', '/api/v1/sessions', { template });
+    if (reply.status !== 202) throw new Error(`POST /api/v1/sessions: ${reply.status} ${JSON.stringify(reply.body)}`);
+    this.sessions.add(reply.body.id);
+    return { session: reply.body, postedAt };
+  }
+
+  async waitForState(id, state, timeoutMs = 120000) {
+    return eventually(`session ${id} ${state}`, timeoutMs, async () => {
+      const session = await this.admin.ok('GET', `/api/v1/sessions/${id}`);
+      if (session.state === 'failed' && state !== 'failed') {
+        const err = new Error(`session ${id} failed: ${session.failure_reason}`);
+        err.fatal = true;
+        throw err;
+      }
+      return session.state === state ? session : undefined;
+    }, 100);
+  }
+
+  async connectUrl(id) {
+    return (await this.admin.ok('POST', `/api/v1/sessions/${id}/connect`, {})).url;
+  }
+
+  /** DELETE and wait until stopped (the container is gone). */
+  async stopSession(id, timeoutMs = 60000) {
+    const reply = await this.admin.call('DELETE', `/api/v1/sessions/${id}`);
+    if (reply.status !== 202 && reply.status !== 404 && reply.status !== 409) {
+      throw new Error(`DELETE session ${id}: ${reply.status} ${JSON.stringify(reply.body)}`);
+    }
+    if (reply.status === 202) await this.waitForState(id, 'stopped', timeoutMs).catch(() => {});
+    this.sessions.delete(id);
+  }
+
+  /**
+   * The session's streamer credentials as the control plane derives them (crates/server/src/app.rs:
+   * HMAC-SHA256 of the data directory's session.key), to check that no browser ever sees them.
+   */
+  streamerSecrets(id) {
+    const key = fs.readFileSync(path.join(this.dir, 'session.key'));
+    const hmac = (message) => crypto.createHmac('sha256', key).update(message).digest('hex');
+    return { 'the master token': hmac(`selkies-master:${id}`), 'the viewer token': hmac(`selkies-viewer:${id}`) };
+  }
+
+  /** The streamer's own address (the endpoint the proxy forwards to), from Docker. */
+  static streamerEndpoint(id) {
+    const [ip, port] = docker([
+      'inspect', '-f', '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}} {{index .Config.Labels "streamspace.port"}}', `ss-${id}`,
+    ]).split(' ');
+    return `http://${ip}:${port || 8080}`;
+  }
+
+  /** Streamer logs of a session's container (for diagnostics). */
+  static containerLogs(id, tail = 60) {
+    return docker(['logs', '--tail', String(tail), `ss-${id}`]);
+  }
+
+  /**
+   * Stops every session this platform started, then the agent and the control plane; removes the
+   * data directory (logs included) unless `keep`.
+   */
+  async stop({ keep = false } = {}) {
+    for (const id of [...this.sessions]) {
+      try {
+        await this.stopSession(id);
+      } catch (err) {
+        console.error(`# cannot stop session ${id}: ${err.message}`);
+      }
+      // Belt and braces: the container must not outlive the test.
+      docker(['rm', '-f', `ss-${id}`]);
+      docker(['network', 'rm', `ss-net-${id}`]);
+    }
+    if (this.agent) await this.agent.stop();
+    if (this.server) await this.server.stop();
+    if (keep) console.error(`# control plane and agent logs kept in ${this.dir}`);
+    else fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Sends a WebSocket upgrade request and returns the HTTP status it gets (101 when the upgrade
+ * is accepted; the socket is closed at once).
+ */
+export function upgradeStatus(url, headers) {
+  return new Promise((resolve, reject) => {
+    const request = http.request(url, {
+      headers: {
+        connection: 'Upgrade',
+        upgrade: 'websocket',
+        'sec-websocket-version': '13',
+        'sec-websocket-key': crypto.randomBytes(16).toString('base64'),
+        ...headers,
+      },
+      timeout: 10000,
+    });
+    request.on('upgrade', (response, socket) => {
+      socket.destroy();
+      resolve(response.statusCode);
+    });
+    request.on('response', (response) => {
+      response.resume();
+      resolve(response.statusCode);
+    });
+    request.on('timeout', () => request.destroy(new Error(`no answer from ${url}`)));
+    request.on('error', reject);
+    request.end();
+  });
+}
+
+/**
+ * Stands in for the web UI: serves, on each of `ports`, a page that frames the URL in its
+ * `?src=` the way ui/src/features/sessions/components/SessionViewerPage.tsx does.
+ */
+export async function startViewerServer(count, { width, height }) {
+  const servers = [];
+  for (let i = 0; i < count; i++) {
+    const server = http.createServer((request, response) => {
+      const src = new URL(request.url, 'http://localhost').searchParams.get('src') || 'about:blank';
+      const attr = src.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
+      response.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+      response.end(
+        '<!doctype html><title>session viewer</title><body style="margin:0">' +
+          `<iframe src="${attr}" allow="autoplay; clipboard-read; clipboard-write; fullscreen" allowfullscreen ` +
+          `style="width:${width}px;height:${height}px;border:0;display:block"></iframe>`,
+      );
+    });
+    await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+    servers.push(server);
+  }
+  return {
+    origins: servers.map((s) => `http://localhost:${s.address().port}`),
+    close: () => Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve)))),
+  };
+}
