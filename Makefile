@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR ?= $(abspath $(CURDIR)/../target)
 CARGO ?= cargo
 
 .PHONY: help up build ui images test lint test-rust test-unit test-store test-api test-e2e test-sessions \
-	test-ui test-images test-streaming openapi-check
+	test-ui test-images test-streaming test-api-fuzz openapi-check
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -29,7 +29,7 @@ images: ## Build the session images (Debian base bootstrapped locally when no re
 	scripts/images/docker-up.sh
 	scripts/images/build.sh
 
-test: lint test-ui ui test-rust openapi-check test-images test-streaming ## Run every test
+test: lint test-ui ui test-rust openapi-check test-api-fuzz test-images test-streaming ## Run every test
 
 lint: ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
@@ -63,6 +63,9 @@ test-images: ## Session image smoke tests, SBOM validation, release workflow lin
 	scripts/images/smoke_test.py
 	scripts/images/check-sbom.sh
 	scripts/images/lint-workflow.sh
+
+test-api-fuzz: ## Property-based API tests from the OpenAPI document (schemathesis): no 5xx, responses as documented
+	scripts/ci/api-fuzz.sh
 
 openapi-check: ## Validate the generated OpenAPI document with an independent validator
 	scripts/ci/openapi-check.sh

@@ -57,7 +57,7 @@ pub fn openapi_json() -> &'static str {
     static SPEC: OnceLock<String> = OnceLock::new();
     SPEC.get_or_init(|| {
         let mut document = api::routes().into_openapi();
-        utoipa::Modify::modify(&api::ResponseDescriptions, &mut document);
+        utoipa::Modify::modify(&api::CommonResponses, &mut document);
         document.to_pretty_json().expect("the OpenAPI document serialises")
     })
 }

@@ -247,6 +247,7 @@ fn require_csrf_header(headers: &HeaderMap) -> ApiResult<()> {
     params(("x-streamspace-csrf" = String, Header, description = "Any value; proves the call is not cross-site")),
     responses(
         (status = 200, description = "A new access token; the refresh cookie is rotated", body = TokenResponse),
+        (status = 403, description = "The x-streamspace-csrf header is missing", body = ErrorBody),
         (status = 401, description = "No valid refresh cookie (`unauthorized`), or a spent one was replayed (`refresh_token_reused`)", body = ErrorBody),
     ))]
 async fn refresh(State(app): State<AppState>, meta: RequestMeta, headers: HeaderMap) -> ApiResult<Response> {
@@ -281,7 +282,10 @@ async fn refresh(State(app): State<AppState>, meta: RequestMeta, headers: Header
 
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(()),
     params(("x-streamspace-csrf" = String, Header, description = "Any value; proves the call is not cross-site")),
-    responses((status = 204, description = "Signed out: the refresh token's family is revoked and the cookie cleared")))]
+    responses(
+        (status = 204, description = "Signed out: the refresh token's family is revoked and the cookie cleared"),
+        (status = 403, description = "The x-streamspace-csrf header is missing", body = ErrorBody),
+    ))]
 async fn logout(
     State(app): State<AppState>,
     meta: RequestMeta,

@@ -109,11 +109,24 @@ impl Modify for BearerAuth {
     }
 }
 
-/// OpenAPI requires a description on every response; where a handler gives none, the status's
-/// reason phrase ("Not Found") serves.
-pub struct ResponseDescriptions;
+/// What every operation may answer besides its own responses, added in one place: 400 for
+/// malformed parameters; 401 and 403 where credentials are required (403 also when the org
+/// requires MFA the caller has not set up); 415 and 422 where there is a body. And OpenAPI wants a
+/// description on every response: where a handler gives none, the status's reason phrase serves.
+pub struct CommonResponses;
 
-impl Modify for ResponseDescriptions {
+impl CommonResponses {
+    fn add(operation: &mut utoipa::openapi::path::Operation, status: u16, description: &str) {
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let response = ResponseBuilder::new()
+            .description(description)
+            .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build())
+            .build();
+        operation.responses.responses.entry(status.to_string()).or_insert(response.into());
+    }
+}
+
+impl Modify for CommonResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         for item in openapi.paths.paths.values_mut() {
             let operations = [
@@ -127,6 +140,19 @@ impl Modify for ResponseDescriptions {
                 &mut item.trace,
             ];
             for operation in operations.into_iter().flatten() {
+                // `security: [{}]` marks the routes that take no credentials.
+                let anonymous = operation.security.as_ref().is_some_and(|s| {
+                    s.iter().all(|r| serde_json::to_value(r).is_ok_and(|v| v == serde_json::json!({})))
+                });
+                Self::add(operation, 400, "`bad_request`: malformed parameters or body");
+                if !anonymous {
+                    Self::add(operation, 401, "`unauthorized`: missing, invalid or expired credentials");
+                    Self::add(operation, 403, "`forbidden`, or `mfa_enrollment_required` until the caller sets MFA up");
+                }
+                if operation.request_body.is_some() {
+                    Self::add(operation, 415, "`unsupported_media_type`: send application/json");
+                    Self::add(operation, 422, "`validation_failed`: the body does not fit the schema");
+                }
                 for (status, response) in operation.responses.responses.iter_mut() {
                     if let utoipa::openapi::RefOr::T(response) = response
                         && response.description.is_empty()

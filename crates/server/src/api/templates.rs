@@ -138,7 +138,7 @@ async fn list_templates(
 }
 
 #[utoipa::path(post, path = "/api/v1/templates", tag = "templates", request_body = NewTemplateRequest,
-    responses((status = 201, body = Template), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 201, body = Template), (status = 403, body = ErrorBody), (status = 404, description = "No such organization", body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn create_template(
     State(app): State<AppState>,
     meta: RequestMeta,

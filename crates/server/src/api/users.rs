@@ -174,7 +174,7 @@ async fn update_user(
 }
 
 #[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "users", params(("id" = Uuid, Path)),
-    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody), (status = 409, description = "The user still has active sessions", body = ErrorBody)))]
+    responses((status = 204, description = "Deleted"), (status = 404, body = ErrorBody), (status = 409, description = "The user still has active sessions, or is the caller", body = ErrorBody)))]
 async fn delete_user(
     State(app): State<AppState>,
     meta: RequestMeta,
@@ -185,7 +185,7 @@ async fn delete_user(
     principal.require_admin()?;
     check_role_change(&principal, target.role)?;
     if id == principal.user_id {
-        return Err(ApiError::validation("you cannot delete yourself"));
+        return Err(ApiError::conflict("you cannot delete yourself"));
     }
     if !app.store.delete_user(principal.scope(), id).await? {
         return Err(ApiError::not_found("user"));

@@ -108,7 +108,7 @@ async fn users_are_unique_validated_and_cannot_remove_themselves() {
     assert_eq!(bad_role.status, StatusCode::UNPROCESSABLE_ENTITY);
     let me = t.get("/api/v1/me", &admin).await.body["id"].as_str().unwrap().to_owned();
     let reply = t.send(Method::DELETE, &format!("/api/v1/users/{me}"), Some(&admin), None).await;
-    assert_eq!(reply.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(reply.status, StatusCode::CONFLICT);
     let users = t.get("/api/v1/users", &admin).await;
     assert!(users.body["items"].as_array().unwrap().iter().all(|u| u.get("password_hash").is_none()));
 }
