@@ -65,6 +65,8 @@ pub fn openapi_json() -> &'static str {
 /// Opens the store and bootstraps a fresh installation. `on_bootstrap` receives the outcome
 /// (with the generated admin password on the first start, if one was generated).
 pub async fn open(config: Config, on_bootstrap: impl FnOnce(&bootstrap::Outcome)) -> anyhow::Result<AppState> {
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| anyhow::anyhow!("cannot create the data directory {}: {e}", config.data_dir.display()))?;
     tracing::info!(database = %streamspace_store::redact_url(&config.database_url()), "opening the store");
     let store = streamspace_store::connect(&config.database_url()).await?;
     let app = Arc::new(App::new(config, store, Arc::new(clock::SystemClock))?);

@@ -11,10 +11,10 @@ use rust_embed::RustEmbed;
 use crate::app::AppState;
 use crate::error::ApiError;
 
-/// `ui/dist`, built by `npm run build` (the Makefile does it). A binary built without it serves
-/// the API alone and says so at `/`.
+/// `ui/dist`, built by `npm run build` (the Makefile does it), relative to this crate. A binary
+/// built without it serves the API alone and says so at `/`.
 #[derive(RustEmbed)]
-#[folder = "$CARGO_MANIFEST_DIR/../../ui/dist"]
+#[folder = "../../ui/dist"]
 #[allow_missing = true]
 struct Assets;
 

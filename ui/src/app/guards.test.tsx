@@ -69,7 +69,7 @@ describe('route guards and navigation', () => {
   });
 
   it('sends anonymous visitors to the sign-in page', async () => {
-    mockFetch({ 'POST /api/v1/auth/refresh': () => apiError(401, 'unauthenticated') });
+    mockFetch({ 'POST /api/v1/auth/refresh': () => apiError(401, 'unauthorized') });
     renderRoutes([{ path: '/login', element: <SignInPage /> }, { element: <RequireAuth />, children: [{ path: '/', element: <h1>Catalog</h1> }] }], '/');
     expect(await screen.findByRole('button', { name: 'Sign in' })).toBeInTheDocument();
   });

@@ -23,6 +23,8 @@ export function RequireAuth() {
   if (auth.status !== 'authenticated') {
     return <Navigate to="/login" replace state={{ from: location.pathname + location.search }} />;
   }
+  // A sign-in without the MFA its org requires may only set MFA up (every other route answers 403).
+  if (auth.mfaEnrollmentRequired) return <Navigate to="/setup-mfa" replace />;
   return (
     <LiveEventsProvider>
       <Outlet />

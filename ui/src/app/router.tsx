@@ -13,6 +13,7 @@ function lazyNamed<K extends string>(load: () => Promise<Record<K, ComponentType
   return lazy(async () => ({ default: (await load())[name] }));
 }
 
+const MfaSetupPage = lazyNamed(() => import('@/features/auth/components/MfaSetupPage'), 'MfaSetupPage');
 const SessionViewerPage = lazyNamed(() => import('@/features/sessions/components/SessionViewerPage'), 'SessionViewerPage');
 const AccountPage = lazyNamed(() => import('@/features/account/components/AccountPage'), 'AccountPage');
 const DashboardPage = lazyNamed(() => import('@/features/dashboard/components/DashboardPage'), 'DashboardPage');
@@ -26,6 +27,14 @@ const OrgSettingsPage = lazyNamed(() => import('@/features/settings/components/O
 
 export const routes: RouteObject[] = [
   { path: '/login', element: <SignInPage /> },
+  {
+    path: '/setup-mfa',
+    element: (
+      <Suspense fallback={<FullPageSpinner />}>
+        <MfaSetupPage />
+      </Suspense>
+    ),
+  },
   {
     element: <RequireAuth />,
     children: [

@@ -15,7 +15,7 @@ describe('ApiClient auth', () => {
     });
     const api = client();
     await api.login({ username: 'alice', password: 'pw' });
-    expect(api.getAuthState()).toEqual({ status: 'authenticated', user: member });
+    expect(api.getAuthState()).toEqual({ status: 'authenticated', user: member, mfaEnrollmentRequired: false });
     await api.get('/me');
     expect(calls[1]!.headers.authorization).toBe('Bearer secret-token');
     expect(calls[0]!.headers.authorization).toBeUndefined();
@@ -36,7 +36,7 @@ describe('ApiClient auth', () => {
   });
 
   it('is anonymous after load when the refresh cookie is missing', async () => {
-    mockFetch({ 'POST /api/v1/auth/refresh': () => apiError(401, 'unauthenticated') });
+    mockFetch({ 'POST /api/v1/auth/refresh': () => apiError(401, 'unauthorized') });
     const api = client();
     await api.restore();
     expect(api.getAuthState()).toEqual({ status: 'anonymous', reason: 'initial' });
@@ -49,7 +49,7 @@ describe('ApiClient auth', () => {
       'POST /api/v1/auth/refresh': () => json(authResponse(member, 'new')),
       'GET /api/v1/me': (c) => {
         meCalls++;
-        return c.headers.authorization === 'Bearer new' ? json({ ok: true }) : apiError(401, 'token_expired');
+        return c.headers.authorization === 'Bearer new' ? json({ ok: true }) : apiError(401, 'unauthorized');
       },
     });
     const api = client();
@@ -69,8 +69,8 @@ describe('ApiClient auth', () => {
         await gate;
         return json(authResponse(member, 'new'));
       },
-      'GET /api/v1/a': (c) => (c.headers.authorization === 'Bearer new' ? json('a') : apiError(401, 'expired')),
-      'GET /api/v1/b': (c) => (c.headers.authorization === 'Bearer new' ? json('b') : apiError(401, 'expired')),
+      'GET /api/v1/a': (c) => (c.headers.authorization === 'Bearer new' ? json('a') : apiError(401, 'unauthorized')),
+      'GET /api/v1/b': (c) => (c.headers.authorization === 'Bearer new' ? json('b') : apiError(401, 'unauthorized')),
     });
     const api = client();
     await api.login({ username: 'alice', password: 'pw' });
@@ -84,8 +84,8 @@ describe('ApiClient auth', () => {
   it('signs out when the refresh fails', async () => {
     mockFetch({
       'POST /api/v1/auth/login': () => json(authResponse(member, 'old')),
-      'POST /api/v1/auth/refresh': () => apiError(401, 'invalid_refresh'),
-      'GET /api/v1/me': () => apiError(401, 'token_expired', 'expired'),
+      'POST /api/v1/auth/refresh': () => apiError(401, 'refresh_token_reused'),
+      'GET /api/v1/me': () => apiError(401, 'unauthorized', 'missing, invalid or expired credentials'),
     });
     const api = client();
     const seen: string[] = [];
@@ -140,16 +140,53 @@ describe('ApiClient auth', () => {
     expect(api.getAuthState().status).toBe('authenticated');
   });
 
-  it('logout calls the server with the CSRF header and forgets the token', async () => {
+  it('logout calls the server with the cookie, the CSRF header and the bearer (for the audit log), then forgets the token', async () => {
     const { calls } = mockFetch({
-      'POST /api/v1/auth/login': () => json(authResponse()),
+      'POST /api/v1/auth/login': () => json(authResponse(member, 'tok')),
       'POST /api/v1/auth/logout': () => new Response(null, { status: 204 }),
     });
     const api = client();
     await api.login({ username: 'alice', password: 'pw' });
     await api.logout();
-    expect(calls[1]!.headers[CSRF_HEADER.toLowerCase()]).toBe('1');
+    expect(CSRF_HEADER).toBe('x-streamspace-csrf');
+    expect(calls[1]!.headers[CSRF_HEADER]).toBe('1');
+    expect(calls[1]!.headers.authorization).toBe('Bearer tok');
+    expect(calls[1]!.credentials).toBe('include');
     expect(api.getAuthState()).toEqual({ status: 'anonymous', reason: 'signed_out' });
+  });
+
+  it('logout repeats without the bearer when the server rejects an expired one', async () => {
+    const { calls } = mockFetch({
+      'POST /api/v1/auth/login': () => json(authResponse(member, 'tok')),
+      'POST /api/v1/auth/logout': (c) =>
+        c.headers.authorization ? apiError(401, 'unauthorized') : new Response(null, { status: 204 }),
+    });
+    const api = client();
+    await api.login({ username: 'alice', password: 'pw' });
+    await api.logout();
+    const logouts = calls.filter((c) => c.path === '/api/v1/auth/logout');
+    expect(logouts.map((c) => c.headers.authorization)).toEqual(['Bearer tok', undefined]);
+    expect(logouts[1]!.headers[CSRF_HEADER]).toBe('1');
+    expect(api.getAuthState()).toEqual({ status: 'anonymous', reason: 'signed_out' });
+  });
+
+  it('marks a sign-in that must enroll MFA first (login flag or a 403 from any route)', async () => {
+    let required = true;
+    mockFetch({
+      'POST /api/v1/auth/login': () => json(authResponse(member, 'tok', required)),
+      'GET /api/v1/sessions': () =>
+        apiError(403, 'mfa_enrollment_required', 'your organization requires multi-factor authentication'),
+    });
+    const api = client();
+    await api.login({ username: 'alice', password: 'pw' });
+    expect(api.getAuthState()).toEqual({ status: 'authenticated', user: member, mfaEnrollmentRequired: true });
+
+    required = false;
+    await api.login({ username: 'alice', password: 'pw' });
+    expect(api.getAuthState()).toMatchObject({ mfaEnrollmentRequired: false });
+    // The org turned the policy on since: the next call says so, and the app switches to the setup page.
+    await expect(api.get('/sessions')).rejects.toMatchObject({ status: 403, code: 'mfa_enrollment_required' });
+    expect(api.getAuthState()).toMatchObject({ status: 'authenticated', mfaEnrollmentRequired: true });
   });
 
   it('refreshes proactively before the token expires', async () => {

@@ -2,15 +2,22 @@
  * The one API client of the UI.
  *
  * - The access token lives in this object's memory only (never localStorage/sessionStorage).
- * - On load the app calls `restore()`, which asks `POST /auth/refresh` (HttpOnly cookie + CSRF header).
+ * - On load the app calls `restore()`, which asks `POST /auth/refresh` (the HttpOnly `ss_refresh` cookie,
+ *   scoped to `/api/v1/auth`, plus the `x-streamspace-csrf` header the server demands).
  * - A 401 from any authenticated call triggers one (shared) refresh and one retry; if that fails too the
  *   client signs out locally and notifies its subscribers. Exception: 401s whose code says the request's
  *   own secret was wrong (`invalid_credentials`, `invalid_mfa_code`, `mfa_required`) are plain errors.
+ * - A sign-in whose organization requires MFA the user has not set up (`mfa_enrollment_required` in the
+ *   token response, or a 403 with that code from any route) is authenticated but restricted: the app
+ *   shows the MFA setup page only.
  */
 import type { AuthResponse, AuthUser, ListResponse, LoginRequest } from '@/types/api';
 
 export const API_BASE = '/api/v1';
-export const CSRF_HEADER = 'X-StreamSpace-CSRF';
+/** Refresh and logout need it (any value): a cross-site form cannot send a custom header. */
+export const CSRF_HEADER = 'x-streamspace-csrf';
+/** 403 code: the org requires MFA and this sign-in has none; only the account/MFA routes answer. */
+export const MFA_ENROLLMENT_REQUIRED = 'mfa_enrollment_required';
 
 export class ApiError extends Error {
   readonly status: number;
@@ -38,10 +45,12 @@ export function errorMessage(e: unknown): string {
 /** 401 codes that judge the request's content (credentials, codes), not the session. */
 const REQUEST_401_CODES = new Set(['invalid_credentials', 'invalid_mfa_code', 'mfa_required']);
 
+export type SignOutReason = 'signed_out' | 'expired' | 'mfa_enrolled';
+
 export type AuthState =
   | { status: 'unknown' }
-  | { status: 'authenticated'; user: AuthUser }
-  | { status: 'anonymous'; reason: 'initial' | 'signed_out' | 'expired' };
+  | { status: 'authenticated'; user: AuthUser; mfaEnrollmentRequired: boolean }
+  | { status: 'anonymous'; reason: 'initial' | SignOutReason };
 
 export type QueryValue = string | number | boolean | null | undefined;
 export type Query = Record<string, QueryValue>;
@@ -133,9 +142,11 @@ export class ApiClient {
     this.token = auth.access_token;
     this.scheduleRefresh(auth.expires_in);
     const prev = this.state;
+    const mfaEnrollmentRequired = auth.mfa_enrollment_required === true;
     // Keep the same object when nothing visible changed, so subscribers do not re-render on every refresh.
     if (
       prev.status === 'authenticated' &&
+      prev.mfaEnrollmentRequired === mfaEnrollmentRequired &&
       prev.user.id === auth.user.id &&
       prev.user.role === auth.user.role &&
       prev.user.username === auth.user.username &&
@@ -143,7 +154,15 @@ export class ApiClient {
     ) {
       return;
     }
-    this.setState({ status: 'authenticated', user: auth.user });
+    this.setState({ status: 'authenticated', user: auth.user, mfaEnrollmentRequired });
+  }
+
+  /** A route answered 403 `mfa_enrollment_required`: the org now requires MFA this sign-in lacks. */
+  private requireMfaEnrollment(): void {
+    const prev = this.state;
+    if (prev.status === 'authenticated' && !prev.mfaEnrollmentRequired) {
+      this.setState({ ...prev, mfaEnrollmentRequired: true });
+    }
   }
 
   private scheduleRefresh(expiresIn: number): void {
@@ -157,7 +176,7 @@ export class ApiClient {
   }
 
   /** Forget the token locally (no server call) and tell subscribers. */
-  signOutLocally(reason: 'signed_out' | 'expired' = 'signed_out'): void {
+  signOutLocally(reason: SignOutReason = 'signed_out'): void {
     if (this.refreshTimer) clearTimeout(this.refreshTimer);
     this.refreshTimer = null;
     this.token = null;
@@ -219,17 +238,25 @@ export class ApiClient {
     return this.restorePromise;
   }
 
-  async logout(): Promise<void> {
-    try {
-      await this.fetchImpl(this.baseUrl + '/auth/logout', {
+  /**
+   * Revoke the refresh cookie's sign-in on the server, then forget the token. The bearer goes along so
+   * the audit log names who signed out; the server rejects an expired one with 401, so then the call is
+   * repeated without it (the cookie alone signs out).
+   */
+  async logout(reason: SignOutReason = 'signed_out'): Promise<void> {
+    const send = (token: string | null) =>
+      this.fetchImpl(this.baseUrl + '/auth/logout', {
         method: 'POST',
         credentials: 'include',
-        headers: { [CSRF_HEADER]: '1' },
+        headers: { [CSRF_HEADER]: '1', ...(token ? { Authorization: `Bearer ${token}` } : {}) },
       });
+    try {
+      const res = await send(this.token);
+      if (res.status === 401 && this.token) await send(null);
     } catch {
       // signing out locally is what matters
     } finally {
-      this.signOutLocally('signed_out');
+      this.signOutLocally(reason);
     }
   }
 
@@ -294,7 +321,11 @@ export class ApiClient {
         throw err;
       }
     }
-    if (!res.ok) throw await toApiError(res);
+    if (!res.ok) {
+      const err = await toApiError(res);
+      if (err.status === 403 && err.code === MFA_ENROLLMENT_REQUIRED) this.requireMfaEnrollment();
+      throw err;
+    }
     return res;
   }
 

@@ -41,5 +41,7 @@ export function formatMillicores(m: number | null | undefined): string {
 
 export function formatMemory(mb: number | null | undefined): string {
   if (mb === null || mb === undefined) return 'unlimited';
-  return mb >= 1024 && mb % 1024 === 0 ? `${mb / 1024} GiB` : `${mb} MiB`;
+  if (mb < 1024) return `${mb} MiB`;
+  // 24105 MiB reads better as 23.5 GiB; whole GiB stay whole.
+  return `${Number((mb / 1024).toFixed(1))} GiB`;
 }

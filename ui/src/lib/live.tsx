@@ -20,7 +20,11 @@ function parse<T>(m: SseMessage): T | null {
   }
 }
 
-/** Holds the `/events` stream open while signed in and patches the query caches with what arrives. */
+/**
+ * Holds `GET /api/v1/events` open while signed in and patches the query caches with what arrives:
+ * `event: session` (a session view), `event: agent` (an agent view, platform admins only) and
+ * `event: resync` (events were lost: reload).
+ */
 export function LiveEventsProvider({ children }: { children: ReactNode }) {
   const qc = useQueryClient();
   const [status, setStatus] = useState<StreamStatus>('connecting');
@@ -38,7 +42,11 @@ export function LiveEventsProvider({ children }: { children: ReactNode }) {
         }
       },
       onMessage: (m) => {
-        if (m.event === 'session') {
+        if (m.event === 'resync') {
+          // The server dropped events for this stream (it fell behind): reload what they would have patched.
+          void qc.invalidateQueries({ queryKey: sessionKeys.all });
+          void qc.invalidateQueries({ queryKey: agentKeys.all });
+        } else if (m.event === 'session') {
           const s = parse<Session>(m);
           if (s?.id) applySessionEvent(qc, s);
         } else if (m.event === 'agent') {

@@ -145,14 +145,47 @@ describe('connectEventStream', () => {
   it('stops when the client is signed out (401 that refresh cannot fix)', async () => {
     mockFetch({
       'POST /api/v1/auth/login': () => json(authResponse()),
-      'POST /api/v1/auth/refresh': () => apiError(401, 'no_cookie'),
-      'GET /api/v1/events': () => apiError(401, 'expired'),
+      'POST /api/v1/auth/refresh': () => apiError(401, 'unauthorized'),
+      'GET /api/v1/events': () => apiError(401, 'unauthorized'),
     });
     const api = await signedInClient();
     const sleep = vi.fn(async () => undefined);
     await connectEventStream({ client: api, signal: new AbortController().signal, onMessage: () => undefined, sleep });
     expect(sleep).not.toHaveBeenCalled();
     expect(api.getAuthState().status).toBe('anonymous');
+  });
+
+  it('stops when the sign-in may not watch (403 mfa_enrollment_required) and flags the client', async () => {
+    mockFetch({
+      'POST /api/v1/auth/login': () => json(authResponse()),
+      'GET /api/v1/events': () => apiError(403, 'mfa_enrollment_required'),
+    });
+    const api = await signedInClient();
+    const sleep = vi.fn(async () => undefined);
+    await connectEventStream({ client: api, signal: new AbortController().signal, onMessage: () => undefined, sleep });
+    expect(sleep).not.toHaveBeenCalled();
+    expect(api.getAuthState()).toMatchObject({ status: 'authenticated', mfaEnrollmentRequired: true });
+  });
+
+  it('reads the control plane\'s stream as axum writes it (named events, empty keep-alive comments, resync)', async () => {
+    const session = '{"id":"s1","state":"running"}';
+    mockFetch({
+      'POST /api/v1/auth/login': () => json(authResponse()),
+      'GET /api/v1/events': () => streamResponse([`event: session\ndata: ${session}\n\n`, ':\n\n', 'event: resync\ndata: {}\n\n']),
+    });
+    const api = await signedInClient();
+    const ctrl = new AbortController();
+    const messages: SseMessage[] = [];
+    await connectEventStream({
+      client: api,
+      signal: ctrl.signal,
+      onMessage: (m) => messages.push(m),
+      sleep: async () => ctrl.abort(),
+    });
+    expect(messages.map((m) => [m.event, m.data])).toEqual([
+      ['session', session],
+      ['resync', '{}'],
+    ]);
   });
 
   it('stops promptly when aborted while waiting to reconnect', async () => {

@@ -203,7 +203,8 @@ export async function connectEventStream(options: EventStreamOptions): Promise<v
       parser.end();
     } catch (e) {
       if (signal.aborted) break;
-      if (e instanceof ApiError && e.status === 401) break; // signed out: the app shows the sign-in page
+      // 401: signed out, the app shows the sign-in page. 403: this sign-in may not watch (MFA setup pending).
+      if (e instanceof ApiError && (e.status === 401 || e.status === 403)) break;
       if (e instanceof ApiError && e.status === 404) {
         // no event stream on this server: poll-only mode, try again rarely
         attempt = Math.max(attempt, 6);

@@ -3,8 +3,8 @@ import type { AuthResponse, AuthUser, Session, Template } from '@/types/api';
 export const member: AuthUser = { id: 'u1', username: 'alice', org_id: 'o1', role: 'member' };
 export const admin: AuthUser = { id: 'u0', username: 'root', org_id: 'o1', role: 'platform_admin' };
 
-export function authResponse(user: AuthUser = member, token = 'tok-1'): AuthResponse {
-  return { access_token: token, token_type: 'Bearer', expires_in: 900, user };
+export function authResponse(user: AuthUser = member, token = 'tok-1', mfaEnrollmentRequired = false): AuthResponse {
+  return { access_token: token, token_type: 'Bearer', expires_in: 900, user, mfa_enrollment_required: mfaEnrollmentRequired };
 }
 
 export function template(over: Partial<Template> = {}): Template {

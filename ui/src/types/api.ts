@@ -1,4 +1,7 @@
-/** Wire types of the StreamSpace REST API (`/api/v1`). Keep in sync with the control plane. */
+/**
+ * Wire types of the StreamSpace REST API (`/api/v1`), as the control plane serves them (see
+ * `streamspace openapi` / `GET /api/v1/openapi.json`). Keep in sync with `crates/server/src/api/*.rs`.
+ */
 
 export type Role = 'platform_admin' | 'org_admin' | 'member';
 
@@ -20,11 +23,19 @@ export interface AuthUser {
   role: Role;
 }
 
+/** `POST /auth/login` and `POST /auth/refresh` (200). */
 export interface AuthResponse {
   access_token: string;
   token_type: 'Bearer';
+  /** Seconds until the access token expires. */
   expires_in: number;
   user: AuthUser;
+  /**
+   * The user's organization requires MFA and this sign-in has no second factor: until the user enrolls
+   * (and signs in again with a code), only `/me`, `/me/password`, `/me/mfa/*` and `/auth/*` answer; every
+   * other route answers 403 `mfa_enrollment_required`.
+   */
+  mfa_enrollment_required: boolean;
 }
 
 export interface LoginRequest {
@@ -41,6 +52,8 @@ export interface Me {
   org_name: string;
   role: Role;
   mfa_enabled: boolean;
+  /** Unused recovery codes (0 without MFA). */
+  recovery_codes_left: number;
   created_at: string;
 }
 
@@ -58,7 +71,8 @@ export interface ApiKey {
   last_used_at: string | null;
 }
 
-export interface CreatedApiKey extends Omit<ApiKey, 'last_used_at'> {
+/** `POST /me/api-keys` (201): the key's view plus the key itself, shown only once. */
+export interface CreatedApiKey extends ApiKey {
   key: string;
 }
 
@@ -115,7 +129,11 @@ export interface Template {
   updated_at: string;
 }
 
+/** `POST /templates`. `org_id` is honoured for platform admins only (null: a global template). */
 export type TemplateInput = Omit<Template, 'id' | 'created_at' | 'updated_at'>;
+
+/** `PATCH /templates/{id}`: name and scope are fixed at creation. */
+export type TemplatePatch = Partial<Omit<TemplateInput, 'name' | 'org_id'>>;
 
 export const SESSION_STATES = [
   'pending',
@@ -137,6 +155,7 @@ export interface Session {
   owner_id: string;
   owner_username: string;
   template_id: string;
+  /** The template's `name` (slug), not its display name. */
   template_name: string;
   state: SessionState;
   agent_id: string | null;
@@ -155,36 +174,44 @@ export interface Agent {
   platform: 'docker' | 'kubernetes';
   labels: Record<string, string>;
   status: 'online' | 'offline';
-  version: string;
+  /** Reported by the agent when it connects; null until it has. */
+  version: string | null;
   capacity: { max_sessions: number; cpu_millis: number; memory_mb: number };
   session_count: number;
   last_heartbeat_at: string | null;
   created_at: string;
 }
 
-export interface CreatedAgent extends Partial<Agent> {
-  id: string;
+/** `POST /agents` (201) and `POST /agents/{id}/token` (200): the agent plus its token, shown only once. */
+export interface AgentWithToken extends Agent {
   token: string;
 }
 
+export const AUDIT_RESULTS = ['success', 'failure', 'denied'] as const;
+
 export interface AuditEvent {
   id: string;
+  /** Position in the hash chain, from 1; `next_cursor` of the audit list is a seq. */
   seq: number;
   time: string;
   actor_id: string | null;
-  actor_name: string | null;
+  /** A user name, `system`, or the name tried in a failed sign-in. */
+  actor_name: string;
   org_id: string | null;
   action: string;
-  target: string | null;
+  /** e.g. `user:<id>`, `session:<id>`. */
+  target: string;
   result: string;
   client_ip: string | null;
   user_agent: string | null;
   trace_id: string | null;
   details: unknown;
+  prev_hash: string;
+  hash: string;
 }
 
 /**
- * `GET /api/v1/stats` is optional (the UI degrades gracefully on 404). Every field is optional so an
+ * `GET /api/v1/stats` is optional (the control plane does not serve it yet) (the UI degrades gracefully on 404). Every field is optional so an
  * older or newer server shape does not break the dashboard.
  */
 export interface Stats {

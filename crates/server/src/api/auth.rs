@@ -289,10 +289,12 @@ async fn refresh(State(app): State<AppState>, meta: RequestMeta, headers: Header
 async fn logout(
     State(app): State<AppState>,
     meta: RequestMeta,
-    principal: Option<MfaSetupPrincipal>,
+    principal: Result<MfaSetupPrincipal, ApiError>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     require_csrf_header(&headers)?;
+    // Signing out must work with a stale access token too: the cookie is what gets revoked.
+    let principal = principal.ok();
     let revoked = match cookie(&headers, REFRESH_COOKIE) {
         Some(token) => app.store.revoke_refresh_family(&sha256_hex(token)).await?,
         None => false,

@@ -41,6 +41,7 @@ pub struct SessionView {
     pub owner_username: String,
     pub template_id: Uuid,
     pub template_name: String,
+    pub template_display_name: String,
     pub state: SessionState,
     pub agent_id: Option<Uuid>,
     /// Start progress: the phase (`scheduling`, `pulling`, `creating`, `starting`, ...).
@@ -58,7 +59,8 @@ pub struct SessionView {
 #[derive(Default)]
 struct Names {
     users: HashMap<Uuid, String>,
-    templates: HashMap<Uuid, String>,
+    /// Name and display name.
+    templates: HashMap<Uuid, (String, String)>,
 }
 
 impl Names {
@@ -69,11 +71,12 @@ impl Names {
         }
         if let Entry::Vacant(slot) = self.templates.entry(session.template_id) {
             let template = app.store.get_template(Scope::Platform, session.template_id).await?;
-            slot.insert(template.map(|t| t.name).unwrap_or_default());
+            slot.insert(template.map(|t| (t.name, t.display_name)).unwrap_or_default());
         }
         Ok(SessionView {
             owner_username: self.users[&session.owner_id].clone(),
-            template_name: self.templates[&session.template_id].clone(),
+            template_name: self.templates[&session.template_id].0.clone(),
+            template_display_name: self.templates[&session.template_id].1.clone(),
             id: session.id,
             org_id: session.org_id,
             owner_id: session.owner_id,

@@ -1,6 +1,6 @@
 //! The authenticated caller, from a bearer access token or an API key.
 
-use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
@@ -140,19 +140,5 @@ impl FromRequestParts<AppState> for MfaSetupPrincipal {
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
         Ok(MfaSetupPrincipal(authenticate(parts, app).await?))
-    }
-}
-
-/// Optional where a route also serves anonymous callers: absent credentials are `None`, bad ones
-/// still fail.
-impl OptionalFromRequestParts<AppState> for MfaSetupPrincipal {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Option<Self>, Self::Rejection> {
-        if parts.headers.contains_key(AUTHORIZATION) {
-            Ok(Some(MfaSetupPrincipal(authenticate(parts, app).await?)))
-        } else {
-            Ok(None)
-        }
     }
 }

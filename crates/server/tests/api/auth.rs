@@ -151,6 +151,22 @@ async fn logout_revokes_the_refresh_token() {
 }
 
 #[tokio::test]
+async fn logout_works_with_a_stale_access_token() {
+    let t = TestApp::new().await;
+    let cookie = t.login_reply("admin", ADMIN_PASSWORD, json!({})).await.set_cookie("ss_refresh").unwrap();
+    let request = axum::http::Request::builder()
+        .method(Method::POST)
+        .uri("/api/v1/auth/logout")
+        .header("authorization", "Bearer expired.token.x")
+        .header("cookie", format!("ss_refresh={cookie}"))
+        .header("x-streamspace-csrf", "1")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    assert_eq!(t.call(request).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(t.cookie_call("/api/v1/auth/refresh", &cookie).await.status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
 async fn forged_expired_unsigned_and_wrong_key_tokens_get_401() {
     let t = TestApp::new().await;
     let token = t.admin().await;

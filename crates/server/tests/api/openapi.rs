@@ -82,3 +82,24 @@ async fn the_document_is_served() {
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.body, spec());
 }
+
+/// The binary serves the UI it was built with (`make ui` builds `ui/dist` first).
+#[tokio::test]
+async fn the_embedded_ui_is_served_with_its_policy_when_built() {
+    let dist = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ui/dist/index.html");
+    let t = TestApp::new().await;
+    let reply = t.send(Method::GET, "/sessions/some-deep-link", None, None).await;
+    if !dist.exists() {
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "without ui/dist the binary says the UI is missing");
+        return;
+    }
+    assert_eq!(reply.status, StatusCode::OK, "SPA fallback to index.html");
+    assert!(reply.body.as_str().unwrap().contains("<div id=\"root\">"));
+    let csp = reply.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("frame-src http://localhost:8001"), "{csp}");
+    assert_eq!(reply.headers["cache-control"], "no-cache");
+    let asset = std::fs::read_dir(dist.parent().unwrap().join("assets")).unwrap().next().unwrap().unwrap().file_name();
+    let asset = t.send(Method::GET, &format!("/assets/{}", asset.to_string_lossy()), None, None).await;
+    assert_eq!(asset.status, StatusCode::OK);
+    assert_eq!(asset.headers["cache-control"], "public, max-age=31536000, immutable");
+}

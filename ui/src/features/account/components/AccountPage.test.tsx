@@ -14,6 +14,7 @@ const me: Me = {
   org_name: 'Acme',
   role: 'member',
   mfa_enabled: false,
+  recovery_codes_left: 0,
   created_at: '2026-01-01T00:00:00Z',
 };
 
@@ -23,7 +24,7 @@ function setup(extra: Parameters<typeof mockFetch>[0] = {}) {
   let mfa = false;
   const mock = mockFetch({
     'POST /api/v1/auth/refresh': () => json(authResponse()),
-    'GET /api/v1/me': () => json({ ...me, mfa_enabled: mfa }),
+    'GET /api/v1/me': () => json({ ...me, mfa_enabled: mfa, recovery_codes_left: mfa ? 10 : 0 }),
     'GET /api/v1/me/api-keys': () => json({ items: [], next_cursor: null }),
     'POST /api/v1/me/mfa/enroll': () => json({ secret: 'JBSWY3DPEHPK3PXP', otpauth_uri: 'otpauth://totp/x', qr_png_base64: 'iVBORw0KGgo=' }),
     'POST /api/v1/me/mfa/confirm': (c) => {
@@ -95,7 +96,7 @@ describe('AccountPage', () => {
     await user.type(within(form).getByLabelText(/^new password/i), 'short');
     await user.type(within(form).getByLabelText(/repeat new password/i), 'short');
     await user.click(within(form).getByRole('button', { name: 'Change password' }));
-    expect(await within(form).findByText(/at least 12 characters/)).toBeInTheDocument();
+    expect(await within(form).findByText(/at least 8 characters/)).toBeInTheDocument();
     expect(calls.some((c) => c.path === '/api/v1/me/password')).toBe(false);
     await user.clear(within(form).getByLabelText(/^new password/i));
     await user.clear(within(form).getByLabelText(/repeat new password/i));

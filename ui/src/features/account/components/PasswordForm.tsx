@@ -3,7 +3,8 @@ import { Alert, Button, Stack, TextField } from '@mui/material';
 import { errorMessage, isApiError } from '@/lib/api';
 import { useChangePassword } from '../api/account';
 
-export const MIN_PASSWORD_LENGTH = 12;
+/** The control plane's minimum (`auth::password::MIN_PASSWORD_LEN`). */
+export const MIN_PASSWORD_LENGTH = 8;
 
 export function PasswordForm() {
   const change = useChangePassword();

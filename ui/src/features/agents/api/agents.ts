@@ -1,7 +1,7 @@
 import { queryOptions, useMutation, useQueryClient, type QueryClient } from '@tanstack/react-query';
 import { api } from '@/lib/api';
 import { applyLiveItem } from '@/lib/cache';
-import type { Agent, CreatedAgent, ListResponse } from '@/types/api';
+import type { Agent, AgentWithToken, ListResponse } from '@/types/api';
 
 export const agentKeys = {
   all: ['agents'] as const,
@@ -23,7 +23,7 @@ export function useCreateAgent() {
   const qc = useQueryClient();
   return useMutation({
     mutationFn: (body: { name: string; platform: Agent['platform']; labels?: Record<string, string> }) =>
-      api.post<CreatedAgent>('/agents', body),
+      api.post<AgentWithToken>('/agents', body),
     onSuccess: () => qc.invalidateQueries({ queryKey: agentKeys.all }),
   });
 }
@@ -36,5 +36,14 @@ export function useDeleteAgent() {
       qc.setQueryData<ListResponse<Agent>>(agentKeys.lists(), (old) =>
         old ? { ...old, items: old.items.filter((a) => a.id !== id) } : old,
       ),
+  });
+}
+
+/** `POST /agents/{id}/token`: a new token; the old one is revoked and the agent's connection closed. */
+export function useRotateAgentToken() {
+  const qc = useQueryClient();
+  return useMutation({
+    mutationFn: (id: string) => api.post<AgentWithToken>(`/agents/${encodeURIComponent(id)}/token`),
+    onSuccess: ({ token: _token, ...agent }) => applyAgentEvent(qc, agent),
   });
 }

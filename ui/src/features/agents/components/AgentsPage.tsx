@@ -3,6 +3,7 @@ import { Box, Button, Chip, IconButton, Tooltip, Typography } from '@mui/materia
 import AddIcon from '@mui/icons-material/Add';
 import DeleteIcon from '@mui/icons-material/Delete';
 import InfoOutlinedIcon from '@mui/icons-material/InfoOutlined';
+import KeyIcon from '@mui/icons-material/Key';
 import { ResourceListView } from '@/components/ResourceListView';
 import { ResourceFormDialog } from '@/components/ResourceFormDialog';
 import { OneTimeSecretDialog } from '@/components/OneTimeSecretDialog';
@@ -15,7 +16,20 @@ import { useNow } from '@/lib/hooks';
 import { parseLabels } from '@/lib/labels';
 import { useListQuery } from '@/lib/list';
 import type { Agent } from '@/types/api';
-import { getAgentsQueryOptions, useCreateAgent, useDeleteAgent } from '../api/agents';
+import { getAgentsQueryOptions, useCreateAgent, useDeleteAgent, useRotateAgentToken } from '../api/agents';
+
+/** Agents report capacity when they connect; 0 means "not stated" (never connected, or no limit given). */
+function capacityText(a: Agent): string {
+  const parts = [
+    a.capacity.cpu_millis > 0 ? formatMillicores(a.capacity.cpu_millis) : null,
+    a.capacity.memory_mb > 0 ? formatMemory(a.capacity.memory_mb) : null,
+  ].filter((p) => p !== null);
+  return parts.length ? parts.join(', ') : '—';
+}
+
+function sessionsText(a: Agent): string {
+  return a.capacity.max_sessions > 0 ? `${a.session_count} / ${a.capacity.max_sessions}` : String(a.session_count);
+}
 
 export function AgentStatusChip({ agent }: { agent: Agent }) {
   return (
@@ -44,10 +58,11 @@ export function AgentsPage() {
   const list = useListQuery(getAgentsQueryOptions());
   const create = useCreateAgent();
   const del = useDeleteAgent();
+  const rotate = useRotateAgentToken();
   const { confirm, notify } = useFeedback();
   const now = useNow(2000);
   const [creating, setCreating] = useState(false);
-  const [token, setToken] = useState<string | null>(null);
+  const [token, setToken] = useState<{ agent: string; token: string; rotated: boolean } | null>(null);
   const [detail, setDetail] = useState<Agent | null>(null);
   // Keep the drawer live: show the cached copy of the selected agent.
   const shown = detail ? (list.items?.find((a) => a.id === detail.id) ?? detail) : null;
@@ -80,13 +95,13 @@ export function AgentsPage() {
       key: 'sessions',
       header: 'Sessions',
       align: 'right',
-      render: (a) => `${a.session_count} / ${a.capacity.max_sessions}`,
+      render: sessionsText,
     },
     {
       key: 'capacity',
       header: 'Capacity',
       hideBelow: 'md',
-      render: (a) => `${formatMillicores(a.capacity.cpu_millis)}, ${formatMemory(a.capacity.memory_mb)}`,
+      render: capacityText,
     },
     { key: 'labels', header: 'Labels', hideBelow: 'lg', render: (a) => <Labels labels={a.labels} /> },
   ];
@@ -111,6 +126,30 @@ export function AgentsPage() {
               <InfoOutlinedIcon />
             </IconButton>
           </Tooltip>
+          <Tooltip title="New token">
+            <span>
+              <IconButton
+                aria-label={`New token for agent ${a.name}`}
+                disabled={rotate.isPending}
+                onClick={async () => {
+                  const ok = await confirm({
+                    title: `Give agent ${a.name} a new token?`,
+                    message:
+                      'The current token stops working at once and the agent is disconnected. Restart it with the new token.',
+                    confirmLabel: 'New token',
+                    destructive: true,
+                  });
+                  if (ok)
+                    rotate.mutate(a.id, {
+                      onSuccess: (r) => setToken({ agent: a.name, token: r.token, rotated: true }),
+                      onError: (e) => notify(errorMessage(e), 'error'),
+                    });
+                }}
+              >
+                <KeyIcon />
+              </IconButton>
+            </span>
+          </Tooltip>
           <Tooltip title="Revoke and delete">
             <IconButton
               aria-label={`Delete agent ${a.name}`}
@@ -118,7 +157,10 @@ export function AgentsPage() {
               onClick={async () => {
                 const ok = await confirm({
                   title: `Delete agent ${a.name}?`,
-                  message: 'Its token is revoked and it is disconnected. Sessions on it are failed or moved.',
+                  message:
+                    a.session_count > 0
+                      ? `Its token is revoked and it is disconnected. Its ${a.session_count} session(s) fail: nothing runs or stops them any more.`
+                      : 'Its token is revoked and it is disconnected.',
                   confirmLabel: 'Delete',
                   destructive: true,
                 });
@@ -163,15 +205,15 @@ export function AgentsPage() {
             platform: v.platform === 'kubernetes' ? 'kubernetes' : 'docker',
             labels: parseLabels(v.labels).labels,
           });
-          setToken(created.token);
+          setToken({ agent: created.name, token: created.token, rotated: false });
         }}
         onClose={() => setCreating(false)}
       />
       <OneTimeSecretDialog
         open={token !== null}
-        title="Agent token"
-        description="Start the agent with this token. It is shown only once; delete the agent and add it again if it is lost."
-        secret={token}
+        title={token?.rotated ? `New token for ${token.agent}` : 'Agent token'}
+        description={`Start the agent with this token (streamspace agent docker --server <URL> --token <token>). It is shown only once; give the agent a new token if it is lost.`}
+        secret={token?.token ?? null}
         onClose={() => setToken(null)}
       />
       <DetailDrawer
@@ -184,11 +226,11 @@ export function AgentsPage() {
                 { label: 'ID', value: <code>{shown.id}</code> },
                 { label: 'Status', value: <AgentStatusChip agent={shown} /> },
                 { label: 'Platform', value: shown.platform },
-                { label: 'Version', value: shown.version || '—' },
+                { label: 'Version', value: shown.version ?? '—' },
                 { label: 'Last heartbeat', value: formatDateTime(shown.last_heartbeat_at) },
-                { label: 'Sessions', value: `${shown.session_count} / ${shown.capacity.max_sessions}` },
-                { label: 'CPU', value: formatMillicores(shown.capacity.cpu_millis) },
-                { label: 'Memory', value: formatMemory(shown.capacity.memory_mb) },
+                { label: 'Sessions', value: sessionsText(shown) },
+                { label: 'CPU', value: shown.capacity.cpu_millis > 0 ? formatMillicores(shown.capacity.cpu_millis) : '—' },
+                { label: 'Memory', value: shown.capacity.memory_mb > 0 ? formatMemory(shown.capacity.memory_mb) : '—' },
                 { label: 'Labels', value: <Labels labels={shown.labels} /> },
                 { label: 'Created', value: formatDateTime(shown.created_at) },
               ]

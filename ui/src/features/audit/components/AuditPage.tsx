@@ -11,14 +11,26 @@ import { errorMessage } from '@/lib/api';
 import { formatDateTime } from '@/lib/format';
 import { useDebounced } from '@/lib/hooks';
 import { useCursorList } from '@/lib/list';
-import type { AuditEvent } from '@/types/api';
+import { AUDIT_RESULTS, type AuditEvent } from '@/types/api';
 import { EMPTY_AUDIT_FILTERS, type AuditFilters, exportAuditCsv, getAuditInfiniteQueryOptions } from '../api/audit';
 
-const RESULTS = ['success', 'failure', 'denied', 'error'];
-
 function ResultChip({ result }: { result: string }) {
-  const color = result === 'success' ? 'success' : result === 'denied' || result === 'failure' || result === 'error' ? 'error' : 'default';
+  const color = result === 'success' ? 'success' : result === 'denied' || result === 'failure' ? 'error' : 'default';
   return <Chip size="small" label={result} color={color} variant="outlined" />;
+}
+
+/** `kind:<uuid>` targets are long: show the kind and the id's tail, the whole value on hover. */
+function TargetText({ target }: { target: string }) {
+  const m = /^([a-z_]+):([0-9a-f-]{36})$/.exec(target);
+  if (!m) return <>{target || '—'}</>;
+  // Ids are UUIDv7: the leading digits are a timestamp shared by neighbours, the tail tells them apart.
+  return (
+    <Tooltip title={target}>
+      <span>
+        {m[1]}:<code>…{(m[2] ?? '').slice(-8)}</code>
+      </span>
+    </Tooltip>
+  );
 }
 
 export function AuditPage() {
@@ -34,7 +46,8 @@ export function AuditPage() {
   const doExport = async () => {
     setExporting(true);
     try {
-      await exportAuditCsv(debounced);
+      // What the filter fields show now, even if the list has not caught up with the last keystroke.
+      await exportAuditCsv(filters);
     } catch (e) {
       notify(`Export failed: ${errorMessage(e)}`, 'error');
     } finally {
@@ -44,9 +57,9 @@ export function AuditPage() {
 
   const columns: Column<AuditEvent>[] = [
     { key: 'time', header: 'Time', render: (e) => formatDateTime(e.time) },
-    { key: 'actor', header: 'Actor', render: (e) => e.actor_name ?? e.actor_id ?? '—' },
+    { key: 'actor', header: 'Actor', render: (e) => e.actor_name ? e.actor_name : (e.actor_id ?? '—') },
     { key: 'action', header: 'Action', render: (e) => <code>{e.action}</code> },
-    { key: 'target', header: 'Target', hideBelow: 'md', render: (e) => e.target ?? '—' },
+    { key: 'target', header: 'Target', hideBelow: 'md', render: (e) => <TargetText target={e.target} /> },
     { key: 'result', header: 'Result', render: (e) => <ResultChip result={e.result} /> },
     { key: 'ip', header: 'Client IP', hideBelow: 'lg', render: (e) => e.client_ip ?? '—' },
   ];
@@ -80,9 +93,9 @@ export function AuditPage() {
               },
             }}
           />
-          <TextField {...small} label="Actor" value={filters.actor} onChange={set('actor')} />
+          <TextField {...small} label="Actor" value={filters.actor} onChange={set('actor')} placeholder="exact name" />
           <TextField {...small} label="Action" value={filters.action} onChange={set('action')} placeholder="e.g. session.create" />
-          <TextField {...small} label="Target" value={filters.target} onChange={set('target')} />
+          <TextField {...small} label="Target" value={filters.target} onChange={set('target')} placeholder="e.g. session:<id>" />
           <TextField
             {...small}
             select
@@ -92,7 +105,7 @@ export function AuditPage() {
             slotProps={{ inputLabel: { shrink: true }, select: { displayEmpty: true } }}
           >
             <MenuItem value="">Any result</MenuItem>
-            {RESULTS.map((r) => (
+            {AUDIT_RESULTS.map((r) => (
               <MenuItem key={r} value={r}>
                 {r}
               </MenuItem>
@@ -139,14 +152,17 @@ export function AuditPage() {
           detail
             ? [
                 { label: 'Time', value: formatDateTime(detail.time) },
-                { label: 'Actor', value: detail.actor_name ?? detail.actor_id ?? '—' },
+                { label: 'Actor', value: detail.actor_name ? detail.actor_name : '—' },
+                { label: 'Actor ID', value: detail.actor_id ? <code>{detail.actor_id}</code> : '—' },
                 { label: 'Action', value: <code>{detail.action}</code> },
-                { label: 'Target', value: detail.target ?? '—' },
+                { label: 'Target', value: detail.target ? <code>{detail.target}</code> : '—' },
                 { label: 'Result', value: <ResultChip result={detail.result} /> },
                 { label: 'Client IP', value: detail.client_ip ?? '—' },
                 { label: 'User agent', value: detail.user_agent ?? '—' },
                 { label: 'Trace ID', value: detail.trace_id ? <code>{detail.trace_id}</code> : '—' },
-                { label: 'Org', value: detail.org_id ?? '—' },
+                { label: 'Org', value: detail.org_id ? <code>{detail.org_id}</code> : '—' },
+                { label: 'Sequence', value: String(detail.seq) },
+                { label: 'Hash', value: <code style={{ wordBreak: 'break-all' }}>{detail.hash}</code> },
               ]
             : []
         }

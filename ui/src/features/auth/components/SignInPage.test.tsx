@@ -16,7 +16,7 @@ const routes = [
 describe('SignInPage', () => {
   it('signs in with username and password', async () => {
     const { calls } = mockFetch({
-      'POST /api/v1/auth/refresh': () => apiError(401, 'unauthenticated'),
+      'POST /api/v1/auth/refresh': () => apiError(401, 'unauthorized'),
       'POST /api/v1/auth/login': () => json(authResponse(member, 'tok')),
     });
     renderRoutes(routes, '/login');
@@ -27,13 +27,13 @@ describe('SignInPage', () => {
     expect(await screen.findByRole('heading', { name: 'Catalog home' })).toBeInTheDocument();
     const login = calls.find((c) => c.path === '/api/v1/auth/login')!;
     expect(login.body).toEqual({ username: 'alice', password: 'correct horse' });
-    expect(api.getAuthState()).toEqual({ status: 'authenticated', user: member });
+    expect(api.getAuthState()).toEqual({ status: 'authenticated', user: member, mfaEnrollmentRequired: false });
   });
 
   it('shows a clear error for wrong credentials and rate limiting', async () => {
     let n = 0;
     mockFetch({
-      'POST /api/v1/auth/refresh': () => apiError(401, 'unauthenticated'),
+      'POST /api/v1/auth/refresh': () => apiError(401, 'unauthorized'),
       'POST /api/v1/auth/login': () => (++n === 1 ? apiError(401, 'invalid_credentials') : apiError(429, 'too_many_attempts')),
     });
     renderRoutes(routes, '/login');
@@ -48,7 +48,7 @@ describe('SignInPage', () => {
 
   it('asks for a TOTP code when the server answers mfa_required, then signs in', async () => {
     const { calls } = mockFetch({
-      'POST /api/v1/auth/refresh': () => apiError(401, 'unauthenticated'),
+      'POST /api/v1/auth/refresh': () => apiError(401, 'unauthorized'),
       'POST /api/v1/auth/login': (c) => {
         const b = c.body as { totp_code?: string };
         if (!b.totp_code) return apiError(401, 'mfa_required');
@@ -81,7 +81,7 @@ describe('SignInPage', () => {
 
   it('accepts a recovery code instead and returns to where the user came from', async () => {
     const { calls } = mockFetch({
-      'POST /api/v1/auth/refresh': () => apiError(401, 'unauthenticated'),
+      'POST /api/v1/auth/refresh': () => apiError(401, 'unauthorized'),
       'POST /api/v1/auth/login': (c) =>
         (c.body as { recovery_code?: string }).recovery_code ? json(authResponse()) : apiError(401, 'mfa_required'),
     });

@@ -18,7 +18,7 @@ type Step = 'password' | 'mfa';
 
 function messageFor(e: unknown): string {
   if (isApiError(e, 'invalid_credentials')) return 'Wrong username or password.';
-  if (isApiError(e, 'invalid_mfa_code')) return 'That code is not valid. Try again.';
+  if (isApiError(e, 'invalid_mfa_code')) return 'That code is not valid. Codes work once: wait for the next one and try again.';
   if (isApiError(e, 'too_many_attempts')) return 'Too many attempts. Wait a moment and try again.';
   return errorMessage(e);
 }
@@ -40,7 +40,7 @@ export function SignInPage() {
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
 
-  if (auth.status === 'authenticated') return <Navigate to={from} replace />;
+  if (auth.status === 'authenticated') return <Navigate to={auth.mfaEnrollmentRequired ? '/setup-mfa' : from} replace />;
 
   const submit = async (e: FormEvent) => {
     e.preventDefault();
@@ -68,6 +68,7 @@ export function SignInPage() {
   };
 
   const expired = auth.status === 'anonymous' && auth.reason === 'expired';
+  const enrolled = auth.status === 'anonymous' && auth.reason === 'mfa_enrolled';
 
   return (
     <Box
@@ -86,6 +87,11 @@ export function SignInPage() {
               </Typography>
             </Box>
             {expired && !error ? <Alert severity="info">Your session has ended. Please sign in again.</Alert> : null}
+            {enrolled && !error ? (
+              <Alert severity="success">
+                Two-factor authentication is on. Sign in again with a code from your authenticator app.
+              </Alert>
+            ) : null}
             {error ? (
               <Alert severity="error" role="alert">
                 {error}

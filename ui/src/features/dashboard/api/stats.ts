@@ -14,5 +14,6 @@ export const getStatsQueryOptions = () =>
         throw e;
       }
     },
-    refetchInterval: 30_000,
+    // No endpoint: no point asking every 30 s.
+    refetchInterval: (q) => (q.state.data === null ? false : 30_000),
   });

@@ -80,37 +80,40 @@ export function DashboardPage() {
           </Box>
         ))}
       </Box>
-      <Typography variant="h2" component="h2" sx={{ mb: 1 }}>
-        Session start latency
-      </Typography>
-      <Card variant="outlined">
-        <CardContent>
-          {stats.isPending ? (
-            <Skeleton variant="rounded" height={200} />
-          ) : stats.isError ? (
-            <ErrorAlert error={stats.error} />
-          ) : stats.data === null ? (
-            <Typography color="text.secondary">Start latency statistics are not available on this server.</Typography>
-          ) : (
-            <LineChart
-              label="Session start latency over time"
-              format={(ms) => (ms >= 1000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`)}
-              series={[
-                {
-                  label: 'p50',
-                  color: theme.palette.primary.main,
-                  points: latency.filter((p) => p.p50_ms != null).map((p) => ({ x: Date.parse(p.time), y: p.p50_ms ?? 0 })),
-                },
-                {
-                  label: 'p95',
-                  color: theme.palette.secondary.main,
-                  points: latency.filter((p) => p.p95_ms != null).map((p) => ({ x: Date.parse(p.time), y: p.p95_ms ?? 0 })),
-                },
-              ]}
-            />
-          )}
-        </CardContent>
-      </Card>
+      {/* Servers without GET /stats (404): no latency section at all. */}
+      {stats.data === null ? null : (
+        <>
+          <Typography variant="h2" component="h2" sx={{ mb: 1 }}>
+            Session start latency
+          </Typography>
+          <Card variant="outlined">
+            <CardContent>
+              {stats.isPending ? (
+                <Skeleton variant="rounded" height={200} />
+              ) : stats.isError ? (
+                <ErrorAlert error={stats.error} />
+              ) : (
+                <LineChart
+                  label="Session start latency over time"
+                  format={(ms) => (ms >= 1000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`)}
+                  series={[
+                    {
+                      label: 'p50',
+                      color: theme.palette.primary.main,
+                      points: latency.filter((p) => p.p50_ms != null).map((p) => ({ x: Date.parse(p.time), y: p.p50_ms ?? 0 })),
+                    },
+                    {
+                      label: 'p95',
+                      color: theme.palette.secondary.main,
+                      points: latency.filter((p) => p.p95_ms != null).map((p) => ({ x: Date.parse(p.time), y: p.p95_ms ?? 0 })),
+                    },
+                  ]}
+                />
+              )}
+            </CardContent>
+          </Card>
+        </>
+      )}
     </Box>
   );
 }

@@ -15,7 +15,8 @@ import { useListQuery } from '@/lib/list';
 import type { Organization } from '@/types/api';
 import { getOrgsQueryOptions, useCreateOrg, useDeleteOrg, useUpdateOrg } from '../api/orgs';
 
-const ORG_NAME_RE = /^\S(.{0,98}\S)?$/;
+/** The API's rule for organization names (a slug). */
+const ORG_NAME_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
 function quota(n: number | null) {
   return n === null ? '∞' : String(n);
@@ -31,7 +32,9 @@ export function OrgsPage() {
   const [renaming, setRenaming] = useState<Organization | null>(null);
 
   const validate = (v: { name: string }) => ({
-    name: ORG_NAME_RE.test(v.name) ? undefined : 'A name of 1-100 characters without leading or trailing spaces',
+    name: ORG_NAME_RE.test(v.name)
+      ? undefined
+      : 'Lowercase letters, digits and dashes; starts with a letter or digit; at most 63 characters',
   });
 
   const columns: Column<Organization>[] = [
@@ -77,7 +80,7 @@ export function OrgsPage() {
               onClick={async () => {
                 const ok = await confirm({
                   title: `Delete organization ${o.name}?`,
-                  message: 'Its users, templates and sessions are deleted with it. This cannot be undone.',
+                  message: 'Only an organization without users can be deleted. This cannot be undone.',
                   confirmLabel: 'Delete',
                   destructive: true,
                 });
@@ -98,7 +101,7 @@ export function OrgsPage() {
         open={creating}
         title="Add organization"
         submitLabel="Create"
-        fields={[{ name: 'name', label: 'Name', required: true }]}
+        fields={[{ name: 'name', label: 'Name', required: true, helperText: 'e.g. engineering' }]}
         initialValues={{ name: '' }}
         validate={validate}
         onSubmit={async (v) => {

@@ -13,6 +13,7 @@ import { SESSION_STATES, type Session, type SessionState } from '@/types/api';
 import { getAllUsersQueryOptions } from '@/features/users/api/users';
 import { getAgentsQueryOptions } from '@/features/agents/api/agents';
 import { STARTING_STATES, getSessionsQueryOptions } from '../api/sessions';
+import { useSessionTitle } from '../api/titles';
 import { SessionActions } from './SessionActions';
 import { SessionProgress, SessionStateChip } from './SessionStatus';
 
@@ -25,7 +26,9 @@ export function AdminSessionsPage() {
   const rawState = params.get('state');
   const state: SessionState | '' = isState(rawState) ? rawState : '';
   const ownerId = params.get('owner') ?? '';
-  const list = useListQuery(getSessionsQueryOptions({ state, owner_id: ownerId || undefined }));
+  const raw = useListQuery(getSessionsQueryOptions({ state, owner_id: ownerId || undefined }));
+  const title = useSessionTitle();
+  const list = useMemo(() => ({ ...raw, items: raw.items?.map((s) => ({ ...s, template_name: title(s) })) }), [raw, title]);
   const users = useQuery(getAllUsersQueryOptions());
   const agents = useQuery(getAgentsQueryOptions());
   const now = useNow(15_000);
@@ -34,7 +37,7 @@ export function AdminSessionsPage() {
 
   const agentName = useMemo(() => {
     const m = new Map(agents.data?.items.map((a) => [a.id, a.name]));
-    return (id: string | null) => (id ? (m.get(id) ?? id.slice(0, 8)) : '—');
+    return (id: string | null) => (id ? (m.get(id) ?? `…${id.slice(-8)}`) : '—');
   }, [agents.data]);
   const userOptions = users.data?.items ?? [];
   const selectedUser = userOptions.find((u) => u.id === ownerId) ?? null;

@@ -37,6 +37,7 @@ import {
   useStopSession,
   useWakeSession,
 } from '../api/sessions';
+import { useSessionTitle } from '../api/titles';
 import { SessionStateChip, phaseLabel } from './SessionStatus';
 
 /** What the iframe's `allow` attribute grants the streamer (on its own, different origin). */
@@ -124,7 +125,8 @@ function RunningView({ session }: { session: Session }) {
       src={connect.data.url}
       allow={SESSION_IFRAME_ALLOW}
       allowFullScreen
-      sx={{ flex: 1, width: '100%', border: 0, display: 'block', bgcolor: '#000' }}
+      // A framed page without a background of its own is transparent: white behind it, as in a tab.
+      sx={{ flex: 1, width: '100%', border: 0, display: 'block', bgcolor: '#fff', colorScheme: 'light' }}
     />
   );
 }
@@ -134,13 +136,15 @@ export function SessionViewerPage() {
   const navigate = useNavigate();
   const { confirm, notify } = useFeedback();
   const session = useQuery(getSessionQueryOptions(id));
+  const title = useSessionTitle();
   const hibernate = useHibernateSession();
   const wake = useWakeSession();
   const stop = useStopSession();
   const relaunch = useCreateSession();
   const frameRef = useRef<HTMLDivElement>(null);
   const fullscreen = useFullscreen(frameRef);
-  const s = session.data;
+  // Display names instead of template slugs everywhere on this page.
+  const s = session.data ? { ...session.data, template_name: title(session.data) } : undefined;
   const busy = hibernate.isPending || wake.isPending || stop.isPending;
 
   const openInNewTab = async () => {

@@ -27,7 +27,8 @@ export function parseQuota(raw: string): { value: number | null; error?: string 
   return { value: Number(v) };
 }
 
-function SettingsForm({ org }: { org: Organization }) {
+/** Org admins set the MFA policy; quotas are the platform admins' (the API answers 403 otherwise). */
+function SettingsForm({ org, canSetQuotas }: { org: Organization; canSetQuotas: boolean }) {
   const update = useUpdateOrg();
   const { notify } = useFeedback();
   const [mfa, setMfa] = useState(org.mfa_required);
@@ -42,16 +43,23 @@ function SettingsForm({ org }: { org: Organization }) {
 
   const submit = (e: FormEvent) => {
     e.preventDefault();
-    const patch: OrgPatch = { mfa_required: mfa };
+    // Send only what changed: PATCH leaves absent fields alone.
+    const patch: OrgPatch = mfa !== org.mfa_required ? { mfa_required: mfa } : {};
     const errs: Partial<Record<QuotaKey, string>> = {};
-    for (const q of QUOTAS) {
-      const r = parseQuota(quotas[q.key]);
-      if (r.error) errs[q.key] = r.error;
-      else patch[q.key] = r.value;
+    if (canSetQuotas) {
+      for (const q of QUOTAS) {
+        const r = parseQuota(quotas[q.key]);
+        if (r.error) errs[q.key] = r.error;
+        else if (r.value !== org[q.key]) patch[q.key] = r.value;
+      }
     }
     setErrors(errs);
     if (Object.keys(errs).length) return;
     setError(null);
+    if (Object.keys(patch).length === 0) {
+      notify('Nothing to save', 'info');
+      return;
+    }
     update.mutate(
       { id: org.id, patch },
       { onSuccess: () => notify('Settings saved'), onError: (err) => setError(errorMessage(err)) },
@@ -71,15 +79,20 @@ function SettingsForm({ org }: { org: Organization }) {
             label="Require two-factor authentication for every user"
           />
           <Typography variant="body2" color="text.secondary">
-            Users without MFA are asked to set it up at their next sign-in.
+            Users without MFA can do nothing else until they have set it up.
           </Typography>
         </CardContent>
       </Card>
       <Card variant="outlined">
         <CardContent>
-          <Typography variant="h2" component="h2" sx={{ mb: 2 }}>
+          <Typography variant="h2" component="h2" sx={{ mb: canSetQuotas ? 2 : 1 }}>
             Quotas
           </Typography>
+          {!canSetQuotas ? (
+            <Typography variant="body2" color="text.secondary" sx={{ mb: 2 }}>
+              Set by the platform administrators.
+            </Typography>
+          ) : null}
           <Box sx={{ display: 'grid', gap: 2, gridTemplateColumns: { xs: '1fr', sm: '1fr 1fr' } }}>
             {QUOTAS.map((q) => (
               <TextField
@@ -89,8 +102,9 @@ function SettingsForm({ org }: { org: Organization }) {
                 onChange={(e) => setQuotas((cur) => ({ ...cur, [q.key]: e.target.value }))}
                 placeholder="unlimited"
                 error={Boolean(errors[q.key])}
-                helperText={errors[q.key] ?? 'Empty = unlimited'}
-                slotProps={{ htmlInput: { inputMode: 'numeric' } }}
+                helperText={errors[q.key] ?? (canSetQuotas ? 'Empty = unlimited' : undefined)}
+                disabled={!canSetQuotas}
+                slotProps={{ htmlInput: { inputMode: 'numeric' }, inputLabel: { shrink: true } }}
               />
             ))}
           </Box>
@@ -133,7 +147,7 @@ export function OrgSettingsPage() {
         </TextField>
       ) : null}
       <ErrorAlert error={org.error} onRetry={() => void org.refetch()} />
-      {org.data ? <SettingsForm key={JSON.stringify(org.data)} org={org.data} /> : org.isPending ? <Skeleton variant="rounded" height={320} /> : null}
+      {org.data ? <SettingsForm key={JSON.stringify(org.data)} org={org.data} canSetQuotas={isPlatform} /> : org.isPending ? <Skeleton variant="rounded" height={320} /> : null}
     </Box>
   );
 }

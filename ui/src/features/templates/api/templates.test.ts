@@ -7,6 +7,7 @@ import {
   parseEnv,
   parseTags,
   templateToForm,
+  toTemplatePatch,
   validateTemplate,
   type TemplateFormValues,
 } from './templates';
@@ -76,5 +77,20 @@ describe('form conversion', () => {
       enabled: t.enabled,
     });
     expect(formToTemplateInput({ ...valid, org_id: '' }).org_id).toBeNull();
+  });
+});
+
+describe('PATCH body', () => {
+  it('leaves out the name and the scope (fixed at creation; PATCH /templates/{id} does not take them)', () => {
+    const patch = toTemplatePatch(formToTemplateInput(templateToForm(template({ org_id: 'o1' }))));
+    expect(patch).not.toHaveProperty('name');
+    expect(patch).not.toHaveProperty('org_id');
+    expect(patch).toMatchObject({ display_name: 'Firefox', image: 'streamspace/firefox:1', enabled: true });
+  });
+
+  it('checks tags like the API: at most 20 of at most 40 characters', () => {
+    expect(validateTemplate({ ...valid, tags: Array.from({ length: 21 }, (_, i) => `t${i}`).join(',') }).tags).toBeDefined();
+    expect(validateTemplate({ ...valid, tags: 'x'.repeat(41) }).tags).toBeDefined();
+    expect(validateTemplate({ ...valid, tags: 'browser, web' }).tags).toBeUndefined();
   });
 });

@@ -1,6 +1,6 @@
 import { queryOptions, useMutation, useQueryClient } from '@tanstack/react-query';
 import { api } from '@/lib/api';
-import type { Template, TemplateInput } from '@/types/api';
+import type { Template, TemplateInput, TemplatePatch } from '@/types/api';
 
 export const templateKeys = {
   all: ['templates'] as const,
@@ -22,13 +22,19 @@ export const getTemplateQueryOptions = (id: string) =>
     queryFn: ({ signal }) => api.get<Template>(`/templates/${encodeURIComponent(id)}`, undefined, signal),
   });
 
+/** What `PATCH /templates/{id}` takes: everything but the name and the scope, fixed at creation. */
+export function toTemplatePatch(input: TemplateInput): TemplatePatch {
+  const { name: _name, org_id: _orgId, ...patch } = input;
+  return patch;
+}
+
 export function useSaveTemplate() {
   const qc = useQueryClient();
   return useMutation({
-    mutationFn: ({ id, input }: { id?: string; input: TemplateInput }) =>
-      id
-        ? api.patch<Template>(`/templates/${encodeURIComponent(id)}`, input)
-        : api.post<Template>('/templates', input),
+    mutationFn: (v: { id: string; patch: TemplatePatch } | { input: TemplateInput }) =>
+      'patch' in v
+        ? api.patch<Template>(`/templates/${encodeURIComponent(v.id)}`, v.patch)
+        : api.post<Template>('/templates', v.input),
     onSuccess: () => qc.invalidateQueries({ queryKey: templateKeys.all }),
   });
 }
@@ -140,8 +146,10 @@ export function validateTemplate(v: TemplateFormValues): TemplateErrors {
       'Lowercase letters, digits and dashes; starts with a letter or digit; at most 63 characters';
   }
   if (!v.display_name.trim()) errors.display_name = 'Display name is required';
+  else if ([...v.display_name.trim()].length > 100) errors.display_name = 'At most 100 characters';
   if (!v.image.trim()) errors.image = 'Image is required';
   else if (/\s/.test(v.image.trim())) errors.image = 'Image must not contain spaces';
+  else if (v.image.trim().length > 255) errors.image = 'At most 255 characters';
   const icon = v.icon.trim();
   if (icon && !/^(https?:\/\/|data:image\/|\/)/.test(icon)) errors.icon = 'Icon must be an http(s) URL, a path or a data:image URL';
   const cpu = positiveInt(v.cpu_millis, 'CPU (millicores)');
@@ -154,6 +162,8 @@ export function validateTemplate(v: TemplateFormValues): TemplateErrors {
   if (port) errors.port = port;
   const env = parseEnv(v.env);
   if (env.error) errors.env = env.error;
+  const tags = parseTags(v.tags);
+  if (tags.length > 20 || tags.some((t) => [...t].length > 40)) errors.tags = 'At most 20 tags of at most 40 characters';
   return errors;
 }
 

@@ -21,6 +21,7 @@ import {
   formToTemplateInput,
   getTemplatesQueryOptions,
   templateToForm,
+  toTemplatePatch,
   useDeleteTemplate,
   useSaveTemplate,
   validateTemplate,
@@ -57,6 +58,7 @@ export function TemplatesPage() {
             name: 'org_id' as const,
             label: 'Scope',
             kind: 'select' as const,
+            disabled: editing !== 'new',
             options: [{ value: '', label: 'Global (all organizations)' }, ...(orgs.data?.items ?? []).map((o) => ({ value: o.id, label: o.name }))],
           },
         ]
@@ -112,7 +114,7 @@ export function TemplatesPage() {
           slotProps={{ input: { 'aria-label': `${t.enabled ? 'Disable' : 'Enable'} ${t.display_name}` } }}
           onChange={(e) =>
             save.mutate(
-              { id: t.id, input: { ...formToTemplateInput(templateToForm(t)), enabled: e.target.checked } },
+              { id: t.id, patch: { enabled: e.target.checked } },
               { onError: (err) => notify(errorMessage(err), 'error') },
             )
           }
@@ -178,7 +180,7 @@ export function TemplatesPage() {
         onSubmit={async (v) => {
           const input = formToTemplateInput(v);
           if (!isPlatform) input.org_id = me.org_id;
-          await save.mutateAsync({ id: current?.id, input });
+          await save.mutateAsync(current ? { id: current.id, patch: toTemplatePatch(input) } : { input });
           notify(`Template ${input.display_name} saved`);
         }}
         onClose={() => setEditing(null)}

@@ -17,7 +17,8 @@ import { getOrgsQueryOptions } from '@/features/orgs/api/orgs';
 import { MIN_PASSWORD_LENGTH } from '@/features/account/components/PasswordForm';
 import { getUsersInfiniteQueryOptions, useCreateUser, useDeleteUser, useUpdateUser } from '../api/users';
 
-const USERNAME_RE = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$/;
+/** The API's rule: letters, digits, '.', '-' and '_', starting with a letter or digit, at most 64. */
+const USERNAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 type CreateValues = { username: string; password: string; role: string; org_id: string };
 type EditValues = { role: string; disabled: boolean; password: string };
@@ -40,7 +41,7 @@ export function UsersPage() {
 
   const orgName = useMemo(() => {
     const m = new Map(orgs.data?.items.map((o) => [o.id, o.name]));
-    return (id: string) => m.get(id) ?? id.slice(0, 8);
+    return (id: string) => m.get(id) ?? `…${id.slice(-8)}`;
   }, [orgs.data]);
 
   // Org admins manage their own org and cannot mint platform admins.
@@ -109,7 +110,7 @@ export function UsersPage() {
                 onClick={async () => {
                   const ok = await confirm({
                     title: `Delete user ${u.username}?`,
-                    message: 'Their sessions are stopped and their API keys revoked.',
+                    message: 'Their API keys and sign-ins are revoked. A user with active sessions cannot be deleted: stop them first.',
                     confirmLabel: 'Delete',
                     destructive: true,
                   });
@@ -134,7 +135,9 @@ export function UsersPage() {
         fields={createFields}
         initialValues={{ username: '', password: '', role: 'member', org_id: me.org_id }}
         validate={(v) => ({
-          username: USERNAME_RE.test(v.username) ? undefined : 'Letters, digits and . _ @ -; at most 64 characters',
+          username: USERNAME_RE.test(v.username.trim())
+            ? undefined
+            : 'Letters, digits, dots, dashes and underscores, starting with a letter or digit; at most 64 characters',
           password: v.password.length >= MIN_PASSWORD_LENGTH ? undefined : `At least ${MIN_PASSWORD_LENGTH} characters`,
           role: isRole(v.role) ? undefined : 'Pick a role',
         })}

@@ -1,0 +1,55 @@
+import { describe, expect, it } from 'vitest';
+import { screen } from '@testing-library/react';
+import userEvent from '@testing-library/user-event';
+import { json, mockFetch } from '@/testing/http';
+import { admin, authResponse } from '@/testing/fixtures';
+import { renderRoutes } from '@/testing/render';
+import type { Organization } from '@/types/api';
+import { OrgSettingsPage } from './OrgSettingsPage';
+
+const org: Organization = {
+  id: 'o1',
+  name: 'acme',
+  mfa_required: false,
+  max_sessions: null,
+  max_sessions_per_user: 3,
+  max_cpu_millis: null,
+  max_memory_mb: null,
+  created_at: '2026-01-01T00:00:00Z',
+};
+
+function setup(role: 'org_admin' | 'platform_admin') {
+  const mock = mockFetch({
+    'POST /api/v1/auth/refresh': () => json(authResponse({ ...admin, role })),
+    'GET /api/v1/orgs/o1': () => json(org),
+    'GET /api/v1/orgs': () => json({ items: [org], next_cursor: null }),
+    'PATCH /api/v1/orgs/o1': (c) => json({ ...org, ...(c.body as object) }),
+  });
+  renderRoutes([{ path: '/', element: <OrgSettingsPage /> }]);
+  return mock;
+}
+
+describe('OrgSettingsPage', () => {
+  it('org admins set the MFA policy only: quotas are read-only and never sent (the API would answer 403)', async () => {
+    const { calls } = setup('org_admin');
+    const user = userEvent.setup({ delay: null });
+    const perUser = await screen.findByLabelText('Sessions per user');
+    expect(perUser).toBeDisabled();
+    expect(perUser).toHaveValue('3');
+    await user.click(screen.getByLabelText(/Require two-factor authentication/));
+    await user.click(screen.getByRole('button', { name: 'Save settings' }));
+    expect(await screen.findByText('Settings saved')).toBeInTheDocument();
+    expect(calls.find((c) => c.method === 'PATCH')!.body).toEqual({ mfa_required: true });
+  });
+
+  it('platform admins change quotas; only changed fields are sent, empty means unlimited (null)', async () => {
+    const { calls } = setup('platform_admin');
+    const user = userEvent.setup({ delay: null });
+    const perUser = await screen.findByLabelText('Sessions per user');
+    await user.clear(perUser);
+    await user.type(screen.getByLabelText('Sessions in the organization'), '10');
+    await user.click(screen.getByRole('button', { name: 'Save settings' }));
+    expect(await screen.findByText('Settings saved')).toBeInTheDocument();
+    expect(calls.find((c) => c.method === 'PATCH')!.body).toEqual({ max_sessions: 10, max_sessions_per_user: null });
+  });
+});
