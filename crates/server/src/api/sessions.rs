@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::{Json, List, PageQuery, Path, Query};
 use crate::app::{App, AppState};
-use crate::audit::{Actor, Event};
+use crate::audit::{Actor, Event, Outcome};
 use crate::auth::Principal;
 use crate::auth::secrets::{random_token, sha256_hex};
 use crate::context::RequestMeta;
@@ -171,8 +171,7 @@ async fn create_session(
     let org = app.store.get_org(Scope::Platform, principal.org_id).await?.ok_or_else(ApiError::unauthorized)?;
     let usage = app.store.usage(principal.org_id, principal.user_id).await?;
     if let Some(message) = quota_breach(&org.quotas, &usage, &template) {
-        let event =
-            Event::new("session.create", format!("template:{}", template.id)).outcome(crate::audit::Outcome::Denied);
+        let event = Event::new("session.create", format!("template:{}", template.id)).outcome(Outcome::Denied);
         app.audit(&meta, &Actor::from(&principal), event.details(json!({"reason": message}))).await?;
         return Err(ApiError::new(StatusCode::FORBIDDEN, "quota_exceeded", message));
     }
@@ -253,9 +252,14 @@ async fn request(
         lifecycle::Event::Wake => "session.wake",
         _ => "session.stop",
     };
-    app.audit(meta, &actor, Event::new(action, format!("session:{id}")).org(session.org_id)).await?;
-    let updated = app.advance(&session, event, Detail::default(), &Cause { actor: &actor, meta }).await?;
-    Ok((StatusCode::ACCEPTED, axum::Json(SessionView::load(app, updated).await?)))
+    let result = app.advance(&session, event, Detail::default(), &Cause { actor: &actor, meta }).await;
+    let audit = Event::new(action, format!("session:{id}")).org(session.org_id);
+    let audit = match &result {
+        Ok(_) => audit,
+        Err(err) => audit.outcome(Outcome::Denied).details(json!({"reason": err.message})),
+    };
+    app.audit(meta, &actor, audit).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(SessionView::load(app, result?).await?)))
 }
 
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/hibernate", tag = "sessions", params(("id" = Uuid, Path)),

@@ -171,6 +171,11 @@ async fn sessions_fail_with_a_reason_when_no_agent_can_run_them_and_are_private_
     let unknown = t.post("/api/v1/sessions", &member, json!({"template": "no-such-template"})).await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
 
+    // Only running sessions hibernate; the refusal is audited as such.
+    let refused = t.post(&format!("/api/v1/sessions/{id}/hibernate"), &member, json!({})).await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::CONFLICT, "invalid_state"));
+    assert!(t.audit_actions().await.contains(&("session.hibernate".to_owned(), "denied".to_owned())));
+
     // A failed session has nothing running: stopping it ends it at once.
     let stopped = t.send(Method::DELETE, &format!("/api/v1/sessions/{id}"), Some(&member), None).await;
     assert_eq!(stopped.status, StatusCode::ACCEPTED);
