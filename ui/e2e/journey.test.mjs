@@ -8,8 +8,10 @@
  *
  * The admin account must not have MFA yet: the journey enrolls it (TOTP codes computed from the secret
  * the page shows), signs out and back in with a code, launches the template, checks the live session
- * inside the viewer's iframe (session origin), hibernates, wakes and stops it, checks the admin pages and
- * the audit log, and checks that a member of another organization cannot see the session.
+ * inside the viewer's iframe (session origin), hibernates, wakes and stops it, launches the streaming
+ * template (Chromium) from the catalog and checks that the viewer's iframe decodes its video (frame counters
+ * of e2e/frame-probe.mjs rise over 2 s), stops it from the toolbar, checks the admin pages and the audit
+ * log, and checks that a member of another organization cannot see the session.
  *
  * Environment:
  *   STREAMSPACE_URL              base URL of the control plane serving the UI (required; use localhost)
@@ -18,6 +20,9 @@
  *   STREAMSPACE_ARTIFACTS        directory for screenshots (default ./e2e-artifacts)
  *   STREAMSPACE_E2E_TEMPLATE     name of the template to launch (default "fixture")
  *   STREAMSPACE_E2E_FRAME_TEXT   heading the launched app shows (default "StreamSpace fixture")
+ *   STREAMSPACE_E2E_STREAM_TEMPLATE  the streaming template to launch and watch (default "chromium"; empty:
+ *                                skip the streaming step)
+ *   STREAMSPACE_E2E_MIN_FRAMES   frames that must be decoded in the iframe over 2 s (default 10)
  *   STREAMSPACE_SESSION_ORIGIN   expected session origin in the CSP (default: not checked)
  *   STREAMSPACE_E2E_START_TIMEOUT_MS  how long a session may take to reach "running" (default 120000)
  *   STREAMSPACE_E2E_SKIP_SESSION set to 1 to skip the session steps (no agent available)
@@ -31,6 +36,7 @@ import { mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { chromium } from 'playwright-core';
+import { installFrameProbe } from './frame-probe.mjs';
 import { stepAt, totp } from './totp.mjs';
 
 /** The flags the project runs Debian's Chromium with (playwright adds its own on top). */
@@ -55,6 +61,8 @@ const FRAME_TEXT = process.env.STREAMSPACE_E2E_FRAME_TEXT ?? 'StreamSpace fixtur
 const SESSION_ORIGIN = process.env.STREAMSPACE_SESSION_ORIGIN ?? '';
 const START_TIMEOUT = Number(process.env.STREAMSPACE_E2E_START_TIMEOUT_MS ?? 120_000);
 const SKIP_SESSION = process.env.STREAMSPACE_E2E_SKIP_SESSION === '1';
+const STREAM_TEMPLATE = process.env.STREAMSPACE_E2E_STREAM_TEMPLATE ?? 'chromium';
+const MIN_FRAMES = Number(process.env.STREAMSPACE_E2E_MIN_FRAMES ?? 10);
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const RUN = Date.now().toString(36);
 
@@ -77,6 +85,8 @@ const fixture = {
   adminKeyId: '',
   templateDisplayName: '',
   /** @type {string | null} */ sessionId: null,
+  streamDisplayName: '',
+  /** @type {string | null} */ streamSessionId: null,
   mfaSecret: '',
   other: { org: `e2e-other-${RUN}`, orgId: '', username: `e2e-member-${RUN}`, password: randomBytes(12).toString('base64url') },
   strict: { org: `e2e-mfa-${RUN}`, orgId: '', username: `e2e-mfa-${RUN}`, password: randomBytes(12).toString('base64url'), mfaSecret: '' },
@@ -201,7 +211,7 @@ const stateChip = () => page.locator('header .MuiChip-label').first();
  * Wait until the viewer's state chip matches `state` (or shows "failed", which is an error unless wanted).
  * @param {string | RegExp} state
  */
-async function waitForSessionState(state, timeout = START_TIMEOUT) {
+async function waitForSessionState(state, timeout = START_TIMEOUT, id = fixture.sessionId) {
   const want = typeof state === 'string' ? `^${state}$` : state.source;
   await page.waitForFunction(
     (pattern) => {
@@ -214,22 +224,81 @@ async function waitForSessionState(state, timeout = START_TIMEOUT) {
   const text = await stateChip().innerText();
   if (text === 'failed' && !new RegExp(want).test(text)) {
     const reason = await page.locator('.MuiAlert-message').first().innerText().catch(() => '');
-    throw new Error(`session ${String(fixture.sessionId)} failed: ${reason}`);
+    throw new Error(`session ${String(id)} failed: ${reason}`);
   }
 }
 
-/** The viewer's iframe shows the app, served from the session origin. */
-async function expectLiveApp() {
+/**
+ * The viewer's iframe, checked to be served from the session origin, and its frame.
+ * @param {string | null} id the session
+ */
+async function sessionIframe(id) {
   const frame = page.locator('iframe[allow*="clipboard-read"]');
   await frame.waitFor({ timeout: 30_000 });
   assert.equal(await frame.getAttribute('allow'), 'autoplay; clipboard-read; clipboard-write; fullscreen');
   const src = new URL((await frame.getAttribute('src')) ?? '');
   assert.notEqual(src.origin, new URL(BASE).origin, 'the app is framed from the session origin, not the UI origin');
   if (SESSION_ORIGIN) assert.equal(src.origin, SESSION_ORIGIN);
-  assert.equal(src.pathname, `/api/v1/http/${String(fixture.sessionId)}/`);
+  assert.equal(src.pathname, `/api/v1/http/${String(id)}/`);
+  const content = await (await frame.elementHandle())?.contentFrame();
+  assert.ok(content, 'the iframe has a frame');
+  return content;
+}
+
+/** The viewer's iframe shows the app, served from the session origin. */
+async function expectLiveApp() {
+  await sessionIframe(fixture.sessionId);
   const app = page.frameLocator('iframe[allow*="clipboard-read"]');
   await app.getByRole('heading', { name: FRAME_TEXT }).waitFor({ timeout: 30_000 });
   assert.equal(await app.locator('#status').innerText(), 'ok');
+}
+
+/**
+ * The frame counters of e2e/frame-probe.mjs in `frame`.
+ * @param {import('playwright-core').Frame} frame
+ * @returns {Promise<import('./frame-probe.mjs').FrameCounts>}
+ */
+function readFrames(frame) {
+  return frame.evaluate(() => /** @type {any} */ (window).__ssFrames.read());
+}
+
+/**
+ * What the session page in `frame` shows of the stream: the client's <video> (its box against the frame's
+ * viewport, whether it is hidden) and a 320x200 copy of its current picture (distinct colours, luma range).
+ * @param {import('playwright-core').Frame} frame
+ */
+function streamPicture(frame) {
+  return frame.evaluate(() => {
+    const video = document.querySelector('video#videoStream') ?? document.querySelector('video');
+    if (!(video instanceof HTMLVideoElement)) return null;
+    const box = video.getBoundingClientRect();
+    const style = getComputedStyle(video);
+    const canvas = document.createElement('canvas');
+    canvas.width = 320;
+    canvas.height = 200;
+    const g = canvas.getContext('2d');
+    if (!g) return null;
+    g.drawImage(video, 0, 0, canvas.width, canvas.height);
+    const { data } = g.getImageData(0, 0, canvas.width, canvas.height);
+    const colours = new Set();
+    let min = 255;
+    let max = 0;
+    for (let i = 0; i < data.length; i += 4) {
+      const r = data[i] ?? 0;
+      const green = data[i + 1] ?? 0;
+      const b = data[i + 2] ?? 0;
+      colours.add(((r >> 4) << 8) | ((green >> 4) << 4) | (b >> 4));
+      const luma = 0.299 * r + 0.587 * green + 0.114 * b;
+      min = Math.min(min, luma);
+      max = Math.max(max, luma);
+    }
+    return {
+      shownShare: Math.round(((box.width * box.height) / (window.innerWidth * window.innerHeight)) * 100) / 100,
+      hidden: style.display === 'none' || style.visibility === 'hidden' || Number(style.opacity) === 0,
+      colours: colours.size,
+      lumaRange: Math.round(max - min),
+    };
+  });
 }
 
 // ---- the journey ----
@@ -258,6 +327,11 @@ describe('StreamSpace UI journey', { concurrency: false }, () => {
     const template = templates.find((/** @type {any} */ t) => t.name === TEMPLATE);
     if (!SKIP_SESSION) assert.ok(template?.enabled, `no enabled template named ${TEMPLATE} (e2e/run-journey.sh creates "fixture")`);
     fixture.templateDisplayName = template?.display_name ?? TEMPLATE;
+    if (STREAM_TEMPLATE && !SKIP_SESSION) {
+      const streaming = templates.find((/** @type {any} */ t) => t.name === STREAM_TEMPLATE);
+      assert.ok(streaming?.enabled, `no enabled template named ${STREAM_TEMPLATE} (seeded by streamspace up; STREAMSPACE_E2E_STREAM_TEMPLATE= skips the streaming step)`);
+      fixture.streamDisplayName = streaming.display_name;
+    }
 
     for (const who of [fixture.other, fixture.strict]) {
       const org = expectStatus(await apiCall('POST', '/orgs', { ...admin, body: { name: who.org } }), 201, `org ${who.org}`);
@@ -269,6 +343,8 @@ describe('StreamSpace UI journey', { concurrency: false }, () => {
 
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS });
     context = await browser.newContext({ viewport: { width: 1366, height: 900 }, acceptDownloads: true, colorScheme: 'light' });
+    // Frame counters in every page and frame (the viewer's iframe on the session origin too).
+    await context.addInitScript(installFrameProbe);
     page = await context.newPage();
     page.setDefaultTimeout(20_000);
     page.on('pageerror', (e) => pageErrors.push(`pageerror: ${e.message}`));
@@ -280,10 +356,11 @@ describe('StreamSpace UI journey', { concurrency: false }, () => {
 
   after(async () => {
     // Leave nothing running even when a step failed half-way.
-    if (fixture.adminKey && fixture.sessionId) {
-      const s = await apiCall('GET', `/sessions/${fixture.sessionId}`, { token: fixture.adminKey }).catch(() => null);
+    for (const id of [fixture.sessionId, fixture.streamSessionId]) {
+      if (!fixture.adminKey || !id) continue;
+      const s = await apiCall('GET', `/sessions/${id}`, { token: fixture.adminKey }).catch(() => null);
       if (s?.body && !['stopped', 'failed', 'stopping'].includes(s.body.state)) {
-        await apiCall('DELETE', `/sessions/${fixture.sessionId}`, { token: fixture.adminKey }).catch(() => undefined);
+        await apiCall('DELETE', `/sessions/${id}`, { token: fixture.adminKey }).catch(() => undefined);
       }
     }
     if (fixture.adminKeyId) await apiCall('DELETE', `/me/api-keys/${fixture.adminKeyId}`, { token: fixture.adminKey }).catch(() => undefined);
@@ -477,6 +554,61 @@ describe('StreamSpace UI journey', { concurrency: false }, () => {
       assert.equal(s.state, 'stopped');
     },
     { timeout: START_TIMEOUT + 300_000 },
+  );
+
+  step(
+    `launches the streaming template (${STREAM_TEMPLATE || 'none'}) from the catalog; the viewer streams it (decoded frames rise); stops it`,
+    async () => {
+      if (SKIP_SESSION || !STREAM_TEMPLATE) return;
+      await page.getByRole('link', { name: 'Back to catalog' }).click();
+      await expectHeading('Catalog');
+      await settled();
+      const launched = Date.now();
+      await page.getByRole('article', { name: fixture.streamDisplayName }).getByRole('button', { name: /^Launch / }).click();
+      await page.waitForURL(/\/sessions\/[^/]+$/);
+      const id = decodeURIComponent(new URL(page.url()).pathname.split('/').pop() ?? '');
+      assert.notEqual(id, fixture.sessionId, 'a new session');
+      fixture.streamSessionId = id;
+      await waitForSessionState('running', START_TIMEOUT, id);
+      const frame = await sessionIframe(id);
+      // The Selkies client in the iframe decodes the stream (WebCodecs), then keeps decoding it.
+      await frame
+        .waitForFunction(() => /** @type {any} */ (window).__ssFrames?.read().firstDecodedAt > 0, undefined, { timeout: 60_000, polling: 100 })
+        .catch(async (/** @type {unknown} */ e) => {
+          const counts = await readFrames(frame).catch((/** @type {unknown} */ r) => String(r));
+          throw new Error(`no decoded frame in the viewer's iframe (${frame.url()}): ${JSON.stringify(counts)}: ${String(e)}`);
+        });
+      const framed = new URL(frame.url());
+      assert.equal(`${framed.pathname}${framed.search}`, `/api/v1/http/${id}/`, 'the ticket is traded for the cookie and leaves the URL');
+      const firstFrameAfter = ((Date.now() - launched) / 1000).toFixed(1);
+      const start = await readFrames(frame);
+      await new Promise((r) => setTimeout(r, 2_000));
+      const end = await readFrames(frame);
+      const seconds = (end.now - start.now) / 1000;
+      const decoded = end.decoded - start.decoded;
+      const presented = end.presented - start.presented;
+      console.log(
+        `# ${STREAM_TEMPLATE}: first frame in the viewer ${firstFrameAfter} s after Launch; ${decoded} frames decoded, ` +
+          `${presented} presented in the viewer's iframe over ${seconds.toFixed(1)} s; video ${JSON.stringify(end.videos)}`,
+      );
+      assert.ok(decoded >= MIN_FRAMES, `decoded frames rise in the iframe: ${JSON.stringify({ start, end })}`);
+      // The stream is on screen: the client's <video> has a picture of the remote display (the session's
+      // browser window, not a blank or black one) and fills the viewer.
+      assert.ok(end.videos.some((v) => v.width > 0 && v.height > 0), `a <video> has the stream: ${JSON.stringify(end.videos)}`);
+      const picture = await streamPicture(frame);
+      console.log(`# ${STREAM_TEMPLATE}: the viewer shows ${JSON.stringify(picture)}`);
+      assert.ok(picture && !picture.hidden && picture.shownShare >= 0.5, `the <video> fills the viewer: ${JSON.stringify(picture)}`);
+      assert.ok(picture.colours >= 4 && picture.lumaRange >= 64, `the streamed picture is not blank: ${JSON.stringify(picture)}`);
+      await screenshot(`viewer-${STREAM_TEMPLATE}-streaming`);
+      await page.getByRole('button', { name: 'Stop' }).click();
+      await page.getByRole('dialog').getByRole('button', { name: 'Stop' }).click();
+      await waitForSessionState('stopped', 120_000, id);
+      await page.getByRole('link', { name: 'Back to catalog' }).waitFor();
+      await screenshot(`viewer-${STREAM_TEMPLATE}-stopped`);
+      const s = expectStatus(await apiCall('GET', `/sessions/${id}`, { token: fixture.adminKey }), 200, 'streaming session');
+      assert.equal(s.state, 'stopped');
+    },
+    { timeout: START_TIMEOUT + 180_000 },
   );
 
   step('admin pages render; the agent is online', async () => {

@@ -8,7 +8,8 @@
  * 1. starts `streamspace up` on two free ports (API+UI, session origin) with a temporary data directory
  *    and STREAMSPACE_ADMIN_PASSWORD (random unless set), its log in <artifacts>/server.log;
  * 2. waits for /readyz and the built-in Docker agent, creates the `fixture` template
- *    (streamspace/fixture:latest) through the API;
+ *    (streamspace/fixture:latest) through the API, checks that the image of the streaming template the
+ *    journey launches (seeded `chromium`: streamspace/chromium:latest) is there;
  * 3. runs the journey with `node --test`;
  * 4. stops every session it left (API), SIGTERMs the server, removes leftover containers of this run's
  *    agent and the data directory.
@@ -19,6 +20,7 @@
  *   STREAMSPACE_ADMIN_PASSWORD  admin password for the new installation (default: random)
  *   STREAMSPACE_E2E_IMAGE    image of the fixture template (default streamspace/fixture:latest)
  *   STREAMSPACE_E2E_KEEP     1: keep the data directory
+ *   STREAMSPACE_E2E_STREAM_TEMPLATE  streaming template the journey launches (default chromium; empty: none)
  *   plus what journey.test.mjs reads (CHROMIUM_PATH, STREAMSPACE_E2E_START_TIMEOUT_MS, ...).
  */
 import { spawn, execFile } from 'node:child_process';
@@ -39,6 +41,7 @@ const ARTIFACTS = path.resolve(process.env.STREAMSPACE_ARTIFACTS ?? path.join(UI
 const PASSWORD = process.env.STREAMSPACE_ADMIN_PASSWORD ?? `journey-${randomBytes(9).toString('base64url')}`;
 const IMAGE = process.env.STREAMSPACE_E2E_IMAGE ?? 'streamspace/fixture:latest';
 const KEEP = process.env.STREAMSPACE_E2E_KEEP === '1';
+const STREAM_TEMPLATE = process.env.STREAMSPACE_E2E_STREAM_TEMPLATE ?? 'chromium';
 const TERMINAL = new Set(['stopped', 'failed']);
 
 const started = Date.now();
@@ -162,6 +165,21 @@ async function setUp() {
     throw new Error(`creating the fixture template: ${template.status} ${JSON.stringify(template.body)}`);
   }
   log(`agent ${agentId} online; template fixture (${IMAGE}) ready`);
+
+  if (STREAM_TEMPLATE && process.env.STREAMSPACE_E2E_SKIP_SESSION !== '1') {
+    const templates = await call('GET', '/templates?limit=500', { token: apiKey });
+    const streaming = (templates.body?.items ?? []).find((/** @type {any} */ t) => t.name === STREAM_TEMPLATE);
+    if (!streaming) throw new Error(`no template ${STREAM_TEMPLATE} to stream (STREAMSPACE_E2E_STREAM_TEMPLATE= skips the streaming step)`);
+    try {
+      await run('docker', ['image', 'inspect', '--format', '{{.Id}}', streaming.image]);
+    } catch {
+      throw new Error(
+        `the image ${streaming.image} of the ${STREAM_TEMPLATE} template is missing: build the session images ` +
+          '(scripts/images/build.sh), or skip the streaming step with STREAMSPACE_E2E_STREAM_TEMPLATE=',
+      );
+    }
+    log(`template ${STREAM_TEMPLATE} (${streaming.image}) ready to stream`);
+  }
 
   const url = `http://localhost:${apiPort}`;
   const index = await fetch(`${url}/`);
