@@ -274,6 +274,9 @@ async fn an_idle_session_hibernates_and_wakes() {
 
     s.member.post(&format!("/api/v1/sessions/{id}/wake"), json!({})).await;
     s.member.wait_for_state(&id, "running", START).await;
+    // A woken session gets a fresh idle window (its last activity predates the hibernation).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(s.member.session(&id).await["state"], "running");
     assert_eq!(proxied(&s.plane, &id, "/", Some(&cookie)).await.status(), StatusCode::OK);
     s.member.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{id}"), None).await;
     s.member.wait_for_state(&id, "stopped", START).await;

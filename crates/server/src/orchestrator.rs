@@ -107,7 +107,8 @@ impl App {
                 update.endpoint = Some(detail.endpoint.clone().or(session.endpoint.clone()));
                 update.phase = Some(None);
                 update.progress = Some(None);
-                if session.state != SessionState::Running {
+                // The first start: lifetimes and start latency count from it, not from a wake.
+                if session.started_at.is_none() {
                     update.started_at = Some(Some(now));
                 }
             }
@@ -362,9 +363,13 @@ impl App {
                 {
                     (Event::Stop, Detail::reason("maximum lifetime reached"))
                 }
+                // Quiet since the last proxied byte or since it (re)entered running, whichever is later
+                // (a woken session's last activity predates its hibernation).
                 SessionState::Running
                     if settings.idle_timeout.is_some_and(|idle| {
-                        since(session.last_activity_at.or(session.started_at)).is_some_and(|quiet| quiet > idle)
+                        let quiet_since =
+                            session.last_activity_at.map_or(session.updated_at, |at| at.max(session.updated_at));
+                        since(Some(quiet_since)).is_some_and(|quiet| quiet > idle)
                     }) =>
                 {
                     (Event::Hibernate, Detail::reason("idle"))

@@ -8,6 +8,7 @@ pub mod events;
 pub mod me;
 pub mod orgs;
 pub mod sessions;
+pub mod stats;
 pub mod system;
 pub mod templates;
 pub mod users;
@@ -195,6 +196,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(audit::routes())
         .merge(agents::routes())
         .merge(events::routes())
+        .merge(stats::routes())
 }
 
 #[cfg(test)]

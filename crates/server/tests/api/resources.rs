@@ -314,3 +314,20 @@ async fn deleting_an_agent_fails_its_sessions_and_forgets_it() {
     );
     assert_eq!(t.get(&format!("/api/v1/agents/{agent_id}"), &admin).await.status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn stats_count_sessions_by_state_for_admins_only() {
+    let t = TestApp::new().await;
+    let admin = t.admin().await;
+    let (_, org_admin, member) = t.org_with_users(&admin, "acme").await;
+    t.post("/api/v1/sessions", &member, json!({"template": "chromium"})).await;
+    let stats = t.get("/api/v1/stats", &org_admin).await;
+    assert_eq!(stats.status, StatusCode::OK, "{}", stats.body);
+    assert_eq!(stats.body["sessions_by_state"]["failed"], 1, "{}", stats.body);
+    assert_eq!(stats.body["agents_online"], 0);
+    assert!(stats.body["session_start_latency"].as_array().unwrap().is_empty(), "nothing started");
+    // Another org's admin sees none of it.
+    let (_, other_admin, _) = t.org_with_users(&admin, "other").await;
+    assert!(t.get("/api/v1/stats", &other_admin).await.body["sessions_by_state"].get("failed").is_none());
+    assert_eq!(t.get("/api/v1/stats", &member).await.status, StatusCode::FORBIDDEN);
+}
