@@ -68,6 +68,9 @@ struct AgentArgs {
     /// (for a control plane on another host).
     #[arg(long, env = "STREAMSPACE_PUBLISH_HOST")]
     publish_host: Option<std::net::IpAddr>,
+    /// CPU this host announces, as a multiple of its cores (templates state limits; desktops idle).
+    #[arg(long, env = "STREAMSPACE_CPU_OVERCOMMIT", default_value_t = 8)]
+    cpu_overcommit: i64,
 }
 
 #[derive(Subcommand)]
@@ -238,7 +241,11 @@ fn announce(config: &Config, generated_password: Option<&str>) {
 }
 
 async fn agent_docker(args: AgentArgs) -> anyhow::Result<ExitCode> {
-    let options = DockerOptions { publish_host: args.publish_host, ..DockerOptions::default() };
+    let options = DockerOptions {
+        publish_host: args.publish_host,
+        cpu_overcommit: args.cpu_overcommit,
+        ..DockerOptions::default()
+    };
     let runtime = DockerRuntime::connect_local(options).await?;
     let config = streamspace_agent::AgentConfig::new(args.server, args.token);
     streamspace_agent::run(config, std::sync::Arc::new(runtime), shutdown_signal()).await?;

@@ -76,6 +76,9 @@ pub struct DockerOptions {
     /// How many sessions this host announces it can hold; CPU and memory capacity are read from the engine. The
     /// default is high enough that CPU and memory, not this count, limit a typical host.
     pub max_sessions: i64,
+    /// Templates state CPU limits, and desktop sessions idle most of the time, so the CPU this host
+    /// announces is its cores times this factor. Memory is announced as it is.
+    pub cpu_overcommit: i64,
 }
 
 impl Default for DockerOptions {
@@ -85,6 +88,7 @@ impl Default for DockerOptions {
             start_timeout: Duration::from_secs(60),
             stop_grace: Duration::from_secs(10),
             max_sessions: 50,
+            cpu_overcommit: 8,
         }
     }
 }
@@ -291,7 +295,7 @@ impl Runtime for DockerRuntime {
         let info = self.docker.info().await.context("reading the Docker engine's resources")?;
         Ok(Capacity {
             max_sessions: self.options.max_sessions,
-            cpu_millis: info.ncpu.unwrap_or(0).saturating_mul(1000),
+            cpu_millis: info.ncpu.unwrap_or(0).saturating_mul(1000).saturating_mul(self.options.cpu_overcommit.max(1)),
             memory_mb: info.mem_total.unwrap_or(0) / MIB,
         })
     }
