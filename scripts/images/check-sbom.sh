@@ -3,7 +3,7 @@
 #
 #   scripts/images/check-sbom.sh FILE.spdx.json...   validate these files
 #   scripts/images/check-sbom.sh                     generate (sbom.py) and validate
-#                                                    one per local streamspace/* image
+#                                                    one per image defined under images/
 #
 # The tools live in their own venv (STREAMSPACE_TOOLS_DIR, default
 # /tmp/streamspace-tools), never in the system Python.
@@ -24,7 +24,10 @@ fi
 files=("$@")
 if ((${#files[@]} == 0)); then
   mkdir -p "$out_dir"
-  mapfile -t images < <(docker image ls --format '{{.Repository}}:{{.Tag}}' 'streamspace/*' | grep -v '<none>' | sort)
+  # The images this repository defines: images/<name>/Dockerfile -> streamspace/<name>:latest.
+  mapfile -t images < <(for dockerfile in "$(dirname "$0")"/../../images/*/Dockerfile; do
+    echo "streamspace/$(basename "$(dirname "$dockerfile")"):latest"
+  done | sort)
   if ((${#images[@]} == 0)); then
     echo "check-sbom: no streamspace/* images; run scripts/images/build.sh first" >&2
     exit 1

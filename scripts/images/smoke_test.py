@@ -3,7 +3,8 @@
 
     scripts/images/smoke_test.py [--out DIR] [IMAGE...]
 
-Default: every local streamspace/*:latest image. Selkies images (their
+Default: every image this repository defines (images/<name>/Dockerfile, tagged
+streamspace/<name>:latest). Selkies images (their
 entrypoint is streamspace-session) start in secure mode with a random master
 token and are checked for: /api/health, POST /api/tokens (refused without the
 master token), the client page with ?token=, frame ancestors and allowed
@@ -276,11 +277,10 @@ def main():
     parser.add_argument("--out", default="/tmp/streamspace-smoke", help="where screenshots go")
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
+    images_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "images")
     images = args.images or sorted(
-        line for line in docker("image", "ls", "--format", "{{.Repository}}:{{.Tag}}", "streamspace/*").splitlines()
-        if line.endswith(":latest"))
-    if not images:
-        sys.exit("smoke: no streamspace/* images; run scripts/images/build.sh first")
+        f"streamspace/{name}:latest" for name in os.listdir(images_dir)
+        if os.path.isfile(os.path.join(images_dir, name, "Dockerfile")))
     results = []
     for image in images:
         print(f"{image}:")
