@@ -4,7 +4,7 @@ use std::io::Write;
 
 use streamspace_proto::hub::Platform;
 use streamspace_server::App;
-use streamspace_server::api::agents::AGENT_TOKEN_PREFIX;
+use streamspace_server::api::agents::{AGENT_TOKEN_PREFIX, BUILTIN_LABEL};
 use streamspace_server::auth::secrets::{random_token, sha256_hex};
 use streamspace_store::NewAgent;
 
@@ -26,7 +26,7 @@ pub async fn ensure(app: &App) -> anyhow::Result<String> {
             let agent = NewAgent {
                 name: NAME.to_owned(),
                 platform: Platform::Docker,
-                labels: Default::default(),
+                labels: builtin_labels(),
                 token_hash: hash,
             };
             app.store.create_agent(agent).await?;
@@ -49,4 +49,10 @@ fn token(data_dir: &std::path::Path) -> anyhow::Result<String> {
             Ok(token)
         }
     }
+}
+
+/// Marks the agent as `streamspace up`'s own, also for an installation made before the label existed
+/// (the agent repeats its labels in every hello).
+pub fn builtin_labels() -> std::collections::BTreeMap<String, String> {
+    [(BUILTIN_LABEL.to_owned(), "true".to_owned())].into()
 }

@@ -26,6 +26,8 @@ use crate::orchestrator::{Cause, Detail};
 
 /// Agent tokens carry this prefix.
 pub const AGENT_TOKEN_PREFIX: &str = "ssa_";
+/// The label that marks the agent inside `streamspace up`, whose token lives in the data directory.
+pub const BUILTIN_LABEL: &str = "streamspace.builtin";
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -180,14 +182,24 @@ async fn delete_agent(
 }
 
 #[utoipa::path(post, path = "/api/v1/agents/{id}/token", tag = "agents", params(("id" = Uuid, Path)),
-    responses((status = 200, description = "A new token; the old one is revoked and its connection closed", body = AgentWithToken), (status = 404, body = ErrorBody)))]
+    responses(
+        (status = 200, description = "A new token; the old one is revoked and its connection closed", body = AgentWithToken),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "The built-in agent of `streamspace up` is re-keyed by restarting it", body = ErrorBody),
+    ))]
 async fn rotate_token(
     State(app): State<AppState>,
     meta: RequestMeta,
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> ApiResult<axum::Json<AgentWithToken>> {
-    agent_or_404(&app, &principal, id).await?;
+    let agent = agent_or_404(&app, &principal, id).await?;
+    if agent.labels.get(BUILTIN_LABEL).is_some_and(|v| v == "true") {
+        return Err(ApiError::conflict(
+            "this is the built-in agent of `streamspace up`: it gets a new token when `streamspace up` restarts \
+             after its token file (local-agent.token in the data directory) is removed",
+        ));
+    }
     let token = random_token(AGENT_TOKEN_PREFIX, 32);
     app.store.set_agent_token(id, &sha256_hex(&token)).await?;
     app.hub.kick(id);

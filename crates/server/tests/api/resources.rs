@@ -331,3 +331,19 @@ async fn stats_count_sessions_by_state_for_admins_only() {
     assert!(t.get("/api/v1/stats", &other_admin).await.body["sessions_by_state"].get("failed").is_none());
     assert_eq!(t.get("/api/v1/stats", &member).await.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn the_built_in_agent_is_not_re_keyed_through_the_api() {
+    let t = TestApp::new().await;
+    let admin = t.admin().await;
+    let builtin = json!({"name": "local", "platform": "docker", "labels": {"streamspace.builtin": "true"}});
+    let id = t.post("/api/v1/agents", &admin, builtin).await.body["id"].as_str().unwrap().to_owned();
+    let refused = t.post(&format!("/api/v1/agents/{id}/token"), &admin, json!({})).await;
+    assert_eq!(refused.status, StatusCode::CONFLICT);
+    assert!(refused.body["error"]["message"].as_str().unwrap().contains("streamspace up"));
+    let other = t.post("/api/v1/agents", &admin, json!({"name": "remote", "platform": "docker"})).await;
+    let rotated =
+        t.post(&format!("/api/v1/agents/{}/token", other.body["id"].as_str().unwrap()), &admin, json!({})).await;
+    assert_eq!(rotated.status, StatusCode::OK);
+    assert_ne!(rotated.body["token"], other.body["token"]);
+}
