@@ -2,7 +2,7 @@
 # Installs what the tests need on a fresh Debian machine; quick when everything is there.
 set -euo pipefail
 
-packages=(postgresql docker.io debootstrap chromium shellcheck python3-venv)
+packages=(postgresql docker.io debootstrap chromium shellcheck python3-venv curl procps)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
