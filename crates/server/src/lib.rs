@@ -25,6 +25,7 @@ use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -94,11 +95,21 @@ pub async fn run(
         }
     };
     tracing::info!(api = %listeners.api.local_addr()?, sessions = %listeners.sessions.local_addr()?, "control plane listening");
-    let api = axum::serve(listeners.api, router(app.clone()).into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(wait());
-    let sessions =
-        axum::serve(listeners.sessions, proxy::router(app.clone()).into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(wait());
+    // No Nagle delay: a small message (an input event, a frame acknowledgement) must not wait behind
+    // unacknowledged data.
+    let nodelay = |tcp: &mut tokio::net::TcpStream| {
+        let _ = tcp.set_nodelay(true);
+    };
+    let api = axum::serve(
+        listeners.api.tap_io(nodelay),
+        router(app.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(wait());
+    let sessions = axum::serve(
+        listeners.sessions.tap_io(nodelay),
+        proxy::router(app.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(wait());
     let background = tokio::spawn(background(app, wait()));
     tokio::spawn(async move {
         shutdown.await;

@@ -180,7 +180,13 @@ impl App {
             _ => None,
         };
         let command = Command { id: Uuid::now_v7(), kind, session_id: session.id, spec, traceparent };
-        self.dispatch(agent_id, command).await
+        self.dispatch(agent_id, command).await?;
+        if kind == CommandKind::Start {
+            // The first phase of a start: from the request to the command on its way to the agent.
+            let seconds = (self.clock.now() - session.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
+            metrics::histogram!("session_start_dispatch_seconds").record(seconds);
+        }
+        Ok(())
     }
 
     /// Stores a command, then sends it if the agent is connected here. The store copy is what

@@ -57,21 +57,45 @@ impl TraceContext {
     }
 }
 
-/// Middleware: gives each request a trace context, a span carrying its trace id (so every log
-/// line of the request names it), a `traceparent` response header, and HTTP metrics.
-pub async fn observe(mut request: Request, next: Next) -> Response {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verbosity {
+    Info,
+    Debug,
+}
+
+/// Middleware for the API origin: gives each request a trace context, a span carrying its trace id
+/// (so every log line of the request names it), a `traceparent` response header, a log line and
+/// HTTP metrics.
+pub async fn observe(request: Request, next: Next) -> Response {
+    observe_at(request, next, Verbosity::Info).await
+}
+
+/// The same for the session origin, which carries every request of every streamer: its per-request
+/// lines are DEBUG, so they cost nothing unless asked for.
+pub async fn observe_sessions(request: Request, next: Next) -> Response {
+    observe_at(request, next, Verbosity::Debug).await
+}
+
+async fn observe_at(mut request: Request, next: Next, verbosity: Verbosity) -> Response {
     let started = Instant::now();
     let trace = TraceContext::from_request(&request);
     let method = request.method().clone();
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
-    let span = tracing::info_span!("request", trace_id = %trace.trace_id, %method, route = %route);
+    let span = match verbosity {
+        Verbosity::Info => tracing::info_span!("request", trace_id = %trace.trace_id, %method, route = %route),
+        Verbosity::Debug => tracing::debug_span!("request", trace_id = %trace.trace_id, %method, route = %route),
+    };
     request.extensions_mut().insert(trace.clone());
 
     let mut response = next.run(request).instrument(span.clone()).await;
 
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
-    span.in_scope(|| tracing::info!(status, latency_ms = elapsed.as_secs_f64() * 1e3, "request finished"));
+    let latency_ms = elapsed.as_secs_f64() * 1e3;
+    span.in_scope(|| match verbosity {
+        Verbosity::Info => tracing::info!(status, latency_ms, "request finished"),
+        Verbosity::Debug => tracing::debug!(status, latency_ms, "request finished"),
+    });
     let labels = [("method", method.to_string()), ("route", route), ("status", status.to_string())];
     metrics::counter!("http_requests_total", &labels).increment(1);
     metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());

@@ -21,13 +21,38 @@ pub fn verify(password: &str, phc: &str) -> bool {
     PasswordHash::new(phc).is_ok_and(|parsed| argon2().verify_password(password.as_bytes(), &parsed).is_ok())
 }
 
-/// argon2 is deliberately slow: the async variants run it off the async workers.
+/// argon2 is deliberately slow and takes 19 MiB per hash: all of it runs on one dedicated thread,
+/// off the async workers. One thread keeps the memory in one allocator arena, reused hash after hash
+/// (spread over a thread pool, every thread's arena kept its own 19 MiB), and bounds how much CPU a
+/// flood of logins can take.
+fn worker() -> &'static std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>> {
+    static WORKER: std::sync::OnceLock<std::sync::mpsc::Sender<Box<dyn FnOnce() + Send>>> = std::sync::OnceLock::new();
+    WORKER.get_or_init(|| {
+        let (jobs, queue) = std::sync::mpsc::channel::<Box<dyn FnOnce() + Send>>();
+        std::thread::Builder::new()
+            .name("argon2".to_owned())
+            .spawn(move || queue.into_iter().for_each(|job| job()))
+            .expect("the password hashing thread starts");
+        jobs
+    })
+}
+
+async fn on_worker<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    worker()
+        .send(Box::new(move || {
+            let _ = reply.send(job());
+        }))
+        .ok()?;
+    answer.await.ok()
+}
+
 pub async fn verify_off_thread(password: String, phc: String) -> bool {
-    tokio::task::spawn_blocking(move || verify(&password, &phc)).await.unwrap_or(false)
+    on_worker(move || verify(&password, &phc)).await.unwrap_or(false)
 }
 
 pub async fn hash_off_thread(password: String) -> anyhow::Result<String> {
-    tokio::task::spawn_blocking(move || hash(&password)).await?
+    on_worker(move || hash(&password)).await.ok_or_else(|| anyhow::anyhow!("the password hashing thread is gone"))?
 }
 
 pub fn validate_new(password: &str) -> Result<(), String> {

@@ -131,10 +131,11 @@ pub async fn forward(
     let (parts, body) = request.into_parts();
     let body = Body::new(http_body_util::BodyExt::map_frame(body, {
         let traffic = traffic.clone();
+        let total = metrics::counter!("proxy_bytes_total", "direction" => "in");
         move |frame| {
             if let Some(data) = frame.data_ref() {
                 traffic.bytes_in.fetch_add(data.len() as u64, Ordering::Relaxed);
-                metrics::counter!("proxy_bytes_total", "direction" => "in").increment(data.len() as u64);
+                total.increment(data.len() as u64);
             }
             frame
         }
@@ -160,10 +161,11 @@ pub async fn forward(
         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
     let (parts, body) = response.into_parts();
+    let total = metrics::counter!("proxy_bytes_total", "direction" => "out");
     let body = Body::new(http_body_util::BodyExt::map_frame(body, move |frame| {
         if let Some(data) = frame.data_ref() {
             traffic.bytes_out.fetch_add(data.len() as u64, Ordering::Relaxed);
-            metrics::counter!("proxy_bytes_total", "direction" => "out").increment(data.len() as u64);
+            total.increment(data.len() as u64);
         }
         frame
     }));

@@ -106,7 +106,8 @@ async fn proxy(State(app): State<AppState>, request: Request<Body>) -> Response<
         // The cookie is SameSite=Lax, so a page on another port of the same host would send it.
         return error(StatusCode::FORBIDDEN, "forbidden", "cross-origin WebSocket refused");
     }
-    let token = app.viewer_token(session_id);
+    // Only the streamer's own API routes take its token: no HMAC for the rest.
+    let token = if streamer::is_streamer_api(tail) { app.viewer_token(session_id) } else { String::new() };
     let query = streamer::query_with_token(request.headers(), tail, query, &token);
     let upstream = format!("{endpoint}{tail}{}", if query.is_empty() { String::new() } else { format!("?{query}") });
     let Ok(upstream) = upstream.parse::<Uri>() else {

@@ -10,7 +10,7 @@ use serde_json::json;
 use super::forward::{HttpClient, is_upgrade};
 
 /// The streamer checks tokens on its `/api/` routes only.
-fn is_streamer_api(tail: &str) -> bool {
+pub fn is_streamer_api(tail: &str) -> bool {
     tail.starts_with("/api/")
 }
 
