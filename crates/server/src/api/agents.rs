@@ -62,7 +62,11 @@ pub struct AgentView {
 impl AgentView {
     pub async fn load(app: &App, agent: Agent) -> ApiResult<AgentView> {
         let session_count = app.store.list_agent_sessions(agent.id).await?.len() as i64;
-        Ok(AgentView {
+        Ok(AgentView::with_count(app, agent, session_count))
+    }
+
+    fn with_count(app: &App, agent: Agent, session_count: i64) -> AgentView {
+        AgentView {
             status: if app.agent_online(&agent) { AgentStatus::Online } else { AgentStatus::Offline },
             id: agent.id,
             name: agent.name,
@@ -73,7 +77,7 @@ impl AgentView {
             session_count,
             last_heartbeat_at: agent.last_heartbeat_at,
             created_at: agent.created_at,
-        })
+        }
     }
 }
 
@@ -116,10 +120,19 @@ async fn agent_or_404(app: &App, principal: &Principal, id: Uuid) -> ApiResult<A
     responses((status = 200, body = List<AgentView>), (status = 403, body = ErrorBody)))]
 async fn list_agents(State(app): State<AppState>, principal: Principal) -> ApiResult<axum::Json<List<AgentView>>> {
     principal.require_platform_admin()?;
-    let mut items = Vec::new();
-    for agent in app.store.list_agents().await? {
-        items.push(AgentView::load(&app, agent).await?);
+    // One read of the active sessions counts them for every agent.
+    let mut counts: std::collections::HashMap<Uuid, i64> = std::collections::HashMap::new();
+    for agent_id in app.store.list_active_sessions().await?.into_iter().filter_map(|s| s.agent_id) {
+        *counts.entry(agent_id).or_default() += 1;
     }
+    let agents = app.store.list_agents().await?;
+    let items = agents
+        .into_iter()
+        .map(|agent| {
+            let count = counts.get(&agent.id).copied().unwrap_or(0);
+            AgentView::with_count(&app, agent, count)
+        })
+        .collect();
     Ok(axum::Json(List::new(items, None::<String>)))
 }
 
