@@ -18,6 +18,8 @@ pub struct App {
     pub jwt: JwtKeys,
     pub sealer: Sealer,
     pub throttle: LoginThrottle,
+    /// Sign-in password verifications, bounded.
+    pub login_verifier: crate::auth::password::VerifyQueue,
     pub metrics: PrometheusHandle,
     /// Verified against when a login names an unknown user, so that answer takes as long as a
     /// wrong password.
@@ -50,7 +52,8 @@ impl App {
         Ok(App {
             jwt: JwtKeys::new(&jwt_secret)?,
             sealer: Sealer::new(&seal_key),
-            throttle: LoginThrottle::new(config.login_account_policy, config.login_ip_policy),
+            throttle: LoginThrottle::new(config.login_throttle),
+            login_verifier: crate::auth::password::VerifyQueue::new(config.login_verify_queue),
             metrics: crate::telemetry::metrics_handle(),
             dummy_password_hash: crate::auth::password::hash("not a real password")?,
             hub: Default::default(),

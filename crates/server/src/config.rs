@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 pub use ipnet::IpNet;
 
-use crate::auth::throttle::Policy;
+use crate::auth::throttle::Policies;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -23,8 +23,10 @@ pub struct Config {
     pub refresh_token_ttl_secs: i64,
     /// Mark auth cookies `Secure` (on whenever the UI is served over HTTPS).
     pub secure_cookies: bool,
-    pub login_account_policy: Policy,
-    pub login_ip_policy: Policy,
+    /// Sign-in attempt limits per account and address, per account, and per address.
+    pub login_throttle: Policies,
+    /// Sign-in password verifications that may wait for the argon2 thread; past it, `503 busy`.
+    pub login_verify_queue: usize,
     /// The session proxy's own listener: sessions are served on this separate origin.
     pub session_listen: SocketAddr,
     /// The session origin's public URL (`https://sessions.example.com`); default from `session_listen`.
@@ -95,16 +97,9 @@ impl Default for Config {
             access_token_ttl_secs: 15 * 60,
             refresh_token_ttl_secs: 7 * 24 * 3600,
             secure_cookies: false,
-            login_account_policy: Policy {
-                max_failures: 5,
-                window: chrono::Duration::minutes(15),
-                lockout: chrono::Duration::minutes(15),
-            },
-            login_ip_policy: Policy {
-                max_failures: 20,
-                window: chrono::Duration::minutes(15),
-                lockout: chrono::Duration::minutes(15),
-            },
+            login_throttle: Policies::default(),
+            // A verification takes tens of milliseconds: the last in line waits about a second.
+            login_verify_queue: 32,
             session_listen: SocketAddr::from(([127, 0, 0, 1], 8001)),
             session_origin: None,
             public_url: None,

@@ -74,6 +74,14 @@ impl ApiError {
         }
     }
 
+    /// The server has as much of this work queued as it takes; the client may try again shortly.
+    pub fn busy(retry_after_secs: u64) -> ApiError {
+        ApiError {
+            retry_after: Some(retry_after_secs.max(1)),
+            ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", "the server is busy; try again in a moment")
+        }
+    }
+
     pub fn with_cookie(mut self, cookie: HeaderValue) -> ApiError {
         self.set_cookie = Some(cookie);
         self

@@ -16,7 +16,7 @@ use crate::app::{App, AppState};
 use crate::audit::{Actor, Event, Outcome};
 use crate::auth::principal::MfaSetupPrincipal;
 use crate::auth::secrets::{random_token, sha256_hex};
-use crate::auth::throttle::{FailureOutcome, Key};
+use crate::auth::throttle::{Attempt, Key, Refusal};
 use crate::auth::{password, totp};
 use crate::context::RequestMeta;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -68,37 +68,39 @@ pub struct TokenResponse {
     request_body = LoginRequest,
     responses(
         (status = 200, description = "Signed in; the refresh cookie is set", body = TokenResponse),
+        (status = 400, description = "`username_too_long` or `password_too_long`", body = ErrorBody),
         (status = 401, description = "`invalid_credentials`, `mfa_required` or `invalid_mfa_code`", body = ErrorBody),
-        (status = 429, description = "`too_many_attempts`: locked out for a while", body = ErrorBody),
+        (status = 429, description = "`too_many_attempts`: locked out for `Retry-After` seconds; `login_in_progress`: another sign-in for this account is being checked", body = ErrorBody),
+        (status = 503, description = "`busy`: too many sign-ins are being checked; retry after `Retry-After` seconds", body = ErrorBody),
     ))]
 async fn login(State(app): State<AppState>, meta: RequestMeta, Json(body): Json<LoginRequest>) -> ApiResult<Response> {
+    refuse_oversized(&body)?;
     let username = body.username.trim().to_lowercase();
-    let keys = [Key::Account(username.clone()), Key::Ip(meta.client_ip)];
     let actor = Actor::anonymous(&username);
-    if let Some(retry_after) = app.throttle.locked_for(&keys, app.clock.now()) {
-        let event = Event::new("auth.login", format!("user:{username}")).outcome(Outcome::Denied);
-        app.audit(&meta, &actor, event.details(json!({"reason": "locked_out"}))).await?;
-        return Err(ApiError::too_many_attempts(retry_after));
-    }
+    // Counted before the password is checked, so concurrent guesses cannot outrun the limit.
+    let attempt = app.throttle.reserve(&username, meta.client_ip, app.clock.now()).map_err(refused)?;
 
     let user = app.store.get_user_by_username(&username).await?;
     // Verify against a dummy hash for unknown users, so both answers take as long.
     let hash = user.as_ref().map_or(app.dummy_password_hash.as_str(), |u| u.password_hash.as_str());
-    let password_ok = password::verify_off_thread(body.password, hash.to_owned()).await;
+    let Ok(password_ok) = app.login_verifier.verify(body.password, hash.to_owned()).await else {
+        attempt.withdraw();
+        metrics::counter!("login_refused_total", "reason" => "busy").increment(1);
+        return Err(ApiError::busy(1));
+    };
     let Some(user) = user.filter(|u| password_ok && !u.disabled) else {
-        record_failure(&app, &meta, &actor, &keys, "invalid_credentials").await?;
+        record_failure(&app, &meta, &actor, attempt, "invalid_credentials").await?;
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong username or password"));
     };
     let actor = Actor { id: Some(user.id), name: user.username.clone(), org_id: Some(user.org_id) };
 
-    let mfa = if user.mfa_enabled {
-        check_second_factor(&app, &meta, &actor, &keys, &user, body.totp_code, body.recovery_code).await?;
-        true
+    let mfa = user.mfa_enabled;
+    if mfa {
+        check_second_factor(&app, &meta, &actor, attempt, &user, body.totp_code, body.recovery_code).await?;
     } else {
-        false
-    };
+        attempt.succeeded();
+    }
 
-    app.throttle.record_success(&username);
     let org = app.store.get_org(Scope::Platform, user.org_id).await?;
     let enrollment_required = !mfa && org.is_some_and(|o| o.mfa_required);
     let family_id = Uuid::now_v7();
@@ -108,26 +110,70 @@ async fn login(State(app): State<AppState>, meta: RequestMeta, Json(body): Json<
     Ok(with_cookie(axum::Json(tokens).into_response(), cookie))
 }
 
-async fn record_failure(app: &App, meta: &RequestMeta, actor: &Actor, keys: &[Key], reason: &str) -> ApiResult<()> {
-    let now = app.clock.now();
-    for key in keys {
-        if app.throttle.record_failure(key.clone(), now) == FailureOutcome::LockedOut {
-            let target = match key {
-                Key::Account(name) => format!("user:{name}"),
-                Key::Ip(ip) => format!("ip:{ip}"),
-            };
-            app.audit(meta, actor, Event::new("auth.lockout", target).outcome(Outcome::Denied)).await?;
+/// No username is this long; a longer one would only cost look-ups and throttle memory.
+const MAX_USERNAME_BYTES: usize = 256;
+
+/// Refuses credentials no account can have before any work is done on them.
+fn refuse_oversized(body: &LoginRequest) -> ApiResult<()> {
+    if body.username.len() > MAX_USERNAME_BYTES {
+        let message = format!("a username is at most {MAX_USERNAME_BYTES} bytes");
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "username_too_long", message));
+    }
+    if body.password.len() > password::MAX_PASSWORD_BYTES {
+        let message = format!("a password is at most {} bytes", password::MAX_PASSWORD_BYTES);
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "password_too_long", message));
+    }
+    Ok(())
+}
+
+/// Refused attempts are counted in a metric, not audited one by one: a flood of them must not
+/// fill the audit log. The lockout that causes them is audited once.
+fn refused(refusal: Refusal) -> ApiError {
+    match refusal {
+        Refusal::LockedOut { retry_after_secs } => {
+            metrics::counter!("login_refused_total", "reason" => "locked_out").increment(1);
+            ApiError::too_many_attempts(retry_after_secs)
         }
+        Refusal::InProgress => {
+            metrics::counter!("login_refused_total", "reason" => "in_progress").increment(1);
+            let message = "another sign-in for this account is being checked; try again in a moment";
+            ApiError {
+                retry_after: Some(1),
+                ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "login_in_progress", message)
+            }
+        }
+    }
+}
+
+/// A wrong guess stays counted. Each failure that is verified is audited (the throttle bounds
+/// how many there can be); each lockout once.
+async fn record_failure(
+    app: &App,
+    meta: &RequestMeta,
+    actor: &Actor,
+    attempt: Attempt<'_>,
+    reason: &str,
+) -> ApiResult<()> {
+    for key in attempt.failed() {
+        let (target, details) = match key {
+            Key::AccountAddress(name, address) => {
+                (format!("user:{name}"), json!({"scope": "account_address", "address": address.to_string()}))
+            }
+            Key::Account(name) => (format!("user:{name}"), json!({"scope": "account"})),
+            Key::Address(address) => (format!("ip:{address}"), json!({"scope": "address"})),
+        };
+        app.audit(meta, actor, Event::new("auth.lockout", target).outcome(Outcome::Denied).details(details)).await?;
     }
     let event = Event::new("auth.login", format!("user:{}", actor.name)).outcome(Outcome::Failure);
     app.audit(meta, actor, event.details(json!({"reason": reason}))).await
 }
 
+/// Settles `attempt` by the second factor: a wrong code counts like a wrong password.
 async fn check_second_factor(
     app: &App,
     meta: &RequestMeta,
     actor: &Actor,
-    keys: &[Key],
+    attempt: Attempt<'_>,
     user: &User,
     totp_code: Option<String>,
     recovery_code: Option<String>,
@@ -135,6 +181,8 @@ async fn check_second_factor(
     let target = format!("user:{}", user.id);
     let passed = match (totp_code.filter(|c| !c.is_empty()), recovery_code.filter(|c| !c.is_empty())) {
         (None, None) => {
+            // The password was right and no code was guessed: the client asks for the code next.
+            attempt.withdraw();
             let event = Event::new("auth.login", target).outcome(Outcome::Failure);
             app.audit(meta, actor, event.details(json!({"reason": "mfa_required"}))).await?;
             return Err(ApiError::new(
@@ -153,10 +201,11 @@ async fn check_second_factor(
         }
     };
     if passed {
+        attempt.succeeded();
         app.audit(meta, actor, Event::new("auth.mfa_verify", target)).await
     } else {
         app.audit(meta, actor, Event::new("auth.mfa_verify", target).outcome(Outcome::Failure)).await?;
-        record_failure(app, meta, actor, keys, "invalid_mfa_code").await?;
+        record_failure(app, meta, actor, attempt, "invalid_mfa_code").await?;
         Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_mfa_code", "the code is wrong, expired or already used"))
     }
 }

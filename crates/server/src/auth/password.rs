@@ -2,9 +2,14 @@
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
 use argon2::{Algorithm, Argon2, Params, Version};
 
 pub const MIN_PASSWORD_LEN: usize = 8;
+/// Longer passwords are refused before hashing: argon2's first pass reads all of it.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
 
 /// OWASP's argon2id baseline: 19 MiB, 2 iterations, 1 lane.
 fn argon2() -> Argon2<'static> {
@@ -51,6 +56,62 @@ pub async fn verify_off_thread(password: String, phc: String) -> bool {
     on_worker(move || verify(&password, &phc)).await.unwrap_or(false)
 }
 
+/// Sign-in verifications, queued to the argon2 thread up to a bound: past it a flood is refused
+/// at once instead of making every sign-in behind it wait.
+pub struct VerifyQueue {
+    limit: usize,
+    counters: Arc<QueueCounters>,
+}
+
+#[derive(Default)]
+struct QueueCounters {
+    /// Verifications queued or running.
+    queued: AtomicUsize,
+    /// Verifications argon2 has actually run.
+    performed: AtomicU64,
+}
+
+/// The queue holds as many verifications as it may.
+#[derive(Debug)]
+pub struct QueueFull;
+
+/// Holds one place in the queue; the place is given back when the job has run, or when it is
+/// dropped without running.
+struct QueuePlace(Arc<QueueCounters>);
+
+impl Drop for QueuePlace {
+    fn drop(&mut self) {
+        self.0.queued.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl VerifyQueue {
+    pub fn new(limit: usize) -> VerifyQueue {
+        VerifyQueue { limit, counters: Arc::default() }
+    }
+
+    pub async fn verify(&self, password: String, phc: String) -> Result<bool, QueueFull> {
+        let place = self.enter().ok_or(QueueFull)?;
+        let verified = on_worker(move || {
+            place.0.performed.fetch_add(1, Ordering::SeqCst);
+            metrics::counter!("login_password_verifications_total").increment(1);
+            verify(&password, &phc)
+        });
+        Ok(verified.await.unwrap_or(false))
+    }
+
+    fn enter(&self) -> Option<QueuePlace> {
+        let queued = &self.counters.queued;
+        queued.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| (n < self.limit).then_some(n + 1)).ok()?;
+        Some(QueuePlace(self.counters.clone()))
+    }
+
+    /// How many verifications argon2 has run for this queue.
+    pub fn performed(&self) -> u64 {
+        self.counters.performed.load(Ordering::SeqCst)
+    }
+}
+
 pub async fn hash_off_thread(password: String) -> anyhow::Result<String> {
     on_worker(move || hash(&password)).await.ok_or_else(|| anyhow::anyhow!("the password hashing thread is gone"))?
 }
@@ -59,8 +120,8 @@ pub fn validate_new(password: &str) -> Result<(), String> {
     if password.chars().count() < MIN_PASSWORD_LEN {
         return Err(format!("password must be at least {MIN_PASSWORD_LEN} characters"));
     }
-    if password.len() > 1024 {
-        return Err("password must be at most 1024 bytes".to_owned());
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(format!("password must be at most {MAX_PASSWORD_BYTES} bytes"));
     }
     Ok(())
 }
@@ -78,6 +139,19 @@ mod tests {
         assert!(verify("correct horse", &a));
         assert!(!verify("wrong horse", &a));
         assert!(!verify("correct horse", "not a phc string"));
+    }
+
+    #[tokio::test]
+    async fn the_queue_refuses_past_its_bound_and_frees_its_places() {
+        let phc = hash("correct horse").unwrap();
+        let queue = VerifyQueue::new(2);
+        let verifications: Vec<_> = (0..4).map(|_| queue.verify("wrong horse".to_owned(), phc.clone())).collect();
+        let outcomes = futures::future::join_all(verifications).await;
+        // The futures enter the queue when first polled, all before the first one finishes.
+        assert_eq!(outcomes.iter().filter(|o| o.is_err()).count(), 2, "{outcomes:?}");
+        assert_eq!(queue.performed(), 2);
+        assert!(queue.verify("correct horse".to_owned(), phc).await.unwrap());
+        assert_eq!(queue.performed(), 3);
     }
 
     #[test]

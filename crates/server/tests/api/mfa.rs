@@ -5,12 +5,12 @@ use streamspace_server::auth::totp;
 use crate::harness::{ADMIN_PASSWORD, TestApp};
 
 /// What the authenticator app shows right now.
-fn code(t: &TestApp, secret: &str) -> String {
+pub fn code(t: &TestApp, secret: &str) -> String {
     totp::code_at(secret, t.app.clock.now().timestamp() as u64).unwrap()
 }
 
 /// Enrolls the admin; returns (secret, recovery codes).
-async fn enroll(t: &TestApp, token: &str) -> (String, Vec<String>) {
+pub async fn enroll(t: &TestApp, token: &str) -> (String, Vec<String>) {
     let enrollment = t.post("/api/v1/me/mfa/enroll", token, json!({})).await;
     assert_eq!(enrollment.status, StatusCode::OK, "{}", enrollment.body);
     let secret = enrollment.body["secret"].as_str().unwrap().to_owned();
