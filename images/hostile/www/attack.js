@@ -17,9 +17,15 @@ const results = {};
 window.__results = results;
 const FRAME_LOAD_LIMIT_MS = 15000;
 
+const verdict = (outcome) => (outcome.blocked === null ? 'sent, the test decides' : outcome.blocked ? 'blocked' : 'SUCCEEDED');
+
 function publish(name, outcome) {
   results[name] = outcome;
   document.getElementById('results').textContent = JSON.stringify(results, null, 2);
+  document.getElementById('summary').textContent = Object.entries(results)
+    .filter(([, value]) => typeof value === 'object')
+    .map(([key, value]) => `${key.padEnd(22)} ${verdict(value)}`)
+    .join('\n');
 }
 
 const describe = (err) => `${err && err.name ? err.name : 'Error'}: ${err && err.message ? err.message : err}`;
