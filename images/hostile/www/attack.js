@@ -66,14 +66,19 @@ async function blindPost(p) {
   return { blocked: null, marker, detail: 'sent; the victim\'s request log decides' };
 }
 
+/** The next load event of `element` (a blocked page loads an error page), or word that none came. */
+function nextLoad(element) {
+  return new Promise((resolve) => {
+    element.addEventListener('load', () => resolve('load'), { once: true });
+    setTimeout(() => resolve('no load event'), FRAME_LOAD_LIMIT_MS);
+  });
+}
+
 function frame(id, src, name) {
   const element = document.createElement('iframe');
   element.id = id;
   if (name) element.name = name;
-  const loaded = new Promise((resolve) => {
-    element.onload = () => resolve('load');
-    setTimeout(() => resolve('no load event'), FRAME_LOAD_LIMIT_MS);
-  });
+  const loaded = nextLoad(element);
   if (src) element.src = src;
   document.getElementById('frames').append(element);
   return { element, loaded };
@@ -93,8 +98,9 @@ async function formPost(p, kind) {
   let loaded = Promise.resolve('new window');
   if (kind === 'frame') {
     const sink = frame('form-sink', '', `form-sink-${p.nonce}`);
+    await sink.loaded; // its about:blank, before the POST navigates it
     form.target = sink.element.name;
-    loaded = sink.loaded;
+    loaded = nextLoad(sink.element);
   } else {
     form.target = '_blank';
   }
@@ -243,12 +249,14 @@ function plantCookies(p) {
   const host = new URL(p.ui).hostname;
   PLANTS.forEach(([name, cookie], i) => {
     const token = p.plant[i];
-    document.cookie = cookie(token, host);
-    publish(name, {
-      blocked: null,
-      token,
-      detail: `planted; visible to this page: ${document.cookie.includes(token)}; the UI origin's cookie jar decides`,
-    });
+    let detail;
+    try {
+      document.cookie = cookie(token, host);
+      detail = `planted; visible to this page: ${document.cookie.includes(token)}`;
+    } catch (err) {
+      detail = `document.cookie threw ${describe(err)}`; // a sandboxed, opaque origin
+    }
+    publish(name, { blocked: null, token, detail: `${detail}; the UI origin's cookie jar decides` });
   });
 }
 
