@@ -17,7 +17,8 @@ const results = {};
 window.__results = results;
 const FRAME_LOAD_LIMIT_MS = 15000;
 
-const verdict = (outcome) => (outcome.blocked === null ? 'sent, the test decides' : outcome.blocked ? 'blocked' : 'SUCCEEDED');
+const VERDICTS = new Map([[null, 'sent, the test decides'], [true, 'blocked'], [false, 'SUCCEEDED'], ['error', 'ERROR']]);
+const verdict = (outcome) => VERDICTS.get(outcome.blocked);
 
 function publish(name, outcome) {
   results[name] = outcome;
@@ -30,14 +31,24 @@ function publish(name, outcome) {
 
 const describe = (err) => `${err && err.name ? err.name : 'Error'}: ${err && err.message ? err.message : err}`;
 
-/** Runs one attack; an exception in it is an answer too (the browser refused), never a crash. */
+/**
+ * What the browser throws when it refuses: a DOMException (SecurityError, NotSupportedError, ...) or
+ * fetch's network TypeError. Anything else is a bug of this page: `blocked: 'error'`, which fails the
+ * test instead of passing for a refusal that never happened.
+ */
+function refusal(err) {
+  const refused = err instanceof DOMException || (err instanceof TypeError && err.message === 'Failed to fetch');
+  return refused ? { blocked: true, detail: `threw ${describe(err)}` } : { blocked: 'error', detail: `the attack page broke: ${describe(err)}` };
+}
+
+/** Runs one attack; the browser's refusal is an answer too, never a crash. */
 async function attempt(name, attack) {
   const start = Date.now();
   let outcome;
   try {
     outcome = await attack();
   } catch (err) {
-    outcome = { blocked: true, detail: `threw ${describe(err)}` };
+    outcome = refusal(err);
   }
   // When it ran, to match the server's audit log against this attack alone.
   publish(name, { ...outcome, at: [start, Date.now()] });
@@ -281,7 +292,7 @@ async function run(source) {
   await attempt('iframe-read', () => frameVictim(p));
   await serviceWorker(p).catch((err) => {
     for (const name of ['sw-read', 'sw-intercept']) {
-      if (!results[name]) publish(name, { blocked: true, detail: `threw ${describe(err)}` });
+      if (!results[name]) publish(name, refusal(err));
     }
   });
   await apiAttacks(p);
