@@ -7,7 +7,7 @@ export CARGO_TARGET_DIR ?= $(abspath $(CURDIR)/../target)
 CARGO ?= cargo
 
 .PHONY: help up build ui images test lint test-rust test-unit test-store test-api test-e2e test-sessions \
-	test-ui test-images test-streaming test-journey test-api-fuzz openapi-check
+	test-ui test-images test-streaming test-journey test-hostile test-api-fuzz openapi-check
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -29,7 +29,7 @@ images: ## Build the session images (Debian base bootstrapped locally when no re
 	scripts/images/docker-up.sh
 	scripts/images/build.sh
 
-test: lint test-ui ui test-rust openapi-check test-api-fuzz test-images test-streaming test-journey ## Run every test
+test: lint test-ui ui test-rust openapi-check test-api-fuzz test-images test-streaming test-journey test-hostile ## Run every test
 
 lint: ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
@@ -62,6 +62,10 @@ test-streaming: ## Live streaming in headless Chromium through the proxy, for ev
 test-journey: ui ## The UI journey in headless Chromium against `streamspace up` with its Docker agent
 	$(CARGO) build -q -p streamspace-cli
 	ui/e2e/run-journey.sh
+
+test-hostile: ui ## A hostile session attacks another session and the UI's credentials, in headless Chromium
+	$(CARGO) build -q -p streamspace-cli
+	tests/e2e/hostile/run.sh
 
 test-images: ## Session image smoke tests, SBOM validation, release workflow lint
 	scripts/images/smoke_test.py

@@ -10,7 +10,9 @@ token and are checked for: /api/health, POST /api/tokens (refused without the
 master token), the client page with ?token=, frame ancestors and allowed
 origins from the environment, the WebSocket handshake with a good token, a bad
 token and a foreign Origin, a non-blank /api/screenshot, and a clean stop. The
-fixture image gets its HTTP, streaming and WebSocket echo checks instead.
+fixture image gets its HTTP, streaming and WebSocket echo checks instead, and
+the hostile test image (tests/e2e/hostile) the checks that it serves its
+attack page and a service worker allowed the widest scope.
 
 Times are measured from `docker run` to /api/health answering (health), to the
 first non-blank screenshot (screen) and for `docker stop` (stop). Screenshots
@@ -244,6 +246,11 @@ def test_fixture(image, c):
         status, _, body = request(port, "POST", "/upload", b"x" * 2_000_000)
         c.check(json.loads(body)["bytes"] == 2_000_000, "/upload counts 2000000 bytes")
 
+        status, _, body = request(port, "GET", "/requests")
+        c.check(status == 200 and any(r["target"] == "/echo/a%2Fb?x=1" and r["method"] == "PUT"
+                                      for r in json.loads(body)),
+                "/requests lists the requests received")
+
         ws = WebSocket(port, "/ws", extra="Sec-WebSocket-Protocol: a, b\r\n")
         c.check(ws.upgraded and "Sec-WebSocket-Protocol: a" in ws.head, "WebSocket handshake, first subprotocol")
         ws.send(0x1, "grüße".encode())
@@ -259,6 +266,36 @@ def test_fixture(image, c):
         ws.send(0x8, struct.pack("!H", 1000))
         c.check(ws.recv() == (True, 0x8, struct.pack("!H", 1000)), "close handshake")
         ws.close()
+    except Failure as exc:
+        c.check(False, str(exc))
+    finally:
+        stop_started = time.monotonic()
+        docker("stop", container, check=False)
+        times["stop"] = time.monotonic() - stop_started
+        exit_code = docker("inspect", "-f", "{{.State.ExitCode}}", container, check=False)
+        c.check(exit_code == "0", f"stopped in {times['stop']:.2f}s with exit code {exit_code}")
+        docker("rm", "-f", container, check=False)
+    return times
+
+
+def test_hostile(image, c):
+    container = f"streamspace-smoke-hostile-{os.getpid()}"
+    started = time.monotonic()
+    docker("run", "-d", "--name", container, "-p", "127.0.0.1::8080", image)
+    times = {}
+    try:
+        port = int(docker("port", container, "8080/tcp").splitlines()[0].rsplit(":", 1)[1])
+        times["health"] = wait_health(port, started)
+        c.check(True, f"/api/health answered {times['health']:.2f}s after docker run")
+        c.check(docker("exec", container, "id", "-u") != "0", "runs as non-root")
+        status, _, body = request(port, "GET", "/")
+        c.check(status == 200 and b'<script src="attack.js">' in body, "GET / serves the attack page")
+        status, headers, body = request(port, "GET", "/attack.js")
+        c.check(status == 200 and b"window.hostile" in body, "GET /attack.js")
+        status, headers, body = request(port, "GET", "/sw.js")
+        c.check(status == 200 and headers.get("Service-Worker-Allowed") == "/"
+                and headers.get("Content-Type", "").startswith("text/javascript"),
+                "GET /sw.js: JavaScript with Service-Worker-Allowed: /")
     except Failure as exc:
         c.check(False, str(exc))
     finally:
@@ -288,6 +325,8 @@ def main():
         entrypoint = docker("image", "inspect", "-f", "{{json .Config.Entrypoint}}", image)
         if "streamspace-session" in entrypoint:
             times = test_selkies(image, args.out, c)
+        elif "/srv/hostile/" in entrypoint:
+            times = test_hostile(image, c)
         else:
             times = test_fixture(image, c)
         results.append((image, times, c))
