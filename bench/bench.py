@@ -82,13 +82,23 @@ def port_open(port):
         return s.connect_ex(("127.0.0.1", port)) == 0
 
 
+def loopback(url):
+    """(URL to dial, Host header or None). Every session has its own host, `<id>.localhost:<port>`,
+    which browsers resolve to loopback and glibc (wrk, http.client) does not."""
+    parts = urllib.parse.urlsplit(url)
+    if not parts.hostname.endswith(".localhost"):
+        return url, None
+    return parts._replace(netloc=f"127.0.0.1:{parts.port}").geturl(), parts.netloc
+
+
 def request(method, url, body=None, headers=None, timeout=30):
     """One HTTP request with http.client (no proxy from the environment, no redirects followed).
     Returns (status, headers, body bytes)."""
+    url, host = loopback(url)
     parts = urllib.parse.urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
     path = parts.path + (f"?{parts.query}" if parts.query else "")
-    headers = dict(headers or {})
+    headers = dict(headers or {}, **({"host": host} if host else {}))
     if body is not None and not isinstance(body, bytes):
         body = json.dumps(body).encode()
         headers.setdefault("content-type", "application/json")
@@ -266,7 +276,7 @@ class Bench:
     def start_control_plane(self):
         api_port, session_port = free_port(), free_port()
         self.api = f"http://127.0.0.1:{api_port}"
-        self.origin = f"http://127.0.0.1:{session_port}"
+        self.session_port = session_port
         data = os.path.join(self.tmp, "data")
         os.makedirs(data)
         # The control plane is a proxy under test: pinned to the proxy core like nginx and CHP.
@@ -285,7 +295,7 @@ class Bench:
 
         wait_for("the control plane's /healthz", 60, healthy)
         self.server_pid = self.processes["streamspace"].pid
-        log(f"control plane up (pid {self.server_pid}, API {self.api}, sessions {self.origin})")
+        log(f"control plane up (pid {self.server_pid}, API {self.api}, sessions on :{self.session_port})")
         admin = Api.login(self.api, "admin", ADMIN_PASSWORD)
         name = f"bench-{secrets.token_hex(3)}"
         token = admin.call("POST", "/api/v1/agents", {"name": name, "platform": "docker"})["token"]
@@ -329,11 +339,14 @@ class Bench:
     def session_cookie(self, sid):
         """Connect URL -> the ticket redeemed on the session origin -> the `ss_session=...` cookie."""
         url = self.member.call("POST", f"/api/v1/sessions/{sid}/connect", {})["url"]
-        parts = urllib.parse.urlsplit(url)
-        status, headers, body = request("GET", f"{self.origin}{parts.path}?{parts.query}")
+        status, headers, body = request("GET", url)
         if status != 303 or not headers.get("set-cookie"):
             raise RuntimeError(f"redeeming the connect URL: {status} {body[:200]!r}")
         return headers["set-cookie"].split(";", 1)[0]
+
+    def session_base(self, sid):
+        """The session's own origin and path on it."""
+        return f"http://{sid}.localhost:{self.session_port}/api/v1/http/{sid}"
 
     def stop_session(self, sid):
         self.member.call("DELETE", f"/api/v1/sessions/{sid}", expect=(202, 204))
@@ -355,7 +368,7 @@ class Bench:
         up.pid = inspected["State"]["Pid"]
         with open(f"/proc/{up.pid}/limits") as f:
             up.nofile = next((line.split()[3] for line in f if line.startswith("Max open files")), "?")
-        if not http_ok(f"{self.origin}/api/v1/http/{up.sid}/api/health", up.cookie):
+        if not http_ok(f"{self.session_base(up.sid)}/api/health", up.cookie):
             raise RuntimeError("the session's /api/health does not answer 200 through the proxy")
         self.start_nginx(up)
         self.start_chp(up)
@@ -403,7 +416,7 @@ class Bench:
     def targets(self, up):
         """name -> (HTTP base URL, pids whose CPU and memory count, label)."""
         return {
-            "streamspace": (f"{self.origin}/api/v1/http/{up.sid}", [self.server_pid], "StreamSpace"),
+            "streamspace": (self.session_base(up.sid), [self.server_pid], "StreamSpace"),
             "nginx": (f"http://127.0.0.1:{up.nginx_ports['stock']}", [up.nginx_worker], "nginx, stock buffers"),
             "nginx64k": (f"http://127.0.0.1:{up.nginx_ports['64k']}", [up.nginx_worker], "nginx, 64 KiB buffers"),
             "chp": (f"http://127.0.0.1:{up.chp_port}", [up.chp_pid], "configurable-http-proxy"),
@@ -412,8 +425,9 @@ class Bench:
 
     # P2 --------------------------------------------------------------------------------------------
     def run_wrk(self, up, url, seconds):
+        url, host = loopback(url)
         argv = pinned(LOAD_CPU, ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", "--timeout", "5s",
-                                 "-H", f"Cookie: {up.cookie}", url])
+                                 "-H", f"Cookie: {up.cookie}", *(["-H", f"Host: {host}"] if host else []), url])
         return parse_wrk(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
 
     def p2(self, up):
@@ -527,7 +541,7 @@ class Bench:
             sid = self.create_session("start")
             t_posted = time.time()
             cookie = self.session_cookie(sid)
-            url = f"{self.origin}/api/v1/http/{sid}/api/health"
+            url = f"{self.session_base(sid)}/api/health"
 
             def healthy():
                 status, _, body = request("GET", url, headers={"cookie": cookie}, timeout=5)

@@ -23,7 +23,8 @@
  *   STREAMSPACE_E2E_STREAM_TEMPLATE  the streaming template to launch and watch (default "chromium"; empty:
  *                                skip the streaming step)
  *   STREAMSPACE_E2E_MIN_FRAMES   frames that must be decoded in the iframe over 2 s (default 10)
- *   STREAMSPACE_SESSION_ORIGIN   expected session origin in the CSP (default: not checked)
+ *   STREAMSPACE_SESSION_DOMAIN   expected session domain (`localhost:<session port>`): each session is framed
+ *                                from `http://<id>.<domain>` and the CSP frames `http://*.<domain>` (default: not checked)
  *   STREAMSPACE_E2E_START_TIMEOUT_MS  how long a session may take to reach "running" (default 120000)
  *   STREAMSPACE_E2E_SKIP_SESSION set to 1 to skip the session steps (no agent available)
  *   CHROMIUM_PATH                default /usr/bin/chromium
@@ -58,7 +59,7 @@ const PASSWORD = process.env.STREAMSPACE_ADMIN_PASSWORD ?? '';
 const ARTIFACTS = path.resolve(process.env.STREAMSPACE_ARTIFACTS ?? 'e2e-artifacts');
 const TEMPLATE = process.env.STREAMSPACE_E2E_TEMPLATE ?? 'fixture';
 const FRAME_TEXT = process.env.STREAMSPACE_E2E_FRAME_TEXT ?? 'StreamSpace fixture';
-const SESSION_ORIGIN = process.env.STREAMSPACE_SESSION_ORIGIN ?? '';
+const SESSION_DOMAIN = process.env.STREAMSPACE_SESSION_DOMAIN ?? '';
 const START_TIMEOUT = Number(process.env.STREAMSPACE_E2E_START_TIMEOUT_MS ?? 120_000);
 const SKIP_SESSION = process.env.STREAMSPACE_E2E_SKIP_SESSION === '1';
 const STREAM_TEMPLATE = process.env.STREAMSPACE_E2E_STREAM_TEMPLATE ?? 'chromium';
@@ -233,12 +234,13 @@ async function waitForSessionState(state, timeout = START_TIMEOUT, id = fixture.
  * @param {string | null} id the session
  */
 async function sessionIframe(id) {
-  const frame = page.locator('iframe[allow*="clipboard-read"]');
+  const frame = page.locator('iframe[sandbox]');
   await frame.waitFor({ timeout: 30_000 });
-  assert.equal(await frame.getAttribute('allow'), 'autoplay; clipboard-read; clipboard-write; fullscreen');
+  assert.equal(await frame.getAttribute('allow'), 'autoplay; fullscreen; clipboard-read; clipboard-write');
+  assert.equal(await frame.getAttribute('sandbox'), 'allow-scripts allow-same-origin allow-pointer-lock');
   const src = new URL((await frame.getAttribute('src')) ?? '');
   assert.notEqual(src.origin, new URL(BASE).origin, 'the app is framed from the session origin, not the UI origin');
-  if (SESSION_ORIGIN) assert.equal(src.origin, SESSION_ORIGIN);
+  if (SESSION_DOMAIN) assert.equal(src.origin, `http://${String(id)}.${SESSION_DOMAIN}`, 'each session on its own origin');
   assert.equal(src.pathname, `/api/v1/http/${String(id)}/`);
   const content = await (await frame.elementHandle())?.contentFrame();
   assert.ok(content, 'the iframe has a frame');
@@ -378,7 +380,7 @@ describe('StreamSpace UI journey', { concurrency: false }, () => {
     assert.match(csp, /script-src 'self'(;|$)/);
     assert.match(csp, /frame-ancestors 'none'/);
     assert.match(csp, /frame-src [^;]+/);
-    if (SESSION_ORIGIN) assert.ok(csp.includes(`frame-src ${SESSION_ORIGIN}`), `CSP frames ${SESSION_ORIGIN}: ${csp}`);
+    if (SESSION_DOMAIN) assert.ok(csp.includes(`frame-src http://*.${SESSION_DOMAIN};`), `CSP frames every session: ${csp}`);
     const missing = await fetch(`${API}/no-such-route`);
     assert.equal(missing.status, 404);
     assert.equal((await missing.json()).error.code, 'route_not_found');

@@ -118,7 +118,7 @@ async function setUp() {
   const dataDir = path.join(dataRoot, 'data');
   mkdirSync(dataDir);
   apiBase = `http://localhost:${apiPort}/api/v1`;
-  const sessionOrigin = `http://localhost:${sessionPort}`;
+  const sessionDomain = `localhost:${sessionPort}`;
 
   const serverLog = createWriteStream(path.join(ARTIFACTS, 'server.log'));
   log(`starting ${BIN} up (API+UI :${apiPort}, sessions :${sessionPort}, data ${dataDir})`);
@@ -190,10 +190,10 @@ async function setUp() {
         'build ui/dist (npm run build) before the binary',
     );
   }
-  return { url, sessionOrigin };
+  return { url, sessionDomain };
 }
 
-/** @param {{ url: string, sessionOrigin: string }} target */
+/** @param {{ url: string, sessionDomain: string }} target */
 function runJourney(target) {
   return new Promise((resolve) => {
     const child = (journey = spawn(process.execPath, ['--test', '--test-concurrency=1', 'e2e/journey.test.mjs'], {
@@ -202,7 +202,7 @@ function runJourney(target) {
       env: {
         ...process.env,
         STREAMSPACE_URL: target.url,
-        STREAMSPACE_SESSION_ORIGIN: target.sessionOrigin,
+        STREAMSPACE_SESSION_DOMAIN: target.sessionDomain,
         STREAMSPACE_ADMIN_USERNAME: 'admin',
         STREAMSPACE_ADMIN_PASSWORD: PASSWORD,
         STREAMSPACE_ARTIFACTS: ARTIFACTS,

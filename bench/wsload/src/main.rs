@@ -42,8 +42,18 @@ async fn connect(url: &str, cookie: &str) -> Result<Socket, Error> {
         request.headers_mut().insert("cookie", cookie.parse()?);
     }
     let config = WebSocketConfig::default().max_message_size(Some(64 << 20)).max_frame_size(Some(64 << 20));
-    let connecting = tokio_tungstenite::connect_async_with_config(request, Some(config), true);
-    let (socket, _) = tokio::time::timeout(CONNECT_TIMEOUT, connecting).await??;
+    let (socket, _) = tokio::time::timeout(CONNECT_TIMEOUT, async {
+        // Every session has its own host, `<id>.localhost`: on loopback, as browsers resolve it.
+        let host = request.uri().host().unwrap_or_default();
+        if host.ends_with(".localhost") {
+            let port = request.uri().port_u16().unwrap_or(80);
+            let stream = MaybeTlsStream::Plain(TcpStream::connect(("127.0.0.1", port)).await?);
+            tokio_tungstenite::client_async_with_config(request, stream, Some(config)).await
+        } else {
+            tokio_tungstenite::connect_async_with_config(request, Some(config), true).await
+        }
+    })
+    .await??;
     Ok(socket)
 }
 

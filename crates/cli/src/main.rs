@@ -111,9 +111,10 @@ struct ServeArgs {
     /// Address of the session origin (the session proxy).
     #[arg(long, env = "STREAMSPACE_SESSION_LISTEN", default_value = "127.0.0.1:8001")]
     session_listen: SocketAddr,
-    /// Public URL of the session origin, e.g. `https://sessions.example.com` (default: from --session-listen).
-    #[arg(long, env = "STREAMSPACE_SESSION_ORIGIN")]
-    session_origin: Option<String>,
+    /// Domain under which every session gets a host of its own, `<session id>.<domain>`, e.g.
+    /// `sessions.example.com` (a wildcard DNS name and certificate); default `localhost:<session port>`.
+    #[arg(long, env = "STREAMSPACE_SESSION_DOMAIN")]
+    session_domain: Option<String>,
     /// Public URL of the UI and API, e.g. `https://streamspace.example.com` (default: from --listen).
     #[arg(long, env = "STREAMSPACE_PUBLIC_URL")]
     public_url: Option<String>,
@@ -128,9 +129,6 @@ struct ServeArgs {
     /// Comma-separated networks of reverse proxies whose X-Forwarded-For is trusted.
     #[arg(long, env = "STREAMSPACE_TRUSTED_PROXIES", value_delimiter = ',')]
     trusted_proxies: Vec<IpNet>,
-    /// Mark auth cookies Secure (set when serving over HTTPS).
-    #[arg(long, env = "STREAMSPACE_SECURE_COOKIES")]
-    secure_cookies: bool,
     /// Access token lifetime in seconds.
     #[arg(long, env = "STREAMSPACE_ACCESS_TOKEN_TTL", default_value_t = 900)]
     access_token_ttl: i64,
@@ -157,10 +155,9 @@ impl ServeArgs {
             admin_password: self.admin_password,
             jwt_secret: self.jwt_secret,
             trusted_proxies: self.trusted_proxies,
-            secure_cookies: self.secure_cookies,
             access_token_ttl_secs: self.access_token_ttl,
             session_listen: self.session_listen,
-            session_origin: self.session_origin,
+            session_domain: self.session_domain,
             public_url: self.public_url,
             heartbeat_interval_secs: self.heartbeat_interval.max(1),
             sessions: SessionTimers {

@@ -10,7 +10,6 @@ use futures::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const START: Duration = Duration::from_secs(90);
 
@@ -51,30 +50,37 @@ async fn running_session(api: &Api) -> String {
     id
 }
 
-fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+async fn connect_url(api: &Api, id: &str) -> String {
+    api.post(&format!("/api/v1/sessions/{id}/connect"), json!({})).await["url"].as_str().unwrap().to_owned()
 }
 
 /// Opens the session through its connect URL; returns the session cookie (`name=value`).
 async fn open(api: &Api, id: &str) -> String {
-    let url = api.post(&format!("/api/v1/sessions/{id}/connect"), json!({})).await["url"].as_str().unwrap().to_owned();
-    let response = no_redirects().get(&url).send().await.unwrap();
+    let url = connect_url(api, id).await;
+    assert!(url.starts_with(&format!("http://{id}.localhost:")), "each session on its own origin: {url}");
+    let response = session_client().get(&url).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert!(!response.headers()["location"].to_str().unwrap().contains("ticket"), "the ticket leaves the URL");
     let set_cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
-    assert!(
-        set_cookie.contains("HttpOnly") && set_cookie.contains(&format!("Path=/api/v1/http/{id}/")),
-        "{set_cookie}"
-    );
+    assert!(set_cookie.starts_with("__Host-ss_session="), "{set_cookie}");
+    for attribute in ["HttpOnly", "Secure", "Path=/;", "SameSite=None", "Partitioned"] {
+        assert!(set_cookie.contains(attribute), "{attribute} missing: {set_cookie}");
+    }
+    assert!(!set_cookie.contains("Domain"), "host-only: {set_cookie}");
     set_cookie.split(';').next().unwrap().to_owned()
 }
 
-async fn proxied(plane: &ControlPlane, id: &str, path: &str, cookie: Option<&str>) -> reqwest::Response {
-    let mut request = no_redirects().get(format!("{}/api/v1/http/{id}{path}", plane.sessions));
+/// `GET <path>` under session `id`'s prefix, on session `host`'s origin.
+async fn proxied_on(plane: &ControlPlane, host: &str, id: &str, path: &str, cookie: Option<&str>) -> reqwest::Response {
+    let mut request = session_client().get(format!("{}/api/v1/http/{id}{path}", plane.session_origin(host)));
     if let Some(cookie) = cookie {
         request = request.header("cookie", cookie);
     }
     request.send().await.unwrap()
+}
+
+async fn proxied(plane: &ControlPlane, id: &str, path: &str, cookie: Option<&str>) -> reqwest::Response {
+    proxied_on(plane, id, id, path, cookie).await
 }
 
 #[tokio::test]
@@ -90,11 +96,24 @@ async fn a_session_runs_and_is_reachable_only_through_the_authenticated_proxy() 
         other.call(reqwest::Method::POST, &format!("/api/v1/sessions/{id}/connect"), Some(json!({}))).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 
+    // Only the owner opens a session: an administrator may stop it, not see it.
+    let (status, body) =
+        s.admin.call(reqwest::Method::POST, &format!("/api/v1/sessions/{id}/connect"), Some(json!({}))).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("not_owner")));
+
+    // The org decides whether sessions get the viewer's clipboard; the UI frames them accordingly.
+    let connect = s.member.post(&format!("/api/v1/sessions/{id}/connect"), json!({})).await;
+    assert_eq!(connect["clipboard"], true, "{connect}");
+    let org_id = s.member.get("/api/v1/me").await["org_id"].as_str().unwrap().to_owned();
+    s.admin
+        .call(reqwest::Method::PATCH, &format!("/api/v1/orgs/{org_id}"), Some(json!({"allow_clipboard": false})))
+        .await;
+    assert_eq!(s.member.post(&format!("/api/v1/sessions/{id}/connect"), json!({})).await["clipboard"], false);
+
     // A ticket works once.
-    let url =
-        s.member.post(&format!("/api/v1/sessions/{id}/connect"), json!({})).await["url"].as_str().unwrap().to_owned();
-    assert_eq!(no_redirects().get(&url).send().await.unwrap().status(), StatusCode::SEE_OTHER);
-    let reused = no_redirects().get(&url).send().await.unwrap();
+    let url = connect_url(&s.member, &id).await;
+    assert_eq!(session_client().get(&url).send().await.unwrap().status(), StatusCode::SEE_OTHER);
+    let reused = session_client().get(&url).send().await.unwrap();
     assert_eq!(reused.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(reused.json::<Value>().await.unwrap()["error"]["code"], "invalid_ticket");
 
@@ -104,9 +123,9 @@ async fn a_session_runs_and_is_reachable_only_through_the_authenticated_proxy() 
     assert_eq!(proxied(&s.plane, &id, "", Some(&cookie)).await.status(), StatusCode::PERMANENT_REDIRECT);
 
     // Platform credentials never reach the container.
-    let echo: Value = no_redirects()
-        .post(format!("{}/api/v1/http/{id}/echo/x?a=1", s.plane.sessions))
-        .header("cookie", format!("{cookie}; ss_refresh=secret; app=kept"))
+    let echo: Value = session_client()
+        .post(format!("{}/api/v1/http/{id}/echo/x?a=1", s.plane.session_origin(&id)))
+        .header("cookie", format!("{cookie}; ss_refresh=secret; __Host-ss_refresh=secret; app=kept"))
         .bearer_auth(&s.member.token)
         .body("hello")
         .send()
@@ -126,8 +145,8 @@ async fn a_session_runs_and_is_reachable_only_through_the_authenticated_proxy() 
 
     // Bodies stream both ways.
     let big = vec![b'x'; 3 * 1024 * 1024];
-    let upload: Value = no_redirects()
-        .post(format!("{}/api/v1/http/{id}/upload", s.plane.sessions))
+    let upload: Value = session_client()
+        .post(format!("{}/api/v1/http/{id}/upload", s.plane.session_origin(&id)))
         .header("cookie", &cookie)
         .body(big)
         .send()
@@ -141,10 +160,8 @@ async fn a_session_runs_and_is_reachable_only_through_the_authenticated_proxy() 
     assert_eq!(download.len(), 5_000_000);
 
     // WebSocket echo through the tunnel, small and large messages.
-    let mut request =
-        format!("{}/api/v1/http/{id}/ws", s.plane.sessions.replace("http://", "ws://")).into_client_request().unwrap();
-    request.headers_mut().insert("cookie", cookie.parse().unwrap());
-    let (mut socket, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let ws_url = format!("{}/api/v1/http/{id}/ws", s.plane.session_origin(&id).replace("http://", "ws://"));
+    let mut socket = session_websocket(&ws_url, &[("cookie", &cookie)]).await.unwrap();
     socket.send(Message::text("ping through the proxy")).await.unwrap();
     assert_eq!(socket.next().await.unwrap().unwrap(), Message::text("ping through the proxy"));
     let payload: Vec<u8> = (0..256 * 1024).map(|i| (i % 251) as u8).collect();
@@ -163,9 +180,37 @@ async fn a_session_runs_and_is_reachable_only_through_the_authenticated_proxy() 
         assert!(metrics.contains(series), "{series} missing from /metrics");
     }
 
-    // A cookie for one session opens no other.
+    // A cookie for one session opens no other, and each origin serves its own session only.
     let second = running_session(&s.member).await;
     assert_eq!(proxied(&s.plane, &second, "/", Some(&cookie)).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(proxied_on(&s.plane, &second, &id, "/", Some(&cookie)).await.status(), StatusCode::NOT_FOUND);
+    let shared_origin = session_client().get(format!("{}/api/v1/http/{id}/", s.plane.sessions));
+    assert_eq!(shared_origin.header("cookie", &cookie).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+    let root = session_client().get(format!("{}/", s.plane.session_origin(&id))).send().await.unwrap();
+    assert_eq!(root.headers()["location"], format!("/api/v1/http/{id}/"));
+
+    // Another site's page may navigate to the session, never fetch from it or open its WebSocket.
+    let from_another_site = |mode: &'static str| {
+        session_client()
+            .get(format!("{}/api/v1/http/{id}/", s.plane.session_origin(&id)))
+            .header("cookie", &cookie)
+            .header("sec-fetch-site", "cross-site")
+            .header("sec-fetch-mode", mode)
+            .send()
+    };
+    let fetched = from_another_site("cors").await.unwrap();
+    assert_eq!(fetched.status(), StatusCode::FORBIDDEN);
+    assert_eq!(fetched.json::<Value>().await.unwrap()["error"]["code"], "cross_site_refused");
+    assert_eq!(from_another_site("navigate").await.unwrap().status(), StatusCode::OK);
+    let framing = proxied(&s.plane, &id, "/", Some(&cookie)).await;
+    let policies: Vec<_> = framing.headers().get_all("content-security-policy").iter().collect();
+    assert!(
+        policies.iter().any(|p| p.to_str().unwrap().starts_with("frame-ancestors http://localhost:")),
+        "{policies:?}"
+    );
+    let sibling_origin = s.plane.session_origin(&second);
+    let refused = session_websocket(&ws_url, &[("cookie", &cookie), ("origin", &sibling_origin)]).await;
+    assert!(refused.is_err(), "a WebSocket opened by another session's page is refused");
 
     // Stopping removes the container.
     let (status, _) = s.member.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{id}"), None).await;

@@ -70,12 +70,12 @@ impl App {
 
 impl App {
     /// The streamer's settings for one session: secure mode with a master token only the control
-    /// plane can derive, and the session origin as its only allowed origin and the UI as the only
+    /// plane can derive, the session's own origin as its only allowed origin and the UI as the only
     /// page allowed to frame it.
     pub fn streamer_env(&self, session_id: uuid::Uuid) -> [(String, String); 3] {
         [
             ("SELKIES_MASTER_TOKEN".to_owned(), self.master_token(session_id)),
-            ("SELKIES_ALLOWED_ORIGINS".to_owned(), self.config.session_origin()),
+            ("SELKIES_ALLOWED_ORIGINS".to_owned(), self.config.session_origin(session_id)),
             ("SELKIES_FRAME_ANCESTORS".to_owned(), self.config.public_url()),
         ]
     }

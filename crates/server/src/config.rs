@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 pub use ipnet::IpNet;
 
+use uuid::Uuid;
+
 use crate::auth::throttle::Policies;
 
 #[derive(Debug, Clone)]
@@ -21,16 +23,16 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     pub access_token_ttl_secs: i64,
     pub refresh_token_ttl_secs: i64,
-    /// Mark auth cookies `Secure` (on whenever the UI is served over HTTPS).
-    pub secure_cookies: bool,
     /// Sign-in attempt limits per account and address, per account, and per address.
     pub login_throttle: Policies,
     /// Sign-in password verifications that may wait for the argon2 thread; past it, `503 busy`.
     pub login_verify_queue: usize,
     /// The session proxy's own listener: sessions are served on this separate origin.
     pub session_listen: SocketAddr,
-    /// The session origin's public URL (`https://sessions.example.com`); default from `session_listen`.
-    pub session_origin: Option<String>,
+    /// `host[:port]` under which each session has a host of its own, `<session id>.<domain>`
+    /// (`sessions.example.com` with a wildcard DNS name and certificate); default
+    /// `localhost:<session port>`, which browsers resolve to loopback.
+    pub session_domain: Option<String>,
     /// The UI/API origin's public URL; default from `listen`.
     pub public_url: Option<String>,
     /// How often agents send heartbeats; an agent is offline after three missed.
@@ -70,8 +72,32 @@ impl Config {
         self.public_url.clone().unwrap_or_else(|| local_url(self.listen)).trim_end_matches('/').to_owned()
     }
 
-    pub fn session_origin(&self) -> String {
-        self.session_origin.clone().unwrap_or_else(|| local_url(self.session_listen)).trim_end_matches('/').to_owned()
+    /// Cookies are `Secure` and `__Host-` prefixed whenever the UI is a secure context.
+    pub fn secure_cookies(&self) -> bool {
+        crate::auth::cookies::is_secure_context(&self.public_url())
+    }
+
+    /// The session domain, lower case, without scheme or trailing dot.
+    pub fn session_domain(&self) -> String {
+        match &self.session_domain {
+            Some(domain) => domain.trim().trim_end_matches('.').to_ascii_lowercase(),
+            None => format!("localhost:{}", self.session_listen.port()),
+        }
+    }
+
+    /// Sessions are served over HTTPS exactly when the UI is: a page cannot frame plain HTTP.
+    fn session_scheme(&self) -> &'static str {
+        if self.public_url().starts_with("https://") { "https" } else { "http" }
+    }
+
+    /// The origin of one session: `<scheme>://<session id>.<session domain>`.
+    pub fn session_origin(&self, session_id: Uuid) -> String {
+        format!("{}://{session_id}.{}", self.session_scheme(), self.session_domain())
+    }
+
+    /// Every session origin, as a CSP source expression.
+    pub fn session_origins_source(&self) -> String {
+        format!("{}://*.{}", self.session_scheme(), self.session_domain())
     }
 }
 
@@ -96,12 +122,11 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             access_token_ttl_secs: 15 * 60,
             refresh_token_ttl_secs: 7 * 24 * 3600,
-            secure_cookies: false,
             login_throttle: Policies::default(),
             // A verification takes tens of milliseconds: the last in line waits about a second.
             login_verify_queue: 32,
             session_listen: SocketAddr::from(([127, 0, 0, 1], 8001)),
-            session_origin: None,
+            session_domain: None,
             public_url: None,
             heartbeat_interval_secs: 10,
             sessions: SessionTimers::default(),

@@ -68,7 +68,7 @@ pub async fn serve(State(app): State<AppState>, method: Method, uri: Uri) -> Res
         headers.insert(header::CONTENT_TYPE, mime);
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    if let Ok(csp) = HeaderValue::from_str(&content_security_policy(&app.config.session_origin())) {
+    if let Ok(csp) = HeaderValue::from_str(&content_security_policy(&app.config.session_origins_source())) {
         headers.insert(header::CONTENT_SECURITY_POLICY, csp);
     }
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
@@ -92,8 +92,8 @@ mod tests {
 
     #[test]
     fn the_policy_frames_only_the_session_origin_and_runs_only_own_scripts() {
-        let csp = content_security_policy("http://localhost:8001");
-        assert!(csp.contains("frame-src http://localhost:8001;"));
+        let csp = content_security_policy("http://*.localhost:8001");
+        assert!(csp.contains("frame-src http://*.localhost:8001;"));
         assert!(csp.contains("script-src 'self';"));
         assert!(csp.contains("frame-ancestors 'none'"));
     }

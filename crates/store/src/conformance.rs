@@ -326,6 +326,7 @@ pub async fn orgs_round_trip(store: Subject) {
     let acme = org(&store, "acme").await;
     assert_eq!(acme.name, "acme");
     assert!(!acme.mfa_required);
+    assert!(acme.allow_clipboard, "the clipboard is allowed until an admin says otherwise");
     assert_eq!(acme.quotas, Quotas::default());
     assert_eq!(store.get_org(Scope::Platform, acme.id).await.unwrap().as_ref(), Some(&acme));
     assert_eq!(store.get_org(Scope::Org(acme.id), acme.id).await.unwrap().as_ref(), Some(&acme));
@@ -339,9 +340,15 @@ pub async fn orgs_round_trip(store: Subject) {
         max_cpu_millis: Some(8000),
         max_memory_mb: None,
     };
-    let patch = OrgPatch { name: Some("acme-2".into()), mfa_required: Some(true), quotas: Some(quotas) };
+    let patch = OrgPatch {
+        name: Some("acme-2".into()),
+        mfa_required: Some(true),
+        allow_clipboard: Some(false),
+        quotas: Some(quotas),
+    };
     let updated = store.update_org(Scope::Platform, acme.id, patch).await.unwrap().unwrap();
-    assert_eq!(updated, Org { name: "acme-2".into(), mfa_required: true, quotas, ..acme.clone() });
+    let expected = Org { name: "acme-2".into(), mfa_required: true, allow_clipboard: false, quotas, ..acme.clone() };
+    assert_eq!(updated, expected);
     // An empty patch changes nothing; quotas are replaced as a whole (`None` is unlimited).
     assert_eq!(store.update_org(Scope::Platform, acme.id, OrgPatch::default()).await.unwrap().as_ref(), Some(&updated));
     let unlimited = OrgPatch { quotas: Some(Quotas::default()), ..OrgPatch::default() };

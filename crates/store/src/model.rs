@@ -63,6 +63,8 @@ pub struct Org {
     pub id: Uuid,
     pub name: String,
     pub mfa_required: bool,
+    /// Sessions may read and write the viewer's clipboard.
+    pub allow_clipboard: bool,
     #[serde(flatten)]
     pub quotas: Quotas,
     pub created_at: DateTime<Utc>,
@@ -81,6 +83,7 @@ pub struct Quotas {
 pub struct OrgPatch {
     pub name: Option<String>,
     pub mfa_required: Option<bool>,
+    pub allow_clipboard: Option<bool>,
     pub quotas: Option<Quotas>,
 }
 

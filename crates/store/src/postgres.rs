@@ -28,6 +28,7 @@ use crate::{
 const MIGRATIONS: &[MigrationFile] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
     (2, "agents", include_str!("../migrations/postgres/0002_agents.sql")),
+    (7, "org_clipboard", include_str!("../migrations/postgres/0007_org_clipboard.sql")),
 ];
 
 /// Connections per replica: the work is short queries, and the server has few cores.
@@ -125,6 +126,7 @@ impl Store for PostgresStore {
         let quotas = patch.quotas.unwrap_or_default();
         let row = sqlx::query(concat!(
             "UPDATE orgs SET name = COALESCE($3, name), mfa_required = COALESCE($4, mfa_required), ",
+            "allow_clipboard = COALESCE($10, allow_clipboard), ",
             "max_sessions = CASE WHEN $5 THEN $6 ELSE max_sessions END, ",
             "max_sessions_per_user = CASE WHEN $5 THEN $7 ELSE max_sessions_per_user END, ",
             "max_cpu_millis = CASE WHEN $5 THEN $8 ELSE max_cpu_millis END, ",
@@ -141,6 +143,7 @@ impl Store for PostgresStore {
         .bind(quotas.max_sessions_per_user)
         .bind(quotas.max_cpu_millis)
         .bind(quotas.max_memory_mb)
+        .bind(patch.allow_clipboard)
         .fetch_optional(&self.pool)
         .await
         .map_err(sql::taken(sql::ORG_TAKEN))?;

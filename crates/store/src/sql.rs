@@ -24,7 +24,8 @@ use crate::{
 // schemas name their columns alike, and the decoders below read exactly these.
 macro_rules! org_columns {
     () => {
-        "id, name, mfa_required, max_sessions, max_sessions_per_user, max_cpu_millis, max_memory_mb, created_at"
+        "id, name, mfa_required, allow_clipboard, max_sessions, max_sessions_per_user, max_cpu_millis, max_memory_mb, \
+         created_at"
     };
 }
 macro_rules! user_columns {
@@ -166,6 +167,7 @@ pub(crate) fn org(row: &impl Columns) -> Result<Org> {
         id: row.uuid("id")?,
         name: row.text("name")?,
         mfa_required: row.flag("mfa_required")?,
+        allow_clipboard: row.flag("allow_clipboard")?,
         quotas: Quotas {
             max_sessions: row.opt_int("max_sessions")?,
             max_sessions_per_user: row.opt_int("max_sessions_per_user")?,

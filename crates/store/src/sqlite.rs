@@ -31,6 +31,7 @@ use crate::{
 const MIGRATIONS: &[MigrationFile] = &[
     (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
     (2, "agents", include_str!("../migrations/sqlite/0002_agents.sql")),
+    (7, "org_clipboard", include_str!("../migrations/sqlite/0007_org_clipboard.sql")),
 ];
 
 /// Reader connections: enough to keep two cores busy while a connection waits on the disk.
@@ -149,6 +150,7 @@ impl Store for SqliteStore {
         let quotas = patch.quotas.unwrap_or_default();
         let row = sqlx::query(concat!(
             "UPDATE orgs SET name = COALESCE(?3, name), mfa_required = COALESCE(?4, mfa_required), ",
+            "allow_clipboard = COALESCE(?10, allow_clipboard), ",
             "max_sessions = CASE WHEN ?5 THEN ?6 ELSE max_sessions END, ",
             "max_sessions_per_user = CASE WHEN ?5 THEN ?7 ELSE max_sessions_per_user END, ",
             "max_cpu_millis = CASE WHEN ?5 THEN ?8 ELSE max_cpu_millis END, ",
@@ -165,6 +167,7 @@ impl Store for SqliteStore {
         .bind(quotas.max_sessions_per_user)
         .bind(quotas.max_cpu_millis)
         .bind(quotas.max_memory_mb)
+        .bind(patch.allow_clipboard)
         .fetch_optional(&self.writer)
         .await
         .map_err(sql::taken(sql::ORG_TAKEN))?;

@@ -3,6 +3,7 @@
 
 import { spawn, execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
+import dns from 'node:dns';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -239,6 +240,11 @@ export class Platform {
     }, 100);
   }
 
+  /** Every session has an origin of its own: `http://<id>.localhost:<session port>`. */
+  originOf(id) {
+    return this.sessionOrigin.replace('http://', `http://${id}.`);
+  }
+
   async connectUrl(id) {
     return (await this.admin.ok('POST', `/api/v1/sessions/${id}/connect`, {})).url;
   }
@@ -302,9 +308,17 @@ export class Platform {
  * Sends a WebSocket upgrade request and returns the HTTP status it gets (101 when the upgrade
  * is accepted; the socket is closed at once).
  */
+/** glibc does not resolve `*.localhost` as browsers do; the per-session hosts are on loopback. */
+function loopbackLookup(hostname, options, callback) {
+  if (hostname !== 'localhost' && !hostname.endsWith('.localhost')) return dns.lookup(hostname, options, callback);
+  if (options.all) return callback(null, [{ address: '127.0.0.1', family: 4 }]);
+  return callback(null, '127.0.0.1', 4);
+}
+
 export function upgradeStatus(url, headers) {
   return new Promise((resolve, reject) => {
     const request = http.request(url, {
+      lookup: loopbackLookup,
       headers: {
         connection: 'Upgrade',
         upgrade: 'websocket',

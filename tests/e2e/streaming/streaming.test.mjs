@@ -113,7 +113,7 @@ async function openSession(template) {
     await platform.waitForState(id, 'running', 120000);
     view.runningAt = Date.now();
     const url = await platform.connectUrl(id);
-    assert.ok(url.startsWith(`${platform.sessionOrigin}/api/v1/http/${id}/?ticket=`), url);
+    assert.ok(url.startsWith(`${platform.originOf(id)}/api/v1/http/${id}/?ticket=`), url);
 
     const page = await browser.newPage();
     view.page = page;
@@ -143,7 +143,7 @@ async function openSession(template) {
     });
     await page.goto(url, { waitUntil: 'load' });
     view.loadedAt = Date.now();
-    assert.equal(page.url(), `${platform.sessionOrigin}/api/v1/http/${id}/`, 'the ticket is traded for a cookie and leaves the URL');
+    assert.equal(page.url(), `${platform.originOf(id)}/api/v1/http/${id}/`, 'the ticket is traded for a cookie and leaves the URL');
 
     const first = await eventually('the first video frame in the browser', FIRST_FRAME_TIMEOUT, async () => {
       const frames = await page.evaluate(() => window.__ssFrames.read());
@@ -230,7 +230,7 @@ async function embed(view, origin, { expectBlocked = false } = {}) {
   });
   const host = `${origin}/sessions/${view.id}?src=${encodeURIComponent(url)}`;
   await page.goto(host, { waitUntil: 'load' });
-  const sessionPage = `${platform.sessionOrigin}/api/v1/http/${view.id}/`;
+  const sessionPage = `${platform.originOf(view.id)}/api/v1/http/${view.id}/`;
   if (expectBlocked) {
     const reason = await eventually(`${origin} refused to frame the session`, 10000, async () => {
       if (blocked.length) return blocked[0];
@@ -252,7 +252,7 @@ async function embed(view, origin, { expectBlocked = false } = {}) {
 
 /** The session's display as the streamer sees it, fetched through the proxy with the session cookie. */
 async function serverScreenshot(view) {
-  const url = `${platform.sessionOrigin}/api/v1/http/${view.id}/api/screenshot`;
+  const url = `${platform.originOf(view.id)}/api/v1/http/${view.id}/api/screenshot`;
   const reply = await view.page.context().request.get(url, { failOnStatusCode: false });
   const body = await reply.body();
   assert.equal(reply.status(), 200, `GET ${url} with the session cookie: ${reply.status()} ${body.toString().slice(0, 200)}`);
@@ -334,8 +334,8 @@ test('chromium: video decoded through the proxy, typed input reaches the app, th
     // The browser reaches the streamer only through the proxy, and never holds a streamer token.
     const media = view.sockets.filter((s) => s.url.includes('/api/websockets'));
     assert.equal(media.length, 1, `one media WebSocket: ${JSON.stringify(view.sockets)}`);
-    assert.equal(media[0].url, `${platform.sessionOrigin.replace('http://', 'ws://')}/api/v1/http/${id}/api/websockets`);
-    const shotUrl = `${platform.sessionOrigin}/api/v1/http/${id}/api/screenshot`;
+    assert.equal(media[0].url, `${platform.originOf(id).replace('http://', 'ws://')}/api/v1/http/${id}/api/websockets`);
+    const shotUrl = `${platform.originOf(id)}/api/v1/http/${id}/api/screenshot`;
     assert.equal((await fetch(shotUrl)).status, 401, 'no session cookie, no screenshot');
 
     // The streamer credentials are real (the streamer itself takes them) ...
@@ -387,9 +387,9 @@ test('chromium: video decoded through the proxy, typed input reaches the app, th
     assert.ok(Math.max(moving.decoded, moving.presented) >= 5, `frames keep coming: ${JSON.stringify(moving)}`);
 
     // The streamer takes the WebSocket only from the session origin, even with a valid cookie.
-    const [cookie] = await page.context().cookies(`${platform.sessionOrigin}/api/v1/http/${id}/`);
-    assert.equal(cookie && cookie.name, 'ss_session');
-    const wsUrl = `${platform.sessionOrigin}/api/v1/http/${id}/api/websockets`;
+    const [cookie] = await page.context().cookies(`${platform.originOf(id)}/api/v1/http/${id}/`);
+    assert.equal(cookie && cookie.name, '__Host-ss_session');
+    const wsUrl = `${platform.originOf(id)}/api/v1/http/${id}/api/websockets`;
     const foreign = await upgradeStatus(wsUrl, { origin: 'http://evil.example', cookie: `${cookie.name}=${cookie.value}` });
     assert.equal(foreign, 403, 'a WebSocket from another origin is refused');
 

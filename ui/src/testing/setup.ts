@@ -1,7 +1,10 @@
 import '@testing-library/jest-dom/vitest';
-import { cleanup } from '@testing-library/react';
+import { cleanup, configure } from '@testing-library/react';
 import { afterEach } from 'vitest';
 import { api } from '@/lib/api';
+
+// `findBy*` waits up to 1 s by default; a first render on a busy 2-core machine can take longer.
+configure({ asyncUtilTimeout: 5000 });
 
 // jsdom has no matchMedia: emulate a 1280px-wide light-mode desktop so responsive layouts pick "wide".
 const WIDTH = 1280;

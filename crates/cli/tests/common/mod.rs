@@ -95,6 +95,11 @@ impl ControlPlane {
         self.started_in = started.elapsed();
     }
 
+    /// The origin of one session: `http://<id>.localhost:<session port>`.
+    pub fn session_origin(&self, id: &str) -> String {
+        self.sessions.replace("http://", &format!("http://{id}."))
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().unwrap().id()
     }
@@ -181,6 +186,51 @@ impl Drop for Agent {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Finds `localhost` and every `*.localhost` on loopback, as browsers do; glibc does not resolve
+/// the per-session hosts.
+struct Loopback;
+
+impl reqwest::dns::Resolve for Loopback {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let local = name.as_str() == "localhost" || name.as_str().ends_with(".localhost");
+        Box::pin(async move {
+            if !local {
+                return Err(format!("{} is not a loopback name", name.as_str()).into());
+            }
+            let addrs: reqwest::dns::Addrs = Box::new(std::iter::once(std::net::SocketAddr::from(([127, 0, 0, 1], 0))));
+            Ok(addrs)
+        })
+    }
+}
+
+/// A client for session origins: loopback names, no redirects followed.
+pub fn session_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .dns_resolver(std::sync::Arc::new(Loopback))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// Opens a WebSocket on a session origin (`ws://<id>.localhost:<port>/...`) with these headers.
+pub async fn session_websocket(
+    url: &str,
+    headers: &[(&str, &str)],
+) -> Result<tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>, tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request()?;
+    for (name, value) in headers {
+        request.headers_mut().insert(
+            tokio_tungstenite::tungstenite::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            value.parse().unwrap(),
+        );
+    }
+    let port = request.uri().port_u16().unwrap_or(80);
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let (socket, _) = tokio_tungstenite::client_async(request, stream).await?;
+    Ok(socket)
 }
 
 /// An API client signed in as one user.

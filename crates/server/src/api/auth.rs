@@ -1,7 +1,7 @@
 //! Sign-in, token refresh and sign-out.
 
 use axum::extract::State;
-use axum::http::header::{COOKIE, SET_COOKIE};
+use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::Json;
 use crate::app::{App, AppState};
 use crate::audit::{Actor, Event, Outcome};
+use crate::auth::cookies::{CookieSpec, Read};
 use crate::auth::principal::MfaSetupPrincipal;
 use crate::auth::secrets::{random_token, sha256_hex};
 use crate::auth::throttle::{Attempt, Key, Refusal};
@@ -21,9 +22,17 @@ use crate::auth::{password, totp};
 use crate::context::RequestMeta;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 
-pub const REFRESH_COOKIE: &str = "ss_refresh";
-/// The refresh cookie is sent only to the auth routes.
-const REFRESH_COOKIE_PATH: &str = "/api/v1/auth";
+/// The refresh cookie: `__Host-ss_refresh` on a secure context, so a session origin cannot plant
+/// one for a parent domain (a `__Host-` cookie has the root path). Elsewhere it is sent only to
+/// the auth routes.
+pub fn refresh_cookie_spec(config: &crate::Config) -> CookieSpec {
+    CookieSpec {
+        base: "ss_refresh",
+        secure: config.secure_cookies(),
+        insecure_path: "/api/v1/auth",
+        attributes: "SameSite=Strict",
+    }
+}
 /// Refresh and logout demand this header: a cross-site form cannot set it, and a script on
 /// another origin (the session origin included) cannot send it without a CORS preflight that
 /// this API never grants.
@@ -261,27 +270,26 @@ async fn issue_tokens(
 }
 
 fn refresh_cookie(app: &App, value: &str, max_age: i64) -> ApiResult<HeaderValue> {
-    let secure = if app.config.secure_cookies { "; Secure" } else { "" };
-    let cookie = format!(
-        "{REFRESH_COOKIE}={value}; Path={REFRESH_COOKIE_PATH}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
-    );
-    HeaderValue::from_str(&cookie).map_err(ApiError::internal)
+    HeaderValue::from_str(&refresh_cookie_spec(&app.config).set(value, max_age)).map_err(ApiError::internal)
+}
+
+/// The refresh token the request carries. Two cookies of that name mean one was planted: neither
+/// is used, so nobody can be signed in to an account of another's choosing.
+fn refresh_token<'a>(app: &App, headers: &'a HeaderMap) -> ApiResult<Option<&'a str>> {
+    match refresh_cookie_spec(&app.config).read(headers) {
+        Read::Missing => Ok(None),
+        Read::One(token) => Ok(Some(token)),
+        Read::Duplicated => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "duplicate_cookie",
+            "the refresh cookie was sent twice; sign in again",
+        )),
+    }
 }
 
 fn with_cookie(mut response: Response, cookie: HeaderValue) -> Response {
     response.headers_mut().append(SET_COOKIE, cookie);
     response
-}
-
-/// The value of cookie `name` in the request's `Cookie` headers.
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find_map(|(key, value)| (key == name).then_some(value))
 }
 
 fn require_csrf_header(headers: &HeaderMap) -> ApiResult<()> {
@@ -301,7 +309,7 @@ fn require_csrf_header(headers: &HeaderMap) -> ApiResult<()> {
     ))]
 async fn refresh(State(app): State<AppState>, meta: RequestMeta, headers: HeaderMap) -> ApiResult<Response> {
     require_csrf_header(&headers)?;
-    let token = cookie(&headers, REFRESH_COOKIE).ok_or_else(ApiError::unauthorized)?;
+    let token = refresh_token(&app, &headers)?.ok_or_else(ApiError::unauthorized)?;
     let cleared = refresh_cookie(&app, "", 0)?;
     match app.store.rotate_refresh_token(&sha256_hex(token), app.clock.now()).await? {
         RefreshOutcome::Rotated(spent) => {
@@ -344,7 +352,7 @@ async fn logout(
     require_csrf_header(&headers)?;
     // Signing out must work with a stale access token too: the cookie is what gets revoked.
     let principal = principal.ok();
-    let revoked = match cookie(&headers, REFRESH_COOKIE) {
+    let revoked = match refresh_token(&app, &headers)? {
         Some(token) => app.store.revoke_refresh_family(&sha256_hex(token)).await?,
         None => false,
     };
@@ -357,16 +365,6 @@ async fn logout(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn cookies_are_found_among_several_headers() {
-        let mut headers = HeaderMap::new();
-        headers.append(COOKIE, HeaderValue::from_static("a=1; ss_refresh=abc"));
-        headers.append(COOKIE, HeaderValue::from_static("b=2"));
-        assert_eq!(cookie(&headers, "ss_refresh"), Some("abc"));
-        assert_eq!(cookie(&headers, "b"), Some("2"));
-        assert_eq!(cookie(&headers, "c"), None);
-    }
 
     #[test]
     fn recovery_codes_normalise() {

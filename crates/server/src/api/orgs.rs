@@ -30,6 +30,8 @@ pub struct OrgPatchRequest {
     /// Platform administrators only.
     pub name: Option<String>,
     pub mfa_required: Option<bool>,
+    /// Whether the org's sessions may read and write the viewer's clipboard.
+    pub allow_clipboard: Option<bool>,
     /// Quotas: platform administrators only; `null` means unlimited.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<i64>)]
@@ -130,11 +132,17 @@ async fn update_org(
     let patch = OrgPatch {
         name: body.name.clone(),
         mfa_required: body.mfa_required,
+        allow_clipboard: body.allow_clipboard,
         quotas: if body.touches_quotas() { Some(body.quotas_over(current.quotas)?) } else { None },
     };
     let org =
         app.store.update_org(principal.scope(), id, patch).await?.ok_or_else(|| ApiError::not_found("organization"))?;
-    let details = json!({"name": org.name, "mfa_required": org.mfa_required, "quotas": org.quotas});
+    let details = json!({
+        "name": org.name,
+        "mfa_required": org.mfa_required,
+        "allow_clipboard": org.allow_clipboard,
+        "quotas": org.quotas,
+    });
     app.audit(&meta, &Actor::from(&principal), Event::new("org.update", format!("org:{id}")).org(id).details(details))
         .await?;
     Ok(axum::Json(org))

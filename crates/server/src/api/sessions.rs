@@ -294,8 +294,10 @@ async fn wake_session(
 
 #[derive(Serialize, ToSchema)]
 pub struct ConnectUrl {
-    /// Open this (on the session origin) within a minute; it works once.
+    /// Open this (on the session's own origin) within a minute; it works once.
     pub url: String,
+    /// The org lets sessions use the viewer's clipboard: the UI grants it to the session's frame.
+    pub clipboard: bool,
 }
 
 /// How long a connect ticket stays valid.
@@ -304,6 +306,7 @@ pub const TICKET_TTL_SECS: i64 = 60;
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/connect", tag = "sessions", params(("id" = Uuid, Path)),
     responses(
         (status = 200, description = "A single-use URL that opens the session", body = ConnectUrl),
+        (status = 403, description = "`not_owner`: only the session's owner opens it; administrators may stop or hibernate it", body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 409, description = "`invalid_state`: the session has ended", body = ErrorBody),
     ))]
@@ -314,6 +317,10 @@ async fn connect_session(
     Path(id): Path<Uuid>,
 ) -> ApiResult<axum::Json<ConnectUrl>> {
     let session = visible_session(&app, &principal, id).await?;
+    if session.owner_id != principal.user_id {
+        let message = "only the session's owner can open it";
+        return Err(ApiError::new(StatusCode::FORBIDDEN, "not_owner", message));
+    }
     if session.state.is_terminal() {
         return Err(ApiError::new(StatusCode::CONFLICT, "invalid_state", format!("the session is {}", session.state)));
     }
@@ -328,8 +335,9 @@ async fn connect_session(
         .await?;
     let event = Event::new("session.connect", format!("session:{id}")).org(session.org_id);
     app.audit(&meta, &Actor::from(&principal), event).await?;
-    let url = format!("{}{}?ticket={ticket}", app.config.session_origin(), crate::proxy::session_path(id));
-    Ok(axum::Json(ConnectUrl { url }))
+    let url = format!("{}?ticket={ticket}", crate::proxy::session_url(&app.config, id));
+    let org = app.store.get_org(Scope::Platform, session.org_id).await?;
+    Ok(axum::Json(ConnectUrl { url, clipboard: org.is_some_and(|org| org.allow_clipboard) }))
 }
 
 #[cfg(test)]

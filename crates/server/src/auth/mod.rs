@@ -1,6 +1,7 @@
 //! Authentication: who is calling, and how they proved it.
 
 pub mod client_ip;
+pub mod cookies;
 pub mod jwt;
 pub mod password;
 pub mod principal;

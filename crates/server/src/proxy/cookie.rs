@@ -7,8 +7,6 @@ use uuid::Uuid;
 
 use crate::auth::secrets::{constant_time_eq, hmac_sha256};
 
-pub const NAME: &str = "ss_session";
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Grant {
     pub session_id: Uuid,

@@ -79,7 +79,7 @@ fn strip_platform_credentials(headers: &mut HeaderMap) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .map(str::trim)
-        .filter(|pair| !pair.is_empty() && !pair.starts_with("ss_"))
+        .filter(|pair| !pair.is_empty() && !is_platform_cookie(pair))
         .map(str::to_owned)
         .collect();
     headers.remove(header::COOKIE);
@@ -88,6 +88,12 @@ fn strip_platform_credentials(headers: &mut HeaderMap) {
     {
         headers.insert(header::COOKIE, value);
     }
+}
+
+/// Ours, with or without a cookie prefix: `ss_session`, `__Host-ss_refresh`, ...
+fn is_platform_cookie(pair: &str) -> bool {
+    let name = pair.strip_prefix("__Host-").or_else(|| pair.strip_prefix("__Secure-")).unwrap_or(pair);
+    name.starts_with("ss_")
 }
 
 fn add_forwarded(headers: &mut HeaderMap, client_ip: std::net::IpAddr, host: Option<HeaderValue>) {
@@ -278,8 +284,8 @@ mod tests {
     fn platform_credentials_are_removed_and_app_cookies_kept() {
         let mut map = headers(&[
             ("authorization", "Bearer secret"),
-            ("cookie", "ss_session=abc; app=1"),
-            ("cookie", "ss_refresh=def; theme=dark"),
+            ("cookie", "ss_session=abc; app=1; __Host-ss_session=x"),
+            ("cookie", "ss_refresh=def; theme=dark; __Secure-ss_refresh=y"),
         ]);
         strip_platform_credentials(&mut map);
         assert!(map.get("authorization").is_none());

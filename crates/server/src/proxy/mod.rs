@@ -1,9 +1,12 @@
-//! The session proxy, served on the session origin: `/api/v1/http/<session id>/...` reaches that
-//! session's streamer, for the people allowed to see the session and nobody else.
+//! The session proxy. Every session has an origin of its own, `<session id>.<session domain>`, and
+//! is served there under `/api/v1/http/<session id>/`, for its owner and nobody else.
 //!
 //! A connect ticket (from `POST /api/v1/sessions/<id>/connect`) is traded once for a signed,
-//! HttpOnly cookie scoped to the session's path; the proxy then checks that cookie on every
-//! request without touching the store, and looks the session's endpoint up in a short-lived cache.
+//! host-only, HttpOnly cookie; the proxy then checks that cookie on every request without touching
+//! the store, and looks the session's endpoint up in a short-lived cache. Since session content is
+//! hostile, a request must name its session in the host and the path alike, pages of other sites
+//! (other sessions included) may navigate to a session but not fetch from it, and nothing a
+//! streamer answers may set cookies or let another page frame it.
 
 pub mod cookie;
 pub mod forward;
@@ -16,14 +19,16 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::header::{self, HeaderValue};
-use axum::http::{Request, Response, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use axum::response::IntoResponse;
 use streamspace_proto::SessionState;
 use streamspace_store::Scope;
 use uuid::Uuid;
 
 use crate::app::{App, AppState};
+use crate::auth::cookies::CookieSpec;
 use crate::auth::secrets::sha256_hex;
+use crate::config::Config;
 use crate::error::ApiError;
 use cookie::Grant;
 use routes::Route;
@@ -32,9 +37,28 @@ const PREFIX: &str = "/api/v1/http/";
 /// How long the session cookie lasts; opening the session again renews it.
 const GRANT_TTL_SECS: i64 = 12 * 3600;
 
-/// The path a session is served under on the session origin.
+/// The path a session is served under on its origin.
 pub fn session_path(id: Uuid) -> String {
     format!("{PREFIX}{id}/")
+}
+
+/// The URL that opens a session: its own origin and path.
+pub fn session_url(config: &Config, id: Uuid) -> String {
+    format!("{}{}", config.session_origin(id), session_path(id))
+}
+
+/// The session cookie. On a secure context it is `__Host-` prefixed and `SameSite=None;
+/// Partitioned`: the UI frames the session from another site, and only a partitioned cookie is
+/// kept in a cross-site frame once browsers block third-party cookies. Other sites' pages still
+/// cannot use it: the proxy refuses their fetches and WebSockets (`refused_cross_site`).
+fn session_cookie(config: &Config) -> CookieSpec {
+    let secure = crate::auth::cookies::is_secure_context(&config.session_origin(Uuid::nil()));
+    CookieSpec {
+        base: "ss_session",
+        secure,
+        insecure_path: "/",
+        attributes: if secure { "SameSite=None; Partitioned" } else { "SameSite=Lax" },
+    }
 }
 
 /// The router of the session listener: nothing but the proxy.
@@ -42,13 +66,33 @@ pub fn router(app: AppState) -> Router {
     Router::new().fallback(proxy).layer(axum::middleware::from_fn(crate::telemetry::observe)).with_state(app)
 }
 
-/// The session id and the rest of the path, for paths under the prefix. The id must be in
-/// canonical form, so no encoding trick names another session.
-fn split_path(path: &str) -> Option<(Uuid, &str)> {
+/// The session a request's host names: `<canonical session id>.<session domain>`, any case.
+fn addressed_session(request: &Request<Body>, domain: &str) -> Option<Uuid> {
+    let host = match request.uri().authority() {
+        Some(authority) => authority.as_str(),
+        None => request.headers().get(header::HOST)?.to_str().ok()?,
+    };
+    let host = host.to_ascii_lowercase();
+    let label = host.strip_suffix(domain)?.strip_suffix('.')?;
+    let id = Uuid::parse_str(label).ok()?;
+    (id.hyphenated().to_string() == label).then_some(id)
+}
+
+/// The rest of the path under the session's prefix. The id must be in canonical form and the
+/// session's own, so no encoding trick names another session.
+fn tail(path: &str, session_id: Uuid) -> Option<&str> {
     let rest = path.strip_prefix(PREFIX)?;
     let (id, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let parsed = Uuid::parse_str(id).ok()?;
-    (parsed.hyphenated().to_string() == id).then_some((parsed, tail))
+    (id == session_id.hyphenated().to_string()).then_some(tail)
+}
+
+/// Fetch Metadata: a request that another site's page made (a fetch, a WebSocket, a form post),
+/// as opposed to a plain navigation such as the UI framing the session or a link. Browsers that
+/// send no metadata, and other clients, are judged by the cookie alone.
+fn refused_cross_site(method: &Method, headers: &HeaderMap) -> bool {
+    let fetch = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+    let navigation = fetch("sec-fetch-mode") == Some("navigate") && (method == Method::GET || method == Method::HEAD);
+    matches!(fetch("sec-fetch-site"), Some("cross-site" | "same-site")) && !navigation
 }
 
 /// The query without `ticket=...`.
@@ -72,10 +116,19 @@ fn error(status: StatusCode, code: &'static str, message: &str) -> Response<Body
 }
 
 async fn proxy(State(app): State<AppState>, request: Request<Body>) -> Response<Body> {
-    let path = request.uri().path().to_owned();
-    let Some((session_id, tail)) = split_path(&path) else {
+    let Some(session_id) = addressed_session(&request, &app.config.session_domain()) else {
         return error(StatusCode::NOT_FOUND, "not_found", "no such session");
     };
+    let path = request.uri().path().to_owned();
+    let Some(tail) = tail(&path, session_id) else {
+        if path == "/" {
+            return redirect(StatusCode::PERMANENT_REDIRECT, &session_path(session_id));
+        }
+        return error(StatusCode::NOT_FOUND, "not_found", "this origin serves one session only");
+    };
+    if refused_cross_site(request.method(), request.headers()) {
+        return error(StatusCode::FORBIDDEN, "cross_site_refused", "another site's page cannot use this session");
+    }
     if tail.is_empty() {
         // The streamer's client builds URLs relative to a page URL that ends in '/'.
         let location = match request.uri().query() {
@@ -90,7 +143,9 @@ async fn proxy(State(app): State<AppState>, request: Request<Body>) -> Response<
         return redeem(&app, session_id, ticket, &location).await;
     }
     let now = app.clock.now().timestamp();
-    let grant = crate::api::auth::cookie(request.headers(), cookie::NAME)
+    let grant = session_cookie(&app.config)
+        .read(request.headers())
+        .value()
         .and_then(|value| Grant::decode(value, &app.session_key, session_id, now));
     if grant.is_none() {
         return error(StatusCode::UNAUTHORIZED, "unauthorized", "open this session from StreamSpace");
@@ -102,8 +157,7 @@ async fn proxy(State(app): State<AppState>, request: Request<Body>) -> Response<
     let Some(endpoint) = route.endpoint.filter(|_| route.state == SessionState::Running) else {
         return not_ready(route.state);
     };
-    if cross_origin_upgrade(request.headers(), &app.config.session_origin()) {
-        // The cookie is SameSite=Lax, so a page on another port of the same host would send it.
+    if cross_origin_upgrade(request.headers(), &app.config.session_origin(session_id)) {
         return error(StatusCode::FORBIDDEN, "forbidden", "cross-origin WebSocket refused");
     }
     // Only the streamer's own API routes take its token: no HMAC for the rest.
@@ -118,7 +172,18 @@ async fn proxy(State(app): State<AppState>, request: Request<Body>) -> Response<
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(std::net::Ipv4Addr::LOCALHOST.into(), |ConnectInfo(addr)| addr.ip());
     let credential = streamer::credential(tail, &token);
-    forward::forward(&app.http, request, upstream, credential, client_ip, route.traffic).await
+    let mut response = forward::forward(&app.http, request, upstream, credential, client_ip, route.traffic).await;
+    confine(response.headers_mut(), &app.config.public_url());
+    response
+}
+
+/// What a streamer answers may not set cookies (on the session's host or, through `Domain`, its
+/// parents), and only the UI may frame it: a CSP of our own is enforced on top of the streamer's.
+fn confine(headers: &mut HeaderMap, ui_origin: &str) {
+    headers.remove(header::SET_COOKIE);
+    if let Ok(policy) = HeaderValue::from_str(&format!("frame-ancestors {ui_origin}")) {
+        headers.append(header::CONTENT_SECURITY_POLICY, policy);
+    }
 }
 
 /// A browser WebSocket opened by a page that is not on the session origin.
@@ -185,13 +250,7 @@ async fn redeem(app: &App, session_id: Uuid, ticket: &str, location: &str) -> Re
         );
     };
     let grant = Grant { session_id, user_id: ticket.user_id, expires_at: now.timestamp() + GRANT_TTL_SECS };
-    let secure = if app.config.session_origin().starts_with("https://") { "; Secure" } else { "" };
-    let cookie = format!(
-        "{}={}; Path={}; Max-Age={GRANT_TTL_SECS}; HttpOnly; SameSite=Lax{secure}",
-        cookie::NAME,
-        grant.encode(&app.session_key),
-        session_path(session_id)
-    );
+    let cookie = session_cookie(&app.config).set(&grant.encode(&app.session_key), GRANT_TTL_SECS);
     let mut response = redirect(StatusCode::SEE_OTHER, location);
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
@@ -203,28 +262,106 @@ async fn redeem(app: &App, session_id: Uuid, ticket: &str, location: &str) -> Re
 mod tests {
     use super::*;
 
+    const DOMAIN: &str = "localhost:8001";
+
+    fn request(host: &str) -> Request<Body> {
+        Request::builder().uri("/api/v1/http/x/").header("host", host).body(Body::empty()).unwrap()
+    }
+
     #[test]
-    fn only_canonical_session_ids_under_the_prefix_are_accepted() {
+    fn the_host_must_name_one_session_in_canonical_form() {
         let id = Uuid::now_v7();
-        assert_eq!(split_path(&format!("/api/v1/http/{id}/a/b")), Some((id, "/a/b")));
-        assert_eq!(split_path(&format!("/api/v1/http/{id}")), Some((id, "")));
-        assert_eq!(split_path(&format!("/api/v1/http/{}/", id.simple())), None);
-        assert_eq!(split_path(&format!("/api/v1/http/{}/", id.hyphenated().to_string().to_uppercase())), None);
-        assert_eq!(split_path(&format!("/api/v1/http/{id}%2F..%2F/")), None);
-        assert_eq!(split_path("/api/v1/sessions"), None);
-        assert_eq!(split_path("/api/v1/http/../sessions/"), None);
+        assert_eq!(addressed_session(&request(&format!("{id}.localhost:8001")), DOMAIN), Some(id));
+        let upper = id.hyphenated().to_string().to_uppercase();
+        assert_eq!(addressed_session(&request(&format!("{upper}.LOCALHOST:8001")), DOMAIN), Some(id), "any case");
+        for host in [
+            "localhost:8001".to_owned(),
+            format!("{id}.localhost:9999"),
+            format!("{id}.localhost"),
+            format!("{}.localhost:8001", id.simple()),
+            format!("x.{id}.localhost:8001"),
+            format!("{id}.evil.localhost:8001"),
+            format!("{id}localhost:8001"),
+        ] {
+            assert_eq!(addressed_session(&request(&host), DOMAIN), None, "{host}");
+        }
+        let absolute = Request::builder()
+            .uri(format!("http://{id}.localhost:8001/api/v1/http/{id}/"))
+            .header("host", "other.localhost:8001")
+            .body(Body::empty())
+            .unwrap();
+        assert_eq!(addressed_session(&absolute, DOMAIN), Some(id), "the request target's authority wins");
+    }
+
+    #[test]
+    fn only_the_sessions_own_canonical_path_is_served() {
+        let id = Uuid::now_v7();
+        assert_eq!(tail(&format!("/api/v1/http/{id}/a/b"), id), Some("/a/b"));
+        assert_eq!(tail(&format!("/api/v1/http/{id}"), id), Some(""));
+        assert_eq!(tail(&format!("/api/v1/http/{}/", Uuid::now_v7()), id), None, "another session");
+        assert_eq!(tail(&format!("/api/v1/http/{}/", id.simple()), id), None);
+        assert_eq!(tail(&format!("/api/v1/http/{}/", id.hyphenated().to_string().to_uppercase()), id), None);
+        assert_eq!(tail(&format!("/api/v1/http/{id}%2F..%2F/"), id), None);
+        assert_eq!(tail("/api/v1/sessions", id), None);
+        assert_eq!(tail("/api/v1/http/../sessions/", id), None);
+    }
+
+    fn fetch(site: &str, mode: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("sec-fetch-site", HeaderValue::from_str(site).unwrap());
+        headers.insert("sec-fetch-mode", HeaderValue::from_str(mode).unwrap());
+        headers
+    }
+
+    #[test]
+    fn other_sites_may_navigate_to_a_session_but_not_fetch_from_it() {
+        assert!(!refused_cross_site(&Method::GET, &HeaderMap::new()), "no metadata: not a browser page");
+        assert!(!refused_cross_site(&Method::GET, &fetch("cross-site", "navigate")), "the UI frames the session");
+        assert!(!refused_cross_site(&Method::POST, &fetch("same-origin", "cors")));
+        assert!(!refused_cross_site(&Method::GET, &fetch("none", "navigate")), "typed into the address bar");
+        assert!(refused_cross_site(&Method::GET, &fetch("cross-site", "cors")));
+        assert!(refused_cross_site(&Method::GET, &fetch("cross-site", "no-cors")));
+        assert!(refused_cross_site(&Method::GET, &fetch("same-site", "websocket")), "a sibling session");
+        assert!(refused_cross_site(&Method::POST, &fetch("cross-site", "navigate")), "a cross-site form post");
     }
 
     #[test]
     fn websockets_from_other_origins_are_refused() {
-        let mut headers = axum::http::HeaderMap::new();
+        let mut headers = HeaderMap::new();
         headers.insert("connection", HeaderValue::from_static("upgrade"));
         headers.insert("upgrade", HeaderValue::from_static("websocket"));
-        assert!(!cross_origin_upgrade(&headers, "http://localhost:8001"), "no Origin: not a browser page");
-        headers.insert("origin", HeaderValue::from_static("http://localhost:8001"));
-        assert!(!cross_origin_upgrade(&headers, "http://localhost:8001"));
-        headers.insert("origin", HeaderValue::from_static("http://localhost:9999"));
-        assert!(cross_origin_upgrade(&headers, "http://localhost:8001"));
+        let own = "http://a.localhost:8001";
+        assert!(!cross_origin_upgrade(&headers, own), "no Origin: not a browser page");
+        headers.insert("origin", HeaderValue::from_static("http://a.localhost:8001"));
+        assert!(!cross_origin_upgrade(&headers, own));
+        headers.insert("origin", HeaderValue::from_static("http://b.localhost:8001"));
+        assert!(cross_origin_upgrade(&headers, own));
+    }
+
+    #[test]
+    fn streamer_answers_set_no_cookies_and_only_the_ui_frames_them() {
+        let mut headers = HeaderMap::new();
+        headers.append(header::SET_COOKIE, HeaderValue::from_static("ss_refresh=planted; Domain=localhost"));
+        headers.append(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("frame-ancestors *"));
+        confine(&mut headers, "http://localhost:8000");
+        assert!(headers.get(header::SET_COOKIE).is_none());
+        let policies: Vec<_> = headers.get_all(header::CONTENT_SECURITY_POLICY).iter().collect();
+        assert_eq!(policies, ["frame-ancestors *", "frame-ancestors http://localhost:8000"], "both are enforced");
+    }
+
+    #[test]
+    fn session_cookies_are_host_only_and_partitioned_on_secure_contexts() {
+        let local = session_cookie(&Config::default());
+        assert_eq!(local.name(), "__Host-ss_session");
+        let set = local.set("v", 60);
+        assert!(set.contains("Path=/;") && set.contains("SameSite=None; Partitioned; Secure"), "{set}");
+        assert!(!set.contains("Domain"), "{set}");
+        let plain = Config {
+            public_url: Some("http://streamspace.lan:8000".into()),
+            session_domain: Some("sessions.lan:8001".into()),
+            ..Config::default()
+        };
+        assert_eq!(session_cookie(&plain).set("v", 60), "ss_session=v; Path=/; Max-Age=60; HttpOnly; SameSite=Lax");
     }
 
     #[test]

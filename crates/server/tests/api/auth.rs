@@ -5,7 +5,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
 
-use crate::harness::{ADMIN_PASSWORD, TestApp};
+use crate::harness::{ADMIN_PASSWORD, REFRESH_COOKIE, TestApp};
 
 #[tokio::test]
 async fn login_returns_a_working_token_and_a_refresh_cookie() {
@@ -17,9 +17,11 @@ async fn login_returns_a_working_token_and_a_refresh_cookie() {
     assert_eq!(reply.body["user"]["role"], "platform_admin");
     assert!(reply.body["expires_in"].as_i64().unwrap() > 0);
     let set_cookie = reply.headers.get("set-cookie").unwrap().to_str().unwrap();
-    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/api/v1/auth"] {
+    assert!(set_cookie.starts_with("__Host-ss_refresh="), "{set_cookie}");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/;", "Secure"] {
         assert!(set_cookie.contains(attribute), "{set_cookie}");
     }
+    assert!(!set_cookie.contains("Domain"), "{set_cookie}");
     let token = reply.body["access_token"].as_str().unwrap();
     let me = t.get("/api/v1/me", token).await;
     assert_eq!(me.status, StatusCode::OK);
@@ -96,13 +98,13 @@ async fn one_address_guessing_many_accounts_is_locked_out_per_ip() {
 async fn refresh_rotates_and_reuse_revokes_the_whole_family() {
     let t = TestApp::new().await;
     let login = t.login_reply("admin", ADMIN_PASSWORD, json!({})).await;
-    let first = login.set_cookie("ss_refresh").unwrap();
+    let first = login.set_cookie(REFRESH_COOKIE).unwrap();
 
     let rotated = t.cookie_call("/api/v1/auth/refresh", &first).await;
     assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
     let token = rotated.body["access_token"].as_str().unwrap();
     assert_eq!(t.get("/api/v1/me", token).await.status, StatusCode::OK);
-    let second = rotated.set_cookie("ss_refresh").unwrap();
+    let second = rotated.set_cookie(REFRESH_COOKIE).unwrap();
     assert_ne!(first, second);
 
     // Replaying the spent token is refused and takes the live one down with it.
@@ -117,11 +119,11 @@ async fn refresh_rotates_and_reuse_revokes_the_whole_family() {
 async fn refresh_needs_the_csrf_header() {
     let t = TestApp::new().await;
     let login = t.login_reply("admin", ADMIN_PASSWORD, json!({})).await;
-    let cookie = login.set_cookie("ss_refresh").unwrap();
+    let cookie = login.set_cookie(REFRESH_COOKIE).unwrap();
     let request = axum::http::Request::builder()
         .method(Method::POST)
         .uri("/api/v1/auth/refresh")
-        .header("cookie", format!("ss_refresh={cookie}"))
+        .header("cookie", format!("{REFRESH_COOKIE}={cookie}"))
         .body(axum::body::Body::empty())
         .unwrap();
     assert_eq!(t.call(request).await.status, StatusCode::FORBIDDEN);
@@ -132,7 +134,7 @@ async fn refresh_needs_the_csrf_header() {
 #[tokio::test]
 async fn refresh_tokens_expire() {
     let t = TestApp::new().await;
-    let cookie = t.login_reply("admin", ADMIN_PASSWORD, json!({})).await.set_cookie("ss_refresh").unwrap();
+    let cookie = t.login_reply("admin", ADMIN_PASSWORD, json!({})).await.set_cookie(REFRESH_COOKIE).unwrap();
     t.clock.advance(chrono::Duration::days(8));
     assert_eq!(t.cookie_call("/api/v1/auth/refresh", &cookie).await.status, StatusCode::UNAUTHORIZED);
 }
@@ -140,10 +142,10 @@ async fn refresh_tokens_expire() {
 #[tokio::test]
 async fn logout_revokes_the_refresh_token() {
     let t = TestApp::new().await;
-    let cookie = t.login_reply("admin", ADMIN_PASSWORD, json!({})).await.set_cookie("ss_refresh").unwrap();
+    let cookie = t.login_reply("admin", ADMIN_PASSWORD, json!({})).await.set_cookie(REFRESH_COOKIE).unwrap();
     let logout = t.cookie_call("/api/v1/auth/logout", &cookie).await;
     assert_eq!(logout.status, StatusCode::NO_CONTENT);
-    assert_eq!(logout.set_cookie("ss_refresh").as_deref(), Some(""));
+    assert_eq!(logout.set_cookie(REFRESH_COOKIE).as_deref(), Some(""));
     assert_eq!(t.cookie_call("/api/v1/auth/refresh", &cookie).await.status, StatusCode::UNAUTHORIZED);
     assert!(t.audit_actions().await.iter().any(|(a, _)| a == "auth.logout"));
 }
@@ -151,12 +153,12 @@ async fn logout_revokes_the_refresh_token() {
 #[tokio::test]
 async fn logout_works_with_a_stale_access_token() {
     let t = TestApp::new().await;
-    let cookie = t.login_reply("admin", ADMIN_PASSWORD, json!({})).await.set_cookie("ss_refresh").unwrap();
+    let cookie = t.login_reply("admin", ADMIN_PASSWORD, json!({})).await.set_cookie(REFRESH_COOKIE).unwrap();
     let request = axum::http::Request::builder()
         .method(Method::POST)
         .uri("/api/v1/auth/logout")
         .header("authorization", "Bearer expired.token.x")
-        .header("cookie", format!("ss_refresh={cookie}"))
+        .header("cookie", format!("{REFRESH_COOKIE}={cookie}"))
         .header("x-streamspace-csrf", "1")
         .body(axum::body::Body::empty())
         .unwrap();
@@ -240,7 +242,7 @@ async fn password_change_needs_the_current_password_and_revokes_refresh_tokens()
     let t = TestApp::new().await;
     let login = t.login_reply("admin", ADMIN_PASSWORD, json!({})).await;
     let token = login.body["access_token"].as_str().unwrap();
-    let cookie = login.set_cookie("ss_refresh").unwrap();
+    let cookie = login.set_cookie(REFRESH_COOKIE).unwrap();
     let wrong = t
         .post("/api/v1/me/password", token, json!({"current_password": "nope", "new_password": "new-password-1"}))
         .await;
@@ -304,4 +306,51 @@ async fn login_with_bad_json_is_a_clear_400() {
     let reply = t.call(request).await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert_eq!(reply.code(), "bad_request");
+}
+
+#[tokio::test]
+async fn off_secure_contexts_the_refresh_cookie_is_scoped_to_the_auth_routes() {
+    let t = TestApp::with_config(|c| c.public_url = Some("http://streamspace.lan:8000".into())).await;
+    let reply = t.login_reply("admin", ADMIN_PASSWORD, json!({})).await;
+    let set_cookie = reply.headers.get("set-cookie").unwrap().to_str().unwrap();
+    assert!(set_cookie.starts_with("ss_refresh="), "{set_cookie}");
+    assert!(set_cookie.contains("Path=/api/v1/auth;") && !set_cookie.contains("Secure"), "{set_cookie}");
+}
+
+/// A session page can plant cookies for a parent domain or a longer path; the API must never pick
+/// the planted one (that would sign the viewer in to an account of the attacker's choosing).
+#[tokio::test]
+async fn a_planted_refresh_cookie_is_refused_not_chosen() {
+    let t = TestApp::new().await;
+    let real = t.login_reply("admin", ADMIN_PASSWORD, json!({})).await.set_cookie(REFRESH_COOKIE).unwrap();
+    let admin = t.login("admin", ADMIN_PASSWORD).await;
+    t.post("/api/v1/users", &admin, json!({"username": "mallory", "password": "password-123", "role": "member"})).await;
+    let planted = t.login_reply("mallory", "password-123", json!({})).await.set_cookie(REFRESH_COOKIE).unwrap();
+    for header in [
+        format!("{REFRESH_COOKIE}={planted}; {REFRESH_COOKIE}={real}"),
+        format!("{REFRESH_COOKIE}={real}; {REFRESH_COOKIE}={planted}"),
+    ] {
+        for path in ["/api/v1/auth/refresh", "/api/v1/auth/logout"] {
+            let request = axum::http::Request::builder()
+                .method(Method::POST)
+                .uri(path)
+                .header("cookie", &header)
+                .header("x-streamspace-csrf", "1")
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let reply = t.call(request).await;
+            assert_eq!((reply.status, reply.code()), (StatusCode::UNAUTHORIZED, "duplicate_cookie"), "{path}");
+        }
+    }
+    // Neither token was spent or revoked by the refused calls; a cookie without the prefix counts for nothing.
+    let refreshed = t.cookie_call("/api/v1/auth/refresh", &real).await;
+    assert_eq!((refreshed.status, refreshed.body["user"]["username"].as_str()), (StatusCode::OK, Some("admin")));
+    let unprefixed = axum::http::Request::builder()
+        .method(Method::POST)
+        .uri("/api/v1/auth/refresh")
+        .header("cookie", format!("ss_refresh={planted}"))
+        .header("x-streamspace-csrf", "1")
+        .body(axum::body::Body::empty())
+        .unwrap();
+    assert_eq!(t.call(unprefixed).await.status, StatusCode::UNAUTHORIZED);
 }

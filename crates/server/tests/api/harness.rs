@@ -13,6 +13,8 @@ use streamspace_server::{App, AppState, Config, bootstrap};
 use tower::ServiceExt;
 
 pub const ADMIN_PASSWORD: &str = "admin-password-1";
+/// The default UI origin, `http://localhost:8000`, is a secure context: the cookie is `__Host-`.
+pub const REFRESH_COOKIE: &str = "__Host-ss_refresh";
 
 pub struct TestApp {
     pub app: AppState,
@@ -137,7 +139,7 @@ impl TestApp {
         let request = Request::builder()
             .method(Method::POST)
             .uri(path)
-            .header("cookie", HeaderValue::from_str(&format!("ss_refresh={refresh_cookie}")).unwrap())
+            .header("cookie", HeaderValue::from_str(&format!("{REFRESH_COOKIE}={refresh_cookie}")).unwrap())
             .header("x-streamspace-csrf", "1")
             .body(Body::empty())
             .unwrap();

@@ -60,8 +60,14 @@ export const getConnectQueryOptions = (id: string, generation: string) =>
     retry: false,
   });
 
-export function connectSession(id: string): Promise<{ url: string }> {
-  return api.post<{ url: string }>(`/sessions/${encodeURIComponent(id)}/connect`);
+/** A single-use URL on the session's own origin, and whether the org lets sessions use the clipboard. */
+export interface ConnectUrl {
+  url: string;
+  clipboard: boolean;
+}
+
+export function connectSession(id: string): Promise<ConnectUrl> {
+  return api.post<ConnectUrl>(`/sessions/${encodeURIComponent(id)}/connect`);
 }
 
 export function applySessionEvent(qc: QueryClient, session: Session): void {

@@ -11,7 +11,8 @@ function setup(s: Session, extra: Parameters<typeof mockFetch>[0] = {}) {
   const mock = mockFetch({
     'POST /api/v1/auth/refresh': () => json(authResponse()),
     'GET /api/v1/sessions/s1': () => json(s),
-    'POST /api/v1/sessions/s1/connect': () => json({ url: 'http://127.0.0.1:8001/api/v1/http/s1/?ticket=abc' }),
+    'POST /api/v1/sessions/s1/connect': () =>
+      json({ url: 'http://s1.localhost:8001/api/v1/http/s1/?ticket=abc', clipboard: true }),
     ...extra,
   });
   const utils = renderRoutes([{ path: '/sessions/:id', element: <SessionViewerPage /> }], '/sessions/s1');
@@ -23,12 +24,23 @@ describe('SessionViewerPage', () => {
     const { calls } = setup(session());
     const frame = await screen.findByTitle('Firefox session');
     expect(frame.tagName).toBe('IFRAME');
-    expect(frame).toHaveAttribute('src', 'http://127.0.0.1:8001/api/v1/http/s1/?ticket=abc');
-    expect(frame).toHaveAttribute('allow', 'autoplay; clipboard-read; clipboard-write; fullscreen');
+    expect(frame).toHaveAttribute('src', 'http://s1.localhost:8001/api/v1/http/s1/?ticket=abc');
+    expect(frame).toHaveAttribute('sandbox', 'allow-scripts allow-same-origin allow-pointer-lock');
+    expect(frame).toHaveAttribute('allow', 'autoplay; fullscreen; clipboard-read; clipboard-write');
     expect(calls.filter((c) => c.path.endsWith('/connect'))).toHaveLength(1);
     expect(screen.getByRole('button', { name: 'Hibernate' })).toBeInTheDocument();
     expect(screen.getByRole('button', { name: 'Stop' })).toBeInTheDocument();
     expect(screen.getByRole('button', { name: 'Open in new tab' })).toBeInTheDocument();
+  });
+
+  it('keeps the clipboard out of the frame where the org does not allow it', async () => {
+    setup(session(), {
+      'POST /api/v1/sessions/s1/connect': () =>
+        json({ url: 'http://s1.localhost:8001/api/v1/http/s1/?ticket=abc', clipboard: false }),
+    });
+    const frame = await screen.findByTitle('Firefox session');
+    expect(frame).toHaveAttribute('allow', 'autoplay; fullscreen');
+    expect(frame).toHaveAttribute('sandbox', 'allow-scripts allow-same-origin allow-pointer-lock');
   });
 
   it('shows start progress by phase, including the image pull percentage', async () => {

@@ -40,8 +40,17 @@ import {
 import { useSessionTitle } from '../api/titles';
 import { SessionStateChip, phaseLabel } from './SessionStatus';
 
-/** What the iframe's `allow` attribute grants the streamer (on its own, different origin). */
-export const SESSION_IFRAME_ALLOW = 'autoplay; clipboard-read; clipboard-write; fullscreen';
+/**
+ * What the session's frame may do. Everything inside a session is under its user's control, so the
+ * frame gets only what streaming needs: scripts and its own origin (cookies, WebSocket), pointer
+ * lock for the remote mouse; no top navigation, popups, forms, modals or downloads.
+ */
+export const SESSION_IFRAME_SANDBOX = 'allow-scripts allow-same-origin allow-pointer-lock';
+
+/** The browser features the session's frame may use; the clipboard only where the org allows it. */
+export function sessionIframeAllow(clipboard: boolean): string {
+  return clipboard ? 'autoplay; fullscreen; clipboard-read; clipboard-write' : 'autoplay; fullscreen';
+}
 
 function useFullscreen(ref: React.RefObject<HTMLElement | null>) {
   const [active, setActive] = useState(false);
@@ -123,7 +132,8 @@ function RunningView({ session }: { session: Session }) {
       component="iframe"
       title={`${session.template_name} session`}
       src={connect.data.url}
-      allow={SESSION_IFRAME_ALLOW}
+      sandbox={SESSION_IFRAME_SANDBOX}
+      allow={sessionIframeAllow(connect.data.clipboard)}
       allowFullScreen
       // A framed page without a background of its own is transparent: white behind it, as in a tab.
       sx={{ flex: 1, width: '100%', border: 0, display: 'block', bgcolor: '#fff', colorScheme: 'light' }}

@@ -1,0 +1,149 @@
+//! The platform's cookies: their names and attributes, and reading them back.
+//!
+//! Session origins can set cookies for their parent domain, so a cookie name alone proves nothing
+//! about who set it. Where the origin is a secure context the names carry the `__Host-` prefix,
+//! which browsers only accept from the host itself, with `Secure`, `Path=/` and no `Domain`; and a
+//! name that arrives twice is refused rather than one of the values picked.
+
+use axum::http::HeaderMap;
+use axum::http::header::COOKIE;
+
+/// One platform cookie as the browser must store it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CookieSpec {
+    /// The name without prefix, e.g. `ss_refresh`.
+    pub base: &'static str,
+    /// Set on a secure context: `__Host-` name, `Secure`, `Path=/`.
+    pub secure: bool,
+    /// The path when not secure (a `__Host-` cookie must use `/`).
+    pub insecure_path: &'static str,
+    /// `SameSite=...` and any further attributes.
+    pub attributes: &'static str,
+}
+
+impl CookieSpec {
+    pub fn name(&self) -> String {
+        if self.secure { format!("__Host-{}", self.base) } else { self.base.to_owned() }
+    }
+
+    /// The `Set-Cookie` value; a `max_age` of 0 clears it.
+    pub fn set(&self, value: &str, max_age: i64) -> String {
+        let name = self.name();
+        let (path, secure) = if self.secure { ("/", "; Secure") } else { (self.insecure_path, "") };
+        format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; {}{secure}", self.attributes)
+    }
+
+    /// The cookie's value in the request, if it is there exactly once.
+    pub fn read<'a>(&self, headers: &'a HeaderMap) -> Read<'a> {
+        read(headers, &self.name())
+    }
+}
+
+/// What a request holds of one cookie.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read<'a> {
+    Missing,
+    One(&'a str),
+    /// Sent more than once: one of them was planted (a longer path or a parent domain).
+    Duplicated,
+}
+
+impl<'a> Read<'a> {
+    pub fn value(self) -> Option<&'a str> {
+        match self {
+            Read::One(value) => Some(value),
+            Read::Missing | Read::Duplicated => None,
+        }
+    }
+}
+
+/// The cookie `name` among all of the request's `Cookie` headers.
+pub fn read<'a>(headers: &'a HeaderMap, name: &str) -> Read<'a> {
+    let mut values = headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(key, _)| *key == name)
+        .map(|(_, value)| value);
+    match (values.next(), values.next()) {
+        (None, _) => Read::Missing,
+        (Some(value), None) => Read::One(value),
+        (Some(_), Some(_)) => Read::Duplicated,
+    }
+}
+
+/// Whether a page at `url` is a secure context, where browsers keep `Secure` cookies: HTTPS, or a
+/// loopback name or address (`localhost`, `*.localhost`, `127.0.0.0/8`, `[::1]`).
+pub fn is_secure_context(url: &str) -> bool {
+    if url.starts_with("https://") {
+        return true;
+    }
+    let Some(authority) = url.strip_prefix("http://").map(|rest| rest.split('/').next().unwrap_or(rest)) else {
+        return false;
+    };
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => authority.rsplit_once(':').map_or(authority, |(host, _port)| host),
+    };
+    let host = host.to_ascii_lowercase();
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(values: &[&'static str]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for value in values {
+            map.append(COOKIE, HeaderValue::from_static(value));
+        }
+        map
+    }
+
+    #[test]
+    fn a_cookie_is_read_only_when_it_arrives_once() {
+        assert_eq!(read(&headers(&["a=1; ss_refresh=abc", "b=2"]), "ss_refresh"), Read::One("abc"));
+        assert_eq!(read(&headers(&["a=1"]), "ss_refresh"), Read::Missing);
+        assert_eq!(read(&headers(&["ss_refresh=planted; ss_refresh=real"]), "ss_refresh"), Read::Duplicated);
+        assert_eq!(read(&headers(&["ss_refresh=planted", "ss_refresh=real"]), "ss_refresh"), Read::Duplicated);
+        assert_eq!(
+            read(&headers(&["ss_refresh=x"]), "__Host-ss_refresh"),
+            Read::Missing,
+            "the prefix is part of the name"
+        );
+        assert_eq!(Read::Duplicated.value(), None);
+    }
+
+    #[test]
+    fn secure_cookies_carry_the_host_prefix_and_the_root_path() {
+        let spec = CookieSpec { base: "ss_x", secure: true, insecure_path: "/p", attributes: "SameSite=Strict" };
+        assert_eq!(spec.name(), "__Host-ss_x");
+        assert_eq!(spec.set("v", 60), "__Host-ss_x=v; Path=/; Max-Age=60; HttpOnly; SameSite=Strict; Secure");
+        let plain = CookieSpec { secure: false, ..spec };
+        assert_eq!(plain.set("v", 0), "ss_x=v; Path=/p; Max-Age=0; HttpOnly; SameSite=Strict");
+    }
+
+    #[test]
+    fn secure_contexts_are_https_and_loopback() {
+        for url in [
+            "https://streamspace.example.com",
+            "http://localhost:8000",
+            "http://0190a1b2-0000-7000-8000-000000000000.localhost:8001/x",
+            "http://127.0.0.1:8000",
+            "http://[::1]:8000",
+            "http://LOCALHOST",
+        ] {
+            assert!(is_secure_context(url), "{url}");
+        }
+        for url in ["http://streamspace.example.com", "http://10.0.0.1:8000", "http://localhost.example.com", "ftp://x"]
+        {
+            assert!(!is_secure_context(url), "{url}");
+        }
+    }
+}
