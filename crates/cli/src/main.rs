@@ -228,10 +228,7 @@ async fn serve(config: Config, all_in_one: bool) -> anyhow::Result<ExitCode> {
     if all_in_one {
         let token = local_agent::ensure(&app).await?;
         let runtime = DockerRuntime::connect_local(DockerOptions::default()).await?;
-        let config = streamspace_agent::AgentConfig {
-            labels: local_agent::builtin_labels(),
-            ..streamspace_agent::AgentConfig::new(format!("http://{api_addr}"), token)
-        };
+        let config = streamspace_agent::AgentConfig::new(format!("http://{api_addr}"), token);
         tokio::spawn(streamspace_agent::run(config, std::sync::Arc::new(runtime), shutdown_signal()));
     }
     announce(&app.config, generated_password.as_deref());

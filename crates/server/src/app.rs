@@ -32,6 +32,8 @@ pub struct App {
     pub routes: crate::proxy::routes::RouteCache,
     /// The session proxy's connection pool to streamers.
     pub http: crate::proxy::forward::HttpClient,
+    /// The addresses `run` listens on (they may differ from the settings, e.g. port 0).
+    pub bound: std::sync::OnceLock<Vec<std::net::SocketAddr>>,
 }
 
 pub type AppState = Arc<App>;
@@ -58,6 +60,7 @@ impl App {
             session_key,
             routes: Default::default(),
             http: crate::proxy::forward::client(),
+            bound: Default::default(),
             config,
             store,
             clock,
@@ -66,6 +69,13 @@ impl App {
 }
 
 impl App {
+    /// The control plane's own listeners, which no agent may name as a session's endpoint.
+    pub fn own_addresses(&self) -> Vec<std::net::SocketAddr> {
+        let mut own = vec![self.config.listen, self.config.session_listen];
+        own.extend(self.bound.get().into_iter().flatten());
+        own
+    }
+
     /// The streamer's settings for one session: secure mode with a master token only the control
     /// plane can derive, and the session origin as its only allowed origin and the UI as the only
     /// page allowed to frame it.

@@ -94,7 +94,9 @@ pub async fn run(
             let _ = stopped.wait_for(|stop| *stop).await;
         }
     };
-    tracing::info!(api = %listeners.api.local_addr()?, sessions = %listeners.sessions.local_addr()?, "control plane listening");
+    let bound = vec![listeners.api.local_addr()?, listeners.sessions.local_addr()?];
+    tracing::info!(api = %bound[0], sessions = %bound[1], "control plane listening");
+    let _ = app.bound.set(bound);
     // No Nagle delay: a small message (an input event, a frame acknowledgement) must not wait behind
     // unacknowledged data.
     let nodelay = |tcp: &mut tokio::net::TcpStream| {

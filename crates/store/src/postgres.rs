@@ -28,6 +28,7 @@ use crate::{
 const MIGRATIONS: &[MigrationFile] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
     (2, "agents", include_str!("../migrations/postgres/0002_agents.sql")),
+    (6, "agent_trust", include_str!("../migrations/postgres/0006_agent_trust.sql")),
 ];
 
 /// Connections per replica: the work is short queries, and the server has few cores.
@@ -626,8 +627,9 @@ impl Store for PostgresStore {
 
     async fn create_agent(&self, agent: NewAgent) -> Result<Agent> {
         let row = sqlx::query(concat!(
-            "INSERT INTO agents (id, name, platform, labels, token_hash, created_at) ",
-            "VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
+            "INSERT INTO agents (id, name, platform, labels, token_hash, created_at, limit_sessions, ",
+            "limit_cpu_millis, limit_memory_mb, endpoint_cidrs) ",
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING ",
             agent_columns!()
         ))
         .bind(Uuid::now_v7())
@@ -636,6 +638,10 @@ impl Store for PostgresStore {
         .bind(Json(agent.labels))
         .bind(agent.token_hash)
         .bind(sql::now())
+        .bind(agent.capacity_limit.max_sessions)
+        .bind(agent.capacity_limit.cpu_millis)
+        .bind(agent.capacity_limit.memory_mb)
+        .bind(Json(agent.endpoint_cidrs))
         .fetch_one(&self.pool)
         .await
         .map_err(sql::taken(sql::AGENT_TAKEN))?;
@@ -679,12 +685,12 @@ impl Store for PostgresStore {
         id: Uuid,
         version: &str,
         capacity: Capacity,
-        labels: &BTreeMap<String, String>,
+        reported_labels: &BTreeMap<String, String>,
         at: Timestamp,
     ) -> Result<()> {
         // The heartbeat never moves back, as in record_agent_heartbeat.
         sqlx::query(
-            "UPDATE agents SET version = $2, max_sessions = $3, cpu_millis = $4, memory_mb = $5, labels = $6, \
+            "UPDATE agents SET version = $2, max_sessions = $3, cpu_millis = $4, memory_mb = $5, reported_labels = $6, \
              last_heartbeat_at = GREATEST(last_heartbeat_at, $7) WHERE id = $1",
         )
         .bind(id)
@@ -692,7 +698,7 @@ impl Store for PostgresStore {
         .bind(capacity.max_sessions)
         .bind(capacity.cpu_millis)
         .bind(capacity.memory_mb)
-        .bind(Json(labels))
+        .bind(Json(reported_labels))
         .bind(sql::micros(at))
         .execute(&self.pool)
         .await?;
@@ -756,15 +762,23 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn ack_command(&self, id: Uuid, error: Option<String>, at: Timestamp) -> Result<Option<AgentCommand>> {
+    async fn ack_command(
+        &self,
+        agent_id: Uuid,
+        id: Uuid,
+        error: Option<String>,
+        at: Timestamp,
+    ) -> Result<Option<AgentCommand>> {
         // One conditional UPDATE: of two answers to the same command, exactly one acknowledges it.
         let row = sqlx::query(concat!(
-            "UPDATE agent_commands SET acked_at = $2, error = $3 WHERE id = $1 AND acked_at IS NULL RETURNING ",
+            "UPDATE agent_commands SET acked_at = $2, error = $3 ",
+            "WHERE id = $1 AND agent_id = $4 AND acked_at IS NULL RETURNING ",
             agent_command_columns!()
         ))
         .bind(id)
         .bind(sql::micros(at))
         .bind(error)
+        .bind(agent_id)
         .fetch_optional(&self.pool)
         .await?;
         sql::optional(row, sql::agent_command)

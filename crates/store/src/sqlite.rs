@@ -31,6 +31,7 @@ use crate::{
 const MIGRATIONS: &[MigrationFile] = &[
     (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
     (2, "agents", include_str!("../migrations/sqlite/0002_agents.sql")),
+    (6, "agent_trust", include_str!("../migrations/sqlite/0006_agent_trust.sql")),
 ];
 
 /// Reader connections: enough to keep two cores busy while a connection waits on the disk.
@@ -652,8 +653,9 @@ impl Store for SqliteStore {
 
     async fn create_agent(&self, agent: NewAgent) -> Result<Agent> {
         let row = sqlx::query(concat!(
-            "INSERT INTO agents (id, name, platform, labels, token_hash, created_at) ",
-            "VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING ",
+            "INSERT INTO agents (id, name, platform, labels, token_hash, created_at, limit_sessions, ",
+            "limit_cpu_millis, limit_memory_mb, endpoint_cidrs) ",
+            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) RETURNING ",
             agent_columns!()
         ))
         .bind(Uuid::now_v7())
@@ -662,6 +664,10 @@ impl Store for SqliteStore {
         .bind(Json(agent.labels))
         .bind(agent.token_hash)
         .bind(sql::now())
+        .bind(agent.capacity_limit.max_sessions)
+        .bind(agent.capacity_limit.cpu_millis)
+        .bind(agent.capacity_limit.memory_mb)
+        .bind(Json(agent.endpoint_cidrs))
         .fetch_one(&self.writer)
         .await
         .map_err(sql::taken(sql::AGENT_TAKEN))?;
@@ -706,12 +712,12 @@ impl Store for SqliteStore {
         id: Uuid,
         version: &str,
         capacity: Capacity,
-        labels: &BTreeMap<String, String>,
+        reported_labels: &BTreeMap<String, String>,
         at: Timestamp,
     ) -> Result<()> {
         // The heartbeat never moves back, as in record_agent_heartbeat.
         sqlx::query(
-            "UPDATE agents SET version = ?2, max_sessions = ?3, cpu_millis = ?4, memory_mb = ?5, labels = ?6, \
+            "UPDATE agents SET version = ?2, max_sessions = ?3, cpu_millis = ?4, memory_mb = ?5, reported_labels = ?6, \
              last_heartbeat_at = MAX(COALESCE(last_heartbeat_at, ?7), ?7) WHERE id = ?1",
         )
         .bind(id)
@@ -719,7 +725,7 @@ impl Store for SqliteStore {
         .bind(capacity.max_sessions)
         .bind(capacity.cpu_millis)
         .bind(capacity.memory_mb)
-        .bind(Json(labels))
+        .bind(Json(reported_labels))
         .bind(sql::micros(at))
         .execute(&self.writer)
         .await?;
@@ -783,15 +789,23 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn ack_command(&self, id: Uuid, error: Option<String>, at: Timestamp) -> Result<Option<AgentCommand>> {
+    async fn ack_command(
+        &self,
+        agent_id: Uuid,
+        id: Uuid,
+        error: Option<String>,
+        at: Timestamp,
+    ) -> Result<Option<AgentCommand>> {
         // One conditional UPDATE: of two answers to the same command, exactly one acknowledges it.
         let row = sqlx::query(concat!(
-            "UPDATE agent_commands SET acked_at = ?2, error = ?3 WHERE id = ?1 AND acked_at IS NULL RETURNING ",
+            "UPDATE agent_commands SET acked_at = ?2, error = ?3 ",
+            "WHERE id = ?1 AND agent_id = ?4 AND acked_at IS NULL RETURNING ",
             agent_command_columns!()
         ))
         .bind(id)
         .bind(sql::micros(at))
         .bind(error)
+        .bind(agent_id)
         .fetch_optional(&self.writer)
         .await?;
         sql::optional(row, sql::agent_command)

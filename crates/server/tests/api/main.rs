@@ -2,6 +2,7 @@
 
 mod auth;
 mod harness;
+mod hostile_agents;
 mod mfa;
 mod openapi;
 mod resources;
