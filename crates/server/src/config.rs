@@ -34,6 +34,8 @@ pub struct Config {
     /// How often agents send heartbeats; an agent is offline after three missed.
     pub heartbeat_interval_secs: u64,
     pub sessions: SessionTimers,
+    /// Header read timeout and connection cap, for each of the two listeners.
+    pub http_limits: crate::serve::Limits,
 }
 
 /// Session timers; `None` turns one off.
@@ -110,6 +112,7 @@ impl Default for Config {
             public_url: None,
             heartbeat_interval_secs: 10,
             sessions: SessionTimers::default(),
+            http_limits: crate::serve::Limits::default(),
         }
     }
 }
