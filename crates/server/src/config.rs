@@ -36,6 +36,8 @@ pub struct Config {
     pub sessions: SessionTimers,
     /// Header read timeout and connection cap, for each of the two listeners.
     pub http_limits: crate::serve::Limits,
+    /// Quotas a new organization starts with (the bootstrap one too); administrators change them.
+    pub default_quotas: streamspace_store::Quotas,
 }
 
 /// Session timers; `None` turns one off.
@@ -85,6 +87,17 @@ fn local_url(addr: SocketAddr) -> String {
     }
 }
 
+/// Finite, so that one tenant cannot take every agent by default: room for a team's everyday
+/// use with the catalog's templates (2 CPUs, 2-3 GiB each); raise them per organization.
+pub fn default_quotas() -> streamspace_store::Quotas {
+    streamspace_store::Quotas {
+        max_sessions: Some(20),
+        max_sessions_per_user: Some(5),
+        max_cpu_millis: Some(40_000),
+        max_memory_mb: Some(64 * 1024),
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -113,6 +126,7 @@ impl Default for Config {
             heartbeat_interval_secs: 10,
             sessions: SessionTimers::default(),
             http_limits: crate::serve::Limits::default(),
+            default_quotas: default_quotas(),
         }
     }
 }

@@ -123,7 +123,7 @@ pub type Subject = Arc<dyn TestStore>;
 // Fixtures.
 
 async fn org(store: &Subject, name: &str) -> Org {
-    store.create_org(name).await.unwrap()
+    store.create_org(name, Quotas::default()).await.unwrap()
 }
 
 async fn user(store: &Subject, org: &Org, username: &str) -> User {
@@ -341,6 +341,9 @@ pub async fn orgs_round_trip(store: Subject) {
         max_cpu_millis: Some(8000),
         max_memory_mb: None,
     };
+    let limited = store.create_org("limited", quotas).await.unwrap();
+    assert_eq!(limited.quotas, quotas, "created with its quotas");
+    assert_eq!(store.get_org(Scope::Platform, limited.id).await.unwrap(), Some(limited));
     let patch = OrgPatch { name: Some("acme-2".into()), mfa_required: Some(true), quotas: Some(quotas) };
     let updated = store.update_org(Scope::Platform, acme.id, patch).await.unwrap().unwrap();
     assert_eq!(updated, Org { name: "acme-2".into(), mfa_required: true, quotas, ..acme.clone() });
@@ -359,7 +362,7 @@ pub async fn orgs_round_trip(store: Subject) {
 
 pub async fn org_names_are_unique(store: Subject) {
     org(&store, "acme").await;
-    assert!(is_conflict(store.create_org("acme").await));
+    assert!(is_conflict(store.create_org("acme", Quotas::default()).await));
     let other = org(&store, "other").await;
     let rename = OrgPatch { name: Some("acme".into()), ..OrgPatch::default() };
     assert!(is_conflict(store.update_org(Scope::Platform, other.id, rename).await));

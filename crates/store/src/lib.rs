@@ -43,7 +43,7 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<()>;
 
     // Organizations.
-    async fn create_org(&self, name: &str) -> Result<Org>;
+    async fn create_org(&self, name: &str, quotas: Quotas) -> Result<Org>;
     async fn get_org(&self, scope: Scope, id: Uuid) -> Result<Option<Org>>;
     async fn get_org_by_name(&self, name: &str) -> Result<Option<Org>>;
     async fn list_orgs(&self, scope: Scope, page: Page) -> Result<Paged<Org>>;

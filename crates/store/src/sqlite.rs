@@ -23,7 +23,7 @@ use crate::sql::{
 };
 use crate::{
     Agent, AgentCommand, ApiKey, AuditEvent, AuditFilter, AuditPage, NewAgent, NewApiKey, NewAuditEvent, NewSession,
-    NewTemplate, NewUser, Org, OrgPatch, Page, Paged, RefreshOutcome, RefreshToken, Result, Scope, Session,
+    NewTemplate, NewUser, Org, OrgPatch, Page, Paged, Quotas, RefreshOutcome, RefreshToken, Result, Scope, Session,
     SessionFilter, SessionUpdate, Store, StoreError, Template, TemplatePatch, Ticket, Timestamp, Usage, User,
     UserPatch, redact_url,
 };
@@ -109,14 +109,19 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    async fn create_org(&self, name: &str) -> Result<Org> {
+    async fn create_org(&self, name: &str, quotas: Quotas) -> Result<Org> {
         let row = sqlx::query(concat!(
-            "INSERT INTO orgs (id, name, mfa_required, created_at) VALUES (?1, ?2, 0, ?3) RETURNING ",
+            "INSERT INTO orgs (id, name, mfa_required, created_at, max_sessions, max_sessions_per_user, ",
+            "max_cpu_millis, max_memory_mb) VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7) RETURNING ",
             org_columns!()
         ))
         .bind(Uuid::now_v7())
         .bind(name)
         .bind(sql::now())
+        .bind(quotas.max_sessions)
+        .bind(quotas.max_sessions_per_user)
+        .bind(quotas.max_cpu_millis)
+        .bind(quotas.max_memory_mb)
         .fetch_one(&self.writer)
         .await
         .map_err(sql::taken(sql::ORG_TAKEN))?;
