@@ -70,10 +70,21 @@ impl App {
 
 impl App {
     /// The control plane's own listeners, which no agent may name as a session's endpoint.
-    pub fn own_addresses(&self) -> Vec<std::net::SocketAddr> {
-        let mut own = vec![self.config.listen, self.config.session_listen];
-        own.extend(self.bound.get().into_iter().flatten());
-        own
+    pub fn listeners(&self) -> Vec<std::net::SocketAddr> {
+        let mut listeners = vec![self.config.listen, self.config.session_listen];
+        listeners.extend(self.bound.get().into_iter().flatten());
+        listeners
+    }
+
+    /// This host's addresses, read anew each time: every session network adds one (its gateway).
+    pub fn host_addresses(&self) -> Vec<std::net::IpAddr> {
+        match if_addrs::get_if_addrs() {
+            Ok(interfaces) => interfaces.iter().map(|interface| interface.ip()).collect(),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot list this host's addresses");
+                Vec::new()
+            }
+        }
     }
 
     /// The streamer's settings for one session: secure mode with a master token only the control

@@ -322,9 +322,9 @@ impl App {
         endpoint: &str,
     ) -> ApiResult<Result<String, String>> {
         let agent = self.store.get_agent(agent_id).await?.ok_or_else(|| ApiError::not_found("agent"))?;
-        let own = self.own_addresses();
+        let (host, listeners) = (self.host_addresses(), self.listeners());
         let allowed = trust::parse_cidrs(&agent.endpoint_cidrs);
-        match (trust::EndpointPolicy { own: &own, allowed: &allowed }).check(endpoint) {
+        match (trust::EndpointPolicy { host: &host, listeners: &listeners, allowed: &allowed }).check(endpoint) {
             Ok(address) => Ok(Ok(format!("http://{address}"))),
             Err(why) => {
                 let endpoint = trust::shortened(endpoint);

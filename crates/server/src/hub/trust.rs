@@ -18,8 +18,12 @@ pub const DEFAULT_MAX_SESSIONS: i64 = 100;
 
 /// What the session proxy will dial for an agent, and why an endpoint is refused.
 pub struct EndpointPolicy<'a> {
-    /// The control plane's own listeners.
-    pub own: &'a [SocketAddr],
+    /// The control plane host's own addresses: whatever listens there (the control plane, its
+    /// database, the Docker API) is not a session.
+    pub host: &'a [IpAddr],
+    /// The control plane's listeners; one on an unspecified address stands for every address, which
+    /// matters when the host's addresses could not be listed.
+    pub listeners: &'a [SocketAddr],
     /// Networks registered for the agent; empty allows any address not refused otherwise.
     pub allowed: &'a [IpNet],
 }
@@ -39,7 +43,11 @@ impl EndpointPolicy<'_> {
         if let Some(kind) = forbidden_kind(ip) {
             return Err(format!("{kind} addresses are not dialed"));
         }
-        if self.own.iter().any(|own| own.port() == address.port() && (own.ip().is_unspecified() || own.ip() == ip)) {
+        if self.host.contains(&ip) {
+            return Err("it is an address of the control plane's own host".to_owned());
+        }
+        let listener = |own: &SocketAddr| own.port() == address.port() && (own.ip().is_unspecified() || own.ip() == ip);
+        if self.listeners.iter().any(listener) {
             return Err("it is one of the control plane's own listeners".to_owned());
         }
         if !self.allowed.is_empty() && !self.allowed.iter().any(|net| net.contains(&ip)) {
@@ -101,14 +109,18 @@ pub fn shortened(text: &str) -> String {
 mod tests {
     use super::*;
 
-    fn own() -> Vec<SocketAddr> {
+    fn listeners() -> Vec<SocketAddr> {
         vec!["0.0.0.0:8000".parse().unwrap(), "10.0.0.5:8001".parse().unwrap()]
+    }
+
+    fn host() -> Vec<IpAddr> {
+        ["127.0.0.1", "10.0.0.5", "10.213.0.1", "::1", "fd00::1"].map(|ip| ip.parse().unwrap()).into()
     }
 
     #[test]
     fn endpoints_are_checked_against_a_table() {
-        let own = own();
-        let open = EndpointPolicy { own: &own, allowed: &[] };
+        let (host, listeners) = (host(), listeners());
+        let open = EndpointPolicy { host: &host, listeners: &listeners, allowed: &[] };
         let table: &[(&str, Result<&str, &str>)] = &[
             ("http://172.18.0.2:8080", Ok("172.18.0.2:8080")),
             ("http://10.213.0.34:8080", Ok("10.213.0.34:8080")),
@@ -144,9 +156,13 @@ mod tests {
             ("http://224.0.0.1:8080", Err("multicast")),
             ("http://[ff02::1]:8080", Err("multicast")),
             ("http://255.255.255.255:8080", Err("broadcast")),
-            // Listening on every address: that port on any address is the control plane.
-            ("http://172.18.0.1:8000", Err("control plane's own")),
-            ("http://10.0.0.5:8001", Err("control plane's own")),
+            // Anything on the control plane's host: its listeners, the gateway of a session network.
+            ("http://10.0.0.5:8001", Err("control plane's own host")),
+            ("http://10.0.0.5:5432", Err("control plane's own host")),
+            ("http://10.213.0.1:8080", Err("control plane's own host")),
+            ("http://[fd00::1]:2375", Err("control plane's own host")),
+            ("http://[::ffff:10.0.0.5]:22", Err("control plane's own host")),
+            ("http://10.213.0.2:8080", Ok("10.213.0.2:8080")),
             ("http://10.0.0.6:8001", Ok("10.0.0.6:8001")),
         ];
         for (endpoint, expected) in table {
@@ -160,17 +176,28 @@ mod tests {
 
     #[test]
     fn registered_networks_narrow_what_is_accepted() {
-        let own = own();
+        let (host, listeners) = (host(), listeners());
         let allowed: Vec<IpNet> = parse_cidrs(&["10.213.0.0/16".into(), "fd00::/8".into(), "not a cidr".into()]);
         assert_eq!(allowed.len(), 2);
-        let policy = EndpointPolicy { own: &own, allowed: &allowed };
+        let policy = EndpointPolicy { host: &host, listeners: &listeners, allowed: &allowed };
         assert!(policy.check("http://10.213.4.5:8080").is_ok());
         assert!(policy.check("http://[fd00::7]:8080").is_ok());
         assert!(policy.check("http://172.18.0.2:8080").unwrap_err().contains("outside the networks"));
         // A registered network never lets a refused address through.
         let loopback: Vec<IpNet> = vec!["127.0.0.0/8".parse().unwrap()];
-        let policy = EndpointPolicy { own: &own, allowed: &loopback };
+        let policy = EndpointPolicy { host: &host, listeners: &listeners, allowed: &loopback };
         assert!(policy.check("http://127.0.0.1:8080").unwrap_err().contains("loopback"));
+    }
+
+    #[test]
+    fn without_the_hosts_addresses_the_listeners_still_bind() {
+        let listeners = listeners();
+        let policy = EndpointPolicy { host: &[], listeners: &listeners, allowed: &[] };
+        // Listening on every address: that port on any address may be the control plane.
+        assert!(policy.check("http://172.18.0.1:8000").unwrap_err().contains("control plane's own listeners"));
+        assert!(policy.check("http://10.0.0.5:8001").unwrap_err().contains("control plane's own listeners"));
+        assert!(policy.check("http://10.0.0.6:8001").is_ok());
+        assert!(policy.check("http://10.0.0.5:8080").is_ok());
     }
 
     #[test]

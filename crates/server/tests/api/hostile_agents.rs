@@ -123,6 +123,13 @@ async fn wait_for_state(t: &TestApp, token: &str, id: Uuid, state: &str) -> Valu
     .await
 }
 
+/// An address of this host other than loopback, as another host would dial it.
+fn host_address() -> std::net::IpAddr {
+    let interfaces = if_addrs::get_if_addrs().unwrap();
+    let address = interfaces.iter().map(|i| i.ip()).find(|ip| ip.is_ipv4() && !ip.is_loopback());
+    address.expect("this host has an IPv4 address besides loopback")
+}
+
 /// What the session proxy would dial for the session (the API does not show it).
 async fn stored_endpoint(t: &TestApp, id: Uuid) -> Option<String> {
     t.app.store.get_session(streamspace_store::Scope::Platform, id).await.unwrap().unwrap().endpoint
@@ -133,8 +140,8 @@ async fn endpoints_an_agent_must_not_name_fail_the_session_and_are_never_dialed(
     let t = TestApp::new().await;
     let admin = t.admin().await;
     let served = t.listen().await;
-    // Stands for anything on the control plane's host: it must never see a connection.
-    let trap = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // Stands for anything else on the control plane's host: it must never see a connection.
+    let trap = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
     trap.set_nonblocking(true).unwrap();
     let trap_port = trap.local_addr().unwrap().port();
     let registration = json!({"name": "hostile", "platform": "docker", "endpoint_cidrs": ["192.0.2.0/24", "fd00::/8"]});
@@ -146,6 +153,7 @@ async fn endpoints_an_agent_must_not_name_fail_the_session_and_are_never_dialed(
         (format!("http://127.0.0.1:{}", served.api.port()), "loopback"),
         (format!("http://127.0.0.1:{}", served.sessions.port()), "loopback"),
         (format!("http://127.0.0.1:{trap_port}"), "loopback"),
+        (format!("http://{}:{trap_port}", host_address()), "control plane's own host"),
         ("http://169.254.169.254:80".to_owned(), "link-local"),
         ("http://metadata.google.internal:80".to_owned(), "IP address and port"),
         ("http://192.0.2.10:8080/admin".to_owned(), "IP address and port"),
