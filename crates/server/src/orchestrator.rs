@@ -327,7 +327,7 @@ impl App {
         match (trust::EndpointPolicy { host: &host, listeners: &listeners, allowed: &allowed }).check(endpoint) {
             Ok(address) => Ok(Ok(format!("http://{address}"))),
             Err(why) => {
-                let endpoint = trust::shortened(endpoint);
+                let endpoint = trust::for_the_record(endpoint);
                 tracing::warn!(agent = %agent.name, session = %session.id, %endpoint, reason = %why, "refused an agent's session endpoint");
                 metrics::counter!("agent_endpoints_refused_total").increment(1);
                 let audit = AuditEvent::new("agent.endpoint_refused", format!("agent:{agent_id}"))

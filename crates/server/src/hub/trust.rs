@@ -99,10 +99,17 @@ pub fn parse_cidrs(cidrs: &[String]) -> Vec<IpNet> {
     cidrs.iter().filter_map(|cidr| cidr.parse().ok()).collect()
 }
 
-/// An address to put in a log line or audit record: a hostile agent chooses its length.
-pub fn shortened(text: &str) -> String {
+/// An endpoint as it may be logged and audited: credentials in it masked and its length bounded,
+/// since a hostile agent chooses both.
+pub fn for_the_record(endpoint: &str) -> String {
     const MAX: usize = 200;
-    text.chars().take(MAX).collect()
+    let masked = match (endpoint.find("://"), endpoint.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://***{}", &endpoint[..scheme_end], &endpoint[at..])
+        }
+        _ => endpoint.to_owned(),
+    };
+    masked.chars().take(MAX).collect()
 }
 
 #[cfg(test)]
@@ -233,8 +240,11 @@ mod tests {
     }
 
     #[test]
-    fn long_reports_are_shortened_for_the_record() {
-        assert_eq!(shortened(&"x".repeat(5000)).len(), 200);
-        assert_eq!(shortened("http://10.0.0.1:80"), "http://10.0.0.1:80");
+    fn endpoints_are_recorded_short_and_without_credentials() {
+        assert_eq!(for_the_record(&"x".repeat(5000)).len(), 200);
+        assert_eq!(for_the_record("http://10.0.0.1:80"), "http://10.0.0.1:80");
+        assert_eq!(for_the_record("http://admin:hunter2@10.0.0.1:80/x"), "http://***@10.0.0.1:80/x");
+        assert_eq!(for_the_record("http://a@b:c@10.0.0.1:80"), "http://***@10.0.0.1:80");
+        assert_eq!(for_the_record("10.0.0.1@x"), "10.0.0.1@x");
     }
 }

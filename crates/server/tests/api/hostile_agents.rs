@@ -177,6 +177,14 @@ async fn endpoints_an_agent_must_not_name_fail_the_session_and_are_never_dialed(
     let audited = t.audit_actions().await;
     let refusals = audited.iter().filter(|(action, result)| action == "agent.endpoint_refused" && result == "failure");
     assert_eq!(refusals.count(), refused.len(), "{audited:?}");
+    let records = t.app.store.list_audit(
+        streamspace_store::Scope::Platform,
+        Default::default(),
+        streamspace_store::AuditPage { limit: 500, before_seq: None },
+    );
+    let records =
+        serde_json::to_string(&records.await.unwrap().iter().map(|e| &e.details).collect::<Vec<_>>()).unwrap();
+    assert!(records.contains("http://***@192.0.2.10:8080") && !records.contains("secret"), "{records}");
 
     // An address the agent may name is kept in the form that was checked.
     let id = create_session(&t, &admin).await;
