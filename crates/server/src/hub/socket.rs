@@ -89,9 +89,9 @@ async fn serve(app: AppState, agent: Agent, socket: WebSocket) -> anyhow::Result
         anyhow::bail!("the first message must be a hello");
     };
     anyhow::ensure!(platform == agent.platform, "registered as {:?}, connected as {platform:?}", agent.platform);
-    let (labels, reserved) = trust::reported_labels(labels);
-    if !reserved.is_empty() {
-        tracing::warn!(agent = %agent.name, ?reserved, "ignored reserved labels the agent set on itself");
+    let (labels, ignored) = trust::reported_labels(labels);
+    if !ignored.is_empty() {
+        tracing::warn!(agent = %agent.name, ?ignored, "ignored labels the agent may not set (reserved, too long or too many)");
     }
     let capacity = trust::capped_capacity(capacity, agent.capacity_limit);
     app.store.record_agent_hello(agent.id, &agent_version, capacity, &labels, app.clock.now()).await?;

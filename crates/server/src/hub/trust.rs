@@ -72,11 +72,29 @@ fn forbidden_kind(ip: IpAddr) -> Option<&'static str> {
     }
 }
 
-/// The agent's labels without the reserved ones, and the reserved keys it tried to set.
+/// At most this many labels of an agent's own are kept, each key and value at most this long (bytes):
+/// they are stored and shown, and the agent chooses them.
+pub const MAX_REPORTED_LABELS: usize = 32;
+const MAX_LABEL_KEY: usize = 63;
+const MAX_LABEL_VALUE: usize = 255;
+
+/// The agent's labels it may set (no reserved key, none too long, no more than
+/// `MAX_REPORTED_LABELS`), and the keys of the others, for the log (shortened, at most 8).
 pub fn reported_labels(labels: BTreeMap<String, String>) -> (BTreeMap<String, String>, Vec<String>) {
-    let (reserved, kept): (BTreeMap<_, _>, BTreeMap<_, _>) =
-        labels.into_iter().partition(|(key, _)| key.starts_with(RESERVED_LABEL_PREFIX));
-    (kept, reserved.into_keys().collect())
+    let mut kept = BTreeMap::new();
+    let mut ignored = Vec::new();
+    for (key, value) in labels {
+        let allowed = !key.starts_with(RESERVED_LABEL_PREFIX)
+            && key.len() <= MAX_LABEL_KEY
+            && value.len() <= MAX_LABEL_VALUE
+            && kept.len() < MAX_REPORTED_LABELS;
+        if allowed {
+            kept.insert(key, value);
+        } else if ignored.len() < 8 {
+            ignored.push(key.chars().take(MAX_LABEL_KEY).collect());
+        }
+    }
+    (kept, ignored)
 }
 
 /// The capacity the scheduler uses: the agent's report, no more than its registration allows. A
@@ -218,6 +236,18 @@ mod tests {
         let (kept, reserved) = reported_labels(labels);
         assert_eq!(kept.keys().collect::<Vec<_>>(), ["streamspacex", "zone"]);
         assert_eq!(reserved, ["streamspace.builtin", "streamspace.io/tier"]);
+    }
+
+    #[test]
+    fn oversized_and_excess_labels_are_dropped() {
+        let mut labels: BTreeMap<String, String> = (0..100).map(|i| (format!("k{i:03}"), "v".to_owned())).collect();
+        labels.insert("long-value".into(), "v".repeat(256));
+        labels.insert("x".repeat(64), "v".into());
+        let (kept, ignored) = reported_labels(labels);
+        assert_eq!(kept.len(), MAX_REPORTED_LABELS);
+        assert!(kept.keys().all(|key| key.starts_with('k')), "{kept:?}");
+        assert_eq!(ignored.len(), 8, "the log names a few");
+        assert!(ignored.iter().all(|key| key.len() <= 63));
     }
 
     #[test]
