@@ -28,6 +28,8 @@ pub async fn ensure(app: &App) -> anyhow::Result<String> {
                 platform: Platform::Docker,
                 labels: builtin_labels(),
                 token_hash: hash,
+                capacity_limit: Default::default(),
+                endpoint_cidrs: Vec::new(),
             };
             app.store.create_agent(agent).await?;
         }
@@ -51,8 +53,8 @@ fn token(data_dir: &std::path::Path) -> anyhow::Result<String> {
     }
 }
 
-/// Marks the agent as `streamspace up`'s own, also for an installation made before the label existed
-/// (the agent repeats its labels in every hello).
-pub fn builtin_labels() -> std::collections::BTreeMap<String, String> {
+/// Marks the agent as `streamspace up`'s own (set at registration: the control plane ignores
+/// reserved labels an agent announces).
+fn builtin_labels() -> std::collections::BTreeMap<String, String> {
     [(BUILTIN_LABEL.to_owned(), "true".to_owned())].into()
 }

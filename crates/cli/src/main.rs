@@ -144,6 +144,12 @@ struct ServeArgs {
     /// Seconds a session may run before it is stopped (0: no limit).
     #[arg(long, env = "STREAMSPACE_MAX_LIFETIME", default_value_t = 43200)]
     max_lifetime: i64,
+    /// Seconds a client has to send a request's headers (also the idle time of kept-alive connections).
+    #[arg(long, env = "STREAMSPACE_HEADER_READ_TIMEOUT", default_value_t = 10)]
+    header_read_timeout: u64,
+    /// Open connections allowed on each listener; more are closed at once (keep below `ulimit -n`).
+    #[arg(long, env = "STREAMSPACE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    max_connections: usize,
 }
 
 impl ServeArgs {
@@ -164,6 +170,10 @@ impl ServeArgs {
                 start_timeout: chrono::Duration::seconds(self.start_timeout.max(1)),
                 idle_timeout: (self.idle_timeout > 0).then(|| chrono::Duration::seconds(self.idle_timeout)),
                 max_lifetime: (self.max_lifetime > 0).then(|| chrono::Duration::seconds(self.max_lifetime)),
+            },
+            http_limits: streamspace_server::serve::Limits {
+                header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout.max(1)),
+                max_connections: self.max_connections.max(1),
             },
             ..Config::default()
         }
@@ -225,10 +235,7 @@ async fn serve(config: Config, all_in_one: bool) -> anyhow::Result<ExitCode> {
     if all_in_one {
         let token = local_agent::ensure(&app).await?;
         let runtime = DockerRuntime::connect_local(DockerOptions::default()).await?;
-        let config = streamspace_agent::AgentConfig {
-            labels: local_agent::builtin_labels(),
-            ..streamspace_agent::AgentConfig::new(format!("http://{api_addr}"), token)
-        };
+        let config = streamspace_agent::AgentConfig::new(format!("http://{api_addr}"), token);
         tokio::spawn(streamspace_agent::run(config, std::sync::Arc::new(runtime), shutdown_signal()));
     }
     announce(&app.config, generated_password.as_deref());

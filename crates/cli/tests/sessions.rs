@@ -283,6 +283,11 @@ async fn a_crashed_container_fails_its_session_with_a_reason_in_the_audit_log() 
 #[tokio::test]
 async fn twenty_sessions_created_at_once_all_run() {
     let s = setup(&[]).await;
+    // Beyond the default quota of sessions per user.
+    let org = s.admin.get("/api/v1/me").await["org_id"].as_str().unwrap().to_owned();
+    let quotas = json!({"max_sessions": 20, "max_sessions_per_user": 20});
+    let (status, body) = s.admin.call(reqwest::Method::PATCH, &format!("/api/v1/orgs/{org}"), Some(quotas)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let creates = (0..20).map(|_| {
         let member = s.member.clone();
         async move { member.call(reqwest::Method::POST, "/api/v1/sessions", Some(json!({"template": "fixture"}))).await }

@@ -34,6 +34,8 @@ pub struct App {
     pub routes: crate::proxy::routes::RouteCache,
     /// The session proxy's connection pool to streamers.
     pub http: crate::proxy::forward::HttpClient,
+    /// The addresses `run` listens on (they may differ from the settings, e.g. port 0).
+    pub bound: std::sync::OnceLock<Vec<std::net::SocketAddr>>,
 }
 
 pub type AppState = Arc<App>;
@@ -61,6 +63,7 @@ impl App {
             session_key,
             routes: Default::default(),
             http: crate::proxy::forward::client(),
+            bound: Default::default(),
             config,
             store,
             clock,
@@ -69,6 +72,24 @@ impl App {
 }
 
 impl App {
+    /// The control plane's own listeners, which no agent may name as a session's endpoint.
+    pub fn listeners(&self) -> Vec<std::net::SocketAddr> {
+        let mut listeners = vec![self.config.listen, self.config.session_listen];
+        listeners.extend(self.bound.get().into_iter().flatten());
+        listeners
+    }
+
+    /// This host's addresses, read anew each time: every session network adds one (its gateway).
+    pub fn host_addresses(&self) -> Vec<std::net::IpAddr> {
+        match if_addrs::get_if_addrs() {
+            Ok(interfaces) => interfaces.iter().map(|interface| interface.ip()).collect(),
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot list this host's addresses");
+                Vec::new()
+            }
+        }
+    }
+
     /// The streamer's settings for one session: secure mode with a master token only the control
     /// plane can derive, the session's own origin as its only allowed origin and the UI as the only
     /// page allowed to frame it.

@@ -25,7 +25,7 @@ pub async fn run(app: &App) -> anyhow::Result<Outcome> {
     if app.store.get_org_by_name(DEFAULT_ORG).await?.is_some() {
         return Ok(Outcome::AlreadyBootstrapped);
     }
-    let org = app.store.create_org(DEFAULT_ORG).await?;
+    let org = app.store.create_org(DEFAULT_ORG, app.config.default_quotas).await?;
     let generated = app.config.admin_password.is_none().then(|| random_token("", 18));
     let admin_password = app.config.admin_password.clone().or_else(|| generated.clone()).unwrap_or_default();
     let admin = app

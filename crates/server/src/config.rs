@@ -38,6 +38,10 @@ pub struct Config {
     /// How often agents send heartbeats; an agent is offline after three missed.
     pub heartbeat_interval_secs: u64,
     pub sessions: SessionTimers,
+    /// Header read timeout and connection cap, for each of the two listeners.
+    pub http_limits: crate::serve::Limits,
+    /// Quotas a new organization starts with (the bootstrap one too); administrators change them.
+    pub default_quotas: streamspace_store::Quotas,
 }
 
 /// Session timers; `None` turns one off.
@@ -111,6 +115,17 @@ fn local_url(addr: SocketAddr) -> String {
     }
 }
 
+/// Finite, so that one tenant cannot take every agent by default: room for a team's everyday
+/// use with the catalog's templates (2 CPUs, 2-3 GiB each); raise them per organization.
+pub fn default_quotas() -> streamspace_store::Quotas {
+    streamspace_store::Quotas {
+        max_sessions: Some(20),
+        max_sessions_per_user: Some(5),
+        max_cpu_millis: Some(40_000),
+        max_memory_mb: Some(64 * 1024),
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -130,6 +145,8 @@ impl Default for Config {
             public_url: None,
             heartbeat_interval_secs: 10,
             sessions: SessionTimers::default(),
+            http_limits: crate::serve::Limits::default(),
+            default_quotas: default_quotas(),
         }
     }
 }

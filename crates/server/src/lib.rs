@@ -16,16 +16,15 @@ pub mod lifecycle;
 pub mod orchestrator;
 pub mod proxy;
 pub mod scheduler;
+pub mod serve;
 pub mod telemetry;
 pub mod ui;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -94,31 +93,19 @@ pub async fn run(
             let _ = stopped.wait_for(|stop| *stop).await;
         }
     };
-    tracing::info!(api = %listeners.api.local_addr()?, sessions = %listeners.sessions.local_addr()?, "control plane listening");
-    // No Nagle delay: a small message (an input event, a frame acknowledgement) must not wait behind
-    // unacknowledged data.
-    let nodelay = |tcp: &mut tokio::net::TcpStream| {
-        let _ = tcp.set_nodelay(true);
-    };
-    let api = axum::serve(
-        listeners.api.tap_io(nodelay),
-        router(app.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(wait());
-    let sessions = axum::serve(
-        listeners.sessions.tap_io(nodelay),
-        proxy::router(app.clone()).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(wait());
+    let bound = vec![listeners.api.local_addr()?, listeners.sessions.local_addr()?];
+    tracing::info!(api = %bound[0], sessions = %bound[1], "control plane listening");
+    let _ = app.bound.set(bound);
+    let limits = app.config.http_limits;
+    let api = serve::serve(listeners.api, router(app.clone()), limits, "api", wait());
+    let sessions = serve::serve(listeners.sessions, proxy::router(app.clone()), limits, "sessions", wait());
     let background = tokio::spawn(background(app, wait()));
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop.send(true);
     });
-    let (api, sessions) = tokio::join!(api, sessions);
+    tokio::join!(api, sessions);
     background.abort();
-    api?;
-    sessions?;
     tracing::info!("control plane stopped");
     Ok(())
 }

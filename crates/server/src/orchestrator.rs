@@ -17,6 +17,7 @@ use crate::audit::{Actor, Event as AuditEvent, Outcome};
 use crate::context::RequestMeta;
 use crate::error::{ApiError, ApiResult};
 use crate::events::Change;
+use crate::hub::trust;
 use crate::lifecycle::{self, Effect, Event};
 use crate::scheduler::{self, Candidate, Requirements};
 
@@ -261,7 +262,7 @@ impl App {
                     online: self.agent_online(&agent),
                     id: agent.id,
                     platform: agent.platform,
-                    labels: agent.labels,
+                    labels: agent.effective_labels(),
                     capacity: agent.capacity,
                     sessions,
                     cpu_millis,
@@ -288,6 +289,19 @@ impl App {
             return self.remove_unknown(agent_id, session_id, actual).await;
         }
         if let Some((event, detail)) = event_for_report(session.state, actual) {
+            if let Some(endpoint) = detail.endpoint.as_deref() {
+                return match self.vet_endpoint(agent_id, &session, endpoint).await? {
+                    Ok(checked) => {
+                        let detail = Detail { endpoint: Some(checked), ..detail };
+                        self.advance(&session, event, detail, &Cause::system()).await.map(drop)
+                    }
+                    Err(reason) => {
+                        self.advance(&session, Event::Fail, Detail::reason(reason), &Cause::system()).await?;
+                        // What runs there cannot be reached: the agent removes it.
+                        self.remove_unknown(agent_id, session_id, actual).await
+                    }
+                };
+            }
             let changes_nothing = event == Event::AgentStarting
                 && session.state == SessionState::Starting
                 && session.phase == detail.phase
@@ -297,6 +311,33 @@ impl App {
             }
         }
         Ok(())
+    }
+
+    /// The endpoint in the form the proxy may dial (see `hub::trust`), or why it is refused; a
+    /// refusal is logged and audited.
+    async fn vet_endpoint(
+        &self,
+        agent_id: Uuid,
+        session: &Session,
+        endpoint: &str,
+    ) -> ApiResult<Result<String, String>> {
+        let agent = self.store.get_agent(agent_id).await?.ok_or_else(|| ApiError::not_found("agent"))?;
+        let (host, listeners) = (self.host_addresses(), self.listeners());
+        let allowed = trust::parse_cidrs(&agent.endpoint_cidrs);
+        match (trust::EndpointPolicy { host: &host, listeners: &listeners, allowed: &allowed }).check(endpoint) {
+            Ok(address) => Ok(Ok(format!("http://{address}"))),
+            Err(why) => {
+                let endpoint = trust::for_the_record(endpoint);
+                tracing::warn!(agent = %agent.name, session = %session.id, %endpoint, reason = %why, "refused an agent's session endpoint");
+                metrics::counter!("agent_endpoints_refused_total").increment(1);
+                let audit = AuditEvent::new("agent.endpoint_refused", format!("agent:{agent_id}"))
+                    .org(session.org_id)
+                    .outcome(Outcome::Failure)
+                    .details(json!({"session": session.id, "endpoint": endpoint, "reason": why}));
+                self.audit(&RequestMeta::internal(), &Actor::system(), audit).await?;
+                Ok(Err(format!("the agent reported an endpoint the control plane does not dial ({why})")))
+            }
+        }
     }
 
     /// A session the store does not know (or has ended) is removed from the agent.

@@ -21,10 +21,10 @@ use uuid::Uuid;
 
 use crate::audit::{BrokenLink, ChainVerifier, GENESIS_HASH, event_hash};
 use crate::{
-    Agent, AgentCommand, AuditEvent, AuditFilter, AuditPage, NewAgent, NewApiKey, NewAuditEvent, NewSession,
-    NewTemplate, NewUser, Org, OrgPatch, Page, Paged, PostgresStore, Quotas, RefreshOutcome, RefreshToken, Result,
-    Role, Scope, Session, SessionFilter, SessionUpdate, SqliteStore, Store, StoreError, Template, TemplatePatch,
-    Ticket, Timestamp, User, UserPatch,
+    Agent, AgentCommand, AuditEvent, AuditFilter, AuditPage, CapacityLimit, NewAgent, NewApiKey, NewAuditEvent,
+    NewSession, NewTemplate, NewUser, Org, OrgPatch, Page, Paged, PostgresStore, Quotas, RefreshOutcome, RefreshToken,
+    Result, Role, Scope, Session, SessionFilter, SessionUpdate, SqliteStore, Store, StoreError, Template,
+    TemplatePatch, Ticket, Timestamp, User, UserPatch,
 };
 
 /// A backend under test: the store, plus a back door to its database to play an attacker who
@@ -123,7 +123,7 @@ pub type Subject = Arc<dyn TestStore>;
 // Fixtures.
 
 async fn org(store: &Subject, name: &str) -> Org {
-    store.create_org(name).await.unwrap()
+    store.create_org(name, Quotas::default()).await.unwrap()
 }
 
 async fn user(store: &Subject, org: &Org, username: &str) -> User {
@@ -176,6 +176,8 @@ fn new_agent(name: &str) -> NewAgent {
         platform: Platform::Docker,
         labels: BTreeMap::from([("zone".into(), "eu-1".into())]),
         token_hash: format!("token-{name}"),
+        capacity_limit: CapacityLimit::default(),
+        endpoint_cidrs: Vec::new(),
     }
 }
 
@@ -340,6 +342,9 @@ pub async fn orgs_round_trip(store: Subject) {
         max_cpu_millis: Some(8000),
         max_memory_mb: None,
     };
+    let limited = store.create_org("limited", quotas).await.unwrap();
+    assert_eq!(limited.quotas, quotas, "created with its quotas");
+    assert_eq!(store.get_org(Scope::Platform, limited.id).await.unwrap(), Some(limited));
     let patch = OrgPatch {
         name: Some("acme-2".into()),
         mfa_required: Some(true),
@@ -364,7 +369,7 @@ pub async fn orgs_round_trip(store: Subject) {
 
 pub async fn org_names_are_unique(store: Subject) {
     org(&store, "acme").await;
-    assert!(is_conflict(store.create_org("acme").await));
+    assert!(is_conflict(store.create_org("acme", Quotas::default()).await));
     let other = org(&store, "other").await;
     let rename = OrgPatch { name: Some("acme".into()), ..OrgPatch::default() };
     assert!(is_conflict(store.update_org(Scope::Platform, other.id, rename).await));
@@ -1206,16 +1211,26 @@ pub async fn audit_deletion_is_detected(store: Subject) {
 
 pub async fn agents_round_trip(store: Subject) {
     let before = micros_now();
-    let new = NewAgent { platform: Platform::Kubernetes, ..new_agent("edge-1") };
+    let capacity_limit = CapacityLimit { max_sessions: Some(20), cpu_millis: None, memory_mb: Some(65_536) };
+    let endpoint_cidrs = vec!["10.213.0.0/16".to_owned(), "fd00::/8".to_owned()];
+    let new = NewAgent {
+        platform: Platform::Kubernetes,
+        capacity_limit,
+        endpoint_cidrs: endpoint_cidrs.clone(),
+        ..new_agent("edge-1")
+    };
     let edge = store.create_agent(new.clone()).await.unwrap();
     let expected = Agent {
         id: edge.id,
         name: "edge-1".into(),
         platform: Platform::Kubernetes,
         labels: new.labels,
+        reported_labels: BTreeMap::new(),
         token_hash: "token-edge-1".into(),
         version: None,
         capacity: Capacity::default(),
+        capacity_limit,
+        endpoint_cidrs,
         last_heartbeat_at: None,
         created_at: edge.created_at,
     };
@@ -1274,11 +1289,14 @@ pub async fn agent_hellos_and_heartbeats_are_recorded(store: Subject) {
     let expected = Agent {
         version: Some("1.2.3".into()),
         capacity,
-        labels: labels.clone(),
+        reported_labels: labels.clone(),
         last_heartbeat_at: Some(t1),
         ..edge.clone()
     };
     assert_eq!(hello, expected, "kept to the microsecond");
+    assert_eq!(hello.labels, edge.labels, "the registered labels stay apart");
+    let effective = BTreeMap::from([("gpu".into(), "nvidia".into()), ("zone".into(), "eu-1".into())]);
+    assert_eq!(hello.effective_labels(), effective, "registered labels win over reported ones");
 
     // Heartbeats change the heartbeat only, and only forwards.
     store.record_agent_heartbeat(edge.id, t1 - Duration::seconds(30)).await.unwrap();
@@ -1295,7 +1313,7 @@ pub async fn agent_hellos_and_heartbeats_are_recorded(store: Subject) {
     let expected = Agent {
         version: Some("1.3.0".into()),
         capacity: Capacity::default(),
-        labels: BTreeMap::new(),
+        reported_labels: BTreeMap::new(),
         last_heartbeat_at: Some(t2),
         ..edge
     };
@@ -1316,13 +1334,13 @@ pub async fn deleting_an_agent_deletes_its_commands(store: Subject) {
     let placed = place(&store, &placed, edge.id).await;
     let now = micros_now();
     let acked = store.enqueue_command(edge.id, stop_command(placed.id), now).await.unwrap();
-    store.ack_command(acked.id, None, now).await.unwrap().unwrap();
+    store.ack_command(edge.id, acked.id, None, now).await.unwrap().unwrap();
     let pending = store.enqueue_command(edge.id, start_command(&placed), now).await.unwrap();
     let others = store.enqueue_command(other.id, stop_command(Uuid::now_v7()), now).await.unwrap();
 
     assert!(store.delete_agent(edge.id).await.unwrap());
     assert!(store.pending_commands(edge.id).await.unwrap().is_empty());
-    assert_eq!(store.ack_command(pending.id, None, now).await.unwrap(), None, "gone with its agent");
+    assert_eq!(store.ack_command(edge.id, pending.id, None, now).await.unwrap(), None, "gone with its agent");
     assert_eq!(store.pending_commands(other.id).await.unwrap(), [others]);
     // Acknowledged commands went too: only the other agent's is left.
     assert_eq!(store.execute_raw("UPDATE agent_commands SET attempts = attempts").await.unwrap(), 1);
@@ -1372,13 +1390,16 @@ pub async fn agent_commands_are_pending_until_acked(store: Subject) {
     let sent = AgentCommand { attempts: 2, last_sent_at: Some(t + Duration::seconds(4)), ..early };
     assert_eq!(store.pending_commands(edge.id).await.unwrap(), [sent.clone(), tie.clone(), late.clone()]);
 
-    // The first answer acknowledges it; a late duplicate answer finds nothing to act on.
+    // Only the agent it was sent to answers for a command.
     let acked_at = t + Duration::seconds(5);
-    let acked = store.ack_command(sent.id, None, acked_at).await.unwrap();
+    assert_eq!(store.ack_command(other.id, sent.id, Some("forged".into()), acked_at).await.unwrap(), None);
+    assert_eq!(store.pending_commands(edge.id).await.unwrap(), [sent.clone(), tie.clone(), late.clone()]);
+    // The first answer acknowledges it; a late duplicate answer finds nothing to act on.
+    let acked = store.ack_command(edge.id, sent.id, None, acked_at).await.unwrap();
     assert_eq!(acked, Some(AgentCommand { acked_at: Some(acked_at), ..sent.clone() }));
-    assert_eq!(store.ack_command(sent.id, None, acked_at).await.unwrap(), None);
-    assert_eq!(store.ack_command(sent.id, Some("late".into()), acked_at).await.unwrap(), None);
-    assert_eq!(store.ack_command(Uuid::now_v7(), None, acked_at).await.unwrap(), None, "unknown");
+    assert_eq!(store.ack_command(edge.id, sent.id, None, acked_at).await.unwrap(), None);
+    assert_eq!(store.ack_command(edge.id, sent.id, Some("late".into()), acked_at).await.unwrap(), None);
+    assert_eq!(store.ack_command(edge.id, Uuid::now_v7(), None, acked_at).await.unwrap(), None, "unknown");
     assert_eq!(store.pending_commands(edge.id).await.unwrap(), [tie, late]);
 }
 
@@ -1388,11 +1409,11 @@ pub async fn failed_command_acks_keep_the_error(store: Subject) {
     let command = store.enqueue_command(edge.id, stop_command(Uuid::now_v7()), t).await.unwrap();
     store.mark_command_sent(command.id, t).await.unwrap();
     let error = Some("pulling streamspace/xfce:1: manifest unknown".to_owned());
-    let acked = store.ack_command(command.id, error.clone(), t + Duration::seconds(1)).await.unwrap().unwrap();
+    let acked = store.ack_command(edge.id, command.id, error.clone(), t + Duration::seconds(1)).await.unwrap().unwrap();
     let expected =
         AgentCommand { attempts: 1, last_sent_at: Some(t), acked_at: Some(t + Duration::seconds(1)), error, ..command };
     assert_eq!(acked, expected);
-    assert_eq!(store.ack_command(acked.id, None, t).await.unwrap(), None);
+    assert_eq!(store.ack_command(edge.id, acked.id, None, t).await.unwrap(), None);
     assert!(store.pending_commands(edge.id).await.unwrap().is_empty());
 }
 
@@ -1404,7 +1425,7 @@ pub async fn racing_command_acks_have_one_winner(store: Subject) {
         let store = store.clone();
         turn += 1;
         let error = (turn % 2 == 0).then(|| format!("answer {turn}"));
-        async move { store.ack_command(command.id, error, Utc::now()).await.unwrap() }
+        async move { store.ack_command(edge.id, command.id, error, Utc::now()).await.unwrap() }
     })
     .await;
     let winners: Vec<AgentCommand> = acks.into_iter().flatten().collect();

@@ -43,7 +43,7 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> Result<()>;
 
     // Organizations.
-    async fn create_org(&self, name: &str) -> Result<Org>;
+    async fn create_org(&self, name: &str, quotas: Quotas) -> Result<Org>;
     async fn get_org(&self, scope: Scope, id: Uuid) -> Result<Option<Org>>;
     async fn get_org_by_name(&self, name: &str) -> Result<Option<Org>>;
     async fn list_orgs(&self, scope: Scope, page: Page) -> Result<Paged<Org>>;
@@ -111,13 +111,14 @@ pub trait Store: Send + Sync + 'static {
     async fn find_agent_by_token(&self, token_hash: &str) -> Result<Option<Agent>>;
     /// Replaces the agent's token hash (the old token stops working); `false` if unknown.
     async fn set_agent_token(&self, id: Uuid, token_hash: &str) -> Result<bool>;
-    /// What the agent said when it connected; counts as a heartbeat too.
+    /// What the agent said when it connected (capacity already capped, reported labels already
+    /// filtered); counts as a heartbeat too.
     async fn record_agent_hello(
         &self,
         id: Uuid,
         version: &str,
         capacity: Capacity,
-        labels: &BTreeMap<String, String>,
+        reported_labels: &BTreeMap<String, String>,
         at: Timestamp,
     ) -> Result<()>;
     async fn record_agent_heartbeat(&self, id: Uuid, at: Timestamp) -> Result<()>;
@@ -130,10 +131,16 @@ pub trait Store: Send + Sync + 'static {
     async fn pending_commands(&self, agent_id: Uuid) -> Result<Vec<AgentCommand>>;
     /// Counts one send: `attempts + 1`, `last_sent_at = at`.
     async fn mark_command_sent(&self, id: Uuid, at: Timestamp) -> Result<()>;
-    /// Records the agent's answer. Returns the command on its first acknowledgement only
-    /// (`None` when unknown or already acknowledged), so a re-sent command's late duplicate
-    /// answer is not acted on twice.
-    async fn ack_command(&self, id: Uuid, error: Option<String>, at: Timestamp) -> Result<Option<AgentCommand>>;
+    /// Records the answer of `agent_id`. Returns the command on its first acknowledgement only
+    /// (`None` when unknown, already acknowledged or sent to another agent), so a re-sent command's
+    /// late duplicate answer is not acted on twice, and no agent answers for another.
+    async fn ack_command(
+        &self,
+        agent_id: Uuid,
+        id: Uuid,
+        error: Option<String>,
+        at: Timestamp,
+    ) -> Result<Option<AgentCommand>>;
 
     // Sessions across orgs, for the control plane's own work.
     /// Non-terminal sessions placed on the agent, oldest first.

@@ -389,13 +389,38 @@ pub struct Agent {
     pub id: Uuid,
     pub name: String,
     pub platform: Platform,
+    /// Set at registration by an administrator.
     pub labels: BTreeMap<String, String>,
+    /// Announced by the agent in its hello (the control plane drops reserved keys first).
+    pub reported_labels: BTreeMap<String, String>,
     pub token_hash: String,
     /// Reported by the agent in its hello.
     pub version: Option<String>,
+    /// What the agent may hold: its last report, capped by `capacity_limit`.
     pub capacity: Capacity,
+    /// Set at registration: the most the agent may claim.
+    pub capacity_limit: CapacityLimit,
+    /// Set at registration: networks (CIDR notation) its session endpoints must lie in; empty for any.
+    pub endpoint_cidrs: Vec<String>,
     pub last_heartbeat_at: Option<Timestamp>,
     pub created_at: Timestamp,
+}
+
+impl Agent {
+    /// The labels the scheduler matches: the agent's own, overridden by the administrator's.
+    pub fn effective_labels(&self) -> BTreeMap<String, String> {
+        let mut labels = self.reported_labels.clone();
+        labels.extend(self.labels.clone());
+        labels
+    }
+}
+
+/// Upper bounds on what an agent may report of itself; `None` where the registration did not say.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CapacityLimit {
+    pub max_sessions: Option<i64>,
+    pub cpu_millis: Option<i64>,
+    pub memory_mb: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -404,6 +429,8 @@ pub struct NewAgent {
     pub platform: Platform,
     pub labels: BTreeMap<String, String>,
     pub token_hash: String,
+    pub capacity_limit: CapacityLimit,
+    pub endpoint_cidrs: Vec<String>,
 }
 
 /// A command for an agent, kept until the agent acknowledges it.

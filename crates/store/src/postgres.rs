@@ -20,7 +20,7 @@ use crate::sql::{
 };
 use crate::{
     Agent, AgentCommand, ApiKey, AuditEvent, AuditFilter, AuditPage, NewAgent, NewApiKey, NewAuditEvent, NewSession,
-    NewTemplate, NewUser, Org, OrgPatch, Page, Paged, RefreshOutcome, RefreshToken, Result, Scope, Session,
+    NewTemplate, NewUser, Org, OrgPatch, Page, Paged, Quotas, RefreshOutcome, RefreshToken, Result, Scope, Session,
     SessionFilter, SessionUpdate, Store, StoreError, Template, TemplatePatch, Ticket, Timestamp, Usage, User,
     UserPatch, redact_url,
 };
@@ -28,6 +28,7 @@ use crate::{
 const MIGRATIONS: &[MigrationFile] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
     (2, "agents", include_str!("../migrations/postgres/0002_agents.sql")),
+    (6, "agent_trust", include_str!("../migrations/postgres/0006_agent_trust.sql")),
     (7, "org_clipboard", include_str!("../migrations/postgres/0007_org_clipboard.sql")),
 ];
 
@@ -85,14 +86,19 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn create_org(&self, name: &str) -> Result<Org> {
+    async fn create_org(&self, name: &str, quotas: Quotas) -> Result<Org> {
         let row = sqlx::query(concat!(
-            "INSERT INTO orgs (id, name, mfa_required, created_at) VALUES ($1, $2, false, $3) RETURNING ",
+            "INSERT INTO orgs (id, name, mfa_required, created_at, max_sessions, max_sessions_per_user, ",
+            "max_cpu_millis, max_memory_mb) VALUES ($1, $2, false, $3, $4, $5, $6, $7) RETURNING ",
             org_columns!()
         ))
         .bind(Uuid::now_v7())
         .bind(name)
         .bind(sql::now())
+        .bind(quotas.max_sessions)
+        .bind(quotas.max_sessions_per_user)
+        .bind(quotas.max_cpu_millis)
+        .bind(quotas.max_memory_mb)
         .fetch_one(&self.pool)
         .await
         .map_err(sql::taken(sql::ORG_TAKEN))?;
@@ -629,8 +635,9 @@ impl Store for PostgresStore {
 
     async fn create_agent(&self, agent: NewAgent) -> Result<Agent> {
         let row = sqlx::query(concat!(
-            "INSERT INTO agents (id, name, platform, labels, token_hash, created_at) ",
-            "VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
+            "INSERT INTO agents (id, name, platform, labels, token_hash, created_at, limit_sessions, ",
+            "limit_cpu_millis, limit_memory_mb, endpoint_cidrs) ",
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING ",
             agent_columns!()
         ))
         .bind(Uuid::now_v7())
@@ -639,6 +646,10 @@ impl Store for PostgresStore {
         .bind(Json(agent.labels))
         .bind(agent.token_hash)
         .bind(sql::now())
+        .bind(agent.capacity_limit.max_sessions)
+        .bind(agent.capacity_limit.cpu_millis)
+        .bind(agent.capacity_limit.memory_mb)
+        .bind(Json(agent.endpoint_cidrs))
         .fetch_one(&self.pool)
         .await
         .map_err(sql::taken(sql::AGENT_TAKEN))?;
@@ -682,12 +693,12 @@ impl Store for PostgresStore {
         id: Uuid,
         version: &str,
         capacity: Capacity,
-        labels: &BTreeMap<String, String>,
+        reported_labels: &BTreeMap<String, String>,
         at: Timestamp,
     ) -> Result<()> {
         // The heartbeat never moves back, as in record_agent_heartbeat.
         sqlx::query(
-            "UPDATE agents SET version = $2, max_sessions = $3, cpu_millis = $4, memory_mb = $5, labels = $6, \
+            "UPDATE agents SET version = $2, max_sessions = $3, cpu_millis = $4, memory_mb = $5, reported_labels = $6, \
              last_heartbeat_at = GREATEST(last_heartbeat_at, $7) WHERE id = $1",
         )
         .bind(id)
@@ -695,7 +706,7 @@ impl Store for PostgresStore {
         .bind(capacity.max_sessions)
         .bind(capacity.cpu_millis)
         .bind(capacity.memory_mb)
-        .bind(Json(labels))
+        .bind(Json(reported_labels))
         .bind(sql::micros(at))
         .execute(&self.pool)
         .await?;
@@ -759,15 +770,23 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    async fn ack_command(&self, id: Uuid, error: Option<String>, at: Timestamp) -> Result<Option<AgentCommand>> {
+    async fn ack_command(
+        &self,
+        agent_id: Uuid,
+        id: Uuid,
+        error: Option<String>,
+        at: Timestamp,
+    ) -> Result<Option<AgentCommand>> {
         // One conditional UPDATE: of two answers to the same command, exactly one acknowledges it.
         let row = sqlx::query(concat!(
-            "UPDATE agent_commands SET acked_at = $2, error = $3 WHERE id = $1 AND acked_at IS NULL RETURNING ",
+            "UPDATE agent_commands SET acked_at = $2, error = $3 ",
+            "WHERE id = $1 AND agent_id = $4 AND acked_at IS NULL RETURNING ",
             agent_command_columns!()
         ))
         .bind(id)
         .bind(sql::micros(at))
         .bind(error)
+        .bind(agent_id)
         .fetch_optional(&self.pool)
         .await?;
         sql::optional(row, sql::agent_command)

@@ -16,8 +16,8 @@ use streamspace_proto::hub::{Capacity, Platform};
 use uuid::Uuid;
 
 use crate::{
-    Agent, AgentCommand, ApiKey, AuditEvent, AuditFilter, AuditPage, NewAuditEvent, Org, Page, Paged, Quotas,
-    RefreshToken, Result, Role, Scope, Session, SessionFilter, StoreError, Template, Ticket, User, audit,
+    Agent, AgentCommand, ApiKey, AuditEvent, AuditFilter, AuditPage, CapacityLimit, NewAuditEvent, Org, Page, Paged,
+    Quotas, RefreshToken, Result, Role, Scope, Session, SessionFilter, StoreError, Template, Ticket, User, audit,
 };
 
 // Column lists, as macros so that backends can `concat!` them into `&'static str` queries. Both
@@ -64,8 +64,8 @@ macro_rules! audit_columns {
 }
 macro_rules! agent_columns {
     () => {
-        "id, name, platform, labels, token_hash, version, max_sessions, cpu_millis, memory_mb, last_heartbeat_at, \
-         created_at"
+        "id, name, platform, labels, reported_labels, token_hash, version, max_sessions, cpu_millis, memory_mb, \
+         limit_sessions, limit_cpu_millis, limit_memory_mb, endpoint_cidrs, last_heartbeat_at, created_at"
     };
 }
 macro_rules! agent_command_columns {
@@ -293,6 +293,7 @@ pub(crate) fn agent(row: &impl Columns) -> Result<Agent> {
         platform: Platform::parse(&platform)
             .ok_or_else(|| StoreError::Database(format!("unknown agent platform {platform:?}")))?,
         labels: row.json("labels")?,
+        reported_labels: row.json("reported_labels")?,
         token_hash: row.text("token_hash")?,
         version: row.opt_text("version")?,
         capacity: Capacity {
@@ -300,6 +301,12 @@ pub(crate) fn agent(row: &impl Columns) -> Result<Agent> {
             cpu_millis: row.int("cpu_millis")?,
             memory_mb: row.int("memory_mb")?,
         },
+        capacity_limit: CapacityLimit {
+            max_sessions: row.opt_int("limit_sessions")?,
+            cpu_millis: row.opt_int("limit_cpu_millis")?,
+            memory_mb: row.opt_int("limit_memory_mb")?,
+        },
+        endpoint_cidrs: row.json("endpoint_cidrs")?,
         last_heartbeat_at: row.opt_time("last_heartbeat_at")?,
         created_at: row.time("created_at")?,
     })

@@ -100,7 +100,7 @@ async fn connect_takes_a_url_and_migrates_a_new_database_once() {
     let (base, _) = url.rsplit_once('/').expect("a URL naming a database");
     let url = format!("{base}/{}", database.name);
     let store = streamspace_store::connect(&url).await.unwrap();
-    let acme = store.create_org("acme").await.unwrap();
+    let acme = store.create_org("acme", Default::default()).await.unwrap();
     let again = streamspace_store::connect(&url).await.unwrap();
     assert_eq!(again.get_org_by_name("acme").await.unwrap(), Some(acme));
 }

@@ -24,7 +24,7 @@ streamspace_store::conformance_tests!(fresh);
 async fn reopening_keeps_the_data_and_migrates_once() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::connect(&url(&dir)).await.unwrap();
-    let acme = store.create_org("acme").await.unwrap();
+    let acme = store.create_org("acme", Default::default()).await.unwrap();
     store.close().await;
     assert!(dir.path().join("streamspace.db").exists());
     let reopened = streamspace_store::connect(&url(&dir)).await.unwrap();
@@ -34,7 +34,7 @@ async fn reopening_keeps_the_data_and_migrates_once() {
 #[tokio::test]
 async fn in_memory_databases_work() {
     let store = streamspace_store::connect("sqlite::memory:").await.unwrap();
-    let acme = store.create_org("acme").await.unwrap();
+    let acme = store.create_org("acme", Default::default()).await.unwrap();
     assert_eq!(store.get_org_by_name("acme").await.unwrap(), Some(acme));
 }
 

@@ -5,10 +5,11 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use streamspace_proto::hub::{Capacity, Platform};
-use streamspace_store::{Agent, NewAgent, Role};
+use streamspace_store::{Agent, CapacityLimit, NewAgent, Role};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -49,10 +50,18 @@ pub struct AgentView {
     pub id: Uuid,
     pub name: String,
     pub platform: Platform,
+    /// Set at registration; the scheduler matches these over `reported_labels`.
     pub labels: BTreeMap<String, String>,
+    /// What the agent announced, without reserved (`streamspace.`) keys.
+    pub reported_labels: BTreeMap<String, String>,
     pub status: AgentStatus,
     pub version: Option<String>,
+    /// What the scheduler places within: the agent's report, capped by `capacity_limit`.
     pub capacity: Capacity,
+    pub capacity_limit: CapacityLimit,
+    /// Networks the agent's session endpoints must be in; empty for any allowed address.
+    #[schema(value_type = Vec<String>)]
+    pub endpoint_cidrs: Vec<String>,
     /// Sessions placed on the agent that have not ended.
     pub session_count: i64,
     pub last_heartbeat_at: Option<DateTime<Utc>>,
@@ -72,8 +81,11 @@ impl AgentView {
             name: agent.name,
             platform: agent.platform,
             labels: agent.labels,
+            reported_labels: agent.reported_labels,
             version: agent.version,
             capacity: agent.capacity,
+            capacity_limit: agent.capacity_limit,
+            endpoint_cidrs: agent.endpoint_cidrs,
             session_count,
             last_heartbeat_at: agent.last_heartbeat_at,
             created_at: agent.created_at,
@@ -98,8 +110,25 @@ impl App {
 pub struct NewAgentRequest {
     pub name: String,
     pub platform: Platform,
+    /// Only an administrator sets labels under `streamspace.`: an agent's own are ignored.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// The most the agent may claim of itself; without `max_sessions`, at most 100 sessions.
+    #[serde(default)]
+    pub capacity_limit: CapacityLimit,
+    /// When set, session endpoints outside these networks are refused (e.g. `["10.213.0.0/16"]`).
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub endpoint_cidrs: Vec<IpNet>,
+}
+
+fn validate_capacity_limit(limit: &CapacityLimit) -> ApiResult<()> {
+    let fields =
+        [("max_sessions", limit.max_sessions), ("cpu_millis", limit.cpu_millis), ("memory_mb", limit.memory_mb)];
+    match fields.into_iter().find(|(_, value)| value.is_some_and(|v| v <= 0)) {
+        Some((field, _)) => Err(ApiError::validation(format!("capacity_limit.{field} must be positive"))),
+        None => Ok(()),
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -146,6 +175,7 @@ async fn create_agent(
 ) -> ApiResult<(StatusCode, axum::Json<AgentWithToken>)> {
     principal.require_platform_admin()?;
     validate_slug("name", &body.name)?;
+    validate_capacity_limit(&body.capacity_limit)?;
     let token = random_token(AGENT_TOKEN_PREFIX, 32);
     let agent = app
         .store
@@ -154,6 +184,8 @@ async fn create_agent(
             platform: body.platform,
             labels: body.labels,
             token_hash: sha256_hex(&token),
+            capacity_limit: body.capacity_limit,
+            endpoint_cidrs: body.endpoint_cidrs.iter().map(IpNet::to_string).collect(),
         })
         .await?;
     let event = Event::new("agent.create", format!("agent:{}", agent.id)).details(json!({"name": agent.name}));

@@ -95,7 +95,7 @@ async fn create_org(
 ) -> ApiResult<(StatusCode, axum::Json<Org>)> {
     principal.require_platform_admin()?;
     validate_slug("name", &body.name)?;
-    let org = app.store.create_org(&body.name).await?;
+    let org = app.store.create_org(&body.name, app.config.default_quotas).await?;
     let event = Event::new("org.create", format!("org:{}", org.id)).org(org.id).details(json!({"name": org.name}));
     app.audit(&meta, &Actor::from(&principal), event).await?;
     Ok((StatusCode::CREATED, axum::Json(org)))

@@ -2,3 +2,4 @@
 
 pub mod registry;
 pub mod socket;
+pub mod trust;

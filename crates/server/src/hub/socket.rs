@@ -16,6 +16,7 @@ use tokio::sync::mpsc;
 use crate::app::{App, AppState};
 use crate::auth::secrets::sha256_hex;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::hub::trust;
 use crate::lifecycle::Event;
 use crate::orchestrator::{Cause, Detail};
 
@@ -88,10 +89,12 @@ async fn serve(app: AppState, agent: Agent, socket: WebSocket) -> anyhow::Result
         anyhow::bail!("the first message must be a hello");
     };
     anyhow::ensure!(platform == agent.platform, "registered as {:?}, connected as {platform:?}", agent.platform);
-    // Labels set at registration win over what the agent says of itself.
-    let mut merged = labels;
-    merged.extend(agent.labels.clone());
-    app.store.record_agent_hello(agent.id, &agent_version, capacity, &merged, app.clock.now()).await?;
+    let (labels, ignored) = trust::reported_labels(labels);
+    if !ignored.is_empty() {
+        tracing::warn!(agent = %agent.name, ?ignored, "ignored labels the agent may not set (reserved, too long or too many)");
+    }
+    let capacity = trust::capped_capacity(capacity, agent.capacity_limit);
+    app.store.record_agent_hello(agent.id, &agent_version, capacity, &labels, app.clock.now()).await?;
 
     let (outbox, mut pending) = mpsc::unbounded_channel();
     let serial = app.hub.connect(agent.id, outbox);
@@ -152,7 +155,9 @@ async fn handle(app: &App, agent: &Agent, message: AgentMessage) {
             recorded.map_err(ApiError::from)
         }
         AgentMessage::SessionStatus { session_id, state } => app.on_report(agent.id, session_id, &state).await,
-        AgentMessage::CommandResult { command_id, ok, error } => command_result(app, command_id, ok, error).await,
+        AgentMessage::CommandResult { command_id, ok, error } => {
+            command_result(app, agent, command_id, ok, error).await
+        }
         AgentMessage::Hello { .. } => Err(ApiError::bad_request("hello was already said")),
     };
     if let Err(err) = result {
@@ -160,9 +165,16 @@ async fn handle(app: &App, agent: &Agent, message: AgentMessage) {
     }
 }
 
-async fn command_result(app: &App, command_id: uuid::Uuid, ok: bool, error: Option<String>) -> ApiResult<()> {
+/// Applies an answer to a command sent to this agent; an answer to anything else changes nothing.
+async fn command_result(
+    app: &App,
+    agent: &Agent,
+    command_id: uuid::Uuid,
+    ok: bool,
+    error: Option<String>,
+) -> ApiResult<()> {
     let error = if ok { None } else { Some(error.unwrap_or_else(|| "the agent reported a failure".to_owned())) };
-    let Some(command) = app.store.ack_command(command_id, error.clone(), app.clock.now()).await? else {
+    let Some(command) = app.store.ack_command(agent.id, command_id, error.clone(), app.clock.now()).await? else {
         return Ok(());
     };
     metrics::histogram!("agent_command_latency_seconds")

@@ -23,6 +23,13 @@ pub struct TestApp {
     _dir: tempfile::TempDir,
 }
 
+/// The addresses of a running control plane; dropping this stops it.
+pub struct Listening {
+    pub api: std::net::SocketAddr,
+    pub sessions: std::net::SocketAddr,
+    _stop: tokio::sync::oneshot::Sender<()>,
+}
+
 pub struct Reply {
     pub status: StatusCode,
     pub headers: HeaderMap,
@@ -144,6 +151,21 @@ impl TestApp {
             .body(Body::empty())
             .unwrap();
         self.call(request).await
+    }
+
+    /// Serves both listeners for real on loopback ports until the returned handle is dropped.
+    pub async fn listen(&self) -> Listening {
+        let listeners = streamspace_server::Listeners {
+            api: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+            sessions: tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        };
+        let (api, sessions) = (listeners.api.local_addr().unwrap(), listeners.sessions.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        tokio::spawn(streamspace_server::run(self.app.clone(), listeners, shutdown));
+        Listening { api, sessions, _stop: stop }
     }
 
     pub async fn audit_actions(&self) -> Vec<(String, String)> {

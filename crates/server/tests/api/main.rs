@@ -2,6 +2,8 @@
 
 mod auth;
 mod harness;
+mod hostile_agents;
+mod listeners;
 mod mfa;
 mod openapi;
 mod resources;

@@ -347,3 +347,38 @@ async fn the_built_in_agent_is_not_re_keyed_through_the_api() {
     assert_eq!(rotated.status, StatusCode::OK);
     assert_ne!(rotated.body["token"], other.body["token"]);
 }
+
+#[tokio::test]
+async fn organizations_start_with_finite_quotas_that_an_administrator_raises() {
+    let t = TestApp::new().await;
+    let admin = t.admin().await;
+    let defaults = streamspace_server::config::default_quotas();
+    let per_user = defaults.max_sessions_per_user.expect("a finite default");
+    let bootstrapped = &t.get("/api/v1/orgs", &admin).await.body["items"][0];
+    let created = t.post("/api/v1/orgs", &admin, json!({"name": "fresh"})).await.body;
+    for org in [bootstrapped, &created] {
+        let quotas: streamspace_store::Quotas = serde_json::from_value(org.clone()).unwrap();
+        assert_eq!(quotas, defaults, "{org}");
+    }
+
+    let (org_id, _, member) = t.org_with_users(&admin, "busy").await;
+    let me = t.get("/api/v1/me", &member).await.body;
+    let template = t.get("/api/v1/templates", &member).await.body["items"][0]["id"].as_str().unwrap().to_owned();
+    for _ in 0..per_user {
+        let live = streamspace_store::NewSession {
+            org_id: org_id.parse().unwrap(),
+            owner_id: me["id"].as_str().unwrap().parse().unwrap(),
+            template_id: template.parse().unwrap(),
+            cpu_millis: 1000,
+            memory_mb: 1024,
+        };
+        t.app.store.create_session(live).await.unwrap();
+    }
+    let refused = t.post("/api/v1/sessions", &member, json!({"template": "chromium"})).await;
+    assert_eq!((refused.status, refused.code()), (StatusCode::FORBIDDEN, "quota_exceeded"));
+    let raise = json!({"max_sessions_per_user": per_user + 1});
+    let raised = t.send(Method::PATCH, &format!("/api/v1/orgs/{org_id}"), Some(&admin), Some(raise)).await;
+    assert_eq!(raised.status, StatusCode::OK, "{}", raised.body);
+    let accepted = t.post("/api/v1/sessions", &member, json!({"template": "chromium"})).await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.body);
+}

@@ -1,0 +1,147 @@
+//! Serving one listener: HTTP/1 and HTTP/2 with upgrades (WebSockets), a deadline for request
+//! headers and a cap on open connections, so that slow or numerous clients cannot exhaust the
+//! control plane's memory or file descriptors.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower::ServiceExt;
+
+/// After a failed accept (e.g. out of file descriptors), wait this long before the next.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// A client must send a request's complete header within this time; it also bounds how long an
+    /// idle kept-alive connection waits for its next request. Upgraded connections have no deadline.
+    pub header_read_timeout: Duration,
+    /// Open connections on this listener (upgraded ones included); more are closed at once.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { header_read_timeout: Duration::from_secs(10), max_connections: 10_000 }
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then waits for requests in flight.
+/// Handlers get the peer address as `ConnectInfo<SocketAddr>`. `name` labels the metrics.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    name: &'static str,
+    shutdown: impl Future<Output = ()>,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    // The CONNECT protocol carries WebSockets over HTTP/2.
+    builder.http2().enable_connect_protocol();
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::warn!(listener = name, error = %err, "cannot accept a connection");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            // Dropping the stream closes it before anything is read.
+            metrics::counter!("http_connections_refused_total", "listener" => name).increment(1);
+            continue;
+        };
+        record_open(&permits, limits.max_connections, name);
+        // No Nagle delay: a small message (an input event, a frame acknowledgement) must not wait
+        // behind unacknowledged data.
+        let _ = tcp.set_nodelay(true);
+        let io = TokioIo::new(Counted { tcp, permit: Some(permit), permits: permits.clone(), limits, name });
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            router.clone().oneshot(request)
+        });
+        let connection = graceful.watch(builder.serve_connection_with_upgrades(io, service).into_owned());
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(listener = name, %peer, error = %err, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+fn record_open(permits: &Semaphore, max_connections: usize, name: &'static str) {
+    let open = max_connections.saturating_sub(permits.available_permits());
+    metrics::gauge!("http_connections_open", "listener" => name).set(open as f64);
+}
+
+/// A connection holding its place under the cap for as long as it is open: an upgraded
+/// connection (a WebSocket) outlives the HTTP exchange but keeps this stream, so it still counts.
+struct Counted {
+    tcp: TcpStream,
+    permit: Option<OwnedSemaphorePermit>,
+    permits: Arc<Semaphore>,
+    limits: Limits,
+    name: &'static str,
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        record_open(&self.permits, self.limits.max_connections, self.name);
+    }
+}
+
+impl AsyncRead for Counted {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Counted {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
