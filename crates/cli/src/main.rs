@@ -146,6 +146,12 @@ struct ServeArgs {
     /// Seconds a session may run before it is stopped (0: no limit).
     #[arg(long, env = "STREAMSPACE_MAX_LIFETIME", default_value_t = 43200)]
     max_lifetime: i64,
+    /// Live-update streams one user may hold open.
+    #[arg(long, env = "STREAMSPACE_MAX_EVENT_STREAMS_PER_USER", default_value_t = Config::default().max_event_streams_per_user)]
+    max_event_streams_per_user: usize,
+    /// WebSocket tunnels into sessions one user may hold open.
+    #[arg(long, env = "STREAMSPACE_MAX_TUNNELS_PER_USER", default_value_t = Config::default().max_tunnels_per_user)]
+    max_tunnels_per_user: usize,
 }
 
 impl ServeArgs {
@@ -168,6 +174,8 @@ impl ServeArgs {
                 idle_timeout: (self.idle_timeout > 0).then(|| chrono::Duration::seconds(self.idle_timeout)),
                 max_lifetime: (self.max_lifetime > 0).then(|| chrono::Duration::seconds(self.max_lifetime)),
             },
+            max_event_streams_per_user: self.max_event_streams_per_user,
+            max_tunnels_per_user: self.max_tunnels_per_user,
             ..Config::default()
         }
     }

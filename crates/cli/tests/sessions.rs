@@ -288,8 +288,14 @@ async fn watch_events(
     token: &str,
     until: impl Fn(&[(String, Value)]) -> bool,
 ) -> Vec<(String, Value)> {
-    let mut response =
-        reqwest::Client::new().get(format!("{}/api/v1/events", plane.api)).bearer_auth(token).send().await.unwrap();
+    watch_events_on(event_stream(plane, token).await, until).await
+}
+
+/// [`watch_events`] on a stream already open.
+async fn watch_events_on(
+    mut response: reqwest::Response,
+    until: impl Fn(&[(String, Value)]) -> bool,
+) -> Vec<(String, Value)> {
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let mut seen = Vec::new();
     let mut buffer = String::new();
@@ -353,4 +359,167 @@ async fn rotating_an_agents_token_disconnects_it_at_once() {
     assert_eq!(status, StatusCode::ACCEPTED);
     let sessions = s.member.get("/api/v1/sessions?state=failed").await;
     assert_eq!(sessions["items"][0]["failure_reason"], "cannot schedule: no agent is online");
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Opens the fixture's WebSocket echo through the proxy and checks one round trip.
+async fn echo_socket(plane: &ControlPlane, id: &str, cookie: &str) -> Result<Socket, (StatusCode, Value)> {
+    let mut request =
+        format!("{}/api/v1/http/{id}/ws", plane.sessions.replace("http://", "ws://")).into_client_request().unwrap();
+    request.headers_mut().insert("cookie", cookie.parse().unwrap());
+    let mut socket = match tokio_tungstenite::connect_async(request).await {
+        Ok((socket, _)) => socket,
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body = response.body().as_deref().and_then(|b| serde_json::from_slice(b).ok()).unwrap_or(Value::Null);
+            return Err((response.status(), body["error"]["code"].clone()));
+        }
+        Err(err) => panic!("WebSocket to {id}: {err}"),
+    };
+    socket.send(Message::text("hello")).await.unwrap();
+    assert_eq!(socket.next().await.unwrap().unwrap(), Message::text("hello"));
+    Ok(socket)
+}
+
+/// Waits until the proxy closes the socket; fails after `limit`.
+async fn socket_closed_within(mut socket: Socket, limit: Duration, what: &str) -> Duration {
+    let started = tokio::time::Instant::now();
+    let closed = tokio::time::timeout(limit, async {
+        while let Some(Ok(message)) = socket.next().await {
+            if message.is_close() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "{what}: the tunnel is still open after {limit:?}");
+    started.elapsed()
+}
+
+async fn event_stream(plane: &ControlPlane, token: &str) -> reqwest::Response {
+    reqwest::Client::new().get(format!("{}/api/v1/events", plane.api)).bearer_auth(token).send().await.unwrap()
+}
+
+/// Waits until the server ends the event stream; fails after `limit`.
+async fn stream_ended_within(mut stream: reqwest::Response, limit: Duration, what: &str) -> Duration {
+    assert_eq!(stream.status(), StatusCode::OK, "{what}: the stream was open");
+    let started = tokio::time::Instant::now();
+    let ended = tokio::time::timeout(limit, async { while let Ok(Some(_)) = stream.chunk().await {} }).await;
+    assert!(ended.is_ok(), "{what}: the event stream is still open after {limit:?}");
+    started.elapsed()
+}
+
+async fn user_id(api: &Api) -> String {
+    api.get("/api/v1/me").await["id"].as_str().unwrap().to_owned()
+}
+
+/// The bound: a revoked user's connections close within this.
+const REVOKED_WITHIN: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn disabling_a_user_closes_their_tunnel_and_event_stream_and_refuses_them_after() {
+    let s = setup(&[]).await;
+    let id = running_session(&s.member).await;
+    let cookie = open(&s.member, &id).await;
+    let socket = echo_socket(&s.plane, &id, &cookie).await.unwrap();
+    let stream = event_stream(&s.plane, &s.member.token).await;
+
+    let member_id = user_id(&s.member).await;
+    let reply = s
+        .admin
+        .call(reqwest::Method::PATCH, &format!("/api/v1/users/{member_id}"), Some(json!({"disabled": true})))
+        .await;
+    assert_eq!(reply.0, StatusCode::OK, "{}", reply.1);
+    let (tunnel, events) = tokio::join!(
+        socket_closed_within(socket, REVOKED_WITHIN, "disabled"),
+        stream_ended_within(stream, REVOKED_WITHIN, "disabled"),
+    );
+    eprintln!("disabled: tunnel closed after {tunnel:?}, event stream after {events:?}");
+
+    let page = proxied(&s.plane, &id, "/", Some(&cookie)).await;
+    assert_eq!(page.status(), StatusCode::FORBIDDEN);
+    assert_eq!(page.json::<Value>().await.unwrap()["error"]["code"], "access_revoked");
+    assert_eq!(echo_socket(&s.plane, &id, &cookie).await.err(), Some((StatusCode::FORBIDDEN, json!("access_revoked"))));
+    assert_eq!(event_stream(&s.plane, &s.member.token).await.status(), StatusCode::UNAUTHORIZED);
+    s.admin.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{id}"), None).await;
+    s.admin.wait_for_state(&id, "stopped", START).await;
+}
+
+#[tokio::test]
+async fn stopping_a_session_closes_its_tunnels_and_deleting_the_user_closes_their_event_stream() {
+    let s = setup(&[]).await;
+    let id = running_session(&s.member).await;
+    let cookie = open(&s.member, &id).await;
+    let socket = echo_socket(&s.plane, &id, &cookie).await.unwrap();
+    let stream = event_stream(&s.plane, &s.member.token).await;
+
+    let (status, _) = s.member.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{id}"), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let tunnel = socket_closed_within(socket, REVOKED_WITHIN, "session stopped").await;
+    eprintln!("session stopped: tunnel closed after {tunnel:?}");
+    s.member.wait_for_state(&id, "stopped", START).await;
+    assert_eq!(echo_socket(&s.plane, &id, &cookie).await.err().map(|e| e.0), Some(StatusCode::NOT_FOUND));
+
+    let member_id = user_id(&s.member).await;
+    let (status, body) = s.admin.call(reqwest::Method::DELETE, &format!("/api/v1/users/{member_id}"), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let events = stream_ended_within(stream, REVOKED_WITHIN, "user deleted").await;
+    eprintln!("user deleted: event stream ended after {events:?}");
+    assert_eq!(event_stream(&s.plane, &s.member.token).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(s.member.call(reqwest::Method::GET, "/api/v1/sessions", None).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn demoting_an_org_admin_cuts_the_event_stream_that_showed_everyone_s_sessions() {
+    let s = setup(&[]).await;
+    s.admin.post("/api/v1/users", json!({"username": "boss", "password": "password-123", "role": "org_admin"})).await;
+    let boss = Api::login(&s.plane.api, "boss", "password-123").await;
+    let stream = event_stream(&s.plane, &boss.token).await;
+    let boss_id = user_id(&boss).await;
+    s.admin.call(reqwest::Method::PATCH, &format!("/api/v1/users/{boss_id}"), Some(json!({"role": "member"}))).await;
+    let ended = stream_ended_within(stream, REVOKED_WITHIN, "demoted").await;
+    eprintln!("demoted: event stream ended after {ended:?}");
+
+    // Reconnected, the stream shows only the boss's own sessions now. Changes arrive in order: had
+    // the member's session been visible, its events would come before those of the boss's session.
+    let stream = event_stream(&s.plane, &boss.token).await;
+    let theirs = running_session(&s.member).await;
+    let seen = tokio::join!(
+        watch_events_on(stream, |seen| seen.iter().any(|(e, d)| e == "session" && d["state"] == "running")),
+        running_session(&boss),
+    );
+    let (seen, mine) = seen;
+    let ids: Vec<&str> = seen.iter().filter_map(|(_, d)| d["id"].as_str()).collect();
+    assert!(ids.iter().all(|id| *id == mine), "the demoted user saw {ids:?}; theirs is {theirs}");
+    for (api, id) in [(&s.member, &theirs), (&boss, &mine)] {
+        api.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{id}"), None).await;
+        api.wait_for_state(id, "stopped", START).await;
+    }
+}
+
+#[tokio::test]
+async fn tunnels_and_event_streams_are_capped_per_user() {
+    let s = setup(&["--max-tunnels-per-user", "2", "--max-event-streams-per-user", "2"]).await;
+    let id = running_session(&s.member).await;
+    let cookie = open(&s.member, &id).await;
+    let first = echo_socket(&s.plane, &id, &cookie).await.unwrap();
+    let _second = echo_socket(&s.plane, &id, &cookie).await.unwrap();
+    let refused = echo_socket(&s.plane, &id, &cookie).await.err();
+    assert_eq!(refused, Some((StatusCode::TOO_MANY_REQUESTS, json!("too_many_tunnels"))));
+    // Plain requests are not tunnels.
+    assert_eq!(proxied(&s.plane, &id, "/", Some(&cookie)).await.status(), StatusCode::OK);
+    drop(first);
+    let reopened = eventually("a closed tunnel to free its place", Duration::from_secs(5), || async {
+        echo_socket(&s.plane, &id, &cookie).await.ok()
+    })
+    .await;
+
+    let _streams = [event_stream(&s.plane, &s.member.token).await, event_stream(&s.plane, &s.member.token).await];
+    let third = event_stream(&s.plane, &s.member.token).await;
+    assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(third.json::<Value>().await.unwrap()["error"]["code"], "too_many_event_streams");
+    assert_eq!(event_stream(&s.plane, &s.admin.token).await.status(), StatusCode::OK, "the cap is per user");
+    drop(reopened);
+    s.member.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{id}"), None).await;
+    s.member.wait_for_state(&id, "stopped", START).await;
 }

@@ -32,6 +32,10 @@ pub struct App {
     pub routes: crate::proxy::routes::RouteCache,
     /// The session proxy's connection pool to streamers.
     pub http: crate::proxy::forward::HttpClient,
+    /// Event streams and session tunnels open on this replica, cut when their access ends.
+    pub connections: crate::connections::Registry,
+    /// The session proxy's recent answers on who may use which session.
+    pub session_access: crate::connections::access::SessionAccess,
 }
 
 pub type AppState = Arc<App>;
@@ -58,6 +62,8 @@ impl App {
             session_key,
             routes: Default::default(),
             http: crate::proxy::forward::client(),
+            connections: Default::default(),
+            session_access: Default::default(),
             config,
             store,
             clock,

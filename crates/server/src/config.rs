@@ -34,6 +34,10 @@ pub struct Config {
     /// How often agents send heartbeats; an agent is offline after three missed.
     pub heartbeat_interval_secs: u64,
     pub sessions: SessionTimers,
+    /// Open live-update streams one user may hold (on each replica).
+    pub max_event_streams_per_user: usize,
+    /// Open WebSocket tunnels into sessions one user may hold (on each replica).
+    pub max_tunnels_per_user: usize,
 }
 
 /// Session timers; `None` turns one off.
@@ -110,6 +114,9 @@ impl Default for Config {
             public_url: None,
             heartbeat_interval_secs: 10,
             sessions: SessionTimers::default(),
+            // A few browser tabs each; the streamer uses a handful of sockets per open session.
+            max_event_streams_per_user: 8,
+            max_tunnels_per_user: 32,
         }
     }
 }

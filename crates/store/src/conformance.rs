@@ -480,6 +480,8 @@ pub async fn users_with_live_sessions_cannot_be_deleted(store: Subject) {
         name: "ci".into(),
         prefix: "ssk_1".into(),
         key_hash: "key-hash".into(),
+        expires_at: None,
+        mfa: false,
     };
     store.create_api_key(key).await.unwrap();
     store.insert_refresh_token(refresh_token(&alice, Uuid::now_v7(), "token", Duration::hours(1))).await.unwrap();
@@ -605,11 +607,16 @@ pub async fn api_keys_round_trip(store: Subject) {
         name: name.into(),
         prefix: format!("ssk_{name}"),
         key_hash: hash.into(),
+        expires_at: None,
+        mfa: false,
     };
     let ci = store.create_api_key(new_key("ci", "hash-ci")).await.unwrap();
     assert_eq!((ci.user_id, ci.org_id, ci.name.as_str(), ci.prefix.as_str()), (alice.id, acme.id, "ci", "ssk_ci"));
-    assert_eq!((ci.key_hash.as_str(), ci.last_used_at), ("hash-ci", None));
-    let laptop = store.create_api_key(new_key("laptop", "hash-laptop")).await.unwrap();
+    assert_eq!((ci.key_hash.as_str(), ci.last_used_at, ci.expires_at, ci.mfa), ("hash-ci", None, None, false));
+    let expiry = micros_now() + Duration::days(30);
+    let laptop = NewApiKey { expires_at: Some(expiry), mfa: true, ..new_key("laptop", "hash-laptop") };
+    let laptop = store.create_api_key(laptop).await.unwrap();
+    assert_eq!((laptop.expires_at, laptop.mfa), (Some(expiry), true), "expiry and MFA are kept");
     assert_eq!(store.list_api_keys(alice.id).await.unwrap(), [ci.clone(), laptop.clone()]);
     assert!(store.list_api_keys(bob.id).await.unwrap().is_empty());
     assert_eq!(store.find_api_key("hash-ci").await.unwrap().as_ref(), Some(&ci));
@@ -631,7 +638,16 @@ pub async fn api_keys_round_trip(store: Subject) {
     assert!(store.delete_api_key(alice.id, ci.id).await.unwrap());
     assert!(!store.delete_api_key(alice.id, ci.id).await.unwrap());
     assert_eq!(store.find_api_key("hash-ci").await.unwrap(), None);
-    assert_eq!(store.list_api_keys(alice.id).await.unwrap(), [laptop]);
+    assert_eq!(store.list_api_keys(alice.id).await.unwrap(), [laptop.clone()]);
+
+    // Revoking all of a user's keys leaves other users' keys alone.
+    store.create_api_key(new_key("tablet", "hash-tablet")).await.unwrap();
+    let bobs = store.create_api_key(NewApiKey { user_id: bob.id, ..new_key("bob", "hash-bob") }).await.unwrap();
+    assert_eq!(store.delete_user_api_keys(alice.id).await.unwrap(), 2);
+    assert!(store.list_api_keys(alice.id).await.unwrap().is_empty());
+    assert_eq!(store.find_api_key("hash-laptop").await.unwrap(), None);
+    assert_eq!(store.list_api_keys(bob.id).await.unwrap(), [bobs]);
+    assert_eq!(store.delete_user_api_keys(alice.id).await.unwrap(), 0);
 }
 
 pub async fn refresh_tokens_rotate_and_detect_reuse(store: Subject) {

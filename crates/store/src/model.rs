@@ -154,6 +154,10 @@ pub struct ApiKey {
     pub key_hash: String,
     pub created_at: Timestamp,
     pub last_used_at: Option<Timestamp>,
+    /// After this the key no longer authenticates; `None`: it does not expire.
+    pub expires_at: Option<Timestamp>,
+    /// Whether the sign-in that created the key passed a second factor.
+    pub mfa: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -163,6 +167,8 @@ pub struct NewApiKey {
     pub name: String,
     pub prefix: String,
     pub key_hash: String,
+    pub expires_at: Option<Timestamp>,
+    pub mfa: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -28,6 +28,7 @@ use crate::{
 const MIGRATIONS: &[MigrationFile] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
     (2, "agents", include_str!("../migrations/postgres/0002_agents.sql")),
+    (5, "api_key_limits", include_str!("../migrations/postgres/0005_api_key_limits.sql")),
 ];
 
 /// Connections per replica: the work is short queries, and the server has few cores.
@@ -297,8 +298,8 @@ impl Store for PostgresStore {
 
     async fn create_api_key(&self, key: NewApiKey) -> Result<ApiKey> {
         let row = sqlx::query(concat!(
-            "INSERT INTO api_keys (id, user_id, org_id, name, prefix, key_hash, created_at) ",
-            "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ",
+            "INSERT INTO api_keys (id, user_id, org_id, name, prefix, key_hash, created_at, expires_at, mfa) ",
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ",
             api_key_columns!()
         ))
         .bind(Uuid::now_v7())
@@ -308,6 +309,8 @@ impl Store for PostgresStore {
         .bind(key.prefix)
         .bind(key.key_hash)
         .bind(sql::now())
+        .bind(key.expires_at.map(sql::micros))
+        .bind(key.mfa)
         .fetch_one(&self.pool)
         .await
         .map_err(sql::taken_or_missing(sql::API_KEY_TAKEN, sql::NO_SUCH_USER_IN_ORG))?;
@@ -349,6 +352,11 @@ impl Store for PostgresStore {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_user_api_keys(&self, user_id: Uuid) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM api_keys WHERE user_id = $1").bind(user_id).execute(&self.pool).await?;
+        Ok(done.rows_affected())
     }
 
     async fn insert_refresh_token(&self, token: RefreshToken) -> Result<()> {

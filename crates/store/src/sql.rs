@@ -35,7 +35,7 @@ macro_rules! user_columns {
 }
 macro_rules! api_key_columns {
     () => {
-        "id, user_id, org_id, name, prefix, key_hash, created_at, last_used_at"
+        "id, user_id, org_id, name, prefix, key_hash, created_at, last_used_at, expires_at, mfa"
     };
 }
 macro_rules! refresh_token_columns {
@@ -203,6 +203,8 @@ pub(crate) fn api_key(row: &impl Columns) -> Result<ApiKey> {
         key_hash: row.text("key_hash")?,
         created_at: row.time("created_at")?,
         last_used_at: row.opt_time("last_used_at")?,
+        expires_at: row.opt_time("expires_at")?,
+        mfa: row.flag("mfa")?,
     })
 }
 

@@ -31,6 +31,7 @@ use crate::{
 const MIGRATIONS: &[MigrationFile] = &[
     (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
     (2, "agents", include_str!("../migrations/sqlite/0002_agents.sql")),
+    (5, "api_key_limits", include_str!("../migrations/sqlite/0005_api_key_limits.sql")),
 ];
 
 /// Reader connections: enough to keep two cores busy while a connection waits on the disk.
@@ -322,8 +323,8 @@ impl Store for SqliteStore {
 
     async fn create_api_key(&self, key: NewApiKey) -> Result<ApiKey> {
         let row = sqlx::query(concat!(
-            "INSERT INTO api_keys (id, user_id, org_id, name, prefix, key_hash, created_at) ",
-            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING ",
+            "INSERT INTO api_keys (id, user_id, org_id, name, prefix, key_hash, created_at, expires_at, mfa) ",
+            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING ",
             api_key_columns!()
         ))
         .bind(Uuid::now_v7())
@@ -333,6 +334,8 @@ impl Store for SqliteStore {
         .bind(key.prefix)
         .bind(key.key_hash)
         .bind(sql::now())
+        .bind(key.expires_at.map(sql::micros))
+        .bind(key.mfa)
         .fetch_one(&self.writer)
         .await
         .map_err(sql::taken_or_missing(sql::API_KEY_TAKEN, sql::NO_SUCH_USER_IN_ORG))?;
@@ -374,6 +377,11 @@ impl Store for SqliteStore {
             .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_user_api_keys(&self, user_id: Uuid) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM api_keys WHERE user_id = ?1").bind(user_id).execute(&self.writer).await?;
+        Ok(done.rows_affected())
     }
 
     async fn insert_refresh_token(&self, token: RefreshToken) -> Result<()> {

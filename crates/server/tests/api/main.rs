@@ -5,4 +5,5 @@ mod harness;
 mod mfa;
 mod openapi;
 mod resources;
+mod revocation;
 mod tenancy;
