@@ -9,6 +9,7 @@ use common::*;
 use futures::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
@@ -381,10 +382,10 @@ async fn echo_socket(plane: &ControlPlane, id: &str, cookie: &str) -> Result<Soc
     Ok(socket)
 }
 
-/// Waits until the proxy closes the socket; fails after `limit`.
-async fn socket_closed_within(mut socket: Socket, limit: Duration, what: &str) -> Duration {
-    let started = tokio::time::Instant::now();
-    let closed = tokio::time::timeout(limit, async {
+/// Waits until the proxy closes the socket, at most [`REVOKED_WITHIN`] after `since`; returns
+/// how long after `since` it closed.
+async fn socket_closed(mut socket: Socket, since: Instant, what: &str) -> Duration {
+    let closed = tokio::time::timeout_at(since + REVOKED_WITHIN, async {
         while let Some(Ok(message)) = socket.next().await {
             if message.is_close() {
                 break;
@@ -392,21 +393,23 @@ async fn socket_closed_within(mut socket: Socket, limit: Duration, what: &str) -
         }
     })
     .await;
-    assert!(closed.is_ok(), "{what}: the tunnel is still open after {limit:?}");
-    started.elapsed()
+    assert!(closed.is_ok(), "{what}: the tunnel is still open {REVOKED_WITHIN:?} later");
+    since.elapsed()
 }
 
 async fn event_stream(plane: &ControlPlane, token: &str) -> reqwest::Response {
     reqwest::Client::new().get(format!("{}/api/v1/events", plane.api)).bearer_auth(token).send().await.unwrap()
 }
 
-/// Waits until the server ends the event stream; fails after `limit`.
-async fn stream_ended_within(mut stream: reqwest::Response, limit: Duration, what: &str) -> Duration {
+/// Waits until the server ends the event stream, at most [`REVOKED_WITHIN`] after `since`; returns
+/// how long after `since` it ended.
+async fn stream_ended(mut stream: reqwest::Response, since: Instant, what: &str) -> Duration {
     assert_eq!(stream.status(), StatusCode::OK, "{what}: the stream was open");
-    let started = tokio::time::Instant::now();
-    let ended = tokio::time::timeout(limit, async { while let Ok(Some(_)) = stream.chunk().await {} }).await;
-    assert!(ended.is_ok(), "{what}: the event stream is still open after {limit:?}");
-    started.elapsed()
+    let ended =
+        tokio::time::timeout_at(since + REVOKED_WITHIN, async { while let Ok(Some(_)) = stream.chunk().await {} })
+            .await;
+    assert!(ended.is_ok(), "{what}: the event stream is still open {REVOKED_WITHIN:?} later");
+    since.elapsed()
 }
 
 async fn user_id(api: &Api) -> String {
@@ -425,15 +428,14 @@ async fn disabling_a_user_closes_their_tunnel_and_event_stream_and_refuses_them_
     let stream = event_stream(&s.plane, &s.member.token).await;
 
     let member_id = user_id(&s.member).await;
+    let since = Instant::now();
     let reply = s
         .admin
         .call(reqwest::Method::PATCH, &format!("/api/v1/users/{member_id}"), Some(json!({"disabled": true})))
         .await;
     assert_eq!(reply.0, StatusCode::OK, "{}", reply.1);
-    let (tunnel, events) = tokio::join!(
-        socket_closed_within(socket, REVOKED_WITHIN, "disabled"),
-        stream_ended_within(stream, REVOKED_WITHIN, "disabled"),
-    );
+    let (tunnel, events) =
+        tokio::join!(socket_closed(socket, since, "disabled"), stream_ended(stream, since, "disabled"),);
     eprintln!("disabled: tunnel closed after {tunnel:?}, event stream after {events:?}");
 
     let page = proxied(&s.plane, &id, "/", Some(&cookie)).await;
@@ -453,17 +455,19 @@ async fn stopping_a_session_closes_its_tunnels_and_deleting_the_user_closes_thei
     let socket = echo_socket(&s.plane, &id, &cookie).await.unwrap();
     let stream = event_stream(&s.plane, &s.member.token).await;
 
+    let since = Instant::now();
     let (status, _) = s.member.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{id}"), None).await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    let tunnel = socket_closed_within(socket, REVOKED_WITHIN, "session stopped").await;
+    let tunnel = socket_closed(socket, since, "session stopped").await;
     eprintln!("session stopped: tunnel closed after {tunnel:?}");
     s.member.wait_for_state(&id, "stopped", START).await;
     assert_eq!(echo_socket(&s.plane, &id, &cookie).await.err().map(|e| e.0), Some(StatusCode::NOT_FOUND));
 
     let member_id = user_id(&s.member).await;
+    let since = Instant::now();
     let (status, body) = s.admin.call(reqwest::Method::DELETE, &format!("/api/v1/users/{member_id}"), None).await;
     assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
-    let events = stream_ended_within(stream, REVOKED_WITHIN, "user deleted").await;
+    let events = stream_ended(stream, since, "user deleted").await;
     eprintln!("user deleted: event stream ended after {events:?}");
     assert_eq!(event_stream(&s.plane, &s.member.token).await.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(s.member.call(reqwest::Method::GET, "/api/v1/sessions", None).await.0, StatusCode::UNAUTHORIZED);
@@ -476,8 +480,9 @@ async fn demoting_an_org_admin_cuts_the_event_stream_that_showed_everyone_s_sess
     let boss = Api::login(&s.plane.api, "boss", "password-123").await;
     let stream = event_stream(&s.plane, &boss.token).await;
     let boss_id = user_id(&boss).await;
+    let since = Instant::now();
     s.admin.call(reqwest::Method::PATCH, &format!("/api/v1/users/{boss_id}"), Some(json!({"role": "member"}))).await;
-    let ended = stream_ended_within(stream, REVOKED_WITHIN, "demoted").await;
+    let ended = stream_ended(stream, since, "demoted").await;
     eprintln!("demoted: event stream ended after {ended:?}");
 
     // Reconnected, the stream shows only the boss's own sessions now. Changes arrive in order: had
@@ -522,4 +527,44 @@ async fn tunnels_and_event_streams_are_capped_per_user() {
     drop(reopened);
     s.member.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{id}"), None).await;
     s.member.wait_for_state(&id, "stopped", START).await;
+}
+
+#[tokio::test]
+async fn a_user_disabled_through_another_replica_loses_their_tunnel_and_stream_here_within_seconds() {
+    let (postgres, url, database) = fresh_postgres_database().await;
+    let s = setup(&["--database-url", &url]).await;
+    // A second replica: the same store and keys, its own listeners and connections.
+    let replica = ControlPlane::start(&s.plane.data_dir, &["--database-url", &url]).await;
+    let id = running_session(&s.member).await;
+    let url_here =
+        s.member.post(&format!("/api/v1/sessions/{id}/connect"), json!({})).await["url"].as_str().unwrap().to_owned();
+    let connect = url_here.replace(&s.plane.sessions, &replica.sessions);
+    let redeemed = no_redirects().get(&connect).send().await.unwrap();
+    assert_eq!(redeemed.status(), StatusCode::SEE_OTHER, "the replica redeems the ticket");
+    let cookie = redeemed.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let socket = echo_socket(&replica, &id, &cookie).await.unwrap();
+    let stream = event_stream(&replica, &s.member.token).await;
+
+    let member_id = user_id(&s.member).await;
+    let since = Instant::now();
+    s.admin.call(reqwest::Method::PATCH, &format!("/api/v1/users/{member_id}"), Some(json!({"disabled": true}))).await;
+    let (tunnel, events) = tokio::join!(
+        socket_closed(socket, since, "disabled on the other replica"),
+        stream_ended(stream, since, "disabled on the other replica"),
+    );
+    eprintln!("disabled on the other replica: tunnel closed after {tunnel:?}, event stream after {events:?}");
+    let refused = eventually("the replica to refuse the cookie", REVOKED_WITHIN, || async {
+        (proxied(&replica, &id, "/", Some(&cookie)).await.status() == StatusCode::FORBIDDEN).then_some(since.elapsed())
+    })
+    .await;
+    eprintln!("disabled on the other replica: new requests refused after {refused:?}");
+
+    s.admin.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{id}"), None).await;
+    s.admin.wait_for_state(&id, "stopped", START).await;
+    drop(replica);
+    drop(s);
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {database} WITH (FORCE)")))
+        .execute(&postgres)
+        .await
+        .unwrap();
 }

@@ -638,7 +638,7 @@ pub async fn api_keys_round_trip(store: Subject) {
     assert!(store.delete_api_key(alice.id, ci.id).await.unwrap());
     assert!(!store.delete_api_key(alice.id, ci.id).await.unwrap());
     assert_eq!(store.find_api_key("hash-ci").await.unwrap(), None);
-    assert_eq!(store.list_api_keys(alice.id).await.unwrap(), [laptop.clone()]);
+    assert_eq!(store.list_api_keys(alice.id).await.unwrap(), [laptop]);
 
     // Revoking all of a user's keys leaves other users' keys alone.
     store.create_api_key(new_key("tablet", "hash-tablet")).await.unwrap();

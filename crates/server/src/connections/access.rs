@@ -157,6 +157,9 @@ pub async fn sweep(app: &App, watermark: u64, active: &[Session]) {
             tracing::warn!(%user_id, error = %err, "cannot check a user's open connections");
         }
     }
+    for (user_id, _) in facts.roles.iter().filter(|(_, role)| role.is_none()) {
+        app.session_access.forget_user(*user_id);
+    }
     let cut = app.connections.cut(|o| o.id <= watermark && facts.ended(o));
     if cut > 0 {
         tracing::info!(cut, "closed connections whose access ended");
