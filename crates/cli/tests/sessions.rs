@@ -529,19 +529,40 @@ async fn tunnels_and_event_streams_are_capped_per_user() {
     s.member.wait_for_state(&id, "stopped", START).await;
 }
 
+/// Opens the session through `replica`'s proxy with a ticket issued by `plane`; returns the cookie.
+async fn open_on(api: &Api, plane: &ControlPlane, replica: &ControlPlane, id: &str) -> String {
+    let url = api.post(&format!("/api/v1/sessions/{id}/connect"), json!({})).await["url"].as_str().unwrap().to_owned();
+    let redeemed = no_redirects().get(url.replace(&plane.sessions, &replica.sessions)).send().await.unwrap();
+    assert_eq!(redeemed.status(), StatusCode::SEE_OTHER, "the replica redeems the ticket");
+    redeemed.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned()
+}
+
 #[tokio::test]
-async fn a_user_disabled_through_another_replica_loses_their_tunnel_and_stream_here_within_seconds() {
+async fn changes_made_through_another_replica_close_tunnels_and_streams_here_within_seconds() {
     let (postgres, url, database) = fresh_postgres_database().await;
-    let s = setup(&["--database-url", &url]).await;
+    let mut s = setup(&["--database-url", &url]).await;
     // A second replica: the same store and keys, its own listeners and connections.
     let replica = ControlPlane::start(&s.plane.data_dir, &["--database-url", &url]).await;
+
+    // A session stopped through the first replica loses its tunnel on this one. With the agent
+    // away, the container (and the streamer's end of the tunnel) keeps running: only the proxy
+    // can close the tunnel.
+    let stopped = running_session(&s.member).await;
+    let cookie = open_on(&s.member, &s.plane, &replica, &stopped).await;
+    let socket = echo_socket(&replica, &stopped, &cookie).await.unwrap();
+    s.agent.kill();
+    let since = Instant::now();
+    s.member.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{stopped}"), None).await;
+    let tunnel = socket_closed(socket, since, "session stopped through the other replica").await;
+    eprintln!("session stopped through the other replica: tunnel closed after {tunnel:?}");
+    let containers = session_containers(&stopped);
+    assert!(containers.iter().any(|c| c.ends_with(" running")), "the container still runs: {containers:?}");
+    s.agent.restart();
+    let agent = s.admin.get("/api/v1/agents").await["items"][0]["name"].as_str().unwrap().to_owned();
+    s.admin.wait_for_agent_online(&agent).await;
+
     let id = running_session(&s.member).await;
-    let url_here =
-        s.member.post(&format!("/api/v1/sessions/{id}/connect"), json!({})).await["url"].as_str().unwrap().to_owned();
-    let connect = url_here.replace(&s.plane.sessions, &replica.sessions);
-    let redeemed = no_redirects().get(&connect).send().await.unwrap();
-    assert_eq!(redeemed.status(), StatusCode::SEE_OTHER, "the replica redeems the ticket");
-    let cookie = redeemed.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let cookie = open_on(&s.member, &s.plane, &replica, &id).await;
     let socket = echo_socket(&replica, &id, &cookie).await.unwrap();
     let stream = event_stream(&replica, &s.member.token).await;
 
@@ -559,8 +580,10 @@ async fn a_user_disabled_through_another_replica_loses_their_tunnel_and_stream_h
     .await;
     eprintln!("disabled on the other replica: new requests refused after {refused:?}");
 
-    s.admin.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{id}"), None).await;
-    s.admin.wait_for_state(&id, "stopped", START).await;
+    for id in [&stopped, &id] {
+        s.admin.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{id}"), None).await;
+        s.admin.wait_for_state(id, "stopped", START).await;
+    }
     drop(replica);
     drop(s);
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {database} WITH (FORCE)")))

@@ -59,7 +59,8 @@ pub struct NewUserRequest {
 pub struct UserPatchRequest {
     pub role: Option<Role>,
     pub disabled: Option<bool>,
-    /// Sets a new password (an administrator's reset).
+    /// Sets a new password (an administrator's reset): every sign-in and API key of the user is
+    /// revoked.
     pub password: Option<String>,
 }
 

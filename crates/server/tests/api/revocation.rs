@@ -284,6 +284,16 @@ async fn a_change_made_on_another_replica_ends_streams_here_at_the_next_sweep() 
     ends_within(demoted, Duration::from_secs(2), "demoted on the other replica").await;
     assert_eq!(open_for(&t, &replica, &admin).await, 1, "nothing changed for the platform admin");
 
+    // An API key deleted there ends the streams it opened here.
+    let created = t.post("/api/v1/me/api-keys", &admin, json!({"name": "watcher"})).await;
+    let by_key = open_stream(&router, created.body["key"].as_str().unwrap()).await.unwrap();
+    let key_id = created.body["id"].as_str().unwrap();
+    t.send(Method::DELETE, &format!("/api/v1/me/api-keys/{key_id}"), Some(&admin), None).await;
+    let watermark = replica.connections.watermark();
+    streamspace_server::connections::access::sweep(&replica, watermark, &active).await;
+    ends_within(by_key, Duration::from_secs(2), "key deleted on the other replica").await;
+    assert_eq!(open_for(&t, &replica, &admin).await, 1, "the platform admin's token stream stays");
+
     let disabled = open_stream(&router, &org_admin).await.unwrap();
     t.send(Method::PATCH, &format!("/api/v1/users/{id}"), Some(&admin), Some(json!({"disabled": true}))).await;
     // A stream opened after the sweep's watermark is not judged by it...
