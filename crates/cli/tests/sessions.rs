@@ -443,6 +443,11 @@ async fn disabling_a_user_closes_their_tunnel_and_event_stream_and_refuses_them_
     assert_eq!(page.json::<Value>().await.unwrap()["error"]["code"], "access_revoked");
     assert_eq!(echo_socket(&s.plane, &id, &cookie).await.err(), Some((StatusCode::FORBIDDEN, json!("access_revoked"))));
     assert_eq!(event_stream(&s.plane, &s.member.token).await.status(), StatusCode::UNAUTHORIZED);
+
+    // Enabled again, the user signs in anew: the cookie from before stays retired.
+    let enable = json!({"disabled": false});
+    s.admin.call(reqwest::Method::PATCH, &format!("/api/v1/users/{member_id}"), Some(enable)).await;
+    assert_eq!(proxied(&s.plane, &id, "/", Some(&cookie)).await.status(), StatusCode::FORBIDDEN);
     s.admin.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{id}"), None).await;
     s.admin.wait_for_state(&id, "stopped", START).await;
 }
@@ -590,4 +595,33 @@ async fn changes_made_through_another_replica_close_tunnels_and_streams_here_wit
         .execute(&postgres)
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn a_password_change_closes_the_users_tunnels_and_retires_their_session_cookies() {
+    let s = setup(&[]).await;
+    let id = running_session(&s.member).await;
+    let cookie = open(&s.member, &id).await;
+    let socket = echo_socket(&s.plane, &id, &cookie).await.unwrap();
+
+    let since = Instant::now();
+    let change = json!({"current_password": "password-123", "new_password": "password-456"});
+    let (status, body) = s.member.call(reqwest::Method::POST, "/api/v1/me/password", Some(change)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let tunnel = socket_closed(socket, since, "password changed").await;
+    eprintln!("password changed: tunnel closed after {tunnel:?}");
+    let old = proxied(&s.plane, &id, "/", Some(&cookie)).await;
+    assert_eq!(old.status(), StatusCode::FORBIDDEN, "the old cookie is retired");
+    assert_eq!(echo_socket(&s.plane, &id, &cookie).await.err(), Some((StatusCode::FORBIDDEN, json!("access_revoked"))));
+
+    // Signed in again, the owner opens the session anew (cookies of the change's second are
+    // refused too, so the first try may come too early).
+    let member = Api::login(&s.plane.api, "member", "password-456").await;
+    eventually("a new cookie to open the session", Duration::from_secs(5), || async {
+        let cookie = open(&member, &id).await;
+        echo_socket(&s.plane, &id, &cookie).await.ok()
+    })
+    .await;
+    member.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{id}"), None).await;
+    member.wait_for_state(&id, "stopped", START).await;
 }

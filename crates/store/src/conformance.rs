@@ -410,7 +410,10 @@ pub async fn users_round_trip(store: Subject) {
         password_hash: Some("$argon2id$y".into()),
         mfa_secret: Some(Some("sealed".into())),
         mfa_enabled: Some(true),
+        sessions_revoked_at: Some(micros_now()),
     };
+    let patch_time = patch.sessions_revoked_at;
+    assert_eq!(alice.sessions_revoked_at, None);
     let updated = store.update_user(Scope::Org(acme.id), alice.id, patch).await.unwrap().unwrap();
     assert!(updated.updated_at >= alice.updated_at);
     let expected = User {
@@ -419,6 +422,7 @@ pub async fn users_round_trip(store: Subject) {
         password_hash: "$argon2id$y".into(),
         mfa_secret: Some("sealed".into()),
         mfa_enabled: true,
+        sessions_revoked_at: patch_time,
         updated_at: updated.updated_at,
         ..alice.clone()
     };

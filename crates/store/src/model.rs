@@ -120,6 +120,8 @@ pub struct User {
     pub mfa_enabled: bool,
     /// The last TOTP time step accepted, so that no code is accepted twice.
     pub mfa_last_step: Option<i64>,
+    /// Session-origin cookies issued before this are refused.
+    pub sessions_revoked_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -140,6 +142,7 @@ pub struct UserPatch {
     pub password_hash: Option<String>,
     pub mfa_secret: Option<Option<String>>,
     pub mfa_enabled: Option<bool>,
+    pub sessions_revoked_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -209,7 +209,8 @@ impl Store for PostgresStore {
         let row = sqlx::query(concat!(
             "UPDATE users SET role = COALESCE($3, role), disabled = COALESCE($4, disabled), ",
             "password_hash = COALESCE($5, password_hash), mfa_secret = CASE WHEN $6 THEN $7 ELSE mfa_secret END, ",
-            "mfa_enabled = COALESCE($8, mfa_enabled), updated_at = $9 ",
+            "mfa_enabled = COALESCE($8, mfa_enabled), updated_at = $9, ",
+            "sessions_revoked_at = COALESCE($10, sessions_revoked_at) ",
             "WHERE id = $1 AND ($2 IS NULL OR org_id = $2) RETURNING ",
             user_columns!()
         ))
@@ -221,6 +222,7 @@ impl Store for PostgresStore {
         .bind_patch(patch.mfa_secret)
         .bind(patch.mfa_enabled)
         .bind(sql::now())
+        .bind(patch.sessions_revoked_at.map(sql::micros))
         .fetch_optional(&self.pool)
         .await?;
         sql::optional(row, sql::user)

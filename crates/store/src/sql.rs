@@ -29,8 +29,8 @@ macro_rules! org_columns {
 }
 macro_rules! user_columns {
     () => {
-        "id, org_id, username, password_hash, role, disabled, mfa_secret, mfa_enabled, mfa_last_step, created_at, \
-         updated_at"
+        "id, org_id, username, password_hash, role, disabled, mfa_secret, mfa_enabled, mfa_last_step, \
+         sessions_revoked_at, created_at, updated_at"
     };
 }
 macro_rules! api_key_columns {
@@ -188,6 +188,7 @@ pub(crate) fn user(row: &impl Columns) -> Result<User> {
         mfa_secret: row.opt_text("mfa_secret")?,
         mfa_enabled: row.flag("mfa_enabled")?,
         mfa_last_step: row.opt_int("mfa_last_step")?,
+        sessions_revoked_at: row.opt_time("sessions_revoked_at")?,
         created_at: row.time("created_at")?,
         updated_at: row.time("updated_at")?,
     })

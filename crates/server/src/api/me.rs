@@ -78,7 +78,7 @@ pub struct PasswordChange {
 }
 
 #[utoipa::path(post, path = "/api/v1/me/password", tag = "me", request_body = PasswordChange,
-    responses((status = 204, description = "Changed; every sign-in (this one included: sign in again) and every API key is revoked"), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 204, description = "Changed; every sign-in (this one included: sign in again), every API key and every session cookie is revoked"), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn change_password(
     State(app): State<AppState>,
     meta: RequestMeta,
@@ -94,8 +94,10 @@ async fn change_password(
     }
     password::validate_new(&body.new_password).map_err(ApiError::validation)?;
     let hash = password::hash_off_thread(body.new_password).await.map_err(ApiError::internal)?;
-    let patch = UserPatch { password_hash: Some(hash), ..UserPatch::default() };
-    app.store.update_user(Scope::Platform, user.id, patch).await?;
+    let patch =
+        UserPatch { password_hash: Some(hash), sessions_revoked_at: Some(app.clock.now()), ..UserPatch::default() };
+    let after = app.store.update_user(Scope::Platform, user.id, patch).await?;
+    crate::connections::access::user_changed(&app, &user, after.as_ref());
     let revoked = revoke_credentials(&app, user.id).await?;
     app.audit(&meta, &actor, Event::new("user.password_change", target).details(revoked)).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -147,7 +149,7 @@ pub struct RecoveryCodes {
 }
 
 #[utoipa::path(post, path = "/api/v1/me/mfa/confirm", tag = "me", request_body = MfaCode,
-    responses((status = 200, description = "MFA is on; every sign-in (this one included) and every API key is revoked", body = RecoveryCodes), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, description = "MFA is on; every sign-in (this one included), every API key and every session cookie is revoked", body = RecoveryCodes), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn confirm_mfa(
     State(app): State<AppState>,
     meta: RequestMeta,
@@ -162,9 +164,10 @@ async fn confirm_mfa(
     let codes = recovery_codes();
     let hashes: Vec<String> = codes.iter().map(|code| sha256_hex(&normalize_recovery_code(code))).collect();
     app.store.replace_recovery_codes(user.id, &hashes).await?;
-    app.store
-        .update_user(Scope::Platform, user.id, UserPatch { mfa_enabled: Some(true), ..UserPatch::default() })
-        .await?;
+    let patch =
+        UserPatch { mfa_enabled: Some(true), sessions_revoked_at: Some(app.clock.now()), ..UserPatch::default() };
+    let after = app.store.update_user(Scope::Platform, user.id, patch).await?;
+    crate::connections::access::user_changed(&app, &user, after.as_ref());
     // Whatever was signed in or minted with the password alone must now prove the second factor.
     let revoked = revoke_credentials(&app, user.id).await?;
     let event = Event::new("auth.mfa_enroll", format!("user:{}", user.id)).details(revoked);
@@ -173,7 +176,7 @@ async fn confirm_mfa(
 }
 
 #[utoipa::path(post, path = "/api/v1/me/mfa/disable", tag = "me", request_body = MfaCode,
-    responses((status = 204, description = "MFA is off; every sign-in (this one included) is revoked"), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 204, description = "MFA is off; every sign-in (this one included) and every session cookie is revoked"), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn disable_mfa(
     State(app): State<AppState>,
     meta: RequestMeta,
@@ -186,8 +189,14 @@ async fn disable_mfa(
     }
     require_totp(&app, &meta, &principal, &user, &body.code, "auth.mfa_disable").await?;
     app.store.replace_recovery_codes(user.id, &[]).await?;
-    let patch = UserPatch { mfa_enabled: Some(false), mfa_secret: Some(None), ..UserPatch::default() };
-    app.store.update_user(Scope::Platform, user.id, patch).await?;
+    let patch = UserPatch {
+        mfa_enabled: Some(false),
+        mfa_secret: Some(None),
+        sessions_revoked_at: Some(app.clock.now()),
+        ..UserPatch::default()
+    };
+    let after = app.store.update_user(Scope::Platform, user.id, patch).await?;
+    crate::connections::access::user_changed(&app, &user, after.as_ref());
     // Sign-ins made with the second factor no longer reflect the account's protection.
     app.store.revoke_user_refresh_tokens(user.id).await?;
     app.audit(&meta, &Actor::from(&principal), Event::new("auth.mfa_disable", format!("user:{}", user.id))).await?;

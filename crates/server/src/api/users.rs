@@ -163,7 +163,15 @@ async fn update_user(
         None => None,
     };
     let password_changed = password_hash.is_some();
-    let patch = UserPatch { role: body.role, disabled: body.disabled, password_hash, ..UserPatch::default() };
+    // A reset or a disabling ends the user's session cookies: re-enabling them brings none back.
+    let sessions_revoked_at = (password_changed || body.disabled == Some(true)).then(|| app.clock.now());
+    let patch = UserPatch {
+        role: body.role,
+        disabled: body.disabled,
+        password_hash,
+        sessions_revoked_at,
+        ..UserPatch::default()
+    };
     let user = app.store.update_user(principal.scope(), id, patch).await?.ok_or_else(|| ApiError::not_found("user"))?;
     crate::connections::access::user_changed(&app, &target, Some(&user));
     let mut details = json!({"role": body.role, "disabled": body.disabled, "password_reset": password_changed});

@@ -21,36 +21,62 @@ use crate::events::Change;
 /// How long the proxy reuses an answer.
 const FRESH_FOR: Duration = Duration::from_secs(2);
 
-/// The proxy's recent answers to "may this user use this session?".
-#[derive(Default)]
-pub struct SessionAccess {
-    answers: RwLock<HashMap<(Uuid, Uuid), (bool, Instant)>>,
+/// Session cookies issued at or after this (Unix seconds) are good; earlier ones were revoked.
+/// Cookies carry their time in whole seconds, so those of the revocation's second are refused too.
+fn cookies_good_since(user: &User) -> i64 {
+    user.sessions_revoked_at.map_or(i64::MIN, |at| at.timestamp() + 1)
 }
 
-/// Only the session's owner, while enabled, and while the session has not ended.
-fn may_use(user: Option<&User>, session: Option<&Session>) -> bool {
-    matches!((user, session), (Some(user), Some(session))
-        if !user.disabled && session.owner_id == user.id && !session.state.is_terminal())
+/// Since when the user's session cookies for this session are good: only the session's owner,
+/// while enabled, and while the session has not ended. `None`: no cookie is.
+fn usable_since(user: Option<&User>, session: Option<&Session>) -> Option<i64> {
+    match (user, session) {
+        (Some(user), Some(session))
+            if !user.disabled && session.owner_id == user.id && !session.state.is_terminal() =>
+        {
+            Some(cookies_good_since(user))
+        }
+        _ => None,
+    }
+}
+
+type Answers = HashMap<(Uuid, Uuid), (Option<i64>, Instant)>;
+
+/// The proxy's recent answers to "since when may this user use this session?".
+#[derive(Default)]
+pub struct SessionAccess {
+    answers: RwLock<Answers>,
 }
 
 impl SessionAccess {
-    pub async fn allows(&self, store: &dyn Store, user_id: Uuid, session_id: Uuid) -> Result<bool, StoreError> {
-        if let Some(answer) = self.fresh(user_id, session_id) {
-            return Ok(answer);
-        }
-        let user = store.get_user(Scope::Platform, user_id).await?;
-        let session = store.get_session(Scope::Platform, session_id).await?;
-        let answer = may_use(user.as_ref(), session.as_ref());
-        self.write().insert((user_id, session_id), (answer, Instant::now()));
-        Ok(answer)
+    /// Whether a session cookie of `user_id` for `session_id`, issued at `granted_at` (Unix
+    /// seconds), still opens the session.
+    pub async fn allows(
+        &self,
+        store: &dyn Store,
+        user_id: Uuid,
+        session_id: Uuid,
+        granted_at: i64,
+    ) -> Result<bool, StoreError> {
+        let since = match self.fresh(user_id, session_id) {
+            Some(since) => since,
+            None => {
+                let user = store.get_user(Scope::Platform, user_id).await?;
+                let session = store.get_session(Scope::Platform, session_id).await?;
+                let since = usable_since(user.as_ref(), session.as_ref());
+                self.write().insert((user_id, session_id), (since, Instant::now()));
+                since
+            }
+        };
+        Ok(since.is_some_and(|since| granted_at >= since))
     }
 
-    fn fresh(&self, user_id: Uuid, session_id: Uuid) -> Option<bool> {
+    fn fresh(&self, user_id: Uuid, session_id: Uuid) -> Option<Option<i64>> {
         let answers = self.answers.read().unwrap_or_else(|p| p.into_inner());
-        answers.get(&(user_id, session_id)).filter(|(_, at)| at.elapsed() < FRESH_FOR).map(|(answer, _)| *answer)
+        answers.get(&(user_id, session_id)).filter(|(_, at)| at.elapsed() < FRESH_FOR).map(|(since, _)| *since)
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<(Uuid, Uuid), (bool, Instant)>> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Answers> {
         self.answers.write().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -71,15 +97,16 @@ impl SessionAccess {
 /// A user was changed (`after`) or deleted (`None`) on this replica: cut what the change ends.
 pub fn user_changed(app: &App, before: &User, after: Option<&User>) {
     app.session_access.forget_user(before.id);
-    match after {
-        Some(user) if !user.disabled && user.role == before.role => {}
-        // Another role sees other things: its streams reconnect and are filtered anew.
-        Some(user) if !user.disabled => {
-            app.connections.cut_user_events(user.id);
-        }
-        _ => {
-            app.connections.cut_user(before.id);
-        }
+    let Some(user) = after.filter(|user| !user.disabled) else {
+        app.connections.cut_user(before.id);
+        return;
+    };
+    // Another role sees other things: its streams reconnect and are filtered anew.
+    if user.role != before.role {
+        app.connections.cut_user_events(user.id);
+    }
+    if user.sessions_revoked_at != before.sessions_revoked_at {
+        app.connections.cut_user_tunnels(user.id);
     }
 }
 
@@ -106,11 +133,17 @@ pub async fn follow_session_changes(app: AppState) {
     }
 }
 
+struct Standing {
+    role: Role,
+    /// See [`cookies_good_since`].
+    cookies_good_since: i64,
+}
+
 /// What the store says now about the users behind open connections.
 #[derive(Default)]
 struct Facts {
-    /// The role of each user who still exists and is enabled; `None`: neither.
-    roles: HashMap<Uuid, Option<Role>>,
+    /// Users who still exist and are enabled; `None`: neither.
+    users: HashMap<Uuid, Option<Standing>>,
     /// The API keys that still exist, of users with streams opened by key.
     api_keys: HashSet<Uuid>,
     /// Running sessions and their owners.
@@ -121,20 +154,22 @@ impl Facts {
     /// Whether `open` outlived its access. Users the store could not answer for are kept: a
     /// database blip must not disconnect everyone.
     fn ended(&self, open: &Open) -> bool {
-        let Some(role) = self.roles.get(&open.user_id) else { return false };
-        let Some(role) = role else { return true };
+        let Some(standing) = self.users.get(&open.user_id) else { return false };
+        let Some(standing) = standing else { return true };
         match open.kind {
-            Kind::Events { role: opened_as, api_key } => {
-                opened_as != *role || api_key.is_some_and(|key| !self.api_keys.contains(&key))
+            Kind::Events { role, api_key } => {
+                role != standing.role || api_key.is_some_and(|key| !self.api_keys.contains(&key))
             }
-            Kind::Tunnel { session_id } => self.running.get(&session_id) != Some(&open.user_id),
+            Kind::Tunnel { session_id, granted_at } => {
+                self.running.get(&session_id) != Some(&open.user_id) || granted_at < standing.cookies_good_since
+            }
         }
     }
 }
 
 /// Cuts the connections opened up to `watermark` whose access has ended: their user is gone,
-/// disabled or has another role, the API key that opened a stream is gone, or a tunnel's session
-/// is no longer running or no longer theirs. `active` is every non-terminal session, read after
+/// disabled or has another role, the API key that opened a stream is gone, a tunnel's session is
+/// no longer running or no longer theirs, or its cookie was revoked. `active` is every non-terminal session, read after
 /// the watermark was taken (a tunnel opened later may be into a session `active` saw starting).
 pub async fn sweep(app: &App, watermark: u64, active: &[Session]) {
     app.session_access.prune();
@@ -157,7 +192,7 @@ pub async fn sweep(app: &App, watermark: u64, active: &[Session]) {
             tracing::warn!(%user_id, error = %err, "cannot check a user's open connections");
         }
     }
-    for (user_id, _) in facts.roles.iter().filter(|(_, role)| role.is_none()) {
+    for (user_id, _) in facts.users.iter().filter(|(_, standing)| standing.is_none()) {
         app.session_access.forget_user(*user_id);
     }
     let cut = app.connections.cut(|o| o.id <= watermark && facts.ended(o));
@@ -171,6 +206,9 @@ async fn learn_about(app: &App, user_id: Uuid, with_keys: bool, facts: &mut Fact
     if with_keys {
         facts.api_keys.extend(app.store.list_api_keys(user_id).await?.into_iter().map(|key| key.id));
     }
-    facts.roles.insert(user_id, user.filter(|u| !u.disabled).map(|u| u.role));
+    let standing = user
+        .filter(|user| !user.disabled)
+        .map(|user| Standing { role: user.role, cookies_good_since: cookies_good_since(&user) });
+    facts.users.insert(user_id, standing);
     Ok(())
 }

@@ -22,8 +22,9 @@ pub enum Kind {
     /// A live-update stream; what it shows was decided by the role it was opened with. Streams
     /// opened with an API key end with the key.
     Events { role: Role, api_key: Option<Uuid> },
-    /// An upgraded (WebSocket) connection through the session proxy.
-    Tunnel { session_id: Uuid },
+    /// An upgraded (WebSocket) connection through the session proxy, opened with a session cookie
+    /// issued at `granted_at` (Unix seconds).
+    Tunnel { session_id: Uuid, granted_at: i64 },
 }
 
 impl Kind {
@@ -116,9 +117,14 @@ impl Registry {
         self.cut(|open| open.user_id == user_id && matches!(open.kind, Kind::Events { .. }))
     }
 
+    /// Cuts the user's tunnels (their session cookies were revoked).
+    pub fn cut_user_tunnels(&self, user_id: Uuid) -> usize {
+        self.cut(|open| open.user_id == user_id && matches!(open.kind, Kind::Tunnel { .. }))
+    }
+
     /// Cuts every tunnel into the session.
     pub fn cut_session(&self, session_id: Uuid) -> usize {
-        self.cut(|open| open.kind == Kind::Tunnel { session_id })
+        self.cut(|open| matches!(open.kind, Kind::Tunnel { session_id: id, .. } if id == session_id))
     }
 }
 
@@ -166,7 +172,7 @@ mod tests {
         let _second = registry.open(alice, Kind::Events { role: Role::OrgAdmin, api_key: None }, 2).unwrap();
         assert_eq!(registry.open(alice, events, 2).err(), Some(CapReached));
         assert!(registry.open(bob, events, 2).is_ok(), "caps are per user");
-        let _tunnel = registry.open(alice, Kind::Tunnel { session_id: Uuid::now_v7() }, 2).unwrap();
+        let _tunnel = registry.open(alice, Kind::Tunnel { session_id: Uuid::now_v7(), granted_at: 0 }, 2).unwrap();
         drop(first);
         assert!(registry.open(alice, events, 2).is_ok(), "a closed stream frees its slot");
     }
@@ -175,9 +181,9 @@ mod tests {
     fn cutting_resolves_exactly_the_chosen_registrations() {
         let registry = Registry::default();
         let (alice, bob, session) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-        let mut alice_tunnel = registry.open(alice, Kind::Tunnel { session_id: session }, 8).unwrap();
+        let mut alice_tunnel = registry.open(alice, Kind::Tunnel { session_id: session, granted_at: 0 }, 8).unwrap();
         let mut alice_events = registry.open(alice, Kind::Events { role: Role::OrgAdmin, api_key: None }, 8).unwrap();
-        let mut bob_tunnel = registry.open(bob, Kind::Tunnel { session_id: Uuid::now_v7() }, 8).unwrap();
+        let mut bob_tunnel = registry.open(bob, Kind::Tunnel { session_id: Uuid::now_v7(), granted_at: 0 }, 8).unwrap();
 
         assert_eq!(registry.cut_user_events(alice), 1);
         assert_eq!((&mut alice_events).now_or_never(), Some(()));

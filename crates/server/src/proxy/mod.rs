@@ -128,10 +128,16 @@ async fn proxy(State(app): State<AppState>, request: Request<Body>) -> Response<
     forward::forward(&app.http, request, upstream, credential, client_ip, route.traffic, tunnel).await
 }
 
+/// When the session cookie was issued (Unix seconds).
+fn granted_at(grant: Grant) -> i64 {
+    grant.expires_at - GRANT_TTL_SECS
+}
+
 /// The cookie is valid for hours; whether its user may still use the session is asked on every
 /// request (answered from a cache that lives two seconds).
 async fn check_access(app: &App, grant: Grant) -> Result<(), Box<Response<Body>>> {
-    match app.session_access.allows(app.store.as_ref(), grant.user_id, grant.session_id).await {
+    let granted_at = granted_at(grant);
+    match app.session_access.allows(app.store.as_ref(), grant.user_id, grant.session_id, granted_at).await {
         Ok(true) => Ok(()),
         Ok(false) => {
             Err(Box::new(error(StatusCode::FORBIDDEN, "access_revoked", "your access to this session has ended")))
@@ -151,7 +157,7 @@ fn tunnel_slot(
         return Ok(None);
     }
     let cap = app.config.max_tunnels_per_user;
-    let kind = crate::connections::Kind::Tunnel { session_id: grant.session_id };
+    let kind = crate::connections::Kind::Tunnel { session_id: grant.session_id, granted_at: granted_at(grant) };
     app.connections.open(grant.user_id, kind, cap).map(Some).map_err(|_| {
         let message = format!("at most {cap} open connections into sessions per user; close one first");
         Box::new(error(StatusCode::TOO_MANY_REQUESTS, "too_many_tunnels", &message))
