@@ -28,7 +28,7 @@ use crate::{
 const MIGRATIONS: &[MigrationFile] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
     (2, "agents", include_str!("../migrations/postgres/0002_agents.sql")),
-    (5, "api_key_limits", include_str!("../migrations/postgres/0005_api_key_limits.sql")),
+    (5, "revocation", include_str!("../migrations/postgres/0005_revocation.sql")),
 ];
 
 /// Connections per replica: the work is short queries, and the server has few cores.

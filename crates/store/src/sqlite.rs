@@ -31,7 +31,7 @@ use crate::{
 const MIGRATIONS: &[MigrationFile] = &[
     (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
     (2, "agents", include_str!("../migrations/sqlite/0002_agents.sql")),
-    (5, "api_key_limits", include_str!("../migrations/sqlite/0005_api_key_limits.sql")),
+    (5, "revocation", include_str!("../migrations/sqlite/0005_revocation.sql")),
 ];
 
 /// Reader connections: enough to keep two cores busy while a connection waits on the disk.

@@ -1,6 +1,6 @@
--- API keys may expire, and remember whether the sign-in that created them passed a second factor
--- (an organization that requires MFA refuses keys made without it). Users record when their session
--- cookies were last revoked.
+-- Revocation. API keys may expire, and remember whether the sign-in that created them passed a
+-- second factor (an organization that requires MFA refuses keys made without it); users record when
+-- their session cookies were last revoked.
 
 ALTER TABLE api_keys ADD COLUMN expires_at timestamptz;
 -- Keys made before this migration are not known to have had MFA: the safe answer is no.
