@@ -150,6 +150,12 @@ struct ServeArgs {
     /// Open connections allowed on each listener; more are closed at once (keep below `ulimit -n`).
     #[arg(long, env = "STREAMSPACE_MAX_CONNECTIONS", default_value_t = 10_000)]
     max_connections: usize,
+    /// Live-update streams one user may hold open.
+    #[arg(long, env = "STREAMSPACE_MAX_EVENT_STREAMS_PER_USER", default_value_t = Config::default().max_event_streams_per_user)]
+    max_event_streams_per_user: usize,
+    /// WebSocket tunnels into sessions one user may hold open.
+    #[arg(long, env = "STREAMSPACE_MAX_TUNNELS_PER_USER", default_value_t = Config::default().max_tunnels_per_user)]
+    max_tunnels_per_user: usize,
 }
 
 impl ServeArgs {
@@ -175,6 +181,8 @@ impl ServeArgs {
                 header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout.max(1)),
                 max_connections: self.max_connections.max(1),
             },
+            max_event_streams_per_user: self.max_event_streams_per_user,
+            max_tunnels_per_user: self.max_tunnels_per_user,
             ..Config::default()
         }
     }

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{BIN, free_port};
+use common::{BIN, free_port, fresh_postgres_database};
 use serde_json::{Value, json};
 
 struct Server {
@@ -147,17 +147,6 @@ async fn sqlite_installation_from_first_start_to_tamper_detection() {
             .unwrap();
     })
     .await;
-}
-
-/// A fresh PostgreSQL database for one test, on the server `STREAMSPACE_TEST_DATABASE_URL` names.
-async fn fresh_postgres_database() -> (sqlx::PgPool, String, String) {
-    let admin_url = std::env::var("STREAMSPACE_TEST_DATABASE_URL")
-        .expect("STREAMSPACE_TEST_DATABASE_URL is not set: run eval \"$(scripts/dev/postgres-up.sh)\"");
-    let admin = sqlx::PgPool::connect(&admin_url).await.unwrap();
-    let name = format!("ss_e2e_{}", uuid::Uuid::new_v4().simple());
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.unwrap();
-    let (base, _) = admin_url.rsplit_once('/').unwrap();
-    (admin, format!("{base}/{name}"), name)
 }
 
 #[tokio::test]

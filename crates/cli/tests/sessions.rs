@@ -9,6 +9,7 @@ use common::*;
 use futures::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
 const START: Duration = Duration::from_secs(90);
@@ -338,8 +339,14 @@ async fn watch_events(
     token: &str,
     until: impl Fn(&[(String, Value)]) -> bool,
 ) -> Vec<(String, Value)> {
-    let mut response =
-        reqwest::Client::new().get(format!("{}/api/v1/events", plane.api)).bearer_auth(token).send().await.unwrap();
+    watch_events_on(event_stream(plane, token).await, until).await
+}
+
+/// [`watch_events`] on a stream already open.
+async fn watch_events_on(
+    mut response: reqwest::Response,
+    until: impl Fn(&[(String, Value)]) -> bool,
+) -> Vec<(String, Value)> {
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let mut seen = Vec::new();
     let mut buffer = String::new();
@@ -403,4 +410,268 @@ async fn rotating_an_agents_token_disconnects_it_at_once() {
     assert_eq!(status, StatusCode::ACCEPTED);
     let sessions = s.member.get("/api/v1/sessions?state=failed").await;
     assert_eq!(sessions["items"][0]["failure_reason"], "cannot schedule: no agent is online");
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// Opens the fixture's WebSocket echo through the proxy and checks one round trip.
+async fn echo_socket(plane: &ControlPlane, id: &str, cookie: &str) -> Result<Socket, (StatusCode, Value)> {
+    let url = format!("{}/api/v1/http/{id}/ws", plane.session_origin(id).replace("http://", "ws://"));
+    let mut socket = match session_websocket(&url, &[("cookie", cookie)]).await {
+        Ok(socket) => socket,
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let body = response.body().as_deref().and_then(|b| serde_json::from_slice(b).ok()).unwrap_or(Value::Null);
+            return Err((response.status(), body["error"]["code"].clone()));
+        }
+        Err(err) => panic!("WebSocket to {id}: {err}"),
+    };
+    socket.send(Message::text("hello")).await.unwrap();
+    assert_eq!(socket.next().await.unwrap().unwrap(), Message::text("hello"));
+    Ok(socket)
+}
+
+/// Waits until the proxy closes the socket, at most [`REVOKED_WITHIN`] after `since`; returns
+/// how long after `since` it closed.
+async fn socket_closed(mut socket: Socket, since: Instant, what: &str) -> Duration {
+    let closed = tokio::time::timeout_at(since + REVOKED_WITHIN, async {
+        while let Some(Ok(message)) = socket.next().await {
+            if message.is_close() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "{what}: the tunnel is still open {REVOKED_WITHIN:?} later");
+    since.elapsed()
+}
+
+async fn event_stream(plane: &ControlPlane, token: &str) -> reqwest::Response {
+    reqwest::Client::new().get(format!("{}/api/v1/events", plane.api)).bearer_auth(token).send().await.unwrap()
+}
+
+/// Waits until the server ends the event stream, at most [`REVOKED_WITHIN`] after `since`; returns
+/// how long after `since` it ended.
+async fn stream_ended(mut stream: reqwest::Response, since: Instant, what: &str) -> Duration {
+    assert_eq!(stream.status(), StatusCode::OK, "{what}: the stream was open");
+    let ended =
+        tokio::time::timeout_at(since + REVOKED_WITHIN, async { while let Ok(Some(_)) = stream.chunk().await {} })
+            .await;
+    assert!(ended.is_ok(), "{what}: the event stream is still open {REVOKED_WITHIN:?} later");
+    since.elapsed()
+}
+
+async fn user_id(api: &Api) -> String {
+    api.get("/api/v1/me").await["id"].as_str().unwrap().to_owned()
+}
+
+/// The bound: a revoked user's connections close within this.
+const REVOKED_WITHIN: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn disabling_a_user_closes_their_tunnel_and_event_stream_and_refuses_them_after() {
+    let s = setup(&[]).await;
+    let id = running_session(&s.member).await;
+    let cookie = open(&s.member, &id).await;
+    let socket = echo_socket(&s.plane, &id, &cookie).await.unwrap();
+    let stream = event_stream(&s.plane, &s.member.token).await;
+
+    let member_id = user_id(&s.member).await;
+    let since = Instant::now();
+    let reply = s
+        .admin
+        .call(reqwest::Method::PATCH, &format!("/api/v1/users/{member_id}"), Some(json!({"disabled": true})))
+        .await;
+    assert_eq!(reply.0, StatusCode::OK, "{}", reply.1);
+    let (tunnel, events) =
+        tokio::join!(socket_closed(socket, since, "disabled"), stream_ended(stream, since, "disabled"),);
+    eprintln!("disabled: tunnel closed after {tunnel:?}, event stream after {events:?}");
+
+    let page = proxied(&s.plane, &id, "/", Some(&cookie)).await;
+    assert_eq!(page.status(), StatusCode::FORBIDDEN);
+    assert_eq!(page.json::<Value>().await.unwrap()["error"]["code"], "access_revoked");
+    assert_eq!(echo_socket(&s.plane, &id, &cookie).await.err(), Some((StatusCode::FORBIDDEN, json!("access_revoked"))));
+    assert_eq!(event_stream(&s.plane, &s.member.token).await.status(), StatusCode::UNAUTHORIZED);
+
+    // Enabled again, the user signs in anew: the cookie from before stays retired.
+    let enable = json!({"disabled": false});
+    s.admin.call(reqwest::Method::PATCH, &format!("/api/v1/users/{member_id}"), Some(enable)).await;
+    assert_eq!(proxied(&s.plane, &id, "/", Some(&cookie)).await.status(), StatusCode::FORBIDDEN);
+    s.admin.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{id}"), None).await;
+    s.admin.wait_for_state(&id, "stopped", START).await;
+}
+
+#[tokio::test]
+async fn stopping_a_session_closes_its_tunnels_and_deleting_the_user_closes_their_event_stream() {
+    let s = setup(&[]).await;
+    let id = running_session(&s.member).await;
+    let cookie = open(&s.member, &id).await;
+    let socket = echo_socket(&s.plane, &id, &cookie).await.unwrap();
+    let stream = event_stream(&s.plane, &s.member.token).await;
+
+    let since = Instant::now();
+    let (status, _) = s.member.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{id}"), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let tunnel = socket_closed(socket, since, "session stopped").await;
+    eprintln!("session stopped: tunnel closed after {tunnel:?}");
+    s.member.wait_for_state(&id, "stopped", START).await;
+    assert_eq!(echo_socket(&s.plane, &id, &cookie).await.err().map(|e| e.0), Some(StatusCode::NOT_FOUND));
+
+    let member_id = user_id(&s.member).await;
+    let since = Instant::now();
+    let (status, body) = s.admin.call(reqwest::Method::DELETE, &format!("/api/v1/users/{member_id}"), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let events = stream_ended(stream, since, "user deleted").await;
+    eprintln!("user deleted: event stream ended after {events:?}");
+    assert_eq!(event_stream(&s.plane, &s.member.token).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(s.member.call(reqwest::Method::GET, "/api/v1/sessions", None).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn demoting_an_org_admin_cuts_the_event_stream_that_showed_everyone_s_sessions() {
+    let s = setup(&[]).await;
+    s.admin.post("/api/v1/users", json!({"username": "boss", "password": "password-123", "role": "org_admin"})).await;
+    let boss = Api::login(&s.plane.api, "boss", "password-123").await;
+    let stream = event_stream(&s.plane, &boss.token).await;
+    let boss_id = user_id(&boss).await;
+    let since = Instant::now();
+    s.admin.call(reqwest::Method::PATCH, &format!("/api/v1/users/{boss_id}"), Some(json!({"role": "member"}))).await;
+    let ended = stream_ended(stream, since, "demoted").await;
+    eprintln!("demoted: event stream ended after {ended:?}");
+
+    // Reconnected, the stream shows only the boss's own sessions now. Changes arrive in order: had
+    // the member's session been visible, its events would come before those of the boss's session.
+    let stream = event_stream(&s.plane, &boss.token).await;
+    let theirs = running_session(&s.member).await;
+    let seen = tokio::join!(
+        watch_events_on(stream, |seen| seen.iter().any(|(e, d)| e == "session" && d["state"] == "running")),
+        running_session(&boss),
+    );
+    let (seen, mine) = seen;
+    let ids: Vec<&str> = seen.iter().filter_map(|(_, d)| d["id"].as_str()).collect();
+    assert!(ids.iter().all(|id| *id == mine), "the demoted user saw {ids:?}; theirs is {theirs}");
+    for (api, id) in [(&s.member, &theirs), (&boss, &mine)] {
+        api.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{id}"), None).await;
+        api.wait_for_state(id, "stopped", START).await;
+    }
+}
+
+#[tokio::test]
+async fn tunnels_and_event_streams_are_capped_per_user() {
+    let s = setup(&["--max-tunnels-per-user", "2", "--max-event-streams-per-user", "2"]).await;
+    let id = running_session(&s.member).await;
+    let cookie = open(&s.member, &id).await;
+    let first = echo_socket(&s.plane, &id, &cookie).await.unwrap();
+    let _second = echo_socket(&s.plane, &id, &cookie).await.unwrap();
+    let refused = echo_socket(&s.plane, &id, &cookie).await.err();
+    assert_eq!(refused, Some((StatusCode::TOO_MANY_REQUESTS, json!("too_many_tunnels"))));
+    // Plain requests are not tunnels.
+    assert_eq!(proxied(&s.plane, &id, "/", Some(&cookie)).await.status(), StatusCode::OK);
+    drop(first);
+    let reopened = eventually("a closed tunnel to free its place", Duration::from_secs(5), || async {
+        echo_socket(&s.plane, &id, &cookie).await.ok()
+    })
+    .await;
+
+    let _streams = [event_stream(&s.plane, &s.member.token).await, event_stream(&s.plane, &s.member.token).await];
+    let third = event_stream(&s.plane, &s.member.token).await;
+    assert_eq!(third.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(third.json::<Value>().await.unwrap()["error"]["code"], "too_many_event_streams");
+    assert_eq!(event_stream(&s.plane, &s.admin.token).await.status(), StatusCode::OK, "the cap is per user");
+    drop(reopened);
+    s.member.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{id}"), None).await;
+    s.member.wait_for_state(&id, "stopped", START).await;
+}
+
+/// Opens the session through `replica`'s proxy with a ticket issued by `plane`; returns the cookie.
+async fn open_on(api: &Api, plane: &ControlPlane, replica: &ControlPlane, id: &str) -> String {
+    let url = api.post(&format!("/api/v1/sessions/{id}/connect"), json!({})).await["url"].as_str().unwrap().to_owned();
+    let on_replica =
+        url.replace(plane.sessions.trim_start_matches("http://"), replica.sessions.trim_start_matches("http://"));
+    let redeemed = session_client().get(on_replica).send().await.unwrap();
+    assert_eq!(redeemed.status(), StatusCode::SEE_OTHER, "the replica redeems the ticket");
+    redeemed.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn changes_made_through_another_replica_close_tunnels_and_streams_here_within_seconds() {
+    let (postgres, url, database) = fresh_postgres_database().await;
+    let mut s = setup(&["--database-url", &url]).await;
+    // A second replica: the same store and keys, its own listeners and connections.
+    let replica = ControlPlane::start(&s.plane.data_dir, &["--database-url", &url]).await;
+
+    // A session stopped through the first replica loses its tunnel on this one. With the agent
+    // away, the container (and the streamer's end of the tunnel) keeps running: only the proxy
+    // can close the tunnel.
+    let stopped = running_session(&s.member).await;
+    let cookie = open_on(&s.member, &s.plane, &replica, &stopped).await;
+    let socket = echo_socket(&replica, &stopped, &cookie).await.unwrap();
+    s.agent.kill();
+    let since = Instant::now();
+    s.member.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{stopped}"), None).await;
+    let tunnel = socket_closed(socket, since, "session stopped through the other replica").await;
+    eprintln!("session stopped through the other replica: tunnel closed after {tunnel:?}");
+    let containers = session_containers(&stopped);
+    assert!(containers.iter().any(|c| c.ends_with(" running")), "the container still runs: {containers:?}");
+    s.agent.restart();
+    let agent = s.admin.get("/api/v1/agents").await["items"][0]["name"].as_str().unwrap().to_owned();
+    s.admin.wait_for_agent_online(&agent).await;
+
+    let id = running_session(&s.member).await;
+    let cookie = open_on(&s.member, &s.plane, &replica, &id).await;
+    let socket = echo_socket(&replica, &id, &cookie).await.unwrap();
+    let stream = event_stream(&replica, &s.member.token).await;
+
+    let member_id = user_id(&s.member).await;
+    let since = Instant::now();
+    s.admin.call(reqwest::Method::PATCH, &format!("/api/v1/users/{member_id}"), Some(json!({"disabled": true}))).await;
+    let (tunnel, events) = tokio::join!(
+        socket_closed(socket, since, "disabled on the other replica"),
+        stream_ended(stream, since, "disabled on the other replica"),
+    );
+    eprintln!("disabled on the other replica: tunnel closed after {tunnel:?}, event stream after {events:?}");
+    let refused = eventually("the replica to refuse the cookie", REVOKED_WITHIN, || async {
+        (proxied(&replica, &id, "/", Some(&cookie)).await.status() == StatusCode::FORBIDDEN).then_some(since.elapsed())
+    })
+    .await;
+    eprintln!("disabled on the other replica: new requests refused after {refused:?}");
+
+    for id in [&stopped, &id] {
+        s.admin.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{id}"), None).await;
+        s.admin.wait_for_state(id, "stopped", START).await;
+    }
+    drop(replica);
+    drop(s);
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {database} WITH (FORCE)")))
+        .execute(&postgres)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_password_change_closes_the_users_tunnels_and_retires_their_session_cookies() {
+    let s = setup(&[]).await;
+    let id = running_session(&s.member).await;
+    let cookie = open(&s.member, &id).await;
+    let socket = echo_socket(&s.plane, &id, &cookie).await.unwrap();
+
+    let since = Instant::now();
+    let change = json!({"current_password": "password-123", "new_password": "password-456"});
+    let (status, body) = s.member.call(reqwest::Method::POST, "/api/v1/me/password", Some(change)).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let tunnel = socket_closed(socket, since, "password changed").await;
+    eprintln!("password changed: tunnel closed after {tunnel:?}");
+    let old = proxied(&s.plane, &id, "/", Some(&cookie)).await;
+    assert_eq!(old.status(), StatusCode::FORBIDDEN, "the old cookie is retired");
+    assert_eq!(echo_socket(&s.plane, &id, &cookie).await.err(), Some((StatusCode::FORBIDDEN, json!("access_revoked"))));
+
+    // Signed in again, the owner opens the session anew (cookies of the change's second are
+    // refused too, so the first try may come too early).
+    let member = Api::login(&s.plane.api, "member", "password-456").await;
+    eventually("a new cookie to open the session", Duration::from_secs(5), || async {
+        let cookie = open(&member, &id).await;
+        echo_socket(&s.plane, &id, &cookie).await.ok()
+    })
+    .await;
+    member.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{id}"), None).await;
+    member.wait_for_state(&id, "stopped", START).await;
 }

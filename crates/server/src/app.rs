@@ -36,6 +36,10 @@ pub struct App {
     pub http: crate::proxy::forward::HttpClient,
     /// The addresses `run` listens on (they may differ from the settings, e.g. port 0).
     pub bound: std::sync::OnceLock<Vec<std::net::SocketAddr>>,
+    /// Event streams and session tunnels open on this replica, cut when their access ends.
+    pub connections: crate::connections::Registry,
+    /// The session proxy's recent answers on who may use which session.
+    pub session_access: crate::connections::access::SessionAccess,
 }
 
 pub type AppState = Arc<App>;
@@ -64,6 +68,8 @@ impl App {
             routes: Default::default(),
             http: crate::proxy::forward::client(),
             bound: Default::default(),
+            connections: Default::default(),
+            session_access: Default::default(),
             config,
             store,
             clock,

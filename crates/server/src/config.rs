@@ -42,6 +42,10 @@ pub struct Config {
     pub http_limits: crate::serve::Limits,
     /// Quotas a new organization starts with (the bootstrap one too); administrators change them.
     pub default_quotas: streamspace_store::Quotas,
+    /// Open live-update streams one user may hold (on each replica).
+    pub max_event_streams_per_user: usize,
+    /// Open WebSocket tunnels into sessions one user may hold (on each replica).
+    pub max_tunnels_per_user: usize,
 }
 
 /// Session timers; `None` turns one off.
@@ -147,6 +151,9 @@ impl Default for Config {
             sessions: SessionTimers::default(),
             http_limits: crate::serve::Limits::default(),
             default_quotas: default_quotas(),
+            // A few browser tabs each; the streamer uses a handful of sockets per open session.
+            max_event_streams_per_user: 8,
+            max_tunnels_per_user: 32,
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod clock;
 pub mod config;
+pub mod connections;
 pub mod context;
 pub mod error;
 pub mod events;
@@ -99,6 +100,7 @@ pub async fn run(
     let limits = app.config.http_limits;
     let api = serve::serve(listeners.api, router(app.clone()), limits, "api", wait());
     let sessions = serve::serve(listeners.sessions, proxy::router(app.clone()), limits, "sessions", wait());
+    let follow = tokio::spawn(connections::access::follow_session_changes(app.clone()));
     let background = tokio::spawn(background(app, wait()));
     tokio::spawn(async move {
         shutdown.await;
@@ -106,11 +108,12 @@ pub async fn run(
     });
     tokio::join!(api, sessions);
     background.abort();
+    follow.abort();
     tracing::info!("control plane stopped");
     Ok(())
 }
 
-/// Timers, command re-sends and the proxy's activity, once a second.
+/// Timers, command re-sends, the proxy's activity and the revocation sweep, once a second.
 async fn background(app: AppState, shutdown: impl Future<Output = ()>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -128,9 +131,12 @@ async fn background(app: AppState, shutdown: impl Future<Output = ()>) {
                 tracing::warn!(%session_id, error = %err, "cannot record session activity");
             }
         }
+        // Taken before the sessions are read: connections opened later are not judged by them.
+        let watermark = app.connections.watermark();
         match app.store.list_active_sessions().await {
             Ok(active) => {
                 app.run_timers(&active, now).await;
+                connections::access::sweep(&app, watermark, &active).await;
                 for (state, count) in orchestrator::count_by_state(&active) {
                     if !state.is_terminal() {
                         metrics::gauge!("sessions", "state" => state.as_str()).set(count as f64);

@@ -422,7 +422,10 @@ pub async fn users_round_trip(store: Subject) {
         password_hash: Some("$argon2id$y".into()),
         mfa_secret: Some(Some("sealed".into())),
         mfa_enabled: Some(true),
+        sessions_revoked_at: Some(micros_now()),
     };
+    let patch_time = patch.sessions_revoked_at;
+    assert_eq!(alice.sessions_revoked_at, None);
     let updated = store.update_user(Scope::Org(acme.id), alice.id, patch).await.unwrap().unwrap();
     assert!(updated.updated_at >= alice.updated_at);
     let expected = User {
@@ -431,6 +434,7 @@ pub async fn users_round_trip(store: Subject) {
         password_hash: "$argon2id$y".into(),
         mfa_secret: Some("sealed".into()),
         mfa_enabled: true,
+        sessions_revoked_at: patch_time,
         updated_at: updated.updated_at,
         ..alice.clone()
     };
@@ -492,6 +496,8 @@ pub async fn users_with_live_sessions_cannot_be_deleted(store: Subject) {
         name: "ci".into(),
         prefix: "ssk_1".into(),
         key_hash: "key-hash".into(),
+        expires_at: None,
+        mfa: false,
     };
     store.create_api_key(key).await.unwrap();
     store.insert_refresh_token(refresh_token(&alice, Uuid::now_v7(), "token", Duration::hours(1))).await.unwrap();
@@ -617,11 +623,16 @@ pub async fn api_keys_round_trip(store: Subject) {
         name: name.into(),
         prefix: format!("ssk_{name}"),
         key_hash: hash.into(),
+        expires_at: None,
+        mfa: false,
     };
     let ci = store.create_api_key(new_key("ci", "hash-ci")).await.unwrap();
     assert_eq!((ci.user_id, ci.org_id, ci.name.as_str(), ci.prefix.as_str()), (alice.id, acme.id, "ci", "ssk_ci"));
-    assert_eq!((ci.key_hash.as_str(), ci.last_used_at), ("hash-ci", None));
-    let laptop = store.create_api_key(new_key("laptop", "hash-laptop")).await.unwrap();
+    assert_eq!((ci.key_hash.as_str(), ci.last_used_at, ci.expires_at, ci.mfa), ("hash-ci", None, None, false));
+    let expiry = micros_now() + Duration::days(30);
+    let laptop = NewApiKey { expires_at: Some(expiry), mfa: true, ..new_key("laptop", "hash-laptop") };
+    let laptop = store.create_api_key(laptop).await.unwrap();
+    assert_eq!((laptop.expires_at, laptop.mfa), (Some(expiry), true), "expiry and MFA are kept");
     assert_eq!(store.list_api_keys(alice.id).await.unwrap(), [ci.clone(), laptop.clone()]);
     assert!(store.list_api_keys(bob.id).await.unwrap().is_empty());
     assert_eq!(store.find_api_key("hash-ci").await.unwrap().as_ref(), Some(&ci));
@@ -644,6 +655,15 @@ pub async fn api_keys_round_trip(store: Subject) {
     assert!(!store.delete_api_key(alice.id, ci.id).await.unwrap());
     assert_eq!(store.find_api_key("hash-ci").await.unwrap(), None);
     assert_eq!(store.list_api_keys(alice.id).await.unwrap(), [laptop]);
+
+    // Revoking all of a user's keys leaves other users' keys alone.
+    store.create_api_key(new_key("tablet", "hash-tablet")).await.unwrap();
+    let bobs = store.create_api_key(NewApiKey { user_id: bob.id, ..new_key("bob", "hash-bob") }).await.unwrap();
+    assert_eq!(store.delete_user_api_keys(alice.id).await.unwrap(), 2);
+    assert!(store.list_api_keys(alice.id).await.unwrap().is_empty());
+    assert_eq!(store.find_api_key("hash-laptop").await.unwrap(), None);
+    assert_eq!(store.list_api_keys(bob.id).await.unwrap(), [bobs]);
+    assert_eq!(store.delete_user_api_keys(alice.id).await.unwrap(), 0);
 }
 
 pub async fn refresh_tokens_rotate_and_detect_reuse(store: Subject) {

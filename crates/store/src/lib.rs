@@ -74,6 +74,8 @@ pub trait Store: Send + Sync + 'static {
     async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKey>>;
     async fn touch_api_key(&self, id: Uuid, at: Timestamp) -> Result<()>;
     async fn delete_api_key(&self, user_id: Uuid, id: Uuid) -> Result<bool>;
+    /// Deletes every API key of the user; returns how many there were.
+    async fn delete_user_api_keys(&self, user_id: Uuid) -> Result<u64>;
 
     // Refresh tokens.
     async fn insert_refresh_token(&self, token: RefreshToken) -> Result<()>;

@@ -123,6 +123,8 @@ pub struct User {
     pub mfa_enabled: bool,
     /// The last TOTP time step accepted, so that no code is accepted twice.
     pub mfa_last_step: Option<i64>,
+    /// Session-origin cookies issued before this are refused.
+    pub sessions_revoked_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -143,6 +145,7 @@ pub struct UserPatch {
     pub password_hash: Option<String>,
     pub mfa_secret: Option<Option<String>>,
     pub mfa_enabled: Option<bool>,
+    pub sessions_revoked_at: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,6 +160,10 @@ pub struct ApiKey {
     pub key_hash: String,
     pub created_at: Timestamp,
     pub last_used_at: Option<Timestamp>,
+    /// After this the key no longer authenticates; `None`: it does not expire.
+    pub expires_at: Option<Timestamp>,
+    /// Whether the sign-in that created the key passed a second factor.
+    pub mfa: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -166,6 +173,8 @@ pub struct NewApiKey {
     pub name: String,
     pub prefix: String,
     pub key_hash: String,
+    pub expires_at: Option<Timestamp>,
+    pub mfa: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -28,6 +28,7 @@ use crate::{
 const MIGRATIONS: &[MigrationFile] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
     (2, "agents", include_str!("../migrations/postgres/0002_agents.sql")),
+    (5, "revocation", include_str!("../migrations/postgres/0005_revocation.sql")),
     (6, "agent_trust", include_str!("../migrations/postgres/0006_agent_trust.sql")),
     (7, "org_clipboard", include_str!("../migrations/postgres/0007_org_clipboard.sql")),
 ];
@@ -217,7 +218,8 @@ impl Store for PostgresStore {
         let row = sqlx::query(concat!(
             "UPDATE users SET role = COALESCE($3, role), disabled = COALESCE($4, disabled), ",
             "password_hash = COALESCE($5, password_hash), mfa_secret = CASE WHEN $6 THEN $7 ELSE mfa_secret END, ",
-            "mfa_enabled = COALESCE($8, mfa_enabled), updated_at = $9 ",
+            "mfa_enabled = COALESCE($8, mfa_enabled), updated_at = $9, ",
+            "sessions_revoked_at = COALESCE($10, sessions_revoked_at) ",
             "WHERE id = $1 AND ($2 IS NULL OR org_id = $2) RETURNING ",
             user_columns!()
         ))
@@ -229,6 +231,7 @@ impl Store for PostgresStore {
         .bind_patch(patch.mfa_secret)
         .bind(patch.mfa_enabled)
         .bind(sql::now())
+        .bind(patch.sessions_revoked_at.map(sql::micros))
         .fetch_optional(&self.pool)
         .await?;
         sql::optional(row, sql::user)
@@ -306,8 +309,8 @@ impl Store for PostgresStore {
 
     async fn create_api_key(&self, key: NewApiKey) -> Result<ApiKey> {
         let row = sqlx::query(concat!(
-            "INSERT INTO api_keys (id, user_id, org_id, name, prefix, key_hash, created_at) ",
-            "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ",
+            "INSERT INTO api_keys (id, user_id, org_id, name, prefix, key_hash, created_at, expires_at, mfa) ",
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING ",
             api_key_columns!()
         ))
         .bind(Uuid::now_v7())
@@ -317,6 +320,8 @@ impl Store for PostgresStore {
         .bind(key.prefix)
         .bind(key.key_hash)
         .bind(sql::now())
+        .bind(key.expires_at.map(sql::micros))
+        .bind(key.mfa)
         .fetch_one(&self.pool)
         .await
         .map_err(sql::taken_or_missing(sql::API_KEY_TAKEN, sql::NO_SUCH_USER_IN_ORG))?;
@@ -358,6 +363,11 @@ impl Store for PostgresStore {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn delete_user_api_keys(&self, user_id: Uuid) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM api_keys WHERE user_id = $1").bind(user_id).execute(&self.pool).await?;
+        Ok(done.rows_affected())
     }
 
     async fn insert_refresh_token(&self, token: RefreshToken) -> Result<()> {

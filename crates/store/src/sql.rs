@@ -30,13 +30,13 @@ macro_rules! org_columns {
 }
 macro_rules! user_columns {
     () => {
-        "id, org_id, username, password_hash, role, disabled, mfa_secret, mfa_enabled, mfa_last_step, created_at, \
-         updated_at"
+        "id, org_id, username, password_hash, role, disabled, mfa_secret, mfa_enabled, mfa_last_step, \
+         sessions_revoked_at, created_at, updated_at"
     };
 }
 macro_rules! api_key_columns {
     () => {
-        "id, user_id, org_id, name, prefix, key_hash, created_at, last_used_at"
+        "id, user_id, org_id, name, prefix, key_hash, created_at, last_used_at, expires_at, mfa"
     };
 }
 macro_rules! refresh_token_columns {
@@ -190,6 +190,7 @@ pub(crate) fn user(row: &impl Columns) -> Result<User> {
         mfa_secret: row.opt_text("mfa_secret")?,
         mfa_enabled: row.flag("mfa_enabled")?,
         mfa_last_step: row.opt_int("mfa_last_step")?,
+        sessions_revoked_at: row.opt_time("sessions_revoked_at")?,
         created_at: row.time("created_at")?,
         updated_at: row.time("updated_at")?,
     })
@@ -205,6 +206,8 @@ pub(crate) fn api_key(row: &impl Columns) -> Result<ApiKey> {
         key_hash: row.text("key_hash")?,
         created_at: row.time("created_at")?,
         last_used_at: row.opt_time("last_used_at")?,
+        expires_at: row.opt_time("expires_at")?,
+        mfa: row.flag("mfa")?,
     })
 }
 

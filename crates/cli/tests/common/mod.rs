@@ -348,3 +348,14 @@ pub fn session_containers(session_id: &str) -> Vec<String> {
     ]);
     listing.lines().map(str::to_owned).collect()
 }
+
+/// A fresh PostgreSQL database for one test, on the server `STREAMSPACE_TEST_DATABASE_URL` names.
+pub async fn fresh_postgres_database() -> (sqlx::PgPool, String, String) {
+    let admin_url = std::env::var("STREAMSPACE_TEST_DATABASE_URL")
+        .expect("STREAMSPACE_TEST_DATABASE_URL is not set: run eval \"$(scripts/dev/postgres-up.sh)\"");
+    let admin = sqlx::PgPool::connect(&admin_url).await.unwrap();
+    let name = format!("ss_e2e_{}", uuid::Uuid::new_v4().simple());
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.unwrap();
+    let (base, _) = admin_url.rsplit_once('/').unwrap();
+    (admin, format!("{base}/{name}"), name)
+}

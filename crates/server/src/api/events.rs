@@ -4,6 +4,7 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::Stream;
 use tokio_stream::StreamExt;
@@ -13,7 +14,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::app::AppState;
 use crate::auth::Principal;
-use crate::error::ErrorBody;
+use crate::auth::principal::Credential;
+use crate::connections::{CapReached, Kind};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::events::Change;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -30,16 +33,39 @@ fn to_event(change: &Change) -> Event {
 
 #[utoipa::path(get, path = "/api/v1/events", tag = "events",
     responses(
-        (status = 200, description = "An event stream: `session` events carry a session, `agent` events an agent (platform administrators), `resync` asks the client to reload (it fell behind)", content_type = "text/event-stream"),
+        (status = 200, description = "An event stream: `session` events carry a session, `agent` events an agent (platform administrators), `resync` asks the client to reload (it fell behind). The stream ends when the credential that opened it expires or is revoked, or when the caller is disabled, deleted or given another role: reconnect to continue", content_type = "text/event-stream"),
         (status = 401, body = ErrorBody),
+        (status = 429, description = "`too_many_event_streams`: the caller already holds as many streams as allowed", body = ErrorBody),
     ))]
 async fn events(
     State(app): State<AppState>,
     principal: Principal,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
+    let api_key = match principal.credential {
+        Credential::ApiKey(id) => Some(id),
+        Credential::AccessToken => None,
+    };
+    let cap = app.config.max_event_streams_per_user;
+    let registration = app
+        .connections
+        .open(principal.user_id, Kind::Events { role: principal.role, api_key }, cap)
+        .map_err(|CapReached| {
+            let message = format!("at most {cap} live-update streams per user; close one first");
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_event_streams", message)
+        })?;
+    // The stream lives no longer than the credential that opened it.
+    let lifetime = principal.expires_at.map(|at| (at - app.clock.now()).to_std().unwrap_or_default());
+    let expired = async move {
+        match lifetime {
+            Some(lifetime) => tokio::time::sleep(lifetime).await,
+            None => std::future::pending().await,
+        }
+    };
+    let ended = futures::future::select(registration, Box::pin(expired));
     let stream = BroadcastStream::new(app.bus.subscribe()).filter_map(move |item| match item {
         Ok(change) => change.visible_to(&principal).then(|| Ok(to_event(&change))),
         Err(BroadcastStreamRecvError::Lagged(_)) => Some(Ok(Event::default().event("resync").data("{}"))),
     });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    let stream = futures::StreamExt::take_until(stream, ended);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

@@ -78,7 +78,7 @@ pub struct PasswordChange {
 }
 
 #[utoipa::path(post, path = "/api/v1/me/password", tag = "me", request_body = PasswordChange,
-    responses((status = 204, description = "Changed; every other sign-in is revoked"), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 204, description = "Changed; every sign-in (this one included: sign in again), every API key and every session cookie is revoked"), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
 async fn change_password(
     State(app): State<AppState>,
     meta: RequestMeta,
@@ -94,10 +94,12 @@ async fn change_password(
     }
     password::validate_new(&body.new_password).map_err(ApiError::validation)?;
     let hash = password::hash_off_thread(body.new_password).await.map_err(ApiError::internal)?;
-    let patch = UserPatch { password_hash: Some(hash), ..UserPatch::default() };
-    app.store.update_user(Scope::Platform, user.id, patch).await?;
-    app.store.revoke_user_refresh_tokens(user.id).await?;
-    app.audit(&meta, &actor, Event::new("user.password_change", target)).await?;
+    let patch =
+        UserPatch { password_hash: Some(hash), sessions_revoked_at: Some(app.clock.now()), ..UserPatch::default() };
+    let after = app.store.update_user(Scope::Platform, user.id, patch).await?;
+    crate::connections::access::user_changed(&app, &user, after.as_ref());
+    let revoked = revoke_credentials(&app, user.id).await?;
+    app.audit(&meta, &actor, Event::new("user.password_change", target).details(revoked)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -147,7 +149,7 @@ pub struct RecoveryCodes {
 }
 
 #[utoipa::path(post, path = "/api/v1/me/mfa/confirm", tag = "me", request_body = MfaCode,
-    responses((status = 200, description = "MFA is on", body = RecoveryCodes), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 200, description = "MFA is on; every sign-in (this one included), every API key and every session cookie is revoked", body = RecoveryCodes), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn confirm_mfa(
     State(app): State<AppState>,
     meta: RequestMeta,
@@ -162,15 +164,19 @@ async fn confirm_mfa(
     let codes = recovery_codes();
     let hashes: Vec<String> = codes.iter().map(|code| sha256_hex(&normalize_recovery_code(code))).collect();
     app.store.replace_recovery_codes(user.id, &hashes).await?;
-    app.store
-        .update_user(Scope::Platform, user.id, UserPatch { mfa_enabled: Some(true), ..UserPatch::default() })
-        .await?;
-    app.audit(&meta, &Actor::from(&principal), Event::new("auth.mfa_enroll", format!("user:{}", user.id))).await?;
+    let patch =
+        UserPatch { mfa_enabled: Some(true), sessions_revoked_at: Some(app.clock.now()), ..UserPatch::default() };
+    let after = app.store.update_user(Scope::Platform, user.id, patch).await?;
+    crate::connections::access::user_changed(&app, &user, after.as_ref());
+    // Whatever was signed in or minted with the password alone must now prove the second factor.
+    let revoked = revoke_credentials(&app, user.id).await?;
+    let event = Event::new("auth.mfa_enroll", format!("user:{}", user.id)).details(revoked);
+    app.audit(&meta, &Actor::from(&principal), event).await?;
     Ok(axum::Json(RecoveryCodes { recovery_codes: codes }))
 }
 
 #[utoipa::path(post, path = "/api/v1/me/mfa/disable", tag = "me", request_body = MfaCode,
-    responses((status = 204, description = "MFA is off"), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 204, description = "MFA is off; every sign-in (this one included) and every session cookie is revoked"), (status = 401, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn disable_mfa(
     State(app): State<AppState>,
     meta: RequestMeta,
@@ -183,8 +189,16 @@ async fn disable_mfa(
     }
     require_totp(&app, &meta, &principal, &user, &body.code, "auth.mfa_disable").await?;
     app.store.replace_recovery_codes(user.id, &[]).await?;
-    let patch = UserPatch { mfa_enabled: Some(false), mfa_secret: Some(None), ..UserPatch::default() };
-    app.store.update_user(Scope::Platform, user.id, patch).await?;
+    let patch = UserPatch {
+        mfa_enabled: Some(false),
+        mfa_secret: Some(None),
+        sessions_revoked_at: Some(app.clock.now()),
+        ..UserPatch::default()
+    };
+    let after = app.store.update_user(Scope::Platform, user.id, patch).await?;
+    crate::connections::access::user_changed(&app, &user, after.as_ref());
+    // Sign-ins made with the second factor no longer reflect the account's protection.
+    app.store.revoke_user_refresh_tokens(user.id).await?;
     app.audit(&meta, &Actor::from(&principal), Event::new("auth.mfa_disable", format!("user:{}", user.id))).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -203,6 +217,15 @@ async fn require_totp(
     let event = Event::new(action, format!("user:{}", user.id)).outcome(Outcome::Failure);
     app.audit(meta, &Actor::from(principal), event.details(json!({"reason": "invalid_mfa_code"}))).await?;
     Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_mfa_code", "the code is wrong, expired or already used"))
+}
+
+/// Revokes every refresh token family and every API key of the user, and ends the event streams
+/// opened with those keys. Returns what was revoked, for the audit record.
+pub async fn revoke_credentials(app: &App, user_id: Uuid) -> ApiResult<serde_json::Value> {
+    app.store.revoke_user_refresh_tokens(user_id).await?;
+    let api_keys = app.store.delete_user_api_keys(user_id).await?;
+    crate::connections::access::api_keys_revoked(app, user_id, None);
+    Ok(json!({"refresh_tokens_revoked": true, "api_keys_revoked": api_keys}))
 }
 
 /// Ten codes of ten base32 characters (50 bits each), grouped `xxxxx-xxxxx` for reading.
@@ -225,6 +248,11 @@ pub struct ApiKeyView {
     pub prefix: String,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
+    /// When the key stops working; `null`: never.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Whether the sign-in that created the key passed a second factor. An organization that
+    /// requires MFA refuses keys without it.
+    pub mfa: bool,
 }
 
 impl From<ApiKey> for ApiKeyView {
@@ -235,6 +263,8 @@ impl From<ApiKey> for ApiKeyView {
             prefix: key.prefix,
             created_at: key.created_at,
             last_used_at: key.last_used_at,
+            expires_at: key.expires_at,
+            mfa: key.mfa,
         }
     }
 }
@@ -250,6 +280,21 @@ pub struct CreatedApiKey {
 #[derive(Deserialize, ToSchema)]
 pub struct NewApiKeyRequest {
     pub name: String,
+    /// When the key stops working: in the future, at most a year away. Omitted: never.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// The longest an expiring key may be made for.
+const MAX_API_KEY_LIFETIME_DAYS: i64 = 366;
+
+fn validate_expiry(expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> ApiResult<()> {
+    match expires_at {
+        Some(at) if at <= now => Err(ApiError::validation("expires_at must be in the future")),
+        Some(at) if at > now + chrono::Duration::days(MAX_API_KEY_LIFETIME_DAYS) => Err(ApiError::validation(format!(
+            "expires_at must be at most {MAX_API_KEY_LIFETIME_DAYS} days away (omit it for a key that does not expire)"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 #[utoipa::path(get, path = "/api/v1/me/api-keys", tag = "me", responses((status = 200, body = List<ApiKeyView>)))]
@@ -270,6 +315,7 @@ async fn create_api_key(
     if name.is_empty() || name.chars().count() > 100 {
         return Err(ApiError::validation("name must be 1-100 characters"));
     }
+    validate_expiry(body.expires_at, app.clock.now())?;
     let key = random_token(API_KEY_PREFIX, 32);
     let created = app
         .store
@@ -279,9 +325,12 @@ async fn create_api_key(
             name: name.to_owned(),
             prefix: key.chars().take(API_KEY_PREFIX.len() + 6).collect(),
             key_hash: sha256_hex(&key),
+            expires_at: body.expires_at,
+            mfa: principal.mfa,
         })
         .await?;
-    let event = Event::new("api_key.create", format!("api_key:{}", created.id)).details(json!({"name": created.name}));
+    let details = json!({"name": created.name, "expires_at": created.expires_at, "mfa": created.mfa});
+    let event = Event::new("api_key.create", format!("api_key:{}", created.id)).details(details);
     app.audit(&meta, &Actor::from(&principal), event).await?;
     Ok((StatusCode::CREATED, axum::Json(CreatedApiKey { view: created.into(), key })))
 }
@@ -297,6 +346,7 @@ async fn delete_api_key(
     if !app.store.delete_api_key(principal.user_id, id).await? {
         return Err(ApiError::not_found("API key"));
     }
+    crate::connections::access::api_keys_revoked(&app, principal.user_id, Some(id));
     app.audit(&meta, &Actor::from(&principal), Event::new("api_key.delete", format!("api_key:{id}"))).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -59,7 +59,8 @@ pub struct NewUserRequest {
 pub struct UserPatchRequest {
     pub role: Option<Role>,
     pub disabled: Option<bool>,
-    /// Sets a new password (an administrator's reset).
+    /// Sets a new password (an administrator's reset): every sign-in and API key of the user is
+    /// revoked.
     pub password: Option<String>,
 }
 
@@ -162,12 +163,23 @@ async fn update_user(
         None => None,
     };
     let password_changed = password_hash.is_some();
-    let patch = UserPatch { role: body.role, disabled: body.disabled, password_hash, ..UserPatch::default() };
+    // A reset or a disabling ends the user's session cookies: re-enabling them brings none back.
+    let sessions_revoked_at = (password_changed || body.disabled == Some(true)).then(|| app.clock.now());
+    let patch = UserPatch {
+        role: body.role,
+        disabled: body.disabled,
+        password_hash,
+        sessions_revoked_at,
+        ..UserPatch::default()
+    };
     let user = app.store.update_user(principal.scope(), id, patch).await?.ok_or_else(|| ApiError::not_found("user"))?;
-    if user.disabled || password_changed {
+    crate::connections::access::user_changed(&app, &target, Some(&user));
+    let mut details = json!({"role": body.role, "disabled": body.disabled, "password_reset": password_changed});
+    if password_changed {
+        details["revoked"] = super::me::revoke_credentials(&app, id).await?;
+    } else if user.disabled {
         app.store.revoke_user_refresh_tokens(id).await?;
     }
-    let details = json!({"role": body.role, "disabled": body.disabled, "password_reset": password_changed});
     let event = Event::new("user.update", format!("user:{id}")).org(user.org_id).details(details);
     app.audit(&meta, &Actor::from(&principal), event).await?;
     Ok(axum::Json(user.into()))
@@ -190,6 +202,7 @@ async fn delete_user(
     if !app.store.delete_user(principal.scope(), id).await? {
         return Err(ApiError::not_found("user"));
     }
+    crate::connections::access::user_changed(&app, &target, None);
     let event = Event::new("user.delete", format!("user:{id}"))
         .org(target.org_id)
         .details(json!({"username": target.username}));

@@ -4,6 +4,7 @@ use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use chrono::{DateTime, Utc};
 use streamspace_store::{Role, Scope, User};
 use uuid::Uuid;
 
@@ -28,14 +29,15 @@ pub struct Principal {
     pub org_id: Uuid,
     pub username: String,
     pub role: Role,
-    /// Whether this caller proved a second factor (API keys count: only a fully signed-in user
-    /// can create one).
+    /// Whether this caller proved a second factor (for an API key: the sign-in that created it).
     pub mfa: bool,
     pub credential: Credential,
+    /// When the credential stops working; long-lived responses (event streams) end then.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl Principal {
-    fn new(user: &User, mfa: bool, credential: Credential) -> Principal {
+    fn new(user: &User, mfa: bool, credential: Credential, expires_at: Option<DateTime<Utc>>) -> Principal {
         Principal {
             user_id: user.id,
             org_id: user.org_id,
@@ -43,6 +45,7 @@ impl Principal {
             role: user.role,
             mfa,
             credential,
+            expires_at,
         }
     }
 
@@ -85,15 +88,27 @@ async fn authenticate(parts: &Parts, app: &AppState) -> ApiResult<Principal> {
     let claims = app.jwt.verify(token, app.clock.now()).ok_or_else(ApiError::unauthorized)?;
     // The user is read on every request so that disabling or demoting someone takes effect at once.
     let user = active_user(app, claims.sub).await?;
-    Ok(Principal::new(&user, claims.mfa, Credential::AccessToken))
+    let expires_at = DateTime::from_timestamp(claims.exp, 0);
+    Ok(Principal::new(&user, claims.mfa, Credential::AccessToken, expires_at))
 }
 
 async fn authenticate_api_key(parts: &Parts, app: &AppState, key: &str) -> ApiResult<Principal> {
     let found = app.store.find_api_key(&sha256_hex(key)).await?.ok_or_else(ApiError::unauthorized)?;
-    let user = active_user(app, found.user_id).await?;
     let now = app.clock.now();
+    if found.expires_at.is_some_and(|at| at <= now) {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "api_key_expired", "this API key has expired"));
+    }
+    let user = active_user(app, found.user_id).await?;
+    if !found.mfa && org_requires_mfa(app, user.org_id).await? {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "api_key_mfa_required",
+            "your organization requires multi-factor authentication and this API key was created without it: \
+             sign in with MFA and create a new key",
+        ));
+    }
     app.store.touch_api_key(found.id, now).await?;
-    let principal = Principal::new(&user, true, Credential::ApiKey(found.id));
+    let principal = Principal::new(&user, found.mfa, Credential::ApiKey(found.id), found.expires_at);
     let meta = RequestMeta::from_parts(parts, app);
     app.audit(&meta, &Actor::from(&principal), Event::new("auth.api_key_use", format!("api_key:{}", found.id))).await?;
     Ok(principal)
@@ -106,13 +121,13 @@ async fn active_user(app: &App, id: Uuid) -> ApiResult<User> {
     }
 }
 
+async fn org_requires_mfa(app: &App, org_id: Uuid) -> ApiResult<bool> {
+    Ok(app.store.get_org(Scope::Platform, org_id).await?.is_some_and(|org| org.mfa_required))
+}
+
 /// Callers without a second factor in an org that requires one may only set MFA up.
 async fn enforce_mfa_policy(app: &App, principal: &Principal) -> ApiResult<()> {
-    if principal.mfa {
-        return Ok(());
-    }
-    let org = app.store.get_org(Scope::Platform, principal.org_id).await?;
-    if org.is_some_and(|org| org.mfa_required) {
+    if !principal.mfa && org_requires_mfa(app, principal.org_id).await? {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "mfa_enrollment_required",

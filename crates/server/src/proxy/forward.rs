@@ -15,6 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::routes::Traffic;
+use crate::connections::Registration;
 use crate::error::ApiError;
 
 pub type HttpClient = Client<HttpConnector, Body>;
@@ -120,6 +121,7 @@ pub async fn forward(
     credential: Option<HeaderValue>,
     client_ip: std::net::IpAddr,
     traffic: Arc<Traffic>,
+    tunnel: Option<Registration>,
 ) -> Response<Body> {
     let upgrade = is_upgrade(request.headers());
     let incoming_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
@@ -158,9 +160,11 @@ pub async fn forward(
             return axum::response::IntoResponse::into_response(error);
         }
     };
-    if let (Some(incoming), StatusCode::SWITCHING_PROTOCOLS) = (incoming_upgrade, response.status()) {
+    if let (Some(incoming), Some(registration), StatusCode::SWITCHING_PROTOCOLS) =
+        (incoming_upgrade, tunnel, response.status())
+    {
         let outgoing = hyper::upgrade::on(&mut response);
-        tokio::spawn(tunnel(incoming, outgoing, traffic.clone()));
+        tokio::spawn(relay(incoming, outgoing, traffic.clone(), registration));
     }
     strip_hop_by_hop(response.headers_mut());
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -178,8 +182,14 @@ pub async fn forward(
     Response::from_parts(parts, body)
 }
 
-/// Relays bytes both ways until either side closes; no timeout while traffic flows or not.
-async fn tunnel(incoming: hyper::upgrade::OnUpgrade, outgoing: hyper::upgrade::OnUpgrade, traffic: Arc<Traffic>) {
+/// Relays bytes both ways until either side closes or the tunnel is cut (its user's access
+/// ended); no timeout while traffic flows or not.
+async fn relay(
+    incoming: hyper::upgrade::OnUpgrade,
+    outgoing: hyper::upgrade::OnUpgrade,
+    traffic: Arc<Traffic>,
+    registration: Registration,
+) {
     let (client, upstream) = match tokio::try_join!(incoming, outgoing) {
         Ok(pair) => pair,
         Err(err) => {
@@ -192,8 +202,15 @@ async fn tunnel(incoming: hyper::upgrade::OnUpgrade, outgoing: hyper::upgrade::O
     let mut client = Metered::new(TokioIo::new(client), &traffic.bytes_in, &traffic, "in");
     let mut upstream = Metered::new(TokioIo::new(upstream), &traffic.bytes_out, &traffic, "out");
     // 64 KiB buffers: the media stream's frames are large, and fewer reads mean less CPU per MB.
-    if let Err(err) = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, 64 * 1024, 64 * 1024).await {
-        tracing::debug!(error = %err, "tunnel closed with an error");
+    let copy = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, 64 * 1024, 64 * 1024);
+    tokio::select! {
+        copied = copy => {
+            if let Err(err) = copied {
+                tracing::debug!(error = %err, "tunnel closed with an error");
+            }
+        }
+        // Dropping both sides closes both sockets.
+        () = registration => tracing::info!("tunnel cut: its user's access to the session ended"),
     }
     open.decrement(1.0);
 }

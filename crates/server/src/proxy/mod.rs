@@ -147,13 +147,16 @@ async fn proxy(State(app): State<AppState>, request: Request<Body>) -> Response<
         .read(request.headers())
         .value()
         .and_then(|value| Grant::decode(value, &app.session_key, session_id, now));
-    if grant.is_none() {
+    let Some(grant) = grant else {
         return error(StatusCode::UNAUTHORIZED, "unauthorized", "open this session from StreamSpace");
-    }
+    };
     let route = match route(&app, session_id).await {
         Ok(route) => route,
         Err(response) => return *response,
     };
+    if let Err(response) = check_access(&app, grant).await {
+        return *response;
+    }
     let Some(endpoint) = route.endpoint.filter(|_| route.state == SessionState::Running) else {
         return not_ready(route.state);
     };
@@ -172,9 +175,50 @@ async fn proxy(State(app): State<AppState>, request: Request<Body>) -> Response<
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(std::net::Ipv4Addr::LOCALHOST.into(), |ConnectInfo(addr)| addr.ip());
     let credential = streamer::credential(tail, &token);
-    let mut response = forward::forward(&app.http, request, upstream, credential, client_ip, route.traffic).await;
+    let tunnel = match tunnel_slot(&app, &request, grant) {
+        Ok(tunnel) => tunnel,
+        Err(response) => return *response,
+    };
+    let mut response =
+        forward::forward(&app.http, request, upstream, credential, client_ip, route.traffic, tunnel).await;
     confine(response.headers_mut(), &app.config.public_url());
     response
+}
+
+/// When the session cookie was issued (Unix seconds).
+fn granted_at(grant: Grant) -> i64 {
+    grant.expires_at - GRANT_TTL_SECS
+}
+
+/// The cookie is valid for hours; whether its user may still use the session is asked on every
+/// request (answered from a cache that lives two seconds).
+async fn check_access(app: &App, grant: Grant) -> Result<(), Box<Response<Body>>> {
+    let granted_at = granted_at(grant);
+    match app.session_access.allows(app.store.as_ref(), grant.user_id, grant.session_id, granted_at).await {
+        Ok(true) => Ok(()),
+        Ok(false) => {
+            Err(Box::new(error(StatusCode::FORBIDDEN, "access_revoked", "your access to this session has ended")))
+        }
+        Err(err) => Err(Box::new(ApiError::from(err).into_response())),
+    }
+}
+
+/// Registers an upgrade as a tunnel before it reaches the streamer, so the per-user cap holds and
+/// the tunnel can be cut when access ends. Plain requests need no slot.
+fn tunnel_slot(
+    app: &App,
+    request: &Request<Body>,
+    grant: Grant,
+) -> Result<Option<crate::connections::Registration>, Box<Response<Body>>> {
+    if !forward::is_upgrade(request.headers()) {
+        return Ok(None);
+    }
+    let cap = app.config.max_tunnels_per_user;
+    let kind = crate::connections::Kind::Tunnel { session_id: grant.session_id, granted_at: granted_at(grant) };
+    app.connections.open(grant.user_id, kind, cap).map(Some).map_err(|_| {
+        let message = format!("at most {cap} open connections into sessions per user; close one first");
+        Box::new(error(StatusCode::TOO_MANY_REQUESTS, "too_many_tunnels", &message))
+    })
 }
 
 /// What a streamer answers may not set cookies (on the session's host or, through `Domain`, its

@@ -7,5 +7,6 @@ mod listeners;
 mod mfa;
 mod openapi;
 mod resources;
+mod revocation;
 mod signin;
 mod tenancy;

@@ -96,7 +96,7 @@ async fn the_embedded_ui_is_served_with_its_policy_when_built() {
     assert_eq!(reply.status, StatusCode::OK, "SPA fallback to index.html");
     assert!(reply.body.as_str().unwrap().contains("<div id=\"root\">"));
     let csp = reply.headers["content-security-policy"].to_str().unwrap();
-    assert!(csp.contains("frame-src http://localhost:8001"), "{csp}");
+    assert!(csp.contains("frame-src http://*.localhost:8001;"), "every session origin, nothing else: {csp}");
     assert_eq!(reply.headers["cache-control"], "no-cache");
     let asset = std::fs::read_dir(dist.parent().unwrap().join("assets")).unwrap().next().unwrap().unwrap().file_name();
     let asset = t.send(Method::GET, &format!("/assets/{}", asset.to_string_lossy()), None, None).await;

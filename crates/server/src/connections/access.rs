@@ -1,0 +1,214 @@
+//! Who may still use what. The session proxy asks before each request; the sweep and the change
+//! handlers cut open connections whose access ended.
+//!
+//! The store is the source of truth, so a change made on another replica takes effect here too:
+//! the proxy's answers are reused for at most [`FRESH_FOR`], and the sweep (once a second) reads
+//! the users and sessions behind every open connection. A change made on this replica takes
+//! effect at once.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+use streamspace_proto::SessionState;
+use streamspace_store::{Role, Scope, Session, Store, StoreError, User};
+use uuid::Uuid;
+
+use super::{Kind, Open};
+use crate::app::{App, AppState};
+use crate::events::Change;
+
+/// How long the proxy reuses an answer.
+const FRESH_FOR: Duration = Duration::from_secs(2);
+
+/// Session cookies issued at or after this (Unix seconds) are good; earlier ones were revoked.
+/// Cookies carry their time in whole seconds, so those of the revocation's second are refused too.
+fn cookies_good_since(user: &User) -> i64 {
+    user.sessions_revoked_at.map_or(i64::MIN, |at| at.timestamp() + 1)
+}
+
+/// Since when the user's session cookies for this session are good: only the session's owner,
+/// while enabled, and while the session has not ended. `None`: no cookie is.
+fn usable_since(user: Option<&User>, session: Option<&Session>) -> Option<i64> {
+    match (user, session) {
+        (Some(user), Some(session))
+            if !user.disabled && session.owner_id == user.id && !session.state.is_terminal() =>
+        {
+            Some(cookies_good_since(user))
+        }
+        _ => None,
+    }
+}
+
+type Answers = HashMap<(Uuid, Uuid), (Option<i64>, Instant)>;
+
+/// The proxy's recent answers to "since when may this user use this session?".
+#[derive(Default)]
+pub struct SessionAccess {
+    answers: RwLock<Answers>,
+}
+
+impl SessionAccess {
+    /// Whether a session cookie of `user_id` for `session_id`, issued at `granted_at` (Unix
+    /// seconds), still opens the session.
+    pub async fn allows(
+        &self,
+        store: &dyn Store,
+        user_id: Uuid,
+        session_id: Uuid,
+        granted_at: i64,
+    ) -> Result<bool, StoreError> {
+        let since = match self.fresh(user_id, session_id) {
+            Some(since) => since,
+            None => {
+                let user = store.get_user(Scope::Platform, user_id).await?;
+                let session = store.get_session(Scope::Platform, session_id).await?;
+                let since = usable_since(user.as_ref(), session.as_ref());
+                self.write().insert((user_id, session_id), (since, Instant::now()));
+                since
+            }
+        };
+        Ok(since.is_some_and(|since| granted_at >= since))
+    }
+
+    fn fresh(&self, user_id: Uuid, session_id: Uuid) -> Option<Option<i64>> {
+        let answers = self.answers.read().unwrap_or_else(|p| p.into_inner());
+        answers.get(&(user_id, session_id)).filter(|(_, at)| at.elapsed() < FRESH_FOR).map(|(since, _)| *since)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Answers> {
+        self.answers.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn forget_user(&self, user_id: Uuid) {
+        self.write().retain(|(user, _), _| *user != user_id);
+    }
+
+    pub fn forget_session(&self, session_id: Uuid) {
+        self.write().retain(|(_, session), _| *session != session_id);
+    }
+
+    /// Drops stale answers, so the map holds only recently used pairs.
+    fn prune(&self) {
+        self.write().retain(|_, (_, at)| at.elapsed() < FRESH_FOR);
+    }
+}
+
+/// A user was changed (`after`) or deleted (`None`) on this replica: cut what the change ends.
+pub fn user_changed(app: &App, before: &User, after: Option<&User>) {
+    app.session_access.forget_user(before.id);
+    let Some(user) = after.filter(|user| !user.disabled) else {
+        app.connections.cut_user(before.id);
+        return;
+    };
+    // Another role sees other things: its streams reconnect and are filtered anew.
+    if user.role != before.role {
+        app.connections.cut_user_events(user.id);
+    }
+    if user.sessions_revoked_at != before.sessions_revoked_at {
+        app.connections.cut_user_tunnels(user.id);
+    }
+}
+
+/// An API key stopped working (deleted, or revoked with the others): its streams end now.
+pub fn api_keys_revoked(app: &App, user_id: Uuid, key: Option<Uuid>) {
+    app.connections.cut(|open| {
+        open.user_id == user_id
+            && matches!(open.kind, Kind::Events { api_key: Some(id), .. } if key.is_none_or(|key| key == id))
+    });
+}
+
+/// Cuts the tunnels of sessions as soon as they leave `running` on this replica.
+pub async fn follow_session_changes(app: AppState) {
+    let mut changes = app.bus.subscribe();
+    loop {
+        match changes.recv().await {
+            Ok(Change::Session(session)) if session.state != SessionState::Running => {
+                app.session_access.forget_session(session.id);
+                app.connections.cut_session(session.id);
+            }
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+struct Standing {
+    role: Role,
+    /// See [`cookies_good_since`].
+    cookies_good_since: i64,
+}
+
+/// What the store says now about the users behind open connections.
+#[derive(Default)]
+struct Facts {
+    /// Users who still exist and are enabled; `None`: neither.
+    users: HashMap<Uuid, Option<Standing>>,
+    /// The API keys that still exist, of users with streams opened by key.
+    api_keys: HashSet<Uuid>,
+    /// Running sessions and their owners.
+    running: HashMap<Uuid, Uuid>,
+}
+
+impl Facts {
+    /// Whether `open` outlived its access. Users the store could not answer for are kept: a
+    /// database blip must not disconnect everyone.
+    fn ended(&self, open: &Open) -> bool {
+        let Some(standing) = self.users.get(&open.user_id) else { return false };
+        let Some(standing) = standing else { return true };
+        match open.kind {
+            Kind::Events { role, api_key } => {
+                role != standing.role || api_key.is_some_and(|key| !self.api_keys.contains(&key))
+            }
+            Kind::Tunnel { session_id, granted_at } => {
+                self.running.get(&session_id) != Some(&open.user_id) || granted_at < standing.cookies_good_since
+            }
+        }
+    }
+}
+
+/// Cuts the connections opened up to `watermark` whose access has ended: their user is gone,
+/// disabled or has another role, the API key that opened a stream is gone, a tunnel's session is
+/// no longer running or no longer theirs, or its cookie was revoked. `active` is every non-terminal session, read after
+/// the watermark was taken (a tunnel opened later may be into a session `active` saw starting).
+pub async fn sweep(app: &App, watermark: u64, active: &[Session]) {
+    app.session_access.prune();
+    let open: Vec<Open> = app.connections.snapshot().into_iter().filter(|open| open.id <= watermark).collect();
+    if open.is_empty() {
+        return;
+    }
+    let mut facts = Facts {
+        running: active.iter().filter(|s| s.state == SessionState::Running).map(|s| (s.id, s.owner_id)).collect(),
+        ..Facts::default()
+    };
+    let users: HashSet<Uuid> = open.iter().map(|open| open.user_id).collect();
+    let key_users: HashSet<Uuid> = open
+        .iter()
+        .filter(|open| matches!(open.kind, Kind::Events { api_key: Some(_), .. }))
+        .map(|open| open.user_id)
+        .collect();
+    for user_id in users {
+        if let Err(err) = learn_about(app, user_id, key_users.contains(&user_id), &mut facts).await {
+            tracing::warn!(%user_id, error = %err, "cannot check a user's open connections");
+        }
+    }
+    for (user_id, _) in facts.users.iter().filter(|(_, standing)| standing.is_none()) {
+        app.session_access.forget_user(*user_id);
+    }
+    let cut = app.connections.cut(|o| o.id <= watermark && facts.ended(o));
+    if cut > 0 {
+        tracing::info!(cut, "closed connections whose access ended");
+    }
+}
+
+async fn learn_about(app: &App, user_id: Uuid, with_keys: bool, facts: &mut Facts) -> Result<(), StoreError> {
+    let user = app.store.get_user(Scope::Platform, user_id).await?;
+    if with_keys {
+        facts.api_keys.extend(app.store.list_api_keys(user_id).await?.into_iter().map(|key| key.id));
+    }
+    let standing = user
+        .filter(|user| !user.disabled)
+        .map(|user| Standing { role: user.role, cookies_good_since: cookies_good_since(&user) });
+    facts.users.insert(user_id, standing);
+    Ok(())
+}
