@@ -163,6 +163,13 @@ async fn record_failure(
     attempt: Attempt<'_>,
     reason: &str,
 ) -> ApiResult<()> {
+    audit_lockouts(app, meta, actor, attempt).await?;
+    let event = Event::new("auth.login", format!("user:{}", actor.name)).outcome(Outcome::Failure);
+    app.audit(meta, actor, event.details(json!({"reason": reason}))).await
+}
+
+/// Counts `attempt` as failed and audits the lockouts it caused.
+async fn audit_lockouts(app: &App, meta: &RequestMeta, actor: &Actor, attempt: Attempt<'_>) -> ApiResult<()> {
     for key in attempt.failed() {
         let (target, details) = match key {
             Key::AccountAddress(name, address) => {
@@ -173,8 +180,30 @@ async fn record_failure(
         };
         app.audit(meta, actor, Event::new("auth.lockout", target).outcome(Outcome::Denied).details(details)).await?;
     }
-    let event = Event::new("auth.login", format!("user:{}", actor.name)).outcome(Outcome::Failure);
-    app.audit(meta, actor, event.details(json!({"reason": reason}))).await
+    Ok(())
+}
+
+/// Whether `password` is the signed-in user's own, checked under the sign-in limits: a stolen
+/// access token cannot guess the password faster here, nor flood the argon2 thread.
+pub async fn check_current_password(
+    app: &App,
+    meta: &RequestMeta,
+    actor: &Actor,
+    user: &User,
+    password: String,
+) -> ApiResult<bool> {
+    let attempt = app.throttle.reserve(&user.username, meta.client_ip, app.clock.now()).map_err(refused)?;
+    let Ok(correct) = app.login_verifier.verify(password, user.password_hash.clone()).await else {
+        attempt.withdraw();
+        metrics::counter!("login_refused_total", "reason" => "busy").increment(1);
+        return Err(ApiError::busy(1));
+    };
+    if correct {
+        attempt.succeeded();
+    } else {
+        audit_lockouts(app, meta, actor, attempt).await?;
+    }
+    Ok(correct)
 }
 
 /// Settles `attempt` by the second factor: a wrong code counts like a wrong password.

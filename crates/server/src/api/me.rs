@@ -78,7 +78,9 @@ pub struct PasswordChange {
 }
 
 #[utoipa::path(post, path = "/api/v1/me/password", tag = "me", request_body = PasswordChange,
-    responses((status = 204, description = "Changed; every sign-in (this one included: sign in again), every API key and every session cookie is revoked"), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 204, description = "Changed; every sign-in (this one included: sign in again), every API key and every session cookie is revoked"), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, description = "`too_many_attempts` or `login_in_progress`: the sign-in limits apply to the current password", body = ErrorBody),
+        (status = 503, description = "`busy`: too many password checks are waiting", body = ErrorBody)))]
 async fn change_password(
     State(app): State<AppState>,
     meta: RequestMeta,
@@ -88,7 +90,7 @@ async fn change_password(
     let user = current_user(&app, &principal).await?;
     let actor = Actor::from(&principal);
     let target = format!("user:{}", user.id);
-    if !password::verify_off_thread(body.current_password, user.password_hash.clone()).await {
+    if !crate::api::auth::check_current_password(&app, &meta, &actor, &user, body.current_password).await? {
         app.audit(&meta, &actor, Event::new("user.password_change", target).outcome(Outcome::Failure)).await?;
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "the current password is wrong"));
     }

@@ -52,10 +52,6 @@ async fn on_worker<T: Send + 'static>(job: impl FnOnce() -> T + Send + 'static) 
     answer.await.ok()
 }
 
-pub async fn verify_off_thread(password: String, phc: String) -> bool {
-    on_worker(move || verify(&password, &phc)).await.unwrap_or(false)
-}
-
 /// Sign-in verifications, queued to the argon2 thread up to a bound: past it a flood is refused
 /// at once instead of making every sign-in behind it wait.
 pub struct VerifyQueue {

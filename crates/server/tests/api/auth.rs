@@ -263,6 +263,24 @@ async fn password_change_needs_the_current_password_and_revokes_refresh_tokens()
     assert_eq!(t.login_reply("admin", "new-password-1", json!({})).await.status, StatusCode::OK);
 }
 
+/// A stolen access token must not turn the password change into a faster way to guess the password.
+#[tokio::test]
+async fn guessing_the_current_password_is_held_to_the_sign_in_limits() {
+    let t = TestApp::new().await;
+    let token = t.login("admin", ADMIN_PASSWORD).await;
+    let guess = json!({"current_password": "guess", "new_password": "new-password-1"});
+    let before = t.app.login_verifier.performed();
+    for _ in 0..5 {
+        assert_eq!(t.post("/api/v1/me/password", &token, guess.clone()).await.status, StatusCode::UNAUTHORIZED);
+    }
+    let locked = t.post("/api/v1/me/password", &token, guess).await;
+    assert_eq!((locked.status, locked.code()), (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts"));
+    let right = json!({"current_password": ADMIN_PASSWORD, "new_password": "new-password-1"});
+    assert_eq!(t.post("/api/v1/me/password", &token, right).await.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(t.app.login_verifier.performed() - before, 5, "no verification once locked");
+    assert!(t.audit_actions().await.contains(&("auth.lockout".to_owned(), "denied".to_owned())));
+}
+
 #[tokio::test]
 async fn responses_carry_a_trace_id_that_follows_the_callers_traceparent() {
     let t = TestApp::new().await;

@@ -12,7 +12,7 @@ use streamspace_server::App;
 use streamspace_server::auth::totp;
 use tower::ServiceExt;
 
-use crate::harness::{ADMIN_PASSWORD, TestApp};
+use crate::harness::{ADMIN_PASSWORD, REFRESH_COOKIE, TestApp};
 
 /// A user signed in twice (two refresh token families) with one API key.
 struct Credentials {
@@ -29,7 +29,7 @@ async fn sign_in_twice_with_a_key(t: &TestApp, username: &str, password: &str) -
     assert_eq!(key.status, StatusCode::CREATED, "{}", key.body);
     assert_eq!(t.get("/api/v1/me", key.body["key"].as_str().unwrap()).await.status, StatusCode::OK);
     Credentials {
-        cookies: [first.set_cookie("ss_refresh").unwrap(), second.set_cookie("ss_refresh").unwrap()],
+        cookies: [first.set_cookie(REFRESH_COOKIE).unwrap(), second.set_cookie(REFRESH_COOKIE).unwrap()],
         api_key: key.body["key"].as_str().unwrap().to_owned(),
         token,
     }
@@ -106,7 +106,7 @@ async fn disabling_mfa_revokes_every_sign_in() {
     let secret = enroll(&t, &token).await;
     t.clock.advance(chrono::Duration::seconds(30));
     let login = t.login_reply("admin", ADMIN_PASSWORD, json!({"totp_code": code(&t, &secret)})).await;
-    let cookie = login.set_cookie("ss_refresh").unwrap();
+    let cookie = login.set_cookie(REFRESH_COOKIE).unwrap();
     let token = login.body["access_token"].as_str().unwrap();
     t.clock.advance(chrono::Duration::seconds(30));
     let disabled = t.post("/api/v1/me/mfa/disable", token, json!({"code": code(&t, &secret)})).await;
