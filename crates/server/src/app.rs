@@ -32,6 +32,8 @@ pub struct App {
     pub routes: crate::proxy::routes::RouteCache,
     /// The session proxy's connection pool to streamers.
     pub http: crate::proxy::forward::HttpClient,
+    /// Links the audit chain; kept out of the database so that the database alone cannot rewrite it.
+    pub audit_key: streamspace_store::audit::AuditKey,
 }
 
 pub type AppState = Arc<App>;
@@ -47,6 +49,7 @@ impl App {
         };
         let seal_key = crate::keys::load_or_create(&config.data_dir, "seal.key")?;
         let session_key = crate::keys::load_or_create(&config.data_dir, "session.key")?;
+        let audit_key = crate::keys::audit_key(&config)?;
         Ok(App {
             jwt: JwtKeys::new(&jwt_secret)?,
             sealer: Sealer::new(&seal_key),
@@ -58,6 +61,7 @@ impl App {
             session_key,
             routes: Default::default(),
             http: crate::proxy::forward::client(),
+            audit_key,
             config,
             store,
             clock,
