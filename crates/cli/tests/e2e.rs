@@ -31,9 +31,21 @@ fn store_args(data_dir: &Path, database_url: Option<&str>) -> Vec<String> {
     args
 }
 
-/// Starts `streamspace serve` with no admin password configured, and reads the generated one
-/// from its console. `audit_key`: the `STREAMSPACE_AUDIT_KEY` setting, if any.
+/// Starts `streamspace serve` on a fresh installation with no admin password configured, and reads
+/// the generated one from its console. `audit_key`: the `STREAMSPACE_AUDIT_KEY` setting, if any.
 async fn start(data_dir: &Path, database_url: Option<&str>, audit_key: Option<&str>) -> Server {
+    let mut server = launch(data_dir, database_url, audit_key).await;
+    let stdout = BufReader::new(server.child.stdout.take().unwrap());
+    server.admin_password = stdout
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| line.split_once("password: ").map(|(_, p)| p.trim().to_owned()))
+        .expect("the first start prints the generated admin password");
+    server
+}
+
+/// Starts `streamspace serve` and waits until it answers.
+async fn launch(data_dir: &Path, database_url: Option<&str>, audit_key: Option<&str>) -> Server {
     let port = free_port();
     let started = Instant::now();
     let mut command = Command::new(BIN);
@@ -57,13 +69,7 @@ async fn start(data_dir: &Path, database_url: Option<&str>, audit_key: Option<&s
         assert!(child.try_wait().unwrap().is_none(), "the server exited early");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let stdout = BufReader::new(child.stdout.take().unwrap());
-    let admin_password = stdout
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|line| line.split_once("password: ").map(|(_, p)| p.trim().to_owned()))
-        .expect("the first start prints the generated admin password");
-    Server { child, base, admin_password, started_in }
+    Server { child, base, admin_password: String::new(), started_in }
 }
 
 impl Server {
@@ -273,6 +279,76 @@ async fn audit_verify_with_the_wrong_key_or_none_fails_clearly() {
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("no audit key"), "{stderr}");
     assert!(!elsewhere.path().join("audit.key").exists(), "verify never makes up a key");
+}
+
+/// Runs `streamspace serve` expecting it to refuse to start: its exit code and what it said.
+fn serve_refuses(data_dir: &Path) -> (Option<i32>, String) {
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--session-listen",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .args(store_args(data_dir, None))
+        .env_remove("STREAMSPACE_AUDIT_KEY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("the server started on a chain it should refuse");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    (status.code(), stderr)
+}
+
+/// An installation from before keyed links: the control plane will not seal its chain by itself
+/// (a stripped seal looks the same), the operator adopts it once, then it runs keyed.
+#[tokio::test]
+async fn an_unkeyed_chain_is_adopted_by_the_operator_once() {
+    let dir = tempfile::tempdir().unwrap();
+    used_installation(dir.path(), None, None).await;
+    let db = attacker(&sqlite_url(dir.path())).await;
+    relink_with_sha256(&db, 1).await;
+    db.execute_raw(STRIP_THE_SEAL).await.unwrap();
+    let legacy = db.audit_head().await.unwrap().seq;
+    assert_broken(dir.path(), None, None, &["carries no seal", "--adopt"]);
+
+    let (code, stderr) = serve_refuses(dir.path());
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("--adopt"), "{stderr}");
+
+    let mut adopt = Command::new(BIN);
+    adopt.args(["admin", "audit", "verify", "--adopt"]).args(store_args(dir.path(), None));
+    with_audit_key(&mut adopt, None);
+    let output = adopt.output().unwrap();
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{out}");
+    assert!(out.contains("adopted") && out.contains("intact"), "{out}");
+    let keyed_from = db.audit_head().await.unwrap().seal.expect("adoption seals the head").keyed_from;
+    assert_eq!(keyed_from, legacy + 1);
+
+    let server = launch(dir.path(), None, None).await;
+    let failed_login = reqwest::Client::new()
+        .post(format!("{}/api/v1/auth/login", server.base))
+        .json(&json!({"username": "admin", "password": "not-the-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(failed_login.status(), reqwest::StatusCode::UNAUTHORIZED, "audited, as every login");
+    server.stop();
+    assert_eq!(verify_intact(dir.path(), None, None), legacy + 1, "the new event is keyed and verifies");
 }
 
 /// A fresh PostgreSQL database for one test, on the server `STREAMSPACE_TEST_DATABASE_URL` names.

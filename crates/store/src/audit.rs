@@ -590,6 +590,16 @@ mod tests {
     }
 
     #[test]
+    fn rewriting_the_newest_unkeyed_event_no_longer_matches_the_head() {
+        let (events, head) = legacy_chain(3);
+        let adopted = head.sealed_with(&key(), true).unwrap();
+        let mut events = events;
+        events[2].target = "user:mallory".into();
+        events[2].hash = event_hash(3, events[2].id, &content(&events[2]), &events[2].prev_hash);
+        assert_eq!(verify(&key(), &events, &adopted), Err(ChainFault::HeadMismatch { seq: 3 }));
+    }
+
+    #[test]
     fn claiming_keyed_links_start_later_breaks_the_seal() {
         let (events, head) = legacy_chain(2);
         let (mut events, mut head) = append(&key(), (events, head.sealed_with(&key(), true).unwrap()), 2);
