@@ -18,7 +18,7 @@ use streamspace_server::config::IpNet;
 use streamspace_server::config::SessionTimers;
 use streamspace_server::telemetry::{LogFormat, init_logging};
 use streamspace_server::{Config, Listeners, bootstrap};
-use streamspace_store::audit::AuditKey;
+use streamspace_store::audit::{AuditKey, RecordedHead};
 
 #[derive(Parser)]
 #[command(name = "streamspace", version, about = "Stream containerized applications to the browser")]
@@ -101,6 +101,9 @@ struct VerifyArgs {
     /// Once, after upgrading: seal a chain written before keyed links, if its links hold.
     #[arg(long)]
     adopt: bool,
+    /// A head printed by an earlier run and kept elsewhere: the chain must still hold it.
+    #[arg(long, value_name = "SEQ:HASH", value_parser = RecordedHead::parse)]
+    recorded_head: Option<RecordedHead>,
 }
 
 #[derive(Args)]
@@ -306,11 +309,11 @@ async fn verify_audit(args: VerifyArgs) -> anyhow::Result<ExitCode> {
     if args.adopt && streamspace_store::audit::adopt_unkeyed(store.as_ref(), &key).await? {
         println!("audit chain adopted: its SHA-256 links verified, events from now on are keyed");
     }
-    match streamspace_store::audit::verify_store(store.as_ref(), &key).await? {
+    match streamspace_store::audit::verify_store(store.as_ref(), &key, args.recorded_head.as_ref()).await? {
         Ok(verified) => {
             println!("audit chain intact: {} events verified", verified.events);
             // Kept elsewhere, the head shows a later rollback of the whole database (ADR 0014).
-            println!("chain head: #{} {}", verified.head.seq, verified.head.hash);
+            println!("chain head: {}", RecordedHead::from(&verified.head));
             Ok(ExitCode::SUCCESS)
         }
         Err(fault) => {

@@ -152,8 +152,13 @@ fn verify_intact(data_dir: &Path, database_url: Option<&str>, audit_key: Option<
     let (code, out) = verify_audit(data_dir, database_url, audit_key);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("intact"), "{out}");
-    let head = out.split_once("chain head: #").expect("verify prints the chain head").1;
-    head.split_whitespace().next().unwrap().parse().unwrap()
+    recorded_head(&out).split_once(':').unwrap().0.parse().unwrap()
+}
+
+/// The head `verify` printed, as an operator records it.
+fn recorded_head(out: &str) -> String {
+    let head = out.split_once("chain head: ").expect("verify prints the chain head").1;
+    head.split_whitespace().next().unwrap().to_owned()
 }
 
 fn assert_broken(data_dir: &Path, database_url: Option<&str>, audit_key: Option<&str>, expected: &[&str]) {
@@ -349,6 +354,36 @@ async fn an_unkeyed_chain_is_adopted_by_the_operator_once() {
     assert_eq!(failed_login.status(), reqwest::StatusCode::UNAUTHORIZED, "audited, as every login");
     server.stop();
     assert_eq!(verify_intact(dir.path(), None, None), legacy + 1, "the new event is keyed and verifies");
+}
+
+/// Restoring an older backup of the database passes for intact on its own; against a head
+/// recorded since, it does not.
+#[tokio::test]
+async fn a_restored_older_backup_fails_against_a_recorded_head() {
+    let dir = tempfile::tempdir().unwrap();
+    used_installation(dir.path(), None, None).await;
+    let backup = tempfile::tempdir().unwrap();
+    std::fs::copy(dir.path().join("streamspace.db"), backup.path().join("streamspace.db")).unwrap();
+    let server = launch(dir.path(), None, None).await;
+    let login = json!({"username": "admin", "password": "not-the-password"});
+    reqwest::Client::new().post(format!("{}/api/v1/auth/login", server.base)).json(&login).send().await.unwrap();
+    server.stop();
+    let (code, out) = verify_audit(dir.path(), None, None);
+    assert_eq!(code, 0, "{out}");
+    let recorded = recorded_head(&out);
+
+    for file in ["streamspace.db-wal", "streamspace.db-shm"] {
+        let _ = std::fs::remove_file(dir.path().join(file));
+    }
+    std::fs::copy(backup.path().join("streamspace.db"), dir.path().join("streamspace.db")).unwrap();
+    verify_intact(dir.path(), None, None);
+    let mut command = Command::new(BIN);
+    command.args(["admin", "audit", "verify", "--recorded-head", &recorded]).args(store_args(dir.path(), None));
+    with_audit_key(&mut command, None);
+    let output = command.output().unwrap();
+    let out = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(2), "{out}");
+    assert!(out.contains("rolled back"), "{out}");
 }
 
 /// A fresh PostgreSQL database for one test, on the server `STREAMSPACE_TEST_DATABASE_URL` names.

@@ -203,6 +203,9 @@ pub enum ChainFault {
     HeadMismatch { seq: i64 },
     /// An event lies after the head: it was inserted outside the control plane.
     BeyondHead { seq: i64, head: i64 },
+    /// The chain no longer holds the head an operator recorded earlier: the whole database was
+    /// rolled back to an earlier state, or replaced.
+    RolledBack { seq: i64 },
 }
 
 impl std::fmt::Display for ChainFault {
@@ -222,7 +225,7 @@ impl std::fmt::Display for ChainFault {
             ),
             ChainFault::Truncated { after, head } => write!(
                 f,
-                "the chain was truncated after #{after}: the head records #{head}, events #{}..=#{head} are missing",
+                "the chain was truncated after #{after}: the head records #{head}, events #{} to #{head} are missing",
                 after + 1
             ),
             ChainFault::HeadMismatch { seq } => {
@@ -231,6 +234,11 @@ impl std::fmt::Display for ChainFault {
             ChainFault::BeyondHead { seq, head } => write!(
                 f,
                 "audit event #{seq} lies beyond the chain head (#{head}): it was inserted outside the control plane"
+            ),
+            ChainFault::RolledBack { seq } => write!(
+                f,
+                "the chain no longer holds event #{seq} as recorded: the database was rolled back to an earlier \
+                 state, or replaced"
             ),
         }
     }
@@ -360,9 +368,46 @@ pub struct Verified {
     pub head: ChainHead,
 }
 
+/// A chain head recorded outside the database from an earlier run of `verify`, as it prints it:
+/// `SEQ:HASH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedHead {
+    pub seq: i64,
+    pub hash: String,
+}
+
+impl RecordedHead {
+    pub fn parse(text: &str) -> Result<RecordedHead, String> {
+        let (seq, hash) = text.trim().split_once(':').ok_or("a recorded head reads SEQ:HASH")?;
+        let seq = seq.trim_start_matches('#').parse().map_err(|_| format!("{seq:?} is not a sequence number"))?;
+        let hash = hash.to_ascii_lowercase();
+        if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err("the hash of a recorded head is 64 hexadecimal digits".to_owned());
+        }
+        Ok(RecordedHead { seq, hash })
+    }
+}
+
+impl std::fmt::Display for RecordedHead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.seq, self.hash)
+    }
+}
+
+impl From<&ChainHead> for RecordedHead {
+    fn from(head: &ChainHead) -> RecordedHead {
+        RecordedHead { seq: head.seq, hash: head.hash.clone() }
+    }
+}
+
 /// Walks the whole chain in the store, a page at a time, up to the head read first (events
-/// appended meanwhile are left for the next run): what verified, or the first fault.
-pub async fn verify_store(store: &dyn crate::Store, key: &AuditKey) -> crate::Result<Result<Verified, ChainFault>> {
+/// appended meanwhile are left for the next run), and checks that it still holds `recorded`, a
+/// head kept from an earlier run: what verified, or the first fault.
+pub async fn verify_store(
+    store: &dyn crate::Store,
+    key: &AuditKey,
+    recorded: Option<&RecordedHead>,
+) -> crate::Result<Result<Verified, ChainFault>> {
     const PAGE: i64 = 1000;
     let head = store.audit_head().await?;
     let mut verifier = match ChainVerifier::new(key, &head) {
@@ -388,14 +433,32 @@ pub async fn verify_store(store: &dyn crate::Store, key: &AuditKey) -> crate::Re
     if let Some(fault) = event_beyond_head(store, &head).await? {
         return Ok(Err(fault));
     }
+    if let Some(recorded) = recorded
+        && !holds(store, &head, recorded).await?
+    {
+        return Ok(Err(ChainFault::RolledBack { seq: recorded.seq }));
+    }
     Ok(Ok(Verified { events, head }))
+}
+
+/// Whether the chain, verified up to `head`, has `recorded` as one of its heads: its links then
+/// vouch for every event up to there being the ones recorded.
+async fn holds(store: &dyn crate::Store, head: &ChainHead, recorded: &RecordedHead) -> crate::Result<bool> {
+    if recorded.seq == 0 {
+        return Ok(recorded.hash == GENESIS_HASH);
+    }
+    if recorded.seq > head.seq {
+        return Ok(false);
+    }
+    let event = store.audit_chain(recorded.seq - 1, 1).await?.pop();
+    Ok(event.is_some_and(|event| event.seq == recorded.seq && event.hash == recorded.hash))
 }
 
 /// Seals a chain written before keyed links, once its SHA-256 links have verified all the way
 /// to its head (an operator's `verify --adopt` after upgrading): answers whether it did. Any other
 /// chain is left as it is, for [`verify_store`] to report on.
 pub async fn adopt_unkeyed(store: &dyn crate::Store, key: &AuditKey) -> crate::Result<bool> {
-    match verify_store(store, key).await? {
+    match verify_store(store, key, None).await? {
         Err(ChainFault::Unsealed { .. }) => {
             store.seal_audit_head(key, true).await?;
             Ok(true)
@@ -618,6 +681,17 @@ mod tests {
     fn a_key_setting_must_be_long_enough() {
         assert!(AuditKey::from_setting("short").is_err());
         assert!(AuditKey::from_setting(&"k".repeat(32)).is_ok());
+    }
+
+    #[test]
+    fn a_recorded_head_reads_as_verify_prints_it() {
+        let (_, head) = chain(2);
+        let recorded = RecordedHead::from(&head);
+        assert_eq!(RecordedHead::parse(&recorded.to_string()), Ok(recorded.clone()));
+        assert_eq!(RecordedHead::parse(&format!("#{}", recorded.to_string().to_uppercase())), Ok(recorded));
+        assert!(RecordedHead::parse("2").is_err());
+        assert!(RecordedHead::parse("x:00").is_err());
+        assert!(RecordedHead::parse(&format!("2:{}", "g".repeat(64))).is_err());
     }
 
     #[test]

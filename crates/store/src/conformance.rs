@@ -19,7 +19,9 @@ use streamspace_proto::SessionState;
 use streamspace_proto::hub::{Capacity, Command, CommandKind, Platform, SessionSpec};
 use uuid::Uuid;
 
-use crate::audit::{AuditKey, ChainFault, ChainHead, GENESIS_HASH, content, event_hash, event_mac, verify_store};
+use crate::audit::{
+    AuditKey, ChainFault, ChainHead, GENESIS_HASH, RecordedHead, content, event_hash, event_mac, verify_store,
+};
 use crate::{
     Agent, AgentCommand, AuditEvent, AuditFilter, AuditPage, NewAgent, NewApiKey, NewAuditEvent, NewSession,
     NewTemplate, NewUser, Org, OrgPatch, Page, Paged, PostgresStore, Quotas, RefreshOutcome, RefreshToken, Result,
@@ -95,6 +97,7 @@ macro_rules! conformance_tests {
             audit_chain_rewritten_without_the_key_is_detected,
             audit_chain_verified_with_another_key_says_so,
             unkeyed_audit_chains_are_sealed_only_when_adopted,
+            audit_rollback_shows_only_against_a_recorded_head,
             agents_round_trip,
             agent_names_are_unique,
             agent_tokens_rotate,
@@ -313,8 +316,12 @@ async fn verify_chain(store: &Subject) -> Result<i64, ChainFault> {
 }
 
 async fn verify_with(store: &Subject, key: &AuditKey) -> Result<i64, ChainFault> {
+    verify_against(store, key, None).await
+}
+
+async fn verify_against(store: &Subject, key: &AuditKey, recorded: Option<&RecordedHead>) -> Result<i64, ChainFault> {
     let store: &dyn Store = store.as_ref();
-    verify_store(store, key).await.unwrap().map(|verified| verified.events)
+    verify_store(store, key, recorded).await.unwrap().map(|verified| verified.events)
 }
 
 async fn append(store: &Subject, count: usize) {
@@ -1622,4 +1629,27 @@ pub async fn racing_ticket_redemptions_have_one_winner(store: Subject) {
     .await;
     let winners: Vec<Ticket> = redemptions.into_iter().flatten().collect();
     assert_eq!(winners, [ticket]);
+}
+
+pub async fn audit_rollback_shows_only_against_a_recorded_head(store: Subject) {
+    append(&store, 3).await;
+    let earlier = store.audit_head().await.unwrap();
+    append(&store, 2).await;
+    let recorded = RecordedHead::from(&store.audit_head().await.unwrap());
+    assert_eq!(verify_against(&store, &key(), Some(&recorded)).await, Ok(5));
+
+    // Back to the state after the third event, head and all: every link and seal in it is genuine.
+    store.execute_raw("DELETE FROM audit_events WHERE seq > 3").await.unwrap();
+    let seal = earlier.seal.clone().unwrap();
+    let restore = format!(
+        "UPDATE audit_chain_head SET seq = {}, hash = '{}', keyed_from = {}, key_check = '{}', mac = '{}'",
+        earlier.seq, earlier.hash, seal.keyed_from, seal.key_check, seal.mac
+    );
+    store.execute_raw(&restore).await.unwrap();
+    assert_eq!(verify_chain(&store).await, Ok(3), "a rollback alone is not detected");
+    assert_eq!(verify_against(&store, &key(), Some(&recorded)).await, Err(ChainFault::RolledBack { seq: 5 }));
+    let older = RecordedHead::from(&earlier);
+    assert_eq!(verify_against(&store, &key(), Some(&older)).await, Ok(3), "an older record still holds");
+    let forged = RecordedHead { seq: 2, hash: earlier.hash.clone() };
+    assert_eq!(verify_against(&store, &key(), Some(&forged)).await, Err(ChainFault::RolledBack { seq: 2 }));
 }
