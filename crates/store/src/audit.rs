@@ -87,6 +87,12 @@ pub fn event_mac(key: &AuditKey, seq: i64, id: uuid::Uuid, event: &NewAuditEvent
     key.mac(&canonical(seq, id, event, prev_hash))
 }
 
+/// Compares MACs without an early exit: an appender that answers faster for a closer forgery
+/// would let someone who can write the head and time requests forge its seal byte by byte.
+fn same_mac(stored: &str, computed: &str) -> bool {
+    stored.len() == computed.len() && stored.bytes().zip(computed.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
 fn head_mac(key: &AuditKey, seq: i64, hash: &str, keyed_from: i64) -> String {
     key.mac(&json!(["head", seq, hash, keyed_from]))
 }
@@ -112,7 +118,7 @@ pub struct HeadSeal {
     pub mac: String,
 }
 
-pub const KEY_MISMATCH: &str = "the audit key is not the one the audit chain was keyed with \
+const KEY_MISMATCH: &str = "the audit key is not the one the audit chain was keyed with \
      (check STREAMSPACE_AUDIT_KEY, or the data directory's audit.key)";
 
 const SEAL_BROKEN: &str = "the audit chain head was altered outside the control plane (its seal does not match): \
@@ -130,10 +136,10 @@ impl ChainHead {
 
     /// Whether `key` sealed this head and the head is the one it sealed.
     fn check_seal(&self, key: &AuditKey, seal: &HeadSeal) -> Result<(), StoreError> {
-        if seal.key_check != key.check_value() {
+        if !same_mac(&seal.key_check, &key.check_value()) {
             return Err(StoreError::Invalid(KEY_MISMATCH.to_owned()));
         }
-        if seal.mac != head_mac(key, self.seq, &self.hash, seal.keyed_from) {
+        if !same_mac(&seal.mac, &head_mac(key, self.seq, &self.hash, seal.keyed_from)) {
             return Err(StoreError::Invalid(SEAL_BROKEN.to_owned()));
         }
         Ok(())
@@ -266,7 +272,7 @@ impl<'k> ChainVerifier<'k> {
     /// throughout (and reported by `finish`); a head sealed with another key fails at once.
     pub fn new(key: &'k AuditKey, head: &ChainHead) -> Result<ChainVerifier<'k>, ChainFault> {
         let keyed_from = match &head.seal {
-            Some(seal) if seal.key_check != key.check_value() => return Err(ChainFault::WrongKey),
+            Some(seal) if !same_mac(&seal.key_check, &key.check_value()) => return Err(ChainFault::WrongKey),
             Some(seal) => seal.keyed_from,
             None => i64::MAX,
         };
@@ -285,7 +291,7 @@ impl<'k> ChainVerifier<'k> {
             return Err(broken("its previous-hash does not match the event before it"));
         }
         if event.seq >= self.keyed_from {
-            if event_mac(self.key, event.seq, event.id, &content(event), &event.prev_hash) != event.hash {
+            if !same_mac(&event.hash, &event_mac(self.key, event.seq, event.id, &content(event), &event.prev_hash)) {
                 return Err(broken(
                     "its content does not match its MAC (the row was altered, or rewritten without the audit key)",
                 ));
@@ -309,7 +315,7 @@ impl<'k> ChainVerifier<'k> {
         let Some(seal) = &head.seal else {
             return Err(ChainFault::Unsealed { seq: head.seq });
         };
-        if seal.mac != head_mac(self.key, head.seq, &head.hash, seal.keyed_from) {
+        if !same_mac(&seal.mac, &head_mac(self.key, head.seq, &head.hash, seal.keyed_from)) {
             return Err(ChainFault::SealBroken { seq: head.seq });
         }
         if self.verified() < head.seq {
