@@ -363,7 +363,10 @@ async fn a_restored_older_backup_fails_against_a_recorded_head() {
     let dir = tempfile::tempdir().unwrap();
     used_installation(dir.path(), None, None).await;
     let backup = tempfile::tempdir().unwrap();
-    std::fs::copy(dir.path().join("streamspace.db"), backup.path().join("streamspace.db")).unwrap();
+    let backup_file = backup.path().join("streamspace.db");
+    let db = attacker(&sqlite_url(dir.path())).await;
+    db.execute_raw(&format!("VACUUM INTO '{}'", backup_file.display())).await.unwrap();
+    drop(db);
     let server = launch(dir.path(), None, None).await;
     let login = json!({"username": "admin", "password": "not-the-password"});
     reqwest::Client::new().post(format!("{}/api/v1/auth/login", server.base)).json(&login).send().await.unwrap();
@@ -375,7 +378,7 @@ async fn a_restored_older_backup_fails_against_a_recorded_head() {
     for file in ["streamspace.db-wal", "streamspace.db-shm"] {
         let _ = std::fs::remove_file(dir.path().join(file));
     }
-    std::fs::copy(backup.path().join("streamspace.db"), dir.path().join("streamspace.db")).unwrap();
+    std::fs::copy(&backup_file, dir.path().join("streamspace.db")).unwrap();
     verify_intact(dir.path(), None, None);
     let mut command = Command::new(BIN);
     command.args(["admin", "audit", "verify", "--recorded-head", &recorded]).args(store_args(dir.path(), None));
