@@ -18,6 +18,7 @@ use streamspace_server::config::IpNet;
 use streamspace_server::config::SessionTimers;
 use streamspace_server::telemetry::{LogFormat, init_logging};
 use streamspace_server::{Config, Listeners, bootstrap};
+use streamspace_store::audit::{AuditKey, RecordedHead};
 
 #[derive(Parser)]
 #[command(name = "streamspace", version, about = "Stream containerized applications to the browser")]
@@ -89,8 +90,20 @@ enum AdminCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check the audit hash chain and report the first broken link.
-    Verify(StoreArgs),
+    /// Check the audit chain and its head, report the first fault (exit 2), print the head.
+    Verify(VerifyArgs),
+}
+
+#[derive(Args)]
+struct VerifyArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Once, after upgrading: seal a chain written before keyed links, if its links hold.
+    #[arg(long)]
+    adopt: bool,
+    /// A head printed by an earlier run and kept elsewhere: the chain must still hold it.
+    #[arg(long, value_name = "SEQ:HASH", value_parser = RecordedHead::parse)]
+    recorded_head: Option<RecordedHead>,
 }
 
 #[derive(Args)]
@@ -101,6 +114,10 @@ struct StoreArgs {
     /// `postgres://...` for PostgreSQL; default: an SQLite file in the data directory.
     #[arg(long, env = "STREAMSPACE_DATABASE_URL", hide_env_values = true)]
     database_url: Option<String>,
+    /// Secret (at least 32 bytes) that keys the audit chain, the same on every replica; default:
+    /// `audit.key`, generated into the data directory.
+    #[arg(long, env = "STREAMSPACE_AUDIT_KEY", hide_env_values = true, value_parser = AuditKey::from_setting)]
+    audit_key: Option<AuditKey>,
 }
 
 #[derive(Args)]
@@ -164,6 +181,7 @@ impl ServeArgs {
             listen: self.listen,
             data_dir: self.store.data_dir,
             database_url: self.store.database_url,
+            audit_key: self.store.audit_key,
             admin_password: self.admin_password,
             jwt_secret: self.jwt_secret,
             trusted_proxies: self.trusted_proxies,
@@ -291,16 +309,27 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-async fn verify_audit(args: StoreArgs) -> anyhow::Result<ExitCode> {
-    let config = Config { data_dir: args.data_dir, database_url: args.database_url, ..Config::default() };
+async fn verify_audit(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    let config = Config {
+        data_dir: args.store.data_dir,
+        database_url: args.store.database_url,
+        audit_key: args.store.audit_key,
+        ..Config::default()
+    };
+    let key = streamspace_server::keys::existing_audit_key(&config)?;
     let store = streamspace_store::connect(&config.database_url()).await?;
-    match streamspace_store::audit::verify_store(store.as_ref()).await? {
-        Ok(count) => {
-            println!("audit chain intact: {count} events verified");
+    if args.adopt && streamspace_store::audit::adopt_unkeyed(store.as_ref(), &key).await? {
+        println!("audit chain adopted: its SHA-256 links verified, events from now on are keyed");
+    }
+    match streamspace_store::audit::verify_store(store.as_ref(), &key, args.recorded_head.as_ref()).await? {
+        Ok(verified) => {
+            println!("audit chain intact: {} events verified", verified.events);
+            // Kept elsewhere, the head shows a later rollback of the whole database (ADR 0014).
+            println!("chain head: {}", RecordedHead::from(&verified.head));
             Ok(ExitCode::SUCCESS)
         }
-        Err(broken) => {
-            println!("audit chain BROKEN at {broken}");
+        Err(fault) => {
+            println!("audit chain BROKEN: {fault}");
             Ok(ExitCode::from(2))
         }
     }

@@ -40,6 +40,8 @@ pub struct App {
     pub connections: crate::connections::Registry,
     /// The session proxy's recent answers on who may use which session.
     pub session_access: crate::connections::access::SessionAccess,
+    /// Links the audit chain; kept out of the database so that the database alone cannot rewrite it.
+    pub audit_key: streamspace_store::audit::AuditKey,
 }
 
 pub type AppState = Arc<App>;
@@ -55,6 +57,7 @@ impl App {
         };
         let seal_key = crate::keys::load_or_create(&config.data_dir, "seal.key")?;
         let session_key = crate::keys::load_or_create(&config.data_dir, "session.key")?;
+        let audit_key = crate::keys::audit_key(&config)?;
         Ok(App {
             jwt: JwtKeys::new(&jwt_secret)?,
             sealer: Sealer::new(&seal_key),
@@ -70,6 +73,7 @@ impl App {
             bound: Default::default(),
             connections: Default::default(),
             session_access: Default::default(),
+            audit_key,
             config,
             store,
             clock,

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use crate::app::App;
 use crate::auth::Principal;
 use crate::context::RequestMeta;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -97,7 +97,9 @@ impl App {
             trace_id: meta.trace_id.clone(),
             details: event.details,
         };
-        self.store.append_audit(record).await?;
+        // A head that does not hold is the operator's problem, not the caller's: it is logged and
+        // the request fails as an internal error.
+        self.store.append_audit(&self.audit_key, record).await.map_err(ApiError::internal)?;
         Ok(())
     }
 }

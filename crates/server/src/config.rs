@@ -19,6 +19,8 @@ pub struct Config {
     pub admin_password: Option<String>,
     /// HS256 secret for access tokens; generated and kept in the data directory when `None`.
     pub jwt_secret: Option<String>,
+    /// Keys the audit chain; kept in the data directory when `None`. Replicas must share it.
+    pub audit_key: Option<streamspace_store::audit::AuditKey>,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
     pub access_token_ttl_secs: i64,
@@ -138,6 +140,7 @@ impl Default for Config {
             database_url: None,
             admin_password: None,
             jwt_secret: None,
+            audit_key: None,
             trusted_proxies: Vec::new(),
             access_token_ttl_secs: 15 * 60,
             refresh_token_ttl_secs: 7 * 24 * 3600,

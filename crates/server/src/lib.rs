@@ -71,6 +71,8 @@ pub async fn open(config: Config, on_bootstrap: impl FnOnce(&bootstrap::Outcome)
     tracing::info!(database = %streamspace_store::redact_url(&config.database_url()), "opening the store");
     let store = streamspace_store::connect(&config.database_url()).await?;
     let app = Arc::new(App::new(config, store, Arc::new(clock::SystemClock))?);
+    // Refusing to start beats writing events no one can verify, or sealing a tampered chain.
+    app.store.seal_audit_head(&app.audit_key, false).await.map_err(|e| anyhow::anyhow!("audit chain: {e}"))?;
     on_bootstrap(&bootstrap::run(&app).await?);
     Ok(app)
 }

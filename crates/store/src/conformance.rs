@@ -19,7 +19,9 @@ use streamspace_proto::SessionState;
 use streamspace_proto::hub::{Capacity, Command, CommandKind, Platform, SessionSpec};
 use uuid::Uuid;
 
-use crate::audit::{BrokenLink, ChainVerifier, GENESIS_HASH, event_hash};
+use crate::audit::{
+    AuditKey, ChainFault, ChainHead, GENESIS_HASH, RecordedHead, content, event_hash, event_mac, verify_store,
+};
 use crate::{
     Agent, AgentCommand, AuditEvent, AuditFilter, AuditPage, CapacityLimit, NewAgent, NewApiKey, NewAuditEvent,
     NewSession, NewTemplate, NewUser, Org, OrgPatch, Page, Paged, PostgresStore, Quotas, RefreshOutcome, RefreshToken,
@@ -32,20 +34,20 @@ use crate::{
 #[async_trait]
 pub trait TestStore: Store {
     /// Runs one SQL statement on the database, bypassing the store; answers the rows affected.
-    async fn execute_raw(&self, sql: &'static str) -> Result<u64>;
+    async fn execute_raw(&self, sql: &str) -> Result<u64>;
 }
 
 #[async_trait]
 impl TestStore for SqliteStore {
-    async fn execute_raw(&self, sql: &'static str) -> Result<u64> {
-        Ok(sqlx::query(sql).execute(self.pool()).await?.rows_affected())
+    async fn execute_raw(&self, sql: &str) -> Result<u64> {
+        Ok(sqlx::query(sqlx::AssertSqlSafe(sql)).execute(self.pool()).await?.rows_affected())
     }
 }
 
 #[async_trait]
 impl TestStore for PostgresStore {
-    async fn execute_raw(&self, sql: &'static str) -> Result<u64> {
-        Ok(sqlx::query(sql).execute(self.pool()).await?.rows_affected())
+    async fn execute_raw(&self, sql: &str) -> Result<u64> {
+        Ok(sqlx::query(sqlx::AssertSqlSafe(sql)).execute(self.pool()).await?.rows_affected())
     }
 }
 
@@ -90,6 +92,12 @@ macro_rules! conformance_tests {
             concurrent_audit_appends_form_one_chain,
             audit_tampering_is_detected,
             audit_deletion_is_detected,
+            audit_tail_truncation_is_detected,
+            audit_head_moved_back_without_the_key_is_detected,
+            audit_chain_rewritten_without_the_key_is_detected,
+            audit_chain_verified_with_another_key_says_so,
+            unkeyed_audit_chains_are_sealed_only_when_adopted,
+            audit_rollback_shows_only_against_a_recorded_head,
             agents_round_trip,
             agent_names_are_unique,
             agent_tokens_rotate,
@@ -299,19 +307,59 @@ where
     results
 }
 
-/// Verifies the whole audit chain, reading it in batches as a verifier job would.
-async fn verify_chain(store: &Subject) -> Result<i64, BrokenLink> {
-    let mut verifier = ChainVerifier::default();
-    loop {
-        let batch = store.audit_chain(verifier.verified(), 16).await.unwrap();
-        if batch.is_empty() {
-            return Ok(verifier.verified());
-        }
-        for event in &batch {
-            verifier.check(event)?;
-        }
+/// The key the checks write the audit chain with.
+fn key() -> AuditKey {
+    AuditKey::new(*b"conformance-audit-key-32-bytes!!")
+}
+
+/// Verifies the whole audit chain as `streamspace admin audit verify` does.
+async fn verify_chain(store: &Subject) -> Result<i64, ChainFault> {
+    verify_with(store, &key()).await
+}
+
+async fn verify_with(store: &Subject, key: &AuditKey) -> Result<i64, ChainFault> {
+    verify_against(store, key, None).await
+}
+
+async fn verify_against(store: &Subject, key: &AuditKey, recorded: Option<&RecordedHead>) -> Result<i64, ChainFault> {
+    let store: &dyn Store = store.as_ref();
+    verify_store(store, key, recorded).await.unwrap().map(|verified| verified.events)
+}
+
+async fn append(store: &Subject, count: usize) {
+    for _ in 0..count {
+        store.append_audit(&key(), event("user.update", None)).await.unwrap();
     }
 }
+
+fn link_fault_at(result: Result<i64, ChainFault>) -> i64 {
+    match result {
+        Err(ChainFault::Link(broken)) => broken.seq,
+        other => panic!("expected a broken link, got {other:?}"),
+    }
+}
+
+/// Plays someone who holds the database but not the key: relinks every event from `from_seq`
+/// on with plain SHA-256 (as before keyed links) and moves the head's link along.
+pub async fn relink_with_sha256(store: &Subject, from_seq: i64) {
+    let events = store.audit_chain(0, 1000).await.unwrap();
+    let mut prev = events.iter().find(|e| e.seq == from_seq - 1).map_or(GENESIS_HASH.to_owned(), |e| e.hash.clone());
+    for event in events.iter().filter(|e| e.seq >= from_seq) {
+        let hash = event_hash(event.seq, event.id, &content(event), &prev);
+        let relinked = store
+            .execute_raw(&format!(
+                "UPDATE audit_events SET prev_hash = '{prev}', hash = '{hash}' WHERE seq = {}",
+                event.seq
+            ))
+            .await
+            .unwrap();
+        assert_eq!(relinked, 1);
+        prev = hash;
+    }
+    store.execute_raw(&format!("UPDATE audit_chain_head SET hash = '{prev}'")).await.unwrap();
+}
+
+pub const STRIP_THE_SEAL: &str = "UPDATE audit_chain_head SET keyed_from = NULL, key_check = NULL, mac = NULL";
 
 async fn audit(store: &Subject, scope: Scope, filter: AuditFilter) -> Vec<i64> {
     let events = store.list_audit(scope, filter, AuditPage { limit: 100, before_seq: None }).await.unwrap();
@@ -1083,10 +1131,10 @@ pub async fn usage_counts_live_sessions(store: Subject) {
 
 pub async fn audit_events_chain_and_list(store: Subject) {
     let acme = org(&store, "acme").await;
-    let first = store.append_audit(event("user.create", Some(&acme))).await.unwrap();
+    let first = store.append_audit(&key(), event("user.create", Some(&acme))).await.unwrap();
     assert_eq!((first.seq, first.prev_hash.as_str()), (1, GENESIS_HASH));
     let content = NewAuditEvent { time: first.time, ..event("user.create", Some(&acme)) };
-    assert_eq!(first.hash, event_hash(1, first.id, &content, GENESIS_HASH));
+    assert_eq!(first.hash, event_mac(&key(), 1, first.id, &content, GENESIS_HASH));
 
     let since = micros_now();
     let mut denied = event("auth.login", Some(&acme));
@@ -1094,12 +1142,12 @@ pub async fn audit_events_chain_and_list(store: Subject) {
     denied.actor_name = "mallory".into();
     denied.target = "user:mallory".into();
     denied.details = json!({"reason": "Wrong PASSWORD", "attempt": 3});
-    let second = store.append_audit(denied).await.unwrap();
+    let second = store.append_audit(&key(), denied).await.unwrap();
     assert_eq!((second.seq, second.prev_hash.as_str()), (2, first.hash.as_str()));
     let mut wildcard = event("template.update", None);
     wildcard.details = json!({"note": "100% done"});
-    let third = store.append_audit(wildcard).await.unwrap();
-    let fourth = store.append_audit(event("org.update", Some(&acme))).await.unwrap();
+    let third = store.append_audit(&key(), wildcard).await.unwrap();
+    let fourth = store.append_audit(&key(), event("org.update", Some(&acme))).await.unwrap();
     assert_eq!(verify_chain(&store).await, Ok(4));
 
     let newest_first =
@@ -1142,7 +1190,7 @@ pub async fn audit_is_scoped_to_the_org(store: Subject) {
     let a = org(&store, "a").await;
     let b = org(&store, "b").await;
     for scope in [Some(&a), Some(&b), None, Some(&a)] {
-        store.append_audit(event("session.create", scope)).await.unwrap();
+        store.append_audit(&key(), event("session.create", scope)).await.unwrap();
     }
     assert_eq!(audit(&store, Scope::Org(a.id), AuditFilter::default()).await, [4, 1]);
     assert_eq!(audit(&store, Scope::Org(b.id), AuditFilter::default()).await, [2]);
@@ -1170,7 +1218,7 @@ pub async fn audit_details_read_back_bit_identical(store: Subject) {
         "empty": {"list": [], "map": {}},
         "flag": false,
     });
-    let appended = store.append_audit(new.clone()).await.unwrap();
+    let appended = store.append_audit(&key(), new.clone()).await.unwrap();
     assert_eq!(appended.time, new.time.trunc_subsecs(6), "time is kept to the microsecond");
     assert_eq!(appended.details["unicode"], new.details["unicode"]);
     let listed = store.list_audit(Scope::Platform, AuditFilter::default(), AuditPage { limit: 1, before_seq: None });
@@ -1188,7 +1236,7 @@ pub async fn concurrent_audit_appends_form_one_chain(store: Subject) {
     let appended = race(50, || {
         let (store, mut new) = (store.clone(), event("session.touch", Some(&acme)));
         new.details = json!({"n": Uuid::now_v7()});
-        async move { store.append_audit(new).await.unwrap() }
+        async move { store.append_audit(&key(), new).await.unwrap() }
     })
     .await;
     let mut seqs: Vec<i64> = appended.iter().map(|e| e.seq).collect();
@@ -1201,32 +1249,95 @@ pub async fn concurrent_audit_appends_form_one_chain(store: Subject) {
 }
 
 pub async fn audit_tampering_is_detected(store: Subject) {
-    for _ in 0..5 {
-        store.append_audit(event("user.update", None)).await.unwrap();
-    }
+    append(&store, 5).await;
     assert_eq!(verify_chain(&store).await, Ok(5));
     let altered = store.execute_raw("UPDATE audit_events SET target = 'user:mallory' WHERE seq = 3").await.unwrap();
     assert_eq!(altered, 1);
-    let broken = verify_chain(&store).await.unwrap_err();
+    let Err(ChainFault::Link(broken)) = verify_chain(&store).await else { panic!("the altered event is not found") };
     assert_eq!(broken.seq, 3, "{broken}");
     assert!(broken.reason.contains("altered"), "{broken}");
 }
 
 pub async fn audit_deletion_is_detected(store: Subject) {
-    for _ in 0..5 {
-        store.append_audit(event("user.update", None)).await.unwrap();
-    }
+    append(&store, 5).await;
     // Deleting the newest event is found by the next append: the chain head remembers it.
     assert_eq!(store.execute_raw("DELETE FROM audit_events WHERE seq = 5").await.unwrap(), 1);
-    let sixth = store.append_audit(event("user.update", None)).await.unwrap();
+    let sixth = store.append_audit(&key(), event("user.update", None)).await.unwrap();
     assert_eq!(sixth.seq, 6);
-    let broken = verify_chain(&store).await.unwrap_err();
+    let Err(ChainFault::Link(broken)) = verify_chain(&store).await else { panic!("the gap is not found") };
     assert_eq!(broken.seq, 6, "{broken}");
     assert!(broken.reason.contains("missing"), "{broken}");
     // An event deleted from the middle breaks the link after it.
     assert_eq!(store.execute_raw("DELETE FROM audit_events WHERE seq = 2").await.unwrap(), 1);
-    let broken = verify_chain(&store).await.unwrap_err();
-    assert_eq!(broken.seq, 3, "{broken}");
+    assert_eq!(link_fault_at(verify_chain(&store).await), 3);
+}
+
+pub async fn audit_tail_truncation_is_detected(store: Subject) {
+    append(&store, 5).await;
+    assert_eq!(store.execute_raw("DELETE FROM audit_events WHERE seq > 3").await.unwrap(), 2);
+    let fault = verify_chain(&store).await.unwrap_err();
+    assert_eq!(fault, ChainFault::Truncated { after: 3, head: 5 });
+    assert!(fault.to_string().contains("truncated after #3"), "{fault}");
+    // All of it, too.
+    assert_eq!(store.execute_raw("DELETE FROM audit_events").await.unwrap(), 3);
+    assert_eq!(verify_chain(&store).await, Err(ChainFault::Truncated { after: 0, head: 5 }));
+}
+
+pub async fn audit_head_moved_back_without_the_key_is_detected(store: Subject) {
+    append(&store, 5).await;
+    store.execute_raw("DELETE FROM audit_events WHERE seq > 3").await.unwrap();
+    let moved = "UPDATE audit_chain_head SET seq = 3, hash = (SELECT hash FROM audit_events WHERE seq = 3)";
+    assert_eq!(store.execute_raw(moved).await.unwrap(), 1);
+    assert_eq!(verify_chain(&store).await, Err(ChainFault::SealBroken { seq: 3 }));
+    // The control plane does not build on it (that would seal the truncation), nor start on it.
+    let refused = store.append_audit(&key(), event("user.update", None)).await;
+    assert!(is_invalid(refused), "an append on a moved head is refused");
+    assert!(is_invalid(store.seal_audit_head(&key(), false).await));
+    assert_eq!(verify_chain(&store).await, Err(ChainFault::SealBroken { seq: 3 }));
+}
+
+pub async fn audit_chain_rewritten_without_the_key_is_detected(store: Subject) {
+    append(&store, 4).await;
+    store.execute_raw("UPDATE audit_events SET target = 'user:mallory' WHERE seq = 2").await.unwrap();
+    relink_with_sha256(&store, 2).await;
+    assert_eq!(link_fault_at(verify_chain(&store).await), 2, "a SHA-256 link where a MAC belongs");
+    // Stripping the seal as well leaves no head to vouch for the chain, and keyed links fail as
+    // SHA-256 links from the first one.
+    store.execute_raw(STRIP_THE_SEAL).await.unwrap();
+    assert_eq!(link_fault_at(verify_chain(&store).await), 1);
+    assert!(is_invalid(store.append_audit(&key(), event("user.update", None)).await));
+    assert!(is_invalid(store.seal_audit_head(&key(), false).await), "a stripped seal is not laundered");
+}
+
+pub async fn audit_chain_verified_with_another_key_says_so(store: Subject) {
+    append(&store, 3).await;
+    let other = AuditKey::new(*b"another-audit-key-of-32-bytes!!!");
+    let fault = verify_with(&store, &other).await.unwrap_err();
+    assert_eq!(fault, ChainFault::WrongKey);
+    // A replica configured with another key cannot fork the chain.
+    assert!(is_invalid(store.append_audit(&other, event("user.update", None)).await));
+    assert!(is_invalid(store.seal_audit_head(&other, false).await));
+    assert_eq!(verify_chain(&store).await, Ok(3));
+}
+
+pub async fn unkeyed_audit_chains_are_sealed_only_when_adopted(store: Subject) {
+    // An empty chain is sealed at once: a new installation.
+    let fresh = store.seal_audit_head(&key(), false).await.unwrap();
+    assert_eq!((fresh.seq, fresh.seal.map(|s| s.keyed_from)), (0, Some(1)));
+    // A chain as ADR 0004 wrote it: SHA-256 links, no seal.
+    append(&store, 3).await;
+    relink_with_sha256(&store, 1).await;
+    store.execute_raw(STRIP_THE_SEAL).await.unwrap();
+    assert_eq!(verify_chain(&store).await, Err(ChainFault::Unsealed { seq: 3 }), "its links hold, its head is bare");
+    assert!(is_invalid(store.append_audit(&key(), event("user.update", None)).await));
+    assert!(is_invalid(store.seal_audit_head(&key(), false).await));
+    let adopted: ChainHead = store.seal_audit_head(&key(), true).await.unwrap();
+    assert_eq!((adopted.seq, adopted.seal.as_ref().map(|s| s.keyed_from)), (3, Some(4)));
+    assert_eq!(store.audit_head().await.unwrap(), adopted);
+    append(&store, 2).await;
+    assert_eq!(verify_chain(&store).await, Ok(5));
+    // Adopting again changes nothing.
+    assert_eq!(store.seal_audit_head(&key(), true).await.unwrap().seal, store.audit_head().await.unwrap().seal);
 }
 
 pub async fn agents_round_trip(store: Subject) {
@@ -1566,4 +1677,27 @@ pub async fn racing_ticket_redemptions_have_one_winner(store: Subject) {
     .await;
     let winners: Vec<Ticket> = redemptions.into_iter().flatten().collect();
     assert_eq!(winners, [ticket]);
+}
+
+pub async fn audit_rollback_shows_only_against_a_recorded_head(store: Subject) {
+    append(&store, 3).await;
+    let earlier = store.audit_head().await.unwrap();
+    append(&store, 2).await;
+    let recorded = RecordedHead::from(&store.audit_head().await.unwrap());
+    assert_eq!(verify_against(&store, &key(), Some(&recorded)).await, Ok(5));
+
+    // Back to the state after the third event, head and all: every link and seal in it is genuine.
+    store.execute_raw("DELETE FROM audit_events WHERE seq > 3").await.unwrap();
+    let seal = earlier.seal.clone().unwrap();
+    let restore = format!(
+        "UPDATE audit_chain_head SET seq = {}, hash = '{}', keyed_from = {}, key_check = '{}', mac = '{}'",
+        earlier.seq, earlier.hash, seal.keyed_from, seal.key_check, seal.mac
+    );
+    store.execute_raw(&restore).await.unwrap();
+    assert_eq!(verify_chain(&store).await, Ok(3), "a rollback alone is not detected");
+    assert_eq!(verify_against(&store, &key(), Some(&recorded)).await, Err(ChainFault::RolledBack { seq: 5 }));
+    let older = RecordedHead::from(&earlier);
+    assert_eq!(verify_against(&store, &key(), Some(&older)).await, Ok(3), "an older record still holds");
+    let forged = RecordedHead { seq: 2, hash: earlier.hash.clone() };
+    assert_eq!(verify_against(&store, &key(), Some(&forged)).await, Err(ChainFault::RolledBack { seq: 2 }));
 }

@@ -157,9 +157,16 @@ pub trait Store: Send + Sync + 'static {
     async fn redeem_ticket(&self, token_hash: &str, now: Timestamp) -> Result<Option<Ticket>>;
 
     // Audit.
-    /// Appends to the hash chain atomically (concurrent appends, also from other replicas,
-    /// serialise on the chain head).
-    async fn append_audit(&self, event: NewAuditEvent) -> Result<AuditEvent>;
+    /// Appends to the chain, linked by HMAC under `key`, and moves the sealed head with it in the
+    /// same transaction (concurrent appends, also from other replicas, serialise on the head).
+    /// Fails with `Invalid` when the head does not hold under `key` (see
+    /// [`audit::ChainHead::sealed_with`]).
+    async fn append_audit(&self, key: &audit::AuditKey, event: NewAuditEvent) -> Result<AuditEvent>;
+    /// Seals the chain head with `key` where [`audit::ChainHead::sealed_with`] allows it, and
+    /// answers the head; fails with `Invalid` where it refuses.
+    async fn seal_audit_head(&self, key: &audit::AuditKey, adopt_unkeyed: bool) -> Result<audit::ChainHead>;
+    /// The chain head as stored.
+    async fn audit_head(&self) -> Result<audit::ChainHead>;
     /// Newest first. An org scope sees the events of that org.
     async fn list_audit(&self, scope: Scope, filter: AuditFilter, page: AuditPage) -> Result<Vec<AuditEvent>>;
     /// The whole chain in sequence order from `after_seq + 1`, for verification.

@@ -14,9 +14,11 @@ use sqlx::{Postgres, Transaction};
 use streamspace_proto::hub::{Capacity, Command};
 use uuid::Uuid;
 
+use crate::audit::{AuditKey, ChainHead};
 use crate::sql::{
-    self, BindPatch, MigrationFile, agent_columns, agent_command_columns, api_key_columns, audit_columns, org_columns,
-    refresh_token_columns, session_columns, template_columns, ticket_columns, user_columns,
+    self, BindPatch, MigrationFile, agent_columns, agent_command_columns, api_key_columns, audit_columns,
+    audit_head_columns, org_columns, refresh_token_columns, session_columns, template_columns, ticket_columns,
+    user_columns,
 };
 use crate::{
     Agent, AgentCommand, ApiKey, AuditEvent, AuditFilter, AuditPage, NewAgent, NewApiKey, NewAuditEvent, NewSession,
@@ -28,6 +30,7 @@ use crate::{
 const MIGRATIONS: &[MigrationFile] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
     (2, "agents", include_str!("../migrations/postgres/0002_agents.sql")),
+    (4, "audit_keyed_chain", include_str!("../migrations/postgres/0004_audit_keyed_chain.sql")),
     (5, "revocation", include_str!("../migrations/postgres/0005_revocation.sql")),
     (6, "agent_trust", include_str!("../migrations/postgres/0006_agent_trust.sql")),
     (7, "org_clipboard", include_str!("../migrations/postgres/0007_org_clipboard.sql")),
@@ -852,18 +855,21 @@ impl Store for PostgresStore {
         Ok(sql::unexpired(sql::optional(row, sql::ticket)?, now))
     }
 
-    async fn append_audit(&self, mut event: NewAuditEvent) -> Result<AuditEvent> {
+    async fn append_audit(&self, key: &AuditKey, mut event: NewAuditEvent) -> Result<AuditEvent> {
         let mut tx = self.transaction().await?;
         // Locking the head row serialises appenders across replicas. The same round trip lets
         // PostgreSQL normalise the details as jsonb will store them (it rewrites numbers such as
-        // 1e16 as 10000000000000000), so that the hash covers exactly what is read back.
-        let (seq, prev_hash, Json(details)): (i64, String, Json<serde_json::Value>) =
-            sqlx::query_as("SELECT seq, hash, $1::jsonb FROM audit_chain_head FOR UPDATE")
-                .bind(Json(&event.details))
-                .fetch_one(&mut *tx)
-                .await?;
-        event.details = details;
-        let event = sql::seal(seq + 1, prev_hash, event);
+        // 1e16 as 10000000000000000), so that the link covers exactly what is read back.
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            audit_head_columns!(),
+            ", $1::jsonb AS details FROM audit_chain_head FOR UPDATE"
+        ))
+        .bind(Json(&event.details))
+        .fetch_one(&mut *tx)
+        .await?;
+        event.details = sql::Columns::json(&row, "details")?;
+        let (event, head) = sql::audit_head(&row)?.extend(key, event)?;
         sqlx::query(concat!(
             "INSERT INTO audit_events (",
             audit_columns!(),
@@ -886,13 +892,27 @@ impl Store for PostgresStore {
         .bind(&event.hash)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE audit_chain_head SET seq = $1, hash = $2")
-            .bind(event.seq)
-            .bind(&event.hash)
-            .execute(&mut *tx)
-            .await?;
+        write_audit_head(&mut tx, &head).await?;
         tx.commit().await?;
         Ok(event)
+    }
+
+    async fn seal_audit_head(&self, key: &AuditKey, adopt_unkeyed: bool) -> Result<ChainHead> {
+        let mut tx = self.transaction().await?;
+        let stored = read_audit_head(&mut tx).await?;
+        let sealed = stored.clone().sealed_with(key, adopt_unkeyed)?;
+        if sealed != stored {
+            write_audit_head(&mut tx, &sealed).await?;
+        }
+        tx.commit().await?;
+        Ok(sealed)
+    }
+
+    async fn audit_head(&self) -> Result<ChainHead> {
+        let row = sqlx::query(concat!("SELECT ", audit_head_columns!(), " FROM audit_chain_head"))
+            .fetch_one(&self.pool)
+            .await?;
+        sql::audit_head(&row)
     }
 
     async fn list_audit(&self, scope: Scope, filter: AuditFilter, page: AuditPage) -> Result<Vec<AuditEvent>> {
@@ -912,6 +932,27 @@ impl Store for PostgresStore {
         .await?;
         sql::all(&rows, sql::audit_event)
     }
+}
+
+/// The chain head, read inside the transaction that holds the write lock.
+async fn read_audit_head(tx: &mut Transaction<'static, Postgres>) -> Result<ChainHead> {
+    let row = sqlx::query(concat!("SELECT ", audit_head_columns!(), " FROM audit_chain_head FOR UPDATE"))
+        .fetch_one(&mut **tx)
+        .await?;
+    sql::audit_head(&row)
+}
+
+async fn write_audit_head(tx: &mut Transaction<'static, Postgres>, head: &ChainHead) -> Result<()> {
+    let seal = head.seal.as_ref();
+    sqlx::query("UPDATE audit_chain_head SET seq = $1, hash = $2, keyed_from = $3, key_check = $4, mac = $5")
+        .bind(head.seq)
+        .bind(&head.hash)
+        .bind(seal.map(|seal| seal.keyed_from))
+        .bind(seal.map(|seal| &seal.key_check))
+        .bind(seal.map(|seal| &seal.mac))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]

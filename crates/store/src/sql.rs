@@ -1,5 +1,5 @@
 //! What the two SQL backends share: the column lists and row decoding of every record, error
-//! mapping, timestamp precision, keyset pages, sealing audit events and embedded migrations.
+//! mapping, timestamp precision, keyset pages and embedded migrations.
 //! The SQL itself lives with each backend, in its own dialect.
 
 use std::borrow::Cow;
@@ -16,8 +16,8 @@ use streamspace_proto::hub::{Capacity, Platform};
 use uuid::Uuid;
 
 use crate::{
-    Agent, AgentCommand, ApiKey, AuditEvent, AuditFilter, AuditPage, CapacityLimit, NewAuditEvent, Org, Page, Paged,
-    Quotas, RefreshToken, Result, Role, Scope, Session, SessionFilter, StoreError, Template, Ticket, User, audit,
+    Agent, AgentCommand, ApiKey, AuditEvent, AuditFilter, AuditPage, CapacityLimit, Org, Page, Paged, Quotas,
+    RefreshToken, Result, Role, Scope, Session, SessionFilter, StoreError, Template, Ticket, User, audit,
 };
 
 // Column lists, as macros so that backends can `concat!` them into `&'static str` queries. Both
@@ -62,6 +62,11 @@ macro_rules! audit_columns {
          details, prev_hash, hash"
     };
 }
+macro_rules! audit_head_columns {
+    () => {
+        "seq, hash, keyed_from, key_check, mac"
+    };
+}
 macro_rules! agent_columns {
     () => {
         "id, name, platform, labels, reported_labels, token_hash, version, max_sessions, cpu_millis, memory_mb, \
@@ -79,8 +84,8 @@ macro_rules! ticket_columns {
     };
 }
 pub(crate) use {
-    agent_columns, agent_command_columns, api_key_columns, audit_columns, org_columns, refresh_token_columns,
-    session_columns, template_columns, ticket_columns, user_columns,
+    agent_columns, agent_command_columns, api_key_columns, audit_columns, audit_head_columns, org_columns,
+    refresh_token_columns, session_columns, template_columns, ticket_columns, user_columns,
 };
 
 /// Typed column access with decoding errors turned into [`StoreError`], implemented for the rows
@@ -288,6 +293,15 @@ pub(crate) fn audit_event(row: &impl Columns) -> Result<AuditEvent> {
     })
 }
 
+/// A head with any part of its seal missing counts as unsealed: verification reports it.
+pub(crate) fn audit_head(row: &impl Columns) -> Result<audit::ChainHead> {
+    let seal = match (row.opt_int("keyed_from")?, row.opt_text("key_check")?, row.opt_text("mac")?) {
+        (Some(keyed_from), Some(key_check), Some(mac)) => Some(audit::HeadSeal { keyed_from, key_check, mac }),
+        _ => None,
+    };
+    Ok(audit::ChainHead { seq: row.int("seq")?, hash: row.text("hash")?, seal })
+}
+
 pub(crate) fn agent(row: &impl Columns) -> Result<Agent> {
     let platform = row.text("platform")?;
     Ok(Agent {
@@ -471,31 +485,6 @@ pub(crate) fn paged<T>(mut items: Vec<T>, page: Page, id: impl Fn(&T) -> Uuid) -
         None
     };
     Paged { items, next }
-}
-
-/// Places `event` at chain position `seq` after `prev_hash`. The time is truncated to what the
-/// database keeps *before* hashing, so the stored event verifies when read back.
-pub(crate) fn seal(seq: i64, prev_hash: String, mut event: NewAuditEvent) -> AuditEvent {
-    event.time = micros(event.time);
-    let id = Uuid::now_v7();
-    let hash = audit::event_hash(seq, id, &event, &prev_hash);
-    AuditEvent {
-        seq,
-        id,
-        time: event.time,
-        actor_id: event.actor_id,
-        actor_name: event.actor_name,
-        org_id: event.org_id,
-        action: event.action,
-        target: event.target,
-        result: event.result,
-        client_ip: event.client_ip,
-        user_agent: event.user_agent,
-        trace_id: event.trace_id,
-        details: event.details,
-        prev_hash,
-        hash,
-    }
 }
 
 /// One embedded migration file: its version, its description and its SQL.
@@ -712,25 +701,5 @@ pub(crate) mod tests {
         assert_eq!(last.next, None);
         assert_eq!(fetch_limit(Page { limit: 0, after: None }), 2);
         assert_eq!(fetch_limit(Page { limit: 10_000, after: None }), i64::from(Page::MAX_LIMIT) + 1);
-    }
-
-    #[test]
-    fn sealed_events_verify() {
-        let event = NewAuditEvent {
-            time: Utc::now(),
-            actor_id: None,
-            actor_name: "admin".into(),
-            org_id: None,
-            action: "org.create".into(),
-            target: "org:1".into(),
-            result: "success".into(),
-            client_ip: None,
-            user_agent: None,
-            trace_id: None,
-            details: serde_json::json!({"z": 1, "a": [1.5, "x"]}),
-        };
-        let sealed = seal(1, audit::GENESIS_HASH.to_owned(), event);
-        assert_eq!(sealed.time, micros(sealed.time));
-        assert_eq!(audit::ChainVerifier::default().check(&sealed), Ok(()));
     }
 }

@@ -17,9 +17,11 @@ use sqlx::{Sqlite, Transaction};
 use streamspace_proto::hub::{Capacity, Command};
 use uuid::Uuid;
 
+use crate::audit::{AuditKey, ChainHead};
 use crate::sql::{
-    self, BindPatch, MigrationFile, agent_columns, agent_command_columns, api_key_columns, audit_columns, org_columns,
-    refresh_token_columns, session_columns, template_columns, ticket_columns, user_columns,
+    self, BindPatch, MigrationFile, agent_columns, agent_command_columns, api_key_columns, audit_columns,
+    audit_head_columns, org_columns, refresh_token_columns, session_columns, template_columns, ticket_columns,
+    user_columns,
 };
 use crate::{
     Agent, AgentCommand, ApiKey, AuditEvent, AuditFilter, AuditPage, NewAgent, NewApiKey, NewAuditEvent, NewSession,
@@ -31,6 +33,7 @@ use crate::{
 const MIGRATIONS: &[MigrationFile] = &[
     (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
     (2, "agents", include_str!("../migrations/sqlite/0002_agents.sql")),
+    (4, "audit_keyed_chain", include_str!("../migrations/sqlite/0004_audit_keyed_chain.sql")),
     (5, "revocation", include_str!("../migrations/sqlite/0005_revocation.sql")),
     (6, "agent_trust", include_str!("../migrations/sqlite/0006_agent_trust.sql")),
     (7, "org_clipboard", include_str!("../migrations/sqlite/0007_org_clipboard.sql")),
@@ -878,12 +881,10 @@ impl Store for SqliteStore {
         Ok(sql::unexpired(sql::optional(row, sql::ticket)?, now))
     }
 
-    async fn append_audit(&self, event: NewAuditEvent) -> Result<AuditEvent> {
+    async fn append_audit(&self, key: &AuditKey, event: NewAuditEvent) -> Result<AuditEvent> {
         // The write lock serialises appenders: each reads the head of the chain it extends.
         let mut tx = self.write_transaction().await?;
-        let (seq, prev_hash): (i64, String) =
-            sqlx::query_as("SELECT seq, hash FROM audit_chain_head").fetch_one(&mut *tx).await?;
-        let event = sql::seal(seq + 1, prev_hash, event);
+        let (event, head) = read_audit_head(&mut tx).await?.extend(key, event)?;
         sqlx::query(concat!(
             "INSERT INTO audit_events (",
             audit_columns!(),
@@ -906,13 +907,27 @@ impl Store for SqliteStore {
         .bind(&event.hash)
         .execute(&mut *tx)
         .await?;
-        sqlx::query("UPDATE audit_chain_head SET seq = ?1, hash = ?2")
-            .bind(event.seq)
-            .bind(&event.hash)
-            .execute(&mut *tx)
-            .await?;
+        write_audit_head(&mut tx, &head).await?;
         tx.commit().await?;
         Ok(event)
+    }
+
+    async fn seal_audit_head(&self, key: &AuditKey, adopt_unkeyed: bool) -> Result<ChainHead> {
+        let mut tx = self.write_transaction().await?;
+        let stored = read_audit_head(&mut tx).await?;
+        let sealed = stored.clone().sealed_with(key, adopt_unkeyed)?;
+        if sealed != stored {
+            write_audit_head(&mut tx, &sealed).await?;
+        }
+        tx.commit().await?;
+        Ok(sealed)
+    }
+
+    async fn audit_head(&self) -> Result<ChainHead> {
+        let row = sqlx::query(concat!("SELECT ", audit_head_columns!(), " FROM audit_chain_head"))
+            .fetch_one(&self.reader)
+            .await?;
+        sql::audit_head(&row)
     }
 
     async fn list_audit(&self, scope: Scope, filter: AuditFilter, page: AuditPage) -> Result<Vec<AuditEvent>> {
@@ -932,6 +947,26 @@ impl Store for SqliteStore {
         .await?;
         sql::all(&rows, sql::audit_event)
     }
+}
+
+/// The chain head, read inside the transaction that holds the write lock.
+async fn read_audit_head(tx: &mut Transaction<'static, Sqlite>) -> Result<ChainHead> {
+    let row =
+        sqlx::query(concat!("SELECT ", audit_head_columns!(), " FROM audit_chain_head")).fetch_one(&mut **tx).await?;
+    sql::audit_head(&row)
+}
+
+async fn write_audit_head(tx: &mut Transaction<'static, Sqlite>, head: &ChainHead) -> Result<()> {
+    let seal = head.seal.as_ref();
+    sqlx::query("UPDATE audit_chain_head SET seq = ?1, hash = ?2, keyed_from = ?3, key_check = ?4, mac = ?5")
+        .bind(head.seq)
+        .bind(&head.hash)
+        .bind(seal.map(|seal| seal.keyed_from))
+        .bind(seal.map(|seal| &seal.key_check))
+        .bind(seal.map(|seal| &seal.mac))
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]
