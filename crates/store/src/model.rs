@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use streamspace_proto::SessionState;
 use streamspace_proto::hub::{Capacity, Command, Platform};
@@ -65,6 +66,9 @@ pub struct Org {
     pub mfa_required: bool,
     #[serde(flatten)]
     pub quotas: Quotas,
+    /// Networks every session of the org may reach although the platform's egress deny list covers them.
+    #[schema(value_type = Vec<String>)]
+    pub egress_allow: Vec<IpNet>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -82,6 +86,7 @@ pub struct OrgPatch {
     pub name: Option<String>,
     pub mfa_required: Option<bool>,
     pub quotas: Option<Quotas>,
+    pub egress_allow: Option<Vec<IpNet>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -207,6 +212,9 @@ pub struct Template {
     pub port: i32,
     pub tags: Vec<String>,
     pub enabled: bool,
+    /// Networks this template's sessions may reach although the platform's egress deny list covers them.
+    #[schema(value_type = Vec<String>)]
+    pub egress_allow: Vec<IpNet>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -226,6 +234,7 @@ pub struct NewTemplate {
     pub port: i32,
     pub tags: Vec<String>,
     pub enabled: bool,
+    pub egress_allow: Vec<IpNet>,
 }
 
 /// A change to a template; absent fields stay as they are.
@@ -242,6 +251,8 @@ pub struct TemplatePatch {
     pub port: Option<i32>,
     pub tags: Option<Vec<String>>,
     pub enabled: Option<bool>,
+    #[schema(value_type = Option<Vec<String>>)]
+    pub egress_allow: Option<Vec<IpNet>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -347,3 +347,54 @@ async fn the_built_in_agent_is_not_re_keyed_through_the_api() {
     assert_eq!(rotated.status, StatusCode::OK);
     assert_ne!(rotated.body["token"], other.body["token"]);
 }
+
+#[tokio::test]
+async fn egress_allow_lists_are_checked_and_set_by_platform_admins_only() {
+    let t = TestApp::new().await;
+    let admin = t.admin().await;
+    let (org_id, org_admin, _) = t.org_with_users(&admin, "acme").await;
+    let template = |name: &str, allow: serde_json::Value| json!({"name": name, "display_name": "App", "image": "img:1", "egress_allow": allow});
+
+    let created = t.post("/api/v1/templates", &admin, template("intranet", json!(["10.20.0.0/16", "fd12::/16"]))).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body["egress_allow"], json!(["10.20.0.0/16", "fd12::/16"]));
+    let plain =
+        t.post("/api/v1/templates", &admin, json!({"name": "plain", "display_name": "P", "image": "i:1"})).await;
+    assert_eq!(plain.body["egress_allow"], json!([]), "nothing extra by default");
+
+    for (allow, says) in [
+        (json!(["169.254.169.254/32"]), "link-local"),
+        (json!(["127.0.0.0/8"]), "loopback"),
+        (json!(["0.0.0.0/0"]), "loopback"),
+        (json!(["fe80::/10"]), "link-local"),
+        (json!(["10.1.2.3/8"]), "did you mean 10.0.0.0/8"),
+    ] {
+        let reply = t.post("/api/v1/templates", &admin, template("refused", allow.clone())).await;
+        assert_eq!((reply.status, reply.code()), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"), "{allow}");
+        assert!(reply.body["error"]["message"].as_str().unwrap().contains(says), "{allow}: {}", reply.body);
+    }
+    let garbage = t.post("/api/v1/templates", &admin, template("garbage", json!(["not-a-network"]))).await;
+    assert!(garbage.status.is_client_error() && garbage.body["error"]["code"].is_string(), "{}", garbage.body);
+
+    // A tenant opening private ranges would reach the platform's own network.
+    let own = t.post("/api/v1/templates", &org_admin, template("mine", json!(["10.0.0.0/8"]))).await;
+    assert_eq!(own.status, StatusCode::FORBIDDEN, "{}", own.body);
+    let own =
+        t.post("/api/v1/templates", &org_admin, json!({"name": "mine", "display_name": "M", "image": "i:1"})).await;
+    assert_eq!(own.status, StatusCode::CREATED, "{}", own.body);
+    let own_path = format!("/api/v1/templates/{}", own.body["id"].as_str().unwrap());
+    let patch = Some(json!({"egress_allow": ["10.0.0.0/8"]}));
+    assert_eq!(t.send(Method::PATCH, &own_path, Some(&org_admin), patch.clone()).await.status, StatusCode::FORBIDDEN);
+    let patched = t.send(Method::PATCH, &own_path, Some(&admin), patch).await;
+    assert_eq!((patched.status, &patched.body["egress_allow"]), (StatusCode::OK, &json!(["10.0.0.0/8"])));
+
+    let org_path = format!("/api/v1/orgs/{org_id}");
+    let policy = Some(json!({"egress_allow": ["192.168.10.0/24"]}));
+    assert_eq!(t.send(Method::PATCH, &org_path, Some(&org_admin), policy.clone()).await.status, StatusCode::FORBIDDEN);
+    let org = t.send(Method::PATCH, &org_path, Some(&admin), policy).await;
+    assert_eq!((org.status, &org.body["egress_allow"]), (StatusCode::OK, &json!(["192.168.10.0/24"])));
+    let refused =
+        t.send(Method::PATCH, &org_path, Some(&admin), Some(json!({"egress_allow": ["169.254.0.0/16"]}))).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(t.get(&org_path, &org_admin).await.body["egress_allow"], json!(["192.168.10.0/24"]), "unchanged");
+}
