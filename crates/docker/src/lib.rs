@@ -239,6 +239,8 @@ impl DockerRuntime {
                 .with_context(|| format!("creating container {name}"))?;
         }
         if !existing.as_ref().is_some_and(is_running) {
+            // A kept container (hibernated) is started on the network it was created with.
+            self.session_network_exists(spec.session_id).await?;
             self.protect(spec).await?;
             progress(starting("starting", None));
             self.docker.start_container(&name, None).await.with_context(|| format!("starting container {name}"))?;
@@ -267,25 +269,32 @@ impl DockerRuntime {
     }
 
     /// Creates the session's network unless it exists. Checked first because older engines accept a second
-    /// network with the same name, which would make the name ambiguous. An existing network must have the bridge
-    /// name the egress rules match, or they would protect nothing.
+    /// network with the same name, which would make the name ambiguous.
     async fn ensure_network(&self, spec: &SessionSpec) -> anyhow::Result<()> {
-        let name = network_name(spec.session_id);
+        if !self.session_network_exists(spec.session_id).await? {
+            let name = network_name(spec.session_id);
+            self.docker.create_network(network_body(spec)).await.with_context(|| format!("creating network {name}"))?;
+        }
+        Ok(())
+    }
+
+    /// Whether the session's network exists. One must have the bridge name the egress rules match, or they would
+    /// protect nothing (networks made before the rules existed do not).
+    async fn session_network_exists(&self, session_id: Uuid) -> anyhow::Result<bool> {
+        let name = network_name(session_id);
         match self.docker.inspect_network(&name, None).await {
             Ok(network) => {
                 let bridge = network.options.as_ref().and_then(|options| options.get(BRIDGE_NAME_OPTION));
+                let want = bridge_name(session_id);
                 ensure!(
-                    bridge == Some(&bridge_name(spec.session_id)),
-                    "network {name} has no bridge named {}, so egress rules cannot apply to it: remove it",
-                    bridge_name(spec.session_id)
+                    bridge == Some(&want),
+                    "network {name} has no bridge named {want}, so egress rules cannot apply to it: stop the session"
                 );
-                return Ok(());
+                Ok(true)
             }
-            Err(error) if not_found(&error) => {}
-            Err(error) => return Err(error).with_context(|| format!("inspecting network {name}")),
+            Err(error) if not_found(&error) => Ok(false),
+            Err(error) => Err(error).with_context(|| format!("inspecting network {name}")),
         }
-        self.docker.create_network(network_body(spec)).await.with_context(|| format!("creating network {name}"))?;
-        Ok(())
     }
 
     /// Polls until the streamer answers its health check; fails early if the container stops meanwhile.

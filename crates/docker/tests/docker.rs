@@ -543,3 +543,21 @@ async fn egress_rules_go_with_the_session_and_stale_ones_go_at_the_next_start() 
     assert_eq!(rules_of(&vanished), Vec::<String>::new(), "stale rules removed at start");
     assert!(!rules_of(&kept).is_empty(), "a live session keeps its rules");
 }
+
+#[tokio::test]
+async fn a_network_without_the_named_bridge_is_refused_rather_than_left_unprotected() {
+    let runtime = runtime().await;
+    let session = Session::new();
+    // As a version without egress rules made it: Docker names the bridge br-<network id>.
+    docker_ok(&["network", "create", &session.network()]);
+    let error = runtime.start(&session.spec(), &|_| {}).await.unwrap_err().to_string();
+    let bridge = format!("ss-{}", &session.id.simple().to_string()[20..]);
+    assert_eq!(
+        error,
+        format!(
+            "network {} has no bridge named {bridge}, so egress rules cannot apply to it: stop the session",
+            session.network()
+        )
+    );
+    assert!(!exists("container", &session.container()), "nothing was created");
+}
