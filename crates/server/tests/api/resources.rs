@@ -398,3 +398,39 @@ async fn egress_allow_lists_are_checked_and_set_by_platform_admins_only() {
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(t.get(&org_path, &org_admin).await.body["egress_allow"], json!(["192.168.10.0/24"]), "unchanged");
 }
+
+#[tokio::test]
+async fn a_started_sessions_spec_carries_the_template_and_org_allow_lists_merged() {
+    let t = TestApp::new().await;
+    let admin = t.admin().await;
+    let (org_id, _, member) = t.org_with_users(&admin, "acme").await;
+    let org_policy = json!({"egress_allow": ["192.168.10.0/24", "10.20.0.0/16"]});
+    let org = t.send(Method::PATCH, &format!("/api/v1/orgs/{org_id}"), Some(&admin), Some(org_policy)).await;
+    assert_eq!(org.status, StatusCode::OK);
+    let template = json!({"name": "intranet", "display_name": "I", "image": "i:1", "egress_allow": ["10.20.0.0/16", "203.0.113.0/24"]});
+    let template = t.post("/api/v1/templates", &admin, template).await.body;
+    let agent = t.post("/api/v1/agents", &admin, json!({"name": "docker-1", "platform": "docker"})).await.body;
+    let agent_id: uuid::Uuid = agent["id"].as_str().unwrap().parse().unwrap();
+
+    let me = t.get("/api/v1/me", &member).await.body;
+    let session = t
+        .app
+        .store
+        .create_session(streamspace_store::NewSession {
+            org_id: org_id.parse().unwrap(),
+            owner_id: me["id"].as_str().unwrap().parse().unwrap(),
+            template_id: template["id"].as_str().unwrap().parse().unwrap(),
+            cpu_millis: 1000,
+            memory_mb: 1024,
+        })
+        .await
+        .unwrap();
+    let placed = streamspace_server::orchestrator::Detail { agent_id: Some(agent_id), ..Default::default() };
+    let cause = streamspace_server::orchestrator::Cause::system();
+    t.app.advance(&session, streamspace_server::lifecycle::Event::Scheduled, placed, &cause).await.unwrap();
+
+    let commands = t.app.store.pending_commands(agent_id).await.unwrap();
+    let spec = commands[0].command.spec.as_ref().expect("a start carries the spec");
+    let merged: Vec<String> = spec.egress_allow.iter().map(ToString::to_string).collect();
+    assert_eq!(merged, ["10.20.0.0/16", "192.168.10.0/24", "203.0.113.0/24"], "both lists, sorted, once each");
+}
