@@ -541,7 +541,32 @@ async fn egress_rules_go_with_the_session_and_stale_ones_go_at_the_next_start() 
     assert!(!rules_of(&vanished).is_empty());
     let _restarted = runtime().await;
     assert_eq!(rules_of(&vanished), Vec::<String>::new(), "stale rules removed at start");
-    assert!(!rules_of(&kept).is_empty(), "a live session keeps its rules");
+    let kept_rules = rules_of(&kept);
+    assert!(!kept_rules.is_empty(), "a live session keeps its rules");
+
+    // A firewall reload loses a running session's rules; the next runtime puts them back.
+    flush_rules_of(&kept);
+    assert_eq!(rules_of(&kept), Vec::<String>::new());
+    let _restarted = runtime().await;
+    assert_eq!(rules_of(&kept), kept_rules, "reinstalled at start");
+}
+
+/// Deletes a session's chains and the jumps into them behind the runtime's back.
+fn flush_rules_of(session: &Session) {
+    for program in ["iptables", "ip6tables"] {
+        let tag = &session.id.simple().to_string()[20..];
+        let listing = run_ok(program, &["-w", "-S"]);
+        let chains = [format!("SS-FWD-{tag}"), format!("SS-IN-{tag}")];
+        let jumps_into_ours = |line: &&str| chains.iter().any(|chain| line.ends_with(&format!("-j {chain}")));
+        for jump in listing.lines().filter(jumps_into_ours) {
+            let rule: Vec<&str> = jump.split_whitespace().skip(1).collect();
+            run_ok(program, &[&["-w", "-D"], rule.as_slice()].concat());
+        }
+        for chain in &chains {
+            run_ok(program, &["-w", "-F", chain]);
+            run_ok(program, &["-w", "-X", chain]);
+        }
+    }
 }
 
 #[tokio::test]
