@@ -251,6 +251,8 @@ pub struct TemplatePatch {
     pub port: Option<i32>,
     pub tags: Option<Vec<String>>,
     pub enabled: Option<bool>,
+    /// Platform administrators only: replaces the networks (CIDRs) the template's sessions may reach although
+    /// the platform's egress deny list covers them.
     #[schema(value_type = Option<Vec<String>>)]
     pub egress_allow: Option<Vec<IpNet>>,
 }
