@@ -2,7 +2,9 @@
 # Installs what the tests need on a fresh Debian machine; quick when everything is there.
 set -euo pipefail
 
-packages=(postgresql docker.io debootstrap chromium shellcheck python3-venv curl procps)
+# iptables and iproute2: the Docker runtime installs session egress rules, and its tests route addresses into
+# network namespaces of their own.
+packages=(postgresql docker.io iptables iproute2 debootstrap chromium shellcheck python3-venv curl procps)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -34,6 +34,11 @@ import time
 
 UI_ORIGIN = "http://ui.streamspace.test"
 
+# The hardening the platform runs every session with (crates/proto/src/security.rs): images are tested under the
+# same constraints, so an image that needs a capability, root or a writable root filesystem fails here first.
+HARDENED = ["--cap-drop", "ALL", "--security-opt", "no-new-privileges:true", "--pids-limit", "2048",
+            "--read-only", "--tmpfs", "/tmp:rw,noexec,nosuid,nodev,mode=1777"]
+
 
 class Failure(Exception):
     pass
@@ -158,7 +163,7 @@ def test_selkies(image, out_dir, c):
         # The base image has no application: paint a pattern for the screenshot.
         env += ["-e", "STREAMSPACE_APP=xsetroot -mod 16 16 -fg '#c33' -bg '#36c'; exec sleep infinity"]
     started = time.monotonic()
-    docker("run", "-d", "--name", container, "-p", "127.0.0.1::8080", "--shm-size", "1g", *env, image)
+    docker("run", "-d", "--name", container, "-p", "127.0.0.1::8080", "--shm-size", "1g", *HARDENED, *env, image)
     times = {}
     try:
         port = int(docker("port", container, "8080/tcp").splitlines()[0].rsplit(":", 1)[1])
@@ -216,14 +221,14 @@ def test_selkies(image, out_dir, c):
         if c.failed:
             logs = subprocess.run(["docker", "logs", "--tail", "30", container], capture_output=True, text=True)
             print((logs.stdout + logs.stderr)[-3000:])
-        docker("rm", "-f", container, check=False)
+        docker("rm", "-f", "-v", container, check=False)
     return times
 
 
 def test_fixture(image, c):
     container = f"streamspace-smoke-fixture-{os.getpid()}"
     started = time.monotonic()
-    docker("run", "-d", "--name", container, "-p", "127.0.0.1::8080", image)
+    docker("run", "-d", "--name", container, "-p", "127.0.0.1::8080", *HARDENED, image)
     times = {}
     try:
         port = int(docker("port", container, "8080/tcp").splitlines()[0].rsplit(":", 1)[1])
@@ -274,7 +279,7 @@ def test_fixture(image, c):
         times["stop"] = time.monotonic() - stop_started
         exit_code = docker("inspect", "-f", "{{.State.ExitCode}}", container, check=False)
         c.check(exit_code == "0", f"stopped in {times['stop']:.2f}s with exit code {exit_code}")
-        docker("rm", "-f", container, check=False)
+        docker("rm", "-f", "-v", container, check=False)
     return times
 
 

@@ -295,6 +295,7 @@ mod tests {
             memory_mb: 0,
             shm_mb: 0,
             port: 8080,
+            egress_allow: Vec::new(),
         });
         assert!(format!("{:#}", spec_of(&command).unwrap_err()).contains("the spec is for session"));
     }

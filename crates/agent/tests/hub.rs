@@ -219,6 +219,7 @@ fn spec(session_id: Uuid, image: &str) -> SessionSpec {
         memory_mb: 512,
         shm_mb: 64,
         port: 8080,
+        egress_allow: Vec::new(),
     }
 }
 

@@ -77,6 +77,14 @@ struct AgentArgs {
     /// CPU this host announces, as a multiple of its cores (templates state limits; desktops idle).
     #[arg(long, env = "STREAMSPACE_CPU_OVERCOMMIT", default_value_t = 8)]
     cpu_overcommit: i64,
+    /// Networks sessions must not reach on top of the built-in deny list (private, shared and link-local
+    /// ranges), such as a control plane on a public address. Comma-separated CIDRs.
+    #[arg(long, env = "STREAMSPACE_EGRESS_DENY", value_delimiter = ',')]
+    egress_deny: Vec<ipnet::IpNet>,
+    /// Run sessions with no egress rules at all, for hosts whose own firewall does that job. Without it the
+    /// agent needs root or CAP_NET_ADMIN, and a session whose rules cannot be installed does not start.
+    #[arg(long)]
+    no_egress_rules: bool,
 }
 
 #[derive(Subcommand)]
@@ -282,6 +290,8 @@ async fn agent_docker(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let options = DockerOptions {
         publish_host: args.publish_host,
         cpu_overcommit: args.cpu_overcommit,
+        egress_rules: !args.no_egress_rules,
+        egress_deny: args.egress_deny,
         ..DockerOptions::default()
     };
     let runtime = DockerRuntime::connect_local(options).await?;

@@ -7,10 +7,12 @@ use std::sync::{Arc, RwLock};
 
 use anyhow::{Context, bail, ensure};
 use bollard::models::{
-    ContainerCreateBody, ContainerState, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig,
-    PortBinding, RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, ContainerState, EndpointSettings, HostConfig, HostConfigLogConfig, NetworkCreateRequest,
+    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
+use ipnet::IpNet;
 use streamspace_proto::hub::SessionSpec;
+use streamspace_proto::security;
 use uuid::Uuid;
 
 pub(crate) const LABEL_SESSION: &str = "streamspace.session";
@@ -24,6 +26,8 @@ pub(crate) const MANAGED_FILTER: &str = "streamspace.managed=true";
 /// The agent a container belongs to: several agents, or several control planes, can share one engine
 /// without one listing, stopping or judging another's sessions.
 pub(crate) const LABEL_AGENT: &str = "streamspace.agent";
+/// The session's egress allow-list (comma-separated CIDRs), so rules can be rebuilt from the container alone.
+pub(crate) const LABEL_EGRESS_ALLOW: &str = "streamspace.egress-allow";
 
 /// The agent this runtime works for, learnt from the control plane's welcome.
 #[derive(Debug, Clone, Default)]
@@ -61,6 +65,24 @@ pub(crate) fn network_name(session_id: Uuid) -> String {
     format!("ss-net-{session_id}")
 }
 
+/// A short name for the session's network objects that still fits the kernel's 15-byte interface names. Taken
+/// from the end of the id, the random part of both v4 and v7 UUIDs (a v7's start is a timestamp).
+pub(crate) fn network_tag(session_id: Uuid) -> String {
+    let hex = session_id.simple().to_string();
+    hex[hex.len() - 12..].to_string()
+}
+
+/// The Linux bridge of the session's network, named so firewall rules can match it (`-i ss-<tag>`).
+pub(crate) fn bridge_name(session_id: Uuid) -> String {
+    format!("{BRIDGE_PREFIX}{}", network_tag(session_id))
+}
+
+/// The network driver option that names a bridge network's Linux interface.
+pub(crate) const BRIDGE_NAME_OPTION: &str = "com.docker.network.bridge.name";
+
+/// Every session bridge's name starts with this (`-o ss-+` matches them all).
+pub(crate) const BRIDGE_PREFIX: &str = "ss-";
+
 /// The key Docker uses for a container port in exposed ports and port bindings.
 pub(crate) fn port_key(port: u16) -> String {
     format!("{port}/tcp")
@@ -72,7 +94,8 @@ pub(crate) fn image_reference(image: &str) -> String {
     if image.contains('@') || last_component.contains(':') { image.to_string() } else { format!("{image}:latest") }
 }
 
-/// The container for a session: its resources, environment and labels, attached to its own network only.
+/// The container for a session: its resources, environment and labels, attached to its own network only, with
+/// the hardening of [`hardened`]. Its user is set once the image is known ([`security::session_user`]).
 pub(crate) fn container_body(
     spec: &SessionSpec,
     owner: Option<Uuid>,
@@ -95,7 +118,7 @@ pub(crate) fn container_body(
             let binding = PortBinding { host_ip: Some(host.to_string()), host_port: Some(String::new()) };
             HashMap::from([(port_key(port), Some(vec![binding]))])
         }),
-        ..HostConfig::default()
+        ..hardened()
     };
     Ok(ContainerCreateBody {
         image: Some(spec.image.clone()),
@@ -110,12 +133,49 @@ pub(crate) fn container_body(
     })
 }
 
+/// The host config part that [`security`] prescribes for every session.
+fn hardened() -> HostConfig {
+    HostConfig {
+        cap_drop: Some(vec!["ALL".to_string()]),
+        cap_add: Some(security::KEPT_CAPABILITIES.iter().map(|cap| cap.to_string()).collect()),
+        // Docker's default seccomp profile applies because nothing here turns it off.
+        security_opt: Some(vec!["no-new-privileges:true".to_string()]),
+        pids_limit: Some(security::PIDS_LIMIT),
+        readonly_rootfs: Some(security::READ_ONLY_ROOT_FILESYSTEM),
+        tmpfs: Some(security::TMPFS.iter().map(|fs| (fs.path.to_string(), fs.options.to_string())).collect()),
+        log_config: Some(HostConfigLogConfig {
+            typ: Some("json-file".to_string()),
+            config: Some(HashMap::from([
+                ("max-size".to_string(), security::LOG_MAX_BYTES.to_string()),
+                ("max-file".to_string(), security::LOG_MAX_FILES.to_string()),
+            ])),
+        }),
+        ..HostConfig::default()
+    }
+}
+
+/// The allow-list as stored in [`LABEL_EGRESS_ALLOW`].
+pub(crate) fn allow_label(allow: &[IpNet]) -> String {
+    allow.iter().map(IpNet::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// Reads [`LABEL_EGRESS_ALLOW`] back; a container without the label allows nothing extra.
+pub(crate) fn parse_allow_label(label: Option<&String>) -> anyhow::Result<Vec<IpNet>> {
+    let label = label.map_or("", String::as_str);
+    label
+        .split(',')
+        .filter(|cidr| !cidr.is_empty())
+        .map(|cidr| cidr.parse().with_context(|| format!("invalid CIDR {cidr:?} in label {LABEL_EGRESS_ALLOW}")))
+        .collect()
+}
+
 /// The session's own bridge network. Docker isolates bridge networks from each other, so session containers
 /// cannot reach one another while the host (the control plane) can reach them all.
 pub(crate) fn network_body(spec: &SessionSpec) -> NetworkCreateRequest {
     NetworkCreateRequest {
         name: network_name(spec.session_id),
         driver: Some("bridge".to_string()),
+        options: Some(HashMap::from([(BRIDGE_NAME_OPTION.to_string(), bridge_name(spec.session_id))])),
         labels: Some(HashMap::from([
             (LABEL_SESSION.to_string(), spec.session_id.to_string()),
             (LABEL_MANAGED.to_string(), "true".to_string()),
@@ -131,6 +191,7 @@ fn container_labels(spec: &SessionSpec, owner: Option<Uuid>) -> HashMap<String, 
         (LABEL_OWNER.to_string(), spec.owner_id.to_string()),
         (LABEL_MANAGED.to_string(), "true".to_string()),
         (LABEL_PORT.to_string(), spec.port.to_string()),
+        (LABEL_EGRESS_ALLOW.to_string(), allow_label(&spec.egress_allow)),
     ]);
     labels.extend(owner.map(|id| (LABEL_AGENT.to_string(), id.to_string())));
     labels
@@ -217,6 +278,7 @@ mod tests {
             memory_mb: 2048,
             shm_mb: 256,
             port: 8080,
+            egress_allow: vec!["203.0.113.0/24".parse().unwrap(), "10.9.0.0/16".parse().unwrap()],
         }
     }
 
@@ -275,6 +337,43 @@ mod tests {
         assert_eq!(labels[LABEL_OWNER], Uuid::from_u128(3).to_string());
         assert_eq!((labels[LABEL_MANAGED].as_str(), labels[LABEL_PORT].as_str()), ("true", "8080"));
         assert_eq!(body.exposed_ports, Some(vec!["8080/tcp".to_string()]));
+    }
+
+    #[test]
+    fn the_container_is_hardened() {
+        let host = container_body(&spec(), None, None).unwrap().host_config.unwrap();
+        assert_eq!(host.cap_drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(host.cap_add, Some(vec![]), "the images need no capability");
+        assert_eq!(host.security_opt, Some(vec!["no-new-privileges:true".to_string()]));
+        assert_eq!(host.pids_limit, Some(security::PIDS_LIMIT));
+        assert_eq!(host.readonly_rootfs, Some(true));
+        assert_eq!(
+            host.tmpfs,
+            Some(HashMap::from([("/tmp".to_string(), "rw,noexec,nosuid,nodev,mode=1777".to_string())]))
+        );
+        let log = host.log_config.unwrap();
+        assert_eq!(log.typ.as_deref(), Some("json-file"));
+        let config = log.config.unwrap();
+        assert_eq!((config["max-size"].as_str(), config["max-file"].as_str()), ("10485760", "3"));
+    }
+
+    #[test]
+    fn the_allow_list_round_trips_through_its_label() {
+        let labels = container_body(&spec(), None, None).unwrap().labels.unwrap();
+        assert_eq!(labels[LABEL_EGRESS_ALLOW], "203.0.113.0/24,10.9.0.0/16");
+        assert_eq!(parse_allow_label(labels.get(LABEL_EGRESS_ALLOW)).unwrap(), spec().egress_allow);
+        assert_eq!(parse_allow_label(None).unwrap(), Vec::<IpNet>::new());
+        assert_eq!(parse_allow_label(Some(&String::new())).unwrap(), Vec::<IpNet>::new());
+        assert!(parse_allow_label(Some(&"10.0.0.0/33".to_string())).is_err());
+    }
+
+    #[test]
+    fn the_network_names_its_bridge_after_the_random_end_of_the_session_id() {
+        let id: Uuid = "01890a5d-ac96-774b-bcce-b302099a8057".parse().unwrap();
+        assert_eq!(bridge_name(id), "ss-b302099a8057");
+        assert!(bridge_name(id).len() <= 15, "Linux interface names have at most 15 bytes");
+        let options = network_body(&SessionSpec { session_id: id, ..spec() }).options.unwrap();
+        assert_eq!(options["com.docker.network.bridge.name"], "ss-b302099a8057");
     }
 
     #[test]

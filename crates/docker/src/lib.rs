@@ -6,6 +6,12 @@
 //!   `ss-net-<session id>`, so sessions cannot reach each other. Docker never restarts them itself.
 //! - The endpoint reported for a session is `http://<container IP on its network>:<port>` (the control plane runs
 //!   on the same host), or with [`DockerOptions::publish_host`] the address of an ephemeral host port.
+//! - Containers run hardened as [`streamspace_proto::security`] prescribes: no capabilities, `no-new-privileges`,
+//!   a pids limit, the image's numeric non-root user (images that would run as root are refused), a read-only root
+//!   filesystem with a tmpfs `/tmp`, rotated logs and Docker's default seccomp profile.
+//! - Each session network's bridge is `ss-<tag>` (the end of the session id), and its egress rules (iptables
+//!   chains of its own, see `firewall`) are installed before the container starts and removed with the session;
+//!   without them a session does not start.
 //! - A session is `Running` once its streamer answers `GET /api/health` with 200.
 //! - Containers that die without being stopped by the runtime are reported `Failed` with the exit code or OOM.
 //!
@@ -23,36 +29,41 @@
 
 mod container;
 mod events;
+mod firewall;
 mod pull;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail, ensure};
 use async_trait::async_trait;
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use bollard::models::{
-    ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummary, ContainerSummaryStateEnum,
+    ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummary, ContainerSummaryStateEnum, ImageInspect,
 };
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, ListContainersOptions, RemoveContainerOptions, StopContainerOptions,
 };
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use ipnet::IpNet;
 use streamspace_agent::{Progress, Runtime};
 use streamspace_proto::hub::{ActualState, Capacity, InventoryItem, Platform, SessionSpec};
+use streamspace_proto::security;
 use tokio::time::Instant;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use uuid::Uuid;
 
 use crate::container::{
-    LABEL_PORT, LABEL_SESSION, MIB, Owner, container_body, container_name, endpoint, exit_reason, image_reference,
-    network_body, network_name, port_key, streamer_port,
+    BRIDGE_NAME_OPTION, LABEL_EGRESS_ALLOW, LABEL_PORT, LABEL_SESSION, MANAGED_FILTER, MIB, Owner, bridge_name,
+    container_body, container_name, endpoint, exit_reason, image_reference, network_body, network_name, network_tag,
+    parse_allow_label, port_key, streamer_port,
 };
 use crate::events::Tracker;
+use crate::firewall::{Firewall, Iptables, SessionRules, nameservers};
 use crate::pull::PullProgress;
 
 /// The streamer's readiness route (Selkies and the test fixture both serve it).
@@ -79,6 +90,13 @@ pub struct DockerOptions {
     /// Templates state CPU limits, and desktop sessions idle most of the time, so the CPU this host
     /// announces is its cores times this factor. Memory is announced as it is.
     pub cpu_overcommit: i64,
+    /// Install egress rules for every session (needs root or `CAP_NET_ADMIN`); a session whose rules cannot be
+    /// installed does not start. `false` runs sessions with no egress rules at all, for hosts where another
+    /// firewall does the job: the agent warns about it at start.
+    pub egress_rules: bool,
+    /// Networks sessions must not reach beyond [`security::EGRESS_DENY`], such as the control plane's public
+    /// address.
+    pub egress_deny: Vec<IpNet>,
 }
 
 impl Default for DockerOptions {
@@ -89,6 +107,8 @@ impl Default for DockerOptions {
             stop_grace: Duration::from_secs(10),
             max_sessions: 50,
             cpu_overcommit: 8,
+            egress_rules: true,
+            egress_deny: Vec::new(),
         }
     }
 }
@@ -100,6 +120,10 @@ pub struct DockerRuntime {
     http: reqwest::Client,
     tracker: Arc<Tracker>,
     owner: Owner,
+    /// `None` when [`DockerOptions::egress_rules`] is off.
+    firewall: Option<Arc<dyn Firewall>>,
+    /// The resolvers sessions may send DNS queries to (the host's, which Docker's embedded DNS forwards to).
+    dns: Vec<IpAddr>,
 }
 
 impl DockerRuntime {
@@ -122,7 +146,70 @@ impl DockerRuntime {
             .timeout(HEALTH_REQUEST_TIMEOUT)
             .build()
             .context("cannot build the health-check HTTP client")?;
-        Ok(DockerRuntime { docker, options, http, tracker: Arc::default(), owner: Owner::default() })
+        let firewall: Option<Arc<dyn Firewall>> = options.egress_rules.then(|| Arc::new(Iptables) as _);
+        if firewall.is_none() {
+            tracing::warn!("egress rules are off: sessions can reach the host, other networks and cloud metadata");
+        }
+        let resolv_conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let runtime = DockerRuntime {
+            docker,
+            options,
+            http,
+            tracker: Arc::default(),
+            owner: Owner::default(),
+            firewall,
+            dns: nameservers(&resolv_conf),
+        };
+        if let Err(error) = runtime.reconcile_egress_rules().await {
+            tracing::error!("cannot reconcile session egress rules; sessions will not start: {error:#}");
+        }
+        Ok(runtime)
+    }
+
+    /// Removes the rules of sessions whose container is gone and installs them for running containers that lack
+    /// them (after a firewall reload, say). Rules are listed before containers: a session's rules are installed
+    /// only after its container exists, so a session starting meanwhile is never taken for a stale one.
+    async fn reconcile_egress_rules(&self) -> anyhow::Result<()> {
+        let Some(firewall) = &self.firewall else { return Ok(()) };
+        let installed = firewall.installed().await?;
+        // Every managed container counts, also other agents': their rules are not this agent's to remove.
+        let filters = HashMap::from([("label".to_string(), vec![MANAGED_FILTER.to_string()])]);
+        let options = ListContainersOptions { all: true, filters: Some(filters), ..ListContainersOptions::default() };
+        let containers = self.docker.list_containers(Some(options)).await.context("listing session containers")?;
+        let mut live = BTreeSet::new();
+        for container in &containers {
+            let labels = container.labels.clone().unwrap_or_default();
+            let Some(session_id) = labels.get(LABEL_SESSION).and_then(|id| id.parse::<Uuid>().ok()) else { continue };
+            let tag = network_tag(session_id);
+            let running = container.state == Some(ContainerSummaryStateEnum::RUNNING);
+            if running && !installed.contains(&tag) {
+                tracing::warn!(%session_id, "a running session had no egress rules; installing them");
+                firewall
+                    .install(&self.egress_rules(session_id, parse_allow_label(labels.get(LABEL_EGRESS_ALLOW))?))
+                    .await?;
+            }
+            live.insert(tag);
+        }
+        for stale in installed.difference(&live) {
+            tracing::info!(tag = %stale, "removing the egress rules of a session that no longer exists");
+            firewall.remove(stale).await?;
+        }
+        Ok(())
+    }
+
+    fn egress_rules(&self, session_id: Uuid, allow: Vec<IpNet>) -> SessionRules {
+        let mut deny = security::egress_deny();
+        deny.extend(&self.options.egress_deny);
+        SessionRules { tag: network_tag(session_id), allow, deny, dns: self.dns.clone() }
+    }
+
+    /// Installs the session's egress rules; called before its container starts, every time it starts.
+    async fn protect(&self, spec: &SessionSpec) -> anyhow::Result<()> {
+        let Some(firewall) = &self.firewall else { return Ok(()) };
+        firewall
+            .install(&self.egress_rules(spec.session_id, spec.egress_allow.clone()))
+            .await
+            .context("installing the session's egress rules failed")
     }
 
     async fn inspect(&self, name: &str) -> anyhow::Result<Option<ContainerInspectResponse>> {
@@ -140,8 +227,9 @@ impl DockerRuntime {
         let existing = self.inspect(&name).await?;
         if existing.is_none() {
             // Built first so a bad spec fails before anything is pulled or created.
-            let body = container_body(spec, self.owner.get(), self.options.publish_host)?;
-            self.ensure_image(&spec.image, progress).await?;
+            let mut body = container_body(spec, self.owner.get(), self.options.publish_host)?;
+            let image = self.ensure_image(&spec.image, progress).await?;
+            body.user = Some(image_user(&spec.image, &image)?);
             progress(starting("creating", None));
             self.ensure_network(spec).await?;
             let options = CreateContainerOptions { name: Some(name.clone()), platform: String::new() };
@@ -151,16 +239,19 @@ impl DockerRuntime {
                 .with_context(|| format!("creating container {name}"))?;
         }
         if !existing.as_ref().is_some_and(is_running) {
+            // A kept container (hibernated) is started on the network it was created with.
+            self.session_network_exists(spec.session_id).await?;
+            self.protect(spec).await?;
             progress(starting("starting", None));
             self.docker.start_container(&name, None).await.with_context(|| format!("starting container {name}"))?;
         }
         self.wait_until_ready(spec).await
     }
 
-    /// Pulls the image unless the engine has it, reporting download progress.
-    async fn ensure_image(&self, image: &str, progress: &Progress<'_>) -> anyhow::Result<()> {
+    /// Pulls the image unless the engine has it, reporting download progress; returns what the engine says of it.
+    async fn ensure_image(&self, image: &str, progress: &Progress<'_>) -> anyhow::Result<ImageInspect> {
         match self.docker.inspect_image(image).await {
-            Ok(_) => return Ok(()),
+            Ok(inspect) => return Ok(inspect),
             Err(error) if not_found(&error) => {}
             Err(error) => return Err(error).with_context(|| format!("inspecting image {image}")),
         }
@@ -174,20 +265,36 @@ impl DockerRuntime {
                 progress(starting("pulling", Some(percent)));
             }
         }
-        Ok(())
+        self.docker.inspect_image(image).await.with_context(|| format!("inspecting image {image}"))
     }
 
     /// Creates the session's network unless it exists. Checked first because older engines accept a second
     /// network with the same name, which would make the name ambiguous.
     async fn ensure_network(&self, spec: &SessionSpec) -> anyhow::Result<()> {
-        let name = network_name(spec.session_id);
-        match self.docker.inspect_network(&name, None).await {
-            Ok(_) => return Ok(()),
-            Err(error) if not_found(&error) => {}
-            Err(error) => return Err(error).with_context(|| format!("inspecting network {name}")),
+        if !self.session_network_exists(spec.session_id).await? {
+            let name = network_name(spec.session_id);
+            self.docker.create_network(network_body(spec)).await.with_context(|| format!("creating network {name}"))?;
         }
-        self.docker.create_network(network_body(spec)).await.with_context(|| format!("creating network {name}"))?;
         Ok(())
+    }
+
+    /// Whether the session's network exists. One must have the bridge name the egress rules match, or they would
+    /// protect nothing (networks made before the rules existed do not).
+    async fn session_network_exists(&self, session_id: Uuid) -> anyhow::Result<bool> {
+        let name = network_name(session_id);
+        match self.docker.inspect_network(&name, None).await {
+            Ok(network) => {
+                let bridge = network.options.as_ref().and_then(|options| options.get(BRIDGE_NAME_OPTION));
+                let want = bridge_name(session_id);
+                ensure!(
+                    bridge == Some(&want),
+                    "network {name} has no bridge named {want}, so egress rules cannot apply to it: stop the session"
+                );
+                Ok(true)
+            }
+            Err(error) if not_found(&error) => Ok(false),
+            Err(error) => Err(error).with_context(|| format!("inspecting network {name}")),
+        }
     }
 
     /// Polls until the streamer answers its health check; fails early if the container stops meanwhile.
@@ -337,7 +444,13 @@ impl Runtime for DockerRuntime {
         let removed = self.remove_container_and_network(session_id).await;
         // Late `die` events are ignored anyway: the container no longer exists to be judged.
         self.tracker.forget(session_id);
-        removed
+        removed?;
+        match &self.firewall {
+            Some(firewall) => {
+                firewall.remove(&network_tag(session_id)).await.context("removing the session's egress rules")
+            }
+            None => Ok(()),
+        }
     }
 
     fn bind(&self, agent_id: Uuid) {
@@ -349,6 +462,15 @@ impl Runtime for DockerRuntime {
         tokio::spawn(events::follow(self.docker.clone(), Arc::clone(&self.tracker), self.owner.clone(), tx));
         UnboundedReceiverStream::new(rx).boxed()
     }
+}
+
+/// The user a session runs as: the image's own, if [`security::session_user`] accepts it.
+fn image_user(image: &str, inspect: &ImageInspect) -> anyhow::Result<String> {
+    let user = inspect.config.as_ref().and_then(|config| config.user.clone()).unwrap_or_default();
+    security::session_user(&user).map_err(|error| {
+        anyhow!("refusing to run image {image}: {error}; session images must set USER to a numeric uid other than 0")
+    })?;
+    Ok(user.trim().to_string())
 }
 
 fn starting(phase: &str, progress: Option<i32>) -> ActualState {

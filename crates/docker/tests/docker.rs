@@ -72,6 +72,7 @@ impl Session {
             memory_mb: 256,
             shm_mb: 128,
             port: 8080,
+            egress_allow: Vec::new(),
         }
     }
 }
@@ -80,6 +81,7 @@ impl Drop for Session {
     fn drop(&mut self) {
         let _ = docker(&["rm", "--force", "--volumes", &self.container()]);
         let _ = docker(&["network", "rm", &self.network()]);
+        // Its egress chains, if the test failed before stopping it, go with the next runtime's reconcile.
     }
 }
 
@@ -313,4 +315,274 @@ async fn publish_host_reports_an_ephemeral_host_port() {
     assert_ne!(port, 8080);
     assert_eq!(get(&format!("{endpoint}/api/health")).await.status(), 200);
     assert_eq!(state_in_inventory(&runtime, session.id).await, Some(ActualState::Running { endpoint }));
+}
+
+#[tokio::test]
+async fn sessions_run_hardened_as_the_images_non_root_user() {
+    let runtime = runtime().await;
+    let session = Session::new();
+    start(&runtime, &session.spec()).await;
+
+    let inspect: serde_json::Value = serde_json::from_str(&docker_ok(&["inspect", &session.container()])).unwrap();
+    let host = &inspect[0]["HostConfig"];
+    assert_eq!(host["CapDrop"], serde_json::json!(["ALL"]));
+    assert!(host["CapAdd"].as_array().is_none_or(Vec::is_empty), "{}", host["CapAdd"]);
+    assert_eq!(host["SecurityOpt"], serde_json::json!(["no-new-privileges:true"]));
+    assert_eq!(host["PidsLimit"], 2048);
+    assert_eq!(host["ReadonlyRootfs"], true);
+    assert_eq!(host["Tmpfs"], serde_json::json!({"/tmp": "rw,noexec,nosuid,nodev,mode=1777"}));
+    assert_eq!(
+        host["LogConfig"],
+        serde_json::json!({"Type": "json-file", "Config": {"max-size": "10485760", "max-file": "3"}})
+    );
+    assert_eq!(inspect[0]["Config"]["User"], "1000", "the image's own user, enforced");
+
+    // What the kernel says of the session's main process: no capability, no way to gain privileges, seccomp on.
+    let status = docker_ok(&["exec", &session.container(), "cat", "/proc/1/status"]);
+    let field = |name: &str| {
+        let line =
+            status.lines().find(|line| line.starts_with(&format!("{name}:"))).unwrap_or_else(|| panic!("{name}"));
+        line.split_whitespace().nth(1).unwrap().to_string()
+    };
+    assert_eq!((field("CapEff"), field("CapPrm"), field("CapBnd")), ("0".repeat(16), "0".repeat(16), "0".repeat(16)));
+    assert_eq!(field("NoNewPrivs"), "1");
+    assert_eq!(field("Seccomp"), "2", "Docker's default seccomp filter");
+    assert_eq!(field("Uid"), "1000");
+
+    let writes = "import errno\nfor path in ('/srv/fixture/x', '/etc/x', '/tmp/x'):\n    try:\n        open(path, 'w').close(); print(path, 'ok')\n    except OSError as e:\n        print(path, errno.errorcode[e.errno])";
+    let written = docker_ok(&["exec", &session.container(), "python3", "-c", writes]);
+    assert_eq!(written, "/srv/fixture/x EROFS\n/etc/x EROFS\n/tmp/x ok", "only the tmpfs is writable");
+}
+
+#[tokio::test]
+async fn an_image_that_would_run_as_root_is_refused() {
+    let runtime = runtime().await;
+    let session = Session::new();
+    let spec = SessionSpec { image: "debian:bookworm-slim".into(), ..session.spec() };
+    assert!(exists("image", &spec.image), "the Debian base image is there wherever the session images were built");
+    let error = runtime.start(&spec, &|_| {}).await.unwrap_err().to_string();
+    assert_eq!(
+        error,
+        "refusing to run image debian:bookworm-slim: the image sets no USER, so it would run as root; \
+         session images must set USER to a numeric uid other than 0"
+    );
+    assert!(!exists("container", &session.container()), "nothing was created");
+}
+
+/// How a TCP connection from inside a session's container to `address:port` ends: `connected`, or the error's
+/// errno name (`EHOSTUNREACH` for the egress rules' rejects).
+fn connect_from(session: &Session, address: &str, port: u16) -> String {
+    let script = format!(
+        "import errno, socket\ntry:\n    socket.create_connection(('{address}', {port}), timeout=5).close()\n    \
+         print('connected')\nexcept OSError as e:\n    print(errno.errorcode.get(e.errno, str(e)))"
+    );
+    docker_ok(&["exec", &session.container(), "python3", "-c", &script])
+}
+
+fn gateway(network: &str) -> String {
+    docker_ok(&["network", "inspect", "-f", "{{(index .IPAM.Config 0).Gateway}}", network])
+}
+
+fn run_ok(program: &str, args: &[&str]) -> String {
+    let output = Command::new(program).args(args).output().unwrap_or_else(|error| panic!("{program}: {error}"));
+    assert!(output.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// A network namespace of the egress test's own (one test only: the addresses below are routed host-wide), joined to the host by a veth pair, that answers for a link-local
+/// (cloud metadata), a private and a public-range address with one TCP listener: destinations on this machine
+/// that stand in for the ones a session must or may reach, so no packet leaves the machine.
+struct Namespace {
+    name: String,
+    host_veth: String,
+    listener: std::process::Child,
+    port: u16,
+}
+
+impl Namespace {
+    const PRIVATE: &str = "10.254.77.2";
+    const METADATA: &str = "169.254.169.254";
+    const PUBLIC: &str = "203.0.113.77";
+
+    fn new() -> Namespace {
+        let short = &Uuid::new_v4().simple().to_string()[..8];
+        let (name, host_veth, peer) = (format!("ss-test-{short}"), format!("sst{short}"), format!("ssp{short}"));
+        run_ok("ip", &["netns", "add", &name]);
+        run_ok("ip", &["link", "add", &host_veth, "type", "veth", "peer", "name", &peer]);
+        run_ok("ip", &["link", "set", &peer, "netns", &name]);
+        run_ok("ip", &["addr", "add", "10.254.77.1/30", "dev", &host_veth]);
+        run_ok("ip", &["link", "set", &host_veth, "up"]);
+        for command in [
+            vec!["addr", "add", "10.254.77.2/30", "dev", &peer],
+            vec!["addr", "add", "169.254.169.254/32", "dev", &peer],
+            vec!["addr", "add", "203.0.113.77/32", "dev", &peer],
+            vec!["link", "set", &peer, "up"],
+            vec!["link", "set", "lo", "up"],
+            vec!["route", "add", "default", "via", "10.254.77.1"],
+        ] {
+            run_ok("ip", &[&["-n", name.as_str()], command.as_slice()].concat());
+        }
+        for address in [Namespace::METADATA, Namespace::PUBLIC] {
+            run_ok("ip", &["route", "add", &format!("{address}/32"), "via", Namespace::PRIVATE]);
+        }
+        let script = "import socket, time\ns = socket.socket()\ns.bind(('0.0.0.0', 0))\ns.listen(64)\n\
+                      print(s.getsockname()[1], flush=True)\ntime.sleep(300)";
+        let mut listener = Command::new("ip")
+            .args(["netns", "exec", &name, "python3", "-c", script])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut port = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(listener.stdout.take().unwrap()), &mut port).unwrap();
+        Namespace { name, host_veth, listener, port: port.trim().parse().unwrap() }
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = self.listener.kill();
+        let _ = self.listener.wait();
+        // Deleting the veth also deletes the routes through it.
+        let _ = Command::new("ip").args(["link", "del", &self.host_veth]).output();
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
+    }
+}
+
+#[tokio::test]
+async fn sessions_reach_the_internet_and_allowed_networks_but_not_the_host_other_sessions_or_private_ranges() {
+    let runtime = runtime().await;
+    let (a, b, allowed) = (Session::new(), Session::new(), Session::new());
+    start(&runtime, &a.spec()).await;
+    let endpoint_b = start(&runtime, &b.spec()).await;
+    // A template or org policy allowing a private network and a public range.
+    let allow = vec!["10.254.77.0/30".parse().unwrap(), "203.0.113.0/24".parse().unwrap()];
+    start(&runtime, &SessionSpec { egress_allow: allow, ..allowed.spec() }).await;
+    let b_address = endpoint_b.trim_start_matches("http://").split_once(':').unwrap().0.to_string();
+
+    // The control plane's port: a listener on every host address, as `streamspace up` has.
+    let host_listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let host_port = host_listener.local_addr().unwrap().port();
+    let (gateway_a, gateway_b) = (gateway(&a.network()), gateway(&b.network()));
+    // Control: a container without session rules does reach that listener through the same gateway address.
+    let control = docker_ok(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "python3",
+        FIXTURE,
+        "-c",
+        &format!(
+            "import socket; socket.create_connection(('{gateway_a}', {host_port}), timeout=5).close(); print('connected')"
+        ),
+    ]);
+    assert_eq!(control, "connected");
+
+    let namespace = Namespace::new();
+    for address in [Namespace::PRIVATE, Namespace::METADATA, Namespace::PUBLIC] {
+        let reached = std::net::TcpStream::connect((address, namespace.port));
+        assert!(reached.is_ok(), "control: the host reaches {address}:{}", namespace.port);
+    }
+
+    for (what, address, port) in [
+        ("its own bridge gateway (the host)", gateway_a.as_str(), host_port),
+        ("another session's gateway (the host)", gateway_b.as_str(), host_port),
+        ("another session", b_address.as_str(), 8080),
+        ("cloud metadata", Namespace::METADATA, namespace.port),
+        ("a private network", Namespace::PRIVATE, namespace.port),
+    ] {
+        assert_eq!(connect_from(&a, address, port), "EHOSTUNREACH", "a must not reach {what} at {address}:{port}");
+    }
+    assert_eq!(connect_from(&a, Namespace::PUBLIC, namespace.port), "connected", "the internet stays reachable");
+    assert_eq!(connect_from(&b, &gateway_b, host_port), "EHOSTUNREACH", "b is held the same way");
+
+    assert_eq!(connect_from(&allowed, Namespace::PRIVATE, namespace.port), "connected", "allowed by policy");
+    assert_eq!(connect_from(&allowed, Namespace::PUBLIC, namespace.port), "connected", "allowed by policy");
+    assert_eq!(connect_from(&allowed, Namespace::METADATA, namespace.port), "EHOSTUNREACH", "not on the list");
+    let own_gateway = gateway(&allowed.network());
+    assert_eq!(connect_from(&allowed, &own_gateway, host_port), "EHOSTUNREACH", "the host stays closed");
+}
+
+/// The lines of both tables' listings that belong to the session's egress chains (Docker's own rules for its
+/// bridge are not the runtime's).
+fn rules_of(session: &Session) -> Vec<String> {
+    let tag = &session.id.simple().to_string()[20..];
+    ["iptables", "ip6tables"]
+        .into_iter()
+        .flat_map(|program| run_ok(program, &["-w", "-S"]).lines().map(str::to_string).collect::<Vec<_>>())
+        .filter(|line| line.contains(&format!("SS-FWD-{tag}")) || line.contains(&format!("SS-IN-{tag}")))
+        .collect()
+}
+
+#[tokio::test]
+async fn egress_rules_go_with_the_session_and_stale_ones_go_at_the_next_start() {
+    let agent = runtime().await;
+    let (stopped, vanished, kept) = (Session::new(), Session::new(), Session::new());
+    for session in [&stopped, &vanished, &kept] {
+        start(&agent, &session.spec()).await;
+    }
+    let tag = &stopped.id.simple().to_string()[20..];
+    let installed = rules_of(&stopped);
+    for family_rule in [
+        format!("-N SS-FWD-{tag}"),
+        format!("-N SS-IN-{tag}"),
+        format!("-A DOCKER-USER -i ss-{tag} -j SS-FWD-{tag}"),
+        format!("-A INPUT -i ss-{tag} -j SS-IN-{tag}"),
+        format!("-A FORWARD -i ss-{tag} -j SS-FWD-{tag}"),
+    ] {
+        assert!(installed.contains(&family_rule), "{family_rule} in {installed:#?}");
+    }
+
+    agent.stop(stopped.id).await.unwrap();
+    assert_eq!(rules_of(&stopped), Vec::<String>::new(), "stopping removes the rules");
+
+    // A container removed behind the agent's back (or while it was down) leaves its rules; the next runtime
+    // removes them and keeps those of sessions that still exist.
+    docker_ok(&["rm", "--force", &vanished.container()]);
+    assert!(!rules_of(&vanished).is_empty());
+    let _restarted = runtime().await;
+    assert_eq!(rules_of(&vanished), Vec::<String>::new(), "stale rules removed at start");
+    let kept_rules = rules_of(&kept);
+    assert!(!kept_rules.is_empty(), "a live session keeps its rules");
+
+    // A firewall reload loses a running session's rules; the next runtime puts them back.
+    flush_rules_of(&kept);
+    assert_eq!(rules_of(&kept), Vec::<String>::new());
+    let _restarted = runtime().await;
+    assert_eq!(rules_of(&kept), kept_rules, "reinstalled at start");
+}
+
+/// Deletes a session's chains and the jumps into them behind the runtime's back.
+fn flush_rules_of(session: &Session) {
+    for program in ["iptables", "ip6tables"] {
+        let tag = &session.id.simple().to_string()[20..];
+        let listing = run_ok(program, &["-w", "-S"]);
+        let chains = [format!("SS-FWD-{tag}"), format!("SS-IN-{tag}")];
+        let jumps_into_ours = |line: &&str| chains.iter().any(|chain| line.ends_with(&format!("-j {chain}")));
+        for jump in listing.lines().filter(jumps_into_ours) {
+            let rule: Vec<&str> = jump.split_whitespace().skip(1).collect();
+            run_ok(program, &[&["-w", "-D"], rule.as_slice()].concat());
+        }
+        for chain in &chains {
+            run_ok(program, &["-w", "-F", chain]);
+            run_ok(program, &["-w", "-X", chain]);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_network_without_the_named_bridge_is_refused_rather_than_left_unprotected() {
+    let runtime = runtime().await;
+    let session = Session::new();
+    // As a version without egress rules made it: Docker names the bridge br-<network id>.
+    docker_ok(&["network", "create", &session.network()]);
+    let error = runtime.start(&session.spec(), &|_| {}).await.unwrap_err().to_string();
+    let bridge = format!("ss-{}", &session.id.simple().to_string()[20..]);
+    assert_eq!(
+        error,
+        format!(
+            "network {} has no bridge named {bridge}, so egress rules cannot apply to it: stop the session",
+            session.network()
+        )
+    );
+    assert!(!exists("container", &session.container()), "nothing was created");
 }

@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -95,6 +96,10 @@ pub struct SessionSpec {
     pub shm_mb: i64,
     /// The streamer's port inside the container.
     pub port: i32,
+    /// Networks the session may reach although [`crate::security::EGRESS_DENY`] covers them: the template's and
+    /// the org policy's allow-lists, merged by the control plane.
+    #[serde(default)]
+    pub egress_allow: Vec<IpNet>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

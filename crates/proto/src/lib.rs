@@ -1,6 +1,7 @@
 //! Wire types shared by the control plane and its agents.
 
 pub mod hub;
+pub mod security;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

@@ -78,6 +78,7 @@ pub fn catalog() -> Vec<NewTemplate> {
             port: crate::api::templates::DEFAULT_PORT,
             tags: tags.iter().map(|t| (*t).to_owned()).collect(),
             enabled: true,
+            egress_allow: Vec::new(),
         };
     vec![
         template(

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use streamspace_proto::SessionState;
 use streamspace_proto::hub::{ActualState, Command, CommandKind, InventoryItem, ServerMessage, SessionSpec};
+use streamspace_proto::security;
 use streamspace_store::{Agent, Scope, Session, SessionUpdate};
 use uuid::Uuid;
 
@@ -208,6 +209,8 @@ impl App {
             .get_template(Scope::Platform, session.template_id)
             .await?
             .ok_or_else(|| ApiError::conflict("the session's template was deleted"))?;
+        let org_allow = self.store.get_org(Scope::Platform, session.org_id).await?.map(|org| org.egress_allow);
+        let egress_allow = security::merge_allow_lists(&template.egress_allow, &org_allow.unwrap_or_default());
         let mut env = template.env.clone();
         env.extend(self.streamer_env(session.id));
         Ok(SessionSpec {
@@ -220,6 +223,7 @@ impl App {
             memory_mb: template.memory_mb,
             shm_mb: template.shm_mb,
             port: template.port,
+            egress_allow,
         })
     }
 

@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{Duration, SubsecRound, Utc};
+use ipnet::IpNet;
 use serde_json::json;
 use streamspace_proto::SessionState;
 use streamspace_proto::hub::{Capacity, Command, CommandKind, Platform, SessionSpec};
@@ -155,6 +156,7 @@ fn new_template(org: Option<&Org>, name: &str) -> NewTemplate {
         port: 8080,
         tags: vec!["linux".into(), "desktop".into()],
         enabled: true,
+        egress_allow: vec!["10.20.30.0/24".parse().unwrap(), "203.0.113.0/24".parse().unwrap()],
     }
 }
 
@@ -218,6 +220,7 @@ fn start_command(session: &Session) -> Command {
             memory_mb: session.memory_mb,
             shm_mb: 256,
             port: 8080,
+            egress_allow: vec!["203.0.113.0/24".parse().unwrap()],
         }),
         traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
     }
@@ -390,6 +393,8 @@ pub async fn orgs_round_trip(store: Subject) {
         max_cpu_millis: Some(8000),
         max_memory_mb: None,
     };
+    assert_eq!(acme.egress_allow, Vec::<IpNet>::new(), "a new org allows nothing extra");
+    let egress_allow: Vec<IpNet> = vec!["10.20.0.0/16".parse().unwrap(), "fd12:3456::/48".parse().unwrap()];
     let limited = store.create_org("limited", quotas).await.unwrap();
     assert_eq!(limited.quotas, quotas, "created with its quotas");
     assert_eq!(store.get_org(Scope::Platform, limited.id).await.unwrap(), Some(limited));
@@ -398,9 +403,11 @@ pub async fn orgs_round_trip(store: Subject) {
         mfa_required: Some(true),
         allow_clipboard: Some(false),
         quotas: Some(quotas),
+        egress_allow: Some(egress_allow.clone()),
     };
     let updated = store.update_org(Scope::Platform, acme.id, patch).await.unwrap().unwrap();
-    let expected = Org { name: "acme-2".into(), mfa_required: true, allow_clipboard: false, quotas, ..acme.clone() };
+    let expected =
+        Org { name: "acme-2".into(), mfa_required: true, allow_clipboard: false, quotas, egress_allow, ..acme.clone() };
     assert_eq!(updated, expected);
     // An empty patch changes nothing; quotas are replaced as a whole (`None` is unlimited).
     assert_eq!(store.update_org(Scope::Platform, acme.id, OrgPatch::default()).await.unwrap().as_ref(), Some(&updated));
@@ -818,6 +825,7 @@ pub async fn templates_round_trip(store: Subject) {
         port: new.port,
         tags: new.tags,
         enabled: new.enabled,
+        egress_allow: new.egress_allow,
         created_at: created.created_at,
         updated_at: created.created_at,
     };
@@ -837,6 +845,7 @@ pub async fn templates_round_trip(store: Subject) {
         port: Some(3000),
         tags: Some(vec![]),
         enabled: Some(false),
+        egress_allow: Some(vec![]),
     };
     let updated = store.update_template(Scope::Org(acme.id), created.id, patch.clone()).await.unwrap().unwrap();
     assert!(updated.updated_at >= created.updated_at);
@@ -852,6 +861,7 @@ pub async fn templates_round_trip(store: Subject) {
         port: 3000,
         tags: vec![],
         enabled: false,
+        egress_allow: vec![],
         updated_at: updated.updated_at,
         ..created.clone()
     };

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use streamspace_proto::SessionState;
 use streamspace_proto::hub::{Capacity, Command, Platform};
@@ -67,6 +68,9 @@ pub struct Org {
     pub allow_clipboard: bool,
     #[serde(flatten)]
     pub quotas: Quotas,
+    /// Networks every session of the org may reach although the platform's egress deny list covers them.
+    #[schema(value_type = Vec<String>)]
+    pub egress_allow: Vec<IpNet>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -85,6 +89,7 @@ pub struct OrgPatch {
     pub mfa_required: Option<bool>,
     pub allow_clipboard: Option<bool>,
     pub quotas: Option<Quotas>,
+    pub egress_allow: Option<Vec<IpNet>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
@@ -219,6 +224,9 @@ pub struct Template {
     pub port: i32,
     pub tags: Vec<String>,
     pub enabled: bool,
+    /// Networks this template's sessions may reach although the platform's egress deny list covers them.
+    #[schema(value_type = Vec<String>)]
+    pub egress_allow: Vec<IpNet>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -238,6 +246,7 @@ pub struct NewTemplate {
     pub port: i32,
     pub tags: Vec<String>,
     pub enabled: bool,
+    pub egress_allow: Vec<IpNet>,
 }
 
 /// A change to a template; absent fields stay as they are.
@@ -254,6 +263,10 @@ pub struct TemplatePatch {
     pub port: Option<i32>,
     pub tags: Option<Vec<String>>,
     pub enabled: Option<bool>,
+    /// Platform administrators only: replaces the networks (CIDRs) the template's sessions may reach although
+    /// the platform's egress deny list covers them.
+    #[schema(value_type = Option<Vec<String>>)]
+    pub egress_allow: Option<Vec<IpNet>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

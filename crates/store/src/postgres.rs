@@ -30,6 +30,7 @@ use crate::{
 const MIGRATIONS: &[MigrationFile] = &[
     (1, "init", include_str!("../migrations/postgres/0001_init.sql")),
     (2, "agents", include_str!("../migrations/postgres/0002_agents.sql")),
+    (3, "egress_allow", include_str!("../migrations/postgres/0003_egress_allow.sql")),
     (4, "audit_keyed_chain", include_str!("../migrations/postgres/0004_audit_keyed_chain.sql")),
     (5, "revocation", include_str!("../migrations/postgres/0005_revocation.sql")),
     (6, "agent_trust", include_str!("../migrations/postgres/0006_agent_trust.sql")),
@@ -136,11 +137,12 @@ impl Store for PostgresStore {
         let quotas = patch.quotas.unwrap_or_default();
         let row = sqlx::query(concat!(
             "UPDATE orgs SET name = COALESCE($3, name), mfa_required = COALESCE($4, mfa_required), ",
-            "allow_clipboard = COALESCE($10, allow_clipboard), ",
+            "allow_clipboard = COALESCE($11, allow_clipboard), ",
             "max_sessions = CASE WHEN $5 THEN $6 ELSE max_sessions END, ",
             "max_sessions_per_user = CASE WHEN $5 THEN $7 ELSE max_sessions_per_user END, ",
             "max_cpu_millis = CASE WHEN $5 THEN $8 ELSE max_cpu_millis END, ",
-            "max_memory_mb = CASE WHEN $5 THEN $9 ELSE max_memory_mb END ",
+            "max_memory_mb = CASE WHEN $5 THEN $9 ELSE max_memory_mb END, ",
+            "egress_allow = COALESCE($10, egress_allow) ",
             "WHERE id = $1 AND ($2 IS NULL OR id = $2) RETURNING ",
             org_columns!()
         ))
@@ -153,6 +155,7 @@ impl Store for PostgresStore {
         .bind(quotas.max_sessions_per_user)
         .bind(quotas.max_cpu_millis)
         .bind(quotas.max_memory_mb)
+        .bind(patch.egress_allow.map(Json))
         .bind(patch.allow_clipboard)
         .fetch_optional(&self.pool)
         .await
@@ -448,8 +451,8 @@ impl Store for PostgresStore {
     async fn create_template(&self, template: NewTemplate) -> Result<Template> {
         let row = sqlx::query(concat!(
             "INSERT INTO templates (id, org_id, name, display_name, description, icon, image, env, cpu_millis, ",
-            "memory_mb, shm_mb, port, tags, enabled, created_at, updated_at) ",
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $15) RETURNING ",
+            "memory_mb, shm_mb, port, tags, enabled, egress_allow, created_at, updated_at) ",
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16) RETURNING ",
             template_columns!()
         ))
         .bind(Uuid::now_v7())
@@ -466,6 +469,7 @@ impl Store for PostgresStore {
         .bind(template.port)
         .bind(Json(template.tags))
         .bind(template.enabled)
+        .bind(Json(template.egress_allow))
         .bind(sql::now())
         .fetch_one(&self.pool)
         .await
@@ -512,7 +516,7 @@ impl Store for PostgresStore {
             "description = COALESCE($4, description), icon = COALESCE($5, icon), image = COALESCE($6, image), ",
             "env = COALESCE($7, env), cpu_millis = COALESCE($8, cpu_millis), memory_mb = COALESCE($9, memory_mb), ",
             "shm_mb = COALESCE($10, shm_mb), port = COALESCE($11, port), tags = COALESCE($12, tags), ",
-            "enabled = COALESCE($13, enabled), updated_at = $14 ",
+            "enabled = COALESCE($13, enabled), egress_allow = COALESCE($15, egress_allow), updated_at = $14 ",
             "WHERE id = $1 AND ($2 IS NULL OR org_id = $2) RETURNING ",
             template_columns!()
         ))
@@ -530,6 +534,7 @@ impl Store for PostgresStore {
         .bind(patch.tags.map(Json))
         .bind(patch.enabled)
         .bind(sql::now())
+        .bind(patch.egress_allow.map(Json))
         .fetch_optional(&self.pool)
         .await?;
         sql::optional(row, sql::template)

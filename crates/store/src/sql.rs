@@ -25,7 +25,7 @@ use crate::{
 macro_rules! org_columns {
     () => {
         "id, name, mfa_required, allow_clipboard, max_sessions, max_sessions_per_user, max_cpu_millis, max_memory_mb, \
-         created_at"
+         egress_allow, created_at"
     };
 }
 macro_rules! user_columns {
@@ -47,7 +47,7 @@ macro_rules! refresh_token_columns {
 macro_rules! template_columns {
     () => {
         "id, org_id, name, display_name, description, icon, image, env, cpu_millis, memory_mb, shm_mb, port, tags, \
-         enabled, created_at, updated_at"
+         enabled, egress_allow, created_at, updated_at"
     };
 }
 macro_rules! session_columns {
@@ -179,6 +179,7 @@ pub(crate) fn org(row: &impl Columns) -> Result<Org> {
             max_cpu_millis: row.opt_int("max_cpu_millis")?,
             max_memory_mb: row.opt_int("max_memory_mb")?,
         },
+        egress_allow: row.json("egress_allow")?,
         created_at: row.time("created_at")?,
     })
 }
@@ -244,6 +245,7 @@ pub(crate) fn template(row: &impl Columns) -> Result<Template> {
         port: row.int32("port")?,
         tags: row.json("tags")?,
         enabled: row.flag("enabled")?,
+        egress_allow: row.json("egress_allow")?,
         created_at: row.time("created_at")?,
         updated_at: row.time("updated_at")?,
     })

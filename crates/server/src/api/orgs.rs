@@ -2,6 +2,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use ipnet::IpNet;
 use serde::Deserialize;
 use serde_json::json;
 use streamspace_store::{Org, OrgPatch, Quotas};
@@ -9,6 +10,7 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
+use super::templates::validate_egress_allow;
 use super::{Json, List, PageQuery, Path, Query, double_option, validate_slug};
 use crate::app::AppState;
 use crate::audit::{Actor, Event};
@@ -45,6 +47,10 @@ pub struct OrgPatchRequest {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<i64>)]
     pub max_memory_mb: Option<Option<i64>>,
+    /// Platform administrators only: networks (CIDRs) every session of the org may reach although the platform's
+    /// egress deny list covers them; merged with the template's. Replaces the whole list.
+    #[schema(value_type = Option<Vec<String>>)]
+    pub egress_allow: Option<Vec<IpNet>>,
 }
 
 impl OrgPatchRequest {
@@ -129,11 +135,15 @@ async fn update_org(
     if let Some(name) = &body.name {
         validate_slug("name", name)?;
     }
+    if let Some(allow) = &body.egress_allow {
+        validate_egress_allow(&principal, allow)?;
+    }
     let patch = OrgPatch {
         name: body.name.clone(),
         mfa_required: body.mfa_required,
         allow_clipboard: body.allow_clipboard,
         quotas: if body.touches_quotas() { Some(body.quotas_over(current.quotas)?) } else { None },
+        egress_allow: body.egress_allow.clone(),
     };
     let org =
         app.store.update_org(principal.scope(), id, patch).await?.ok_or_else(|| ApiError::not_found("organization"))?;
@@ -142,6 +152,7 @@ async fn update_org(
         "mfa_required": org.mfa_required,
         "allow_clipboard": org.allow_clipboard,
         "quotas": org.quotas,
+        "egress_allow": org.egress_allow,
     });
     app.audit(&meta, &Actor::from(&principal), Event::new("org.update", format!("org:{id}")).org(id).details(details))
         .await?;

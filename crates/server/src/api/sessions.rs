@@ -361,6 +361,7 @@ mod tests {
             port: 8080,
             tags: vec![],
             enabled: true,
+            egress_allow: vec![],
             created_at: Utc::now(),
             updated_at: Utc::now(),
         }

@@ -4,8 +4,10 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use ipnet::IpNet;
 use serde::Deserialize;
 use serde_json::json;
+use streamspace_proto::security;
 use streamspace_store::{NewTemplate, Template, TemplatePatch};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -52,6 +54,11 @@ pub struct NewTemplateRequest {
     pub tags: Vec<String>,
     #[serde(default = "default_enabled")]
     pub enabled: bool,
+    /// Platform administrators only: networks (CIDRs) the template's sessions may reach although the platform's
+    /// egress deny list (private, shared and link-local ranges) covers them.
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub egress_allow: Vec<IpNet>,
     /// Platform administrators: the owning org, or absent for a global template. Org
     /// administrators always create templates in their own org.
     pub org_id: Option<Uuid>,
@@ -110,6 +117,22 @@ fn validate_fields(
     Ok(())
 }
 
+/// The most CIDRs one allow-list may hold: each is a firewall rule on every session.
+const MAX_EGRESS_ALLOW: usize = 64;
+
+/// Checks an egress allow-list. Only platform administrators set one: a tenant opening private ranges would
+/// reach the platform's own network.
+pub(crate) fn validate_egress_allow(principal: &Principal, allow: &[IpNet]) -> ApiResult<()> {
+    principal.require_platform_admin()?;
+    if allow.len() > MAX_EGRESS_ALLOW {
+        return Err(ApiError::validation(format!("egress_allow holds at most {MAX_EGRESS_ALLOW} networks")));
+    }
+    for net in allow {
+        security::check_allowed(*net).map_err(|error| ApiError::validation(format!("egress_allow: {error}")))?;
+    }
+    Ok(())
+}
+
 /// Org admins manage their org's templates; global ones belong to platform admins.
 fn require_manage(principal: &Principal, template: &Template) -> ApiResult<()> {
     principal.require_admin()?;
@@ -162,6 +185,9 @@ async fn create_template(
         Some(body.port),
         Some(&body.tags),
     )?;
+    if !body.egress_allow.is_empty() {
+        validate_egress_allow(&principal, &body.egress_allow)?;
+    }
     let template = app
         .store
         .create_template(NewTemplate {
@@ -178,6 +204,7 @@ async fn create_template(
             port: body.port,
             tags: body.tags,
             enabled: body.enabled,
+            egress_allow: body.egress_allow,
         })
         .await?;
     let event = Event::new("template.create", format!("template:{}", template.id))
@@ -217,6 +244,9 @@ async fn update_template(
         patch.port,
         patch.tags.as_deref(),
     )?;
+    if let Some(allow) = &patch.egress_allow {
+        validate_egress_allow(&principal, allow)?;
+    }
     let template = app
         .store
         .update_template(principal.scope(), id, patch)

@@ -382,3 +382,90 @@ async fn organizations_start_with_finite_quotas_that_an_administrator_raises() {
     let accepted = t.post("/api/v1/sessions", &member, json!({"template": "chromium"})).await;
     assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.body);
 }
+
+#[tokio::test]
+async fn egress_allow_lists_are_checked_and_set_by_platform_admins_only() {
+    let t = TestApp::new().await;
+    let admin = t.admin().await;
+    let (org_id, org_admin, _) = t.org_with_users(&admin, "acme").await;
+    let template = |name: &str, allow: serde_json::Value| json!({"name": name, "display_name": "App", "image": "img:1", "egress_allow": allow});
+
+    let created = t.post("/api/v1/templates", &admin, template("intranet", json!(["10.20.0.0/16", "fd12::/16"]))).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body["egress_allow"], json!(["10.20.0.0/16", "fd12::/16"]));
+    let plain =
+        t.post("/api/v1/templates", &admin, json!({"name": "plain", "display_name": "P", "image": "i:1"})).await;
+    assert_eq!(plain.body["egress_allow"], json!([]), "nothing extra by default");
+
+    for (allow, says) in [
+        (json!(["169.254.169.254/32"]), "link-local"),
+        (json!(["127.0.0.0/8"]), "loopback"),
+        (json!(["0.0.0.0/0"]), "loopback"),
+        (json!(["fe80::/10"]), "link-local"),
+        (json!(["10.1.2.3/8"]), "did you mean 10.0.0.0/8"),
+    ] {
+        let reply = t.post("/api/v1/templates", &admin, template("refused", allow.clone())).await;
+        assert_eq!((reply.status, reply.code()), (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"), "{allow}");
+        assert!(reply.body["error"]["message"].as_str().unwrap().contains(says), "{allow}: {}", reply.body);
+    }
+    let garbage = t.post("/api/v1/templates", &admin, template("garbage", json!(["not-a-network"]))).await;
+    assert!(garbage.status.is_client_error() && garbage.body["error"]["code"].is_string(), "{}", garbage.body);
+
+    // A tenant opening private ranges would reach the platform's own network.
+    let own = t.post("/api/v1/templates", &org_admin, template("mine", json!(["10.0.0.0/8"]))).await;
+    assert_eq!(own.status, StatusCode::FORBIDDEN, "{}", own.body);
+    let own =
+        t.post("/api/v1/templates", &org_admin, json!({"name": "mine", "display_name": "M", "image": "i:1"})).await;
+    assert_eq!(own.status, StatusCode::CREATED, "{}", own.body);
+    let own_path = format!("/api/v1/templates/{}", own.body["id"].as_str().unwrap());
+    let patch = Some(json!({"egress_allow": ["10.0.0.0/8"]}));
+    assert_eq!(t.send(Method::PATCH, &own_path, Some(&org_admin), patch.clone()).await.status, StatusCode::FORBIDDEN);
+    let patched = t.send(Method::PATCH, &own_path, Some(&admin), patch).await;
+    assert_eq!((patched.status, &patched.body["egress_allow"]), (StatusCode::OK, &json!(["10.0.0.0/8"])));
+
+    let org_path = format!("/api/v1/orgs/{org_id}");
+    let policy = Some(json!({"egress_allow": ["192.168.10.0/24"]}));
+    assert_eq!(t.send(Method::PATCH, &org_path, Some(&org_admin), policy.clone()).await.status, StatusCode::FORBIDDEN);
+    let org = t.send(Method::PATCH, &org_path, Some(&admin), policy).await;
+    assert_eq!((org.status, &org.body["egress_allow"]), (StatusCode::OK, &json!(["192.168.10.0/24"])));
+    let refused =
+        t.send(Method::PATCH, &org_path, Some(&admin), Some(json!({"egress_allow": ["169.254.0.0/16"]}))).await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(t.get(&org_path, &org_admin).await.body["egress_allow"], json!(["192.168.10.0/24"]), "unchanged");
+}
+
+#[tokio::test]
+async fn a_started_sessions_spec_carries_the_template_and_org_allow_lists_merged() {
+    let t = TestApp::new().await;
+    let admin = t.admin().await;
+    let (org_id, _, member) = t.org_with_users(&admin, "acme").await;
+    let org_policy = json!({"egress_allow": ["192.168.10.0/24", "10.20.0.0/16"]});
+    let org = t.send(Method::PATCH, &format!("/api/v1/orgs/{org_id}"), Some(&admin), Some(org_policy)).await;
+    assert_eq!(org.status, StatusCode::OK);
+    let template = json!({"name": "intranet", "display_name": "I", "image": "i:1", "egress_allow": ["10.20.0.0/16", "203.0.113.0/24"]});
+    let template = t.post("/api/v1/templates", &admin, template).await.body;
+    let agent = t.post("/api/v1/agents", &admin, json!({"name": "docker-1", "platform": "docker"})).await.body;
+    let agent_id: uuid::Uuid = agent["id"].as_str().unwrap().parse().unwrap();
+
+    let me = t.get("/api/v1/me", &member).await.body;
+    let session = t
+        .app
+        .store
+        .create_session(streamspace_store::NewSession {
+            org_id: org_id.parse().unwrap(),
+            owner_id: me["id"].as_str().unwrap().parse().unwrap(),
+            template_id: template["id"].as_str().unwrap().parse().unwrap(),
+            cpu_millis: 1000,
+            memory_mb: 1024,
+        })
+        .await
+        .unwrap();
+    let placed = streamspace_server::orchestrator::Detail { agent_id: Some(agent_id), ..Default::default() };
+    let cause = streamspace_server::orchestrator::Cause::system();
+    t.app.advance(&session, streamspace_server::lifecycle::Event::Scheduled, placed, &cause).await.unwrap();
+
+    let commands = t.app.store.pending_commands(agent_id).await.unwrap();
+    let spec = commands[0].command.spec.as_ref().expect("a start carries the spec");
+    let merged: Vec<String> = spec.egress_allow.iter().map(ToString::to_string).collect();
+    assert_eq!(merged, ["10.20.0.0/16", "192.168.10.0/24", "203.0.113.0/24"], "both lists, sorted, once each");
+}
