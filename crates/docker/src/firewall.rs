@@ -256,7 +256,13 @@ impl Firewall for Iptables {
     async fn remove(&self, tag: &str) -> anyhow::Result<()> {
         for family in Family::ALL {
             let listing = self.listing(family).await?;
-            self.run_all(family, remove_commands(&listing, tag)).await?;
+            if let Err(error) = self.run_all(family, remove_commands(&listing, tag)).await {
+                // Another agent on this host may have removed them meanwhile (its start-up reconcile
+                // sees a session whose container is already gone): what counts is that none is left.
+                if !remove_commands(&self.listing(family).await?, tag).is_empty() {
+                    return Err(error);
+                }
+            }
         }
         Ok(())
     }
