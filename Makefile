@@ -6,7 +6,10 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(abspath $(CURDIR)/../target)
 CARGO ?= cargo
 
-.PHONY: help up build ui images test lint test-rust test-unit test-store test-api test-e2e test-sessions \
+# The PostgreSQL that scripts/dev/postgres-up.sh starts; `make test` takes the URL from the script itself.
+export STREAMSPACE_TEST_DATABASE_URL ?= postgres://streamspace:streamspace@127.0.0.1:5432/streamspace
+
+.PHONY: help up build ui images services test test-all lint test-rust test-unit test-store test-api test-e2e test-sessions \
 	test-ui test-images test-streaming test-journey test-hostile test-api-fuzz openapi-check
 
 help: ## List the targets
@@ -14,6 +17,10 @@ help: ## List the targets
 
 up: ui ## Run everything in one process: UI + API on :8000, sessions on :8001, a Docker agent, SQLite in ./data
 	scripts/images/docker-up.sh
+	@# The first template's image before the product starts; the others build meanwhile (a cached build takes seconds).
+	scripts/images/build.sh chromium
+	@echo "make up: building the firefox and desktop images in the background (log: /tmp/streamspace-images.log)"
+	scripts/images/build.sh firefox desktop >/tmp/streamspace-images.log 2>&1 &
 	$(CARGO) run --release -p streamspace-cli -- up
 
 build: ui ## Build the streamspace binary (release), UI included
@@ -29,7 +36,16 @@ images: ## Build the session images (Debian base bootstrapped locally when no re
 	scripts/images/docker-up.sh
 	scripts/images/build.sh
 
-test: lint test-ui ui test-rust openapi-check test-api-fuzz test-images test-streaming test-journey test-hostile ## Run every test
+services: ## Install and start what the tests need: packages, Docker, PostgreSQL, the session images
+	scripts/ci/install-deps.sh
+	scripts/images/docker-up.sh
+	scripts/dev/postgres-up.sh >/dev/null
+	scripts/images/build.sh
+
+test: services ## Run every test, after installing and starting what they need
+	eval "$$(scripts/dev/postgres-up.sh)" && $(MAKE) --no-print-directory test-all
+
+test-all: lint test-ui ui test-rust openapi-check test-api-fuzz test-images test-streaming test-journey test-hostile ## Every test, on a machine `make services` has set up
 
 lint: ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check

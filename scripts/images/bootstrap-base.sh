@@ -61,11 +61,14 @@ mirror_for() {
   done
 }
 
-mirror=$(mirror_for "$suite" | head -n 1)
-mirror=${mirror:-http://deb.debian.org/debian}
-security=$(mirror_for "$suite-security" | head -n 1)
-security=${security:-http://deb.debian.org/debian-security}
-echo "bootstrap-base: building $tag with debootstrap from $mirror (security: $security)" >&2
+# The host's own sources only: this repository names no mirror.
+mirror=${STREAMSPACE_DEBIAN_MIRROR:-$(mirror_for "$suite" | head -n 1)}
+security=${STREAMSPACE_DEBIAN_SECURITY_MIRROR:-$(mirror_for "$suite-security" | head -n 1)}
+if [[ -z $mirror ]]; then
+  echo "bootstrap-base: the host's apt sources name no mirror for $suite; set STREAMSPACE_DEBIAN_MIRROR to one" >&2
+  exit 1
+fi
+echo "bootstrap-base: building $tag with debootstrap from $mirror (security: ${security:-none})" >&2
 
 root=$(mktemp -d /tmp/streamspace-rootfs.XXXXXX)
 cleanup() {
@@ -81,11 +84,11 @@ debootstrap --variant=minbase "$suite" "$root" "$mirror" >/tmp/streamspace-deboo
   exit 1
 }
 
-cat >"$root/etc/apt/sources.list" <<SOURCES
-deb $mirror $suite main
-deb $mirror $suite-updates main
-deb $security $suite-security main
-SOURCES
+{
+  echo "deb $mirror $suite main"
+  echo "deb $mirror $suite-updates main"
+  if [[ -n $security ]]; then echo "deb $security $suite-security main"; fi
+} >"$root/etc/apt/sources.list"
 
 # Same footprint rules as the registry's slim image: no docs (but keep the
 # copyright files: they are the license record), man pages or translations,

@@ -6,14 +6,19 @@
 # Dockerfile's FROM/ARG lines) are built first, so `build.sh chromium` also
 # rebuilds base, which costs a second or two when Docker's layer cache holds it.
 #
-# STREAMSPACE_EXTRA_CA=/path/ca.pem adds CA certificates for builds behind a
-# TLS-intercepting proxy: the file is staged as certs/extra-ca.crt in a
-# temporary copy of the context of every image that has a certs/ folder.
+# Builds trust the host's CA certificates (/etc/ssl/certs/ca-certificates.crt,
+# so a network that intercepts TLS needs no setting): the file is staged as
+# certs/extra-ca.crt in a temporary copy of the context of every image that has
+# a certs/ folder, where only a throwaway build stage uses it, so it never
+# reaches an image. STREAMSPACE_EXTRA_CA=/path/ca.pem names another PEM file;
+# STREAMSPACE_EXTRA_CA= (empty) trusts Debian's own list only.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 images_dir=$(cd "$here/../../images" && pwd)
-extra_ca=${STREAMSPACE_EXTRA_CA:-}
+host_ca=/etc/ssl/certs/ca-certificates.crt
+if [[ -f $host_ca ]]; then default_ca=$host_ca; else default_ca=""; fi
+extra_ca=${STREAMSPACE_EXTRA_CA-$default_ca}
 
 if [[ -n $extra_ca ]] && ! grep -q -- '-----BEGIN CERTIFICATE-----' "$extra_ca"; then
   echo "build: STREAMSPACE_EXTRA_CA=$extra_ca is not a PEM certificate file" >&2
