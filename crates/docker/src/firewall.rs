@@ -206,6 +206,10 @@ pub(crate) fn nameservers(resolv_conf: &str) -> Vec<IpAddr> {
         .collect()
 }
 
+/// How often removing a session's rules starts over after a command failed because another agent
+/// changed them meanwhile.
+const REMOVE_RETRIES: u32 = 5;
+
 /// [`Firewall`] on the host's `iptables` and `ip6tables` (either backend, nft or legacy). Needs root or
 /// `CAP_NET_ADMIN`.
 #[derive(Debug, Default)]
@@ -255,12 +259,21 @@ impl Firewall for Iptables {
 
     async fn remove(&self, tag: &str) -> anyhow::Result<()> {
         for family in Family::ALL {
-            let listing = self.listing(family).await?;
-            if let Err(error) = self.run_all(family, remove_commands(&listing, tag)).await {
-                // Another agent on this host may have removed them meanwhile (its start-up reconcile
-                // sees a session whose container is already gone): what counts is that none is left.
-                if !remove_commands(&self.listing(family).await?, tag).is_empty() {
-                    return Err(error);
+            let mut retries = 0;
+            loop {
+                let commands = remove_commands(&self.listing(family).await?, tag);
+                if commands.is_empty() {
+                    break;
+                }
+                match self.run_all(family, commands).await {
+                    Ok(()) => break,
+                    // Another agent on this host may be removing the same rules (its start-up reconcile
+                    // sees a session whose container is already gone): list again, remove what is left.
+                    Err(_) if retries < REMOVE_RETRIES => {
+                        retries += 1;
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                    Err(error) => return Err(error),
                 }
             }
         }
