@@ -119,7 +119,12 @@ async fn get_org(
 }
 
 #[utoipa::path(patch, path = "/api/v1/orgs/{id}", tag = "orgs", params(("id" = Uuid, Path)), request_body = OrgPatchRequest,
-    responses((status = 200, body = Org), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses(
+        (status = 200, body = Org),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, description = "`conflict`: another organization has that name", body = ErrorBody),
+    ))]
 async fn update_org(
     State(app): State<AppState>,
     meta: RequestMeta,
