@@ -37,20 +37,10 @@ import { mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { chromium } from 'playwright-core';
+import { launchOptions } from '../../tests/e2e/chromium.mjs';
 import { installFrameProbe } from './frame-probe.mjs';
 import { stepAt, totp } from './totp.mjs';
 
-/** The flags the project runs Debian's Chromium with (playwright adds its own on top). */
-export const CHROMIUM_FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 const BASE = (process.env.STREAMSPACE_URL ?? '').replace(/\/+$/, '');
 const API = `${BASE}/api/v1`;
@@ -343,7 +333,7 @@ describe('StreamSpace UI journey', { concurrency: false }, () => {
     }
     expectStatus(await apiCall('PATCH', `/orgs/${fixture.strict.orgId}`, { ...admin, body: { mfa_required: true } }), 200, 'MFA policy');
 
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS });
+    browser = await chromium.launch(await launchOptions(chromium, CHROMIUM));
     context = await browser.newContext({ viewport: { width: 1366, height: 900 }, acceptDownloads: true, colorScheme: 'light' });
     // Frame counters in every page and frame (the viewer's iframe on the session origin too).
     await context.addInitScript(installFrameProbe);
@@ -426,6 +416,14 @@ describe('StreamSpace UI journey', { concurrency: false }, () => {
     await section.getByText('On', { exact: true }).waitFor();
     await section.getByText('10 recovery codes left').waitFor();
     await screenshot('account-mfa-on');
+    // Turning MFA on revokes the API keys made with the password alone: the journey's key now fails.
+    expectStatus(await apiCall('GET', '/me', { token: fixture.adminKey }), 401, 'the key made without MFA');
+    const code = await freshCode(fixture.mfaSecret);
+    const body = { username: USERNAME, password: PASSWORD, totp_code: code };
+    const token = expectStatus(await apiCall('POST', '/auth/login', { body }), 200, 'admin API sign-in with MFA').access_token;
+    const key = expectStatus(await apiCall('POST', '/me/api-keys', { token, body: { name: `journey-mfa-${RUN}` } }), 201, 'API key');
+    fixture.adminKey = key.key;
+    fixture.adminKeyId = key.id;
     const me = expectStatus(await apiCall('GET', '/me', { token: fixture.adminKey }), 200, 'GET /me');
     assert.equal(me.mfa_enabled, true);
   });

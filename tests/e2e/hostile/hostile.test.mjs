@@ -11,19 +11,10 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
+import { launchOptions } from '../chromium.mjs';
 import { ARTIFACTS, HOSTILE_IMAGE, VICTIM_IMAGE, Platform, eventually, isRefreshCookie, requireImages } from './harness.mjs';
 
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const CHROMIUM_FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 /** The fixture's page heading: proof that the victim's own document is what a frame shows. */
 const VICTIM_TEXT = 'StreamSpace fixture';
 const ATTACK_TIMEOUT_MS = 120000;
@@ -43,7 +34,7 @@ before(async () => {
   await platform.template('hostile', HOSTILE_IMAGE);
   attacker = await platform.attacker();
   [victim, hostile] = await Promise.all([platform.startSession('victim'), platform.startSession('hostile')]);
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_FLAGS });
+  browser = await chromium.launch(await launchOptions(chromium, CHROMIUM));
 }, { timeout: 300000 });
 
 after(async () => {

@@ -315,6 +315,20 @@ function loopbackLookup(hostname, options, callback) {
   return callback(null, '127.0.0.1', 4);
 }
 
+/** `GET url` with Node's http, on loopback for `*.localhost` (fetch and Playwright's request resolve with glibc). */
+export function loopbackGet(url, headers = {}) {
+  return new Promise((resolve, reject) => {
+    const request = http.get(url, { lookup: loopbackLookup, headers, timeout: 30000 }, (response) => {
+      const chunks = [];
+      response.on('data', (chunk) => chunks.push(chunk));
+      response.on('end', () => resolve({ status: response.statusCode, headers: response.headers, body: Buffer.concat(chunks) }));
+      response.on('error', reject);
+    });
+    request.on('timeout', () => request.destroy(new Error(`no answer from ${url}`)));
+    request.on('error', reject);
+  });
+}
+
 export function upgradeStatus(url, headers) {
   return new Promise((resolve, reject) => {
     const request = http.request(url, {

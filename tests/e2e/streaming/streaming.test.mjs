@@ -16,22 +16,23 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
-import { ARTIFACTS, BIN, Platform, eventually, requireDocker, sleep, startViewerServer, upgradeStatus } from './harness.mjs';
+import {
+  ARTIFACTS,
+  BIN,
+  Platform,
+  eventually,
+  loopbackGet,
+  requireDocker,
+  sleep,
+  startViewerServer,
+  upgradeStatus,
+} from './harness.mjs';
+import { launchOptions } from '../chromium.mjs';
 import { changedShare, decodePng, pixelStats } from './png.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const IMAGES = (process.env.STREAMSPACE_E2E_IMAGES || 'chromium,firefox,desktop').split(',').filter(Boolean);
-const BROWSER_FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const VIEWPORT = { width: 1280, height: 720 };
 const FIRST_FRAME_TIMEOUT = 45000;
 /** What gets typed into the session's Chromium: a page that is red all over and keeps moving. */
@@ -79,9 +80,7 @@ before(async () => {
   console.log(`# binary ${BIN}`);
   userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'streamspace-e2e-chromium-'));
   browser = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: BROWSER_FLAGS,
+    ...(await launchOptions(chromium, CHROMIUM)),
     viewport: VIEWPORT,
   });
   await browser.addInitScript({ path: path.join(HERE, 'page-probe.js') });
@@ -250,13 +249,22 @@ async function embed(view, origin, { expectBlocked = false } = {}) {
   return { page, frame };
 }
 
-/** The session's display as the streamer sees it, fetched through the proxy with the session cookie. */
+/**
+ * The session's display as the streamer sees it, fetched through the proxy by the session's own page
+ * (its origin, its cookie), as the browser would.
+ */
 async function serverScreenshot(view) {
   const url = `${platform.originOf(view.id)}/api/v1/http/${view.id}/api/screenshot`;
-  const reply = await view.page.context().request.get(url, { failOnStatusCode: false });
-  const body = await reply.body();
-  assert.equal(reply.status(), 200, `GET ${url} with the session cookie: ${reply.status()} ${body.toString().slice(0, 200)}`);
-  assert.match(reply.headers()['content-type'] || '', /image\/png/);
+  const reply = await view.page.evaluate(async (target) => {
+    const response = await fetch(target);
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    let binary = '';
+    for (let i = 0; i < bytes.length; i += 0x8000) binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+    return { status: response.status, type: response.headers.get('content-type') || '', base64: btoa(binary) };
+  }, url);
+  const body = Buffer.from(reply.base64, 'base64');
+  assert.equal(reply.status, 200, `GET ${url} with the session cookie: ${reply.status} ${body.toString().slice(0, 200)}`);
+  assert.match(reply.type, /image\/png/);
   return { png: body, image: decodePng(body) };
 }
 
@@ -336,7 +344,7 @@ test('chromium: video decoded through the proxy, typed input reaches the app, th
     assert.equal(media.length, 1, `one media WebSocket: ${JSON.stringify(view.sockets)}`);
     assert.equal(media[0].url, `${platform.originOf(id).replace('http://', 'ws://')}/api/v1/http/${id}/api/websockets`);
     const shotUrl = `${platform.originOf(id)}/api/v1/http/${id}/api/screenshot`;
-    assert.equal((await fetch(shotUrl)).status, 401, 'no session cookie, no screenshot');
+    assert.equal((await loopbackGet(shotUrl)).status, 401, 'no session cookie, no screenshot');
 
     // The streamer credentials are real (the streamer itself takes them) ...
     const endpoint = Platform.streamerEndpoint(id);

@@ -1,0 +1,42 @@
+// How every browser suite (tests/e2e/*, ui/e2e) runs Debian's Chromium under playwright-core.
+// No imports: each suite passes its own playwright `chromium`.
+
+/** The flags the project runs Chromium with (playwright adds its own on top). */
+export const CHROMIUM_FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+
+/*
+ * Launch options with the flags above, and with one of playwright's defaults undone: it turns off
+ * third-party storage partitioning, and a session framed by the UI (its own origin, another site)
+ * would then be denied the localStorage that browsers give it, partitioned. The probe launch reads
+ * playwright's `--disable-features` list as it really is, so no copy of it is kept here.
+ */
+/**
+ * @param {{ launchServer: (options: { executablePath: string, headless: boolean, args: string[] }) => Promise<{ process: () => { spawnargs: string[] }, close: () => Promise<void> }> }} chromium
+ * @param {string} executablePath
+ * @returns {Promise<{ executablePath: string, headless: boolean, args: string[], ignoreDefaultArgs?: string[] }>}
+ */
+export async function launchOptions(chromium, executablePath) {
+  const probe = await chromium.launchServer({ executablePath, headless: true, args: CHROMIUM_FLAGS });
+  const disabled = probe.process().spawnargs.find((arg) => arg.startsWith('--disable-features=')) ?? '';
+  await probe.close();
+  if (!disabled) return { executablePath, headless: true, args: CHROMIUM_FLAGS };
+  const kept = disabled
+    .slice('--disable-features='.length)
+    .split(',')
+    .filter((feature) => feature !== 'ThirdPartyStoragePartitioning');
+  return {
+    executablePath,
+    headless: true,
+    ignoreDefaultArgs: [disabled],
+    args: [...CHROMIUM_FLAGS, `--disable-features=${kept.join(',')}`],
+  };
+}
