@@ -63,7 +63,7 @@ fn session_cookie(config: &Config) -> CookieSpec {
 
 /// The router of the session listener: nothing but the proxy.
 pub fn router(app: AppState) -> Router {
-    Router::new().fallback(proxy).layer(axum::middleware::from_fn(crate::telemetry::observe)).with_state(app)
+    Router::new().fallback(proxy).layer(axum::middleware::from_fn(crate::telemetry::observe_sessions)).with_state(app)
 }
 
 /// The session a request's host names: `<canonical session id>.<session domain>`, any case.
