@@ -283,6 +283,8 @@ class Bench:
         self.spawn("streamspace", pinned(PROXY_CPU, priority=True, argv=[
             BIN, "serve", "--listen", f"127.0.0.1:{api_port}", "--session-listen", f"127.0.0.1:{session_port}",
             "--data-dir", data, "--idle-timeout", "0",
+            # One bench user opens every tunnel: the per-user cap is not what P1 measures.
+            "--max-tunnels-per-user", str(TUNNELS + 100),
         ]), env={"STREAMSPACE_ADMIN_PASSWORD": ADMIN_PASSWORD, "STREAMSPACE_LOG_FORMAT": "json",
                  "RUST_LOG": SERVER_RUST_LOG})
 
