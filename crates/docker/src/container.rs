@@ -42,16 +42,17 @@ impl Owner {
         *self.0.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Label filters selecting this agent's containers (all managed ones before the welcome).
+    /// Label filters selecting this agent's containers; before the welcome names the agent, a label
+    /// no container carries, so none is selected.
     pub(crate) fn label_filters(&self) -> Vec<String> {
-        let mut filters = vec![MANAGED_FILTER.to_string()];
-        filters.extend(self.get().map(|id| format!("{LABEL_AGENT}={id}")));
-        filters
+        let agent = self.get().map_or_else(|| "unbound".to_string(), |id| id.to_string());
+        vec![MANAGED_FILTER.to_string(), format!("{LABEL_AGENT}={agent}")]
     }
 
-    /// Whether a container with these labels belongs to this agent.
+    /// Whether a container with these labels belongs to this agent. Before the welcome none does: an
+    /// agent starting beside others on one engine must not report (and so have stopped) their sessions.
     pub(crate) fn owns(&self, labels: &HashMap<String, String>) -> bool {
-        self.get().is_none_or(|id| labels.get(LABEL_AGENT).is_some_and(|owner| *owner == id.to_string()))
+        self.get().is_some_and(|id| labels.get(LABEL_AGENT).is_some_and(|owner| *owner == id.to_string()))
     }
 }
 
@@ -308,8 +309,8 @@ mod tests {
         let owner = Owner::default();
         let agent = Uuid::from_u128(7);
         let other = HashMap::from([(LABEL_AGENT.to_string(), Uuid::from_u128(8).to_string())]);
-        assert!(owner.owns(&other), "before the welcome every managed container counts");
-        assert_eq!(owner.label_filters(), [MANAGED_FILTER]);
+        assert!(!owner.owns(&other), "before the welcome no container is this agent's");
+        assert_eq!(owner.label_filters(), [MANAGED_FILTER.to_string(), format!("{LABEL_AGENT}=unbound")]);
         owner.set(agent);
         assert!(!owner.owns(&other));
         assert!(!owner.owns(&HashMap::new()));

@@ -36,8 +36,13 @@ async fn runtime_with(options: DockerOptions) -> DockerRuntime {
         .await
         .unwrap_or_else(|error| panic!("{error:#}\nthese tests need Docker: run scripts/images/docker-up.sh"));
     assert!(exists("image", FIXTURE), "the fixture image {FIXTURE} is missing: run scripts/images/build.sh fixture");
+    // As after an agent's welcome; one agent id for every runtime here, so a second runtime plays a
+    // restarted agent, while the agents of other test binaries on this engine stay apart.
+    runtime.bind(TEST_AGENT);
     runtime
 }
+
+const TEST_AGENT: Uuid = Uuid::from_u128(0x5e55_1015_d0c4_e000_0000_0000_0000_0001);
 
 async fn runtime() -> DockerRuntime {
     runtime_with(DockerOptions { start_timeout: Duration::from_secs(30), ..DockerOptions::default() }).await
