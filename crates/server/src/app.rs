@@ -32,6 +32,8 @@ pub struct App {
     pub session_key: [u8; 32],
     /// The session proxy's view of sessions and their traffic.
     pub routes: crate::proxy::routes::RouteCache,
+    /// The session proxy's view of the settings: session domain, cookie, framing policy.
+    pub origins: crate::proxy::Origins,
     /// The session proxy's connection pool to streamers.
     pub http: crate::proxy::forward::HttpClient,
     /// The addresses `run` listens on (they may differ from the settings, e.g. port 0).
@@ -69,6 +71,7 @@ impl App {
             bus: Default::default(),
             session_key,
             routes: Default::default(),
+            origins: crate::proxy::Origins::new(&config),
             http: crate::proxy::forward::client(),
             bound: Default::default(),
             connections: Default::default(),

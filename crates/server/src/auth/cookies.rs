@@ -33,9 +33,13 @@ impl CookieSpec {
         format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; {}{secure}", self.attributes)
     }
 
-    /// The cookie's value in the request, if it is there exactly once.
+    /// The cookie's value in the request, if it is there exactly once. Checked on every proxied
+    /// request, so the name is matched in place rather than built.
     pub fn read<'a>(&self, headers: &'a HeaderMap) -> Read<'a> {
-        read(headers, &self.name())
+        read(headers, |key| match self.secure {
+            true => key.strip_prefix("__Host-") == Some(self.base),
+            false => key == self.base,
+        })
     }
 }
 
@@ -57,15 +61,15 @@ impl<'a> Read<'a> {
     }
 }
 
-/// The cookie `name` among all of the request's `Cookie` headers.
-pub fn read<'a>(headers: &'a HeaderMap, name: &str) -> Read<'a> {
+/// The cookie whose name `is_name` accepts, among all of the request's `Cookie` headers.
+fn read<'a>(headers: &'a HeaderMap, is_name: impl Fn(&str) -> bool) -> Read<'a> {
     let mut values = headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .filter(|(key, _)| *key == name)
+        .filter(|(key, _)| is_name(key))
         .map(|(_, value)| value);
     match (values.next(), values.next()) {
         (None, _) => Read::Missing,
@@ -106,17 +110,18 @@ mod tests {
         map
     }
 
+    const PLAIN: CookieSpec = CookieSpec { base: "ss_refresh", secure: false, insecure_path: "/", attributes: "" };
+    const SECURE: CookieSpec = CookieSpec { secure: true, ..PLAIN };
+
     #[test]
     fn a_cookie_is_read_only_when_it_arrives_once() {
-        assert_eq!(read(&headers(&["a=1; ss_refresh=abc", "b=2"]), "ss_refresh"), Read::One("abc"));
-        assert_eq!(read(&headers(&["a=1"]), "ss_refresh"), Read::Missing);
-        assert_eq!(read(&headers(&["ss_refresh=planted; ss_refresh=real"]), "ss_refresh"), Read::Duplicated);
-        assert_eq!(read(&headers(&["ss_refresh=planted", "ss_refresh=real"]), "ss_refresh"), Read::Duplicated);
-        assert_eq!(
-            read(&headers(&["ss_refresh=x"]), "__Host-ss_refresh"),
-            Read::Missing,
-            "the prefix is part of the name"
-        );
+        assert_eq!(PLAIN.read(&headers(&["a=1; ss_refresh=abc", "b=2"])), Read::One("abc"));
+        assert_eq!(PLAIN.read(&headers(&["a=1"])), Read::Missing);
+        assert_eq!(PLAIN.read(&headers(&["ss_refresh=planted; ss_refresh=real"])), Read::Duplicated);
+        assert_eq!(PLAIN.read(&headers(&["ss_refresh=planted", "ss_refresh=real"])), Read::Duplicated);
+        assert_eq!(SECURE.read(&headers(&["ss_refresh=x"])), Read::Missing, "the prefix is part of the name");
+        assert_eq!(SECURE.read(&headers(&["__Host-ss_refresh=x; ss_refresh=y"])), Read::One("x"));
+        assert_eq!(PLAIN.read(&headers(&["__Host-ss_refresh=x"])), Read::Missing);
         assert_eq!(Read::Duplicated.value(), None);
     }
 

@@ -47,6 +47,27 @@ pub fn session_url(config: &Config, id: Uuid) -> String {
     format!("{}{}", config.session_origin(id), session_path(id))
 }
 
+/// What the proxy needs of the settings on every request, worked out once.
+pub struct Origins {
+    /// `host[:port]` that every session's host ends in.
+    domain: String,
+    cookie: CookieSpec,
+    /// `frame-ancestors <UI origin>`: only the UI may frame a session.
+    frame_ancestors: HeaderValue,
+}
+
+impl Origins {
+    pub fn new(config: &Config) -> Origins {
+        let policy = HeaderValue::from_str(&format!("frame-ancestors {}", config.public_url()));
+        Origins {
+            domain: config.session_domain(),
+            cookie: session_cookie(config),
+            // A public URL that is no valid header value frames nothing rather than anything.
+            frame_ancestors: policy.unwrap_or(HeaderValue::from_static("frame-ancestors 'none'")),
+        }
+    }
+}
+
 /// The session cookie. On a secure context it is `__Host-` prefixed and `SameSite=None;
 /// Partitioned`: the UI frames the session from another site, and only a partitioned cookie is
 /// kept in a cross-site frame once browsers block third-party cookies. Other sites' pages still
@@ -116,7 +137,7 @@ fn error(status: StatusCode, code: &'static str, message: &str) -> Response<Body
 }
 
 async fn proxy(State(app): State<AppState>, request: Request<Body>) -> Response<Body> {
-    let Some(session_id) = addressed_session(&request, &app.config.session_domain()) else {
+    let Some(session_id) = addressed_session(&request, &app.origins.domain) else {
         return error(StatusCode::NOT_FOUND, "not_found", "no such session");
     };
     let path = request.uri().path().to_owned();
@@ -143,7 +164,9 @@ async fn proxy(State(app): State<AppState>, request: Request<Body>) -> Response<
         return redeem(&app, session_id, ticket, &location).await;
     }
     let now = app.clock.now().timestamp();
-    let grant = session_cookie(&app.config)
+    let grant = app
+        .origins
+        .cookie
         .read(request.headers())
         .value()
         .and_then(|value| Grant::decode(value, &app.session_key, session_id, now));
@@ -160,7 +183,8 @@ async fn proxy(State(app): State<AppState>, request: Request<Body>) -> Response<
     let Some(endpoint) = route.endpoint.filter(|_| route.state == SessionState::Running) else {
         return not_ready(route.state);
     };
-    if cross_origin_upgrade(request.headers(), &app.config.session_origin(session_id)) {
+    if forward::is_upgrade(request.headers()) && !same_origin(request.headers(), &app.config.session_origin(session_id))
+    {
         return error(StatusCode::FORBIDDEN, "forbidden", "cross-origin WebSocket refused");
     }
     // Only the streamer's own API routes take its token: no HMAC for the rest.
@@ -181,7 +205,7 @@ async fn proxy(State(app): State<AppState>, request: Request<Body>) -> Response<
     };
     let mut response =
         forward::forward(&app.http, request, upstream, credential, client_ip, route.traffic, tunnel).await;
-    confine(response.headers_mut(), &app.config.public_url());
+    confine(response.headers_mut(), &app.origins.frame_ancestors);
     response
 }
 
@@ -223,17 +247,15 @@ fn tunnel_slot(
 
 /// What a streamer answers may not set cookies (on the session's host or, through `Domain`, its
 /// parents), and only the UI may frame it: a CSP of our own is enforced on top of the streamer's.
-fn confine(headers: &mut HeaderMap, ui_origin: &str) {
+fn confine(headers: &mut HeaderMap, frame_ancestors: &HeaderValue) {
     headers.remove(header::SET_COOKIE);
-    if let Ok(policy) = HeaderValue::from_str(&format!("frame-ancestors {ui_origin}")) {
-        headers.append(header::CONTENT_SECURITY_POLICY, policy);
-    }
+    headers.append(header::CONTENT_SECURITY_POLICY, frame_ancestors.clone());
 }
 
-/// A browser WebSocket opened by a page that is not on the session origin.
-fn cross_origin_upgrade(headers: &axum::http::HeaderMap, session_origin: &str) -> bool {
-    forward::is_upgrade(headers)
-        && headers.get(header::ORIGIN).is_some_and(|origin| origin.as_bytes() != session_origin.as_bytes())
+/// Whether the request comes from a page on the session's own origin, or from no browser page at
+/// all (no `Origin`): a WebSocket's cookie alone does not prove which page opened it.
+fn same_origin(headers: &HeaderMap, session_origin: &str) -> bool {
+    headers.get(header::ORIGIN).is_none_or(|origin| origin.as_bytes() == session_origin.as_bytes())
 }
 
 fn redirect(status: StatusCode, location: &str) -> Response<Body> {
@@ -294,7 +316,7 @@ async fn redeem(app: &App, session_id: Uuid, ticket: &str, location: &str) -> Re
         );
     };
     let grant = Grant { session_id, user_id: ticket.user_id, expires_at: now.timestamp() + GRANT_TTL_SECS };
-    let cookie = session_cookie(&app.config).set(&grant.encode(&app.session_key), GRANT_TTL_SECS);
+    let cookie = app.origins.cookie.set(&grant.encode(&app.session_key), GRANT_TTL_SECS);
     let mut response = redirect(StatusCode::SEE_OTHER, location);
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
@@ -372,14 +394,12 @@ mod tests {
     #[test]
     fn websockets_from_other_origins_are_refused() {
         let mut headers = HeaderMap::new();
-        headers.insert("connection", HeaderValue::from_static("upgrade"));
-        headers.insert("upgrade", HeaderValue::from_static("websocket"));
         let own = "http://a.localhost:8001";
-        assert!(!cross_origin_upgrade(&headers, own), "no Origin: not a browser page");
+        assert!(same_origin(&headers, own), "no Origin: not a browser page");
         headers.insert("origin", HeaderValue::from_static("http://a.localhost:8001"));
-        assert!(!cross_origin_upgrade(&headers, own));
+        assert!(same_origin(&headers, own));
         headers.insert("origin", HeaderValue::from_static("http://b.localhost:8001"));
-        assert!(cross_origin_upgrade(&headers, own));
+        assert!(!same_origin(&headers, own));
     }
 
     #[test]
@@ -387,7 +407,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.append(header::SET_COOKIE, HeaderValue::from_static("ss_refresh=planted; Domain=localhost"));
         headers.append(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("frame-ancestors *"));
-        confine(&mut headers, "http://localhost:8000");
+        confine(&mut headers, &Origins::new(&Config::default()).frame_ancestors);
         assert!(headers.get(header::SET_COOKIE).is_none());
         let policies: Vec<_> = headers.get_all(header::CONTENT_SECURITY_POLICY).iter().collect();
         assert_eq!(policies, ["frame-ancestors *", "frame-ancestors http://localhost:8000"], "both are enforced");
