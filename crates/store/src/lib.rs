@@ -1,10 +1,11 @@
 //! The StreamSpace store: the source of truth for desired state.
 //!
 //! One [`Store`] trait, one implementation per backend (SQLite, the embedded default, and
-//! PostgreSQL), each with its own migrations, and one conformance suite ([`conformance`]) that
-//! both must pass.
+//! PostgreSQL), each with its own migrations, and one conformance suite (`conformance`, compiled
+//! only with the feature of that name, for tests) that both must pass.
 
 pub mod audit;
+#[cfg(feature = "conformance")]
 pub mod conformance;
 mod model;
 mod postgres;
