@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use chrono::{Duration, SubsecRound, Utc};
 use ipnet::IpNet;
 use serde_json::json;
+use sqlx::Executor;
 use streamspace_proto::SessionState;
 use streamspace_proto::hub::{Capacity, Command, CommandKind, Platform, SessionSpec};
 use uuid::Uuid;
@@ -23,11 +24,12 @@ use uuid::Uuid;
 use crate::audit::{
     AuditKey, ChainFault, ChainHead, GENESIS_HASH, RecordedHead, content, event_hash, event_mac, verify_store,
 };
+use crate::sql::{Backend, RowsAffected};
 use crate::{
     Agent, AgentCommand, AuditEvent, AuditFilter, AuditPage, CapacityLimit, NewAgent, NewApiKey, NewAuditEvent,
-    NewSession, NewTemplate, NewUser, Org, OrgPatch, Page, Paged, PostgresStore, Quotas, RefreshOutcome, RefreshToken,
-    Result, Role, Scope, Session, SessionFilter, SessionUpdate, SqliteStore, Store, StoreError, Template,
-    TemplatePatch, Ticket, Timestamp, User, UserPatch,
+    NewSession, NewTemplate, NewUser, Org, OrgPatch, Page, Paged, Quotas, RefreshOutcome, RefreshToken, Result, Role,
+    Scope, Session, SessionFilter, SessionUpdate, SqlStore, Store, StoreError, Template, TemplatePatch, Ticket,
+    Timestamp, User, UserPatch,
 };
 
 /// A backend under test: the store, plus a back door to its database to play an attacker who
@@ -39,14 +41,10 @@ pub trait TestStore: Store {
 }
 
 #[async_trait]
-impl TestStore for SqliteStore {
-    async fn execute_raw(&self, sql: &str) -> Result<u64> {
-        Ok(sqlx::query(sqlx::AssertSqlSafe(sql)).execute(self.pool()).await?.rows_affected())
-    }
-}
-
-#[async_trait]
-impl TestStore for PostgresStore {
+impl<DB: Backend> TestStore for SqlStore<DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
     async fn execute_raw(&self, sql: &str) -> Result<u64> {
         Ok(sqlx::query(sqlx::AssertSqlSafe(sql)).execute(self.pool()).await?.rows_affected())
     }

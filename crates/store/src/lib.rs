@@ -10,6 +10,7 @@ pub mod conformance;
 mod model;
 mod postgres;
 mod sql;
+mod sql_store;
 mod sqlite;
 
 use std::collections::BTreeMap;
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 pub use model::*;
 pub use postgres::PostgresStore;
+pub use sql_store::SqlStore;
 pub use sqlite::SqliteStore;
 use streamspace_proto::hub::{Capacity, Command};
 use uuid::Uuid;

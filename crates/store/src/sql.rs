@@ -1,16 +1,17 @@
-//! What the two SQL backends share: the column lists and row decoding of every record, error
-//! mapping, timestamp precision, keyset pages and embedded migrations.
-//! The SQL itself lives with each backend, in its own dialect.
+//! What the SQL store is made of besides its queries: the column lists and row decoding of every
+//! record, error mapping, timestamp precision, keyset pages, embedded migrations, and the
+//! [`Backend`] trait that states what differs between SQLite and PostgreSQL.
 
 use std::borrow::Cow;
 
 use chrono::{SubsecRound, TimeDelta, Utc};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::error::ErrorKind;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::query::Query;
 use sqlx::types::Json;
-use sqlx::{ColumnIndex, Database, Decode, Encode, QueryBuilder, Row, SqlSafeStr, Type};
+use sqlx::{ColumnIndex, Database, Decode, Encode, IntoArguments, QueryBuilder, Row, SqlSafeStr, Type};
 use streamspace_proto::SessionState;
 use streamspace_proto::hub::{Capacity, Platform};
 use uuid::Uuid;
@@ -508,115 +509,195 @@ pub(crate) fn migrator(files: &[MigrationFile]) -> Migrator {
     )
 }
 
-/// Binds a value of type `T` to a query under construction. Implemented for every driver that
-/// encodes `T`, so that the shared builders below need one bound per type, not a `for<'q>` clause.
-pub(crate) trait Bind<T>: Database {
-    fn bind(query: &mut QueryBuilder<Self>, value: T);
+/// A query with its parameters bound.
+pub(crate) type SqlQuery<'q, DB> = Query<'q, DB, <DB as Database>::Arguments>;
+
+/// A backend that binds values of type `T` (borrowing for `'t`). Generic code cannot call
+/// `Query::bind` on a `DB` parameter without naming `T: Encode<DB>` at every use; as a supertrait
+/// of [`Backend`] this bound is implied by `DB: Backend` alone.
+pub(crate) trait Binds<'t, T>: Database {
+    fn bind_to(query: SqlQuery<'_, Self>, value: T) -> SqlQuery<'_, Self>;
+    fn push_bind_to(query: &mut QueryBuilder<Self>, value: T);
 }
 
-impl<DB: Database, T> Bind<T> for DB
+impl<'t, DB: Database, T> Binds<'t, T> for DB
 where
-    T: for<'q> Encode<'q, DB> + Type<DB>,
+    T: Encode<'t, DB> + Type<DB>,
 {
-    fn bind(query: &mut QueryBuilder<Self>, value: T) {
+    fn bind_to(query: SqlQuery<'_, Self>, value: T) -> SqlQuery<'_, Self> {
+        query.bind(value)
+    }
+
+    fn push_bind_to(query: &mut QueryBuilder<Self>, value: T) {
         query.push_bind(value);
     }
 }
 
-/// What the shared list queries need from a backend.
-pub(crate) trait Dialect: Bind<Uuid> + Bind<i64> + Bind<String> + Bind<crate::Timestamp> {
+/// A value bound as a parameter, and its nullable form.
+pub(crate) trait BindsNullable<'t, T>: Binds<'t, T> + Binds<'t, Option<T>> {}
+
+impl<'t, DB: Binds<'t, T> + Binds<'t, Option<T>>, T> BindsNullable<'t, T> for DB {}
+
+/// How many rows a statement changed, which each driver reports on a type of its own.
+pub(crate) trait RowsAffected {
+    fn rows_affected(&self) -> u64;
+}
+
+impl RowsAffected for sqlx::sqlite::SqliteQueryResult {
+    fn rows_affected(&self) -> u64 {
+        sqlx::sqlite::SqliteQueryResult::rows_affected(self)
+    }
+}
+
+impl RowsAffected for sqlx::postgres::PgQueryResult {
+    fn rows_affected(&self) -> u64 {
+        sqlx::postgres::PgQueryResult::rows_affected(self)
+    }
+}
+
+/// What differs between the SQL backends. The queries themselves are written once, in
+/// [`SqlStore`](crate::sql_store::SqlStore), with `$N` parameters (which sqlx binds on both);
+/// what a backend states here is only what its dialect or its locking does differently.
+pub(crate) trait Backend:
+    Database<Arguments: IntoArguments<Self>, Row: Columns, QueryResult: RowsAffected>
+    + for<'t> BindsNullable<'t, Uuid>
+    + for<'t> BindsNullable<'t, String>
+    + for<'t> BindsNullable<'t, &'t str>
+    + for<'t> BindsNullable<'t, i64>
+    + for<'t> BindsNullable<'t, i32>
+    + for<'t> BindsNullable<'t, bool>
+    + for<'t> BindsNullable<'t, crate::Timestamp>
+{
+    /// Begins a transaction that reads what it then writes.
+    const BEGIN_WRITE: &'static str;
+    /// Ends a `SELECT` of rows that its transaction then writes, to hold them until it ends.
+    const LOCK_ROWS: &'static str;
+    /// Follows the JSON parameter `$1` so that it is read back as a JSON column stores it.
+    const AS_STORED_JSON: &'static str;
     /// The audit `details` column as text, for free-text search.
     const DETAILS_TEXT: &'static str;
+    /// Inserts the recovery codes of user `$1` from the JSON array of hashes `$2`.
+    const INSERT_RECOVERY_CODES: &'static str;
+
+    /// Binds `value` as JSON, or NULL. (`Json<T>` encodes on every backend for every `T`, which
+    /// a bound cannot say for a generic `DB`.)
+    fn bind_json<'q, T: Serialize>(query: SqlQuery<'q, Self>, value: Option<&T>) -> SqlQuery<'q, Self>;
 }
 
-/// Binds a patch of a nullable column as two parameters, for
-/// `CASE WHEN <set> THEN <value> ELSE <column> END`: whether to set it, and the value (NULL clears).
-pub(crate) trait BindPatch<DB: Database>: Sized {
-    fn bind_patch<T>(self, field: Option<Option<T>>) -> Self
+/// Parameter binding for queries over any [`Backend`], in the style of `Query::bind`.
+pub(crate) trait Params: Sized {
+    type Database: Backend;
+
+    fn arg<'t, T>(self, value: T) -> Self
     where
-        Option<T>: for<'t> Encode<'t, DB> + Type<DB>;
+        Self::Database: Binds<'t, T>;
+
+    fn json<T: Serialize>(self, value: &T) -> Self;
+
+    fn opt_json<T: Serialize>(self, value: Option<&T>) -> Self;
+
+    /// Binds a patch of a nullable column as two parameters, for
+    /// `CASE WHEN <set> THEN <value> ELSE <column> END`: whether to set it, and the value (NULL
+    /// clears).
+    fn patch<'t, T>(self, field: Option<Option<T>>) -> Self
+    where
+        Self::Database: Binds<'t, Option<T>>;
 }
 
-impl<DB: Database> BindPatch<DB> for Query<'_, DB, DB::Arguments>
-where
-    bool: for<'t> Encode<'t, DB> + Type<DB>,
-{
-    fn bind_patch<T>(self, field: Option<Option<T>>) -> Self
+impl<DB: Backend> Params for SqlQuery<'_, DB> {
+    type Database = DB;
+
+    fn arg<'t, T>(self, value: T) -> Self
     where
-        Option<T>: for<'t> Encode<'t, DB> + Type<DB>,
+        DB: Binds<'t, T>,
     {
-        self.bind(field.is_some()).bind(field.flatten())
+        DB::bind_to(self, value)
+    }
+
+    fn json<T: Serialize>(self, value: &T) -> Self {
+        DB::bind_json(self, Some(value))
+    }
+
+    fn opt_json<T: Serialize>(self, value: Option<&T>) -> Self {
+        DB::bind_json(self, value)
+    }
+
+    fn patch<'t, T>(self, field: Option<Option<T>>) -> Self
+    where
+        DB: Binds<'t, Option<T>>,
+    {
+        self.arg(field.is_some()).arg(field.flatten())
     }
 }
 
 // List queries. Their conditions depend on the scope and the filters, so they are built at run
 // time (binding every value); each combination gets its own plan using the right index.
 
-fn keyset<DB: Dialect>(query: &mut QueryBuilder<DB>, page: Page) {
+fn keyset<DB: Backend>(query: &mut QueryBuilder<DB>, page: Page) {
     if let Some(after) = page.after {
         query.push(" AND id > ");
-        DB::bind(query, after);
+        DB::push_bind_to(query, after);
     }
     query.push(" ORDER BY id LIMIT ");
-    DB::bind(query, fetch_limit(page));
+    DB::push_bind_to(query, fetch_limit(page));
 }
 
-pub(crate) fn list_orgs<DB: Dialect>(scope: Scope, page: Page) -> QueryBuilder<DB> {
+pub(crate) fn list_orgs<DB: Backend>(scope: Scope, page: Page) -> QueryBuilder<DB> {
     let mut query = QueryBuilder::new(concat!("SELECT ", org_columns!(), " FROM orgs WHERE TRUE"));
     if let Some(org) = scope_org(scope) {
         query.push(" AND id = ");
-        DB::bind(&mut query, org);
+        DB::push_bind_to(&mut query, org);
     }
     keyset(&mut query, page);
     query
 }
 
-pub(crate) fn list_users<DB: Dialect>(scope: Scope, page: Page) -> QueryBuilder<DB> {
+pub(crate) fn list_users<DB: Backend>(scope: Scope, page: Page) -> QueryBuilder<DB> {
     let mut query = QueryBuilder::new(concat!("SELECT ", user_columns!(), " FROM users WHERE TRUE"));
     if let Some(org) = scope_org(scope) {
         query.push(" AND org_id = ");
-        DB::bind(&mut query, org);
+        DB::push_bind_to(&mut query, org);
     }
     keyset(&mut query, page);
     query
 }
 
 /// An org sees its own templates and the global ones.
-pub(crate) fn list_templates<DB: Dialect>(scope: Scope, page: Page) -> QueryBuilder<DB> {
+pub(crate) fn list_templates<DB: Backend>(scope: Scope, page: Page) -> QueryBuilder<DB> {
     let mut query = QueryBuilder::new(concat!("SELECT ", template_columns!(), " FROM templates WHERE TRUE"));
     if let Some(org) = scope_org(scope) {
         query.push(" AND (org_id IS NULL OR org_id = ");
-        DB::bind(&mut query, org);
+        DB::push_bind_to(&mut query, org);
         query.push(")");
     }
     keyset(&mut query, page);
     query
 }
 
-pub(crate) fn list_sessions<DB: Dialect>(scope: Scope, filter: &SessionFilter, page: Page) -> QueryBuilder<DB> {
+pub(crate) fn list_sessions<DB: Backend>(scope: Scope, filter: &SessionFilter, page: Page) -> QueryBuilder<DB> {
     let mut query = QueryBuilder::new(concat!("SELECT ", session_columns!(), " FROM sessions WHERE TRUE"));
     if let Some(org) = scope_org(scope) {
         query.push(" AND org_id = ");
-        DB::bind(&mut query, org);
+        DB::push_bind_to(&mut query, org);
     }
     if let Some(owner) = filter.owner_id {
         query.push(" AND owner_id = ");
-        DB::bind(&mut query, owner);
+        DB::push_bind_to(&mut query, owner);
     }
     if let Some(state) = filter.state {
         query.push(" AND state = ");
-        DB::bind(&mut query, state.as_str().to_owned());
+        DB::push_bind_to(&mut query, state.as_str().to_owned());
     }
     keyset(&mut query, page);
     query
 }
 
 /// Newest first; an org sees the events of that org.
-pub(crate) fn list_audit<DB: Dialect>(scope: Scope, filter: &AuditFilter, page: AuditPage) -> QueryBuilder<DB> {
+pub(crate) fn list_audit<DB: Backend>(scope: Scope, filter: &AuditFilter, page: AuditPage) -> QueryBuilder<DB> {
     let mut query = QueryBuilder::new(concat!("SELECT ", audit_columns!(), " FROM audit_events WHERE TRUE"));
     if let Some(org) = scope_org(scope) {
         query.push(" AND org_id = ");
-        DB::bind(&mut query, org);
+        DB::push_bind_to(&mut query, org);
     }
     let exact = [
         ("actor_name", &filter.actor),
@@ -627,16 +708,16 @@ pub(crate) fn list_audit<DB: Dialect>(scope: Scope, filter: &AuditFilter, page: 
     for (column, value) in exact {
         if let Some(value) = value {
             query.push(format_args!(" AND {column} = "));
-            DB::bind(&mut query, value.clone());
+            DB::push_bind_to(&mut query, value.clone());
         }
     }
     if let Some(since) = filter.since {
         query.push(" AND time >= ");
-        DB::bind(&mut query, micros(since));
+        DB::push_bind_to(&mut query, micros(since));
     }
     if let Some(until) = filter.until {
         query.push(" AND time <= ");
-        DB::bind(&mut query, micros(until));
+        DB::push_bind_to(&mut query, micros(until));
     }
     if let Some(text) = &filter.text {
         // Case-insensitive substring: both sides lower-cased (SQLite's lower() folds ASCII only),
@@ -645,7 +726,7 @@ pub(crate) fn list_audit<DB: Dialect>(scope: Scope, filter: &AuditFilter, page: 
         let mut separator = " AND (";
         for column in ["actor_name", "action", "target", DB::DETAILS_TEXT] {
             query.push(format_args!("{separator}lower({column}) LIKE "));
-            DB::bind(&mut query, pattern.clone());
+            DB::push_bind_to(&mut query, pattern.clone());
             query.push(" ESCAPE '\\'");
             separator = " OR ";
         }
@@ -653,10 +734,10 @@ pub(crate) fn list_audit<DB: Dialect>(scope: Scope, filter: &AuditFilter, page: 
     }
     if let Some(before) = page.before_seq {
         query.push(" AND seq < ");
-        DB::bind(&mut query, before);
+        DB::push_bind_to(&mut query, before);
     }
     query.push(" ORDER BY seq DESC LIMIT ");
-    DB::bind(&mut query, i64::from(clamp_limit(page.limit)));
+    DB::push_bind_to(&mut query, i64::from(clamp_limit(page.limit)));
     query
 }
 
