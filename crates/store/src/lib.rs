@@ -1,8 +1,9 @@
 //! The StreamSpace store: the source of truth for desired state.
 //!
-//! One [`Store`] trait, one implementation per backend (SQLite, the embedded default, and
-//! PostgreSQL), each with its own migrations, and one conformance suite (`conformance`, compiled
-//! only with the feature of that name, for tests) that both must pass.
+//! One [`Store`] trait and one SQL implementation of it, [`SqlStore`], over two backends (SQLite,
+//! the embedded default, and PostgreSQL), each with its own migrations, and one conformance suite
+//! (`conformance`, compiled only with the feature of that name, for tests) that both must pass.
+//! See ADR 0001.
 
 pub mod audit;
 #[cfg(feature = "conformance")]
