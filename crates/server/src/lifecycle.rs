@@ -1,10 +1,10 @@
 //! The session state machine: the one place where session states change. The API, the agent
-//! hub and the timers only feed it events.
+//! hub and the timers only feed it triggers.
 
 use streamspace_proto::SessionState::{self, *};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
+pub enum Trigger {
     /// The scheduler placed the session on an agent.
     Scheduled,
     /// The agent is preparing the session (pulling the image, creating the container).
@@ -22,17 +22,17 @@ pub enum Event {
     Fail,
 }
 
-impl Event {
-    pub const ALL: [Event; 9] = [
-        Event::Scheduled,
-        Event::AgentStarting,
-        Event::AgentRunning,
-        Event::Hibernate,
-        Event::AgentHibernated,
-        Event::Wake,
-        Event::Stop,
-        Event::AgentStopped,
-        Event::Fail,
+impl Trigger {
+    pub const ALL: [Trigger; 9] = [
+        Trigger::Scheduled,
+        Trigger::AgentStarting,
+        Trigger::AgentRunning,
+        Trigger::Hibernate,
+        Trigger::AgentHibernated,
+        Trigger::Wake,
+        Trigger::Stop,
+        Trigger::AgentStopped,
+        Trigger::Fail,
     ];
 }
 
@@ -54,10 +54,10 @@ pub struct Transition {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("a session that is {from} cannot take {event:?}")]
+#[error("a session that is {from} cannot take {trigger:?}")]
 pub struct InvalidTransition {
     pub from: SessionState,
-    pub event: Event,
+    pub trigger: Trigger,
 }
 
 const fn to(state: SessionState) -> Transition {
@@ -68,23 +68,23 @@ const fn with(state: SessionState, effect: Effect) -> Transition {
     Transition { to: state, effect: Some(effect) }
 }
 
-/// The next state of a session in `from` that takes `event`. Reports from agents that repeat
+/// The next state of a session in `from` that takes `trigger`. Reports from agents that repeat
 /// the current state are accepted as no-ops, since agents report idempotently.
-pub fn next(from: SessionState, event: &Event) -> Result<Transition, InvalidTransition> {
-    let transition = match (from, event) {
-        (Pending, Event::Scheduled) => with(Scheduled, Effect::Start),
-        (Scheduled | Starting, Event::AgentStarting) => to(Starting),
-        (Scheduled | Starting | Running, Event::AgentRunning) => to(Running),
-        (Running, Event::Hibernate) => with(Hibernating, Effect::Hibernate),
-        (Hibernating | Hibernated, Event::AgentHibernated) => to(Hibernated),
-        (Hibernated, Event::Wake) => with(Starting, Effect::Wake),
-        (Pending | Stopped, Event::Stop) => to(Stopped),
-        (Scheduled | Starting | Running | Hibernating | Hibernated, Event::Stop) => with(Stopping, Effect::Stop),
-        (Stopping, Event::Stop) => to(Stopping),
-        (Failed, Event::Stop) => with(Stopped, Effect::Remove),
-        (Stopping | Stopped, Event::AgentStopped) => to(Stopped),
-        (state, Event::Fail) if !state.is_terminal() => to(Failed),
-        _ => return Err(InvalidTransition { from, event: event.clone() }),
+pub fn next(from: SessionState, trigger: &Trigger) -> Result<Transition, InvalidTransition> {
+    let transition = match (from, trigger) {
+        (Pending, Trigger::Scheduled) => with(Scheduled, Effect::Start),
+        (Scheduled | Starting, Trigger::AgentStarting) => to(Starting),
+        (Scheduled | Starting | Running, Trigger::AgentRunning) => to(Running),
+        (Running, Trigger::Hibernate) => with(Hibernating, Effect::Hibernate),
+        (Hibernating | Hibernated, Trigger::AgentHibernated) => to(Hibernated),
+        (Hibernated, Trigger::Wake) => with(Starting, Effect::Wake),
+        (Pending | Stopped, Trigger::Stop) => to(Stopped),
+        (Scheduled | Starting | Running | Hibernating | Hibernated, Trigger::Stop) => with(Stopping, Effect::Stop),
+        (Stopping, Trigger::Stop) => to(Stopping),
+        (Failed, Trigger::Stop) => with(Stopped, Effect::Remove),
+        (Stopping | Stopped, Trigger::AgentStopped) => to(Stopped),
+        (state, Trigger::Fail) if !state.is_terminal() => to(Failed),
+        _ => return Err(InvalidTransition { from, trigger: trigger.clone() }),
     };
     Ok(transition)
 }
@@ -93,50 +93,54 @@ pub fn next(from: SessionState, event: &Event) -> Result<Transition, InvalidTran
 mod tests {
     use super::*;
 
-    /// Every (state, event) pair and its expected outcome; pairs not listed must be refused.
-    fn expected(from: SessionState, event: &Event) -> Option<Transition> {
-        let table: &[(SessionState, Event, Transition)] = &[
-            (Pending, Event::Scheduled, with(Scheduled, Effect::Start)),
-            (Pending, Event::Stop, to(Stopped)),
-            (Pending, Event::Fail, to(Failed)),
-            (Scheduled, Event::AgentStarting, to(Starting)),
-            (Scheduled, Event::AgentRunning, to(Running)),
-            (Scheduled, Event::Stop, with(Stopping, Effect::Stop)),
-            (Scheduled, Event::Fail, to(Failed)),
-            (Starting, Event::AgentStarting, to(Starting)),
-            (Starting, Event::AgentRunning, to(Running)),
-            (Starting, Event::Stop, with(Stopping, Effect::Stop)),
-            (Starting, Event::Fail, to(Failed)),
-            (Running, Event::AgentRunning, to(Running)),
-            (Running, Event::Hibernate, with(Hibernating, Effect::Hibernate)),
-            (Running, Event::Stop, with(Stopping, Effect::Stop)),
-            (Running, Event::Fail, to(Failed)),
-            (Hibernating, Event::AgentHibernated, to(Hibernated)),
-            (Hibernating, Event::Stop, with(Stopping, Effect::Stop)),
-            (Hibernating, Event::Fail, to(Failed)),
-            (Hibernated, Event::AgentHibernated, to(Hibernated)),
-            (Hibernated, Event::Wake, with(Starting, Effect::Wake)),
-            (Hibernated, Event::Stop, with(Stopping, Effect::Stop)),
-            (Hibernated, Event::Fail, to(Failed)),
-            (Stopping, Event::Stop, to(Stopping)),
-            (Stopping, Event::AgentStopped, to(Stopped)),
-            (Stopping, Event::Fail, to(Failed)),
-            (Stopped, Event::Stop, to(Stopped)),
-            (Stopped, Event::AgentStopped, to(Stopped)),
-            (Failed, Event::Stop, with(Stopped, Effect::Remove)),
+    /// Every (state, trigger) pair and its expected outcome; pairs not listed must be refused.
+    fn expected(from: SessionState, trigger: &Trigger) -> Option<Transition> {
+        let table: &[(SessionState, Trigger, Transition)] = &[
+            (Pending, Trigger::Scheduled, with(Scheduled, Effect::Start)),
+            (Pending, Trigger::Stop, to(Stopped)),
+            (Pending, Trigger::Fail, to(Failed)),
+            (Scheduled, Trigger::AgentStarting, to(Starting)),
+            (Scheduled, Trigger::AgentRunning, to(Running)),
+            (Scheduled, Trigger::Stop, with(Stopping, Effect::Stop)),
+            (Scheduled, Trigger::Fail, to(Failed)),
+            (Starting, Trigger::AgentStarting, to(Starting)),
+            (Starting, Trigger::AgentRunning, to(Running)),
+            (Starting, Trigger::Stop, with(Stopping, Effect::Stop)),
+            (Starting, Trigger::Fail, to(Failed)),
+            (Running, Trigger::AgentRunning, to(Running)),
+            (Running, Trigger::Hibernate, with(Hibernating, Effect::Hibernate)),
+            (Running, Trigger::Stop, with(Stopping, Effect::Stop)),
+            (Running, Trigger::Fail, to(Failed)),
+            (Hibernating, Trigger::AgentHibernated, to(Hibernated)),
+            (Hibernating, Trigger::Stop, with(Stopping, Effect::Stop)),
+            (Hibernating, Trigger::Fail, to(Failed)),
+            (Hibernated, Trigger::AgentHibernated, to(Hibernated)),
+            (Hibernated, Trigger::Wake, with(Starting, Effect::Wake)),
+            (Hibernated, Trigger::Stop, with(Stopping, Effect::Stop)),
+            (Hibernated, Trigger::Fail, to(Failed)),
+            (Stopping, Trigger::Stop, to(Stopping)),
+            (Stopping, Trigger::AgentStopped, to(Stopped)),
+            (Stopping, Trigger::Fail, to(Failed)),
+            (Stopped, Trigger::Stop, to(Stopped)),
+            (Stopped, Trigger::AgentStopped, to(Stopped)),
+            (Failed, Trigger::Stop, with(Stopped, Effect::Remove)),
         ];
-        table.iter().find(|(s, e, _)| *s == from && e == event).map(|(_, _, t)| *t)
+        table.iter().find(|(s, e, _)| *s == from && e == trigger).map(|(_, _, t)| *t)
     }
 
     #[test]
-    fn every_state_and_event_pair_behaves_as_the_table_says() {
+    fn every_state_and_trigger_pair_behaves_as_the_table_says() {
         for from in SessionState::ALL {
-            for event in &Event::ALL {
-                let got = next(from, event);
-                match expected(from, event) {
-                    Some(transition) => assert_eq!(got, Ok(transition), "{from} + {event:?}"),
+            for trigger in &Trigger::ALL {
+                let got = next(from, trigger);
+                match expected(from, trigger) {
+                    Some(transition) => assert_eq!(got, Ok(transition), "{from} + {trigger:?}"),
                     None => {
-                        assert_eq!(got, Err(InvalidTransition { from, event: event.clone() }), "{from} + {event:?}")
+                        assert_eq!(
+                            got,
+                            Err(InvalidTransition { from, trigger: trigger.clone() }),
+                            "{from} + {trigger:?}"
+                        )
                     }
                 }
             }
@@ -147,15 +151,15 @@ mod tests {
     fn any_active_session_can_fail_and_terminal_ones_only_stop() {
         for from in SessionState::ALL {
             if from.is_terminal() {
-                assert!(next(from, &Event::Fail).is_err());
+                assert!(next(from, &Trigger::Fail).is_err());
                 assert!(
-                    Event::ALL
+                    Trigger::ALL
                         .iter()
                         .filter(|e| next(from, e).is_ok())
-                        .all(|e| matches!(e, Event::Stop | Event::AgentStopped))
+                        .all(|e| matches!(e, Trigger::Stop | Trigger::AgentStopped))
                 );
             } else {
-                assert_eq!(next(from, &Event::Fail).map(|t| t.to), Ok(Failed));
+                assert_eq!(next(from, &Trigger::Fail).map(|t| t.to), Ok(Failed));
             }
         }
     }
@@ -163,8 +167,8 @@ mod tests {
     #[test]
     fn a_stop_always_ends_in_stopped_once_the_agent_confirms() {
         for from in SessionState::ALL {
-            let Ok(stop) = next(from, &Event::Stop) else { continue };
-            let end = if stop.to == Stopping { next(Stopping, &Event::AgentStopped).unwrap().to } else { stop.to };
+            let Ok(stop) = next(from, &Trigger::Stop) else { continue };
+            let end = if stop.to == Stopping { next(Stopping, &Trigger::AgentStopped).unwrap().to } else { stop.to };
             assert_eq!(end, Stopped, "from {from}");
         }
     }

@@ -19,7 +19,7 @@ use crate::context::RequestMeta;
 use crate::error::{ApiError, ApiResult};
 use crate::events::Change;
 use crate::hub::trust;
-use crate::lifecycle::{self, Effect, Event};
+use crate::lifecycle::{self, Effect, Trigger};
 use crate::scheduler::{self, Candidate, Requirements};
 
 /// What a transition sets besides the state.
@@ -53,47 +53,49 @@ impl Cause<'static> {
     }
 }
 
-/// The lifecycle event an agent's report of `actual` stands for, given the stored state; `None`
+/// The trigger an agent's report of `actual` stands for, given the stored state; `None`
 /// when the report changes nothing or cannot be applied (a stale report).
-pub fn event_for_report(current: SessionState, actual: &ActualState) -> Option<(Event, Detail)> {
+pub fn trigger_for_report(current: SessionState, actual: &ActualState) -> Option<(Trigger, Detail)> {
     use SessionState::*;
     let detail = Detail::default();
     match actual {
         ActualState::Starting { phase, progress } => matches!(current, Scheduled | Starting)
-            .then(|| (Event::AgentStarting, Detail { phase: Some(phase.clone()), progress: *progress, ..detail })),
+            .then(|| (Trigger::AgentStarting, Detail { phase: Some(phase.clone()), progress: *progress, ..detail })),
         ActualState::Running { endpoint } => match current {
-            Scheduled | Starting => Some((Event::AgentRunning, Detail { endpoint: Some(endpoint.clone()), ..detail })),
+            Scheduled | Starting => {
+                Some((Trigger::AgentRunning, Detail { endpoint: Some(endpoint.clone()), ..detail }))
+            }
             _ => None,
         },
         ActualState::Hibernated => match current {
-            Hibernating => Some((Event::AgentHibernated, detail)),
-            Running => Some((Event::Fail, Detail::reason("the application's container stopped unexpectedly"))),
+            Hibernating => Some((Trigger::AgentHibernated, detail)),
+            Running => Some((Trigger::Fail, Detail::reason("the application's container stopped unexpectedly"))),
             _ => None,
         },
         ActualState::Stopped => match current {
-            Stopping => Some((Event::AgentStopped, detail)),
+            Stopping => Some((Trigger::AgentStopped, detail)),
             Running | Hibernating | Hibernated => {
-                Some((Event::Fail, Detail::reason("the session's container is gone")))
+                Some((Trigger::Fail, Detail::reason("the session's container is gone")))
             }
             _ => None,
         },
         ActualState::Failed { reason } => {
-            (!current.is_terminal()).then(|| (Event::Fail, Detail::reason(reason.clone())))
+            (!current.is_terminal()).then(|| (Trigger::Fail, Detail::reason(reason.clone())))
         }
     }
 }
 
 impl App {
-    /// Applies `event` to the session: the state machine decides, the store records it with a
+    /// Applies `trigger` to the session: the state machine decides, the store records it with a
     /// compare-and-set, the agent is told what to do, watchers are told, and it is audited.
     pub async fn advance(
         &self,
         session: &Session,
-        event: Event,
+        trigger: Trigger,
         detail: Detail,
         cause: &Cause<'_>,
     ) -> ApiResult<Session> {
-        let transition = lifecycle::next(session.state, &event)
+        let transition = lifecycle::next(session.state, &trigger)
             .map_err(|err| ApiError::new(axum::http::StatusCode::CONFLICT, "invalid_state", err.to_string()))?;
         let now = self.clock.now();
         let mut update = SessionUpdate::transition(session.state, transition.to);
@@ -241,10 +243,10 @@ impl App {
         match scheduler::choose(&candidates, &requirements) {
             Ok(agent_id) => {
                 let detail = Detail { agent_id: Some(agent_id), ..Detail::default() };
-                self.advance(session, Event::Scheduled, detail, cause).await
+                self.advance(session, Trigger::Scheduled, detail, cause).await
             }
             Err(reason) => {
-                self.advance(session, Event::Fail, Detail::reason(format!("cannot schedule: {reason}")), cause).await
+                self.advance(session, Trigger::Fail, Detail::reason(format!("cannot schedule: {reason}")), cause).await
             }
         }
     }
@@ -292,26 +294,26 @@ impl App {
             // The store has ended it, the agent still holds something: clean up.
             return self.remove_unknown(agent_id, session_id, actual).await;
         }
-        if let Some((event, detail)) = event_for_report(session.state, actual) {
+        if let Some((trigger, detail)) = trigger_for_report(session.state, actual) {
             if let Some(endpoint) = detail.endpoint.as_deref() {
                 return match self.vet_endpoint(agent_id, &session, endpoint).await? {
                     Ok(checked) => {
                         let detail = Detail { endpoint: Some(checked), ..detail };
-                        self.advance(&session, event, detail, &Cause::system()).await.map(drop)
+                        self.advance(&session, trigger, detail, &Cause::system()).await.map(drop)
                     }
                     Err(reason) => {
-                        self.advance(&session, Event::Fail, Detail::reason(reason), &Cause::system()).await?;
+                        self.advance(&session, Trigger::Fail, Detail::reason(reason), &Cause::system()).await?;
                         // What runs there cannot be reached: the agent removes it.
                         self.remove_unknown(agent_id, session_id, actual).await
                     }
                 };
             }
-            let changes_nothing = event == Event::AgentStarting
+            let changes_nothing = trigger == Trigger::AgentStarting
                 && session.state == SessionState::Starting
                 && session.phase == detail.phase
                 && session.progress == detail.progress;
             if !changes_nothing {
-                self.advance(&session, event, detail, &Cause::system()).await?;
+                self.advance(&session, trigger, detail, &Cause::system()).await?;
             }
         }
         Ok(())
@@ -400,19 +402,19 @@ impl App {
         let settings = &self.config.sessions;
         for session in active {
             let since = |at: Option<DateTime<Utc>>| at.map(|at| now - at);
-            let (event, detail) = match session.state {
+            let (trigger, detail) = match session.state {
                 SessionState::Scheduled | SessionState::Starting
                     if now - session.updated_at > settings.start_timeout =>
                 {
                     let reason = format!("did not start within {} s", settings.start_timeout.num_seconds());
-                    (Event::Fail, Detail::reason(reason))
+                    (Trigger::Fail, Detail::reason(reason))
                 }
                 SessionState::Running
                     if settings
                         .max_lifetime
                         .is_some_and(|max| since(session.started_at).is_some_and(|age| age > max)) =>
                 {
-                    (Event::Stop, Detail::reason("maximum lifetime reached"))
+                    (Trigger::Stop, Detail::reason("maximum lifetime reached"))
                 }
                 // Quiet since the last proxied byte or since it (re)entered running, whichever is later
                 // (a woken session's last activity predates its hibernation).
@@ -423,11 +425,11 @@ impl App {
                         since(Some(quiet_since)).is_some_and(|quiet| quiet > idle)
                     }) =>
                 {
-                    (Event::Hibernate, Detail::reason("idle"))
+                    (Trigger::Hibernate, Detail::reason("idle"))
                 }
                 _ => continue,
             };
-            if let Err(err) = self.advance(session, event, detail, &Cause::system()).await {
+            if let Err(err) = self.advance(session, trigger, detail, &Cause::system()).await {
                 tracing::debug!(session = %session.id, error = err.message, "timer transition skipped");
             }
         }
@@ -465,39 +467,39 @@ mod tests {
     #[test]
     fn starting_reports_carry_their_phase_and_progress() {
         let report = ActualState::Starting { phase: "pulling".into(), progress: Some(30) };
-        let (event, detail) = event_for_report(Scheduled, &report).unwrap();
-        assert_eq!(event, Event::AgentStarting);
+        let (trigger, detail) = trigger_for_report(Scheduled, &report).unwrap();
+        assert_eq!(trigger, Trigger::AgentStarting);
         assert_eq!((detail.phase.as_deref(), detail.progress), (Some("pulling"), Some(30)));
-        assert!(event_for_report(Running, &report).is_none(), "a stale starting report is ignored");
+        assert!(trigger_for_report(Running, &report).is_none(), "a stale starting report is ignored");
     }
 
     #[test]
     fn running_reports_set_the_endpoint_once() {
-        let (event, detail) = event_for_report(Starting, &running("http://10.0.0.2:8080")).unwrap();
-        assert_eq!((event, detail.endpoint.as_deref()), (Event::AgentRunning, Some("http://10.0.0.2:8080")));
-        assert!(event_for_report(Running, &running("x")).is_none());
-        assert!(event_for_report(Stopping, &running("x")).is_none());
+        let (trigger, detail) = trigger_for_report(Starting, &running("http://10.0.0.2:8080")).unwrap();
+        assert_eq!((trigger, detail.endpoint.as_deref()), (Trigger::AgentRunning, Some("http://10.0.0.2:8080")));
+        assert!(trigger_for_report(Running, &running("x")).is_none());
+        assert!(trigger_for_report(Stopping, &running("x")).is_none());
     }
 
     #[test]
     fn a_container_that_vanishes_or_stops_by_itself_fails_the_session() {
         for state in [Running, Hibernated] {
-            let (event, detail) = event_for_report(state, &ActualState::Stopped).unwrap();
-            assert_eq!(event, Event::Fail);
+            let (trigger, detail) = trigger_for_report(state, &ActualState::Stopped).unwrap();
+            assert_eq!(trigger, Trigger::Fail);
             assert!(detail.reason.is_some());
         }
-        assert_eq!(event_for_report(Running, &ActualState::Hibernated).unwrap().0, Event::Fail);
-        assert_eq!(event_for_report(Stopping, &ActualState::Stopped).unwrap().0, Event::AgentStopped);
-        assert_eq!(event_for_report(Hibernating, &ActualState::Hibernated).unwrap().0, Event::AgentHibernated);
+        assert_eq!(trigger_for_report(Running, &ActualState::Hibernated).unwrap().0, Trigger::Fail);
+        assert_eq!(trigger_for_report(Stopping, &ActualState::Stopped).unwrap().0, Trigger::AgentStopped);
+        assert_eq!(trigger_for_report(Hibernating, &ActualState::Hibernated).unwrap().0, Trigger::AgentHibernated);
     }
 
     #[test]
     fn failures_apply_to_active_sessions_only_and_keep_the_reason() {
         let failed = ActualState::Failed { reason: "exit code 137".into() };
-        let (event, detail) = event_for_report(Running, &failed).unwrap();
-        assert_eq!((event, detail.reason.as_deref()), (Event::Fail, Some("exit code 137")));
-        assert!(event_for_report(Stopped, &failed).is_none());
-        assert!(event_for_report(Failed, &failed).is_none());
+        let (trigger, detail) = trigger_for_report(Running, &failed).unwrap();
+        assert_eq!((trigger, detail.reason.as_deref()), (Trigger::Fail, Some("exit code 137")));
+        assert!(trigger_for_report(Stopped, &failed).is_none());
+        assert!(trigger_for_report(Failed, &failed).is_none());
     }
 
     #[test]
@@ -511,8 +513,8 @@ mod tests {
         ];
         for state in SessionState::ALL {
             for report in &reports {
-                if let Some((event, _)) = event_for_report(state, report) {
-                    assert!(lifecycle::next(state, &event).is_ok(), "{state} + {report:?} maps to {event:?}");
+                if let Some((trigger, _)) = trigger_for_report(state, report) {
+                    assert!(lifecycle::next(state, &trigger).is_ok(), "{state} + {report:?} maps to {trigger:?}");
                 }
             }
         }
