@@ -304,7 +304,7 @@ pub struct NewSession {
 
 /// A change to a session, applied only if the session is still in `expected` state
 /// (compare-and-set, so concurrent writers cannot both win a transition).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionUpdate {
     pub expected: SessionState,
     pub state: SessionState,

@@ -22,8 +22,8 @@ use crate::auth::secrets::{random_token, sha256_hex};
 use crate::context::RequestMeta;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::events::Change;
-use crate::lifecycle;
-use crate::orchestrator::{Cause, Detail};
+use crate::lifecycle::{self, Detail};
+use crate::orchestrator::Cause;
 
 /// Agent tokens carry this prefix.
 pub const AGENT_TOKEN_PREFIX: &str = "ssa_";

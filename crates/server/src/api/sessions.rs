@@ -21,8 +21,8 @@ use crate::auth::Principal;
 use crate::auth::secrets::{random_token, sha256_hex};
 use crate::context::RequestMeta;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::lifecycle;
-use crate::orchestrator::{Cause, Detail};
+use crate::lifecycle::{self, Detail};
+use crate::orchestrator::Cause;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

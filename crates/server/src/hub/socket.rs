@@ -17,8 +17,8 @@ use crate::app::{App, AppState};
 use crate::auth::secrets::sha256_hex;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::hub::trust;
-use crate::lifecycle::Trigger;
-use crate::orchestrator::{Cause, Detail};
+use crate::lifecycle::{Detail, Trigger};
+use crate::orchestrator::Cause;
 
 /// How long a new connection may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(15);
