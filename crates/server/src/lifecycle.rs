@@ -146,10 +146,10 @@ fn next(from: SessionState, trigger: &Trigger) -> Result<Transition, InvalidTran
     Ok(transition)
 }
 
-/// The store write for a session entering `to`: start progress while it starts, the endpoint
-/// while it runs, a failure's reason, when it first ran and when it ended.
+/// The store write for a session entering `to` at `now`: start progress while it starts, the
+/// endpoint while it runs, a failure's reason, when it first ran and when it ended.
 fn update(session: &Session, to: SessionState, detail: &Detail, now: DateTime<Utc>) -> SessionUpdate {
-    let mut update = SessionUpdate::transition(session.state, to);
+    let mut update = SessionUpdate { at: Some(now), ..SessionUpdate::transition(session.state, to) };
     if let Some(agent_id) = detail.agent_id {
         update.agent_id = Some(Some(agent_id));
     }
@@ -383,6 +383,7 @@ mod tests {
     fn scheduling_records_the_agent_and_a_first_phase() {
         let agent = Uuid::from_u128(7);
         let update = write(session(Pending), Trigger::Scheduled, Detail { agent_id: Some(agent), ..Detail::default() });
+        assert_eq!(update.at, Some(at(1)), "the timers count from the control plane's time of the change");
         assert_eq!(update.agent_id, Some(Some(agent)));
         assert_eq!((update.phase, update.progress), (Some(Some("scheduling".into())), Some(None)));
         assert_eq!((update.endpoint, update.started_at, update.stopped_at), (None, None, None));

@@ -647,7 +647,7 @@ impl Store for SqliteStore {
         .bind_patch(update.failure_reason)
         .bind_patch(update.started_at.map(|at| at.map(sql::micros)))
         .bind_patch(update.stopped_at.map(|at| at.map(sql::micros)))
-        .bind(sql::now())
+        .bind(update.at.map_or_else(sql::now, sql::micros))
         .fetch_optional(&self.writer)
         .await?;
         sql::optional(row, sql::session)
