@@ -70,7 +70,7 @@ impl App {
             hub: Default::default(),
             bus: Default::default(),
             session_key,
-            routes: Default::default(),
+            routes: crate::proxy::routes::RouteCache::new(clock.clone()),
             origins: crate::proxy::Origins::new(&config),
             http: crate::proxy::forward::client(),
             bound: Default::default(),

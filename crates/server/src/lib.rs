@@ -115,7 +115,7 @@ pub async fn run(
     Ok(())
 }
 
-/// Timers, command re-sends, the proxy's activity and the revocation sweep, once a second.
+/// The background rounds, once a second until shutdown.
 async fn background(app: AppState, shutdown: impl Future<Output = ()>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -125,27 +125,33 @@ async fn background(app: AppState, shutdown: impl Future<Output = ()>) {
             _ = tick.tick() => {}
             _ = &mut shutdown => return,
         }
-        let now = app.clock.now();
-        for (session_id, at_ms) in app.routes.take_activity() {
-            if let Some(at) = chrono::DateTime::from_timestamp_millis(at_ms)
-                && let Err(err) = app.store.touch_session(session_id, at).await
-            {
-                tracing::warn!(%session_id, error = %err, "cannot record session activity");
-            }
+        background_round(&app).await;
+    }
+}
+
+/// One round of background work: the proxy's traffic to the store, then the session timers, the
+/// revocation sweep and the session gauges.
+pub async fn background_round(app: &App) {
+    let now = app.clock.now();
+    for (session_id, at_ms) in app.routes.take_activity() {
+        if let Some(at) = chrono::DateTime::from_timestamp_millis(at_ms)
+            && let Err(err) = app.store.touch_session(session_id, at).await
+        {
+            tracing::warn!(%session_id, error = %err, "cannot record session activity");
         }
-        // Taken before the sessions are read: connections opened later are not judged by them.
-        let watermark = app.connections.watermark();
-        match app.store.list_active_sessions().await {
-            Ok(active) => {
-                app.run_timers(&active, now).await;
-                connections::access::sweep(&app, watermark, &active).await;
-                for (state, count) in orchestrator::count_by_state(&active) {
-                    if !state.is_terminal() {
-                        metrics::gauge!("sessions", "state" => state.as_str()).set(count as f64);
-                    }
+    }
+    // Taken before the sessions are read: connections opened later are not judged by them.
+    let watermark = app.connections.watermark();
+    match app.store.list_active_sessions().await {
+        Ok(active) => {
+            app.run_timers(&active, now).await;
+            connections::access::sweep(app, watermark, &active).await;
+            for (state, count) in orchestrator::count_by_state(&active) {
+                if !state.is_terminal() {
+                    metrics::gauge!("sessions", "state" => state.as_str()).set(count as f64);
                 }
             }
-            Err(err) => tracing::warn!(error = %err, "cannot read the active sessions"),
         }
+        Err(err) => tracing::warn!(error = %err, "cannot read the active sessions"),
     }
 }

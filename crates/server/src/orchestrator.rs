@@ -1,5 +1,5 @@
 //! Drives sessions: scheduling, transitions with their effects (durable agent commands), agent
-//! reports, reconciliation and timers. Decisions are made by `lifecycle::next` and
+//! reports, reconciliation and timers. Decisions are made by `lifecycle` and
 //! `scheduler::choose`; this module gathers their inputs and carries out their outputs.
 
 use std::collections::{HashMap, HashSet};
@@ -9,7 +9,7 @@ use serde_json::json;
 use streamspace_proto::SessionState;
 use streamspace_proto::hub::{ActualState, Command, CommandKind, InventoryItem, ServerMessage, SessionSpec};
 use streamspace_proto::security;
-use streamspace_store::{Agent, Scope, Session, SessionUpdate};
+use streamspace_store::{Agent, Scope, Session};
 use uuid::Uuid;
 
 use crate::api::sessions::SessionView;
@@ -19,24 +19,8 @@ use crate::context::RequestMeta;
 use crate::error::{ApiError, ApiResult};
 use crate::events::Change;
 use crate::hub::trust;
-use crate::lifecycle::{self, Effect, Event};
+use crate::lifecycle::{self, Detail, Effect, Trigger};
 use crate::scheduler::{self, Candidate, Requirements};
-
-/// What a transition sets besides the state.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Detail {
-    pub agent_id: Option<Uuid>,
-    pub endpoint: Option<String>,
-    pub phase: Option<String>,
-    pub progress: Option<i32>,
-    pub reason: Option<String>,
-}
-
-impl Detail {
-    pub fn reason(reason: impl Into<String>) -> Detail {
-        Detail { reason: Some(reason.into()), ..Detail::default() }
-    }
-}
 
 /// Who caused a change, for the audit log.
 pub struct Cause<'a> {
@@ -53,108 +37,61 @@ impl Cause<'static> {
     }
 }
 
-/// The lifecycle event an agent's report of `actual` stands for, given the stored state; `None`
-/// when the report changes nothing or cannot be applied (a stale report).
-pub fn event_for_report(current: SessionState, actual: &ActualState) -> Option<(Event, Detail)> {
-    use SessionState::*;
-    let detail = Detail::default();
-    match actual {
-        ActualState::Starting { phase, progress } => matches!(current, Scheduled | Starting)
-            .then(|| (Event::AgentStarting, Detail { phase: Some(phase.clone()), progress: *progress, ..detail })),
-        ActualState::Running { endpoint } => match current {
-            Scheduled | Starting => Some((Event::AgentRunning, Detail { endpoint: Some(endpoint.clone()), ..detail })),
-            _ => None,
-        },
-        ActualState::Hibernated => match current {
-            Hibernating => Some((Event::AgentHibernated, detail)),
-            Running => Some((Event::Fail, Detail::reason("the application's container stopped unexpectedly"))),
-            _ => None,
-        },
-        ActualState::Stopped => match current {
-            Stopping => Some((Event::AgentStopped, detail)),
-            Running | Hibernating | Hibernated => {
-                Some((Event::Fail, Detail::reason("the session's container is gone")))
-            }
-            _ => None,
-        },
-        ActualState::Failed { reason } => {
-            (!current.is_terminal()).then(|| (Event::Fail, Detail::reason(reason.clone())))
-        }
-    }
-}
-
 impl App {
-    /// Applies `event` to the session: the state machine decides, the store records it with a
-    /// compare-and-set, the agent is told what to do, watchers are told, and it is audited.
+    /// Applies `trigger` to the session: `lifecycle::step` decides, the store records it with a
+    /// compare-and-set, then its effects follow (the agent is told what to do, the change is
+    /// audited, watchers are told).
     pub async fn advance(
         &self,
         session: &Session,
-        event: Event,
+        trigger: Trigger,
         detail: Detail,
         cause: &Cause<'_>,
     ) -> ApiResult<Session> {
-        let transition = lifecycle::next(session.state, &event)
-            .map_err(|err| ApiError::new(axum::http::StatusCode::CONFLICT, "invalid_state", err.to_string()))?;
         let now = self.clock.now();
-        let mut update = SessionUpdate::transition(session.state, transition.to);
-        if let Some(agent_id) = detail.agent_id {
-            update.agent_id = Some(Some(agent_id));
-        }
-        match transition.to {
-            SessionState::Starting | SessionState::Scheduled => {
-                update.phase = Some(detail.phase.clone().or(Some("scheduling".to_owned())));
-                update.progress = Some(detail.progress);
-            }
-            SessionState::Running => {
-                update.endpoint = Some(detail.endpoint.clone().or(session.endpoint.clone()));
-                update.phase = Some(None);
-                update.progress = Some(None);
-                // The first start: lifetimes and start latency count from it, not from a wake.
-                if session.started_at.is_none() {
-                    update.started_at = Some(Some(now));
-                }
-            }
-            SessionState::Failed => update.failure_reason = Some(detail.reason.clone()),
-            _ => {}
-        }
-        if matches!(transition.to, SessionState::Hibernated | SessionState::Stopped | SessionState::Failed) {
-            update.endpoint = Some(None);
-            update.phase = Some(None);
-            update.progress = Some(None);
-        }
-        if transition.to.is_terminal() && !session.state.is_terminal() {
-            update.stopped_at = Some(Some(now));
-        }
-        let updated = self.store.update_session(session.id, update).await?.ok_or_else(|| {
+        let step = lifecycle::step(session, &trigger, &detail, now)
+            .map_err(|err| ApiError::new(axum::http::StatusCode::CONFLICT, "invalid_state", err.to_string()))?;
+        let updated = self.store.update_session(session.id, step.update).await?.ok_or_else(|| {
             ApiError::new(axum::http::StatusCode::CONFLICT, "invalid_state", "the session changed meanwhile; try again")
         })?;
-        if let Some(effect) = transition.effect {
-            self.carry_out(&updated, effect, cause.meta.traceparent()).await?;
+        for effect in step.effects {
+            self.carry_out(session, &updated, effect, cause, now).await?;
         }
-        if updated.state == SessionState::Running
-            && session.state != SessionState::Running
-            && let Some(endpoint) = updated.endpoint.clone()
-        {
-            // A (re)started streamer has an empty token table.
-            tokio::spawn(crate::proxy::streamer::provision(
-                self.http.clone(),
-                endpoint,
-                self.master_token(session.id),
-                self.viewer_token(session.id),
-            ));
-        }
-        if updated.state != session.state {
-            record_timing(session, &updated, now);
-            let details = json!({"from": session.state, "to": updated.state, "reason": detail.reason});
-            let outcome = if updated.state == SessionState::Failed { Outcome::Failure } else { Outcome::Success };
-            let audit = AuditEvent::new("session.transition", format!("session:{}", session.id))
-                .org(session.org_id)
-                .outcome(outcome)
-                .details(details);
-            self.audit(cause.meta, cause.actor, audit).await?;
-        }
-        self.publish_session(&updated).await;
         Ok(updated)
+    }
+
+    /// One effect of the transition from `before` to `after`, decided at `now`.
+    async fn carry_out(
+        &self,
+        before: &Session,
+        after: &Session,
+        effect: Effect,
+        cause: &Cause<'_>,
+        now: DateTime<Utc>,
+    ) -> ApiResult<()> {
+        match effect {
+            Effect::Command(kind) => self.command(after, kind, cause.meta.traceparent()).await?,
+            Effect::ProvisionStreamer { endpoint } => {
+                tokio::spawn(crate::proxy::streamer::provision(
+                    self.http.clone(),
+                    endpoint,
+                    self.master_token(after.id),
+                    self.viewer_token(after.id),
+                ));
+            }
+            Effect::Record { from, to, reason } => {
+                record_timing(before, to, now);
+                let details = json!({"from": from, "to": to, "reason": reason});
+                let outcome = if to == SessionState::Failed { Outcome::Failure } else { Outcome::Success };
+                let audit = AuditEvent::new("session.transition", format!("session:{}", after.id))
+                    .org(after.org_id)
+                    .outcome(outcome)
+                    .details(details);
+                self.audit(cause.meta, cause.actor, audit).await?;
+            }
+            Effect::Publish => self.publish_session(after).await,
+        }
+        Ok(())
     }
 
     pub async fn publish_session(&self, session: &Session) {
@@ -165,17 +102,11 @@ impl App {
         }
     }
 
-    async fn carry_out(&self, session: &Session, effect: Effect, traceparent: Option<String>) -> ApiResult<()> {
+    /// Tells the session's agent, if it has one, durably.
+    async fn command(&self, session: &Session, kind: CommandKind, traceparent: Option<String>) -> ApiResult<()> {
         let Some(agent_id) = session.agent_id else {
             // Never placed on an agent: nothing runs anywhere.
             return Ok(());
-        };
-        let kind = match effect {
-            Effect::Start => CommandKind::Start,
-            Effect::Hibernate => CommandKind::Hibernate,
-            Effect::Wake => CommandKind::Wake,
-            Effect::Stop => CommandKind::Stop,
-            Effect::Remove => CommandKind::Remove,
         };
         let spec = match kind {
             CommandKind::Start | CommandKind::Wake => Some(self.spec_for(session).await?),
@@ -241,10 +172,10 @@ impl App {
         match scheduler::choose(&candidates, &requirements) {
             Ok(agent_id) => {
                 let detail = Detail { agent_id: Some(agent_id), ..Detail::default() };
-                self.advance(session, Event::Scheduled, detail, cause).await
+                self.advance(session, Trigger::Scheduled, detail, cause).await
             }
             Err(reason) => {
-                self.advance(session, Event::Fail, Detail::reason(format!("cannot schedule: {reason}")), cause).await
+                self.advance(session, Trigger::Fail, Detail::reason(format!("cannot schedule: {reason}")), cause).await
             }
         }
     }
@@ -292,29 +223,23 @@ impl App {
             // The store has ended it, the agent still holds something: clean up.
             return self.remove_unknown(agent_id, session_id, actual).await;
         }
-        if let Some((event, detail)) = event_for_report(session.state, actual) {
-            if let Some(endpoint) = detail.endpoint.as_deref() {
-                return match self.vet_endpoint(agent_id, &session, endpoint).await? {
-                    Ok(checked) => {
-                        let detail = Detail { endpoint: Some(checked), ..detail };
-                        self.advance(&session, event, detail, &Cause::system()).await.map(drop)
-                    }
-                    Err(reason) => {
-                        self.advance(&session, Event::Fail, Detail::reason(reason), &Cause::system()).await?;
-                        // What runs there cannot be reached: the agent removes it.
-                        self.remove_unknown(agent_id, session_id, actual).await
-                    }
-                };
+        let Some((trigger, detail)) = lifecycle::trigger_for_report(&session, actual) else {
+            return Ok(());
+        };
+        let Some(endpoint) = detail.endpoint.as_deref() else {
+            return self.advance(&session, trigger, detail, &Cause::system()).await.map(drop);
+        };
+        match self.vet_endpoint(agent_id, &session, endpoint).await? {
+            Ok(checked) => {
+                let detail = Detail { endpoint: Some(checked), ..detail };
+                self.advance(&session, trigger, detail, &Cause::system()).await.map(drop)
             }
-            let changes_nothing = event == Event::AgentStarting
-                && session.state == SessionState::Starting
-                && session.phase == detail.phase
-                && session.progress == detail.progress;
-            if !changes_nothing {
-                self.advance(&session, event, detail, &Cause::system()).await?;
+            Err(reason) => {
+                self.advance(&session, Trigger::Fail, Detail::reason(reason), &Cause::system()).await?;
+                // What runs there cannot be reached: the agent removes it.
+                self.remove_unknown(agent_id, session_id, actual).await
             }
         }
-        Ok(())
     }
 
     /// The endpoint in the form the proxy may dial (see `hub::trust`), or why it is refused; a
@@ -397,37 +322,11 @@ impl App {
 
     /// Timers: start timeout, idle timeout, maximum lifetime.
     pub async fn run_timers(&self, active: &[Session], now: DateTime<Utc>) {
-        let settings = &self.config.sessions;
         for session in active {
-            let since = |at: Option<DateTime<Utc>>| at.map(|at| now - at);
-            let (event, detail) = match session.state {
-                SessionState::Scheduled | SessionState::Starting
-                    if now - session.updated_at > settings.start_timeout =>
-                {
-                    let reason = format!("did not start within {} s", settings.start_timeout.num_seconds());
-                    (Event::Fail, Detail::reason(reason))
-                }
-                SessionState::Running
-                    if settings
-                        .max_lifetime
-                        .is_some_and(|max| since(session.started_at).is_some_and(|age| age > max)) =>
-                {
-                    (Event::Stop, Detail::reason("maximum lifetime reached"))
-                }
-                // Quiet since the last proxied byte or since it (re)entered running, whichever is later
-                // (a woken session's last activity predates its hibernation).
-                SessionState::Running
-                    if settings.idle_timeout.is_some_and(|idle| {
-                        let quiet_since =
-                            session.last_activity_at.map_or(session.updated_at, |at| at.max(session.updated_at));
-                        since(Some(quiet_since)).is_some_and(|quiet| quiet > idle)
-                    }) =>
-                {
-                    (Event::Hibernate, Detail::reason("idle"))
-                }
-                _ => continue,
+            let Some((trigger, detail)) = lifecycle::timer_trigger(session, &self.config.sessions, now) else {
+                continue;
             };
-            if let Err(err) = self.advance(session, event, detail, &Cause::system()).await {
+            if let Err(err) = self.advance(session, trigger, detail, &Cause::system()).await {
                 tracing::debug!(session = %session.id, error = err.message, "timer transition skipped");
             }
         }
@@ -435,11 +334,11 @@ impl App {
 }
 
 /// Time spent in the state a session leaves, and for a first start the whole way from the request.
-fn record_timing(before: &Session, after: &Session, now: DateTime<Utc>) {
+fn record_timing(before: &Session, to: SessionState, now: DateTime<Utc>) {
     let seconds = |since: DateTime<Utc>| (now - since).num_microseconds().unwrap_or(0) as f64 / 1e6;
     metrics::histogram!("session_phase_duration_seconds", "phase" => before.state.as_str())
         .record(seconds(before.updated_at));
-    if after.state == SessionState::Running && before.started_at.is_none() {
+    if to == SessionState::Running && before.started_at.is_none() {
         metrics::histogram!("session_start_duration_seconds").record(seconds(before.created_at));
     }
 }
@@ -451,70 +350,4 @@ pub fn count_by_state(sessions: &[Session]) -> HashMap<SessionState, usize> {
         *counts.entry(session.state).or_default() += 1;
     }
     counts
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use SessionState::*;
-
-    fn running(endpoint: &str) -> ActualState {
-        ActualState::Running { endpoint: endpoint.into() }
-    }
-
-    #[test]
-    fn starting_reports_carry_their_phase_and_progress() {
-        let report = ActualState::Starting { phase: "pulling".into(), progress: Some(30) };
-        let (event, detail) = event_for_report(Scheduled, &report).unwrap();
-        assert_eq!(event, Event::AgentStarting);
-        assert_eq!((detail.phase.as_deref(), detail.progress), (Some("pulling"), Some(30)));
-        assert!(event_for_report(Running, &report).is_none(), "a stale starting report is ignored");
-    }
-
-    #[test]
-    fn running_reports_set_the_endpoint_once() {
-        let (event, detail) = event_for_report(Starting, &running("http://10.0.0.2:8080")).unwrap();
-        assert_eq!((event, detail.endpoint.as_deref()), (Event::AgentRunning, Some("http://10.0.0.2:8080")));
-        assert!(event_for_report(Running, &running("x")).is_none());
-        assert!(event_for_report(Stopping, &running("x")).is_none());
-    }
-
-    #[test]
-    fn a_container_that_vanishes_or_stops_by_itself_fails_the_session() {
-        for state in [Running, Hibernated] {
-            let (event, detail) = event_for_report(state, &ActualState::Stopped).unwrap();
-            assert_eq!(event, Event::Fail);
-            assert!(detail.reason.is_some());
-        }
-        assert_eq!(event_for_report(Running, &ActualState::Hibernated).unwrap().0, Event::Fail);
-        assert_eq!(event_for_report(Stopping, &ActualState::Stopped).unwrap().0, Event::AgentStopped);
-        assert_eq!(event_for_report(Hibernating, &ActualState::Hibernated).unwrap().0, Event::AgentHibernated);
-    }
-
-    #[test]
-    fn failures_apply_to_active_sessions_only_and_keep_the_reason() {
-        let failed = ActualState::Failed { reason: "exit code 137".into() };
-        let (event, detail) = event_for_report(Running, &failed).unwrap();
-        assert_eq!((event, detail.reason.as_deref()), (Event::Fail, Some("exit code 137")));
-        assert!(event_for_report(Stopped, &failed).is_none());
-        assert!(event_for_report(Failed, &failed).is_none());
-    }
-
-    #[test]
-    fn every_mapped_report_is_a_valid_transition() {
-        let reports = [
-            ActualState::Starting { phase: "creating".into(), progress: None },
-            running("http://x"),
-            ActualState::Hibernated,
-            ActualState::Stopped,
-            ActualState::Failed { reason: "r".into() },
-        ];
-        for state in SessionState::ALL {
-            for report in &reports {
-                if let Some((event, _)) = event_for_report(state, report) {
-                    assert!(lifecycle::next(state, &event).is_ok(), "{state} + {report:?} maps to {event:?}");
-                }
-            }
-        }
-    }
 }

@@ -304,7 +304,7 @@ pub struct NewSession {
 
 /// A change to a session, applied only if the session is still in `expected` state
 /// (compare-and-set, so concurrent writers cannot both win a transition).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionUpdate {
     pub expected: SessionState,
     pub state: SessionState,
@@ -315,6 +315,9 @@ pub struct SessionUpdate {
     pub failure_reason: Option<Option<String>>,
     pub started_at: Option<Option<Timestamp>>,
     pub stopped_at: Option<Option<Timestamp>>,
+    /// When the change happened, by the caller's clock (the session timers compare it with
+    /// theirs); the store's own clock when `None`.
+    pub at: Option<Timestamp>,
 }
 
 impl SessionUpdate {
@@ -330,6 +333,7 @@ impl SessionUpdate {
             failure_reason: None,
             started_at: None,
             stopped_at: None,
+            at: None,
         }
     }
 }

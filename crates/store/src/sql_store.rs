@@ -587,7 +587,7 @@ where
         .patch(update.failure_reason)
         .patch(update.started_at.map(|at| at.map(sql::micros)))
         .patch(update.stopped_at.map(|at| at.map(sql::micros)))
-        .arg(sql::now())
+        .arg(update.at.map_or_else(sql::now, sql::micros))
         .fetch_optional(&self.writer)
         .await?;
         sql::optional(row, sql::session)

@@ -22,8 +22,8 @@ use crate::auth::secrets::{random_token, sha256_hex};
 use crate::context::RequestMeta;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::events::Change;
-use crate::lifecycle;
-use crate::orchestrator::{Cause, Detail};
+use crate::lifecycle::{self, Detail};
+use crate::orchestrator::Cause;
 
 /// Agent tokens carry this prefix.
 pub const AGENT_TOKEN_PREFIX: &str = "ssa_";
@@ -219,7 +219,7 @@ async fn delete_agent(
     let cause = Cause { actor: &actor, meta: &meta };
     for session in app.store.list_agent_sessions(id).await? {
         // Nothing will run or stop these any more.
-        app.advance(&session, lifecycle::Event::Fail, Detail::reason("its agent was deleted"), &cause).await?;
+        app.advance(&session, lifecycle::Trigger::Fail, Detail::reason("its agent was deleted"), &cause).await?;
     }
     let event = Event::new("agent.delete", format!("agent:{id}")).details(json!({"name": agent.name}));
     app.audit(&meta, &actor, event).await?;

@@ -21,8 +21,8 @@ use crate::auth::Principal;
 use crate::auth::secrets::{random_token, sha256_hex};
 use crate::context::RequestMeta;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::lifecycle;
-use crate::orchestrator::{Cause, Detail};
+use crate::lifecycle::{self, Detail};
+use crate::orchestrator::Cause;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -234,25 +234,25 @@ async fn delete_session(
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> ApiResult<(StatusCode, axum::Json<SessionView>)> {
-    request(&app, &meta, &principal, id, lifecycle::Event::Stop).await
+    request(&app, &meta, &principal, id, lifecycle::Trigger::Stop).await
 }
 
-/// A person's request for a lifecycle event on a session they may see.
+/// A person's request to stop, hibernate or wake a session they may see.
 async fn request(
     app: &App,
     meta: &RequestMeta,
     principal: &Principal,
     id: Uuid,
-    event: lifecycle::Event,
+    trigger: lifecycle::Trigger,
 ) -> ApiResult<(StatusCode, axum::Json<SessionView>)> {
     let session = visible_session(app, principal, id).await?;
     let actor = Actor::from(principal);
-    let action = match event {
-        lifecycle::Event::Hibernate => "session.hibernate",
-        lifecycle::Event::Wake => "session.wake",
+    let action = match trigger {
+        lifecycle::Trigger::Hibernate => "session.hibernate",
+        lifecycle::Trigger::Wake => "session.wake",
         _ => "session.stop",
     };
-    let result = app.advance(&session, event, Detail::default(), &Cause { actor: &actor, meta }).await;
+    let result = app.advance(&session, trigger, Detail::default(), &Cause { actor: &actor, meta }).await;
     let audit = Event::new(action, format!("session:{id}")).org(session.org_id);
     let audit = match &result {
         Ok(_) => audit,
@@ -274,7 +274,7 @@ async fn hibernate_session(
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> ApiResult<(StatusCode, axum::Json<SessionView>)> {
-    request(&app, &meta, &principal, id, lifecycle::Event::Hibernate).await
+    request(&app, &meta, &principal, id, lifecycle::Trigger::Hibernate).await
 }
 
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/wake", tag = "sessions", params(("id" = Uuid, Path)),
@@ -289,7 +289,7 @@ async fn wake_session(
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> ApiResult<(StatusCode, axum::Json<SessionView>)> {
-    request(&app, &meta, &principal, id, lifecycle::Event::Wake).await
+    request(&app, &meta, &principal, id, lifecycle::Trigger::Wake).await
 }
 
 #[derive(Serialize, ToSchema)]

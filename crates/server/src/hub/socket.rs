@@ -17,8 +17,8 @@ use crate::app::{App, AppState};
 use crate::auth::secrets::sha256_hex;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::hub::trust;
-use crate::lifecycle::Event;
-use crate::orchestrator::{Cause, Detail};
+use crate::lifecycle::{Detail, Trigger};
+use crate::orchestrator::Cause;
 
 /// How long a new connection may take to say hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(15);
@@ -183,7 +183,7 @@ async fn command_result(
     let session = app.store.get_session(Scope::Platform, command.session_id).await?;
     match session {
         Some(session) if !session.state.is_terminal() => {
-            app.advance(&session, Event::Fail, Detail::reason(reason), &Cause::system()).await.map(drop)
+            app.advance(&session, Trigger::Fail, Detail::reason(reason), &Cause::system()).await.map(drop)
         }
         _ => Ok(()),
     }

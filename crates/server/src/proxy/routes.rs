@@ -9,10 +9,12 @@ use std::time::{Duration, Instant};
 use streamspace_proto::SessionState;
 use uuid::Uuid;
 
+use crate::clock::Clock;
+
 /// Entries older than this are read again from the store.
 const FRESH_FOR: Duration = Duration::from_secs(2);
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Route {
     pub state: SessionState,
     pub endpoint: Option<String>,
@@ -20,7 +22,6 @@ pub struct Route {
 }
 
 /// Bytes through the proxy and the last time any moved, per session.
-#[derive(Debug, Default)]
 pub struct Traffic {
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
@@ -28,11 +29,23 @@ pub struct Traffic {
     pub last_activity_ms: AtomicI64,
     /// `last_activity_ms` as last written to the store.
     pub flushed_ms: AtomicI64,
+    /// The control plane's clock: the idle timeout compares this activity with its time.
+    clock: Arc<dyn Clock>,
 }
 
 impl Traffic {
+    fn new(clock: Arc<dyn Clock>) -> Traffic {
+        Traffic {
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            last_activity_ms: AtomicI64::new(0),
+            flushed_ms: AtomicI64::new(0),
+            clock,
+        }
+    }
+
     pub fn touch(&self) {
-        self.last_activity_ms.store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+        self.last_activity_ms.store(self.clock.now().timestamp_millis(), Ordering::Relaxed);
     }
 }
 
@@ -41,12 +54,16 @@ struct Entry {
     loaded: Instant,
 }
 
-#[derive(Default)]
 pub struct RouteCache {
     entries: RwLock<HashMap<Uuid, Entry>>,
+    clock: Arc<dyn Clock>,
 }
 
 impl RouteCache {
+    pub fn new(clock: Arc<dyn Clock>) -> RouteCache {
+        RouteCache { entries: Default::default(), clock }
+    }
+
     /// The cached route if it is fresh.
     pub fn fresh(&self, id: Uuid) -> Option<Route> {
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
@@ -56,7 +73,10 @@ impl RouteCache {
     /// Records what the store says, keeping the session's traffic counters.
     pub fn store(&self, id: Uuid, state: SessionState, endpoint: Option<String>) -> Route {
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
-        let traffic = entries.get(&id).map(|e| e.route.traffic.clone()).unwrap_or_default();
+        let traffic = match entries.get(&id) {
+            Some(entry) => entry.route.traffic.clone(),
+            None => Arc::new(Traffic::new(self.clock.clone())),
+        };
         let route = Route { state, endpoint, traffic };
         entries.insert(id, Entry { route: route.clone(), loaded: Instant::now() });
         route
@@ -93,9 +113,17 @@ impl RouteCache {
 mod tests {
     use super::*;
 
+    use chrono::{TimeZone, Utc};
+
+    use crate::clock::ManualClock;
+
+    fn manual_clock() -> Arc<ManualClock> {
+        Arc::new(ManualClock::new(Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap()))
+    }
+
     #[test]
     fn counters_survive_refreshes_and_activity_is_taken_once() {
-        let cache = RouteCache::default();
+        let cache = RouteCache::new(manual_clock());
         let id = Uuid::now_v7();
         let route = cache.store(id, SessionState::Running, Some("http://x".into()));
         route.traffic.touch();
@@ -106,5 +134,18 @@ mod tests {
         assert!(cache.fresh(id).is_some());
         cache.invalidate(id);
         assert!(cache.fresh(id).is_none());
+    }
+
+    #[test]
+    fn activity_is_stamped_by_the_control_plane_clock() {
+        let clock = manual_clock();
+        let cache = RouteCache::new(clock.clone());
+        let id = Uuid::now_v7();
+        let route = cache.store(id, SessionState::Running, Some("http://x".into()));
+        route.traffic.touch();
+        assert_eq!(cache.take_activity(), vec![(id, clock.now().timestamp_millis())]);
+        clock.advance(chrono::Duration::seconds(90));
+        route.traffic.touch();
+        assert_eq!(cache.take_activity(), vec![(id, clock.now().timestamp_millis())]);
     }
 }

@@ -460,9 +460,9 @@ async fn a_started_sessions_spec_carries_the_template_and_org_allow_lists_merged
         })
         .await
         .unwrap();
-    let placed = streamspace_server::orchestrator::Detail { agent_id: Some(agent_id), ..Default::default() };
+    let placed = streamspace_server::lifecycle::Detail { agent_id: Some(agent_id), ..Default::default() };
     let cause = streamspace_server::orchestrator::Cause::system();
-    t.app.advance(&session, streamspace_server::lifecycle::Event::Scheduled, placed, &cause).await.unwrap();
+    t.app.advance(&session, streamspace_server::lifecycle::Trigger::Scheduled, placed, &cause).await.unwrap();
 
     let commands = t.app.store.pending_commands(agent_id).await.unwrap();
     let spec = commands[0].command.spec.as_ref().expect("a start carries the spec");

@@ -1,0 +1,258 @@
+//! The orchestrator in-process: a real store and `App`, the manual clock, and a fake agent that
+//! holds the agent's end of the hub (the outbox a WebSocket connection would drain), so timers,
+//! reports and reconciliation run without Docker or a socket.
+
+use axum::http::{Method, StatusCode};
+use chrono::Duration;
+use serde_json::json;
+use streamspace_proto::SessionState::{self, *};
+use streamspace_proto::hub::{ActualState, Capacity, CommandKind, InventoryItem, ServerMessage};
+use streamspace_server::clock::Clock;
+use streamspace_store::{Scope, Session};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::harness::TestApp;
+
+const ENDPOINT: &str = "http://192.0.2.10:8080";
+
+/// An agent played by the test: registered through the API, its hello recorded, and connected
+/// to the hub as the WebSocket connection would connect it.
+struct FakeAgent {
+    id: Uuid,
+    inbox: mpsc::UnboundedReceiver<ServerMessage>,
+}
+
+impl FakeAgent {
+    async fn connect(t: &TestApp, admin: &str, name: &str) -> FakeAgent {
+        let reply = t.post("/api/v1/agents", admin, json!({"name": name, "platform": "docker"})).await;
+        assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
+        let id = reply.body["id"].as_str().unwrap().parse().unwrap();
+        let capacity = Capacity { max_sessions: 10, cpu_millis: 16_000, memory_mb: 32_768 };
+        t.app.store.record_agent_hello(id, "0.0.0-fake", capacity, &Default::default(), t.clock.now()).await.unwrap();
+        let (outbox, inbox) = mpsc::unbounded_channel();
+        t.app.hub.connect(id, outbox);
+        FakeAgent { id, inbox }
+    }
+
+    /// The commands received since the last call, each acknowledged as carried out.
+    async fn commands(&mut self, t: &TestApp) -> Vec<(CommandKind, Uuid)> {
+        let mut received = Vec::new();
+        while let Ok(message) = self.inbox.try_recv() {
+            if let ServerMessage::Command(command) = message {
+                t.app.store.ack_command(self.id, command.id, None, t.clock.now()).await.unwrap();
+                received.push((command.kind, command.session_id));
+            }
+        }
+        received
+    }
+
+    async fn report(&self, t: &TestApp, session_id: Uuid, actual: ActualState) {
+        t.app.on_report(self.id, session_id, &actual).await.unwrap();
+    }
+}
+
+fn running() -> ActualState {
+    ActualState::Running { endpoint: ENDPOINT.into() }
+}
+
+async fn stored(t: &TestApp, id: Uuid) -> Session {
+    t.app.store.get_session(Scope::Platform, id).await.unwrap().unwrap()
+}
+
+async fn state(t: &TestApp, id: Uuid) -> SessionState {
+    stored(t, id).await.state
+}
+
+async fn create(t: &TestApp, token: &str) -> Uuid {
+    let created = t.post("/api/v1/sessions", token, json!({"template": "chromium"})).await;
+    assert_eq!(created.status, StatusCode::ACCEPTED, "{}", created.body);
+    created.body["id"].as_str().unwrap().parse().unwrap()
+}
+
+/// A session created through the API, started by `agent` and reported running.
+async fn running_session(t: &TestApp, agent: &mut FakeAgent, token: &str) -> Uuid {
+    let id = create(t, token).await;
+    assert_eq!(agent.commands(t).await, [(CommandKind::Start, id)]);
+    agent.report(t, id, running()).await;
+    assert_eq!(state(t, id).await, Running);
+    id
+}
+
+/// Asks for `action` (`hibernate`, `wake`) on the session through the API.
+async fn ask(t: &TestApp, token: &str, id: Uuid, action: &str) {
+    let reply = t.send(Method::POST, &format!("/api/v1/sessions/{id}/{action}"), Some(token), None).await;
+    assert_eq!(reply.status, StatusCode::ACCEPTED, "{action}: {}", reply.body);
+}
+
+#[tokio::test]
+async fn a_session_starts_on_its_agent_and_follows_its_reports_until_stopped() {
+    let t = TestApp::new().await;
+    let admin = t.admin().await;
+    let mut agent = FakeAgent::connect(&t, &admin, "docker-1").await;
+
+    let id = create(&t, &admin).await;
+    let session = stored(&t, id).await;
+    assert_eq!(
+        (session.state, session.agent_id, session.phase.as_deref()),
+        (Scheduled, Some(agent.id), Some("scheduling"))
+    );
+    assert_eq!(agent.commands(&t).await, [(CommandKind::Start, id)]);
+
+    agent.report(&t, id, ActualState::Starting { phase: "pulling".into(), progress: Some(30) }).await;
+    let session = stored(&t, id).await;
+    assert_eq!((session.state, session.phase.as_deref(), session.progress), (Starting, Some("pulling"), Some(30)));
+
+    t.clock.advance(Duration::seconds(20));
+    agent.report(&t, id, running()).await;
+    let session = stored(&t, id).await;
+    assert_eq!((session.state, session.endpoint.as_deref()), (Running, Some(ENDPOINT)));
+    assert_eq!((session.phase.as_deref(), session.started_at), (None, Some(t.clock.now())));
+
+    // A report the store has moved past changes nothing.
+    t.clock.advance(Duration::seconds(5));
+    agent.report(&t, id, ActualState::Starting { phase: "pulling".into(), progress: Some(90) }).await;
+    assert_eq!(stored(&t, id).await, session);
+
+    let stop = t.send(Method::DELETE, &format!("/api/v1/sessions/{id}"), Some(&admin), None).await;
+    assert_eq!(stop.status, StatusCode::ACCEPTED, "{}", stop.body);
+    assert_eq!(state(&t, id).await, Stopping);
+    assert_eq!(agent.commands(&t).await, [(CommandKind::Stop, id)]);
+    agent.report(&t, id, ActualState::Stopped).await;
+    let session = stored(&t, id).await;
+    assert_eq!((session.state, session.endpoint, session.stopped_at), (Stopped, None, Some(t.clock.now())));
+}
+
+#[tokio::test]
+async fn a_start_that_outlasts_the_start_timeout_fails() {
+    let t = TestApp::new().await;
+    let admin = t.admin().await;
+    let mut agent = FakeAgent::connect(&t, &admin, "docker-1").await;
+    let id = create(&t, &admin).await;
+    assert_eq!(agent.commands(&t).await, [(CommandKind::Start, id)]);
+
+    t.clock.advance(t.app.config.sessions.start_timeout);
+    streamspace_server::background_round(&t.app).await;
+    assert_eq!(state(&t, id).await, Scheduled);
+
+    t.clock.advance(Duration::seconds(1));
+    streamspace_server::background_round(&t.app).await;
+    let session = stored(&t, id).await;
+    assert_eq!((session.state, session.failure_reason.as_deref()), (Failed, Some("did not start within 300 s")));
+    assert!(
+        agent.commands(&t).await.is_empty(),
+        "a failure tells the agent nothing; a later stop removes what is left"
+    );
+}
+
+#[tokio::test]
+async fn an_idle_session_hibernates_unless_proxied_traffic_keeps_it_awake() {
+    let t = TestApp::with_config(|config| {
+        config.sessions.idle_timeout = Some(Duration::minutes(10));
+        config.sessions.max_lifetime = None;
+    })
+    .await;
+    let admin = t.admin().await;
+    let mut agent = FakeAgent::connect(&t, &admin, "docker-1").await;
+    let id = running_session(&t, &mut agent, &admin).await;
+    let first_start = stored(&t, id).await.started_at;
+
+    t.clock.advance(Duration::minutes(8));
+    // The proxy carries a request: its traffic is stamped by the control plane's clock.
+    t.app.routes.store(id, Running, Some(ENDPOINT.into())).traffic.touch();
+    streamspace_server::background_round(&t.app).await;
+    assert_eq!(stored(&t, id).await.last_activity_at, Some(t.clock.now()));
+
+    t.clock.advance(Duration::minutes(10));
+    streamspace_server::background_round(&t.app).await;
+    assert_eq!(state(&t, id).await, Running, "quiet for exactly the timeout, not longer");
+    assert!(agent.commands(&t).await.is_empty());
+
+    t.clock.advance(Duration::seconds(1));
+    streamspace_server::background_round(&t.app).await;
+    assert_eq!(state(&t, id).await, Hibernating);
+    assert_eq!(agent.commands(&t).await, [(CommandKind::Hibernate, id)]);
+    agent.report(&t, id, ActualState::Hibernated).await;
+    let session = stored(&t, id).await;
+    assert_eq!((session.state, session.endpoint), (Hibernated, None));
+
+    t.clock.advance(Duration::hours(1));
+    // Back an hour later (with a new access token), the owner wakes it.
+    let admin = t.admin().await;
+    ask(&t, &admin, id, "wake").await;
+    assert_eq!(agent.commands(&t).await, [(CommandKind::Wake, id)]);
+    agent.report(&t, id, running()).await;
+    let session = stored(&t, id).await;
+    assert_eq!((session.state, session.started_at), (Running, first_start), "a wake is not a first start");
+
+    // Its traffic from before the hibernation does not count against the woken session.
+    t.clock.advance(Duration::minutes(10));
+    streamspace_server::background_round(&t.app).await;
+    assert_eq!(state(&t, id).await, Running);
+}
+
+#[tokio::test]
+async fn a_session_past_its_maximum_lifetime_is_stopped_however_busy() {
+    let t = TestApp::with_config(|config| {
+        config.sessions.idle_timeout = None;
+        config.sessions.max_lifetime = Some(Duration::hours(1));
+    })
+    .await;
+    let admin = t.admin().await;
+    let mut agent = FakeAgent::connect(&t, &admin, "docker-1").await;
+    let id = running_session(&t, &mut agent, &admin).await;
+
+    t.clock.advance(Duration::hours(1));
+    t.app.routes.store(id, Running, Some(ENDPOINT.into())).traffic.touch();
+    streamspace_server::background_round(&t.app).await;
+    assert_eq!(state(&t, id).await, Running);
+
+    t.clock.advance(Duration::seconds(1));
+    streamspace_server::background_round(&t.app).await;
+    assert_eq!(state(&t, id).await, Stopping);
+    assert_eq!(agent.commands(&t).await, [(CommandKind::Stop, id)]);
+    agent.report(&t, id, ActualState::Stopped).await;
+    assert_eq!(state(&t, id).await, Stopped);
+}
+
+#[tokio::test]
+async fn reconciliation_fails_what_the_agent_lost_and_removes_what_the_store_does_not_run() {
+    let t = TestApp::new().await;
+    let admin = t.admin().await;
+    let mut agent = FakeAgent::connect(&t, &admin, "docker-1").await;
+    let kept = running_session(&t, &mut agent, &admin).await;
+    let lost = running_session(&t, &mut agent, &admin).await;
+    let resting = running_session(&t, &mut agent, &admin).await;
+    ask(&t, &admin, resting, "hibernate").await;
+    let stranger = Uuid::now_v7();
+
+    let item = |session_id, state| InventoryItem { session_id, state };
+    let inventory = [item(kept, running()), item(stranger, running())];
+    t.app.reconcile(agent.id, &inventory).await.unwrap();
+    assert_eq!(state(&t, kept).await, Running);
+    let session = stored(&t, lost).await;
+    assert_eq!((session.state, session.failure_reason.as_deref()), (Failed, Some("the session's container is gone")));
+    assert_eq!(state(&t, resting).await, Hibernating, "its hibernate command is still in flight");
+    assert_eq!(agent.commands(&t).await, [(CommandKind::Hibernate, resting), (CommandKind::Stop, stranger)]);
+
+    // The hibernation was acknowledged, yet the agent no longer has the container.
+    t.app.reconcile(agent.id, &inventory[..1]).await.unwrap();
+    assert_eq!(state(&t, resting).await, Failed);
+    assert_eq!(state(&t, kept).await, Running);
+    assert!(agent.commands(&t).await.is_empty());
+}
+
+#[tokio::test]
+async fn an_agent_reporting_a_session_it_does_not_hold_changes_nothing_and_is_told_to_stop_it() {
+    let t = TestApp::new().await;
+    let admin = t.admin().await;
+    let mut holder = FakeAgent::connect(&t, &admin, "docker-1").await;
+    let id = running_session(&t, &mut holder, &admin).await;
+    let mut other = FakeAgent::connect(&t, &admin, "docker-2").await;
+    let before = stored(&t, id).await;
+
+    other.report(&t, id, ActualState::Failed { reason: "made up".into() }).await;
+    assert_eq!(stored(&t, id).await, before);
+    assert_eq!(other.commands(&t).await, [(CommandKind::Stop, id)]);
+    assert!(holder.commands(&t).await.is_empty());
+}
