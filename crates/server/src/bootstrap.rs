@@ -7,6 +7,7 @@ use crate::audit::{Actor, Event};
 use crate::auth::password;
 use crate::auth::secrets::random_token;
 use crate::context::RequestMeta;
+use crate::template_defaults;
 
 pub const DEFAULT_ORG: &str = "default";
 pub const ADMIN_USERNAME: &str = "admin";
@@ -72,10 +73,10 @@ pub fn catalog() -> Vec<NewTemplate> {
             icon,
             image: format!("streamspace/{name}:latest"),
             env: Default::default(),
-            cpu_millis: 2000,
+            cpu_millis: template_defaults::CPU_MILLIS,
             memory_mb,
-            shm_mb: 512,
-            port: crate::api::templates::DEFAULT_PORT,
+            shm_mb: template_defaults::SHM_MB,
+            port: template_defaults::PORT,
             tags: tags.iter().map(|t| (*t).to_owned()).collect(),
             enabled: true,
             egress_allow: Vec::new(),
@@ -87,7 +88,7 @@ pub fn catalog() -> Vec<NewTemplate> {
             "The open-source web browser behind Google Chrome.",
             icon('C', "#1a73e8"),
             &["browser", "web"],
-            2048,
+            template_defaults::MEMORY_MB,
         ),
         template(
             "firefox",
@@ -95,7 +96,7 @@ pub fn catalog() -> Vec<NewTemplate> {
             "Mozilla Firefox ESR, the extended-support web browser.",
             icon('F', "#e66000"),
             &["browser", "web"],
-            2048,
+            template_defaults::MEMORY_MB,
         ),
         template(
             "desktop",

@@ -3,9 +3,11 @@
 use serde::Serialize;
 use tokio::sync::broadcast;
 
-use crate::api::agents::AgentView;
-use crate::api::sessions::SessionView;
+use uuid::Uuid;
+
+use crate::app::App;
 use crate::auth::Principal;
+use crate::views::{AgentView, SessionView};
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", content = "data", rename_all = "snake_case")]
@@ -52,5 +54,19 @@ impl Bus {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.0.subscribe()
+    }
+}
+
+impl App {
+    /// Tells watchers how an agent stands now.
+    pub async fn publish_agent(&self, agent_id: Uuid) {
+        let view = match self.store.get_agent(agent_id).await {
+            Ok(Some(agent)) => AgentView::load(self, agent).await,
+            _ => return,
+        };
+        match view {
+            Ok(view) => self.bus.publish(Change::Agent(view)),
+            Err(err) => tracing::warn!(%agent_id, error = err.message, "cannot publish an agent change"),
+        }
     }
 }

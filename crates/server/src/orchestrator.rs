@@ -12,7 +12,6 @@ use streamspace_proto::security;
 use streamspace_store::{Agent, Scope, Session, SessionUpdate};
 use uuid::Uuid;
 
-use crate::api::sessions::SessionView;
 use crate::app::App;
 use crate::audit::{Actor, Event as AuditEvent, Outcome};
 use crate::context::RequestMeta;
@@ -21,6 +20,7 @@ use crate::events::Change;
 use crate::hub::trust;
 use crate::lifecycle::{self, Effect, Event};
 use crate::scheduler::{self, Candidate, Requirements};
+use crate::views::SessionView;
 
 /// What a transition sets besides the state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

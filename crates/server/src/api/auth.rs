@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::Json;
 use crate::app::{App, AppState};
 use crate::audit::{Actor, Event, Outcome};
-use crate::auth::cookies::{CookieSpec, Read};
+use crate::auth::cookies::{self, Read};
 use crate::auth::principal::MfaSetupPrincipal;
 use crate::auth::secrets::{random_token, sha256_hex};
 use crate::auth::throttle::{Attempt, Key, Refusal};
@@ -22,17 +22,6 @@ use crate::auth::{password, totp};
 use crate::context::RequestMeta;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 
-/// The refresh cookie: `__Host-ss_refresh` on a secure context, so a session origin cannot plant
-/// one for a parent domain (a `__Host-` cookie has the root path). Elsewhere it is sent only to
-/// the auth routes.
-pub fn refresh_cookie_spec(config: &crate::Config) -> CookieSpec {
-    CookieSpec {
-        base: "ss_refresh",
-        secure: config.secure_cookies(),
-        insecure_path: "/api/v1/auth",
-        attributes: "SameSite=Strict",
-    }
-}
 /// Refresh and logout demand this header: a cross-site form cannot set it, and a script on
 /// another origin (the session origin included) cannot send it without a CORS preflight that
 /// this API never grants.
@@ -299,13 +288,13 @@ async fn issue_tokens(
 }
 
 fn refresh_cookie(app: &App, value: &str, max_age: i64) -> ApiResult<HeaderValue> {
-    HeaderValue::from_str(&refresh_cookie_spec(&app.config).set(value, max_age)).map_err(ApiError::internal)
+    HeaderValue::from_str(&cookies::refresh_cookie(&app.config).set(value, max_age)).map_err(ApiError::internal)
 }
 
 /// The refresh token the request carries. Two cookies of that name mean one was planted: neither
 /// is used, so nobody can be signed in to an account of another's choosing.
 fn refresh_token<'a>(app: &App, headers: &'a HeaderMap) -> ApiResult<Option<&'a str>> {
-    match refresh_cookie_spec(&app.config).read(headers) {
+    match cookies::refresh_cookie(&app.config).read(headers) {
         Read::Missing => Ok(None),
         Read::One(token) => Ok(Some(token)),
         Read::Duplicated => Err(ApiError::new(

@@ -1,11 +1,7 @@
 //! Sessions: one running application per person, driven through the lifecycle state machine.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
-
 use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use streamspace_proto::SessionState;
@@ -23,6 +19,7 @@ use crate::context::RequestMeta;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::lifecycle;
 use crate::orchestrator::{Cause, Detail};
+use crate::views::{Names, SessionView};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -31,73 +28,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(hibernate_session))
         .routes(routes!(wake_session))
         .routes(routes!(connect_session))
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct SessionView {
-    pub id: Uuid,
-    pub org_id: Uuid,
-    pub owner_id: Uuid,
-    pub owner_username: String,
-    pub template_id: Uuid,
-    pub template_name: String,
-    pub template_display_name: String,
-    pub state: SessionState,
-    pub agent_id: Option<Uuid>,
-    /// Start progress: the phase (`scheduling`, `pulling`, `creating`, `starting`, ...).
-    pub phase: Option<String>,
-    /// Percent done within the phase, where known (image pulls).
-    pub progress: Option<i32>,
-    pub failure_reason: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub started_at: Option<DateTime<Utc>>,
-    pub stopped_at: Option<DateTime<Utc>>,
-}
-
-/// Resolves owner and template names for views, each at most once per request.
-#[derive(Default)]
-struct Names {
-    users: HashMap<Uuid, String>,
-    /// Name and display name.
-    templates: HashMap<Uuid, (String, String)>,
-}
-
-impl Names {
-    async fn view(&mut self, app: &App, session: Session) -> ApiResult<SessionView> {
-        if let Entry::Vacant(slot) = self.users.entry(session.owner_id) {
-            let user = app.store.get_user(Scope::Platform, session.owner_id).await?;
-            slot.insert(user.map(|u| u.username).unwrap_or_default());
-        }
-        if let Entry::Vacant(slot) = self.templates.entry(session.template_id) {
-            let template = app.store.get_template(Scope::Platform, session.template_id).await?;
-            slot.insert(template.map(|t| (t.name, t.display_name)).unwrap_or_default());
-        }
-        Ok(SessionView {
-            owner_username: self.users[&session.owner_id].clone(),
-            template_name: self.templates[&session.template_id].0.clone(),
-            template_display_name: self.templates[&session.template_id].1.clone(),
-            id: session.id,
-            org_id: session.org_id,
-            owner_id: session.owner_id,
-            template_id: session.template_id,
-            state: session.state,
-            agent_id: session.agent_id,
-            phase: session.phase,
-            progress: session.progress,
-            failure_reason: session.failure_reason,
-            created_at: session.created_at,
-            updated_at: session.updated_at,
-            started_at: session.started_at,
-            stopped_at: session.stopped_at,
-        })
-    }
-}
-
-impl SessionView {
-    pub async fn load(app: &App, session: Session) -> ApiResult<SessionView> {
-        Names::default().view(app, session).await
-    }
 }
 
 /// A session the caller may see: admins see their scope, members their own sessions.
@@ -362,8 +292,8 @@ mod tests {
             tags: vec![],
             enabled: true,
             egress_allow: vec![],
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
+            created_at: chrono::Utc::now(),
+            updated_at: chrono::Utc::now(),
         }
     }
 

@@ -19,6 +19,7 @@ use crate::audit::{Actor, Event};
 use crate::auth::Principal;
 use crate::context::RequestMeta;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::template_defaults;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_templates, create_template)).routes(routes!(
@@ -27,8 +28,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         delete_template
     ))
 }
-
-pub const DEFAULT_PORT: i32 = 8080;
 
 #[derive(Deserialize, ToSchema)]
 pub struct NewTemplateRequest {
@@ -65,16 +64,16 @@ pub struct NewTemplateRequest {
 }
 
 fn default_cpu() -> i64 {
-    2000
+    template_defaults::CPU_MILLIS
 }
 fn default_memory() -> i64 {
-    2048
+    template_defaults::MEMORY_MB
 }
 fn default_shm() -> i64 {
-    512
+    template_defaults::SHM_MB
 }
 fn default_port() -> i32 {
-    DEFAULT_PORT
+    template_defaults::PORT
 }
 fn default_enabled() -> bool {
     true

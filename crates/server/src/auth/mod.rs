@@ -6,6 +6,7 @@ pub mod jwt;
 pub mod password;
 pub mod principal;
 pub mod secrets;
+pub mod session_grant;
 pub mod throttle;
 pub mod totp;
 

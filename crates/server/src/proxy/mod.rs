@@ -8,7 +8,6 @@
 //! (other sessions included) may navigate to a session but not fetch from it, and nothing a
 //! streamer answers may set cookies or let another page frame it.
 
-pub mod cookie;
 pub mod forward;
 pub mod routes;
 pub mod streamer;
@@ -26,11 +25,11 @@ use streamspace_store::Scope;
 use uuid::Uuid;
 
 use crate::app::{App, AppState};
-use crate::auth::cookies::CookieSpec;
+use crate::auth::cookies::{self, CookieSpec};
 use crate::auth::secrets::sha256_hex;
+use crate::auth::session_grant::Grant;
 use crate::config::Config;
 use crate::error::ApiError;
-use cookie::Grant;
 use routes::Route;
 
 const PREFIX: &str = "/api/v1/http/";
@@ -61,24 +60,10 @@ impl Origins {
         let policy = HeaderValue::from_str(&format!("frame-ancestors {}", config.public_url()));
         Origins {
             domain: config.session_domain(),
-            cookie: session_cookie(config),
+            cookie: cookies::session_cookie(config),
             // A public URL that is no valid header value frames nothing rather than anything.
             frame_ancestors: policy.unwrap_or(HeaderValue::from_static("frame-ancestors 'none'")),
         }
-    }
-}
-
-/// The session cookie. On a secure context it is `__Host-` prefixed and `SameSite=None;
-/// Partitioned`: the UI frames the session from another site, and only a partitioned cookie is
-/// kept in a cross-site frame once browsers block third-party cookies. Other sites' pages still
-/// cannot use it: the proxy refuses their fetches and WebSockets (`refused_cross_site`).
-fn session_cookie(config: &Config) -> CookieSpec {
-    let secure = crate::auth::cookies::is_secure_context(&config.session_origin(Uuid::nil()));
-    CookieSpec {
-        base: "ss_session",
-        secure,
-        insecure_path: "/",
-        attributes: if secure { "SameSite=None; Partitioned" } else { "SameSite=Lax" },
     }
 }
 
@@ -411,21 +396,6 @@ mod tests {
         assert!(headers.get(header::SET_COOKIE).is_none());
         let policies: Vec<_> = headers.get_all(header::CONTENT_SECURITY_POLICY).iter().collect();
         assert_eq!(policies, ["frame-ancestors *", "frame-ancestors http://localhost:8000"], "both are enforced");
-    }
-
-    #[test]
-    fn session_cookies_are_host_only_and_partitioned_on_secure_contexts() {
-        let local = session_cookie(&Config::default());
-        assert_eq!(local.name(), "__Host-ss_session");
-        let set = local.set("v", 60);
-        assert!(set.contains("Path=/;") && set.contains("SameSite=None; Partitioned; Secure"), "{set}");
-        assert!(!set.contains("Domain"), "{set}");
-        let plain = Config {
-            public_url: Some("http://streamspace.lan:8000".into()),
-            session_domain: Some("sessions.lan:8001".into()),
-            ..Config::default()
-        };
-        assert_eq!(session_cookie(&plain).set("v", 60), "ss_session=v; Path=/; Max-Age=60; HttpOnly; SameSite=Lax");
     }
 
     #[test]
