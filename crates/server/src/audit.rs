@@ -1,7 +1,7 @@
 //! Writing audit events. Every mutating call and every auth event goes through here.
 
 use serde_json::Value;
-use streamspace_store::NewAuditEvent;
+use streamspace_store::{NewAuditEvent, User};
 use uuid::Uuid;
 
 use crate::app::App;
@@ -41,6 +41,12 @@ impl Actor {
 
     pub fn system() -> Actor {
         Actor { id: None, name: "system".to_owned(), org_id: None }
+    }
+}
+
+impl From<&User> for Actor {
+    fn from(user: &User) -> Actor {
+        Actor { id: Some(user.id), name: user.username.clone(), org_id: Some(user.org_id) }
     }
 }
 

@@ -5,7 +5,6 @@ use axum::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use streamspace_store::{ApiKey, NewApiKey, Role, Scope, User, UserPatch};
@@ -13,17 +12,15 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::auth::{normalize_recovery_code, verify_totp};
 use super::{Json, List, Path};
 use crate::app::{App, AppState};
 use crate::audit::{Actor, Event, Outcome};
+use crate::auth::mfa::{normalize_recovery_code, recovery_codes, verify_totp};
 use crate::auth::principal::{API_KEY_PREFIX, MfaSetupPrincipal};
 use crate::auth::secrets::{random_token, sha256_hex};
 use crate::auth::{Principal, password, totp};
 use crate::context::RequestMeta;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-
-pub const RECOVERY_CODE_COUNT: usize = 10;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -90,7 +87,7 @@ async fn change_password(
     let user = current_user(&app, &principal).await?;
     let actor = Actor::from(&principal);
     let target = format!("user:{}", user.id);
-    if !crate::api::auth::check_current_password(&app, &meta, &actor, &user, body.current_password).await? {
+    if !crate::auth::sign_in::check_current_password(&app, &meta, &actor, &user, body.current_password).await? {
         app.audit(&meta, &actor, Event::new("user.password_change", target).outcome(Outcome::Failure)).await?;
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "the current password is wrong"));
     }
@@ -228,18 +225,6 @@ pub async fn revoke_credentials(app: &App, user_id: Uuid) -> ApiResult<serde_jso
     let api_keys = app.store.delete_user_api_keys(user_id).await?;
     crate::connections::access::api_keys_revoked(app, user_id, None);
     Ok(json!({"refresh_tokens_revoked": true, "api_keys_revoked": api_keys}))
-}
-
-/// Ten codes of ten base32 characters (50 bits each), grouped `xxxxx-xxxxx` for reading.
-fn recovery_codes() -> Vec<String> {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
-    let mut rng = rand::rng();
-    (0..RECOVERY_CODE_COUNT)
-        .map(|_| {
-            let chars: String = (0..10).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
-            format!("{}-{}", &chars[..5], &chars[5..])
-        })
-        .collect()
 }
 
 #[derive(Serialize, ToSchema)]

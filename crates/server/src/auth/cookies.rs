@@ -5,11 +5,12 @@
 //! which browsers only accept from the host itself, with `Secure`, `Path=/` and no `Domain`; and a
 //! name that arrives twice is refused rather than one of the values picked.
 
-use axum::http::HeaderMap;
 use axum::http::header::COOKIE;
+use axum::http::{HeaderMap, StatusCode};
 use uuid::Uuid;
 
 use crate::config::Config;
+use crate::error::{ApiError, ApiResult};
 
 /// One platform cookie as the browser must store it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +56,20 @@ pub fn refresh_cookie(config: &Config) -> CookieSpec {
         secure: config.secure_cookies(),
         insecure_path: "/api/v1/auth",
         attributes: "SameSite=Strict",
+    }
+}
+
+/// The refresh token the request carries. Two cookies of that name mean one was planted: neither
+/// is used, so nobody can be signed in to an account of another's choosing.
+pub fn refresh_token<'a>(config: &Config, headers: &'a HeaderMap) -> ApiResult<Option<&'a str>> {
+    match refresh_cookie(config).read(headers) {
+        Read::Missing => Ok(None),
+        Read::One(token) => Ok(Some(token)),
+        Read::Duplicated => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "duplicate_cookie",
+            "the refresh cookie was sent twice; sign in again",
+        )),
     }
 }
 
