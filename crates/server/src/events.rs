@@ -27,11 +27,8 @@ impl Change {
     /// Whether `principal` may see this change: the same rules as the GET routes.
     pub fn visible_to(&self, principal: &Principal) -> bool {
         match self {
-            Change::Session(session) => {
-                principal.scope().allows(session.org_id)
-                    && (principal.is_admin() || session.owner_id == principal.user_id)
-            }
-            Change::Agent(_) => principal.role == streamspace_store::Role::PlatformAdmin,
+            Change::Session(session) => principal.may_see_session(session.org_id, session.owner_id),
+            Change::Agent(_) => principal.may_see_agents(),
         }
     }
 }

@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use streamspace_proto::hub::Platform;
-use streamspace_store::{Agent, CapacityLimit, NewAgent, Role};
+use streamspace_store::{Agent, CapacityLimit, NewAgent};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -68,7 +68,7 @@ pub struct AgentWithToken {
 
 /// Agents are the platform's: to anyone else, a named agent does not exist.
 async fn agent_or_404(app: &App, principal: &Principal, id: Uuid) -> ApiResult<Agent> {
-    let agent = if principal.role == Role::PlatformAdmin { app.store.get_agent(id).await? } else { None };
+    let agent = if principal.may_see_agents() { app.store.get_agent(id).await? } else { None };
     agent.ok_or_else(|| ApiError::not_found("agent"))
 }
 

@@ -33,9 +33,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 /// A session the caller may see: admins see their scope, members their own sessions.
 pub async fn visible_session(app: &App, principal: &Principal, id: Uuid) -> ApiResult<Session> {
     let session = app.store.get_session(principal.scope(), id).await?;
-    session
-        .filter(|s| principal.is_admin() || s.owner_id == principal.user_id)
-        .ok_or_else(|| ApiError::not_found("session"))
+    session.filter(|s| principal.may_see_session(s.org_id, s.owner_id)).ok_or_else(|| ApiError::not_found("session"))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -62,8 +60,9 @@ async fn resolve_template(app: &App, principal: &Principal, reference: &str) -> 
         Err(_) => app.store.get_template_by_name(scope, reference).await?,
     };
     // As in listings, people who cannot manage templates do not see disabled ones.
-    let template =
-        template.filter(|t| t.enabled || principal.is_admin()).ok_or_else(|| ApiError::not_found("template"))?;
+    let template = template
+        .filter(|t| principal.may_see_template(t.org_id, t.enabled))
+        .ok_or_else(|| ApiError::not_found("template"))?;
     if !template.enabled {
         return Err(ApiError::validation(format!("template {} is disabled", template.name)));
     }
@@ -130,7 +129,7 @@ async fn list_sessions(
     principal: Principal,
     Query(query): Query<SessionQuery>,
 ) -> ApiResult<axum::Json<List<SessionView>>> {
-    let owner_id = if principal.is_admin() { query.owner_id } else { Some(principal.user_id) };
+    let owner_id = principal.session_owner_filter(query.owner_id);
     let page = PageQuery { limit: query.limit, cursor: query.cursor }.page()?;
     let found =
         app.store.list_sessions(principal.scope(), SessionFilter { owner_id, state: query.state }, page).await?;
@@ -247,7 +246,7 @@ async fn connect_session(
     Path(id): Path<Uuid>,
 ) -> ApiResult<axum::Json<ConnectUrl>> {
     let session = visible_session(&app, &principal, id).await?;
-    if session.owner_id != principal.user_id {
+    if !principal.may_open_session(session.owner_id) {
         let message = "only the session's owner can open it";
         return Err(ApiError::new(StatusCode::FORBIDDEN, "not_owner", message));
     }

@@ -80,15 +80,10 @@ fn validate_username(username: &str) -> ApiResult<()> {
     }
 }
 
-/// Only platform administrators hand out or touch the platform administrator role.
-fn check_role_change(principal: &Principal, role: Role) -> ApiResult<()> {
-    if role == Role::PlatformAdmin { principal.require_platform_admin() } else { Ok(()) }
-}
-
 /// A user the caller may see: admins see their scope, everyone sees themselves.
 async fn visible_user(app: &App, principal: &Principal, id: Uuid) -> ApiResult<User> {
     let user = app.store.get_user(principal.scope(), id).await?;
-    user.filter(|u| principal.is_admin() || u.id == principal.user_id).ok_or_else(|| ApiError::not_found("user"))
+    user.filter(|u| principal.may_see_user(u.org_id, u.id)).ok_or_else(|| ApiError::not_found("user"))
 }
 
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", params(PageQuery),
@@ -114,7 +109,7 @@ async fn create_user(
     principal.require_admin()?;
     let org_id = body.org_id.unwrap_or(principal.org_id);
     app.store.get_org(principal.scope(), org_id).await?.ok_or_else(|| ApiError::not_found("organization"))?;
-    check_role_change(&principal, body.role)?;
+    principal.require_role_grant(body.role)?;
     validate_username(&body.username)?;
     password::validate_new(&body.password).map_err(ApiError::validation)?;
     let password_hash = password::hash_off_thread(body.password).await.map_err(ApiError::internal)?;
@@ -148,9 +143,9 @@ async fn update_user(
 ) -> ApiResult<axum::Json<UserView>> {
     let target = visible_user(&app, &principal, id).await?;
     principal.require_admin()?;
-    check_role_change(&principal, target.role)?;
+    principal.require_role_grant(target.role)?;
     if let Some(role) = body.role {
-        check_role_change(&principal, role)?;
+        principal.require_role_grant(role)?;
     }
     if id == principal.user_id && (body.role.is_some_and(|r| r != target.role) || body.disabled == Some(true)) {
         return Err(ApiError::validation("you cannot change your own role or disable yourself"));
@@ -195,7 +190,7 @@ async fn delete_user(
 ) -> ApiResult<StatusCode> {
     let target = visible_user(&app, &principal, id).await?;
     principal.require_admin()?;
-    check_role_change(&principal, target.role)?;
+    principal.require_role_grant(target.role)?;
     if id == principal.user_id {
         return Err(ApiError::conflict("you cannot delete yourself"));
     }

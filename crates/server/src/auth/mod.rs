@@ -5,6 +5,7 @@ pub mod cookies;
 pub mod jwt;
 pub mod mfa;
 pub mod password;
+pub mod policy;
 pub mod principal;
 pub mod secrets;
 pub mod session_grant;

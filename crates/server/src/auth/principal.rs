@@ -48,30 +48,6 @@ impl Principal {
             expires_at,
         }
     }
-
-    /// What this caller may see: everything for platform admins, their own org otherwise.
-    pub fn scope(&self) -> Scope {
-        match self.role {
-            Role::PlatformAdmin => Scope::Platform,
-            Role::OrgAdmin | Role::Member => Scope::Org(self.org_id),
-        }
-    }
-
-    pub fn is_admin(&self) -> bool {
-        matches!(self.role, Role::PlatformAdmin | Role::OrgAdmin)
-    }
-
-    pub fn require_admin(&self) -> ApiResult<()> {
-        if self.is_admin() { Ok(()) } else { Err(ApiError::forbidden("this action needs an administrator")) }
-    }
-
-    pub fn require_platform_admin(&self) -> ApiResult<()> {
-        if self.role == Role::PlatformAdmin {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden("this action needs a platform administrator"))
-        }
-    }
 }
 
 fn bearer(parts: &Parts) -> Option<&str> {
