@@ -3,7 +3,7 @@
 use streamspace_store::{NewTemplate, NewUser, Role};
 
 use crate::app::App;
-use crate::audit::{Actor, Event};
+use crate::audit::{Actor, Record};
 use crate::auth::password;
 use crate::auth::secrets::random_token;
 use crate::context::RequestMeta;
@@ -42,11 +42,11 @@ pub async fn run(app: &App) -> anyhow::Result<Outcome> {
         app.store.create_template(template).await?;
     }
     let meta = RequestMeta::internal();
-    let event = Event::new("system.bootstrap", format!("org:{}", org.id)).org(org.id).details(serde_json::json!({
+    let record = Record::new("system.bootstrap", format!("org:{}", org.id)).org(org.id).details(serde_json::json!({
         "admin": admin.id,
         "templates": catalog().len(),
     }));
-    app.audit(&meta, &Actor::system(), event).await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    app.audit(&meta, &Actor::system(), record).await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
     tracing::info!(org = %org.id, admin = %admin.id, "bootstrapped a new installation");
     Ok(Outcome::Bootstrapped { generated_password: generated })
 }

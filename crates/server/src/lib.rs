@@ -5,12 +5,12 @@ pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod bootstrap;
+pub mod bus;
 pub mod clock;
 pub mod config;
 pub mod connections;
 pub mod context;
 pub mod error;
-pub mod events;
 pub mod hub;
 pub mod keys;
 pub mod lifecycle;
@@ -128,7 +128,7 @@ async fn background(app: AppState, shutdown: impl Future<Output = ()>) {
             _ = &mut shutdown => return,
         }
         let now = app.clock.now();
-        for (session_id, at_ms) in app.routes.take_activity() {
+        for (session_id, at_ms) in app.session_cache.take_activity() {
             if let Some(at) = chrono::DateTime::from_timestamp_millis(at_ms)
                 && let Err(err) = app.store.touch_session(session_id, at).await
             {

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::{Json, List, Path, validate_slug};
 use crate::app::{App, AppState};
-use crate::audit::{Actor, Event};
+use crate::audit::{Actor, Record};
 use crate::auth::Principal;
 use crate::auth::secrets::{random_token, sha256_hex};
 use crate::context::RequestMeta;
@@ -115,8 +115,8 @@ async fn create_agent(
             endpoint_cidrs: body.endpoint_cidrs.iter().map(IpNet::to_string).collect(),
         })
         .await?;
-    let event = Event::new("agent.create", format!("agent:{}", agent.id)).details(json!({"name": agent.name}));
-    app.audit(&meta, &Actor::from(&principal), event).await?;
+    let record = Record::new("agent.create", format!("agent:{}", agent.id)).details(json!({"name": agent.name}));
+    app.audit(&meta, &Actor::from(&principal), record).await?;
     Ok((StatusCode::CREATED, axum::Json(AgentWithToken { agent: AgentView::load(&app, agent).await?, token })))
 }
 
@@ -148,8 +148,8 @@ async fn delete_agent(
         // Nothing will run or stop these any more.
         app.advance(&session, lifecycle::Event::Fail, Detail::reason("its agent was deleted"), &cause).await?;
     }
-    let event = Event::new("agent.delete", format!("agent:{id}")).details(json!({"name": agent.name}));
-    app.audit(&meta, &actor, event).await?;
+    let record = Record::new("agent.delete", format!("agent:{id}")).details(json!({"name": agent.name}));
+    app.audit(&meta, &actor, record).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -175,7 +175,7 @@ async fn rotate_token(
     let token = random_token(AGENT_TOKEN_PREFIX, 32);
     app.store.set_agent_token(id, &sha256_hex(&token)).await?;
     app.hub.kick(id);
-    app.audit(&meta, &Actor::from(&principal), Event::new("agent.token_rotate", format!("agent:{id}"))).await?;
+    app.audit(&meta, &Actor::from(&principal), Record::new("agent.token_rotate", format!("agent:{id}"))).await?;
     let agent = app.store.get_agent(id).await?.ok_or_else(|| ApiError::not_found("agent"))?;
     Ok(axum::Json(AgentWithToken { agent: AgentView::load(&app, agent).await?, token }))
 }

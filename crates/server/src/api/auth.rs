@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::Json;
 use crate::app::{App, AppState};
-use crate::audit::{Actor, Event};
+use crate::audit::{Actor, Record};
 use crate::auth::cookies;
 use crate::auth::password;
 use crate::auth::principal::MfaSetupPrincipal;
@@ -169,6 +169,6 @@ async fn logout(
     };
     let actor = principal.map_or_else(|| Actor::anonymous("unknown"), |MfaSetupPrincipal(p)| Actor::from(&p));
     let target = actor.id.map_or_else(|| "session".to_owned(), |id| format!("user:{id}"));
-    app.audit(&meta, &actor, Event::new("auth.logout", target).details(json!({"revoked": revoked}))).await?;
+    app.audit(&meta, &actor, Record::new("auth.logout", target).details(json!({"revoked": revoked}))).await?;
     Ok(with_cookie(StatusCode::NO_CONTENT.into_response(), refresh_cookie(&app, "", 0)?))
 }

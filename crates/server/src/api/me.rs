@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use super::{Json, List, Path};
 use crate::app::{App, AppState};
-use crate::audit::{Actor, Event, Outcome};
+use crate::audit::{Actor, Outcome, Record};
 use crate::auth::mfa::{normalize_recovery_code, recovery_codes, verify_totp};
 use crate::auth::principal::{API_KEY_PREFIX, MfaSetupPrincipal};
 use crate::auth::secrets::{random_token, sha256_hex};
@@ -88,7 +88,7 @@ async fn change_password(
     let actor = Actor::from(&principal);
     let target = format!("user:{}", user.id);
     if !crate::auth::sign_in::check_current_password(&app, &meta, &actor, &user, body.current_password).await? {
-        app.audit(&meta, &actor, Event::new("user.password_change", target).outcome(Outcome::Failure)).await?;
+        app.audit(&meta, &actor, Record::new("user.password_change", target).outcome(Outcome::Failure)).await?;
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "the current password is wrong"));
     }
     password::validate_new(&body.new_password).map_err(ApiError::validation)?;
@@ -98,7 +98,7 @@ async fn change_password(
     let after = app.store.update_user(Scope::Platform, user.id, patch).await?;
     crate::connections::access::user_changed(&app, &user, after.as_ref());
     let revoked = revoke_credentials(&app, user.id).await?;
-    app.audit(&meta, &actor, Event::new("user.password_change", target).details(revoked)).await?;
+    app.audit(&meta, &actor, Record::new("user.password_change", target).details(revoked)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -126,7 +126,7 @@ async fn enroll_mfa(
     let patch =
         UserPatch { mfa_secret: Some(Some(app.sealer.seal(enrollment.secret.as_bytes()))), ..UserPatch::default() };
     app.store.update_user(Scope::Platform, user.id, patch).await?;
-    app.audit(&meta, &Actor::from(&principal), Event::new("auth.mfa_enroll_start", format!("user:{}", user.id)))
+    app.audit(&meta, &Actor::from(&principal), Record::new("auth.mfa_enroll_start", format!("user:{}", user.id)))
         .await?;
     Ok(axum::Json(MfaEnrollment {
         secret: enrollment.secret,
@@ -169,8 +169,8 @@ async fn confirm_mfa(
     crate::connections::access::user_changed(&app, &user, after.as_ref());
     // Whatever was signed in or minted with the password alone must now prove the second factor.
     let revoked = revoke_credentials(&app, user.id).await?;
-    let event = Event::new("auth.mfa_enroll", format!("user:{}", user.id)).details(revoked);
-    app.audit(&meta, &Actor::from(&principal), event).await?;
+    let record = Record::new("auth.mfa_enroll", format!("user:{}", user.id)).details(revoked);
+    app.audit(&meta, &Actor::from(&principal), record).await?;
     Ok(axum::Json(RecoveryCodes { recovery_codes: codes }))
 }
 
@@ -198,7 +198,7 @@ async fn disable_mfa(
     crate::connections::access::user_changed(&app, &user, after.as_ref());
     // Sign-ins made with the second factor no longer reflect the account's protection.
     app.store.revoke_user_refresh_tokens(user.id).await?;
-    app.audit(&meta, &Actor::from(&principal), Event::new("auth.mfa_disable", format!("user:{}", user.id))).await?;
+    app.audit(&meta, &Actor::from(&principal), Record::new("auth.mfa_disable", format!("user:{}", user.id))).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -213,8 +213,8 @@ async fn require_totp(
     if verify_totp(app, user, code).await? {
         return Ok(());
     }
-    let event = Event::new(action, format!("user:{}", user.id)).outcome(Outcome::Failure);
-    app.audit(meta, &Actor::from(principal), event.details(json!({"reason": "invalid_mfa_code"}))).await?;
+    let record = Record::new(action, format!("user:{}", user.id)).outcome(Outcome::Failure);
+    app.audit(meta, &Actor::from(principal), record.details(json!({"reason": "invalid_mfa_code"}))).await?;
     Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_mfa_code", "the code is wrong, expired or already used"))
 }
 
@@ -317,8 +317,8 @@ async fn create_api_key(
         })
         .await?;
     let details = json!({"name": created.name, "expires_at": created.expires_at, "mfa": created.mfa});
-    let event = Event::new("api_key.create", format!("api_key:{}", created.id)).details(details);
-    app.audit(&meta, &Actor::from(&principal), event).await?;
+    let record = Record::new("api_key.create", format!("api_key:{}", created.id)).details(details);
+    app.audit(&meta, &Actor::from(&principal), record).await?;
     Ok((StatusCode::CREATED, axum::Json(CreatedApiKey { view: created.into(), key })))
 }
 
@@ -334,6 +334,6 @@ async fn delete_api_key(
         return Err(ApiError::not_found("API key"));
     }
     crate::connections::access::api_keys_revoked(&app, principal.user_id, Some(id));
-    app.audit(&meta, &Actor::from(&principal), Event::new("api_key.delete", format!("api_key:{id}"))).await?;
+    app.audit(&meta, &Actor::from(&principal), Record::new("api_key.delete", format!("api_key:{id}"))).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::{Json, List, PageQuery, Path, Query};
 use crate::app::{App, AppState};
-use crate::audit::{Actor, Event, Outcome};
+use crate::audit::{Actor, Outcome, Record};
 use crate::auth::Principal;
 use crate::auth::secrets::{random_token, sha256_hex};
 use crate::context::RequestMeta;
@@ -100,8 +100,8 @@ async fn create_session(
     let org = app.store.get_org(Scope::Platform, principal.org_id).await?.ok_or_else(ApiError::unauthorized)?;
     let usage = app.store.usage(principal.org_id, principal.user_id).await?;
     if let Some(message) = quota_breach(&org.quotas, &usage, &template) {
-        let event = Event::new("session.create", format!("template:{}", template.id)).outcome(Outcome::Denied);
-        app.audit(&meta, &Actor::from(&principal), event.details(json!({"reason": message}))).await?;
+        let record = Record::new("session.create", format!("template:{}", template.id)).outcome(Outcome::Denied);
+        app.audit(&meta, &Actor::from(&principal), record.details(json!({"reason": message}))).await?;
         return Err(ApiError::new(StatusCode::FORBIDDEN, "quota_exceeded", message));
     }
     let session = app
@@ -115,9 +115,9 @@ async fn create_session(
         })
         .await?;
     let actor = Actor::from(&principal);
-    let event =
-        Event::new("session.create", format!("session:{}", session.id)).details(json!({"template": template.name}));
-    app.audit(&meta, &actor, event).await?;
+    let record =
+        Record::new("session.create", format!("session:{}", session.id)).details(json!({"template": template.name}));
+    app.audit(&meta, &actor, record).await?;
     let session = app.schedule(&session, &Cause { actor: &actor, meta: &meta }).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(SessionView::load(&app, session).await?)))
 }
@@ -182,7 +182,7 @@ async fn request(
         _ => "session.stop",
     };
     let result = app.advance(&session, event, Detail::default(), &Cause { actor: &actor, meta }).await;
-    let audit = Event::new(action, format!("session:{id}")).org(session.org_id);
+    let audit = Record::new(action, format!("session:{id}")).org(session.org_id);
     let audit = match &result {
         Ok(_) => audit,
         Err(err) => audit.outcome(Outcome::Denied).details(json!({"reason": err.message})),
@@ -262,8 +262,8 @@ async fn connect_session(
             expires_at: app.clock.now() + chrono::Duration::seconds(TICKET_TTL_SECS),
         })
         .await?;
-    let event = Event::new("session.connect", format!("session:{id}")).org(session.org_id);
-    app.audit(&meta, &Actor::from(&principal), event).await?;
+    let record = Record::new("session.connect", format!("session:{id}")).org(session.org_id);
+    app.audit(&meta, &Actor::from(&principal), record).await?;
     let url = format!("{}?ticket={ticket}", crate::proxy::session_url(&app.config, id));
     let org = app.store.get_org(Scope::Platform, session.org_id).await?;
     Ok(axum::Json(ConnectUrl { url, clipboard: org.is_some_and(|org| org.allow_clipboard) }))

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::{Json, List, PageQuery, Path, Query, validate_slug};
 use crate::app::{App, AppState};
-use crate::audit::{Actor, Event};
+use crate::audit::{Actor, Record};
 use crate::auth::Principal;
 use crate::context::RequestMeta;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -196,10 +196,10 @@ async fn create_template(
             egress_allow: body.egress_allow,
         })
         .await?;
-    let event = Event::new("template.create", format!("template:{}", template.id))
+    let record = Record::new("template.create", format!("template:{}", template.id))
         .org(org_id)
         .details(json!({"name": template.name, "image": template.image}));
-    app.audit(&meta, &Actor::from(&principal), event).await?;
+    app.audit(&meta, &Actor::from(&principal), record).await?;
     Ok((StatusCode::CREATED, axum::Json(template)))
 }
 
@@ -241,10 +241,10 @@ async fn update_template(
         .update_template(principal.scope(), id, patch)
         .await?
         .ok_or_else(|| ApiError::not_found("template"))?;
-    let event = Event::new("template.update", format!("template:{id}"))
+    let record = Record::new("template.update", format!("template:{id}"))
         .org(template.org_id)
         .details(json!({"name": template.name}));
-    app.audit(&meta, &Actor::from(&principal), event).await?;
+    app.audit(&meta, &Actor::from(&principal), record).await?;
     Ok(axum::Json(template))
 }
 
@@ -261,9 +261,9 @@ async fn delete_template(
     if !app.store.delete_template(principal.scope(), id).await? {
         return Err(ApiError::not_found("template"));
     }
-    let event = Event::new("template.delete", format!("template:{id}"))
+    let record = Record::new("template.delete", format!("template:{id}"))
         .org(current.org_id)
         .details(json!({"name": current.name}));
-    app.audit(&meta, &Actor::from(&principal), event).await?;
+    app.audit(&meta, &Actor::from(&principal), record).await?;
     Ok(StatusCode::NO_CONTENT)
 }

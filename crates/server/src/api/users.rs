@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::{Json, List, PageQuery, Path, Query};
 use crate::app::{App, AppState};
-use crate::audit::{Actor, Event};
+use crate::audit::{Actor, Record};
 use crate::auth::{Principal, password};
 use crate::context::RequestMeta;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -115,10 +115,10 @@ async fn create_user(
     let password_hash = password::hash_off_thread(body.password).await.map_err(ApiError::internal)?;
     let user =
         app.store.create_user(NewUser { org_id, username: body.username, password_hash, role: body.role }).await?;
-    let event = Event::new("user.create", format!("user:{}", user.id))
+    let record = Record::new("user.create", format!("user:{}", user.id))
         .org(org_id)
         .details(json!({"username": user.username, "role": user.role}));
-    app.audit(&meta, &Actor::from(&principal), event).await?;
+    app.audit(&meta, &Actor::from(&principal), record).await?;
     Ok((StatusCode::CREATED, axum::Json(user.into())))
 }
 
@@ -175,8 +175,8 @@ async fn update_user(
     } else if user.disabled {
         app.store.revoke_user_refresh_tokens(id).await?;
     }
-    let event = Event::new("user.update", format!("user:{id}")).org(user.org_id).details(details);
-    app.audit(&meta, &Actor::from(&principal), event).await?;
+    let record = Record::new("user.update", format!("user:{id}")).org(user.org_id).details(details);
+    app.audit(&meta, &Actor::from(&principal), record).await?;
     Ok(axum::Json(user.into()))
 }
 
@@ -198,9 +198,9 @@ async fn delete_user(
         return Err(ApiError::not_found("user"));
     }
     crate::connections::access::user_changed(&app, &target, None);
-    let event = Event::new("user.delete", format!("user:{id}"))
+    let record = Record::new("user.delete", format!("user:{id}"))
         .org(target.org_id)
         .details(json!({"username": target.username}));
-    app.audit(&meta, &Actor::from(&principal), event).await?;
+    app.audit(&meta, &Actor::from(&principal), record).await?;
     Ok(StatusCode::NO_CONTENT)
 }

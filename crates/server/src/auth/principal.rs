@@ -9,7 +9,7 @@ use streamspace_store::{Role, Scope, User};
 use uuid::Uuid;
 
 use crate::app::{App, AppState};
-use crate::audit::{Actor, Event};
+use crate::audit::{Actor, Record};
 use crate::auth::secrets::sha256_hex;
 use crate::context::RequestMeta;
 use crate::error::{ApiError, ApiResult};
@@ -86,7 +86,8 @@ async fn authenticate_api_key(parts: &Parts, app: &AppState, key: &str) -> ApiRe
     app.store.touch_api_key(found.id, now).await?;
     let principal = Principal::new(&user, found.mfa, Credential::ApiKey(found.id), found.expires_at);
     let meta = RequestMeta::from_parts(parts, app);
-    app.audit(&meta, &Actor::from(&principal), Event::new("auth.api_key_use", format!("api_key:{}", found.id))).await?;
+    app.audit(&meta, &Actor::from(&principal), Record::new("auth.api_key_use", format!("api_key:{}", found.id)))
+        .await?;
     Ok(principal)
 }
 

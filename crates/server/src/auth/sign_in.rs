@@ -7,7 +7,7 @@ use streamspace_store::{RefreshOutcome, RefreshToken, Scope, User};
 use uuid::Uuid;
 
 use crate::app::App;
-use crate::audit::{Actor, Event, Outcome};
+use crate::audit::{Actor, Outcome, Record};
 use crate::auth::mfa::{normalize_recovery_code, verify_totp};
 use crate::auth::secrets::{random_token, sha256_hex};
 use crate::auth::throttle::{Attempt, Key, Refusal};
@@ -64,8 +64,8 @@ pub async fn sign_in(app: &App, meta: &RequestMeta, credentials: Credentials) ->
     }
 
     let issued = issue(app, user, mfa, Uuid::now_v7()).await?;
-    let event = Event::new("auth.login", format!("user:{}", issued.user.id)).details(json!({"mfa": mfa}));
-    app.audit(meta, &actor, event).await?;
+    let record = Record::new("auth.login", format!("user:{}", issued.user.id)).details(json!({"mfa": mfa}));
+    app.audit(meta, &actor, record).await?;
     Ok(issued)
 }
 
@@ -86,14 +86,14 @@ pub async fn refresh(app: &App, meta: &RequestMeta, token: &str) -> ApiResult<Re
             };
             let actor = Actor::from(&user);
             let issued = issue(app, user, spent.mfa, spent.family_id).await?;
-            app.audit(meta, &actor, Event::new("auth.refresh", format!("user:{}", issued.user.id))).await?;
+            app.audit(meta, &actor, Record::new("auth.refresh", format!("user:{}", issued.user.id))).await?;
             Ok(Refreshed::Renewed(issued))
         }
         RefreshOutcome::Reused { user_id, family_id } => {
             let user = app.store.get_user(Scope::Platform, user_id).await?;
             let actor = user.as_ref().map_or_else(Actor::system, Actor::from);
-            let event = Event::new("auth.refresh_reuse", format!("user:{user_id}")).outcome(Outcome::Denied);
-            app.audit(meta, &actor, event.details(json!({"family_id": family_id}))).await?;
+            let record = Record::new("auth.refresh_reuse", format!("user:{user_id}")).outcome(Outcome::Denied);
+            app.audit(meta, &actor, record.details(json!({"family_id": family_id}))).await?;
             let message = "this refresh token was already used; every session of its sign-in has been revoked";
             Ok(Refreshed::Refused(ApiError::new(StatusCode::UNAUTHORIZED, "refresh_token_reused", message)))
         }
@@ -156,8 +156,8 @@ async fn record_failure(
     reason: &str,
 ) -> ApiResult<()> {
     audit_lockouts(app, meta, actor, attempt).await?;
-    let event = Event::new("auth.login", format!("user:{}", actor.name)).outcome(Outcome::Failure);
-    app.audit(meta, actor, event.details(json!({"reason": reason}))).await
+    let record = Record::new("auth.login", format!("user:{}", actor.name)).outcome(Outcome::Failure);
+    app.audit(meta, actor, record.details(json!({"reason": reason}))).await
 }
 
 /// Counts `attempt` as failed and audits the lockouts it caused.
@@ -170,7 +170,7 @@ async fn audit_lockouts(app: &App, meta: &RequestMeta, actor: &Actor, attempt: A
             Key::Account(name) => (format!("user:{name}"), json!({"scope": "account"})),
             Key::Address(address) => (format!("ip:{address}"), json!({"scope": "address"})),
         };
-        app.audit(meta, actor, Event::new("auth.lockout", target).outcome(Outcome::Denied).details(details)).await?;
+        app.audit(meta, actor, Record::new("auth.lockout", target).outcome(Outcome::Denied).details(details)).await?;
     }
     Ok(())
 }
@@ -213,8 +213,8 @@ async fn check_second_factor(
         (None, None) => {
             // The password was right and no code was guessed: the client asks for the code next.
             attempt.withdraw();
-            let event = Event::new("auth.login", target).outcome(Outcome::Failure);
-            app.audit(meta, actor, event.details(json!({"reason": "mfa_required"}))).await?;
+            let record = Record::new("auth.login", target).outcome(Outcome::Failure);
+            app.audit(meta, actor, record.details(json!({"reason": "mfa_required"}))).await?;
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "mfa_required",
@@ -225,16 +225,16 @@ async fn check_second_factor(
         (None, Some(code)) => {
             let used = app.store.use_recovery_code(user.id, &sha256_hex(&normalize_recovery_code(&code))).await?;
             if used {
-                app.audit(meta, actor, Event::new("auth.mfa_recovery_code_used", target.clone())).await?;
+                app.audit(meta, actor, Record::new("auth.mfa_recovery_code_used", target.clone())).await?;
             }
             used
         }
     };
     if passed {
         attempt.succeeded();
-        app.audit(meta, actor, Event::new("auth.mfa_verify", target)).await
+        app.audit(meta, actor, Record::new("auth.mfa_verify", target)).await
     } else {
-        app.audit(meta, actor, Event::new("auth.mfa_verify", target).outcome(Outcome::Failure)).await?;
+        app.audit(meta, actor, Record::new("auth.mfa_verify", target).outcome(Outcome::Failure)).await?;
         record_failure(app, meta, actor, attempt, "invalid_mfa_code").await?;
         Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_mfa_code", "the code is wrong, expired or already used"))
     }

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::{Kind, Open};
 use crate::app::{App, AppState};
 use crate::auth::policy::may_open_session;
-use crate::events::Change;
+use crate::bus::Change;
 
 /// How long the proxy reuses an answer.
 const FRESH_FOR: Duration = Duration::from_secs(2);

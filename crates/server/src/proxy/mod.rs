@@ -9,7 +9,7 @@
 //! streamer answers may set cookies or let another page frame it.
 
 pub mod forward;
-pub mod routes;
+pub mod session_cache;
 pub mod streamer;
 
 use std::net::SocketAddr;
@@ -30,7 +30,7 @@ use crate::auth::secrets::sha256_hex;
 use crate::auth::session_grant::Grant;
 use crate::config::Config;
 use crate::error::ApiError;
-use routes::Route;
+use session_cache::CachedSession;
 
 const PREFIX: &str = "/api/v1/http/";
 /// How long the session cookie lasts; opening the session again renews it.
@@ -158,15 +158,15 @@ async fn proxy(State(app): State<AppState>, request: Request<Body>) -> Response<
     let Some(grant) = grant else {
         return error(StatusCode::UNAUTHORIZED, "unauthorized", "open this session from StreamSpace");
     };
-    let route = match route(&app, session_id).await {
-        Ok(route) => route,
+    let cached = match cached_session(&app, session_id).await {
+        Ok(cached) => cached,
         Err(response) => return *response,
     };
     if let Err(response) = check_access(&app, grant).await {
         return *response;
     }
-    let Some(endpoint) = route.endpoint.filter(|_| route.state == SessionState::Running) else {
-        return not_ready(route.state);
+    let Some(endpoint) = cached.endpoint.filter(|_| cached.state == SessionState::Running) else {
+        return not_ready(cached.state);
     };
     if forward::is_upgrade(request.headers()) && !same_origin(request.headers(), &app.config.session_origin(session_id))
     {
@@ -189,7 +189,7 @@ async fn proxy(State(app): State<AppState>, request: Request<Body>) -> Response<
         Err(response) => return *response,
     };
     let mut response =
-        forward::forward(&app.http, request, upstream, credential, client_ip, route.traffic, tunnel).await;
+        forward::forward(&app.http, request, upstream, credential, client_ip, cached.traffic, tunnel).await;
     confine(response.headers_mut(), &app.origins.frame_ancestors);
     response
 }
@@ -265,10 +265,11 @@ fn not_ready(state: SessionState) -> Response<Body> {
     response
 }
 
-/// The session's route, from the cache or the store. Ended or vanished sessions answer 404.
-async fn route(app: &App, session_id: Uuid) -> Result<Route, Box<Response<Body>>> {
-    if let Some(route) = app.routes.fresh(session_id) {
-        return Ok(route);
+/// What the proxy needs of the session, from the cache or the store. Ended or vanished sessions
+/// answer 404.
+async fn cached_session(app: &App, session_id: Uuid) -> Result<CachedSession, Box<Response<Body>>> {
+    if let Some(cached) = app.session_cache.fresh(session_id) {
+        return Ok(cached);
     }
     let session = app
         .store
@@ -277,10 +278,10 @@ async fn route(app: &App, session_id: Uuid) -> Result<Route, Box<Response<Body>>
         .map_err(|err| Box::new(ApiError::from(err).into_response()))?;
     match session {
         Some(session) if !session.state.is_terminal() => {
-            Ok(app.routes.store(session_id, session.state, session.endpoint))
+            Ok(app.session_cache.store(session_id, session.state, session.endpoint))
         }
         _ => {
-            app.routes.forget(session_id);
+            app.session_cache.forget(session_id);
             Err(Box::new(error(StatusCode::NOT_FOUND, "not_found", "no such session")))
         }
     }

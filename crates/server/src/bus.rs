@@ -1,8 +1,8 @@
-//! Live updates: changes to sessions and agents, published to whoever may see them.
+//! The change bus: changes to sessions and agents, published for the live-update stream (which
+//! shows each to whoever may see it) and for the connections that end with a session.
 
 use serde::Serialize;
 use tokio::sync::broadcast;
-
 use uuid::Uuid;
 
 use crate::app::App;

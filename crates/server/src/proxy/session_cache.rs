@@ -1,5 +1,5 @@
-//! What the proxy needs to know of each session, cached briefly so the hot path rarely touches
-//! the store, and the traffic it counts.
+//! The session proxy's cache of sessions: what it needs to know of each (state and endpoint),
+//! kept briefly so the hot path rarely touches the store, and the traffic it counts.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -13,7 +13,7 @@ use uuid::Uuid;
 const FRESH_FOR: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
-pub struct Route {
+pub struct CachedSession {
     pub state: SessionState,
     pub endpoint: Option<String>,
     pub traffic: Arc<Traffic>,
@@ -37,29 +37,29 @@ impl Traffic {
 }
 
 struct Entry {
-    route: Route,
+    session: CachedSession,
     loaded: Instant,
 }
 
 #[derive(Default)]
-pub struct RouteCache {
+pub struct SessionCache {
     entries: RwLock<HashMap<Uuid, Entry>>,
 }
 
-impl RouteCache {
-    /// The cached route if it is fresh.
-    pub fn fresh(&self, id: Uuid) -> Option<Route> {
+impl SessionCache {
+    /// The cached session if it is fresh.
+    pub fn fresh(&self, id: Uuid) -> Option<CachedSession> {
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-        entries.get(&id).filter(|e| e.loaded.elapsed() < FRESH_FOR).map(|e| e.route.clone())
+        entries.get(&id).filter(|e| e.loaded.elapsed() < FRESH_FOR).map(|e| e.session.clone())
     }
 
     /// Records what the store says, keeping the session's traffic counters.
-    pub fn store(&self, id: Uuid, state: SessionState, endpoint: Option<String>) -> Route {
+    pub fn store(&self, id: Uuid, state: SessionState, endpoint: Option<String>) -> CachedSession {
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
-        let traffic = entries.get(&id).map(|e| e.route.traffic.clone()).unwrap_or_default();
-        let route = Route { state, endpoint, traffic };
-        entries.insert(id, Entry { route: route.clone(), loaded: Instant::now() });
-        route
+        let traffic = entries.get(&id).map(|e| e.session.traffic.clone()).unwrap_or_default();
+        let cached = CachedSession { state, endpoint, traffic };
+        entries.insert(id, Entry { session: cached.clone(), loaded: Instant::now() });
+        cached
     }
 
     /// Forgets a session's cached state (it changed), keeping its counters.
@@ -76,7 +76,7 @@ impl RouteCache {
         entries
             .iter()
             .filter_map(|(id, entry)| {
-                let traffic = &entry.route.traffic;
+                let traffic = &entry.session.traffic;
                 let last = traffic.last_activity_ms.load(Ordering::Relaxed);
                 (last > traffic.flushed_ms.swap(last, Ordering::Relaxed)).then_some((*id, last))
             })
@@ -95,12 +95,12 @@ mod tests {
 
     #[test]
     fn counters_survive_refreshes_and_activity_is_taken_once() {
-        let cache = RouteCache::default();
+        let cache = SessionCache::default();
         let id = Uuid::now_v7();
-        let route = cache.store(id, SessionState::Running, Some("http://x".into()));
-        route.traffic.touch();
+        let cached = cache.store(id, SessionState::Running, Some("http://x".into()));
+        cached.traffic.touch();
         let again = cache.store(id, SessionState::Running, Some("http://x".into()));
-        assert!(Arc::ptr_eq(&route.traffic, &again.traffic));
+        assert!(Arc::ptr_eq(&cached.traffic, &again.traffic));
         assert_eq!(cache.take_activity().len(), 1);
         assert!(cache.take_activity().is_empty());
         assert!(cache.fresh(id).is_some());
