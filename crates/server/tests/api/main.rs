@@ -6,6 +6,7 @@ mod hostile_agents;
 mod listeners;
 mod mfa;
 mod openapi;
+mod request_logs;
 mod resources;
 mod revocation;
 mod signin;
