@@ -15,9 +15,10 @@ use uuid::Uuid;
 use super::{Json, List, Path};
 use crate::app::{App, AppState};
 use crate::audit::{Actor, Outcome, Record};
-use crate::auth::mfa::{normalize_recovery_code, recovery_codes, verify_totp};
+use crate::auth::mfa::{normalize_recovery_code, recovery_codes, require_totp};
 use crate::auth::principal::{API_KEY_PREFIX, MfaSetupPrincipal};
 use crate::auth::secrets::{random_token, sha256_hex};
+use crate::auth::sign_in;
 use crate::auth::{Principal, password, totp};
 use crate::context::RequestMeta;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -97,7 +98,7 @@ async fn change_password(
         UserPatch { password_hash: Some(hash), sessions_revoked_at: Some(app.clock.now()), ..UserPatch::default() };
     let after = app.store.update_user(Scope::Platform, user.id, patch).await?;
     crate::connections::access::user_changed(&app, &user, after.as_ref());
-    let revoked = revoke_credentials(&app, user.id).await?;
+    let revoked = sign_in::revoke_credentials(&app, user.id).await?;
     app.audit(&meta, &actor, Record::new("user.password_change", target).details(revoked)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -159,7 +160,7 @@ async fn confirm_mfa(
     if user.mfa_enabled || user.mfa_secret.is_none() {
         return Err(ApiError::conflict("there is no MFA enrollment to confirm; start one at /api/v1/me/mfa/enroll"));
     }
-    require_totp(&app, &meta, &principal, &user, &body.code, "auth.mfa_enroll").await?;
+    require_totp(&app, &meta, &Actor::from(&principal), &user, &body.code, "auth.mfa_enroll").await?;
     let codes = recovery_codes();
     let hashes: Vec<String> = codes.iter().map(|code| sha256_hex(&normalize_recovery_code(code))).collect();
     app.store.replace_recovery_codes(user.id, &hashes).await?;
@@ -168,7 +169,7 @@ async fn confirm_mfa(
     let after = app.store.update_user(Scope::Platform, user.id, patch).await?;
     crate::connections::access::user_changed(&app, &user, after.as_ref());
     // Whatever was signed in or minted with the password alone must now prove the second factor.
-    let revoked = revoke_credentials(&app, user.id).await?;
+    let revoked = sign_in::revoke_credentials(&app, user.id).await?;
     let record = Record::new("auth.mfa_enroll", format!("user:{}", user.id)).details(revoked);
     app.audit(&meta, &Actor::from(&principal), record).await?;
     Ok(axum::Json(RecoveryCodes { recovery_codes: codes }))
@@ -186,7 +187,7 @@ async fn disable_mfa(
     if !user.mfa_enabled {
         return Err(ApiError::conflict("MFA is not enabled"));
     }
-    require_totp(&app, &meta, &principal, &user, &body.code, "auth.mfa_disable").await?;
+    require_totp(&app, &meta, &Actor::from(&principal), &user, &body.code, "auth.mfa_disable").await?;
     app.store.replace_recovery_codes(user.id, &[]).await?;
     let patch = UserPatch {
         mfa_enabled: Some(false),
@@ -200,31 +201,6 @@ async fn disable_mfa(
     app.store.revoke_user_refresh_tokens(user.id).await?;
     app.audit(&meta, &Actor::from(&principal), Record::new("auth.mfa_disable", format!("user:{}", user.id))).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-async fn require_totp(
-    app: &App,
-    meta: &RequestMeta,
-    principal: &Principal,
-    user: &User,
-    code: &str,
-    action: &'static str,
-) -> ApiResult<()> {
-    if verify_totp(app, user, code).await? {
-        return Ok(());
-    }
-    let record = Record::new(action, format!("user:{}", user.id)).outcome(Outcome::Failure);
-    app.audit(meta, &Actor::from(principal), record.details(json!({"reason": "invalid_mfa_code"}))).await?;
-    Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_mfa_code", "the code is wrong, expired or already used"))
-}
-
-/// Revokes every refresh token family and every API key of the user, and ends the event streams
-/// opened with those keys. Returns what was revoked, for the audit record.
-pub async fn revoke_credentials(app: &App, user_id: Uuid) -> ApiResult<serde_json::Value> {
-    app.store.revoke_user_refresh_tokens(user_id).await?;
-    let api_keys = app.store.delete_user_api_keys(user_id).await?;
-    crate::connections::access::api_keys_revoked(app, user_id, None);
-    Ok(json!({"refresh_tokens_revoked": true, "api_keys_revoked": api_keys}))
 }
 
 #[derive(Serialize, ToSchema)]

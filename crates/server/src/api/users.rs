@@ -171,7 +171,7 @@ async fn update_user(
     crate::connections::access::user_changed(&app, &target, Some(&user));
     let mut details = json!({"role": body.role, "disabled": body.disabled, "password_reset": password_changed});
     if password_changed {
-        details["revoked"] = super::me::revoke_credentials(&app, id).await?;
+        details["revoked"] = crate::auth::sign_in::revoke_credentials(&app, id).await?;
     } else if user.disabled {
         app.store.revoke_user_refresh_tokens(id).await?;
     }

@@ -1,10 +1,14 @@
 //! The second factor: TOTP codes, each usable once, and recovery codes in their place.
 
+use axum::http::StatusCode;
 use rand::Rng;
+use serde_json::json;
 use streamspace_store::User;
 
 use crate::app::App;
+use crate::audit::{Actor, Outcome, Record};
 use crate::auth::totp;
+use crate::context::RequestMeta;
 use crate::error::{ApiError, ApiResult};
 
 /// How many recovery codes an enrollment hands out.
@@ -22,6 +26,29 @@ pub async fn verify_totp(app: &App, user: &User, code: &str) -> ApiResult<bool> 
         Some(step) => Ok(app.store.claim_totp_step(user.id, step).await?),
         None => Ok(false),
     }
+}
+
+/// Passes when `code` is a current, unused TOTP code of the user; otherwise audits `action` as
+/// failed.
+pub async fn require_totp(
+    app: &App,
+    meta: &RequestMeta,
+    actor: &Actor,
+    user: &User,
+    code: &str,
+    action: &'static str,
+) -> ApiResult<()> {
+    if verify_totp(app, user, code).await? {
+        return Ok(());
+    }
+    let record = Record::new(action, format!("user:{}", user.id)).outcome(Outcome::Failure);
+    app.audit(meta, actor, record.details(json!({"reason": "invalid_mfa_code"}))).await?;
+    Err(invalid_code())
+}
+
+/// The answer to a wrong, expired or reused code.
+pub fn invalid_code() -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "invalid_mfa_code", "the code is wrong, expired or already used")
 }
 
 /// Recovery codes are compared without case or separators, the way people type them.

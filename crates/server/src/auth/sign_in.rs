@@ -1,5 +1,5 @@
-//! Signing in: the password under the sign-in limits, the second factor, and the tokens a
-//! sign-in or a refresh hands out.
+//! Signing in: the password under the sign-in limits, the second factor, the tokens a sign-in or
+//! a refresh hands out, and revoking them all.
 
 use axum::http::StatusCode;
 use serde_json::json;
@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::app::App;
 use crate::audit::{Actor, Outcome, Record};
-use crate::auth::mfa::{normalize_recovery_code, verify_totp};
+use crate::auth::mfa::{invalid_code, normalize_recovery_code, verify_totp};
 use crate::auth::secrets::{random_token, sha256_hex};
 use crate::auth::throttle::{Attempt, Key, Refusal};
 use crate::context::RequestMeta;
@@ -236,6 +236,15 @@ async fn check_second_factor(
     } else {
         app.audit(meta, actor, Record::new("auth.mfa_verify", target).outcome(Outcome::Failure)).await?;
         record_failure(app, meta, actor, attempt, "invalid_mfa_code").await?;
-        Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_mfa_code", "the code is wrong, expired or already used"))
+        Err(invalid_code())
     }
+}
+
+/// Revokes every refresh token family and every API key of the user, and ends the event streams
+/// opened with those keys. Returns what was revoked, for the audit record.
+pub async fn revoke_credentials(app: &App, user_id: Uuid) -> ApiResult<serde_json::Value> {
+    app.store.revoke_user_refresh_tokens(user_id).await?;
+    let api_keys = app.store.delete_user_api_keys(user_id).await?;
+    crate::connections::access::api_keys_revoked(app, user_id, None);
+    Ok(json!({"refresh_tokens_revoked": true, "api_keys_revoked": api_keys}))
 }
