@@ -23,6 +23,7 @@ pub enum Credential {
     ApiKey(Uuid),
 }
 
+/// Who is calling. What they may see or do is decided in [`crate::auth::policy`].
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub user_id: Uuid,
