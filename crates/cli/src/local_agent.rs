@@ -4,8 +4,8 @@ use std::io::Write;
 
 use streamspace_proto::hub::Platform;
 use streamspace_server::App;
-use streamspace_server::api::agents::{AGENT_TOKEN_PREFIX, BUILTIN_LABEL};
 use streamspace_server::auth::secrets::{random_token, sha256_hex};
+use streamspace_server::hub::{AGENT_TOKEN_PREFIX, BUILTIN_LABEL};
 use streamspace_store::NewAgent;
 
 const NAME: &str = "local";

@@ -27,11 +27,11 @@ pub struct App {
     /// Agents connected to this replica.
     pub hub: crate::hub::registry::Registry,
     /// Live updates for the UI.
-    pub bus: crate::events::Bus,
+    pub bus: crate::bus::Bus,
     /// Keys session proxy cookies and the streamers' master tokens.
     pub session_key: [u8; 32],
     /// The session proxy's view of sessions and their traffic.
-    pub routes: crate::proxy::routes::RouteCache,
+    pub session_cache: crate::proxy::session_cache::SessionCache,
     /// The session proxy's view of the settings: session domain, cookie, framing policy.
     pub origins: crate::proxy::Origins,
     /// The session proxy's connection pool to streamers.
@@ -70,7 +70,7 @@ impl App {
             hub: Default::default(),
             bus: Default::default(),
             session_key,
-            routes: crate::proxy::routes::RouteCache::new(clock.clone()),
+            session_cache: crate::proxy::session_cache::SessionCache::new(clock.clone()),
             origins: crate::proxy::Origins::new(&config),
             http: crate::proxy::forward::client(),
             bound: Default::default(),

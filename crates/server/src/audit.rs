@@ -1,7 +1,7 @@
-//! Writing audit events. Every mutating call and every auth event goes through here.
+//! Writing the audit log. Every mutating call and every auth event goes through here.
 
 use serde_json::Value;
-use streamspace_store::NewAuditEvent;
+use streamspace_store::{NewAuditEvent, User};
 use uuid::Uuid;
 
 use crate::app::App;
@@ -44,15 +44,21 @@ impl Actor {
     }
 }
 
+impl From<&User> for Actor {
+    fn from(user: &User) -> Actor {
+        Actor { id: Some(user.id), name: user.username.clone(), org_id: Some(user.org_id) }
+    }
+}
+
 impl From<&Principal> for Actor {
     fn from(principal: &Principal) -> Actor {
         Actor { id: Some(principal.user_id), name: principal.username.clone(), org_id: Some(principal.org_id) }
     }
 }
 
-/// One event to record. `org_id` is the organization the event concerns (whose admins may read
-/// it); it defaults to the actor's.
-pub struct Event {
+/// One record for the audit log: an action on a target, with its outcome. `org_id` is the
+/// organization it concerns (whose admins may read it); it defaults to the actor's.
+pub struct Record {
     pub action: &'static str,
     pub target: String,
     pub outcome: Outcome,
@@ -60,46 +66,46 @@ pub struct Event {
     pub details: Value,
 }
 
-impl Event {
-    pub fn new(action: &'static str, target: impl Into<String>) -> Event {
-        Event { action, target: target.into(), outcome: Outcome::Success, org_id: None, details: Value::Null }
+impl Record {
+    pub fn new(action: &'static str, target: impl Into<String>) -> Record {
+        Record { action, target: target.into(), outcome: Outcome::Success, org_id: None, details: Value::Null }
     }
 
-    pub fn outcome(mut self, outcome: Outcome) -> Event {
+    pub fn outcome(mut self, outcome: Outcome) -> Record {
         self.outcome = outcome;
         self
     }
 
-    /// The org the event concerns; `None` (a global object) leaves it to the actor's org.
-    pub fn org(mut self, org_id: impl Into<Option<Uuid>>) -> Event {
+    /// The org the record concerns; `None` (a global object) leaves it to the actor's org.
+    pub fn org(mut self, org_id: impl Into<Option<Uuid>>) -> Record {
         self.org_id = org_id.into();
         self
     }
 
-    pub fn details(mut self, details: Value) -> Event {
+    pub fn details(mut self, details: Value) -> Record {
         self.details = details;
         self
     }
 }
 
 impl App {
-    pub async fn audit(&self, meta: &RequestMeta, actor: &Actor, event: Event) -> ApiResult<()> {
-        let record = NewAuditEvent {
+    pub async fn audit(&self, meta: &RequestMeta, actor: &Actor, record: Record) -> ApiResult<()> {
+        let entry = NewAuditEvent {
             time: self.clock.now(),
             actor_id: actor.id,
             actor_name: actor.name.clone(),
-            org_id: event.org_id.or(actor.org_id),
-            action: event.action.to_owned(),
-            target: event.target,
-            result: event.outcome.as_str().to_owned(),
+            org_id: record.org_id.or(actor.org_id),
+            action: record.action.to_owned(),
+            target: record.target,
+            result: record.outcome.as_str().to_owned(),
             client_ip: Some(meta.client_ip.to_string()),
             user_agent: meta.user_agent.clone(),
             trace_id: meta.trace_id.clone(),
-            details: event.details,
+            details: record.details,
         };
         // A head that does not hold is the operator's problem, not the caller's: it is logged and
         // the request fails as an internal error.
-        self.store.append_audit(&self.audit_key, record).await.map_err(ApiError::internal)?;
+        self.store.append_audit(&self.audit_key, entry).await.map_err(ApiError::internal)?;
         Ok(())
     }
 }

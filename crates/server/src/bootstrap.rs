@@ -3,10 +3,11 @@
 use streamspace_store::{NewTemplate, NewUser, Role};
 
 use crate::app::App;
-use crate::audit::{Actor, Event};
+use crate::audit::{Actor, Record};
 use crate::auth::password;
 use crate::auth::secrets::random_token;
 use crate::context::RequestMeta;
+use crate::template_defaults;
 
 pub const DEFAULT_ORG: &str = "default";
 pub const ADMIN_USERNAME: &str = "admin";
@@ -41,11 +42,11 @@ pub async fn run(app: &App) -> anyhow::Result<Outcome> {
         app.store.create_template(template).await?;
     }
     let meta = RequestMeta::internal();
-    let event = Event::new("system.bootstrap", format!("org:{}", org.id)).org(org.id).details(serde_json::json!({
+    let record = Record::new("system.bootstrap", format!("org:{}", org.id)).org(org.id).details(serde_json::json!({
         "admin": admin.id,
         "templates": catalog().len(),
     }));
-    app.audit(&meta, &Actor::system(), event).await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    app.audit(&meta, &Actor::system(), record).await.map_err(|e| anyhow::anyhow!("{}", e.message))?;
     tracing::info!(org = %org.id, admin = %admin.id, "bootstrapped a new installation");
     Ok(Outcome::Bootstrapped { generated_password: generated })
 }
@@ -72,10 +73,10 @@ pub fn catalog() -> Vec<NewTemplate> {
             icon,
             image: format!("streamspace/{name}:latest"),
             env: Default::default(),
-            cpu_millis: 2000,
+            cpu_millis: template_defaults::CPU_MILLIS,
             memory_mb,
-            shm_mb: 512,
-            port: crate::api::templates::DEFAULT_PORT,
+            shm_mb: template_defaults::SHM_MB,
+            port: template_defaults::PORT,
             tags: tags.iter().map(|t| (*t).to_owned()).collect(),
             enabled: true,
             egress_allow: Vec::new(),
@@ -87,7 +88,7 @@ pub fn catalog() -> Vec<NewTemplate> {
             "The open-source web browser behind Google Chrome.",
             icon('C', "#1a73e8"),
             &["browser", "web"],
-            2048,
+            template_defaults::MEMORY_MB,
         ),
         template(
             "firefox",
@@ -95,7 +96,7 @@ pub fn catalog() -> Vec<NewTemplate> {
             "Mozilla Firefox ESR, the extended-support web browser.",
             icon('F', "#e66000"),
             &["browser", "web"],
-            2048,
+            template_defaults::MEMORY_MB,
         ),
         template(
             "desktop",

@@ -5,12 +5,12 @@ pub mod app;
 pub mod audit;
 pub mod auth;
 pub mod bootstrap;
+pub mod bus;
 pub mod clock;
 pub mod config;
 pub mod connections;
 pub mod context;
 pub mod error;
-pub mod events;
 pub mod hub;
 pub mod keys;
 pub mod lifecycle;
@@ -19,7 +19,9 @@ pub mod proxy;
 pub mod scheduler;
 pub mod serve;
 pub mod telemetry;
+pub mod template_defaults;
 pub mod ui;
+pub mod views;
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
@@ -133,7 +135,7 @@ async fn background(app: AppState, shutdown: impl Future<Output = ()>) {
 /// revocation sweep and the session gauges.
 pub async fn background_round(app: &App) {
     let now = app.clock.now();
-    for (session_id, at_ms) in app.routes.take_activity() {
+    for (session_id, at_ms) in app.session_cache.take_activity() {
         if let Some(at) = chrono::DateTime::from_timestamp_millis(at_ms)
             && let Err(err) = app.store.touch_session(session_id, at).await
         {
@@ -153,5 +155,56 @@ pub async fn background_round(app: &App) {
             }
         }
         Err(err) => tracing::warn!(error = %err, "cannot read the active sessions"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("the source directory is readable") {
+            let path = entry.expect("a directory entry").path();
+            if path.is_dir() {
+                rust_files(&path, found);
+            } else if path.extension().is_some_and(|ext| ext == "rs") {
+                found.push(path);
+            }
+        }
+    }
+
+    /// Whether `source` names the HTTP layer's module: `crate::api` or `crate::{..., api, ...}`.
+    fn names_api(source: &str) -> bool {
+        let compact: String = source.chars().filter(|c| !c.is_whitespace()).collect();
+        compact.contains("crate::api")
+            || compact.match_indices("crate::{").any(|(at, _)| {
+                let group = &compact[at + "crate::{".len()..];
+                let group = &group[..group.find('}').unwrap_or(group.len())];
+                group.split(',').any(|item| item == "api" || item.starts_with("api::"))
+            })
+    }
+
+    #[test]
+    fn names_api_finds_both_forms() {
+        assert!(names_api("use crate::api::sessions::SessionView;"));
+        assert!(names_api("use crate::{\n    app::App,\n    api::agents,\n};"));
+        assert!(!names_api("use crate::{app::App, apikeys};\nlet api = 1;"));
+    }
+
+    /// The core does not depend on the HTTP layer: only `api/` and this file (which mounts it)
+    /// name `crate::api`.
+    #[test]
+    fn only_the_http_layer_and_the_crate_root_name_it() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        rust_files(&src, &mut files);
+        let offenders: Vec<_> = files
+            .iter()
+            .filter(|path| !path.starts_with(src.join("api")) && **path != src.join("lib.rs"))
+            .filter(|path| names_api(&std::fs::read_to_string(path).expect("a readable source file")))
+            .map(|path| path.strip_prefix(&src).unwrap_or(path).display().to_string())
+            .collect();
+        assert!(files.len() > 20, "the walk found the sources: {files:?}");
+        assert!(offenders.is_empty(), "these files name crate::api: {offenders:?}");
     }
 }

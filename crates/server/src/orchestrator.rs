@@ -12,15 +12,15 @@ use streamspace_proto::security;
 use streamspace_store::{Agent, Scope, Session};
 use uuid::Uuid;
 
-use crate::api::sessions::SessionView;
 use crate::app::App;
-use crate::audit::{Actor, Event as AuditEvent, Outcome};
+use crate::audit::{Actor, Outcome, Record as AuditRecord};
+use crate::bus::Change;
 use crate::context::RequestMeta;
 use crate::error::{ApiError, ApiResult};
-use crate::events::Change;
 use crate::hub::trust;
 use crate::lifecycle::{self, Detail, Effect, Trigger};
 use crate::scheduler::{self, Candidate, Requirements};
+use crate::views::SessionView;
 
 /// Who caused a change, for the audit log.
 pub struct Cause<'a> {
@@ -83,7 +83,7 @@ impl App {
                 record_timing(before, to, now);
                 let details = json!({"from": from, "to": to, "reason": reason});
                 let outcome = if to == SessionState::Failed { Outcome::Failure } else { Outcome::Success };
-                let audit = AuditEvent::new("session.transition", format!("session:{}", after.id))
+                let audit = AuditRecord::new("session.transition", format!("session:{}", after.id))
                     .org(after.org_id)
                     .outcome(outcome)
                     .details(details);
@@ -95,7 +95,7 @@ impl App {
     }
 
     pub async fn publish_session(&self, session: &Session) {
-        self.routes.invalidate(session.id);
+        self.session_cache.invalidate(session.id);
         match SessionView::load(self, session.clone()).await {
             Ok(view) => self.bus.publish(Change::Session(view)),
             Err(err) => tracing::warn!(session = %session.id, error = err.message, "cannot publish a session change"),
@@ -259,7 +259,7 @@ impl App {
                 let endpoint = trust::for_the_record(endpoint);
                 tracing::warn!(agent = %agent.name, session = %session.id, %endpoint, reason = %why, "refused an agent's session endpoint");
                 metrics::counter!("agent_endpoints_refused_total").increment(1);
-                let audit = AuditEvent::new("agent.endpoint_refused", format!("agent:{agent_id}"))
+                let audit = AuditRecord::new("agent.endpoint_refused", format!("agent:{agent_id}"))
                     .org(session.org_id)
                     .outcome(Outcome::Failure)
                     .details(json!({"session": session.id, "endpoint": endpoint, "reason": why}));

@@ -4,31 +4,26 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use streamspace_proto::hub::{Capacity, Platform};
-use streamspace_store::{Agent, CapacityLimit, NewAgent, Role};
+use streamspace_proto::hub::Platform;
+use streamspace_store::{Agent, CapacityLimit, NewAgent};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::{Json, List, Path, validate_slug};
 use crate::app::{App, AppState};
-use crate::audit::{Actor, Event};
+use crate::audit::{Actor, Record};
 use crate::auth::Principal;
 use crate::auth::secrets::{random_token, sha256_hex};
 use crate::context::RequestMeta;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::events::Change;
+use crate::hub::{AGENT_TOKEN_PREFIX, BUILTIN_LABEL};
 use crate::lifecycle::{self, Detail};
 use crate::orchestrator::Cause;
-
-/// Agent tokens carry this prefix.
-pub const AGENT_TOKEN_PREFIX: &str = "ssa_";
-/// The label that marks the agent inside `streamspace up`, whose token lives in the data directory.
-pub const BUILTIN_LABEL: &str = "streamspace.builtin";
+use crate::views::AgentView;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -36,74 +31,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_agent, delete_agent))
         .routes(routes!(rotate_token))
         .routes(routes!(crate::hub::socket::connect))
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum AgentStatus {
-    Online,
-    Offline,
-}
-
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct AgentView {
-    pub id: Uuid,
-    pub name: String,
-    pub platform: Platform,
-    /// Set at registration; the scheduler matches these over `reported_labels`.
-    pub labels: BTreeMap<String, String>,
-    /// What the agent announced, without reserved (`streamspace.`) keys.
-    pub reported_labels: BTreeMap<String, String>,
-    pub status: AgentStatus,
-    pub version: Option<String>,
-    /// What the scheduler places within: the agent's report, capped by `capacity_limit`.
-    pub capacity: Capacity,
-    pub capacity_limit: CapacityLimit,
-    /// Networks the agent's session endpoints must be in; empty for any allowed address.
-    #[schema(value_type = Vec<String>)]
-    pub endpoint_cidrs: Vec<String>,
-    /// Sessions placed on the agent that have not ended.
-    pub session_count: i64,
-    pub last_heartbeat_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-}
-
-impl AgentView {
-    pub async fn load(app: &App, agent: Agent) -> ApiResult<AgentView> {
-        let session_count = app.store.list_agent_sessions(agent.id).await?.len() as i64;
-        Ok(AgentView::with_count(app, agent, session_count))
-    }
-
-    fn with_count(app: &App, agent: Agent, session_count: i64) -> AgentView {
-        AgentView {
-            status: if app.agent_online(&agent) { AgentStatus::Online } else { AgentStatus::Offline },
-            id: agent.id,
-            name: agent.name,
-            platform: agent.platform,
-            labels: agent.labels,
-            reported_labels: agent.reported_labels,
-            version: agent.version,
-            capacity: agent.capacity,
-            capacity_limit: agent.capacity_limit,
-            endpoint_cidrs: agent.endpoint_cidrs,
-            session_count,
-            last_heartbeat_at: agent.last_heartbeat_at,
-            created_at: agent.created_at,
-        }
-    }
-}
-
-impl App {
-    pub async fn publish_agent(&self, agent_id: Uuid) {
-        let view = match self.store.get_agent(agent_id).await {
-            Ok(Some(agent)) => AgentView::load(self, agent).await,
-            _ => return,
-        };
-        match view {
-            Ok(view) => self.bus.publish(Change::Agent(view)),
-            Err(err) => tracing::warn!(%agent_id, error = err.message, "cannot publish an agent change"),
-        }
-    }
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -141,7 +68,7 @@ pub struct AgentWithToken {
 
 /// Agents are the platform's: to anyone else, a named agent does not exist.
 async fn agent_or_404(app: &App, principal: &Principal, id: Uuid) -> ApiResult<Agent> {
-    let agent = if principal.role == Role::PlatformAdmin { app.store.get_agent(id).await? } else { None };
+    let agent = if principal.may_see_agents() { app.store.get_agent(id).await? } else { None };
     agent.ok_or_else(|| ApiError::not_found("agent"))
 }
 
@@ -188,8 +115,8 @@ async fn create_agent(
             endpoint_cidrs: body.endpoint_cidrs.iter().map(IpNet::to_string).collect(),
         })
         .await?;
-    let event = Event::new("agent.create", format!("agent:{}", agent.id)).details(json!({"name": agent.name}));
-    app.audit(&meta, &Actor::from(&principal), event).await?;
+    let record = Record::new("agent.create", format!("agent:{}", agent.id)).details(json!({"name": agent.name}));
+    app.audit(&meta, &Actor::from(&principal), record).await?;
     Ok((StatusCode::CREATED, axum::Json(AgentWithToken { agent: AgentView::load(&app, agent).await?, token })))
 }
 
@@ -221,8 +148,8 @@ async fn delete_agent(
         // Nothing will run or stop these any more.
         app.advance(&session, lifecycle::Trigger::Fail, Detail::reason("its agent was deleted"), &cause).await?;
     }
-    let event = Event::new("agent.delete", format!("agent:{id}")).details(json!({"name": agent.name}));
-    app.audit(&meta, &actor, event).await?;
+    let record = Record::new("agent.delete", format!("agent:{id}")).details(json!({"name": agent.name}));
+    app.audit(&meta, &actor, record).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -248,7 +175,7 @@ async fn rotate_token(
     let token = random_token(AGENT_TOKEN_PREFIX, 32);
     app.store.set_agent_token(id, &sha256_hex(&token)).await?;
     app.hub.kick(id);
-    app.audit(&meta, &Actor::from(&principal), Event::new("agent.token_rotate", format!("agent:{id}"))).await?;
+    app.audit(&meta, &Actor::from(&principal), Record::new("agent.token_rotate", format!("agent:{id}"))).await?;
     let agent = app.store.get_agent(id).await?.ok_or_else(|| ApiError::not_found("agent"))?;
     Ok(axum::Json(AgentWithToken { agent: AgentView::load(&app, agent).await?, token }))
 }

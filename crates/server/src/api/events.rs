@@ -15,9 +15,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::auth::principal::Credential;
+use crate::bus::Change;
 use crate::connections::{CapReached, Kind};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::events::Change;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(events))

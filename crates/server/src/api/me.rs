@@ -5,7 +5,6 @@ use axum::http::StatusCode;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
-use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use streamspace_store::{ApiKey, NewApiKey, Role, Scope, User, UserPatch};
@@ -13,17 +12,16 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::auth::{normalize_recovery_code, verify_totp};
 use super::{Json, List, Path};
 use crate::app::{App, AppState};
-use crate::audit::{Actor, Event, Outcome};
+use crate::audit::{Actor, Outcome, Record};
+use crate::auth::mfa::{normalize_recovery_code, recovery_codes, require_totp};
 use crate::auth::principal::{API_KEY_PREFIX, MfaSetupPrincipal};
 use crate::auth::secrets::{random_token, sha256_hex};
+use crate::auth::sign_in;
 use crate::auth::{Principal, password, totp};
 use crate::context::RequestMeta;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-
-pub const RECOVERY_CODE_COUNT: usize = 10;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -90,8 +88,8 @@ async fn change_password(
     let user = current_user(&app, &principal).await?;
     let actor = Actor::from(&principal);
     let target = format!("user:{}", user.id);
-    if !crate::api::auth::check_current_password(&app, &meta, &actor, &user, body.current_password).await? {
-        app.audit(&meta, &actor, Event::new("user.password_change", target).outcome(Outcome::Failure)).await?;
+    if !crate::auth::sign_in::check_current_password(&app, &meta, &actor, &user, body.current_password).await? {
+        app.audit(&meta, &actor, Record::new("user.password_change", target).outcome(Outcome::Failure)).await?;
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "the current password is wrong"));
     }
     password::validate_new(&body.new_password).map_err(ApiError::validation)?;
@@ -100,8 +98,8 @@ async fn change_password(
         UserPatch { password_hash: Some(hash), sessions_revoked_at: Some(app.clock.now()), ..UserPatch::default() };
     let after = app.store.update_user(Scope::Platform, user.id, patch).await?;
     crate::connections::access::user_changed(&app, &user, after.as_ref());
-    let revoked = revoke_credentials(&app, user.id).await?;
-    app.audit(&meta, &actor, Event::new("user.password_change", target).details(revoked)).await?;
+    let revoked = sign_in::revoke_credentials(&app, user.id).await?;
+    app.audit(&meta, &actor, Record::new("user.password_change", target).details(revoked)).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -129,7 +127,7 @@ async fn enroll_mfa(
     let patch =
         UserPatch { mfa_secret: Some(Some(app.sealer.seal(enrollment.secret.as_bytes()))), ..UserPatch::default() };
     app.store.update_user(Scope::Platform, user.id, patch).await?;
-    app.audit(&meta, &Actor::from(&principal), Event::new("auth.mfa_enroll_start", format!("user:{}", user.id)))
+    app.audit(&meta, &Actor::from(&principal), Record::new("auth.mfa_enroll_start", format!("user:{}", user.id)))
         .await?;
     Ok(axum::Json(MfaEnrollment {
         secret: enrollment.secret,
@@ -162,7 +160,7 @@ async fn confirm_mfa(
     if user.mfa_enabled || user.mfa_secret.is_none() {
         return Err(ApiError::conflict("there is no MFA enrollment to confirm; start one at /api/v1/me/mfa/enroll"));
     }
-    require_totp(&app, &meta, &principal, &user, &body.code, "auth.mfa_enroll").await?;
+    require_totp(&app, &meta, &Actor::from(&principal), &user, &body.code, "auth.mfa_enroll").await?;
     let codes = recovery_codes();
     let hashes: Vec<String> = codes.iter().map(|code| sha256_hex(&normalize_recovery_code(code))).collect();
     app.store.replace_recovery_codes(user.id, &hashes).await?;
@@ -171,9 +169,9 @@ async fn confirm_mfa(
     let after = app.store.update_user(Scope::Platform, user.id, patch).await?;
     crate::connections::access::user_changed(&app, &user, after.as_ref());
     // Whatever was signed in or minted with the password alone must now prove the second factor.
-    let revoked = revoke_credentials(&app, user.id).await?;
-    let event = Event::new("auth.mfa_enroll", format!("user:{}", user.id)).details(revoked);
-    app.audit(&meta, &Actor::from(&principal), event).await?;
+    let revoked = sign_in::revoke_credentials(&app, user.id).await?;
+    let record = Record::new("auth.mfa_enroll", format!("user:{}", user.id)).details(revoked);
+    app.audit(&meta, &Actor::from(&principal), record).await?;
     Ok(axum::Json(RecoveryCodes { recovery_codes: codes }))
 }
 
@@ -189,7 +187,7 @@ async fn disable_mfa(
     if !user.mfa_enabled {
         return Err(ApiError::conflict("MFA is not enabled"));
     }
-    require_totp(&app, &meta, &principal, &user, &body.code, "auth.mfa_disable").await?;
+    require_totp(&app, &meta, &Actor::from(&principal), &user, &body.code, "auth.mfa_disable").await?;
     app.store.replace_recovery_codes(user.id, &[]).await?;
     let patch = UserPatch {
         mfa_enabled: Some(false),
@@ -201,45 +199,8 @@ async fn disable_mfa(
     crate::connections::access::user_changed(&app, &user, after.as_ref());
     // Sign-ins made with the second factor no longer reflect the account's protection.
     app.store.revoke_user_refresh_tokens(user.id).await?;
-    app.audit(&meta, &Actor::from(&principal), Event::new("auth.mfa_disable", format!("user:{}", user.id))).await?;
+    app.audit(&meta, &Actor::from(&principal), Record::new("auth.mfa_disable", format!("user:{}", user.id))).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-async fn require_totp(
-    app: &App,
-    meta: &RequestMeta,
-    principal: &Principal,
-    user: &User,
-    code: &str,
-    action: &'static str,
-) -> ApiResult<()> {
-    if verify_totp(app, user, code).await? {
-        return Ok(());
-    }
-    let event = Event::new(action, format!("user:{}", user.id)).outcome(Outcome::Failure);
-    app.audit(meta, &Actor::from(principal), event.details(json!({"reason": "invalid_mfa_code"}))).await?;
-    Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_mfa_code", "the code is wrong, expired or already used"))
-}
-
-/// Revokes every refresh token family and every API key of the user, and ends the event streams
-/// opened with those keys. Returns what was revoked, for the audit record.
-pub async fn revoke_credentials(app: &App, user_id: Uuid) -> ApiResult<serde_json::Value> {
-    app.store.revoke_user_refresh_tokens(user_id).await?;
-    let api_keys = app.store.delete_user_api_keys(user_id).await?;
-    crate::connections::access::api_keys_revoked(app, user_id, None);
-    Ok(json!({"refresh_tokens_revoked": true, "api_keys_revoked": api_keys}))
-}
-
-/// Ten codes of ten base32 characters (50 bits each), grouped `xxxxx-xxxxx` for reading.
-fn recovery_codes() -> Vec<String> {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz234567";
-    let mut rng = rand::rng();
-    (0..RECOVERY_CODE_COUNT)
-        .map(|_| {
-            let chars: String = (0..10).map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char).collect();
-            format!("{}-{}", &chars[..5], &chars[5..])
-        })
-        .collect()
 }
 
 #[derive(Serialize, ToSchema)]
@@ -332,8 +293,8 @@ async fn create_api_key(
         })
         .await?;
     let details = json!({"name": created.name, "expires_at": created.expires_at, "mfa": created.mfa});
-    let event = Event::new("api_key.create", format!("api_key:{}", created.id)).details(details);
-    app.audit(&meta, &Actor::from(&principal), event).await?;
+    let record = Record::new("api_key.create", format!("api_key:{}", created.id)).details(details);
+    app.audit(&meta, &Actor::from(&principal), record).await?;
     Ok((StatusCode::CREATED, axum::Json(CreatedApiKey { view: created.into(), key })))
 }
 
@@ -349,6 +310,6 @@ async fn delete_api_key(
         return Err(ApiError::not_found("API key"));
     }
     crate::connections::access::api_keys_revoked(&app, principal.user_id, Some(id));
-    app.audit(&meta, &Actor::from(&principal), Event::new("api_key.delete", format!("api_key:{id}"))).await?;
+    app.audit(&meta, &Actor::from(&principal), Record::new("api_key.delete", format!("api_key:{id}"))).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::templates::validate_egress_allow;
 use super::{Json, List, PageQuery, Path, Query, double_option, validate_slug};
 use crate::app::AppState;
-use crate::audit::{Actor, Event};
+use crate::audit::{Actor, Record};
 use crate::auth::Principal;
 use crate::context::RequestMeta;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -102,8 +102,8 @@ async fn create_org(
     principal.require_platform_admin()?;
     validate_slug("name", &body.name)?;
     let org = app.store.create_org(&body.name, app.config.default_quotas).await?;
-    let event = Event::new("org.create", format!("org:{}", org.id)).org(org.id).details(json!({"name": org.name}));
-    app.audit(&meta, &Actor::from(&principal), event).await?;
+    let record = Record::new("org.create", format!("org:{}", org.id)).org(org.id).details(json!({"name": org.name}));
+    app.audit(&meta, &Actor::from(&principal), record).await?;
     Ok((StatusCode::CREATED, axum::Json(org)))
 }
 
@@ -159,7 +159,7 @@ async fn update_org(
         "quotas": org.quotas,
         "egress_allow": org.egress_allow,
     });
-    app.audit(&meta, &Actor::from(&principal), Event::new("org.update", format!("org:{id}")).org(id).details(details))
+    app.audit(&meta, &Actor::from(&principal), Record::new("org.update", format!("org:{id}")).org(id).details(details))
         .await?;
     Ok(axum::Json(org))
 }
@@ -180,6 +180,6 @@ async fn delete_org(
     if !app.store.delete_org(principal.scope(), id).await? {
         return Err(ApiError::not_found("organization"));
     }
-    app.audit(&meta, &Actor::from(&principal), Event::new("org.delete", format!("org:{id}")).org(id)).await?;
+    app.audit(&meta, &Actor::from(&principal), Record::new("org.delete", format!("org:{id}")).org(id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,11 +1,7 @@
 //! Sessions: one running application per person, driven through the lifecycle state machine.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
-
 use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use streamspace_proto::SessionState;
@@ -16,13 +12,14 @@ use uuid::Uuid;
 
 use super::{Json, List, PageQuery, Path, Query};
 use crate::app::{App, AppState};
-use crate::audit::{Actor, Event, Outcome};
+use crate::audit::{Actor, Outcome, Record};
 use crate::auth::Principal;
 use crate::auth::secrets::{random_token, sha256_hex};
 use crate::context::RequestMeta;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::lifecycle::{self, Detail};
 use crate::orchestrator::Cause;
+use crate::views::{Names, SessionView};
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -33,79 +30,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(connect_session))
 }
 
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct SessionView {
-    pub id: Uuid,
-    pub org_id: Uuid,
-    pub owner_id: Uuid,
-    pub owner_username: String,
-    pub template_id: Uuid,
-    pub template_name: String,
-    pub template_display_name: String,
-    pub state: SessionState,
-    pub agent_id: Option<Uuid>,
-    /// Start progress: the phase (`scheduling`, `pulling`, `creating`, `starting`, ...).
-    pub phase: Option<String>,
-    /// Percent done within the phase, where known (image pulls).
-    pub progress: Option<i32>,
-    pub failure_reason: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub started_at: Option<DateTime<Utc>>,
-    pub stopped_at: Option<DateTime<Utc>>,
-}
-
-/// Resolves owner and template names for views, each at most once per request.
-#[derive(Default)]
-struct Names {
-    users: HashMap<Uuid, String>,
-    /// Name and display name.
-    templates: HashMap<Uuid, (String, String)>,
-}
-
-impl Names {
-    async fn view(&mut self, app: &App, session: Session) -> ApiResult<SessionView> {
-        if let Entry::Vacant(slot) = self.users.entry(session.owner_id) {
-            let user = app.store.get_user(Scope::Platform, session.owner_id).await?;
-            slot.insert(user.map(|u| u.username).unwrap_or_default());
-        }
-        if let Entry::Vacant(slot) = self.templates.entry(session.template_id) {
-            let template = app.store.get_template(Scope::Platform, session.template_id).await?;
-            slot.insert(template.map(|t| (t.name, t.display_name)).unwrap_or_default());
-        }
-        Ok(SessionView {
-            owner_username: self.users[&session.owner_id].clone(),
-            template_name: self.templates[&session.template_id].0.clone(),
-            template_display_name: self.templates[&session.template_id].1.clone(),
-            id: session.id,
-            org_id: session.org_id,
-            owner_id: session.owner_id,
-            template_id: session.template_id,
-            state: session.state,
-            agent_id: session.agent_id,
-            phase: session.phase,
-            progress: session.progress,
-            failure_reason: session.failure_reason,
-            created_at: session.created_at,
-            updated_at: session.updated_at,
-            started_at: session.started_at,
-            stopped_at: session.stopped_at,
-        })
-    }
-}
-
-impl SessionView {
-    pub async fn load(app: &App, session: Session) -> ApiResult<SessionView> {
-        Names::default().view(app, session).await
-    }
-}
-
 /// A session the caller may see: admins see their scope, members their own sessions.
 pub async fn visible_session(app: &App, principal: &Principal, id: Uuid) -> ApiResult<Session> {
     let session = app.store.get_session(principal.scope(), id).await?;
-    session
-        .filter(|s| principal.is_admin() || s.owner_id == principal.user_id)
-        .ok_or_else(|| ApiError::not_found("session"))
+    session.filter(|s| principal.may_see_session(s.org_id, s.owner_id)).ok_or_else(|| ApiError::not_found("session"))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -132,8 +60,9 @@ async fn resolve_template(app: &App, principal: &Principal, reference: &str) -> 
         Err(_) => app.store.get_template_by_name(scope, reference).await?,
     };
     // As in listings, people who cannot manage templates do not see disabled ones.
-    let template =
-        template.filter(|t| t.enabled || principal.is_admin()).ok_or_else(|| ApiError::not_found("template"))?;
+    let template = template
+        .filter(|t| principal.may_see_template(t.org_id, t.enabled))
+        .ok_or_else(|| ApiError::not_found("template"))?;
     if !template.enabled {
         return Err(ApiError::validation(format!("template {} is disabled", template.name)));
     }
@@ -171,8 +100,8 @@ async fn create_session(
     let org = app.store.get_org(Scope::Platform, principal.org_id).await?.ok_or_else(ApiError::unauthorized)?;
     let usage = app.store.usage(principal.org_id, principal.user_id).await?;
     if let Some(message) = quota_breach(&org.quotas, &usage, &template) {
-        let event = Event::new("session.create", format!("template:{}", template.id)).outcome(Outcome::Denied);
-        app.audit(&meta, &Actor::from(&principal), event.details(json!({"reason": message}))).await?;
+        let record = Record::new("session.create", format!("template:{}", template.id)).outcome(Outcome::Denied);
+        app.audit(&meta, &Actor::from(&principal), record.details(json!({"reason": message}))).await?;
         return Err(ApiError::new(StatusCode::FORBIDDEN, "quota_exceeded", message));
     }
     let session = app
@@ -186,9 +115,9 @@ async fn create_session(
         })
         .await?;
     let actor = Actor::from(&principal);
-    let event =
-        Event::new("session.create", format!("session:{}", session.id)).details(json!({"template": template.name}));
-    app.audit(&meta, &actor, event).await?;
+    let record =
+        Record::new("session.create", format!("session:{}", session.id)).details(json!({"template": template.name}));
+    app.audit(&meta, &actor, record).await?;
     let session = app.schedule(&session, &Cause { actor: &actor, meta: &meta }).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(SessionView::load(&app, session).await?)))
 }
@@ -200,7 +129,7 @@ async fn list_sessions(
     principal: Principal,
     Query(query): Query<SessionQuery>,
 ) -> ApiResult<axum::Json<List<SessionView>>> {
-    let owner_id = if principal.is_admin() { query.owner_id } else { Some(principal.user_id) };
+    let owner_id = principal.session_owner_filter(query.owner_id);
     let page = PageQuery { limit: query.limit, cursor: query.cursor }.page()?;
     let found =
         app.store.list_sessions(principal.scope(), SessionFilter { owner_id, state: query.state }, page).await?;
@@ -253,7 +182,7 @@ async fn request(
         _ => "session.stop",
     };
     let result = app.advance(&session, trigger, Detail::default(), &Cause { actor: &actor, meta }).await;
-    let audit = Event::new(action, format!("session:{id}")).org(session.org_id);
+    let audit = Record::new(action, format!("session:{id}")).org(session.org_id);
     let audit = match &result {
         Ok(_) => audit,
         Err(err) => audit.outcome(Outcome::Denied).details(json!({"reason": err.message})),
@@ -317,7 +246,7 @@ async fn connect_session(
     Path(id): Path<Uuid>,
 ) -> ApiResult<axum::Json<ConnectUrl>> {
     let session = visible_session(&app, &principal, id).await?;
-    if session.owner_id != principal.user_id {
+    if !principal.may_open_session(session.owner_id) {
         let message = "only the session's owner can open it";
         return Err(ApiError::new(StatusCode::FORBIDDEN, "not_owner", message));
     }
@@ -333,8 +262,8 @@ async fn connect_session(
             expires_at: app.clock.now() + chrono::Duration::seconds(TICKET_TTL_SECS),
         })
         .await?;
-    let event = Event::new("session.connect", format!("session:{id}")).org(session.org_id);
-    app.audit(&meta, &Actor::from(&principal), event).await?;
+    let record = Record::new("session.connect", format!("session:{id}")).org(session.org_id);
+    app.audit(&meta, &Actor::from(&principal), record).await?;
     let url = format!("{}?ticket={ticket}", crate::proxy::session_url(&app.config, id));
     let org = app.store.get_org(Scope::Platform, session.org_id).await?;
     Ok(axum::Json(ConnectUrl { url, clipboard: org.is_some_and(|org| org.allow_clipboard) }))
@@ -362,8 +291,8 @@ mod tests {
             tags: vec![],
             enabled: true,
             egress_allow: vec![],
-            created_at: Utc::now(),
-            updated_at: Utc::now(),
+            created_at: chrono::Utc::now(),
+            updated_at: chrono::Utc::now(),
         }
     }
 

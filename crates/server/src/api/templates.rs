@@ -15,10 +15,11 @@ use uuid::Uuid;
 
 use super::{Json, List, PageQuery, Path, Query, validate_slug};
 use crate::app::{App, AppState};
-use crate::audit::{Actor, Event};
+use crate::audit::{Actor, Record};
 use crate::auth::Principal;
 use crate::context::RequestMeta;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::template_defaults;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_templates, create_template)).routes(routes!(
@@ -27,8 +28,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         delete_template
     ))
 }
-
-pub const DEFAULT_PORT: i32 = 8080;
 
 #[derive(Deserialize, ToSchema)]
 pub struct NewTemplateRequest {
@@ -65,16 +64,16 @@ pub struct NewTemplateRequest {
 }
 
 fn default_cpu() -> i64 {
-    2000
+    template_defaults::CPU_MILLIS
 }
 fn default_memory() -> i64 {
-    2048
+    template_defaults::MEMORY_MB
 }
 fn default_shm() -> i64 {
-    512
+    template_defaults::SHM_MB
 }
 fn default_port() -> i32 {
-    DEFAULT_PORT
+    template_defaults::PORT
 }
 fn default_enabled() -> bool {
     true
@@ -133,19 +132,10 @@ pub(crate) fn validate_egress_allow(principal: &Principal, allow: &[IpNet]) -> A
     Ok(())
 }
 
-/// Org admins manage their org's templates; global ones belong to platform admins.
-fn require_manage(principal: &Principal, template: &Template) -> ApiResult<()> {
-    principal.require_admin()?;
-    if template.org_id.is_none() {
-        principal.require_platform_admin()?;
-    }
-    Ok(())
-}
-
 async fn visible_template(app: &App, principal: &Principal, id: Uuid) -> ApiResult<Template> {
     let template = app.store.get_template(principal.scope(), id).await?;
     // People who cannot manage templates do not see disabled ones.
-    template.filter(|t| t.enabled || principal.is_admin()).ok_or_else(|| ApiError::not_found("template"))
+    template.filter(|t| principal.may_see_template(t.org_id, t.enabled)).ok_or_else(|| ApiError::not_found("template"))
 }
 
 #[utoipa::path(get, path = "/api/v1/templates", tag = "templates", params(PageQuery),
@@ -156,7 +146,7 @@ async fn list_templates(
     Query(query): Query<PageQuery>,
 ) -> ApiResult<axum::Json<List<Template>>> {
     let page = app.store.list_templates(principal.scope(), query.page()?).await?;
-    let items = page.items.into_iter().filter(|t| t.enabled || principal.is_admin()).collect();
+    let items = page.items.into_iter().filter(|t| principal.may_see_template(t.org_id, t.enabled)).collect();
     Ok(axum::Json(List::new(items, page.next)))
 }
 
@@ -169,8 +159,7 @@ async fn create_template(
     Json(body): Json<NewTemplateRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<Template>)> {
     principal.require_admin()?;
-    let org_id =
-        if principal.role == streamspace_store::Role::PlatformAdmin { body.org_id } else { Some(principal.org_id) };
+    let org_id = principal.new_template_org(body.org_id);
     if let Some(org_id) = org_id {
         app.store.get_org(principal.scope(), org_id).await?.ok_or_else(|| ApiError::not_found("organization"))?;
     }
@@ -207,10 +196,10 @@ async fn create_template(
             egress_allow: body.egress_allow,
         })
         .await?;
-    let event = Event::new("template.create", format!("template:{}", template.id))
+    let record = Record::new("template.create", format!("template:{}", template.id))
         .org(org_id)
         .details(json!({"name": template.name, "image": template.image}));
-    app.audit(&meta, &Actor::from(&principal), event).await?;
+    app.audit(&meta, &Actor::from(&principal), record).await?;
     Ok((StatusCode::CREATED, axum::Json(template)))
 }
 
@@ -234,7 +223,7 @@ async fn update_template(
     Json(patch): Json<TemplatePatch>,
 ) -> ApiResult<axum::Json<Template>> {
     let current = visible_template(&app, &principal, id).await?;
-    require_manage(&principal, &current)?;
+    principal.require_template_manager(current.org_id)?;
     let limits = [("cpu_millis", patch.cpu_millis), ("memory_mb", patch.memory_mb), ("shm_mb", patch.shm_mb)];
     validate_fields(
         patch.display_name.as_deref(),
@@ -252,10 +241,10 @@ async fn update_template(
         .update_template(principal.scope(), id, patch)
         .await?
         .ok_or_else(|| ApiError::not_found("template"))?;
-    let event = Event::new("template.update", format!("template:{id}"))
+    let record = Record::new("template.update", format!("template:{id}"))
         .org(template.org_id)
         .details(json!({"name": template.name}));
-    app.audit(&meta, &Actor::from(&principal), event).await?;
+    app.audit(&meta, &Actor::from(&principal), record).await?;
     Ok(axum::Json(template))
 }
 
@@ -268,13 +257,13 @@ async fn delete_template(
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
     let current = visible_template(&app, &principal, id).await?;
-    require_manage(&principal, &current)?;
+    principal.require_template_manager(current.org_id)?;
     if !app.store.delete_template(principal.scope(), id).await? {
         return Err(ApiError::not_found("template"));
     }
-    let event = Event::new("template.delete", format!("template:{id}"))
+    let record = Record::new("template.delete", format!("template:{id}"))
         .org(current.org_id)
         .details(json!({"name": current.name}));
-    app.audit(&meta, &Actor::from(&principal), event).await?;
+    app.audit(&meta, &Actor::from(&principal), record).await?;
     Ok(StatusCode::NO_CONTENT)
 }

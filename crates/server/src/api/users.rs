@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::{Json, List, PageQuery, Path, Query};
 use crate::app::{App, AppState};
-use crate::audit::{Actor, Event};
+use crate::audit::{Actor, Record};
 use crate::auth::{Principal, password};
 use crate::context::RequestMeta;
 use crate::error::{ApiError, ApiResult, ErrorBody};
@@ -80,15 +80,10 @@ fn validate_username(username: &str) -> ApiResult<()> {
     }
 }
 
-/// Only platform administrators hand out or touch the platform administrator role.
-fn check_role_change(principal: &Principal, role: Role) -> ApiResult<()> {
-    if role == Role::PlatformAdmin { principal.require_platform_admin() } else { Ok(()) }
-}
-
 /// A user the caller may see: admins see their scope, everyone sees themselves.
 async fn visible_user(app: &App, principal: &Principal, id: Uuid) -> ApiResult<User> {
     let user = app.store.get_user(principal.scope(), id).await?;
-    user.filter(|u| principal.is_admin() || u.id == principal.user_id).ok_or_else(|| ApiError::not_found("user"))
+    user.filter(|u| principal.may_see_user(u.org_id, u.id)).ok_or_else(|| ApiError::not_found("user"))
 }
 
 #[utoipa::path(get, path = "/api/v1/users", tag = "users", params(PageQuery),
@@ -114,16 +109,16 @@ async fn create_user(
     principal.require_admin()?;
     let org_id = body.org_id.unwrap_or(principal.org_id);
     app.store.get_org(principal.scope(), org_id).await?.ok_or_else(|| ApiError::not_found("organization"))?;
-    check_role_change(&principal, body.role)?;
+    principal.require_role_grant(body.role)?;
     validate_username(&body.username)?;
     password::validate_new(&body.password).map_err(ApiError::validation)?;
     let password_hash = password::hash_off_thread(body.password).await.map_err(ApiError::internal)?;
     let user =
         app.store.create_user(NewUser { org_id, username: body.username, password_hash, role: body.role }).await?;
-    let event = Event::new("user.create", format!("user:{}", user.id))
+    let record = Record::new("user.create", format!("user:{}", user.id))
         .org(org_id)
         .details(json!({"username": user.username, "role": user.role}));
-    app.audit(&meta, &Actor::from(&principal), event).await?;
+    app.audit(&meta, &Actor::from(&principal), record).await?;
     Ok((StatusCode::CREATED, axum::Json(user.into())))
 }
 
@@ -148,9 +143,9 @@ async fn update_user(
 ) -> ApiResult<axum::Json<UserView>> {
     let target = visible_user(&app, &principal, id).await?;
     principal.require_admin()?;
-    check_role_change(&principal, target.role)?;
+    principal.require_role_grant(target.role)?;
     if let Some(role) = body.role {
-        check_role_change(&principal, role)?;
+        principal.require_role_grant(role)?;
     }
     if id == principal.user_id && (body.role.is_some_and(|r| r != target.role) || body.disabled == Some(true)) {
         return Err(ApiError::validation("you cannot change your own role or disable yourself"));
@@ -176,12 +171,12 @@ async fn update_user(
     crate::connections::access::user_changed(&app, &target, Some(&user));
     let mut details = json!({"role": body.role, "disabled": body.disabled, "password_reset": password_changed});
     if password_changed {
-        details["revoked"] = super::me::revoke_credentials(&app, id).await?;
+        details["revoked"] = crate::auth::sign_in::revoke_credentials(&app, id).await?;
     } else if user.disabled {
         app.store.revoke_user_refresh_tokens(id).await?;
     }
-    let event = Event::new("user.update", format!("user:{id}")).org(user.org_id).details(details);
-    app.audit(&meta, &Actor::from(&principal), event).await?;
+    let record = Record::new("user.update", format!("user:{id}")).org(user.org_id).details(details);
+    app.audit(&meta, &Actor::from(&principal), record).await?;
     Ok(axum::Json(user.into()))
 }
 
@@ -195,7 +190,7 @@ async fn delete_user(
 ) -> ApiResult<StatusCode> {
     let target = visible_user(&app, &principal, id).await?;
     principal.require_admin()?;
-    check_role_change(&principal, target.role)?;
+    principal.require_role_grant(target.role)?;
     if id == principal.user_id {
         return Err(ApiError::conflict("you cannot delete yourself"));
     }
@@ -203,9 +198,9 @@ async fn delete_user(
         return Err(ApiError::not_found("user"));
     }
     crate::connections::access::user_changed(&app, &target, None);
-    let event = Event::new("user.delete", format!("user:{id}"))
+    let record = Record::new("user.delete", format!("user:{id}"))
         .org(target.org_id)
         .details(json!({"username": target.username}));
-    app.audit(&meta, &Actor::from(&principal), event).await?;
+    app.audit(&meta, &Actor::from(&principal), record).await?;
     Ok(StatusCode::NO_CONTENT)
 }

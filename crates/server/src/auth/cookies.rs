@@ -5,8 +5,12 @@
 //! which browsers only accept from the host itself, with `Secure`, `Path=/` and no `Domain`; and a
 //! name that arrives twice is refused rather than one of the values picked.
 
-use axum::http::HeaderMap;
 use axum::http::header::COOKIE;
+use axum::http::{HeaderMap, StatusCode};
+use uuid::Uuid;
+
+use crate::config::Config;
+use crate::error::{ApiError, ApiResult};
 
 /// One platform cookie as the browser must store it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +44,46 @@ impl CookieSpec {
             true => key.strip_prefix("__Host-") == Some(self.base),
             false => key == self.base,
         })
+    }
+}
+
+/// The refresh cookie: `__Host-ss_refresh` on a secure context, so a session origin cannot plant
+/// one for a parent domain (a `__Host-` cookie has the root path). Elsewhere it is sent only to
+/// the auth routes.
+pub fn refresh_cookie(config: &Config) -> CookieSpec {
+    CookieSpec {
+        base: "ss_refresh",
+        secure: config.secure_cookies(),
+        insecure_path: "/api/v1/auth",
+        attributes: "SameSite=Strict",
+    }
+}
+
+/// The refresh token the request carries. Two cookies of that name mean one was planted: neither
+/// is used, so nobody can be signed in to an account of another's choosing.
+pub fn refresh_token<'a>(config: &Config, headers: &'a HeaderMap) -> ApiResult<Option<&'a str>> {
+    match refresh_cookie(config).read(headers) {
+        Read::Missing => Ok(None),
+        Read::One(token) => Ok(Some(token)),
+        Read::Duplicated => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "duplicate_cookie",
+            "the refresh cookie was sent twice; sign in again",
+        )),
+    }
+}
+
+/// The session cookie. On a secure context it is `__Host-` prefixed and `SameSite=None;
+/// Partitioned`: the UI frames the session from another site, and only a partitioned cookie is
+/// kept in a cross-site frame once browsers block third-party cookies. Other sites' pages still
+/// cannot use it: the proxy refuses their fetches and WebSockets (`refused_cross_site`).
+pub fn session_cookie(config: &Config) -> CookieSpec {
+    let secure = is_secure_context(&config.session_origin(Uuid::nil()));
+    CookieSpec {
+        base: "ss_session",
+        secure,
+        insecure_path: "/",
+        attributes: if secure { "SameSite=None; Partitioned" } else { "SameSite=Lax" },
     }
 }
 
@@ -150,5 +194,20 @@ mod tests {
         {
             assert!(!is_secure_context(url), "{url}");
         }
+    }
+
+    #[test]
+    fn session_cookies_are_host_only_and_partitioned_on_secure_contexts() {
+        let local = session_cookie(&Config::default());
+        assert_eq!(local.name(), "__Host-ss_session");
+        let set = local.set("v", 60);
+        assert!(set.contains("Path=/;") && set.contains("SameSite=None; Partitioned; Secure"), "{set}");
+        assert!(!set.contains("Domain"), "{set}");
+        let plain = Config {
+            public_url: Some("http://streamspace.lan:8000".into()),
+            session_domain: Some("sessions.lan:8001".into()),
+            ..Config::default()
+        };
+        assert_eq!(session_cookie(&plain).set("v", 60), "ss_session=v; Path=/; Max-Age=60; HttpOnly; SameSite=Lax");
     }
 }

@@ -9,7 +9,7 @@ use streamspace_store::{Role, Scope, User};
 use uuid::Uuid;
 
 use crate::app::{App, AppState};
-use crate::audit::{Actor, Event};
+use crate::audit::{Actor, Record};
 use crate::auth::secrets::sha256_hex;
 use crate::context::RequestMeta;
 use crate::error::{ApiError, ApiResult};
@@ -23,6 +23,7 @@ pub enum Credential {
     ApiKey(Uuid),
 }
 
+/// Who is calling. What they may see or do is decided in [`crate::auth::policy`].
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub user_id: Uuid,
@@ -46,30 +47,6 @@ impl Principal {
             mfa,
             credential,
             expires_at,
-        }
-    }
-
-    /// What this caller may see: everything for platform admins, their own org otherwise.
-    pub fn scope(&self) -> Scope {
-        match self.role {
-            Role::PlatformAdmin => Scope::Platform,
-            Role::OrgAdmin | Role::Member => Scope::Org(self.org_id),
-        }
-    }
-
-    pub fn is_admin(&self) -> bool {
-        matches!(self.role, Role::PlatformAdmin | Role::OrgAdmin)
-    }
-
-    pub fn require_admin(&self) -> ApiResult<()> {
-        if self.is_admin() { Ok(()) } else { Err(ApiError::forbidden("this action needs an administrator")) }
-    }
-
-    pub fn require_platform_admin(&self) -> ApiResult<()> {
-        if self.role == Role::PlatformAdmin {
-            Ok(())
-        } else {
-            Err(ApiError::forbidden("this action needs a platform administrator"))
         }
     }
 }
@@ -110,7 +87,8 @@ async fn authenticate_api_key(parts: &Parts, app: &AppState, key: &str) -> ApiRe
     app.store.touch_api_key(found.id, now).await?;
     let principal = Principal::new(&user, found.mfa, Credential::ApiKey(found.id), found.expires_at);
     let meta = RequestMeta::from_parts(parts, app);
-    app.audit(&meta, &Actor::from(&principal), Event::new("auth.api_key_use", format!("api_key:{}", found.id))).await?;
+    app.audit(&meta, &Actor::from(&principal), Record::new("auth.api_key_use", format!("api_key:{}", found.id)))
+        .await?;
     Ok(principal)
 }
 

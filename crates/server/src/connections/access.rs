@@ -16,7 +16,8 @@ use uuid::Uuid;
 
 use super::{Kind, Open};
 use crate::app::{App, AppState};
-use crate::events::Change;
+use crate::auth::policy::may_open_session;
+use crate::bus::Change;
 
 /// How long the proxy reuses an answer.
 const FRESH_FOR: Duration = Duration::from_secs(2);
@@ -32,7 +33,7 @@ fn cookies_good_since(user: &User) -> i64 {
 fn usable_since(user: Option<&User>, session: Option<&Session>) -> Option<i64> {
     match (user, session) {
         (Some(user), Some(session))
-            if !user.disabled && session.owner_id == user.id && !session.state.is_terminal() =>
+            if !user.disabled && may_open_session(user.id, session.owner_id) && !session.state.is_terminal() =>
         {
             Some(cookies_good_since(user))
         }
@@ -161,7 +162,8 @@ impl Facts {
                 role != standing.role || api_key.is_some_and(|key| !self.api_keys.contains(&key))
             }
             Kind::Tunnel { session_id, granted_at } => {
-                self.running.get(&session_id) != Some(&open.user_id) || granted_at < standing.cookies_good_since
+                !self.running.get(&session_id).is_some_and(|owner| may_open_session(open.user_id, *owner))
+                    || granted_at < standing.cookies_good_since
             }
         }
     }

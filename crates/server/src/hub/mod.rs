@@ -3,3 +3,8 @@
 pub mod registry;
 pub mod socket;
 pub mod trust;
+
+/// Agent tokens carry this prefix.
+pub const AGENT_TOKEN_PREFIX: &str = "ssa_";
+/// The label that marks the agent inside `streamspace up`, whose token lives in the data directory.
+pub const BUILTIN_LABEL: &str = "streamspace.builtin";

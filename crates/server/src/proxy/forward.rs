@@ -14,7 +14,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::routes::Traffic;
+use super::session_cache::Traffic;
 use crate::connections::Registration;
 use crate::error::ApiError;
 

@@ -8,9 +8,8 @@
 //! (other sessions included) may navigate to a session but not fetch from it, and nothing a
 //! streamer answers may set cookies or let another page frame it.
 
-pub mod cookie;
 pub mod forward;
-pub mod routes;
+pub mod session_cache;
 pub mod streamer;
 
 use std::net::SocketAddr;
@@ -26,12 +25,12 @@ use streamspace_store::Scope;
 use uuid::Uuid;
 
 use crate::app::{App, AppState};
-use crate::auth::cookies::CookieSpec;
+use crate::auth::cookies::{self, CookieSpec};
 use crate::auth::secrets::sha256_hex;
+use crate::auth::session_grant::Grant;
 use crate::config::Config;
 use crate::error::ApiError;
-use cookie::Grant;
-use routes::Route;
+use session_cache::CachedSession;
 
 const PREFIX: &str = "/api/v1/http/";
 /// How long the session cookie lasts; opening the session again renews it.
@@ -61,24 +60,10 @@ impl Origins {
         let policy = HeaderValue::from_str(&format!("frame-ancestors {}", config.public_url()));
         Origins {
             domain: config.session_domain(),
-            cookie: session_cookie(config),
+            cookie: cookies::session_cookie(config),
             // A public URL that is no valid header value frames nothing rather than anything.
             frame_ancestors: policy.unwrap_or(HeaderValue::from_static("frame-ancestors 'none'")),
         }
-    }
-}
-
-/// The session cookie. On a secure context it is `__Host-` prefixed and `SameSite=None;
-/// Partitioned`: the UI frames the session from another site, and only a partitioned cookie is
-/// kept in a cross-site frame once browsers block third-party cookies. Other sites' pages still
-/// cannot use it: the proxy refuses their fetches and WebSockets (`refused_cross_site`).
-fn session_cookie(config: &Config) -> CookieSpec {
-    let secure = crate::auth::cookies::is_secure_context(&config.session_origin(Uuid::nil()));
-    CookieSpec {
-        base: "ss_session",
-        secure,
-        insecure_path: "/",
-        attributes: if secure { "SameSite=None; Partitioned" } else { "SameSite=Lax" },
     }
 }
 
@@ -173,15 +158,15 @@ async fn proxy(State(app): State<AppState>, request: Request<Body>) -> Response<
     let Some(grant) = grant else {
         return error(StatusCode::UNAUTHORIZED, "unauthorized", "open this session from StreamSpace");
     };
-    let route = match route(&app, session_id).await {
-        Ok(route) => route,
+    let cached = match cached_session(&app, session_id).await {
+        Ok(cached) => cached,
         Err(response) => return *response,
     };
     if let Err(response) = check_access(&app, grant).await {
         return *response;
     }
-    let Some(endpoint) = route.endpoint.filter(|_| route.state == SessionState::Running) else {
-        return not_ready(route.state);
+    let Some(endpoint) = cached.endpoint.filter(|_| cached.state == SessionState::Running) else {
+        return not_ready(cached.state);
     };
     if forward::is_upgrade(request.headers()) && !same_origin(request.headers(), &app.config.session_origin(session_id))
     {
@@ -204,7 +189,7 @@ async fn proxy(State(app): State<AppState>, request: Request<Body>) -> Response<
         Err(response) => return *response,
     };
     let mut response =
-        forward::forward(&app.http, request, upstream, credential, client_ip, route.traffic, tunnel).await;
+        forward::forward(&app.http, request, upstream, credential, client_ip, cached.traffic, tunnel).await;
     confine(response.headers_mut(), &app.origins.frame_ancestors);
     response
 }
@@ -280,10 +265,11 @@ fn not_ready(state: SessionState) -> Response<Body> {
     response
 }
 
-/// The session's route, from the cache or the store. Ended or vanished sessions answer 404.
-async fn route(app: &App, session_id: Uuid) -> Result<Route, Box<Response<Body>>> {
-    if let Some(route) = app.routes.fresh(session_id) {
-        return Ok(route);
+/// What the proxy needs of the session, from the cache or the store. Ended or vanished sessions
+/// answer 404.
+async fn cached_session(app: &App, session_id: Uuid) -> Result<CachedSession, Box<Response<Body>>> {
+    if let Some(cached) = app.session_cache.fresh(session_id) {
+        return Ok(cached);
     }
     let session = app
         .store
@@ -292,10 +278,10 @@ async fn route(app: &App, session_id: Uuid) -> Result<Route, Box<Response<Body>>
         .map_err(|err| Box::new(ApiError::from(err).into_response()))?;
     match session {
         Some(session) if !session.state.is_terminal() => {
-            Ok(app.routes.store(session_id, session.state, session.endpoint))
+            Ok(app.session_cache.store(session_id, session.state, session.endpoint))
         }
         _ => {
-            app.routes.forget(session_id);
+            app.session_cache.forget(session_id);
             Err(Box::new(error(StatusCode::NOT_FOUND, "not_found", "no such session")))
         }
     }
@@ -411,21 +397,6 @@ mod tests {
         assert!(headers.get(header::SET_COOKIE).is_none());
         let policies: Vec<_> = headers.get_all(header::CONTENT_SECURITY_POLICY).iter().collect();
         assert_eq!(policies, ["frame-ancestors *", "frame-ancestors http://localhost:8000"], "both are enforced");
-    }
-
-    #[test]
-    fn session_cookies_are_host_only_and_partitioned_on_secure_contexts() {
-        let local = session_cookie(&Config::default());
-        assert_eq!(local.name(), "__Host-ss_session");
-        let set = local.set("v", 60);
-        assert!(set.contains("Path=/;") && set.contains("SameSite=None; Partitioned; Secure"), "{set}");
-        assert!(!set.contains("Domain"), "{set}");
-        let plain = Config {
-            public_url: Some("http://streamspace.lan:8000".into()),
-            session_domain: Some("sessions.lan:8001".into()),
-            ..Config::default()
-        };
-        assert_eq!(session_cookie(&plain).set("v", 60), "ss_session=v; Path=/; Max-Age=60; HttpOnly; SameSite=Lax");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The session cookie: which user a session origin request comes from, signed so that checking
-//! it needs no store round trip on the hot path.
+//! The session cookie's value: which user a session origin request comes from, signed so that
+//! checking it needs no store round trip on the session proxy's hot path.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

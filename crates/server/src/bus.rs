@@ -1,11 +1,13 @@
-//! Live updates: changes to sessions and agents, published to whoever may see them.
+//! The change bus: changes to sessions and agents, published for the live-update stream (which
+//! shows each to whoever may see it) and for the connections that end with a session.
 
 use serde::Serialize;
 use tokio::sync::broadcast;
+use uuid::Uuid;
 
-use crate::api::agents::AgentView;
-use crate::api::sessions::SessionView;
+use crate::app::App;
 use crate::auth::Principal;
+use crate::views::{AgentView, SessionView};
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", content = "data", rename_all = "snake_case")]
@@ -25,11 +27,8 @@ impl Change {
     /// Whether `principal` may see this change: the same rules as the GET routes.
     pub fn visible_to(&self, principal: &Principal) -> bool {
         match self {
-            Change::Session(session) => {
-                principal.scope().allows(session.org_id)
-                    && (principal.is_admin() || session.owner_id == principal.user_id)
-            }
-            Change::Agent(_) => principal.role == streamspace_store::Role::PlatformAdmin,
+            Change::Session(session) => principal.may_see_session(session.org_id, session.owner_id),
+            Change::Agent(_) => principal.may_see_agents(),
         }
     }
 }
@@ -52,5 +51,19 @@ impl Bus {
 
     pub fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.0.subscribe()
+    }
+}
+
+impl App {
+    /// Tells watchers how an agent stands now.
+    pub async fn publish_agent(&self, agent_id: Uuid) {
+        let view = match self.store.get_agent(agent_id).await {
+            Ok(Some(agent)) => AgentView::load(self, agent).await,
+            _ => return,
+        };
+        match view {
+            Ok(view) => self.bus.publish(Change::Agent(view)),
+            Err(err) => tracing::warn!(%agent_id, error = err.message, "cannot publish an agent change"),
+        }
     }
 }

@@ -1,5 +1,5 @@
-//! What the proxy needs to know of each session, cached briefly so the hot path rarely touches
-//! the store, and the traffic it counts.
+//! The session proxy's cache of sessions: what it needs to know of each (state and endpoint),
+//! kept briefly so the hot path rarely touches the store, and the traffic it counts.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
@@ -15,7 +15,7 @@ use crate::clock::Clock;
 const FRESH_FOR: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
-pub struct Route {
+pub struct CachedSession {
     pub state: SessionState,
     pub endpoint: Option<String>,
     pub traffic: Arc<Traffic>,
@@ -50,36 +50,36 @@ impl Traffic {
 }
 
 struct Entry {
-    route: Route,
+    session: CachedSession,
     loaded: Instant,
 }
 
-pub struct RouteCache {
+pub struct SessionCache {
     entries: RwLock<HashMap<Uuid, Entry>>,
     clock: Arc<dyn Clock>,
 }
 
-impl RouteCache {
-    pub fn new(clock: Arc<dyn Clock>) -> RouteCache {
-        RouteCache { entries: Default::default(), clock }
+impl SessionCache {
+    pub fn new(clock: Arc<dyn Clock>) -> SessionCache {
+        SessionCache { entries: Default::default(), clock }
     }
 
-    /// The cached route if it is fresh.
-    pub fn fresh(&self, id: Uuid) -> Option<Route> {
+    /// The cached session if it is fresh.
+    pub fn fresh(&self, id: Uuid) -> Option<CachedSession> {
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-        entries.get(&id).filter(|e| e.loaded.elapsed() < FRESH_FOR).map(|e| e.route.clone())
+        entries.get(&id).filter(|e| e.loaded.elapsed() < FRESH_FOR).map(|e| e.session.clone())
     }
 
     /// Records what the store says, keeping the session's traffic counters.
-    pub fn store(&self, id: Uuid, state: SessionState, endpoint: Option<String>) -> Route {
+    pub fn store(&self, id: Uuid, state: SessionState, endpoint: Option<String>) -> CachedSession {
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         let traffic = match entries.get(&id) {
-            Some(entry) => entry.route.traffic.clone(),
+            Some(entry) => entry.session.traffic.clone(),
             None => Arc::new(Traffic::new(self.clock.clone())),
         };
-        let route = Route { state, endpoint, traffic };
-        entries.insert(id, Entry { route: route.clone(), loaded: Instant::now() });
-        route
+        let cached = CachedSession { state, endpoint, traffic };
+        entries.insert(id, Entry { session: cached.clone(), loaded: Instant::now() });
+        cached
     }
 
     /// Forgets a session's cached state (it changed), keeping its counters.
@@ -96,7 +96,7 @@ impl RouteCache {
         entries
             .iter()
             .filter_map(|(id, entry)| {
-                let traffic = &entry.route.traffic;
+                let traffic = &entry.session.traffic;
                 let last = traffic.last_activity_ms.load(Ordering::Relaxed);
                 (last > traffic.flushed_ms.swap(last, Ordering::Relaxed)).then_some((*id, last))
             })
@@ -123,12 +123,12 @@ mod tests {
 
     #[test]
     fn counters_survive_refreshes_and_activity_is_taken_once() {
-        let cache = RouteCache::new(manual_clock());
+        let cache = SessionCache::new(manual_clock());
         let id = Uuid::now_v7();
-        let route = cache.store(id, SessionState::Running, Some("http://x".into()));
-        route.traffic.touch();
+        let cached = cache.store(id, SessionState::Running, Some("http://x".into()));
+        cached.traffic.touch();
         let again = cache.store(id, SessionState::Running, Some("http://x".into()));
-        assert!(Arc::ptr_eq(&route.traffic, &again.traffic));
+        assert!(Arc::ptr_eq(&cached.traffic, &again.traffic));
         assert_eq!(cache.take_activity().len(), 1);
         assert!(cache.take_activity().is_empty());
         assert!(cache.fresh(id).is_some());
@@ -139,7 +139,7 @@ mod tests {
     #[test]
     fn activity_is_stamped_by_the_control_plane_clock() {
         let clock = manual_clock();
-        let cache = RouteCache::new(clock.clone());
+        let cache = SessionCache::new(clock.clone());
         let id = Uuid::now_v7();
         let route = cache.store(id, SessionState::Running, Some("http://x".into()));
         route.traffic.touch();
