@@ -25,10 +25,10 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 /// The refresh cookie: `__Host-ss_refresh` on a secure context, so a session origin cannot plant
 /// one for a parent domain (a `__Host-` cookie has the root path). Elsewhere it is sent only to
 /// the auth routes.
-pub fn refresh_cookie_spec(config: &crate::Config) -> CookieSpec {
+pub fn refresh_cookie_spec(urls: &crate::config::Urls) -> CookieSpec {
     CookieSpec {
         base: "ss_refresh",
-        secure: config.secure_cookies(),
+        secure: urls.secure_cookies,
         insecure_path: "/api/v1/auth",
         attributes: "SameSite=Strict",
     }
@@ -299,13 +299,13 @@ async fn issue_tokens(
 }
 
 fn refresh_cookie(app: &App, value: &str, max_age: i64) -> ApiResult<HeaderValue> {
-    HeaderValue::from_str(&refresh_cookie_spec(&app.config).set(value, max_age)).map_err(ApiError::internal)
+    HeaderValue::from_str(&refresh_cookie_spec(&app.urls).set(value, max_age)).map_err(ApiError::internal)
 }
 
 /// The refresh token the request carries. Two cookies of that name mean one was planted: neither
 /// is used, so nobody can be signed in to an account of another's choosing.
 fn refresh_token<'a>(app: &App, headers: &'a HeaderMap) -> ApiResult<Option<&'a str>> {
-    match refresh_cookie_spec(&app.config).read(headers) {
+    match refresh_cookie_spec(&app.urls).read(headers) {
         Read::Missing => Ok(None),
         Read::One(token) => Ok(Some(token)),
         Read::Duplicated => Err(ApiError::new(

@@ -28,7 +28,7 @@ use uuid::Uuid;
 use crate::app::{App, AppState};
 use crate::auth::cookies::CookieSpec;
 use crate::auth::secrets::sha256_hex;
-use crate::config::Config;
+use crate::config::Urls;
 use crate::error::ApiError;
 use cookie::Grant;
 use routes::Route;
@@ -43,8 +43,8 @@ pub fn session_path(id: Uuid) -> String {
 }
 
 /// The URL that opens a session: its own origin and path.
-pub fn session_url(config: &Config, id: Uuid) -> String {
-    format!("{}{}", config.session_origin(id), session_path(id))
+pub fn session_url(urls: &Urls, id: Uuid) -> String {
+    format!("{}{}", urls.session_origin(id), session_path(id))
 }
 
 /// What the proxy needs of the settings on every request, worked out once.
@@ -57,11 +57,11 @@ pub struct Origins {
 }
 
 impl Origins {
-    pub fn new(config: &Config) -> Origins {
-        let policy = HeaderValue::from_str(&format!("frame-ancestors {}", config.public_url()));
+    pub fn new(urls: &Urls) -> Origins {
+        let policy = HeaderValue::from_str(&format!("frame-ancestors {}", urls.public_url));
         Origins {
-            domain: config.session_domain(),
-            cookie: session_cookie(config),
+            domain: urls.session_domain.clone(),
+            cookie: session_cookie(urls),
             // A public URL that is no valid header value frames nothing rather than anything.
             frame_ancestors: policy.unwrap_or(HeaderValue::from_static("frame-ancestors 'none'")),
         }
@@ -72,8 +72,8 @@ impl Origins {
 /// Partitioned`: the UI frames the session from another site, and only a partitioned cookie is
 /// kept in a cross-site frame once browsers block third-party cookies. Other sites' pages still
 /// cannot use it: the proxy refuses their fetches and WebSockets (`refused_cross_site`).
-fn session_cookie(config: &Config) -> CookieSpec {
-    let secure = crate::auth::cookies::is_secure_context(&config.session_origin(Uuid::nil()));
+fn session_cookie(urls: &Urls) -> CookieSpec {
+    let secure = crate::auth::cookies::is_secure_context(&urls.session_origin(Uuid::nil()));
     CookieSpec {
         base: "ss_session",
         secure,
@@ -183,8 +183,7 @@ async fn proxy(State(app): State<AppState>, request: Request<Body>) -> Response<
     let Some(endpoint) = route.endpoint.filter(|_| route.state == SessionState::Running) else {
         return not_ready(route.state);
     };
-    if forward::is_upgrade(request.headers()) && !same_origin(request.headers(), &app.config.session_origin(session_id))
-    {
+    if forward::is_upgrade(request.headers()) && !same_origin(request.headers(), &app.urls.session_origin(session_id)) {
         return error(StatusCode::FORBIDDEN, "forbidden", "cross-origin WebSocket refused");
     }
     // Only the streamer's own API routes take its token: no HMAC for the rest.
@@ -327,6 +326,7 @@ async fn redeem(app: &App, session_id: Uuid, ticket: &str, location: &str) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     const DOMAIN: &str = "localhost:8001";
 
@@ -407,7 +407,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.append(header::SET_COOKIE, HeaderValue::from_static("ss_refresh=planted; Domain=localhost"));
         headers.append(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("frame-ancestors *"));
-        confine(&mut headers, &Origins::new(&Config::default()).frame_ancestors);
+        confine(&mut headers, &Origins::new(&Urls::new(&Config::default())).frame_ancestors);
         assert!(headers.get(header::SET_COOKIE).is_none());
         let policies: Vec<_> = headers.get_all(header::CONTENT_SECURITY_POLICY).iter().collect();
         assert_eq!(policies, ["frame-ancestors *", "frame-ancestors http://localhost:8000"], "both are enforced");
@@ -415,7 +415,7 @@ mod tests {
 
     #[test]
     fn session_cookies_are_host_only_and_partitioned_on_secure_contexts() {
-        let local = session_cookie(&Config::default());
+        let local = session_cookie(&Urls::new(&Config::default()));
         assert_eq!(local.name(), "__Host-ss_session");
         let set = local.set("v", 60);
         assert!(set.contains("Path=/;") && set.contains("SameSite=None; Partitioned; Secure"), "{set}");
@@ -425,7 +425,10 @@ mod tests {
             session_domain: Some("sessions.lan:8001".into()),
             ..Config::default()
         };
-        assert_eq!(session_cookie(&plain).set("v", 60), "ss_session=v; Path=/; Max-Age=60; HttpOnly; SameSite=Lax");
+        assert_eq!(
+            session_cookie(&Urls::new(&plain)).set("v", 60),
+            "ss_session=v; Path=/; Max-Age=60; HttpOnly; SameSite=Lax"
+        );
     }
 
     #[test]
