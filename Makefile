@@ -47,8 +47,9 @@ services: ## Install and start what the tests need: packages, Docker, PostgreSQL
 	scripts/dev/postgres-up.sh >/dev/null
 	scripts/images/build.sh
 
+# No test may skip for want of a service here (see crates/store/tests/postgres.rs).
 test: services ## Run every test, after installing and starting what they need
-	eval "$$(scripts/dev/postgres-up.sh)" && $(MAKE) --no-print-directory test-all
+	eval "$$(scripts/dev/postgres-up.sh)" && STREAMSPACE_REQUIRE_SERVICES=1 $(MAKE) --no-print-directory test-all
 
 test-all: lint test-ui ui test-rust openapi-check test-api-fuzz test-images test-streaming test-journey test-hostile ## Every test, on a machine `make services` has set up
 
