@@ -170,6 +170,14 @@ impl Agent {
         }
     }
 
+    /// Waits until the agent's log holds `line`, failing after `timeout`.
+    pub async fn wait_for_log(&self, line: &str, timeout: Duration) {
+        eventually(&format!("the agent to log {line:?}"), timeout, || async {
+            std::fs::read_to_string(&self.log).unwrap_or_default().contains(line).then_some(())
+        })
+        .await;
+    }
+
     pub fn restart(&mut self) {
         self.kill();
         self.launch();
@@ -303,14 +311,13 @@ impl Api {
     }
 
     pub async fn wait_for_agent_online(&self, name: &str) {
-        eventually(&format!("agent {name} online"), Duration::from_secs(30), || async {
+        self.wait_for_agent_status(name, "online").await;
+    }
+
+    pub async fn wait_for_agent_status(&self, name: &str, status: &str) {
+        eventually(&format!("agent {name} {status}"), Duration::from_secs(30), || async {
             let agents = self.get("/api/v1/agents").await;
-            agents["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|a| a["name"] == name && a["status"] == "online")
-                .then_some(())
+            agents["items"].as_array().unwrap().iter().any(|a| a["name"] == name && a["status"] == status).then_some(())
         })
         .await;
     }
