@@ -267,7 +267,10 @@ async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
 /// Runs the control plane; `all_in_one` adds an in-process Docker agent.
 async fn serve(config: Config, all_in_one: bool) -> anyhow::Result<ExitCode> {
     let listeners = Listeners { api: bind(config.listen).await?, sessions: bind(config.session_listen).await? };
-    let api_addr = listeners.api.local_addr()?;
+    // The URLs follow the ports really bound: port 0 (any free port) gives working session origins.
+    let config =
+        Config { listen: listeners.api.local_addr()?, session_listen: listeners.sessions.local_addr()?, ..config };
+    let api_addr = config.listen;
     let mut generated_password = None;
     let app = streamspace_server::open(config, |outcome| {
         if let bootstrap::Outcome::Bootstrapped { generated_password: Some(password) } = outcome {

@@ -31,7 +31,7 @@ async fn setup(args: &[&str]) -> Setup {
     all_args.extend_from_slice(args);
     let plane = ControlPlane::start(dir.path(), &all_args).await;
     let admin = plane.admin().await;
-    let name = format!("agent-{}", free_port());
+    let name = format!("agent-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let token = admin.register_agent(&name).await;
     let agent = Agent::start(&plane.api, &token, dir.path().join("agent.log"));
     admin.wait_for_agent_online(&name).await;
