@@ -29,8 +29,13 @@ build: ui ## Build the streamspace binary (release), UI included
 ui/node_modules/.package-lock.json: ui/package-lock.json
 	cd ui && npm ci --no-audit --no-fund
 
-ui: ui/node_modules/.package-lock.json ## Build the web UI into ui/dist (embedded by the next cargo build)
+# Built again only when a source changed: a new ui/dist makes cargo compile the server again.
+UI_SOURCES := $(shell find ui/src ui/public -type f 2>/dev/null) $(wildcard ui/index.html ui/*.config.* ui/tsconfig*.json)
+
+ui/dist/index.html: ui/node_modules/.package-lock.json $(UI_SOURCES)
 	cd ui && npm run build
+
+ui: ui/dist/index.html ## Build the web UI into ui/dist (embedded by the next cargo build)
 
 images: ## Build the session images (Debian base bootstrapped locally when no registry answers)
 	scripts/images/docker-up.sh
@@ -42,14 +47,18 @@ services: ## Install and start what the tests need: packages, Docker, PostgreSQL
 	scripts/dev/postgres-up.sh >/dev/null
 	scripts/images/build.sh
 
+# No test may skip for want of a service here (see crates/store/tests/postgres.rs).
 test: services ## Run every test, after installing and starting what they need
-	eval "$$(scripts/dev/postgres-up.sh)" && $(MAKE) --no-print-directory test-all
+	eval "$$(scripts/dev/postgres-up.sh)" && STREAMSPACE_REQUIRE_SERVICES=1 $(MAKE) --no-print-directory test-all
 
 test-all: lint test-ui ui test-rust openapi-check test-api-fuzz test-images test-streaming test-journey test-hostile ## Every test, on a machine `make services` has set up
 
 lint: ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# The server's tests check the UI it embeds: ui/dist exists before they compile, even under `make -j`.
+test-rust test-api: ui
 
 test-rust: ## All Rust tests: unit, store conformance, API, agents, Docker, sessions end to end
 	$(CARGO) nextest run --workspace --no-fail-fast

@@ -404,14 +404,48 @@ async fn shutdown_closes_the_socket_and_leaves_sessions_running() {
     assert_eq!(runtime.calls(), [], "no session was touched");
 }
 
+/// Every log event on this thread from now on (tests run on one thread), as `name=value` pairs,
+/// until the guard is dropped.
+fn record_log() -> (tracing::subscriber::DefaultGuard, mpsc::UnboundedReceiver<String>) {
+    use tracing_subscriber::layer::SubscriberExt;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let guard = tracing::subscriber::set_default(tracing_subscriber::registry().with(LogRecorder(tx)));
+    (guard, rx)
+}
+
+struct LogRecorder(mpsc::UnboundedSender<String>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for LogRecorder {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        let mut line = String::new();
+        event.record(&mut |field: &tracing::field::Field, value: &dyn std::fmt::Debug| {
+            line.push_str(&format!("{}={value:?} ", field.name()));
+        });
+        let _ = self.0.send(line);
+    }
+}
+
 #[tokio::test]
 async fn a_rejected_token_is_retried_until_shutdown() {
     let hub = Hub::start().await;
     let runtime = Arc::new(FakeRuntime::default());
+    let (_recording, mut log) = record_log();
     let (stop, agent) = hub.run_agent(runtime, "revoked-token");
     assert!(hub.accept().await.is_none(), "the hub refuses the token");
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let rejection = tokio::time::timeout(WAIT, async {
+        loop {
+            let event = log.recv().await.expect("the log records");
+            if event.contains("rejected the agent token") {
+                return event;
+            }
+        }
+    })
+    .await
+    .expect("the agent logs the rejection");
+    // On this one thread, the agent ran on from its log line to its next wait before this test
+    // runs again: had it given up, it would be finished now.
     assert!(!agent.is_finished(), "a rejected token is retried, not fatal");
+    assert!(rejection.contains("retry_in_secs=") && !rejection.contains("retry_in_secs=0 "), "{rejection}");
     stop.send(()).unwrap();
     tokio::time::timeout(WAIT, agent).await.expect("shutdown interrupts the slow retry").unwrap().unwrap();
 }

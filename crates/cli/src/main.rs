@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use streamspace_docker::{DockerOptions, DockerRuntime};
 use streamspace_server::config::IpNet;
-use streamspace_server::config::SessionTimers;
+use streamspace_server::config::{SessionTimers, Urls};
 use streamspace_server::telemetry::{LogFormat, init_logging};
 use streamspace_server::{Config, Listeners, bootstrap};
 use streamspace_store::audit::{AuditKey, RecordedHead};
@@ -75,7 +75,7 @@ struct AgentArgs {
     #[arg(long, env = "STREAMSPACE_PUBLISH_HOST")]
     publish_host: Option<std::net::IpAddr>,
     /// CPU this host announces, as a multiple of its cores (templates state limits; desktops idle).
-    #[arg(long, env = "STREAMSPACE_CPU_OVERCOMMIT", default_value_t = 8)]
+    #[arg(long, env = "STREAMSPACE_CPU_OVERCOMMIT", default_value_t = DockerOptions::default().cpu_overcommit)]
     cpu_overcommit: i64,
     /// Networks sessions must not reach on top of the built-in deny list (private, shared and link-local
     /// ranges), such as a control plane on a public address. Comma-separated CIDRs.
@@ -117,7 +117,7 @@ struct VerifyArgs {
 #[derive(Args)]
 struct StoreArgs {
     /// Where the control plane keeps its data (SQLite file, generated keys).
-    #[arg(long, env = "STREAMSPACE_DATA_DIR", default_value = "./data")]
+    #[arg(long, env = "STREAMSPACE_DATA_DIR", default_value_os_t = Config::default().data_dir)]
     data_dir: PathBuf,
     /// `postgres://...` for PostgreSQL; default: an SQLite file in the data directory.
     #[arg(long, env = "STREAMSPACE_DATABASE_URL", hide_env_values = true)]
@@ -131,10 +131,10 @@ struct StoreArgs {
 #[derive(Args)]
 struct ServeArgs {
     /// Address of the API and UI.
-    #[arg(long, env = "STREAMSPACE_LISTEN", default_value = "127.0.0.1:8000")]
+    #[arg(long, env = "STREAMSPACE_LISTEN", default_value_t = Config::default().listen)]
     listen: SocketAddr,
     /// Address of the session origin (the session proxy).
-    #[arg(long, env = "STREAMSPACE_SESSION_LISTEN", default_value = "127.0.0.1:8001")]
+    #[arg(long, env = "STREAMSPACE_SESSION_LISTEN", default_value_t = Config::default().session_listen)]
     session_listen: SocketAddr,
     /// Domain under which every session gets a host of its own, `<session id>.<domain>`, e.g.
     /// `sessions.example.com` (a wildcard DNS name and certificate); default `localhost:<session port>`.
@@ -155,25 +155,25 @@ struct ServeArgs {
     #[arg(long, env = "STREAMSPACE_TRUSTED_PROXIES", value_delimiter = ',')]
     trusted_proxies: Vec<IpNet>,
     /// Access token lifetime in seconds.
-    #[arg(long, env = "STREAMSPACE_ACCESS_TOKEN_TTL", default_value_t = 900)]
+    #[arg(long, env = "STREAMSPACE_ACCESS_TOKEN_TTL", default_value_t = Config::default().access_token_ttl_secs)]
     access_token_ttl: i64,
     /// Seconds between agent heartbeats; an agent is offline after three missed.
-    #[arg(long, env = "STREAMSPACE_HEARTBEAT_INTERVAL", default_value_t = 10)]
+    #[arg(long, env = "STREAMSPACE_HEARTBEAT_INTERVAL", default_value_t = Config::default().heartbeat_interval_secs)]
     heartbeat_interval: u64,
     /// Seconds a session may take to start before it fails.
-    #[arg(long, env = "STREAMSPACE_START_TIMEOUT", default_value_t = 300)]
+    #[arg(long, env = "STREAMSPACE_START_TIMEOUT", default_value_t = Config::default().sessions.start_timeout.num_seconds())]
     start_timeout: i64,
     /// Seconds without proxied traffic before a running session hibernates (0: never).
-    #[arg(long, env = "STREAMSPACE_IDLE_TIMEOUT", default_value_t = 1800)]
+    #[arg(long, env = "STREAMSPACE_IDLE_TIMEOUT", default_value_t = seconds_or_zero(Config::default().sessions.idle_timeout))]
     idle_timeout: i64,
     /// Seconds a session may run before it is stopped (0: no limit).
-    #[arg(long, env = "STREAMSPACE_MAX_LIFETIME", default_value_t = 43200)]
+    #[arg(long, env = "STREAMSPACE_MAX_LIFETIME", default_value_t = seconds_or_zero(Config::default().sessions.max_lifetime))]
     max_lifetime: i64,
     /// Seconds a client has to send a request's headers (also the idle time of kept-alive connections).
-    #[arg(long, env = "STREAMSPACE_HEADER_READ_TIMEOUT", default_value_t = 10)]
+    #[arg(long, env = "STREAMSPACE_HEADER_READ_TIMEOUT", default_value_t = Config::default().http_limits.header_read_timeout.as_secs())]
     header_read_timeout: u64,
     /// Open connections allowed on each listener; more are closed at once (keep below `ulimit -n`).
-    #[arg(long, env = "STREAMSPACE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    #[arg(long, env = "STREAMSPACE_MAX_CONNECTIONS", default_value_t = Config::default().http_limits.max_connections)]
     max_connections: usize,
     /// Live-update streams one user may hold open.
     #[arg(long, env = "STREAMSPACE_MAX_EVENT_STREAMS_PER_USER", default_value_t = Config::default().max_event_streams_per_user)]
@@ -200,8 +200,8 @@ impl ServeArgs {
             heartbeat_interval_secs: self.heartbeat_interval.max(1),
             sessions: SessionTimers {
                 start_timeout: chrono::Duration::seconds(self.start_timeout.max(1)),
-                idle_timeout: (self.idle_timeout > 0).then(|| chrono::Duration::seconds(self.idle_timeout)),
-                max_lifetime: (self.max_lifetime > 0).then(|| chrono::Duration::seconds(self.max_lifetime)),
+                idle_timeout: zero_is_off(self.idle_timeout),
+                max_lifetime: zero_is_off(self.max_lifetime),
             },
             http_limits: streamspace_server::serve::Limits {
                 header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout.max(1)),
@@ -212,6 +212,15 @@ impl ServeArgs {
             ..Config::default()
         }
     }
+}
+
+/// A timer as a flag takes seconds, 0 for off.
+fn seconds_or_zero(timer: Option<chrono::Duration>) -> i64 {
+    timer.map_or(0, |timer| timer.num_seconds())
+}
+
+fn zero_is_off(seconds: i64) -> Option<chrono::Duration> {
+    (seconds > 0).then(|| chrono::Duration::seconds(seconds))
 }
 
 fn main() -> ExitCode {
@@ -258,7 +267,10 @@ async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
 /// Runs the control plane; `all_in_one` adds an in-process Docker agent.
 async fn serve(config: Config, all_in_one: bool) -> anyhow::Result<ExitCode> {
     let listeners = Listeners { api: bind(config.listen).await?, sessions: bind(config.session_listen).await? };
-    let api_addr = listeners.api.local_addr()?;
+    // The URLs follow the ports really bound: port 0 (any free port) gives working session origins.
+    let config =
+        Config { listen: listeners.api.local_addr()?, session_listen: listeners.sessions.local_addr()?, ..config };
+    let api_addr = config.listen;
     let mut generated_password = None;
     let app = streamspace_server::open(config, |outcome| {
         if let bootstrap::Outcome::Bootstrapped { generated_password: Some(password) } = outcome {
@@ -272,29 +284,34 @@ async fn serve(config: Config, all_in_one: bool) -> anyhow::Result<ExitCode> {
         let config = streamspace_agent::AgentConfig::new(format!("http://{api_addr}"), token);
         tokio::spawn(streamspace_agent::run(config, std::sync::Arc::new(runtime), shutdown_signal()));
     }
-    announce(&app.config, generated_password.as_deref());
+    announce(&app.urls, generated_password.as_deref());
     streamspace_server::run(app, listeners, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn announce(config: &Config, generated_password: Option<&str>) {
+fn announce(urls: &Urls, generated_password: Option<&str>) {
     // Printed on the console only: the password is never logged and cannot be shown again.
-    println!("\n  StreamSpace is running at {}", config.public_url());
+    println!("\n  StreamSpace is running at {}", urls.public_url);
     if let Some(password) = generated_password {
         println!("  First start: created user '{}' with password: {password}", bootstrap::ADMIN_USERNAME);
     }
     println!();
 }
 
+impl AgentArgs {
+    fn docker_options(&self) -> DockerOptions {
+        DockerOptions {
+            publish_host: self.publish_host,
+            cpu_overcommit: self.cpu_overcommit,
+            egress_rules: !self.no_egress_rules,
+            egress_deny: self.egress_deny.clone(),
+            ..DockerOptions::default()
+        }
+    }
+}
+
 async fn agent_docker(args: AgentArgs) -> anyhow::Result<ExitCode> {
-    let options = DockerOptions {
-        publish_host: args.publish_host,
-        cpu_overcommit: args.cpu_overcommit,
-        egress_rules: !args.no_egress_rules,
-        egress_deny: args.egress_deny,
-        ..DockerOptions::default()
-    };
-    let runtime = DockerRuntime::connect_local(options).await?;
+    let runtime = DockerRuntime::connect_local(args.docker_options()).await?;
     let config = streamspace_agent::AgentConfig::new(args.server, args.token);
     streamspace_agent::run(config, std::sync::Arc::new(runtime), shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
@@ -342,5 +359,55 @@ async fn verify_audit(args: VerifyArgs) -> anyhow::Result<ExitCode> {
             println!("audit chain BROKEN: {fault}");
             Ok(ExitCode::from(2))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, FromArgMatches};
+
+    use super::*;
+
+    /// The command line without its `STREAMSPACE_*` variables, so that the test's environment
+    /// does not stand in for a default.
+    fn without_environment(command: clap::Command) -> clap::Command {
+        command.mut_args(|arg| arg.env(None)).mut_subcommands(without_environment)
+    }
+
+    fn parse(args: &[&str]) -> Command {
+        let matches = without_environment(Cli::command()).try_get_matches_from(args).unwrap();
+        Cli::from_arg_matches(&matches).unwrap().command
+    }
+
+    // Compared through `Debug`, which names every field: a setting added later is covered too.
+    #[test]
+    fn serve_and_up_without_flags_run_the_default_settings() {
+        for subcommand in ["serve", "up"] {
+            let (Command::Serve(args) | Command::Up(args)) = parse(&["streamspace", subcommand]) else {
+                panic!("{subcommand} parses as itself");
+            };
+            assert_eq!(format!("{:#?}", args.into_config()), format!("{:#?}", Config::default()), "{subcommand}");
+        }
+    }
+
+    #[test]
+    fn the_docker_agent_without_flags_runs_the_default_options() {
+        let Command::Agent { command: AgentCommand::Docker(args) } =
+            parse(&["streamspace", "agent", "docker", "--server", "http://localhost:8000", "--token", "t"])
+        else {
+            panic!("agent docker parses as itself");
+        };
+        assert_eq!(format!("{:#?}", args.docker_options()), format!("{:#?}", DockerOptions::default()));
+    }
+
+    #[test]
+    fn audit_verify_reads_the_default_data_directory() {
+        let Command::Admin { command: AdminCommand::Audit { command: AuditCommand::Verify(args) } } =
+            parse(&["streamspace", "admin", "audit", "verify"])
+        else {
+            panic!("admin audit verify parses as itself");
+        };
+        assert_eq!(args.store.data_dir, Config::default().data_dir);
+        assert_eq!(args.store.database_url, Config::default().database_url);
     }
 }

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{BIN, free_port, fresh_postgres_database};
+use common::{BIN, bound_ports, fresh_postgres_database, listen_args};
 use serde_json::{Value, json};
 use streamspace_store::audit::{AuditKey, GENESIS_HASH, content};
 use streamspace_store::conformance::{STRIP_THE_SEAL, Subject, relink_with_sha256};
@@ -21,6 +21,7 @@ struct Server {
     base: String,
     admin_password: String,
     started_in: Duration,
+    _logs: tempfile::TempDir,
 }
 
 fn store_args(data_dir: &Path, database_url: Option<&str>) -> Vec<String> {
@@ -46,19 +47,22 @@ async fn start(data_dir: &Path, database_url: Option<&str>, audit_key: Option<&s
 
 /// Starts `streamspace serve` and waits until it answers.
 async fn launch(data_dir: &Path, database_url: Option<&str>, audit_key: Option<&str>) -> Server {
-    let port = free_port();
     let started = Instant::now();
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("server.log");
     let mut command = Command::new(BIN);
     command
         .arg("serve")
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--session-listen", &format!("127.0.0.1:{}", free_port())])
+        .args(listen_args(None))
         .args(store_args(data_dir, database_url))
         .env_remove("STREAMSPACE_ADMIN_PASSWORD")
         .env("STREAMSPACE_LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(std::fs::File::create(&log).unwrap());
     with_audit_key(&mut command, audit_key);
     let mut child = command.spawn().unwrap();
+    let (port, _) = bound_ports(&log, &mut child).await;
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     let started_in = loop {
@@ -69,7 +73,7 @@ async fn launch(data_dir: &Path, database_url: Option<&str>, audit_key: Option<&
         assert!(child.try_wait().unwrap().is_none(), "the server exited early");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    Server { child, base, admin_password: String::new(), started_in }
+    Server { child, base, admin_password: String::new(), started_in, _logs: logs }
 }
 
 impl Server {
@@ -290,12 +294,7 @@ async fn audit_verify_with_the_wrong_key_or_none_fails_clearly() {
 fn serve_refuses(data_dir: &Path) -> (Option<i32>, String) {
     let mut child = Command::new(BIN)
         .arg("serve")
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{}", free_port()),
-            "--session-listen",
-            &format!("127.0.0.1:{}", free_port()),
-        ])
+        .args(listen_args(None))
         .args(store_args(data_dir, None))
         .env_remove("STREAMSPACE_AUDIT_KEY")
         .stdout(Stdio::null())

@@ -18,6 +18,7 @@ const START: Duration = Duration::from_secs(90);
 struct Setup {
     plane: ControlPlane,
     agent: Agent,
+    agent_name: String,
     admin: Api,
     member: Api,
     _dir: tempfile::TempDir,
@@ -30,7 +31,7 @@ async fn setup(args: &[&str]) -> Setup {
     all_args.extend_from_slice(args);
     let plane = ControlPlane::start(dir.path(), &all_args).await;
     let admin = plane.admin().await;
-    let name = format!("agent-{}", free_port());
+    let name = format!("agent-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let token = admin.register_agent(&name).await;
     let agent = Agent::start(&plane.api, &token, dir.path().join("agent.log"));
     admin.wait_for_agent_online(&name).await;
@@ -39,7 +40,7 @@ async fn setup(args: &[&str]) -> Setup {
     let user = json!({"username": "member", "password": "password-123", "role": "member"});
     admin.post("/api/v1/users", user).await;
     let member = Api::login(&plane.api, "member", "password-123").await;
-    Setup { plane, agent, admin, member, _dir: dir }
+    Setup { plane, agent, agent_name: name, admin, member, _dir: dir }
 }
 
 async fn running_session(api: &Api) -> String {
@@ -231,7 +232,8 @@ async fn a_killed_agent_leaves_sessions_running_and_catches_up_when_it_returns()
     let cookie = open(&s.member, &kept).await;
 
     s.agent.kill();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The control plane has seen the agent go, and left its sessions as they were.
+    s.admin.wait_for_agent_status(&s.agent_name, "offline").await;
     assert_eq!(s.member.session(&kept).await["state"], "running");
     assert_eq!(proxied(&s.plane, &kept, "/", Some(&cookie)).await.status(), StatusCode::OK, "still reachable");
     let (status, _) =
@@ -323,27 +325,27 @@ async fn an_idle_session_hibernates_and_wakes() {
     assert_eq!(state, "exited", "hibernation keeps the container, stopped");
     assert_eq!(proxied(&s.plane, &id, "/", Some(&cookie)).await.status(), StatusCode::SERVICE_UNAVAILABLE);
 
+    // A woken session gets a fresh idle window (its last activity predates the hibernation): left
+    // alone, it hibernates again a whole idle timeout after it runs again, not at once.
+    s.member.post(&format!("/api/v1/sessions/{id}/wake"), json!({})).await;
+    let woken = s.member.wait_for_state(&id, "running", START).await;
+    let hibernated = s.member.wait_for_state(&id, "hibernated", Duration::from_secs(30)).await;
+    let quiet = timestamp(&hibernated["updated_at"]) - timestamp(&woken["updated_at"]);
+    assert!(quiet >= chrono::Duration::seconds(3), "hibernated again {quiet} after waking");
+
     s.member.post(&format!("/api/v1/sessions/{id}/wake"), json!({})).await;
     s.member.wait_for_state(&id, "running", START).await;
-    // A woken session gets a fresh idle window (its last activity predates the hibernation).
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(s.member.session(&id).await["state"], "running");
     assert_eq!(proxied(&s.plane, &id, "/", Some(&cookie)).await.status(), StatusCode::OK);
     s.member.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{id}"), None).await;
     s.member.wait_for_state(&id, "stopped", START).await;
 }
 
-/// Reads server-sent events until `done` says enough, returning the `event:` names and data seen.
-async fn watch_events(
-    plane: &ControlPlane,
-    token: &str,
-    until: impl Fn(&[(String, Value)]) -> bool,
-) -> Vec<(String, Value)> {
-    watch_events_on(event_stream(plane, token).await, until).await
+fn timestamp(value: &Value) -> chrono::DateTime<chrono::Utc> {
+    value.as_str().and_then(|text| text.parse().ok()).unwrap_or_else(|| panic!("not a timestamp: {value}"))
 }
 
-/// [`watch_events`] on a stream already open.
-async fn watch_events_on(
+/// Reads an open event stream until `until` says enough, returning the `event:` names and data seen.
+async fn watch_events(
     mut response: reqwest::Response,
     until: impl Fn(&[(String, Value)]) -> bool,
 ) -> Vec<(String, Value)> {
@@ -371,24 +373,32 @@ async fn live_updates_follow_a_session_to_running_and_show_nothing_of_other_user
     let s = setup(&[]).await;
     s.admin.post("/api/v1/users", json!({"username": "other", "password": "password-123", "role": "member"})).await;
     let other = Api::login(&s.plane.api, "other", "password-123").await;
+    // Both streams are open, so subscribed, before anything happens.
+    let (mine, theirs) = tokio::join!(event_stream(&s.plane, &s.member.token), event_stream(&s.plane, &other.token));
+    let id = running_session(&s.member).await;
     let reached_running =
         |seen: &[(String, Value)]| seen.iter().any(|(e, d)| e == "session" && d["state"] == "running");
-    let (mine, theirs, _) = tokio::join!(
-        watch_events(&s.plane, &s.member.token, reached_running),
-        tokio::time::timeout(Duration::from_secs(8), watch_events(&s.plane, &other.token, |seen| !seen.is_empty())),
-        async {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            running_session(&s.member).await
-        },
-    );
+    let mine = watch_events(mine, reached_running).await;
     let states: Vec<&str> =
         mine.iter().filter(|(e, _)| e == "session").filter_map(|(_, d)| d["state"].as_str()).collect();
     assert!(states.starts_with(&["scheduled"]), "{states:?}");
     assert_eq!(states.last(), Some(&"running"), "{states:?}");
-    assert!(theirs.is_err(), "another member saw events: {theirs:?}");
-    let id = mine[0].1["id"].as_str().unwrap().to_owned();
+    assert_eq!(mine[0].1["id"], id.as_str());
+
+    // The other member's own session comes after all of the first one's on the bus: had any of
+    // those reached their stream, it would come first.
+    let (status, their_session) =
+        other.call(reqwest::Method::POST, "/api/v1/sessions", Some(json!({"template": "fixture"}))).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{their_session}");
+    let their_id = their_session["id"].clone();
+    let theirs = watch_events(theirs, |seen| seen.iter().any(|(_, d)| d["id"] == their_id)).await;
+    assert!(theirs.iter().all(|(_, d)| d["id"] == their_id), "another member saw events: {theirs:?}");
+
     s.member.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{id}"), None).await;
+    let their_id = their_id.as_str().unwrap();
+    other.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{their_id}"), None).await;
     s.member.wait_for_state(&id, "stopped", START).await;
+    other.wait_for_state(their_id, "stopped", START).await;
 }
 
 #[tokio::test]
@@ -402,8 +412,8 @@ async fn rotating_an_agents_token_disconnects_it_at_once() {
     s.admin.post(&format!("/api/v1/agents/{id}/token"), json!({})).await;
     let agent = s.admin.get(&format!("/api/v1/agents/{id}")).await;
     assert_eq!(agent["status"], "offline", "{agent}");
-    // The old token no longer connects: the agent keeps retrying and stays offline.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The old token no longer connects: the agent has tried it again, and stays offline.
+    s.agent.wait_for_log("rejected the agent token", Duration::from_secs(30)).await;
     assert_eq!(s.admin.get(&format!("/api/v1/agents/{id}")).await["status"], "offline");
     let (status, _) =
         s.member.call(reqwest::Method::POST, "/api/v1/sessions", Some(json!({"template": "fixture"}))).await;
@@ -543,7 +553,7 @@ async fn demoting_an_org_admin_cuts_the_event_stream_that_showed_everyone_s_sess
     let stream = event_stream(&s.plane, &boss.token).await;
     let theirs = running_session(&s.member).await;
     let seen = tokio::join!(
-        watch_events_on(stream, |seen| seen.iter().any(|(e, d)| e == "session" && d["state"] == "running")),
+        watch_events(stream, |seen| seen.iter().any(|(e, d)| e == "session" && d["state"] == "running")),
         running_session(&boss),
     );
     let (seen, mine) = seen;

@@ -9,10 +9,12 @@ use crate::auth::jwt::JwtKeys;
 use crate::auth::secrets::Sealer;
 use crate::auth::throttle::LoginThrottle;
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Config, Urls};
 
 pub struct App {
     pub config: Config,
+    /// The UI's URL and the session origins, resolved from `config` once.
+    pub urls: Urls,
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
     pub jwt: JwtKeys,
@@ -60,6 +62,7 @@ impl App {
         let seal_key = crate::keys::load_or_create(&config.data_dir, "seal.key")?;
         let session_key = crate::keys::load_or_create(&config.data_dir, "session.key")?;
         let audit_key = crate::keys::audit_key(&config)?;
+        let urls = Urls::new(&config);
         Ok(App {
             jwt: JwtKeys::new(&jwt_secret)?,
             sealer: Sealer::new(&seal_key),
@@ -71,12 +74,13 @@ impl App {
             bus: Default::default(),
             session_key,
             session_cache: crate::proxy::session_cache::SessionCache::new(clock.clone()),
-            origins: crate::proxy::Origins::new(&config),
+            origins: crate::proxy::Origins::new(&urls),
             http: crate::proxy::forward::client(),
             bound: Default::default(),
             connections: Default::default(),
             session_access: Default::default(),
             audit_key,
+            urls,
             config,
             store,
             clock,
@@ -109,8 +113,8 @@ impl App {
     pub fn streamer_env(&self, session_id: uuid::Uuid) -> [(String, String); 3] {
         [
             ("SELKIES_MASTER_TOKEN".to_owned(), self.master_token(session_id)),
-            ("SELKIES_ALLOWED_ORIGINS".to_owned(), self.config.session_origin(session_id)),
-            ("SELKIES_FRAME_ANCESTORS".to_owned(), self.config.public_url()),
+            ("SELKIES_ALLOWED_ORIGINS".to_owned(), self.urls.session_origin(session_id)),
+            ("SELKIES_FRAME_ANCESTORS".to_owned(), self.urls.public_url.clone()),
         ]
     }
 

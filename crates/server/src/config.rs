@@ -77,37 +77,46 @@ impl Config {
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", self.data_dir.join("streamspace.db").display()))
     }
+}
 
-    pub fn public_url(&self) -> String {
-        self.public_url.clone().unwrap_or_else(|| local_url(self.listen)).trim_end_matches('/').to_owned()
-    }
-
-    /// Cookies are `Secure` and `__Host-` prefixed whenever the UI is a secure context.
-    pub fn secure_cookies(&self) -> bool {
-        crate::auth::cookies::is_secure_context(&self.public_url())
-    }
-
+/// What the settings resolve to for browsers: the UI's URL and the session origins. Worked out
+/// once, when the application is built from its settings ([`Urls::new`]), and read from then on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Urls {
+    /// The UI/API origin's public URL, without a trailing slash.
+    pub public_url: String,
     /// The session domain, lower case, without scheme or trailing dot.
-    pub fn session_domain(&self) -> String {
-        match &self.session_domain {
-            Some(domain) => domain.trim().trim_end_matches('.').to_ascii_lowercase(),
-            None => format!("localhost:{}", self.session_listen.port()),
-        }
-    }
-
+    pub session_domain: String,
     /// Sessions are served over HTTPS exactly when the UI is: a page cannot frame plain HTTP.
-    fn session_scheme(&self) -> &'static str {
-        if self.public_url().starts_with("https://") { "https" } else { "http" }
+    session_scheme: &'static str,
+    /// Cookies are `Secure` and `__Host-` prefixed whenever the UI is a secure context.
+    pub secure_cookies: bool,
+}
+
+impl Urls {
+    pub fn new(config: &Config) -> Urls {
+        let public_url =
+            config.public_url.clone().unwrap_or_else(|| local_url(config.listen)).trim_end_matches('/').to_owned();
+        let session_domain = match &config.session_domain {
+            Some(domain) => domain.trim().trim_end_matches('.').to_ascii_lowercase(),
+            None => format!("localhost:{}", config.session_listen.port()),
+        };
+        Urls {
+            session_scheme: if public_url.starts_with("https://") { "https" } else { "http" },
+            secure_cookies: crate::auth::cookies::is_secure_context(&public_url),
+            public_url,
+            session_domain,
+        }
     }
 
     /// The origin of one session: `<scheme>://<session id>.<session domain>`.
     pub fn session_origin(&self, session_id: Uuid) -> String {
-        format!("{}://{session_id}.{}", self.session_scheme(), self.session_domain())
+        format!("{}://{session_id}.{}", self.session_scheme, self.session_domain)
     }
 
     /// Every session origin, as a CSP source expression.
     pub fn session_origins_source(&self) -> String {
-        format!("{}://*.{}", self.session_scheme(), self.session_domain())
+        format!("{}://*.{}", self.session_scheme, self.session_domain)
     }
 }
 
@@ -158,5 +167,36 @@ impl Default for Config {
             max_event_streams_per_user: 8,
             max_tunnels_per_user: 32,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn by_default_the_ui_and_sessions_are_on_localhost_ports() {
+        let urls = Urls::new(&Config::default());
+        assert_eq!(urls.public_url, "http://localhost:8000");
+        assert_eq!(urls.session_domain, "localhost:8001");
+        assert_eq!(urls.session_origin(Uuid::nil()), format!("http://{}.localhost:8001", Uuid::nil()));
+        assert_eq!(urls.session_origins_source(), "http://*.localhost:8001");
+        assert!(urls.secure_cookies, "localhost is a secure context");
+    }
+
+    #[test]
+    fn sessions_follow_the_ui_to_https_and_the_domain_is_normalised() {
+        let config = Config {
+            public_url: Some("https://streamspace.example.com/".into()),
+            session_domain: Some(" Sessions.Example.com. ".into()),
+            ..Config::default()
+        };
+        let urls = Urls::new(&config);
+        assert_eq!(urls.public_url, "https://streamspace.example.com");
+        assert_eq!(urls.session_origins_source(), "https://*.sessions.example.com");
+        assert!(urls.secure_cookies);
+        let plain = Urls::new(&Config { public_url: Some("http://streamspace.lan:8000".into()), ..Config::default() });
+        assert_eq!(plain.session_origins_source(), "http://*.localhost:8001");
+        assert!(!plain.secure_cookies);
     }
 }

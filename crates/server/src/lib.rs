@@ -70,8 +70,9 @@ pub fn openapi_json() -> &'static str {
 pub async fn open(config: Config, on_bootstrap: impl FnOnce(&bootstrap::Outcome)) -> anyhow::Result<AppState> {
     std::fs::create_dir_all(&config.data_dir)
         .map_err(|e| anyhow::anyhow!("cannot create the data directory {}: {e}", config.data_dir.display()))?;
-    tracing::info!(database = %streamspace_store::redact_url(&config.database_url()), "opening the store");
-    let store = streamspace_store::connect(&config.database_url()).await?;
+    let database_url = config.database_url();
+    tracing::info!(database = %streamspace_store::redact_url(&database_url), "opening the store");
+    let store = streamspace_store::connect(&database_url).await?;
     let app = Arc::new(App::new(config, store, Arc::new(clock::SystemClock))?);
     // Refusing to start beats writing events no one can verify, or sealing a tampered chain.
     app.store.seal_audit_head(&app.audit_key, false).await.map_err(|e| anyhow::anyhow!("audit chain: {e}"))?;

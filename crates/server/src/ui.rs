@@ -68,7 +68,7 @@ pub async fn serve(State(app): State<AppState>, method: Method, uri: Uri) -> Res
         headers.insert(header::CONTENT_TYPE, mime);
     }
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    if let Ok(csp) = HeaderValue::from_str(&content_security_policy(&app.config.session_origins_source())) {
+    if let Ok(csp) = HeaderValue::from_str(&content_security_policy(&app.urls.session_origins_source())) {
         headers.insert(header::CONTENT_SECURITY_POLICY, csp);
     }
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));

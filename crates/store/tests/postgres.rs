@@ -3,7 +3,8 @@
 //! before and dropped after, so tests run in parallel; a schema costs far less than a database.
 //!
 //! Without that variable the tests fail (so that a missing database is never mistaken for a pass)
-//! unless `STREAMSPACE_SKIP_POSTGRES=1` says to skip them.
+//! unless `STREAMSPACE_SKIP_POSTGRES=1` says to skip them; on CI (`CI` set) and under `make test`
+//! (`STREAMSPACE_REQUIRE_SERVICES=1`) they cannot be skipped.
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -16,23 +17,33 @@ use uuid::Uuid;
 
 const URL_VAR: &str = "STREAMSPACE_TEST_DATABASE_URL";
 const SKIP_VAR: &str = "STREAMSPACE_SKIP_POSTGRES";
+const REQUIRED_VAR: &str = "STREAMSPACE_REQUIRE_SERVICES";
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The server the tests use, or `None` when they are to be skipped.
 fn server() -> Option<(String, PgConnectOptions)> {
     let Ok(url) = std::env::var(URL_VAR) else {
+        let setup = format!(
+            "{URL_VAR} is not set, so the PostgreSQL tests cannot run. Start PostgreSQL with `eval \"$(scripts/dev/postgres-up.sh)\"` (as root)"
+        );
+        if let Some(name) = skipping_forbidden_by() {
+            panic!("{setup}; {name} is set, so they may not be skipped.");
+        }
         if std::env::var(SKIP_VAR).as_deref() == Ok("1") {
             eprintln!("skipped: {SKIP_VAR}=1");
             return None;
         }
-        panic!(
-            "{URL_VAR} is not set, so the PostgreSQL tests cannot run. Start PostgreSQL with \
-             `eval \"$(scripts/dev/postgres-up.sh)\"` (as root), or set {SKIP_VAR}=1 to skip them."
-        );
+        panic!("{setup}, or set {SKIP_VAR}=1 to skip them.");
     };
     let options = PgConnectOptions::from_str(&url).unwrap_or_else(|e| panic!("{URL_VAR} is not a PostgreSQL URL: {e}"));
     Some((url, options))
+}
+
+/// The variable that forbids skipping, if one is set: `CI` on a CI run, or `make test`'s.
+fn skipping_forbidden_by() -> Option<&'static str> {
+    let set = |name: &str| std::env::var(name).is_ok_and(|value| !matches!(value.as_str(), "" | "0" | "false"));
+    ["CI", REQUIRED_VAR].into_iter().find(|name| set(name))
 }
 
 /// Runs one statement naming an object (which cannot be a bind parameter; the names are ours).

@@ -4,10 +4,11 @@
 import { spawn, execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+import { listeningPorts } from '../listening.mjs';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const BIN =
@@ -19,17 +20,6 @@ export const VICTIM_IMAGE = process.env.STREAMSPACE_E2E_VICTIM_IMAGE || 'streams
 const KEEP = process.env.STREAMSPACE_E2E_KEEP === '1';
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** Polls `check` until it returns a truthy value; an error with `fatal` set ends the wait at once. */
 export async function eventually(what, timeoutMs, check, interval = 200) {
@@ -102,26 +92,30 @@ export class Platform {
     const self = new Platform();
     self.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'streamspace-e2e-hostile-'));
     self.password = crypto.randomBytes(12).toString('base64url');
-    const apiPort = await freePort();
-    let sessionPort = await freePort();
-    while (sessionPort === apiPort) sessionPort = await freePort();
-    self.ui = `http://localhost:${apiPort}`;
     self.log = path.join(self.dir, 'server.log');
     const out = fs.openSync(self.log, 'a');
     self.child = spawn(
       BIN,
-      ['up', '--data-dir', path.join(self.dir, 'data'), '--listen', `127.0.0.1:${apiPort}`, '--session-listen', `127.0.0.1:${sessionPort}`],
+      ['up', '--data-dir', path.join(self.dir, 'data'), '--listen', '127.0.0.1:0', '--session-listen', '127.0.0.1:0'],
       { env: { ...process.env, STREAMSPACE_ADMIN_PASSWORD: self.password, NO_COLOR: '1' }, stdio: ['ignore', out, out] },
     );
     fs.closeSync(out);
     running.add(self.child);
     self.exited = new Promise((resolve) => self.child.once('exit', (code, signal) => resolve({ code, signal })));
     self.exited.then(() => running.delete(self.child));
+    const stillRunning = () => {
+      if (self.child.exitCode !== null || self.child.signalCode !== null) {
+        throw Object.assign(new Error(`streamspace up exited; see ${self.log}`), { fatal: true });
+      }
+    };
     try {
+      const [apiPort] = await eventually('the control plane to listen', 60000, () => {
+        stillRunning();
+        return listeningPorts(self.log);
+      });
+      self.ui = `http://localhost:${apiPort}`;
       await eventually('/readyz', 60000, async () => {
-        if (self.child.exitCode !== null || self.child.signalCode !== null) {
-          throw Object.assign(new Error(`streamspace up exited; see ${self.log}`), { fatal: true });
-        }
+        stillRunning();
         return (await fetch(`${self.ui}/readyz`)).ok;
       });
       const login = await self.login('admin', self.password);

@@ -6,10 +6,11 @@ import crypto from 'node:crypto';
 import dns from 'node:dns';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+
+import { listeningPorts } from '../listening.mjs';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const ADMIN_PASSWORD = 'admin-password-e2e-streaming';
@@ -21,18 +22,6 @@ export const BIN =
 export const ARTIFACTS = process.env.STREAMSPACE_ARTIFACTS || path.join(REPO, 'artifacts');
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** Polls `check` every `interval` ms until it returns something other than undefined/false. */
 export async function eventually(what, timeoutMs, check, interval = 200) {
@@ -152,7 +141,7 @@ export class Api {
 }
 
 /**
- * `streamspace serve` on free loopback ports with a temporary data directory, plus one
+ * `streamspace serve` on loopback ports the system picks with a temporary data directory, plus one
  * `streamspace agent docker` registered through the API. URLs use `localhost` (a secure context
  * for WebCodecs).
  */
@@ -164,17 +153,14 @@ export class Platform {
     }
     const self = new Platform();
     self.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'streamspace-e2e-streaming-'));
-    const [apiPort, sessionPort] = [await freePort(), await freePort()];
-    self.api = `http://localhost:${apiPort}`;
-    self.sessionOrigin = `http://localhost:${sessionPort}`;
     self.serverLog = path.join(self.dir, 'server.log');
     self.agentLog = path.join(self.dir, 'agent.log');
     self.server = new Proc(
       'server',
       [
         'serve',
-        '--listen', `127.0.0.1:${apiPort}`,
-        '--session-listen', `127.0.0.1:${sessionPort}`,
+        '--listen', '127.0.0.1:0',
+        '--session-listen', '127.0.0.1:0',
         '--data-dir', self.dir,
         '--heartbeat-interval', '2',
         ...(publicUrl ? ['--public-url', publicUrl] : []),
@@ -186,13 +172,22 @@ export class Platform {
       },
       self.serverLog,
     );
+    const stillRunning = () => {
+      if (self.server.exitStatus) {
+        const err = new Error(`streamspace serve exited ${JSON.stringify(self.server.exitStatus)}; see ${self.serverLog}`);
+        err.fatal = true;
+        throw err;
+      }
+    };
     try {
+      const [apiPort, sessionPort] = await eventually('the control plane to listen', 60000, () => {
+        stillRunning();
+        return listeningPorts(self.serverLog);
+      });
+      self.api = `http://localhost:${apiPort}`;
+      self.sessionOrigin = `http://localhost:${sessionPort}`;
       await eventually('/healthz', 60000, async () => {
-        if (self.server.exitStatus) {
-          const err = new Error(`streamspace serve exited ${JSON.stringify(self.server.exitStatus)}; see ${self.serverLog}`);
-          err.fatal = true;
-          throw err;
-        }
+        stillRunning();
         return (await fetch(`${self.api}/healthz`)).ok;
       });
       self.admin = await Api.login(self.api, 'admin', ADMIN_PASSWORD);

@@ -11,8 +11,32 @@ use serde_json::{Value, json};
 pub const BIN: &str = env!("CARGO_BIN_EXE_streamspace");
 pub const ADMIN_PASSWORD: &str = "admin-password-1";
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// Where a control plane listens: port 0 lets the system pick ports no other process holds.
+pub fn listen_args(ports: Option<(u16, u16)>) -> Vec<String> {
+    let (api, sessions) = ports.unwrap_or((0, 0));
+    ["--listen", &format!("127.0.0.1:{api}"), "--session-listen", &format!("127.0.0.1:{sessions}")]
+        .map(str::to_owned)
+        .to_vec()
+}
+
+/// The API and session ports a control plane bound, from the `control plane listening` line of
+/// its JSON log; fails after 60 s, or at once if the process exits.
+pub async fn bound_ports(log: &Path, child: &mut Child) -> (u16, u16) {
+    eventually("the control plane to listen", Duration::from_secs(60), || {
+        let found = listening(&std::fs::read_to_string(log).unwrap_or_default());
+        let running = child.try_wait().unwrap().is_none();
+        assert!(found.is_some() || running, "the control plane exited early: see {}", log.display());
+        async move { found }
+    })
+    .await
+}
+
+fn listening(log: &str) -> Option<(u16, u16)> {
+    log.lines().filter_map(|line| serde_json::from_str::<Value>(line).ok()).find_map(|entry| {
+        let fields = &entry["fields"];
+        let port = |name: &str| fields[name].as_str()?.rsplit_once(':')?.1.parse().ok();
+        (fields["message"] == "control plane listening").then(|| Some((port("api")?, port("sessions")?)))?
+    })
 }
 
 /// Waits for `check` to return `Some`, polling every 100 ms, failing with `what` after `timeout`.
@@ -46,9 +70,11 @@ pub struct ControlPlane {
     pub data_dir: PathBuf,
     pub api: String,
     pub sessions: String,
-    ports: (u16, u16),
+    /// Chosen by the system at the first start, kept by restarts so that agents find it again.
+    ports: Option<(u16, u16)>,
     args: Vec<String>,
     pub started_in: Duration,
+    launches: u32,
 }
 
 impl ControlPlane {
@@ -59,29 +85,33 @@ impl ControlPlane {
             data_dir: data_dir.to_path_buf(),
             api: String::new(),
             sessions: String::new(),
-            ports: (free_port(), free_port()),
+            ports: None,
             args: args.iter().map(|a| (*a).to_owned()).collect(),
             started_in: Duration::ZERO,
+            launches: 0,
         };
         plane.launch().await;
         plane
     }
 
     async fn launch(&mut self) {
-        let (api, sessions) = self.ports;
         let started = Instant::now();
-        let child = Command::new(BIN)
+        self.launches += 1;
+        let log = self.data_dir.join(format!("server-{}.log", self.launches));
+        let mut child = Command::new(BIN)
             .arg("serve")
-            .args(["--listen", &format!("127.0.0.1:{api}"), "--session-listen", &format!("127.0.0.1:{sessions}")])
+            .args(listen_args(self.ports))
             .args(["--data-dir", &self.data_dir.display().to_string()])
             .args(&self.args)
             .env("STREAMSPACE_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("STREAMSPACE_LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
-            .stderr(Stdio::from(std::fs::File::create(self.data_dir.join(format!("server-{api}.log"))).unwrap()))
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
             .spawn()
             .unwrap();
+        let (api, sessions) = bound_ports(&log, &mut child).await;
+        self.ports = Some((api, sessions));
         self.child = Some(child);
         self.api = format!("http://127.0.0.1:{api}");
         self.sessions = format!("http://localhost:{sessions}");
@@ -168,6 +198,14 @@ impl Agent {
             child.kill().unwrap();
             child.wait().unwrap();
         }
+    }
+
+    /// Waits until the agent's log holds `line`, failing after `timeout`.
+    pub async fn wait_for_log(&self, line: &str, timeout: Duration) {
+        eventually(&format!("the agent to log {line:?}"), timeout, || async {
+            std::fs::read_to_string(&self.log).unwrap_or_default().contains(line).then_some(())
+        })
+        .await;
     }
 
     pub fn restart(&mut self) {
@@ -303,14 +341,13 @@ impl Api {
     }
 
     pub async fn wait_for_agent_online(&self, name: &str) {
-        eventually(&format!("agent {name} online"), Duration::from_secs(30), || async {
+        self.wait_for_agent_status(name, "online").await;
+    }
+
+    pub async fn wait_for_agent_status(&self, name: &str, status: &str) {
+        eventually(&format!("agent {name} {status}"), Duration::from_secs(30), || async {
             let agents = self.get("/api/v1/agents").await;
-            agents["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|a| a["name"] == name && a["status"] == "online")
-                .then_some(())
+            agents["items"].as_array().unwrap().iter().any(|a| a["name"] == name && a["status"] == status).then_some(())
         })
         .await;
     }

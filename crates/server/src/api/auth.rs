@@ -115,7 +115,7 @@ fn render(app: &App, issued: Issued) -> ApiResult<Response> {
 }
 
 fn refresh_cookie(app: &App, value: &str, max_age: i64) -> ApiResult<HeaderValue> {
-    HeaderValue::from_str(&cookies::refresh_cookie(&app.config).set(value, max_age)).map_err(ApiError::internal)
+    HeaderValue::from_str(&cookies::refresh_cookie(&app.urls).set(value, max_age)).map_err(ApiError::internal)
 }
 
 fn with_cookie(mut response: Response, cookie: HeaderValue) -> Response {
@@ -140,7 +140,7 @@ fn require_csrf_header(headers: &HeaderMap) -> ApiResult<()> {
     ))]
 async fn refresh(State(app): State<AppState>, meta: RequestMeta, headers: HeaderMap) -> ApiResult<Response> {
     require_csrf_header(&headers)?;
-    let token = cookies::refresh_token(&app.config, &headers)?.ok_or_else(ApiError::unauthorized)?;
+    let token = cookies::refresh_token(&app.urls, &headers)?.ok_or_else(ApiError::unauthorized)?;
     let cleared = refresh_cookie(&app, "", 0)?;
     match sign_in::refresh(&app, &meta, token).await? {
         Refreshed::Renewed(issued) => render(&app, issued),
@@ -163,7 +163,7 @@ async fn logout(
     require_csrf_header(&headers)?;
     // Signing out must work with a stale access token too: the cookie is what gets revoked.
     let principal = principal.ok();
-    let revoked = match cookies::refresh_token(&app.config, &headers)? {
+    let revoked = match cookies::refresh_token(&app.urls, &headers)? {
         Some(token) => app.store.revoke_refresh_family(&sha256_hex(token)).await?,
         None => false,
     };

@@ -264,7 +264,7 @@ async fn connect_session(
         .await?;
     let record = Record::new("session.connect", format!("session:{id}")).org(session.org_id);
     app.audit(&meta, &Actor::from(&principal), record).await?;
-    let url = format!("{}?ticket={ticket}", crate::proxy::session_url(&app.config, id));
+    let url = format!("{}?ticket={ticket}", crate::proxy::session_url(&app.urls, id));
     let org = app.store.get_org(Scope::Platform, session.org_id).await?;
     Ok(axum::Json(ConnectUrl { url, clipboard: org.is_some_and(|org| org.allow_clipboard) }))
 }

@@ -9,7 +9,7 @@ use axum::http::header::COOKIE;
 use axum::http::{HeaderMap, StatusCode};
 use uuid::Uuid;
 
-use crate::config::Config;
+use crate::config::Urls;
 use crate::error::{ApiError, ApiResult};
 
 /// One platform cookie as the browser must store it.
@@ -50,10 +50,10 @@ impl CookieSpec {
 /// The refresh cookie: `__Host-ss_refresh` on a secure context, so a session origin cannot plant
 /// one for a parent domain (a `__Host-` cookie has the root path). Elsewhere it is sent only to
 /// the auth routes.
-pub fn refresh_cookie(config: &Config) -> CookieSpec {
+pub fn refresh_cookie(urls: &Urls) -> CookieSpec {
     CookieSpec {
         base: "ss_refresh",
-        secure: config.secure_cookies(),
+        secure: urls.secure_cookies,
         insecure_path: "/api/v1/auth",
         attributes: "SameSite=Strict",
     }
@@ -61,8 +61,8 @@ pub fn refresh_cookie(config: &Config) -> CookieSpec {
 
 /// The refresh token the request carries. Two cookies of that name mean one was planted: neither
 /// is used, so nobody can be signed in to an account of another's choosing.
-pub fn refresh_token<'a>(config: &Config, headers: &'a HeaderMap) -> ApiResult<Option<&'a str>> {
-    match refresh_cookie(config).read(headers) {
+pub fn refresh_token<'a>(urls: &Urls, headers: &'a HeaderMap) -> ApiResult<Option<&'a str>> {
+    match refresh_cookie(urls).read(headers) {
         Read::Missing => Ok(None),
         Read::One(token) => Ok(Some(token)),
         Read::Duplicated => Err(ApiError::new(
@@ -77,8 +77,8 @@ pub fn refresh_token<'a>(config: &Config, headers: &'a HeaderMap) -> ApiResult<O
 /// Partitioned`: the UI frames the session from another site, and only a partitioned cookie is
 /// kept in a cross-site frame once browsers block third-party cookies. Other sites' pages still
 /// cannot use it: the proxy refuses their fetches and WebSockets (`refused_cross_site`).
-pub fn session_cookie(config: &Config) -> CookieSpec {
-    let secure = is_secure_context(&config.session_origin(Uuid::nil()));
+pub fn session_cookie(urls: &Urls) -> CookieSpec {
+    let secure = is_secure_context(&urls.session_origin(Uuid::nil()));
     CookieSpec {
         base: "ss_session",
         secure,
@@ -144,6 +144,7 @@ pub fn is_secure_context(url: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
     use axum::http::HeaderValue;
 
     fn headers(values: &[&'static str]) -> HeaderMap {
@@ -198,7 +199,7 @@ mod tests {
 
     #[test]
     fn session_cookies_are_host_only_and_partitioned_on_secure_contexts() {
-        let local = session_cookie(&Config::default());
+        let local = session_cookie(&Urls::new(&Config::default()));
         assert_eq!(local.name(), "__Host-ss_session");
         let set = local.set("v", 60);
         assert!(set.contains("Path=/;") && set.contains("SameSite=None; Partitioned; Secure"), "{set}");
@@ -208,6 +209,9 @@ mod tests {
             session_domain: Some("sessions.lan:8001".into()),
             ..Config::default()
         };
-        assert_eq!(session_cookie(&plain).set("v", 60), "ss_session=v; Path=/; Max-Age=60; HttpOnly; SameSite=Lax");
+        assert_eq!(
+            session_cookie(&Urls::new(&plain)).set("v", 60),
+            "ss_session=v; Path=/; Max-Age=60; HttpOnly; SameSite=Lax"
+        );
     }
 }

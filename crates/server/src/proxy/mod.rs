@@ -28,7 +28,7 @@ use crate::app::{App, AppState};
 use crate::auth::cookies::{self, CookieSpec};
 use crate::auth::secrets::sha256_hex;
 use crate::auth::session_grant::Grant;
-use crate::config::Config;
+use crate::config::Urls;
 use crate::error::ApiError;
 use session_cache::CachedSession;
 
@@ -42,8 +42,8 @@ pub fn session_path(id: Uuid) -> String {
 }
 
 /// The URL that opens a session: its own origin and path.
-pub fn session_url(config: &Config, id: Uuid) -> String {
-    format!("{}{}", config.session_origin(id), session_path(id))
+pub fn session_url(urls: &Urls, id: Uuid) -> String {
+    format!("{}{}", urls.session_origin(id), session_path(id))
 }
 
 /// What the proxy needs of the settings on every request, worked out once.
@@ -56,11 +56,11 @@ pub struct Origins {
 }
 
 impl Origins {
-    pub fn new(config: &Config) -> Origins {
-        let policy = HeaderValue::from_str(&format!("frame-ancestors {}", config.public_url()));
+    pub fn new(urls: &Urls) -> Origins {
+        let policy = HeaderValue::from_str(&format!("frame-ancestors {}", urls.public_url));
         Origins {
-            domain: config.session_domain(),
-            cookie: cookies::session_cookie(config),
+            domain: urls.session_domain.clone(),
+            cookie: cookies::session_cookie(urls),
             // A public URL that is no valid header value frames nothing rather than anything.
             frame_ancestors: policy.unwrap_or(HeaderValue::from_static("frame-ancestors 'none'")),
         }
@@ -168,8 +168,7 @@ async fn proxy(State(app): State<AppState>, request: Request<Body>) -> Response<
     let Some(endpoint) = cached.endpoint.filter(|_| cached.state == SessionState::Running) else {
         return not_ready(cached.state);
     };
-    if forward::is_upgrade(request.headers()) && !same_origin(request.headers(), &app.config.session_origin(session_id))
-    {
+    if forward::is_upgrade(request.headers()) && !same_origin(request.headers(), &app.urls.session_origin(session_id)) {
         return error(StatusCode::FORBIDDEN, "forbidden", "cross-origin WebSocket refused");
     }
     // Only the streamer's own API routes take its token: no HMAC for the rest.
@@ -313,6 +312,7 @@ async fn redeem(app: &App, session_id: Uuid, ticket: &str, location: &str) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     const DOMAIN: &str = "localhost:8001";
 
@@ -393,7 +393,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.append(header::SET_COOKIE, HeaderValue::from_static("ss_refresh=planted; Domain=localhost"));
         headers.append(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("frame-ancestors *"));
-        confine(&mut headers, &Origins::new(&Config::default()).frame_ancestors);
+        confine(&mut headers, &Origins::new(&Urls::new(&Config::default())).frame_ancestors);
         assert!(headers.get(header::SET_COOKIE).is_none());
         let policies: Vec<_> = headers.get_all(header::CONTENT_SECURITY_POLICY).iter().collect();
         assert_eq!(policies, ["frame-ancestors *", "frame-ancestors http://localhost:8000"], "both are enforced");

@@ -83,16 +83,14 @@ async fn the_document_is_served() {
     assert_eq!(reply.body, spec());
 }
 
-/// The binary serves the UI it was built with (`make ui` builds `ui/dist` first).
+/// The binary serves the UI it was built with. Without `ui/dist` this fails rather than pass
+/// on the API alone: `make test` builds the UI before the Rust tests.
 #[tokio::test]
-async fn the_embedded_ui_is_served_with_its_policy_when_built() {
+async fn the_embedded_ui_is_served_with_its_policy() {
     let dist = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ui/dist/index.html");
+    assert!(dist.exists(), "{} is missing: build the web UI with `make ui` first", dist.display());
     let t = TestApp::new().await;
     let reply = t.send(Method::GET, "/sessions/some-deep-link", None, None).await;
-    if !dist.exists() {
-        assert_eq!(reply.status, StatusCode::NOT_FOUND, "without ui/dist the binary says the UI is missing");
-        return;
-    }
     assert_eq!(reply.status, StatusCode::OK, "SPA fallback to index.html");
     assert!(reply.body.as_str().unwrap().contains("<div id=\"root\">"));
     let csp = reply.headers["content-security-policy"].to_str().unwrap();
