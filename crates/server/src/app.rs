@@ -36,6 +36,8 @@ pub struct App {
     pub session_cache: crate::proxy::session_cache::SessionCache,
     /// The session proxy's view of the settings: session domain, cookie, framing policy.
     pub origins: crate::proxy::Origins,
+    /// The session proxy's request metrics.
+    pub session_requests: crate::telemetry::SessionRequests,
     /// The session proxy's connection pool to streamers.
     pub http: crate::proxy::forward::HttpClient,
     /// The addresses `run` listens on (they may differ from the settings, e.g. port 0).
@@ -75,6 +77,7 @@ impl App {
             session_key,
             session_cache: crate::proxy::session_cache::SessionCache::new(clock.clone()),
             origins: crate::proxy::Origins::new(&urls),
+            session_requests: Default::default(),
             http: crate::proxy::forward::client(),
             bound: Default::default(),
             connections: Default::default(),

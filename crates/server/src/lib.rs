@@ -104,7 +104,7 @@ pub async fn run(
     let _ = app.bound.set(bound);
     let limits = app.config.http_limits;
     let api = serve::serve(listeners.api, router(app.clone()), limits, "api", wait());
-    let sessions = serve::serve(listeners.sessions, proxy::router(app.clone()), limits, "sessions", wait());
+    let sessions = serve::serve(listeners.sessions, proxy::service(app.clone()), limits, "sessions", wait());
     let follow = tokio::spawn(connections::access::follow_session_changes(app.clone()));
     let background = tokio::spawn(background(app, wait()));
     tokio::spawn(async move {

@@ -9,9 +9,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Router;
+use std::convert::Infallible;
+
+use axum::body::Body;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
+use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -38,15 +41,19 @@ impl Default for Limits {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then waits for requests in flight.
-/// Handlers get the peer address as `ConnectInfo<SocketAddr>`. `name` labels the metrics.
-pub async fn serve(
+/// Serves `service` (the API's router, or the session proxy) on `listener` until `shutdown`
+/// resolves, then waits for requests in flight. Requests carry the peer address as
+/// `ConnectInfo<SocketAddr>`. `name` labels the metrics.
+pub async fn serve<S>(
     listener: TcpListener,
-    router: Router,
+    service: S,
     limits: Limits,
     name: &'static str,
     shutdown: impl Future<Output = ()>,
-) {
+) where
+    S: tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut builder = Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
@@ -76,10 +83,10 @@ pub async fn serve(
         // behind unacknowledged data.
         let _ = tcp.set_nodelay(true);
         let io = TokioIo::new(Counted { tcp, permit: Some(permit), permits: permits.clone(), limits, name });
-        let router = router.clone();
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        let service = service.clone();
+        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
-            router.clone().oneshot(request)
+            service.clone().oneshot(request)
         });
         let connection = graceful.watch(builder.serve_connection_with_upgrades(io, service).into_owned());
         tokio::spawn(async move {

@@ -1,12 +1,14 @@
 //! Trace ids, request logs and HTTP metrics.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{OnceLock, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
-use axum::http::HeaderValue;
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use rand::RngCore;
 use tracing::Instrument;
@@ -57,45 +59,22 @@ impl TraceContext {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verbosity {
-    Info,
-    Debug,
-}
-
 /// Middleware for the API origin: gives each request a trace context, a span carrying its trace id
 /// (so every log line of the request names it), a `traceparent` response header, a log line and
 /// HTTP metrics.
-pub async fn observe(request: Request, next: Next) -> Response {
-    observe_at(request, next, Verbosity::Info).await
-}
-
-/// The same for the session origin, which carries every request of every streamer: its per-request
-/// lines are DEBUG, so they cost nothing unless asked for.
-pub async fn observe_sessions(request: Request, next: Next) -> Response {
-    observe_at(request, next, Verbosity::Debug).await
-}
-
-async fn observe_at(mut request: Request, next: Next, verbosity: Verbosity) -> Response {
+pub async fn observe(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let trace = TraceContext::from_request(&request);
     let method = request.method().clone();
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
-    let span = match verbosity {
-        Verbosity::Info => tracing::info_span!("request", trace_id = %trace.trace_id, %method, route = %route),
-        Verbosity::Debug => tracing::debug_span!("request", trace_id = %trace.trace_id, %method, route = %route),
-    };
+    let span = tracing::info_span!("request", trace_id = %trace.trace_id, %method, route = %route);
     request.extensions_mut().insert(trace.clone());
 
     let mut response = next.run(request).instrument(span.clone()).await;
 
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
-    let latency_ms = elapsed.as_secs_f64() * 1e3;
-    span.in_scope(|| match verbosity {
-        Verbosity::Info => tracing::info!(status, latency_ms, "request finished"),
-        Verbosity::Debug => tracing::debug!(status, latency_ms, "request finished"),
-    });
+    span.in_scope(|| tracing::info!(status, latency_ms = elapsed.as_secs_f64() * 1e3, "request finished"));
     let labels = [("method", method.to_string()), ("route", route), ("status", status.to_string())];
     metrics::counter!("http_requests_total", &labels).increment(1);
     metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
@@ -103,6 +82,39 @@ async fn observe_at(mut request: Request, next: Next, verbosity: Verbosity) -> R
         response.headers_mut().insert("traceparent", value);
     }
     response
+}
+
+/// The route label of every request on the session origin.
+const SESSION_ROUTE: &str = "/api/v1/http/{session_id}/*";
+
+/// HTTP metrics and request logs of the session origin, which carries every request of every
+/// streamer. What the API's middleware does per request (a trace context, label strings, a
+/// registry lookup) would cost the proxy as much as the forwarding itself, so the metric handles
+/// are looked up once per method and status, and the request line is DEBUG.
+#[derive(Default)]
+pub struct SessionRequests {
+    handles: RwLock<HashMap<(Method, u16), (Counter, Histogram)>>,
+}
+
+impl SessionRequests {
+    pub fn record(&self, method: &Method, status: StatusCode, started: Instant) {
+        let elapsed = started.elapsed();
+        tracing::debug!(%method, status = status.as_u16(), latency_ms = elapsed.as_secs_f64() * 1e3, "request finished");
+        let key = (method.clone(), status.as_u16());
+        let known = self.handles.read().unwrap_or_else(|p| p.into_inner()).get(&key).cloned();
+        let (requests, duration) = known.unwrap_or_else(|| {
+            let labels =
+                [("method", method.to_string()), ("route", SESSION_ROUTE.to_owned()), ("status", key.1.to_string())];
+            let handles = (
+                metrics::counter!("http_requests_total", &labels),
+                metrics::histogram!("http_request_duration_seconds", &labels),
+            );
+            self.handles.write().unwrap_or_else(|p| p.into_inner()).insert(key, handles.clone());
+            handles
+        });
+        requests.increment(1);
+        duration.record(elapsed.as_secs_f64());
+    }
 }
 
 /// The process-wide Prometheus recorder (metrics has one global recorder; every app in the

@@ -2,16 +2,17 @@
 //! ways, upgrades tunnelled byte for byte.
 
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
-use axum::body::Body;
+use axum::body::{Body, HttpBody};
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::{Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use metrics::Counter;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::session_cache::Traffic;
@@ -52,15 +53,20 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 /// `Upgrade` and `Connection: upgrade`, which the next hop needs to switch protocols.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let upgrade = is_upgrade(headers);
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        .filter(|name| !(upgrade && name == header::UPGRADE))
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+    if headers.contains_key(header::CONNECTION) {
+        let named: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+            .filter(|name| !(upgrade && name == header::UPGRADE))
+            .collect();
+        for name in &named {
+            headers.remove(name);
+        }
+    }
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
     headers.remove(header::TRANSFER_ENCODING);
@@ -74,18 +80,28 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 /// Platform credentials never reach the session: no `Authorization`, none of our cookies.
 fn strip_platform_credentials(headers: &mut HeaderMap) {
     headers.remove(header::AUTHORIZATION);
-    let kept: Vec<String> = headers
+    let pairs = |headers: &HeaderMap| -> Vec<String> {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .map(str::trim)
+            .filter(|pair| !pair.is_empty() && !is_platform_cookie(pair))
+            .map(str::to_owned)
+            .collect()
+    };
+    let all_clean = headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty() && !is_platform_cookie(pair))
-        .map(str::to_owned)
-        .collect();
+        .all(|value| value.to_str().is_ok_and(|value| value.split(';').all(|pair| !is_platform_cookie(pair.trim()))));
+    if all_clean {
+        return;
+    }
+    let kept = pairs(headers).join("; ");
     headers.remove(header::COOKIE);
     if !kept.is_empty()
-        && let Ok(value) = HeaderValue::from_str(&kept.join("; "))
+        && let Ok(value) = HeaderValue::from_str(&kept)
     {
         headers.insert(header::COOKIE, value);
     }
@@ -108,6 +124,30 @@ fn add_forwarded(headers: &mut HeaderMap, client_ip: std::net::IpAddr, host: Opt
     if let Some(host) = host {
         headers.insert("x-forwarded-host", host);
     }
+}
+
+/// `proxy_bytes_total` by direction, looked up once rather than on every request.
+fn byte_counters() -> &'static (Counter, Counter) {
+    static COUNTERS: OnceLock<(Counter, Counter)> = OnceLock::new();
+    COUNTERS.get_or_init(|| {
+        (
+            metrics::counter!("proxy_bytes_total", "direction" => "in"),
+            metrics::counter!("proxy_bytes_total", "direction" => "out"),
+        )
+    })
+}
+
+/// `body`, counting its bytes into `count` and `total` as they pass.
+fn counted(body: Body, count: impl Fn(u64) + Send + Sync + 'static) -> Body {
+    if body.is_end_stream() {
+        return body;
+    }
+    Body::new(http_body_util::BodyExt::map_frame(body, move |frame| {
+        if let Some(data) = frame.data_ref() {
+            count(data.len() as u64);
+        }
+        frame
+    }))
 }
 
 /// Sends `request` (already carrying the upstream URI) and returns the streamer's response, or
@@ -136,18 +176,15 @@ pub async fn forward(
     *request.uri_mut() = upstream;
     traffic.touch();
 
+    let (in_total, out_total) = byte_counters();
     let (parts, body) = request.into_parts();
-    let body = Body::new(http_body_util::BodyExt::map_frame(body, {
+    let body = counted(body, {
         let traffic = traffic.clone();
-        let total = metrics::counter!("proxy_bytes_total", "direction" => "in");
-        move |frame| {
-            if let Some(data) = frame.data_ref() {
-                traffic.bytes_in.fetch_add(data.len() as u64, Ordering::Relaxed);
-                total.increment(data.len() as u64);
-            }
-            frame
+        move |bytes| {
+            traffic.bytes_in.fetch_add(bytes, Ordering::Relaxed);
+            in_total.increment(bytes);
         }
-    }));
+    });
     let mut response = match client.request(Request::from_parts(parts, body)).await {
         Ok(response) => response,
         Err(err) => {
@@ -171,14 +208,10 @@ pub async fn forward(
         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
     let (parts, body) = response.into_parts();
-    let total = metrics::counter!("proxy_bytes_total", "direction" => "out");
-    let body = Body::new(http_body_util::BodyExt::map_frame(body, move |frame| {
-        if let Some(data) = frame.data_ref() {
-            traffic.bytes_out.fetch_add(data.len() as u64, Ordering::Relaxed);
-            total.increment(data.len() as u64);
-        }
-        frame
-    }));
+    let body = counted(Body::new(body), move |bytes| {
+        traffic.bytes_out.fetch_add(bytes, Ordering::Relaxed);
+        out_total.increment(bytes);
+    });
     Response::from_parts(parts, body)
 }
 

@@ -12,11 +12,16 @@ pub mod forward;
 pub mod session_cache;
 pub mod streamer;
 
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
 
-use axum::Router;
-use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
+use axum::body::{Body, Bytes};
+use axum::extract::ConnectInfo;
 use axum::http::header::{self, HeaderValue};
 use axum::http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use axum::response::IntoResponse;
@@ -67,9 +72,38 @@ impl Origins {
     }
 }
 
-/// The router of the session listener: nothing but the proxy.
-pub fn router(app: AppState) -> Router {
-    Router::new().fallback(proxy).layer(axum::middleware::from_fn(crate::telemetry::observe_sessions)).with_state(app)
+/// The service of the session listener: every request goes to the proxy. A plain service rather
+/// than a router, since there is nothing to route and this path carries every streamer request.
+#[derive(Clone)]
+pub struct SessionProxy(AppState);
+
+pub fn service(app: AppState) -> SessionProxy {
+    SessionProxy(app)
+}
+
+impl<B> tower::Service<Request<B>> for SessionProxy
+where
+    B: axum::body::HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let app = self.0.clone();
+        Box::pin(async move {
+            let started = Instant::now();
+            let method = request.method().clone();
+            let response = proxy(&app, request.map(Body::new)).await;
+            app.session_requests.record(&method, response.status(), started);
+            Ok(response)
+        })
+    }
 }
 
 /// The session a request's host names: `<canonical session id>.<session domain>`, any case.
@@ -78,10 +112,15 @@ fn addressed_session(request: &Request<Body>, domain: &str) -> Option<Uuid> {
         Some(authority) => authority.as_str(),
         None => request.headers().get(header::HOST)?.to_str().ok()?,
     };
-    let host = host.to_ascii_lowercase();
-    let label = host.strip_suffix(domain)?.strip_suffix('.')?;
-    let id = Uuid::parse_str(label).ok()?;
-    (id.hyphenated().to_string() == label).then_some(id)
+    let label = strip_suffix_ignoring_case(host, domain)?.strip_suffix('.')?;
+    let id = Uuid::try_parse(label).ok()?;
+    let mut canonical = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    id.hyphenated().encode_lower(&mut canonical).eq_ignore_ascii_case(label).then_some(id)
+}
+
+fn strip_suffix_ignoring_case<'a>(text: &'a str, suffix: &str) -> Option<&'a str> {
+    let at = text.len().checked_sub(suffix.len())?;
+    (text.is_char_boundary(at) && text[at..].eq_ignore_ascii_case(suffix)).then(|| &text[..at])
 }
 
 /// The rest of the path under the session's prefix. The id must be in canonical form and the
@@ -89,7 +128,8 @@ fn addressed_session(request: &Request<Body>, domain: &str) -> Option<Uuid> {
 fn tail(path: &str, session_id: Uuid) -> Option<&str> {
     let rest = path.strip_prefix(PREFIX)?;
     let (id, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    (id == session_id.hyphenated().to_string()).then_some(tail)
+    let mut canonical = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    (id == session_id.hyphenated().encode_lower(&mut canonical)).then_some(tail)
 }
 
 /// Fetch Metadata: a request that another site's page made (a fetch, a WebSocket, a form post),
@@ -101,8 +141,12 @@ fn refused_cross_site(method: &Method, headers: &HeaderMap) -> bool {
     matches!(fetch("sec-fetch-site"), Some("cross-site" | "same-site")) && !navigation
 }
 
-/// The query without `ticket=...`.
-fn without_ticket(query: &str) -> (Option<&str>, String) {
+/// The query without `ticket=...` (and without empty pairs).
+fn without_ticket(query: &str) -> (Option<&str>, Cow<'_, str>) {
+    let clean = !query.contains("ticket=") && !query.starts_with('&') && !query.ends_with('&') && !query.contains("&&");
+    if clean {
+        return (None, Cow::Borrowed(query));
+    }
     let mut ticket = None;
     let kept: Vec<&str> = query
         .split('&')
@@ -114,19 +158,19 @@ fn without_ticket(query: &str) -> (Option<&str>, String) {
             None => !pair.is_empty(),
         })
         .collect();
-    (ticket, kept.join("&"))
+    (ticket, Cow::Owned(kept.join("&")))
 }
 
 fn error(status: StatusCode, code: &'static str, message: &str) -> Response<Body> {
     ApiError::new(status, code, message).into_response()
 }
 
-async fn proxy(State(app): State<AppState>, request: Request<Body>) -> Response<Body> {
+async fn proxy(app: &App, request: Request<Body>) -> Response<Body> {
     let Some(session_id) = addressed_session(&request, &app.origins.domain) else {
         return error(StatusCode::NOT_FOUND, "not_found", "no such session");
     };
-    let path = request.uri().path().to_owned();
-    let Some(tail) = tail(&path, session_id) else {
+    let path = request.uri().path();
+    let Some(tail) = tail(path, session_id) else {
         if path == "/" {
             return redirect(StatusCode::PERMANENT_REDIRECT, &session_path(session_id));
         }
@@ -146,7 +190,7 @@ async fn proxy(State(app): State<AppState>, request: Request<Body>) -> Response<
     let (ticket, query) = without_ticket(request.uri().query().unwrap_or(""));
     if let Some(ticket) = ticket {
         let location = format!("{path}{}", if query.is_empty() { String::new() } else { format!("?{query}") });
-        return redeem(&app, session_id, ticket, &location).await;
+        return redeem(app, session_id, ticket, &location).await;
     }
     let now = app.clock.now().timestamp();
     let grant = app
@@ -158,11 +202,11 @@ async fn proxy(State(app): State<AppState>, request: Request<Body>) -> Response<
     let Some(grant) = grant else {
         return error(StatusCode::UNAUTHORIZED, "unauthorized", "open this session from StreamSpace");
     };
-    let cached = match cached_session(&app, session_id).await {
+    let cached = match cached_session(app, session_id).await {
         Ok(cached) => cached,
         Err(response) => return *response,
     };
-    if let Err(response) = check_access(&app, grant).await {
+    if let Err(response) = check_access(app, grant).await {
         return *response;
     }
     let Some(endpoint) = cached.endpoint.filter(|_| cached.state == SessionState::Running) else {
@@ -174,8 +218,7 @@ async fn proxy(State(app): State<AppState>, request: Request<Body>) -> Response<
     // Only the streamer's own API routes take its token: no HMAC for the rest.
     let token = if streamer::is_streamer_api(tail) { app.viewer_token(session_id) } else { String::new() };
     let query = streamer::query_with_token(request.headers(), tail, query, &token);
-    let upstream = format!("{endpoint}{tail}{}", if query.is_empty() { String::new() } else { format!("?{query}") });
-    let Ok(upstream) = upstream.parse::<Uri>() else {
+    let Ok(upstream) = upstream_uri(&endpoint, tail, &query) else {
         return error(StatusCode::BAD_REQUEST, "bad_request", "invalid path");
     };
     let client_ip = request
@@ -183,7 +226,7 @@ async fn proxy(State(app): State<AppState>, request: Request<Body>) -> Response<
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(std::net::Ipv4Addr::LOCALHOST.into(), |ConnectInfo(addr)| addr.ip());
     let credential = streamer::credential(tail, &token);
-    let tunnel = match tunnel_slot(&app, &request, grant) {
+    let tunnel = match tunnel_slot(app, &request, grant) {
         Ok(tunnel) => tunnel,
         Err(response) => return *response,
     };
@@ -191,6 +234,18 @@ async fn proxy(State(app): State<AppState>, request: Request<Body>) -> Response<
         forward::forward(&app.http, request, upstream, credential, client_ip, cached.traffic, tunnel).await;
     confine(response.headers_mut(), &app.origins.frame_ancestors);
     response
+}
+
+/// The streamer's URL for `tail?query`.
+fn upstream_uri(endpoint: &str, tail: &str, query: &str) -> Result<Uri, axum::http::uri::InvalidUri> {
+    let mut uri = String::with_capacity(endpoint.len() + tail.len() + 1 + query.len());
+    uri.push_str(endpoint);
+    uri.push_str(tail);
+    if !query.is_empty() {
+        uri.push('?');
+        uri.push_str(query);
+    }
+    Uri::try_from(uri)
 }
 
 /// When the session cookie was issued (Unix seconds).
@@ -401,8 +456,9 @@ mod tests {
 
     #[test]
     fn the_ticket_is_taken_out_of_the_query() {
-        assert_eq!(without_ticket("ticket=abc"), (Some("abc"), String::new()));
-        assert_eq!(without_ticket("a=1&ticket=abc&b=2"), (Some("abc"), "a=1&b=2".to_owned()));
-        assert_eq!(without_ticket("a=1"), (None, "a=1".to_owned()));
+        assert_eq!(without_ticket("ticket=abc"), (Some("abc"), Cow::from("")));
+        assert_eq!(without_ticket("a=1&ticket=abc&b=2"), (Some("abc"), Cow::from("a=1&b=2")));
+        assert_eq!(without_ticket("a=1"), (None, Cow::from("a=1")));
+        assert_eq!(without_ticket("a=1&&b=2&"), (None, Cow::from("a=1&b=2")), "empty pairs go");
     }
 }

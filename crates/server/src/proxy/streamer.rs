@@ -2,6 +2,8 @@
 //! control plane registers one controller token per session with the streamer, and the proxy
 //! presents it upstream. Browsers never hold a streamer credential.
 
+use std::borrow::Cow;
+
 use axum::body::Body;
 use axum::http::header::HeaderValue;
 use axum::http::{HeaderMap, Method, Request};
@@ -20,7 +22,7 @@ pub fn credential(tail: &str, token: &str) -> Option<HeaderValue> {
 }
 
 /// The streamer takes a WebSocket's token from the query: add it to upgrades of its API routes.
-pub fn query_with_token(headers: &HeaderMap, tail: &str, query: String, token: &str) -> String {
+pub fn query_with_token<'a>(headers: &HeaderMap, tail: &str, query: Cow<'a, str>, token: &str) -> Cow<'a, str> {
     if !(is_upgrade(headers) && is_streamer_api(tail)) {
         return query;
     }
@@ -31,7 +33,7 @@ pub fn query_with_token(headers: &HeaderMap, tail: &str, query: String, token: &
     }
     pairs.push_str("token=");
     pairs.push_str(token);
-    pairs
+    Cow::Owned(pairs)
 }
 
 /// Registers the session's controller token with a (re)started streamer. `POST /api/tokens`
@@ -76,7 +78,7 @@ mod tests {
 
     #[test]
     fn only_streamer_api_upgrades_carry_the_token_and_a_client_cannot_choose_it() {
-        assert_eq!(query_with_token(&upgrade(), "/api/websockets", String::new(), "t"), "token=t");
+        assert_eq!(query_with_token(&upgrade(), "/api/websockets", "".into(), "t"), "token=t");
         assert_eq!(query_with_token(&upgrade(), "/api/websockets", "a=1&token=mine".into(), "t"), "a=1&token=t");
         assert_eq!(query_with_token(&upgrade(), "/ws", "a=1".into(), "t"), "a=1");
         assert_eq!(query_with_token(&HeaderMap::new(), "/api/websockets", "a=1".into(), "t"), "a=1");

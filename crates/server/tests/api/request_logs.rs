@@ -4,7 +4,6 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use axum::Router;
 use axum::body::Body;
 use axum::http::Request;
 use tower::ServiceExt;
@@ -34,14 +33,17 @@ impl Captured {
 }
 
 /// How many "request finished" lines one request to `router` writes at `level`.
-async fn finished_lines(router: Router, uri: &str, level: Level) -> usize {
+async fn finished_lines<S>(service: S, uri: &str, level: Level) -> usize
+where
+    S: tower::Service<Request<Body>, Response = axum::response::Response, Error = std::convert::Infallible>,
+{
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber =
         tracing_subscriber::fmt().with_max_level(level).with_ansi(false).with_writer(move || writer.clone()).finish();
     let guard = tracing::subscriber::set_default(subscriber);
     let request = Request::builder().uri(uri).body(Body::empty()).unwrap();
-    router.oneshot(request).await.unwrap();
+    service.oneshot(request).await.unwrap();
     drop(guard);
     captured.text().matches("request finished").count()
 }
@@ -49,7 +51,7 @@ async fn finished_lines(router: Router, uri: &str, level: Level) -> usize {
 #[tokio::test]
 async fn the_session_origin_logs_requests_at_debug_and_the_api_at_info() {
     let t = TestApp::new().await;
-    let sessions = || streamspace_server::proxy::router(t.app.clone());
+    let sessions = || streamspace_server::proxy::service(t.app.clone());
     // A host that names no session: answered by the proxy without a store round trip.
     let session_uri = "http://nosession.localhost:8001/api/v1/http/x/";
     assert_eq!(finished_lines(sessions(), session_uri, Level::INFO).await, 0);
