@@ -18,7 +18,7 @@ import { getOrgsQueryOptions, useCreateOrg, useDeleteOrg, useUpdateOrg } from '.
 /** The API's rule for organization names (a slug). */
 const ORG_NAME_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
-function quota(n: number | null) {
+function quota(n: number | null | undefined) {
   return n === null ? '∞' : String(n);
 }
 

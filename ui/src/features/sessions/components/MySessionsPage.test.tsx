@@ -25,7 +25,7 @@ describe('MySessionsPage', () => {
     const { calls } = mockFetch({
       'POST /api/v1/auth/refresh': () => json(authResponse()),
       'GET /api/v1/sessions': () =>
-        json({ items: [starting, session({ id: 's2', template_name: 'Old', state: 'stopped' })], next_cursor: null }),
+        json({ items: [starting, session({ id: 's2', template_display_name: 'Old', state: 'stopped' })], next_cursor: null }),
       'GET /api/v1/events': () => stream.response,
     });
     renderRoutes([

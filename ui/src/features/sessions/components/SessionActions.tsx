@@ -18,7 +18,7 @@ export function SessionActions({ session, force = false }: { session: Session; f
   const wake = useWakeSession();
   const stop = useStopSession();
   const busy = hibernate.isPending || wake.isPending || stop.isPending;
-  const name = session.template_name;
+  const name = session.template_display_name;
   const onError = (what: string) => (e: unknown) => notify(`Could not ${what} ${name}: ${errorMessage(e)}`, 'error');
 
   const doStop = async () => {

@@ -42,7 +42,7 @@ export function phaseLabel(session: Pick<Session, 'state' | 'phase'>): string {
 
 /** Start progress: phase text plus a bar (determinate when the agent reports a percentage). */
 export function SessionProgress({ session }: { session: Session }) {
-  const pct = session.progress;
+  const pct = session.progress ?? null;
   const label = phaseLabel(session);
   return (
     <Box sx={{ minWidth: 160 }}>

@@ -37,7 +37,6 @@ import {
   useStopSession,
   useWakeSession,
 } from '../api/sessions';
-import { useSessionTitle } from '../api/titles';
 import { SessionStateChip, phaseLabel } from './SessionStatus';
 
 /**
@@ -81,13 +80,13 @@ function Screen({ children }: { children: ReactNode }) {
 }
 
 function StartingScreen({ session }: { session: Session }) {
-  const pct = session.progress;
+  const pct = session.progress ?? null;
   const label = phaseLabel(session);
   return (
     <Screen>
       <Stack spacing={2} role="status" aria-live="polite">
         <Typography variant="h2" component="h1">
-          Starting {session.template_name}
+          Starting {session.template_display_name}
         </Typography>
         <Typography color="text.secondary">
           {label}
@@ -112,7 +111,7 @@ function RunningView({ session }: { session: Session }) {
       <Screen>
         <Stack spacing={2} sx={{ alignItems: 'center' }} role="status">
           <CircularProgress aria-hidden />
-          <Typography>Connecting to {session.template_name}…</Typography>
+          <Typography>Connecting to {session.template_display_name}…</Typography>
         </Stack>
       </Screen>
     );
@@ -130,7 +129,7 @@ function RunningView({ session }: { session: Session }) {
   return (
     <Box
       component="iframe"
-      title={`${session.template_name} session`}
+      title={`${session.template_display_name} session`}
       src={connect.data.url}
       sandbox={SESSION_IFRAME_SANDBOX}
       allow={sessionIframeAllow(connect.data.clipboard)}
@@ -146,15 +145,13 @@ export function SessionViewerPage() {
   const navigate = useNavigate();
   const { confirm, notify } = useFeedback();
   const session = useQuery(getSessionQueryOptions(id));
-  const title = useSessionTitle();
   const hibernate = useHibernateSession();
   const wake = useWakeSession();
   const stop = useStopSession();
   const relaunch = useCreateSession();
   const frameRef = useRef<HTMLDivElement>(null);
   const fullscreen = useFullscreen(frameRef);
-  // Display names instead of template slugs everywhere on this page.
-  const s = session.data ? { ...session.data, template_name: title(session.data) } : undefined;
+  const s = session.data;
   const busy = hibernate.isPending || wake.isPending || stop.isPending;
 
   const openInNewTab = async () => {
@@ -174,7 +171,7 @@ export function SessionViewerPage() {
   const doStop = async () => {
     if (!s) return;
     const ok = await confirm({
-      title: `Stop ${s.template_name}?`,
+      title: `Stop ${s.template_display_name}?`,
       message: 'The session is stopped and removed. Unsaved work inside it is lost.',
       confirmLabel: 'Stop',
       destructive: true,
@@ -212,7 +209,7 @@ export function SessionViewerPage() {
       <Screen>
         <Stack spacing={2} sx={{ alignItems: 'center' }} role="status">
           <CircularProgress aria-hidden />
-          <Typography>Hibernating {s.template_name}…</Typography>
+          <Typography>Hibernating {s.template_display_name}…</Typography>
         </Stack>
       </Screen>
     );
@@ -221,7 +218,7 @@ export function SessionViewerPage() {
       <Screen>
         <Stack spacing={2} sx={{ alignItems: 'center' }}>
           <Typography variant="h2" component="h1">
-            {s.template_name} is hibernated
+            {s.template_display_name} is hibernated
           </Typography>
           <Typography color="text.secondary">Its state is kept. Wake it to continue where you left off.</Typography>
           <Button
@@ -240,7 +237,7 @@ export function SessionViewerPage() {
     body = (
       <Screen>
         <Alert severity="error" sx={{ textAlign: 'left', mb: 2 }}>
-          <AlertTitle>{s.template_name} failed</AlertTitle>
+          <AlertTitle>{s.template_display_name} failed</AlertTitle>
           {s.failure_reason ?? 'The session failed for an unknown reason.'}
         </Alert>
         <Stack direction="row" spacing={1} sx={{ justifyContent: 'center' }}>
@@ -269,7 +266,7 @@ export function SessionViewerPage() {
       <Screen>
         <Stack spacing={2} sx={{ alignItems: 'center' }} role="status">
           <Typography variant="h2" component="h1">
-            {s.state === 'stopping' ? `Stopping ${s.template_name}…` : `${s.template_name} has ended`}
+            {s.state === 'stopping' ? `Stopping ${s.template_display_name}…` : `${s.template_display_name} has ended`}
           </Typography>
           <Stack direction="row" spacing={1}>
             <Button component={RouterLink} to="/" variant="contained">
@@ -295,7 +292,7 @@ export function SessionViewerPage() {
               </IconButton>
             </Tooltip>
             <Typography component="span" sx={{ fontWeight: 600 }} noWrap>
-              {s?.template_name ?? 'Session'}
+              {s?.template_display_name ?? 'Session'}
             </Typography>
             {s ? <SessionStateChip state={s.state} /> : null}
             <Box sx={{ flex: 1 }} />

@@ -11,6 +11,8 @@ const org: Organization = {
   id: 'o1',
   name: 'acme',
   mfa_required: false,
+  allow_clipboard: false,
+  egress_allow: [],
   max_sessions: null,
   max_sessions_per_user: 3,
   max_cpu_millis: null,
