@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { screen, within } from '@testing-library/react';
 import { Outlet } from 'react-router';
-import { LiveEventsProvider } from '@/lib/live';
+import { LiveEventsProvider } from '@/app/live';
 import { json, mockFetch } from '@/testing/http';
 import { authResponse, session } from '@/testing/fixtures';
 import { renderRoutes } from '@/testing/render';

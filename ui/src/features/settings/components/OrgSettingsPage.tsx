@@ -8,7 +8,7 @@ import { useFeedback } from '@/components/feedback';
 import { errorMessage } from '@/lib/api';
 import { useUser } from '@/lib/auth';
 import type { Organization, OrgPatch } from '@/types/api';
-import { getOrgQueryOptions, getOrgsQueryOptions, useUpdateOrg } from '@/features/orgs/api/orgs';
+import { getOrgQueryOptions, getOrgsQueryOptions, useUpdateOrg } from '@/features/orgs';
 
 type QuotaKey = 'max_sessions' | 'max_sessions_per_user' | 'max_cpu_millis' | 'max_memory_mb';
 

@@ -13,8 +13,8 @@ import { useUser } from '@/lib/auth';
 import { formatMemory, formatMillicores } from '@/lib/format';
 import { useListQuery } from '@/lib/list';
 import type { Template } from '@/types/api';
-import { getOrgsQueryOptions } from '@/features/orgs/api/orgs';
-import { TemplateIcon } from '@/features/catalog/components/TemplateCard';
+import { getOrgsQueryOptions } from '@/features/orgs';
+import { TemplateIcon } from '@/components/TemplateIcon';
 import {
   EMPTY_TEMPLATE_FORM,
   type TemplateFormValues,

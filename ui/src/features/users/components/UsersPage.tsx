@@ -13,8 +13,8 @@ import { ROLE_LABELS, useUser } from '@/lib/auth';
 import { formatDateTime } from '@/lib/format';
 import { useCursorList } from '@/lib/list';
 import { ROLES, type PatchUserRequest, type Role, type User } from '@/types/api';
-import { getOrgsQueryOptions } from '@/features/orgs/api/orgs';
-import { MIN_PASSWORD_LENGTH } from '@/features/account/components/PasswordForm';
+import { getOrgsQueryOptions } from '@/features/orgs';
+import { MIN_PASSWORD_LENGTH } from '@/features/account';
 import { getUsersInfiniteQueryOptions, useCreateUser, useDeleteUser, useUpdateUser } from '../api/users';
 
 /** The API's rule: letters, digits, '.', '-' and '_', starting with a letter or digit, at most 64. */
