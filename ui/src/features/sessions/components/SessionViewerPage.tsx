@@ -23,6 +23,7 @@ import OpenInNewIcon from '@mui/icons-material/OpenInNew';
 import BedtimeIcon from '@mui/icons-material/Bedtime';
 import StopCircleIcon from '@mui/icons-material/StopCircle';
 import WbSunnyIcon from '@mui/icons-material/WbSunny';
+import { ConfirmActionButton } from '@/components/ConfirmActionButton';
 import { useFeedback } from '@/components/feedback';
 import { ErrorAlert } from '@/components/ErrorAlert';
 import { errorMessage, isApiError } from '@/lib/api';
@@ -37,6 +38,7 @@ import {
   useStopSession,
   useWakeSession,
 } from '../api/sessions';
+import { STOP_WARNING } from './SessionActions';
 import { SessionStateChip, phaseLabel } from './SessionStatus';
 
 /**
@@ -143,7 +145,7 @@ function RunningView({ session }: { session: Session }) {
 export function SessionViewerPage() {
   const { id = '' } = useParams();
   const navigate = useNavigate();
-  const { confirm, notify } = useFeedback();
+  const { notify } = useFeedback();
   const session = useQuery(getSessionQueryOptions(id));
   const hibernate = useHibernateSession();
   const wake = useWakeSession();
@@ -166,17 +168,6 @@ export function SessionViewerPage() {
       w?.close();
       notify(`Could not open a new tab: ${errorMessage(e)}`, 'error');
     }
-  };
-
-  const doStop = async () => {
-    if (!s) return;
-    const ok = await confirm({
-      title: `Stop ${s.template_display_name}?`,
-      message: 'The session is stopped and removed. Unsaved work inside it is lost.',
-      confirmLabel: 'Stop',
-      destructive: true,
-    });
-    if (ok) stop.mutate(id, { onError: (e) => notify(`Could not stop: ${errorMessage(e)}`, 'error') });
   };
 
   let body: ReactNode;
@@ -326,13 +317,15 @@ export function SessionViewerPage() {
               </>
             ) : null}
             {s && s.state !== 'stopped' && s.state !== 'stopping' && s.state !== 'failed' ? (
-              <Tooltip title="Stop">
-                <span>
-                  <IconButton aria-label="Stop" color="error" disabled={busy} onClick={() => void doStop()}>
-                    <StopCircleIcon />
-                  </IconButton>
-                </span>
-              </Tooltip>
+              <ConfirmActionButton
+                label="Stop"
+                tooltip="Stop"
+                icon={<StopCircleIcon />}
+                disabled={busy}
+                confirm={{ title: `Stop ${s.template_display_name}?`, message: STOP_WARNING, confirmLabel: 'Stop' }}
+                action={() => stop.mutateAsync(id)}
+                failure="Could not stop"
+              />
             ) : null}
           </Toolbar>
         </AppBar>

@@ -2,11 +2,11 @@ import { useState } from 'react';
 import { useQuery } from '@tanstack/react-query';
 import { Box, Button, Chip, IconButton, Switch, Tooltip, Typography } from '@mui/material';
 import AddIcon from '@mui/icons-material/Add';
-import DeleteIcon from '@mui/icons-material/Delete';
 import EditIcon from '@mui/icons-material/Edit';
 import { ResourceListView } from '@/components/ResourceListView';
 import { ResourceFormDialog, type FieldSpec } from '@/components/ResourceFormDialog';
 import type { Column } from '@/components/ResourceTable';
+import { ConfirmActionButton } from '@/components/ConfirmActionButton';
 import { useFeedback } from '@/components/feedback';
 import { errorMessage } from '@/lib/api';
 import { useUser } from '@/lib/auth';
@@ -34,7 +34,7 @@ export function TemplatesPage() {
   const orgs = useQuery({ ...getOrgsQueryOptions(), enabled: isPlatform });
   const save = useSaveTemplate();
   const del = useDeleteTemplate();
-  const { confirm, notify } = useFeedback();
+  const { notify } = useFeedback();
   const [editing, setEditing] = useState<Template | 'new' | null>(null);
 
   // Org admins may only touch their org's templates; global ones are read-only for them.
@@ -145,27 +145,17 @@ export function TemplatesPage() {
                 <EditIcon />
               </IconButton>
             </Tooltip>
-            <Tooltip title="Delete">
-              <IconButton
-                aria-label={`Delete template ${t.display_name}`}
-                color="error"
-                onClick={async () => {
-                  const ok = await confirm({
-                    title: `Delete template ${t.display_name}?`,
-                    message: 'Running sessions keep running; nobody can launch it any more.',
-                    confirmLabel: 'Delete',
-                    destructive: true,
-                  });
-                  if (ok)
-                    del.mutate(t.id, {
-                      onSuccess: () => notify(`Template ${t.display_name} deleted`),
-                      onError: (e) => notify(errorMessage(e), 'error'),
-                    });
-                }}
-              >
-                <DeleteIcon />
-              </IconButton>
-            </Tooltip>
+            <ConfirmActionButton
+              label={`Delete template ${t.display_name}`}
+              tooltip="Delete"
+              confirm={{
+                title: `Delete template ${t.display_name}?`,
+                message: 'Running sessions keep running; nobody can launch it any more.',
+                confirmLabel: 'Delete',
+              }}
+              action={() => del.mutateAsync(t.id)}
+              success={`Template ${t.display_name} deleted`}
+            />
           </>
         ) : null
       }
