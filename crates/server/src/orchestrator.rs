@@ -6,9 +6,9 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use streamspace_proto::SessionState;
 use streamspace_proto::hub::{ActualState, Command, CommandKind, InventoryItem, ServerMessage, SessionSpec};
 use streamspace_proto::security;
+use streamspace_proto::{SessionPhase, SessionState};
 use streamspace_store::{Agent, Scope, Session, SessionUpdate};
 use uuid::Uuid;
 
@@ -27,7 +27,7 @@ use crate::scheduler::{self, Candidate, Requirements};
 pub struct Detail {
     pub agent_id: Option<Uuid>,
     pub endpoint: Option<String>,
-    pub phase: Option<String>,
+    pub phase: Option<SessionPhase>,
     pub progress: Option<i32>,
     pub reason: Option<String>,
 }
@@ -60,7 +60,7 @@ pub fn event_for_report(current: SessionState, actual: &ActualState) -> Option<(
     let detail = Detail::default();
     match actual {
         ActualState::Starting { phase, progress } => matches!(current, Scheduled | Starting)
-            .then(|| (Event::AgentStarting, Detail { phase: Some(phase.clone()), progress: *progress, ..detail })),
+            .then(|| (Event::AgentStarting, Detail { phase: Some(*phase), progress: *progress, ..detail })),
         ActualState::Running { endpoint } => match current {
             Scheduled | Starting => Some((Event::AgentRunning, Detail { endpoint: Some(endpoint.clone()), ..detail })),
             _ => None,
@@ -102,7 +102,7 @@ impl App {
         }
         match transition.to {
             SessionState::Starting | SessionState::Scheduled => {
-                update.phase = Some(detail.phase.clone().or(Some("scheduling".to_owned())));
+                update.phase = Some(Some(detail.phase.unwrap_or(SessionPhase::Scheduling).as_str().to_owned()));
                 update.progress = Some(detail.progress);
             }
             SessionState::Running => {
@@ -308,7 +308,7 @@ impl App {
             }
             let changes_nothing = event == Event::AgentStarting
                 && session.state == SessionState::Starting
-                && session.phase == detail.phase
+                && session.phase.as_deref() == detail.phase.map(SessionPhase::as_str)
                 && session.progress == detail.progress;
             if !changes_nothing {
                 self.advance(&session, event, detail, &Cause::system()).await?;
@@ -464,10 +464,10 @@ mod tests {
 
     #[test]
     fn starting_reports_carry_their_phase_and_progress() {
-        let report = ActualState::Starting { phase: "pulling".into(), progress: Some(30) };
+        let report = ActualState::Starting { phase: SessionPhase::Pulling, progress: Some(30) };
         let (event, detail) = event_for_report(Scheduled, &report).unwrap();
         assert_eq!(event, Event::AgentStarting);
-        assert_eq!((detail.phase.as_deref(), detail.progress), (Some("pulling"), Some(30)));
+        assert_eq!((detail.phase, detail.progress), (Some(SessionPhase::Pulling), Some(30)));
         assert!(event_for_report(Running, &report).is_none(), "a stale starting report is ignored");
     }
 
@@ -503,7 +503,7 @@ mod tests {
     #[test]
     fn every_mapped_report_is_a_valid_transition() {
         let reports = [
-            ActualState::Starting { phase: "creating".into(), progress: None },
+            ActualState::Starting { phase: SessionPhase::Creating, progress: None },
             running("http://x"),
             ActualState::Hibernated,
             ActualState::Stopped,

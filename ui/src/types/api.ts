@@ -4,7 +4,7 @@
  * written by hand, so a server change that the UI does not follow fails the typecheck.
  */
 import type { components } from './openapi';
-import { roleValues, sessionStateValues } from './openapi';
+import { roleValues, sessionPhaseValues, sessionStateValues } from './openapi';
 
 type Schemas = components['schemas'];
 
@@ -43,6 +43,8 @@ export type TemplatePatch = Schemas['TemplatePatch'];
 
 export type SessionState = Schemas['SessionState'];
 export const SESSION_STATES: readonly SessionState[] = sessionStateValues;
+export type SessionPhase = Schemas['SessionPhase'];
+export const SESSION_PHASES: readonly SessionPhase[] = sessionPhaseValues;
 export type Session = Schemas['SessionView'];
 
 export type Agent = Schemas['AgentView'];

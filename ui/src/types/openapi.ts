@@ -781,8 +781,7 @@ export interface components {
                 /** Format: uuid */
                 owner_id: string;
                 owner_username: string;
-                /** @description Start progress: the phase (`scheduling`, `pulling`, `creating`, `starting`, ...). */
-                phase?: string | null;
+                phase?: components["schemas"]["SessionPhase"] | null;
                 /**
                  * Format: int32
                  * @description Percent done within the phase, where known (image pulls).
@@ -1019,6 +1018,12 @@ export interface components {
         /** @enum {string} */
         Role: "platform_admin" | "org_admin" | "member";
         /**
+         * @description How far the start of a session has come, while it is `scheduled` or `starting`: the control plane
+         *     says `scheduling` until the agent reports the phase it is in.
+         * @enum {string}
+         */
+        SessionPhase: "scheduling" | "pulling" | "creating" | "starting";
+        /**
          * @description Where a session is in its life. The transitions between these states live in one place:
          *     the control plane's lifecycle module.
          * @enum {string}
@@ -1037,8 +1042,7 @@ export interface components {
             /** Format: uuid */
             owner_id: string;
             owner_username: string;
-            /** @description Start progress: the phase (`scheduling`, `pulling`, `creating`, `starting`, ...). */
-            phase?: string | null;
+            phase?: components["schemas"]["SessionPhase"] | null;
             /**
              * Format: int32
              * @description Percent done within the phase, where known (image pulls).
@@ -3986,4 +3990,5 @@ export const pathsApiV1AuditGetParametersQueryFormatValues: ReadonlyArray<Flatte
 export const agentStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["AgentStatus"]> = ["online", "offline"];
 export const platformValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Platform"]> = ["docker", "kubernetes"];
 export const roleValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Role"]> = ["platform_admin", "org_admin", "member"];
+export const sessionPhaseValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["SessionPhase"]> = ["scheduling", "pulling", "creating", "starting"];
 export const sessionStateValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["SessionState"]> = ["pending", "scheduled", "starting", "running", "hibernating", "hibernated", "stopping", "stopped", "failed"];

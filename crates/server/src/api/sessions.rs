@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use streamspace_proto::SessionState;
+use streamspace_proto::{SessionPhase, SessionState};
 use streamspace_store::{NewSession, Scope, Session, SessionFilter, Template, Ticket, Usage};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -44,8 +44,8 @@ pub struct SessionView {
     pub template_display_name: String,
     pub state: SessionState,
     pub agent_id: Option<Uuid>,
-    /// Start progress: the phase (`scheduling`, `pulling`, `creating`, `starting`, ...).
-    pub phase: Option<String>,
+    /// Start progress: how far the start has come, while `scheduled` or `starting`.
+    pub phase: Option<SessionPhase>,
     /// Percent done within the phase, where known (image pulls).
     pub progress: Option<i32>,
     pub failure_reason: Option<String>,
@@ -83,7 +83,7 @@ impl Names {
             template_id: session.template_id,
             state: session.state,
             agent_id: session.agent_id,
-            phase: session.phase,
+            phase: session.phase.as_deref().and_then(SessionPhase::parse),
             progress: session.progress,
             failure_reason: session.failure_reason,
             created_at: session.created_at,

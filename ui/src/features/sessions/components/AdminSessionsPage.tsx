@@ -14,6 +14,7 @@ import { getAllUsersQueryOptions } from '@/features/users';
 import { getAgentsQueryOptions } from '@/features/agents';
 import { STARTING_STATES, getSessionsQueryOptions } from '../api/sessions';
 import { SessionActions } from './SessionActions';
+import { PHASE_LABELS } from '../phase';
 import { SessionProgress, SessionStateChip } from './SessionStatus';
 
 function isState(v: string | null): v is SessionState {
@@ -131,7 +132,7 @@ export function AdminSessionsPage() {
                 { label: 'User', value: shown.owner_username },
                 { label: 'Template', value: shown.template_display_name },
                 { label: 'State', value: <SessionStateChip state={shown.state} /> },
-                { label: 'Phase', value: shown.phase ?? '—' },
+                { label: 'Phase', value: shown.phase ? PHASE_LABELS[shown.phase] : '—' },
                 { label: 'Progress', value: shown.progress != null ? `${shown.progress}%` : '—' },
                 { label: 'Failure', value: shown.failure_reason ?? '—' },
                 { label: 'Agent', value: agentName(shown.agent_id) },

@@ -21,7 +21,7 @@ function controllableStream() {
 describe('MySessionsPage', () => {
   it('lists my active sessions and updates them live from the event stream', async () => {
     const stream = controllableStream();
-    const starting = session({ id: 's1', state: 'starting', phase: 'pulling_image', progress: 10 });
+    const starting = session({ id: 's1', state: 'starting', phase: 'pulling', progress: 10 });
     const { calls } = mockFetch({
       'POST /api/v1/auth/refresh': () => json(authResponse()),
       'GET /api/v1/sessions': () =>

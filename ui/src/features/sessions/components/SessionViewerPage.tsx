@@ -39,7 +39,8 @@ import {
   useWakeSession,
 } from '../api/sessions';
 import { STOP_WARNING } from './SessionActions';
-import { SessionStateChip, phaseLabel } from './SessionStatus';
+import { phaseLabel } from '../phase';
+import { SessionStateChip } from './SessionStatus';
 
 /**
  * What the session's frame may do. Everything inside a session is under its user's control, so the
