@@ -22,6 +22,14 @@ export function ApiKeysSection() {
     { key: 'prefix', header: 'Key', render: (k) => <code>{k.prefix}…</code> },
     { key: 'created', header: 'Created', hideBelow: 'sm', render: (k) => formatDateTime(k.created_at) },
     { key: 'used', header: 'Last used', hideBelow: 'md', render: (k) => (k.last_used_at ? formatRelative(k.last_used_at) : 'never') },
+    { key: 'expires', header: 'Expires', hideBelow: 'md', render: (k) => (k.expires_at ? formatDateTime(k.expires_at) : 'never') },
+    {
+      key: 'mfa',
+      header: 'Two-factor',
+      hideBelow: 'md',
+      // An org that requires MFA refuses keys created by a sign-in without a second factor.
+      render: (k) => (k.mfa ? 'yes' : 'no'),
+    },
   ];
 
   return (

@@ -61,4 +61,19 @@ describe('AgentsPage', () => {
     await user.click(within(shown).getByRole('button', { name: 'I have saved it' }));
     expect(screen.queryByText('ssa_new_token')).not.toBeInTheDocument();
   });
+
+  it('tells the labels set at registration from those the agent reported', async () => {
+    const labelled: Agent = { ...local, labels: { zone: 'eu' }, reported_labels: { gpu: 'none' }, endpoint_cidrs: ['10.0.0.0/8'] };
+    mockFetch({
+      'POST /api/v1/auth/refresh': () => json(authResponse(admin)),
+      'GET /api/v1/agents': () => json({ items: [labelled], next_cursor: null }),
+    });
+    renderRoutes([{ path: '/', element: <AgentsPage /> }]);
+    const user = userEvent.setup({ delay: null });
+    await user.click(await screen.findByRole('button', { name: 'Details of agent local' }));
+    const details = await screen.findByRole('region', { name: 'Agent local' });
+    expect(within(details).getByText('Labels').nextElementSibling).toHaveTextContent('zone=eu');
+    expect(within(details).getByText('Reported labels').nextElementSibling).toHaveTextContent('gpu=none');
+    expect(within(details).getByText('Endpoint networks').nextElementSibling).toHaveTextContent('10.0.0.0/8');
+  });
 });

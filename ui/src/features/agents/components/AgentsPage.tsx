@@ -210,6 +210,8 @@ export function AgentsPage() {
                 { label: 'CPU', value: shown.capacity.cpu_millis > 0 ? formatMillicores(shown.capacity.cpu_millis) : '—' },
                 { label: 'Memory', value: shown.capacity.memory_mb > 0 ? formatMemory(shown.capacity.memory_mb) : '—' },
                 { label: 'Labels', value: <Labels labels={shown.labels} /> },
+                { label: 'Reported labels', value: <Labels labels={shown.reported_labels} /> },
+                { label: 'Endpoint networks', value: shown.endpoint_cidrs.length ? shown.endpoint_cidrs.join(', ') : 'any allowed address' },
                 { label: 'Created', value: formatDateTime(shown.created_at) },
               ]
             : []

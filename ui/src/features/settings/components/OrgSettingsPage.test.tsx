@@ -32,16 +32,17 @@ function setup(role: 'org_admin' | 'platform_admin') {
 }
 
 describe('OrgSettingsPage', () => {
-  it('org admins set the MFA policy only: quotas are read-only and never sent (the API would answer 403)', async () => {
+  it('org admins set the MFA and clipboard policies only: quotas are read-only and never sent (the API would answer 403)', async () => {
     const { calls } = setup('org_admin');
     const user = userEvent.setup({ delay: null });
     const perUser = await screen.findByLabelText('Sessions per user');
     expect(perUser).toBeDisabled();
     expect(perUser).toHaveValue('3');
     await user.click(screen.getByLabelText(/Require two-factor authentication/));
+    await user.click(screen.getByLabelText(/Let sessions use the viewer's clipboard/));
     await user.click(screen.getByRole('button', { name: 'Save settings' }));
     expect(await screen.findByText('Settings saved')).toBeInTheDocument();
-    expect(calls.find((c) => c.method === 'PATCH')!.body).toEqual({ mfa_required: true });
+    expect(calls.find((c) => c.method === 'PATCH')!.body).toEqual({ mfa_required: true, allow_clipboard: true });
   });
 
   it('platform admins change quotas; only changed fields are sent, empty means unlimited (null)', async () => {

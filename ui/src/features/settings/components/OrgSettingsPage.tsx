@@ -27,11 +27,12 @@ export function parseQuota(raw: string): { value: number | null; error?: string 
   return { value: Number(v) };
 }
 
-/** Org admins set the MFA policy; quotas are the platform admins' (the API answers 403 otherwise). */
+/** Org admins set the MFA and clipboard policies; quotas are the platform admins' (the API answers 403 otherwise). */
 function SettingsForm({ org, canSetQuotas }: { org: Organization; canSetQuotas: boolean }) {
   const update = useUpdateOrg();
   const { notify } = useFeedback();
   const [mfa, setMfa] = useState(org.mfa_required);
+  const [clipboard, setClipboard] = useState(org.allow_clipboard);
   const [quotas, setQuotas] = useState<Record<QuotaKey, string>>({
     max_sessions: org.max_sessions?.toString() ?? '',
     max_sessions_per_user: org.max_sessions_per_user?.toString() ?? '',
@@ -44,7 +45,9 @@ function SettingsForm({ org, canSetQuotas }: { org: Organization; canSetQuotas: 
   const submit = (e: FormEvent) => {
     e.preventDefault();
     // Send only what changed: PATCH leaves absent fields alone.
-    const patch: OrgPatch = mfa !== org.mfa_required ? { mfa_required: mfa } : {};
+    const patch: OrgPatch = {};
+    if (mfa !== org.mfa_required) patch.mfa_required = mfa;
+    if (clipboard !== org.allow_clipboard) patch.allow_clipboard = clipboard;
     const errs: Partial<Record<QuotaKey, string>> = {};
     if (canSetQuotas) {
       for (const q of QUOTAS) {
@@ -80,6 +83,14 @@ function SettingsForm({ org, canSetQuotas }: { org: Organization; canSetQuotas: 
           />
           <Typography variant="body2" color="text.secondary">
             Users without MFA can do nothing else until they have set it up.
+          </Typography>
+          <FormControlLabel
+            sx={{ mt: 2 }}
+            control={<Switch checked={clipboard} onChange={(e) => setClipboard(e.target.checked)} />}
+            label="Let sessions use the viewer's clipboard"
+          />
+          <Typography variant="body2" color="text.secondary">
+            Applications in a session can then read and write what the viewer copies.
           </Typography>
         </CardContent>
       </Card>
