@@ -20,6 +20,7 @@ import {
   type TemplateFormValues,
   formToTemplateInput,
   getTemplatesQueryOptions,
+  inputFor,
   templateToForm,
   toTemplatePatch,
   useDeleteTemplate,
@@ -60,6 +61,13 @@ export function TemplatesPage() {
             kind: 'select' as const,
             disabled: editing !== 'new',
             options: [{ value: '', label: 'Global (all organizations)' }, ...(orgs.data?.items ?? []).map((o) => ({ value: o.id, label: o.name }))],
+          },
+          {
+            name: 'egress_allow' as const,
+            label: 'Egress allowed to',
+            kind: 'multiline' as const,
+            rows: 2,
+            helperText: "Networks (CIDRs) the sessions may reach although the platform's deny list covers them, one per line",
           },
         ]
       : []),
@@ -168,8 +176,7 @@ export function TemplatesPage() {
         initialValues={current ? templateToForm(current) : { ...EMPTY_TEMPLATE_FORM, org_id: isPlatform ? '' : me.org_id }}
         validate={validateTemplate}
         onSubmit={async (v) => {
-          const input = formToTemplateInput(v);
-          if (!isPlatform) input.org_id = me.org_id;
+          const input = inputFor(formToTemplateInput(v), { platformAdmin: isPlatform, orgId: me.org_id });
           await save.mutateAsync(current ? { id: current.id, patch: toTemplatePatch(input) } : { input });
           notify(`Template ${input.display_name} saved`);
         }}
