@@ -10,7 +10,7 @@ CARGO ?= cargo
 export STREAMSPACE_TEST_DATABASE_URL ?= postgres://streamspace:streamspace@127.0.0.1:5432/streamspace
 
 .PHONY: help up build ui images services test test-all lint test-rust test-unit test-store test-api test-e2e test-sessions \
-	test-ui test-images test-streaming test-journey test-hostile test-api-fuzz openapi-check
+	test-ui ui-api test-images test-streaming test-journey test-hostile test-api-fuzz openapi-check
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -78,8 +78,12 @@ test-e2e: ## End-to-end tests against the built binary (real Docker for sessions
 test-sessions: ## Sessions end to end: agent, Docker, proxy (needs the fixture image)
 	$(CARGO) nextest run -p streamspace-cli --test sessions
 
-test-ui: ui/node_modules/.package-lock.json ## UI typecheck, lint and unit tests
-	cd ui && npm run typecheck && npm run lint && npm test
+test-ui: ui/node_modules/.package-lock.json ## UI typecheck, lint and unit tests; the UI's API types match ui/openapi.json
+	cd ui && npm run check:api && npm run typecheck && npm run lint && npm test
+
+ui-api: ui/node_modules/.package-lock.json ## Regenerate ui/openapi.json from the server and the UI's API types from it
+	$(CARGO) run -q -p streamspace-cli -- openapi > ui/openapi.json
+	cd ui && npm run gen:api
 
 test-streaming: ## Live streaming in headless Chromium through the proxy, for every streaming image
 	tests/e2e/streaming/run.sh
@@ -100,5 +104,5 @@ test-images: ## Session image smoke tests, SBOM validation, release workflow lin
 test-api-fuzz: ## Property-based API tests from the OpenAPI document (schemathesis): no 5xx, responses as documented
 	scripts/ci/api-fuzz.sh
 
-openapi-check: ## Validate the generated OpenAPI document with an independent validator
+openapi-check: ## Validate the generated OpenAPI document with an independent validator; ui/openapi.json is current
 	scripts/ci/openapi-check.sh

@@ -3,9 +3,38 @@ import js from '@eslint/js';
 import globals from 'globals';
 import reactHooks from 'eslint-plugin-react-hooks';
 import tseslint from 'typescript-eslint';
+import { readdirSync } from 'node:fs';
+
+const features = readdirSync(new URL('./src/features', import.meta.url), { withFileTypes: true })
+  .filter((entry) => entry.isDirectory())
+  .map((entry) => entry.name);
+
+/**
+ * A feature reaches another one only through its public index (`@/features/<name>`), never into its
+ * files, and leaves its own folder only by `@/` (so `../../` cannot sneak into a sibling).
+ * @type {import('eslint').Linter.Config[]}
+ */
+const featureBoundaries = features.map((feature) => ({
+  files: [`src/features/${feature}/**/*.{ts,tsx}`],
+  rules: {
+    'no-restricted-imports': [
+      'error',
+      {
+        patterns: [
+          {
+            regex: `^@/features/(?!${feature}/)[^/]+/`,
+            message: 'Import another feature through its public index (@/features/<name>), not its files.',
+          },
+          { regex: '^\\.\\./\\.\\./', message: 'Leave the feature by @/ (components, lib, types, app or a feature index).' },
+        ],
+      },
+    ],
+  },
+}));
 
 export default tseslint.config(
-  { ignores: ['dist', 'coverage', 'node_modules', 'e2e-artifacts'] },
+  // src/types/openapi.ts is generated (npm run gen:api): its style is the generator's.
+  { ignores: ['dist', 'coverage', 'node_modules', 'e2e-artifacts', 'src/types/openapi.ts'] },
   {
     files: ['src/**/*.{ts,tsx}'],
     extends: [
@@ -37,6 +66,17 @@ export default tseslint.config(
         'error',
         { object: 'window', property: 'localStorage', message: 'Tokens live in memory only (theme preference: app/theme.tsx).' },
         { object: 'window', property: 'sessionStorage', message: 'Tokens live in memory only.' },
+      ],
+    },
+  },
+  ...featureBoundaries,
+  {
+    // Shared code is what features build on: it depends on no feature and not on the app shell.
+    files: ['src/components/**/*.{ts,tsx}', 'src/lib/**/*.{ts,tsx}', 'src/types/**/*.{ts,tsx}'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        { patterns: [{ regex: '^@/(features|app)(/|$)', message: 'Shared code may not depend on a feature or on the app shell.' }] },
       ],
     },
   },

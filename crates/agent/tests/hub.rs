@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use futures::stream::BoxStream;
 use futures::{SinkExt, StreamExt};
 use streamspace_agent::{AgentConfig, Progress, Runtime};
+use streamspace_proto::SessionPhase;
 use streamspace_proto::hub::{
     ActualState, AgentMessage, Capacity, Command, CommandKind, Envelope, InventoryItem, Platform, ServerMessage,
     SessionSpec,
@@ -69,11 +70,11 @@ impl Runtime for FakeRuntime {
 
     async fn start(&self, spec: &SessionSpec, progress: &Progress<'_>) -> anyhow::Result<String> {
         self.record("start", spec.session_id);
-        progress(ActualState::Starting { phase: "pulling".into(), progress: Some(50) });
+        progress(ActualState::Starting { phase: SessionPhase::Pulling, progress: Some(50) });
         if spec.image == "missing" {
             anyhow::bail!("pulling image missing: not found");
         }
-        progress(ActualState::Starting { phase: "creating".into(), progress: None });
+        progress(ActualState::Starting { phase: SessionPhase::Creating, progress: None });
         let endpoint = format!("http://fake/{}", spec.session_id);
         self.set(spec.session_id, ActualState::Running { endpoint: endpoint.clone() });
         Ok(endpoint)
@@ -87,7 +88,7 @@ impl Runtime for FakeRuntime {
 
     async fn wake(&self, spec: &SessionSpec, progress: &Progress<'_>) -> anyhow::Result<String> {
         self.record("wake", spec.session_id);
-        progress(ActualState::Starting { phase: "starting".into(), progress: None });
+        progress(ActualState::Starting { phase: SessionPhase::Starting, progress: None });
         Ok(format!("http://fake/{}", spec.session_id))
     }
 
@@ -231,8 +232,8 @@ fn status(session_id: Uuid, state: ActualState) -> AgentMessage {
     AgentMessage::SessionStatus { session_id, state }
 }
 
-fn starting(phase: &str, progress: Option<i32>) -> ActualState {
-    ActualState::Starting { phase: phase.into(), progress }
+fn starting(phase: SessionPhase, progress: Option<i32>) -> ActualState {
+    ActualState::Starting { phase, progress }
 }
 
 fn result(command_id: Uuid, error: Option<&str>) -> AgentMessage {
@@ -284,8 +285,8 @@ async fn commands_stream_progress_then_a_result_and_resent_commands_are_not_reap
     assert_eq!(
         peer.until_result(start.id).await,
         [
-            status(session, starting("pulling", Some(50))),
-            status(session, starting("creating", None)),
+            status(session, starting(SessionPhase::Pulling, Some(50))),
+            status(session, starting(SessionPhase::Creating, None)),
             status(session, ActualState::Running { endpoint: format!("http://fake/{session}") }),
             result(start.id, None),
         ]
@@ -309,7 +310,7 @@ async fn commands_stream_progress_then_a_result_and_resent_commands_are_not_reap
         [
             status(session, ActualState::Hibernated),
             result(hibernate.id, None),
-            status(session, starting("starting", None)),
+            status(session, starting(SessionPhase::Starting, None)),
             status(session, ActualState::Running { endpoint: format!("http://fake/{session}") }),
             result(wake.id, None),
             status(session, ActualState::Stopped),
@@ -334,7 +335,7 @@ async fn failed_or_malformed_commands_report_failure() {
     assert_eq!(
         peer.until_result(start.id).await,
         [
-            status(session, starting("pulling", Some(50))),
+            status(session, starting(SessionPhase::Pulling, Some(50))),
             status(session, ActualState::Failed { reason: reason.into() }),
             result(start.id, Some(reason)),
         ]

@@ -52,7 +52,7 @@ use futures::stream::BoxStream;
 use ipnet::IpNet;
 use streamspace_agent::{Progress, Runtime};
 use streamspace_proto::hub::{ActualState, Capacity, InventoryItem, Platform, SessionSpec};
-use streamspace_proto::security;
+use streamspace_proto::{SessionPhase, security};
 use tokio::time::Instant;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use uuid::Uuid;
@@ -230,7 +230,7 @@ impl DockerRuntime {
             let mut body = container_body(spec, self.owner.get(), self.options.publish_host)?;
             let image = self.ensure_image(&spec.image, progress).await?;
             body.user = Some(image_user(&spec.image, &image)?);
-            progress(starting("creating", None));
+            progress(starting(SessionPhase::Creating, None));
             self.ensure_network(spec).await?;
             let options = CreateContainerOptions { name: Some(name.clone()), platform: String::new() };
             self.docker
@@ -242,7 +242,7 @@ impl DockerRuntime {
             // A kept container (hibernated) is started on the network it was created with.
             self.session_network_exists(spec.session_id).await?;
             self.protect(spec).await?;
-            progress(starting("starting", None));
+            progress(starting(SessionPhase::Starting, None));
             self.docker.start_container(&name, None).await.with_context(|| format!("starting container {name}"))?;
         }
         self.wait_until_ready(spec).await
@@ -255,14 +255,14 @@ impl DockerRuntime {
             Err(error) if not_found(&error) => {}
             Err(error) => return Err(error).with_context(|| format!("inspecting image {image}")),
         }
-        progress(starting("pulling", Some(0)));
+        progress(starting(SessionPhase::Pulling, Some(0)));
         let options = CreateImageOptions { from_image: Some(image_reference(image)), ..CreateImageOptions::default() };
         let mut pull = self.docker.create_image(Some(options), None, None);
         let mut percent = PullProgress::default();
         while let Some(message) = pull.next().await {
             let message = message.with_context(|| format!("pulling image {image} failed"))?;
             if let Some(percent) = percent.update(&message) {
-                progress(starting("pulling", Some(percent)));
+                progress(starting(SessionPhase::Pulling, Some(percent)));
             }
         }
         self.docker.inspect_image(image).await.with_context(|| format!("inspecting image {image}"))
@@ -372,10 +372,10 @@ impl DockerRuntime {
                 let port = labels.get(LABEL_PORT).and_then(|port| port.parse().ok())?;
                 match self.listed_endpoint(container, session_id, port) {
                     Some(endpoint) if self.healthy(&endpoint).await => ActualState::Running { endpoint },
-                    _ => starting("starting", None),
+                    _ => starting(SessionPhase::Starting, None),
                 }
             }
-            ContainerSummaryStateEnum::RESTARTING => starting("starting", None),
+            ContainerSummaryStateEnum::RESTARTING => starting(SessionPhase::Starting, None),
             ContainerSummaryStateEnum::CREATED
             | ContainerSummaryStateEnum::EXITED
             | ContainerSummaryStateEnum::PAUSED
@@ -473,8 +473,8 @@ fn image_user(image: &str, inspect: &ImageInspect) -> anyhow::Result<String> {
     Ok(user.trim().to_string())
 }
 
-fn starting(phase: &str, progress: Option<i32>) -> ActualState {
-    ActualState::Starting { phase: phase.to_string(), progress }
+fn starting(phase: SessionPhase, progress: Option<i32>) -> ActualState {
+    ActualState::Starting { phase, progress }
 }
 
 fn is_running(container: &ContainerInspectResponse) -> bool {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use streamspace_agent::Runtime;
 use streamspace_docker::{DockerOptions, DockerRuntime};
+use streamspace_proto::SessionPhase;
 use streamspace_proto::hub::{ActualState, InventoryItem, SessionSpec};
 use uuid::Uuid;
 
@@ -99,12 +100,12 @@ impl Recorder {
         |state| self.0.lock().unwrap().push(state)
     }
 
-    fn phases(&self) -> Vec<String> {
+    fn phases(&self) -> Vec<SessionPhase> {
         let states = self.0.lock().unwrap();
         states
             .iter()
             .filter_map(|state| match state {
-                ActualState::Starting { phase, .. } => Some(phase.clone()),
+                ActualState::Starting { phase, .. } => Some(*phase),
                 _ => None,
             })
             .collect()
@@ -165,7 +166,11 @@ async fn start_runs_the_session_and_its_endpoint_answers() {
     let spec = session.spec();
     let recorder = Recorder::default();
     let endpoint = runtime.start(&spec, &recorder.report()).await.unwrap();
-    assert_eq!(recorder.phases(), ["creating", "starting"], "the image is local: nothing to pull");
+    assert_eq!(
+        recorder.phases(),
+        [SessionPhase::Creating, SessionPhase::Starting],
+        "the image is local: nothing to pull"
+    );
     assert!(endpoint.starts_with("http://") && endpoint.ends_with(":8080"), "{endpoint}");
 
     let page = get(&format!("{endpoint}/")).await;
@@ -193,7 +198,7 @@ async fn start_runs_the_session_and_its_endpoint_answers() {
     // Idempotent: starting again reports the same endpoint and creates nothing.
     let again = Recorder::default();
     assert_eq!(runtime.start(&spec, &again.report()).await.unwrap(), endpoint);
-    assert_eq!(again.phases(), Vec::<String>::new());
+    assert_eq!(again.phases(), []);
     assert_eq!(state_in_inventory(&runtime, session.id).await, Some(ActualState::Running { endpoint }));
 }
 
@@ -212,7 +217,7 @@ async fn hibernate_keeps_the_container_and_wake_brings_it_back() {
 
     let recorder = Recorder::default();
     let endpoint = runtime.wake(&session.spec(), &recorder.report()).await.unwrap();
-    assert_eq!(recorder.phases(), ["starting"]);
+    assert_eq!(recorder.phases(), [SessionPhase::Starting]);
     assert_eq!(get(&format!("{endpoint}/api/health")).await.status(), 200);
     assert_eq!(state_in_inventory(&runtime, session.id).await, Some(ActualState::Running { endpoint }));
 
@@ -313,7 +318,7 @@ async fn a_missing_image_fails_with_a_clear_reason() {
     let error = format!("{:#}", runtime.start(&spec, &recorder.report()).await.unwrap_err());
     assert!(error.starts_with("pulling image streamspace.invalid/no-such-image:1 failed: "), "{error}");
     assert!(error.contains("no such host"), "{error}");
-    assert_eq!(recorder.phases(), ["pulling"]);
+    assert_eq!(recorder.phases(), [SessionPhase::Pulling]);
     assert!(!exists("container", &session.container()), "nothing was created");
 }
 

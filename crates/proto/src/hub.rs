@@ -10,6 +10,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::SessionPhase;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -64,8 +65,8 @@ pub struct Capacity {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum ActualState {
-    /// Being prepared: `phase` is `pulling`, `creating` or `starting`; `progress` a percentage.
-    Starting { phase: String, progress: Option<i32> },
+    /// Being prepared: `progress` is a percentage within the phase, where known.
+    Starting { phase: SessionPhase, progress: Option<i32> },
     /// The streamer answers its health check at `endpoint`.
     Running { endpoint: String },
     /// The container exists but is stopped, ready to wake.
@@ -170,7 +171,7 @@ mod tests {
     fn messages_have_a_flat_versioned_json_shape() {
         let status = Envelope::new(AgentMessage::SessionStatus {
             session_id: Uuid::nil(),
-            state: ActualState::Starting { phase: "pulling".into(), progress: Some(40) },
+            state: ActualState::Starting { phase: SessionPhase::Pulling, progress: Some(40) },
         });
         let json = serde_json::to_value(&status).unwrap();
         assert_eq!(

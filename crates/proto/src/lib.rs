@@ -65,9 +65,47 @@ impl std::fmt::Display for SessionState {
     }
 }
 
+/// How far the start of a session has come, while it is `scheduled` or `starting`: the control plane
+/// says `scheduling` until the agent reports the phase it is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionPhase {
+    Scheduling,
+    Pulling,
+    Creating,
+    Starting,
+}
+
+impl SessionPhase {
+    pub const ALL: [SessionPhase; 4] =
+        [SessionPhase::Scheduling, SessionPhase::Pulling, SessionPhase::Creating, SessionPhase::Starting];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionPhase::Scheduling => "scheduling",
+            SessionPhase::Pulling => "pulling",
+            SessionPhase::Creating => "creating",
+            SessionPhase::Starting => "starting",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SessionPhase> {
+        SessionPhase::ALL.into_iter().find(|phase| phase.as_str() == s)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn phase_names_round_trip_through_parse_and_serde() {
+        for phase in SessionPhase::ALL {
+            assert_eq!(SessionPhase::parse(phase.as_str()), Some(phase));
+            assert_eq!(serde_json::to_value(phase).unwrap(), serde_json::json!(phase.as_str()));
+        }
+        assert_eq!(SessionPhase::parse("pull"), None);
+    }
 
     #[test]
     fn state_names_round_trip_through_parse_and_serde() {

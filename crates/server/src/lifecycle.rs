@@ -3,6 +3,7 @@
 //! new state, what the store records and what must follow; `App::advance` carries that out.
 
 use chrono::{DateTime, Utc};
+use streamspace_proto::SessionPhase;
 use streamspace_proto::SessionState::{self, *};
 use streamspace_proto::hub::{ActualState, CommandKind};
 use streamspace_store::{Session, SessionUpdate};
@@ -48,7 +49,7 @@ impl Trigger {
 pub struct Detail {
     pub agent_id: Option<uuid::Uuid>,
     pub endpoint: Option<String>,
-    pub phase: Option<String>,
+    pub phase: Option<SessionPhase>,
     pub progress: Option<i32>,
     pub reason: Option<String>,
 }
@@ -155,7 +156,7 @@ fn update(session: &Session, to: SessionState, detail: &Detail, now: DateTime<Ut
     }
     match to {
         Starting | Scheduled => {
-            update.phase = Some(Some(detail.phase.clone().unwrap_or_else(|| "scheduling".to_owned())));
+            update.phase = Some(Some(detail.phase.unwrap_or(SessionPhase::Scheduling).as_str().to_owned()));
             update.progress = Some(detail.progress);
         }
         Running => {
@@ -188,10 +189,11 @@ pub fn trigger_for_report(session: &Session, actual: &ActualState) -> Option<(Tr
     let detail = Detail::default();
     match actual {
         ActualState::Starting { phase, progress } => {
-            let repeated =
-                current == Starting && session.phase.as_ref() == Some(phase) && session.progress == *progress;
+            let repeated = current == Starting
+                && session.phase.as_deref() == Some(phase.as_str())
+                && session.progress == *progress;
             (matches!(current, Scheduled | Starting) && !repeated)
-                .then(|| (Trigger::AgentStarting, Detail { phase: Some(phase.clone()), progress: *progress, ..detail }))
+                .then(|| (Trigger::AgentStarting, Detail { phase: Some(*phase), progress: *progress, ..detail }))
         }
         ActualState::Running { endpoint } => matches!(current, Scheduled | Starting)
             .then(|| (Trigger::AgentRunning, Detail { endpoint: Some(endpoint.clone()), ..detail })),
@@ -391,7 +393,7 @@ mod tests {
 
     #[test]
     fn starting_reports_set_phase_and_progress() {
-        let detail = Detail { phase: Some("pulling".into()), progress: Some(40), ..Detail::default() };
+        let detail = Detail { phase: Some(SessionPhase::Pulling), progress: Some(40), ..Detail::default() };
         let update = write(session(Scheduled), Trigger::AgentStarting, detail);
         assert_eq!((update.phase, update.progress), (Some(Some("pulling".into())), Some(Some(40))));
         assert_eq!(update.agent_id, None, "the placement stays");
@@ -463,16 +465,16 @@ mod tests {
 
     #[test]
     fn starting_reports_carry_their_phase_and_progress_and_a_repeat_changes_nothing() {
-        let pulling = ActualState::Starting { phase: "pulling".into(), progress: Some(30) };
+        let pulling = ActualState::Starting { phase: SessionPhase::Pulling, progress: Some(30) };
         let (trigger, detail) = report(Scheduled, &pulling).unwrap();
         assert_eq!(trigger, Trigger::AgentStarting);
-        assert_eq!((detail.phase.as_deref(), detail.progress), (Some("pulling"), Some(30)));
+        assert_eq!((detail.phase, detail.progress), (Some(SessionPhase::Pulling), Some(30)));
         assert!(report(Running, &pulling).is_none(), "a stale starting report is ignored");
 
         let mut starting = session(Starting);
         (starting.phase, starting.progress) = (Some("pulling".into()), Some(30));
         assert!(trigger_for_report(&starting, &pulling).is_none());
-        let further = ActualState::Starting { phase: "pulling".into(), progress: Some(60) };
+        let further = ActualState::Starting { phase: SessionPhase::Pulling, progress: Some(60) };
         assert_eq!(
             trigger_for_report(&starting, &further).map(|(t, d)| (t, d.progress)),
             Some((Trigger::AgentStarting, Some(60)))
@@ -511,7 +513,7 @@ mod tests {
     #[test]
     fn every_mapped_report_is_a_valid_transition() {
         let reports = [
-            ActualState::Starting { phase: "creating".into(), progress: None },
+            ActualState::Starting { phase: SessionPhase::Creating, progress: None },
             running("http://x"),
             ActualState::Hibernated,
             ActualState::Stopped,

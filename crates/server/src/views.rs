@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use streamspace_proto::SessionState;
 use streamspace_proto::hub::{Capacity, Platform};
+use streamspace_proto::{SessionPhase, SessionState};
 use streamspace_store::{Agent, CapacityLimit, Scope, Session};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -26,8 +26,8 @@ pub struct SessionView {
     pub template_display_name: String,
     pub state: SessionState,
     pub agent_id: Option<Uuid>,
-    /// Start progress: the phase (`scheduling`, `pulling`, `creating`, `starting`, ...).
-    pub phase: Option<String>,
+    /// Start progress: how far the start has come, while `scheduled` or `starting`.
+    pub phase: Option<SessionPhase>,
     /// Percent done within the phase, where known (image pulls).
     pub progress: Option<i32>,
     pub failure_reason: Option<String>,
@@ -65,7 +65,7 @@ impl Names {
             template_id: session.template_id,
             state: session.state,
             agent_id: session.agent_id,
-            phase: session.phase,
+            phase: session.phase.as_deref().and_then(SessionPhase::parse),
             progress: session.progress,
             failure_reason: session.failure_reason,
             created_at: session.created_at,

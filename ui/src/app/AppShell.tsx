@@ -37,7 +37,7 @@ import LightModeIcon from '@mui/icons-material/LightMode';
 import AccountCircleIcon from '@mui/icons-material/AccountCircle';
 import { api } from '@/lib/api';
 import { ROLE_LABELS, isAdminRole, useUser } from '@/lib/auth';
-import { useLiveStatus } from '@/lib/live';
+import { useLiveStatus } from '@/app/live';
 import { FullPageSpinner } from '@/components/FullPageSpinner';
 import { useThemeMode } from './theme';
 

@@ -6,7 +6,7 @@ import { admin, authResponse, member } from '@/testing/fixtures';
 import { renderRoutes } from '@/testing/render';
 import { RequireRole } from './guards';
 import { AppShell } from './AppShell';
-import { LiveEventsProvider } from '@/lib/live';
+import { LiveEventsProvider } from '@/app/live';
 import { RequireAuth } from './guards';
 import { SignInPage } from '@/features/auth/components/SignInPage';
 

@@ -2,7 +2,7 @@ import { useEffect } from 'react';
 import { Navigate, Outlet, useLocation } from 'react-router';
 import { api } from '@/lib/api';
 import { isAdminRole, useAuth } from '@/lib/auth';
-import { LiveEventsProvider } from '@/lib/live';
+import { LiveEventsProvider } from '@/app/live';
 import { FullPageSpinner } from '@/components/FullPageSpinner';
 import { NotFoundPage } from './NotFoundPage';
 

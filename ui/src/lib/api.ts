@@ -363,7 +363,7 @@ export class ApiClient {
     for (let page = 0; page < maxPages; page++) {
       const res: ListResponse<T> = await this.list<T>(path, { limit: 100, ...query, cursor }, signal);
       items.push(...res.items);
-      cursor = res.next_cursor;
+      cursor = res.next_cursor ?? null;
       if (!cursor) break;
     }
     return { items, next_cursor: cursor };

@@ -5,6 +5,7 @@
 use axum::http::{Method, StatusCode};
 use chrono::Duration;
 use serde_json::json;
+use streamspace_proto::SessionPhase;
 use streamspace_proto::SessionState::{self, *};
 use streamspace_proto::hub::{ActualState, Capacity, CommandKind, InventoryItem, ServerMessage};
 use streamspace_server::clock::Clock;
@@ -99,7 +100,7 @@ async fn a_session_starts_on_its_agent_and_follows_its_reports_until_stopped() {
     );
     assert_eq!(agent.commands(&t).await, [(CommandKind::Start, id)]);
 
-    agent.report(&t, id, ActualState::Starting { phase: "pulling".into(), progress: Some(30) }).await;
+    agent.report(&t, id, ActualState::Starting { phase: SessionPhase::Pulling, progress: Some(30) }).await;
     let session = stored(&t, id).await;
     assert_eq!((session.state, session.phase.as_deref(), session.progress), (Starting, Some("pulling"), Some(30)));
 
@@ -111,7 +112,7 @@ async fn a_session_starts_on_its_agent_and_follows_its_reports_until_stopped() {
 
     // A report the store has moved past changes nothing.
     t.clock.advance(Duration::seconds(5));
-    agent.report(&t, id, ActualState::Starting { phase: "pulling".into(), progress: Some(90) }).await;
+    agent.report(&t, id, ActualState::Starting { phase: SessionPhase::Pulling, progress: Some(90) }).await;
     assert_eq!(stored(&t, id).await, session);
 
     let stop = t.send(Method::DELETE, &format!("/api/v1/sessions/{id}"), Some(&admin), None).await;

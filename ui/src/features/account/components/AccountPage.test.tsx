@@ -4,7 +4,8 @@ import userEvent from '@testing-library/user-event';
 import { apiError, json, mockFetch } from '@/testing/http';
 import { authResponse } from '@/testing/fixtures';
 import { renderRoutes } from '@/testing/render';
-import type { Me } from '@/types/api';
+import { formatDateTime } from '@/lib/format';
+import type { ApiKey, CreatedApiKey, Me } from '@/types/api';
 import { AccountPage } from './AccountPage';
 
 const me: Me = {
@@ -63,13 +64,22 @@ describe('AccountPage', () => {
     expect(screen.queryByText('code-3', { exact: false })).not.toBeInTheDocument();
   });
 
-  it('creates an API key and shows the key once', async () => {
-    let keys: unknown[] = [];
+  it('creates an API key and shows the key once, then its expiry', async () => {
+    let keys: ApiKey[] = [];
     const { calls } = setup({
       'GET /api/v1/me/api-keys': () => json({ items: keys, next_cursor: null }),
       'POST /api/v1/me/api-keys': (c) => {
-        keys = [{ id: 'k1', name: 'CI', prefix: 'ssk_ab12', created_at: '2026-01-01T00:00:00Z', last_used_at: null }];
-        return json({ id: 'k1', name: (c.body as { name: string }).name, prefix: 'ssk_ab12', created_at: '2026-01-01T00:00:00Z', key: 'ssk_ab12_secretvalue' }, 201);
+        const key: ApiKey = {
+          id: 'k1',
+          name: (c.body as { name: string }).name,
+          prefix: 'ssk_ab12',
+          created_at: '2026-01-01T00:00:00Z',
+          last_used_at: null,
+          expires_at: '2026-07-01T00:00:00Z',
+          mfa: false,
+        };
+        keys = [key];
+        return json({ ...key, key: 'ssk_ab12_secretvalue' } satisfies CreatedApiKey, 201);
       },
     });
     const user = userEvent.setup({ delay: null });
@@ -85,6 +95,7 @@ describe('AccountPage', () => {
     await user.click(within(shown).getByRole('button', { name: 'I have saved it' }));
     const table = await screen.findByRole('table', { name: 'API keys' });
     expect(await within(table).findByText('CI')).toBeInTheDocument();
+    expect(within(table).getByText(formatDateTime('2026-07-01T00:00:00Z'))).toBeInTheDocument();
     expect(screen.queryByText('ssk_ab12_secretvalue')).not.toBeInTheDocument();
   });
 

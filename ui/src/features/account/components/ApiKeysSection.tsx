@@ -1,12 +1,10 @@
 import { useState } from 'react';
-import { Box, Button, IconButton, Tooltip } from '@mui/material';
+import { Box, Button } from '@mui/material';
 import AddIcon from '@mui/icons-material/Add';
-import DeleteIcon from '@mui/icons-material/Delete';
 import { ResourceTable, type Column } from '@/components/ResourceTable';
 import { ResourceFormDialog } from '@/components/ResourceFormDialog';
 import { OneTimeSecretDialog } from '@/components/OneTimeSecretDialog';
-import { useFeedback } from '@/components/feedback';
-import { errorMessage } from '@/lib/api';
+import { ConfirmActionButton } from '@/components/ConfirmActionButton';
 import { formatDateTime, formatRelative } from '@/lib/format';
 import { useListQuery } from '@/lib/list';
 import type { ApiKey } from '@/types/api';
@@ -16,7 +14,6 @@ export function ApiKeysSection() {
   const list = useListQuery(getApiKeysQueryOptions());
   const create = useCreateApiKey();
   const revoke = useRevokeApiKey();
-  const { confirm, notify } = useFeedback();
   const [creating, setCreating] = useState(false);
   const [newKey, setNewKey] = useState<string | null>(null);
 
@@ -25,6 +22,14 @@ export function ApiKeysSection() {
     { key: 'prefix', header: 'Key', render: (k) => <code>{k.prefix}…</code> },
     { key: 'created', header: 'Created', hideBelow: 'sm', render: (k) => formatDateTime(k.created_at) },
     { key: 'used', header: 'Last used', hideBelow: 'md', render: (k) => (k.last_used_at ? formatRelative(k.last_used_at) : 'never') },
+    { key: 'expires', header: 'Expires', hideBelow: 'md', render: (k) => (k.expires_at ? formatDateTime(k.expires_at) : 'never') },
+    {
+      key: 'mfa',
+      header: 'Two-factor',
+      hideBelow: 'md',
+      // An org that requires MFA refuses keys created by a sign-in without a second factor.
+      render: (k) => (k.mfa ? 'yes' : 'no'),
+    },
   ];
 
   return (
@@ -41,27 +46,17 @@ export function ApiKeysSection() {
         getRowId={(k) => k.id}
         emptyMessage="No API keys."
         rowActions={(k) => (
-          <Tooltip title="Revoke">
-            <IconButton
-              aria-label={`Revoke API key ${k.name}`}
-              color="error"
-              onClick={async () => {
-                const ok = await confirm({
-                  title: `Revoke the API key “${k.name}”?`,
-                  message: 'Scripts that use it stop working at once.',
-                  confirmLabel: 'Revoke',
-                  destructive: true,
-                });
-                if (ok)
-                  revoke.mutate(k.id, {
-                    onSuccess: () => notify('API key revoked'),
-                    onError: (e) => notify(errorMessage(e), 'error'),
-                  });
-              }}
-            >
-              <DeleteIcon />
-            </IconButton>
-          </Tooltip>
+          <ConfirmActionButton
+            label={`Revoke API key ${k.name}`}
+            tooltip="Revoke"
+            confirm={{
+              title: `Revoke the API key “${k.name}”?`,
+              message: 'Scripts that use it stop working at once.',
+              confirmLabel: 'Revoke',
+            }}
+            action={() => revoke.mutateAsync(k.id)}
+            success="API key revoked"
+          />
         )}
       />
       <ResourceFormDialog

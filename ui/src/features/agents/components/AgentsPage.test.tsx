@@ -12,9 +12,12 @@ const local: Agent = {
   name: 'local',
   platform: 'docker',
   labels: {},
+  reported_labels: {},
   status: 'online',
   version: '0.1.0',
   capacity: { max_sessions: 50, cpu_millis: 2000, memory_mb: 24105 },
+  capacity_limit: {},
+  endpoint_cidrs: [],
   session_count: 1,
   last_heartbeat_at: new Date().toISOString(),
   created_at: '2026-01-01T00:00:00Z',
@@ -57,5 +60,20 @@ describe('AgentsPage', () => {
     expect(calls.filter((c) => c.method === 'POST' && c.path === '/api/v1/agents/a2/token')).toHaveLength(1);
     await user.click(within(shown).getByRole('button', { name: 'I have saved it' }));
     expect(screen.queryByText('ssa_new_token')).not.toBeInTheDocument();
+  });
+
+  it('tells the labels set at registration from those the agent reported', async () => {
+    const labelled: Agent = { ...local, labels: { zone: 'eu' }, reported_labels: { gpu: 'none' }, endpoint_cidrs: ['10.0.0.0/8'] };
+    mockFetch({
+      'POST /api/v1/auth/refresh': () => json(authResponse(admin)),
+      'GET /api/v1/agents': () => json({ items: [labelled], next_cursor: null }),
+    });
+    renderRoutes([{ path: '/', element: <AgentsPage /> }]);
+    const user = userEvent.setup({ delay: null });
+    await user.click(await screen.findByRole('button', { name: 'Details of agent local' }));
+    const details = await screen.findByRole('region', { name: 'Agent local' });
+    expect(within(details).getByText('Labels').nextElementSibling).toHaveTextContent('zone=eu');
+    expect(within(details).getByText('Reported labels').nextElementSibling).toHaveTextContent('gpu=none');
+    expect(within(details).getByText('Endpoint networks').nextElementSibling).toHaveTextContent('10.0.0.0/8');
   });
 });

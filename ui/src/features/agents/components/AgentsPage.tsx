@@ -1,7 +1,6 @@
 import { useState } from 'react';
 import { Box, Button, Chip, IconButton, Tooltip, Typography } from '@mui/material';
 import AddIcon from '@mui/icons-material/Add';
-import DeleteIcon from '@mui/icons-material/Delete';
 import InfoOutlinedIcon from '@mui/icons-material/InfoOutlined';
 import KeyIcon from '@mui/icons-material/Key';
 import { ResourceListView } from '@/components/ResourceListView';
@@ -9,8 +8,7 @@ import { ResourceFormDialog } from '@/components/ResourceFormDialog';
 import { OneTimeSecretDialog } from '@/components/OneTimeSecretDialog';
 import { DetailDrawer } from '@/components/DetailDrawer';
 import type { Column } from '@/components/ResourceTable';
-import { useFeedback } from '@/components/feedback';
-import { errorMessage } from '@/lib/api';
+import { ConfirmActionButton } from '@/components/ConfirmActionButton';
 import { ageSeconds, formatDateTime, formatDuration, formatMemory, formatMillicores } from '@/lib/format';
 import { useNow } from '@/lib/hooks';
 import { parseLabels } from '@/lib/labels';
@@ -59,7 +57,6 @@ export function AgentsPage() {
   const create = useCreateAgent();
   const del = useDeleteAgent();
   const rotate = useRotateAgentToken();
-  const { confirm, notify } = useFeedback();
   const now = useNow(2000);
   const [creating, setCreating] = useState(false);
   const [token, setToken] = useState<{ agent: string; token: string; rotated: boolean } | null>(null);
@@ -126,54 +123,35 @@ export function AgentsPage() {
               <InfoOutlinedIcon />
             </IconButton>
           </Tooltip>
-          <Tooltip title="New token">
-            <span>
-              <IconButton
-                aria-label={`New token for agent ${a.name}`}
-                disabled={rotate.isPending}
-                onClick={async () => {
-                  const ok = await confirm({
-                    title: `Give agent ${a.name} a new token?`,
-                    message:
-                      'The current token stops working at once and the agent is disconnected. Restart it with the new token.',
-                    confirmLabel: 'New token',
-                    destructive: true,
-                  });
-                  if (ok)
-                    rotate.mutate(a.id, {
-                      onSuccess: (r) => setToken({ agent: a.name, token: r.token, rotated: true }),
-                      onError: (e) => notify(errorMessage(e), 'error'),
-                    });
-                }}
-              >
-                <KeyIcon />
-              </IconButton>
-            </span>
-          </Tooltip>
-          <Tooltip title="Revoke and delete">
-            <IconButton
-              aria-label={`Delete agent ${a.name}`}
-              color="error"
-              onClick={async () => {
-                const ok = await confirm({
-                  title: `Delete agent ${a.name}?`,
-                  message:
-                    a.session_count > 0
-                      ? `Its token is revoked and it is disconnected. Its ${a.session_count} session(s) fail: nothing runs or stops them any more.`
-                      : 'Its token is revoked and it is disconnected.',
-                  confirmLabel: 'Delete',
-                  destructive: true,
-                });
-                if (ok)
-                  del.mutate(a.id, {
-                    onSuccess: () => notify(`Agent ${a.name} deleted`),
-                    onError: (e) => notify(errorMessage(e), 'error'),
-                  });
-              }}
-            >
-              <DeleteIcon />
-            </IconButton>
-          </Tooltip>
+          <ConfirmActionButton
+            label={`New token for agent ${a.name}`}
+            tooltip="New token"
+            icon={<KeyIcon />}
+            disabled={rotate.isPending}
+            confirm={{
+              title: `Give agent ${a.name} a new token?`,
+              message: 'The current token stops working at once and the agent is disconnected. Restart it with the new token.',
+              confirmLabel: 'New token',
+            }}
+            action={async () => {
+              const r = await rotate.mutateAsync(a.id);
+              setToken({ agent: a.name, token: r.token, rotated: true });
+            }}
+          />
+          <ConfirmActionButton
+            label={`Delete agent ${a.name}`}
+            tooltip="Revoke and delete"
+            confirm={{
+              title: `Delete agent ${a.name}?`,
+              message:
+                a.session_count > 0
+                  ? `Its token is revoked and it is disconnected. Its ${a.session_count} session(s) fail: nothing runs or stops them any more.`
+                  : 'Its token is revoked and it is disconnected.',
+              confirmLabel: 'Delete',
+            }}
+            action={() => del.mutateAsync(a.id)}
+            success={`Agent ${a.name} deleted`}
+          />
         </>
       )}
     >
@@ -232,6 +210,8 @@ export function AgentsPage() {
                 { label: 'CPU', value: shown.capacity.cpu_millis > 0 ? formatMillicores(shown.capacity.cpu_millis) : '—' },
                 { label: 'Memory', value: shown.capacity.memory_mb > 0 ? formatMemory(shown.capacity.memory_mb) : '—' },
                 { label: 'Labels', value: <Labels labels={shown.labels} /> },
+                { label: 'Reported labels', value: <Labels labels={shown.reported_labels} /> },
+                { label: 'Endpoint networks', value: shown.endpoint_cidrs.length ? shown.endpoint_cidrs.join(', ') : 'any allowed address' },
                 { label: 'Created', value: formatDateTime(shown.created_at) },
               ]
             : []

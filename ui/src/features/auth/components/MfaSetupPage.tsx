@@ -3,7 +3,7 @@ import { Navigate, useNavigate } from 'react-router';
 import { Alert, Box, Button, Card, CardContent, Stack, Typography } from '@mui/material';
 import { api } from '@/lib/api';
 import { useAuth } from '@/lib/auth';
-import { MfaEnrollForm, RecoveryCodesDialog } from '@/features/account/components/MfaEnrollForm';
+import { MfaEnrollForm, RecoveryCodesDialog } from '@/features/account';
 
 /**
  * Shown instead of the app while the sign-in is restricted to MFA setup (the org requires MFA and the

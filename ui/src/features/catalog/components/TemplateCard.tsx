@@ -1,20 +1,7 @@
-import { Avatar, Box, Button, Card, CardActions, CardContent, Chip, Typography } from '@mui/material';
+import { Box, Button, Card, CardActions, CardContent, Chip, Typography } from '@mui/material';
 import PlayArrowIcon from '@mui/icons-material/PlayArrow';
+import { TemplateIcon } from '@/components/TemplateIcon';
 import type { Template } from '@/types/api';
-
-export function TemplateIcon({ template, size = 48 }: { template: Pick<Template, 'icon' | 'display_name'>; size?: number }) {
-  return (
-    <Avatar
-      variant="rounded"
-      src={template.icon || undefined}
-      alt=""
-      slotProps={{ img: { referrerPolicy: 'no-referrer', loading: 'lazy' } }}
-      sx={{ width: size, height: size, bgcolor: 'primary.main', fontWeight: 600 }}
-    >
-      {template.display_name.slice(0, 1).toUpperCase()}
-    </Avatar>
-  );
-}
 
 export function TemplateCard({
   template,

@@ -5,8 +5,8 @@ import { PageHeader } from '@/components/PageHeader';
 import { ErrorAlert } from '@/components/ErrorAlert';
 import { LineChart } from '@/components/LineChart';
 import { SESSION_STATES, type SessionState } from '@/types/api';
-import { getSessionsQueryOptions, sessionsByState } from '@/features/sessions/api/sessions';
-import { getAgentsQueryOptions } from '@/features/agents/api/agents';
+import { getSessionsQueryOptions, sessionsByState } from '@/features/sessions';
+import { getAgentsQueryOptions } from '@/features/agents';
 import { getStatsQueryOptions } from '../api/stats';
 
 function StatCard({ label, value, to }: { label: string; value: number | string; to?: string }) {

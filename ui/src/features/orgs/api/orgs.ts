@@ -1,6 +1,6 @@
 import { queryOptions, useMutation, useQueryClient } from '@tanstack/react-query';
 import { api } from '@/lib/api';
-import type { Organization } from '@/types/api';
+import type { Organization, OrgPatch } from '@/types/api';
 
 export const orgKeys = {
   all: ['orgs'] as const,
@@ -19,8 +19,6 @@ export const getOrgQueryOptions = (id: string) =>
     queryKey: orgKeys.detail(id),
     queryFn: ({ signal }) => api.get<Organization>(`/orgs/${encodeURIComponent(id)}`, undefined, signal),
   });
-
-export type OrgPatch = Partial<Omit<Organization, 'id' | 'created_at'>>;
 
 export function useCreateOrg() {
   const qc = useQueryClient();

@@ -2,14 +2,13 @@ import { useState } from 'react';
 import { Link as RouterLink } from 'react-router';
 import { Button, IconButton, Tooltip } from '@mui/material';
 import AddIcon from '@mui/icons-material/Add';
-import DeleteIcon from '@mui/icons-material/Delete';
 import EditIcon from '@mui/icons-material/Edit';
 import TuneIcon from '@mui/icons-material/Tune';
 import { ResourceListView } from '@/components/ResourceListView';
 import { ResourceFormDialog } from '@/components/ResourceFormDialog';
 import type { Column } from '@/components/ResourceTable';
+import { ConfirmActionButton } from '@/components/ConfirmActionButton';
 import { useFeedback } from '@/components/feedback';
-import { errorMessage } from '@/lib/api';
 import { formatDateTime, formatMemory, formatMillicores } from '@/lib/format';
 import { useListQuery } from '@/lib/list';
 import type { Organization } from '@/types/api';
@@ -18,7 +17,7 @@ import { getOrgsQueryOptions, useCreateOrg, useDeleteOrg, useUpdateOrg } from '.
 /** The API's rule for organization names (a slug). */
 const ORG_NAME_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
-function quota(n: number | null) {
+function quota(n: number | null | undefined) {
   return n === null ? '∞' : String(n);
 }
 
@@ -27,7 +26,7 @@ export function OrgsPage() {
   const create = useCreateOrg();
   const update = useUpdateOrg();
   const del = useDeleteOrg();
-  const { confirm, notify } = useFeedback();
+  const { notify } = useFeedback();
   const [creating, setCreating] = useState(false);
   const [renaming, setRenaming] = useState<Organization | null>(null);
 
@@ -73,27 +72,17 @@ export function OrgsPage() {
               <EditIcon />
             </IconButton>
           </Tooltip>
-          <Tooltip title="Delete">
-            <IconButton
-              aria-label={`Delete ${o.name}`}
-              color="error"
-              onClick={async () => {
-                const ok = await confirm({
-                  title: `Delete organization ${o.name}?`,
-                  message: 'Only an organization without users can be deleted. This cannot be undone.',
-                  confirmLabel: 'Delete',
-                  destructive: true,
-                });
-                if (ok)
-                  del.mutate(o.id, {
-                    onSuccess: () => notify(`Organization ${o.name} deleted`),
-                    onError: (e) => notify(errorMessage(e), 'error'),
-                  });
-              }}
-            >
-              <DeleteIcon />
-            </IconButton>
-          </Tooltip>
+          <ConfirmActionButton
+            label={`Delete ${o.name}`}
+            tooltip="Delete"
+            confirm={{
+              title: `Delete organization ${o.name}?`,
+              message: 'Only an organization without users can be deleted. This cannot be undone.',
+              confirmLabel: 'Delete',
+            }}
+            action={() => del.mutateAsync(o.id)}
+            success={`Organization ${o.name} deleted`}
+          />
         </>
       )}
     >

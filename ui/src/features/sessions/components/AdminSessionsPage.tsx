@@ -10,11 +10,11 @@ import { formatDateTime, formatRelative } from '@/lib/format';
 import { useNow } from '@/lib/hooks';
 import { useListQuery } from '@/lib/list';
 import { SESSION_STATES, type Session, type SessionState } from '@/types/api';
-import { getAllUsersQueryOptions } from '@/features/users/api/users';
-import { getAgentsQueryOptions } from '@/features/agents/api/agents';
+import { getAllUsersQueryOptions } from '@/features/users';
+import { getAgentsQueryOptions } from '@/features/agents';
 import { STARTING_STATES, getSessionsQueryOptions } from '../api/sessions';
-import { useSessionTitle } from '../api/titles';
 import { SessionActions } from './SessionActions';
+import { PHASE_LABELS } from '../phase';
 import { SessionProgress, SessionStateChip } from './SessionStatus';
 
 function isState(v: string | null): v is SessionState {
@@ -26,9 +26,7 @@ export function AdminSessionsPage() {
   const rawState = params.get('state');
   const state: SessionState | '' = isState(rawState) ? rawState : '';
   const ownerId = params.get('owner') ?? '';
-  const raw = useListQuery(getSessionsQueryOptions({ state, owner_id: ownerId || undefined }));
-  const title = useSessionTitle();
-  const list = useMemo(() => ({ ...raw, items: raw.items?.map((s) => ({ ...s, template_name: title(s) })) }), [raw, title]);
+  const list = useListQuery(getSessionsQueryOptions({ state, owner_id: ownerId || undefined }));
   const users = useQuery(getAllUsersQueryOptions());
   const agents = useQuery(getAgentsQueryOptions());
   const now = useNow(15_000);
@@ -37,7 +35,7 @@ export function AdminSessionsPage() {
 
   const agentName = useMemo(() => {
     const m = new Map(agents.data?.items.map((a) => [a.id, a.name]));
-    return (id: string | null) => (id ? (m.get(id) ?? `…${id.slice(-8)}`) : '—');
+    return (id: string | null | undefined) => (id ? (m.get(id) ?? `…${id.slice(-8)}`) : '—');
   }, [agents.data]);
   const userOptions = users.data?.items ?? [];
   const selectedUser = userOptions.find((u) => u.id === ownerId) ?? null;
@@ -50,7 +48,7 @@ export function AdminSessionsPage() {
   };
 
   const columns: Column<Session>[] = [
-    { key: 'template', header: 'Application', render: (s) => s.template_name },
+    { key: 'template', header: 'Application', render: (s) => s.template_display_name },
     { key: 'owner', header: 'User', render: (s) => s.owner_username },
     {
       key: 'state',
@@ -115,7 +113,7 @@ export function AdminSessionsPage() {
       rowActions={(s) => (
         <>
           <Tooltip title="Details">
-            <IconButton aria-label={`Details of session ${s.template_name} of ${s.owner_username}`} onClick={() => setDetail(s)}>
+            <IconButton aria-label={`Details of session ${s.template_display_name} of ${s.owner_username}`} onClick={() => setDetail(s)}>
               <InfoOutlinedIcon />
             </IconButton>
           </Tooltip>
@@ -125,17 +123,17 @@ export function AdminSessionsPage() {
     >
       <DetailDrawer
         open={shown !== null}
-        title={shown ? `Session ${shown.template_name}` : 'Session'}
+        title={shown ? `Session ${shown.template_display_name}` : 'Session'}
         onClose={() => setDetail(null)}
         fields={
           shown
             ? [
                 { label: 'ID', value: <code>{shown.id}</code> },
                 { label: 'User', value: shown.owner_username },
-                { label: 'Template', value: shown.template_name },
+                { label: 'Template', value: shown.template_display_name },
                 { label: 'State', value: <SessionStateChip state={shown.state} /> },
-                { label: 'Phase', value: shown.phase ?? '—' },
-                { label: 'Progress', value: shown.progress !== null ? `${shown.progress}%` : '—' },
+                { label: 'Phase', value: shown.phase ? PHASE_LABELS[shown.phase] : '—' },
+                { label: 'Progress', value: shown.progress != null ? `${shown.progress}%` : '—' },
                 { label: 'Failure', value: shown.failure_reason ?? '—' },
                 { label: 'Agent', value: agentName(shown.agent_id) },
                 { label: 'Created', value: formatDateTime(shown.created_at) },

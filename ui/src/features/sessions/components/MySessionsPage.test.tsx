@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { screen, within } from '@testing-library/react';
 import { Outlet } from 'react-router';
-import { LiveEventsProvider } from '@/lib/live';
+import { LiveEventsProvider } from '@/app/live';
 import { json, mockFetch } from '@/testing/http';
 import { authResponse, session } from '@/testing/fixtures';
 import { renderRoutes } from '@/testing/render';
@@ -21,11 +21,11 @@ function controllableStream() {
 describe('MySessionsPage', () => {
   it('lists my active sessions and updates them live from the event stream', async () => {
     const stream = controllableStream();
-    const starting = session({ id: 's1', state: 'starting', phase: 'pulling_image', progress: 10 });
+    const starting = session({ id: 's1', state: 'starting', phase: 'pulling', progress: 10 });
     const { calls } = mockFetch({
       'POST /api/v1/auth/refresh': () => json(authResponse()),
       'GET /api/v1/sessions': () =>
-        json({ items: [starting, session({ id: 's2', template_name: 'Old', state: 'stopped' })], next_cursor: null }),
+        json({ items: [starting, session({ id: 's2', template_display_name: 'Old', state: 'stopped' })], next_cursor: null }),
       'GET /api/v1/events': () => stream.response,
     });
     renderRoutes([

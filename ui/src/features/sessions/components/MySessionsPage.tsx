@@ -10,7 +10,6 @@ import { useNow } from '@/lib/hooks';
 import { useListQuery, type ListState } from '@/lib/list';
 import type { Session } from '@/types/api';
 import { ACTIVE_STATES, STARTING_STATES, getSessionsQueryOptions } from '../api/sessions';
-import { useSessionTitle } from '../api/titles';
 import { SessionActions } from './SessionActions';
 import { SessionProgress, SessionStateChip } from './SessionStatus';
 
@@ -19,24 +18,22 @@ export function MySessionsPage() {
   const [showEnded, setShowEnded] = useState(false);
   const list = useListQuery(getSessionsQueryOptions({ owner_id: user.id }));
   const now = useNow(15_000);
-  const title = useSessionTitle();
 
   const filtered: ListState<Session> = useMemo(
     () => ({
       ...list,
       items: list.items
         ?.filter((s) => showEnded || ACTIVE_STATES.includes(s.state))
-        .map((s) => ({ ...s, template_name: title(s) }))
         .sort((a, b) => b.created_at.localeCompare(a.created_at)),
     }),
-    [list, showEnded, title],
+    [list, showEnded],
   );
 
   const columns: Column<Session>[] = [
     {
       key: 'template',
       header: 'Application',
-      render: (s) => <Typography variant="body2" sx={{ fontWeight: 600 }}>{s.template_name}</Typography>,
+      render: (s) => <Typography variant="body2" sx={{ fontWeight: 600 }}>{s.template_display_name}</Typography>,
     },
     {
       key: 'state',

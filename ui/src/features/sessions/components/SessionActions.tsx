@@ -4,32 +4,26 @@ import OpenInBrowserIcon from '@mui/icons-material/OpenInBrowser';
 import BedtimeIcon from '@mui/icons-material/Bedtime';
 import WbSunnyIcon from '@mui/icons-material/WbSunny';
 import StopCircleIcon from '@mui/icons-material/StopCircle';
+import { ConfirmActionButton } from '@/components/ConfirmActionButton';
 import { useFeedback } from '@/components/feedback';
 import { errorMessage } from '@/lib/api';
 import type { Session } from '@/types/api';
 import { useHibernateSession, useStopSession, useWakeSession } from '../api/sessions';
 
+export const STOP_WARNING = 'The session is stopped and removed. Unsaved work inside it is lost.';
+
 const STOPPABLE = new Set<Session['state']>(['pending', 'scheduled', 'starting', 'running', 'hibernating', 'hibernated']);
 
 /** Row actions for a session: connect, hibernate, wake, stop. */
 export function SessionActions({ session, force = false }: { session: Session; force?: boolean }) {
-  const { confirm, notify } = useFeedback();
+  const { notify } = useFeedback();
   const hibernate = useHibernateSession();
   const wake = useWakeSession();
   const stop = useStopSession();
   const busy = hibernate.isPending || wake.isPending || stop.isPending;
-  const name = session.template_name;
+  const name = session.template_display_name;
+  const stopLabel = force ? 'Force stop' : 'Stop';
   const onError = (what: string) => (e: unknown) => notify(`Could not ${what} ${name}: ${errorMessage(e)}`, 'error');
-
-  const doStop = async () => {
-    const ok = await confirm({
-      title: force ? `Force stop ${name} of ${session.owner_username}?` : `Stop ${name}?`,
-      message: 'The session is stopped and removed. Unsaved work inside it is lost.',
-      confirmLabel: force ? 'Force stop' : 'Stop',
-      destructive: true,
-    });
-    if (ok) stop.mutate(session.id, { onError: onError('stop'), onSuccess: () => notify(`Stopping ${name}`) });
-  };
 
   return (
     <>
@@ -68,13 +62,20 @@ export function SessionActions({ session, force = false }: { session: Session; f
         </Tooltip>
       ) : null}
       {STOPPABLE.has(session.state) ? (
-        <Tooltip title={force ? 'Force stop' : 'Stop'}>
-          <span>
-            <IconButton aria-label={`${force ? 'Force stop' : 'Stop'} ${name}`} disabled={busy} onClick={() => void doStop()} color="error">
-              <StopCircleIcon />
-            </IconButton>
-          </span>
-        </Tooltip>
+        <ConfirmActionButton
+          label={`${stopLabel} ${name}`}
+          tooltip={stopLabel}
+          icon={<StopCircleIcon />}
+          disabled={busy}
+          confirm={{
+            title: force ? `Force stop ${name} of ${session.owner_username}?` : `Stop ${name}?`,
+            message: STOP_WARNING,
+            confirmLabel: stopLabel,
+          }}
+          action={() => stop.mutateAsync(session.id)}
+          success={`Stopping ${name}`}
+          failure={`Could not stop ${name}`}
+        />
       ) : null}
     </>
   );

@@ -44,7 +44,7 @@ describe('SessionViewerPage', () => {
   });
 
   it('shows start progress by phase, including the image pull percentage', async () => {
-    const { calls } = setup(session({ state: 'starting', phase: 'pulling_image', progress: 42 }));
+    const { calls } = setup(session({ state: 'starting', phase: 'pulling', progress: 42 }));
     expect(await screen.findByRole('heading', { name: 'Starting Firefox' })).toBeInTheDocument();
     expect(screen.getByText('Pulling image · 42%')).toBeInTheDocument();
     expect(screen.getByRole('progressbar', { name: /Pulling image/ })).toHaveAttribute('aria-valuenow', '42');

@@ -23,6 +23,7 @@ import OpenInNewIcon from '@mui/icons-material/OpenInNew';
 import BedtimeIcon from '@mui/icons-material/Bedtime';
 import StopCircleIcon from '@mui/icons-material/StopCircle';
 import WbSunnyIcon from '@mui/icons-material/WbSunny';
+import { ConfirmActionButton } from '@/components/ConfirmActionButton';
 import { useFeedback } from '@/components/feedback';
 import { ErrorAlert } from '@/components/ErrorAlert';
 import { errorMessage, isApiError } from '@/lib/api';
@@ -37,8 +38,9 @@ import {
   useStopSession,
   useWakeSession,
 } from '../api/sessions';
-import { useSessionTitle } from '../api/titles';
-import { SessionStateChip, phaseLabel } from './SessionStatus';
+import { STOP_WARNING } from './SessionActions';
+import { phaseLabel } from '../phase';
+import { SessionStateChip } from './SessionStatus';
 
 /**
  * What the session's frame may do. Everything inside a session is under its user's control, so the
@@ -81,13 +83,13 @@ function Screen({ children }: { children: ReactNode }) {
 }
 
 function StartingScreen({ session }: { session: Session }) {
-  const pct = session.progress;
+  const pct = session.progress ?? null;
   const label = phaseLabel(session);
   return (
     <Screen>
       <Stack spacing={2} role="status" aria-live="polite">
         <Typography variant="h2" component="h1">
-          Starting {session.template_name}
+          Starting {session.template_display_name}
         </Typography>
         <Typography color="text.secondary">
           {label}
@@ -112,7 +114,7 @@ function RunningView({ session }: { session: Session }) {
       <Screen>
         <Stack spacing={2} sx={{ alignItems: 'center' }} role="status">
           <CircularProgress aria-hidden />
-          <Typography>Connecting to {session.template_name}…</Typography>
+          <Typography>Connecting to {session.template_display_name}…</Typography>
         </Stack>
       </Screen>
     );
@@ -130,7 +132,7 @@ function RunningView({ session }: { session: Session }) {
   return (
     <Box
       component="iframe"
-      title={`${session.template_name} session`}
+      title={`${session.template_display_name} session`}
       src={connect.data.url}
       sandbox={SESSION_IFRAME_SANDBOX}
       allow={sessionIframeAllow(connect.data.clipboard)}
@@ -144,17 +146,15 @@ function RunningView({ session }: { session: Session }) {
 export function SessionViewerPage() {
   const { id = '' } = useParams();
   const navigate = useNavigate();
-  const { confirm, notify } = useFeedback();
+  const { notify } = useFeedback();
   const session = useQuery(getSessionQueryOptions(id));
-  const title = useSessionTitle();
   const hibernate = useHibernateSession();
   const wake = useWakeSession();
   const stop = useStopSession();
   const relaunch = useCreateSession();
   const frameRef = useRef<HTMLDivElement>(null);
   const fullscreen = useFullscreen(frameRef);
-  // Display names instead of template slugs everywhere on this page.
-  const s = session.data ? { ...session.data, template_name: title(session.data) } : undefined;
+  const s = session.data;
   const busy = hibernate.isPending || wake.isPending || stop.isPending;
 
   const openInNewTab = async () => {
@@ -169,17 +169,6 @@ export function SessionViewerPage() {
       w?.close();
       notify(`Could not open a new tab: ${errorMessage(e)}`, 'error');
     }
-  };
-
-  const doStop = async () => {
-    if (!s) return;
-    const ok = await confirm({
-      title: `Stop ${s.template_name}?`,
-      message: 'The session is stopped and removed. Unsaved work inside it is lost.',
-      confirmLabel: 'Stop',
-      destructive: true,
-    });
-    if (ok) stop.mutate(id, { onError: (e) => notify(`Could not stop: ${errorMessage(e)}`, 'error') });
   };
 
   let body: ReactNode;
@@ -212,7 +201,7 @@ export function SessionViewerPage() {
       <Screen>
         <Stack spacing={2} sx={{ alignItems: 'center' }} role="status">
           <CircularProgress aria-hidden />
-          <Typography>Hibernating {s.template_name}…</Typography>
+          <Typography>Hibernating {s.template_display_name}…</Typography>
         </Stack>
       </Screen>
     );
@@ -221,7 +210,7 @@ export function SessionViewerPage() {
       <Screen>
         <Stack spacing={2} sx={{ alignItems: 'center' }}>
           <Typography variant="h2" component="h1">
-            {s.template_name} is hibernated
+            {s.template_display_name} is hibernated
           </Typography>
           <Typography color="text.secondary">Its state is kept. Wake it to continue where you left off.</Typography>
           <Button
@@ -240,7 +229,7 @@ export function SessionViewerPage() {
     body = (
       <Screen>
         <Alert severity="error" sx={{ textAlign: 'left', mb: 2 }}>
-          <AlertTitle>{s.template_name} failed</AlertTitle>
+          <AlertTitle>{s.template_display_name} failed</AlertTitle>
           {s.failure_reason ?? 'The session failed for an unknown reason.'}
         </Alert>
         <Stack direction="row" spacing={1} sx={{ justifyContent: 'center' }}>
@@ -269,7 +258,7 @@ export function SessionViewerPage() {
       <Screen>
         <Stack spacing={2} sx={{ alignItems: 'center' }} role="status">
           <Typography variant="h2" component="h1">
-            {s.state === 'stopping' ? `Stopping ${s.template_name}…` : `${s.template_name} has ended`}
+            {s.state === 'stopping' ? `Stopping ${s.template_display_name}…` : `${s.template_display_name} has ended`}
           </Typography>
           <Stack direction="row" spacing={1}>
             <Button component={RouterLink} to="/" variant="contained">
@@ -295,7 +284,7 @@ export function SessionViewerPage() {
               </IconButton>
             </Tooltip>
             <Typography component="span" sx={{ fontWeight: 600 }} noWrap>
-              {s?.template_name ?? 'Session'}
+              {s?.template_display_name ?? 'Session'}
             </Typography>
             {s ? <SessionStateChip state={s.state} /> : null}
             <Box sx={{ flex: 1 }} />
@@ -329,13 +318,15 @@ export function SessionViewerPage() {
               </>
             ) : null}
             {s && s.state !== 'stopped' && s.state !== 'stopping' && s.state !== 'failed' ? (
-              <Tooltip title="Stop">
-                <span>
-                  <IconButton aria-label="Stop" color="error" disabled={busy} onClick={() => void doStop()}>
-                    <StopCircleIcon />
-                  </IconButton>
-                </span>
-              </Tooltip>
+              <ConfirmActionButton
+                label="Stop"
+                tooltip="Stop"
+                icon={<StopCircleIcon />}
+                disabled={busy}
+                confirm={{ title: `Stop ${s.template_display_name}?`, message: STOP_WARNING, confirmLabel: 'Stop' }}
+                action={() => stop.mutateAsync(id)}
+                failure="Could not stop"
+              />
             ) : null}
           </Toolbar>
         </AppBar>

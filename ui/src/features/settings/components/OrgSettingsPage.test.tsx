@@ -11,6 +11,8 @@ const org: Organization = {
   id: 'o1',
   name: 'acme',
   mfa_required: false,
+  allow_clipboard: false,
+  egress_allow: [],
   max_sessions: null,
   max_sessions_per_user: 3,
   max_cpu_millis: null,
@@ -30,26 +32,33 @@ function setup(role: 'org_admin' | 'platform_admin') {
 }
 
 describe('OrgSettingsPage', () => {
-  it('org admins set the MFA policy only: quotas are read-only and never sent (the API would answer 403)', async () => {
+  it('org admins set the MFA and clipboard policies only: quotas are read-only and never sent (the API would answer 403)', async () => {
     const { calls } = setup('org_admin');
     const user = userEvent.setup({ delay: null });
     const perUser = await screen.findByLabelText('Sessions per user');
     expect(perUser).toBeDisabled();
     expect(perUser).toHaveValue('3');
+    expect(screen.getByLabelText('Egress allowed to')).toBeDisabled();
     await user.click(screen.getByLabelText(/Require two-factor authentication/));
+    await user.click(screen.getByLabelText(/Let sessions use the viewer's clipboard/));
     await user.click(screen.getByRole('button', { name: 'Save settings' }));
     expect(await screen.findByText('Settings saved')).toBeInTheDocument();
-    expect(calls.find((c) => c.method === 'PATCH')!.body).toEqual({ mfa_required: true });
+    expect(calls.find((c) => c.method === 'PATCH')!.body).toEqual({ mfa_required: true, allow_clipboard: true });
   });
 
-  it('platform admins change quotas; only changed fields are sent, empty means unlimited (null)', async () => {
+  it('platform admins change quotas and the egress allow list; only changed fields are sent, empty means unlimited (null)', async () => {
     const { calls } = setup('platform_admin');
     const user = userEvent.setup({ delay: null });
     const perUser = await screen.findByLabelText('Sessions per user');
     await user.clear(perUser);
     await user.type(screen.getByLabelText('Sessions in the organization'), '10');
+    await user.type(screen.getByLabelText('Egress allowed to'), '10.9.0.0/16');
     await user.click(screen.getByRole('button', { name: 'Save settings' }));
     expect(await screen.findByText('Settings saved')).toBeInTheDocument();
-    expect(calls.find((c) => c.method === 'PATCH')!.body).toEqual({ max_sessions: 10, max_sessions_per_user: null });
+    expect(calls.find((c) => c.method === 'PATCH')!.body).toEqual({
+      max_sessions: 10,
+      max_sessions_per_user: null,
+      egress_allow: ['10.9.0.0/16'],
+    });
   });
 });

@@ -7,8 +7,9 @@ import { ErrorAlert } from '@/components/ErrorAlert';
 import { useFeedback } from '@/components/feedback';
 import { errorMessage } from '@/lib/api';
 import { useUser } from '@/lib/auth';
-import type { Organization } from '@/types/api';
-import { getOrgQueryOptions, getOrgsQueryOptions, useUpdateOrg, type OrgPatch } from '@/features/orgs/api/orgs';
+import { formatNetworks, parseNetworks } from '@/lib/networks';
+import type { Organization, OrgPatch } from '@/types/api';
+import { getOrgQueryOptions, getOrgsQueryOptions, useUpdateOrg } from '@/features/orgs';
 
 type QuotaKey = 'max_sessions' | 'max_sessions_per_user' | 'max_cpu_millis' | 'max_memory_mb';
 
@@ -27,11 +28,16 @@ export function parseQuota(raw: string): { value: number | null; error?: string 
   return { value: Number(v) };
 }
 
-/** Org admins set the MFA policy; quotas are the platform admins' (the API answers 403 otherwise). */
-function SettingsForm({ org, canSetQuotas }: { org: Organization; canSetQuotas: boolean }) {
+/**
+ * Org admins set the MFA and clipboard policies; quotas and the egress allow list are the platform admins'
+ * (the API answers 403 otherwise).
+ */
+function SettingsForm({ org, platformAdmin }: { org: Organization; platformAdmin: boolean }) {
   const update = useUpdateOrg();
   const { notify } = useFeedback();
   const [mfa, setMfa] = useState(org.mfa_required);
+  const [clipboard, setClipboard] = useState(org.allow_clipboard);
+  const [egress, setEgress] = useState(formatNetworks(org.egress_allow));
   const [quotas, setQuotas] = useState<Record<QuotaKey, string>>({
     max_sessions: org.max_sessions?.toString() ?? '',
     max_sessions_per_user: org.max_sessions_per_user?.toString() ?? '',
@@ -44,9 +50,13 @@ function SettingsForm({ org, canSetQuotas }: { org: Organization; canSetQuotas: 
   const submit = (e: FormEvent) => {
     e.preventDefault();
     // Send only what changed: PATCH leaves absent fields alone.
-    const patch: OrgPatch = mfa !== org.mfa_required ? { mfa_required: mfa } : {};
+    const patch: OrgPatch = {};
+    if (mfa !== org.mfa_required) patch.mfa_required = mfa;
+    if (clipboard !== org.allow_clipboard) patch.allow_clipboard = clipboard;
     const errs: Partial<Record<QuotaKey, string>> = {};
-    if (canSetQuotas) {
+    if (platformAdmin) {
+      const allow = parseNetworks(egress);
+      if (formatNetworks(allow) !== formatNetworks(org.egress_allow)) patch.egress_allow = allow;
       for (const q of QUOTAS) {
         const r = parseQuota(quotas[q.key]);
         if (r.error) errs[q.key] = r.error;
@@ -81,14 +91,22 @@ function SettingsForm({ org, canSetQuotas }: { org: Organization; canSetQuotas: 
           <Typography variant="body2" color="text.secondary">
             Users without MFA can do nothing else until they have set it up.
           </Typography>
+          <FormControlLabel
+            sx={{ mt: 2 }}
+            control={<Switch checked={clipboard} onChange={(e) => setClipboard(e.target.checked)} />}
+            label="Let sessions use the viewer's clipboard"
+          />
+          <Typography variant="body2" color="text.secondary">
+            Applications in a session can then read and write what the viewer copies.
+          </Typography>
         </CardContent>
       </Card>
       <Card variant="outlined">
         <CardContent>
-          <Typography variant="h2" component="h2" sx={{ mb: canSetQuotas ? 2 : 1 }}>
+          <Typography variant="h2" component="h2" sx={{ mb: platformAdmin ? 2 : 1 }}>
             Quotas
           </Typography>
-          {!canSetQuotas ? (
+          {!platformAdmin ? (
             <Typography variant="body2" color="text.secondary" sx={{ mb: 2 }}>
               Set by the platform administrators.
             </Typography>
@@ -102,12 +120,34 @@ function SettingsForm({ org, canSetQuotas }: { org: Organization; canSetQuotas: 
                 onChange={(e) => setQuotas((cur) => ({ ...cur, [q.key]: e.target.value }))}
                 placeholder="unlimited"
                 error={Boolean(errors[q.key])}
-                helperText={errors[q.key] ?? (canSetQuotas ? 'Empty = unlimited' : undefined)}
-                disabled={!canSetQuotas}
+                helperText={errors[q.key] ?? (platformAdmin ? 'Empty = unlimited' : undefined)}
+                disabled={!platformAdmin}
                 slotProps={{ htmlInput: { inputMode: 'numeric' }, inputLabel: { shrink: true } }}
               />
             ))}
           </Box>
+        </CardContent>
+      </Card>
+      <Card variant="outlined">
+        <CardContent>
+          <Typography variant="h2" component="h2" sx={{ mb: 2 }}>
+            Network
+          </Typography>
+          <TextField
+            label="Egress allowed to"
+            value={egress}
+            onChange={(e) => setEgress(e.target.value)}
+            multiline
+            minRows={2}
+            fullWidth
+            disabled={!platformAdmin}
+            helperText={
+              platformAdmin
+                ? "Networks (CIDRs) every session of the organization may reach although the platform's deny list covers them, one per line"
+                : 'Set by the platform administrators.'
+            }
+            slotProps={{ inputLabel: { shrink: true } }}
+          />
         </CardContent>
       </Card>
       <div>
@@ -147,7 +187,7 @@ export function OrgSettingsPage() {
         </TextField>
       ) : null}
       <ErrorAlert error={org.error} onRetry={() => void org.refetch()} />
-      {org.data ? <SettingsForm key={JSON.stringify(org.data)} org={org.data} canSetQuotas={isPlatform} /> : org.isPending ? <Skeleton variant="rounded" height={320} /> : null}
+      {org.data ? <SettingsForm key={JSON.stringify(org.data)} org={org.data} platformAdmin={isPlatform} /> : org.isPending ? <Skeleton variant="rounded" height={320} /> : null}
     </Box>
   );
 }

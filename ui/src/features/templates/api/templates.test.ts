@@ -4,6 +4,7 @@ import {
   EMPTY_TEMPLATE_FORM,
   TEMPLATE_NAME_RE,
   formToTemplateInput,
+  inputFor,
   parseEnv,
   parseTags,
   templateToForm,
@@ -59,7 +60,7 @@ describe('form conversion', () => {
   });
 
   it('round-trips a template through the form', () => {
-    const t = template({ env: { LANG: 'en_US.UTF-8' }, tags: ['browser', 'web'], org_id: 'o1' });
+    const t = template({ env: { LANG: 'en_US.UTF-8' }, tags: ['browser', 'web'], org_id: 'o1', egress_allow: ['10.1.0.0/16', '192.168.5.0/24'] });
     const input = formToTemplateInput(templateToForm(t));
     expect(input).toEqual({
       org_id: 'o1',
@@ -75,8 +76,24 @@ describe('form conversion', () => {
       port: t.port,
       tags: t.tags,
       enabled: t.enabled,
+      egress_allow: t.egress_allow,
     });
     expect(formToTemplateInput({ ...valid, org_id: '' }).org_id).toBeNull();
+  });
+});
+
+describe('what a caller sends', () => {
+  const input = formToTemplateInput({ ...valid, org_id: '', egress_allow: '10.1.0.0/16, 10.2.0.0/16\n10.1.0.0/16' });
+
+  it('platform administrators send the scope and the egress allow list as given', () => {
+    expect(inputFor(input, { platformAdmin: true, orgId: 'o1' })).toMatchObject({ org_id: null, egress_allow: ['10.1.0.0/16', '10.2.0.0/16'] });
+  });
+
+  it('others create in their own organization and never send an egress allow list', () => {
+    const own = inputFor(input, { platformAdmin: false, orgId: 'o1' });
+    expect(own.org_id).toBe('o1');
+    expect(own).not.toHaveProperty('egress_allow');
+    expect(toTemplatePatch(own)).not.toHaveProperty('egress_allow');
   });
 });
 

@@ -1,5 +1,6 @@
 import { queryOptions, useMutation, useQueryClient } from '@tanstack/react-query';
 import { api } from '@/lib/api';
+import { formatNetworks, parseNetworks } from '@/lib/networks';
 import type { Template, TemplateInput, TemplatePatch } from '@/types/api';
 
 export const templateKeys = {
@@ -21,6 +22,16 @@ export const getTemplateQueryOptions = (id: string) =>
     queryKey: templateKeys.detail(id),
     queryFn: ({ signal }) => api.get<Template>(`/templates/${encodeURIComponent(id)}`, undefined, signal),
   });
+
+/**
+ * What the caller may send: platform administrators set everything; others create in their own
+ * organization and leave the egress allow list alone (the API refuses it from them).
+ */
+export function inputFor(input: TemplateInput, caller: { platformAdmin: boolean; orgId: string }): TemplateInput {
+  if (caller.platformAdmin) return input;
+  const { egress_allow: _egress, ...own } = input;
+  return { ...own, org_id: caller.orgId };
+}
 
 /** What `PATCH /templates/{id}` takes: everything but the name and the scope, fixed at creation. */
 export function toTemplatePatch(input: TemplateInput): TemplatePatch {
@@ -67,6 +78,7 @@ export type TemplateFormValues = {
   tags: string;
   enabled: boolean;
   org_id: string;
+  egress_allow: string;
 };
 
 export type TemplateErrors = Partial<Record<keyof TemplateFormValues, string>>;
@@ -85,6 +97,7 @@ export const EMPTY_TEMPLATE_FORM: TemplateFormValues = {
   tags: '',
   enabled: true,
   org_id: '',
+  egress_allow: '',
 };
 
 export function templateToForm(t: Template): TemplateFormValues {
@@ -104,6 +117,7 @@ export function templateToForm(t: Template): TemplateFormValues {
     tags: t.tags.join(', '),
     enabled: t.enabled,
     org_id: t.org_id ?? '',
+    egress_allow: formatNetworks(t.egress_allow),
   };
 }
 
@@ -182,5 +196,6 @@ export function formToTemplateInput(v: TemplateFormValues): TemplateInput {
     port: Number(v.port),
     tags: parseTags(v.tags),
     enabled: v.enabled,
+    egress_allow: parseNetworks(v.egress_allow),
   };
 }

@@ -2,24 +2,25 @@ import { useState } from 'react';
 import { useQuery } from '@tanstack/react-query';
 import { Box, Button, Chip, IconButton, Switch, Tooltip, Typography } from '@mui/material';
 import AddIcon from '@mui/icons-material/Add';
-import DeleteIcon from '@mui/icons-material/Delete';
 import EditIcon from '@mui/icons-material/Edit';
 import { ResourceListView } from '@/components/ResourceListView';
 import { ResourceFormDialog, type FieldSpec } from '@/components/ResourceFormDialog';
 import type { Column } from '@/components/ResourceTable';
+import { ConfirmActionButton } from '@/components/ConfirmActionButton';
 import { useFeedback } from '@/components/feedback';
 import { errorMessage } from '@/lib/api';
 import { useUser } from '@/lib/auth';
 import { formatMemory, formatMillicores } from '@/lib/format';
 import { useListQuery } from '@/lib/list';
 import type { Template } from '@/types/api';
-import { getOrgsQueryOptions } from '@/features/orgs/api/orgs';
-import { TemplateIcon } from '@/features/catalog/components/TemplateCard';
+import { getOrgsQueryOptions } from '@/features/orgs';
+import { TemplateIcon } from '@/components/TemplateIcon';
 import {
   EMPTY_TEMPLATE_FORM,
   type TemplateFormValues,
   formToTemplateInput,
   getTemplatesQueryOptions,
+  inputFor,
   templateToForm,
   toTemplatePatch,
   useDeleteTemplate,
@@ -34,7 +35,7 @@ export function TemplatesPage() {
   const orgs = useQuery({ ...getOrgsQueryOptions(), enabled: isPlatform });
   const save = useSaveTemplate();
   const del = useDeleteTemplate();
-  const { confirm, notify } = useFeedback();
+  const { notify } = useFeedback();
   const [editing, setEditing] = useState<Template | 'new' | null>(null);
 
   // Org admins may only touch their org's templates; global ones are read-only for them.
@@ -60,6 +61,13 @@ export function TemplatesPage() {
             kind: 'select' as const,
             disabled: editing !== 'new',
             options: [{ value: '', label: 'Global (all organizations)' }, ...(orgs.data?.items ?? []).map((o) => ({ value: o.id, label: o.name }))],
+          },
+          {
+            name: 'egress_allow' as const,
+            label: 'Egress allowed to',
+            kind: 'multiline' as const,
+            rows: 2,
+            helperText: "Networks (CIDRs) the sessions may reach although the platform's deny list covers them, one per line",
           },
         ]
       : []),
@@ -145,27 +153,17 @@ export function TemplatesPage() {
                 <EditIcon />
               </IconButton>
             </Tooltip>
-            <Tooltip title="Delete">
-              <IconButton
-                aria-label={`Delete template ${t.display_name}`}
-                color="error"
-                onClick={async () => {
-                  const ok = await confirm({
-                    title: `Delete template ${t.display_name}?`,
-                    message: 'Running sessions keep running; nobody can launch it any more.',
-                    confirmLabel: 'Delete',
-                    destructive: true,
-                  });
-                  if (ok)
-                    del.mutate(t.id, {
-                      onSuccess: () => notify(`Template ${t.display_name} deleted`),
-                      onError: (e) => notify(errorMessage(e), 'error'),
-                    });
-                }}
-              >
-                <DeleteIcon />
-              </IconButton>
-            </Tooltip>
+            <ConfirmActionButton
+              label={`Delete template ${t.display_name}`}
+              tooltip="Delete"
+              confirm={{
+                title: `Delete template ${t.display_name}?`,
+                message: 'Running sessions keep running; nobody can launch it any more.',
+                confirmLabel: 'Delete',
+              }}
+              action={() => del.mutateAsync(t.id)}
+              success={`Template ${t.display_name} deleted`}
+            />
           </>
         ) : null
       }
@@ -178,8 +176,7 @@ export function TemplatesPage() {
         initialValues={current ? templateToForm(current) : { ...EMPTY_TEMPLATE_FORM, org_id: isPlatform ? '' : me.org_id }}
         validate={validateTemplate}
         onSubmit={async (v) => {
-          const input = formToTemplateInput(v);
-          if (!isPlatform) input.org_id = me.org_id;
+          const input = inputFor(formToTemplateInput(v), { platformAdmin: isPlatform, orgId: me.org_id });
           await save.mutateAsync(current ? { id: current.id, patch: toTemplatePatch(input) } : { input });
           notify(`Template ${input.display_name} saved`);
         }}

@@ -2,19 +2,18 @@ import { useMemo, useState } from 'react';
 import { useQuery } from '@tanstack/react-query';
 import { Button, Chip, IconButton, Tooltip } from '@mui/material';
 import AddIcon from '@mui/icons-material/Add';
-import DeleteIcon from '@mui/icons-material/Delete';
 import EditIcon from '@mui/icons-material/Edit';
 import { ResourceListView } from '@/components/ResourceListView';
 import { ResourceFormDialog, type FieldSpec } from '@/components/ResourceFormDialog';
 import type { Column } from '@/components/ResourceTable';
+import { ConfirmActionButton } from '@/components/ConfirmActionButton';
 import { useFeedback } from '@/components/feedback';
-import { errorMessage } from '@/lib/api';
 import { ROLE_LABELS, useUser } from '@/lib/auth';
 import { formatDateTime } from '@/lib/format';
 import { useCursorList } from '@/lib/list';
 import { ROLES, type PatchUserRequest, type Role, type User } from '@/types/api';
-import { getOrgsQueryOptions } from '@/features/orgs/api/orgs';
-import { MIN_PASSWORD_LENGTH } from '@/features/account/components/PasswordForm';
+import { getOrgsQueryOptions } from '@/features/orgs';
+import { MIN_PASSWORD_LENGTH } from '@/features/account';
 import { getUsersInfiniteQueryOptions, useCreateUser, useDeleteUser, useUpdateUser } from '../api/users';
 
 /** The API's rule: letters, digits, '.', '-' and '_', starting with a letter or digit, at most 64. */
@@ -35,7 +34,7 @@ export function UsersPage() {
   const create = useCreateUser();
   const update = useUpdateUser();
   const del = useDeleteUser();
-  const { confirm, notify } = useFeedback();
+  const { notify } = useFeedback();
   const [creating, setCreating] = useState(false);
   const [editing, setEditing] = useState<User | null>(null);
 
@@ -101,30 +100,18 @@ export function UsersPage() {
               <EditIcon />
             </IconButton>
           </Tooltip>
-          <Tooltip title={u.id === me.id ? 'You cannot delete yourself' : 'Delete'}>
-            <span>
-              <IconButton
-                aria-label={`Delete user ${u.username}`}
-                color="error"
-                disabled={u.id === me.id}
-                onClick={async () => {
-                  const ok = await confirm({
-                    title: `Delete user ${u.username}?`,
-                    message: 'Their API keys and sign-ins are revoked. A user with active sessions cannot be deleted: stop them first.',
-                    confirmLabel: 'Delete',
-                    destructive: true,
-                  });
-                  if (ok)
-                    del.mutate(u.id, {
-                      onSuccess: () => notify(`User ${u.username} deleted`),
-                      onError: (e) => notify(errorMessage(e), 'error'),
-                    });
-                }}
-              >
-                <DeleteIcon />
-              </IconButton>
-            </span>
-          </Tooltip>
+          <ConfirmActionButton
+            label={`Delete user ${u.username}`}
+            tooltip={u.id === me.id ? 'You cannot delete yourself' : 'Delete'}
+            disabled={u.id === me.id}
+            confirm={{
+              title: `Delete user ${u.username}?`,
+              message: 'Their API keys and sign-ins are revoked. A user with active sessions cannot be deleted: stop them first.',
+              confirmLabel: 'Delete',
+            }}
+            action={() => del.mutateAsync(u.id)}
+            success={`User ${u.username} deleted`}
+          />
         </>
       )}
     >

@@ -1,9 +1,9 @@
 import { createContext, useContext, useEffect, useState, type ReactNode } from 'react';
 import { useQueryClient } from '@tanstack/react-query';
-import { api } from './api';
-import { connectEventStream, type SseMessage, type StreamStatus } from './sse';
-import { applySessionEvent, sessionKeys } from '@/features/sessions/api/sessions';
-import { agentKeys, applyAgentEvent } from '@/features/agents/api/agents';
+import { api } from '@/lib/api';
+import { connectEventStream, type SseMessage, type StreamStatus } from '@/lib/sse';
+import { applySessionEvent, sessionKeys } from '@/features/sessions';
+import { agentKeys, applyAgentEvent } from '@/features/agents';
 import type { Agent, Session } from '@/types/api';
 
 const LiveStatusContext = createContext<StreamStatus>('closed');

@@ -1,0 +1,2 @@
+/** What other features may use of the templates feature. */
+export { getTemplatesQueryOptions } from './api/templates';
