@@ -33,9 +33,12 @@ impl Grant {
     /// The grant in `value`, if it is signed with `key`, unexpired at `now` and for `session_id`.
     pub fn decode(value: &str, key: &[u8], session_id: Uuid, now: i64) -> Option<Grant> {
         let (payload, signature) = value.split_once('.')?;
-        let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
-        let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
-        if !constant_time_eq(&hmac_sha256(key, &payload), &signature) || payload.len() != 40 {
+        // Room for the decoder's estimate; anything longer than a grant is refused unread.
+        let (mut payload_buffer, mut signature_buffer) = ([0u8; 42], [0u8; 36]);
+        let payload_len = URL_SAFE_NO_PAD.decode_slice(payload, &mut payload_buffer).ok()?;
+        let signature_len = URL_SAFE_NO_PAD.decode_slice(signature, &mut signature_buffer).ok()?;
+        let (payload, signature) = (&payload_buffer[..payload_len], &signature_buffer[..signature_len]);
+        if !constant_time_eq(&hmac_sha256(key, payload), signature) || payload.len() != 40 {
             return None;
         }
         let grant = Grant {
@@ -67,5 +70,7 @@ mod tests {
             None
         );
         assert_eq!(Grant::decode("garbage", b"key", grant.session_id, 0), None);
+        let oversized = format!("{}.{signature}", "A".repeat(4096));
+        assert_eq!(Grant::decode(&oversized, b"key", grant.session_id, 0), None, "longer than a grant");
     }
 }

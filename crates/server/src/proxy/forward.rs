@@ -1,6 +1,7 @@
 //! Forwarding one request to a session's streamer: headers per RFC 9110, bodies streamed both
 //! ways, upgrades tunnelled byte for byte.
 
+use std::io::Write;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -114,11 +115,23 @@ fn is_platform_cookie(pair: &str) -> bool {
 }
 
 fn add_forwarded(headers: &mut HeaderMap, client_ip: std::net::IpAddr, host: Option<HeaderValue>) {
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prior) => format!("{prior}, {client_ip}"),
-        None => client_ip.to_string(),
+    let xff = match headers.get("x-forwarded-for") {
+        Some(prior) => {
+            let mut value = Vec::with_capacity(prior.len() + 41);
+            value.extend_from_slice(prior.as_bytes());
+            let _ = write!(value, ", {client_ip}");
+            HeaderValue::from_bytes(&value)
+        }
+        None => {
+            // The longest address (IPv6 with an IPv4 tail) has 45 characters.
+            let mut buffer = [0u8; 48];
+            let mut cursor = std::io::Cursor::new(&mut buffer[..]);
+            let _ = write!(cursor, "{client_ip}");
+            let written = usize::try_from(cursor.position()).unwrap_or(0);
+            HeaderValue::from_bytes(&buffer[..written])
+        }
     };
-    if let Ok(value) = HeaderValue::from_str(&xff) {
+    if let Ok(value) = xff {
         headers.insert("x-forwarded-for", value);
     }
     if let Some(host) = host {

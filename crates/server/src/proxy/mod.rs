@@ -215,9 +215,8 @@ async fn proxy(app: &App, request: Request<Body>) -> Response<Body> {
     if forward::is_upgrade(request.headers()) && !same_origin(request.headers(), &app.urls.session_origin(session_id)) {
         return error(StatusCode::FORBIDDEN, "forbidden", "cross-origin WebSocket refused");
     }
-    // Only the streamer's own API routes take its token: no HMAC for the rest.
-    let token = if streamer::is_streamer_api(tail) { app.viewer_token(session_id) } else { String::new() };
-    let query = streamer::query_with_token(request.headers(), tail, query, &token);
+    let viewer = cached.viewer.get_or_init(|| streamer::Viewer::new(app.viewer_token(session_id)));
+    let query = streamer::query_with_token(request.headers(), tail, query, &viewer.token);
     let Ok(upstream) = upstream_uri(&endpoint, tail, &query) else {
         return error(StatusCode::BAD_REQUEST, "bad_request", "invalid path");
     };
@@ -225,7 +224,7 @@ async fn proxy(app: &App, request: Request<Body>) -> Response<Body> {
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(std::net::Ipv4Addr::LOCALHOST.into(), |ConnectInfo(addr)| addr.ip());
-    let credential = streamer::credential(tail, &token);
+    let credential = viewer.credential(tail);
     let tunnel = match tunnel_slot(app, &request, grant) {
         Ok(tunnel) => tunnel,
         Err(response) => return *response,

@@ -3,12 +3,13 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use streamspace_proto::SessionState;
 use uuid::Uuid;
 
+use super::streamer::Viewer;
 use crate::clock::Clock;
 
 /// Entries older than this are read again from the store.
@@ -17,8 +18,10 @@ const FRESH_FOR: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct CachedSession {
     pub state: SessionState,
-    pub endpoint: Option<String>,
+    pub endpoint: Option<Arc<str>>,
     pub traffic: Arc<Traffic>,
+    /// The streamer credential, derived on first use and kept for the session's life.
+    pub viewer: Arc<OnceLock<Viewer>>,
 }
 
 /// Bytes through the proxy and the last time any moved, per session.
@@ -73,11 +76,11 @@ impl SessionCache {
     /// Records what the store says, keeping the session's traffic counters.
     pub fn store(&self, id: Uuid, state: SessionState, endpoint: Option<String>) -> CachedSession {
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
-        let traffic = match entries.get(&id) {
-            Some(entry) => entry.session.traffic.clone(),
-            None => Arc::new(Traffic::new(self.clock.clone())),
+        let (traffic, viewer) = match entries.get(&id) {
+            Some(entry) => (entry.session.traffic.clone(), entry.session.viewer.clone()),
+            None => (Arc::new(Traffic::new(self.clock.clone())), Arc::default()),
         };
-        let cached = CachedSession { state, endpoint, traffic };
+        let cached = CachedSession { state, endpoint: endpoint.map(Arc::from), traffic, viewer };
         entries.insert(id, Entry { session: cached.clone(), loaded: Instant::now() });
         cached
     }

@@ -16,9 +16,23 @@ pub fn is_streamer_api(tail: &str) -> bool {
     tail.starts_with("/api/")
 }
 
-/// `Authorization` for the streamer's HTTP API routes.
-pub fn credential(tail: &str, token: &str) -> Option<HeaderValue> {
-    is_streamer_api(tail).then(|| HeaderValue::from_str(&format!("Bearer {token}")).ok()).flatten()
+/// What the proxy presents to a session's streamer for the people it lets in: the viewer token,
+/// and the `Authorization` carrying it, worked out once per session rather than per request.
+pub struct Viewer {
+    pub token: String,
+    authorization: Option<HeaderValue>,
+}
+
+impl Viewer {
+    pub fn new(token: String) -> Viewer {
+        let authorization = HeaderValue::from_str(&format!("Bearer {token}")).ok();
+        Viewer { token, authorization }
+    }
+
+    /// `Authorization` for the streamer's HTTP API routes.
+    pub fn credential(&self, tail: &str) -> Option<HeaderValue> {
+        is_streamer_api(tail).then(|| self.authorization.clone()).flatten()
+    }
 }
 
 /// The streamer takes a WebSocket's token from the query: add it to upgrades of its API routes.
@@ -86,8 +100,9 @@ mod tests {
 
     #[test]
     fn only_streamer_api_requests_get_the_credential() {
-        assert_eq!(credential("/api/status", "t").unwrap(), "Bearer t");
-        assert!(credential("/", "t").is_none());
-        assert!(credential("/echo", "t").is_none());
+        let viewer = Viewer::new("t".into());
+        assert_eq!(viewer.credential("/api/status").unwrap(), "Bearer t");
+        assert!(viewer.credential("/").is_none());
+        assert!(viewer.credential("/echo").is_none());
     }
 }
