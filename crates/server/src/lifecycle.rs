@@ -193,7 +193,7 @@ pub fn trigger_for_report(session: &Session, actual: &ActualState) -> Option<(Tr
                 && session.phase.as_deref() == Some(phase.as_str())
                 && session.progress == *progress;
             (matches!(current, Scheduled | Starting) && !repeated)
-                .then(|| (Trigger::AgentStarting, Detail { phase: Some(*phase), progress: *progress, ..detail }))
+                .then_some((Trigger::AgentStarting, Detail { phase: Some(*phase), progress: *progress, ..detail }))
         }
         ActualState::Running { endpoint } => matches!(current, Scheduled | Starting)
             .then(|| (Trigger::AgentRunning, Detail { endpoint: Some(endpoint.clone()), ..detail })),
