@@ -14,7 +14,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use metrics::Counter;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::session_cache::Traffic;
 use crate::connections::Registration;
@@ -248,10 +248,11 @@ async fn relay(
     };
     let open = metrics::gauge!("proxy_open_tunnels");
     open.increment(1.0);
-    let mut client = Metered::new(TokioIo::new(client), &traffic.bytes_in, &traffic, "in");
-    let mut upstream = Metered::new(TokioIo::new(upstream), &traffic.bytes_out, &traffic, "out");
-    // 64 KiB buffers: the media stream's frames are large, and fewer reads mean less CPU per MB.
-    let copy = tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, 64 * 1024, 64 * 1024);
+    let (client_reads, client_writes) =
+        tokio::io::split(Metered::new(TokioIo::new(client), &traffic.bytes_in, &traffic, "in"));
+    let (upstream_reads, upstream_writes) =
+        tokio::io::split(Metered::new(TokioIo::new(upstream), &traffic.bytes_out, &traffic, "out"));
+    let copy = async { tokio::try_join!(pipe(client_reads, upstream_writes), pipe(upstream_reads, client_writes)) };
     tokio::select! {
         copied = copy => {
             if let Err(err) = copied {
@@ -262,6 +263,22 @@ async fn relay(
         () = registration => tracing::info!("tunnel cut: its user's access to the session ended"),
     }
     open.decrement(1.0);
+}
+
+/// A relay buffer: the media stream's frames are large, and fewer reads mean less CPU per MB.
+const RELAY_BUFFER: usize = 64 * 1024;
+
+/// Copies one way until `reader` ends, then shuts `writer` down (a half close, as the other way may
+/// still carry data). The buffer is reserved, not zeroed: an idle tunnel holds two of them, and pages
+/// nothing was written to stay out of memory.
+async fn pipe<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(mut reader: R, mut writer: W) -> std::io::Result<()> {
+    let mut buffer = Vec::with_capacity(RELAY_BUFFER);
+    while reader.read_buf(&mut buffer).await? > 0 {
+        writer.write_all(&buffer).await?;
+        writer.flush().await?;
+        buffer.clear();
+    }
+    writer.shutdown().await
 }
 
 /// Counts the bytes read from one side of a tunnel as they flow (for the session and for
