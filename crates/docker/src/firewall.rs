@@ -99,12 +99,14 @@ fn replies() -> Vec<String> {
     args(&["-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "RETURN"])
 }
 
-/// The rules of a session's forward chain, in order, each as the arguments after `-A <chain>`.
+/// The rules of a session's forward chain, in order, each as the arguments after `-A <chain>`, written the
+/// way `iptables -S` prints them so that installed rules can be recognised.
 pub(crate) fn forward_rules(rules: &SessionRules, family: Family) -> Vec<Vec<String>> {
     let mut out = vec![replies(), [args(&["-o", &format!("{BRIDGE_PREFIX}+")]), reject(family)].concat()];
     for resolver in rules.dns.iter().filter(|address| family.holds(**address)) {
+        let host = IpNet::from(*resolver).to_string();
         for protocol in ["udp", "tcp"] {
-            out.push(args(&["-d", &resolver.to_string(), "-p", protocol, "--dport", "53", "-j", "RETURN"]));
+            out.push(args(&["-d", &host, "-p", protocol, "-m", protocol, "--dport", "53", "-j", "RETURN"]));
         }
     }
     let of_family = |net: &&IpNet| family.holds(net.addr());
@@ -145,6 +147,15 @@ fn has_rule(listing: &str, chain: &str, rule: &[String]) -> bool {
         .any(|line| line.split_whitespace().eq(["-A", chain].into_iter().chain(rule.iter().map(String::as_str))))
 }
 
+/// The rules a listing holds in `chain`, in order, each as the arguments after `-A <chain>`.
+fn rules_of(listing: &str, chain: &str) -> Vec<Vec<String>> {
+    listing
+        .lines()
+        .filter_map(|line| line.strip_prefix("-A ")?.strip_prefix(chain)?.strip_prefix(' '))
+        .map(|rule| rule.split_whitespace().map(str::to_string).collect())
+        .collect()
+}
+
 /// The commands that install a session's rules given the table's current `iptables -S` listing: its chains are
 /// created or emptied and filled, and the jumps into them added first in their hooks unless they are there.
 pub(crate) fn install_commands(listing: &str, rules: &SessionRules, family: Family) -> Vec<Vec<String>> {
@@ -152,8 +163,13 @@ pub(crate) fn install_commands(listing: &str, rules: &SessionRules, family: Fami
     let chains =
         [(forward_chain(&rules.tag), forward_rules(rules, family)), (input_chain(&rules.tag), input_rules(family))];
     for (chain, chain_rules) in chains {
-        let create = if declares_chain(listing, &chain) { "-F" } else { "-N" };
-        commands.push(args(&[create, &chain]));
+        let exists = declares_chain(listing, &chain);
+        // Emptying a chain lets traffic through until it is filled again: a chain that already holds
+        // exactly these rules (another agent on this engine reconciled it first) is left alone.
+        if exists && rules_of(listing, &chain) == chain_rules {
+            continue;
+        }
+        commands.push(args(&[if exists { "-F" } else { "-N" }, &chain]));
         commands.extend(chain_rules.into_iter().map(|rule| [args(&["-A", &chain]), rule].concat()));
     }
     for (hook, jump) in jumps(listing, &rules.tag) {
@@ -316,8 +332,8 @@ mod tests {
         let forward: Vec<String> = forward_rules(&rules(), Family::V4).iter().map(|rule| line(rule)).collect();
         assert_eq!(forward[0], "-m conntrack --ctstate RELATED,ESTABLISHED -j RETURN");
         assert_eq!(forward[1], "-o ss-+ -j REJECT --reject-with icmp-admin-prohibited");
-        assert_eq!(forward[2], "-d 10.255.255.53 -p udp --dport 53 -j RETURN");
-        assert_eq!(forward[3], "-d 10.255.255.53 -p tcp --dport 53 -j RETURN");
+        assert_eq!(forward[2], "-d 10.255.255.53/32 -p udp -m udp --dport 53 -j RETURN");
+        assert_eq!(forward[3], "-d 10.255.255.53/32 -p tcp -m tcp --dport 53 -j RETURN");
         assert_eq!(forward[4], "-d 203.0.113.0/24 -j RETURN");
         assert_eq!(forward[5], "-d 10.9.0.0/16 -j RETURN");
         assert!(forward.contains(&"-d 169.254.0.0/16 -j REJECT --reject-with icmp-admin-prohibited".to_string()));
@@ -388,6 +404,23 @@ mod tests {
         assert_eq!(commands[0], "-F SS-FWD-b302099a8057");
         assert!(commands.contains(&"-F SS-IN-b302099a8057".to_string()));
         assert!(!commands.iter().any(|c| c.starts_with("-N") || c.starts_with("-I")), "{commands:?}");
+    }
+
+    #[test]
+    fn installing_rules_that_are_already_in_place_changes_nothing() {
+        let installed = install_commands(DOCKER_LISTING, &rules(), Family::V4);
+        let listing: String = std::iter::once(DOCKER_LISTING.to_string())
+            .chain(installed.iter().map(|command| match command[0].as_str() {
+                "-I" => format!("-A {} {}\n", command[1], line(&command[3..])),
+                _ => format!("{}\n", line(command)),
+            }))
+            .collect();
+        assert_eq!(install_commands(&listing, &rules(), Family::V4), Vec::<Vec<String>>::new());
+        let mut wider = rules();
+        wider.allow.push("198.51.100.0/24".parse().unwrap());
+        let changed: Vec<String> = install_commands(&listing, &wider, Family::V4).iter().map(|c| line(c)).collect();
+        assert_eq!(changed[0], "-F SS-FWD-b302099a8057", "another policy refills the forward chain");
+        assert!(!changed.iter().any(|c| c.contains("SS-IN-")), "the input chain is unchanged: {changed:?}");
     }
 
     #[test]

@@ -572,6 +572,31 @@ async fn egress_rules_go_with_the_session_and_stale_ones_go_at_the_next_start() 
     assert_eq!(rules_of(&kept), kept_rules, "reinstalled at start");
 }
 
+/// Packets the session's IPv4 forward chain has matched, by iptables' own counters, which emptying the chain
+/// resets.
+fn forward_packets(session: &Session) -> u64 {
+    let chain = format!("SS-FWD-{}", &session.id.simple().to_string()[20..]);
+    let listing = run_ok("iptables", &["-w", "-L", &chain, "-v", "-x", "-n"]);
+    listing.lines().skip(2).filter_map(|line| line.split_whitespace().next()?.parse::<u64>().ok()).sum()
+}
+
+/// Installing rules empties a chain before filling it, and traffic passes meanwhile: rules already in place,
+/// as when a session wakes or another agent on the engine reconciles them, are left as they are.
+#[tokio::test]
+async fn rules_already_in_place_are_not_emptied_and_refilled() {
+    let agent = runtime().await;
+    let session = Session::new();
+    start(&agent, &session.spec()).await;
+    assert_eq!(connect_from(&session, "10.254.77.2", 9), "EHOSTUNREACH");
+    let counted = forward_packets(&session);
+    assert!(counted > 0, "the refused connection is counted");
+
+    let _another_agent = runtime().await;
+    agent.hibernate(session.id).await.unwrap();
+    agent.wake(&session.spec(), &|_| {}).await.unwrap();
+    assert_eq!(forward_packets(&session), counted, "the chain kept its rules and their counters");
+}
+
 /// Deletes a session's chains and the jumps into them behind the runtime's back.
 fn flush_rules_of(session: &Session) {
     for program in ["iptables", "ip6tables"] {
