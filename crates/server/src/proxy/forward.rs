@@ -14,7 +14,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use metrics::Counter;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::session_cache::Traffic;
 use crate::connections::Registration;
@@ -252,7 +252,12 @@ async fn relay(
         tokio::io::split(Metered::new(TokioIo::new(client), &traffic.bytes_in, &traffic, "in"));
     let (upstream_reads, upstream_writes) =
         tokio::io::split(Metered::new(TokioIo::new(upstream), &traffic.bytes_out, &traffic, "out"));
-    let copy = async { tokio::try_join!(pipe(client_reads, upstream_writes), pipe(upstream_reads, client_writes)) };
+    let copy = async {
+        tokio::try_join!(
+            pipe(client_reads, upstream_writes, relay_buffers()),
+            pipe(upstream_reads, client_writes, relay_buffers())
+        )
+    };
     tokio::select! {
         copied = copy => {
             if let Err(err) = copied {
@@ -267,18 +272,69 @@ async fn relay(
 
 /// A relay buffer: the media stream's frames are large, and fewer reads mean less CPU per MB.
 const RELAY_BUFFER: usize = 64 * 1024;
+/// Buffers kept for reuse once no tunnel holds them (4 MiB).
+const POOLED_BUFFERS: usize = 64;
+
+/// Relay buffers shared by every tunnel: a tunnel holds one only while bytes are on their way through it,
+/// so an idle tunnel holds none, and a buffer's pages are touched once rather than once per tunnel.
+#[derive(Default)]
+struct BufferPool(std::sync::Mutex<Vec<Box<[u8]>>>);
+
+impl BufferPool {
+    fn take(&self) -> Box<[u8]> {
+        let pooled = self.0.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        pooled.unwrap_or_else(|| vec![0; RELAY_BUFFER].into_boxed_slice())
+    }
+
+    fn give(&self, buffer: Box<[u8]>) {
+        let mut pool = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if pool.len() < POOLED_BUFFERS {
+            pool.push(buffer);
+        }
+    }
+}
+
+fn relay_buffers() -> &'static BufferPool {
+    static POOL: OnceLock<BufferPool> = OnceLock::new();
+    POOL.get_or_init(BufferPool::default)
+}
+
+/// Reads what `reader` has into a pooled buffer; while nothing is there, no buffer is held.
+async fn read_pooled<R: AsyncRead + Unpin>(reader: &mut R, pool: &BufferPool) -> std::io::Result<(Box<[u8]>, usize)> {
+    std::future::poll_fn(|cx| {
+        let mut buffer = pool.take();
+        let mut filled = ReadBuf::new(&mut buffer);
+        let polled = Pin::new(&mut *reader).poll_read(cx, &mut filled);
+        let read = filled.filled().len();
+        match polled {
+            Poll::Pending => {
+                pool.give(buffer);
+                Poll::Pending
+            }
+            Poll::Ready(result) => Poll::Ready(result.map(|()| (buffer, read))),
+        }
+    })
+    .await
+}
 
 /// Copies one way until `reader` ends, then shuts `writer` down (a half close, as the other way may
-/// still carry data). The buffer is reserved, not zeroed: an idle tunnel holds two of them, and pages
-/// nothing was written to stay out of memory.
-async fn pipe<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(mut reader: R, mut writer: W) -> std::io::Result<()> {
-    let mut buffer = Vec::with_capacity(RELAY_BUFFER);
-    while reader.read_buf(&mut buffer).await? > 0 {
-        writer.write_all(&buffer).await?;
+/// still carry data).
+async fn pipe<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    mut reader: R,
+    mut writer: W,
+    pool: &BufferPool,
+) -> std::io::Result<()> {
+    loop {
+        let (buffer, read) = read_pooled(&mut reader, pool).await?;
+        if read == 0 {
+            pool.give(buffer);
+            return writer.shutdown().await;
+        }
+        let written = writer.write_all(&buffer[..read]).await;
+        pool.give(buffer);
+        written?;
         writer.flush().await?;
-        buffer.clear();
     }
-    writer.shutdown().await
 }
 
 /// Counts the bytes read from one side of a tunnel as they flow (for the session and for
@@ -376,5 +432,24 @@ mod tests {
         let mut only_ours = headers(&[("cookie", "ss_session=abc")]);
         strip_platform_credentials(&mut only_ours);
         assert!(only_ours.get("cookie").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_pipe_copies_until_its_reader_ends_and_holds_no_buffer_while_it_waits() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let pool = BufferPool::default();
+        let (mut source, reads) = tokio::io::duplex(1024);
+        let (writes, mut sink) = tokio::io::duplex(1024);
+        let mut piping = Box::pin(pipe(reads, writes, &pool));
+        assert!(futures::poll!(piping.as_mut()).is_pending());
+        assert_eq!(pool.0.lock().unwrap().len(), 1, "waiting for bytes, the pipe gave its buffer back");
+
+        source.write_all(b"frame").await.unwrap();
+        drop(source);
+        piping.await.unwrap();
+        let mut copied = Vec::new();
+        sink.read_to_end(&mut copied).await.unwrap();
+        assert_eq!(copied, b"frame", "copied, then the writer was shut down");
+        assert_eq!(pool.0.lock().unwrap().len(), 1, "one buffer served the whole copy");
     }
 }
