@@ -299,12 +299,20 @@ fn relay_buffers() -> &'static BufferPool {
     POOL.get_or_init(BufferPool::default)
 }
 
-/// Reads what `reader` has into a pooled buffer; while nothing is there, no buffer is held.
+/// Reads what `reader` has into a pooled buffer, as much as is there without waiting (fewer, larger
+/// writes on the other side); while nothing is there, no buffer is held. A read of 0 bytes is the end.
 async fn read_pooled<R: AsyncRead + Unpin>(reader: &mut R, pool: &BufferPool) -> std::io::Result<(Box<[u8]>, usize)> {
     std::future::poll_fn(|cx| {
         let mut buffer = pool.take();
         let mut filled = ReadBuf::new(&mut buffer);
-        let polled = Pin::new(&mut *reader).poll_read(cx, &mut filled);
+        let polled = loop {
+            let before = filled.filled().len();
+            match Pin::new(&mut *reader).poll_read(cx, &mut filled) {
+                Poll::Ready(Ok(())) if filled.filled().len() > before && filled.remaining() > 0 => continue,
+                Poll::Pending if before > 0 => break Poll::Ready(Ok(())),
+                polled => break polled,
+            }
+        };
         let read = filled.filled().len();
         match polled {
             Poll::Pending => {
