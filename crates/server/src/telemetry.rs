@@ -75,13 +75,31 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
     span.in_scope(|| tracing::info!(status, latency_ms = elapsed.as_secs_f64() * 1e3, "request finished"));
-    let labels = [("method", method.to_string()), ("route", route), ("status", status.to_string())];
+    let labels = [("method", method_label(&method).to_owned()), ("route", route), ("status", status.to_string())];
     metrics::counter!("http_requests_total", &labels).increment(1);
     metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
     if let Ok(value) = HeaderValue::from_str(&trace.traceparent()) {
         response.headers_mut().insert("traceparent", value);
     }
     response
+}
+
+/// The `method` label: the standard methods by name, anything else as `other`. Clients choose the
+/// method, and every label value is a series kept for the life of the process: an unbounded set of
+/// them (`FOO1`, `FOO2`, ...) would grow the control plane's memory and its metrics without end.
+fn method_label(method: &Method) -> &'static str {
+    const STANDARD: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    STANDARD.iter().find(|standard| *standard == method).map_or("other", Method::as_str)
 }
 
 /// The route label of every request on the session origin.
@@ -91,20 +109,23 @@ const SESSION_ROUTE: &str = "/api/v1/http/{session_id}/*";
 /// streamer. What the API's middleware does per request (a trace context, label strings, a
 /// registry lookup) would cost the proxy as much as the forwarding itself, so the metric handles
 /// are looked up once per method and status, and the request line is DEBUG.
+/// The request counter and duration histogram of one method label and status.
+type Series = (Counter, Histogram);
+
 #[derive(Default)]
 pub struct SessionRequests {
-    handles: RwLock<HashMap<(Method, u16), (Counter, Histogram)>>,
+    handles: RwLock<HashMap<(&'static str, u16), Series>>,
 }
 
 impl SessionRequests {
     pub fn record(&self, method: &Method, status: StatusCode, started: Instant) {
         let elapsed = started.elapsed();
         tracing::debug!(%method, status = status.as_u16(), latency_ms = elapsed.as_secs_f64() * 1e3, "request finished");
-        let key = (method.clone(), status.as_u16());
+        let key = (method_label(method), status.as_u16());
         let known = self.handles.read().unwrap_or_else(|p| p.into_inner()).get(&key).cloned();
         let (requests, duration) = known.unwrap_or_else(|| {
             let labels =
-                [("method", method.to_string()), ("route", SESSION_ROUTE.to_owned()), ("status", key.1.to_string())];
+                [("method", key.0.to_owned()), ("route", SESSION_ROUTE.to_owned()), ("status", key.1.to_string())];
             let handles = (
                 metrics::counter!("http_requests_total", &labels),
                 metrics::histogram!("http_request_duration_seconds", &labels),
@@ -165,6 +186,20 @@ mod tests {
     fn valid_traceparents_keep_their_trace_id() {
         let id = parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
         assert_eq!(id.as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+    }
+
+    #[test]
+    fn methods_outside_the_standard_set_share_one_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        for chosen in ["FOO1", "FOO2", "get", "PROPFIND"] {
+            assert_eq!(method_label(&Method::from_bytes(chosen.as_bytes()).unwrap()), "other", "{chosen}");
+        }
+        let requests = SessionRequests::default();
+        for chosen in ["FOO1", "FOO2", "FOO3"] {
+            requests.record(&Method::from_bytes(chosen.as_bytes()).unwrap(), StatusCode::NOT_FOUND, Instant::now());
+        }
+        assert_eq!(requests.handles.read().unwrap().len(), 1, "one series for all of them");
     }
 
     #[test]
