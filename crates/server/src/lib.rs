@@ -103,8 +103,8 @@ pub async fn run(
     tracing::info!(api = %bound[0], sessions = %bound[1], "control plane listening");
     let _ = app.bound.set(bound);
     let limits = app.config.http_limits;
-    let api = serve::serve(listeners.api, router(app.clone()), limits, "api", wait());
-    let sessions = serve::serve(listeners.sessions, proxy::service(app.clone()), limits, "sessions", wait());
+    let api = serve::serve(listeners.api, serve::with_connect_info(router(app.clone())), limits, "api", wait());
+    let sessions = serve::serve(listeners.sessions, proxy::per_connection(app.clone()), limits, "sessions", wait());
     let follow = tokio::spawn(connections::access::follow_session_changes(app.clone()));
     let background = tokio::spawn(background(app, wait()));
     tokio::spawn(async move {

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -41,18 +42,20 @@ impl Default for Limits {
     }
 }
 
-/// Serves `service` (the API's router, or the session proxy) on `listener` until `shutdown`
-/// resolves, then waits for requests in flight. Requests carry the peer address as
-/// `ConnectInfo<SocketAddr>`. `name` labels the metrics.
-pub async fn serve<S>(
+/// Serves every connection on `listener` with what `open` makes of its peer's address (the API's
+/// router, or the session proxy) until `shutdown` resolves, then waits for requests in flight. `open`
+/// also returns work that runs in the connection's own task for as long as it needs to, such as
+/// driving the connections a proxy opened on the client connection's behalf. `name` labels the metrics.
+pub async fn serve<S, W>(
     listener: TcpListener,
-    service: S,
+    open: impl Fn(SocketAddr) -> (S, W),
     limits: Limits,
     name: &'static str,
     shutdown: impl Future<Output = ()>,
 ) where
     S: tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
     S::Future: Send + 'static,
+    W: Future<Output = ()> + Send + 'static,
 {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut builder = Builder::new(TokioExecutor::new());
@@ -83,20 +86,48 @@ pub async fn serve<S>(
         // behind unacknowledged data.
         let _ = tcp.set_nodelay(true);
         let io = TokioIo::new(Counted { tcp, permit: Some(permit), permits: permits.clone(), limits, name });
-        let service = service.clone();
-        let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(peer));
-            service.clone().oneshot(request)
-        });
+        let (service, work) = open(peer);
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| service.clone().oneshot(request));
         let connection = graceful.watch(builder.serve_connection_with_upgrades(io, service).into_owned());
         tokio::spawn(async move {
-            if let Err(err) = connection.await {
+            let (served, ()) = futures::future::join(connection, work).await;
+            if let Err(err) = served {
                 tracing::debug!(listener = name, %peer, error = %err, "connection ended with an error");
             }
         });
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// Serves every connection with a clone of `service`, each request carrying its peer's address as
+/// `ConnectInfo<SocketAddr>`.
+pub fn with_connect_info<S: Clone>(service: S) -> impl Fn(SocketAddr) -> (WithConnectInfo<S>, std::future::Ready<()>) {
+    move |peer| (WithConnectInfo { service: service.clone(), peer }, std::future::ready(()))
+}
+
+#[derive(Clone)]
+pub struct WithConnectInfo<S> {
+    service: S,
+    peer: SocketAddr,
+}
+
+impl<S> tower::Service<Request<Incoming>> for WithConnectInfo<S>
+where
+    S: tower::Service<Request<Incoming>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.service.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<Incoming>) -> S::Future {
+        request.extensions_mut().insert(ConnectInfo(self.peer));
+        self.service.call(request)
+    }
 }
 
 fn record_open(permits: &Semaphore, max_connections: usize, name: &'static str) {

@@ -17,11 +17,13 @@ use metrics::Counter;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::session_cache::Traffic;
+use super::upstream::Upstreams;
 use crate::connections::Registration;
 use crate::error::ApiError;
 
 pub type HttpClient = Client<HttpConnector, Body>;
 
+/// The client for the control plane's own calls to streamers (not the proxy's, see [`super::upstream`]).
 pub fn client() -> HttpClient {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
@@ -159,14 +161,16 @@ fn counted(body: Body, count: impl Fn(u64) + Send + Sync + 'static) -> Body {
     }))
 }
 
-/// Sends `request` (already carrying the upstream URI) and returns the streamer's response, or
+/// Sends `request` to the streamer at `endpoint` as `target` and returns the streamer's response, or
 /// an error response. Upgrades are tunnelled in the background once both sides switch.
 /// `credential`, when given, is the `Authorization` the upstream gets in place of whatever the
 /// client sent.
+#[allow(clippy::too_many_arguments)]
 pub async fn forward(
-    client: &HttpClient,
+    upstreams: &Upstreams,
+    endpoint: &Arc<str>,
     mut request: Request<Body>,
-    upstream: Uri,
+    target: Uri,
     credential: Option<HeaderValue>,
     client_ip: std::net::IpAddr,
     traffic: Arc<Traffic>,
@@ -182,7 +186,7 @@ pub async fn forward(
         headers.insert(header::AUTHORIZATION, credential);
     }
     add_forwarded(headers, client_ip, host);
-    *request.uri_mut() = upstream;
+    *request.uri_mut() = target;
     traffic.touch();
 
     let (in_total, out_total) = byte_counters();
@@ -194,7 +198,7 @@ pub async fn forward(
             in_total.increment(bytes);
         }
     });
-    let mut response = match client.request(Request::from_parts(parts, body)).await {
+    let mut response = match upstreams.send(endpoint, Request::from_parts(parts, body)).await {
         Ok(response) => response,
         Err(err) => {
             tracing::info!(error = %err, "session upstream unreachable");

@@ -11,17 +11,17 @@
 pub mod forward;
 pub mod session_cache;
 pub mod streamer;
+pub mod upstream;
 
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::extract::ConnectInfo;
 use axum::http::header::{self, HeaderValue};
 use axum::http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use axum::response::IntoResponse;
@@ -36,6 +36,7 @@ use crate::auth::session_grant::Grant;
 use crate::config::Urls;
 use crate::error::ApiError;
 use session_cache::CachedSession;
+use upstream::Upstreams;
 
 const PREFIX: &str = "/api/v1/http/";
 /// How long the session cookie lasts; opening the session again renews it.
@@ -75,10 +76,25 @@ impl Origins {
 /// The service of the session listener: every request goes to the proxy. A plain service rather
 /// than a router, since there is nothing to route and this path carries every streamer request.
 #[derive(Clone)]
-pub struct SessionProxy(AppState);
+pub struct SessionProxy {
+    app: AppState,
+    client_ip: IpAddr,
+    upstreams: Upstreams,
+}
 
+/// The proxy for each connection of the session listener, with the connection's streamer connections
+/// and the work that drives them in the connection's task.
+pub fn per_connection(app: AppState) -> impl Fn(SocketAddr) -> (SessionProxy, upstream::Driver) {
+    move |peer| {
+        let (upstreams, driver) = Upstreams::driven();
+        (SessionProxy { app: app.clone(), client_ip: peer.ip(), upstreams }, driver)
+    }
+}
+
+/// The proxy as one service, for callers that serve it themselves: its streamer connections run as
+/// tasks of their own, and requests count as coming from the loopback address.
 pub fn service(app: AppState) -> SessionProxy {
-    SessionProxy(app)
+    SessionProxy { app, client_ip: Ipv4Addr::LOCALHOST.into(), upstreams: Upstreams::spawned() }
 }
 
 impl<B> tower::Service<Request<B>> for SessionProxy
@@ -95,12 +111,12 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let app = self.0.clone();
+        let proxy = self.clone();
         Box::pin(async move {
             let started = Instant::now();
             let method = request.method().clone();
-            let response = proxy(&app, request.map(Body::new)).await;
-            app.session_requests.record(&method, response.status(), started);
+            let response = proxy.handle(request.map(Body::new)).await;
+            proxy.app.session_requests.record(&method, response.status(), started);
             Ok(response)
         })
     }
@@ -165,7 +181,13 @@ fn error(status: StatusCode, code: &'static str, message: &str) -> Response<Body
     ApiError::new(status, code, message).into_response()
 }
 
-async fn proxy(app: &App, request: Request<Body>) -> Response<Body> {
+impl SessionProxy {
+    async fn handle(&self, request: Request<Body>) -> Response<Body> {
+        proxy(&self.app, &self.upstreams, self.client_ip, request).await
+    }
+}
+
+async fn proxy(app: &App, upstreams: &Upstreams, client_ip: IpAddr, request: Request<Body>) -> Response<Body> {
     let Some(session_id) = addressed_session(&request, &app.origins.domain) else {
         return error(StatusCode::NOT_FOUND, "not_found", "no such session");
     };
@@ -217,28 +239,23 @@ async fn proxy(app: &App, request: Request<Body>) -> Response<Body> {
     }
     let viewer = cached.viewer.get_or_init(|| streamer::Viewer::new(app.viewer_token(session_id)));
     let query = streamer::query_with_token(request.headers(), tail, query, &viewer.token);
-    let Ok(upstream) = upstream_uri(&endpoint, tail, &query) else {
+    let Ok(upstream) = origin_form(tail, &query) else {
         return error(StatusCode::BAD_REQUEST, "bad_request", "invalid path");
     };
-    let client_ip = request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(std::net::Ipv4Addr::LOCALHOST.into(), |ConnectInfo(addr)| addr.ip());
     let credential = viewer.credential(tail);
     let tunnel = match tunnel_slot(app, &request, grant) {
         Ok(tunnel) => tunnel,
         Err(response) => return *response,
     };
     let mut response =
-        forward::forward(&app.http, request, upstream, credential, client_ip, cached.traffic, tunnel).await;
+        forward::forward(upstreams, &endpoint, request, upstream, credential, client_ip, cached.traffic, tunnel).await;
     confine(response.headers_mut(), &app.origins.frame_ancestors);
     response
 }
 
-/// The streamer's URL for `tail?query`.
-fn upstream_uri(endpoint: &str, tail: &str, query: &str) -> Result<Uri, axum::http::uri::InvalidUri> {
-    let mut uri = String::with_capacity(endpoint.len() + tail.len() + 1 + query.len());
-    uri.push_str(endpoint);
+/// `tail?query` as the request target the streamer gets.
+fn origin_form(tail: &str, query: &str) -> Result<Uri, axum::http::uri::InvalidUri> {
+    let mut uri = String::with_capacity(tail.len() + 1 + query.len());
     uri.push_str(tail);
     if !query.is_empty() {
         uri.push('?');
