@@ -155,18 +155,22 @@ def test_every_rendered_object_matches_the_kubernetes_schemas(value_set):
                         f"{err.message} at {list(err.path)}")
 
 
-def test_crds_in_the_chart_are_the_two_streamspace_crds_and_match_the_schemas():
+def test_crds_in_the_chart_are_the_two_streamspace_crds_match_the_schemas_and_the_agent_may_use_them():
     crds = helm.Chart.load(str(CHART)).crds
     files = {pathlib.PurePath(crd["name"]).name for crd in crds}
     assert files <= CRD_FILES, f"only the generator's CRDs live in crds/: {files}"
-    assert files == {p.name for p in (CHART / "crds").glob("*.yaml")} if (CHART / "crds").is_dir() else not files
+    assert files == {path.name for path in (CHART / "crds").glob("*.yaml")}, "Helm installs every CRD file"
+    role = named(render({}), "Role", "agent")
+    granted = {resource for rule in role["rules"] if "streamspace.io" in rule["apiGroups"] for resource in rule["resources"]}
     for crd in crds:
-        obj = yaml.safe_load(crd["data"] if isinstance(crd["data"], str) else base64.b64decode(crd["data"]))
+        obj = yaml.safe_load(crd["data"])
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
         assert obj["kind"] == "CustomResourceDefinition"
         assert obj["spec"]["group"] == "streamspace.io"
         assert obj["spec"]["scope"] == "Namespaced"
-        assert f"{obj['spec']['names']['plural']}.streamspace.io.yaml" == pathlib.PurePath(crd["name"]).name
+        plural = obj["spec"]["names"]["plural"]
+        assert f"{plural}.streamspace.io.yaml" == pathlib.PurePath(crd["name"]).name
+        assert {plural, f"{plural}/status"} <= granted, f"the agent's Role covers {plural}"
         for version in obj["spec"]["versions"]:
             assert "status" in version.get("subresources", {}), f"{crd['name']} {version['name']} has /status"
 
