@@ -224,8 +224,14 @@ def test_the_control_plane_is_probed_and_runs_serve_with_settings_the_binary_has
     else:
         assert "secretKeyRef" in database_url["valueFrom"]
     assert deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
-    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
-    assert env["STREAMSPACE_DATA_DIR"]["value"] in mounts, "the data directory is writable"
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    data_dir = env["STREAMSPACE_DATA_DIR"]["value"]
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert "emptyDir" in volumes[mounts[data_dir]["name"]], "the data directory is writable"
+    # Keys it would otherwise generate afresh at each start into the emptyDir (losing every MFA secret).
+    for key in ("seal.key", "session.key"):
+        mount = mounts[f"{data_dir}/{key}"]
+        assert "secret" in volumes[mount["name"]] and mount["subPath"] == key, f"{name}: {key} from the keys Secret"
 
 
 def test_the_agent_runs_replicated_against_the_control_plane_service_with_its_pod_identity(value_set):
@@ -273,14 +279,18 @@ def test_the_agent_role_grants_no_verb_beyond_its_api_calls(value_set):
 
 
 def secret_refs(objects):
-    """Every (Secret name, key) a pod reads."""
+    """Every (Secret name, key) a pod reads, from its environment or as a file."""
     refs = set()
     for workload in workloads(objects):
-        for container in workload["spec"]["template"]["spec"]["containers"]:
+        pod = workload["spec"]["template"]["spec"]
+        for container in pod["containers"]:
             for item in container.get("env", []):
                 ref = item.get("valueFrom", {}).get("secretKeyRef")
                 if ref:
                     refs.add((ref["name"], ref["key"]))
+        for volume in pod.get("volumes", []):
+            if "secret" in volume:
+                refs |= {(volume["secret"]["secretName"], item["key"]) for item in volume["secret"]["items"]}
     return refs
 
 
@@ -288,13 +298,16 @@ def test_generated_keys_are_long_random_and_kept_on_uninstall():
     objects = render({})
     keys = named(objects, "Secret", "keys")
     assert keys["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
-    decoded = {key: base64.b64decode(value).decode() for key, value in keys["data"].items()}
-    assert set(decoded) == {"jwt-secret", "audit-key", "admin-password", "agent-token"}
+    decoded = {key: base64.b64decode(value) for key, value in keys["data"].items()}
+    decoded |= {key: value.decode() for key, value in decoded.items() if not key.endswith(".key")}
+    assert set(decoded) == {"jwt-secret", "audit-key", "admin-password", "agent-token", "seal.key", "session.key"}
     for key in ("jwt-secret", "audit-key", "agent-token"):
-        assert len(decoded[key]) >= 32 and not re.search(r"\s", decoded[key]), key
+        assert len(decoded[key]) >= 32 and decoded[key].isalnum(), key
     assert len(decoded["admin-password"]) >= 16
+    # The control plane reads these two as files of exactly 32 bytes (crates/server/src/keys.rs).
+    assert len(decoded["seal.key"]) == len(decoded["session.key"]) == 32
     # Random at each fresh install (offline rendering has no cluster to look the old Secret up in).
-    again = {key: base64.b64decode(value).decode() for key, value in named(render({}), "Secret", "keys")["data"].items()}
+    again = {key: base64.b64decode(value) for key, value in named(render({}), "Secret", "keys")["data"].items()}
     assert all(again[key] != decoded[key] for key in decoded)
     template = (CHART / "templates" / "secret-keys.yaml").read_text()
     assert 'lookup "v1" "Secret" .Release.Namespace $name' in template, "upgrades reuse the Secret in the cluster"
@@ -307,7 +320,8 @@ def test_every_secret_a_pod_reads_is_rendered_or_named_in_values(value_set):
     existing_keys = values.get("secrets", {}).get("existingSecret")
     if existing_keys:
         assert not [s for s in of_kind(objects, "Secret") if s["metadata"]["labels"]["app.kubernetes.io/component"] == "keys"]
-        keys = {"jwt-secret", "audit-key", "admin-password", "agent-token", "postgres-password"}
+        keys = {"jwt-secret", "audit-key", "admin-password", "agent-token", "seal.key", "session.key",
+                "postgres-password"}
         declared |= {(existing_keys, key) for key in keys}
     database = {"existingSecret": "streamspace-database", "existingSecretKey": "database-url", **values.get("externalDatabase", {})}
     declared.add((database["existingSecret"], database["existingSecretKey"]))

@@ -69,12 +69,7 @@ app.kubernetes.io/part-of: streamspace
 {{- toYaml .Values.containerSecurityContext }}
 {{- end -}}
 
-{{/* A secret value: the one already in the cluster (kept across upgrades), else a new random one. */}}
-{{- define "streamspace.keptOrGenerated" -}}
-{{- $existing := index .data .key | default "" -}}
-{{- if $existing -}}
-{{- $existing -}}
-{{- else -}}
-{{- randAlphaNum .length | b64enc -}}
-{{- end -}}
+{{/* A Secret's value (base64): the one already in the cluster (kept across upgrades), else `fresh`. */}}
+{{- define "streamspace.kept" -}}
+{{- index .data .key | default .fresh -}}
 {{- end -}}
