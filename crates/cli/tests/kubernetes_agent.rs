@@ -16,9 +16,11 @@ use tokio_tungstenite::tungstenite::{self, Message};
 const FIRST_TOKEN: &str = "ssa_chart-generated-first-token-0123456789";
 const SECOND_TOKEN: &str = "ssa_chart-generated-second-token-987654321";
 
+/// A control plane with the settings the Helm chart gives it, as environment variables from its Secret.
 async fn start(dir: &Path, token: &str, networks: &str) -> ControlPlane {
-    let args = ["--kubernetes-agent-token", token, "--kubernetes-agent-endpoint-cidrs", networks];
-    ControlPlane::start(dir, &[&["--heartbeat-interval", "1"], &args[..]].concat()).await
+    let env =
+        [("STREAMSPACE_KUBERNETES_AGENT_TOKEN", token), ("STREAMSPACE_KUBERNETES_AGENT_ENDPOINT_CIDRS", networks)];
+    ControlPlane::start_with_env(dir, &["--heartbeat-interval", "1"], &env).await
 }
 
 /// Connects to the hub as an agent: the id the welcome names, or the HTTP status of the refusal.
