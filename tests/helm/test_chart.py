@@ -107,8 +107,12 @@ def of_kind(objects, kind):
     return [obj for obj in objects if obj["kind"] == kind]
 
 
+def component_of(obj):
+    return obj["metadata"]["labels"]["app.kubernetes.io/component"]
+
+
 def named(objects, kind, component):
-    found = [o for o in of_kind(objects, kind) if o["metadata"]["labels"]["app.kubernetes.io/component"] == component]
+    found = [obj for obj in of_kind(objects, kind) if component_of(obj) == component]
     assert len(found) == 1, f"one {kind} of the {component}: {[o['metadata']['name'] for o in found]}"
     return found[0]
 
@@ -125,8 +129,15 @@ def selects(selector, labels):
     return all(labels.get(key) == value for key, value in selector.get("matchLabels", {}).items())
 
 
+def ports_towards(egress_rules, labels):
+    """The ports egress rules open towards pods with these labels by naming them (not by opening everything)."""
+    towards = [rule for rule in egress_rules
+               if any("podSelector" in peer and selects(peer["podSelector"], labels) for peer in rule.get("to", []))]
+    return [port["port"] for rule in towards for port in rule["ports"]]
+
+
 def pod_labels(objects, component):
-    workload = next(w for w in workloads(objects) if w["metadata"]["labels"]["app.kubernetes.io/component"] == component)
+    workload = next(w for w in workloads(objects) if component_of(w) == component)
     return workload["spec"]["template"]["metadata"]["labels"]
 
 
@@ -161,7 +172,8 @@ def test_crds_in_the_chart_are_the_two_streamspace_crds_match_the_schemas_and_th
     assert files <= CRD_FILES, f"only the generator's CRDs live in crds/: {files}"
     assert files == {path.name for path in (CHART / "crds").glob("*.yaml")}, "Helm installs every CRD file"
     role = named(render({}), "Role", "agent")
-    granted = {resource for rule in role["rules"] if "streamspace.io" in rule["apiGroups"] for resource in rule["resources"]}
+    granted = {resource for rule in role["rules"] if "streamspace.io" in rule["apiGroups"]
+               for resource in rule["resources"]}
     for crd in crds:
         obj = yaml.safe_load(crd["data"])
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
@@ -212,7 +224,8 @@ def test_the_control_plane_is_probed_and_runs_serve_with_settings_the_binary_has
     source = (ROOT / "crates" / "cli" / "src" / "main.rs").read_text()
     settings = set(re.findall(r'env = "(STREAMSPACE_[A-Z_]+)"', source))
     env = env_of(container)
-    own = {key for key in env if key.startswith("STREAMSPACE_")} - {e["name"] for e in values.get("controlPlane", {}).get("extraEnv", [])}
+    extra = {item["name"] for item in values.get("controlPlane", {}).get("extraEnv", [])}
+    own = {key for key in env if key.startswith("STREAMSPACE_")} - extra
     assert own <= settings, f"{name}: settings `streamspace serve` does not have: {own - settings}"
     for secret in ("STREAMSPACE_JWT_SECRET", "STREAMSPACE_AUDIT_KEY", "STREAMSPACE_ADMIN_PASSWORD",
                    "STREAMSPACE_KUBERNETES_AGENT_TOKEN"):
@@ -253,9 +266,16 @@ def test_the_agent_runs_replicated_against_the_control_plane_service_with_its_po
     assert env["STREAMSPACE_AGENT_TOKEN"]["valueFrom"] == plane["STREAMSPACE_KUBERNETES_AGENT_TOKEN"]["valueFrom"]
     assert plane["STREAMSPACE_KUBERNETES_AGENT_NAME"]["value"] == values.get("agent", {}).get("name", "kubernetes")
     cidrs = values.get("agent", {}).get("endpointCIDRs")
-    assert plane.get("STREAMSPACE_KUBERNETES_AGENT_ENDPOINT_CIDRS", {}).get("value") == (",".join(cidrs) if cidrs else None)
+    networks = plane.get("STREAMSPACE_KUBERNETES_AGENT_ENDPOINT_CIDRS", {}).get("value")
+    assert networks == (",".join(cidrs) if cidrs else None)
     account = named(objects, "ServiceAccount", "agent")
     assert pod["serviceAccountName"] == account["metadata"]["name"]
+    # A node drain or a node's death leaves a replica to lead.
+    budget = named(objects, "PodDisruptionBudget", "agent")
+    assert budget["spec"]["maxUnavailable"] == 1 and selects(budget["spec"]["selector"], pod_labels(objects, "agent"))
+    spread = pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
+    assert spread["topologyKey"] == "kubernetes.io/hostname"
+    assert selects(spread["labelSelector"], pod_labels(objects, "agent"))
 
 
 def test_the_agent_role_grants_no_verb_beyond_its_api_calls(value_set):
@@ -272,10 +292,13 @@ def test_the_agent_role_grants_no_verb_beyond_its_api_calls(value_set):
         allowed = AGENT_VERBS_ALLOWED.get((group, resource))
         assert allowed is not None, f"{name}: the agent may not touch {group or 'core'}/{resource}"
         assert verbs <= allowed, f"{name}: {group or 'core'}/{resource} grants {verbs - allowed} beyond its calls"
-    assert set(granted) == set(AGENT_VERBS_ALLOWED), f"{name}: the agent needs {set(AGENT_VERBS_ALLOWED) - set(granted)}"
+    missing = set(AGENT_VERBS_ALLOWED) - set(granted)
+    assert not missing, f"{name}: the agent needs {missing}"
     binding = named(objects, "RoleBinding", "agent")
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": named(objects, "ServiceAccount", "agent")["metadata"]["name"], "namespace": NAMESPACE}]
+    role_ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}
+    assert binding["roleRef"] == role_ref
+    account = named(objects, "ServiceAccount", "agent")["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": NAMESPACE}]
 
 
 def secret_refs(objects):
@@ -319,11 +342,12 @@ def test_every_secret_a_pod_reads_is_rendered_or_named_in_values(value_set):
     declared = set()
     existing_keys = values.get("secrets", {}).get("existingSecret")
     if existing_keys:
-        assert not [s for s in of_kind(objects, "Secret") if s["metadata"]["labels"]["app.kubernetes.io/component"] == "keys"]
+        assert not [secret for secret in of_kind(objects, "Secret") if component_of(secret) == "keys"]
         keys = {"jwt-secret", "audit-key", "admin-password", "agent-token", "seal.key", "session.key",
                 "postgres-password"}
         declared |= {(existing_keys, key) for key in keys}
-    database = {"existingSecret": "streamspace-database", "existingSecretKey": "database-url", **values.get("externalDatabase", {})}
+    database = {"existingSecret": "streamspace-database", "existingSecretKey": "database-url",
+                **values.get("externalDatabase", {})}
     declared.add((database["existingSecret"], database["existingSecretKey"]))
     missing = secret_refs(objects) - rendered - declared
     assert not missing, f"{name}: pods read Secrets nobody provides: {missing}"
@@ -333,26 +357,26 @@ def test_every_secret_a_pod_reads_is_rendered_or_named_in_values(value_set):
 
 def test_network_policies_select_the_pods_they_are_about(value_set):
     name, values, objects = value_set
-    policies = {p["metadata"]["labels"]["app.kubernetes.io/component"]: p for p in of_kind(objects, "NetworkPolicy")}
-    components = {w["metadata"]["labels"]["app.kubernetes.io/component"] for w in workloads(objects)}
+    policies = {component_of(policy): policy for policy in of_kind(objects, "NetworkPolicy")}
+    components = {component_of(workload) for workload in workloads(objects)}
     assert set(policies) == components, f"{name}: one policy for each workload"
     labels = {component: pod_labels(objects, component) for component in components}
     for component, policy in policies.items():
         chosen = {c for c, pod in labels.items() if selects(policy["spec"]["podSelector"], pod)}
         assert chosen == {component}, f"{name}: the {component} policy selects {chosen}"
         assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
-    plane_ports = {p["port"] for p in policies["control-plane"]["spec"]["ingress"][0]["ports"]}
-    service = named(objects, "Service", "control-plane")
-    assert plane_ports == {p["targetPort"] if isinstance(p["targetPort"], int) else p["port"] for p in service["spec"]["ports"]}
+    plane = named(objects, "Deployment", "control-plane")["spec"]["template"]["spec"]["containers"][0]
+    open_ports = {port["port"] for port in policies["control-plane"]["spec"]["ingress"][0]["ports"]}
+    assert open_ports == {port["containerPort"] for port in plane["ports"]}, f"{name}: the API and session ports"
     assert "ingress" not in policies["agent"]["spec"], "nothing may connect to the agent"
-    to_plane = [r for r in policies["agent"]["spec"]["egress"] if any(selects(peer.get("podSelector", {"matchLabels": {"x": "y"}}), labels["control-plane"]) for peer in r.get("to", []))]
-    assert [p["port"] for r in to_plane for p in r["ports"]] == [values.get("controlPlane", {}).get("apiPort", 8000)]
+    api_port = values.get("controlPlane", {}).get("apiPort", 8000)
+    assert ports_towards(policies["agent"]["spec"]["egress"], labels["control-plane"]) == [api_port]
     session_pod = {"app.kubernetes.io/managed-by": "streamspace", "streamspace.io/session": "x"}
-    to_sessions = [r for r in policies["control-plane"]["spec"]["egress"] if any(selects(peer.get("podSelector", {"matchLabels": {"x": "y"}}), session_pod) for peer in r.get("to", []))]
-    assert [p["port"] for r in to_sessions for p in r["ports"]] == [8080], "the control plane reaches the streamers"
+    assert ports_towards(policies["control-plane"]["spec"]["egress"], session_pod) == [8080], "the streamers"
     if "postgresql" in policies:
         sources = policies["postgresql"]["spec"]["ingress"][0]["from"]
-        assert [c for c, pod in labels.items() if any(selects(s["podSelector"], pod) for s in sources)] == ["control-plane"]
+        admitted = [c for c, pod in labels.items() if any(selects(peer["podSelector"], pod) for peer in sources)]
+        assert admitted == ["control-plane"], f"{name}: PostgreSQL admits {admitted}"
 
 
 def test_services_and_ingresses_route_to_the_control_plane_ports(value_set):
@@ -390,13 +414,23 @@ def test_the_in_chart_postgresql_keeps_its_data_on_a_volume():
     assert statefulset["spec"]["replicas"] == 1
     claim = statefulset["spec"]["volumeClaimTemplates"][0]
     assert claim["spec"]["resources"]["requests"]["storage"] == "2Gi"
-    mounts = {m["name"]: m["mountPath"] for m in statefulset["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]}
-    env = env_of(statefulset["spec"]["template"]["spec"]["containers"][0])
+    container = statefulset["spec"]["template"]["spec"]["containers"][0]
+    mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
+    env = env_of(container)
     assert env["PGDATA"]["value"].startswith(mounts[claim["metadata"]["name"]] + "/")
     service = named(objects, "Service", "postgresql")
     plane = env_of(named(objects, "Deployment", "control-plane")["spec"]["template"]["spec"]["containers"][0])
     assert f"@{service['metadata']['name']}:5432/" in plane["STREAMSPACE_DATABASE_URL"]["value"]
     assert not of_kind(render({}), "StatefulSet"), "external PostgreSQL by default"
+
+
+def test_notes_tell_where_the_admin_password_and_the_session_hosts_are(value_set):
+    name, values, _ = value_set
+    chart = helm.Chart.load(str(CHART))
+    notes = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)["streamspace/templates/NOTES.txt"]
+    keys = values.get("secrets", {}).get("existingSecret") or f"{RELEASE}-streamspace-keys"
+    assert f"get secret {keys}" in notes and "admin-password" in notes, notes
+    assert "*.sessions.example.com" in notes, notes
 
 
 @pytest.mark.parametrize("values, complaint", [
