@@ -6,8 +6,10 @@ Run with `make test-helm` (scripts/ci/helm-test.sh).
 """
 
 import base64
+import json
 import pathlib
 import re
+import shutil
 
 import helm_python as helm
 import jsonschema
@@ -334,6 +336,27 @@ def test_generated_keys_are_long_random_and_kept_on_uninstall():
     assert all(again[key] != decoded[key] for key in decoded)
     template = (CHART / "templates" / "secret-keys.yaml").read_text()
     assert 'lookup "v1" "Secret" .Release.Namespace $name' in template, "upgrades reuse the Secret in the cluster"
+
+
+LOOKUP = 'lookup "v1" "Secret" .Release.Namespace $name'
+
+
+def test_an_upgrade_keeps_every_key_the_cluster_has_and_adds_only_the_missing(tmp_path):
+    # Offline, Helm's lookup finds nothing. A copy of the chart whose lookup reads the Secret from a chart file
+    # instead runs the rest of the real template against a Secret "in the cluster".
+    chart = tmp_path / "streamspace"
+    shutil.copytree(CHART, chart)
+    template = chart / "templates" / "secret-keys.yaml"
+    assert template.read_text().count(LOOKUP) == 1, "upgrades look the Secret up in the cluster"
+    template.write_text(template.read_text().replace(LOOKUP, '.Files.Get "in-cluster.json" | fromJson'))
+    installed = named(render({}), "Secret", "keys")
+    (chart / "in-cluster.json").write_text(json.dumps(installed))
+    trial = VALUE_SETS["trial-with-postgresql-and-tls"]
+    upgraded = helm.Chart.load(str(chart)).render(trial, name=RELEASE, namespace=NAMESPACE, is_upgrade=True)
+    data = yaml.safe_load(upgraded["streamspace/templates/secret-keys.yaml"])["data"]
+    assert {key: data[key] for key in installed["data"]} == installed["data"], "every key kept"
+    assert set(data) - set(installed["data"]) == {"postgres-password"}, "the in-chart PostgreSQL's password added"
+    assert len(base64.b64decode(data["postgres-password"])) >= 32
 
 
 def test_every_secret_a_pod_reads_is_rendered_or_named_in_values(value_set):
