@@ -191,7 +191,7 @@ struct ServeArgs {
 #[derive(Args)]
 struct KubernetesAgentArgs {
     /// Register (or re-key) a Kubernetes agent with this token at start; at least 32 characters.
-    #[arg(long, env = "STREAMSPACE_KUBERNETES_AGENT_TOKEN", hide_env_values = true, value_parser = agent_token)]
+    #[arg(long, env = "STREAMSPACE_KUBERNETES_AGENT_TOKEN", hide_env_values = true)]
     kubernetes_agent_token: Option<String>,
     /// Name of that agent.
     #[arg(long, env = "STREAMSPACE_KUBERNETES_AGENT_NAME", default_value = "kubernetes")]
@@ -206,24 +206,31 @@ struct KubernetesAgentArgs {
 /// when it is random text, which the chart's generated tokens are.
 const MIN_AGENT_TOKEN_LENGTH: usize = 32;
 
-fn agent_token(value: &str) -> Result<String, String> {
-    if value.len() < MIN_AGENT_TOKEN_LENGTH || value.chars().any(char::is_whitespace) {
-        return Err(format!("an agent token is at least {MIN_AGENT_TOKEN_LENGTH} characters, without spaces"));
+/// The token without the line break a file-made Secret often ends with. Checked here rather than by clap, whose
+/// errors repeat the value.
+fn agent_token(value: &str) -> anyhow::Result<String> {
+    let token = value.trim();
+    if token.len() < MIN_AGENT_TOKEN_LENGTH || token.chars().any(char::is_whitespace) {
+        anyhow::bail!(
+            "the Kubernetes agent token (--kubernetes-agent-token) is at least {MIN_AGENT_TOKEN_LENGTH} characters, \
+             without spaces"
+        );
     }
-    Ok(value.to_owned())
+    Ok(token.to_owned())
 }
 
 impl KubernetesAgentArgs {
     /// The agent to register and its token, when a token is set.
-    fn take(&mut self) -> Option<(registration::Registration, String)> {
-        let token = self.kubernetes_agent_token.take()?;
+    fn take(&mut self) -> anyhow::Result<Option<(registration::Registration, String)>> {
+        let Some(token) = self.kubernetes_agent_token.take() else { return Ok(None) };
+        let token = agent_token(&token)?;
         let registration = registration::Registration {
             name: self.kubernetes_agent_name.clone(),
             platform: streamspace_proto::hub::Platform::Kubernetes,
             labels: Default::default(),
             endpoint_cidrs: self.kubernetes_agent_endpoint_cidrs.iter().map(ToString::to_string).collect(),
         };
-        Some((registration, token))
+        Ok(Some((registration, token)))
     }
 }
 
@@ -310,7 +317,7 @@ async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
 
 /// Runs the control plane; `all_in_one` adds an in-process Docker agent.
 async fn serve(mut args: ServeArgs, all_in_one: bool) -> anyhow::Result<ExitCode> {
-    let kubernetes_agent = args.kubernetes_agent.take();
+    let kubernetes_agent = args.kubernetes_agent.take()?;
     let config = args.into_config();
     let listeners = Listeners { api: bind(config.listen).await?, sessions: bind(config.session_listen).await? };
     // The URLs follow the ports really bound: port 0 (any free port) gives working session origins.
@@ -459,7 +466,8 @@ mod tests {
 
     #[test]
     fn no_kubernetes_agent_is_registered_without_a_token() {
-        assert!(serve_args(&["--kubernetes-agent-endpoint-cidrs", "10.244.0.0/16"]).kubernetes_agent.take().is_none());
+        let mut args = serve_args(&["--kubernetes-agent-endpoint-cidrs", "10.244.0.0/16"]);
+        assert!(args.kubernetes_agent.take().unwrap().is_none());
     }
 
     #[test]
@@ -473,7 +481,7 @@ mod tests {
             "--kubernetes-agent-endpoint-cidrs",
             "10.244.0.0/16,fd00:10:244::/56",
         ]);
-        let (registration, taken) = args.kubernetes_agent.take().unwrap();
+        let (registration, taken) = args.kubernetes_agent.take().unwrap().unwrap();
         assert_eq!(taken, token);
         assert_eq!((registration.name.as_str(), registration.platform), ("cluster-a", Platform::Kubernetes));
         assert_eq!(registration.endpoint_cidrs, ["10.244.0.0/16", "fd00:10:244::/56"]);
@@ -481,12 +489,19 @@ mod tests {
     }
 
     #[test]
-    fn a_short_or_spaced_kubernetes_agent_token_is_refused() {
-        for token in ["short", "a token with spaces that is long enough!"] {
-            let args = ["streamspace", "serve", "--kubernetes-agent-token", token];
-            let refused = without_environment(Cli::command()).try_get_matches_from(args).unwrap_err();
+    fn a_short_or_spaced_kubernetes_agent_token_is_refused_without_repeating_it() {
+        for token in ["short-secret", "a token with spaces that is long enough!"] {
+            let refused = serve_args(&["--kubernetes-agent-token", token]).kubernetes_agent.take().unwrap_err();
             assert!(refused.to_string().contains("at least 32 characters"), "{token}: {refused}");
+            assert!(!refused.to_string().contains(token), "the error repeats the token: {refused}");
         }
+    }
+
+    #[test]
+    fn a_kubernetes_agent_token_from_a_file_loses_its_line_break() {
+        let token = "ssa_chart-generated-0123456789abcdefgh";
+        let mut args = serve_args(&["--kubernetes-agent-token", &format!("{token}\n")]);
+        assert_eq!(args.kubernetes_agent.take().unwrap().unwrap().1, token);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use streamspace_server::auth::secrets::sha256_hex;
 use streamspace_store::NewAgent;
 
 /// What the control plane keeps for an agent it registers itself; only the token's hash is stored.
+#[derive(Debug)]
 pub struct Registration {
     pub name: String,
     pub platform: Platform,
