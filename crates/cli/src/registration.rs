@@ -5,10 +5,13 @@
 use std::collections::BTreeMap;
 
 use anyhow::bail;
+use serde_json::json;
 use streamspace_proto::hub::Platform;
 use streamspace_server::App;
+use streamspace_server::audit::{Actor, Record};
 use streamspace_server::auth::secrets::sha256_hex;
-use streamspace_store::NewAgent;
+use streamspace_server::context::RequestMeta;
+use streamspace_store::{Agent, NewAgent};
 
 /// What the control plane keeps for an agent it registers itself; only the token's hash is stored.
 #[derive(Debug)]
@@ -35,8 +38,8 @@ pub async fn ensure(app: &App, registration: Registration, token: &str) -> anyho
             capacity_limit: Default::default(),
             endpoint_cidrs: registration.endpoint_cidrs,
         };
-        app.store.create_agent(agent).await?;
-        return Ok(());
+        let agent = app.store.create_agent(agent).await?;
+        return audit(app, "agent.create", &agent).await;
     };
     if agent.platform != registration.platform {
         bail!(
@@ -49,18 +52,28 @@ pub async fn ensure(app: &App, registration: Registration, token: &str) -> anyho
     if agent.token_hash != hash {
         app.store.set_agent_token(agent.id, &hash).await?;
         tracing::info!(agent = %agent.name, "re-keyed the agent from the control plane's settings");
+        audit(app, "agent.token_rotate", &agent).await?;
     }
     if agent.endpoint_cidrs != registration.endpoint_cidrs {
         app.store.set_agent_endpoint_cidrs(agent.id, &registration.endpoint_cidrs).await?;
         tracing::info!(agent = %agent.name, networks = ?registration.endpoint_cidrs, "replaced the agent's endpoint networks");
+        audit(app, "agent.endpoint_cidrs_set", &agent).await?;
     }
     Ok(())
+}
+
+/// Recorded under the API's own actions on agents, by the system, from the settings.
+async fn audit(app: &App, action: &'static str, agent: &Agent) -> anyhow::Result<()> {
+    let record =
+        Record::new(action, format!("agent:{}", agent.id)).details(json!({"name": agent.name, "source": "settings"}));
+    app.audit(&RequestMeta::internal(), &Actor::system(), record)
+        .await
+        .map_err(|err| anyhow::anyhow!("cannot audit {action}: {}", err.message))
 }
 
 #[cfg(test)]
 mod tests {
     use streamspace_server::Config;
-    use streamspace_store::Agent;
 
     use super::*;
 
@@ -85,6 +98,17 @@ mod tests {
         }
     }
 
+    /// The audited actions on agents, in order; each names the agent and the settings as its source.
+    async fn agent_actions(app: &App) -> Vec<String> {
+        let events = app.store.audit_chain(0, 100).await.unwrap();
+        let on_agents: Vec<_> = events.into_iter().filter(|event| event.action.starts_with("agent.")).collect();
+        for event in &on_agents {
+            assert_eq!((event.actor_name.as_str(), &event.details["source"]), ("system", &json!("settings")));
+            assert_eq!(event.details["name"], "kubernetes");
+        }
+        on_agents.into_iter().map(|event| event.action).collect()
+    }
+
     async fn only_agent(app: &App) -> Agent {
         let agents = app.store.list_agents().await.unwrap();
         assert_eq!(agents.len(), 1, "one agent: {agents:?}");
@@ -102,6 +126,7 @@ mod tests {
         assert_eq!(agent.token_hash, sha256_hex(TOKEN));
         ensure(&app, kubernetes(&["10.244.0.0/16"]), TOKEN).await.unwrap();
         assert_eq!(only_agent(&app).await, agent, "a second start changes nothing");
+        assert_eq!(agent_actions(&app).await, ["agent.create"]);
     }
 
     #[tokio::test]
@@ -117,6 +142,7 @@ mod tests {
         assert_eq!(after.endpoint_cidrs, ["10.42.0.0/16", "fd00:10:42::/56"]);
         assert_eq!(app.store.find_agent_by_token(&sha256_hex(TOKEN)).await.unwrap(), None, "the old token is revoked");
         assert_eq!(app.store.find_agent_by_token(&sha256_hex(rotated)).await.unwrap().map(|a| a.id), Some(before.id));
+        assert_eq!(agent_actions(&app).await, ["agent.create", "agent.token_rotate", "agent.endpoint_cidrs_set"]);
     }
 
     #[tokio::test]
