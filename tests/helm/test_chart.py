@@ -94,9 +94,9 @@ RESTRICTED_VOLUME_TYPES = {
 CRD_FILES = {"sessions.streamspace.io.yaml", "templates.streamspace.io.yaml"}
 
 
-def render(values, release=RELEASE):
+def render(values):
     chart = helm.Chart.load(str(CHART))
-    manifests = chart.render(values, name=release, namespace=NAMESPACE, is_install=True)
+    manifests = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
     objects = []
     for path, text in manifests.items():
         if path.endswith("NOTES.txt"):
