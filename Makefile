@@ -10,7 +10,7 @@ CARGO ?= cargo
 export STREAMSPACE_TEST_DATABASE_URL ?= postgres://streamspace:streamspace@127.0.0.1:5432/streamspace
 
 .PHONY: help up build ui images services test test-all lint test-rust test-unit test-store test-api test-e2e test-sessions \
-	test-ui ui-api test-images test-streaming test-journey test-hostile test-api-fuzz openapi-check test-helm
+	test-ui ui-api image test-images test-streaming test-journey test-hostile test-api-fuzz openapi-check test-helm
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ ui: ui/dist/index.html ## Build the web UI into ui/dist (embedded by the next ca
 images: ## Build the session images (Debian base bootstrapped locally when no registry answers)
 	scripts/images/docker-up.sh
 	scripts/images/build.sh
+
+image: build ## Build the control plane's image streamspace/streamspace:latest around the release binary
+	STREAMSPACE_BINARY=$(CARGO_TARGET_DIR)/release/streamspace scripts/images/build.sh streamspace
 
 services: ## Install and start what the tests need: packages, Docker, PostgreSQL, the session images
 	scripts/ci/install-deps.sh
@@ -96,7 +99,8 @@ test-hostile: ui ## A hostile session attacks another session and the UI's crede
 	$(CARGO) build -q -p streamspace-cli
 	tests/e2e/hostile/run.sh
 
-test-images: ## Session image smoke tests, SBOM validation, release workflow lint
+# The control plane's image is built from the release binary first: the smoke tests run it as the chart does.
+test-images: image ## Image smoke tests (session images and the control plane's), SBOM validation, release workflow lint
 	scripts/images/smoke_test.py
 	scripts/images/check-sbom.sh
 	scripts/images/lint-workflow.sh
