@@ -249,6 +249,30 @@ def test_the_control_plane_is_probed_and_runs_serve_with_settings_the_binary_has
         assert "secret" in volumes[mount["name"]] and mount["subPath"] == key, f"{name}: {key} from the keys Secret"
 
 
+def test_the_default_image_is_this_version_of_the_image_the_repository_builds():
+    """The chart's default image is what the release workflow publishes for this version
+    (ghcr.io/<owner>/streamspace:<version>, images/streamspace), and the pods run it as that image expects:
+    its user, its writable data directory, its ports. The image smoke test runs the built image the same way."""
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    workspace_version = re.search(r'^version = "([^"]+)"', (ROOT / "Cargo.toml").read_text(), re.M).group(1)
+    assert chart["appVersion"] == workspace_version, "the default tag is the binary's version"
+    dockerfile = (ROOT / "images" / "streamspace" / "Dockerfile").read_text()
+    user, group = re.search(r"^USER (\d+):(\d+)$", dockerfile, re.M).groups()
+    image_data_dir = re.search(r"STREAMSPACE_DATA_DIR=(\S+)", dockerfile).group(1)
+    assert re.search(rf"^VOLUME {re.escape(image_data_dir)}$", dockerfile, re.M), "the image's data dir is a volume"
+    exposed = {int(port) for port in re.search(r"^EXPOSE ([\d ]+)$", dockerfile, re.M).group(1).split()}
+    objects = render({})
+    for component in ("control-plane", "agent"):
+        pod = named(objects, "Deployment", component)["spec"]["template"]["spec"]
+        assert pod["containers"][0]["image"] == f"ghcr.io/streamspace/streamspace:{chart['appVersion']}"
+        security = pod["securityContext"]
+        assert (security["runAsUser"], security["runAsGroup"], security["fsGroup"]) == (int(user), int(group),
+                                                                                      int(group)), component
+    container = named(objects, "Deployment", "control-plane")["spec"]["template"]["spec"]["containers"][0]
+    assert env_of(container)["STREAMSPACE_DATA_DIR"]["value"] == image_data_dir
+    assert {port["containerPort"] for port in container["ports"]} == exposed
+
+
 def test_the_agent_runs_replicated_against_the_control_plane_service_with_its_pod_identity(value_set):
     name, values, objects = value_set
     agent = named(objects, "Deployment", "agent")
