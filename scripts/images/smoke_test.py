@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Run built session images and check them from outside, as the platform would.
+"""Run built images and check them from outside, as the platform would.
 
     scripts/images/smoke_test.py [--out DIR] [IMAGE...]
 
@@ -12,7 +12,15 @@ origins from the environment, the WebSocket handshake with a good token, a bad
 token and a foreign Origin, a non-blank /api/screenshot, and a clean stop. The
 fixture image gets its HTTP, streaming and WebSocket echo checks instead, and
 the hostile test image (tests/e2e/hostile) the checks that it serves its
-attack page and a service worker allowed the widest scope.
+attack page and a service worker allowed the widest scope. The control plane's
+image (streamspace/streamspace, built by `make image`) runs `serve` the way the
+Helm chart's pod does: the chart's user, group and fsGroup, read-only root, no
+capabilities, a tmpfs data directory with the keys mounted read-only into it,
+the settings from environment variables. It must answer /healthz and /readyz,
+serve the embedded UI, sign the admin in, register the chart's agent, log JSON
+without secrets and stop cleanly: once with SQLite on the chart's ports, once
+against a scratch database on the test PostgreSQL (STREAMSPACE_TEST_DATABASE_URL,
+from scripts/dev/postgres-up.sh).
 
 Times are measured from `docker run` to /api/health answering (health), to the
 first non-blank screenshot (screen) and for `docker stop` (stop). Screenshots
@@ -22,6 +30,7 @@ analysed by the image's own Pillow (a Selkies dependency).
 
 import argparse
 import base64
+import contextlib
 import http.client
 import json
 import os
@@ -33,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 
 UI_ORIGIN = "http://ui.streamspace.test"
 CHART_VALUES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "deploy", "helm", "streamspace",
@@ -356,16 +366,64 @@ def check_image_config(image, chart, c):
             f"exposes the chart's API and session ports: {exposed}")
 
 
+def psql(url, sql):
+    return subprocess.run(["psql", "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "-qAt", url, "-c", sql], check=True,
+                          capture_output=True, text=True).stdout
+
+
+@contextlib.contextmanager
+def scratch_database():
+    """A database of its own on the test PostgreSQL (scripts/dev/postgres-up.sh), dropped afterwards."""
+    url = os.environ.get("STREAMSPACE_TEST_DATABASE_URL")
+    if not url:
+        raise Failure('STREAMSPACE_TEST_DATABASE_URL is not set: eval "$(scripts/dev/postgres-up.sh)"')
+    name = f"streamspace_image_smoke_{os.getpid()}"
+    psql(url, f'CREATE DATABASE "{name}"')
+    try:
+        yield urllib.parse.urlsplit(url)._replace(path=f"/{name}").geturl()
+    finally:
+        psql(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def bound_ports(container, started, timeout=60):
+    """The API and session ports `serve` bound, from its `control plane listening` log line (port 0)."""
+    while time.monotonic() - started < timeout:
+        log = subprocess.run(["docker", "logs", container], capture_output=True, text=True).stderr
+        for line in log.splitlines():
+            fields = json.loads(line).get("fields", {}) if line.startswith("{") else {}
+            if fields.get("message") == "control plane listening":
+                return int(fields["api"].rsplit(":", 1)[1]), int(fields["sessions"].rsplit(":", 1)[1])
+        time.sleep(0.05)
+    raise Failure(f"no `control plane listening` log line within {timeout}s")
+
+
 def test_control_plane(image, c):
     chart = chart_settings()
     check_image_config(image, chart, c)
-    container = f"streamspace-smoke-control-plane-{os.getpid()}"
+    # As in a pod: the chart's ports, published from the container's own network; SQLite in the data directory
+    # (the container cannot reach the host's test PostgreSQL on loopback).
+    published = ["-p", f"127.0.0.1::{chart['api_port']}", "-p", f"127.0.0.1::{chart['session_port']}"]
+    times = run_control_plane(image, chart, c, "sqlite", published, database_url=None)
+    # The chart's database, PostgreSQL, on the host's network to reach it: ports 0, read from the log.
+    try:
+        with scratch_database() as url:
+            run_control_plane(image, chart, c, "postgresql", ["--network", "host"], database_url=url)
+            agents = psql(url, "SELECT name FROM agents").split()
+            c.check(agents == ["kubernetes"], f"postgresql: the agent is stored in PostgreSQL: {agents}")
+    except (Failure, subprocess.CalledProcessError) as exc:
+        c.check(False, f"postgresql: {getattr(exc, 'stderr', None) or exc}")
+    return times
+
+
+def run_control_plane(image, chart, c, label, network, database_url):
+    """`serve` as the chart's pod runs it; `network` publishes the chart's ports, or (host network) ports 0."""
+    container = f"streamspace-smoke-control-plane-{label}-{os.getpid()}"
     secret = {name: secrets.token_urlsafe(32) for name in ("jwt", "audit", "admin", "agent")}
-    # The chart's environment (templates/control-plane-deployment.yaml), with SQLite in the data directory
-    # instead of its PostgreSQL URL: the container cannot reach the host's test database on loopback.
+    listen = ("0.0.0.0", chart["api_port"], chart["session_port"]) if database_url is None else ("127.0.0.1", 0, 0)
+    # The chart's environment (templates/control-plane-deployment.yaml).
     env = {
-        "STREAMSPACE_LISTEN": f"0.0.0.0:{chart['api_port']}",
-        "STREAMSPACE_SESSION_LISTEN": f"0.0.0.0:{chart['session_port']}",
+        "STREAMSPACE_LISTEN": f"{listen[0]}:{listen[1]}",
+        "STREAMSPACE_SESSION_LISTEN": f"{listen[0]}:{listen[2]}",
         "STREAMSPACE_PUBLIC_URL": UI_ORIGIN,
         "STREAMSPACE_SESSION_DOMAIN": "sessions.streamspace.test",
         "STREAMSPACE_DATA_DIR": "/data",
@@ -376,6 +434,8 @@ def test_control_plane(image, c):
         "STREAMSPACE_KUBERNETES_AGENT_TOKEN": secret["agent"],
         "STREAMSPACE_KUBERNETES_AGENT_NAME": "kubernetes",
     }
+    if database_url:
+        env["STREAMSPACE_DATABASE_URL"] = database_url
     keys_dir = tempfile.mkdtemp(prefix="streamspace-smoke-keys-")
     # The pod's securityContext: its user and group, fsGroup as a supplementary group owning the emptyDir, so
     # the group alone lets the user write there (Docker gives a tmpfs the mode of the image's directory).
@@ -384,54 +444,25 @@ def test_control_plane(image, c):
            "--tmpfs", "/tmp:rw,nosuid,nodev,mode=1777",
            "--tmpfs", f"/data:rw,nosuid,nodev,uid=0,gid={chart['fs_group']}"]
     started = time.monotonic()
-    docker("run", "-d", "--name", container, "-p", f"127.0.0.1::{chart['api_port']}",
-           "-p", f"127.0.0.1::{chart['session_port']}", *pod, *mounted_keys(keys_dir, chart["fs_group"]),
+    docker("run", "-d", "--name", container, *network, *pod, *mounted_keys(keys_dir, chart["fs_group"]),
            *[arg for name, value in env.items() for arg in ("-e", f"{name}={value}")], image)
     times = {}
     try:
-        def host_port(port):
-            try:
-                return int(docker("port", container, f"{port}/tcp").splitlines()[0].rsplit(":", 1)[1])
-            except subprocess.CalledProcessError as exc:
-                raise Failure(f"no port {port}: the container is not running ({exc.stderr.strip()})") from exc
-
-        port, session_port = host_port(chart["api_port"]), host_port(chart["session_port"])
+        port, session_port = bound_ports(container, started) if database_url else published_ports(container, chart)
         times["health"] = wait_health(port, started, path="/healthz")
-        c.check(True, f"/healthz answered {times['health']:.2f}s after docker run")
-        status, _, body = request(port, "GET", "/readyz")
-        c.check(status == 200 and json.loads(body)["status"] == "ok", f"/readyz: the store answers ({status})")
-        c.check(docker("exec", container, "id", "-u") == str(chart["user"]), "runs as the chart's non-root user")
-
-        status, headers, body = request(port, "GET", "/")
-        csp = headers.get("content-security-policy", "")
-        c.check(status == 200 and b'<div id="root">' in body, f"GET / serves the embedded UI ({status})")
-        c.check("http://*.sessions.streamspace.test" in csp, f"session domain from the environment in the CSP: {csp!r}")
-        script = re.search(rb'src="(/assets/[^"]+\.js)"', body)
-        status, headers, _ = request(port, "GET", script.group(1).decode()) if script else (None, {}, b"")
-        c.check(status == 200 and "immutable" in headers.get("cache-control", ""),
-                f"the UI's script {script and script.group(1)!r} is served, cached for good ({status})")
-
-        login = json.dumps({"username": "admin", "password": secret["admin"]})
-        status, _, body = request(port, "POST", "/api/v1/auth/login", login, {"Content-Type": "application/json"})
-        c.check(status == 200, f"admin signs in with STREAMSPACE_ADMIN_PASSWORD ({status})")
-        token = json.loads(body).get("access_token", "") if status == 200 else ""
-        status, _, body = request(port, "GET", "/api/v1/agents", headers={"Authorization": f"Bearer {token}"})
-        names = [agent.get("name") for agent in json.loads(body).get("items", [])] if status == 200 else []
-        c.check(names == ["kubernetes"], f"the chart's agent is registered from the environment: {names} ({status})")
-
-        status, headers, _ = request(session_port, "GET", "/")
-        c.check(headers.get("content-type", "").startswith("application/json") and status >= 400,
-                f"the session proxy answers on its own port ({status}, a JSON error without a session host)")
+        c.check(True, f"{label}: /healthz answered {times['health']:.2f}s after docker run")
+        check_serving(container, chart, c, label, port, session_port, secret)
     except Failure as exc:
-        c.check(False, str(exc))
+        c.check(False, f"{label}: {exc}")
     finally:
-        stop_and_check(container, times, c, "SIGTERM as PID 1: stopped")
+        stop_and_check(container, times, c, f"{label}: SIGTERM as PID 1: stopped")
         # The log goes to stderr; stdout has only the console's greeting.
         logs = subprocess.run(["docker", "logs", container], capture_output=True, text=True)
         lines = logs.stderr.splitlines()
-        c.check(lines and all(line.startswith("{") for line in lines), f"{len(lines)} log lines on stderr, all JSON")
+        c.check(lines and all(line.startswith("{") for line in lines),
+                f"{label}: {len(lines)} log lines on stderr, all JSON")
         leaked = [name for name, value in secret.items() if value in logs.stdout + logs.stderr]
-        c.check(not leaked, f"no secret in the output (leaked: {leaked})")
+        c.check(not leaked, f"{label}: no secret in the output (leaked: {leaked})")
         if c.failed:
             print((logs.stdout + "\n".join(lines[-30:]))[-3000:])
         docker("rm", "-f", "-v", container, check=False)
@@ -439,6 +470,43 @@ def test_control_plane(image, c):
             os.unlink(os.path.join(keys_dir, name))
         os.rmdir(keys_dir)
     return times
+
+
+def published_ports(container, chart):
+    def host_port(port):
+        try:
+            return int(docker("port", container, f"{port}/tcp").splitlines()[0].rsplit(":", 1)[1])
+        except subprocess.CalledProcessError as exc:
+            raise Failure(f"no port {port}: the container is not running ({exc.stderr.strip()})") from exc
+
+    return host_port(chart["api_port"]), host_port(chart["session_port"])
+
+
+def check_serving(container, chart, c, label, port, session_port, secret):
+    status, _, body = request(port, "GET", "/readyz")
+    c.check(status == 200 and json.loads(body)["status"] == "ok", f"{label}: /readyz: the store answers ({status})")
+    c.check(docker("exec", container, "id", "-u") == str(chart["user"]), f"{label}: runs as the chart's non-root user")
+
+    status, headers, body = request(port, "GET", "/")
+    csp = headers.get("content-security-policy", "")
+    c.check(status == 200 and b'<div id="root">' in body, f"{label}: GET / serves the embedded UI ({status})")
+    c.check("http://*.sessions.streamspace.test" in csp, f"{label}: session domain from the environment in the CSP")
+    script = re.search(rb'src="(/assets/[^"]+\.js)"', body)
+    status, headers, _ = request(port, "GET", script.group(1).decode()) if script else (None, {}, b"")
+    c.check(status == 200 and "immutable" in headers.get("cache-control", ""),
+            f"{label}: the UI's script {script and script.group(1)!r} is served, cached for good ({status})")
+
+    login = json.dumps({"username": "admin", "password": secret["admin"]})
+    status, _, body = request(port, "POST", "/api/v1/auth/login", login, {"Content-Type": "application/json"})
+    c.check(status == 200, f"{label}: admin signs in with STREAMSPACE_ADMIN_PASSWORD ({status})")
+    token = json.loads(body).get("access_token", "") if status == 200 else ""
+    status, _, body = request(port, "GET", "/api/v1/agents", headers={"Authorization": f"Bearer {token}"})
+    names = [agent.get("name") for agent in json.loads(body).get("items", [])] if status == 200 else []
+    c.check(names == ["kubernetes"], f"{label}: the chart's agent is registered from the environment: {names}")
+
+    status, headers, _ = request(session_port, "GET", "/")
+    c.check(headers.get("content-type", "").startswith("application/json") and status >= 400,
+            f"{label}: the session proxy answers on its own port ({status}, a JSON error without a session host)")
 
 
 def main():
