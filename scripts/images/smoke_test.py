@@ -393,6 +393,8 @@ def bound_ports(container, started, timeout=60):
             fields = json.loads(line).get("fields", {}) if line.startswith("{") else {}
             if fields.get("message") == "control plane listening":
                 return int(fields["api"].rsplit(":", 1)[1]), int(fields["sessions"].rsplit(":", 1)[1])
+        if docker("inspect", "-f", "{{.State.Running}}", container) != "true":
+            raise Failure("the container exited before it listened")
         time.sleep(0.05)
     raise Failure(f"no `control plane listening` log line within {timeout}s")
 
