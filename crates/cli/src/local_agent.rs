@@ -4,9 +4,10 @@ use std::io::Write;
 
 use streamspace_proto::hub::Platform;
 use streamspace_server::App;
-use streamspace_server::auth::secrets::{random_token, sha256_hex};
+use streamspace_server::auth::secrets::random_token;
 use streamspace_server::hub::{AGENT_TOKEN_PREFIX, BUILTIN_LABEL};
-use streamspace_store::NewAgent;
+
+use crate::registration::{self, Registration};
 
 const NAME: &str = "local";
 const TOKEN_FILE: &str = "local-agent.token";
@@ -14,26 +15,13 @@ const TOKEN_FILE: &str = "local-agent.token";
 /// The local agent's token, registering the agent (or re-keying it) when needed.
 pub async fn ensure(app: &App) -> anyhow::Result<String> {
     let token = token(&app.config.data_dir)?;
-    let hash = sha256_hex(&token);
-    if app.store.find_agent_by_token(&hash).await?.is_some() {
-        return Ok(token);
-    }
-    match app.store.list_agents().await?.into_iter().find(|agent| agent.name == NAME) {
-        Some(agent) => {
-            app.store.set_agent_token(agent.id, &hash).await?;
-        }
-        None => {
-            let agent = NewAgent {
-                name: NAME.to_owned(),
-                platform: Platform::Docker,
-                labels: builtin_labels(),
-                token_hash: hash,
-                capacity_limit: Default::default(),
-                endpoint_cidrs: Vec::new(),
-            };
-            app.store.create_agent(agent).await?;
-        }
-    }
+    let local = Registration {
+        name: NAME.to_owned(),
+        platform: Platform::Docker,
+        labels: builtin_labels(),
+        endpoint_cidrs: Vec::new(),
+    };
+    registration::ensure(app, local, &token).await?;
     Ok(token)
 }
 

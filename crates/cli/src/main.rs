@@ -2,6 +2,7 @@
 //! one process; `admin` holds operator tools.
 
 mod local_agent;
+mod registration;
 
 /// mimalloc rather than glibc's allocator: argon2 takes 19 MiB per password check, aligned, and glibc
 /// kept each such block instead of reusing or returning it (RSS grew by 19 MiB per login).
@@ -169,6 +170,8 @@ struct ServeArgs {
     /// Seconds a session may run before it is stopped (0: no limit).
     #[arg(long, env = "STREAMSPACE_MAX_LIFETIME", default_value_t = seconds_or_zero(Config::default().sessions.max_lifetime))]
     max_lifetime: i64,
+    #[command(flatten)]
+    kubernetes_agent: KubernetesAgentArgs,
     /// Seconds a client has to send a request's headers (also the idle time of kept-alive connections).
     #[arg(long, env = "STREAMSPACE_HEADER_READ_TIMEOUT", default_value_t = Config::default().http_limits.header_read_timeout.as_secs())]
     header_read_timeout: u64,
@@ -181,6 +184,54 @@ struct ServeArgs {
     /// WebSocket tunnels into sessions one user may hold open.
     #[arg(long, env = "STREAMSPACE_MAX_TUNNELS_PER_USER", default_value_t = Config::default().max_tunnels_per_user)]
     max_tunnels_per_user: usize,
+}
+
+/// A Kubernetes agent deployed beside the control plane (by the Helm chart) with a token both read from one
+/// Secret: the control plane registers it at every start, so no administrator has to.
+#[derive(Args)]
+struct KubernetesAgentArgs {
+    /// Register (or re-key) a Kubernetes agent with this token at start; at least 32 characters.
+    #[arg(long, env = "STREAMSPACE_KUBERNETES_AGENT_TOKEN", hide_env_values = true)]
+    kubernetes_agent_token: Option<String>,
+    /// Name of that agent.
+    #[arg(long, env = "STREAMSPACE_KUBERNETES_AGENT_NAME", default_value = "kubernetes")]
+    kubernetes_agent_name: String,
+    /// Networks that agent's session endpoints must lie in, such as the cluster's pod network (ADR 0015);
+    /// default: any address the control plane dials. Comma-separated CIDRs.
+    #[arg(long, env = "STREAMSPACE_KUBERNETES_AGENT_ENDPOINT_CIDRS", value_delimiter = ',')]
+    kubernetes_agent_endpoint_cidrs: Vec<ipnet::IpNet>,
+}
+
+/// The shortest agent token accepted from a setting: as strong as the generated ones' 32 random bytes
+/// when it is random text, which the chart's generated tokens are.
+const MIN_AGENT_TOKEN_LENGTH: usize = 32;
+
+/// The token without the line break a file-made Secret often ends with. Checked here rather than by clap, whose
+/// errors repeat the value.
+fn agent_token(value: &str) -> anyhow::Result<String> {
+    let token = value.trim();
+    if token.len() < MIN_AGENT_TOKEN_LENGTH || token.chars().any(char::is_whitespace) {
+        anyhow::bail!(
+            "the Kubernetes agent token (--kubernetes-agent-token) is at least {MIN_AGENT_TOKEN_LENGTH} characters, \
+             without spaces"
+        );
+    }
+    Ok(token.to_owned())
+}
+
+impl KubernetesAgentArgs {
+    /// The agent to register and its token, when a token is set.
+    fn take(&mut self) -> anyhow::Result<Option<(registration::Registration, String)>> {
+        let Some(token) = self.kubernetes_agent_token.take() else { return Ok(None) };
+        let token = agent_token(&token)?;
+        let registration = registration::Registration {
+            name: self.kubernetes_agent_name.clone(),
+            platform: streamspace_proto::hub::Platform::Kubernetes,
+            labels: Default::default(),
+            endpoint_cidrs: self.kubernetes_agent_endpoint_cidrs.iter().map(ToString::to_string).collect(),
+        };
+        Ok(Some((registration, token)))
+    }
 }
 
 impl ServeArgs {
@@ -247,8 +298,8 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Serve(args) => serve(args.into_config(), false).await,
-        Command::Up(args) => serve(args.into_config(), true).await,
+        Command::Serve(args) => serve(args, false).await,
+        Command::Up(args) => serve(args, true).await,
         Command::Agent { command: AgentCommand::Docker(args) } => agent_docker(args).await,
         Command::Admin { command: AdminCommand::Audit { command: AuditCommand::Verify(args) } } => {
             verify_audit(args).await
@@ -265,7 +316,9 @@ async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
 }
 
 /// Runs the control plane; `all_in_one` adds an in-process Docker agent.
-async fn serve(config: Config, all_in_one: bool) -> anyhow::Result<ExitCode> {
+async fn serve(mut args: ServeArgs, all_in_one: bool) -> anyhow::Result<ExitCode> {
+    let kubernetes_agent = args.kubernetes_agent.take()?;
+    let config = args.into_config();
     let listeners = Listeners { api: bind(config.listen).await?, sessions: bind(config.session_listen).await? };
     // The URLs follow the ports really bound: port 0 (any free port) gives working session origins.
     let config =
@@ -278,6 +331,9 @@ async fn serve(config: Config, all_in_one: bool) -> anyhow::Result<ExitCode> {
         }
     })
     .await?;
+    if let Some((agent, token)) = kubernetes_agent {
+        registration::ensure(&app, agent, &token).await?;
+    }
     if all_in_one {
         let token = local_agent::ensure(&app).await?;
         let runtime = DockerRuntime::connect_local(DockerOptions::default()).await?;
@@ -365,6 +421,7 @@ async fn verify_audit(args: VerifyArgs) -> anyhow::Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use clap::{CommandFactory, FromArgMatches};
+    use streamspace_proto::hub::Platform;
 
     use super::*;
 
@@ -398,6 +455,53 @@ mod tests {
             panic!("agent docker parses as itself");
         };
         assert_eq!(format!("{:#?}", args.docker_options()), format!("{:#?}", DockerOptions::default()));
+    }
+
+    fn serve_args(args: &[&str]) -> ServeArgs {
+        let Command::Serve(args) = parse(&[&["streamspace", "serve"], args].concat()) else {
+            panic!("serve parses as itself");
+        };
+        args
+    }
+
+    #[test]
+    fn no_kubernetes_agent_is_registered_without_a_token() {
+        let mut args = serve_args(&["--kubernetes-agent-endpoint-cidrs", "10.244.0.0/16"]);
+        assert!(args.kubernetes_agent.take().unwrap().is_none());
+    }
+
+    #[test]
+    fn the_kubernetes_agent_settings_name_the_agent_its_token_and_its_networks() {
+        let token = "ssa_chart-generated-0123456789abcdefgh";
+        let mut args = serve_args(&[
+            "--kubernetes-agent-token",
+            token,
+            "--kubernetes-agent-name",
+            "cluster-a",
+            "--kubernetes-agent-endpoint-cidrs",
+            "10.244.0.0/16,fd00:10:244::/56",
+        ]);
+        let (registration, taken) = args.kubernetes_agent.take().unwrap().unwrap();
+        assert_eq!(taken, token);
+        assert_eq!((registration.name.as_str(), registration.platform), ("cluster-a", Platform::Kubernetes));
+        assert_eq!(registration.endpoint_cidrs, ["10.244.0.0/16", "fd00:10:244::/56"]);
+        assert!(registration.labels.is_empty(), "no reserved label: the chart's agent is rotated like any other");
+    }
+
+    #[test]
+    fn a_short_or_spaced_kubernetes_agent_token_is_refused_without_repeating_it() {
+        for token in ["short-secret", "a token with spaces that is long enough!"] {
+            let refused = serve_args(&["--kubernetes-agent-token", token]).kubernetes_agent.take().unwrap_err();
+            assert!(refused.to_string().contains("at least 32 characters"), "{token}: {refused}");
+            assert!(!refused.to_string().contains(token), "the error repeats the token: {refused}");
+        }
+    }
+
+    #[test]
+    fn a_kubernetes_agent_token_from_a_file_loses_its_line_break() {
+        let token = "ssa_chart-generated-0123456789abcdefgh";
+        let mut args = serve_args(&["--kubernetes-agent-token", &format!("{token}\n")]);
+        assert_eq!(args.kubernetes_agent.take().unwrap().unwrap().1, token);
     }
 
     #[test]

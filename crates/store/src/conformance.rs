@@ -100,6 +100,7 @@ macro_rules! conformance_tests {
             agents_round_trip,
             agent_names_are_unique,
             agent_tokens_rotate,
+            agent_endpoint_networks_are_replaced,
             agent_hellos_and_heartbeats_are_recorded,
             deleting_an_agent_deletes_its_commands,
             agent_commands_are_pending_until_acked,
@@ -1415,6 +1416,19 @@ pub async fn agent_tokens_rotate(store: Subject) {
     assert!(is_conflict(store.create_agent(taken).await));
     assert_eq!(store.find_agent_by_token("token-other").await.unwrap(), Some(other));
     assert_eq!(store.get_agent(edge.id).await.unwrap().unwrap().token_hash, "rotated");
+}
+
+pub async fn agent_endpoint_networks_are_replaced(store: Subject) {
+    let edge = agent(&store, "edge").await;
+    let other = agent(&store, "other").await;
+    let networks = vec!["10.244.0.0/16".to_owned(), "fd00:10:244::/56".to_owned()];
+    assert!(store.set_agent_endpoint_cidrs(edge.id, &networks).await.unwrap());
+    let found = store.get_agent(edge.id).await.unwrap().unwrap();
+    assert_eq!(found, Agent { endpoint_cidrs: networks, ..edge.clone() });
+    assert_eq!(store.get_agent(other.id).await.unwrap(), Some(other), "other agents keep theirs");
+    assert!(store.set_agent_endpoint_cidrs(edge.id, &[]).await.unwrap());
+    assert_eq!(store.get_agent(edge.id).await.unwrap(), Some(edge));
+    assert!(!store.set_agent_endpoint_cidrs(Uuid::now_v7(), &[]).await.unwrap());
 }
 
 pub async fn agent_hellos_and_heartbeats_are_recorded(store: Subject) {

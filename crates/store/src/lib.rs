@@ -117,6 +117,8 @@ pub trait Store: Send + Sync + 'static {
     async fn find_agent_by_token(&self, token_hash: &str) -> Result<Option<Agent>>;
     /// Replaces the agent's token hash (the old token stops working); `false` if unknown.
     async fn set_agent_token(&self, id: Uuid, token_hash: &str) -> Result<bool>;
+    /// Replaces the networks the agent's session endpoints must lie in; `false` if unknown.
+    async fn set_agent_endpoint_cidrs(&self, id: Uuid, endpoint_cidrs: &[String]) -> Result<bool>;
     /// What the agent said when it connected (capacity already capped, reported labels already
     /// filtered); counts as a heartbeat too.
     async fn record_agent_hello(

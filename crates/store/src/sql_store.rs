@@ -682,6 +682,15 @@ where
         Ok(done.rows_affected() > 0)
     }
 
+    async fn set_agent_endpoint_cidrs(&self, id: Uuid, endpoint_cidrs: &[String]) -> Result<bool> {
+        let done = sqlx::query("UPDATE agents SET endpoint_cidrs = $2 WHERE id = $1")
+            .arg(id)
+            .json(&endpoint_cidrs)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
     async fn record_agent_hello(
         &self,
         id: Uuid,

@@ -73,6 +73,8 @@ pub struct ControlPlane {
     /// Chosen by the system at the first start, kept by restarts so that agents find it again.
     ports: Option<(u16, u16)>,
     args: Vec<String>,
+    /// Settings given as environment variables, the way a Kubernetes pod gets them.
+    env: Vec<(String, String)>,
     pub started_in: Duration,
     launches: u32,
 }
@@ -80,6 +82,10 @@ pub struct ControlPlane {
 impl ControlPlane {
     /// Starts with the given extra flags (timers, database URL ...).
     pub async fn start(data_dir: &Path, args: &[&str]) -> ControlPlane {
+        ControlPlane::start_with_env(data_dir, args, &[]).await
+    }
+
+    pub async fn start_with_env(data_dir: &Path, args: &[&str], env: &[(&str, &str)]) -> ControlPlane {
         let mut plane = ControlPlane {
             child: None,
             data_dir: data_dir.to_path_buf(),
@@ -87,6 +93,7 @@ impl ControlPlane {
             sessions: String::new(),
             ports: None,
             args: args.iter().map(|a| (*a).to_owned()).collect(),
+            env: env.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect(),
             started_in: Duration::ZERO,
             launches: 0,
         };
@@ -103,6 +110,7 @@ impl ControlPlane {
             .args(listen_args(self.ports))
             .args(["--data-dir", &self.data_dir.display().to_string()])
             .args(&self.args)
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
             .env("STREAMSPACE_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("STREAMSPACE_LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
