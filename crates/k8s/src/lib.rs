@@ -19,6 +19,7 @@
 //! # }
 //! ```
 
+mod agent;
 mod api;
 pub mod controller;
 pub mod crd;
@@ -27,6 +28,7 @@ pub mod observe;
 pub mod reconcile;
 mod runtime;
 
+pub use agent::{Election, run_agent};
 pub use controller::{Reconciler, run_controller};
 pub use crd::{CRD_DIR, Session, SessionSpec, SessionStatus, Template, TemplateSpec, crd_files, crds_yaml};
 pub use lease::{LeaderElector, LeaseTimings};
