@@ -128,6 +128,20 @@ impl ResourceKind {
                 ],
                 ..ResourceKind::builtin("", "events", "Event")
             },
+            // The same events through the newer API (kube-runtime's `Recorder` writes here); the fake keeps the
+            // two apart where a real cluster shows one object through both.
+            ResourceKind {
+                field_labels: &[
+                    "regarding.kind",
+                    "regarding.namespace",
+                    "regarding.name",
+                    "regarding.uid",
+                    "reason",
+                    "reportingController",
+                    "type",
+                ],
+                ..ResourceKind::builtin("events.k8s.io", "events", "Event")
+            },
             ResourceKind {
                 tracks_generation: true,
                 ..ResourceKind::builtin("networking.k8s.io", "networkpolicies", "NetworkPolicy")
