@@ -1,5 +1,6 @@
 //! The resource kinds the fake serves, and the per-kind rules a real API server applies to them.
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use serde_json::{Value, json};
 
 /// Which names the API server accepts for a kind (the validation a real cluster runs on `metadata.name`).
@@ -59,19 +60,16 @@ impl ResourceKind {
         self
     }
 
-    /// Declares the custom resource cluster-scoped.
-    pub fn cluster_scoped(mut self) -> Self {
-        self.namespaced = false;
-        self
-    }
-
-    /// The kind of a `kube::CustomResource` type, read from the type itself.
-    pub fn of_custom_resource<K>(status_subresource: bool) -> Self
-    where
-        K: kube::Resource<DynamicType = ()>,
-    {
-        let kind = ResourceKind::custom(&K::group(&()), &K::version(&()), &K::plural(&()), &K::kind(&()));
-        if status_subresource { kind.with_status_subresource() } else { kind }
+    /// The kind a CustomResourceDefinition declares (its storage version), with the status subresource
+    /// exactly when the definition has one, so a definition that lacks it shows in tests.
+    pub fn from_definition(definition: &CustomResourceDefinition) -> Option<Self> {
+        let spec = &definition.spec;
+        let version = spec.versions.iter().find(|version| version.storage)?;
+        let mut kind = ResourceKind::custom(&spec.group, &version.name, &spec.names.plural, &spec.names.kind);
+        kind.namespaced = spec.scope == "Namespaced";
+        kind.status_subresource =
+            version.subresources.as_ref().is_some_and(|subresources| subresources.status.is_some());
+        Some(kind)
     }
 
     /// `v1` or `group/version`, as `apiVersion` spells it.

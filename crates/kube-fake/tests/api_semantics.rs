@@ -410,3 +410,39 @@ async fn injected_failures_and_a_pause_reach_the_client() -> Result<()> {
     assert!(leases.get_opt("agent").await?.is_some());
     Ok(())
 }
+
+/// A custom resource declared the way the agent declares its own, from a Rust type.
+#[derive(kube::CustomResource, serde::Serialize, serde::Deserialize, Debug, Clone)]
+#[kube(
+    group = "example.io",
+    version = "v1beta1",
+    kind = "Gadget",
+    namespaced,
+    status = "GadgetStatus",
+    schema = "disabled"
+)]
+struct GadgetSpec {
+    colour: String,
+}
+
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Default)]
+struct GadgetStatus {
+    ready: bool,
+}
+
+#[tokio::test]
+async fn a_custom_resource_definition_from_a_rust_type_is_served_as_declared() -> Result<()> {
+    use kube::CustomResourceExt;
+    let (server, client) = started().await?;
+    server.register(ResourceKind::from_definition(&Gadget::crd()).expect("a storage version"));
+    let gadgets: Api<Gadget> = Api::namespaced(client, NAMESPACE);
+    let mut gadget = Gadget::new("g", GadgetSpec { colour: "red".into() });
+    gadget.status = Some(GadgetStatus { ready: true });
+    let created = gadgets.create(&PostParams::default(), &gadget).await?;
+    assert!(created.status.is_none(), "the declared status subresource drops status on create");
+    let status = Patch::Merge(json!({"status": {"ready": true}}));
+    let ready = gadgets.patch_status("g", &PatchParams::default(), &status).await?;
+    assert!(ready.status.is_some_and(|status| status.ready));
+    assert_eq!(ready.spec.colour, "red");
+    Ok(())
+}
