@@ -434,7 +434,7 @@ struct GadgetStatus {
 async fn a_custom_resource_definition_from_a_rust_type_is_served_as_declared() -> Result<()> {
     use kube::CustomResourceExt;
     let (server, client) = started().await?;
-    server.register(ResourceKind::from_definition(&Gadget::crd()).expect("a storage version"));
+    server.register(ResourceKind::from_definition(&Gadget::crd()).expect("a usable definition"));
     let gadgets: Api<Gadget> = Api::namespaced(client, NAMESPACE);
     let mut gadget = Gadget::new("g", GadgetSpec { colour: "red".into() });
     gadget.status = Some(GadgetStatus { ready: true });
@@ -444,5 +444,36 @@ async fn a_custom_resource_definition_from_a_rust_type_is_served_as_declared() -
     let ready = gadgets.patch_status("g", &PatchParams::default(), &status).await?;
     assert!(ready.status.is_some_and(|status| status.ready));
     assert_eq!(ready.spec.colour, "red");
+    Ok(())
+}
+
+#[tokio::test]
+async fn custom_resources_are_validated_against_their_definitions_schema() -> Result<()> {
+    use kube::CustomResourceExt;
+    let (server, client) = started().await?;
+    let mut definition = Gadget::crd();
+    definition.spec.versions[0].schema = Some(serde_json::from_value(json!({"openAPIV3Schema": {
+        "type": "object",
+        "properties": {
+            "spec": {"type": "object", "required": ["colour"], "properties": {
+                "colour": {"type": "string", "pattern": "^[a-z]+$"},
+            }},
+            "status": {"type": "object", "nullable": true, "properties": {"ready": {"type": "boolean"}}},
+        },
+    }}))?);
+    server.register(ResourceKind::from_definition(&definition).expect("a usable definition"));
+    let gadgets: Api<Gadget> = Api::namespaced(client, NAMESPACE);
+    let refused = gadgets.create(&PostParams::default(), &Gadget::new("g", GadgetSpec { colour: "Red!".into() })).await;
+    match refused.unwrap_err() {
+        kube::Error::Api(status) => {
+            assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+            assert!(status.message.contains("spec.colour"), "{}", status.message);
+        }
+        other => panic!("expected 422, got {other:?}"),
+    }
+    gadgets.create(&PostParams::default(), &Gadget::new("g", GadgetSpec { colour: "red".into() })).await?;
+    let bad_status = Patch::Merge(json!({"status": {"ready": "yes"}}));
+    let refused = gadgets.patch_status("g", &PatchParams::default(), &bad_status).await.unwrap_err();
+    assert_eq!(api_error(refused), (422, "Invalid".into()));
     Ok(())
 }
