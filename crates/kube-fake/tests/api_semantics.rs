@@ -477,3 +477,28 @@ async fn custom_resources_are_validated_against_their_definitions_schema() -> Re
     assert_eq!(api_error(refused), (422, "Invalid".into()));
     Ok(())
 }
+
+#[tokio::test]
+async fn the_test_kubelet_runs_every_new_pod_with_its_own_address() -> Result<()> {
+    let (_server, client) = started().await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let kubelet = Kubelet::new(client.clone(), NAMESPACE).run_every_pod("app=s");
+    for name in ["ss-1", "ss-2"] {
+        pods.create(&PostParams::default(), &pod(name, json!({"app": "s"}))).await?;
+    }
+    pods.create(&PostParams::default(), &pod("ss-other", json!({"app": "other"}))).await?;
+    let addresses = || async {
+        let listed = pods.list(&ListParams::default().labels("app=s")).await?;
+        Ok::<_, anyhow::Error>(listed.items.into_iter().filter_map(|pod| pod.status?.pod_ip).collect::<Vec<_>>())
+    };
+    eventually("both pods to run", || async { Ok(addresses().await?.len() == 2) }).await?;
+    let mut addresses = addresses().await?;
+    addresses.sort();
+    assert_eq!(addresses, ["10.244.0.1", "10.244.0.2"]);
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client, NAMESPACE);
+    let pulls = events.list(&ListParams::default().fields("involvedObject.name=ss-1,reason=Pulled")).await?;
+    assert_eq!(pulls.items.len(), 1);
+    assert_eq!(pods.get("ss-other").await?.status.and_then(|status| status.pod_ip), None);
+    kubelet.abort();
+    Ok(())
+}
