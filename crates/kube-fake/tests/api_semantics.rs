@@ -234,6 +234,8 @@ async fn lists_filter_by_label_and_field_selectors() -> Result<()> {
     assert_eq!(names(ListParams::default().fields("metadata.name=ss-2")).await?, ["ss-2"]);
     let everywhere = Api::<Pod>::all(client).list(&ListParams::default().labels("app=streamspace")).await?;
     assert_eq!(everywhere.items.len(), 3);
+    pods.delete_collection(&DeleteParams::default(), &ListParams::default().labels("tier")).await?;
+    assert_eq!(names(ListParams::default()).await?, ["ss-3"]);
     Ok(())
 }
 
