@@ -19,7 +19,7 @@ use streamspace_proto::SessionPhase;
 use streamspace_proto::hub::ActualState;
 use uuid::Uuid;
 
-use crate::api::{create_if_absent, delete_if_present, get_if_present};
+use crate::api::{create_if_absent, create_or_replace, delete_if_present, get_if_present, same_meaning};
 use crate::crd::{Phase, Session, SessionStatus, Template};
 use crate::observe::pod_state;
 use crate::reconcile::{
@@ -68,7 +68,10 @@ impl Reconciler {
             return self.write_status(session, failed(reason)).await;
         };
         create_if_absent(&self.services, &desired_service(session, &template)?).await?;
-        create_if_absent(&self.policies, &desired_network_policy(session, &template, &self.options)?).await?;
+        // Kept exactly as derived: the session's isolation must follow the agent's current egress options.
+        let policy = desired_network_policy(session, &template, &self.options)?;
+        create_or_replace(&self.policies, &policy, |current, desired| !same_meaning(&current.spec, &desired.spec))
+            .await?;
         if let Some(claim) = desired_home_claim(session, &self.options)? {
             create_if_absent(&self.claims, &claim).await?;
         }

@@ -123,10 +123,9 @@ impl KubernetesRuntime {
     }
 
     /// The agent id given to [`Runtime::bind`], as soon as there is one (the controller waits for it).
-    pub async fn bound_agent(&self) -> Uuid {
+    pub async fn bound_agent(&self) -> Option<Uuid> {
         let mut receiver = self.owner.0.subscribe();
-        let id = receiver.wait_for(Option::is_some).await.map(|id| *id);
-        id.ok().flatten().expect("the sender lives as long as the runtime")
+        receiver.wait_for(Option::is_some).await.ok().and_then(|id| *id)
     }
 
     fn expect_exit(&self, session_id: Uuid, expected: bool) {
@@ -221,7 +220,8 @@ impl KubernetesRuntime {
         progress: &Progress<'_>,
     ) -> anyhow::Result<()> {
         let uid = pod.uid();
-        let events = self.events.list(&ListParams::default()).await.context("listing events")?;
+        let about_pod = ListParams::default().fields(&format!("involvedObject.name={}", pod.name_any()));
+        let events = self.events.list(&about_pod).await.context("listing events")?;
         let mut fresh: Vec<&Event> = events
             .items
             .iter()

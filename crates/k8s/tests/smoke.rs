@@ -210,3 +210,76 @@ async fn the_controller_follows_the_session_and_a_dying_pod_is_reported() {
     .await;
     controller.abort();
 }
+
+#[tokio::test]
+async fn a_session_policy_follows_the_agents_current_egress_options() {
+    let server = cluster().await;
+    let client = server.client().unwrap();
+    let kubelet = Kubelet::new(client.clone(), NAMESPACE).run_every_pod(MANAGED_SELECTOR);
+    let agent = Uuid::new_v4();
+    let runtime = KubernetesRuntime::new(client.clone(), KubernetesOptions::new(NAMESPACE));
+    runtime.bind(agent);
+    let spec = spec();
+    runtime.start(&spec, &|_| {}).await.unwrap();
+    kubelet.abort();
+
+    let mut options = KubernetesOptions::new(NAMESPACE).session;
+    options.egress_deny = vec!["203.0.113.0/24".parse().unwrap()];
+    let reconciler = streamspace_k8s::Reconciler::new(client.clone(), NAMESPACE, options);
+    let name = format!("ss-{}", spec.session_id);
+    let session = Api::<Session>::namespaced(client.clone(), NAMESPACE).get(&name).await.unwrap();
+    reconciler.reconcile(&session).await.unwrap();
+    let policies = Api::<NetworkPolicy>::namespaced(client, NAMESPACE);
+    let policy = policies.get(&name).await.unwrap();
+    let denied = serde_json::to_string(&policy.spec).unwrap();
+    assert!(denied.contains("203.0.113.0/24"), "{denied}");
+    let version = policy.metadata.resource_version;
+    reconciler.reconcile(&session).await.unwrap();
+    assert_eq!(policies.get(&name).await.unwrap().metadata.resource_version, version, "unchanged: not rewritten");
+}
+
+#[tokio::test]
+async fn a_leader_that_cannot_renew_stops_working_before_its_lease_expires_and_resumes_when_it_can() {
+    use streamspace_kube_fake::{FaultRule, StatusCode};
+    use tokio::sync::watch;
+
+    /// Says the work stopped when the work's future is dropped (cancelled).
+    struct Working(watch::Sender<bool>);
+    impl Drop for Working {
+        fn drop(&mut self) {
+            self.0.send_replace(false);
+        }
+    }
+
+    let server = cluster().await;
+    let timings = LeaseTimings {
+        duration: Duration::from_secs(3),
+        renew_deadline: Duration::from_millis(1500),
+        retry: Duration::from_millis(300),
+    };
+    let elector =
+        LeaderElector::with_clock(server.client().unwrap(), NAMESPACE, "agents", "a", timings, Arc::new(SystemClock));
+    let (working, mut seen) = watch::channel(false);
+    let work = || {
+        let working = working.clone();
+        async move {
+            working.send_replace(true);
+            let _working = Working(working);
+            std::future::pending::<anyhow::Result<()>>().await
+        }
+    };
+    let leading = elector.lead(work, std::future::pending());
+    let observed = async {
+        seen.wait_for(|working| *working).await.unwrap();
+        server.faults().inject(FaultRule::always("/leases", StatusCode::INTERNAL_SERVER_ERROR));
+        let failing = tokio::time::Instant::now();
+        seen.wait_for(|working| !*working).await.unwrap();
+        assert!(failing.elapsed() < timings.duration, "stepped down after {:?}", failing.elapsed());
+        server.faults().clear();
+        seen.wait_for(|working| *working).await.unwrap();
+    };
+    tokio::select! {
+        result = leading => panic!("lead ended: {result:?}"),
+        finished = tokio::time::timeout(Duration::from_secs(10), observed) => finished.expect("the leader stepped down and resumed"),
+    }
+}
