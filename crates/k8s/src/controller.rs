@@ -78,7 +78,7 @@ impl Reconciler {
         let name = object_name(session.spec.session_id);
         let pod = get_if_present(&self.pods, &name).await?;
         let status = if session.spec.hibernated {
-            if pod.is_some() {
+            if pod.as_ref().is_some_and(|pod| !is_terminating(pod)) {
                 delete_if_present(&self.pods, &name).await?;
             }
             SessionStatus { phase: Some(Phase::Hibernated), ..SessionStatus::default() }
@@ -86,6 +86,9 @@ impl Reconciler {
             return Ok(());
         } else {
             match pod {
+                // The pod of an earlier run (hibernated, failed) is still stopping: its new one follows once it is
+                // gone, which the pod watch reports.
+                Some(pod) if is_terminating(&pod) => return Ok(()),
                 Some(pod) => status_of(&pod_state(&pod)),
                 None if may_create_pod(current.phase) => {
                     create_if_absent(&self.pods, &desired_pod(session, &template, &self.options)?).await?;
@@ -118,6 +121,11 @@ fn status_patch(status: &SessionStatus) -> serde_json::Value {
         "endpoint": status.endpoint,
         "reason": status.reason,
     })
+}
+
+/// A pod being deleted: it still shows (for its grace period) but is not the session's any more.
+pub(crate) fn is_terminating(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_some()
 }
 
 /// A pod is created for a Session that never had one or is waking; one missing from a Session that ran died.

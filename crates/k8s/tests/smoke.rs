@@ -283,3 +283,28 @@ async fn a_leader_that_cannot_renew_stops_working_before_its_lease_expires_and_r
         finished = tokio::time::timeout(Duration::from_secs(10), observed) => finished.expect("the leader stepped down and resumed"),
     }
 }
+
+#[tokio::test]
+async fn a_wake_right_after_hibernation_waits_for_the_old_pod_to_go() {
+    use streamspace_kube_fake::Options;
+
+    let options = Options { pod_termination: Some(Duration::from_millis(800)), ..Options::default() };
+    let server = FakeApiServer::start_with(options).await.unwrap();
+    server.register(ResourceKind::from_definition(&Session::crd()).unwrap());
+    server.register(ResourceKind::from_definition(&Template::crd()).unwrap());
+    let client = server.client().unwrap();
+    let kubelet = Kubelet::new(client.clone(), NAMESPACE).run_every_pod(MANAGED_SELECTOR);
+    let runtime = KubernetesRuntime::new(client.clone(), KubernetesOptions::new(NAMESPACE));
+    runtime.bind(Uuid::new_v4());
+    let spec = spec();
+    assert_eq!(runtime.start(&spec, &|_| {}).await.unwrap(), "http://10.244.0.1:8080");
+    runtime.hibernate(spec.session_id).await.unwrap();
+    let pods = Api::<Pod>::namespaced(client, NAMESPACE);
+    let name = format!("ss-{}", spec.session_id);
+    let stopping = pods.get(&name).await.unwrap();
+    assert!(stopping.metadata.deletion_timestamp.is_some(), "the old pod is still stopping");
+    assert_eq!(inventory(&runtime).await[0].state, ActualState::Hibernated);
+    assert_eq!(runtime.wake(&spec, &|_| {}).await.unwrap(), "http://10.244.0.2:8080", "the new pod's address");
+    assert_ne!(pods.get(&name).await.unwrap().metadata.uid, stopping.metadata.uid);
+    kubelet.abort();
+}
