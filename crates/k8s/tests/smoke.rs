@@ -308,3 +308,41 @@ async fn a_wake_right_after_hibernation_waits_for_the_old_pod_to_go() {
     assert_ne!(pods.get(&name).await.unwrap().metadata.uid, stopping.metadata.uid);
     kubelet.abort();
 }
+
+#[tokio::test]
+async fn a_pod_deleted_by_someone_else_is_reported_and_a_stopped_one_is_not() {
+    use futures::StreamExt;
+
+    let server = cluster().await;
+    let client = server.client().unwrap();
+    let kubelet = Kubelet::new(client.clone(), NAMESPACE).run_every_pod(MANAGED_SELECTOR);
+    let options = KubernetesOptions::new(NAMESPACE);
+    let runtime = KubernetesRuntime::new(client.clone(), options.clone());
+    let agent = Uuid::new_v4();
+    runtime.bind(agent);
+    let mut deaths = runtime.events();
+    let controller = tokio::spawn(streamspace_k8s::run_controller(
+        client.clone(),
+        NAMESPACE,
+        options.session,
+        agent,
+        std::future::pending(),
+    ));
+    let (stopped, deleted) = (spec(), spec());
+    runtime.start(&stopped, &|_| {}).await.unwrap();
+    runtime.start(&deleted, &|_| {}).await.unwrap();
+    let sessions = Api::<Session>::namespaced(client.clone(), NAMESPACE);
+    let name = format!("ss-{}", deleted.session_id);
+    eventually("the controller records the session running", || async {
+        sessions.get(&name).await.unwrap().status.and_then(|status| status.endpoint).is_some()
+    })
+    .await;
+
+    runtime.stop(stopped.session_id).await.unwrap();
+    Api::<Pod>::namespaced(client, NAMESPACE).delete(&name, &Default::default()).await.unwrap();
+    let (session_id, state) = tokio::time::timeout(Duration::from_secs(10), deaths.next()).await.unwrap().unwrap();
+    assert_eq!(session_id, deleted.session_id, "the stopped session's pod is not a death; the deleted one's is");
+    assert_eq!(state, ActualState::Failed { reason: "the session's pod was deleted".into() });
+    kubelet.abort();
+    controller.abort();
+}
