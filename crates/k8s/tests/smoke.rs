@@ -145,6 +145,17 @@ async fn one_replica_leads_and_a_standby_takes_over_once_the_lease_expires() {
     assert!(a.try_lead().await.unwrap(), "a released lease is free at once");
 }
 
+/// A bound runtime and its Session controller, as a leading agent runs them.
+fn agent_with_controller(client: &kube::Client) -> (KubernetesRuntime, tokio::task::JoinHandle<()>) {
+    let options = KubernetesOptions::new(NAMESPACE);
+    let runtime = KubernetesRuntime::new(client.clone(), options.clone());
+    let agent = Uuid::new_v4();
+    runtime.bind(agent);
+    let controller =
+        streamspace_k8s::run_controller(client.clone(), NAMESPACE, options.session, agent, std::future::pending());
+    (runtime, tokio::spawn(controller))
+}
+
 /// Polls `check` until it holds, failing after a deadline.
 async fn eventually<F, Fut>(what: &str, check: F)
 where
@@ -168,18 +179,8 @@ async fn the_controller_follows_the_session_and_a_dying_pod_is_reported() {
     let client = server.client().unwrap();
     let kubelet = Kubelet::new(client.clone(), NAMESPACE);
     let running = kubelet.clone().run_every_pod(MANAGED_SELECTOR);
-    let options = KubernetesOptions::new(NAMESPACE);
-    let runtime = KubernetesRuntime::new(client.clone(), options.clone());
-    let agent = Uuid::new_v4();
-    runtime.bind(agent);
+    let (runtime, controller) = agent_with_controller(&client);
     let mut deaths = runtime.events();
-    let controller = tokio::spawn(streamspace_k8s::run_controller(
-        client.clone(),
-        NAMESPACE,
-        options.session,
-        agent,
-        std::future::pending(),
-    ));
     let (first, second) = (spec(), spec());
     runtime.start(&first, &|_| {}).await.unwrap();
     runtime.start(&second, &|_| {}).await.unwrap();
@@ -316,18 +317,8 @@ async fn a_pod_deleted_by_someone_else_is_reported_and_a_stopped_one_is_not() {
     let server = cluster().await;
     let client = server.client().unwrap();
     let kubelet = Kubelet::new(client.clone(), NAMESPACE).run_every_pod(MANAGED_SELECTOR);
-    let options = KubernetesOptions::new(NAMESPACE);
-    let runtime = KubernetesRuntime::new(client.clone(), options.clone());
-    let agent = Uuid::new_v4();
-    runtime.bind(agent);
+    let (runtime, controller) = agent_with_controller(&client);
     let mut deaths = runtime.events();
-    let controller = tokio::spawn(streamspace_k8s::run_controller(
-        client.clone(),
-        NAMESPACE,
-        options.session,
-        agent,
-        std::future::pending(),
-    ));
     let (stopped, deleted) = (spec(), spec());
     runtime.start(&stopped, &|_| {}).await.unwrap();
     runtime.start(&deleted, &|_| {}).await.unwrap();
