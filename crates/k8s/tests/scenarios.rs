@@ -1,0 +1,434 @@
+//! The Kubernetes agent's scenarios against the fake API server (`streamspace-kube-fake`, ADR 0022): the real
+//! runtime and Session controller talk to it through a kube-rs client over HTTP, and the test plays the kubelet,
+//! writing pod status and events through the API as a kubelet does.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::api::ListParams;
+use kube::core::CustomResourceExt;
+use kube::runtime::wait::await_condition;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use streamspace_agent::Runtime;
+use streamspace_k8s::reconcile::{LABEL_SESSION, object_name, session_labels};
+use streamspace_k8s::{
+    HomeClaim, KubernetesOptions, KubernetesRuntime, Session, SessionOptions, Template, run_controller,
+};
+use streamspace_kube_fake::kubelet::Kubelet;
+use streamspace_kube_fake::{FakeApiServer, FaultRule, Method, Options, ResourceKind, StatusCode};
+use streamspace_proto::SessionPhase;
+use streamspace_proto::hub::{ActualState, SessionSpec};
+use streamspace_proto::security;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+const NAMESPACE: &str = "streamspace";
+const AGENT: Uuid = Uuid::from_u128(0x5e55_1015_a6e7_0000_0000_0000_0000_0001);
+const DEADLINE: Duration = Duration::from_secs(20);
+/// The streamer's credential: it belongs in the session's Secret and nowhere else.
+const MASTER_TOKEN: &str = "master-token-7f3a9c";
+
+type Events = BoxStream<'static, (Uuid, ActualState)>;
+
+/// A fake cluster with the CRDs installed, and the test as its kubelet.
+struct Cluster {
+    server: FakeApiServer,
+    client: Client,
+    kubelet: Kubelet,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        Cluster::start_with(Options::default()).await
+    }
+
+    async fn start_with(options: Options) -> Cluster {
+        let server = FakeApiServer::start_with(options).await.expect("the fake API server starts");
+        for definition in [Session::crd(), Template::crd()] {
+            server.register(ResourceKind::from_definition(&definition).expect("the CRDs are usable definitions"));
+        }
+        let client = server.client().expect("a client of the fake API server");
+        let kubelet = Kubelet::new(client.clone(), NAMESPACE);
+        Cluster { server, client, kubelet }
+    }
+
+    fn api<K>(&self) -> Api<K>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+    {
+        Api::namespaced(self.client.clone(), NAMESPACE)
+    }
+
+    /// A runtime of [`AGENT`], bound as after the control plane's welcome.
+    fn runtime(&self) -> Arc<KubernetesRuntime> {
+        self.runtime_with(SessionOptions::default())
+    }
+
+    fn runtime_with(&self, session: SessionOptions) -> Arc<KubernetesRuntime> {
+        let options = KubernetesOptions { session, start_timeout: DEADLINE, ..KubernetesOptions::new(NAMESPACE) };
+        let runtime = Arc::new(KubernetesRuntime::new(self.client.clone(), options));
+        runtime.bind(AGENT);
+        runtime
+    }
+
+    /// The Session controller of [`AGENT`], running until the handle is aborted.
+    fn controller(&self) -> AbortOnDrop {
+        let run =
+            run_controller(self.client.clone(), NAMESPACE, SessionOptions::default(), AGENT, std::future::pending());
+        AbortOnDrop(tokio::spawn(run))
+    }
+
+    /// Waits for the session's pod, other than the one with `old_uid`, and returns it.
+    async fn new_pod(&self, session_id: Uuid, old_uid: Option<&str>) -> Result<Pod> {
+        let wanted = |pod: Option<&Pod>| pod.is_some_and(|pod| pod.uid().as_deref() != old_uid);
+        let found = tokio::time::timeout(DEADLINE, await_condition(self.api(), &object_name(session_id), wanted))
+            .await
+            .context("timed out waiting for the session's pod")??;
+        found.context("the pod vanished")
+    }
+
+    /// Objects of `K` labelled with the session.
+    async fn objects_of<K>(&self, session_id: Uuid) -> Result<Vec<K>>
+    where
+        K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let selector = ListParams::default().labels(&format!("{LABEL_SESSION}={session_id}"));
+        Ok(self.api::<K>().list(&selector).await?.items)
+    }
+
+    /// How many objects of each kind the session has: Sessions, pods, Services, NetworkPolicies, Secrets, claims.
+    async fn object_counts(&self, session_id: Uuid) -> Result<[usize; 6]> {
+        Ok([
+            self.objects_of::<Session>(session_id).await?.len(),
+            self.objects_of::<Pod>(session_id).await?.len(),
+            self.objects_of::<Service>(session_id).await?.len(),
+            self.objects_of::<NetworkPolicy>(session_id).await?.len(),
+            self.objects_of::<Secret>(session_id).await?.len(),
+            self.objects_of::<PersistentVolumeClaim>(session_id).await?.len(),
+        ])
+    }
+
+    /// Runs `operation` (a start or a wake) while playing the kubelet: the session's new pod gets the image
+    /// events and runs ready at `pod_ip`. Returns the endpoint and the progress reported.
+    async fn bring_up(
+        &self,
+        runtime: &Arc<KubernetesRuntime>,
+        spec: &SessionSpec,
+        operation: Operation,
+        pod_ip: &str,
+    ) -> Result<(String, Vec<ActualState>)> {
+        self.bring_up_replacing(runtime, spec, operation, pod_ip, None).await
+    }
+
+    async fn bring_up_replacing(
+        &self,
+        runtime: &Arc<KubernetesRuntime>,
+        spec: &SessionSpec,
+        operation: Operation,
+        pod_ip: &str,
+        old_pod_uid: Option<&str>,
+    ) -> Result<(String, Vec<ActualState>)> {
+        let (mut task, progress) = operation.spawn(runtime, spec);
+        let pod = tokio::select! {
+            pod = self.new_pod(spec.session_id, old_pod_uid) => pod?,
+            finished = &mut task => {
+                let outcome = finished?;
+                anyhow::bail!("{operation:?} finished before the session had a new pod to run: {outcome:?}");
+            }
+        };
+        self.kubelet.start(&pod.name_any(), pod_ip).await?;
+        let endpoint =
+            tokio::time::timeout(DEADLINE, task).await.context("the runtime did not see the pod ready")???;
+        let progress = progress.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        Ok((endpoint, progress))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Operation {
+    Start,
+    Wake,
+}
+
+type Progressed = Arc<Mutex<Vec<ActualState>>>;
+
+impl Operation {
+    fn spawn(self, runtime: &Arc<KubernetesRuntime>, spec: &SessionSpec) -> (JoinHandle<Result<String>>, Progressed) {
+        let progress = Progressed::default();
+        let (runtime, spec, seen) = (runtime.clone(), spec.clone(), progress.clone());
+        let task = tokio::spawn(async move {
+            let report = move |state| seen.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(state);
+            match self {
+                Operation::Start => runtime.start(&spec, &report).await,
+                Operation::Wake => runtime.wake(&spec, &report).await,
+            }
+        });
+        (task, progress)
+    }
+}
+
+/// A spawned task that ends with the test, passed or not.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn session_spec() -> SessionSpec {
+    SessionSpec {
+        session_id: Uuid::new_v4(),
+        org_id: Uuid::new_v4(),
+        owner_id: Uuid::new_v4(),
+        image: "streamspace/xterm:test".into(),
+        env: BTreeMap::from([
+            ("SELKIES_MASTER_TOKEN".to_string(), MASTER_TOKEN.to_string()),
+            ("STREAMSPACE_GREETING".to_string(), "hello".to_string()),
+        ]),
+        cpu_millis: 500,
+        memory_mb: 256,
+        shm_mb: 128,
+        port: 8080,
+        egress_allow: vec!["10.20.0.0/16".parse().expect("a CIDR")],
+    }
+}
+
+/// Homes on a claim per session, so the claim's fate shows too.
+fn home_claims() -> SessionOptions {
+    SessionOptions {
+        home_claim: Some(HomeClaim { size: "1Gi".into(), storage_class: None }),
+        ..SessionOptions::default()
+    }
+}
+
+/// The next state the runtime reports for `session_id` on its event stream.
+async fn next_event_for(events: &mut Events, session_id: Uuid) -> Result<ActualState> {
+    let wait = async {
+        while let Some((id, state)) = events.next().await {
+            if id == session_id {
+                return Some(state);
+            }
+        }
+        None
+    };
+    tokio::time::timeout(DEADLINE, wait)
+        .await
+        .context("no event for the session in time")?
+        .context("the runtime's event stream ended")
+}
+
+/// Polls `check` until it holds, failing after the deadline.
+async fn eventually<F, Fut>(what: &str, mut check: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<bool>>,
+{
+    let give_up = tokio::time::Instant::now() + DEADLINE;
+    while !check().await? {
+        anyhow::ensure!(tokio::time::Instant::now() < give_up, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
+async fn session_status(cluster: &Cluster, session_id: Uuid) -> Result<serde_json::Value> {
+    let session = cluster.api::<Session>().get(&object_name(session_id)).await?;
+    Ok(serde_json::to_value(session.status)?)
+}
+
+fn as_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).expect("Kubernetes objects serialize")
+}
+
+#[tokio::test]
+async fn a_started_session_gets_its_hardened_objects_and_its_endpoint_once_the_pod_is_ready() -> Result<()> {
+    let cluster = Cluster::start().await;
+    let _controller = cluster.controller();
+    let runtime = cluster.runtime();
+    let spec = session_spec();
+    let (endpoint, progress) = cluster.bring_up(&runtime, &spec, Operation::Start, "10.244.1.7").await?;
+    assert_eq!(endpoint, "http://10.244.1.7:8080");
+
+    let pulling = |percent| ActualState::Starting { phase: SessionPhase::Pulling, progress: Some(percent) };
+    let started_pull = progress.iter().position(|state| *state == pulling(0));
+    let ended_pull = progress.iter().position(|state| *state == pulling(100));
+    assert!(
+        started_pull.is_some() && started_pull < ended_pull,
+        "pull progress from the kubelet's events: {progress:?}"
+    );
+
+    assert_eq!(cluster.object_counts(spec.session_id).await?, [1, 1, 1, 1, 1, 0], "one of each, none twice");
+    let name = object_name(spec.session_id);
+    let session = cluster.api::<Session>().get(&name).await?;
+    let session_uid = session.uid().context("a uid")?;
+    assert_eq!(session.metadata.labels.clone().unwrap_or_default(), session_labels(spec.session_id, AGENT));
+    assert!(!as_json(&session).to_string().contains(MASTER_TOKEN), "the Session holds no credential");
+    let templates = cluster.api::<Template>().list(&ListParams::default()).await?.items;
+    assert_eq!(
+        templates.iter().map(|template| template.spec.image.as_str()).collect::<Vec<_>>(),
+        [spec.image.as_str()]
+    );
+
+    let secret = cluster.api::<Secret>().get(&name).await?;
+    let token = secret.data.unwrap_or_default().get("SELKIES_MASTER_TOKEN").map(|value| value.0.clone());
+    assert_eq!(token.as_deref(), Some(MASTER_TOKEN.as_bytes()));
+
+    let pod = as_json(&cluster.api::<Pod>().get(&name).await?);
+    assert!(!pod.to_string().contains(MASTER_TOKEN), "the pod spec names the Secret, not the token");
+    assert_eq!(pod["spec"]["automountServiceAccountToken"], false);
+    assert_eq!(pod["spec"]["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(pod["spec"]["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    let container = &pod["spec"]["containers"][0];
+    assert_eq!(container["image"], spec.image);
+    assert_eq!(container["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(container["securityContext"]["capabilities"]["drop"], serde_json::json!(["ALL"]));
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], security::READ_ONLY_ROOT_FILESYSTEM);
+    assert_eq!(container["resources"]["limits"], serde_json::json!({"cpu": "500m", "memory": "256Mi"}));
+    let token_variable =
+        container["env"].as_array().into_iter().flatten().find(|variable| variable["name"] == "SELKIES_MASTER_TOKEN");
+    assert_eq!(
+        token_variable.map(|variable| &variable["valueFrom"]["secretKeyRef"]["name"]),
+        Some(&serde_json::json!(name))
+    );
+
+    let service = as_json(&cluster.api::<Service>().get(&name).await?);
+    assert_eq!(service["spec"]["selector"][LABEL_SESSION], spec.session_id.to_string());
+    assert_eq!(service["spec"]["ports"][0]["port"], 8080);
+
+    let policy = as_json(&cluster.api::<NetworkPolicy>().get(&name).await?);
+    assert_eq!(policy["spec"]["policyTypes"], serde_json::json!(["Ingress", "Egress"]));
+    let ingress = policy["spec"]["ingress"].as_array().context("ingress rules")?;
+    assert_eq!(ingress.len(), 1, "one way in: the control plane, on the streamer's port");
+    assert_eq!(ingress[0]["ports"], serde_json::json!([{"port": 8080, "protocol": "TCP"}]));
+    assert!(ingress[0]["from"].as_array().is_some_and(|peers| !peers.is_empty()), "never from everywhere");
+    let egress = policy["spec"]["egress"].to_string();
+    assert!(egress.contains("10.20.0.0/16"), "the allow-list is reachable: {egress}");
+    for denied in security::egress_deny() {
+        assert!(egress.contains(&format!("\"{denied}\"")), "{denied} is excepted from the egress: {egress}");
+    }
+
+    for owned in [&pod, &service, &policy, &as_json(&secret.metadata.owner_references)] {
+        let references = owned.pointer("/metadata/ownerReferences").unwrap_or(owned);
+        assert_eq!(references[0]["uid"], session_uid, "owned by the Session: {references}");
+        assert_eq!(references[0]["controller"], true);
+    }
+    eventually("the Session's status to show it running", || async {
+        let status = session_status(&cluster, spec.session_id).await?;
+        Ok(status["phase"] == "Running" && status["endpoint"] == endpoint)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn pods_that_die_are_reported_failed_with_the_kubelets_reason() -> Result<()> {
+    let cluster = Cluster::start().await;
+    let _controller = cluster.controller();
+    let runtime = cluster.runtime();
+    let mut events = runtime.events();
+
+    let oom = session_spec();
+    cluster.bring_up(&runtime, &oom, Operation::Start, "10.244.1.8").await?;
+    cluster.kubelet.terminate_containers(&object_name(oom.session_id), "OOMKilled", 137).await?;
+    match next_event_for(&mut events, oom.session_id).await? {
+        ActualState::Failed { reason } => assert!(reason.contains("OOMKilled"), "{reason}"),
+        other => panic!("expected Failed for the OOM kill, got {other:?}"),
+    }
+    eventually("the Session's status to show the OOM kill", || async {
+        let status = session_status(&cluster, oom.session_id).await?;
+        Ok(status["phase"] == "Failed" && status["reason"].as_str().is_some_and(|reason| reason.contains("OOMKilled")))
+    })
+    .await?;
+
+    let unpullable = session_spec();
+    let (start, _) = Operation::Start.spawn(&runtime, &unpullable);
+    let pod = cluster.new_pod(unpullable.session_id, None).await?;
+    cluster.kubelet.wait_containers(&pod.name_any(), "ImagePullBackOff", "Back-off pulling image").await?;
+    let refused =
+        tokio::time::timeout(DEADLINE, start).await??.expect_err("a start whose image cannot be pulled fails");
+    assert!(format!("{refused:#}").contains("ImagePullBackOff"), "{refused:#}");
+    match next_event_for(&mut events, unpullable.session_id).await? {
+        ActualState::Failed { reason } => assert!(reason.contains("ImagePullBackOff"), "{reason}"),
+        other => panic!("expected Failed for the image pull, got {other:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn hibernate_deletes_only_the_pod_and_wake_brings_a_new_one() -> Result<()> {
+    let cluster = Cluster::start().await;
+    let runtime = cluster.runtime_with(home_claims());
+    let spec = session_spec();
+    cluster.bring_up(&runtime, &spec, Operation::Start, "10.244.1.9").await?;
+    let first_pod = cluster.api::<Pod>().get(&object_name(spec.session_id)).await?;
+
+    runtime.hibernate(spec.session_id).await?;
+    assert_eq!(cluster.object_counts(spec.session_id).await?, [1, 0, 1, 1, 1, 1], "only the pod is gone");
+    let inventory = runtime.inventory().await?;
+    assert!(inventory.iter().any(|item| item.session_id == spec.session_id && item.state == ActualState::Hibernated));
+
+    let (endpoint, _) =
+        cluster.bring_up_replacing(&runtime, &spec, Operation::Wake, "10.244.2.9", first_pod.uid().as_deref()).await?;
+    assert_eq!(endpoint, "http://10.244.2.9:8080", "the new pod's address");
+    assert_eq!(cluster.object_counts(spec.session_id).await?, [1, 1, 1, 1, 1, 1]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn wake_waits_for_a_new_pod_while_the_hibernated_one_still_terminates() -> Result<()> {
+    // A real kubelet takes the pod's grace period to stop it; until then the old pod, still Ready, keeps the name.
+    let cluster =
+        Cluster::start_with(Options { pod_termination: Some(Duration::from_secs(2)), ..Options::default() }).await;
+    let runtime = cluster.runtime();
+    let spec = session_spec();
+    let (old_endpoint, _) = cluster.bring_up(&runtime, &spec, Operation::Start, "10.244.1.10").await?;
+    let old_pod = cluster.api::<Pod>().get(&object_name(spec.session_id)).await?;
+    runtime.hibernate(spec.session_id).await?;
+    let woken =
+        cluster.bring_up_replacing(&runtime, &spec, Operation::Wake, "10.244.2.10", old_pod.uid().as_deref()).await;
+    let (endpoint, _) =
+        woken.with_context(|| format!("waking while the old pod terminates (its endpoint was {old_endpoint})"))?;
+    assert_eq!(endpoint, "http://10.244.2.10:8080", "the new pod's address, not the terminating pod's");
+    Ok(())
+}
+
+#[tokio::test]
+async fn stop_leaves_nothing_of_the_session_behind() -> Result<()> {
+    let cluster = Cluster::start().await;
+    let runtime = cluster.runtime_with(home_claims());
+    let spec = session_spec();
+    cluster.bring_up(&runtime, &spec, Operation::Start, "10.244.1.11").await?;
+    assert_eq!(cluster.object_counts(spec.session_id).await?, [1, 1, 1, 1, 1, 1]);
+    runtime.stop(spec.session_id).await?;
+    eventually("every object of the session to be gone", || async {
+        Ok(cluster.object_counts(spec.session_id).await? == [0; 6])
+    })
+    .await?;
+    assert!(runtime.inventory().await?.iter().all(|item| item.session_id != spec.session_id));
+    runtime.stop(spec.session_id).await.context("stopping a stopped session is no error")?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_conflicting_write_is_retried_without_duplicating_objects() -> Result<()> {
+    let cluster = Cluster::start().await;
+    let runtime = cluster.runtime();
+    let spec = session_spec();
+    let status_path = format!("/sessions/{}/status", object_name(spec.session_id));
+    cluster.server.faults().inject(FaultRule::next(1, &status_path, StatusCode::CONFLICT).for_method(Method::PATCH));
+    let (endpoint, _) = cluster.bring_up(&runtime, &spec, Operation::Start, "10.244.1.12").await?;
+    assert_eq!(endpoint, "http://10.244.1.12:8080");
+    assert_eq!(cluster.server.faults().injected(), 1, "the Session's status write met the conflict");
+    assert_eq!(cluster.object_counts(spec.session_id).await?, [1, 1, 1, 1, 1, 0]);
+    Ok(())
+}
