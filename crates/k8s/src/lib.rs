@@ -19,14 +19,18 @@
 //! # }
 //! ```
 
+mod agent;
 mod api;
 pub mod controller;
 pub mod crd;
+pub mod lease;
 pub mod observe;
 pub mod reconcile;
 mod runtime;
 
+pub use agent::{Election, run_agent};
 pub use controller::{Reconciler, run_controller};
 pub use crd::{CRD_DIR, Session, SessionSpec, SessionStatus, Template, TemplateSpec, crd_files, crds_yaml};
+pub use lease::{LeaderElector, LeaseTimings};
 pub use reconcile::{ControlPlanePeers, HomeClaim, SessionOptions};
 pub use runtime::{KubernetesOptions, KubernetesRuntime};
