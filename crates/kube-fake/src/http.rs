@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::faults::Faults;
+use crate::faults::{CLIENT_HEADER, Faults};
 use crate::kinds::ResourceKind;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::{self, ApiError};
@@ -52,7 +52,8 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     state.faults.wait_while_paused().await;
-    if let Some(error) = state.faults.check(&method, uri.path()) {
+    let client = headers.get(CLIENT_HEADER).and_then(|value| value.to_str().ok());
+    if let Some(error) = state.faults.check(&method, uri.path(), client) {
         return error.into_response();
     }
     let request = Request { state: &state, method, headers, params, body };

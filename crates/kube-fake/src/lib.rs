@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::{HeaderName, HeaderValue};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -99,6 +100,15 @@ impl FakeApiServer {
     /// A new kube-rs client of this server (each has its own connections, like another process would).
     pub fn client(&self) -> kube::Result<kube::Client> {
         kube::Client::try_from(self.config())
+    }
+
+    /// A client whose requests carry `name`, so that faults can hit it alone (`FaultRule::from_client`), as
+    /// when one replica's network fails.
+    pub fn client_named(&self, name: &str) -> kube::Result<kube::Client> {
+        let mut config = self.config();
+        let value = HeaderValue::from_str(name).map_err(|error| kube::Error::HttpError(error.into()))?;
+        config.headers.push((HeaderName::from_static(faults::CLIENT_HEADER), value));
+        kube::Client::try_from(config)
     }
 
     pub fn faults(&self) -> &Faults {

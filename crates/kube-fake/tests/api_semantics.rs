@@ -401,6 +401,12 @@ async fn injected_failures_and_a_pause_reach_the_client() -> Result<()> {
     assert!(leases.get_opt("agent").await?.is_none());
     assert_eq!(server.faults().injected(), 2);
 
+    server.faults().inject(FaultRule::always("/leases", StatusCode::INTERNAL_SERVER_ERROR).from_client("replica-b"));
+    let replica_b: Api<Lease> = Api::namespaced(server.client_named("replica-b")?, NAMESPACE);
+    assert_eq!(api_error(replica_b.get_opt("agent").await.unwrap_err()).0, 500, "only replica-b's requests fail");
+    assert!(leases.get_opt("agent").await?.is_none());
+    server.faults().clear();
+
     server.faults().pause();
     let lease: Lease = serde_json::from_value(json!({"metadata": {"name": "agent"}, "spec": {}}))?;
     let writer = leases.clone();
