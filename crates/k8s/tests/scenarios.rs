@@ -9,17 +9,21 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use futures::StreamExt;
 use futures::stream::BoxStream;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::jiff::Timestamp;
 use kube::api::ListParams;
 use kube::core::CustomResourceExt;
 use kube::runtime::wait::await_condition;
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use streamspace_agent::Runtime;
+use streamspace_k8s::lease::ManualClock;
 use streamspace_k8s::reconcile::{LABEL_SESSION, object_name, session_labels};
 use streamspace_k8s::{
-    HomeClaim, KubernetesOptions, KubernetesRuntime, Session, SessionOptions, Template, run_controller,
+    HomeClaim, KubernetesOptions, KubernetesRuntime, LeaderElector, LeaseTimings, Session, SessionOptions, Template,
+    run_controller,
 };
 use streamspace_kube_fake::kubelet::Kubelet;
 use streamspace_kube_fake::{FakeApiServer, FaultRule, Method, Options, ResourceKind, StatusCode};
@@ -430,5 +434,140 @@ async fn a_conflicting_write_is_retried_without_duplicating_objects() -> Result<
     assert_eq!(endpoint, "http://10.244.1.12:8080");
     assert_eq!(cluster.server.faults().injected(), 1, "the Session's status write met the conflict");
     assert_eq!(cluster.object_counts(spec.session_id).await?, [1, 1, 1, 1, 1, 0]);
+    Ok(())
+}
+
+const LEASE: &str = "streamspace-agent";
+
+/// A replica's terms as leader, in the order they began and ended: `(identity, true)` when its work starts,
+/// `(identity, false)` when the work is dropped.
+type Terms = tokio::sync::mpsc::UnboundedReceiver<(String, bool)>;
+
+/// Reports a term's end when the term's work is dropped: stepping down, or the replica's task aborted.
+struct Term(String, tokio::sync::mpsc::UnboundedSender<(String, bool)>);
+
+impl Term {
+    fn begin(identity: &str, terms: &tokio::sync::mpsc::UnboundedSender<(String, bool)>) -> Term {
+        // A closed log only means the test is over.
+        let _ = terms.send((identity.to_string(), true));
+        Term(identity.to_string(), terms.clone())
+    }
+}
+
+impl Drop for Term {
+    fn drop(&mut self) {
+        let _ = self.1.send((self.0.clone(), false));
+    }
+}
+
+impl Cluster {
+    /// One agent replica with its own client (named after it, so faults can hit it alone): it contends for the
+    /// Lease on `clock` and, while it leads, runs the Session controller of [`AGENT`], as the agent's term does.
+    fn replica(
+        &self,
+        identity: &str,
+        clock: &Arc<ManualClock>,
+        terms: &tokio::sync::mpsc::UnboundedSender<(String, bool)>,
+    ) -> Result<AbortOnDrop> {
+        let client = self.server.client_named(identity)?;
+        let elector = LeaderElector::with_clock(
+            client.clone(),
+            NAMESPACE,
+            LEASE,
+            identity,
+            LeaseTimings::default(),
+            clock.clone(),
+        );
+        let (identity, terms) = (identity.to_string(), terms.clone());
+        let work = move || {
+            let (client, term) = (client.clone(), Term::begin(&identity, &terms));
+            async move {
+                let _term = term;
+                run_controller(client, NAMESPACE, SessionOptions::default(), AGENT, std::future::pending()).await;
+                Ok(())
+            }
+        };
+        Ok(AbortOnDrop(tokio::spawn(async move {
+            if let Err(error) = elector.lead(work, std::future::pending()).await {
+                panic!("the replica's election failed: {error:#}");
+            }
+        })))
+    }
+}
+
+async fn next_term_change(terms: &mut Terms) -> Result<(String, bool)> {
+    tokio::time::timeout(DEADLINE, terms.recv())
+        .await
+        .context("no replica began or ended a term in time")?
+        .context("the replicas are gone")
+}
+
+fn began(identity: &str) -> (String, bool) {
+    (identity.to_string(), true)
+}
+
+fn ended(identity: &str) -> (String, bool) {
+    (identity.to_string(), false)
+}
+
+#[tokio::test]
+async fn the_standby_takes_over_within_15_s_of_the_leaders_death_and_adopts_its_sessions() -> Result<()> {
+    let cluster = Cluster::start().await;
+    let clock = Arc::new(ManualClock::new(Timestamp::now()));
+    let (log, mut terms) = tokio::sync::mpsc::unbounded_channel();
+    let leader = cluster.replica("agent-a", &clock, &log)?;
+    assert_eq!(next_term_change(&mut terms).await?, began("agent-a"));
+    let _standby = cluster.replica("agent-b", &clock, &log)?;
+
+    let leader_runtime = cluster.runtime();
+    let (crashing, steady) = (session_spec(), session_spec());
+    cluster.bring_up(&leader_runtime, &crashing, Operation::Start, "10.244.3.1").await?;
+    let (endpoint, _) = cluster.bring_up(&leader_runtime, &steady, Operation::Start, "10.244.3.2").await?;
+    let steady_pod = cluster.api::<Pod>().get(&object_name(steady.session_id)).await?;
+
+    drop(leader);
+    assert_eq!(next_term_change(&mut terms).await?, ended("agent-a"), "the killed leader's work is gone");
+    let killed = tokio::time::Instant::now();
+    // The dead leader's last renewal was at the clock's present; the Lease lasts its duration from there.
+    clock.advance(LeaseTimings::default().duration);
+    assert_eq!(next_term_change(&mut terms).await?, began("agent-b"));
+    let takeover = LeaseTimings::default().duration + killed.elapsed();
+    assert!(takeover <= Duration::from_secs(15), "the standby led {takeover:?} after the leader's last renewal");
+    let lease = cluster.api::<Lease>().get(LEASE).await?.spec.context("a Lease spec")?;
+    assert_eq!((lease.holder_identity.as_deref(), lease.lease_transitions), (Some("agent-b"), Some(1)));
+
+    // The new leader's controller follows the sessions the old one started: a death is recorded by it.
+    cluster.kubelet.terminate_containers(&object_name(crashing.session_id), "OOMKilled", 137).await?;
+    eventually("the new leader to record the OOM kill", || async {
+        Ok(session_status(&cluster, crashing.session_id).await?["phase"] == "Failed")
+    })
+    .await?;
+    let standby_runtime = cluster.runtime();
+    let inventory = standby_runtime.inventory().await?;
+    let steady_state = inventory.iter().find(|item| item.session_id == steady.session_id).map(|item| &item.state);
+    assert_eq!(steady_state, Some(&ActualState::Running { endpoint }), "adopted as it runs");
+    let pods = cluster.objects_of::<Pod>(steady.session_id).await?;
+    assert_eq!(pods.iter().map(|pod| pod.uid()).collect::<Vec<_>>(), [steady_pod.uid()], "the same pod, not a second");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_leader_whose_renewals_fail_steps_down_before_the_standby_may_lead() -> Result<()> {
+    let cluster = Cluster::start().await;
+    let clock = Arc::new(ManualClock::new(Timestamp::now()));
+    let (log, mut terms) = tokio::sync::mpsc::unbounded_channel();
+    let _leader = cluster.replica("agent-a", &clock, &log)?;
+    assert_eq!(next_term_change(&mut terms).await?, began("agent-a"));
+    let _standby = cluster.replica("agent-b", &clock, &log)?;
+
+    let timings = LeaseTimings::default();
+    cluster.server.faults().inject(
+        FaultRule::always(&format!("/leases/{LEASE}"), StatusCode::INTERNAL_SERVER_ERROR).from_client("agent-a"),
+    );
+    clock.advance(timings.renew_deadline);
+    assert_eq!(next_term_change(&mut terms).await?, ended("agent-a"), "no renewal within the deadline: step down");
+    clock.advance(timings.duration - timings.renew_deadline);
+    assert_eq!(next_term_change(&mut terms).await?, began("agent-b"), "the Lease expired: the standby leads");
+    assert!(cluster.server.faults().injected() > 0, "the leader's renewals failed");
     Ok(())
 }
