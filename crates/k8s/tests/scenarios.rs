@@ -335,6 +335,25 @@ async fn a_started_session_gets_its_hardened_objects_and_its_endpoint_once_the_p
 }
 
 #[tokio::test]
+async fn a_start_sent_again_returns_the_running_sessions_endpoint_and_creates_nothing() -> Result<()> {
+    let cluster = Cluster::start().await;
+    let runtime = cluster.runtime();
+    let spec = session_spec();
+    let (endpoint, _) = cluster.bring_up(&runtime, &spec, Operation::Start, "10.244.1.13").await?;
+    let pod = cluster.api::<Pod>().get(&object_name(spec.session_id)).await?;
+
+    // The control plane re-sends a command until it is acknowledged; a second agent process (restarted) too.
+    let again = tokio::time::timeout(DEADLINE, cluster.runtime().start(&spec, &|_| {})).await??;
+    assert_eq!(again, endpoint);
+    assert_eq!(cluster.object_counts(spec.session_id).await?, [1, 1, 1, 1, 1, 0]);
+    let session = cluster.api::<Session>().get(&object_name(spec.session_id)).await?;
+    assert_eq!(session.metadata.generation, Some(1), "the Session's spec was left as it is");
+    let pods = cluster.objects_of::<Pod>(spec.session_id).await?;
+    assert_eq!(pods.iter().map(|pod| pod.uid()).collect::<Vec<_>>(), [pod.uid()]);
+    Ok(())
+}
+
+#[tokio::test]
 async fn pods_that_die_are_reported_failed_with_the_kubelets_reason() -> Result<()> {
     let cluster = Cluster::start().await;
     let _controller = cluster.controller();
