@@ -390,6 +390,7 @@ async fn pods_that_die_are_reported_failed_with_the_kubelets_reason() -> Result<
 #[tokio::test]
 async fn hibernate_deletes_only_the_pod_and_wake_brings_a_new_one() -> Result<()> {
     let cluster = Cluster::start().await;
+    let _controller = cluster.controller();
     let runtime = cluster.runtime_with(home_claims());
     let spec = session_spec();
     cluster.bring_up(&runtime, &spec, Operation::Start, "10.244.1.9").await?;
@@ -404,7 +405,11 @@ async fn hibernate_deletes_only_the_pod_and_wake_brings_a_new_one() -> Result<()
         cluster.bring_up_replacing(&runtime, &spec, Operation::Wake, "10.244.2.9", first_pod.uid().as_deref()).await?;
     assert_eq!(endpoint, "http://10.244.2.9:8080", "the new pod's address");
     assert_eq!(cluster.object_counts(spec.session_id).await?, [1, 1, 1, 1, 1, 1]);
-    Ok(())
+    eventually("the controller to record the woken session running at its new address", || async {
+        let status = session_status(&cluster, spec.session_id).await?;
+        Ok(status["phase"] == "Running" && status["endpoint"] == endpoint)
+    })
+    .await
 }
 
 #[tokio::test]
