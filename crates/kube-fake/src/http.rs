@@ -26,7 +26,8 @@ pub struct ServerState {
     pub faults: Arc<Faults>,
     pub pod_termination: Option<Duration>,
     pub bookmark_interval: Duration,
-    pub shutdown: watch::Receiver<bool>,
+    /// Changes when open watches must end: the server stops, or the history they resume from is compacted.
+    pub close_watches: watch::Receiver<u64>,
 }
 
 type Shared = Arc<ServerState>;
@@ -282,7 +283,7 @@ impl Request<'_> {
             kind: address.kind.clone(),
             sender,
             faults: self.state.faults.clone(),
-            shutdown: self.state.shutdown.clone(),
+            close: self.state.close_watches.clone(),
             bookmarks: self.flag("allowWatchBookmarks").then_some(self.state.bookmark_interval),
             initial_events_end: self.flag("sendInitialEvents"),
             timeout,
@@ -389,7 +390,7 @@ struct WatchStream {
     kind: ResourceKind,
     sender: mpsc::Sender<Result<Bytes, Infallible>>,
     faults: Arc<Faults>,
-    shutdown: watch::Receiver<bool>,
+    close: watch::Receiver<u64>,
     bookmarks: Option<Duration>,
     initial_events_end: bool,
     timeout: Duration,
@@ -434,7 +435,7 @@ impl WatchStream {
                     }
                 }
                 _ = &mut deadline => return,
-                _ = self.shutdown.changed() => return,
+                _ = self.close.changed() => return,
                 _ = self.sender.closed() => return,
             }
         }

@@ -50,7 +50,7 @@ pub struct FakeApiServer {
     address: SocketAddr,
     store: Arc<store::Store>,
     faults: Arc<Faults>,
-    shutdown: watch::Sender<bool>,
+    close_watches: watch::Sender<u64>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -64,13 +64,13 @@ impl FakeApiServer {
         let address = listener.local_addr()?;
         let store = Arc::new(store::Store::new(options.history_limit));
         let faults = Arc::new(Faults::default());
-        let (shutdown, shutdown_signal) = watch::channel(false);
+        let (close_watches, watches_closed) = watch::channel(0);
         let state = Arc::new(http::ServerState {
             store: store.clone(),
             faults: faults.clone(),
             pod_termination: options.pod_termination,
             bookmark_interval: options.bookmark_interval,
-            shutdown: shutdown_signal,
+            close_watches: watches_closed,
         });
         let router = http::router(state);
         let server = tokio::spawn(async move {
@@ -79,7 +79,7 @@ impl FakeApiServer {
             }
         });
         let collector = tokio::spawn(store.clone().collect_garbage_forever());
-        Ok(FakeApiServer { address, store, faults, shutdown, tasks: vec![server, collector] })
+        Ok(FakeApiServer { address, store, faults, close_watches, tasks: vec![server, collector] })
     }
 
     /// Serves one more kind, as installing a CustomResourceDefinition would.
@@ -115,6 +115,13 @@ impl FakeApiServer {
         &self.faults
     }
 
+    /// Forgets the change history, as etcd's compaction does, and ends every open watch: a client that resumes
+    /// from a resourceVersion before now gets 410 Expired and must list again.
+    pub fn compact(&self) {
+        self.store.compact();
+        self.close_watches.send_modify(|generation| *generation += 1);
+    }
+
     /// The newest resourceVersion.
     pub fn revision(&self) -> u64 {
         self.store.revision()
@@ -123,7 +130,7 @@ impl FakeApiServer {
 
 impl Drop for FakeApiServer {
     fn drop(&mut self) {
-        self.shutdown.send_replace(true);
+        self.close_watches.send_modify(|generation| *generation += 1);
         self.tasks.iter().for_each(JoinHandle::abort);
     }
 }
