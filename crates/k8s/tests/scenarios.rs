@@ -388,6 +388,26 @@ async fn pods_that_die_are_reported_failed_with_the_kubelets_reason() -> Result<
 }
 
 #[tokio::test]
+async fn deaths_are_still_reported_after_the_api_server_compacts_its_history() -> Result<()> {
+    // Without bookmarks the pod watch's resourceVersion stays behind writes it does not select.
+    let cluster =
+        Cluster::start_with(Options { bookmark_interval: Duration::from_secs(3600), ..Options::default() }).await;
+    let runtime = cluster.runtime();
+    let mut events = runtime.events();
+    let spec = session_spec();
+    cluster.bring_up(&runtime, &spec, Operation::Start, "10.244.1.14").await?;
+    let name = object_name(spec.session_id);
+    cluster.kubelet.record_event(&name, "BackOff", "an event the pod watch does not see", "Normal").await?;
+    cluster.server.compact();
+    cluster.kubelet.terminate_containers(&name, "Error", 1).await?;
+    match next_event_for(&mut events, spec.session_id).await? {
+        ActualState::Failed { reason } => assert!(reason.contains("code 1"), "{reason}"),
+        other => panic!("expected Failed after the watch expired, got {other:?}"),
+    }
+    Ok(())
+}
+
+#[tokio::test]
 async fn hibernate_deletes_only_the_pod_and_wake_brings_a_new_one() -> Result<()> {
     let cluster = Cluster::start().await;
     let _controller = cluster.controller();
