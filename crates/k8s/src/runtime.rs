@@ -21,7 +21,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use uuid::Uuid;
 
 use crate::api::{create_if_absent, delete_if_present, get_if_present};
-use crate::controller::{Reconciler, status_of};
+use crate::controller::{Reconciler, is_terminating, status_of};
 use crate::crd::{Phase, Session, SessionStatus, Template};
 use crate::observe::{event_progress, pod_state};
 use crate::reconcile::{
@@ -123,10 +123,9 @@ impl KubernetesRuntime {
     }
 
     /// The agent id given to [`Runtime::bind`], as soon as there is one (the controller waits for it).
-    pub async fn bound_agent(&self) -> Uuid {
+    pub async fn bound_agent(&self) -> Option<Uuid> {
         let mut receiver = self.owner.0.subscribe();
-        let id = receiver.wait_for(Option::is_some).await.map(|id| *id);
-        id.ok().flatten().expect("the sender lives as long as the runtime")
+        receiver.wait_for(Option::is_some).await.ok().and_then(|id| *id)
     }
 
     fn expect_exit(&self, session_id: Uuid, expected: bool) {
@@ -155,7 +154,6 @@ impl KubernetesRuntime {
             Some(existing) => self.revive(existing, &objects.session).await?,
         };
         create_if_absent(&self.secrets, &desired_secret(&session, &objects.secret_env)?).await?;
-        self.reconciler.reconcile(&session).await?;
         self.wait_until_ready(&session, progress).await
     }
 
@@ -180,30 +178,34 @@ impl KubernetesRuntime {
         Ok(Session { status: Some(pending), ..revived })
     }
 
-    /// Follows the pod until it is Ready, reporting the kubelet's progress; fails as soon as it cannot run.
+    /// Follows the pod until it is Ready, reporting the kubelet's progress; fails as soon as it cannot run. While
+    /// there is no pod (or only the previous run's, still stopping) the Session is reconciled again, so a start
+    /// does not depend on the controller's timing.
     async fn wait_until_ready(&self, session: &Session, progress: &Progress<'_>) -> anyhow::Result<String> {
         let name = session.name_any();
         let deadline = Instant::now() + self.options.start_timeout;
         let mut seen_events = HashSet::new();
         loop {
-            let pod = get_if_present(&self.pods, &name).await?;
-            if let Some(pod) = &pod {
-                self.report_events(pod, &mut seen_events, progress).await?;
-                match pod_state(pod) {
-                    ActualState::Running { endpoint } => return Ok(endpoint),
-                    ActualState::Failed { reason } => {
-                        self.reconciler
-                            .write_status(session, status_of(&ActualState::Failed { reason: reason.clone() }))
-                            .await?;
-                        bail!("{reason}");
+            match get_if_present(&self.pods, &name).await?.filter(|pod| !is_terminating(pod)) {
+                Some(pod) => {
+                    self.report_events(&pod, &mut seen_events, progress).await?;
+                    match pod_state(&pod) {
+                        ActualState::Running { endpoint } => return Ok(endpoint),
+                        ActualState::Failed { reason } => {
+                            let failed = status_of(&ActualState::Failed { reason: reason.clone() });
+                            self.reconciler.write_status(session, failed).await?;
+                            bail!("{reason}");
+                        }
+                        _ => {}
                     }
-                    _ => {}
                 }
-            } else {
-                let current =
-                    get_if_present(&self.sessions, &name).await?.context("the Session vanished while starting")?;
-                if let Some(SessionStatus { phase: Some(Phase::Failed), reason, .. }) = current.status {
-                    bail!("{}", reason.unwrap_or_else(|| "the session failed while starting".to_string()));
+                None => {
+                    let current =
+                        get_if_present(&self.sessions, &name).await?.context("the Session vanished while starting")?;
+                    if let Some(SessionStatus { phase: Some(Phase::Failed), reason, .. }) = &current.status {
+                        bail!("{}", reason.clone().unwrap_or_else(|| "the session failed while starting".to_string()));
+                    }
+                    self.reconciler.reconcile(&current).await?;
                 }
             }
             if Instant::now() >= deadline {
@@ -221,7 +223,8 @@ impl KubernetesRuntime {
         progress: &Progress<'_>,
     ) -> anyhow::Result<()> {
         let uid = pod.uid();
-        let events = self.events.list(&ListParams::default()).await.context("listing events")?;
+        let about_pod = ListParams::default().fields(&format!("involvedObject.name={}", pod.name_any()));
+        let events = self.events.list(&about_pod).await.context("listing events")?;
         let mut fresh: Vec<&Event> = events
             .items
             .iter()
@@ -274,7 +277,7 @@ impl Runtime for KubernetesRuntime {
         let selector = ListParams::default().labels(&agent_selector(agent_id));
         let sessions = self.sessions.list(&selector).await.context("listing Sessions")?;
         let pods = self.pods.list(&selector).await.context("listing session pods")?;
-        let pod_of = |name: &str| pods.items.iter().find(|pod| pod.name_any() == name);
+        let pod_of = |name: &str| pods.items.iter().find(|pod| pod.name_any() == name && !is_terminating(pod));
         Ok(sessions
             .items
             .iter()
