@@ -4,6 +4,19 @@
 //! HTTP to this one. It keeps Kubernetes semantics for the subset the agent uses (resourceVersion conflicts,
 //! 404/409 `Status` objects, watches from a resourceVersion with a bounded history, the status subresource,
 //! label and field selectors, owner-reference garbage collection, finalizers); ADR 0022 says what it does not.
+//!
+//! ```no_run
+//! # async fn example() -> anyhow::Result<()> {
+//! use streamspace_kube_fake::{FakeApiServer, kubelet::Kubelet};
+//!
+//! let server = FakeApiServer::start().await?;
+//! // Custom resources are served once registered: `server.register(ResourceKind::from_definition(&crd)...)`.
+//! let client = server.client()?;
+//! // ... the code under test creates a pod through `client`; the test plays its node:
+//! Kubelet::new(client, "default").start("ss-1", "10.244.0.9").await?;
+//! # Ok(())
+//! # }
+//! ```
 
 mod faults;
 mod http;
