@@ -10,7 +10,7 @@ CARGO ?= cargo
 export STREAMSPACE_TEST_DATABASE_URL ?= postgres://streamspace:streamspace@127.0.0.1:5432/streamspace
 
 .PHONY: help up build ui images services test test-all lint test-rust test-unit test-store test-api test-e2e test-sessions \
-	test-ui ui-api image test-images test-streaming test-journey test-hostile test-api-fuzz openapi-check test-helm
+	test-ui ui-api image test-images test-streaming test-journey test-hostile test-api-fuzz openapi-check test-helm crds
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -110,6 +110,9 @@ test-api-fuzz: ## Property-based API tests from the OpenAPI document (schemathes
 
 test-helm: ## The Helm chart rendered and linted by Helm's engine, validated against the Kubernetes schemas
 	scripts/ci/helm-test.sh
+
+crds: ## Regenerate the chart's CRDs (deploy/helm/streamspace/crds) from the Rust types
+	$(CARGO) run -q -p streamspace-cli -- kubernetes crds --dir deploy/helm/streamspace/crds
 
 openapi-check: ## Validate the generated OpenAPI document with an independent validator; ui/openapi.json is current
 	scripts/ci/openapi-check.sh

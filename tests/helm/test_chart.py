@@ -62,18 +62,17 @@ VALUE_SETS = {
 }
 
 # The agent's API calls (HELPERS.md, ADR 0021): the most its Role may grant, per API group and resource.
-WORKLOAD_VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
 AGENT_VERBS_ALLOWED = {
-    ("", "pods"): WORKLOAD_VERBS,
-    ("", "services"): WORKLOAD_VERBS,
-    ("", "persistentvolumeclaims"): WORKLOAD_VERBS,
-    ("", "events"): {"get", "list", "watch"},
-    ("networking.k8s.io", "networkpolicies"): WORKLOAD_VERBS,
-    ("coordination.k8s.io", "leases"): {"get", "create", "update", "patch"},
-    ("streamspace.io", "sessions"): WORKLOAD_VERBS,
-    ("streamspace.io", "templates"): WORKLOAD_VERBS,
-    ("streamspace.io", "sessions/status"): {"get", "update", "patch"},
-    ("streamspace.io", "templates/status"): {"get", "update", "patch"},
+    ("streamspace.io", "sessions"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("streamspace.io", "sessions/status"): {"patch"},
+    ("streamspace.io", "templates"): {"get", "create"},
+    ("", "pods"): {"get", "list", "watch", "create", "delete"},
+    ("networking.k8s.io", "networkpolicies"): {"get", "create", "update", "delete"},
+    ("", "services"): {"create", "delete"},
+    ("", "secrets"): {"create", "delete"},
+    ("", "persistentvolumeclaims"): {"create", "delete"},
+    ("", "events"): {"list"},
+    ("coordination.k8s.io", "leases"): {"get", "create", "update"},
 }
 
 # `streamspace agent kubernetes`'s settings as agreed between the slices (HELPERS.md).
@@ -83,6 +82,7 @@ AGENT_SETTINGS = {
     "STREAMSPACE_NAMESPACE",
     "STREAMSPACE_AGENT_IDENTITY",
     "STREAMSPACE_LEASE_NAME",
+    "STREAMSPACE_CONTROL_PLANE_SELECTOR",
     "STREAMSPACE_LOG_FORMAT",
 }
 
@@ -184,9 +184,12 @@ def test_crds_in_the_chart_are_the_two_streamspace_crds_match_the_schemas_and_th
         assert obj["spec"]["scope"] == "Namespaced"
         plural = obj["spec"]["names"]["plural"]
         assert f"{plural}.streamspace.io.yaml" == pathlib.PurePath(crd["name"]).name
-        assert {plural, f"{plural}/status"} <= granted, f"the agent's Role covers {plural}"
+        # The agent writes a Session's status; nothing writes a Template's.
+        has_status = plural == "sessions"
+        needed = {plural, f"{plural}/status"} if has_status else {plural}
+        assert needed <= granted, f"the agent's Role covers {needed}"
         for version in obj["spec"]["versions"]:
-            assert "status" in version.get("subresources", {}), f"{crd['name']} {version['name']} has /status"
+            assert ("status" in version.get("subresources", {})) == has_status, f"{crd['name']} {version['name']}"
 
 
 def test_every_pod_meets_the_restricted_pod_security_standard(value_set):
@@ -291,6 +294,11 @@ def test_the_agent_runs_replicated_against_the_control_plane_service_with_its_po
     plane = env_of(named(objects, "Deployment", "control-plane")["spec"]["template"]["spec"]["containers"][0])
     assert env["STREAMSPACE_AGENT_TOKEN"]["valueFrom"] == plane["STREAMSPACE_KUBERNETES_AGENT_TOKEN"]["valueFrom"]
     assert plane["STREAMSPACE_KUBERNETES_AGENT_NAME"]["value"] == values.get("agent", {}).get("name", "kubernetes")
+    # Session NetworkPolicies admit the pods this selector picks: this release's control plane and nothing else.
+    selector = dict(pair.split("=", 1) for pair in env["STREAMSPACE_CONTROL_PLANE_SELECTOR"]["value"].split(","))
+    plane_labels = named(objects, "Deployment", "control-plane")["spec"]["template"]["metadata"]["labels"]
+    assert selector.items() <= plane_labels.items(), f"{name}: {selector} picks no control-plane pod"
+    assert selector["app.kubernetes.io/instance"] == RELEASE
     cidrs = values.get("agent", {}).get("endpointCIDRs")
     networks = plane.get("STREAMSPACE_KUBERNETES_AGENT_ENDPOINT_CIDRS", {}).get("value")
     assert networks == (",".join(cidrs) if cidrs else None)
