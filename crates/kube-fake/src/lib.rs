@@ -5,6 +5,7 @@
 //! 404/409 `Status` objects, watches from a resourceVersion with a bounded history, the status subresource,
 //! label and field selectors, owner-reference garbage collection, finalizers); ADR 0022 says what it does not.
 
+pub mod docker_kubelet;
 mod faults;
 mod http;
 mod kinds;
