@@ -195,7 +195,9 @@ async fn a_killed_container_is_reported_terminated_with_its_exit_code() {
     cluster.create(hardened_pod("ss-killed", FIXTURE)).await;
     cluster.ready("ss-killed").await;
 
-    docker(&["kill", &cluster.container("ss-killed").await]);
+    let container = cluster.container("ss-killed").await;
+    assert_eq!(cluster.kubelet.running_containers_of("ss-killed").await.unwrap(), std::slice::from_ref(&container));
+    docker(&["kill", &container]);
     let pod = cluster
         .pod_when("ss-killed", "the pod failed", |pod| {
             pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed")
@@ -208,6 +210,8 @@ async fn a_killed_container_is_reported_terminated_with_its_exit_code() {
         "{terminated}"
     );
     assert_eq!(condition(&pod, "Ready"), Some("False"));
+    assert_eq!(cluster.kubelet.running_containers_of("ss-killed").await.unwrap(), Vec::<String>::new());
+    assert_eq!(cluster.kubelet.containers_of("ss-killed").await.unwrap(), [container], "kept until the pod goes");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -75,9 +75,12 @@ pub async fn state(container: &str) -> Result<ContainerState, DockerError> {
     })
 }
 
-/// The containers carrying every one of `labels`, running or not.
-pub async fn containers_labelled(labels: &[(&str, &str)]) -> Result<Vec<String>, DockerError> {
-    let mut args = vec!["ps".to_string(), "--all".into(), "--quiet".into(), "--no-trunc".into()];
+/// The containers carrying every one of `labels`, running ones only or all.
+pub async fn containers_labelled(labels: &[(&str, &str)], running_only: bool) -> Result<Vec<String>, DockerError> {
+    let mut args = vec!["ps".to_string(), "--quiet".into(), "--no-trunc".into()];
+    if !running_only {
+        args.push("--all".into());
+    }
     for (key, value) in labels {
         args.extend(["--filter".to_string(), format!("label={key}={value}")]);
     }

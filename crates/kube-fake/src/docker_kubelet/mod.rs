@@ -65,12 +65,16 @@ impl DockerKubelet {
 
     /// The containers (ids) the stand-in runs or ran for pods named `pod_name`, running or not.
     pub async fn containers_of(&self, pod_name: &str) -> Result<Vec<String>, DockerError> {
-        docker::containers_labelled(&[
-            (NODE_LABEL, &self.node.id),
-            (POD_NAMESPACE_LABEL, &self.node.namespace),
-            (POD_NAME_LABEL, pod_name),
-        ])
-        .await
+        docker::containers_labelled(&self.pod_labels(pod_name), false).await
+    }
+
+    /// The containers (ids) of pods named `pod_name` that are running.
+    pub async fn running_containers_of(&self, pod_name: &str) -> Result<Vec<String>, DockerError> {
+        docker::containers_labelled(&self.pod_labels(pod_name), true).await
+    }
+
+    fn pod_labels<'a>(&'a self, pod_name: &'a str) -> [(&'a str, &'a str); 3] {
+        [(NODE_LABEL, &self.node.id), (POD_NAMESPACE_LABEL, &self.node.namespace), (POD_NAME_LABEL, pod_name)]
     }
 }
 
@@ -156,7 +160,7 @@ impl Node {
     }
 
     async fn remove_containers(&self, uid: &str) -> Result<(), DockerError> {
-        for container in docker::containers_labelled(&[(NODE_LABEL, &self.id), (POD_UID_LABEL, uid)]).await? {
+        for container in docker::containers_labelled(&[(NODE_LABEL, &self.id), (POD_UID_LABEL, uid)], false).await? {
             docker::run(&["rm", "--force", "--volumes", &container]).await?;
         }
         Ok(())
