@@ -11,8 +11,8 @@ use k8s_openapi::api::core::v1::{Event, Pod, Secret};
 use kube::api::{DeleteParams, ListParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
-use streamspace_kube_fake::FakeApiServer;
 use streamspace_kube_fake::docker_kubelet::DockerKubelet;
+use streamspace_kube_fake::{FakeApiServer, Options};
 
 const NAMESPACE: &str = "sessions";
 const FIXTURE: &str = "streamspace/fixture:latest";
@@ -26,7 +26,11 @@ struct Cluster {
 }
 
 async fn cluster() -> Cluster {
-    let server = FakeApiServer::start().await.expect("a fake API server");
+    cluster_with(Options::default()).await
+}
+
+async fn cluster_with(options: Options) -> Cluster {
+    let server = FakeApiServer::start_with(options).await.expect("a fake API server");
     let client = server.client().expect("a client of the fake API server");
     let kubelet = DockerKubelet::start(client.clone(), NAMESPACE)
         .await
@@ -65,6 +69,14 @@ impl Cluster {
         let containers = self.kubelet.containers_of(name).await.unwrap();
         assert_eq!(containers.len(), 1, "one container for pod {name}: {containers:?}");
         containers[0].clone()
+    }
+
+    async fn container_gone(&self, name: &str) {
+        let began = std::time::Instant::now();
+        while !self.kubelet.containers_of(name).await.unwrap().is_empty() {
+            assert!(began.elapsed() < DEADLINE, "the container goes with the pod");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     async fn event_reasons(&self, name: &str) -> Vec<String> {
@@ -169,9 +181,23 @@ async fn a_pod_runs_as_a_hardened_container_that_becomes_ready_and_goes_with_the
     assert_eq!(limits, "500000000 268435456 true");
 
     cluster.pods().delete("ss-ready", &DeleteParams::default()).await.unwrap();
+    cluster.container_gone("ss-ready").await;
+}
+
+/// A pod deleted gracefully stays, terminating, until its kubelet has removed its container and says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_terminating_pod_goes_once_its_container_is_removed() {
+    let options = Options { pod_termination: Some(Duration::from_secs(600)), ..Options::default() };
+    let cluster = cluster_with(options).await;
+    with_secret(&cluster).await;
+    cluster.create(hardened_pod("ss-terminating", FIXTURE)).await;
+    cluster.ready("ss-terminating").await;
+
+    cluster.pods().delete("ss-terminating", &DeleteParams::default()).await.unwrap();
+    cluster.container_gone("ss-terminating").await;
     let began = std::time::Instant::now();
-    while !cluster.kubelet.containers_of("ss-ready").await.unwrap().is_empty() {
-        assert!(began.elapsed() < DEADLINE, "the container goes with the pod");
+    while cluster.pods().get_opt("ss-terminating").await.unwrap().is_some() {
+        assert!(began.elapsed() < DEADLINE, "the pod is gone long before its grace period ends");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
