@@ -10,7 +10,7 @@ CARGO ?= cargo
 export STREAMSPACE_TEST_DATABASE_URL ?= postgres://streamspace:streamspace@127.0.0.1:5432/streamspace
 
 .PHONY: help up build ui images services test test-all lint test-rust test-unit test-store test-api test-e2e test-sessions \
-	test-ui ui-api test-images test-streaming test-journey test-hostile test-api-fuzz openapi-check
+	test-ui ui-api test-images test-streaming test-journey test-hostile test-api-fuzz openapi-check crds
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -103,6 +103,9 @@ test-images: ## Session image smoke tests, SBOM validation, release workflow lin
 
 test-api-fuzz: ## Property-based API tests from the OpenAPI document (schemathesis): no 5xx, responses as documented
 	scripts/ci/api-fuzz.sh
+
+crds: ## Regenerate the chart's CRDs (deploy/helm/streamspace/crds) from the Rust types
+	$(CARGO) run -q -p streamspace-cli -- kubernetes crds --dir deploy/helm/streamspace/crds
 
 openapi-check: ## Validate the generated OpenAPI document with an independent validator; ui/openapi.json is current
 	scripts/ci/openapi-check.sh

@@ -54,6 +54,25 @@ enum Command {
     },
     /// Print the OpenAPI document.
     Openapi,
+    /// Kubernetes tools.
+    Kubernetes {
+        #[command(subcommand)]
+        command: KubernetesCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KubernetesCommand {
+    /// Print the Session and Template CustomResourceDefinitions (YAML), or write one file each into a directory.
+    Crds(CrdsArgs),
+}
+
+#[derive(Args)]
+struct CrdsArgs {
+    /// Write `<plural>.<group>.yaml` files into this directory (the chart's is `deploy/helm/streamspace/crds`)
+    /// instead of printing.
+    #[arg(long)]
+    dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -257,7 +276,21 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
             println!("{}", streamspace_server::openapi_json());
             Ok(ExitCode::SUCCESS)
         }
+        Command::Kubernetes { command: KubernetesCommand::Crds(args) } => crds(args),
     }
+}
+
+fn crds(args: CrdsArgs) -> anyhow::Result<ExitCode> {
+    match args.dir {
+        None => print!("{}", streamspace_k8s::crds_yaml()?),
+        Some(dir) => {
+            for (name, yaml) in streamspace_k8s::crd_files()? {
+                let path = dir.join(name);
+                std::fs::write(&path, yaml).map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
