@@ -8,21 +8,25 @@ use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, Pod, Secret};
+use kube::Api;
 use kube::api::{DeleteParams, ListParams, PostParams};
-use kube::{Api, Client};
 use serde_json::{Value, json};
-use streamspace_kube_fake::docker_kubelet::DockerKubelet;
-use streamspace_kube_fake::{FakeApiServer, Options};
+use streamspace_kube_fake::Options;
+use streamspace_kube_fake::docker_kubelet::FakeCluster;
 
 const NAMESPACE: &str = "sessions";
 const FIXTURE: &str = "streamspace/fixture:latest";
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// A fake API server with a kubelet stand-in on it; the kubelet goes (with its containers) before the server.
-struct Cluster {
-    kubelet: DockerKubelet,
-    client: Client,
-    _server: FakeApiServer,
+/// The fake cluster, with what the tests do with it.
+struct Cluster(FakeCluster);
+
+impl std::ops::Deref for Cluster {
+    type Target = FakeCluster;
+
+    fn deref(&self) -> &FakeCluster {
+        &self.0
+    }
 }
 
 async fn cluster() -> Cluster {
@@ -30,12 +34,7 @@ async fn cluster() -> Cluster {
 }
 
 async fn cluster_with(options: Options) -> Cluster {
-    let server = FakeApiServer::start_with(options).await.expect("a fake API server");
-    let client = server.client().expect("a client of the fake API server");
-    let kubelet = DockerKubelet::start(client.clone(), NAMESPACE)
-        .await
-        .unwrap_or_else(|error| panic!("{error}\nthese tests need Docker: run scripts/images/docker-up.sh"));
-    Cluster { kubelet, client, _server: server }
+    Cluster(FakeCluster::start(options, NAMESPACE).await.unwrap_or_else(|error| panic!("{error}")))
 }
 
 impl Cluster {

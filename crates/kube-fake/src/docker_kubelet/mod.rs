@@ -25,6 +25,8 @@ use tokio::task::JoinHandle;
 
 pub use docker::DockerError;
 
+use crate::{FakeApiServer, Options};
+
 /// The label on every container the stand-in runs, whose value is the stand-in's own id.
 const NODE_LABEL: &str = "io.streamspace.kubelet-standin";
 const POD_NAME_LABEL: &str = "io.kubernetes.pod.name";
@@ -36,6 +38,26 @@ const POD_UID_LABEL: &str = "io.kubernetes.pod.uid";
 pub struct DockerKubelet {
     node: Arc<Node>,
     task: JoinHandle<()>,
+}
+
+/// A fake API server with a kubelet stand-in on it: a one-node cluster whose pods really run. Its fields drop in
+/// order, so the containers go before the server.
+pub struct FakeCluster {
+    pub kubelet: DockerKubelet,
+    pub client: kube::Client,
+    pub server: FakeApiServer,
+}
+
+impl FakeCluster {
+    /// Starts a fake API server and a kubelet stand-in running the pods of `namespace`; fails with what is missing.
+    pub async fn start(options: Options, namespace: &str) -> Result<FakeCluster, String> {
+        let server = FakeApiServer::start_with(options).await.map_err(|error| format!("a fake API server: {error}"))?;
+        let client = server.client().map_err(|error| format!("a client of the fake API server: {error}"))?;
+        let kubelet = DockerKubelet::start(client.clone(), namespace)
+            .await
+            .map_err(|error| format!("{error}\nthe kubelet stand-in needs Docker: run scripts/images/docker-up.sh"))?;
+        Ok(FakeCluster { kubelet, client, server })
+    }
 }
 
 /// What every pod worker shares: the API, the node's identity and network.
