@@ -14,6 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use streamspace_docker::{DockerOptions, DockerRuntime};
+use streamspace_k8s::{ControlPlanePeers, Election, HomeClaim, KubernetesOptions, SessionOptions};
 use streamspace_server::config::IpNet;
 use streamspace_server::config::{SessionTimers, Urls};
 use streamspace_server::telemetry::{LogFormat, init_logging};
@@ -79,16 +80,31 @@ struct CrdsArgs {
 enum AgentCommand {
     /// Run sessions as containers on the local Docker engine.
     Docker(AgentArgs),
+    /// Run sessions as pods in a Kubernetes namespace (in-cluster, or from KUBECONFIG / ~/.kube/config); of
+    /// several replicas, the one holding the Lease is active.
+    Kubernetes(KubernetesArgs),
 }
 
 #[derive(Args)]
-struct AgentArgs {
+struct ConnectArgs {
     /// The control plane's URL (`http://host:8000`).
     #[arg(long, env = "STREAMSPACE_SERVER")]
     server: String,
     /// The agent's token, from `POST /api/v1/agents`.
     #[arg(long, env = "STREAMSPACE_AGENT_TOKEN", hide_env_values = true)]
     token: String,
+}
+
+impl ConnectArgs {
+    fn agent_config(&self) -> streamspace_agent::AgentConfig {
+        streamspace_agent::AgentConfig::new(self.server.clone(), self.token.clone())
+    }
+}
+
+#[derive(Args)]
+struct AgentArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
     /// Publish session ports on this host address instead of dialing container addresses
     /// (for a control plane on another host).
     #[arg(long, env = "STREAMSPACE_PUBLISH_HOST")]
@@ -104,6 +120,75 @@ struct AgentArgs {
     /// agent needs root or CAP_NET_ADMIN, and a session whose rules cannot be installed does not start.
     #[arg(long)]
     no_egress_rules: bool,
+}
+
+#[derive(Args)]
+struct KubernetesArgs {
+    #[command(flatten)]
+    connect: ConnectArgs,
+    /// The namespace sessions run in; default: the service account's namespace in a pod, else the kubeconfig's.
+    #[arg(long, env = "STREAMSPACE_NAMESPACE")]
+    namespace: Option<String>,
+    /// The Lease the agent replicas contend for (in the sessions' namespace).
+    #[arg(long, env = "STREAMSPACE_LEASE_NAME", default_value = "streamspace-agent")]
+    lease_name: String,
+    /// This replica's name in the Lease; default: the host name (the pod's name in a Deployment).
+    #[arg(long, env = "STREAMSPACE_AGENT_IDENTITY")]
+    identity: Option<String>,
+    /// Networks sessions must not reach on top of the built-in deny list, such as the control plane's public
+    /// address. Comma-separated CIDRs.
+    #[arg(long, env = "STREAMSPACE_EGRESS_DENY", value_delimiter = ',')]
+    egress_deny: Vec<ipnet::IpNet>,
+    /// Labels of the control plane's pods, the only ones that may reach a session (`key=value,...`).
+    #[arg(long, env = "STREAMSPACE_CONTROL_PLANE_SELECTOR", value_delimiter = ',', value_parser = parse_label,
+        default_values_t = default_control_plane_labels())]
+    control_plane_selector: Vec<Label>,
+    /// The control plane's namespace; default: the sessions' namespace.
+    #[arg(long, env = "STREAMSPACE_CONTROL_PLANE_NAMESPACE")]
+    control_plane_namespace: Option<String>,
+    /// Addresses a control plane outside the cluster connects to sessions from. Comma-separated CIDRs.
+    #[arg(long, env = "STREAMSPACE_CONTROL_PLANE_CIDR", value_delimiter = ',')]
+    control_plane_cidr: Vec<ipnet::IpNet>,
+    /// CPU a session requests is its limit divided by this (templates state limits; desktops idle).
+    #[arg(long, env = "STREAMSPACE_CPU_OVERCOMMIT", default_value_t = SessionOptions::default().cpu_overcommit)]
+    cpu_overcommit: i64,
+    /// Sessions this agent announces it can hold.
+    #[arg(long, env = "STREAMSPACE_MAX_SESSIONS", default_value_t = KubernetesOptions::new("").capacity.max_sessions)]
+    max_sessions: i64,
+    /// CPU (millicores) this agent announces; 0: the limit registered with the control plane.
+    #[arg(long, env = "STREAMSPACE_CPU_MILLIS", default_value_t = 0)]
+    cpu_millis: i64,
+    /// Memory (MiB) this agent announces; 0: the limit registered with the control plane.
+    #[arg(long, env = "STREAMSPACE_MEMORY_MB", default_value_t = 0)]
+    memory_mb: i64,
+    /// Give each session's home a PersistentVolumeClaim of this size (e.g. `2Gi`), kept while it hibernates;
+    /// without it the home is an emptyDir, lost on hibernation.
+    #[arg(long, env = "STREAMSPACE_HOME_SIZE")]
+    home_size: Option<String>,
+    /// The storage class of home claims; default: the cluster's default class.
+    #[arg(long, env = "STREAMSPACE_HOME_STORAGE_CLASS", requires = "home_size")]
+    home_storage_class: Option<String>,
+}
+
+/// One `key=value` label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Label(String, String);
+
+impl std::fmt::Display for Label {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={}", self.0, self.1)
+    }
+}
+
+fn parse_label(label: &str) -> Result<Label, String> {
+    match label.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok(Label(key.trim().to_string(), value.trim().to_string())),
+        _ => Err(format!("{label:?} is not key=value")),
+    }
+}
+
+fn default_control_plane_labels() -> Vec<Label> {
+    ControlPlanePeers::default().pod_labels.into_iter().map(|(key, value)| Label(key, value)).collect()
 }
 
 #[derive(Subcommand)]
@@ -269,6 +354,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve(args.into_config(), false).await,
         Command::Up(args) => serve(args.into_config(), true).await,
         Command::Agent { command: AgentCommand::Docker(args) } => agent_docker(args).await,
+        Command::Agent { command: AgentCommand::Kubernetes(args) } => agent_kubernetes(args).await,
         Command::Admin { command: AdminCommand::Audit { command: AuditCommand::Verify(args) } } => {
             verify_audit(args).await
         }
@@ -345,8 +431,59 @@ impl AgentArgs {
 
 async fn agent_docker(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let runtime = DockerRuntime::connect_local(args.docker_options()).await?;
-    let config = streamspace_agent::AgentConfig::new(args.server, args.token);
-    streamspace_agent::run(config, std::sync::Arc::new(runtime), shutdown_signal()).await?;
+    streamspace_agent::run(args.connect.agent_config(), std::sync::Arc::new(runtime), shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+impl KubernetesArgs {
+    fn kubernetes_options(&self, default_namespace: &str) -> KubernetesOptions {
+        let namespace = self.namespace.clone().unwrap_or_else(|| default_namespace.to_string());
+        let mut options = KubernetesOptions::new(namespace);
+        options.session = SessionOptions {
+            egress_deny: self.egress_deny.clone(),
+            control_plane: ControlPlanePeers {
+                pod_labels: self.control_plane_selector.iter().map(|Label(k, v)| (k.clone(), v.clone())).collect(),
+                namespace: self.control_plane_namespace.clone(),
+                cidrs: self.control_plane_cidr.clone(),
+            },
+            cpu_overcommit: self.cpu_overcommit,
+            home_claim: self
+                .home_size
+                .clone()
+                .map(|size| HomeClaim { size, storage_class: self.home_storage_class.clone() }),
+            ..options.session
+        };
+        options.capacity = streamspace_proto::hub::Capacity {
+            max_sessions: self.max_sessions,
+            cpu_millis: self.cpu_millis,
+            memory_mb: self.memory_mb,
+        };
+        options
+    }
+
+    fn election(&self) -> Election {
+        Election { lease_name: self.lease_name.clone(), identity: self.identity.clone().unwrap_or_else(host_name) }
+    }
+}
+
+/// The host name, which is the pod's name in a Deployment; a random name where none can be read.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_string())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| format!("streamspace-agent-{}", uuid::Uuid::new_v4()))
+}
+
+async fn agent_kubernetes(args: KubernetesArgs) -> anyhow::Result<ExitCode> {
+    let kube_config = kube::Config::infer()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot find a Kubernetes cluster (in-cluster or KUBECONFIG): {e}"))?;
+    let options = args.kubernetes_options(&kube_config.default_namespace);
+    let client =
+        kube::Client::try_from(kube_config).map_err(|e| anyhow::anyhow!("cannot set up a Kubernetes client: {e}"))?;
+    streamspace_k8s::run_agent(client, args.connect.agent_config(), options, args.election(), shutdown_signal())
+        .await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -431,6 +568,53 @@ mod tests {
             panic!("agent docker parses as itself");
         };
         assert_eq!(format!("{:#?}", args.docker_options()), format!("{:#?}", DockerOptions::default()));
+    }
+
+    #[test]
+    fn the_kubernetes_agent_without_flags_runs_the_default_options() {
+        let Command::Agent { command: AgentCommand::Kubernetes(args) } =
+            parse(&["streamspace", "agent", "kubernetes", "--server", "http://localhost:8000", "--token", "t"])
+        else {
+            panic!("agent kubernetes parses as itself");
+        };
+        assert_eq!(args.kubernetes_options("sessions"), KubernetesOptions::new("sessions"));
+        assert_eq!(args.lease_name, "streamspace-agent");
+        assert!(!args.election().identity.is_empty());
+    }
+
+    #[test]
+    fn the_kubernetes_agent_takes_its_namespace_identity_and_peers_from_flags() {
+        let Command::Agent { command: AgentCommand::Kubernetes(args) } = parse(&[
+            "streamspace",
+            "agent",
+            "kubernetes",
+            "--server",
+            "http://cp:8000",
+            "--token",
+            "t",
+            "--namespace",
+            "ss",
+            "--identity",
+            "agent-0",
+            "--control-plane-selector",
+            "app=cp,tier=web",
+            "--control-plane-cidr",
+            "198.51.100.0/24",
+            "--home-size",
+            "2Gi",
+            "--max-sessions",
+            "9",
+        ]) else {
+            panic!("agent kubernetes parses as itself");
+        };
+        let options = args.kubernetes_options("ignored");
+        assert_eq!(options.namespace, "ss");
+        assert_eq!(args.election(), Election { lease_name: "streamspace-agent".into(), identity: "agent-0".into() });
+        let labels = &options.session.control_plane.pod_labels;
+        assert_eq!((labels["app"].as_str(), labels["tier"].as_str(), labels.len()), ("cp", "web", 2));
+        assert_eq!(options.session.control_plane.cidrs, ["198.51.100.0/24".parse::<ipnet::IpNet>().unwrap()]);
+        assert_eq!(options.session.home_claim, Some(HomeClaim { size: "2Gi".into(), storage_class: None }));
+        assert_eq!(options.capacity.max_sessions, 9);
     }
 
     #[test]

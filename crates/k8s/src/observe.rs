@@ -116,3 +116,151 @@ pub fn event_progress(reason: &str) -> Option<ActualState> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::{
+        Container, ContainerPort, ContainerState, ContainerStatus, PodCondition, PodSpec,
+    };
+
+    use super::*;
+
+    fn pod(phase: &str, conditions: &[(&str, &str)], state: Option<ContainerState>) -> Pod {
+        Pod {
+            spec: Some(PodSpec {
+                containers: vec![Container {
+                    ports: Some(vec![ContainerPort { container_port: 8080, ..ContainerPort::default() }]),
+                    ..Container::default()
+                }],
+                ..PodSpec::default()
+            }),
+            status: Some(PodStatus {
+                phase: Some(phase.into()),
+                pod_ip: Some("10.42.0.7".into()),
+                conditions: Some(
+                    conditions
+                        .iter()
+                        .map(|(kind, status)| PodCondition {
+                            type_: kind.to_string(),
+                            status: status.to_string(),
+                            ..PodCondition::default()
+                        })
+                        .collect(),
+                ),
+                container_statuses: state.map(|state| {
+                    vec![ContainerStatus { name: "session".into(), state: Some(state), ..ContainerStatus::default() }]
+                }),
+                ..PodStatus::default()
+            }),
+            ..Pod::default()
+        }
+    }
+
+    fn waiting(reason: &str, message: &str) -> Option<ContainerState> {
+        Some(ContainerState {
+            waiting: Some(ContainerStateWaiting { reason: Some(reason.into()), message: Some(message.into()) }),
+            ..ContainerState::default()
+        })
+    }
+
+    fn terminated(reason: &str, exit_code: i32) -> Option<ContainerState> {
+        Some(ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                reason: Some(reason.into()),
+                exit_code,
+                ..ContainerStateTerminated::default()
+            }),
+            ..ContainerState::default()
+        })
+    }
+
+    fn failed(reason: &str) -> ActualState {
+        ActualState::Failed { reason: reason.into() }
+    }
+
+    #[test]
+    fn pod_states_become_session_states() {
+        let scheduled = [("PodScheduled", "True")];
+        let table = [
+            (pod("Pending", &[], None), starting(SessionPhase::Scheduling)),
+            (pod("Pending", &[("PodScheduled", "False")], None), starting(SessionPhase::Scheduling)),
+            (pod("Pending", &scheduled, None), starting(SessionPhase::Creating)),
+            (pod("Pending", &scheduled, waiting("ContainerCreating", "")), starting(SessionPhase::Creating)),
+            (pod("Running", &[("Ready", "False")], None), starting(SessionPhase::Starting)),
+            (
+                pod("Running", &[("Ready", "True")], None),
+                ActualState::Running { endpoint: "http://10.42.0.7:8080".into() },
+            ),
+            (
+                pod("Pending", &scheduled, waiting("ImagePullBackOff", "Back-off pulling image \"nope\"")),
+                failed("the image cannot be pulled (ImagePullBackOff): Back-off pulling image \"nope\""),
+            ),
+            (
+                pod("Pending", &scheduled, waiting("ErrImagePull", "")),
+                failed("the image cannot be pulled (ErrImagePull)"),
+            ),
+            (
+                pod(
+                    "Pending",
+                    &scheduled,
+                    waiting("CreateContainerConfigError", "container has runAsNonRoot and image will run as root"),
+                ),
+                failed(
+                    "the session's container cannot be started (CreateContainerConfigError): container has runAsNonRoot and image will run as root",
+                ),
+            ),
+            (
+                pod("Running", &scheduled, waiting("CrashLoopBackOff", "")),
+                failed("the session keeps crashing (CrashLoopBackOff)"),
+            ),
+            (
+                pod("Failed", &scheduled, terminated("OOMKilled", 137)),
+                failed("the session ran out of memory and was killed (OOMKilled)"),
+            ),
+            (
+                pod("Running", &[("Ready", "True")], terminated("Error", 137)),
+                failed("the container exited unexpectedly with code 137 (killed by signal 9)"),
+            ),
+            (
+                pod("Failed", &scheduled, terminated("Error", 1)),
+                failed("the container exited unexpectedly with code 1"),
+            ),
+            (pod("Failed", &scheduled, None), failed("the pod stopped")),
+        ];
+        for (pod, want) in table {
+            assert_eq!(pod_state(&pod), want, "{:?}", pod.status);
+        }
+        let mut evicted = pod("Failed", &scheduled, None);
+        let status = evicted.status.as_mut().unwrap();
+        (status.reason, status.message) = (Some("Evicted".into()), Some("low on memory".into()));
+        assert_eq!(pod_state(&evicted), failed("the pod stopped (Evicted): low on memory"));
+        assert_eq!(pod_state(&Pod::default()), starting(SessionPhase::Scheduling));
+    }
+
+    #[test]
+    fn endpoints_are_the_pod_ip_and_the_streamer_port() {
+        let mut pod = pod("Running", &[("Ready", "True")], None);
+        assert_eq!(endpoint(&pod).as_deref(), Some("http://10.42.0.7:8080"));
+        pod.status.as_mut().unwrap().pod_ip = Some("fd00::7".into());
+        assert_eq!(endpoint(&pod).as_deref(), Some("http://[fd00::7]:8080"));
+        pod.status.as_mut().unwrap().pod_ip = None;
+        assert_eq!(endpoint(&pod), None);
+        assert_eq!(pod_state(&pod), starting(SessionPhase::Starting), "ready without an address is not running");
+    }
+
+    #[test]
+    fn kubelet_events_show_pull_progress() {
+        let pulling = |progress| ActualState::Starting { phase: SessionPhase::Pulling, progress: Some(progress) };
+        let table = [
+            ("Scheduled", Some(starting(SessionPhase::Creating))),
+            ("Pulling", Some(pulling(0))),
+            ("Pulled", Some(pulling(100))),
+            ("Created", Some(starting(SessionPhase::Starting))),
+            ("Started", Some(starting(SessionPhase::Starting))),
+            ("BackOff", None),
+        ];
+        for (reason, want) in table {
+            assert_eq!(event_progress(reason), want, "{reason}");
+        }
+    }
+}

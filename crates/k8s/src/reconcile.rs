@@ -538,3 +538,340 @@ pub fn desired_home_claim(
         status: None,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use super::*;
+
+    const AGENT: Uuid = Uuid::from_u128(0xa9e7);
+
+    fn spec() -> hub::SessionSpec {
+        hub::SessionSpec {
+            session_id: "01890a5d-ac96-774b-bcce-b302099a8057".parse().unwrap(),
+            org_id: Uuid::from_u128(1),
+            owner_id: Uuid::from_u128(2),
+            image: "streamspace/chromium:1.2".into(),
+            env: BTreeMap::from([
+                ("SELKIES_MASTER_TOKEN".into(), "s3cret".into()),
+                ("SELKIES_ALLOWED_ORIGINS".into(), "https://s-1.example.com".into()),
+            ]),
+            cpu_millis: 2000,
+            memory_mb: 4096,
+            shm_mb: 512,
+            port: 8080,
+            egress_allow: vec!["10.20.30.0/24".parse().unwrap()],
+        }
+    }
+
+    /// The Session as read back from the API: with a namespace and uid.
+    fn stored(objects: &SessionObjects) -> Session {
+        let mut session = objects.session.clone();
+        session.metadata.namespace = Some("sessions".into());
+        session.metadata.uid = Some("uid-1".into());
+        session
+    }
+
+    fn objects() -> (Session, Template, SessionObjects) {
+        let objects = session_objects(&spec(), AGENT).unwrap();
+        (stored(&objects), objects.template.clone(), objects)
+    }
+
+    fn pod() -> Pod {
+        let (session, template, _) = objects();
+        desired_pod(&session, &template, &SessionOptions::default()).unwrap()
+    }
+
+    fn container() -> Container {
+        pod().spec.unwrap().containers.remove(0)
+    }
+
+    #[test]
+    fn credentials_go_to_the_secret_and_nothing_else_does() {
+        let table = [
+            ("SELKIES_MASTER_TOKEN", true),
+            ("API_KEY", true),
+            ("DB_PASSWORD", true),
+            ("CLIENT_SECRET", true),
+            ("token", true),
+            ("SELKIES_ALLOWED_ORIGINS", false),
+            ("KEYBOARD_LAYOUT", false),
+            ("SELKIES_FRAME_ANCESTORS", false),
+        ];
+        for (name, secret) in table {
+            assert_eq!(is_secret_env(name), secret, "{name}");
+        }
+        let (session, _, objects) = objects();
+        assert_eq!(objects.secret_env, BTreeMap::from([("SELKIES_MASTER_TOKEN".into(), "s3cret".into())]));
+        assert_eq!(session.spec.secret_env, [SecretEnvName("SELKIES_MASTER_TOKEN".into())]);
+        assert!(!serde_json::to_string(&session).unwrap().contains("s3cret"), "no credential in the Session");
+        assert!(!serde_json::to_string(&pod()).unwrap().contains("s3cret"), "no credential in the pod");
+        let secret = desired_secret(&session, &objects.secret_env).unwrap();
+        assert_eq!(secret.data.unwrap()["SELKIES_MASTER_TOKEN"], ByteString(b"s3cret".to_vec()));
+    }
+
+    #[test]
+    fn the_pod_reads_credentials_by_secret_key_reference() {
+        let env = container().env.unwrap();
+        let token = env.iter().find(|var| var.name == "SELKIES_MASTER_TOKEN").unwrap();
+        assert_eq!(token.value, None);
+        let reference = token.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap();
+        assert_eq!(
+            (reference.name.as_str(), reference.key.as_str()),
+            ("ss-01890a5d-ac96-774b-bcce-b302099a8057", "SELKIES_MASTER_TOKEN")
+        );
+        let origins = env.iter().find(|var| var.name == "SELKIES_ALLOWED_ORIGINS").unwrap();
+        assert_eq!(origins.value.as_deref(), Some("https://s-1.example.com"));
+    }
+
+    #[test]
+    fn every_object_is_named_labelled_and_owned_alike() {
+        let (session, template, objects) = objects();
+        let options = SessionOptions {
+            home_claim: Some(HomeClaim { size: "2Gi".into(), storage_class: None }),
+            ..SessionOptions::default()
+        };
+        let metas = [
+            desired_pod(&session, &template, &options).unwrap().metadata,
+            desired_service(&session, &template).unwrap().metadata,
+            desired_network_policy(&session, &template, &options).unwrap().metadata,
+            desired_secret(&session, &objects.secret_env).unwrap().metadata,
+            desired_home_claim(&session, &options).unwrap().unwrap().metadata,
+        ];
+        for meta in metas {
+            assert_eq!(meta.name.as_deref(), Some("ss-01890a5d-ac96-774b-bcce-b302099a8057"));
+            assert_eq!(meta.namespace.as_deref(), Some("sessions"));
+            let labels = meta.labels.unwrap();
+            assert_eq!(labels[LABEL_MANAGED_BY], "streamspace");
+            assert_eq!(labels[LABEL_SESSION], "01890a5d-ac96-774b-bcce-b302099a8057");
+            assert_eq!(labels[LABEL_AGENT], AGENT.to_string());
+            let owner = &meta.owner_references.unwrap()[0];
+            assert_eq!((owner.kind.as_str(), owner.api_version.as_str()), ("Session", "streamspace.io/v1alpha1"));
+            assert_eq!((owner.uid.as_str(), owner.controller), ("uid-1", Some(true)));
+        }
+        assert!(desired_pod(&objects.session, &template, &options).is_err(), "a Session without uid owns nothing");
+    }
+
+    #[test]
+    fn the_pod_is_hardened_as_the_spec_says() {
+        let pod = pod().spec.unwrap();
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        assert_eq!(pod.enable_service_links, Some(false));
+        assert_eq!(pod.restart_policy.as_deref(), Some("Never"));
+        let pod_context = pod.security_context.unwrap();
+        assert_eq!(pod_context.run_as_non_root, Some(true));
+        assert_eq!(pod_context.seccomp_profile.unwrap().type_, "RuntimeDefault");
+        let context = container().security_context.unwrap();
+        let table = [
+            ("allowPrivilegeEscalation", context.allow_privilege_escalation, Some(false)),
+            ("privileged", context.privileged, Some(false)),
+            ("readOnlyRootFilesystem", context.read_only_root_filesystem, Some(true)),
+            ("runAsNonRoot", context.run_as_non_root, Some(true)),
+        ];
+        for (field, got, want) in table {
+            assert_eq!(got, want, "{field}");
+        }
+        let capabilities = context.capabilities.unwrap();
+        assert_eq!(capabilities.drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(capabilities.add, None);
+        assert_eq!(context.seccomp_profile.unwrap().type_, "RuntimeDefault");
+        assert_eq!(context.run_as_user, None, "the image's own user, never a substitute");
+    }
+
+    #[test]
+    fn writable_places_are_memory_or_the_home() {
+        let container = container();
+        let mounts: Vec<(String, String)> =
+            container.volume_mounts.unwrap().into_iter().map(|mount| (mount.name, mount.mount_path)).collect();
+        let want = [("tmp", "/tmp"), ("shm", "/dev/shm"), ("home", "/home/streamspace")];
+        assert_eq!(mounts, want.map(|(name, path)| (name.to_string(), path.to_string())));
+        let volumes = pod().spec.unwrap().volumes.unwrap();
+        let medium = |name: &str| {
+            let volume = volumes.iter().find(|volume| volume.name == name).unwrap();
+            volume.empty_dir.clone().map(|dir| (dir.medium, dir.size_limit))
+        };
+        assert_eq!(medium("tmp"), Some((Some("Memory".into()), None)));
+        assert_eq!(medium("shm"), Some((Some("Memory".into()), Some(Quantity("512Mi".into())))));
+        assert_eq!(medium("home"), Some((None, None)), "an emptyDir on disk without a home claim");
+    }
+
+    #[test]
+    fn a_home_claim_replaces_the_empty_home() {
+        let (session, template, _) = objects();
+        let options = SessionOptions {
+            home_claim: Some(HomeClaim { size: "5Gi".into(), storage_class: Some("fast".into()) }),
+            ..SessionOptions::default()
+        };
+        let volumes = desired_pod(&session, &template, &options).unwrap().spec.unwrap().volumes.unwrap();
+        let home = volumes.iter().find(|volume| volume.name == "home").unwrap();
+        assert_eq!(home.persistent_volume_claim.as_ref().unwrap().claim_name, object_name(session.spec.session_id));
+        let claim = desired_home_claim(&session, &options).unwrap().unwrap().spec.unwrap();
+        assert_eq!(claim.storage_class_name.as_deref(), Some("fast"));
+        assert_eq!(claim.resources.unwrap().requests.unwrap()["storage"], Quantity("5Gi".into()));
+        assert_eq!(desired_home_claim(&session, &SessionOptions::default()).unwrap(), None);
+    }
+
+    #[test]
+    fn limits_come_from_the_template_and_requests_follow_the_overcommit() {
+        let table = [
+            (2000, 4096, 8, Some(("2000m", "4096Mi")), Some(("250m", "4096Mi"))),
+            (500, 0, 1, Some(("500m", "")), Some(("500m", ""))),
+            (3, 0, 8, Some(("3m", "")), Some(("1m", ""))),
+            (0, 0, 8, None, None),
+        ];
+        for (cpu, memory, overcommit, limits, requests) in table {
+            let template = TemplateSpec { cpu_millis: cpu, memory_mb: memory, ..objects().1.spec };
+            let got = resources(&template, overcommit).unwrap();
+            let pick = |map: Option<BTreeMap<String, Quantity>>| {
+                map.map(|map| {
+                    let get = |key: &str| map.get(key).map_or(String::new(), |quantity| quantity.0.clone());
+                    (get("cpu"), get("memory"))
+                })
+            };
+            let owned = |pair: Option<(&str, &str)>| pair.map(|(cpu, memory)| (cpu.to_string(), memory.to_string()));
+            assert_eq!(pick(got.limits), owned(limits), "limits for {cpu}m {memory}Mi");
+            assert_eq!(pick(got.requests), owned(requests), "requests for {cpu}m {memory}Mi");
+        }
+        let negative = TemplateSpec { cpu_millis: -1, ..objects().1.spec };
+        assert!(resources(&negative, 8).is_err());
+    }
+
+    #[test]
+    fn readiness_is_the_streamers_health_on_its_port() {
+        let container = container();
+        assert_eq!(container.ports.unwrap()[0].container_port, 8080);
+        let probe = container.readiness_probe.unwrap().http_get.unwrap();
+        assert_eq!(probe.path.as_deref(), Some(HEALTH_PATH));
+        assert_eq!(probe.port, IntOrString::String("streamer".into()));
+        let (session, template, _) = objects();
+        let service = desired_service(&session, &template).unwrap().spec.unwrap();
+        assert_eq!(service.selector.unwrap()[LABEL_SESSION], session.spec.session_id.to_string());
+        assert_eq!(service.ports.unwrap()[0].port, 8080);
+    }
+
+    #[test]
+    fn bad_specs_are_refused_before_anything_is_written() {
+        let table = [
+            (hub::SessionSpec { image: " ".into(), ..spec() }, "no image"),
+            (hub::SessionSpec { cpu_millis: -1, ..spec() }, "cpu_millis must not be negative"),
+            (hub::SessionSpec { port: 0, ..spec() }, "invalid streamer port 0"),
+            (hub::SessionSpec { port: 70000, ..spec() }, "invalid streamer port 70000"),
+            (hub::SessionSpec { env: BTreeMap::from([("A=B".into(), "c".into())]), ..spec() }, "invalid environment"),
+        ];
+        for (spec, want) in table {
+            let error = session_objects(&spec, AGENT).unwrap_err().to_string();
+            assert!(error.contains(want), "{error}");
+        }
+    }
+
+    #[test]
+    fn template_names_are_readable_and_differ_with_their_resources() {
+        let base = objects().1.spec;
+        let name = template_name(&base);
+        assert!(name.starts_with("chromium-") && name.len() == "chromium-".len() + 10, "{name}");
+        assert_ne!(template_name(&TemplateSpec { memory_mb: 1, ..base.clone() }), name);
+        assert_eq!(template_name(&base.clone()), name, "stable");
+        let odd = TemplateSpec { image: "registry:5000/Team/Some_App@sha256:abc".into(), ..base.clone() };
+        assert!(template_name(&odd).starts_with("some-app-"), "{}", template_name(&odd));
+        let bare = TemplateSpec { image: "@@@".into(), ..base };
+        assert!(template_name(&bare).starts_with("t-"));
+    }
+
+    fn policy(options: &SessionOptions) -> NetworkPolicySpec {
+        let (session, template, _) = objects();
+        desired_network_policy(&session, &template, options).unwrap().spec.unwrap()
+    }
+
+    /// What the NetworkPolicy lets the session reach on a port other than DNS: any egress rule without ports
+    /// whose peers hold the address.
+    fn reachable(policy: &NetworkPolicySpec, address: IpAddr) -> bool {
+        policy
+            .egress
+            .iter()
+            .flatten()
+            .filter(|rule| rule.ports.is_none())
+            .flat_map(|rule| rule.to.iter().flatten())
+            .any(|peer| {
+                let block = peer.ip_block.as_ref().unwrap();
+                let inside = |cidr: &String| cidr.parse::<IpNet>().unwrap().contains(&address);
+                inside(&block.cidr) && !block.except.iter().flatten().any(inside)
+            })
+    }
+
+    #[test]
+    fn egress_reaches_the_internet_but_not_metadata_private_ranges_or_denied_networks() {
+        let options =
+            SessionOptions { egress_deny: vec!["203.0.113.0/24".parse().unwrap()], ..SessionOptions::default() };
+        let policy = policy(&options);
+        let table = [
+            ("93.184.215.14", true),
+            ("2606:4700::1111", true),
+            ("169.254.169.254", false),
+            ("10.1.2.3", false),
+            ("172.20.0.1", false),
+            ("192.168.1.1", false),
+            ("100.100.100.200", false),
+            ("127.0.0.1", false),
+            ("fd00::2", false),
+            ("fe80::1", false),
+            ("203.0.113.9", false),
+            ("10.20.30.40", true),
+            ("10.20.31.1", false),
+        ];
+        for (address, want) in table {
+            assert_eq!(reachable(&policy, address.parse().unwrap()), want, "{address}");
+        }
+        for block in policy.egress.iter().flatten().flat_map(|rule| rule.to.iter().flatten()) {
+            let block = block.ip_block.as_ref().unwrap();
+            let family = block.cidr.parse::<IpNet>().unwrap();
+            for except in block.except.iter().flatten() {
+                let except: IpNet = except.parse().unwrap();
+                assert!(family.contains(&except), "{except} lies inside {}", block.cidr);
+            }
+        }
+    }
+
+    #[test]
+    fn dns_is_open_on_port_53_only() {
+        let policy = policy(&SessionOptions::default());
+        let dns = &policy.egress.as_ref().unwrap()[0];
+        assert_eq!(dns.to, None);
+        let ports: Vec<_> = dns.ports.iter().flatten().map(|port| (port.protocol.clone(), port.port.clone())).collect();
+        assert_eq!(ports, [("UDP", 53), ("TCP", 53)].map(|(p, n)| (Some(p.to_string()), Some(IntOrString::Int(n)))));
+    }
+
+    #[test]
+    fn only_the_control_plane_reaches_the_streamer() {
+        let options = SessionOptions {
+            control_plane: ControlPlanePeers {
+                namespace: Some("streamspace".into()),
+                cidrs: vec!["198.51.100.7/32".parse().unwrap()],
+                ..ControlPlanePeers::default()
+            },
+            ..SessionOptions::default()
+        };
+        let policy = policy(&options);
+        assert_eq!(policy.policy_types.unwrap(), ["Ingress", "Egress"]);
+        assert_eq!(
+            policy.pod_selector.unwrap().match_labels.unwrap()[LABEL_SESSION],
+            objects().0.spec.session_id.to_string()
+        );
+        let ingress = policy.ingress.unwrap();
+        assert_eq!(ingress.len(), 1);
+        assert_eq!(ingress[0].ports.as_ref().unwrap()[0].port, Some(IntOrString::Int(8080)));
+        let peers = ingress[0].from.as_ref().unwrap();
+        let pods = peers[0].pod_selector.as_ref().unwrap().match_labels.as_ref().unwrap();
+        assert_eq!(pods["app.kubernetes.io/component"], "control-plane");
+        let namespace = peers[0].namespace_selector.as_ref().unwrap().match_labels.as_ref().unwrap();
+        assert_eq!(namespace["kubernetes.io/metadata.name"], "streamspace");
+        assert_eq!(peers[1].ip_block.as_ref().unwrap().cidr, "198.51.100.7/32");
+        assert_eq!(peers.len(), 2);
+
+        let nobody = SessionOptions {
+            control_plane: ControlPlanePeers { pod_labels: BTreeMap::new(), namespace: None, cidrs: Vec::new() },
+            ..SessionOptions::default()
+        };
+        assert_eq!(self::policy(&nobody).ingress.unwrap()[0].from, Some(Vec::new()), "no peer: nothing gets in");
+    }
+}

@@ -133,6 +133,7 @@ impl Request<'_> {
                 ok(store.update(kind, &namespace, name, target, |old| patch.apply(kind, old, &body))?)
             }
             (&Method::DELETE, Some(name)) if !address.status => self.delete(kind, &namespace, name),
+            (&Method::DELETE, None) => self.delete_collection(&address),
             (method, _) => Err(ApiError::method_not_allowed(method.as_str())),
         }
     }
@@ -171,15 +172,19 @@ impl Request<'_> {
         let selection = self.filter(address)?;
         let (items, revision) =
             self.state.store.list(&address.kind, address.namespace.as_deref(), |object| selection.selects(object));
+        self.list_response(&address.kind, items, revision)
+    }
+
+    fn list_response(&self, kind: &ResourceKind, items: Vec<Value>, revision: u64) -> Result<Response, ApiError> {
         ok(json!({
-            "kind": format!("{}List", address.kind.kind),
-            "apiVersion": address.kind.api_version(),
+            "kind": format!("{}List", kind.kind),
+            "apiVersion": kind.api_version(),
             "metadata": {"resourceVersion": revision.to_string()},
             "items": items,
         }))
     }
 
-    fn delete(&self, kind: &ResourceKind, namespace: &str, name: &str) -> Result<Response, ApiError> {
+    fn delete_options(&self) -> Result<DeleteOptions, ApiError> {
         let options = if self.body.is_empty() { json!({}) } else { self.json_body()? };
         let option =
             |field: &str| options.get(field).and_then(Value::as_str).or(self.params.get(field).map(String::as_str));
@@ -189,18 +194,53 @@ impl Request<'_> {
             Some("Orphan") => Propagation::Orphan,
             Some(other) => return Err(ApiError::bad_request(format!("unknown propagationPolicy {other:?}"))),
         };
-        let grace = options.get("gracePeriodSeconds").and_then(Value::as_u64);
-        let store = &self.state.store;
-        if let Some(termination) = self.state.pod_termination.filter(|_| kind.pod_spec_rules && grace != Some(0)) {
-            return self.terminate_pod(kind, namespace, name, termination);
-        }
-        match store.delete(kind, namespace, name, propagation, options.get("preconditions").unwrap_or(&Value::Null))? {
+        let immediate = options.get("gracePeriodSeconds").and_then(Value::as_u64) == Some(0);
+        let preconditions = options.get("preconditions").cloned().unwrap_or(Value::Null);
+        Ok(DeleteOptions { propagation, immediate, preconditions })
+    }
+
+    fn delete(&self, kind: &ResourceKind, namespace: &str, name: &str) -> Result<Response, ApiError> {
+        let options = self.delete_options()?;
+        match self.delete_object(kind, namespace, name, &options)? {
             Deletion::Gone(object) => {
                 let uid = object.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default();
                 ok(status::deleted(kind, name, uid))
             }
             Deletion::Pending(object) => ok(object),
         }
+    }
+
+    /// Deletes every object the selectors pick, answering with the list of what was deleted.
+    fn delete_collection(&self, address: &Address) -> Result<Response, ApiError> {
+        let options = self.delete_options()?;
+        let selection = self.filter(address)?;
+        let (items, _) =
+            self.state.store.list(&address.kind, address.namespace.as_deref(), |object| selection.selects(object));
+        let mut deleted = Vec::new();
+        for item in items {
+            let namespace = item.pointer("/metadata/namespace").and_then(Value::as_str).unwrap_or_default();
+            let name = item.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+            match self.delete_object(&address.kind, namespace, name, &options) {
+                Ok(Deletion::Gone(object) | Deletion::Pending(object)) => deleted.push(object),
+                // Deleted meanwhile by someone else: nothing left to do for it.
+                Err(error) if error.code == StatusCode::NOT_FOUND => {}
+                Err(error) => return Err(error),
+            }
+        }
+        self.list_response(&address.kind, deleted, self.state.store.revision())
+    }
+
+    fn delete_object(
+        &self,
+        kind: &ResourceKind,
+        namespace: &str,
+        name: &str,
+        options: &DeleteOptions,
+    ) -> Result<Deletion, ApiError> {
+        if let Some(termination) = self.state.pod_termination.filter(|_| kind.pod_spec_rules && !options.immediate) {
+            return self.terminate_pod(kind, namespace, name, termination);
+        }
+        self.state.store.delete(kind, namespace, name, options.propagation, &options.preconditions)
     }
 
     /// Pods stop gracefully: they carry a deletionTimestamp until the kubelet's grace period ends.
@@ -210,7 +250,7 @@ impl Request<'_> {
         namespace: &str,
         name: &str,
         termination: Duration,
-    ) -> Result<Response, ApiError> {
+    ) -> Result<Deletion, ApiError> {
         let object = self.state.store.begin_termination(kind, namespace, name, termination.as_secs().max(1))?;
         let uid = object.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string();
         let (store, kind, namespace, name) =
@@ -219,7 +259,7 @@ impl Request<'_> {
             tokio::time::sleep(termination).await;
             store.finish_termination(&kind, &namespace, &name, &uid);
         });
-        ok(object)
+        Ok(Deletion::Pending(object))
     }
 
     fn watch(&self, address: &Address) -> Result<Response, ApiError> {
@@ -265,6 +305,14 @@ impl Request<'_> {
 
 fn ok(object: Value) -> Result<Response, ApiError> {
     Ok(axum::Json(object).into_response())
+}
+
+/// What a delete request asks for.
+struct DeleteOptions {
+    propagation: Propagation,
+    /// `gracePeriodSeconds: 0`: a pod goes at once, without its termination grace period.
+    immediate: bool,
+    preconditions: Value,
 }
 
 enum PatchKind {

@@ -1,6 +1,8 @@
 //! The resource kinds the fake serves, and the per-kind rules a real API server applies to them.
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 /// Which names the API server accepts for a kind (the validation a real cluster runs on `metadata.name`).
@@ -33,6 +35,8 @@ pub struct ResourceKind {
     pub strategic_merge_is_json_merge: bool,
     /// Pods: the spec is immutable after create except container images (what the real pod validation enforces).
     pub pod_spec_rules: bool,
+    /// A custom resource's `openAPIV3Schema`, which every write must satisfy.
+    pub schema: Option<Arc<jsonschema::Validator>>,
 }
 
 impl ResourceKind {
@@ -51,6 +55,7 @@ impl ResourceKind {
             field_labels: &[],
             strategic_merge_is_json_merge: false,
             pod_spec_rules: false,
+            schema: None,
         }
     }
 
@@ -61,15 +66,22 @@ impl ResourceKind {
     }
 
     /// The kind a CustomResourceDefinition declares (its storage version), with the status subresource
-    /// exactly when the definition has one, so a definition that lacks it shows in tests.
-    pub fn from_definition(definition: &CustomResourceDefinition) -> Option<Self> {
+    /// exactly when the definition has one, so a definition that lacks it shows in tests, and its schema.
+    pub fn from_definition(definition: &CustomResourceDefinition) -> Result<Self, String> {
         let spec = &definition.spec;
-        let version = spec.versions.iter().find(|version| version.storage)?;
+        let version =
+            spec.versions.iter().find(|version| version.storage).ok_or("the definition has no storage version")?;
         let mut kind = ResourceKind::custom(&spec.group, &version.name, &spec.names.plural, &spec.names.kind);
         kind.namespaced = spec.scope == "Namespaced";
         kind.status_subresource =
             version.subresources.as_ref().is_some_and(|subresources| subresources.status.is_some());
-        Some(kind)
+        if let Some(schema) = version.schema.as_ref().and_then(|schema| schema.open_api_v3_schema.as_ref()) {
+            let schema = as_json_schema(serde_json::to_value(schema).map_err(|error| error.to_string())?);
+            let validator =
+                jsonschema::validator_for(&schema).map_err(|error| format!("the schema does not compile: {error}"))?;
+            kind.schema = Some(Arc::new(validator));
+        }
+        Ok(kind)
     }
 
     /// `v1` or `group/version`, as `apiVersion` spells it.
@@ -150,4 +162,22 @@ impl ResourceKind {
             },
         ]
     }
+}
+
+/// An OpenAPI v3 schema as JSON Schema: `nullable: true` becomes a type that admits null.
+fn as_json_schema(mut schema: Value) -> Value {
+    if let Some(node) = schema.as_object_mut() {
+        let nullable = node.remove("nullable").is_some_and(|nullable| nullable == json!(true));
+        if let Some(kind) = node.get("type").cloned().filter(|_| nullable) {
+            node.insert("type".into(), json!([kind, "null"]));
+        }
+        for value in node.values_mut() {
+            *value = as_json_schema(value.take());
+        }
+    } else if let Some(items) = schema.as_array_mut() {
+        for item in items.iter_mut() {
+            *item = as_json_schema(item.take());
+        }
+    }
+    schema
 }

@@ -2,9 +2,14 @@
 
 use chrono::{SecondsFormat, Utc};
 use k8s_openapi::api::core::v1::{Event, Pod};
-use kube::Api;
+use std::collections::BTreeSet;
+
+use futures::StreamExt;
 use kube::api::{Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
+use tokio::task::JoinHandle;
 
 /// Writes what a node's kubelet would, through a real kube-rs client.
 #[derive(Clone)]
@@ -16,6 +21,39 @@ pub struct Kubelet {
 impl Kubelet {
     pub fn new(client: kube::Client, namespace: &str) -> Self {
         Kubelet { client, namespace: namespace.into() }
+    }
+
+    /// Plays a healthy node until the task is aborted: every new pod (of those `label_selector` picks)
+    /// gets the image events and then runs ready, at 10.244.0.1, .2, ... in the order the pods appear.
+    pub fn run_every_pod(self, label_selector: &str) -> JoinHandle<()> {
+        let config = watcher::Config::default().labels(label_selector);
+        let pods = watcher::watcher(self.pods(), config).default_backoff().applied_objects();
+        tokio::spawn(async move {
+            let mut pods = std::pin::pin!(pods);
+            let mut started = BTreeSet::new();
+            while let Some(change) = pods.next().await {
+                // The backoff retries a failed watch; the kubelet just waits for the next pod.
+                let Ok(pod) = change else { continue };
+                let fresh = pod.status.as_ref().and_then(|status| status.pod_ip.as_ref()).is_none()
+                    && pod.metadata.deletion_timestamp.is_none();
+                let Some(uid) = pod.metadata.uid.clone().filter(|uid| fresh && !started.contains(uid)) else {
+                    continue;
+                };
+                started.insert(uid);
+                let ip = format!("10.244.0.{}", started.len());
+                if let Err(error) = self.start(&pod.name_any(), &ip).await {
+                    tracing::warn!(%error, pod = pod.name_any(), "the test kubelet could not start a pod");
+                }
+            }
+        })
+    }
+
+    /// What a kubelet reports while it starts a pod: the image events, then the pod running and ready.
+    pub async fn start(&self, name: &str, pod_ip: &str) -> kube::Result<Pod> {
+        for reason in ["Scheduled", "Pulling", "Pulled", "Created", "Started"] {
+            self.record_event(name, reason, &format!("{reason} (test kubelet)"), "Normal").await?;
+        }
+        self.run_ready(name, pod_ip).await
     }
 
     fn pods(&self) -> Api<Pod> {

@@ -16,6 +16,9 @@ pub fn validate(kind: &ResourceKind, object: &Value) -> Result<(), ApiError> {
         let problem = format!("Invalid value: {name:?}: not a valid name for {:?}", kind.name_rule);
         return Err(ApiError::invalid(kind, name, "metadata.name", &problem));
     }
+    if let Some(schema) = &kind.schema {
+        validate_against_schema(kind, name, schema, object)?;
+    }
     for (field, map) in [("metadata.labels", "/metadata/labels"), ("metadata.annotations", "/metadata/annotations")] {
         let Some(entries) = object.pointer(map).and_then(Value::as_object) else { continue };
         for (key, value) in entries {
@@ -34,6 +37,19 @@ pub fn validate(kind: &ResourceKind, object: &Value) -> Result<(), ApiError> {
         }
     }
     Ok(())
+}
+
+/// A custom resource against its definition's schema, reported as the real server words it.
+fn validate_against_schema(
+    kind: &ResourceKind,
+    name: &str,
+    schema: &jsonschema::Validator,
+    object: &Value,
+) -> Result<(), ApiError> {
+    let Err(error) = schema.validate(object) else { return Ok(()) };
+    let field = error.instance_path().to_string().trim_start_matches('/').replace('/', ".");
+    let value = object.pointer(&error.instance_path().to_string()).cloned().unwrap_or(Value::Null);
+    Err(ApiError::invalid(kind, name, &field, &format!("Invalid value: {value}: {error}")))
 }
 
 /// Pods: after create, only container images may change in the spec (the real pod update validation).

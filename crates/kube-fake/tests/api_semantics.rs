@@ -234,6 +234,8 @@ async fn lists_filter_by_label_and_field_selectors() -> Result<()> {
     assert_eq!(names(ListParams::default().fields("metadata.name=ss-2")).await?, ["ss-2"]);
     let everywhere = Api::<Pod>::all(client).list(&ListParams::default().labels("app=streamspace")).await?;
     assert_eq!(everywhere.items.len(), 3);
+    pods.delete_collection(&DeleteParams::default(), &ListParams::default().labels("tier")).await?;
+    assert_eq!(names(ListParams::default()).await?, ["ss-3"]);
     Ok(())
 }
 
@@ -434,7 +436,7 @@ struct GadgetStatus {
 async fn a_custom_resource_definition_from_a_rust_type_is_served_as_declared() -> Result<()> {
     use kube::CustomResourceExt;
     let (server, client) = started().await?;
-    server.register(ResourceKind::from_definition(&Gadget::crd()).expect("a storage version"));
+    server.register(ResourceKind::from_definition(&Gadget::crd()).expect("a usable definition"));
     let gadgets: Api<Gadget> = Api::namespaced(client, NAMESPACE);
     let mut gadget = Gadget::new("g", GadgetSpec { colour: "red".into() });
     gadget.status = Some(GadgetStatus { ready: true });
@@ -444,5 +446,61 @@ async fn a_custom_resource_definition_from_a_rust_type_is_served_as_declared() -
     let ready = gadgets.patch_status("g", &PatchParams::default(), &status).await?;
     assert!(ready.status.is_some_and(|status| status.ready));
     assert_eq!(ready.spec.colour, "red");
+    Ok(())
+}
+
+#[tokio::test]
+async fn custom_resources_are_validated_against_their_definitions_schema() -> Result<()> {
+    use kube::CustomResourceExt;
+    let (server, client) = started().await?;
+    let mut definition = Gadget::crd();
+    definition.spec.versions[0].schema = Some(serde_json::from_value(json!({"openAPIV3Schema": {
+        "type": "object",
+        "properties": {
+            "spec": {"type": "object", "required": ["colour"], "properties": {
+                "colour": {"type": "string", "pattern": "^[a-z]+$"},
+            }},
+            "status": {"type": "object", "nullable": true, "properties": {"ready": {"type": "boolean"}}},
+        },
+    }}))?);
+    server.register(ResourceKind::from_definition(&definition).expect("a usable definition"));
+    let gadgets: Api<Gadget> = Api::namespaced(client, NAMESPACE);
+    let refused = gadgets.create(&PostParams::default(), &Gadget::new("g", GadgetSpec { colour: "Red!".into() })).await;
+    match refused.unwrap_err() {
+        kube::Error::Api(status) => {
+            assert_eq!((status.code, status.reason.as_str()), (422, "Invalid"));
+            assert!(status.message.contains("spec.colour"), "{}", status.message);
+        }
+        other => panic!("expected 422, got {other:?}"),
+    }
+    gadgets.create(&PostParams::default(), &Gadget::new("g", GadgetSpec { colour: "red".into() })).await?;
+    let bad_status = Patch::Merge(json!({"status": {"ready": "yes"}}));
+    let refused = gadgets.patch_status("g", &PatchParams::default(), &bad_status).await.unwrap_err();
+    assert_eq!(api_error(refused), (422, "Invalid".into()));
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_test_kubelet_runs_every_new_pod_with_its_own_address() -> Result<()> {
+    let (_server, client) = started().await?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let kubelet = Kubelet::new(client.clone(), NAMESPACE).run_every_pod("app=s");
+    for name in ["ss-1", "ss-2"] {
+        pods.create(&PostParams::default(), &pod(name, json!({"app": "s"}))).await?;
+    }
+    pods.create(&PostParams::default(), &pod("ss-other", json!({"app": "other"}))).await?;
+    let addresses = || async {
+        let listed = pods.list(&ListParams::default().labels("app=s")).await?;
+        Ok::<_, anyhow::Error>(listed.items.into_iter().filter_map(|pod| pod.status?.pod_ip).collect::<Vec<_>>())
+    };
+    eventually("both pods to run", || async { Ok(addresses().await?.len() == 2) }).await?;
+    let mut addresses = addresses().await?;
+    addresses.sort();
+    assert_eq!(addresses, ["10.244.0.1", "10.244.0.2"]);
+    let events: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client, NAMESPACE);
+    let pulls = events.list(&ListParams::default().fields("involvedObject.name=ss-1,reason=Pulled")).await?;
+    assert_eq!(pulls.items.len(), 1);
+    assert_eq!(pods.get("ss-other").await?.status.and_then(|status| status.pod_ip), None);
+    kubelet.abort();
     Ok(())
 }
