@@ -167,6 +167,7 @@ impl Harness for DockerHarness {
 }
 
 streamspace_agent::runtime_conformance_tests!(harness);
+streamspace_agent::runtime_isolation_tests!(harness);
 
 /// What the suite cannot see: the container is made from the spec (limits, labels, environment) and sits on a
 /// network of its own.

@@ -156,6 +156,12 @@ impl KubernetesRuntime {
         };
         create_if_absent(&self.secrets, &desired_secret(&session, &objects.secret_env)?).await?;
         self.reconciler.reconcile(&session).await?;
+        // A session that runs already is not touched: its endpoint, without replaying its start's progress.
+        if let Some(ActualState::Running { endpoint }) =
+            get_if_present(&self.pods, &name).await?.as_ref().map(pod_state)
+        {
+            return Ok(endpoint);
+        }
         self.wait_until_ready(&session, progress).await
     }
 
@@ -228,6 +234,8 @@ impl KubernetesRuntime {
             .filter(|event| event.involved_object.kind.as_deref() == Some("Pod"))
             .filter(|event| event.involved_object.name.as_deref() == Some(pod.name_any().as_str()))
             .filter(|event| uid.is_none() || event.involved_object.uid == uid)
+            // The kubelet also says `Pulled` of an image it had ("already present on machine"): nothing was pulled.
+            .filter(|event| !event.message.as_deref().is_some_and(|message| message.contains("already present")))
             .filter(|event| seen.insert(event.uid().unwrap_or_else(|| event.name_any())))
             .collect();
         fresh.sort_by_key(|event| event.last_timestamp.clone().or(event.first_timestamp.clone()));

@@ -261,9 +261,12 @@ async fn a_missing_image_waits_in_err_image_pull_then_image_pull_back_off() {
 
     let waiting = |reason: &'static str| move |pod: &Pod| container_state(pod)["waiting"]["reason"] == reason;
     let pod = cluster.pod_when("ss-missing", "ErrImagePull", waiting("ErrImagePull")).await;
-    let message = container_state(&pod)["waiting"]["message"].as_str().unwrap_or_default().to_string();
-    assert!(message.contains("streamspace.invalid"), "the pull's error: {message}");
-    cluster.pod_when("ss-missing", "ImagePullBackOff", waiting("ImagePullBackOff")).await;
+    let message = |pod: &Pod| container_state(pod)["waiting"]["message"].as_str().unwrap_or_default().to_string();
+    let pulling = message(&pod);
+    assert!(pulling.starts_with("failed to pull image \"streamspace.invalid/no-such-image:1\": "), "{pulling}");
+    assert!(pulling.contains("no such host"), "the engine's reason: {pulling}");
+    let backing_off = cluster.pod_when("ss-missing", "ImagePullBackOff", waiting("ImagePullBackOff")).await;
+    assert_eq!(message(&backing_off), "Back-off pulling image \"streamspace.invalid/no-such-image:1\"");
     assert_eq!(pod.status.unwrap().phase.as_deref(), Some("Pending"));
     let reasons = cluster.event_reasons("ss-missing").await;
     for reason in ["Pulling", "Failed", "BackOff"] {

@@ -82,12 +82,11 @@ impl Worker {
                 Ok(value) => return Ok(value),
                 Err(waiting) => {
                     let pull_failed = waiting.reason == "ErrImagePull";
-                    let message = waiting.message.clone();
                     self.report_waiting(waiting).await?;
                     if pull_failed {
                         tokio::time::sleep(Duration::from_secs(1)).await;
-                        let image = self.image();
-                        self.event("Normal", "BackOff", &format!("Back-off pulling image \"{image}\"")).await;
+                        let message = format!("Back-off pulling image \"{}\"", self.image());
+                        self.event("Normal", "BackOff", &message).await;
                         self.write_status(self.waiting_status("ImagePullBackOff", &message)).await?;
                     }
                     tokio::time::sleep(backoff).await;
@@ -99,7 +98,7 @@ impl Worker {
 
     async fn report_waiting(&self, waiting: Waiting) -> kube::Result<()> {
         let message = match waiting.reason {
-            "ErrImagePull" => format!("Failed to pull image \"{}\": {}", self.image(), waiting.message),
+            "ErrImagePull" => waiting.message.clone(),
             _ => format!("Error: {}", waiting.message),
         };
         self.event("Warning", "Failed", &message).await;
@@ -141,7 +140,10 @@ impl Worker {
                             .await;
                         Ok(())
                     }
-                    Err(error) => Err(Waiting { reason: "ErrImagePull", message: error.0 }),
+                    Err(error) => Err(Waiting {
+                        reason: "ErrImagePull",
+                        message: format!("failed to pull image \"{image}\": {error}"),
+                    }),
                 }
             }
         }
@@ -322,9 +324,10 @@ impl Worker {
 
     async fn try_event(&self, kind: &str, reason: &str, message: &str) -> kube::Result<()> {
         let now = timestamp();
-        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        // Named as a kubelet names them, after the time in nanoseconds, so listing them by name lists them in order.
+        let nanos = Utc::now().timestamp_nanos_opt().unwrap_or_default();
         let event: Event = serde_json::from_value(json!({
-            "metadata": {"name": format!("{}.{}", self.name, &suffix[..16]), "namespace": self.node.namespace},
+            "metadata": {"name": format!("{}.{nanos:x}", self.name), "namespace": self.node.namespace},
             "involvedObject": {
                 "kind": "Pod",
                 "apiVersion": "v1",
