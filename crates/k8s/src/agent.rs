@@ -49,8 +49,12 @@ async fn lead_term(client: Client, config: AgentConfig, options: KubernetesOptio
     let controller = {
         let runtime = Arc::clone(&runtime);
         async move {
-            let agent_id = runtime.bound_agent().await;
-            run_controller(client, &options.namespace, options.session, agent_id, std::future::pending()).await;
+            match runtime.bound_agent().await {
+                Some(agent_id) => {
+                    run_controller(client, &options.namespace, options.session, agent_id, std::future::pending()).await
+                }
+                None => std::future::pending().await,
+            }
         }
     };
     tokio::select! {

@@ -19,7 +19,7 @@ use streamspace_proto::SessionPhase;
 use streamspace_proto::hub::ActualState;
 use uuid::Uuid;
 
-use crate::api::{create_if_absent, delete_if_present, get_if_present};
+use crate::api::{create_if_absent, create_or_replace, delete_if_present, get_if_present, same_meaning};
 use crate::crd::{Phase, Session, SessionStatus, Template};
 use crate::observe::pod_state;
 use crate::reconcile::{
@@ -68,14 +68,17 @@ impl Reconciler {
             return self.write_status(session, failed(reason)).await;
         };
         create_if_absent(&self.services, &desired_service(session, &template)?).await?;
-        create_if_absent(&self.policies, &desired_network_policy(session, &template, &self.options)?).await?;
+        // Kept exactly as derived: the session's isolation must follow the agent's current egress options.
+        let policy = desired_network_policy(session, &template, &self.options)?;
+        create_or_replace(&self.policies, &policy, |current, desired| !same_meaning(&current.spec, &desired.spec))
+            .await?;
         if let Some(claim) = desired_home_claim(session, &self.options)? {
             create_if_absent(&self.claims, &claim).await?;
         }
         let name = object_name(session.spec.session_id);
         let pod = get_if_present(&self.pods, &name).await?;
         let status = if session.spec.hibernated {
-            if pod.is_some() {
+            if pod.as_ref().is_some_and(|pod| !is_terminating(pod)) {
                 delete_if_present(&self.pods, &name).await?;
             }
             SessionStatus { phase: Some(Phase::Hibernated), ..SessionStatus::default() }
@@ -83,6 +86,9 @@ impl Reconciler {
             return Ok(());
         } else {
             match pod {
+                // The pod of an earlier run (hibernated, failed) is still stopping: its new one follows once it is
+                // gone, which the pod watch reports.
+                Some(pod) if is_terminating(&pod) => return Ok(()),
                 Some(pod) => status_of(&pod_state(&pod)),
                 None if may_create_pod(current.phase) => {
                     create_if_absent(&self.pods, &desired_pod(session, &template, &self.options)?).await?;
@@ -115,6 +121,11 @@ fn status_patch(status: &SessionStatus) -> serde_json::Value {
         "endpoint": status.endpoint,
         "reason": status.reason,
     })
+}
+
+/// A pod being deleted: it still shows (for its grace period) but is not the session's any more.
+pub(crate) fn is_terminating(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_some()
 }
 
 /// A pod is created for a Session that never had one or is waking; one missing from a Session that ran died.

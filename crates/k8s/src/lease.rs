@@ -106,9 +106,10 @@ pub fn decide(holding: &Holding, identity: &str, now: Timestamp) -> Decision {
     }
 }
 
-/// Whether a leader whose last successful renewal was at `renewed` must stop acting at `now`.
-pub fn must_step_down(renewed: Timestamp, timings: &LeaseTimings, now: Timestamp) -> bool {
-    has_elapsed(renewed, timings.renew_deadline, now)
+/// How much longer a leader whose last successful renewal was at `renewed` may act at `now`; zero: it must stop.
+pub fn time_to_step_down(renewed: Timestamp, timings: &LeaseTimings, now: Timestamp) -> Duration {
+    let elapsed = Duration::try_from(now.duration_since(renewed)).unwrap_or(Duration::ZERO);
+    timings.renew_deadline.saturating_sub(elapsed)
 }
 
 fn has_elapsed(since: Timestamp, period: Duration, now: Timestamp) -> bool {
@@ -208,16 +209,12 @@ impl LeaderElector {
         }
     }
 
-    /// One bounded attempt: an API call that hangs must not keep a leader from noticing its deadline.
+    /// One attempt that logs its failure instead of returning it.
     async fn attempt(&self) -> bool {
-        match tokio::time::timeout(self.timings.retry, self.try_lead()).await {
-            Ok(Ok(leading)) => leading,
-            Ok(Err(error)) => {
+        match self.try_lead().await {
+            Ok(leading) => leading,
+            Err(error) => {
                 tracing::warn!(error = format!("{error:#}"), lease = %self.name, "cannot read or write the Lease");
-                false
-            }
-            Err(_) => {
-                tracing::warn!(lease = %self.name, "the Lease did not answer in time");
                 false
             }
         }
@@ -225,32 +222,39 @@ impl LeaderElector {
 
     /// Returns once this replica leads.
     pub async fn acquire(&self) {
-        while !self.attempt().await {
+        loop {
+            // Bounded: an API call that hangs is retried like one that failed.
+            if let Ok(true) = tokio::time::timeout(self.timings.retry, self.attempt()).await {
+                return;
+            }
             tokio::time::sleep(self.timings.retry).await;
         }
     }
 
-    /// Renews while leading; returns when leadership is lost: another replica holds the Lease, or no renewal
-    /// succeeded within the renew deadline.
+    /// Renews while leading; returns when leadership is lost: another replica holds the Lease (or wrote it in
+    /// between), or no renewal succeeded within the renew deadline, however long the API takes to answer.
     pub async fn hold(&self) {
         let mut renewed = self.clock.now();
         loop {
-            tokio::time::sleep(self.timings.retry).await;
-            if self.attempt().await {
-                renewed = self.clock.now();
-            } else if self.taken_by_another().await || must_step_down(renewed, &self.timings, self.clock.now()) {
-                return;
+            let remaining = time_to_step_down(renewed, &self.timings, self.clock.now());
+            let renewal = async {
+                tokio::time::sleep(self.timings.retry).await;
+                let attempted = self.clock.now();
+                match self.try_lead().await {
+                    Ok(leading) => Some((leading, attempted)),
+                    Err(error) => {
+                        tracing::warn!(error = format!("{error:#}"), lease = %self.name, "cannot renew the Lease");
+                        None
+                    }
+                }
+            };
+            match tokio::time::timeout(remaining, renewal).await {
+                Err(_) | Ok(Some((false, _))) => return,
+                // The Lease says it was renewed when the attempt began, so the deadline counts from then.
+                Ok(Some((true, attempted))) => renewed = attempted,
+                Ok(None) => {}
             }
         }
-    }
-
-    async fn taken_by_another(&self) -> bool {
-        let Ok(Ok(Some(lease))) =
-            tokio::time::timeout(self.timings.retry, get_if_present(&self.leases, &self.name)).await
-        else {
-            return false;
-        };
-        holding(&lease).holder.is_some_and(|holder| holder != self.identity)
     }
 
     /// Gives the Lease up (on shutdown), so a standby takes over at its next try instead of after expiry.
@@ -336,10 +340,13 @@ mod tests {
         assert!(timings.duration + timings.retry <= Duration::from_secs(15), "a standby takes over within 15 s");
         let clock = ManualClock::new(at(0));
         let renewed = clock.now();
+        assert_eq!(time_to_step_down(renewed, &timings, clock.now()), Duration::from_secs(7));
         clock.advance(Duration::from_secs(6));
-        assert!(!must_step_down(renewed, &timings, clock.now()));
+        assert_eq!(time_to_step_down(renewed, &timings, clock.now()), Duration::from_secs(1));
         clock.advance(Duration::from_secs(1));
-        assert!(must_step_down(renewed, &timings, clock.now()));
+        assert_eq!(time_to_step_down(renewed, &timings, clock.now()), Duration::ZERO);
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(time_to_step_down(renewed, &timings, clock.now()), Duration::ZERO, "past it: still zero");
         let holding = held_by(Some("a"), Some(0));
         assert_eq!(decide(&holding, "b", clock.now()), Decision::Wait { holder: "a".into() }, "not yet takeable");
         clock.advance(Duration::from_secs(3));

@@ -458,13 +458,20 @@ pub fn desired_network_policy(
                 ..LabelSelector::default()
             }),
             policy_types: Some(vec!["Ingress".to_string(), "Egress".to_string()]),
-            ingress: Some(vec![NetworkPolicyIngressRule {
-                from: Some(control_plane_peers(&options.control_plane)),
-                ports: Some(vec![tcp_port(template.spec.port)]),
-            }]),
+            ingress: Some(ingress_rules(&options.control_plane, template.spec.port)),
             egress: Some(egress),
         }),
     })
+}
+
+/// One rule admitting the control plane to the streamer port, or none at all when no peer is configured: a rule
+/// with an empty `from` would admit every source.
+fn ingress_rules(control_plane: &ControlPlanePeers, port: i32) -> Vec<NetworkPolicyIngressRule> {
+    let peers = control_plane_peers(control_plane);
+    if peers.is_empty() {
+        return Vec::new();
+    }
+    vec![NetworkPolicyIngressRule { from: Some(peers), ports: Some(vec![tcp_port(port)]) }]
 }
 
 fn control_plane_peers(control_plane: &ControlPlanePeers) -> Vec<NetworkPolicyPeer> {
@@ -872,6 +879,8 @@ mod tests {
             control_plane: ControlPlanePeers { pod_labels: BTreeMap::new(), namespace: None, cidrs: Vec::new() },
             ..SessionOptions::default()
         };
-        assert_eq!(self::policy(&nobody).ingress.unwrap()[0].from, Some(Vec::new()), "no peer: nothing gets in");
+        let closed = self::policy(&nobody);
+        assert_eq!(closed.ingress, Some(Vec::new()), "no peer: no rule (an empty `from` would admit everyone)");
+        assert!(closed.policy_types.unwrap().contains(&"Ingress".to_string()), "so all ingress is denied");
     }
 }

@@ -11,7 +11,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Event, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, ListParams, Patch, PatchParams};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use streamspace_agent::{Progress, Runtime};
 use streamspace_proto::hub::{ActualState, Capacity, InventoryItem, Platform, SessionSpec};
@@ -21,9 +21,9 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use uuid::Uuid;
 
 use crate::api::{create_if_absent, delete_if_present, get_if_present};
-use crate::controller::{Reconciler, status_of};
+use crate::controller::{Reconciler, is_terminating, status_of};
 use crate::crd::{Phase, Session, SessionStatus, Template};
-use crate::observe::{event_progress, pod_state};
+use crate::observe::{endpoint, event_progress, pod_state};
 use crate::reconcile::{
     LABEL_AGENT, LABEL_SESSION, MANAGED_SELECTOR, SessionOptions, agent_selector, desired_secret, object_name,
     session_objects,
@@ -123,10 +123,9 @@ impl KubernetesRuntime {
     }
 
     /// The agent id given to [`Runtime::bind`], as soon as there is one (the controller waits for it).
-    pub async fn bound_agent(&self) -> Uuid {
+    pub async fn bound_agent(&self) -> Option<Uuid> {
         let mut receiver = self.owner.0.subscribe();
-        let id = receiver.wait_for(Option::is_some).await.map(|id| *id);
-        id.ok().flatten().expect("the sender lives as long as the runtime")
+        receiver.wait_for(Option::is_some).await.ok().and_then(|id| *id)
     }
 
     fn expect_exit(&self, session_id: Uuid, expected: bool) {
@@ -155,11 +154,9 @@ impl KubernetesRuntime {
             Some(existing) => self.revive(existing, &objects.session).await?,
         };
         create_if_absent(&self.secrets, &desired_secret(&session, &objects.secret_env)?).await?;
-        self.reconciler.reconcile(&session).await?;
         // A session that runs already is not touched: its endpoint, without replaying its start's progress.
-        if let Some(ActualState::Running { endpoint }) =
-            get_if_present(&self.pods, &name).await?.as_ref().map(pod_state)
-        {
+        let pod = get_if_present(&self.pods, &name).await?.filter(|pod| !is_terminating(pod));
+        if let Some(ActualState::Running { endpoint }) = pod.as_ref().map(pod_state) {
             return Ok(endpoint);
         }
         self.wait_until_ready(&session, progress).await
@@ -186,30 +183,34 @@ impl KubernetesRuntime {
         Ok(Session { status: Some(pending), ..revived })
     }
 
-    /// Follows the pod until it is Ready, reporting the kubelet's progress; fails as soon as it cannot run.
+    /// Follows the pod until it is Ready, reporting the kubelet's progress; fails as soon as it cannot run. While
+    /// there is no pod (or only the previous run's, still stopping) the Session is reconciled again, so a start
+    /// does not depend on the controller's timing.
     async fn wait_until_ready(&self, session: &Session, progress: &Progress<'_>) -> anyhow::Result<String> {
         let name = session.name_any();
         let deadline = Instant::now() + self.options.start_timeout;
         let mut seen_events = HashSet::new();
         loop {
-            let pod = get_if_present(&self.pods, &name).await?;
-            if let Some(pod) = &pod {
-                self.report_events(pod, &mut seen_events, progress).await?;
-                match pod_state(pod) {
-                    ActualState::Running { endpoint } => return Ok(endpoint),
-                    ActualState::Failed { reason } => {
-                        self.reconciler
-                            .write_status(session, status_of(&ActualState::Failed { reason: reason.clone() }))
-                            .await?;
-                        bail!("{reason}");
+            match get_if_present(&self.pods, &name).await?.filter(|pod| !is_terminating(pod)) {
+                Some(pod) => {
+                    self.report_events(&pod, &mut seen_events, progress).await?;
+                    let state = pod_state(&pod);
+                    if matches!(state, ActualState::Running { .. } | ActualState::Failed { .. }) {
+                        self.reconciler.write_status(session, status_of(&state)).await?;
                     }
-                    _ => {}
+                    match state {
+                        ActualState::Running { endpoint } => return Ok(endpoint),
+                        ActualState::Failed { reason } => bail!("{reason}"),
+                        _ => {}
+                    }
                 }
-            } else {
-                let current =
-                    get_if_present(&self.sessions, &name).await?.context("the Session vanished while starting")?;
-                if let Some(SessionStatus { phase: Some(Phase::Failed), reason, .. }) = current.status {
-                    bail!("{}", reason.unwrap_or_else(|| "the session failed while starting".to_string()));
+                None => {
+                    let current =
+                        get_if_present(&self.sessions, &name).await?.context("the Session vanished while starting")?;
+                    if let Some(SessionStatus { phase: Some(Phase::Failed), reason, .. }) = &current.status {
+                        bail!("{}", reason.clone().unwrap_or_else(|| "the session failed while starting".to_string()));
+                    }
+                    self.reconciler.reconcile(&current).await?;
                 }
             }
             if Instant::now() >= deadline {
@@ -227,7 +228,8 @@ impl KubernetesRuntime {
         progress: &Progress<'_>,
     ) -> anyhow::Result<()> {
         let uid = pod.uid();
-        let events = self.events.list(&ListParams::default()).await.context("listing events")?;
+        let about_pod = ListParams::default().fields(&format!("involvedObject.name={}", pod.name_any()));
+        let events = self.events.list(&about_pod).await.context("listing events")?;
         let mut fresh: Vec<&Event> = events
             .items
             .iter()
@@ -282,7 +284,7 @@ impl Runtime for KubernetesRuntime {
         let selector = ListParams::default().labels(&agent_selector(agent_id));
         let sessions = self.sessions.list(&selector).await.context("listing Sessions")?;
         let pods = self.pods.list(&selector).await.context("listing session pods")?;
-        let pod_of = |name: &str| pods.items.iter().find(|pod| pod.name_any() == name);
+        let pod_of = |name: &str| pods.items.iter().find(|pod| pod.name_any() == name && !is_terminating(pod));
         Ok(sessions
             .items
             .iter()
@@ -337,7 +339,13 @@ impl Runtime for KubernetesRuntime {
 
     fn events(&self) -> BoxStream<'static, (Uuid, ActualState)> {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(follow_pod_deaths(self.pods.clone(), self.owner.clone(), Arc::clone(&self.expected_exits), tx));
+        let deaths = DeathWatch {
+            sessions: self.sessions.clone(),
+            owner: self.owner.clone(),
+            expected_exits: Arc::clone(&self.expected_exits),
+            reported: HashSet::new(),
+        };
+        tokio::spawn(follow_pod_deaths(self.pods.clone(), deaths, tx));
         UnboundedReceiverStream::new(rx).boxed()
     }
 
@@ -346,28 +354,84 @@ impl Runtime for KubernetesRuntime {
     }
 }
 
-/// Watches the managed pods until `tx` closes, sending `Failed` once per pod of this agent that fails without
-/// the runtime ending it.
-async fn follow_pod_deaths(
-    pods: Api<Pod>,
+/// What follows the pod watch needs to tell a session's death from the runtime's own doing.
+struct DeathWatch {
+    sessions: Api<Session>,
     owner: Owner,
     expected_exits: Arc<RwLock<HashSet<Uuid>>>,
+    /// Pods already reported, by uid: each death is reported once.
+    reported: HashSet<String>,
+}
+
+fn is_expected(expected_exits: &RwLock<HashSet<Uuid>>, session_id: &Uuid) -> bool {
+    expected_exits.read().unwrap_or_else(|poisoned| poisoned.into_inner()).contains(session_id)
+}
+
+impl DeathWatch {
+    async fn judge(&mut self, event: watcher::Event<Pod>) -> Option<(Uuid, ActualState)> {
+        let exits = Arc::clone(&self.expected_exits);
+        match event {
+            watcher::Event::Apply(pod) | watcher::Event::InitApply(pod) => {
+                judge(&pod, &self.owner, |id| is_expected(&exits, id), &mut self.reported)
+            }
+            watcher::Event::Delete(pod) => self.judge_deletion(&pod).await,
+            watcher::Event::Init | watcher::Event::InitDone => None,
+        }
+    }
+
+    /// A pod deleted by someone else (`kubectl delete`, a drained node) while its session ran is a death too.
+    async fn judge_deletion(&mut self, pod: &Pod) -> Option<(Uuid, ActualState)> {
+        if !self.owner.owns(pod.labels()) {
+            return None;
+        }
+        let session_id: Uuid = pod.labels().get(LABEL_SESSION)?.parse().ok()?;
+        if is_expected(&self.expected_exits, &session_id) {
+            return None;
+        }
+        let session = match get_if_present(&self.sessions, &pod.name_any()).await {
+            Ok(session) => session?,
+            Err(error) => {
+                tracing::warn!(%session_id, error = format!("{error:#}"), "cannot read the Session of a deleted pod");
+                return None;
+            }
+        };
+        if !was_running_on(&session, pod) || !self.reported.insert(pod.uid().unwrap_or_else(|| pod.name_any())) {
+            return None;
+        }
+        let reason = "the session's pod was deleted".to_string();
+        tracing::warn!(%session_id, %reason, "a session died");
+        Some((session_id, ActualState::Failed { reason }))
+    }
+}
+
+/// Whether `session` was running on `pod` and nothing of the runtime's (hibernation, stop, wake) is under way:
+/// only then is the pod's deletion a death.
+fn was_running_on(session: &Session, pod: &Pod) -> bool {
+    let status = session.status.clone().unwrap_or_default();
+    session.metadata.deletion_timestamp.is_none()
+        && !session.spec.hibernated
+        && status.phase == Some(Phase::Running)
+        && status.endpoint.is_some()
+        && status.endpoint == endpoint(pod)
+}
+
+/// Watches the managed pods until `tx` closes, sending `Failed` once per pod of this agent that fails or is
+/// deleted without the runtime ending it.
+async fn follow_pod_deaths(
+    pods: Api<Pod>,
+    mut deaths: DeathWatch,
     tx: tokio::sync::mpsc::UnboundedSender<(Uuid, ActualState)>,
 ) {
-    let mut reported = HashSet::new();
     loop {
-        let mut changes =
-            watcher(pods.clone(), watcher::Config::default().labels(MANAGED_SELECTOR)).applied_objects().boxed();
+        let mut changes = watcher(pods.clone(), watcher::Config::default().labels(MANAGED_SELECTOR)).boxed();
         loop {
             let change = tokio::select! {
                 () = tx.closed() => return,
                 change = changes.try_next() => change,
             };
             match change {
-                Ok(Some(pod)) => {
-                    let expected =
-                        |id: &Uuid| expected_exits.read().unwrap_or_else(|poisoned| poisoned.into_inner()).contains(id);
-                    if let Some(death) = judge(&pod, &owner, expected, &mut reported)
+                Ok(Some(event)) => {
+                    if let Some(death) = deaths.judge(event).await
                         && tx.send(death).is_err()
                     {
                         return;
@@ -476,6 +540,39 @@ mod tests {
             status: Some(SessionStatus { phase, reason: Some("why".into()), ..SessionStatus::default() }),
             ..Session::new("s", spec)
         }
+    }
+
+    #[test]
+    fn a_deleted_pod_is_a_death_only_while_its_session_ran_on_it() {
+        use k8s_openapi::api::core::v1::{Container, ContainerPort, PodSpec};
+
+        let mut pod = dead_pod(AGENT, "a");
+        pod.spec = Some(PodSpec {
+            containers: vec![Container {
+                ports: Some(vec![ContainerPort { container_port: 8080, ..ContainerPort::default() }]),
+                ..Container::default()
+            }],
+            ..PodSpec::default()
+        });
+        pod.status.as_mut().unwrap().pod_ip = Some("10.244.0.1".into());
+        let on = |hibernated, phase, endpoint: &str| {
+            let mut session = session(hibernated, phase);
+            session.status.as_mut().unwrap().endpoint = Some(endpoint.to_string());
+            session
+        };
+        let table = [
+            (on(false, Some(Phase::Running), "http://10.244.0.1:8080"), true),
+            (on(true, Some(Phase::Running), "http://10.244.0.1:8080"), false),
+            (on(false, Some(Phase::Pending), "http://10.244.0.1:8080"), false),
+            (on(false, Some(Phase::Failed), "http://10.244.0.1:8080"), false),
+            (on(false, Some(Phase::Running), "http://10.244.0.2:8080"), false),
+        ];
+        for (session, want) in table {
+            assert_eq!(was_running_on(&session, &pod), want, "{:?} {:?}", session.spec.hibernated, session.status);
+        }
+        let mut stopping = on(false, Some(Phase::Running), "http://10.244.0.1:8080");
+        stopping.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH));
+        assert!(!was_running_on(&stopping, &pod));
     }
 
     #[test]
