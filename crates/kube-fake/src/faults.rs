@@ -15,17 +15,22 @@ pub struct FaultRule {
     /// How many requests to fail; None fails every matching request until the rules are cleared.
     pub remaining: Option<usize>,
     pub code: StatusCode,
+    /// Only requests of the client made by `FakeApiServer::client_named` with this name (None: any client).
+    pub client: Option<String>,
 }
+
+/// The header that names the client a request comes from (see `FakeApiServer::client_named`).
+pub const CLIENT_HEADER: &str = "x-kube-fake-client";
 
 impl FaultRule {
     /// Fails the next `count` requests whose path contains `path_contains`.
     pub fn next(count: usize, path_contains: &str, code: StatusCode) -> Self {
-        FaultRule { method: None, path_contains: path_contains.into(), remaining: Some(count), code }
+        FaultRule { method: None, path_contains: path_contains.into(), remaining: Some(count), code, client: None }
     }
 
     /// Fails every request whose path contains `path_contains` until the rules are cleared.
     pub fn always(path_contains: &str, code: StatusCode) -> Self {
-        FaultRule { method: None, path_contains: path_contains.into(), remaining: None, code }
+        FaultRule { method: None, path_contains: path_contains.into(), remaining: None, code, client: None }
     }
 
     /// Restricts the rule to one HTTP method.
@@ -34,8 +39,15 @@ impl FaultRule {
         self
     }
 
-    fn matches(&self, method: &Method, path: &str) -> bool {
+    /// Restricts the rule to the requests of one named client, as if only its network failed.
+    pub fn from_client(mut self, name: &str) -> Self {
+        self.client = Some(name.into());
+        self
+    }
+
+    fn matches(&self, method: &Method, path: &str, client: Option<&str>) -> bool {
         self.method.as_ref().is_none_or(|wanted| wanted == method)
+            && self.client.as_deref().is_none_or(|wanted| Some(wanted) == client)
             && path.contains(&self.path_contains)
             && self.remaining != Some(0)
     }
@@ -103,9 +115,9 @@ impl Faults {
     }
 
     /// The failure to answer this request with, if a rule catches it.
-    pub(crate) fn check(&self, method: &Method, path: &str) -> Option<ApiError> {
+    pub(crate) fn check(&self, method: &Method, path: &str, client: Option<&str>) -> Option<ApiError> {
         let mut rules = self.rules.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let rule = rules.iter_mut().find(|rule| rule.matches(method, path))?;
+        let rule = rules.iter_mut().find(|rule| rule.matches(method, path, client))?;
         if let Some(remaining) = rule.remaining.as_mut() {
             *remaining -= 1;
         }

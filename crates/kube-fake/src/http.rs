@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 
-use crate::faults::Faults;
+use crate::faults::{CLIENT_HEADER, Faults};
 use crate::kinds::ResourceKind;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::{self, ApiError};
@@ -26,7 +26,8 @@ pub struct ServerState {
     pub faults: Arc<Faults>,
     pub pod_termination: Option<Duration>,
     pub bookmark_interval: Duration,
-    pub shutdown: watch::Receiver<bool>,
+    /// Changes when open watches must end: the server stops, or the history they resume from is compacted.
+    pub close_watches: watch::Receiver<u64>,
 }
 
 type Shared = Arc<ServerState>;
@@ -52,7 +53,8 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     state.faults.wait_while_paused().await;
-    if let Some(error) = state.faults.check(&method, uri.path()) {
+    let client = headers.get(CLIENT_HEADER).and_then(|value| value.to_str().ok());
+    if let Some(error) = state.faults.check(&method, uri.path(), client) {
         return error.into_response();
     }
     let request = Request { state: &state, method, headers, params, body };
@@ -281,7 +283,7 @@ impl Request<'_> {
             kind: address.kind.clone(),
             sender,
             faults: self.state.faults.clone(),
-            shutdown: self.state.shutdown.clone(),
+            close: self.state.close_watches.clone(),
             bookmarks: self.flag("allowWatchBookmarks").then_some(self.state.bookmark_interval),
             initial_events_end: self.flag("sendInitialEvents"),
             timeout,
@@ -388,7 +390,7 @@ struct WatchStream {
     kind: ResourceKind,
     sender: mpsc::Sender<Result<Bytes, Infallible>>,
     faults: Arc<Faults>,
-    shutdown: watch::Receiver<bool>,
+    close: watch::Receiver<u64>,
     bookmarks: Option<Duration>,
     initial_events_end: bool,
     timeout: Duration,
@@ -433,7 +435,7 @@ impl WatchStream {
                     }
                 }
                 _ = &mut deadline => return,
-                _ = self.shutdown.changed() => return,
+                _ = self.close.changed() => return,
                 _ = self.sender.closed() => return,
             }
         }

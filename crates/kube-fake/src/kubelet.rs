@@ -117,7 +117,7 @@ impl Kubelet {
         let pod = self.pods().get(pod_name).await?;
         let now = timestamp();
         let event: Event = serde_json::from_value(json!({
-            "metadata": {"generateName": format!("{pod_name}."), "namespace": self.namespace},
+            "metadata": {"name": event_name(pod_name), "namespace": self.namespace},
             "involvedObject": {
                 "kind": "Pod",
                 "apiVersion": "v1",
@@ -165,6 +165,12 @@ impl Kubelet {
     async fn write_status(&self, name: &str, status: Value) -> kube::Result<Pod> {
         self.pods().patch_status(name, &PatchParams::default(), &Patch::Merge(json!({"status": status}))).await
     }
+}
+
+/// `<pod>.<hex nanoseconds>`, as the kubelet names events: names sort in the order the events happened, which is
+/// the order a list returns them in.
+fn event_name(pod_name: &str) -> String {
+    format!("{pod_name}.{:x}", Utc::now().timestamp_nanos_opt().unwrap_or_default())
 }
 
 fn timestamp() -> String {

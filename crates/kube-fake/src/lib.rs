@@ -4,6 +4,19 @@
 //! HTTP to this one. It keeps Kubernetes semantics for the subset the agent uses (resourceVersion conflicts,
 //! 404/409 `Status` objects, watches from a resourceVersion with a bounded history, the status subresource,
 //! label and field selectors, owner-reference garbage collection, finalizers); ADR 0022 says what it does not.
+//!
+//! ```no_run
+//! # async fn example() -> anyhow::Result<()> {
+//! use streamspace_kube_fake::{FakeApiServer, kubelet::Kubelet};
+//!
+//! let server = FakeApiServer::start().await?;
+//! // Custom resources are served once registered: `server.register(ResourceKind::from_definition(&crd)...)`.
+//! let client = server.client()?;
+//! // ... the code under test creates a pod through `client`; the test plays its node:
+//! Kubelet::new(client, "default").start("ss-1", "10.244.0.9").await?;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod docker_kubelet;
 mod faults;
@@ -19,6 +32,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::http::{HeaderName, HeaderValue};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -50,7 +64,7 @@ pub struct FakeApiServer {
     address: SocketAddr,
     store: Arc<store::Store>,
     faults: Arc<Faults>,
-    shutdown: watch::Sender<bool>,
+    close_watches: watch::Sender<u64>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -64,13 +78,13 @@ impl FakeApiServer {
         let address = listener.local_addr()?;
         let store = Arc::new(store::Store::new(options.history_limit));
         let faults = Arc::new(Faults::default());
-        let (shutdown, shutdown_signal) = watch::channel(false);
+        let (close_watches, watches_closed) = watch::channel(0);
         let state = Arc::new(http::ServerState {
             store: store.clone(),
             faults: faults.clone(),
             pod_termination: options.pod_termination,
             bookmark_interval: options.bookmark_interval,
-            shutdown: shutdown_signal,
+            close_watches: watches_closed,
         });
         let router = http::router(state);
         let server = tokio::spawn(async move {
@@ -79,7 +93,7 @@ impl FakeApiServer {
             }
         });
         let collector = tokio::spawn(store.clone().collect_garbage_forever());
-        Ok(FakeApiServer { address, store, faults, shutdown, tasks: vec![server, collector] })
+        Ok(FakeApiServer { address, store, faults, close_watches, tasks: vec![server, collector] })
     }
 
     /// Serves one more kind, as installing a CustomResourceDefinition would.
@@ -102,8 +116,24 @@ impl FakeApiServer {
         kube::Client::try_from(self.config())
     }
 
+    /// A client whose requests carry `name`, so that faults can hit it alone (`FaultRule::from_client`), as
+    /// when one replica's network fails.
+    pub fn client_named(&self, name: &str) -> kube::Result<kube::Client> {
+        let mut config = self.config();
+        let value = HeaderValue::from_str(name).map_err(|error| kube::Error::HttpError(error.into()))?;
+        config.headers.push((HeaderName::from_static(faults::CLIENT_HEADER), value));
+        kube::Client::try_from(config)
+    }
+
     pub fn faults(&self) -> &Faults {
         &self.faults
+    }
+
+    /// Forgets the change history, as etcd's compaction does, and ends every open watch: a client that resumes
+    /// from a resourceVersion before now gets 410 Expired and must list again.
+    pub fn compact(&self) {
+        self.store.compact();
+        self.close_watches.send_modify(|generation| *generation += 1);
     }
 
     /// The newest resourceVersion.
@@ -114,7 +144,7 @@ impl FakeApiServer {
 
 impl Drop for FakeApiServer {
     fn drop(&mut self) {
-        self.shutdown.send_replace(true);
+        self.close_watches.send_modify(|generation| *generation += 1);
         self.tasks.iter().for_each(JoinHandle::abort);
     }
 }

@@ -142,6 +142,12 @@ impl Store {
         self.lock().revision
     }
 
+    pub fn compact(&self) {
+        let mut inner = self.lock();
+        inner.history.clear();
+        inner.compacted = inner.revision;
+    }
+
     pub fn get(&self, kind: &ResourceKind, namespace: &str, name: &str) -> Result<Value, ApiError> {
         self.lock().objects.get(&key(kind, namespace, name)).cloned().ok_or_else(|| ApiError::not_found(kind, name))
     }

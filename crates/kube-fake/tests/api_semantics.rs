@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -12,7 +12,7 @@ use kube::api::{
     WatchParams,
 };
 use kube::runtime::watcher;
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 use streamspace_kube_fake::kubelet::Kubelet;
 use streamspace_kube_fake::{FakeApiServer, FaultRule, Options, ResourceKind, StatusCode};
@@ -401,6 +401,12 @@ async fn injected_failures_and_a_pause_reach_the_client() -> Result<()> {
     assert!(leases.get_opt("agent").await?.is_none());
     assert_eq!(server.faults().injected(), 2);
 
+    server.faults().inject(FaultRule::always("/leases", StatusCode::INTERNAL_SERVER_ERROR).from_client("replica-b"));
+    let replica_b: Api<Lease> = Api::namespaced(server.client_named("replica-b")?, NAMESPACE);
+    assert_eq!(api_error(replica_b.get_opt("agent").await.unwrap_err()).0, 500, "only replica-b's requests fail");
+    assert!(leases.get_opt("agent").await?.is_none());
+    server.faults().clear();
+
     server.faults().pause();
     let lease: Lease = serde_json::from_value(json!({"metadata": {"name": "agent"}, "spec": {}}))?;
     let writer = leases.clone();
@@ -502,5 +508,40 @@ async fn the_test_kubelet_runs_every_new_pod_with_its_own_address() -> Result<()
     assert_eq!(pulls.items.len(), 1);
     assert_eq!(pods.get("ss-other").await?.status.and_then(|status| status.pod_ip), None);
     kubelet.abort();
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_watcher_whose_resource_version_was_compacted_lists_again() -> Result<()> {
+    // No bookmarks, so the watcher's resourceVersion stays behind the writes it does not select.
+    let options = Options { bookmark_interval: Duration::from_secs(3600), ..Options::default() };
+    let server = FakeApiServer::start_with(options).await?;
+    let pods: Api<Pod> = Api::namespaced(server.client()?, NAMESPACE);
+    pods.create(&PostParams::default(), &pod("ss-a", json!({"app": "s"}))).await?;
+    let mut stream = watcher::watcher(pods.clone(), watcher::Config::default().labels("app=s")).boxed();
+    let mut lists = 0;
+    let mut seen_b = false;
+    let outcome = tokio::time::timeout(DEADLINE, async {
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(watcher::Event::Init) => lists += 1,
+                Ok(watcher::Event::InitDone) if lists == 1 => {
+                    pods.create(&PostParams::default(), &pod("ss-unseen", json!({"app": "other"}))).await?;
+                    server.compact();
+                    pods.create(&PostParams::default(), &pod("ss-b", json!({"app": "s"}))).await?;
+                }
+                Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) if pod.name_any() == "ss-b" => {
+                    seen_b = true;
+                }
+                _ => {}
+            }
+            if lists == 2 && seen_b {
+                break;
+            }
+        }
+        Ok::<_, anyhow::Error>(())
+    })
+    .await;
+    outcome.context("the watcher did not list again after the compaction")??;
     Ok(())
 }
