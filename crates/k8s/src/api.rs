@@ -19,6 +19,10 @@ pub(crate) fn is_not_found(error: &kube::Error) -> bool {
     status_code(error) == Some(404)
 }
 
+pub(crate) fn is_conflict(error: &kube::Error) -> bool {
+    status_code(error) == Some(409)
+}
+
 /// Creates `object` unless one of its name exists (which is then left as it is).
 pub(crate) async fn create_if_absent<K>(api: &Api<K>, object: &K) -> anyhow::Result<()>
 where
@@ -26,7 +30,7 @@ where
 {
     match api.create(&PostParams::default(), object).await {
         Ok(_) => Ok(()),
-        Err(error) if status_code(&error) == Some(409) => Ok(()),
+        Err(error) if is_conflict(&error) => Ok(()),
         Err(error) => {
             Err(anyhow::Error::new(error).context(format!("creating {} {}", K::kind(&()), object.name_any())))
         }
@@ -53,7 +57,7 @@ where
     replacement.meta_mut().resource_version = current.resource_version();
     match api.replace(&name, &PostParams::default(), &replacement).await {
         Ok(_) => Ok(()),
-        Err(error) if status_code(&error) == Some(409) => Ok(()),
+        Err(error) if is_conflict(&error) => Ok(()),
         Err(error) => Err(anyhow::Error::new(error).context(format!("replacing {} {name}", K::kind(&())))),
     }
 }

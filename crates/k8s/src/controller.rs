@@ -19,7 +19,7 @@ use streamspace_proto::SessionPhase;
 use streamspace_proto::hub::ActualState;
 use uuid::Uuid;
 
-use crate::api::{create_if_absent, create_or_replace, delete_if_present, get_if_present, same_meaning};
+use crate::api::{create_if_absent, create_or_replace, delete_if_present, get_if_present, is_conflict, same_meaning};
 use crate::crd::{Phase, Session, SessionStatus, Template};
 use crate::observe::pod_state;
 use crate::reconcile::{
@@ -29,6 +29,8 @@ use crate::reconcile::{
 
 /// How often a settled Session is looked at again even without a change (a missed watch event, drift).
 const RESYNC: Duration = Duration::from_secs(60);
+/// How often a status write that meets a conflict is tried in all.
+const STATUS_WRITE_ATTEMPTS: u32 = 3;
 /// How soon a Session whose reconcile failed is tried again.
 const RETRY: Duration = Duration::from_secs(5);
 
@@ -105,11 +107,21 @@ impl Reconciler {
         if session.status.as_ref() == Some(&status) {
             return Ok(());
         }
+        let name = session.name_any();
         let patch = serde_json::json!({ "status": status_patch(&status) });
-        self.sessions.patch_status(&session.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(
-            |error| anyhow::Error::new(error).context(format!("writing the status of {}", session.name_any())),
-        )?;
-        Ok(())
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            match self.sessions.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                Ok(_) => return Ok(()),
+                // A merge patch has no precondition: a conflict is the server's contention, and writing again is
+                // right.
+                Err(error) if is_conflict(&error) && attempts < STATUS_WRITE_ATTEMPTS => continue,
+                Err(error) => {
+                    return Err(anyhow::Error::new(error).context(format!("writing the status of {name}")));
+                }
+            }
+        }
     }
 }
 

@@ -21,7 +21,7 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Client;
 use kube::api::{Api, PostParams};
 
-use crate::api::get_if_present;
+use crate::api::{get_if_present, is_conflict};
 
 /// Time behind a trait, so the election's decisions are tested without waiting.
 pub trait Clock: Send + Sync + 'static {
@@ -204,7 +204,7 @@ impl LeaderElector {
     fn written(&self, result: kube::Result<Lease>) -> anyhow::Result<bool> {
         match result {
             Ok(_) => Ok(true),
-            Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+            Err(error) if is_conflict(&error) => Ok(false),
             Err(error) => Err(anyhow::Error::new(error).context(format!("writing Lease {}", self.name))),
         }
     }
