@@ -20,6 +20,8 @@ mod agent;
 mod backoff;
 mod commands;
 mod config;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod connection;
 mod runtime;
 

@@ -250,6 +250,9 @@ pub fn desired_pod(session: &Session, template: &Template, options: &SessionOpti
     let container = Container {
         name: CONTAINER.to_string(),
         image: Some(spec.image.clone()),
+        // As the Docker runtime: pull only what the node lacks (Kubernetes' default for `:latest` pulls every
+        // time, and fails for an image that is only on the node).
+        image_pull_policy: Some("IfNotPresent".to_string()),
         env: Some(environment(session)),
         ports: Some(vec![ContainerPort {
             name: Some(PORT_NAME.to_string()),

@@ -154,6 +154,11 @@ impl KubernetesRuntime {
             Some(existing) => self.revive(existing, &objects.session).await?,
         };
         create_if_absent(&self.secrets, &desired_secret(&session, &objects.secret_env)?).await?;
+        // A session that runs already is not touched: its endpoint, without replaying its start's progress.
+        let pod = get_if_present(&self.pods, &name).await?.filter(|pod| !is_terminating(pod));
+        if let Some(ActualState::Running { endpoint }) = pod.as_ref().map(pod_state) {
+            return Ok(endpoint);
+        }
         self.wait_until_ready(&session, progress).await
     }
 
@@ -231,6 +236,8 @@ impl KubernetesRuntime {
             .filter(|event| event.involved_object.kind.as_deref() == Some("Pod"))
             .filter(|event| event.involved_object.name.as_deref() == Some(pod.name_any().as_str()))
             .filter(|event| uid.is_none() || event.involved_object.uid == uid)
+            // The kubelet also says `Pulled` of an image it had ("already present on machine"): nothing was pulled.
+            .filter(|event| !event.message.as_deref().is_some_and(|message| message.contains("already present")))
             .filter(|event| seen.insert(event.uid().unwrap_or_else(|| event.name_any())))
             .collect();
         fresh.sort_by_key(|event| event.last_timestamp.clone().or(event.first_timestamp.clone()));

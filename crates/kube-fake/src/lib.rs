@@ -18,6 +18,7 @@
 //! # }
 //! ```
 
+pub mod docker_kubelet;
 mod faults;
 mod http;
 mod kinds;
