@@ -12,8 +12,6 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
-const START: Duration = Duration::from_secs(90);
-
 /// A control plane with one online agent, a fixture template and a member.
 struct Setup {
     plane: ControlPlane,
@@ -41,15 +39,6 @@ async fn setup(args: &[&str]) -> Setup {
     admin.post("/api/v1/users", user).await;
     let member = Api::login(&plane.api, "member", "password-123").await;
     Setup { plane, agent, agent_name: name, admin, member, _dir: dir }
-}
-
-async fn running_session(api: &Api) -> String {
-    let (status, session) =
-        api.call(reqwest::Method::POST, "/api/v1/sessions", Some(json!({"template": "fixture"}))).await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{session}");
-    let id = session["id"].as_str().unwrap().to_owned();
-    api.wait_for_state(&id, "running", START).await;
-    id
 }
 
 async fn connect_url(api: &Api, id: &str) -> String {

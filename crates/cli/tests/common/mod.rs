@@ -173,17 +173,31 @@ impl Drop for ControlPlane {
     }
 }
 
-/// A `streamspace agent docker` process.
+/// A `streamspace agent ...` process.
 pub struct Agent {
     child: Option<Child>,
-    server: String,
+    args: Vec<String>,
     token: String,
+    /// Settings given as environment variables (besides the token), such as `KUBECONFIG`.
+    env: Vec<(String, String)>,
     log: PathBuf,
 }
 
 impl Agent {
+    /// A `streamspace agent docker`.
     pub fn start(server: &str, token: &str, log: PathBuf) -> Agent {
-        let mut agent = Agent { child: None, server: server.to_owned(), token: token.to_owned(), log };
+        Agent::start_with(&["agent", "docker", "--server", server], &[], token, log)
+    }
+
+    /// Any agent command (`args` after the binary's name), with these environment variables.
+    pub fn start_with(args: &[&str], env: &[(&str, &str)], token: &str, log: PathBuf) -> Agent {
+        let mut agent = Agent {
+            child: None,
+            args: args.iter().map(|arg| (*arg).to_owned()).collect(),
+            token: token.to_owned(),
+            env: env.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect(),
+            log,
+        };
         agent.launch();
         agent
     }
@@ -191,7 +205,8 @@ impl Agent {
     fn launch(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
         let child = Command::new(BIN)
-            .args(["agent", "docker", "--server", &self.server])
+            .args(&self.args)
+            .envs(self.env.iter().map(|(name, value)| (name, value)))
             .env("STREAMSPACE_AGENT_TOKEN", &self.token)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -359,6 +374,19 @@ impl Api {
         })
         .await;
     }
+}
+
+/// How long a session may take to run (pulls included).
+pub const START: Duration = Duration::from_secs(90);
+
+/// Starts a session of the `fixture` template as `api`'s user and waits until it runs; returns its id.
+pub async fn running_session(api: &Api) -> String {
+    let (status, session) =
+        api.call(reqwest::Method::POST, "/api/v1/sessions", Some(json!({"template": "fixture"}))).await;
+    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{session}");
+    let id = session["id"].as_str().unwrap().to_owned();
+    api.wait_for_state(&id, "running", START).await;
+    id
 }
 
 /// Docker, for checking what really runs.
