@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 
 use axum::body::{Body, HttpBody};
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use axum::http::{Request, Response, StatusCode, Uri};
+use axum::http::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -161,16 +161,15 @@ fn counted(body: Body, count: impl Fn(u64) + Send + Sync + 'static) -> Body {
     }))
 }
 
-/// Sends `request` to the streamer at `endpoint` as `target` and returns the streamer's response, or
+/// Sends `request` (its URI already the streamer's request target) to the streamer at `endpoint` and returns
+/// the streamer's response, or
 /// an error response. Upgrades are tunnelled in the background once both sides switch.
 /// `credential`, when given, is the `Authorization` the upstream gets in place of whatever the
 /// client sent.
-#[allow(clippy::too_many_arguments)]
 pub async fn forward(
     upstreams: &Upstreams,
     endpoint: &Arc<str>,
     mut request: Request<Body>,
-    target: Uri,
     credential: Option<HeaderValue>,
     client_ip: std::net::IpAddr,
     traffic: Arc<Traffic>,
@@ -186,7 +185,6 @@ pub async fn forward(
         headers.insert(header::AUTHORIZATION, credential);
     }
     add_forwarded(headers, client_ip, host);
-    *request.uri_mut() = target;
     traffic.touch();
 
     let (in_total, out_total) = byte_counters();

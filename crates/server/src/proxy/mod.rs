@@ -187,7 +187,7 @@ impl SessionProxy {
     }
 }
 
-async fn proxy(app: &App, upstreams: &Upstreams, client_ip: IpAddr, request: Request<Body>) -> Response<Body> {
+async fn proxy(app: &App, upstreams: &Upstreams, client_ip: IpAddr, mut request: Request<Body>) -> Response<Body> {
     let Some(session_id) = addressed_session(&request, &app.origins.domain) else {
         return error(StatusCode::NOT_FOUND, "not_found", "no such session");
     };
@@ -239,16 +239,17 @@ async fn proxy(app: &App, upstreams: &Upstreams, client_ip: IpAddr, request: Req
     }
     let viewer = cached.viewer.get_or_init(|| streamer::Viewer::new(app.viewer_token(session_id)));
     let query = streamer::query_with_token(request.headers(), tail, query, &viewer.token);
-    let Ok(upstream) = origin_form(tail, &query) else {
+    let Ok(target) = origin_form(tail, &query) else {
         return error(StatusCode::BAD_REQUEST, "bad_request", "invalid path");
     };
     let credential = viewer.credential(tail);
+    *request.uri_mut() = target;
     let tunnel = match tunnel_slot(app, &request, grant) {
         Ok(tunnel) => tunnel,
         Err(response) => return *response,
     };
     let mut response =
-        forward::forward(upstreams, &endpoint, request, upstream, credential, client_ip, cached.traffic, tunnel).await;
+        forward::forward(upstreams, &endpoint, request, credential, client_ip, cached.traffic, tunnel).await;
     confine(response.headers_mut(), &app.origins.frame_ancestors);
     response
 }
