@@ -288,6 +288,10 @@ struct ServeArgs {
     /// WebSocket tunnels into sessions one user may hold open.
     #[arg(long, env = "STREAMSPACE_MAX_TUNNELS_PER_USER", default_value_t = Config::default().max_tunnels_per_user)]
     max_tunnels_per_user: usize,
+    /// Seconds between verifications of the whole audit chain, reported by the `streamspace_audit_chain_intact`
+    /// metric (0: never).
+    #[arg(long, env = "STREAMSPACE_AUDIT_VERIFY_INTERVAL", default_value_t = Config::default().audit_verify_interval.map_or(0, |every| every.as_secs()))]
+    audit_verify_interval: u64,
 }
 
 /// A Kubernetes agent deployed beside the control plane (by the Helm chart) with a token both read from one
@@ -364,6 +368,8 @@ impl ServeArgs {
             },
             max_event_streams_per_user: self.max_event_streams_per_user,
             max_tunnels_per_user: self.max_tunnels_per_user,
+            audit_verify_interval: (self.audit_verify_interval > 0)
+                .then(|| std::time::Duration::from_secs(self.audit_verify_interval)),
             ..Config::default()
         }
     }

@@ -76,8 +76,8 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
     let elapsed = started.elapsed();
     span.in_scope(|| tracing::info!(status, latency_ms = elapsed.as_secs_f64() * 1e3, "request finished"));
     let labels = [("method", method_label(&method).to_owned()), ("route", route), ("status", status.to_string())];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+    metrics::counter!("streamspace_http_requests_total", &labels).increment(1);
+    metrics::histogram!("streamspace_http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
     if let Ok(value) = HeaderValue::from_str(&trace.traceparent()) {
         response.headers_mut().insert("traceparent", value);
     }
@@ -127,8 +127,8 @@ impl SessionRequests {
             let labels =
                 [("method", key.0.to_owned()), ("route", SESSION_ROUTE.to_owned()), ("status", key.1.to_string())];
             let handles = (
-                metrics::counter!("http_requests_total", &labels),
-                metrics::histogram!("http_request_duration_seconds", &labels),
+                metrics::counter!("streamspace_http_requests_total", &labels),
+                metrics::histogram!("streamspace_http_request_duration_seconds", &labels),
             );
             self.handles.write().unwrap_or_else(|p| p.into_inner()).insert(key, handles.clone());
             handles
@@ -157,6 +157,86 @@ pub fn metrics_handle() -> PrometheusHandle {
             handle
         })
         .clone()
+}
+
+/// Counters that exist at zero from the start, with every value of their label: `increase()` and
+/// `rate()` see the first event of a series only if the series was scraped before it, and an alert
+/// on a counter born at 1 would never fire.
+const COUNTERS_FROM_ZERO: &[(&str, &str, &[&str])] = &[
+    ("streamspace_session_starts_total", "outcome", &["running", "failed"]),
+    ("streamspace_auth_failures_total", "reason", &["invalid_credentials", "invalid_mfa_code"]),
+    ("streamspace_login_refused_total", "reason", &["busy", "locked_out", "in_progress"]),
+    ("streamspace_audit_chain_verifications_total", "result", &["intact", "broken", "error"]),
+    ("streamspace_agent_commands_total", "kind", &["start", "hibernate", "wake", "stop", "remove"]),
+    ("streamspace_http_connections_refused_total", "listener", &["api", "sessions"]),
+    ("streamspace_proxy_bytes_total", "direction", &["in", "out"]),
+    ("streamspace_proxy_upstream_errors_total", "", &[]),
+    ("streamspace_agent_endpoints_refused_total", "", &[]),
+    ("streamspace_agent_command_retries_total", "", &[]),
+    ("streamspace_connections_cut_total", "", &[]),
+    ("streamspace_login_password_verifications_total", "", &[]),
+];
+
+/// Registers [`COUNTERS_FROM_ZERO`].
+pub fn register_counters() {
+    for (name, label, values) in COUNTERS_FROM_ZERO {
+        if values.is_empty() {
+            metrics::counter!(*name).increment(0);
+        }
+        for value in *values {
+            metrics::counter!(*name, *label => *value).increment(0);
+        }
+    }
+}
+
+/// Verifies the whole audit chain every `every`, from the start: the result goes to
+/// `streamspace_audit_chain_intact` (1 or 0) and `streamspace_audit_chain_verifications_total`,
+/// which the alert rules watch; a broken chain is also logged with its fault.
+pub async fn watch_audit_chain(app: crate::app::AppState, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let result = streamspace_store::audit::verify_store(app.store.as_ref(), &app.audit_key, None).await;
+        let outcome = match result {
+            Ok(Ok(_)) => "intact",
+            Ok(Err(fault)) => {
+                tracing::error!(%fault, "the audit chain is broken");
+                "broken"
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot verify the audit chain");
+                "error"
+            }
+        };
+        metrics::counter!("streamspace_audit_chain_verifications_total", "result" => outcome).increment(1);
+        if outcome != "error" {
+            metrics::gauge!("streamspace_audit_chain_intact").set(if outcome == "intact" { 1.0 } else { 0.0 });
+        }
+    }
+}
+
+/// When each TLS listener's certificate expires, for `streamspace_tls_certificate_expiry_seconds`:
+/// the TLS code records a certificate when it loads one, the background round turns the dates
+/// into seconds left.
+static CERTIFICATES: RwLock<Vec<(&'static str, std::time::SystemTime)>> = RwLock::new(Vec::new());
+
+/// Records the expiry (`notAfter`) of the certificate `listener` now serves.
+pub fn record_certificate(listener: &'static str, not_after: std::time::SystemTime) {
+    let mut certificates = CERTIFICATES.write().unwrap_or_else(|p| p.into_inner());
+    certificates.retain(|(known, _)| *known != listener);
+    certificates.push((listener, not_after));
+}
+
+/// Sets the seconds left before each recorded certificate expires (negative once expired).
+pub fn update_certificate_expiry(now: std::time::SystemTime) {
+    for (listener, not_after) in CERTIFICATES.read().unwrap_or_else(|p| p.into_inner()).iter() {
+        let left = match not_after.duration_since(now) {
+            Ok(left) => left.as_secs_f64(),
+            Err(past) => -past.duration().as_secs_f64(),
+        };
+        metrics::gauge!("streamspace_tls_certificate_expiry_seconds", "listener" => *listener).set(left);
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,6 +280,19 @@ mod tests {
             requests.record(&Method::from_bytes(chosen.as_bytes()).unwrap(), StatusCode::NOT_FOUND, Instant::now());
         }
         assert_eq!(requests.handles.read().unwrap().len(), 1, "one series for all of them");
+    }
+
+    #[test]
+    fn certificate_expiry_counts_the_seconds_left_and_goes_negative_once_expired() {
+        let handle = metrics_handle();
+        let loaded = std::time::SystemTime::now();
+        record_certificate("api", loaded + std::time::Duration::from_secs(86_400));
+        update_certificate_expiry(loaded + std::time::Duration::from_secs(400));
+        let rendered = handle.render();
+        assert!(rendered.contains("streamspace_tls_certificate_expiry_seconds{listener=\"api\"} 86000"), "{rendered}");
+        update_certificate_expiry(loaded + std::time::Duration::from_secs(86_410));
+        let rendered = handle.render();
+        assert!(rendered.contains("streamspace_tls_certificate_expiry_seconds{listener=\"api\"} -10"), "{rendered}");
     }
 
     #[test]

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // Each test binary uses its own part of the harness.
 
+pub mod catalogue;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -98,7 +98,7 @@ async fn serve(app: AppState, agent: Agent, socket: WebSocket) -> anyhow::Result
 
     let (outbox, mut pending) = mpsc::unbounded_channel();
     let serial = app.hub.connect(agent.id, outbox);
-    metrics::gauge!("agents_connected").set(app.hub.connected_count() as f64);
+    metrics::gauge!("streamspace_agents_connected").set(app.hub.connected_count() as f64);
     tracing::info!(agent = %agent.name, version = %agent_version, sessions = inventory.len(), "agent connected");
 
     let mut writer = tokio::spawn(async move {
@@ -126,7 +126,7 @@ async fn serve(app: AppState, agent: Agent, socket: WebSocket) -> anyhow::Result
     };
     app.hub.disconnect(agent.id, serial);
     writer.abort();
-    metrics::gauge!("agents_connected").set(app.hub.connected_count() as f64);
+    metrics::gauge!("streamspace_agents_connected").set(app.hub.connected_count() as f64);
     app.publish_agent(agent.id).await;
     result
 }
@@ -177,7 +177,7 @@ async fn command_result(
     let Some(command) = app.store.ack_command(agent.id, command_id, error.clone(), app.clock.now()).await? else {
         return Ok(());
     };
-    metrics::histogram!("agent_command_latency_seconds")
+    metrics::histogram!("streamspace_agent_command_latency_seconds")
         .record((app.clock.now() - command.created_at).num_milliseconds() as f64 / 1e3);
     let Some(reason) = error else { return Ok(()) };
     let session = app.store.get_session(Scope::Platform, command.session_id).await?;
