@@ -84,10 +84,11 @@ pub fn disagreements(exposition: &str, markdown: &str) -> Vec<String> {
     found
 }
 
+pub const PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/metrics.md");
+
 /// Fails the test with every disagreement between the binary's `/metrics` and `docs/metrics.md`.
 pub fn assert_catalogued(exposition: &str) {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/metrics.md");
-    let markdown = std::fs::read_to_string(path).expect("docs/metrics.md");
+    let markdown = std::fs::read_to_string(PATH).expect("docs/metrics.md");
     let found = disagreements(exposition, &markdown);
     assert!(found.is_empty(), "docs/metrics.md and /metrics disagree:\n{}", found.join("\n"));
 }
