@@ -1,6 +1,7 @@
 //! Monitoring for real: Debian's Prometheus scrapes the built binary with the shipped alert rules,
 //! an agent process going away fires the agent-offline alert, and every query of the Grafana
-//! dashboards runs on that Prometheus against catalogued metrics.
+//! dashboards runs on that Prometheus against catalogued metrics. Tracing for real: the control
+//! plane and a Docker agent export over OTLP to a receiver, which sees one trace per session start.
 
 mod common;
 
@@ -57,6 +58,62 @@ async fn prometheus_scrapes_the_binary_and_alerts_when_an_agent_goes_offline() {
         let expr = expr.split("for:").next().unwrap().split("labels:").next().unwrap();
         assert_catalogued_metrics("the alert rules", expr);
     }
+}
+
+#[tokio::test]
+async fn one_trace_runs_from_the_start_request_through_the_agent_and_back() {
+    require_docker();
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = common::otlp::Receiver::start().await;
+    let exporting = [("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.url.as_str()), ("OTEL_BSP_SCHEDULE_DELAY", "100")];
+    let plane = ControlPlane::start_with_env(dir.path(), &["--heartbeat-interval", "2"], &exporting).await;
+    let admin = plane.admin().await;
+    let token = admin.register_agent("traced").await;
+    let args = ["agent", "docker", "--server", plane.api.as_str()];
+    let _agent = Agent::start_with(&args, &exporting, &token, dir.path().join("agent.log"));
+    admin.wait_for_agent_online("traced").await;
+    let template = serde_json::json!({"name": "fixture", "display_name": "Fixture", "image": FIXTURE_IMAGE, "cpu_millis": 250, "memory_mb": 128, "shm_mb": 16});
+    admin.post("/api/v1/templates", template).await;
+
+    // The caller's own trace context, as a browser instrumented with OpenTelemetry would send it.
+    let (trace_id, caller_span) = ("5e55105ea27500000000000000000001", "ca11e45000000001");
+    let created: Value = reqwest::Client::new()
+        .post(format!("{}/api/v1/sessions", plane.api))
+        .bearer_auth(&admin.token)
+        .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
+        .json(&serde_json::json!({"template": "fixture"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap_or_else(|| panic!("{created}")).to_owned();
+    admin.wait_for_state(&id, "running", START).await;
+
+    let trace = eventually("the whole start in one trace", Duration::from_secs(30), || async {
+        let trace: Vec<_> = receiver.spans().into_iter().filter(|span| span.trace_id == trace_id).collect();
+        let by_id = |id: &str| trace.iter().find(|span| span.span_id == id);
+        let request =
+            trace.iter().find(|span| span.service == "streamspace" && span.name == "POST /api/v1/sessions")?;
+        let agent_start =
+            trace.iter().find(|span| span.service == "streamspace-agent" && span.name == "agent start")?;
+        let report = trace.iter().find(|span| {
+            span.service == "streamspace"
+                && span.name == "session status"
+                && by_id(&span.parent_span_id).is_some_and(|parent| parent.service == "streamspace-agent")
+        })?;
+        // Connected: every span hangs from another of the trace, up to the request, which hangs from the caller.
+        let connected =
+            trace.iter().all(|span| span.parent_span_id == caller_span || by_id(&span.parent_span_id).is_some());
+        let from_the_control_plane =
+            by_id(&agent_start.parent_span_id).is_some_and(|parent| parent.service == "streamspace");
+        (connected && from_the_control_plane && request.parent_span_id == caller_span && !report.span_id.is_empty())
+            .then_some(trace)
+    })
+    .await;
+    let services: BTreeSet<&str> = trace.iter().map(|span| span.service.as_str()).collect();
+    assert_eq!(services, BTreeSet::from(["streamspace", "streamspace-agent"]), "{trace:#?}");
 }
 
 fn dashboards() -> Vec<(String, Value)> {

@@ -70,7 +70,11 @@ impl App {
         now: DateTime<Utc>,
     ) -> ApiResult<()> {
         match effect {
-            Effect::Command(kind) => self.command(after, kind, cause.meta.traceparent()).await?,
+            Effect::Command(kind) => {
+                // The span at work (a request's, or an agent report's) when traces are exported.
+                let traceparent = streamspace_trace::current_traceparent().or_else(|| cause.meta.traceparent());
+                self.command(after, kind, traceparent).await?
+            }
             Effect::ProvisionStreamer { endpoint } => {
                 tokio::spawn(crate::proxy::streamer::provision(
                     self.http.clone(),

@@ -14,7 +14,8 @@ use rand::RngCore;
 use tracing::Instrument;
 
 /// The W3C trace context of a request: the caller's trace id when it sent a valid
-/// `traceparent`, a new one otherwise; the span id is always ours.
+/// `traceparent`, a new one otherwise; the span id is always ours. With OpenTelemetry export on,
+/// both are the request span's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceContext {
     pub trace_id: String,
@@ -43,15 +44,22 @@ pub fn parse_traceparent(value: &str) -> Option<String> {
     valid.then(|| (*trace_id).to_owned())
 }
 
+fn request_traceparent(request: &Request) -> Option<&str> {
+    request.headers().get("traceparent").and_then(|v| v.to_str().ok())
+}
+
 impl TraceContext {
     pub fn from_request(request: &Request) -> TraceContext {
-        let trace_id = request
-            .headers()
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_traceparent)
-            .unwrap_or_else(|| random_hex(16));
+        let trace_id = request_traceparent(request).and_then(parse_traceparent).unwrap_or_else(|| random_hex(16));
         TraceContext { trace_id, span_id: random_hex(8) }
+    }
+
+    /// The context of the exported span `span`, or `None` when nothing is exported.
+    fn of_span(span: &tracing::Span) -> Option<TraceContext> {
+        let traceparent = streamspace_trace::traceparent(span)?;
+        let mut parts = traceparent.split('-').skip(1);
+        let (trace_id, span_id) = (parts.next()?.to_owned(), parts.next()?.to_owned());
+        Some(TraceContext { trace_id, span_id })
     }
 
     pub fn traceparent(&self) -> String {
@@ -64,10 +72,21 @@ impl TraceContext {
 /// HTTP metrics.
 pub async fn observe(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let trace = TraceContext::from_request(&request);
     let method = request.method().clone();
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
-    let span = tracing::info_span!("request", trace_id = %trace.trace_id, %method, route = %route);
+    let span = tracing::info_span!(
+        "request",
+        otel.name = format!("{method} {route}"),
+        otel.kind = "server",
+        trace_id = tracing::field::Empty,
+        %method,
+        route = %route,
+    );
+    if let Some(traceparent) = request_traceparent(&request) {
+        streamspace_trace::continue_trace(&span, traceparent);
+    }
+    let trace = TraceContext::of_span(&span).unwrap_or_else(|| TraceContext::from_request(&request));
+    span.record("trace_id", tracing::field::display(&trace.trace_id));
     request.extensions_mut().insert(trace.clone());
 
     let mut response = next.run(request).instrument(span.clone()).await;
@@ -245,15 +264,20 @@ pub enum LogFormat {
     Json,
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-pub fn init_logging(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`); with `traces`, the same spans are
+/// exported over OTLP.
+pub fn init_logging(format: LogFormat, traces: Option<&streamspace_trace::Exporter>) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let result = match format {
-        LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).try_init(),
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = match format {
+        LogFormat::Pretty => logs.boxed(),
+        LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).boxed(),
     };
+    let exported = traces.map(streamspace_trace::Exporter::layer);
+    let result = tracing_subscriber::registry().with(logs).with(exported).with(filter).try_init();
     // Already initialised (several servers in one test process): keep the first.
     drop(result);
 }

@@ -84,7 +84,7 @@ impl Peer {
     }
 
     pub async fn report(&mut self, session_id: Uuid, state: ActualState) {
-        self.send(AgentMessage::SessionStatus { session_id, state }).await;
+        self.send(AgentMessage::SessionStatus { session_id, state, traceparent: None }).await;
     }
 }
 
@@ -216,7 +216,13 @@ async fn an_agent_cannot_answer_for_a_command_sent_to_another() {
 
     let mut b = Peer::hello(served.api, &b_token, roomy(), BTreeMap::new()).await;
     wait_online(&t, &admin, &b_id).await;
-    b.send(AgentMessage::CommandResult { command_id: start.id, ok: false, error: Some("forged".into()) }).await;
+    b.send(AgentMessage::CommandResult {
+        command_id: start.id,
+        ok: false,
+        error: Some("forged".into()),
+        traceparent: None,
+    })
+    .await;
     // B's messages are handled in order: its claim on A's session, answered with a stop for B,
     // shows the forged answer before it was handled too.
     b.report(id, ActualState::Running { endpoint: "http://192.0.2.20:8080".into() }).await;
@@ -230,7 +236,13 @@ async fn an_agent_cannot_answer_for_a_command_sent_to_another() {
     assert!(pending.iter().any(|c| c.id == start.id && c.acked_at.is_none()), "A's command is still open");
 
     // A's own answer counts.
-    a.send(AgentMessage::CommandResult { command_id: start.id, ok: false, error: Some("image missing".into()) }).await;
+    a.send(AgentMessage::CommandResult {
+        command_id: start.id,
+        ok: false,
+        error: Some("image missing".into()),
+        traceparent: None,
+    })
+    .await;
     let failed = wait_for_state(&t, &admin, id, "failed").await;
     assert_eq!(failed["failure_reason"], "image missing");
 }
