@@ -1,5 +1,6 @@
 //! Monitoring for real: Debian's Prometheus scrapes the built binary with the shipped alert rules,
-//! an agent process going away fires the agent-offline alert, and every query of the Grafana
+//! an agent process going away fires the agent-offline alert, an edit of the audit log in the
+//! database fires the broken-chain alert, and every query of the Grafana
 //! dashboards runs on that Prometheus against catalogued metrics. Tracing for real: the control
 //! plane and a Docker agent export over OTLP to a receiver, which sees one trace per session start.
 
@@ -15,10 +16,10 @@ use serde_json::Value;
 const DASHBOARDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/grafana");
 
 #[tokio::test]
-async fn prometheus_scrapes_the_binary_and_alerts_when_an_agent_goes_offline() {
+async fn prometheus_scrapes_the_binary_and_alerts_when_an_agent_goes_offline_or_the_audit_log_is_edited() {
     require_docker();
     let dir = tempfile::tempdir().unwrap();
-    let plane = ControlPlane::start(dir.path(), &["--heartbeat-interval", "1"]).await;
+    let plane = ControlPlane::start(dir.path(), &["--heartbeat-interval", "1", "--audit-verify-interval", "1"]).await;
     let admin = plane.admin().await;
     let token = admin.register_agent("watched").await;
     let mut agent = Agent::start(&plane.api, &token, dir.path().join("agent.log"));
@@ -35,6 +36,8 @@ async fn prometheus_scrapes_the_binary_and_alerts_when_an_agent_goes_offline() {
     let loaded = rules["groups"][0]["rules"].as_array().unwrap();
     assert!(loaded.iter().all(|rule| rule["health"] == "ok"), "{rules}");
     assert_eq!(prometheus.alert_state("StreamSpaceAgentOffline").await, None, "the agent is online");
+    assert_eq!(prometheus.alert_state("StreamSpaceAuditChainBroken").await, None, "the chain is intact");
+    assert!(!prometheus.query("streamspace_audit_chain_intact == 1").await.is_empty());
 
     agent.kill();
     let state = eventually("the agent-offline alert to fire", Duration::from_secs(30), || async {
@@ -42,6 +45,19 @@ async fn prometheus_scrapes_the_binary_and_alerts_when_an_agent_goes_offline() {
     })
     .await;
     assert_eq!(state, "firing");
+
+    // Someone with the database edits an audit event (agent.create, above).
+    let database = format!("sqlite://{}", dir.path().join("streamspace.db").display());
+    let pool = sqlx::SqlitePool::connect(&database).await.unwrap();
+    let edited = sqlx::query("UPDATE audit_events SET target = 'agent:innocent' WHERE action = 'agent.create'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert_eq!(edited.rows_affected(), 1);
+    eventually("the broken-chain alert to fire", Duration::from_secs(30), || async {
+        prometheus.alert_state("StreamSpaceAuditChainBroken").await.filter(|state| state == "firing")
+    })
+    .await;
 
     for (file, dashboard) in dashboards() {
         check_layout(&file, &dashboard);
