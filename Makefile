@@ -10,7 +10,8 @@ CARGO ?= cargo
 export STREAMSPACE_TEST_DATABASE_URL ?= postgres://streamspace:streamspace@127.0.0.1:5432/streamspace
 
 .PHONY: help up build ui images services test test-all lint test-rust test-unit test-store test-api test-e2e test-sessions \
-	test-ui ui-api image test-images test-streaming test-journey test-hostile test-api-fuzz openapi-check test-helm crds
+	test-ui ui-api image test-images test-streaming test-journey test-hostile test-api-fuzz openapi-check test-helm crds \
+	test-prometheus
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -54,7 +55,7 @@ services: ## Install and start what the tests need: packages, Docker, PostgreSQL
 test: services ## Run every test, after installing and starting what they need
 	eval "$$(scripts/dev/postgres-up.sh)" && STREAMSPACE_REQUIRE_SERVICES=1 $(MAKE) --no-print-directory test-all
 
-test-all: lint test-ui ui test-rust openapi-check test-api-fuzz test-helm test-images test-streaming test-journey test-hostile ## Every test, on a machine `make services` has set up
+test-all: lint test-ui ui test-rust openapi-check test-api-fuzz test-helm test-prometheus test-images test-streaming test-journey test-hostile ## Every test, on a machine `make services` has set up
 
 lint: ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
@@ -110,6 +111,9 @@ test-api-fuzz: ## Property-based API tests from the OpenAPI document (schemathes
 
 test-helm: ## The Helm chart rendered and linted by Helm's engine, validated against the Kubernetes schemas
 	scripts/ci/helm-test.sh
+
+test-prometheus: ## Alert rules: promtool checks them and runs their unit tests (deploy/prometheus/tests), one per alert
+	scripts/ci/prometheus-test.sh
 
 crds: ## Regenerate the chart's CRDs (deploy/helm/streamspace/crds) from the Rust types
 	$(CARGO) run -q -p streamspace-cli -- kubernetes crds --dir deploy/helm/streamspace/crds

@@ -3,8 +3,9 @@
 set -euo pipefail
 
 # iptables and iproute2: the Docker runtime installs session egress rules, and its tests route addresses into
-# network namespaces of their own.
-packages=(postgresql docker.io iptables iproute2 debootstrap chromium shellcheck python3-venv curl procps)
+# network namespaces of their own. prometheus: promtool for the alert rules' tests, and the server that scrapes the
+# built binary in crates/cli/tests/observability.rs.
+packages=(postgresql docker.io iptables iproute2 debootstrap chromium shellcheck python3-venv curl procps prometheus)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

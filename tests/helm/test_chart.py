@@ -93,6 +93,10 @@ RESTRICTED_VOLUME_TYPES = {
 
 CRD_FILES = {"sessions.streamspace.io.yaml", "templates.streamspace.io.yaml"}
 
+# What the chart ships for monitoring (through the symbolic links in the chart's files/).
+DASHBOARDS = ROOT / "deploy" / "grafana"
+ALERT_RULES = ROOT / "deploy" / "prometheus" / "streamspace-rules.yml"
+
 
 def render(values):
     chart = helm.Chart.load(str(CHART))
@@ -496,6 +500,7 @@ def test_notes_tell_where_the_admin_password_and_the_session_hosts_are(value_set
     ({"podSecurityContext": {"runAsNonRoot": False, "seccompProfile": {"type": "RuntimeDefault"}}}, "runAsNonRoot"),
     ({"publicUrl": "streamspace.example.com"}, "/publicUrl"),
     ({"ingres": {"enabled": False}}, "ingres"),
+    ({"monitoring": {"prometheusRule": {"enabled": "yes"}}}, "/monitoring/prometheusRule/enabled"),
 ])
 def test_the_values_schema_refuses_mistakes(values, complaint):
     with pytest.raises(helm.HelmError) as refused:
@@ -507,3 +512,54 @@ def test_without_any_database_the_chart_says_what_is_missing():
     with pytest.raises(helm.HelmError) as refused:
         render({"externalDatabase": {"existingSecret": ""}})
     assert "externalDatabase.existingSecret, externalDatabase.url or postgresql.enabled" in str(refused.value)
+
+
+def monitoring_objects(objects, kind):
+    return [obj for obj in of_kind(objects, kind) if component_of(obj) == "monitoring"]
+
+
+def test_the_dashboards_ship_in_a_configmap_for_grafanas_sidecar(value_set):
+    name, _, objects = value_set
+    [dashboards] = monitoring_objects(objects, "ConfigMap")
+    assert dashboards["metadata"]["labels"]["grafana_dashboard"] == "1", name
+    assert dashboards["metadata"]["annotations"]["grafana_folder"] == "StreamSpace", name
+    shipped = {key: json.loads(text) for key, text in dashboards["data"].items()}
+    assert shipped == {path.name: json.loads(path.read_text()) for path in DASHBOARDS.glob("*.json")}, name
+    assert shipped, "at least the platform overview"
+
+
+def test_the_dashboards_configmap_follows_its_values():
+    values = {"monitoring": {"dashboards": {"label": "dashboards", "labelValue": "streamspace", "namespace": "grafana",
+                                            "folderAnnotation": ""}}}
+    [dashboards] = monitoring_objects(render(values), "ConfigMap")
+    assert dashboards["metadata"]["labels"]["dashboards"] == "streamspace"
+    assert dashboards["metadata"]["namespace"] == "grafana"
+    assert "annotations" not in dashboards["metadata"]
+    assert monitoring_objects(render({"monitoring": {"dashboards": {"enabled": False}}}), "ConfigMap") == []
+
+
+def test_prometheus_operator_objects_need_their_crds_unless_forced():
+    # Rendered offline, the cluster has no Prometheus Operator: `auto` renders nothing.
+    for kind in ("PrometheusRule", "ServiceMonitor"):
+        assert monitoring_objects(render({}), kind) == [], kind
+    off = {"monitoring": {"prometheusRule": {"enabled": False}, "serviceMonitor": {"enabled": False}}}
+    assert [obj for obj in render(off) if obj["apiVersion"].startswith("monitoring.coreos.com")] == []
+
+
+def test_the_prometheus_rule_carries_the_repositorys_alert_rules():
+    values = {"monitoring": {"prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}}}}
+    [rule] = monitoring_objects(render(values), "PrometheusRule")
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    assert rule["spec"] == yaml.safe_load(ALERT_RULES.read_text())
+
+
+def test_the_service_monitor_scrapes_the_control_plane_services_http_port():
+    objects = render({"monitoring": {"serviceMonitor": {"enabled": True, "interval": "15s"}}})
+    [monitor] = monitoring_objects(objects, "ServiceMonitor")
+    service = named(objects, "Service", "control-plane")
+    assert selects(monitor["spec"]["selector"], service["metadata"]["labels"])
+    [endpoint] = monitor["spec"]["endpoints"]
+    assert endpoint == {"port": "http", "path": "/metrics", "interval": "15s"}
+    assert "http" in {port["name"] for port in service["spec"]["ports"]}
+

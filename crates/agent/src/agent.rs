@@ -41,11 +41,15 @@ impl Agent {
             Admission::New => {
                 let span = tracing::info_span!(
                     "command",
+                    otel.name = format!("agent {:?}", command.kind).to_lowercase(),
                     command_id = %command.id,
                     kind = ?command.kind,
                     session_id = %command.session_id,
                     traceparent = command.traceparent.as_deref().unwrap_or_default(),
                 );
+                if let Some(traceparent) = &command.traceparent {
+                    streamspace_trace::continue_trace(&span, traceparent);
+                }
                 let agent = Arc::clone(self);
                 self.queues
                     .push(command.session_id, Box::pin(async move { agent.apply(command).await }.instrument(span)));
@@ -104,6 +108,7 @@ impl Outbox {
     }
 
     pub(crate) fn status(&self, session_id: Uuid, state: ActualState) {
-        self.send(AgentMessage::SessionStatus { session_id, state });
+        let traceparent = streamspace_trace::current_traceparent();
+        self.send(AgentMessage::SessionStatus { session_id, state, traceparent });
     }
 }

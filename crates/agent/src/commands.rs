@@ -33,7 +33,12 @@ impl Outcome {
     }
 
     pub(crate) fn message(&self, command_id: Uuid) -> AgentMessage {
-        AgentMessage::CommandResult { command_id, ok: self.ok, error: self.error.clone() }
+        AgentMessage::CommandResult {
+            command_id,
+            ok: self.ok,
+            error: self.error.clone(),
+            traceparent: streamspace_trace::current_traceparent(),
+        }
     }
 }
 
@@ -228,7 +233,7 @@ mod tests {
         let id = Uuid::new_v4();
         assert_eq!(
             Outcome::of(&Ok(())).message(id),
-            AgentMessage::CommandResult { command_id: id, ok: true, error: None }
+            AgentMessage::CommandResult { command_id: id, ok: true, error: None, traceparent: None }
         );
     }
 

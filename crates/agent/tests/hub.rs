@@ -229,7 +229,7 @@ fn command(kind: CommandKind, spec: Option<SessionSpec>, session_id: Uuid) -> Co
 }
 
 fn status(session_id: Uuid, state: ActualState) -> AgentMessage {
-    AgentMessage::SessionStatus { session_id, state }
+    AgentMessage::SessionStatus { session_id, state, traceparent: None }
 }
 
 fn starting(phase: SessionPhase, progress: Option<i32>) -> ActualState {
@@ -237,7 +237,7 @@ fn starting(phase: SessionPhase, progress: Option<i32>) -> ActualState {
 }
 
 fn result(command_id: Uuid, error: Option<&str>) -> AgentMessage {
-    AgentMessage::CommandResult { command_id, ok: error.is_none(), error: error.map(str::to_string) }
+    AgentMessage::CommandResult { command_id, ok: error.is_none(), error: error.map(str::to_string), traceparent: None }
 }
 
 #[tokio::test]

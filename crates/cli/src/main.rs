@@ -21,6 +21,7 @@ use streamspace_server::config::{SessionTimers, Urls};
 use streamspace_server::telemetry::{LogFormat, init_logging};
 use streamspace_server::{Config, Listeners, bootstrap};
 use streamspace_store::audit::{AuditKey, RecordedHead};
+use streamspace_trace::Exporter;
 
 #[derive(Parser)]
 #[command(name = "streamspace", version, about = "Stream containerized applications to the browser")]
@@ -28,8 +29,22 @@ struct Cli {
     /// Log format.
     #[arg(long, env = "STREAMSPACE_LOG_FORMAT", value_enum, default_value_t = LogFormatArg::Pretty, global = true)]
     log_format: LogFormatArg,
+    /// OTLP/HTTP collector to export traces to, e.g. `http://otel-collector:4318` (spans go to its
+    /// `/v1/traces`); unset: no traces are exported.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", global = true)]
+    otlp_endpoint: Option<String>,
     #[command(subcommand)]
     command: Command,
+}
+
+impl Command {
+    /// The OpenTelemetry `service.name` this command's traces carry.
+    fn service_name(&self) -> &'static str {
+        match self {
+            Command::Agent { .. } => "streamspace-agent",
+            _ => "streamspace",
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -288,6 +303,10 @@ struct ServeArgs {
     /// WebSocket tunnels into sessions one user may hold open.
     #[arg(long, env = "STREAMSPACE_MAX_TUNNELS_PER_USER", default_value_t = Config::default().max_tunnels_per_user)]
     max_tunnels_per_user: usize,
+    /// Seconds between verifications of the whole audit chain, reported by the `streamspace_audit_chain_intact`
+    /// metric (0: never).
+    #[arg(long, env = "STREAMSPACE_AUDIT_VERIFY_INTERVAL", default_value_t = Config::default().audit_verify_interval.map_or(0, |every| every.as_secs()))]
+    audit_verify_interval: u64,
 }
 
 /// A Kubernetes agent deployed beside the control plane (by the Helm chart) with a token both read from one
@@ -364,6 +383,8 @@ impl ServeArgs {
             },
             max_event_streams_per_user: self.max_event_streams_per_user,
             max_tunnels_per_user: self.max_tunnels_per_user,
+            audit_verify_interval: (self.audit_verify_interval > 0)
+                .then(|| std::time::Duration::from_secs(self.audit_verify_interval)),
             ..Config::default()
         }
     }
@@ -380,10 +401,23 @@ fn zero_is_off(seconds: i64) -> Option<chrono::Duration> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(match cli.log_format {
-        LogFormatArg::Pretty => LogFormat::Pretty,
-        LogFormatArg::Json => LogFormat::Json,
-    });
+    // Kept to the end of main: dropping it exports the spans still queued.
+    let traces =
+        match cli.otlp_endpoint.as_deref().map(|endpoint| Exporter::start(endpoint, cli.command.service_name())) {
+            None => None,
+            Some(Ok(exporter)) => Some(exporter),
+            Some(Err(err)) => {
+                eprintln!("error: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
+    init_logging(
+        match cli.log_format {
+            LogFormatArg::Pretty => LogFormat::Pretty,
+            LogFormatArg::Json => LogFormat::Json,
+        },
+        traces.as_ref(),
+    );
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {

@@ -160,16 +160,18 @@ async fn a_session_runs_and_is_reachable_only_through_the_authenticated_proxy() 
     assert_eq!(socket.next().await.unwrap().unwrap().into_data().as_ref(), payload.as_slice());
     socket.close(None).await.unwrap();
 
-    // The proxy and the lifecycle are measured.
+    // The proxy and the lifecycle are measured, and every metric is in the catalogue (docs/metrics.md).
     let metrics = reqwest::get(format!("{}/metrics", s.plane.api)).await.unwrap().text().await.unwrap();
     for series in [
-        "session_start_duration_seconds_count",
-        "session_phase_duration_seconds_bucket",
-        "proxy_bytes_total",
-        "agents_connected",
+        "streamspace_session_start_duration_seconds_count",
+        "streamspace_session_phase_duration_seconds_bucket",
+        "streamspace_proxy_bytes_total",
+        "streamspace_agents{state=\"online\"} 1",
+        "streamspace_session_starts_total{outcome=\"running\"} 1",
     ] {
         assert!(metrics.contains(series), "{series} missing from /metrics");
     }
+    common::catalogue::assert_catalogued(&metrics);
 
     // A cookie for one session opens no other, and each origin serves its own session only.
     let second = running_session(&s.member).await;

@@ -147,11 +147,18 @@ pub enum AgentMessage {
         session_id: Uuid,
         #[serde(flatten)]
         state: ActualState,
+        /// W3C trace context of the agent's work on a command that led to this status, if any; absent from
+        /// agents that do not trace (and ignored by control planes that do not).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        traceparent: Option<String>,
     },
     CommandResult {
         command_id: Uuid,
         ok: bool,
         error: Option<String>,
+        /// W3C trace context of the agent's work on the command, as for `SessionStatus`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        traceparent: Option<String>,
     },
 }
 
@@ -172,6 +179,7 @@ mod tests {
         let status = Envelope::new(AgentMessage::SessionStatus {
             session_id: Uuid::nil(),
             state: ActualState::Starting { phase: SessionPhase::Pulling, progress: Some(40) },
+            traceparent: None,
         });
         let json = serde_json::to_value(&status).unwrap();
         assert_eq!(
@@ -179,6 +187,27 @@ mod tests {
             serde_json::json!({"v": 1, "type": "session_status", "session_id": Uuid::nil(), "state": "starting", "phase": "pulling", "progress": 40})
         );
         assert_eq!(serde_json::from_value::<Envelope<AgentMessage>>(json).unwrap(), status);
+    }
+
+    #[test]
+    fn reports_carry_trace_context_only_when_there_is_one() {
+        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let result = |traceparent: Option<&str>| {
+            Envelope::new(AgentMessage::CommandResult {
+                command_id: Uuid::nil(),
+                ok: true,
+                error: None,
+                traceparent: traceparent.map(str::to_owned),
+            })
+        };
+        let traced = serde_json::to_value(result(Some(traceparent))).unwrap();
+        assert_eq!(traced["traceparent"], traceparent);
+        assert_eq!(serde_json::from_value::<Envelope<AgentMessage>>(traced).unwrap(), result(Some(traceparent)));
+        // An agent built before trace context: the same message without the field.
+        let untraced =
+            serde_json::json!({"v": 1, "type": "command_result", "command_id": Uuid::nil(), "ok": true, "error": null});
+        assert_eq!(serde_json::to_value(result(None)).unwrap(), untraced);
+        assert_eq!(serde_json::from_value::<Envelope<AgentMessage>>(untraced).unwrap(), result(None));
     }
 
     #[test]

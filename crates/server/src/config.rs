@@ -48,6 +48,9 @@ pub struct Config {
     pub max_event_streams_per_user: usize,
     /// Open WebSocket tunnels into sessions one user may hold (on each replica).
     pub max_tunnels_per_user: usize,
+    /// How often the control plane verifies the whole audit chain for the
+    /// `streamspace_audit_chain_intact` gauge; `None` turns it off.
+    pub audit_verify_interval: Option<std::time::Duration>,
 }
 
 /// Session timers; `None` turns one off.
@@ -166,6 +169,7 @@ impl Default for Config {
             // A few browser tabs each; the streamer uses a handful of sockets per open session.
             max_event_streams_per_user: 8,
             max_tunnels_per_user: 32,
+            audit_verify_interval: Some(std::time::Duration::from_secs(3600)),
         }
     }
 }

@@ -106,6 +106,9 @@ pub async fn run(
     let api = serve::serve(listeners.api, serve::with_connect_info(router(app.clone())), limits, "api", wait());
     let sessions = serve::serve(listeners.sessions, proxy::per_connection(app.clone()), limits, "sessions", wait());
     let follow = tokio::spawn(connections::access::follow_session_changes(app.clone()));
+    let verify_audit =
+        app.config.audit_verify_interval.map(|every| tokio::spawn(telemetry::watch_audit_chain(app.clone(), every)));
+    telemetry::register_counters();
     let background = tokio::spawn(background(app, wait()));
     tokio::spawn(async move {
         shutdown.await;
@@ -114,6 +117,9 @@ pub async fn run(
     tokio::join!(api, sessions);
     background.abort();
     follow.abort();
+    if let Some(verify_audit) = verify_audit {
+        verify_audit.abort();
+    }
     tracing::info!("control plane stopped");
     Ok(())
 }
@@ -133,7 +139,7 @@ async fn background(app: AppState, shutdown: impl Future<Output = ()>) {
 }
 
 /// One round of background work: the proxy's traffic to the store, then the session timers, the
-/// revocation sweep and the session gauges.
+/// revocation sweep and the session and agent gauges.
 pub async fn background_round(app: &App) {
     let now = app.clock.now();
     for (session_id, at_ms) in app.session_cache.take_activity() {
@@ -151,11 +157,20 @@ pub async fn background_round(app: &App) {
             connections::access::sweep(app, watermark, &active).await;
             for (state, count) in orchestrator::count_by_state(&active) {
                 if !state.is_terminal() {
-                    metrics::gauge!("sessions", "state" => state.as_str()).set(count as f64);
+                    metrics::gauge!("streamspace_sessions", "state" => state.as_str()).set(count as f64);
                 }
             }
         }
         Err(err) => tracing::warn!(error = %err, "cannot read the active sessions"),
+    }
+    telemetry::update_certificate_expiry(std::time::SystemTime::now());
+    match app.store.list_agents().await {
+        Ok(agents) => {
+            let online = agents.iter().filter(|agent| app.agent_online(agent)).count();
+            metrics::gauge!("streamspace_agents", "state" => "online").set(online as f64);
+            metrics::gauge!("streamspace_agents", "state" => "offline").set((agents.len() - online) as f64);
+        }
+        Err(err) => tracing::warn!(error = %err, "cannot read the agents"),
     }
 }
 

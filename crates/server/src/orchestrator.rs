@@ -70,7 +70,11 @@ impl App {
         now: DateTime<Utc>,
     ) -> ApiResult<()> {
         match effect {
-            Effect::Command(kind) => self.command(after, kind, cause.meta.traceparent()).await?,
+            Effect::Command(kind) => {
+                // The span at work (a request's, or an agent report's) when traces are exported.
+                let traceparent = streamspace_trace::current_traceparent().or_else(|| cause.meta.traceparent());
+                self.command(after, kind, traceparent).await?
+            }
             Effect::ProvisionStreamer { endpoint } => {
                 tokio::spawn(crate::proxy::streamer::provision(
                     self.http.clone(),
@@ -117,7 +121,7 @@ impl App {
         if kind == CommandKind::Start {
             // The first phase of a start: from the request to the command on its way to the agent.
             let seconds = (self.clock.now() - session.created_at).num_microseconds().unwrap_or(0) as f64 / 1e6;
-            metrics::histogram!("session_start_dispatch_seconds").record(seconds);
+            metrics::histogram!("streamspace_session_start_dispatch_seconds").record(seconds);
         }
         Ok(())
     }
@@ -126,7 +130,7 @@ impl App {
     /// survives reconnects and restarts: it is re-sent until the agent acknowledges it.
     pub async fn dispatch(&self, agent_id: Uuid, command: Command) -> ApiResult<()> {
         let stored = self.store.enqueue_command(agent_id, command, self.clock.now()).await?;
-        metrics::counter!("agent_commands_total", "kind" => format!("{:?}", stored.command.kind).to_lowercase())
+        metrics::counter!("streamspace_agent_commands_total", "kind" => format!("{:?}", stored.command.kind).to_lowercase())
             .increment(1);
         if self.hub.send(agent_id, ServerMessage::Command(stored.command.clone())) {
             self.store.mark_command_sent(stored.id, self.clock.now()).await?;
@@ -258,7 +262,7 @@ impl App {
             Err(why) => {
                 let endpoint = trust::for_the_record(endpoint);
                 tracing::warn!(agent = %agent.name, session = %session.id, %endpoint, reason = %why, "refused an agent's session endpoint");
-                metrics::counter!("agent_endpoints_refused_total").increment(1);
+                metrics::counter!("streamspace_agent_endpoints_refused_total").increment(1);
                 let audit = AuditRecord::new("agent.endpoint_refused", format!("agent:{agent_id}"))
                     .org(session.org_id)
                     .outcome(Outcome::Failure)
@@ -313,7 +317,7 @@ impl App {
                 break;
             }
             if pending.attempts > 0 {
-                metrics::counter!("agent_command_retries_total").increment(1);
+                metrics::counter!("streamspace_agent_command_retries_total").increment(1);
             }
             self.store.mark_command_sent(pending.id, now).await?;
         }
@@ -336,10 +340,15 @@ impl App {
 /// Time spent in the state a session leaves, and for a first start the whole way from the request.
 fn record_timing(before: &Session, to: SessionState, now: DateTime<Utc>) {
     let seconds = |since: DateTime<Utc>| (now - since).num_microseconds().unwrap_or(0) as f64 / 1e6;
-    metrics::histogram!("session_phase_duration_seconds", "phase" => before.state.as_str())
+    metrics::histogram!("streamspace_session_phase_duration_seconds", "phase" => before.state.as_str())
         .record(seconds(before.updated_at));
-    if to == SessionState::Running && before.started_at.is_none() {
-        metrics::histogram!("session_start_duration_seconds").record(seconds(before.created_at));
+    let first_start = before.started_at.is_none();
+    if to == SessionState::Running && first_start {
+        metrics::histogram!("streamspace_session_start_duration_seconds").record(seconds(before.created_at));
+        metrics::counter!("streamspace_session_starts_total", "outcome" => "running").increment(1);
+    }
+    if to == SessionState::Failed && first_start {
+        metrics::counter!("streamspace_session_starts_total", "outcome" => "failed").increment(1);
     }
 }
 

@@ -78,7 +78,7 @@ pub async fn serve<S, W>(
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             // Dropping the stream closes it before anything is read.
-            metrics::counter!("http_connections_refused_total", "listener" => name).increment(1);
+            metrics::counter!("streamspace_http_connections_refused_total", "listener" => name).increment(1);
             continue;
         };
         record_open(&permits, limits.max_connections, name);
@@ -132,7 +132,7 @@ where
 
 fn record_open(permits: &Semaphore, max_connections: usize, name: &'static str) {
     let open = max_connections.saturating_sub(permits.available_permits());
-    metrics::gauge!("http_connections_open", "listener" => name).set(open as f64);
+    metrics::gauge!("streamspace_http_connections_open", "listener" => name).set(open as f64);
 }
 
 /// A connection holding its place under the cap for as long as it is open: an upgraded

@@ -14,7 +14,8 @@ use rand::RngCore;
 use tracing::Instrument;
 
 /// The W3C trace context of a request: the caller's trace id when it sent a valid
-/// `traceparent`, a new one otherwise; the span id is always ours.
+/// `traceparent`, a new one otherwise; the span id is always ours. With OpenTelemetry export on,
+/// both are the request span's.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TraceContext {
     pub trace_id: String,
@@ -43,15 +44,22 @@ pub fn parse_traceparent(value: &str) -> Option<String> {
     valid.then(|| (*trace_id).to_owned())
 }
 
+fn request_traceparent(request: &Request) -> Option<&str> {
+    request.headers().get("traceparent").and_then(|v| v.to_str().ok())
+}
+
 impl TraceContext {
     pub fn from_request(request: &Request) -> TraceContext {
-        let trace_id = request
-            .headers()
-            .get("traceparent")
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_traceparent)
-            .unwrap_or_else(|| random_hex(16));
+        let trace_id = request_traceparent(request).and_then(parse_traceparent).unwrap_or_else(|| random_hex(16));
         TraceContext { trace_id, span_id: random_hex(8) }
+    }
+
+    /// The context of the exported span `span`, or `None` when nothing is exported.
+    fn of_span(span: &tracing::Span) -> Option<TraceContext> {
+        let traceparent = streamspace_trace::traceparent(span)?;
+        let mut parts = traceparent.split('-').skip(1);
+        let (trace_id, span_id) = (parts.next()?.to_owned(), parts.next()?.to_owned());
+        Some(TraceContext { trace_id, span_id })
     }
 
     pub fn traceparent(&self) -> String {
@@ -64,10 +72,21 @@ impl TraceContext {
 /// HTTP metrics.
 pub async fn observe(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let trace = TraceContext::from_request(&request);
     let method = request.method().clone();
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
-    let span = tracing::info_span!("request", trace_id = %trace.trace_id, %method, route = %route);
+    let span = tracing::info_span!(
+        "request",
+        otel.name = format!("{method} {route}"),
+        otel.kind = "server",
+        trace_id = tracing::field::Empty,
+        %method,
+        route = %route,
+    );
+    if let Some(traceparent) = request_traceparent(&request) {
+        streamspace_trace::continue_trace(&span, traceparent);
+    }
+    let trace = TraceContext::of_span(&span).unwrap_or_else(|| TraceContext::from_request(&request));
+    span.record("trace_id", tracing::field::display(&trace.trace_id));
     request.extensions_mut().insert(trace.clone());
 
     let mut response = next.run(request).instrument(span.clone()).await;
@@ -76,8 +95,8 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
     let elapsed = started.elapsed();
     span.in_scope(|| tracing::info!(status, latency_ms = elapsed.as_secs_f64() * 1e3, "request finished"));
     let labels = [("method", method_label(&method).to_owned()), ("route", route), ("status", status.to_string())];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
+    metrics::counter!("streamspace_http_requests_total", &labels).increment(1);
+    metrics::histogram!("streamspace_http_request_duration_seconds", &labels).record(elapsed.as_secs_f64());
     if let Ok(value) = HeaderValue::from_str(&trace.traceparent()) {
         response.headers_mut().insert("traceparent", value);
     }
@@ -127,8 +146,8 @@ impl SessionRequests {
             let labels =
                 [("method", key.0.to_owned()), ("route", SESSION_ROUTE.to_owned()), ("status", key.1.to_string())];
             let handles = (
-                metrics::counter!("http_requests_total", &labels),
-                metrics::histogram!("http_request_duration_seconds", &labels),
+                metrics::counter!("streamspace_http_requests_total", &labels),
+                metrics::histogram!("streamspace_http_request_duration_seconds", &labels),
             );
             self.handles.write().unwrap_or_else(|p| p.into_inner()).insert(key, handles.clone());
             handles
@@ -159,21 +178,106 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
+/// Counters that exist at zero from the start, with every value of their label: `increase()` and
+/// `rate()` see the first event of a series only if the series was scraped before it, and an alert
+/// on a counter born at 1 would never fire.
+const COUNTERS_FROM_ZERO: &[(&str, &str, &[&str])] = &[
+    ("streamspace_session_starts_total", "outcome", &["running", "failed"]),
+    ("streamspace_auth_failures_total", "reason", &["invalid_credentials", "invalid_mfa_code"]),
+    ("streamspace_login_refused_total", "reason", &["busy", "locked_out", "in_progress"]),
+    ("streamspace_audit_chain_verifications_total", "result", &["intact", "broken", "error"]),
+    ("streamspace_agent_commands_total", "kind", &["start", "hibernate", "wake", "stop", "remove"]),
+    ("streamspace_http_connections_refused_total", "listener", &["api", "sessions"]),
+    ("streamspace_proxy_bytes_total", "direction", &["in", "out"]),
+    ("streamspace_proxy_upstream_errors_total", "", &[]),
+    ("streamspace_agent_endpoints_refused_total", "", &[]),
+    ("streamspace_agent_command_retries_total", "", &[]),
+    ("streamspace_connections_cut_total", "", &[]),
+    ("streamspace_login_password_verifications_total", "", &[]),
+];
+
+/// Registers [`COUNTERS_FROM_ZERO`].
+pub fn register_counters() {
+    for (name, label, values) in COUNTERS_FROM_ZERO {
+        if values.is_empty() {
+            metrics::counter!(*name).increment(0);
+        }
+        for value in *values {
+            metrics::counter!(*name, *label => *value).increment(0);
+        }
+    }
+}
+
+/// Verifies the whole audit chain every `every`, from the start: the result goes to
+/// `streamspace_audit_chain_intact` (1 or 0) and `streamspace_audit_chain_verifications_total`,
+/// which the alert rules watch; a broken chain is also logged with its fault.
+pub async fn watch_audit_chain(app: crate::app::AppState, every: std::time::Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let result = streamspace_store::audit::verify_store(app.store.as_ref(), &app.audit_key, None).await;
+        let outcome = match result {
+            Ok(Ok(_)) => "intact",
+            Ok(Err(fault)) => {
+                tracing::error!(%fault, "the audit chain is broken");
+                "broken"
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot verify the audit chain");
+                "error"
+            }
+        };
+        metrics::counter!("streamspace_audit_chain_verifications_total", "result" => outcome).increment(1);
+        if outcome != "error" {
+            metrics::gauge!("streamspace_audit_chain_intact").set(if outcome == "intact" { 1.0 } else { 0.0 });
+        }
+    }
+}
+
+/// When each TLS listener's certificate expires, for `streamspace_tls_certificate_expiry_seconds`:
+/// the TLS code records a certificate when it loads one, the background round turns the dates
+/// into seconds left.
+static CERTIFICATES: RwLock<Vec<(&'static str, std::time::SystemTime)>> = RwLock::new(Vec::new());
+
+/// Records the expiry (`notAfter`) of the certificate `listener` now serves.
+pub fn record_certificate(listener: &'static str, not_after: std::time::SystemTime) {
+    let mut certificates = CERTIFICATES.write().unwrap_or_else(|p| p.into_inner());
+    certificates.retain(|(known, _)| *known != listener);
+    certificates.push((listener, not_after));
+}
+
+/// Sets the seconds left before each recorded certificate expires (negative once expired).
+pub fn update_certificate_expiry(now: std::time::SystemTime) {
+    for (listener, not_after) in CERTIFICATES.read().unwrap_or_else(|p| p.into_inner()).iter() {
+        let left = match not_after.duration_since(now) {
+            Ok(left) => left.as_secs_f64(),
+            Err(past) => -past.duration().as_secs_f64(),
+        };
+        metrics::gauge!("streamspace_tls_certificate_expiry_seconds", "listener" => *listener).set(left);
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Pretty,
     Json,
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
-pub fn init_logging(format: LogFormat) {
-    use tracing_subscriber::EnvFilter;
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`); with `traces`, the same spans are
+/// exported over OTLP.
+pub fn init_logging(format: LogFormat, traces: Option<&streamspace_trace::Exporter>) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let result = match format {
-        LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).try_init(),
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = match format {
+        LogFormat::Pretty => logs.boxed(),
+        LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).boxed(),
     };
+    let exported = traces.map(streamspace_trace::Exporter::layer);
+    let result = tracing_subscriber::registry().with(logs).with(exported).with(filter).try_init();
     // Already initialised (several servers in one test process): keep the first.
     drop(result);
 }
@@ -200,6 +304,19 @@ mod tests {
             requests.record(&Method::from_bytes(chosen.as_bytes()).unwrap(), StatusCode::NOT_FOUND, Instant::now());
         }
         assert_eq!(requests.handles.read().unwrap().len(), 1, "one series for all of them");
+    }
+
+    #[test]
+    fn certificate_expiry_counts_the_seconds_left_and_goes_negative_once_expired() {
+        let handle = metrics_handle();
+        let loaded = std::time::SystemTime::now();
+        record_certificate("api", loaded + std::time::Duration::from_secs(86_400));
+        update_certificate_expiry(loaded + std::time::Duration::from_secs(400));
+        let rendered = handle.render();
+        assert!(rendered.contains("streamspace_tls_certificate_expiry_seconds{listener=\"api\"} 86000"), "{rendered}");
+        update_certificate_expiry(loaded + std::time::Duration::from_secs(86_410));
+        let rendered = handle.render();
+        assert!(rendered.contains("streamspace_tls_certificate_expiry_seconds{listener=\"api\"} -10"), "{rendered}");
     }
 
     #[test]

@@ -2,6 +2,10 @@
 
 #![allow(dead_code)] // Each test binary uses its own part of the harness.
 
+pub mod catalogue;
+pub mod otlp;
+pub mod prometheus;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -90,7 +90,7 @@ impl VerifyQueue {
         let place = self.enter().ok_or(QueueFull)?;
         let verified = on_worker(move || {
             place.0.performed.fetch_add(1, Ordering::SeqCst);
-            metrics::counter!("login_password_verifications_total").increment(1);
+            metrics::counter!("streamspace_login_password_verifications_total").increment(1);
             verify(&password, &phc)
         });
         Ok(verified.await.unwrap_or(false))

@@ -46,7 +46,7 @@ pub async fn sign_in(app: &App, meta: &RequestMeta, credentials: Credentials) ->
     let hash = user.as_ref().map_or(app.dummy_password_hash.as_str(), |u| u.password_hash.as_str());
     let Ok(password_ok) = app.login_verifier.verify(credentials.password, hash.to_owned()).await else {
         attempt.withdraw();
-        metrics::counter!("login_refused_total", "reason" => "busy").increment(1);
+        metrics::counter!("streamspace_login_refused_total", "reason" => "busy").increment(1);
         return Err(ApiError::busy(1));
     };
     let Some(user) = user.filter(|u| password_ok && !u.disabled) else {
@@ -132,11 +132,11 @@ async fn issue(app: &App, user: User, mfa: bool, family_id: Uuid) -> ApiResult<I
 fn refused(refusal: Refusal) -> ApiError {
     match refusal {
         Refusal::LockedOut { retry_after_secs } => {
-            metrics::counter!("login_refused_total", "reason" => "locked_out").increment(1);
+            metrics::counter!("streamspace_login_refused_total", "reason" => "locked_out").increment(1);
             ApiError::too_many_attempts(retry_after_secs)
         }
         Refusal::InProgress => {
-            metrics::counter!("login_refused_total", "reason" => "in_progress").increment(1);
+            metrics::counter!("streamspace_login_refused_total", "reason" => "in_progress").increment(1);
             let message = "another sign-in for this account is being checked; try again in a moment";
             ApiError {
                 retry_after: Some(1),
@@ -155,6 +155,7 @@ async fn record_failure(
     attempt: Attempt<'_>,
     reason: &str,
 ) -> ApiResult<()> {
+    metrics::counter!("streamspace_auth_failures_total", "reason" => reason.to_owned()).increment(1);
     audit_lockouts(app, meta, actor, attempt).await?;
     let record = Record::new("auth.login", format!("user:{}", actor.name)).outcome(Outcome::Failure);
     app.audit(meta, actor, record.details(json!({"reason": reason}))).await
@@ -187,7 +188,7 @@ pub async fn check_current_password(
     let attempt = app.throttle.reserve(&user.username, meta.client_ip, app.clock.now()).map_err(refused)?;
     let Ok(correct) = app.login_verifier.verify(password, user.password_hash.clone()).await else {
         attempt.withdraw();
-        metrics::counter!("login_refused_total", "reason" => "busy").increment(1);
+        metrics::counter!("streamspace_login_refused_total", "reason" => "busy").increment(1);
         return Err(ApiError::busy(1));
     };
     if correct {

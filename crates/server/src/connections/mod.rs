@@ -102,7 +102,7 @@ impl Registry {
         table.entries.retain(|id, e| !doomed(&Open { id: *id, user_id: e.user_id, kind: e.kind }));
         let cut = before - table.entries.len();
         if cut > 0 {
-            metrics::counter!("connections_cut_total").increment(cut as u64);
+            metrics::counter!("streamspace_connections_cut_total").increment(cut as u64);
         }
         cut
     }

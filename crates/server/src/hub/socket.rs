@@ -12,6 +12,7 @@ use futures::{SinkExt, StreamExt};
 use streamspace_proto::hub::{AgentMessage, Envelope, PROTOCOL_VERSION, ServerMessage};
 use streamspace_store::{Agent, Scope};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::app::{App, AppState};
 use crate::auth::secrets::sha256_hex;
@@ -98,7 +99,7 @@ async fn serve(app: AppState, agent: Agent, socket: WebSocket) -> anyhow::Result
 
     let (outbox, mut pending) = mpsc::unbounded_channel();
     let serial = app.hub.connect(agent.id, outbox);
-    metrics::gauge!("agents_connected").set(app.hub.connected_count() as f64);
+    metrics::gauge!("streamspace_agents_connected").set(app.hub.connected_count() as f64);
     tracing::info!(agent = %agent.name, version = %agent_version, sessions = inventory.len(), "agent connected");
 
     let mut writer = tokio::spawn(async move {
@@ -126,7 +127,7 @@ async fn serve(app: AppState, agent: Agent, socket: WebSocket) -> anyhow::Result
     };
     app.hub.disconnect(agent.id, serial);
     writer.abort();
-    metrics::gauge!("agents_connected").set(app.hub.connected_count() as f64);
+    metrics::gauge!("streamspace_agents_connected").set(app.hub.connected_count() as f64);
     app.publish_agent(agent.id).await;
     result
 }
@@ -154,15 +155,28 @@ async fn handle(app: &App, agent: &Agent, message: AgentMessage) {
             settle(app, agent, &inventory, chrono::Duration::seconds(RESEND_AFTER_SECS)).await;
             recorded.map_err(ApiError::from)
         }
-        AgentMessage::SessionStatus { session_id, state } => app.on_report(agent.id, session_id, &state).await,
-        AgentMessage::CommandResult { command_id, ok, error } => {
-            command_result(app, agent, command_id, ok, error).await
+        AgentMessage::SessionStatus { session_id, state, traceparent } => {
+            let span = report_span(agent, "session status", traceparent.as_deref());
+            app.on_report(agent.id, session_id, &state).instrument(span).await
+        }
+        AgentMessage::CommandResult { command_id, ok, error, traceparent } => {
+            let span = report_span(agent, "command result", traceparent.as_deref());
+            command_result(app, agent, command_id, ok, error).instrument(span).await
         }
         AgentMessage::Hello { .. } => Err(ApiError::bad_request("hello was already said")),
     };
     if let Err(err) = result {
         tracing::warn!(agent = %agent.name, error = err.message, "could not apply an agent message");
     }
+}
+
+/// The span of a report that continues a trace (the agent's work on a command); untraced reports,
+/// such as heartbeats and the runtime's own observations, start no trace of their own.
+fn report_span(agent: &Agent, name: &'static str, traceparent: Option<&str>) -> tracing::Span {
+    let Some(traceparent) = traceparent else { return tracing::Span::none() };
+    let span = tracing::info_span!("agent report", otel.name = name, agent = %agent.name);
+    streamspace_trace::continue_trace(&span, traceparent);
+    span
 }
 
 /// Applies an answer to a command sent to this agent; an answer to anything else changes nothing.
@@ -177,7 +191,7 @@ async fn command_result(
     let Some(command) = app.store.ack_command(agent.id, command_id, error.clone(), app.clock.now()).await? else {
         return Ok(());
     };
-    metrics::histogram!("agent_command_latency_seconds")
+    metrics::histogram!("streamspace_agent_command_latency_seconds")
         .record((app.clock.now() - command.created_at).num_milliseconds() as f64 / 1e3);
     let Some(reason) = error else { return Ok(()) };
     let session = app.store.get_session(Scope::Platform, command.session_id).await?;

@@ -142,8 +142,8 @@ fn byte_counters() -> &'static (Counter, Counter) {
     static COUNTERS: OnceLock<(Counter, Counter)> = OnceLock::new();
     COUNTERS.get_or_init(|| {
         (
-            metrics::counter!("proxy_bytes_total", "direction" => "in"),
-            metrics::counter!("proxy_bytes_total", "direction" => "out"),
+            metrics::counter!("streamspace_proxy_bytes_total", "direction" => "in"),
+            metrics::counter!("streamspace_proxy_bytes_total", "direction" => "out"),
         )
     })
 }
@@ -200,6 +200,7 @@ pub async fn forward(
         Ok(response) => response,
         Err(err) => {
             tracing::info!(error = %err, "session upstream unreachable");
+            metrics::counter!("streamspace_proxy_upstream_errors_total").increment(1);
             let error = ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 "upstream_unavailable",
@@ -241,7 +242,7 @@ async fn relay(
             return;
         }
     };
-    let open = metrics::gauge!("proxy_open_tunnels");
+    let open = metrics::gauge!("streamspace_proxy_open_tunnels");
     open.increment(1.0);
     let (client_reads, client_writes) =
         tokio::io::split(Metered::new(TokioIo::new(client), &traffic.bytes_in, &traffic, "in"));
@@ -353,7 +354,12 @@ struct Metered<'a, T> {
 
 impl<'a, T> Metered<'a, T> {
     fn new(io: T, counter: &'a AtomicU64, traffic: &'a Traffic, direction: &'static str) -> Self {
-        Metered { io, counter, traffic, total: metrics::counter!("proxy_bytes_total", "direction" => direction) }
+        Metered {
+            io,
+            counter,
+            traffic,
+            total: metrics::counter!("streamspace_proxy_bytes_total", "direction" => direction),
+        }
     }
 }
 

@@ -84,7 +84,7 @@ impl Peer {
     }
 
     pub async fn report(&mut self, session_id: Uuid, state: ActualState) {
-        self.send(AgentMessage::SessionStatus { session_id, state }).await;
+        self.send(AgentMessage::SessionStatus { session_id, state, traceparent: None }).await;
     }
 }
 
@@ -216,7 +216,13 @@ async fn an_agent_cannot_answer_for_a_command_sent_to_another() {
 
     let mut b = Peer::hello(served.api, &b_token, roomy(), BTreeMap::new()).await;
     wait_online(&t, &admin, &b_id).await;
-    b.send(AgentMessage::CommandResult { command_id: start.id, ok: false, error: Some("forged".into()) }).await;
+    b.send(AgentMessage::CommandResult {
+        command_id: start.id,
+        ok: false,
+        error: Some("forged".into()),
+        traceparent: None,
+    })
+    .await;
     // B's messages are handled in order: its claim on A's session, answered with a stop for B,
     // shows the forged answer before it was handled too.
     b.report(id, ActualState::Running { endpoint: "http://192.0.2.20:8080".into() }).await;
@@ -230,7 +236,13 @@ async fn an_agent_cannot_answer_for_a_command_sent_to_another() {
     assert!(pending.iter().any(|c| c.id == start.id && c.acked_at.is_none()), "A's command is still open");
 
     // A's own answer counts.
-    a.send(AgentMessage::CommandResult { command_id: start.id, ok: false, error: Some("image missing".into()) }).await;
+    a.send(AgentMessage::CommandResult {
+        command_id: start.id,
+        ok: false,
+        error: Some("image missing".into()),
+        traceparent: None,
+    })
+    .await;
     let failed = wait_for_state(&t, &admin, id, "failed").await;
     assert_eq!(failed["failure_reason"], "image missing");
 }
@@ -279,4 +291,32 @@ async fn reserved_labels_are_ignored_and_capacity_is_capped_by_the_registration(
     // The claimed built-in label gives it nothing: its token rotates like any agent's.
     let rotated = t.post(&format!("/api/v1/agents/{agent_id}/token"), &admin, json!({})).await;
     assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_context_an_agent_sends_changes_nothing_but_the_trace_a_report_joins() {
+    let t = TestApp::new().await;
+    let admin = t.admin().await;
+    let served = t.listen().await;
+    let (agent_id, token) = register(&t, &admin, json!({"name": "tracer", "platform": "docker"})).await;
+    let mut peer = Peer::hello(served.api, &token, roomy(), BTreeMap::new()).await;
+    wait_online(&t, &admin, &agent_id).await;
+    let id = create_session(&t, &admin).await;
+    let start = peer.command(CommandKind::Start, id).await;
+
+    for traceparent in ["garbage".to_owned(), format!("00-{}-00f067aa0ba902b7-01", "f".repeat(64 * 1024))] {
+        let state = ActualState::Starting { phase: streamspace_proto::SessionPhase::Pulling, progress: None };
+        peer.send(AgentMessage::SessionStatus { session_id: id, state, traceparent: Some(traceparent) }).await;
+    }
+    let valid = Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned());
+    let running = ActualState::Running { endpoint: "http://192.0.2.30:8080".into() };
+    peer.send(AgentMessage::SessionStatus { session_id: id, state: running, traceparent: valid.clone() }).await;
+    wait_for_state(&t, &admin, id, "running").await;
+    peer.send(AgentMessage::CommandResult { command_id: start.id, ok: true, error: None, traceparent: valid }).await;
+    eventually("the start to be acknowledged", || async {
+        let pending = t.app.store.pending_commands(agent_id.parse().unwrap()).await.unwrap();
+        pending.iter().all(|command| command.id != start.id).then_some(())
+    })
+    .await;
+    assert_eq!(stored_endpoint(&t, id).await.as_deref(), Some("http://192.0.2.30:8080"));
 }

@@ -270,7 +270,7 @@ async fn probes_and_metrics_answer() {
     assert_eq!(t.send(Method::GET, "/readyz", None, None).await.body["status"], "ok");
     let metrics = t.send(Method::GET, "/metrics", None, None).await;
     let text = metrics.body.as_str().unwrap();
-    assert!(text.contains("http_requests_total"), "{text}");
+    assert!(text.contains("streamspace_http_requests_total"), "{text}");
     assert!(text.contains("route=\"/readyz\""), "{text}");
     assert!(text.contains("http_request_duration_seconds_bucket"), "{text}");
 }
