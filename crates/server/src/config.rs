@@ -48,6 +48,8 @@ pub struct Config {
     pub max_event_streams_per_user: usize,
     /// Open WebSocket tunnels into sessions one user may hold (on each replica).
     pub max_tunnels_per_user: usize,
+    /// Where scheduled compliance reports may go (ADR 0029).
+    pub reports: crate::compliance::ReportConfig,
 }
 
 /// Session timers; `None` turns one off.
@@ -166,6 +168,7 @@ impl Default for Config {
             // A few browser tabs each; the streamer uses a handful of sockets per open session.
             max_event_streams_per_user: 8,
             max_tunnels_per_user: 32,
+            reports: crate::compliance::ReportConfig::default(),
         }
     }
 }

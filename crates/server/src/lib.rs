@@ -7,6 +7,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod bus;
 pub mod clock;
+pub mod compliance;
 pub mod config;
 pub mod connections;
 pub mod context;
@@ -106,6 +107,7 @@ pub async fn run(
     let api = serve::serve(listeners.api, serve::with_connect_info(router(app.clone())), limits, "api", wait());
     let sessions = serve::serve(listeners.sessions, proxy::per_connection(app.clone()), limits, "sessions", wait());
     let follow = tokio::spawn(connections::access::follow_session_changes(app.clone()));
+    let compliance = tokio::spawn(compliance::run(app.clone()));
     let background = tokio::spawn(background(app, wait()));
     tokio::spawn(async move {
         shutdown.await;
@@ -113,6 +115,7 @@ pub async fn run(
     });
     tokio::join!(api, sessions);
     background.abort();
+    compliance.abort();
     follow.abort();
     tracing::info!("control plane stopped");
     Ok(())

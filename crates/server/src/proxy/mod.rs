@@ -11,6 +11,7 @@
 pub mod forward;
 pub mod session_cache;
 pub mod streamer;
+mod tunnel_audit;
 pub mod upstream;
 
 use std::borrow::Cow;
@@ -187,7 +188,7 @@ impl SessionProxy {
     }
 }
 
-async fn proxy(app: &App, upstreams: &Upstreams, client_ip: IpAddr, mut request: Request<Body>) -> Response<Body> {
+async fn proxy(app: &AppState, upstreams: &Upstreams, client_ip: IpAddr, mut request: Request<Body>) -> Response<Body> {
     let Some(session_id) = addressed_session(&request, &app.origins.domain) else {
         return error(StatusCode::NOT_FOUND, "not_found", "no such session");
     };
@@ -245,11 +246,17 @@ async fn proxy(app: &App, upstreams: &Upstreams, client_ip: IpAddr, mut request:
     let credential = viewer.credential(tail);
     *request.uri_mut() = target;
     let tunnel = match tunnel_slot(app, &request, grant) {
-        Ok(tunnel) => tunnel,
+        Ok(tunnel) => tunnel
+            .map(|registration| tunnel_audit::TunnelAudit::new(app, grant, client_ip, &request).watch(registration)),
         Err(response) => return *response,
     };
+    let audited = tunnel.as_ref().map(|(_, audit)| audit.clone());
+    let tunnel = tunnel.map(|(registration, _)| registration);
     let mut response =
         forward::forward(upstreams, &endpoint, request, credential, client_ip, cached.traffic, tunnel).await;
+    if let Some(audit) = audited.filter(|_| response.status() == StatusCode::SWITCHING_PROTOCOLS) {
+        audit.opened();
+    }
     confine(response.headers_mut(), &app.origins.frame_ancestors);
     response
 }
