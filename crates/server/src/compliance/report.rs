@@ -14,7 +14,7 @@ const SIGN_IN_ACTIONS: [&str; 2] = ["auth.login", "sso.sign_in"];
 
 /// Actions that change who may do what, or how the org is governed. A prefix ending in `.`
 /// names a family of actions.
-const PRIVILEGED: [&str; 11] = [
+const PRIVILEGED: [&str; 12] = [
     "user.",
     "org.",
     "template.",
@@ -23,13 +23,14 @@ const PRIVILEGED: [&str; 11] = [
     "auth.mfa_disable",
     "identity_provider.",
     "allow_list.",
-    "compliance.",
+    "compliance.update",
+    "compliance.retention",
     "system.",
     "sso.link",
 ];
 
 /// Of the privileged actions, those that change the org's policies.
-const POLICY: [&str; 4] = ["org.update", "compliance.", "identity_provider.", "allow_list."];
+const POLICY: [&str; 4] = ["org.update", "compliance.update", "identity_provider.", "allow_list."];
 
 fn matches_any(action: &str, patterns: &[&str]) -> bool {
     patterns.iter().any(|pattern| if pattern.ends_with('.') { action.starts_with(pattern) } else { action == *pattern })
@@ -444,6 +445,8 @@ mod tests {
             ("api_key.create", true, false),
             ("api_key.delete", false, false),
             ("compliance.update", true, true),
+            ("compliance.retention", true, false),
+            ("compliance.report_delivery", false, false),
             ("identity_provider.create", true, true),
             ("allow_list.update", true, true),
             ("auth.mfa_disable", true, false),
