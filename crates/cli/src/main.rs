@@ -288,6 +288,12 @@ struct ServeArgs {
     /// WebSocket tunnels into sessions one user may hold open.
     #[arg(long, env = "STREAMSPACE_MAX_TUNNELS_PER_USER", default_value_t = Config::default().max_tunnels_per_user)]
     max_tunnels_per_user: usize,
+    /// Directory scheduled compliance reports may be delivered to (a folder per organization).
+    #[arg(long, env = "STREAMSPACE_REPORTS_DIR")]
+    reports_dir: Option<PathBuf>,
+    /// Let report webhooks reach loopback, private and link-local addresses (refused by default).
+    #[arg(long, env = "STREAMSPACE_REPORT_WEBHOOKS_ALLOW_PRIVATE")]
+    report_webhooks_allow_private: bool,
 }
 
 /// A Kubernetes agent deployed beside the control plane (by the Helm chart) with a token both read from one
@@ -364,6 +370,10 @@ impl ServeArgs {
             },
             max_event_streams_per_user: self.max_event_streams_per_user,
             max_tunnels_per_user: self.max_tunnels_per_user,
+            reports: streamspace_server::compliance::ReportConfig {
+                directory: self.reports_dir.clone(),
+                webhooks_allow_private: self.report_webhooks_allow_private,
+            },
             ..Config::default()
         }
     }
