@@ -363,7 +363,7 @@ fn own_link_holds(key: &AuditKey, keyed_from: i64, event: &AuditEvent) -> Result
 /// the run's positions, the link before its first event and its last event's link, sealed with
 /// the audit key, so the chain still verifies across the cut and nobody without the key can
 /// forge one to hide a deletion.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
     pub from_seq: i64,
     pub to_seq: i64,
@@ -372,7 +372,6 @@ pub struct Checkpoint {
     /// The organization whose retention removed the run.
     pub org_id: Option<uuid::Uuid>,
     pub created_at: crate::Timestamp,
-    #[serde(skip)]
     pub mac: String,
 }
 

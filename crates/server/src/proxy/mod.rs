@@ -245,16 +245,18 @@ async fn proxy(app: &AppState, upstreams: &Upstreams, client_ip: IpAddr, mut req
     };
     let credential = viewer.credential(tail);
     *request.uri_mut() = target;
-    let tunnel = match tunnel_slot(app, &request, grant) {
-        Ok(tunnel) => tunnel
-            .map(|registration| tunnel_audit::TunnelAudit::new(app, grant, client_ip, &request).watch(registration)),
+    let (tunnel, audit) = match tunnel_slot(app, &request, grant) {
+        Ok(Some(registration)) => {
+            let (registration, audit) =
+                tunnel_audit::TunnelAudit::new(app, grant, client_ip, &request).watch(registration);
+            (Some(registration), Some(audit))
+        }
+        Ok(None) => (None, None),
         Err(response) => return *response,
     };
-    let audited = tunnel.as_ref().map(|(_, audit)| audit.clone());
-    let tunnel = tunnel.map(|(registration, _)| registration);
     let mut response =
         forward::forward(upstreams, &endpoint, request, credential, client_ip, cached.traffic, tunnel).await;
-    if let Some(audit) = audited.filter(|_| response.status() == StatusCode::SWITCHING_PROTOCOLS) {
+    if let Some(audit) = audit.filter(|_| response.status() == StatusCode::SWITCHING_PROTOCOLS) {
         audit.opened();
     }
     confine(response.headers_mut(), &app.origins.frame_ancestors);

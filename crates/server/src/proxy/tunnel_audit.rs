@@ -19,7 +19,6 @@ use crate::auth::session_grant::Grant;
 use crate::connections::Registration;
 use crate::context::RequestMeta;
 
-#[derive(Clone)]
 pub struct TunnelAudit(Arc<Tunnel>);
 
 struct Tunnel {
