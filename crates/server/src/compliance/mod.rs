@@ -270,8 +270,16 @@ fn check_delivery(app: &App, update: &ComplianceSettingsUpdate, has_secret: bool
 /// again, resolved, at each delivery).
 fn check_webhook_url(url: &str, allow_private: bool) -> ApiResult<reqwest::Url> {
     let parsed = reqwest::Url::parse(url).map_err(|_| invalid("invalid_webhook", "the webhook URL is not a URL"))?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err(invalid("invalid_webhook", "the webhook URL must be http:// or https:// with a host"));
+    // The workspace's HTTP client is built without TLS: enabling rustls in it for one crate turns
+    // it on for every client of the workspace, which then needs a process-wide crypto provider.
+    if parsed.scheme() == "https" {
+        return Err(invalid(
+            "webhook_https_unavailable",
+            "https webhooks are not available yet: use an http:// receiver inside your network, or the report directory",
+        ));
+    }
+    if parsed.scheme() != "http" || parsed.host_str().is_none() {
+        return Err(invalid("invalid_webhook", "the webhook URL must be http:// with a host"));
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(invalid(

@@ -6,7 +6,7 @@ const view: ComplianceSettings = {
   retention_days: 90,
   schedule: 'weekly',
   destination: 'webhook',
-  webhook_url: 'https://hooks.example.test/r',
+  webhook_url: 'http://hooks.example.test/r',
   has_webhook_secret: true,
   directory_available: false,
   delivered_until: null,
@@ -46,7 +46,7 @@ describe('report settings', () => {
   it('org admins send the stored retention whatever the field says, and an empty secret is left out', () => {
     const form = { ...settingsForm(view), retentionDays: '1', schedule: 'daily' as const };
     expect(settingsUpdate(form, view, false)).toEqual({
-      body: { retention_days: 90, schedule: 'daily', destination: 'webhook', webhook_url: 'https://hooks.example.test/r' },
+      body: { retention_days: 90, schedule: 'daily', destination: 'webhook', webhook_url: 'http://hooks.example.test/r' },
     });
   });
 
@@ -62,6 +62,6 @@ describe('report settings', () => {
     const form = { ...settingsForm(view), webhookSecret: 'a-new-secret-0123456789' };
     expect(settingsUpdate(form, view, false).body?.webhook_secret).toBe('a-new-secret-0123456789');
     const off = settingsUpdate({ ...form, schedule: '' }, view, false).body;
-    expect(off).toEqual({ retention_days: 90, schedule: null, destination: null, webhook_url: 'https://hooks.example.test/r', webhook_secret: 'a-new-secret-0123456789' });
+    expect(off).toEqual({ retention_days: 90, schedule: null, destination: null, webhook_url: 'http://hooks.example.test/r', webhook_secret: 'a-new-secret-0123456789' });
   });
 });

@@ -85,7 +85,7 @@ function Form({ orgId, view, platformAdmin }: { orgId: string; view: ComplianceS
       </Box>
       {form.schedule && form.destination === 'webhook' ? (
         <>
-          <TextField label="Webhook URL" value={form.webhookUrl} onChange={set('webhookUrl')} placeholder="https://" fullWidth />
+          <TextField label="Webhook URL" value={form.webhookUrl} onChange={set('webhookUrl')} placeholder="http://" fullWidth />
           <TextField
             label="Webhook secret"
             type="password"
