@@ -307,6 +307,12 @@ struct ServeArgs {
     /// metric (0: never).
     #[arg(long, env = "STREAMSPACE_AUDIT_VERIFY_INTERVAL", default_value_t = Config::default().audit_verify_interval.map_or(0, |every| every.as_secs()))]
     audit_verify_interval: u64,
+    /// Directory scheduled compliance reports may be delivered to (a folder per organization).
+    #[arg(long, env = "STREAMSPACE_REPORTS_DIR")]
+    reports_dir: Option<PathBuf>,
+    /// Let report webhooks reach loopback, private and link-local addresses (refused by default).
+    #[arg(long, env = "STREAMSPACE_REPORT_WEBHOOKS_ALLOW_PRIVATE")]
+    report_webhooks_allow_private: bool,
 }
 
 /// A Kubernetes agent deployed beside the control plane (by the Helm chart) with a token both read from one
@@ -385,6 +391,10 @@ impl ServeArgs {
             max_tunnels_per_user: self.max_tunnels_per_user,
             audit_verify_interval: (self.audit_verify_interval > 0)
                 .then(|| std::time::Duration::from_secs(self.audit_verify_interval)),
+            reports: streamspace_server::compliance::ReportConfig {
+                directory: self.reports_dir.clone(),
+                webhooks_allow_private: self.report_webhooks_allow_private,
+            },
             ..Config::default()
         }
     }

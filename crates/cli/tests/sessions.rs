@@ -158,7 +158,25 @@ async fn a_session_runs_and_is_reachable_only_through_the_authenticated_proxy() 
     let payload: Vec<u8> = (0..256 * 1024).map(|i| (i % 251) as u8).collect();
     socket.send(Message::binary(payload.clone())).await.unwrap();
     assert_eq!(socket.next().await.unwrap().unwrap().into_data().as_ref(), payload.as_slice());
+    // The org's compliance report shows who is in the session while the tunnel is open, and for
+    // how long once it has closed.
+    let visit = |closed: bool| {
+        let (admin, id) = (&s.admin, id.clone());
+        eventually("the tunnel's visit in the compliance report", Duration::from_secs(5), move || {
+            let id = id.clone();
+            async move {
+                let visits = session_visits(admin).await;
+                visits.into_iter().find(|v| v["session_id"] == id.as_str() && v["closed_at"].is_null() != closed)
+            }
+        })
+    };
+    let open_visit = visit(false).await;
+    assert_eq!((&open_visit["user"], &open_visit["duration_secs"]), (&json!("member"), &Value::Null), "{open_visit}");
     socket.close(None).await.unwrap();
+    drop(socket);
+    let closed_visit = visit(true).await;
+    assert_eq!(closed_visit["opened_at"], open_visit["opened_at"], "{closed_visit}");
+    assert!(closed_visit["duration_secs"].as_i64().is_some_and(|secs| secs >= 0), "for how long: {closed_visit}");
 
     // The proxy and the lifecycle are measured, and every metric is in the catalogue (docs/metrics.md).
     let metrics = reqwest::get(format!("{}/metrics", s.plane.api)).await.unwrap().text().await.unwrap();
@@ -411,6 +429,16 @@ async fn rotating_an_agents_token_disconnects_it_at_once() {
     assert_eq!(status, StatusCode::ACCEPTED);
     let sessions = s.member.get("/api/v1/sessions?state=failed").await;
     assert_eq!(sessions["items"][0]["failure_reason"], "cannot schedule: no agent is online");
+}
+
+/// The session visits in the compliance report of the administrator's org, for the hour around now.
+async fn session_visits(admin: &Api) -> Vec<Value> {
+    let org_id = admin.get("/api/v1/me").await["org_id"].as_str().unwrap().to_owned();
+    let now = chrono::Utc::now();
+    let at = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let (from, to) = (at(now - chrono::Duration::hours(1)), at(now + chrono::Duration::hours(1)));
+    let report = admin.get(&format!("/api/v1/orgs/{org_id}/reports/compliance?from={from}&to={to}")).await;
+    report["session_access"].as_array().cloned().unwrap_or_default()
 }
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;

@@ -51,6 +51,8 @@ pub struct Config {
     /// How often the control plane verifies the whole audit chain for the
     /// `streamspace_audit_chain_intact` gauge; `None` turns it off.
     pub audit_verify_interval: Option<std::time::Duration>,
+    /// Where scheduled compliance reports may go (ADR 0029).
+    pub reports: crate::compliance::ReportConfig,
 }
 
 /// Session timers; `None` turns one off.
@@ -170,6 +172,7 @@ impl Default for Config {
             max_event_streams_per_user: 8,
             max_tunnels_per_user: 32,
             audit_verify_interval: Some(std::time::Duration::from_secs(3600)),
+            reports: crate::compliance::ReportConfig::default(),
         }
     }
 }

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod bootstrap;
 pub mod bus;
 pub mod clock;
+pub mod compliance;
 pub mod config;
 pub mod connections;
 pub mod context;
@@ -109,6 +110,7 @@ pub async fn run(
     let verify_audit =
         app.config.audit_verify_interval.map(|every| tokio::spawn(telemetry::watch_audit_chain(app.clone(), every)));
     telemetry::register_counters();
+    let compliance = tokio::spawn(compliance::run(app.clone()));
     let background = tokio::spawn(background(app, wait()));
     tokio::spawn(async move {
         shutdown.await;
@@ -116,6 +118,7 @@ pub async fn run(
     });
     tokio::join!(api, sessions);
     background.abort();
+    compliance.abort();
     follow.abort();
     if let Some(verify_audit) = verify_audit {
         verify_audit.abort();

@@ -194,6 +194,10 @@ const COUNTERS_FROM_ZERO: &[(&str, &str, &[&str])] = &[
     ("streamspace_agent_command_retries_total", "", &[]),
     ("streamspace_connections_cut_total", "", &[]),
     ("streamspace_login_password_verifications_total", "", &[]),
+    ("streamspace_compliance_reports_delivered_total", "", &[]),
+    ("streamspace_compliance_report_delivery_failures_total", "", &[]),
+    ("streamspace_audit_events_pruned_total", "", &[]),
+    ("streamspace_audit_retention_failures_total", "", &[]),
 ];
 
 /// Registers [`COUNTERS_FROM_ZERO`].

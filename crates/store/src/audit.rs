@@ -212,6 +212,8 @@ pub enum ChainFault {
     /// The chain no longer holds the head an operator recorded earlier: the whole database was
     /// rolled back to an earlier state, or replaced.
     RolledBack { seq: i64 },
+    /// A retention checkpoint does not hold: altered, forged, or out of place.
+    Checkpoint { from_seq: i64, to_seq: i64, reason: String },
 }
 
 impl std::fmt::Display for ChainFault {
@@ -241,6 +243,9 @@ impl std::fmt::Display for ChainFault {
                 f,
                 "audit event #{seq} lies beyond the chain head (#{head}): it was inserted outside the control plane"
             ),
+            ChainFault::Checkpoint { from_seq, to_seq, reason } => {
+                write!(f, "the retention checkpoint for events #{from_seq} to #{to_seq}: {reason}")
+            }
             ChainFault::RolledBack { seq } => write!(
                 f,
                 "the chain no longer holds event #{seq} as recorded: the database was rolled back to an earlier \
@@ -290,17 +295,31 @@ impl<'k> ChainVerifier<'k> {
         if event.prev_hash != self.prev_hash {
             return Err(broken("its previous-hash does not match the event before it"));
         }
-        if event.seq >= self.keyed_from {
-            if !same_mac(&event.hash, &event_mac(self.key, event.seq, event.id, &content(event), &event.prev_hash)) {
-                return Err(broken(
-                    "its content does not match its MAC (the row was altered, or rewritten without the audit key)",
-                ));
-            }
-        } else if event_hash(event.seq, event.id, &content(event), &event.prev_hash) != event.hash {
-            return Err(broken("its content does not match its hash (the row was altered)"));
-        }
+        own_link_holds(self.key, self.keyed_from, event).map_err(broken)?;
         self.expected_seq += 1;
         self.prev_hash.clone_from(&event.hash);
+        Ok(())
+    }
+
+    /// Crosses events removed by retention: `checkpoint` must carry the key's MAC, start at the
+    /// next position and follow the last event verified.
+    pub fn bridge(&mut self, checkpoint: &Checkpoint) -> Result<(), ChainFault> {
+        let fault = |reason: &str| ChainFault::Checkpoint {
+            from_seq: checkpoint.from_seq,
+            to_seq: checkpoint.to_seq,
+            reason: reason.to_owned(),
+        };
+        if !same_mac(&checkpoint.mac, &checkpoint.expected_mac(self.key)) {
+            return Err(fault("it does not match its MAC (it was altered, or forged without the audit key)"));
+        }
+        if checkpoint.from_seq != self.expected_seq || checkpoint.to_seq < checkpoint.from_seq {
+            return Err(fault(&format!("it does not start at the next position (#{})", self.expected_seq)));
+        }
+        if checkpoint.prev_hash != self.prev_hash {
+            return Err(fault("its previous-hash does not match the event before it"));
+        }
+        self.expected_seq = checkpoint.to_seq + 1;
+        self.prev_hash.clone_from(&checkpoint.hash);
         Ok(())
     }
 
@@ -326,6 +345,87 @@ impl<'k> ChainVerifier<'k> {
         }
         Ok(self.verified())
     }
+}
+
+/// Whether an event's link covers its own content: HMAC from `keyed_from` on, SHA-256 before.
+fn own_link_holds(key: &AuditKey, keyed_from: i64, event: &AuditEvent) -> Result<(), &'static str> {
+    if event.seq >= keyed_from {
+        if !same_mac(&event.hash, &event_mac(key, event.seq, event.id, &content(event), &event.prev_hash)) {
+            return Err("its content does not match its MAC (the row was altered, or rewritten without the audit key)");
+        }
+    } else if event_hash(event.seq, event.id, &content(event), &event.prev_hash) != event.hash {
+        return Err("its content does not match its hash (the row was altered)");
+    }
+    Ok(())
+}
+
+/// What stands in the chain for a run of consecutive events that retention removed (ADR 0029):
+/// the run's positions, the link before its first event and its last event's link, sealed with
+/// the audit key, so the chain still verifies across the cut and nobody without the key can
+/// forge one to hide a deletion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub from_seq: i64,
+    pub to_seq: i64,
+    pub prev_hash: String,
+    pub hash: String,
+    /// The organization whose retention removed the run.
+    pub org_id: Option<uuid::Uuid>,
+    pub created_at: crate::Timestamp,
+    pub mac: String,
+}
+
+impl Checkpoint {
+    /// The checkpoint for `run` (consecutive positions, oldest first), once every event in it has
+    /// been checked against its own link: a checkpoint must never vouch for an altered row.
+    pub fn for_run(
+        key: &AuditKey,
+        keyed_from: i64,
+        run: &[AuditEvent],
+        org_id: Option<uuid::Uuid>,
+        created_at: crate::Timestamp,
+    ) -> Result<Checkpoint, BrokenLink> {
+        let (Some(first), Some(last)) = (run.first(), run.last()) else {
+            return Err(BrokenLink { seq: 0, id: uuid::Uuid::nil(), reason: "an empty run".to_owned() });
+        };
+        let mut prev_hash = &first.prev_hash;
+        for (offset, event) in run.iter().enumerate() {
+            let broken = |reason: &str| BrokenLink { seq: event.seq, id: event.id, reason: reason.to_owned() };
+            if event.seq != first.seq + offset as i64 || &event.prev_hash != prev_hash {
+                return Err(broken("it does not follow the event before it"));
+            }
+            own_link_holds(key, keyed_from, event).map_err(broken)?;
+            prev_hash = &event.hash;
+        }
+        let mut checkpoint = Checkpoint {
+            from_seq: first.seq,
+            to_seq: last.seq,
+            prev_hash: first.prev_hash.clone(),
+            hash: last.hash.clone(),
+            org_id,
+            created_at: crate::sql::micros(created_at),
+            mac: String::new(),
+        };
+        checkpoint.mac = checkpoint.expected_mac(key);
+        Ok(checkpoint)
+    }
+
+    fn expected_mac(&self, key: &AuditKey) -> String {
+        key.mac(&json!([
+            "checkpoint",
+            self.from_seq,
+            self.to_seq,
+            self.prev_hash,
+            self.hash,
+            self.org_id,
+            self.created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        ]))
+    }
+}
+
+/// Splits events (oldest first) into runs of consecutive positions.
+pub fn consecutive_runs(events: &[AuditEvent]) -> Vec<&[AuditEvent]> {
+    events.chunk_by(|a, b| b.seq == a.seq + 1).collect()
 }
 
 /// The stored form of `event` at position `seq`.
@@ -421,15 +521,14 @@ pub async fn verify_store(
         Err(fault) => return Ok(Err(fault)),
     };
     while verifier.verified() < head.seq {
-        let limit = (head.seq - verifier.verified()).min(PAGE);
-        let events = store.audit_chain(verifier.verified(), u32::try_from(limit).unwrap_or(u32::MAX)).await?;
-        if events.is_empty() {
+        let limit = u32::try_from((head.seq - verifier.verified()).min(PAGE)).unwrap_or(u32::MAX);
+        let events = store.audit_chain(verifier.verified(), limit).await?;
+        let checkpoints = store.audit_checkpoints(verifier.verified(), limit).await?;
+        if events.is_empty() && checkpoints.is_empty() {
             break;
         }
-        for event in &events {
-            if let Err(broken) = verifier.check(event) {
-                return Ok(Err(broken.into()));
-            }
+        if let Err(fault) = walk_page(&mut verifier, &events, &checkpoints, limit as usize) {
+            return Ok(Err(fault));
         }
     }
     let events = match verifier.finish(&head) {
@@ -445,6 +544,27 @@ pub async fn verify_store(
         return Ok(Err(ChainFault::RolledBack { seq: recorded.seq }));
     }
     Ok(Ok(Verified { events, head }))
+}
+
+/// Feeds one page of events and one of checkpoints to `verifier` in chain order, up to where
+/// both pages are known to be complete: a full page may stop short of an item of the other kind.
+fn walk_page(
+    verifier: &mut ChainVerifier<'_>,
+    events: &[AuditEvent],
+    checkpoints: &[Checkpoint],
+    page: usize,
+) -> Result<(), ChainFault> {
+    let horizon = |full: bool, last: Option<i64>| if full { last.unwrap_or(i64::MAX) } else { i64::MAX };
+    let until = horizon(events.len() == page, events.last().map(|e| e.seq))
+        .min(horizon(checkpoints.len() == page, checkpoints.last().map(|c| c.from_seq)));
+    let mut checkpoints = checkpoints.iter().filter(|c| c.from_seq <= until).peekable();
+    for event in events.iter().filter(|e| e.seq <= until) {
+        while let Some(checkpoint) = checkpoints.next_if(|c| c.from_seq < event.seq) {
+            verifier.bridge(checkpoint)?;
+        }
+        verifier.check(event)?;
+    }
+    checkpoints.try_for_each(|checkpoint| verifier.bridge(checkpoint))
 }
 
 /// Whether the chain, verified up to `head`, has `recorded` as one of its heads: its links then
@@ -681,6 +801,77 @@ mod tests {
         head.hash = events[3].hash.clone();
         head.seal.as_mut().unwrap().keyed_from = 5;
         assert_eq!(verify(&key(), &events, &head), Err(ChainFault::SealBroken { seq: 4 }));
+    }
+
+    /// Removes the runs `[from, to]` from the chain behind checkpoints, as retention does.
+    fn cut(events: &mut Vec<AuditEvent>, runs: &[(i64, i64)]) -> Vec<Checkpoint> {
+        let at = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
+        let checkpoints = runs
+            .iter()
+            .map(|&(from, to)| {
+                let run: Vec<AuditEvent> = events.iter().filter(|e| (from..=to).contains(&e.seq)).cloned().collect();
+                Checkpoint::for_run(&key(), 1, &run, None, at).unwrap()
+            })
+            .collect();
+        events.retain(|e| !runs.iter().any(|&(from, to)| (from..=to).contains(&e.seq)));
+        checkpoints
+    }
+
+    /// `verify_store`'s walk over pages of `page` events and `page` checkpoints.
+    fn walk_in_pages(
+        events: &[AuditEvent],
+        checkpoints: &[Checkpoint],
+        head: &ChainHead,
+        page: usize,
+    ) -> Result<i64, ChainFault> {
+        let key = key();
+        let mut verifier = ChainVerifier::new(&key, head)?;
+        while verifier.verified() < head.seq {
+            let after = verifier.verified();
+            let events: Vec<_> = events.iter().filter(|e| e.seq > after).take(page).cloned().collect();
+            let checkpoints: Vec<_> = checkpoints.iter().filter(|c| c.from_seq > after).take(page).cloned().collect();
+            if events.is_empty() && checkpoints.is_empty() {
+                break;
+            }
+            walk_page(&mut verifier, &events, &checkpoints, page)?;
+        }
+        verifier.finish(head)
+    }
+
+    #[test]
+    fn a_chain_verifies_across_checkpoints_whatever_the_page_size() {
+        let (mut events, head) = chain(9);
+        let checkpoints = cut(&mut events, &[(1, 1), (3, 4), (5, 5), (8, 9)]);
+        for page in 1..=4 {
+            assert_eq!(walk_in_pages(&events, &checkpoints, &head, page), Ok(9), "pages of {page}");
+        }
+    }
+
+    #[test]
+    fn checkpoints_that_were_forged_moved_or_dropped_are_found() {
+        let (mut events, head) = chain(6);
+        let checkpoints = cut(&mut events, &[(2, 3)]);
+        let mut forged = checkpoints.clone();
+        forged[0].hash = events[0].hash.clone();
+        assert!(matches!(walk_in_pages(&events, &forged, &head, 2), Err(ChainFault::Checkpoint { from_seq: 2, .. })));
+        // Another key's checkpoint does not pass either.
+        let attacker = AuditKey::new(*b"attacker-key-attacker-key-attack");
+        let mut other = checkpoints.clone();
+        other[0].mac = other[0].expected_mac(&attacker);
+        assert!(matches!(walk_in_pages(&events, &other, &head, 2), Err(ChainFault::Checkpoint { .. })));
+        assert_eq!(link_fault(walk_in_pages(&events, &[], &head, 2)).seq, 4, "a gap without its checkpoint");
+    }
+
+    #[test]
+    fn a_checkpoint_is_refused_for_an_altered_or_broken_run() {
+        let (events, _) = chain(4);
+        let at = Utc.timestamp_opt(1_800_000_000, 0).unwrap();
+        let mut altered = events.clone();
+        altered[1].actor_name = "mallory".into();
+        assert_eq!(Checkpoint::for_run(&key(), 1, &altered[..3], None, at).unwrap_err().seq, 2);
+        let broken_run = [events[0].clone(), events[2].clone()];
+        assert_eq!(Checkpoint::for_run(&key(), 1, &broken_run, None, at).unwrap_err().seq, 3);
+        assert_eq!(consecutive_runs(&broken_run).len(), 2);
     }
 
     #[test]

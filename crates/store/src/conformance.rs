@@ -26,10 +26,10 @@ use crate::audit::{
 };
 use crate::sql::{Backend, RowsAffected};
 use crate::{
-    Agent, AgentCommand, AuditEvent, AuditFilter, AuditPage, CapacityLimit, NewAgent, NewApiKey, NewAuditEvent,
-    NewSession, NewTemplate, NewUser, Org, OrgPatch, Page, Paged, Quotas, RefreshOutcome, RefreshToken, Result, Role,
-    Scope, Session, SessionFilter, SessionUpdate, SqlStore, Store, StoreError, Template, TemplatePatch, Ticket,
-    Timestamp, User, UserPatch,
+    Agent, AgentCommand, AuditEvent, AuditFilter, AuditPage, CapacityLimit, ComplianceSettings, DeliveryState,
+    NewAgent, NewApiKey, NewAuditEvent, NewSession, NewTemplate, NewUser, Org, OrgPatch, Page, Paged, Quotas,
+    RefreshOutcome, RefreshToken, Result, Role, Scope, Session, SessionFilter, SessionUpdate, SqlStore, Store,
+    StoreError, Template, TemplatePatch, Ticket, Timestamp, User, UserPatch,
 };
 
 /// A backend under test: the store, plus a back door to its database to play an attacker who
@@ -97,6 +97,11 @@ macro_rules! conformance_tests {
             audit_chain_verified_with_another_key_says_so,
             unkeyed_audit_chains_are_sealed_only_when_adopted,
             audit_rollback_shows_only_against_a_recorded_head,
+            retention_prunes_behind_checkpoints_and_the_chain_still_verifies,
+            a_tampered_retention_checkpoint_is_detected,
+            a_gap_without_a_checkpoint_is_detected,
+            retention_refuses_to_vouch_for_an_altered_event,
+            compliance_settings_round_trip,
             agents_round_trip,
             agent_names_are_unique,
             agent_tokens_rotate,
@@ -1722,4 +1727,114 @@ pub async fn audit_rollback_shows_only_against_a_recorded_head(store: Subject) {
     assert_eq!(verify_against(&store, &key(), Some(&older)).await, Ok(3), "an older record still holds");
     let forged = RecordedHead { seq: 2, hash: earlier.hash.clone() };
     assert_eq!(verify_against(&store, &key(), Some(&forged)).await, Err(ChainFault::RolledBack { seq: 2 }));
+}
+
+// Retention (ADR 0029).
+
+/// Appends an event of `org` (or of the platform) dated `days_ago` days back.
+async fn append_dated(store: &Subject, org: Option<&Org>, days_ago: i64) -> AuditEvent {
+    let mut new = event("session.connect", org);
+    new.time = Utc::now() - Duration::days(days_ago);
+    store.append_audit(&key(), new).await.unwrap()
+}
+
+/// Two orgs' events interleaved, old and new: A B A A B A(new) B(new).
+async fn interleaved(store: &Subject) -> (Org, Org) {
+    let (a, b) = (org(store, "retained-a").await, org(store, "retained-b").await);
+    for (owner, days_ago) in [(&a, 40), (&b, 40), (&a, 39), (&a, 38), (&b, 37), (&a, 1), (&b, 1)] {
+        append_dated(store, Some(owner), days_ago).await;
+    }
+    (a, b)
+}
+
+async fn prune_older_than_30_days(store: &Subject, org: &Org) -> Result<u64> {
+    store.prune_audit(&key(), org.id, Utc::now() - Duration::days(30), micros_now()).await
+}
+
+pub async fn retention_prunes_behind_checkpoints_and_the_chain_still_verifies(store: Subject) {
+    let (a, b) = interleaved(&store).await;
+    assert_eq!(prune_older_than_30_days(&store, &a).await.unwrap(), 3);
+    assert_eq!(prune_older_than_30_days(&store, &a).await.unwrap(), 0, "nothing is left to remove");
+    let left: Vec<(i64, Option<Uuid>)> =
+        store.audit_chain(0, 100).await.unwrap().iter().map(|e| (e.seq, e.org_id)).collect();
+    assert_eq!(left, vec![(2, Some(b.id)), (5, Some(b.id)), (6, Some(a.id)), (7, Some(b.id))]);
+    let runs: Vec<(i64, i64)> =
+        store.audit_checkpoints(0, 100).await.unwrap().iter().map(|c| (c.from_seq, c.to_seq)).collect();
+    assert_eq!(runs, vec![(1, 1), (3, 4)], "one checkpoint per run of consecutive removed events");
+    assert_eq!(verify_chain(&store).await, Ok(7));
+    // The other org's turn: its run sits between A's checkpoints; the chain keeps verifying, and
+    // keeps growing.
+    assert_eq!(prune_older_than_30_days(&store, &b).await.unwrap(), 2);
+    append(&store, 1).await;
+    assert_eq!(verify_chain(&store).await, Ok(8));
+    // Under another key nothing is removed.
+    let other = AuditKey::new(*b"another-key-another-key-another!");
+    append_dated(&store, Some(&a), 50).await;
+    assert!(is_invalid(store.prune_audit(&other, a.id, Utc::now() - Duration::days(30), micros_now()).await));
+    assert_eq!(store.audit_chain(8, 10).await.unwrap().len(), 1);
+}
+
+pub async fn a_tampered_retention_checkpoint_is_detected(store: Subject) {
+    let (a, _) = interleaved(&store).await;
+    prune_older_than_30_days(&store, &a).await.unwrap();
+    // Claiming the removed run was longer (to hide the deletion of event 5) breaks its MAC.
+    store.execute_raw("DELETE FROM audit_events WHERE seq = 5").await.unwrap();
+    store.execute_raw("UPDATE audit_checkpoints SET to_seq = 5 WHERE from_seq = 3").await.unwrap();
+    let fault = verify_chain(&store).await.unwrap_err();
+    assert!(
+        matches!(&fault, ChainFault::Checkpoint { from_seq: 3, to_seq: 5, reason } if reason.contains("MAC")),
+        "{fault:?}"
+    );
+    assert!(fault.to_string().contains("retention checkpoint for events #3 to #5"), "{fault}");
+}
+
+pub async fn a_gap_without_a_checkpoint_is_detected(store: Subject) {
+    let (a, _) = interleaved(&store).await;
+    prune_older_than_30_days(&store, &a).await.unwrap();
+    assert_eq!(store.execute_raw("DELETE FROM audit_checkpoints WHERE from_seq = 3").await.unwrap(), 1);
+    let Err(ChainFault::Link(broken)) = verify_chain(&store).await else { panic!("the gap is not found") };
+    assert_eq!(broken.seq, 5);
+    assert!(broken.reason.contains("missing"), "{broken}");
+}
+
+pub async fn retention_refuses_to_vouch_for_an_altered_event(store: Subject) {
+    let (a, _) = interleaved(&store).await;
+    store.execute_raw("UPDATE audit_events SET actor_name = 'mallory' WHERE seq = 3").await.unwrap();
+    let refused = prune_older_than_30_days(&store, &a).await;
+    assert!(matches!(&refused, Err(StoreError::Invalid(message)) if message.contains("#3")), "{refused:?}");
+    assert_eq!(store.audit_chain(0, 100).await.unwrap().len(), 7, "nothing was removed");
+    assert!(store.audit_checkpoints(0, 100).await.unwrap().is_empty());
+    assert_eq!(link_fault_at(verify_chain(&store).await), 3);
+}
+
+pub async fn compliance_settings_round_trip(store: Subject) {
+    let acme = org(&store, "compliant").await;
+    assert_eq!(store.compliance_settings(acme.id).await.unwrap(), None);
+    let mut settings = ComplianceSettings {
+        org_id: acme.id,
+        retention_days: Some(90),
+        report_schedule: Some("weekly".into()),
+        report_destination: Some("webhook".into()),
+        webhook_url: Some("https://example.test/hook".into()),
+        webhook_secret: Some("sealed".into()),
+        delivery: DeliveryState::default(),
+    };
+    store.put_compliance_settings(&settings).await.unwrap();
+    assert_eq!(store.compliance_settings(acme.id).await.unwrap().as_ref(), Some(&settings));
+    let delivery = DeliveryState {
+        delivered_until: Some(micros_now()),
+        attempts: 2,
+        next_attempt_at: Some(micros_now() + Duration::minutes(4)),
+        last_error: Some("the receiver answered 500".into()),
+    };
+    store.record_delivery(acme.id, &delivery).await.unwrap();
+    // Saving the settings again leaves the delivery state alone.
+    settings.retention_days = None;
+    store.put_compliance_settings(&settings).await.unwrap();
+    settings.delivery = delivery;
+    assert_eq!(store.list_compliance_settings().await.unwrap(), vec![settings]);
+    let unknown = ComplianceSettings { org_id: Uuid::now_v7(), ..ComplianceSettings::default() };
+    assert!(is_invalid(store.put_compliance_settings(&unknown).await));
+    store.delete_org(Scope::Platform, acme.id).await.unwrap();
+    assert!(store.list_compliance_settings().await.unwrap().is_empty());
 }

@@ -11,6 +11,7 @@ pub mod conformance;
 mod model;
 mod postgres;
 mod sql;
+mod sql_compliance;
 mod sql_store;
 mod sqlite;
 
@@ -177,6 +178,22 @@ pub trait Store: Send + Sync + 'static {
     async fn list_audit(&self, scope: Scope, filter: AuditFilter, page: AuditPage) -> Result<Vec<AuditEvent>>;
     /// The whole chain in sequence order from `after_seq + 1`, for verification.
     async fn audit_chain(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditEvent>>;
+
+    // Compliance: audit retention and scheduled reports (ADR 0029).
+    /// Removes the org's events older than `before`, a run of consecutive events at a time, each
+    /// run replaced by a [`audit::Checkpoint`] sealed under `key` in the same transaction. Fails
+    /// with `Invalid`, removing nothing, when the head or a removed event's link does not hold.
+    /// Answers how many events it removed (at most a batch; call again until 0).
+    async fn prune_audit(&self, key: &audit::AuditKey, org_id: Uuid, before: Timestamp, now: Timestamp) -> Result<u64>;
+    /// Checkpoints starting after `after_seq`, in chain order.
+    async fn audit_checkpoints(&self, after_seq: i64, limit: u32) -> Result<Vec<audit::Checkpoint>>;
+    /// The org's settings; `None` until first saved.
+    async fn compliance_settings(&self, org_id: Uuid) -> Result<Option<ComplianceSettings>>;
+    /// Every org's saved settings.
+    async fn list_compliance_settings(&self) -> Result<Vec<ComplianceSettings>>;
+    /// Saves the settings but not the delivery state, which only [`Store::record_delivery`] moves.
+    async fn put_compliance_settings(&self, settings: &ComplianceSettings) -> Result<()>;
+    async fn record_delivery(&self, org_id: Uuid, delivery: &DeliveryState) -> Result<()>;
 }
 
 /// Opens the store a URL names (`sqlite://path?mode=rwc` or `postgres://...`) and applies its

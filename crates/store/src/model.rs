@@ -484,3 +484,31 @@ pub struct Ticket {
     pub user_id: Uuid,
     pub expires_at: Timestamp,
 }
+
+/// An org's audit retention and scheduled compliance reports (ADR 0029). The store keeps the
+/// settings as given; the control plane validates them and seals the webhook secret.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ComplianceSettings {
+    pub org_id: Uuid,
+    /// Days the org's audit events are kept; `None` keeps them forever.
+    pub retention_days: Option<i64>,
+    /// `daily`, `weekly` or `monthly`; `None` delivers no reports.
+    pub report_schedule: Option<String>,
+    /// `directory` or `webhook`.
+    pub report_destination: Option<String>,
+    pub webhook_url: Option<String>,
+    /// Sealed.
+    pub webhook_secret: Option<String>,
+    pub delivery: DeliveryState,
+}
+
+/// Where scheduled delivery stands for one org.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeliveryState {
+    /// The end of the last period delivered.
+    pub delivered_until: Option<Timestamp>,
+    /// Failed attempts at the next period since the last success.
+    pub attempts: i64,
+    pub next_attempt_at: Option<Timestamp>,
+    pub last_error: Option<String>,
+}

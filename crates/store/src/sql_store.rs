@@ -10,17 +10,18 @@ use sqlx::{AssertSqlSafe, Database, Executor, Pool, Transaction};
 use streamspace_proto::hub::{Capacity, Command};
 use uuid::Uuid;
 
-use crate::audit::{AuditKey, ChainHead};
+use crate::audit::{AuditKey, ChainHead, Checkpoint, consecutive_runs};
 use crate::sql::{
     self, Backend, Columns, Params, RowsAffected, agent_columns, agent_command_columns, api_key_columns, audit_columns,
     audit_head_columns, org_columns, refresh_token_columns, session_columns, template_columns, ticket_columns,
     user_columns,
 };
+use crate::sql_compliance::{self, PRUNE_BATCH, checkpoint_columns, compliance_columns};
 use crate::{
-    Agent, AgentCommand, ApiKey, AuditEvent, AuditFilter, AuditPage, NewAgent, NewApiKey, NewAuditEvent, NewSession,
-    NewTemplate, NewUser, Org, OrgPatch, Page, Paged, Quotas, RefreshOutcome, RefreshToken, Result, Scope, Session,
-    SessionFilter, SessionUpdate, Store, StoreError, Template, TemplatePatch, Ticket, Timestamp, Usage, User,
-    UserPatch,
+    Agent, AgentCommand, ApiKey, AuditEvent, AuditFilter, AuditPage, ComplianceSettings, DeliveryState, NewAgent,
+    NewApiKey, NewAuditEvent, NewSession, NewTemplate, NewUser, Org, OrgPatch, Page, Paged, Quotas, RefreshOutcome,
+    RefreshToken, Result, Scope, Session, SessionFilter, SessionUpdate, Store, StoreError, Template, TemplatePatch,
+    Ticket, Timestamp, Usage, User, UserPatch,
 };
 
 /// A [`Store`] on an SQL database. Reads go to `reader` and writes to `writer`: SQLite gives
@@ -924,6 +925,119 @@ where
         .await?;
         sql::all(&rows, sql::audit_event)
     }
+
+    async fn prune_audit(&self, key: &AuditKey, org_id: Uuid, before: Timestamp, now: Timestamp) -> Result<u64> {
+        let mut tx = write_transaction(&self.writer).await?;
+        // Holding the head serialises pruning with appenders and other replicas' sweepers, and a
+        // head that does not hold under the key is not pruned under.
+        let head = read_audit_head(&mut tx).await?.sealed_with(key, false)?;
+        let keyed_from = head.seal.as_ref().map_or(i64::MAX, |seal| seal.keyed_from);
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            audit_columns!(),
+            " FROM audit_events WHERE org_id = $1 AND time < $2 ORDER BY seq LIMIT $3"
+        ))
+        .arg(org_id)
+        .arg(sql::micros(before))
+        .arg(PRUNE_BATCH)
+        .fetch_all(&mut *tx)
+        .await?;
+        let events = sql::all(&rows, sql::audit_event)?;
+        for run in consecutive_runs(&events) {
+            let checkpoint = Checkpoint::for_run(key, keyed_from, run, Some(org_id), now)
+                .map_err(|broken| StoreError::Invalid(format!("retention refused to remove {broken}")))?;
+            insert_checkpoint(&mut tx, &checkpoint).await?;
+            sqlx::query("DELETE FROM audit_events WHERE seq >= $1 AND seq <= $2")
+                .arg(checkpoint.from_seq)
+                .arg(checkpoint.to_seq)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(events.len() as u64)
+    }
+
+    async fn audit_checkpoints(&self, after_seq: i64, limit: u32) -> Result<Vec<Checkpoint>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            checkpoint_columns!(),
+            " FROM audit_checkpoints WHERE from_seq > $1 ORDER BY from_seq LIMIT $2"
+        ))
+        .arg(after_seq)
+        .arg(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await?;
+        sql::all(&rows, sql_compliance::checkpoint)
+    }
+
+    async fn compliance_settings(&self, org_id: Uuid) -> Result<Option<ComplianceSettings>> {
+        let row = sqlx::query(concat!("SELECT ", compliance_columns!(), " FROM org_compliance WHERE org_id = $1"))
+            .arg(org_id)
+            .fetch_optional(&self.reader)
+            .await?;
+        sql::optional(row, sql_compliance::settings)
+    }
+
+    async fn list_compliance_settings(&self) -> Result<Vec<ComplianceSettings>> {
+        let rows = sqlx::query(concat!("SELECT ", compliance_columns!(), " FROM org_compliance ORDER BY org_id"))
+            .fetch_all(&self.reader)
+            .await?;
+        sql::all(&rows, sql_compliance::settings)
+    }
+
+    async fn put_compliance_settings(&self, settings: &ComplianceSettings) -> Result<()> {
+        sqlx::query(concat!(
+            "INSERT INTO org_compliance (org_id, retention_days, report_schedule, report_destination, webhook_url, ",
+            "webhook_secret) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (org_id) DO UPDATE SET ",
+            "retention_days = $2, report_schedule = $3, report_destination = $4, webhook_url = $5, webhook_secret = $6"
+        ))
+        .arg(settings.org_id)
+        .arg(settings.retention_days)
+        .arg(settings.report_schedule.as_deref())
+        .arg(settings.report_destination.as_deref())
+        .arg(settings.webhook_url.as_deref())
+        .arg(settings.webhook_secret.as_deref())
+        .execute(&self.writer)
+        .await
+        .map_err(sql::missing("no such organization"))?;
+        Ok(())
+    }
+
+    async fn record_delivery(&self, org_id: Uuid, delivery: &DeliveryState) -> Result<()> {
+        sqlx::query(concat!(
+            "UPDATE org_compliance SET delivered_until = $2, delivery_attempts = $3, next_attempt_at = $4, ",
+            "last_error = $5 WHERE org_id = $1"
+        ))
+        .arg(org_id)
+        .arg(delivery.delivered_until.map(sql::micros))
+        .arg(delivery.attempts)
+        .arg(delivery.next_attempt_at.map(sql::micros))
+        .arg(delivery.last_error.as_deref())
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+}
+
+async fn insert_checkpoint<DB: Backend>(tx: &mut Transaction<'static, DB>, checkpoint: &Checkpoint) -> Result<()>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    sqlx::query(concat!(
+        "INSERT INTO audit_checkpoints (",
+        checkpoint_columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7)"
+    ))
+    .arg(checkpoint.from_seq)
+    .arg(checkpoint.to_seq)
+    .arg(checkpoint.prev_hash.as_str())
+    .arg(checkpoint.hash.as_str())
+    .arg(checkpoint.org_id)
+    .arg(checkpoint.created_at)
+    .arg(checkpoint.mac.as_str())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 async fn write_transaction<DB: Backend>(writer: &Pool<DB>) -> Result<Transaction<'static, DB>> {

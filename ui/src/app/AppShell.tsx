@@ -31,6 +31,7 @@ import GroupIcon from '@mui/icons-material/Group';
 import ApartmentIcon from '@mui/icons-material/Apartment';
 import WidgetsIcon from '@mui/icons-material/Widgets';
 import ReceiptLongIcon from '@mui/icons-material/ReceiptLong';
+import AssessmentIcon from '@mui/icons-material/Assessment';
 import SettingsIcon from '@mui/icons-material/Settings';
 import DarkModeIcon from '@mui/icons-material/DarkMode';
 import LightModeIcon from '@mui/icons-material/LightMode';
@@ -111,6 +112,7 @@ export function AppShell() {
     ...(user.role === 'platform_admin' ? [{ to: '/admin/orgs', label: 'Organizations', icon: <ApartmentIcon /> }] : []),
     { to: '/admin/templates', label: 'Templates', icon: <WidgetsIcon /> },
     { to: '/admin/audit', label: 'Audit log', icon: <ReceiptLongIcon /> },
+    { to: '/admin/reports', label: 'Compliance report', icon: <AssessmentIcon /> },
     { to: '/admin/settings', label: 'Org settings', icon: <SettingsIcon /> },
   ];
 

@@ -23,6 +23,10 @@ const UsersPage = lazyNamed(() => import('@/features/users/components/UsersPage'
 const OrgsPage = lazyNamed(() => import('@/features/orgs/components/OrgsPage'), 'OrgsPage');
 const TemplatesPage = lazyNamed(() => import('@/features/templates/components/TemplatesPage'), 'TemplatesPage');
 const AuditPage = lazyNamed(() => import('@/features/audit/components/AuditPage'), 'AuditPage');
+const ComplianceReportPage = lazyNamed(
+  () => import('@/features/reports/components/ComplianceReportPage'),
+  'ComplianceReportPage',
+);
 const OrgSettingsPage = lazyNamed(() => import('@/features/settings/components/OrgSettingsPage'), 'OrgSettingsPage');
 
 export const routes: RouteObject[] = [
@@ -62,6 +66,7 @@ export const routes: RouteObject[] = [
               { path: 'users', element: <UsersPage /> },
               { path: 'templates', element: <TemplatesPage /> },
               { path: 'audit', element: <AuditPage /> },
+              { path: 'reports', element: <ComplianceReportPage /> },
               { path: 'settings', element: <OrgSettingsPage /> },
               { element: <RequireRole platformOnly />, children: [{ path: 'orgs', element: <OrgsPage /> }] },
             ],

@@ -56,3 +56,11 @@ export type AuditEvent = Schemas['AuditEvent'];
 export const AUDIT_RESULTS = ['success', 'failure', 'denied'] as const;
 
 export type Stats = Schemas['Stats'];
+
+export type ComplianceReport = Schemas['ComplianceReport'];
+export type ActionEntry = Schemas['ActionEntry'];
+export type SessionVisit = Schemas['SessionVisit'];
+export type ComplianceSettings = Schemas['ComplianceSettingsView'];
+export type ComplianceSettingsUpdate = Schemas['ComplianceSettingsUpdate'];
+export type ReportSchedule = Schemas['Schedule'];
+export type ReportDestination = Schemas['Destination'];

@@ -308,6 +308,38 @@ export interface paths {
         patch: operations["update_org"];
         trace?: never;
     };
+    "/api/v1/orgs/{org_id}/reports/compliance": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["compliance_report"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/orgs/{org_id}/reports/settings": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["get_settings"];
+        put: operations["put_settings"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/sessions": {
         parameters: {
             query?: never;
@@ -520,6 +552,17 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @description One audited action, as the report lists it. */
+        ActionEntry: {
+            action: string;
+            actor: string;
+            result: string;
+            /** Format: int64 */
+            seq: number;
+            target: string;
+            /** Format: date-time */
+            time: string;
+        };
         /** @enum {string} */
         AgentStatus: "online" | "offline";
         AgentView: {
@@ -621,6 +664,77 @@ export interface components {
             /** Format: int64 */
             memory_mb?: number | null;
         };
+        /** @description What verifying the whole audit chain said when the report was made. */
+        ChainStatus: {
+            /**
+             * Format: int64
+             * @description The org's events in the period.
+             */
+            events_in_period: number;
+            /**
+             * Format: int64
+             * @description Events verified, from the first to the head (those removed by retention included).
+             */
+            events_verified: number;
+            /** @description The first fault, when the chain does not verify. */
+            fault?: string | null;
+            /** @description `SEQ:HASH`, to be recorded elsewhere against a later rollback. */
+            head: string;
+            intact: boolean;
+        };
+        ComplianceReport: {
+            chain: components["schemas"]["ChainStatus"];
+            /** Format: date-time */
+            from: string;
+            /** Format: date-time */
+            generated_at: string;
+            mfa: components["schemas"]["MfaCoverage"];
+            /** Format: uuid */
+            org_id: string;
+            org_name: string;
+            policy_changes: components["schemas"]["ActionEntry"][];
+            privileged_actions: components["schemas"]["ActionEntry"][];
+            session_access: components["schemas"]["SessionVisit"][];
+            sign_ins: components["schemas"]["SignIns"];
+            /** Format: date-time */
+            to: string;
+        };
+        /**
+         * @description The whole settings; `webhook_secret` left out keeps the current one. Changing
+         *     `retention_days` needs a platform administrator: it decides when evidence is removed.
+         */
+        ComplianceSettingsUpdate: {
+            destination?: components["schemas"]["Destination"] | null;
+            /** Format: int64 */
+            retention_days?: number | null;
+            schedule?: components["schemas"]["Schedule"] | null;
+            /** @description Write-only; at least 16 characters. */
+            webhook_secret?: string | null;
+            webhook_url?: string | null;
+        };
+        /** @description An org's retention and report delivery, as administrators see them (never the secret). */
+        ComplianceSettingsView: {
+            /**
+             * Format: date-time
+             * @description The end of the last period delivered.
+             */
+            delivered_until?: string | null;
+            destination?: components["schemas"]["Destination"] | null;
+            /** @description Whether the platform has a report directory to deliver to. */
+            directory_available: boolean;
+            has_webhook_secret: boolean;
+            /** @description Why the last delivery failed. */
+            last_error?: string | null;
+            /** Format: date-time */
+            next_attempt_at?: string | null;
+            /**
+             * Format: int64
+             * @description Days audit events are kept; `null` keeps them forever.
+             */
+            retention_days?: number | null;
+            schedule?: components["schemas"]["Schedule"] | null;
+            webhook_url?: string | null;
+        };
         ConnectUrl: {
             /** @description The org lets sessions use the viewer's clipboard: the UI grants it to the session's frame. */
             clipboard: boolean;
@@ -631,6 +745,8 @@ export interface components {
             /** @description The key itself. Shown only now; only its hash is kept. */
             key: string;
         };
+        /** @enum {string} */
+        Destination: "directory" | "webhook";
         ErrorBody: {
             error: components["schemas"]["ErrorDetail"];
         };
@@ -883,6 +999,16 @@ export interface components {
             /** @description A current code from the authenticator app. */
             code: string;
         };
+        MfaCoverage: {
+            /** Format: int64 */
+            enrolled: number;
+            /** @description Users without a second factor (disabled accounts left out), administrators first. */
+            not_enrolled: components["schemas"]["UnenrolledUser"][];
+            /** @description Whether the org requires a second factor of everyone. */
+            required: boolean;
+            /** Format: int64 */
+            users: number;
+        };
         MfaEnrollment: {
             otpauth_uri: string;
             /** @description A QR code of `otpauth_uri`, PNG, base64. */
@@ -1018,6 +1144,12 @@ export interface components {
         /** @enum {string} */
         Role: "platform_admin" | "org_admin" | "member";
         /**
+         * @description How often an org's report is delivered. Periods are aligned in UTC: days at midnight, weeks
+         *     on Monday, months on the 1st.
+         * @enum {string}
+         */
+        Schedule: "daily" | "weekly" | "monthly";
+        /**
          * @description How far the start of a session has come, while it is `scheduled` or `starting`: the control plane
          *     says `scheduling` until the agent reports the phase it is in.
          * @enum {string}
@@ -1059,6 +1191,36 @@ export interface components {
             template_name: string;
             /** Format: date-time */
             updated_at: string;
+        };
+        /** @description A person's time in one session: their overlapping tunnels merged into one visit. */
+        SessionVisit: {
+            client_ip?: string | null;
+            /**
+             * Format: date-time
+             * @description `None` while a tunnel was still open at the end of the period.
+             */
+            closed_at?: string | null;
+            /** Format: int64 */
+            duration_secs?: number | null;
+            /** Format: date-time */
+            opened_at: string;
+            session_id: string;
+            user: string;
+        };
+        SignIns: {
+            /** Format: int64 */
+            failures: number;
+            /** @description Failures counted by their recorded reason (`bad_credentials`, `mfa_required`, ...). */
+            failures_by_reason: {
+                [key: string]: number;
+            };
+            /**
+             * Format: int64
+             * @description Accounts or addresses locked out after repeated failures.
+             */
+            lockouts: number;
+            /** Format: int64 */
+            successes: number;
         };
         Stats: {
             /** Format: int64 */
@@ -1143,6 +1305,10 @@ export interface components {
             /** @description Always `Bearer`. */
             token_type: string;
             user: components["schemas"]["UserSummary"];
+        };
+        UnenrolledUser: {
+            role: components["schemas"]["Role"];
+            username: string;
         };
         UserPatchRequest: {
             disabled?: boolean | null;
@@ -2711,6 +2877,210 @@ export interface operations {
             };
         };
     };
+    compliance_report: {
+        parameters: {
+            query: {
+                /** @description Start of the period (inclusive). */
+                from: string;
+                /** @description End of the period (exclusive), at most 366 days after `from`. */
+                to: string;
+                /** @description `json` (default) or `csv`. */
+                format?: "json" | "csv";
+            };
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The report; CSV with `format=csv` */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ComplianceReport"];
+                    "text/csv": string;
+                };
+            };
+            /** @description `invalid_period` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_settings: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ComplianceSettingsView"];
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    put_settings: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ComplianceSettingsUpdate"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ComplianceSettingsView"];
+                };
+            };
+            /** @description `invalid_retention`, `invalid_destination`, `invalid_webhook`, `webhook_refused`, `webhook_https_unavailable` or `reports_directory_not_configured` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `forbidden`: changing the retention needs a platform administrator */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type`: send application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `validation_failed`: the body does not fit the schema */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     list_sessions: {
         parameters: {
             query?: {
@@ -3987,8 +4357,11 @@ type ReadonlyArray<T> = [
     unknown[]
 ] ? Readonly<Exclude<T, undefined>> : Readonly<Exclude<T, undefined>[]>;
 export const pathsApiV1AuditGetParametersQueryFormatValues: ReadonlyArray<FlattenedDeepRequired<paths>["/api/v1/audit"]["get"]["parameters"]["query"]["format"]> = ["json", "csv"];
+export const pathsApiV1OrgsOrg_idReportsComplianceGetParametersQueryFormatValues: ReadonlyArray<FlattenedDeepRequired<paths>["/api/v1/orgs/{org_id}/reports/compliance"]["get"]["parameters"]["query"]["format"]> = ["json", "csv"];
 export const agentStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["AgentStatus"]> = ["online", "offline"];
+export const destinationValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Destination"]> = ["directory", "webhook"];
 export const platformValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Platform"]> = ["docker", "kubernetes"];
 export const roleValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Role"]> = ["platform_admin", "org_admin", "member"];
+export const scheduleValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Schedule"]> = ["daily", "weekly", "monthly"];
 export const sessionPhaseValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["SessionPhase"]> = ["scheduling", "pulling", "creating", "starting"];
 export const sessionStateValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["SessionState"]> = ["pending", "scheduled", "starting", "running", "hibernating", "hibernated", "stopping", "stopped", "failed"];

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod events;
 pub mod me;
 pub mod orgs;
+pub mod reports;
 pub mod sessions;
 pub mod stats;
 pub mod system;
@@ -197,6 +198,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(agents::routes())
         .merge(events::routes())
         .merge(stats::routes())
+        .merge(reports::routes())
 }
 
 #[cfg(test)]

@@ -49,7 +49,10 @@ pub async fn sign_in(app: &App, meta: &RequestMeta, credentials: Credentials) ->
         metrics::counter!("streamspace_login_refused_total", "reason" => "busy").increment(1);
         return Err(ApiError::busy(1));
     };
+    // A failure against an existing account is its org's to see: its compliance report counts it.
+    let claimed_org = user.as_ref().map(|u| u.org_id);
     let Some(user) = user.filter(|u| password_ok && !u.disabled) else {
+        let actor = Actor { org_id: claimed_org, ..actor };
         record_failure(app, meta, &actor, attempt, "invalid_credentials").await?;
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid_credentials", "wrong username or password"));
     };

@@ -82,7 +82,7 @@ impl Registry {
         let id = table.last_id;
         let (cut, cut_signal) = oneshot::channel();
         table.entries.insert(id, Entry { user_id, kind, _cut: cut });
-        Ok(Registration { table: self.table.clone(), id, cut_signal, cut: false })
+        Ok(Registration { table: self.table.clone(), id, cut_signal, cut: false, on_close: None })
     }
 
     /// The id of the latest registration: connections with a higher id opened after this call.
@@ -135,6 +135,15 @@ pub struct Registration {
     id: u64,
     cut_signal: oneshot::Receiver<()>,
     cut: bool,
+    on_close: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Registration {
+    /// Runs `hook` once the connection has ended, however it ended (e.g. to audit its close).
+    pub fn on_close(mut self, hook: impl FnOnce() + Send + 'static) -> Registration {
+        self.on_close = Some(Box::new(hook));
+        self
+    }
 }
 
 impl Future for Registration {
@@ -154,6 +163,9 @@ impl Future for Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         lock(&self.table).entries.remove(&self.id);
+        if let Some(hook) = self.on_close.take() {
+            hook();
+        }
     }
 }
 

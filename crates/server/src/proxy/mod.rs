@@ -11,6 +11,7 @@
 pub mod forward;
 pub mod session_cache;
 pub mod streamer;
+mod tunnel_audit;
 pub mod upstream;
 
 use std::borrow::Cow;
@@ -187,7 +188,7 @@ impl SessionProxy {
     }
 }
 
-async fn proxy(app: &App, upstreams: &Upstreams, client_ip: IpAddr, mut request: Request<Body>) -> Response<Body> {
+async fn proxy(app: &AppState, upstreams: &Upstreams, client_ip: IpAddr, mut request: Request<Body>) -> Response<Body> {
     let Some(session_id) = addressed_session(&request, &app.origins.domain) else {
         return error(StatusCode::NOT_FOUND, "not_found", "no such session");
     };
@@ -244,12 +245,20 @@ async fn proxy(app: &App, upstreams: &Upstreams, client_ip: IpAddr, mut request:
     };
     let credential = viewer.credential(tail);
     *request.uri_mut() = target;
-    let tunnel = match tunnel_slot(app, &request, grant) {
-        Ok(tunnel) => tunnel,
+    let (tunnel, audit) = match tunnel_slot(app, &request, grant) {
+        Ok(Some(registration)) => {
+            let (registration, audit) =
+                tunnel_audit::TunnelAudit::new(app, grant, client_ip, &request).watch(registration);
+            (Some(registration), Some(audit))
+        }
+        Ok(None) => (None, None),
         Err(response) => return *response,
     };
     let mut response =
         forward::forward(upstreams, &endpoint, request, credential, client_ip, cached.traffic, tunnel).await;
+    if let Some(audit) = audit.filter(|_| response.status() == StatusCode::SWITCHING_PROTOCOLS) {
+        audit.opened();
+    }
     confine(response.headers_mut(), &app.origins.frame_ancestors);
     response
 }

@@ -7,6 +7,7 @@ mod listeners;
 mod mfa;
 mod openapi;
 mod orchestrator;
+mod reports;
 mod request_logs;
 mod resources;
 mod revocation;

@@ -26,6 +26,8 @@ function setup(role: 'org_admin' | 'platform_admin') {
     'GET /api/v1/orgs/o1': () => json(org),
     'GET /api/v1/orgs': () => json({ items: [org], next_cursor: null }),
     'PATCH /api/v1/orgs/o1': (c) => json({ ...org, ...(c.body as object) }),
+    'GET /api/v1/orgs/o1/reports/settings': () =>
+      json({ retention_days: null, schedule: null, destination: null, webhook_url: null, has_webhook_secret: false, directory_available: false, delivered_until: null, next_attempt_at: null, last_error: null }),
   });
   renderRoutes([{ path: '/', element: <OrgSettingsPage /> }]);
   return mock;

@@ -10,6 +10,7 @@ import { useUser } from '@/lib/auth';
 import { formatNetworks, parseNetworks } from '@/lib/networks';
 import type { Organization, OrgPatch } from '@/types/api';
 import { getOrgQueryOptions, getOrgsQueryOptions, useUpdateOrg } from '@/features/orgs';
+import { ComplianceSettingsCard } from '@/features/reports';
 
 type QuotaKey = 'max_sessions' | 'max_sessions_per_user' | 'max_cpu_millis' | 'max_memory_mb';
 
@@ -188,6 +189,7 @@ export function OrgSettingsPage() {
       ) : null}
       <ErrorAlert error={org.error} onRetry={() => void org.refetch()} />
       {org.data ? <SettingsForm key={JSON.stringify(org.data)} org={org.data} platformAdmin={isPlatform} /> : org.isPending ? <Skeleton variant="rounded" height={320} /> : null}
+      {org.data ? <ComplianceSettingsCard orgId={org.data.id} platformAdmin={isPlatform} /> : null}
     </Box>
   );
 }
