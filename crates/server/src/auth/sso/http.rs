@@ -8,11 +8,19 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Bytes;
+use axum::http::header::{ACCEPT, AUTHORIZATION};
+use axum::http::{Method, Request, Response};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use oauth2::{AsyncHttpClient, HttpRequest, HttpResponse};
 
 /// Connecting to a provider takes at most this long.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// A whole request to a provider takes at most this long.
+/// A whole request to a provider, answer included, takes at most this long.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// No discovery document, key set, token or user-info answer is this large.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -20,70 +28,68 @@ const MAX_BODY_BYTES: usize = 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum IdpHttpError {
     #[error("request to the identity provider failed: {0}")]
-    Request(#[from] reqwest::Error),
-    #[error("the identity provider's answer is larger than {MAX_BODY_BYTES} bytes")]
-    TooLarge,
-    #[error("not a URL: {0}")]
-    Url(#[from] oauth2::url::ParseError),
-    #[error("malformed HTTP exchange: {0}")]
+    Request(#[from] hyper_util::client::legacy::Error),
+    #[error("reading the identity provider's answer failed (larger than {MAX_BODY_BYTES} bytes?): {0}")]
+    Body(Box<dyn std::error::Error + Send + Sync>),
+    #[error("the identity provider did not answer within {REQUEST_TIMEOUT:?}")]
+    Timeout,
+    #[error("malformed request: {0}")]
     Http(#[from] axum::http::Error),
 }
 
 #[derive(Clone)]
 pub struct IdpHttp {
-    client: reqwest::Client,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl IdpHttp {
-    pub fn new() -> anyhow::Result<IdpHttp> {
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls_config())
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("StreamSpace/", env!("CARGO_PKG_VERSION")))
-            .build()?;
-        Ok(IdpHttp { client })
+    pub fn new() -> IdpHttp {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        IdpHttp { client: Client::builder(TokioExecutor::new()).build(https) }
     }
 
+    /// One request, its whole answer read (bounded), within the timeout. Redirects are answers
+    /// like any other: nothing is followed.
     pub async fn execute(&self, request: HttpRequest) -> Result<HttpResponse, IdpHttpError> {
         let (parts, body) = request.into_parts();
-        let url = reqwest::Url::parse(&parts.uri.to_string())?;
-        let response = self.client.request(parts.method, url).headers(parts.headers).body(body).send().await?;
-        let mut builder = axum::http::Response::builder().status(response.status());
-        for (name, value) in response.headers() {
-            builder = builder.header(name, value);
-        }
-        Ok(builder.body(read_bounded(response).await?)?)
+        let request = Request::from_parts(parts, Full::new(Bytes::from(body)));
+        let exchange = async {
+            let (parts, body) = self.client.request(request).await?.into_parts();
+            let body = Limited::new(body, MAX_BODY_BYTES).collect().await.map_err(IdpHttpError::Body)?;
+            Ok(Response::from_parts(parts, body.to_bytes().to_vec()))
+        };
+        tokio::time::timeout(REQUEST_TIMEOUT, exchange).await.map_err(|_| IdpHttpError::Timeout)?
     }
 
     /// A GET with the bearer token, answering the JSON body (user-info endpoints).
     pub async fn get_json(&self, url: &str, bearer: &str) -> Result<serde_json::Value, String> {
-        let response = self
-            .client
-            .get(url)
-            .bearer_auth(bearer)
-            .header("accept", "application/json")
-            .send()
-            .await
-            .map_err(|e| format!("user info request failed: {e}"))?;
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri(url)
+            .header(AUTHORIZATION, format!("Bearer {bearer}"))
+            .header(ACCEPT, "application/json")
+            .header("user-agent", concat!("StreamSpace/", env!("CARGO_PKG_VERSION")))
+            .body(Vec::new())
+            .map_err(|e| format!("user info request: {e}"))?;
+        let response = self.execute(request).await.map_err(|e| format!("user info request failed: {e}"))?;
         if !response.status().is_success() {
             return Err(format!("user info answered {}", response.status()));
         }
-        let body = read_bounded(response).await.map_err(|e| e.to_string())?;
-        serde_json::from_slice(&body).map_err(|e| format!("user info is not JSON: {e}"))
+        serde_json::from_slice(response.body()).map_err(|e| format!("user info is not JSON: {e}"))
     }
 }
 
-async fn read_bounded(mut response: reqwest::Response) -> Result<Vec<u8>, IdpHttpError> {
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await? {
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(IdpHttpError::TooLarge);
-        }
-        body.extend_from_slice(&chunk);
+impl Default for IdpHttp {
+    fn default() -> Self {
+        IdpHttp::new()
     }
-    Ok(body)
 }
 
 /// rustls with ring and the system's trust roots (where a TLS-intercepting proxy's CA lives too).

@@ -36,6 +36,14 @@ const MFA_TICKET_TTL_SECS: i64 = 300;
 /// matches it and such accounts sign in through their provider only.
 pub const NO_PASSWORD: &str = "!sso";
 
+/// What single sign-on keeps for the life of the process: the HTTP client for providers and
+/// their discovery documents.
+#[derive(Default)]
+pub struct Clients {
+    pub http: http::IdpHttp,
+    pub discoveries: oidc::Discoveries,
+}
+
 /// A person as a provider vouched for them, whatever the protocol.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExternalIdentity {
@@ -115,6 +123,13 @@ pub struct PendingFlow {
     pub link_user: Option<Uuid>,
 }
 
+impl PendingFlow {
+    /// What the protocol kept when the flow started.
+    pub fn kept<T: for<'de> Deserialize<'de>>(&self) -> Result<T, SsoFailure> {
+        serde_json::from_value(self.flow.protocol.clone()).map_err(|_| SsoFailure::failed("state_unreadable"))
+    }
+}
+
 /// Where to send the browser to start a flow, and the binding cookie to set.
 pub struct Started {
     pub redirect_url: String,
@@ -125,6 +140,12 @@ pub struct Started {
 pub struct AuthorizationRequest {
     pub url: String,
     pub protocol: serde_json::Value,
+}
+
+impl AuthorizationRequest {
+    pub fn new(url: impl ToString, kept: &impl Serialize) -> AuthorizationRequest {
+        AuthorizationRequest { url: url.to_string(), protocol: serde_json::to_value(kept).unwrap_or_default() }
+    }
 }
 
 /// Starts a flow at `provider`: keeps its state and answers where to send the browser.

@@ -228,7 +228,7 @@ fn require_text(field: &str, value: &str) -> ApiResult<()> {
 /// Provider URLs must be HTTPS: a token or a user-info answer over plain HTTP could be read or
 /// changed on the way. Loopback addresses are the exception, for providers on the same host.
 fn require_url(field: &str, value: &str) -> ApiResult<()> {
-    let parsed = reqwest::Url::parse(value).map_err(|_| ApiError::validation(format!("{field} is not a URL")))?;
+    let parsed = oauth2::url::Url::parse(value).map_err(|_| ApiError::validation(format!("{field} is not a URL")))?;
     let secure = parsed.scheme() == "https" || (parsed.scheme() == "http" && is_secure_context(value));
     if !secure || parsed.host_str().is_none() {
         return Err(ApiError::validation(format!("{field} must be an https URL (plain http only on loopback)")));
