@@ -211,9 +211,42 @@ async fn trust_idp_takes_the_idps_mfa_and_still_asks_when_the_idp_did_none() {
     assert_eq!((event.result.as_str(), &event.details["mfa"]), ("success", &json!(true)));
 
     user["amr"] = json!(["pwd"]);
-    idp().knobs(&provider.client_id, user, None).await;
+    idp().knobs(&provider.client_id, user.clone(), None).await;
     let landed = sso.browser().sign_in(&provider).await;
     assert!(landed.param("mfa").is_some(), "no second factor at the IdP: TOTP is asked, {:?}", landed.url);
+
+    // An `acr` the org lists as multi-factor counts too.
+    let oidc = json!({"issuer": idp().issuer, "client_id": provider.client_id, "acr_mfa_values": ["phr"]});
+    sso.patch_provider(&org, &provider.id, json!({"oidc": oidc})).await;
+    user["acr"] = json!("phr");
+    idp().knobs(&provider.client_id, user, None).await;
+    assert_signed_in(&sso, &sso.browser().sign_in(&provider).await).await;
+    assert_eq!(sso.last_audit("sso.sign_in").await.details["mfa"], true);
+}
+
+#[tokio::test]
+async fn user_info_is_read_when_configured() {
+    let sso = Sso::start().await;
+    let org = sso.org("acme").await;
+    let provider = sso.oidc_provider(&org, json!({"oidc": {"use_userinfo": true}})).await;
+    idp().knobs(&provider.client_id, person("uma-1", "uma@acme.test", &[]), None).await;
+    assert_signed_in(&sso, &sso.browser().sign_in(&provider).await).await;
+    assert_eq!(sso.user("uma@acme.test").await.role, streamspace_store::Role::Member);
+}
+
+#[tokio::test]
+async fn the_only_way_into_a_provisioned_account_cannot_be_unlinked() {
+    let sso = Sso::start().await;
+    let (_, provider) = acme(&sso).await;
+    idp().knobs(&provider.client_id, person("vic-1", "vic@acme.test", &[]), None).await;
+    let browser = sso.browser();
+    assert_signed_in(&sso, &browser.sign_in(&provider).await).await;
+    let (_, tokens) = browser.refresh().await;
+    let token = tokens["access_token"].as_str().unwrap();
+    let (_, identities) = sso.call(Method::GET, "/api/v1/me/identities", Some(token), None).await;
+    let id = identities["items"][0]["id"].as_str().unwrap();
+    let (status, refused) = sso.call(Method::DELETE, &format!("/api/v1/me/identities/{id}"), Some(token), None).await;
+    assert_eq!((status, refused["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("last_sign_in_method")));
 }
 
 #[tokio::test]
