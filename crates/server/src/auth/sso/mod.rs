@@ -95,14 +95,17 @@ impl From<StoreError> for SsoFailure {
 }
 
 /// The cookie that binds a flow to the browser that started it: a callback arriving in another
-/// browser (login CSRF: an attacker's own code and state sent to a victim) finds no match. Lax,
-/// so that it comes back on the provider's top-level redirect.
+/// browser (login CSRF: an attacker's own code and state sent to a victim) finds no match. Its
+/// value, not its `SameSite`, is the protection, so on secure contexts it is `SameSite=None` and
+/// comes back on a provider's cross-site POST too (SAML's POST binding); elsewhere browsers refuse
+/// `None` without `Secure`, and `Lax` still covers the top-level redirects of OIDC and OAuth2.
 pub fn browser_cookie(app: &App) -> CookieSpec {
+    let secure = app.urls.secure_cookies;
     CookieSpec {
         base: "ss_sso",
-        secure: app.urls.secure_cookies,
+        secure,
         insecure_path: "/api/v1/auth/sso",
-        attributes: "SameSite=Lax",
+        attributes: if secure { "SameSite=None" } else { "SameSite=Lax" },
     }
 }
 
