@@ -10,7 +10,7 @@ CARGO ?= cargo
 export STREAMSPACE_TEST_DATABASE_URL ?= postgres://streamspace:streamspace@127.0.0.1:5432/streamspace
 
 .PHONY: help up build ui images services test test-all lint test-rust test-unit test-store test-api test-e2e test-sessions \
-	test-ui ui-api image test-images test-streaming test-journey test-hostile test-api-fuzz openapi-check test-helm crds \
+	test-ui ui-api idp-deps image test-images test-streaming test-journey test-hostile test-api-fuzz openapi-check test-helm crds \
 	test-prometheus
 
 help: ## List the targets
@@ -38,6 +38,12 @@ ui/dist/index.html: ui/node_modules/.package-lock.json $(UI_SOURCES)
 
 ui: ui/dist/index.html ## Build the web UI into ui/dist (embedded by the next cargo build)
 
+# The identity providers the SSO tests start (npm oidc-provider; the host's npm config picks the registry).
+tests/idp/oidc/node_modules/.package-lock.json: tests/idp/oidc/package-lock.json
+	cd tests/idp/oidc && npm ci --no-audit --no-fund
+
+idp-deps: tests/idp/oidc/node_modules/.package-lock.json ## Install the npm packages of the test identity providers
+
 images: ## Build the session images (Debian base bootstrapped locally when no registry answers)
 	scripts/images/docker-up.sh
 	scripts/images/build.sh
@@ -62,7 +68,7 @@ lint: ## rustfmt and clippy, warnings are errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # The server's tests check the UI it embeds: ui/dist exists before they compile, even under `make -j`.
-test-rust test-api: ui
+test-rust test-api: ui idp-deps
 
 test-rust: ## All Rust tests: unit, store conformance, API, agents, Docker, sessions end to end
 	$(CARGO) nextest run --workspace --no-fail-fast

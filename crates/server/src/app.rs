@@ -48,6 +48,8 @@ pub struct App {
     pub session_access: crate::connections::access::SessionAccess,
     /// Links the audit chain; kept out of the database so that the database alone cannot rewrite it.
     pub audit_key: streamspace_store::audit::AuditKey,
+    /// Single sign-on: the client for identity providers and what was learnt from them.
+    pub sso: crate::auth::sso::Clients,
 }
 
 pub type AppState = Arc<App>;
@@ -83,6 +85,7 @@ impl App {
             connections: Default::default(),
             session_access: Default::default(),
             audit_key,
+            sso: Default::default(),
             urls,
             config,
             store,

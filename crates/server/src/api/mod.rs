@@ -5,10 +5,12 @@ pub mod agents;
 pub mod audit;
 pub mod auth;
 pub mod events;
+pub mod identity_providers;
 pub mod me;
 pub mod orgs;
 pub mod reports;
 pub mod sessions;
+pub mod sso;
 pub mod stats;
 pub mod system;
 pub mod templates;
@@ -199,6 +201,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(events::routes())
         .merge(stats::routes())
         .merge(reports::routes())
+        .merge(identity_providers::routes())
+        .merge(sso::routes())
 }
 
 #[cfg(test)]

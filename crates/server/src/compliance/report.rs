@@ -334,6 +334,7 @@ mod tests {
             name: "acme".into(),
             mfa_required,
             allow_clipboard: true,
+            sso_mfa: Default::default(),
             quotas: Quotas::default(),
             egress_allow: Vec::new(),
             created_at: at(0),

@@ -16,6 +16,9 @@ struct Victim {
     api_key: String,
     /// Agents belong to the platform: to org users they do not exist.
     agent: String,
+    identity_provider: String,
+    /// The member's identity at that provider.
+    identity: String,
 }
 
 async fn victim(t: &TestApp, platform_admin: &str) -> Victim {
@@ -34,9 +37,24 @@ async fn victim(t: &TestApp, platform_admin: &str) -> Victim {
     let id = |reply: &Value| reply["id"].as_str().unwrap().to_owned();
     let agent = t.post("/api/v1/agents", platform_admin, json!({"name": "agent-a", "platform": "docker"})).await;
     assert_eq!(agent.status, StatusCode::CREATED, "{}", agent.body);
+    let provider = json!({"name": "a-idp", "display_name": "A IdP", "kind": "oidc",
+        "oidc": {"issuer": "https://idp.org-a.test", "client_id": "a", "client_secret": "a-secret"}});
+    let provider = t.post(&format!("/api/v1/orgs/{org}/identity-providers"), &admin, provider).await;
+    assert_eq!(provider.status, StatusCode::CREATED, "{}", provider.body);
+    let user = id(&t.get("/api/v1/me", &member).await.body);
+    let identity = streamspace_store::NewExternalIdentity {
+        user_id: user.parse().unwrap(),
+        provider_id: id(&provider.body).parse().unwrap(),
+        subject: "a-member".into(),
+        email: None,
+        provisioned: false,
+    };
+    let identity = t.app.store.create_external_identity(identity).await.unwrap();
     Victim {
+        identity_provider: id(&provider.body),
+        identity: identity.id.to_string(),
         org,
-        user: id(&t.get("/api/v1/me", &member).await.body),
+        user,
         template: id(&template.body),
         session: id(&session.body),
         api_key: id(&key.body),
@@ -50,6 +68,8 @@ impl Victim {
         let resource = path.trim_start_matches("/api/v1/").split('/').take(2).collect::<Vec<_>>().join("/");
         match resource.as_str() {
             "orgs/{id}" => &self.org,
+            "orgs/{org_id}" => &self.identity_provider,
+            "me/identities" => &self.identity,
             "users/{id}" => &self.user,
             "templates/{id}" => &self.template,
             "sessions/{id}" => &self.session,
@@ -71,14 +91,18 @@ async fn snapshot(t: &TestApp, v: &Victim) -> String {
     let keys = store.list_api_keys(v.user.parse().unwrap()).await.unwrap();
     let org = store.get_org(scope, org).await.unwrap();
     let agent = store.get_agent(v.agent.parse().unwrap()).await.unwrap();
-    format!("{org:?}{users:?}{templates:?}{sessions:?}{keys:?}{agent:?}")
+    let providers = store.list_identity_providers(Scope::Platform, v.org.parse().unwrap()).await.unwrap();
+    let identities = store.list_external_identities(v.user.parse().unwrap()).await.unwrap();
+    format!("{org:?}{users:?}{templates:?}{sessions:?}{keys:?}{agent:?}{providers:?}{identities:?}")
 }
 
 fn id_routes() -> Vec<(Method, String)> {
     let spec: Value = serde_json::from_str(streamspace_server::openapi_json()).unwrap();
     let mut routes = Vec::new();
     for (path, item) in spec["paths"].as_object().unwrap() {
-        if !path.contains("{id}") {
+        // The sign-in flow's routes take no credentials: a provider's id is public (discovery
+        // hands it out) and there is no caller whose org could differ.
+        if !path.contains("{id}") || path.starts_with("/api/v1/auth/sso/") {
             continue;
         }
         for method in item.as_object().unwrap().keys() {
@@ -101,7 +125,7 @@ async fn every_id_route_answers_404_for_another_orgs_objects_and_changes_nothing
     let routes = id_routes();
     assert!(routes.len() >= 12, "expected the id routes of every resource, got {routes:?}");
     for (method, path) in &routes {
-        let uri = path.replace("{id}", v.id_for(path));
+        let uri = path.replace("{org_id}", &v.org).replace("{id}", v.id_for(path));
         for (who, token) in [("org B admin", &b_admin), ("org B member", &b_member)] {
             let body = matches!(*method, Method::POST | Method::PATCH | Method::PUT).then(|| json!({}));
             let reply = t.send(method.clone(), &uri, Some(token), body).await;

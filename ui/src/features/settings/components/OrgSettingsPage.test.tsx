@@ -12,6 +12,7 @@ const org: Organization = {
   name: 'acme',
   mfa_required: false,
   allow_clipboard: false,
+  sso_mfa: 'require_totp',
   egress_allow: [],
   max_sessions: null,
   max_sessions_per_user: 3,
