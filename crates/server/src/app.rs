@@ -20,6 +20,8 @@ pub struct App {
     pub jwt: JwtKeys,
     pub sealer: Sealer,
     pub throttle: LoginThrottle,
+    /// The IP allow-lists as recently read.
+    pub allow_lists: crate::auth::network::AllowLists,
     /// Sign-in password verifications, bounded.
     pub login_verifier: crate::auth::password::VerifyQueue,
     pub metrics: PrometheusHandle,
@@ -69,6 +71,7 @@ impl App {
             jwt: JwtKeys::new(&jwt_secret)?,
             sealer: Sealer::new(&seal_key),
             throttle: LoginThrottle::new(config.login_throttle),
+            allow_lists: Default::default(),
             login_verifier: crate::auth::password::VerifyQueue::new(config.login_verify_queue),
             metrics: crate::telemetry::metrics_handle(),
             dummy_password_hash: crate::auth::password::hash("not a real password")?,

@@ -3,7 +3,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::header::{HeaderName, USER_AGENT};
+use axum::http::header::USER_AGENT;
 use axum::http::request::Parts;
 
 use crate::app::AppState;
@@ -18,8 +18,6 @@ pub struct RequestMeta {
     pub traceparent: Option<String>,
 }
 
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-
 impl RequestMeta {
     pub fn from_parts(parts: &Parts, state: &AppState) -> RequestMeta {
         // In-process callers (tests driving the router directly) have no socket: count them as local.
@@ -27,10 +25,8 @@ impl RequestMeta {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |ConnectInfo(addr)| addr.ip());
-        let forwarded: Vec<&str> =
-            parts.headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|value| value.to_str().ok()).collect();
         RequestMeta {
-            client_ip: crate::auth::client_ip::resolve(peer, &forwarded, &state.config.trusted_proxies),
+            client_ip: crate::auth::client_ip::of_request(peer, &parts.headers, &state.config.trusted_proxies),
             user_agent: parts
                 .headers
                 .get(USER_AGENT)

@@ -26,10 +26,10 @@ use crate::audit::{
 };
 use crate::sql::{Backend, RowsAffected};
 use crate::{
-    Agent, AgentCommand, AuditEvent, AuditFilter, AuditPage, CapacityLimit, NewAgent, NewApiKey, NewAuditEvent,
-    NewSession, NewTemplate, NewUser, Org, OrgPatch, Page, Paged, Quotas, RefreshOutcome, RefreshToken, Result, Role,
-    Scope, Session, SessionFilter, SessionUpdate, SqlStore, Store, StoreError, Template, TemplatePatch, Ticket,
-    Timestamp, User, UserPatch,
+    Agent, AgentCommand, AllowList, AuditEvent, AuditFilter, AuditPage, CapacityLimit, NewAgent, NewApiKey,
+    NewAuditEvent, NewSession, NewTemplate, NewUser, Org, OrgPatch, Page, Paged, Quotas, RefreshOutcome, RefreshToken,
+    Result, Role, Scope, Session, SessionFilter, SessionUpdate, SqlStore, Store, StoreError, Template, TemplatePatch,
+    Ticket, Timestamp, User, UserPatch,
 };
 
 /// A backend under test: the store, plus a back door to its database to play an attacker who
@@ -110,6 +110,8 @@ macro_rules! conformance_tests {
             tickets_are_single_use,
             expired_tickets_are_spent_and_pruned,
             racing_ticket_redemptions_have_one_winner,
+            ip_allow_lists_round_trip,
+            ip_allow_lists_go_with_their_org,
         );
     };
     (@each $fresh:path; $($check:ident),+ $(,)?) => {
@@ -1722,4 +1724,37 @@ pub async fn audit_rollback_shows_only_against_a_recorded_head(store: Subject) {
     assert_eq!(verify_against(&store, &key(), Some(&older)).await, Ok(3), "an older record still holds");
     let forged = RecordedHead { seq: 2, hash: earlier.hash.clone() };
     assert_eq!(verify_against(&store, &key(), Some(&forged)).await, Err(ChainFault::RolledBack { seq: 2 }));
+}
+
+fn nets(cidrs: &[&str]) -> Vec<IpNet> {
+    cidrs.iter().map(|cidr| cidr.parse().unwrap()).collect()
+}
+
+pub async fn ip_allow_lists_round_trip(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let globex = org(&store, "globex").await;
+    assert_eq!(store.get_ip_allow_list(AllowList::Platform).await.unwrap(), vec![], "never set: empty");
+    let platform = nets(&["198.51.100.0/24", "2001:db8::/32"]);
+    store.set_ip_allow_list(AllowList::Platform, &platform, Utc::now()).await.unwrap();
+    let own = nets(&["203.0.113.7/32"]);
+    store.set_ip_allow_list(AllowList::Org(acme.id), &own, Utc::now()).await.unwrap();
+    assert_eq!(store.get_ip_allow_list(AllowList::Platform).await.unwrap(), platform);
+    assert_eq!(store.get_ip_allow_list(AllowList::Org(acme.id)).await.unwrap(), own);
+    assert_eq!(store.get_ip_allow_list(AllowList::Org(globex.id)).await.unwrap(), vec![], "lists are per org");
+    let replaced = nets(&["10.0.0.0/8", "fd00::/8"]);
+    store.set_ip_allow_list(AllowList::Org(acme.id), &replaced, Utc::now()).await.unwrap();
+    assert_eq!(store.get_ip_allow_list(AllowList::Org(acme.id)).await.unwrap(), replaced, "a set replaces the list");
+    assert_eq!(store.get_ip_allow_list(AllowList::Platform).await.unwrap(), platform);
+    store.set_ip_allow_list(AllowList::Platform, &[], Utc::now()).await.unwrap();
+    assert_eq!(store.get_ip_allow_list(AllowList::Platform).await.unwrap(), vec![]);
+    assert!(is_invalid(store.set_ip_allow_list(AllowList::Org(Uuid::now_v7()), &own, Utc::now()).await));
+}
+
+pub async fn ip_allow_lists_go_with_their_org(store: Subject) {
+    let acme = org(&store, "acme").await;
+    store.set_ip_allow_list(AllowList::Org(acme.id), &nets(&["10.0.0.0/8"]), Utc::now()).await.unwrap();
+    assert!(store.delete_org(Scope::Platform, acme.id).await.unwrap());
+    let again = org(&store, "acme").await;
+    assert_eq!(store.get_ip_allow_list(AllowList::Org(acme.id)).await.unwrap(), vec![]);
+    assert_eq!(store.get_ip_allow_list(AllowList::Org(again.id)).await.unwrap(), vec![]);
 }

@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use ipnet::IpNet;
 pub use model::*;
 pub use postgres::PostgresStore;
 pub use sql_store::SqlStore;
@@ -177,6 +178,12 @@ pub trait Store: Send + Sync + 'static {
     async fn list_audit(&self, scope: Scope, filter: AuditFilter, page: AuditPage) -> Result<Vec<AuditEvent>>;
     /// The whole chain in sequence order from `after_seq + 1`, for verification.
     async fn audit_chain(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditEvent>>;
+
+    // IP allow-lists (network controls).
+    /// The networks of one allow-list; empty when it was never set (which allows every address).
+    async fn get_ip_allow_list(&self, list: AllowList) -> Result<Vec<IpNet>>;
+    /// Replaces one allow-list; `Invalid` when the org does not exist.
+    async fn set_ip_allow_list(&self, list: AllowList, cidrs: &[IpNet], at: Timestamp) -> Result<()>;
 }
 
 /// Opens the store a URL names (`sqlite://path?mode=rwc` or `postgres://...`) and applies its

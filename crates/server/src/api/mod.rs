@@ -6,6 +6,7 @@ pub mod audit;
 pub mod auth;
 pub mod events;
 pub mod me;
+pub mod network;
 pub mod orgs;
 pub mod sessions;
 pub mod stats;
@@ -197,6 +198,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(agents::routes())
         .merge(events::routes())
         .merge(stats::routes())
+        .merge(network::routes())
 }
 
 #[cfg(test)]

@@ -187,7 +187,8 @@ impl SessionProxy {
     }
 }
 
-async fn proxy(app: &App, upstreams: &Upstreams, client_ip: IpAddr, mut request: Request<Body>) -> Response<Body> {
+async fn proxy(app: &App, upstreams: &Upstreams, peer: IpAddr, mut request: Request<Body>) -> Response<Body> {
+    let client_ip = crate::auth::client_ip::of_request(peer, request.headers(), &app.config.trusted_proxies);
     let Some(session_id) = addressed_session(&request, &app.origins.domain) else {
         return error(StatusCode::NOT_FOUND, "not_found", "no such session");
     };
@@ -230,6 +231,9 @@ async fn proxy(app: &App, upstreams: &Upstreams, client_ip: IpAddr, mut request:
     };
     if let Err(response) = check_access(app, grant).await {
         return *response;
+    }
+    if let Err(denied) = check_network(app, grant, cached.org_id, client_ip).await {
+        return denied.into_response();
     }
     let Some(endpoint) = cached.endpoint.filter(|_| cached.state == SessionState::Running) else {
         return not_ready(cached.state);
@@ -281,6 +285,15 @@ async fn check_access(app: &App, grant: Grant) -> Result<(), Box<Response<Body>>
         }
         Err(err) => Err(Box::new(ApiError::from(err).into_response())),
     }
+}
+
+/// The IP allow-lists of the platform and of the session's org hold for every request into it,
+/// the tunnel's first included.
+async fn check_network(app: &App, grant: Grant, org_id: Uuid, client_ip: IpAddr) -> Result<(), ApiError> {
+    let actor =
+        crate::audit::Actor { id: Some(grant.user_id), name: format!("user:{}", grant.user_id), org_id: Some(org_id) };
+    let meta = crate::context::RequestMeta { client_ip, ..crate::context::RequestMeta::internal() };
+    crate::auth::network::enforce(app, &meta, &actor, crate::auth::network::Via::Session).await
 }
 
 /// Registers an upgrade as a tunnel before it reaches the streamer, so the per-user cap holds and
@@ -349,7 +362,7 @@ async fn cached_session(app: &App, session_id: Uuid) -> Result<CachedSession, Bo
         .map_err(|err| Box::new(ApiError::from(err).into_response()))?;
     match session {
         Some(session) if !session.state.is_terminal() => {
-            Ok(app.session_cache.store(session_id, session.state, session.endpoint))
+            Ok(app.session_cache.store(session_id, session.org_id, session.state, session.endpoint))
         }
         _ => {
             app.session_cache.forget(session_id);

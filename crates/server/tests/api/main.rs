@@ -5,6 +5,7 @@ mod harness;
 mod hostile_agents;
 mod listeners;
 mod mfa;
+mod network;
 mod openapi;
 mod orchestrator;
 mod request_logs;
