@@ -348,6 +348,10 @@ export class ApiClient {
     return this.request<T>(path, { method: 'PATCH', body });
   }
 
+  put<T>(path: string, body: unknown): Promise<T> {
+    return this.request<T>(path, { method: 'PUT', body });
+  }
+
   delete<T = void>(path: string): Promise<T> {
     return this.request<T>(path, { method: 'DELETE' });
   }
