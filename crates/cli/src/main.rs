@@ -18,6 +18,7 @@ use streamspace_docker::{DockerOptions, DockerRuntime};
 use streamspace_k8s::{ControlPlanePeers, Election, HomeClaim, KubernetesOptions, SessionOptions};
 use streamspace_server::config::IpNet;
 use streamspace_server::config::{SessionTimers, Urls};
+use streamspace_server::rate_limit::{BudgetSetting, RateLimits};
 use streamspace_server::telemetry::{LogFormat, init_logging};
 use streamspace_server::{Config, Listeners, bootstrap};
 use streamspace_store::audit::{AuditKey, RecordedHead};
@@ -288,6 +289,33 @@ struct ServeArgs {
     /// WebSocket tunnels into sessions one user may hold open.
     #[arg(long, env = "STREAMSPACE_MAX_TUNNELS_PER_USER", default_value_t = Config::default().max_tunnels_per_user)]
     max_tunnels_per_user: usize,
+    #[command(flatten)]
+    rate_limits: RateLimitArgs,
+}
+
+/// Request budgets, each `<requests>/s` or `<requests>/min`, optionally `:<burst>`, or `off`; the API and the
+/// session proxy have budgets of this size each, on each replica.
+#[derive(Args)]
+struct RateLimitArgs {
+    /// Requests per client address (behind trusted proxies, the client's).
+    #[arg(long, env = "STREAMSPACE_RATE_LIMIT_ADDRESS", default_value_t = BudgetSetting(RateLimits::default().per_address))]
+    rate_limit_address: BudgetSetting,
+    /// Requests per signed-in user.
+    #[arg(long, env = "STREAMSPACE_RATE_LIMIT_USER", default_value_t = BudgetSetting(RateLimits::default().per_user))]
+    rate_limit_user: BudgetSetting,
+    /// Requests per organization, all its users together.
+    #[arg(long, env = "STREAMSPACE_RATE_LIMIT_ORG", default_value_t = BudgetSetting(RateLimits::default().per_org))]
+    rate_limit_org: BudgetSetting,
+}
+
+impl RateLimitArgs {
+    fn limits(&self) -> RateLimits {
+        RateLimits {
+            per_address: self.rate_limit_address.0,
+            per_user: self.rate_limit_user.0,
+            per_org: self.rate_limit_org.0,
+        }
+    }
 }
 
 /// A Kubernetes agent deployed beside the control plane (by the Helm chart) with a token both read from one
@@ -364,6 +392,7 @@ impl ServeArgs {
             },
             max_event_streams_per_user: self.max_event_streams_per_user,
             max_tunnels_per_user: self.max_tunnels_per_user,
+            rate_limits: self.rate_limits.limits(),
             ..Config::default()
         }
     }

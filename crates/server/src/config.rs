@@ -48,6 +48,8 @@ pub struct Config {
     pub max_event_streams_per_user: usize,
     /// Open WebSocket tunnels into sessions one user may hold (on each replica).
     pub max_tunnels_per_user: usize,
+    /// Request budgets per client address, user and org, for each listener (on each replica).
+    pub rate_limits: crate::rate_limit::RateLimits,
 }
 
 /// Session timers; `None` turns one off.
@@ -166,6 +168,7 @@ impl Default for Config {
             // A few browser tabs each; the streamer uses a handful of sockets per open session.
             max_event_streams_per_user: 8,
             max_tunnels_per_user: 32,
+            rate_limits: Default::default(),
         }
     }
 }

@@ -6,8 +6,9 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::USER_AGENT;
 use axum::http::request::Parts;
 
-use crate::app::AppState;
+use crate::app::{App, AppState};
 use crate::telemetry::TraceContext;
+use axum::http::{Extensions, HeaderMap};
 
 #[derive(Debug, Clone)]
 pub struct RequestMeta {
@@ -18,15 +19,19 @@ pub struct RequestMeta {
     pub traceparent: Option<String>,
 }
 
+/// The client address of an API request (see [`crate::auth::client_ip`]).
+pub fn client_ip(extensions: &Extensions, headers: &HeaderMap, app: &App) -> IpAddr {
+    // In-process callers (tests driving the router directly) have no socket: count them as local.
+    let peer = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |ConnectInfo(addr)| addr.ip());
+    crate::auth::client_ip::of_request(peer, headers, &app.config.trusted_proxies)
+}
+
 impl RequestMeta {
     pub fn from_parts(parts: &Parts, state: &AppState) -> RequestMeta {
-        // In-process callers (tests driving the router directly) have no socket: count them as local.
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |ConnectInfo(addr)| addr.ip());
         RequestMeta {
-            client_ip: crate::auth::client_ip::of_request(peer, &parts.headers, &state.config.trusted_proxies),
+            client_ip: client_ip(&parts.extensions, &parts.headers, state),
             user_agent: parts
                 .headers
                 .get(USER_AGENT)

@@ -16,6 +16,7 @@ pub mod keys;
 pub mod lifecycle;
 pub mod orchestrator;
 pub mod proxy;
+pub mod rate_limit;
 pub mod scheduler;
 pub mod serve;
 pub mod telemetry;
@@ -43,6 +44,7 @@ pub fn router(app: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
         })
+        .layer(axum::middleware::from_fn_with_state(app.clone(), rate_limit::limit_api_by_address))
         .layer(axum::middleware::from_fn(telemetry::observe))
         .layer(SetResponseHeaderLayer::if_not_present(
             HeaderName::from_static("x-content-type-options"),
@@ -136,6 +138,8 @@ async fn background(app: AppState, shutdown: impl Future<Output = ()>) {
 /// revocation sweep and the session gauges.
 pub async fn background_round(app: &App) {
     let now = app.clock.now();
+    app.api_limits.forget_idle();
+    app.session_limits.forget_idle();
     for (session_id, at_ms) in app.session_cache.take_activity() {
         if let Some(at) = chrono::DateTime::from_timestamp_millis(at_ms)
             && let Err(err) = app.store.touch_session(session_id, at).await

@@ -1273,6 +1273,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     create_agent: {
@@ -1351,6 +1360,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     connect: {
@@ -1399,6 +1417,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     get_agent: {
@@ -1439,7 +1466,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1450,6 +1477,15 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1495,7 +1531,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1506,6 +1542,15 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1553,7 +1598,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1573,6 +1618,15 @@ export interface operations {
             };
             /** @description The built-in agent of `streamspace up` is re-keyed by restarting it */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1647,6 +1701,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     login: {
@@ -1682,6 +1745,15 @@ export interface operations {
             };
             /** @description `invalid_credentials`, `mfa_required` or `invalid_mfa_code` */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `network_denied`: the client's address is outside the IP allow-lists that hold for the account */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1764,6 +1836,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     refresh: {
@@ -1805,8 +1886,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description The x-streamspace-csrf header is missing */
+            /** @description The x-streamspace-csrf header is missing (`forbidden`), or the client's address is outside the account's IP allow-lists (`network_denied`) */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1852,7 +1942,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1908,8 +1998,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1955,8 +2054,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2006,7 +2114,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2026,6 +2134,15 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2071,7 +2188,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2082,6 +2199,15 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2131,7 +2257,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2160,6 +2286,15 @@ export interface operations {
             };
             /** @description `validation_failed`: the body does not fit the schema */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2207,7 +2342,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2236,6 +2371,15 @@ export interface operations {
             };
             /** @description `validation_failed`: the body does not fit the schema */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2281,7 +2425,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2292,6 +2436,15 @@ export interface operations {
             };
             /** @description Conflict */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2339,7 +2492,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2422,8 +2575,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2473,7 +2635,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2509,6 +2671,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     openapi: {
@@ -2531,6 +2702,15 @@ export interface operations {
             };
             /** @description `bad_request`: malformed parameters or body */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2581,8 +2761,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2668,6 +2857,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     get_org: {
@@ -2708,7 +2906,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2719,6 +2917,15 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2764,7 +2971,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2784,6 +2991,15 @@ export interface operations {
             };
             /** @description The org still has users */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2880,6 +3096,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     get_org_allow_list: {
@@ -2920,7 +3145,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2931,6 +3156,15 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2982,7 +3216,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3020,6 +3254,15 @@ export interface operations {
             };
             /** @description `validation_failed`: the body does not fit the schema */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3071,8 +3314,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3158,6 +3410,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     get_session: {
@@ -3198,7 +3459,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3209,6 +3470,15 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3256,7 +3526,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3267,6 +3537,15 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3341,6 +3620,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     hibernate_session: {
@@ -3381,7 +3669,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3401,6 +3689,15 @@ export interface operations {
             };
             /** @description `invalid_state`: only running sessions hibernate */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3448,7 +3745,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3468,6 +3765,15 @@ export interface operations {
             };
             /** @description `invalid_state`: only hibernated sessions wake */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3522,6 +3828,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     list_templates: {
@@ -3565,8 +3880,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3661,6 +3985,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     get_template: {
@@ -3701,7 +4034,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3712,6 +4045,15 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3768,6 +4110,15 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3855,6 +4206,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     list_users: {
@@ -3900,6 +4260,15 @@ export interface operations {
             };
             /** @description Forbidden */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3994,6 +4363,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     get_user: {
@@ -4034,7 +4412,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4045,6 +4423,15 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4090,7 +4477,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4110,6 +4497,15 @@ export interface operations {
             };
             /** @description The user still has active sessions, or is the caller */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4197,6 +4593,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     healthz: {
@@ -4219,6 +4624,15 @@ export interface operations {
             };
             /** @description `bad_request`: malformed parameters or body */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4255,6 +4669,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     readyz: {
@@ -4277,6 +4700,15 @@ export interface operations {
             };
             /** @description `bad_request`: malformed parameters or body */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };

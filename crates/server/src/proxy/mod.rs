@@ -189,6 +189,9 @@ impl SessionProxy {
 
 async fn proxy(app: &App, upstreams: &Upstreams, peer: IpAddr, mut request: Request<Body>) -> Response<Body> {
     let client_ip = crate::auth::client_ip::of_request(peer, request.headers(), &app.config.trusted_proxies);
+    if let Err(limited) = app.session_limits.check_address(client_ip) {
+        return limited.into_response();
+    }
     let Some(session_id) = addressed_session(&request, &app.origins.domain) else {
         return error(StatusCode::NOT_FOUND, "not_found", "no such session");
     };
@@ -232,8 +235,11 @@ async fn proxy(app: &App, upstreams: &Upstreams, peer: IpAddr, mut request: Requ
     if let Err(response) = check_access(app, grant).await {
         return *response;
     }
-    if let Err(denied) = check_network(app, grant, cached.org_id, client_ip).await {
-        return denied.into_response();
+    if let Err(refused) = check_network(app, grant, cached.org_id, client_ip).await {
+        return refused.into_response();
+    }
+    if let Err(limited) = app.session_limits.check_principal(grant.user_id, cached.org_id) {
+        return limited.into_response();
     }
     let Some(endpoint) = cached.endpoint.filter(|_| cached.state == SessionState::Running) else {
         return not_ready(cached.state);

@@ -8,6 +8,7 @@ mod mfa;
 mod network;
 mod openapi;
 mod orchestrator;
+mod rate_limits;
 mod request_logs;
 mod resources;
 mod revocation;
