@@ -20,6 +20,7 @@ use streamspace_server::config::IpNet;
 use streamspace_server::config::{SessionTimers, Urls};
 use streamspace_server::rate_limit::{BudgetSetting, RateLimits};
 use streamspace_server::telemetry::{LogFormat, init_logging};
+use streamspace_server::tls::{TlsSettings, TlsSource};
 use streamspace_server::{Config, Listeners, bootstrap};
 use streamspace_store::audit::{AuditKey, RecordedHead};
 
@@ -291,6 +292,35 @@ struct ServeArgs {
     max_tunnels_per_user: usize,
     #[command(flatten)]
     rate_limits: RateLimitArgs,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// TLS on both listeners (the session listener needs a certificate for `*.<session domain>` too). Plain HTTP
+/// to a TLS port is redirected to HTTPS; the public URL defaults to `https://`.
+#[derive(Args)]
+struct TlsArgs {
+    /// PEM certificate chain (leaf first), read again when it changes; with --tls-key.
+    #[arg(long, env = "STREAMSPACE_TLS_CERT", requires = "tls_key", conflicts_with = "tls_self_signed")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "STREAMSPACE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// For trials: a certificate for the public host and the session domain from a local CA kept in
+    /// `<data dir>/tls/` (trust `ca.pem` in the browser).
+    #[arg(long, env = "STREAMSPACE_TLS_SELF_SIGNED")]
+    tls_self_signed: bool,
+}
+
+impl TlsArgs {
+    fn settings(&self) -> Option<TlsSettings> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                Some(TlsSettings::new(TlsSource::Files { cert: cert.clone(), key: key.clone() }))
+            }
+            _ => self.tls_self_signed.then(|| TlsSettings::new(TlsSource::SelfSigned)),
+        }
+    }
 }
 
 /// Request budgets, each `<requests>/s` or `<requests>/min`, optionally `:<burst>`, or `off`; the API and the
@@ -393,6 +423,7 @@ impl ServeArgs {
             max_event_streams_per_user: self.max_event_streams_per_user,
             max_tunnels_per_user: self.max_tunnels_per_user,
             rate_limits: self.rate_limits.limits(),
+            tls: self.tls.settings(),
             ..Config::default()
         }
     }

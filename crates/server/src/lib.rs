@@ -21,6 +21,7 @@ pub mod scheduler;
 pub mod serve;
 pub mod telemetry;
 pub mod template_defaults;
+pub mod tls;
 pub mod ui;
 pub mod views;
 
@@ -28,6 +29,7 @@ use std::future::Future;
 use std::sync::{Arc, OnceLock};
 
 use axum::Router;
+use axum::http::header::STRICT_TRANSPORT_SECURITY;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use tokio::net::TcpListener;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -54,6 +56,10 @@ pub fn router(app: AppState) -> Router {
             HeaderName::from_static("cache-control"),
             HeaderValue::from_static("no-store"),
         ))
+        .layer(SetResponseHeaderLayer::if_not_present(STRICT_TRANSPORT_SECURITY, {
+            let hsts = app.urls.hsts();
+            move |_: &axum::response::Response| hsts.clone()
+        }))
         .with_state(app)
 }
 
@@ -105,8 +111,15 @@ pub async fn run(
     tracing::info!(api = %bound[0], sessions = %bound[1], "control plane listening");
     let _ = app.bound.set(bound);
     let limits = app.config.http_limits;
-    let api = serve::serve(listeners.api, serve::with_connect_info(router(app.clone())), limits, "api", wait());
-    let sessions = serve::serve(listeners.sessions, proxy::per_connection(app.clone()), limits, "sessions", wait());
+    let tls = match &app.config.tls {
+        Some(settings) => Some(Arc::new(tls::Tls::new(settings, &app.urls, &app.config.data_dir)?)),
+        None => None,
+    };
+    let reload = tls.clone().map(|tls| tokio::spawn(tls.watch()));
+    let api =
+        serve::serve(listeners.api, serve::with_connect_info(router(app.clone())), limits, "api", tls.clone(), wait());
+    let sessions =
+        serve::serve(listeners.sessions, proxy::per_connection(app.clone()), limits, "sessions", tls, wait());
     let follow = tokio::spawn(connections::access::follow_session_changes(app.clone()));
     let background = tokio::spawn(background(app, wait()));
     tokio::spawn(async move {
@@ -114,6 +127,9 @@ pub async fn run(
         let _ = stop.send(true);
     });
     tokio::join!(api, sessions);
+    if let Some(reload) = reload {
+        reload.abort();
+    }
     background.abort();
     follow.abort();
     tracing::info!("control plane stopped");

@@ -59,6 +59,8 @@ pub struct Origins {
     cookie: CookieSpec,
     /// `frame-ancestors <UI origin>`: only the UI may frame a session.
     frame_ancestors: HeaderValue,
+    /// `Strict-Transport-Security` when sessions are served over HTTPS.
+    hsts: Option<HeaderValue>,
 }
 
 impl Origins {
@@ -69,6 +71,7 @@ impl Origins {
             cookie: cookies::session_cookie(urls),
             // A public URL that is no valid header value frames nothing rather than anything.
             frame_ancestors: policy.unwrap_or(HeaderValue::from_static("frame-ancestors 'none'")),
+            hsts: urls.hsts(),
         }
     }
 }
@@ -115,7 +118,10 @@ where
         Box::pin(async move {
             let started = Instant::now();
             let method = request.method().clone();
-            let response = proxy.handle(request.map(Body::new)).await;
+            let mut response = proxy.handle(request.map(Body::new)).await;
+            if let Some(hsts) = &proxy.app.origins.hsts {
+                response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+            }
             proxy.app.session_requests.record(&method, response.status(), started);
             Ok(response)
         })

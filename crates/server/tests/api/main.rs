@@ -14,3 +14,4 @@ mod resources;
 mod revocation;
 mod signin;
 mod tenancy;
+mod tls;
