@@ -677,6 +677,32 @@ mod tests {
         }
     }
 
+    fn serve_config(args: &[&str]) -> Config {
+        let Command::Serve(args) = parse(args) else { panic!("serve parses as itself") };
+        args.into_config()
+    }
+
+    #[test]
+    fn tls_comes_from_files_or_is_self_signed_and_budgets_can_be_set_or_turned_off() {
+        let files = serve_config(&["streamspace", "serve", "--tls-cert", "/c.pem", "--tls-key", "/k.pem"]);
+        let expected = TlsSource::Files { cert: "/c.pem".into(), key: "/k.pem".into() };
+        assert_eq!(files.tls.map(|tls| tls.source), Some(expected));
+        let self_signed = serve_config(&["streamspace", "serve", "--tls-self-signed"]);
+        assert_eq!(self_signed.tls.map(|tls| tls.source), Some(TlsSource::SelfSigned));
+        for incomplete in
+            [&["streamspace", "serve", "--tls-cert", "/c.pem"][..], &["streamspace", "serve", "--tls-key", "/k"]]
+        {
+            assert!(without_environment(Cli::command()).try_get_matches_from(incomplete).is_err(), "{incomplete:?}");
+        }
+        let both = ["streamspace", "serve", "--tls-self-signed", "--tls-cert", "/c", "--tls-key", "/k"];
+        assert!(without_environment(Cli::command()).try_get_matches_from(both).is_err());
+        let limits =
+            serve_config(&["streamspace", "serve", "--rate-limit-address", "off", "--rate-limit-user", "10/min:20"]);
+        assert_eq!(limits.rate_limits.per_address, None);
+        assert_eq!(limits.rate_limits.per_user, "10/min:20".parse().ok());
+        assert_eq!(limits.rate_limits.per_org, RateLimits::default().per_org);
+    }
+
     #[test]
     fn the_docker_agent_without_flags_runs_the_default_options() {
         let Command::Agent { command: AgentCommand::Docker(args) } =
