@@ -222,7 +222,7 @@ async fn proxy(app: &App, upstreams: &Upstreams, peer: IpAddr, mut request: Requ
     let (ticket, query) = without_ticket(request.uri().query().unwrap_or(""));
     if let Some(ticket) = ticket {
         let location = format!("{path}{}", if query.is_empty() { String::new() } else { format!("?{query}") });
-        return redeem(app, session_id, ticket, &location).await;
+        return redeem(app, session_id, ticket, &location, client_ip).await;
     }
     let now = app.clock.now().timestamp();
     let grant = app
@@ -383,8 +383,9 @@ async fn cached_session(app: &App, session_id: Uuid) -> Result<CachedSession, Bo
     }
 }
 
-/// Trades a ticket for the session cookie and redirects to the same URL without the ticket.
-async fn redeem(app: &App, session_id: Uuid, ticket: &str, location: &str) -> Response<Body> {
+/// Trades a ticket for the session cookie and redirects to the same URL without the ticket. The
+/// allow-lists hold here too: a link opened outside the allowed networks yields no cookie.
+async fn redeem(app: &App, session_id: Uuid, ticket: &str, location: &str, client_ip: IpAddr) -> Response<Body> {
     let now = app.clock.now();
     let redeemed = match app.store.redeem_ticket(&sha256_hex(ticket), now).await {
         Ok(redeemed) => redeemed,
@@ -398,6 +399,13 @@ async fn redeem(app: &App, session_id: Uuid, ticket: &str, location: &str) -> Re
         );
     };
     let grant = Grant { session_id, user_id: ticket.user_id, expires_at: now.timestamp() + GRANT_TTL_SECS };
+    let cached = match cached_session(app, session_id).await {
+        Ok(cached) => cached,
+        Err(response) => return *response,
+    };
+    if let Err(refused) = check_network(app, grant, cached.org_id, client_ip).await {
+        return refused.into_response();
+    }
     let cookie = app.origins.cookie.set(&grant.encode(&app.session_key), GRANT_TTL_SECS);
     let mut response = redirect(StatusCode::SEE_OTHER, location);
     if let Ok(value) = HeaderValue::from_str(&cookie) {

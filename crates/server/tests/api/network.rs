@@ -237,12 +237,20 @@ async fn session_tunnels_are_held_to_the_owners_org_list() {
         }
         proxy.clone().oneshot(request.body(Body::empty()).unwrap())
     };
-    let redeemed = call(url.path_and_query().unwrap().to_string(), INSIDE, None, false).await.unwrap();
+    let ticket_path = url.path_and_query().unwrap().to_string();
+    let redeemed = call(ticket_path.clone(), INSIDE, None, false).await.unwrap();
     assert_eq!(redeemed.status(), StatusCode::SEE_OTHER);
     let cookie = redeemed.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
 
     let path = format!("/api/v1/http/{id}/websockets");
     put_list(&t, INSIDE, &format!("/api/v1/orgs/{acme}/allow-list"), &acme_admin, &["198.51.100.0/24"]).await;
+    // A fresh link opened outside the networks yields no cookie.
+    let again =
+        from(&t, INSIDE, Method::POST, &format!("/api/v1/sessions/{id}/connect"), Some(&member), Some(json!({}))).await;
+    let again: axum::http::Uri = again.body["url"].as_str().unwrap().parse().unwrap();
+    let outside = call(again.path_and_query().unwrap().to_string(), OUTSIDE, None, false).await.unwrap();
+    assert_eq!(outside.status(), StatusCode::FORBIDDEN);
+    assert!(outside.headers().get("set-cookie").is_none());
     for upgrade in [false, true] {
         let inside = call(path.clone(), INSIDE, Some(cookie.clone()), upgrade).await.unwrap();
         // Admitted: the proxy goes on to the session, which has not started (no agent runs it).
