@@ -42,7 +42,12 @@ async fn self_signed_tls_serves_both_origins_with_hsts_secure_cookies_and_redire
     let t = TestApp::with_config(|config| config.tls = Some(TlsSettings::new(TlsSource::SelfSigned))).await;
     assert!(t.app.urls.public_url.starts_with("https://"), "the public URL follows TLS");
     let served = t.listen().await;
-    let ca = std::fs::read(t.app.config.data_dir.join("tls/ca.pem")).unwrap();
+    // The listeners make the CA as they start, in a task of their own.
+    let ca_path = t.app.config.data_dir.join("tls/ca.pem");
+    let ca = eventually("the local CA", || async {
+        std::fs::read(&ca_path).ok().filter(|pem| pem.ends_with(b"-----END CERTIFICATE-----\n"))
+    })
+    .await;
     let session = Uuid::now_v7();
     let session_host = format!("{session}.localhost");
     let client = https_client(&ca, &[("localhost", served.api), (&session_host, served.sessions)]);
