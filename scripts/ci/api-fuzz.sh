@@ -13,7 +13,8 @@ cargo build -q -p streamspace-cli
 data=$(mktemp -d)
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 STREAMSPACE_ADMIN_PASSWORD=fuzz-admin-password "$target/debug/streamspace" serve \
-  --listen "127.0.0.1:$port" --session-listen 127.0.0.1:0 --data-dir "$data" >"$data/server.log" 2>&1 &
+  --listen "127.0.0.1:$port" --session-listen 127.0.0.1:0 --data-dir "$data" \
+  --rate-limit-address off --rate-limit-user off --rate-limit-org off >"$data/server.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$data"' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done

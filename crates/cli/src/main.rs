@@ -18,7 +18,9 @@ use streamspace_docker::{DockerOptions, DockerRuntime};
 use streamspace_k8s::{ControlPlanePeers, Election, HomeClaim, KubernetesOptions, SessionOptions};
 use streamspace_server::config::IpNet;
 use streamspace_server::config::{SessionTimers, Urls};
+use streamspace_server::rate_limit::{BudgetSetting, RateLimits};
 use streamspace_server::telemetry::{LogFormat, init_logging};
+use streamspace_server::tls::{TlsSettings, TlsSource};
 use streamspace_server::{Config, Listeners, bootstrap};
 use streamspace_store::audit::{AuditKey, RecordedHead};
 use streamspace_trace::Exporter;
@@ -313,6 +315,62 @@ struct ServeArgs {
     /// Let report webhooks reach loopback, private and link-local addresses (refused by default).
     #[arg(long, env = "STREAMSPACE_REPORT_WEBHOOKS_ALLOW_PRIVATE")]
     report_webhooks_allow_private: bool,
+    #[command(flatten)]
+    rate_limits: RateLimitArgs,
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// TLS on both listeners (the session listener needs a certificate for `*.<session domain>` too). Plain HTTP
+/// to a TLS port is redirected to HTTPS; the public URL defaults to `https://`.
+#[derive(Args)]
+struct TlsArgs {
+    /// PEM certificate chain (leaf first), read again when it changes; with --tls-key.
+    #[arg(long, env = "STREAMSPACE_TLS_CERT", requires = "tls_key", conflicts_with = "tls_self_signed")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "STREAMSPACE_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// For trials: a certificate for the public host and the session domain from a local CA kept in
+    /// `<data dir>/tls/` (trust `ca.pem` in the browser).
+    #[arg(long, env = "STREAMSPACE_TLS_SELF_SIGNED")]
+    tls_self_signed: bool,
+}
+
+impl TlsArgs {
+    fn settings(&self) -> Option<TlsSettings> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                Some(TlsSettings::new(TlsSource::Files { cert: cert.clone(), key: key.clone() }))
+            }
+            _ => self.tls_self_signed.then(|| TlsSettings::new(TlsSource::SelfSigned)),
+        }
+    }
+}
+
+/// Request budgets, each `<requests>/s` or `<requests>/min`, optionally `:<burst>`, or `off`; the API and the
+/// session proxy have budgets of this size each, on each replica.
+#[derive(Args)]
+struct RateLimitArgs {
+    /// Requests per client address (behind trusted proxies, the client's).
+    #[arg(long, env = "STREAMSPACE_RATE_LIMIT_ADDRESS", default_value_t = BudgetSetting(RateLimits::default().per_address))]
+    rate_limit_address: BudgetSetting,
+    /// Requests per signed-in user.
+    #[arg(long, env = "STREAMSPACE_RATE_LIMIT_USER", default_value_t = BudgetSetting(RateLimits::default().per_user))]
+    rate_limit_user: BudgetSetting,
+    /// Requests per organization, all its users together.
+    #[arg(long, env = "STREAMSPACE_RATE_LIMIT_ORG", default_value_t = BudgetSetting(RateLimits::default().per_org))]
+    rate_limit_org: BudgetSetting,
+}
+
+impl RateLimitArgs {
+    fn limits(&self) -> RateLimits {
+        RateLimits {
+            per_address: self.rate_limit_address.0,
+            per_user: self.rate_limit_user.0,
+            per_org: self.rate_limit_org.0,
+        }
+    }
 }
 
 /// A Kubernetes agent deployed beside the control plane (by the Helm chart) with a token both read from one
@@ -395,6 +453,8 @@ impl ServeArgs {
                 directory: self.reports_dir.clone(),
                 webhooks_allow_private: self.report_webhooks_allow_private,
             },
+            rate_limits: self.rate_limits.limits(),
+            tls: self.tls.settings(),
             ..Config::default()
         }
     }
@@ -659,6 +719,32 @@ mod tests {
             };
             assert_eq!(format!("{:#?}", args.into_config()), format!("{:#?}", Config::default()), "{subcommand}");
         }
+    }
+
+    fn serve_config(args: &[&str]) -> Config {
+        let Command::Serve(args) = parse(args) else { panic!("serve parses as itself") };
+        args.into_config()
+    }
+
+    #[test]
+    fn tls_comes_from_files_or_is_self_signed_and_budgets_can_be_set_or_turned_off() {
+        let files = serve_config(&["streamspace", "serve", "--tls-cert", "/c.pem", "--tls-key", "/k.pem"]);
+        let expected = TlsSource::Files { cert: "/c.pem".into(), key: "/k.pem".into() };
+        assert_eq!(files.tls.map(|tls| tls.source), Some(expected));
+        let self_signed = serve_config(&["streamspace", "serve", "--tls-self-signed"]);
+        assert_eq!(self_signed.tls.map(|tls| tls.source), Some(TlsSource::SelfSigned));
+        for incomplete in
+            [&["streamspace", "serve", "--tls-cert", "/c.pem"][..], &["streamspace", "serve", "--tls-key", "/k"]]
+        {
+            assert!(without_environment(Cli::command()).try_get_matches_from(incomplete).is_err(), "{incomplete:?}");
+        }
+        let both = ["streamspace", "serve", "--tls-self-signed", "--tls-cert", "/c", "--tls-key", "/k"];
+        assert!(without_environment(Cli::command()).try_get_matches_from(both).is_err());
+        let limits =
+            serve_config(&["streamspace", "serve", "--rate-limit-address", "off", "--rate-limit-user", "10/min:20"]);
+        assert_eq!(limits.rate_limits.per_address, None);
+        assert_eq!(limits.rate_limits.per_user, "10/min:20".parse().ok());
+        assert_eq!(limits.rate_limits.per_org, RateLimits::default().per_org);
     }
 
     #[test]

@@ -20,6 +20,11 @@ pub struct App {
     pub jwt: JwtKeys,
     pub sealer: Sealer,
     pub throttle: LoginThrottle,
+    /// Request budgets of the API and of the session proxy.
+    pub api_limits: crate::rate_limit::Limiters,
+    pub session_limits: crate::rate_limit::Limiters,
+    /// The IP allow-lists as recently read.
+    pub allow_lists: crate::auth::network::AllowLists,
     /// Sign-in password verifications, bounded.
     pub login_verifier: crate::auth::password::VerifyQueue,
     pub metrics: PrometheusHandle,
@@ -71,6 +76,9 @@ impl App {
             jwt: JwtKeys::new(&jwt_secret)?,
             sealer: Sealer::new(&seal_key),
             throttle: LoginThrottle::new(config.login_throttle),
+            allow_lists: Default::default(),
+            api_limits: crate::rate_limit::Limiters::new(config.rate_limits, "api"),
+            session_limits: crate::rate_limit::Limiters::new(config.rate_limits, "sessions"),
             login_verifier: crate::auth::password::VerifyQueue::new(config.login_verify_queue),
             metrics: crate::telemetry::metrics_handle(),
             dummy_password_hash: crate::auth::password::hash("not a real password")?,

@@ -53,6 +53,10 @@ pub struct Config {
     pub audit_verify_interval: Option<std::time::Duration>,
     /// Where scheduled compliance reports may go (ADR 0029).
     pub reports: crate::compliance::ReportConfig,
+    /// TLS on both listeners; `None`: plain HTTP (behind a TLS-terminating proxy, or for local use).
+    pub tls: Option<crate::tls::TlsSettings>,
+    /// Request budgets per client address, user and org, for each listener (on each replica).
+    pub rate_limits: crate::rate_limit::RateLimits,
 }
 
 /// Session timers; `None` turns one off.
@@ -100,8 +104,13 @@ pub struct Urls {
 
 impl Urls {
     pub fn new(config: &Config) -> Urls {
-        let public_url =
-            config.public_url.clone().unwrap_or_else(|| local_url(config.listen)).trim_end_matches('/').to_owned();
+        let scheme = if config.tls.is_some() { "https" } else { "http" };
+        let public_url = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| local_url(scheme, config.listen))
+            .trim_end_matches('/')
+            .to_owned();
         let session_domain = match &config.session_domain {
             Some(domain) => domain.trim().trim_end_matches('.').to_ascii_lowercase(),
             None => format!("localhost:{}", config.session_listen.port()),
@@ -119,6 +128,12 @@ impl Urls {
         format!("{}://{session_id}.{}", self.session_scheme, self.session_domain)
     }
 
+    /// `Strict-Transport-Security` for both origins when the UI is served over HTTPS: browsers then
+    /// never try plain HTTP again (a year, as browsers' preload lists expect).
+    pub fn hsts(&self) -> Option<axum::http::HeaderValue> {
+        (self.session_scheme == "https").then(|| axum::http::HeaderValue::from_static("max-age=31536000"))
+    }
+
     /// Every session origin, as a CSP source expression.
     pub fn session_origins_source(&self) -> String {
         format!("{}://*.{}", self.session_scheme, self.session_domain)
@@ -127,11 +142,11 @@ impl Urls {
 
 /// `http://localhost:<port>` for loopback listeners (browsers treat localhost as a secure
 /// context, which the streamer's decoder needs), else the address itself.
-fn local_url(addr: SocketAddr) -> String {
+fn local_url(scheme: &str, addr: SocketAddr) -> String {
     if addr.ip().is_loopback() || addr.ip().is_unspecified() {
-        format!("http://localhost:{}", addr.port())
+        format!("{scheme}://localhost:{}", addr.port())
     } else {
-        format!("http://{addr}")
+        format!("{scheme}://{addr}")
     }
 }
 
@@ -173,6 +188,8 @@ impl Default for Config {
             max_tunnels_per_user: 32,
             audit_verify_interval: Some(std::time::Duration::from_secs(3600)),
             reports: crate::compliance::ReportConfig::default(),
+            rate_limits: Default::default(),
+            tls: None,
         }
     }
 }

@@ -3,11 +3,12 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
-use axum::http::header::{HeaderName, USER_AGENT};
+use axum::http::header::USER_AGENT;
 use axum::http::request::Parts;
 
-use crate::app::AppState;
+use crate::app::{App, AppState};
 use crate::telemetry::TraceContext;
+use axum::http::{Extensions, HeaderMap};
 
 #[derive(Debug, Clone)]
 pub struct RequestMeta {
@@ -18,19 +19,19 @@ pub struct RequestMeta {
     pub traceparent: Option<String>,
 }
 
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// The client address of an API request (see [`crate::auth::client_ip`]).
+pub fn client_ip(extensions: &Extensions, headers: &HeaderMap, app: &App) -> IpAddr {
+    // In-process callers (tests driving the router directly) have no socket: count them as local.
+    let peer = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |ConnectInfo(addr)| addr.ip());
+    crate::auth::client_ip::of_request(peer, headers, &app.config.trusted_proxies)
+}
 
 impl RequestMeta {
     pub fn from_parts(parts: &Parts, state: &AppState) -> RequestMeta {
-        // In-process callers (tests driving the router directly) have no socket: count them as local.
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |ConnectInfo(addr)| addr.ip());
-        let forwarded: Vec<&str> =
-            parts.headers.get_all(&X_FORWARDED_FOR).iter().filter_map(|value| value.to_str().ok()).collect();
         RequestMeta {
-            client_ip: crate::auth::client_ip::resolve(peer, &forwarded, &state.config.trusted_proxies),
+            client_ip: client_ip(&parts.extensions, &parts.headers, state),
             user_agent: parts
                 .headers
                 .get(USER_AGENT)

@@ -16,12 +16,18 @@ pub fn load_or_create(data_dir: &Path, name: &str) -> anyhow::Result<[u8; 32]> {
     }
     let mut key = [0u8; 32];
     rand::rng().fill_bytes(&mut key);
+    write_private(&path, &key)?;
+    Ok(key)
+}
+
+/// Creates `path` (mode 0600) holding `secret`; an existing file is never overwritten.
+pub fn write_private(path: &Path, secret: &[u8]) -> anyhow::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(&path)?.write_all(&key)?;
-    Ok(key)
+    options.open(path)?.write_all(secret)?;
+    Ok(())
 }
 
 /// The 32-byte key in `path`, if there is one.

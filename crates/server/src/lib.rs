@@ -17,10 +17,12 @@ pub mod keys;
 pub mod lifecycle;
 pub mod orchestrator;
 pub mod proxy;
+pub mod rate_limit;
 pub mod scheduler;
 pub mod serve;
 pub mod telemetry;
 pub mod template_defaults;
+pub mod tls;
 pub mod ui;
 pub mod views;
 
@@ -28,6 +30,7 @@ use std::future::Future;
 use std::sync::{Arc, OnceLock};
 
 use axum::Router;
+use axum::http::header::STRICT_TRANSPORT_SECURITY;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use tokio::net::TcpListener;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -44,6 +47,7 @@ pub fn router(app: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
         })
+        .layer(axum::middleware::from_fn_with_state(app.clone(), rate_limit::limit_api_by_address))
         .layer(axum::middleware::from_fn(telemetry::observe))
         .layer(SetResponseHeaderLayer::if_not_present(
             HeaderName::from_static("x-content-type-options"),
@@ -53,6 +57,10 @@ pub fn router(app: AppState) -> Router {
             HeaderName::from_static("cache-control"),
             HeaderValue::from_static("no-store"),
         ))
+        .layer(SetResponseHeaderLayer::if_not_present(STRICT_TRANSPORT_SECURITY, {
+            let hsts = app.urls.hsts();
+            move |_: &axum::response::Response| hsts.clone()
+        }))
         .with_state(app)
 }
 
@@ -104,8 +112,15 @@ pub async fn run(
     tracing::info!(api = %bound[0], sessions = %bound[1], "control plane listening");
     let _ = app.bound.set(bound);
     let limits = app.config.http_limits;
-    let api = serve::serve(listeners.api, serve::with_connect_info(router(app.clone())), limits, "api", wait());
-    let sessions = serve::serve(listeners.sessions, proxy::per_connection(app.clone()), limits, "sessions", wait());
+    let tls = match &app.config.tls {
+        Some(settings) => Some(Arc::new(tls::Tls::new(settings, &app.urls, &app.config.data_dir)?)),
+        None => None,
+    };
+    let reload = tls.clone().map(|tls| tokio::spawn(tls.watch()));
+    let api =
+        serve::serve(listeners.api, serve::with_connect_info(router(app.clone())), limits, "api", tls.clone(), wait());
+    let sessions =
+        serve::serve(listeners.sessions, proxy::per_connection(app.clone()), limits, "sessions", tls, wait());
     let follow = tokio::spawn(connections::access::follow_session_changes(app.clone()));
     let verify_audit =
         app.config.audit_verify_interval.map(|every| tokio::spawn(telemetry::watch_audit_chain(app.clone(), every)));
@@ -117,6 +132,9 @@ pub async fn run(
         let _ = stop.send(true);
     });
     tokio::join!(api, sessions);
+    if let Some(reload) = reload {
+        reload.abort();
+    }
     background.abort();
     compliance.abort();
     follow.abort();
@@ -145,6 +163,8 @@ async fn background(app: AppState, shutdown: impl Future<Output = ()>) {
 /// revocation sweep and the session and agent gauges.
 pub async fn background_round(app: &App) {
     let now = app.clock.now();
+    app.api_limits.forget_idle();
+    app.session_limits.forget_idle();
     for (session_id, at_ms) in app.session_cache.take_activity() {
         if let Some(at) = chrono::DateTime::from_timestamp_millis(at_ms)
             && let Err(err) = app.store.touch_session(session_id, at).await

@@ -46,11 +46,15 @@ impl Default for Limits {
 /// router, or the session proxy) until `shutdown` resolves, then waits for requests in flight. `open`
 /// also returns work that runs in the connection's own task for as long as it needs to, such as
 /// driving the connections a proxy opened on the client connection's behalf. `name` labels the metrics.
+///
+/// With `tls`, connections that begin with a TLS handshake are served over TLS and the others (plain
+/// HTTP to the same port) get only a redirect to `https://`.
 pub async fn serve<S, W>(
     listener: TcpListener,
     open: impl Fn(SocketAddr) -> (S, W),
     limits: Limits,
     name: &'static str,
+    tls: Option<Arc<crate::tls::Tls>>,
     shutdown: impl Future<Output = ()>,
 ) where
     S: tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
@@ -85,19 +89,89 @@ pub async fn serve<S, W>(
         // No Nagle delay: a small message (an input event, a frame acknowledgement) must not wait
         // behind unacknowledged data.
         let _ = tcp.set_nodelay(true);
-        let io = TokioIo::new(Counted { tcp, permit: Some(permit), permits: permits.clone(), limits, name });
+        let io = Counted { tcp, permit: Some(permit), permits: permits.clone(), limits, name };
         let (service, work) = open(peer);
-        let service = hyper::service::service_fn(move |request: Request<Incoming>| service.clone().oneshot(request));
-        let connection = graceful.watch(builder.serve_connection_with_upgrades(io, service).into_owned());
+        let connection = Connection { builder: builder.clone(), watcher: graceful.watcher(), name, peer };
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let (served, ()) = futures::future::join(connection, work).await;
-            if let Err(err) = served {
-                tracing::debug!(listener = name, %peer, error = %err, "connection ended with an error");
+            match tls {
+                None => connection.serve(io, service, work).await,
+                Some(tls) => connection.serve_tls(&tls, io, service, work, limits.header_read_timeout).await,
             }
         });
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// The first byte of a TLS connection: a handshake record.
+const TLS_HANDSHAKE: u8 = 0x16;
+
+/// One accepted connection, served in a task of its own.
+struct Connection {
+    builder: Builder<TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    name: &'static str,
+    peer: SocketAddr,
+}
+
+impl Connection {
+    /// Serves `service` on `io` to the end, driving `work` beside it.
+    async fn serve<I, S, W>(self, io: I, service: S, work: W)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        W: Future<Output = ()> + Send + 'static,
+    {
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| service.clone().oneshot(request));
+        let connection =
+            self.watcher.watch(self.builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned());
+        let (served, ()) = futures::future::join(connection, work).await;
+        if let Err(err) = served {
+            tracing::debug!(listener = self.name, peer = %self.peer, error = %err, "connection ended with an error");
+        }
+    }
+
+    /// A TLS handshake (within the header deadline) then `service`; plain HTTP gets the redirect.
+    async fn serve_tls<S, W>(self, tls: &crate::tls::Tls, io: Counted, service: S, work: W, deadline: Duration)
+    where
+        S: tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+        S::Future: Send + 'static,
+        W: Future<Output = ()> + Send + 'static,
+    {
+        let mut first = [0u8; 1];
+        match tokio::time::timeout(deadline, io.tcp.peek(&mut first)).await {
+            Ok(Ok(1..)) if first[0] == TLS_HANDSHAKE => {}
+            Ok(Ok(1..)) => return self.serve(io, tower::service_fn(redirect_to_https), std::future::ready(())).await,
+            _ => return,
+        }
+        match tokio::time::timeout(deadline, tls.acceptor.accept(io)).await {
+            Ok(Ok(stream)) => self.serve(stream, service, work).await,
+            Ok(Err(err)) => {
+                tracing::debug!(listener = self.name, peer = %self.peer, error = %err, "TLS handshake failed")
+            }
+            Err(_) => tracing::debug!(listener = self.name, peer = %self.peer, "TLS handshake timed out"),
+        }
+    }
+}
+
+/// Plain HTTP on a TLS port: the same URL over HTTPS (the port is the same). Only the client that
+/// sent the `Host` is sent there.
+async fn redirect_to_https(request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    use axum::http::{StatusCode, header};
+    let host = request.headers().get(header::HOST).and_then(|host| host.to_str().ok());
+    let path = request.uri().path_and_query().map_or("/", |path| path.as_str());
+    let location = host.and_then(|host| header::HeaderValue::from_str(&format!("https://{host}{path}")).ok());
+    let mut response = Response::new(Body::empty());
+    match location {
+        Some(location) => {
+            *response.status_mut() = StatusCode::PERMANENT_REDIRECT;
+            response.headers_mut().insert(header::LOCATION, location);
+        }
+        None => *response.status_mut() = StatusCode::BAD_REQUEST,
+    }
+    Ok(response)
 }
 
 /// Serves every connection with a clone of `service`, each request carrying its peer's address as

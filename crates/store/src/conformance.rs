@@ -26,8 +26,8 @@ use crate::audit::{
 };
 use crate::sql::{Backend, RowsAffected};
 use crate::{
-    Agent, AgentCommand, AuditEvent, AuditFilter, AuditPage, CapacityLimit, ComplianceSettings, DeliveryState,
-    IdentityProvider, IdentityProviderPatch, NewAgent, NewApiKey, NewAuditEvent, NewExternalIdentity,
+    Agent, AgentCommand, AllowList, AuditEvent, AuditFilter, AuditPage, CapacityLimit, ComplianceSettings,
+    DeliveryState, IdentityProvider, IdentityProviderPatch, NewAgent, NewApiKey, NewAuditEvent, NewExternalIdentity,
     NewIdentityProvider, NewSession, NewTemplate, NewUser, Org, OrgPatch, Page, Paged, ProviderKind, Quotas,
     RefreshOutcome, RefreshToken, Result, Role, Scope, Session, SessionFilter, SessionUpdate, SqlStore, SsoMfaPolicy,
     SsoPending, SsoPendingKind, SsoSignIn, Store, StoreError, Template, TemplatePatch, Ticket, Timestamp, User,
@@ -125,6 +125,8 @@ macro_rules! conformance_tests {
             sso_pending_tokens_are_single_use_and_expire,
             sso_replays_are_refused_until_they_expire,
             sso_sign_ins_are_found_by_refresh_token,
+            ip_allow_lists_round_trip,
+            ip_allow_lists_go_with_their_org,
         );
     };
     (@each $fresh:path; $($check:ident),+ $(,)?) => {
@@ -2108,4 +2110,37 @@ pub async fn sso_sign_ins_are_found_by_refresh_token(store: Subject) {
     assert_eq!(store.sso_sign_in_for_refresh_token("r1").await.unwrap(), Some(sign_in));
     assert_eq!(store.sso_sign_in_for_refresh_token("r2").await.unwrap(), None, "a password sign-in");
     assert_eq!(store.sso_sign_in_for_refresh_token("unknown").await.unwrap(), None);
+}
+
+fn nets(cidrs: &[&str]) -> Vec<IpNet> {
+    cidrs.iter().map(|cidr| cidr.parse().unwrap()).collect()
+}
+
+pub async fn ip_allow_lists_round_trip(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let globex = org(&store, "globex").await;
+    assert_eq!(store.get_ip_allow_list(AllowList::Platform).await.unwrap(), vec![], "never set: empty");
+    let platform = nets(&["198.51.100.0/24", "2001:db8::/32"]);
+    store.set_ip_allow_list(AllowList::Platform, &platform, Utc::now()).await.unwrap();
+    let own = nets(&["203.0.113.7/32"]);
+    store.set_ip_allow_list(AllowList::Org(acme.id), &own, Utc::now()).await.unwrap();
+    assert_eq!(store.get_ip_allow_list(AllowList::Platform).await.unwrap(), platform);
+    assert_eq!(store.get_ip_allow_list(AllowList::Org(acme.id)).await.unwrap(), own);
+    assert_eq!(store.get_ip_allow_list(AllowList::Org(globex.id)).await.unwrap(), vec![], "lists are per org");
+    let replaced = nets(&["10.0.0.0/8", "fd00::/8"]);
+    store.set_ip_allow_list(AllowList::Org(acme.id), &replaced, Utc::now()).await.unwrap();
+    assert_eq!(store.get_ip_allow_list(AllowList::Org(acme.id)).await.unwrap(), replaced, "a set replaces the list");
+    assert_eq!(store.get_ip_allow_list(AllowList::Platform).await.unwrap(), platform);
+    store.set_ip_allow_list(AllowList::Platform, &[], Utc::now()).await.unwrap();
+    assert_eq!(store.get_ip_allow_list(AllowList::Platform).await.unwrap(), vec![]);
+    assert!(is_invalid(store.set_ip_allow_list(AllowList::Org(Uuid::now_v7()), &own, Utc::now()).await));
+}
+
+pub async fn ip_allow_lists_go_with_their_org(store: Subject) {
+    let acme = org(&store, "acme").await;
+    store.set_ip_allow_list(AllowList::Org(acme.id), &nets(&["10.0.0.0/8"]), Utc::now()).await.unwrap();
+    assert!(store.delete_org(Scope::Platform, acme.id).await.unwrap());
+    let again = org(&store, "acme").await;
+    assert_eq!(store.get_ip_allow_list(AllowList::Org(acme.id)).await.unwrap(), vec![]);
+    assert_eq!(store.get_ip_allow_list(AllowList::Org(again.id)).await.unwrap(), vec![]);
 }

@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use ipnet::IpNet;
 pub use model::*;
 pub use postgres::PostgresStore;
 pub use sql_store::SqlStore;
@@ -252,6 +253,11 @@ pub trait Store: Send + Sync + 'static {
     async fn record_sso_sign_in(&self, sign_in: SsoSignIn) -> Result<()>;
     /// The provider sign-in of the refresh token's family, if it came from one.
     async fn sso_sign_in_for_refresh_token(&self, token_hash: &str) -> Result<Option<SsoSignIn>>;
+    // IP allow-lists (network controls).
+    /// The networks of one allow-list; empty when it was never set (which allows every address).
+    async fn get_ip_allow_list(&self, list: AllowList) -> Result<Vec<IpNet>>;
+    /// Replaces one allow-list; `Invalid` when the org does not exist.
+    async fn set_ip_allow_list(&self, list: AllowList, cidrs: &[IpNet], at: Timestamp) -> Result<()>;
 }
 
 /// Opens the store a URL names (`sqlite://path?mode=rwc` or `postgres://...`) and applies its

@@ -515,3 +515,27 @@ pub struct DeliveryState {
     pub next_attempt_at: Option<Timestamp>,
     pub last_error: Option<String>,
 }
+
+/// Which IP allow-list: the platform's, which everyone is held to, or one org's, which its users are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AllowList {
+    Platform,
+    Org(Uuid),
+}
+
+impl AllowList {
+    /// The key of the list's row.
+    pub fn key(self) -> String {
+        match self {
+            AllowList::Platform => "platform".to_owned(),
+            AllowList::Org(id) => format!("org:{id}"),
+        }
+    }
+
+    pub fn org_id(self) -> Option<Uuid> {
+        match self {
+            AllowList::Platform => None,
+            AllowList::Org(id) => Some(id),
+        }
+    }
+}

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use ipnet::IpNet;
 use sqlx::{AssertSqlSafe, Database, Executor, Pool, Transaction};
 use streamspace_proto::hub::{Capacity, Command};
 use uuid::Uuid;
@@ -21,7 +22,7 @@ use crate::sso::{
     self, external_identity_columns, identity_provider_columns, sso_pending_columns, sso_sign_in_columns,
 };
 use crate::{
-    Agent, AgentCommand, ApiKey, AuditEvent, AuditFilter, AuditPage, ComplianceSettings, DeliveryState,
+    Agent, AgentCommand, AllowList, ApiKey, AuditEvent, AuditFilter, AuditPage, ComplianceSettings, DeliveryState,
     ExternalIdentity, IdentityProvider, IdentityProviderPatch, NewAgent, NewApiKey, NewAuditEvent, NewExternalIdentity,
     NewIdentityProvider, NewSession, NewTemplate, NewUser, Org, OrgPatch, Page, Paged, Quotas, RefreshOutcome,
     RefreshToken, Result, Scope, Session, SessionFilter, SessionUpdate, SsoPending, SsoPendingKind, SsoSignIn, Store,
@@ -1300,6 +1301,29 @@ where
         .fetch_optional(&self.reader)
         .await?;
         sql::optional(row, sso::sso_sign_in)
+    }
+
+    async fn get_ip_allow_list(&self, list: AllowList) -> Result<Vec<IpNet>> {
+        let row = sqlx::query("SELECT cidrs FROM ip_allow_lists WHERE scope = $1")
+            .arg(list.key())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map_or(Ok(Vec::new()), |row| row.json("cidrs"))
+    }
+
+    async fn set_ip_allow_list(&self, list: AllowList, cidrs: &[IpNet], at: Timestamp) -> Result<()> {
+        sqlx::query(concat!(
+            "INSERT INTO ip_allow_lists (scope, org_id, cidrs, updated_at) VALUES ($1, $2, $3, $4) ",
+            "ON CONFLICT (scope) DO UPDATE SET cidrs = excluded.cidrs, updated_at = excluded.updated_at"
+        ))
+        .arg(list.key())
+        .arg(list.org_id())
+        .json(&cidrs)
+        .arg(sql::micros(at))
+        .execute(&self.writer)
+        .await
+        .map_err(sql::missing(sql::NO_SUCH_ORG))?;
+        Ok(())
     }
 }
 

@@ -27,6 +27,7 @@ const MIGRATIONS: &[MigrationFile] = &[
     (6, "agent_trust", include_str!("../migrations/sqlite/0006_agent_trust.sql")),
     (7, "org_clipboard", include_str!("../migrations/sqlite/0007_org_clipboard.sql")),
     (8, "sso", include_str!("../migrations/sqlite/0008_sso.sql")),
+    (10, "allow_lists", include_str!("../migrations/sqlite/0010_allow_lists.sql")),
     (11, "retention", include_str!("../migrations/sqlite/0011_retention.sql")),
 ];
 

@@ -13,6 +13,10 @@ export const ROLES: readonly Role[] = roleValues;
 
 export type ApiErrorBody = Schemas['ErrorBody'];
 
+/** An IP allow-list (`/network/allow-list`, `/orgs/{id}/allow-list`). */
+export type AllowListView = Schemas['AllowListView'];
+export type AllowListRequest = Schemas['AllowListRequest'];
+
 /** A page of `T`s; every list endpoint pages the same way. */
 export type ListResponse<T> = Omit<Schemas['List_SessionView'], 'items'> & { items: T[] };
 

@@ -69,6 +69,7 @@ pub struct TokenResponse {
         (status = 200, description = "Signed in; the refresh cookie is set", body = TokenResponse),
         (status = 400, description = "`username_too_long` or `password_too_long`", body = ErrorBody),
         (status = 401, description = "`invalid_credentials`, `mfa_required` or `invalid_mfa_code`", body = ErrorBody),
+        (status = 403, description = "`network_denied`: the client's address is outside the IP allow-lists that hold for the account", body = ErrorBody),
         (status = 429, description = "`too_many_attempts`: locked out for `Retry-After` seconds; `login_in_progress`: another sign-in for this account is being checked", body = ErrorBody),
         (status = 503, description = "`busy`: too many sign-ins are being checked; retry after `Retry-After` seconds", body = ErrorBody),
     ))]
@@ -136,7 +137,7 @@ fn require_csrf_header(headers: &HeaderMap) -> ApiResult<()> {
     params(("x-streamspace-csrf" = String, Header, description = "Any value; proves the call is not cross-site")),
     responses(
         (status = 200, description = "A new access token; the refresh cookie is rotated", body = TokenResponse),
-        (status = 403, description = "The x-streamspace-csrf header is missing", body = ErrorBody),
+        (status = 403, description = "The x-streamspace-csrf header is missing (`forbidden`), or the client's address is outside the account's IP allow-lists (`network_denied`)", body = ErrorBody),
         (status = 401, description = "No valid refresh cookie (`unauthorized`), or a spent one was replayed (`refresh_token_reused`)", body = ErrorBody),
     ))]
 async fn refresh(State(app): State<AppState>, meta: RequestMeta, headers: HeaderMap) -> ApiResult<Response> {

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod events;
 pub mod identity_providers;
 pub mod me;
+pub mod network;
 pub mod orgs;
 pub mod reports;
 pub mod sessions;
@@ -149,9 +150,15 @@ impl Modify for CommonResponses {
                     s.iter().all(|r| serde_json::to_value(r).is_ok_and(|v| v == serde_json::json!({})))
                 });
                 Self::add(operation, 400, "`bad_request`: malformed parameters or body");
+                Self::add(operation, 429, "`rate_limited`: over a request budget; retry after `Retry-After` seconds");
                 if !anonymous {
                     Self::add(operation, 401, "`unauthorized`: missing, invalid or expired credentials");
-                    Self::add(operation, 403, "`forbidden`, or `mfa_enrollment_required` until the caller sets MFA up");
+                    Self::add(
+                        operation,
+                        403,
+                        "`forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an \
+                         address outside the IP allow-lists",
+                    );
                 }
                 if operation.request_body.is_some() {
                     Self::add(operation, 415, "`unsupported_media_type`: send application/json");
@@ -203,6 +210,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(reports::routes())
         .merge(identity_providers::routes())
         .merge(sso::routes())
+        .merge(network::routes())
 }
 
 #[cfg(test)]

@@ -2,7 +2,15 @@
 
 use std::net::IpAddr;
 
+use axum::http::HeaderMap;
 use ipnet::IpNet;
+
+/// The client address of a request from `peer` with these headers (see [`resolve`]).
+pub fn of_request(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let forwarded: Vec<&str> =
+        headers.get_all("x-forwarded-for").iter().filter_map(|value| value.to_str().ok()).collect();
+    resolve(peer, &forwarded, trusted)
+}
 
 /// Resolves the client address: when the peer is a trusted proxy, the right-most
 /// `X-Forwarded-For` entry that is not itself a trusted proxy. Never the left-most entry: a

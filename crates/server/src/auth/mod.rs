@@ -4,6 +4,7 @@ pub mod client_ip;
 pub mod cookies;
 pub mod jwt;
 pub mod mfa;
+pub mod network;
 pub mod password;
 pub mod policy;
 pub mod principal;

@@ -57,7 +57,16 @@ fn bearer(parts: &Parts) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
+/// The caller, held to the IP allow-lists of the platform and their org and to their request budgets.
 async fn authenticate(parts: &Parts, app: &AppState) -> ApiResult<Principal> {
+    let principal = credential_holder(parts, app).await?;
+    let meta = RequestMeta::from_parts(parts, app);
+    crate::auth::network::enforce(app, &meta, &Actor::from(&principal), crate::auth::network::Via::Api).await?;
+    app.api_limits.check_principal(principal.user_id, principal.org_id)?;
+    Ok(principal)
+}
+
+async fn credential_holder(parts: &Parts, app: &AppState) -> ApiResult<Principal> {
     let token = bearer(parts).ok_or_else(ApiError::unauthorized)?;
     if token.starts_with(API_KEY_PREFIX) {
         return authenticate_api_key(parts, app, token).await;

@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::app::App;
 use crate::audit::{Actor, Outcome, Record};
 use crate::auth::mfa::{invalid_code, normalize_recovery_code, verify_totp};
+use crate::auth::network;
 use crate::auth::secrets::{random_token, sha256_hex};
 use crate::auth::throttle::{Attempt, Key, Refusal};
 use crate::context::RequestMeta;
@@ -44,6 +45,10 @@ pub async fn sign_in(app: &App, meta: &RequestMeta, credentials: Credentials) ->
     let attempt = app.throttle.reserve(&username, meta.client_ip, app.clock.now()).map_err(refused)?;
 
     let user = app.store.get_user_by_username(&username).await?;
+    if let Err(denied) = check_network(app, meta, &actor, user.as_ref()).await {
+        attempt.withdraw();
+        return Err(denied);
+    }
     // Verify against a dummy hash for unknown users, so both answers take as long.
     let hash = user.as_ref().map_or(app.dummy_password_hash.as_str(), |u| u.password_hash.as_str());
     let Ok(password_ok) = app.login_verifier.verify(credentials.password, hash.to_owned()).await else {
@@ -92,6 +97,14 @@ pub async fn check_second_factor_of(
     check_second_factor(app, meta, &Actor::from(user), attempt, user, totp_code, recovery_code).await
 }
 
+/// The allow-lists for the account named (the platform's alone when there is no such account).
+async fn check_network(app: &App, meta: &RequestMeta, actor: &Actor, user: Option<&User>) -> ApiResult<()> {
+    match user {
+        Some(user) => network::check_sign_in(app, meta, user).await,
+        None => network::enforce(app, meta, actor, network::Via::SignIn).await,
+    }
+}
+
 /// How a refresh went.
 pub enum Refreshed {
     Renewed(Issued),
@@ -107,6 +120,9 @@ pub async fn refresh(app: &App, meta: &RequestMeta, token: &str) -> ApiResult<Re
                 Some(user) if !user.disabled => user,
                 _ => return Ok(Refreshed::Refused(ApiError::unauthorized())),
             };
+            if let Err(denied) = network::check_sign_in(app, meta, &user).await {
+                return Ok(Refreshed::Refused(denied));
+            }
             let actor = Actor::from(&user);
             let issued = issue(app, user, spent.mfa, spent.family_id).await?;
             app.audit(meta, &actor, Record::new("auth.refresh", format!("user:{}", issued.user.id))).await?;

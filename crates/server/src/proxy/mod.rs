@@ -60,6 +60,8 @@ pub struct Origins {
     cookie: CookieSpec,
     /// `frame-ancestors <UI origin>`: only the UI may frame a session.
     frame_ancestors: HeaderValue,
+    /// `Strict-Transport-Security` when sessions are served over HTTPS.
+    hsts: Option<HeaderValue>,
 }
 
 impl Origins {
@@ -70,6 +72,7 @@ impl Origins {
             cookie: cookies::session_cookie(urls),
             // A public URL that is no valid header value frames nothing rather than anything.
             frame_ancestors: policy.unwrap_or(HeaderValue::from_static("frame-ancestors 'none'")),
+            hsts: urls.hsts(),
         }
     }
 }
@@ -116,7 +119,10 @@ where
         Box::pin(async move {
             let started = Instant::now();
             let method = request.method().clone();
-            let response = proxy.handle(request.map(Body::new)).await;
+            let mut response = proxy.handle(request.map(Body::new)).await;
+            if let Some(hsts) = &proxy.app.origins.hsts {
+                response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
+            }
             proxy.app.session_requests.record(&method, response.status(), started);
             Ok(response)
         })
@@ -188,7 +194,11 @@ impl SessionProxy {
     }
 }
 
-async fn proxy(app: &AppState, upstreams: &Upstreams, client_ip: IpAddr, mut request: Request<Body>) -> Response<Body> {
+async fn proxy(app: &AppState, upstreams: &Upstreams, peer: IpAddr, mut request: Request<Body>) -> Response<Body> {
+    let client_ip = crate::auth::client_ip::of_request(peer, request.headers(), &app.config.trusted_proxies);
+    if let Err(limited) = app.session_limits.check_address(client_ip) {
+        return limited.into_response();
+    }
     let Some(session_id) = addressed_session(&request, &app.origins.domain) else {
         return error(StatusCode::NOT_FOUND, "not_found", "no such session");
     };
@@ -213,7 +223,7 @@ async fn proxy(app: &AppState, upstreams: &Upstreams, client_ip: IpAddr, mut req
     let (ticket, query) = without_ticket(request.uri().query().unwrap_or(""));
     if let Some(ticket) = ticket {
         let location = format!("{path}{}", if query.is_empty() { String::new() } else { format!("?{query}") });
-        return redeem(app, session_id, ticket, &location).await;
+        return redeem(app, session_id, ticket, &location, client_ip).await;
     }
     let now = app.clock.now().timestamp();
     let grant = app
@@ -231,6 +241,12 @@ async fn proxy(app: &AppState, upstreams: &Upstreams, client_ip: IpAddr, mut req
     };
     if let Err(response) = check_access(app, grant).await {
         return *response;
+    }
+    if let Err(refused) = check_network(app, grant, cached.org_id, client_ip).await {
+        return refused.into_response();
+    }
+    if let Err(limited) = app.session_limits.check_principal(grant.user_id, cached.org_id) {
+        return limited.into_response();
     }
     let Some(endpoint) = cached.endpoint.filter(|_| cached.state == SessionState::Running) else {
         return not_ready(cached.state);
@@ -290,6 +306,15 @@ async fn check_access(app: &App, grant: Grant) -> Result<(), Box<Response<Body>>
         }
         Err(err) => Err(Box::new(ApiError::from(err).into_response())),
     }
+}
+
+/// The IP allow-lists of the platform and of the session's org hold for every request into it,
+/// the tunnel's first included.
+async fn check_network(app: &App, grant: Grant, org_id: Uuid, client_ip: IpAddr) -> Result<(), ApiError> {
+    let actor =
+        crate::audit::Actor { id: Some(grant.user_id), name: format!("user:{}", grant.user_id), org_id: Some(org_id) };
+    let meta = crate::context::RequestMeta { client_ip, ..crate::context::RequestMeta::internal() };
+    crate::auth::network::enforce(app, &meta, &actor, crate::auth::network::Via::Session).await
 }
 
 /// Registers an upgrade as a tunnel before it reaches the streamer, so the per-user cap holds and
@@ -358,7 +383,7 @@ async fn cached_session(app: &App, session_id: Uuid) -> Result<CachedSession, Bo
         .map_err(|err| Box::new(ApiError::from(err).into_response()))?;
     match session {
         Some(session) if !session.state.is_terminal() => {
-            Ok(app.session_cache.store(session_id, session.state, session.endpoint))
+            Ok(app.session_cache.store(session_id, session.org_id, session.state, session.endpoint))
         }
         _ => {
             app.session_cache.forget(session_id);
@@ -367,8 +392,9 @@ async fn cached_session(app: &App, session_id: Uuid) -> Result<CachedSession, Bo
     }
 }
 
-/// Trades a ticket for the session cookie and redirects to the same URL without the ticket.
-async fn redeem(app: &App, session_id: Uuid, ticket: &str, location: &str) -> Response<Body> {
+/// Trades a ticket for the session cookie and redirects to the same URL without the ticket. The
+/// allow-lists hold here too: a link opened outside the allowed networks yields no cookie.
+async fn redeem(app: &App, session_id: Uuid, ticket: &str, location: &str, client_ip: IpAddr) -> Response<Body> {
     let now = app.clock.now();
     let redeemed = match app.store.redeem_ticket(&sha256_hex(ticket), now).await {
         Ok(redeemed) => redeemed,
@@ -382,6 +408,13 @@ async fn redeem(app: &App, session_id: Uuid, ticket: &str, location: &str) -> Re
         );
     };
     let grant = Grant { session_id, user_id: ticket.user_id, expires_at: now.timestamp() + GRANT_TTL_SECS };
+    let cached = match cached_session(app, session_id).await {
+        Ok(cached) => cached,
+        Err(response) => return *response,
+    };
+    if let Err(refused) = check_network(app, grant, cached.org_id, client_ip).await {
+        return refused.into_response();
+    }
     let cookie = app.origins.cookie.set(&grant.encode(&app.session_key), GRANT_TTL_SECS);
     let mut response = redirect(StatusCode::SEE_OTHER, location);
     if let Ok(value) = HeaderValue::from_str(&cookie) {

@@ -17,6 +17,8 @@ const FRESH_FOR: Duration = Duration::from_secs(2);
 
 #[derive(Clone)]
 pub struct CachedSession {
+    /// The org of the session and of its owner, whose IP allow-list holds for it.
+    pub org_id: Uuid,
     pub state: SessionState,
     pub endpoint: Option<Arc<str>>,
     pub traffic: Arc<Traffic>,
@@ -74,13 +76,13 @@ impl SessionCache {
     }
 
     /// Records what the store says, keeping the session's traffic counters.
-    pub fn store(&self, id: Uuid, state: SessionState, endpoint: Option<String>) -> CachedSession {
+    pub fn store(&self, id: Uuid, org_id: Uuid, state: SessionState, endpoint: Option<String>) -> CachedSession {
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         let (traffic, viewer) = match entries.get(&id) {
             Some(entry) => (entry.session.traffic.clone(), entry.session.viewer.clone()),
             None => (Arc::new(Traffic::new(self.clock.clone())), Arc::default()),
         };
-        let cached = CachedSession { state, endpoint: endpoint.map(Arc::from), traffic, viewer };
+        let cached = CachedSession { org_id, state, endpoint: endpoint.map(Arc::from), traffic, viewer };
         entries.insert(id, Entry { session: cached.clone(), loaded: Instant::now() });
         cached
     }
@@ -128,9 +130,9 @@ mod tests {
     fn counters_survive_refreshes_and_activity_is_taken_once() {
         let cache = SessionCache::new(manual_clock());
         let id = Uuid::now_v7();
-        let cached = cache.store(id, SessionState::Running, Some("http://x".into()));
+        let cached = cache.store(id, Uuid::nil(), SessionState::Running, Some("http://x".into()));
         cached.traffic.touch();
-        let again = cache.store(id, SessionState::Running, Some("http://x".into()));
+        let again = cache.store(id, Uuid::nil(), SessionState::Running, Some("http://x".into()));
         assert!(Arc::ptr_eq(&cached.traffic, &again.traffic));
         assert_eq!(cache.take_activity().len(), 1);
         assert!(cache.take_activity().is_empty());
@@ -144,7 +146,7 @@ mod tests {
         let clock = manual_clock();
         let cache = SessionCache::new(clock.clone());
         let id = Uuid::now_v7();
-        let route = cache.store(id, SessionState::Running, Some("http://x".into()));
+        let route = cache.store(id, Uuid::nil(), SessionState::Running, Some("http://x".into()));
         route.traffic.touch();
         assert_eq!(cache.take_activity(), vec![(id, clock.now().timestamp_millis())]);
         clock.advance(chrono::Duration::seconds(90));

@@ -160,7 +160,7 @@ async fn an_idle_session_hibernates_unless_proxied_traffic_keeps_it_awake() {
 
     t.clock.advance(Duration::minutes(8));
     // The proxy carries a request: its traffic is stamped by the control plane's clock.
-    t.app.session_cache.store(id, Running, Some(ENDPOINT.into())).traffic.touch();
+    t.app.session_cache.store(id, uuid::Uuid::nil(), Running, Some(ENDPOINT.into())).traffic.touch();
     streamspace_server::background_round(&t.app).await;
     assert_eq!(stored(&t, id).await.last_activity_at, Some(t.clock.now()));
 
@@ -204,7 +204,7 @@ async fn a_session_past_its_maximum_lifetime_is_stopped_however_busy() {
     let id = running_session(&t, &mut agent, &admin).await;
 
     t.clock.advance(Duration::hours(1));
-    t.app.session_cache.store(id, Running, Some(ENDPOINT.into())).traffic.touch();
+    t.app.session_cache.store(id, uuid::Uuid::nil(), Running, Some(ENDPOINT.into())).traffic.touch();
     streamspace_server::background_round(&t.app).await;
     assert_eq!(state(&t, id).await, Running);
 

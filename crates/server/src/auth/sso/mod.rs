@@ -460,6 +460,11 @@ async fn issue(
     session: &ProviderSession,
     provisioned: bool,
 ) -> Result<Issued, SsoFailure> {
+    // The allow-lists hold for every way in, checked at the last step so an MFA ticket taken
+    // elsewhere cannot be spent from outside them.
+    crate::auth::network::check_sign_in(app, meta, &user)
+        .await
+        .map_err(|denied| SsoFailure::new("network_denied", denied.message))?;
     let issued = sign_in::issue_sign_in(app, user, mfa).await?;
     if session.end_session_url.is_some() {
         let sign_in = SsoSignIn {

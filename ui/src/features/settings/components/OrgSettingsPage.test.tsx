@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { screen } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
-import { json, mockFetch } from '@/testing/http';
+import { apiError, json, mockFetch } from '@/testing/http';
 import { admin, authResponse } from '@/testing/fixtures';
 import { renderRoutes } from '@/testing/render';
 import type { Organization } from '@/types/api';
@@ -29,6 +29,15 @@ function setup(role: 'org_admin' | 'platform_admin') {
     'PATCH /api/v1/orgs/o1': (c) => json({ ...org, ...(c.body as object) }),
     'GET /api/v1/orgs/o1/reports/settings': () =>
       json({ retention_days: null, schedule: null, destination: null, webhook_url: null, has_webhook_secret: false, directory_available: false, delivered_until: null, next_attempt_at: null, last_error: null }),
+    'GET /api/v1/orgs/o1/allow-list': () => json({ cidrs: ['198.51.100.0/24'], client_address: '198.51.100.7' }),
+    'PUT /api/v1/orgs/o1/allow-list': (c) => {
+      const cidrs = (c.body as { cidrs: string[] }).cidrs;
+      if (!cidrs.some((cidr) => cidr.startsWith('198.51.100.'))) {
+        return apiError(409, 'self_lockout', 'this allow-list does not include your own address 198.51.100.7');
+      }
+      return json({ cidrs, client_address: '198.51.100.7' });
+    },
+    'GET /api/v1/network/allow-list': () => json({ cidrs: [], client_address: '198.51.100.7' }),
   });
   renderRoutes([{ path: '/', element: <OrgSettingsPage /> }]);
   return mock;
@@ -63,5 +72,28 @@ describe('OrgSettingsPage', () => {
       max_sessions_per_user: null,
       egress_allow: ['10.9.0.0/16'],
     });
+  });
+
+  it("org admins edit their organization's IP allow-list; a list that would lock them out is refused with the server's reason", async () => {
+    const { calls } = setup('org_admin');
+    const user = userEvent.setup({ delay: null });
+    const list = await screen.findByLabelText('IP allow-list');
+    expect(list).toHaveValue('198.51.100.0/24');
+    expect(screen.getByText(/Your address is 198\.51\.100\.7/)).toBeInTheDocument();
+    expect(screen.queryByLabelText('Platform IP allow-list')).not.toBeInTheDocument();
+    await user.clear(list);
+    await user.type(list, '203.0.113.0/24');
+    await user.click(screen.getByRole('button', { name: 'Save ip allow-list' }));
+    expect(await screen.findByText(/does not include your own address/)).toBeInTheDocument();
+    await user.type(list, '{enter}198.51.100.0/24, 2001:db8::/32');
+    await user.click(screen.getByRole('button', { name: 'Save ip allow-list' }));
+    expect(await screen.findByText('IP allow-list saved')).toBeInTheDocument();
+    const puts = calls.filter((c) => c.method === 'PUT');
+    expect(puts.at(-1)!.body).toEqual({ cidrs: ['203.0.113.0/24', '198.51.100.0/24', '2001:db8::/32'] });
+  });
+
+  it('platform admins also see the platform-wide allow-list', async () => {
+    setup('platform_admin');
+    expect(await screen.findByLabelText('Platform IP allow-list')).toHaveValue('');
   });
 });

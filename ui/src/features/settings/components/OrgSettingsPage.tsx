@@ -11,6 +11,7 @@ import { formatNetworks, parseNetworks } from '@/lib/networks';
 import type { Organization, OrgPatch } from '@/types/api';
 import { getOrgQueryOptions, getOrgsQueryOptions, useUpdateOrg } from '@/features/orgs';
 import { ComplianceSettingsCard } from '@/features/reports';
+import { AllowListCard } from '@/features/network';
 
 type QuotaKey = 'max_sessions' | 'max_sessions_per_user' | 'max_cpu_millis' | 'max_memory_mb';
 
@@ -190,6 +191,12 @@ export function OrgSettingsPage() {
       <ErrorAlert error={org.error} onRetry={() => void org.refetch()} />
       {org.data ? <SettingsForm key={JSON.stringify(org.data)} org={org.data} platformAdmin={isPlatform} /> : org.isPending ? <Skeleton variant="rounded" height={320} /> : null}
       {org.data ? <ComplianceSettingsCard orgId={org.data.id} platformAdmin={isPlatform} /> : null}
+      <Stack spacing={3} sx={{ mt: 3 }}>
+        <AllowListCard key={orgId} orgId={orgId} title="IP allow-list" description="Networks the organization's users may sign in, use the API and reach their sessions from." />
+        {isPlatform ? (
+          <AllowListCard orgId={null} title="Platform IP allow-list" description="Networks everyone, in every organization, must come from." />
+        ) : null}
+      </Stack>
     </Box>
   );
 }

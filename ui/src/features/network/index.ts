@@ -1,0 +1,1 @@
+export { AllowListCard } from './components/AllowListCard';
