@@ -1,0 +1,3 @@
+//! Single sign-on with an organization's identity provider.
+
+pub mod saml;
