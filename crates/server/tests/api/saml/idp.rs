@@ -41,21 +41,21 @@ impl TestIdp {
         format!("{}/metadata?certs={certs}", self.base_url)
     }
 
-    /// Follows an SP's redirect to the IdP (with the test's `knobs` added) and returns the SAMLResponse of
-    /// the form the IdP answers, as a browser would post it.
-    pub async fn respond(&self, redirect_url: &str, knobs: &str) -> String {
+    /// Follows an SP's redirect to the IdP (with the test's `knobs` added) and returns the form the IdP
+    /// answers, as a browser would post it.
+    pub async fn respond(&self, redirect_url: &str, knobs: &str) -> PostedForm {
         let url = if knobs.is_empty() { redirect_url.to_owned() } else { format!("{redirect_url}&{knobs}") };
-        saml_response_of_form(&get_text(&url).await)
+        PostedForm::of(&get_text(&url).await)
     }
 
     /// An unsolicited (IdP-initiated) response for the SP `entity_id` with its ACS `acs_url`.
-    pub async fn unsolicited(&self, entity_id: &str, acs_url: &str) -> String {
+    pub async fn unsolicited(&self, entity_id: &str, acs_url: &str) -> PostedForm {
         let url = reqwest::Url::parse_with_params(
             &format!("{}/idp-initiated", self.base_url),
             [("sp", entity_id), ("acs", acs_url)],
         )
         .unwrap();
-        saml_response_of_form(&get_text(url.as_str()).await)
+        PostedForm::of(&get_text(url.as_str()).await)
     }
 }
 
@@ -67,9 +67,23 @@ async fn get_text(url: &str) -> String {
     body
 }
 
-fn saml_response_of_form(html: &str) -> String {
-    let marker = r#"name="SAMLResponse" value=""#;
-    let start = html.find(marker).unwrap_or_else(|| panic!("no SAMLResponse in {html}")) + marker.len();
-    let end = html[start..].find('"').unwrap() + start;
-    html[start..end].to_owned()
+/// The fields of the IdP's auto-posting form.
+pub struct PostedForm {
+    pub saml_response: String,
+    pub relay_state: Option<String>,
+}
+
+impl PostedForm {
+    fn of(html: &str) -> PostedForm {
+        let saml_response = hidden_field(html, "SAMLResponse").unwrap_or_else(|| panic!("no SAMLResponse in {html}"));
+        PostedForm { saml_response, relay_state: hidden_field(html, "RelayState") }
+    }
+}
+
+/// The value of the hidden input `name` (the IdP's values need no unescaping: base64 and our state tokens).
+fn hidden_field(html: &str, name: &str) -> Option<String> {
+    let marker = format!(r#"name="{name}" value=""#);
+    let start = html.find(&marker)? + marker.len();
+    let end = html[start..].find('"')? + start;
+    Some(html[start..end].to_owned())
 }

@@ -24,14 +24,14 @@ impl Attempt {
     /// Starts a sign-in against the IdP whose metadata names the certificates `certs`.
     async fn start(certs: &str) -> Attempt {
         let sp = ServiceProvider::for_provider("http://sp.test", Uuid::new_v4());
-        let client = reqwest::Client::new();
-        let idp = IdpMetadata::fetch(&client, &idp().metadata_url(certs)).await.unwrap();
+        let metadata = reqwest::get(idp().metadata_url(certs)).await.unwrap().text().await.unwrap();
+        let idp = IdpMetadata::parse(&metadata).unwrap();
         let redirect = authn_request_redirect(&sp, &idp, "relay-state", Utc::now()).unwrap();
         Attempt { sp, idp, request_id: redirect.request_id, redirect_url: redirect.url }
     }
 
     async fn respond(&self, knobs: &str) -> String {
-        idp().respond(&self.redirect_url, knobs).await
+        idp().respond(&self.redirect_url, knobs).await.saml_response
     }
 
     fn expectations(&self) -> AcsExpectations<'_> {
@@ -199,7 +199,7 @@ async fn saml_response_to_another_browsers_request_is_refused() {
 #[tokio::test]
 async fn saml_idp_initiated_is_refused_unless_enabled() {
     let attempt = Attempt::start("current").await;
-    let response = idp().unsolicited(&attempt.sp.entity_id, &attempt.sp.acs_url).await;
+    let response = idp().unsolicited(&attempt.sp.entity_id, &attempt.sp.acs_url).await.saml_response;
     assert_eq!(attempt.verify(&response), Err(Refusal::Unsolicited));
     let enabled = AcsExpectations { allow_idp_initiated: true, ..attempt.expectations() };
     let assertion = verify_response(&response, &enabled, &XmlSec).unwrap();

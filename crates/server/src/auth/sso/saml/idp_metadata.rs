@@ -23,12 +23,7 @@ pub enum MetadataError {
     NoRedirectEndpoint,
     #[error("the IdP metadata names no signing certificate")]
     NoSigningCertificate,
-    #[error("the IdP metadata could not be fetched: {0}")]
-    Fetch(String),
 }
-
-/// Metadata documents are a few kilobytes; a bigger answer is not one.
-const MAX_METADATA_BYTES: usize = 1 << 20;
 
 impl IdpMetadata {
     pub fn parse(xml: &str) -> Result<IdpMetadata, MetadataError> {
@@ -49,17 +44,5 @@ impl IdpMetadata {
             return Err(MetadataError::NoSigningCertificate);
         }
         Ok(IdpMetadata { entity_id, sso_redirect_url, signing_certificates })
-    }
-
-    /// Fetches and parses the metadata published at `url`.
-    pub async fn fetch(client: &reqwest::Client, url: &str) -> Result<IdpMetadata, MetadataError> {
-        let fetch_error = |error: reqwest::Error| MetadataError::Fetch(error.without_url().to_string());
-        let response = client.get(url).send().await.map_err(fetch_error)?.error_for_status().map_err(fetch_error)?;
-        let body = response.bytes().await.map_err(fetch_error)?;
-        if body.len() > MAX_METADATA_BYTES {
-            return Err(MetadataError::Fetch(format!("larger than {MAX_METADATA_BYTES} bytes")));
-        }
-        let xml = std::str::from_utf8(&body).map_err(|_| MetadataError::NotMetadata("not UTF-8".to_owned()))?;
-        IdpMetadata::parse(xml)
     }
 }
