@@ -3,6 +3,7 @@
 //! (through samael) behind [`SignedXml`]; everything read from a response comes from the signed part.
 
 mod authn_request;
+pub mod flow;
 mod idp_metadata;
 mod response;
 mod signature;
@@ -13,3 +14,6 @@ pub use idp_metadata::{IdpMetadata, MetadataError};
 pub use response::{AcsExpectations, CLOCK_SKEW, Refusal, VerifiedAssertion, verify_response};
 pub use signature::{SignatureError, SignedXml, XmlSec};
 pub use sp_metadata::ServiceProvider;
+
+/// The binding our ACS takes responses by.
+const HTTP_POST_BINDING: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST";

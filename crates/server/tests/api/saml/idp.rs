@@ -59,8 +59,15 @@ impl TestIdp {
     }
 }
 
-async fn get_text(url: &str) -> String {
-    let response = reqwest::get(url).await.unwrap();
+/// A client for the tests' plain-HTTP calls, redirects not followed. The server's reqwest brings no TLS
+/// provider of its own, so the process gets ring's.
+pub fn http_client() -> reqwest::Client {
+    let _already_installed = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
+}
+
+pub async fn get_text(url: &str) -> String {
+    let response = http_client().get(url).send().await.unwrap();
     let status = response.status();
     let body = response.text().await.unwrap();
     assert!(status.is_success(), "the IdP answered {status}: {body}");

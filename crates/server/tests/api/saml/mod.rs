@@ -2,3 +2,4 @@
 
 mod idp;
 mod protocol;
+mod router;

@@ -8,7 +8,7 @@ use streamspace_server::auth::sso::saml::{
 };
 use uuid::Uuid;
 
-use super::idp::idp;
+use super::idp::{get_text, idp};
 
 const PASSWORD: &str = "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport";
 
@@ -24,7 +24,7 @@ impl Attempt {
     /// Starts a sign-in against the IdP whose metadata names the certificates `certs`.
     async fn start(certs: &str) -> Attempt {
         let sp = ServiceProvider::for_provider("http://sp.test", Uuid::new_v4());
-        let metadata = reqwest::get(idp().metadata_url(certs)).await.unwrap().text().await.unwrap();
+        let metadata = get_text(&idp().metadata_url(certs)).await;
         let idp = IdpMetadata::parse(&metadata).unwrap();
         let redirect = authn_request_redirect(&sp, &idp, "relay-state", Utc::now()).unwrap();
         Attempt { sp, idp, request_id: redirect.request_id, redirect_url: redirect.url }

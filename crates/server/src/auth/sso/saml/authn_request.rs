@@ -5,9 +5,8 @@ use chrono::{DateTime, Utc};
 use samael::schema::{AuthnRequest, Issuer, NameIdPolicy};
 use uuid::Uuid;
 
-use super::{IdpMetadata, ServiceProvider};
+use super::{HTTP_POST_BINDING, IdpMetadata, ServiceProvider};
 
-const HTTP_POST_BINDING: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST";
 const ENTITY_FORMAT: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:entity";
 
 #[derive(Clone, Debug)]

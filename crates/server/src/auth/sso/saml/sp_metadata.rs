@@ -4,9 +4,10 @@
 use quick_xml::escape::escape;
 use uuid::Uuid;
 
+use super::HTTP_POST_BINDING;
+
 const PERSISTENT_NAME_ID: &str = "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent";
 const EMAIL_NAME_ID: &str = "urn:oasis:names:tc:SAML:1.1:nameid-format:emailAddress";
-const HTTP_POST_BINDING: &str = "urn:oasis:names:tc:SAML:2.0:bindings:HTTP-POST";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceProvider {
