@@ -32,6 +32,11 @@ use crate::error::{ApiError, ApiResult};
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct Json<T>(pub T);
 
+/// A form body (`application/x-www-form-urlencoded`) whose rejections render as [`ApiError`].
+#[derive(FromRequest)]
+#[from_request(via(axum::Form), rejection(ApiError))]
+pub struct Form<T>(pub T);
+
 /// Query parameters whose rejections render as [`ApiError`].
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]

@@ -1,7 +1,6 @@
 //! SAML 2.0 endpoints of an identity provider: our SP metadata, and the ACS where the browser posts the IdP's
 //! response (HTTP-POST binding). The flow starts at `GET /api/v1/auth/sso/{id}/start` like every protocol's.
 
-use axum::Form;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::header::{CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, REFERRER_POLICY};
@@ -16,8 +15,8 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::Path;
 use super::sso::{binding_cookie, ended, fail, with_cookie};
+use super::{Form, Path};
 use crate::app::{App, AppState};
 use crate::auth::cookies::Read;
 use crate::auth::sso::saml::flow as saml;
@@ -62,6 +61,7 @@ pub struct AcsForm {
     responses(
         (status = 303, description = "To `/login/sso` with `next`, `mfa` or `error`; when linking, to `/account` with `linked` or `link_error`"),
         (status = 200, description = "A page that posts the form again from this origin, when the IdP's cross-site post came without the flow's cookie", content_type = "text/html"),
+        (status = 400, description = "Not a form with a `SAMLResponse`", body = ErrorBody),
     ))]
 async fn acs(
     State(app): State<AppState>,

@@ -233,3 +233,12 @@ async fn saml_acs_refuses_a_replayed_assertion() {
     assert!(set_cookie(&first, REFRESH_COOKIE).is_some(), "{:?}", first.headers().get("location"));
     setup.assert_refused(setup.post_acs(&form, None).await, "saml_replayed").await;
 }
+
+#[tokio::test]
+async fn saml_acs_without_a_response_answers_a_json_error() {
+    let setup = SamlSetup::new(json!({})).await;
+    let response = setup.http.post(setup.url("acs")).form(&[("RelayState", "x")]).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "bad_request", "{body}");
+}
