@@ -38,11 +38,14 @@ ui/dist/index.html: ui/node_modules/.package-lock.json $(UI_SOURCES)
 
 ui: ui/dist/index.html ## Build the web UI into ui/dist (embedded by the next cargo build)
 
-# The identity providers the SSO tests start (npm oidc-provider; the host's npm config picks the registry).
+# The identity providers the SSO tests start (npm oidc-provider and samlify; the host's npm config picks the registry).
 tests/idp/oidc/node_modules/.package-lock.json: tests/idp/oidc/package-lock.json
 	cd tests/idp/oidc && npm ci --no-audit --no-fund
 
-idp-deps: tests/idp/oidc/node_modules/.package-lock.json ## Install the npm packages of the test identity providers
+tests/idp/saml/node_modules/.package-lock.json: tests/idp/saml/package-lock.json
+	cd tests/idp/saml && npm ci --no-audit --no-fund
+
+idp-deps: tests/idp/oidc/node_modules/.package-lock.json tests/idp/saml/node_modules/.package-lock.json ## Install the npm packages of the test identity providers (OIDC and SAML)
 
 images: ## Build the session images (Debian base bootstrapped locally when no registry answers)
 	scripts/images/docker-up.sh

@@ -10,6 +10,7 @@ pub mod me;
 pub mod network;
 pub mod orgs;
 pub mod reports;
+pub mod saml;
 pub mod sessions;
 pub mod sso;
 pub mod stats;
@@ -32,6 +33,11 @@ use crate::error::{ApiError, ApiResult};
 #[derive(FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]
 pub struct Json<T>(pub T);
+
+/// A form body (`application/x-www-form-urlencoded`) whose rejections render as [`ApiError`].
+#[derive(FromRequest)]
+#[from_request(via(axum::Form), rejection(ApiError))]
+pub struct Form<T>(pub T);
 
 /// Query parameters whose rejections render as [`ApiError`].
 #[derive(FromRequestParts)]
@@ -211,6 +217,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(identity_providers::routes())
         .merge(sso::routes())
         .merge(network::routes())
+        .merge(saml::routes())
 }
 
 #[cfg(test)]

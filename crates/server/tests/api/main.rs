@@ -14,6 +14,7 @@ mod reports;
 mod request_logs;
 mod resources;
 mod revocation;
+mod saml;
 mod signin;
 mod tenancy;
 mod tls;
