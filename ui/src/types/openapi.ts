@@ -132,6 +132,102 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/auth/sso/discover": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["discover"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/sso/mfa": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["mfa"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/sso/{id}/acs": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["acs"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/sso/{id}/callback": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["callback"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/sso/{id}/metadata": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["metadata"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/sso/{id}/start": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["start"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/events": {
         parameters: {
             query?: never;
@@ -191,6 +287,38 @@ export interface paths {
         put?: never;
         post?: never;
         delete: operations["delete_api_key"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/me/identities": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_identities"];
+        put?: never;
+        post: operations["link_identity"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/me/identities/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete: operations["unlink_identity"];
         options?: never;
         head?: never;
         patch?: never;
@@ -260,6 +388,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/network/allow-list": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["get_platform_allow_list"];
+        put: operations["set_platform_allow_list"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/openapi.json": {
         parameters: {
             query?: never;
@@ -306,6 +450,54 @@ export interface paths {
         options?: never;
         head?: never;
         patch: operations["update_org"];
+        trace?: never;
+    };
+    "/api/v1/orgs/{id}/allow-list": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["get_org_allow_list"];
+        put: operations["set_org_allow_list"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/orgs/{org_id}/identity-providers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_providers"];
+        put?: never;
+        post: operations["create_provider"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/orgs/{org_id}/identity-providers/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["get_provider"];
+        put?: never;
+        post?: never;
+        delete: operations["delete_provider"];
+        options?: never;
+        head?: never;
+        patch: operations["update_provider"];
         trace?: never;
     };
     "/api/v1/orgs/{org_id}/reports/compliance": {
@@ -552,6 +744,14 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @description The IdP's answer, as the browser posts it. */
+        AcsForm: {
+            /** @description The flow's state, as the start sent it; absent for an IdP-initiated sign-in. */
+            RelayState?: string | null;
+            SAMLResponse: string;
+            /** @description Set by our own re-post page (see [`repost_page`]). */
+            resubmitted?: string | null;
+        };
         /** @description One audited action, as the report lists it. */
         ActionEntry: {
             action: string;
@@ -598,6 +798,20 @@ export interface components {
         AgentWithToken: components["schemas"]["AgentView"] & {
             /** @description Give this to the agent (`--token`). Shown only now; only its hash is kept. */
             token: string;
+        };
+        AllowListRequest: {
+            /** @description Replaces the whole list; `[]` allows every address. Required. */
+            cidrs: string[];
+        };
+        /** @description An IP allow-list. Empty allows every address. */
+        AllowListView: {
+            /** @description Networks (CIDRs, IPv4 or IPv6) people may come from; a single address is `/32` or `/128`. */
+            cidrs: string[];
+            /**
+             * @description The address this request came from, as the control plane sees it (behind trusted proxies,
+             *     the client's): the one a change must keep allowed.
+             */
+            client_address: string;
         };
         ApiKeyView: {
             /** Format: date-time */
@@ -682,6 +896,13 @@ export interface components {
             head: string;
             intact: boolean;
         };
+        /** @description Dotted paths into the user-info JSON (`id`, `email`, `profile.name`). */
+        ClaimPaths: {
+            email?: string | null;
+            groups?: string | null;
+            name?: string | null;
+            subject?: string;
+        };
         ComplianceReport: {
             chain: components["schemas"]["ChainStatus"];
             /** Format: date-time */
@@ -747,6 +968,11 @@ export interface components {
         };
         /** @enum {string} */
         Destination: "directory" | "webhook";
+        Discovery: {
+            /** @description The organization the providers belong to; `null` when none was found. */
+            org?: string | null;
+            providers: components["schemas"]["ProviderButton"][];
+        };
         ErrorBody: {
             error: components["schemas"]["ErrorDetail"];
         };
@@ -758,6 +984,67 @@ export interface components {
         };
         Health: {
             status: string;
+        };
+        IdentityList: {
+            items: components["schemas"]["IdentityView"][];
+        };
+        IdentityProviderList: {
+            items: components["schemas"]["IdentityProviderView"][];
+        };
+        /** @description Absent fields stay as they are; the settings of the provider's kind are replaced as a whole. */
+        IdentityProviderPatchRequest: {
+            display_name?: string | null;
+            domains?: string[] | null;
+            enabled?: boolean | null;
+            name?: string | null;
+            oauth2?: components["schemas"]["OAuth2Input"] | null;
+            oidc?: components["schemas"]["OidcInput"] | null;
+            role_mapping?: components["schemas"]["RoleMapping"] | null;
+            saml?: components["schemas"]["SamlSettings"] | null;
+        };
+        /** @description A provider as the API shows it: never its secret, and what the admin copies into the IdP. */
+        IdentityProviderView: {
+            /** @description SAML: the assertion consumer service URL. */
+            acs_url?: string | null;
+            /** Format: date-time */
+            created_at: string;
+            display_name: string;
+            domains: string[];
+            enabled: boolean;
+            has_client_secret: boolean;
+            /** Format: uuid */
+            id: string;
+            kind: components["schemas"]["ProviderKind"];
+            name: string;
+            oauth2?: components["schemas"]["OAuth2Settings"] | null;
+            oidc?: components["schemas"]["OidcSettings"] | null;
+            /** Format: uuid */
+            org_id: string;
+            /** @description OIDC and OAuth2: the redirect (callback) URI to register at the provider. */
+            redirect_uri?: string | null;
+            role_mapping: components["schemas"]["RoleMapping"];
+            saml?: components["schemas"]["SamlSettings"] | null;
+            /** @description SAML: the service provider's entity ID. */
+            sp_entity_id?: string | null;
+            /** @description SAML: where the provider reads this service provider's metadata. */
+            sp_metadata_url?: string | null;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        IdentityView: {
+            /** Format: date-time */
+            created_at: string;
+            email?: string | null;
+            /** Format: uuid */
+            id: string;
+            kind: components["schemas"]["ProviderKind"];
+            /** Format: date-time */
+            last_sign_in_at?: string | null;
+            provider_display_name: string;
+            /** Format: uuid */
+            provider_id: string;
+            provider_name: string;
+            subject: string;
         };
         /** @description Start latency of the sessions created within one hour. */
         LatencyBucket: {
@@ -772,6 +1059,14 @@ export interface components {
              * @description The start of the hour.
              */
             time: string;
+        };
+        LinkRequest: {
+            /** Format: uuid */
+            provider_id: string;
+        };
+        LinkStarted: {
+            /** @description Navigate the browser here; the flow ends on `/account?linked=<provider name>` or `?link_error=<code>`. */
+            redirect_url: string;
         };
         /** @description A page of results. */
         List_AgentView: {
@@ -878,6 +1173,8 @@ export interface components {
                 id: string;
                 mfa_required: boolean;
                 name: string;
+                /** @description Whether an identity provider's assertion of a second factor counts as MFA. */
+                sso_mfa: components["schemas"]["SsoMfaPolicy"];
             })[];
             /** @description Pass as `cursor` for the next page; `null` on the last page. */
             next_cursor?: string | null;
@@ -981,6 +1278,11 @@ export interface components {
             totp_code?: string | null;
             username: string;
         };
+        /** @description What signing out answers when the sign-in came from a provider with a logout of its own. */
+        LogoutResponse: {
+            /** @description Navigate the browser here to sign out at the identity provider too (OIDC RP-initiated logout). */
+            end_session_url: string;
+        };
         Me: {
             /** Format: date-time */
             created_at: string;
@@ -1036,6 +1338,19 @@ export interface components {
             expires_at?: string | null;
             name: string;
         };
+        NewIdentityProviderRequest: {
+            display_name: string;
+            /** @description Email domains that lead to this provider on the sign-in page. */
+            domains?: string[];
+            enabled?: boolean;
+            kind: components["schemas"]["ProviderKind"];
+            /** @description `[a-z0-9-]`, unique in the org. */
+            name: string;
+            oauth2?: components["schemas"]["OAuth2Input"] | null;
+            oidc?: components["schemas"]["OidcInput"] | null;
+            role_mapping?: components["schemas"]["RoleMapping"];
+            saml?: components["schemas"]["SamlSettings"] | null;
+        };
         NewOrgRequest: {
             name: string;
         };
@@ -1085,6 +1400,40 @@ export interface components {
             role: components["schemas"]["Role"];
             username: string;
         };
+        /** @description OAuth2 settings as sent: the settings and the client secret (write-only). */
+        OAuth2Input: components["schemas"]["OAuth2Settings"] & {
+            /** @description Write-only; absent keeps the current one. */
+            client_secret?: string | null;
+        };
+        /**
+         * @description A plain OAuth2 provider (GitHub-style): the endpoints and where the claims are in the
+         *     user-info JSON.
+         */
+        OAuth2Settings: {
+            authorize_url: string;
+            claims?: components["schemas"]["ClaimPaths"];
+            client_id: string;
+            scopes?: string[];
+            token_url: string;
+            userinfo_url: string;
+        };
+        /** @description OIDC settings as sent: the settings and the client secret (write-only). */
+        OidcInput: components["schemas"]["OidcSettings"] & {
+            /** @description Write-only; absent keeps the current one. A public client (PKCE only) has none. */
+            client_secret?: string | null;
+        };
+        /** @description An OpenID Connect provider, found by discovery from its issuer. */
+        OidcSettings: {
+            /** @description `acr` values that mean a second factor was used (an `amr` with `mfa` always does). */
+            acr_mfa_values?: string[];
+            client_id: string;
+            /** @description The issuer URL; `<issuer>/.well-known/openid-configuration` is read from it. */
+            issuer: string;
+            /** @description Scopes asked for besides `openid` (default `email profile`). */
+            scopes?: string[];
+            /** @description Also read the user-info endpoint (for providers that leave claims out of the ID token). */
+            use_userinfo?: boolean;
+        };
         Org: components["schemas"]["Quotas"] & {
             /** @description Sessions may read and write the viewer's clipboard. */
             allow_clipboard: boolean;
@@ -1096,6 +1445,8 @@ export interface components {
             id: string;
             mfa_required: boolean;
             name: string;
+            /** @description Whether an identity provider's assertion of a second factor counts as MFA. */
+            sso_mfa: components["schemas"]["SsoMfaPolicy"];
         };
         OrgPatchRequest: {
             /** @description Whether the org's sessions may read and write the viewer's clipboard. */
@@ -1119,6 +1470,7 @@ export interface components {
             mfa_required?: boolean | null;
             /** @description Platform administrators only. */
             name?: string | null;
+            sso_mfa?: components["schemas"]["SsoMfaPolicy"] | null;
         };
         PasswordChange: {
             current_password: string;
@@ -1126,6 +1478,20 @@ export interface components {
         };
         /** @enum {string} */
         Platform: "docker" | "kubernetes";
+        ProviderButton: {
+            display_name: string;
+            /** Format: uuid */
+            id: string;
+            kind: components["schemas"]["ProviderKind"];
+            name: string;
+            /** @description Navigate the browser here to sign in (add `?return_to=<path>`). */
+            start_url: string;
+        };
+        /**
+         * @description The protocol an identity provider speaks.
+         * @enum {string}
+         */
+        ProviderKind: "oidc" | "oauth2" | "saml";
         /** @description Limits on concurrent (non-terminal) sessions and their reserved resources; `None` is unlimited. */
         Quotas: {
             /** Format: int64 */
@@ -1143,6 +1509,38 @@ export interface components {
         };
         /** @enum {string} */
         Role: "platform_admin" | "org_admin" | "member";
+        /**
+         * @description Which role a user provisioned by the provider gets, from their groups. Applied when the
+         *     account is created and on each sign-in of accounts the provider created.
+         */
+        RoleMapping: {
+            /** @description `member` or `org_admin`. */
+            default_role?: components["schemas"]["Role"];
+            /**
+             * @description The claim (OIDC) or attribute (SAML) holding the groups, `groups` by default. OAuth2
+             *     providers use `oauth2.claims.groups`.
+             */
+            groups_claim?: string | null;
+            org_admin_groups?: string[];
+            /** @description Only a platform administrator may set these. */
+            platform_admin_groups?: string[];
+        };
+        /** @description Attribute names in the assertion. */
+        SamlAttributes: {
+            email?: string | null;
+            groups?: string | null;
+            name?: string | null;
+        };
+        /** @description A SAML 2.0 identity provider. */
+        SamlSettings: {
+            /** @description Accept responses the IdP sends unasked (off unless enabled). */
+            allow_idp_initiated?: boolean;
+            attributes?: components["schemas"]["SamlAttributes"];
+            metadata_url?: string | null;
+            metadata_xml?: string | null;
+            /** @description `AuthnContextClassRef` values that mean a second factor was used. */
+            mfa_context_classes?: string[];
+        };
         /**
          * @description How often an org's report is delivered. Periods are aligned in UTC: days at midnight, weeks
          *     on Monday, months on the 1st.
@@ -1221,6 +1619,17 @@ export interface components {
             lockouts: number;
             /** Format: int64 */
             successes: number;
+        };
+        /**
+         * @description Whether an identity provider's assertion of a second factor satisfies the org's MFA.
+         * @enum {string}
+         */
+        SsoMfaPolicy: "trust_idp" | "require_totp";
+        SsoMfaRequest: {
+            recovery_code?: string | null;
+            /** @description The `mfa` parameter `/login/sso` was given. */
+            ticket: string;
+            totp_code?: string | null;
         };
         Stats: {
             /** Format: int64 */
@@ -1393,6 +1802,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     create_agent: {
@@ -1471,6 +1889,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     connect: {
@@ -1519,6 +1946,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     get_agent: {
@@ -1559,7 +1995,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1570,6 +2006,15 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1615,7 +2060,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1626,6 +2071,15 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1673,7 +2127,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1693,6 +2147,15 @@ export interface operations {
             };
             /** @description The built-in agent of `streamspace up` is re-keyed by restarting it */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1767,6 +2230,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     login: {
@@ -1802,6 +2274,15 @@ export interface operations {
             };
             /** @description `invalid_credentials`, `mfa_required` or `invalid_mfa_code` */
             401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `network_denied`: the client's address is outside the IP allow-lists that hold for the account */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1859,6 +2340,15 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description Signed out here; the sign-in came from an identity provider whose own logout the browser should visit */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LogoutResponse"];
+                };
+            };
             /** @description Signed out: the refresh token's family is revoked and the cookie cleared */
             204: {
                 headers: {
@@ -1877,6 +2367,15 @@ export interface operations {
             };
             /** @description The x-streamspace-csrf header is missing */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1925,8 +2424,331 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description The x-streamspace-csrf header is missing */
+            /** @description The x-streamspace-csrf header is missing (`forbidden`), or the client's address is outside the account's IP allow-lists (`network_denied`) */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    discover: {
+        parameters: {
+            query?: {
+                /** @description The email the person typed: its domain picks the providers. */
+                email?: string;
+                /** @description Or the organization's name (`/login/<org>`). */
+                org?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The providers to offer; an empty list for anything unknown */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Discovery"];
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    mfa: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SsoMfaRequest"];
+            };
+        };
+        responses: {
+            /** @description Signed in; the refresh cookie is set */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TokenResponse"];
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `invalid_ticket` (unknown, used or expired: sign in again), `mfa_required` or `invalid_mfa_code` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type`: send application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `validation_failed`: the body does not fit the schema */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `too_many_attempts` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    acs: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/x-www-form-urlencoded": components["schemas"]["AcsForm"];
+            };
+        };
+        responses: {
+            /** @description A page that posts the form again from this origin, when the IdP's cross-site post came without the flow's cookie */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": unknown;
+                };
+            };
+            /** @description To `/login/sso` with `next`, `mfa` or `error`; when linking, to `/account` with `linked` or `link_error` */
+            303: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not a form with a `SAMLResponse` */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type`: send application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `validation_failed`: the body does not fit the schema */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    callback: {
+        parameters: {
+            query?: {
+                code?: string;
+                state?: string;
+                /** @description The provider's error, when it refused. */
+                error?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description To `/login/sso` with `next`, `mfa` or `error`; when linking, to `/account` with `linked` or `link_error` */
+            303: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    metadata: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description This service provider's SAML metadata, for the IdP */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/samlmetadata+xml": string;
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No SAML provider with this id */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    start: {
+        parameters: {
+            query?: {
+                /** @description The UI path to land on after signing in (default `/`). */
+                return_to?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description To the provider; on failure to `/login/sso?error=<code>` */
+            303: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1972,7 +2794,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2028,8 +2850,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2075,8 +2906,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2126,7 +2966,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2146,6 +2986,15 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2191,7 +3040,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2202,6 +3051,241 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_identities: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The caller's linked identities */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IdentityList"];
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    link_identity: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LinkRequest"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LinkStarted"];
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such provider in the caller's organization */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `provider_disabled` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type`: send application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `validation_failed`: the body does not fit the schema */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    unlink_identity: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Unlinked */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `last_sign_in_method`: the account has no password and no other identity */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2251,7 +3335,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2280,6 +3364,15 @@ export interface operations {
             };
             /** @description `validation_failed`: the body does not fit the schema */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2327,7 +3420,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2356,6 +3449,15 @@ export interface operations {
             };
             /** @description `validation_failed`: the body does not fit the schema */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2401,7 +3503,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2412,6 +3514,15 @@ export interface operations {
             };
             /** @description Conflict */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2459,7 +3570,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2506,6 +3617,149 @@ export interface operations {
             };
         };
     };
+    get_platform_allow_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The platform's IP allow-list, which holds for everyone */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AllowListView"];
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    set_platform_allow_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AllowListRequest"];
+            };
+        };
+        responses: {
+            /** @description The list as saved (normalized) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AllowListView"];
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `self_lockout`: the list does not allow the caller's own address */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type`: send application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `validation_failed`: the body does not fit the schema */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     openapi: {
         parameters: {
             query?: never;
@@ -2526,6 +3780,15 @@ export interface operations {
             };
             /** @description `bad_request`: malformed parameters or body */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2576,8 +3839,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2663,6 +3935,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     get_org: {
@@ -2703,7 +3984,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2714,6 +3995,15 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2759,7 +4049,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2779,6 +4069,15 @@ export interface operations {
             };
             /** @description The org still has users */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2875,6 +4174,578 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_org_allow_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The org's IP allow-list, which holds for its users */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AllowListView"];
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    set_org_allow_list: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AllowListRequest"];
+            };
+        };
+        responses: {
+            /** @description The list as saved (normalized) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AllowListView"];
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `self_lockout`: the list does not allow the caller's own address */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type`: send application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `validation_failed`: the body does not fit the schema */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_providers: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IdentityProviderList"];
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_provider: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewIdentityProviderRequest"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IdentityProviderView"];
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not an administrator of the org, or `platform_admin_groups` set by an org administrator */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `conflict`: the org has a provider of that name */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type`: send application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `validation_failed`: the body does not fit the schema */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_provider: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IdentityProviderView"];
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_provider: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted with the identities linked through it */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    update_provider: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["IdentityProviderPatchRequest"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IdentityProviderView"];
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `conflict`: the org has a provider of that name */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type`: send application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `validation_failed`: the body does not fit the schema */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     compliance_report: {
@@ -2941,6 +4812,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     get_settings: {
@@ -2992,6 +4872,15 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3079,6 +4968,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     list_sessions: {
@@ -3123,8 +5021,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3210,6 +5117,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     get_session: {
@@ -3250,7 +5166,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3261,6 +5177,15 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3308,7 +5233,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3319,6 +5244,15 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3393,6 +5327,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     hibernate_session: {
@@ -3433,7 +5376,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3453,6 +5396,15 @@ export interface operations {
             };
             /** @description `invalid_state`: only running sessions hibernate */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3500,7 +5452,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3520,6 +5472,15 @@ export interface operations {
             };
             /** @description `invalid_state`: only hibernated sessions wake */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3574,6 +5535,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     list_templates: {
@@ -3617,8 +5587,17 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3713,6 +5692,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     get_template: {
@@ -3753,7 +5741,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3764,6 +5752,15 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3820,6 +5817,15 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3907,6 +5913,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     list_users: {
@@ -3952,6 +5967,15 @@ export interface operations {
             };
             /** @description Forbidden */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4046,6 +6070,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     get_user: {
@@ -4086,7 +6119,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4097,6 +6130,15 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4142,7 +6184,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4162,6 +6204,15 @@ export interface operations {
             };
             /** @description The user still has active sessions, or is the caller */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4249,6 +6300,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     healthz: {
@@ -4271,6 +6331,15 @@ export interface operations {
             };
             /** @description `bad_request`: malformed parameters or body */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4307,6 +6376,15 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
         };
     };
     readyz: {
@@ -4329,6 +6407,15 @@ export interface operations {
             };
             /** @description `bad_request`: malformed parameters or body */
             400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4361,7 +6448,9 @@ export const pathsApiV1OrgsOrg_idReportsComplianceGetParametersQueryFormatValues
 export const agentStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["AgentStatus"]> = ["online", "offline"];
 export const destinationValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Destination"]> = ["directory", "webhook"];
 export const platformValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Platform"]> = ["docker", "kubernetes"];
+export const providerKindValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ProviderKind"]> = ["oidc", "oauth2", "saml"];
 export const roleValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Role"]> = ["platform_admin", "org_admin", "member"];
 export const scheduleValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Schedule"]> = ["daily", "weekly", "monthly"];
 export const sessionPhaseValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["SessionPhase"]> = ["scheduling", "pulling", "creating", "starting"];
 export const sessionStateValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["SessionState"]> = ["pending", "scheduled", "starting", "running", "hibernating", "hibernated", "stopping", "stopped", "failed"];
+export const ssoMfaPolicyValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["SsoMfaPolicy"]> = ["trust_idp", "require_totp"];
