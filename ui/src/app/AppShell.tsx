@@ -130,9 +130,11 @@ export function AppShell() {
 
   const signOut = async () => {
     setMenuAnchor(null);
-    await api.logout();
+    const endSessionUrl = await api.logout();
     qc.clear();
-    void navigate('/login', { replace: true });
+    // A sign-in through an OIDC provider ends at the provider too, which then sends the browser back.
+    if (endSessionUrl) window.location.assign(endSessionUrl);
+    else void navigate('/login', { replace: true });
   };
 
   return (

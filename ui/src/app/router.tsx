@@ -23,10 +23,20 @@ const UsersPage = lazyNamed(() => import('@/features/users/components/UsersPage'
 const OrgsPage = lazyNamed(() => import('@/features/orgs/components/OrgsPage'), 'OrgsPage');
 const TemplatesPage = lazyNamed(() => import('@/features/templates/components/TemplatesPage'), 'TemplatesPage');
 const AuditPage = lazyNamed(() => import('@/features/audit/components/AuditPage'), 'AuditPage');
+const SsoCompletePage = lazyNamed(() => import('@/features/sso/components/SsoCompletePage'), 'SsoCompletePage');
 const OrgSettingsPage = lazyNamed(() => import('@/features/settings/components/OrgSettingsPage'), 'OrgSettingsPage');
 
 export const routes: RouteObject[] = [
   { path: '/login', element: <SignInPage /> },
+  {
+    path: '/login/sso',
+    element: (
+      <Suspense fallback={<FullPageSpinner />}>
+        <SsoCompletePage />
+      </Suspense>
+    ),
+  },
+  { path: '/login/:org', element: <SignInPage /> },
   {
     path: '/setup-mfa',
     element: (

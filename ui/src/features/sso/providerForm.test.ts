@@ -1,0 +1,93 @@
+import { describe, expect, it } from 'vitest';
+import type { IdentityProvider } from '@/types/sso';
+import { newProviderValues, providerFields, providerInput, providerPatch, providerValues, validateProvider } from './providerForm';
+
+function oidcProvider(): IdentityProvider {
+  return {
+    id: 'p1',
+    org_id: 'o1',
+    name: 'keycloak',
+    display_name: 'Keycloak',
+    kind: 'oidc',
+    enabled: true,
+    domains: ['example.com'],
+    oidc: { issuer: 'https://kc.example/realms/a', client_id: 'ss', scopes: ['openid', 'email'], use_userinfo: false, acr_mfa_values: ['mfa'] },
+    oauth2: null,
+    saml: null,
+    role_mapping: { groups_claim: 'groups', org_admin_groups: ['Domain Admins'], platform_admin_groups: ['root'], default_role: 'member' },
+    has_client_secret: true,
+    redirect_uri: 'https://ss.example/api/v1/auth/sso/p1/callback',
+    sp_entity_id: null,
+    acs_url: null,
+    sp_metadata_url: null,
+    created_at: '2026-01-01T00:00:00Z',
+    updated_at: '2026-01-01T00:00:00Z',
+  };
+}
+
+describe('provider form', () => {
+  it('builds an OAuth2 provider (GitHub style) with its claim paths and lists split the right way', () => {
+    const v = {
+      ...newProviderValues('oauth2'),
+      name: 'github',
+      display_name: 'GitHub',
+      domains: 'Example.com, example.org',
+      authorize_url: 'https://github.com/login/oauth/authorize',
+      token_url: 'https://github.com/login/oauth/access_token',
+      userinfo_url: 'https://api.github.com/user',
+      client_id: 'cid',
+      client_secret: 's3cret',
+      claim_name: 'login',
+      org_admin_groups: 'Domain Admins, ops',
+    };
+    expect(validateProvider('oauth2', v)).toEqual({});
+    expect(providerInput('oauth2', v, false)).toEqual({
+      name: 'github',
+      display_name: 'GitHub',
+      kind: 'oauth2',
+      enabled: true,
+      domains: ['example.com', 'example.org'],
+      oauth2: {
+        authorize_url: 'https://github.com/login/oauth/authorize',
+        token_url: 'https://github.com/login/oauth/access_token',
+        userinfo_url: 'https://api.github.com/user',
+        client_id: 'cid',
+        client_secret: 's3cret',
+        scopes: ['read:user', 'user:email'],
+        claims: { subject: 'id', email: 'email', name: 'login', groups: '' },
+      },
+      role_mapping: { groups_claim: '', org_admin_groups: ['Domain Admins', 'ops'], default_role: 'member' },
+    });
+  });
+
+  it('keeps the stored secret when the field is left empty, and platform-admin groups only for platform admins', () => {
+    const values = providerValues(oidcProvider());
+    expect(values.client_secret).toBe('');
+    const byOrgAdmin = providerPatch('oidc', values, false);
+    expect(byOrgAdmin.oidc).not.toHaveProperty('client_secret');
+    expect(byOrgAdmin).not.toHaveProperty('kind');
+    expect(byOrgAdmin.role_mapping).not.toHaveProperty('platform_admin_groups');
+    expect(providerPatch('oidc', { ...values, client_secret: 'new' }, true)).toMatchObject({
+      oidc: { issuer: 'https://kc.example/realms/a', client_secret: 'new', scopes: ['openid', 'email'], acr_mfa_values: ['mfa'] },
+      role_mapping: { groups_claim: 'groups', org_admin_groups: ['Domain Admins'], platform_admin_groups: ['root'] },
+    });
+    const names = (platformAdmin: boolean) => providerFields('oidc', { hasSecret: true, platformAdmin }).map((f) => f.name);
+    expect(names(false)).not.toContain('platform_admin_groups');
+    expect(names(true)).toContain('platform_admin_groups');
+  });
+
+  it('needs SAML metadata by URL or XML, and refuses bad names and URLs', () => {
+    const saml = { ...newProviderValues('saml'), name: 'okta', display_name: 'Okta' };
+    expect(validateProvider('saml', saml)).toEqual({ metadata_url: 'The metadata URL or the metadata XML' });
+    const byXml = { ...saml, metadata_xml: '<EntityDescriptor/>', attr_groups: 'memberOf' };
+    expect(validateProvider('saml', byXml)).toEqual({});
+    expect(providerInput('saml', byXml, false)).toMatchObject({
+      saml: { metadata_url: null, metadata_xml: '<EntityDescriptor/>', allow_idp_initiated: false, attributes: { groups: 'memberOf' } },
+      role_mapping: { groups_claim: 'memberOf' },
+    });
+    expect(validateProvider('oidc', { ...newProviderValues('oidc'), name: 'Bad Name', issuer: 'javascript:x' })).toEqual({
+      name: 'Lower-case letters, digits and dashes, starting with a letter or digit',
+      issuer: 'An http(s) URL',
+    });
+  });
+});
