@@ -26,10 +26,11 @@ use crate::audit::{
 };
 use crate::sql::{Backend, RowsAffected};
 use crate::{
-    Agent, AgentCommand, AuditEvent, AuditFilter, AuditPage, CapacityLimit, NewAgent, NewApiKey, NewAuditEvent,
-    NewSession, NewTemplate, NewUser, Org, OrgPatch, Page, Paged, Quotas, RefreshOutcome, RefreshToken, Result, Role,
-    Scope, Session, SessionFilter, SessionUpdate, SqlStore, Store, StoreError, Template, TemplatePatch, Ticket,
-    Timestamp, User, UserPatch,
+    Agent, AgentCommand, AuditEvent, AuditFilter, AuditPage, CapacityLimit, IdentityProvider, IdentityProviderPatch,
+    NewAgent, NewApiKey, NewAuditEvent, NewExternalIdentity, NewIdentityProvider, NewSession, NewTemplate, NewUser,
+    Org, OrgPatch, Page, Paged, ProviderKind, Quotas, RefreshOutcome, RefreshToken, Result, Role, Scope, Session,
+    SessionFilter, SessionUpdate, SqlStore, SsoMfaPolicy, SsoPending, SsoPendingKind, SsoSignIn, Store, StoreError,
+    Template, TemplatePatch, Ticket, Timestamp, User, UserPatch,
 };
 
 /// A backend under test: the store, plus a back door to its database to play an attacker who
@@ -110,6 +111,14 @@ macro_rules! conformance_tests {
             tickets_are_single_use,
             expired_tickets_are_spent_and_pruned,
             racing_ticket_redemptions_have_one_winner,
+            identity_providers_round_trip,
+            identity_provider_names_are_unique_per_org,
+            identity_providers_are_found_by_domain_when_enabled,
+            external_identities_link_one_subject_to_one_user,
+            deleting_a_provider_or_user_removes_their_identities,
+            sso_pending_tokens_are_single_use_and_expire,
+            sso_replays_are_refused_until_they_expire,
+            sso_sign_ins_are_found_by_refresh_token,
         );
     };
     (@each $fresh:path; $($check:ident),+ $(,)?) => {
@@ -403,10 +412,19 @@ pub async fn orgs_round_trip(store: Subject) {
         allow_clipboard: Some(false),
         quotas: Some(quotas),
         egress_allow: Some(egress_allow.clone()),
+        sso_mfa: Some(SsoMfaPolicy::TrustIdp),
     };
+    assert_eq!(acme.sso_mfa, SsoMfaPolicy::RequireTotp, "nothing external counts as MFA until an admin says so");
     let updated = store.update_org(Scope::Platform, acme.id, patch).await.unwrap().unwrap();
-    let expected =
-        Org { name: "acme-2".into(), mfa_required: true, allow_clipboard: false, quotas, egress_allow, ..acme.clone() };
+    let expected = Org {
+        name: "acme-2".into(),
+        mfa_required: true,
+        allow_clipboard: false,
+        quotas,
+        egress_allow,
+        sso_mfa: SsoMfaPolicy::TrustIdp,
+        ..acme.clone()
+    };
     assert_eq!(updated, expected);
     // An empty patch changes nothing; quotas are replaced as a whole (`None` is unlimited).
     assert_eq!(store.update_org(Scope::Platform, acme.id, OrgPatch::default()).await.unwrap().as_ref(), Some(&updated));
@@ -1722,4 +1740,256 @@ pub async fn audit_rollback_shows_only_against_a_recorded_head(store: Subject) {
     assert_eq!(verify_against(&store, &key(), Some(&older)).await, Ok(3), "an older record still holds");
     let forged = RecordedHead { seq: 2, hash: earlier.hash.clone() };
     assert_eq!(verify_against(&store, &key(), Some(&forged)).await, Err(ChainFault::RolledBack { seq: 2 }));
+}
+
+// Single sign-on.
+
+fn new_provider(org: &Org, name: &str, domains: &[&str]) -> NewIdentityProvider {
+    NewIdentityProvider {
+        org_id: org.id,
+        name: name.into(),
+        display_name: format!("{name} (display)"),
+        kind: ProviderKind::Oidc,
+        enabled: true,
+        domains: domains.iter().map(|d| (*d).to_owned()).collect(),
+        config: json!({"issuer": "https://idp.example.com", "client_id": "streamspace", "scopes": ["email"]}),
+        client_secret: Some("sealed-secret".into()),
+        role_mapping: json!({"groups_claim": "groups", "org_admin_groups": ["admins"]}),
+    }
+}
+
+async fn provider(store: &Subject, org: &Org, name: &str) -> IdentityProvider {
+    store.create_identity_provider(new_provider(org, name, &[])).await.unwrap()
+}
+
+fn new_identity(user: &User, provider: &IdentityProvider, subject: &str) -> NewExternalIdentity {
+    NewExternalIdentity {
+        user_id: user.id,
+        provider_id: provider.id,
+        subject: subject.into(),
+        email: Some(format!("{subject}@example.com")),
+        provisioned: true,
+    }
+}
+
+fn pending(token_hash: &str, kind: SsoPendingKind, provider: &IdentityProvider, expires_at: Timestamp) -> SsoPending {
+    SsoPending {
+        token_hash: token_hash.into(),
+        kind,
+        provider_id: provider.id,
+        user_id: None,
+        browser_hash: Some("browser".into()),
+        payload: "sealed-payload".into(),
+        expires_at,
+    }
+}
+
+pub async fn identity_providers_round_trip(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let other = org(&store, "other").await;
+    let created = store.create_identity_provider(new_provider(&acme, "okta", &["acme.com"])).await.unwrap();
+    assert_eq!((created.name.as_str(), created.kind, created.enabled), ("okta", ProviderKind::Oidc, true));
+    assert_eq!(created.domains, vec!["acme.com".to_owned()]);
+    assert_eq!(created.config["issuer"], "https://idp.example.com");
+    assert_eq!(created.client_secret.as_deref(), Some("sealed-secret"));
+    assert_eq!(created.role_mapping["org_admin_groups"], json!(["admins"]));
+    assert_eq!(store.get_identity_provider(Scope::Platform, created.id).await.unwrap().as_ref(), Some(&created));
+    assert_eq!(store.get_identity_provider(Scope::Org(acme.id), created.id).await.unwrap().as_ref(), Some(&created));
+    assert_eq!(store.get_identity_provider(Scope::Org(other.id), created.id).await.unwrap(), None, "another org's");
+    assert_eq!(store.list_identity_providers(Scope::Org(other.id), acme.id).await.unwrap(), vec![]);
+    let second = provider(&store, &acme, "github").await;
+    assert_eq!(store.list_identity_providers(Scope::Platform, acme.id).await.unwrap(), vec![created.clone(), second]);
+
+    let patch = IdentityProviderPatch {
+        display_name: Some("Okta SSO".into()),
+        enabled: Some(false),
+        domains: Some(vec!["acme.org".into()]),
+        config: Some(json!({"issuer": "https://other.example.com"})),
+        client_secret: Some(None),
+        role_mapping: Some(json!({})),
+        ..IdentityProviderPatch::default()
+    };
+    assert_eq!(store.update_identity_provider(Scope::Org(other.id), created.id, patch.clone()).await.unwrap(), None);
+    let updated = store.update_identity_provider(Scope::Org(acme.id), created.id, patch).await.unwrap().unwrap();
+    assert_eq!(updated.display_name, "Okta SSO");
+    assert!(!updated.enabled);
+    assert_eq!(updated.domains, vec!["acme.org".to_owned()]);
+    assert_eq!(updated.config, json!({"issuer": "https://other.example.com"}));
+    assert_eq!(updated.client_secret, None, "the secret was removed");
+    assert!(updated.updated_at >= created.updated_at);
+    let untouched =
+        store.update_identity_provider(Scope::Platform, created.id, IdentityProviderPatch::default()).await.unwrap();
+    assert_eq!(untouched.map(|p| (p.display_name, p.config)), Some((updated.display_name, updated.config)));
+    let secret = IdentityProviderPatch { client_secret: Some(Some("new".into())), ..IdentityProviderPatch::default() };
+    let resealed = store.update_identity_provider(Scope::Platform, created.id, secret).await.unwrap().unwrap();
+    assert_eq!(resealed.client_secret.as_deref(), Some("new"));
+
+    assert!(!store.delete_identity_provider(Scope::Org(other.id), created.id).await.unwrap());
+    assert!(store.delete_identity_provider(Scope::Org(acme.id), created.id).await.unwrap());
+    assert_eq!(store.get_identity_provider(Scope::Platform, created.id).await.unwrap(), None);
+    assert!(!store.delete_identity_provider(Scope::Platform, created.id).await.unwrap());
+}
+
+pub async fn identity_provider_names_are_unique_per_org(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let other = org(&store, "other").await;
+    let okta = provider(&store, &acme, "okta").await;
+    assert!(is_conflict(store.create_identity_provider(new_provider(&acme, "okta", &[])).await));
+    provider(&store, &other, "okta").await;
+    let github = provider(&store, &acme, "github").await;
+    let rename = IdentityProviderPatch { name: Some("okta".into()), ..IdentityProviderPatch::default() };
+    assert!(is_conflict(store.update_identity_provider(Scope::Platform, github.id, rename).await));
+    let ghost = NewIdentityProvider { org_id: Uuid::now_v7(), ..new_provider(&acme, "ghost", &[]) };
+    assert!(is_invalid(store.create_identity_provider(ghost).await));
+    assert_eq!(store.get_identity_provider(Scope::Platform, okta.id).await.unwrap(), Some(okta));
+}
+
+pub async fn identity_providers_are_found_by_domain_when_enabled(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let okta = store.create_identity_provider(new_provider(&acme, "okta", &["acme.com", "acme.org"])).await.unwrap();
+    let off = NewIdentityProvider { enabled: false, ..new_provider(&acme, "off", &["acme.com"]) };
+    store.create_identity_provider(off).await.unwrap();
+    store.create_identity_provider(new_provider(&acme, "elsewhere", &["elsewhere.com"])).await.unwrap();
+    assert_eq!(store.identity_providers_for_domain("acme.org").await.unwrap(), vec![okta.clone()]);
+    assert_eq!(store.identity_providers_for_domain("acme.com").await.unwrap(), vec![okta]);
+    assert_eq!(store.identity_providers_for_domain("cme.com").await.unwrap(), vec![], "whole domains only");
+}
+
+pub async fn external_identities_link_one_subject_to_one_user(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let alice = user(&store, &acme, "alice").await;
+    let bob = user(&store, &acme, "bob").await;
+    let okta = provider(&store, &acme, "okta").await;
+    let github = provider(&store, &acme, "github").await;
+    let linked = store.create_external_identity(new_identity(&alice, &okta, "sub-1")).await.unwrap();
+    assert_eq!((linked.user_id, linked.provider_id, linked.subject.as_str()), (alice.id, okta.id, "sub-1"));
+    assert_eq!(linked.last_sign_in_at, None);
+    assert!(is_conflict(store.create_external_identity(new_identity(&bob, &okta, "sub-1")).await), "one subject");
+    assert!(
+        is_conflict(store.create_external_identity(new_identity(&alice, &okta, "sub-2")).await),
+        "one per provider"
+    );
+    let other = store.create_external_identity(new_identity(&alice, &github, "sub-1")).await.unwrap();
+    let ghost = NewExternalIdentity { provider_id: Uuid::now_v7(), ..new_identity(&bob, &okta, "x") };
+    assert!(is_invalid(store.create_external_identity(ghost).await));
+
+    assert_eq!(store.find_external_identity(okta.id, "sub-1").await.unwrap().as_ref(), Some(&linked));
+    assert_eq!(store.find_external_identity(okta.id, "sub-2").await.unwrap(), None);
+    assert_eq!(store.list_external_identities(alice.id).await.unwrap(), vec![linked.clone(), other.clone()]);
+    let at = micros_now();
+    store.touch_external_identity(linked.id, Some("new@example.com"), at).await.unwrap();
+    let touched = store.find_external_identity(okta.id, "sub-1").await.unwrap().unwrap();
+    assert_eq!((touched.last_sign_in_at, touched.email.as_deref()), (Some(at), Some("new@example.com")));
+    store.touch_external_identity(linked.id, None, at).await.unwrap();
+    let kept = store.find_external_identity(okta.id, "sub-1").await.unwrap().unwrap();
+    assert_eq!(kept.email.as_deref(), Some("new@example.com"), "a sign-in without an email keeps the last one");
+
+    assert!(!store.delete_external_identity(bob.id, linked.id).await.unwrap(), "only the owner's");
+    assert!(store.delete_external_identity(alice.id, linked.id).await.unwrap());
+    assert_eq!(store.list_external_identities(alice.id).await.unwrap(), vec![other]);
+}
+
+pub async fn deleting_a_provider_or_user_removes_their_identities(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let alice = user(&store, &acme, "alice").await;
+    let bob = user(&store, &acme, "bob").await;
+    let okta = provider(&store, &acme, "okta").await;
+    let github = provider(&store, &acme, "github").await;
+    store.create_external_identity(new_identity(&alice, &okta, "alice")).await.unwrap();
+    store.create_external_identity(new_identity(&bob, &github, "bob")).await.unwrap();
+    let later = micros_now() + Duration::minutes(5);
+    store.create_sso_pending(pending("p1", SsoPendingKind::State, &okta, later)).await.unwrap();
+    assert!(store.delete_identity_provider(Scope::Platform, okta.id).await.unwrap());
+    assert_eq!(store.find_external_identity(okta.id, "alice").await.unwrap(), None);
+    assert_eq!(store.take_sso_pending(SsoPendingKind::State, "p1", micros_now()).await.unwrap(), None);
+    assert!(store.delete_user(Scope::Platform, bob.id).await.unwrap());
+    assert_eq!(store.find_external_identity(github.id, "bob").await.unwrap(), None);
+}
+
+pub async fn sso_pending_tokens_are_single_use_and_expire(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let alice = user(&store, &acme, "alice").await;
+    let okta = provider(&store, &acme, "okta").await;
+    let now = micros_now();
+    let later = now + Duration::minutes(10);
+    let state = pending("s1", SsoPendingKind::State, &okta, later);
+    store.create_sso_pending(state.clone()).await.unwrap();
+    assert!(is_conflict(store.create_sso_pending(state.clone()).await));
+    let ticket = SsoPending { user_id: Some(alice.id), ..pending("m1", SsoPendingKind::MfaTicket, &okta, later) };
+    store.create_sso_pending(ticket.clone()).await.unwrap();
+
+    assert_eq!(store.get_sso_pending(SsoPendingKind::MfaTicket, "s1", now).await.unwrap(), None, "kinds stay apart");
+    assert_eq!(store.take_sso_pending(SsoPendingKind::MfaTicket, "s1", now).await.unwrap(), None);
+    assert_eq!(store.get_sso_pending(SsoPendingKind::State, "s1", now).await.unwrap().as_ref(), Some(&state));
+    assert_eq!(store.take_sso_pending(SsoPendingKind::State, "s1", now).await.unwrap(), Some(state));
+    assert_eq!(store.take_sso_pending(SsoPendingKind::State, "s1", now).await.unwrap(), None, "spent");
+    assert_eq!(store.get_sso_pending(SsoPendingKind::MfaTicket, "m1", now).await.unwrap().as_ref(), Some(&ticket));
+    assert_eq!(store.get_sso_pending(SsoPendingKind::MfaTicket, "m1", later).await.unwrap(), None, "expired");
+    assert_eq!(store.take_sso_pending(SsoPendingKind::MfaTicket, "m1", later).await.unwrap(), None, "expired");
+    assert_eq!(store.take_sso_pending(SsoPendingKind::MfaTicket, "m1", now).await.unwrap(), None, "spent anyway");
+
+    let ghost = SsoPending { user_id: Some(Uuid::now_v7()), ..pending("g", SsoPendingKind::State, &okta, later) };
+    assert!(is_invalid(store.create_sso_pending(ghost).await));
+    // The long expired go when a new one is kept.
+    let stale = pending("old", SsoPendingKind::State, &okta, now - Duration::days(3));
+    store.create_sso_pending(stale).await.unwrap();
+    store.create_sso_pending(pending("new", SsoPendingKind::State, &okta, later)).await.unwrap();
+    assert_eq!(store.execute_raw("DELETE FROM sso_pending WHERE token_hash = 'old'").await.unwrap(), 0);
+}
+
+pub async fn sso_replays_are_refused_until_they_expire(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let okta = provider(&store, &acme, "okta").await;
+    let github = provider(&store, &acme, "github").await;
+    let now = micros_now();
+    let later = now + Duration::minutes(5);
+    assert!(store.record_sso_replay(okta.id, "assertion-1", later, now).await.unwrap());
+    assert!(!store.record_sso_replay(okta.id, "assertion-1", later, now).await.unwrap(), "replayed");
+    assert!(store.record_sso_replay(github.id, "assertion-1", later, now).await.unwrap(), "per provider");
+    assert!(store.record_sso_replay(okta.id, "assertion-1", later, later).await.unwrap(), "after expiry");
+    assert!(is_invalid(store.record_sso_replay(Uuid::now_v7(), "x", later, now).await));
+    let raced = race(4, || {
+        let store = store.clone();
+        async move { store.record_sso_replay(okta.id, "raced", later, now).await.unwrap() }
+    })
+    .await;
+    assert_eq!(raced.iter().filter(|fresh| **fresh).count(), 1, "one of racing uses wins");
+}
+
+pub async fn sso_sign_ins_are_found_by_refresh_token(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let alice = user(&store, &acme, "alice").await;
+    let okta = provider(&store, &acme, "okta").await;
+    let now = micros_now();
+    let family_id = Uuid::now_v7();
+    let token = RefreshToken {
+        id: Uuid::now_v7(),
+        user_id: alice.id,
+        family_id,
+        token_hash: "r1".into(),
+        mfa: false,
+        created_at: now,
+        expires_at: now + Duration::days(1),
+    };
+    store.insert_refresh_token(token.clone()).await.unwrap();
+    store
+        .insert_refresh_token(RefreshToken {
+            id: Uuid::now_v7(),
+            family_id: Uuid::now_v7(),
+            token_hash: "r2".into(),
+            ..token
+        })
+        .await
+        .unwrap();
+    let sign_in = SsoSignIn {
+        family_id,
+        provider_id: okta.id,
+        user_id: alice.id,
+        payload: "sealed".into(),
+        expires_at: now + Duration::days(1),
+    };
+    store.record_sso_sign_in(sign_in.clone()).await.unwrap();
+    assert_eq!(store.sso_sign_in_for_refresh_token("r1").await.unwrap(), Some(sign_in));
+    assert_eq!(store.sso_sign_in_for_refresh_token("r2").await.unwrap(), None, "a password sign-in");
+    assert_eq!(store.sso_sign_in_for_refresh_token("unknown").await.unwrap(), None);
 }

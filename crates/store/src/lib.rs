@@ -13,6 +13,7 @@ mod postgres;
 mod sql;
 mod sql_store;
 mod sqlite;
+mod sso;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,6 +23,10 @@ pub use model::*;
 pub use postgres::PostgresStore;
 pub use sql_store::SqlStore;
 pub use sqlite::SqliteStore;
+pub use sso::{
+    ExternalIdentity, IdentityProvider, IdentityProviderPatch, NewExternalIdentity, NewIdentityProvider, ProviderKind,
+    SsoMfaPolicy, SsoPending, SsoPendingKind, SsoSignIn,
+};
 use streamspace_proto::hub::{Capacity, Command};
 use uuid::Uuid;
 
@@ -177,6 +182,60 @@ pub trait Store: Send + Sync + 'static {
     async fn list_audit(&self, scope: Scope, filter: AuditFilter, page: AuditPage) -> Result<Vec<AuditEvent>>;
     /// The whole chain in sequence order from `after_seq + 1`, for verification.
     async fn audit_chain(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditEvent>>;
+
+    // Single sign-on (ADR 0025). Provider names are unique in their org.
+    async fn create_identity_provider(&self, provider: NewIdentityProvider) -> Result<IdentityProvider>;
+    async fn get_identity_provider(&self, scope: Scope, id: Uuid) -> Result<Option<IdentityProvider>>;
+    /// The providers of one org, in creation order (none for an org outside `scope`).
+    async fn list_identity_providers(&self, scope: Scope, org_id: Uuid) -> Result<Vec<IdentityProvider>>;
+    /// The enabled providers that list `domain` (lower-case) among their email domains.
+    async fn identity_providers_for_domain(&self, domain: &str) -> Result<Vec<IdentityProvider>>;
+    async fn update_identity_provider(
+        &self,
+        scope: Scope,
+        id: Uuid,
+        patch: IdentityProviderPatch,
+    ) -> Result<Option<IdentityProvider>>;
+    /// Deletes the provider with its linked identities and pending sign-ins.
+    async fn delete_identity_provider(&self, scope: Scope, id: Uuid) -> Result<bool>;
+    /// Fails with `Conflict` when the subject is linked already or the user has an identity at that provider.
+    async fn create_external_identity(&self, identity: NewExternalIdentity) -> Result<ExternalIdentity>;
+    async fn find_external_identity(&self, provider_id: Uuid, subject: &str) -> Result<Option<ExternalIdentity>>;
+    /// The user's identities, in creation order.
+    async fn list_external_identities(&self, user_id: Uuid) -> Result<Vec<ExternalIdentity>>;
+    /// Records a sign-in with the identity, and the email the provider gave this time (if any).
+    async fn touch_external_identity(&self, id: Uuid, email: Option<&str>, at: Timestamp) -> Result<()>;
+    async fn delete_external_identity(&self, user_id: Uuid, id: Uuid) -> Result<bool>;
+    /// Keeps a pending token; what expired long before it goes.
+    async fn create_sso_pending(&self, pending: SsoPending) -> Result<()>;
+    /// The pending token of that kind, if it has not expired at `now`; it stays.
+    async fn get_sso_pending(
+        &self,
+        kind: SsoPendingKind,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<SsoPending>>;
+    /// Spends the pending token: returned if it existed with that kind and had not expired at
+    /// `now`, and never again either way.
+    async fn take_sso_pending(
+        &self,
+        kind: SsoPendingKind,
+        token_hash: &str,
+        now: Timestamp,
+    ) -> Result<Option<SsoPending>>;
+    /// Records `key` (an assertion ID) as used at the provider until `expires_at`; `false` when it
+    /// already was (a replay). Expired records are dropped.
+    async fn record_sso_replay(
+        &self,
+        provider_id: Uuid,
+        key: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool>;
+    /// Remembers that a refresh token family came from a provider; expired ones are dropped.
+    async fn record_sso_sign_in(&self, sign_in: SsoSignIn) -> Result<()>;
+    /// The provider sign-in of the refresh token's family, if it came from one.
+    async fn sso_sign_in_for_refresh_token(&self, token_hash: &str) -> Result<Option<SsoSignIn>>;
 }
 
 /// Opens the store a URL names (`sqlite://path?mode=rwc` or `postgres://...`) and applies its

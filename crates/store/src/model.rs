@@ -71,6 +71,8 @@ pub struct Org {
     /// Networks every session of the org may reach although the platform's egress deny list covers them.
     #[schema(value_type = Vec<String>)]
     pub egress_allow: Vec<IpNet>,
+    /// Whether an identity provider's assertion of a second factor counts as MFA.
+    pub sso_mfa: crate::SsoMfaPolicy,
     pub created_at: DateTime<Utc>,
 }
 
@@ -90,6 +92,7 @@ pub struct OrgPatch {
     pub allow_clipboard: Option<bool>,
     pub quotas: Option<Quotas>,
     pub egress_allow: Option<Vec<IpNet>>,
+    pub sso_mfa: Option<crate::SsoMfaPolicy>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]

@@ -23,6 +23,7 @@ const MIGRATIONS: &[MigrationFile] = &[
     (5, "revocation", include_str!("../migrations/postgres/0005_revocation.sql")),
     (6, "agent_trust", include_str!("../migrations/postgres/0006_agent_trust.sql")),
     (7, "org_clipboard", include_str!("../migrations/postgres/0007_org_clipboard.sql")),
+    (8, "sso", include_str!("../migrations/postgres/0008_sso.sql")),
 ];
 
 /// Connections per replica: the work is short queries, and the server has few cores.

@@ -26,7 +26,7 @@ use crate::{
 macro_rules! org_columns {
     () => {
         "id, name, mfa_required, allow_clipboard, max_sessions, max_sessions_per_user, max_cpu_millis, max_memory_mb, \
-         egress_allow, created_at"
+         egress_allow, sso_mfa, created_at"
     };
 }
 macro_rules! user_columns {
@@ -181,8 +181,13 @@ pub(crate) fn org(row: &impl Columns) -> Result<Org> {
             max_memory_mb: row.opt_int("max_memory_mb")?,
         },
         egress_allow: row.json("egress_allow")?,
+        sso_mfa: sso_mfa_policy(&row.text("sso_mfa")?)?,
         created_at: row.time("created_at")?,
     })
+}
+
+fn sso_mfa_policy(policy: &str) -> Result<crate::SsoMfaPolicy> {
+    crate::SsoMfaPolicy::parse(policy).ok_or_else(|| StoreError::Database(format!("unknown SSO MFA policy {policy:?}")))
 }
 
 pub(crate) fn user(row: &impl Columns) -> Result<User> {
@@ -443,7 +448,13 @@ const TICKET_PRUNE_MARGIN: TimeDelta = TimeDelta::days(1);
 
 /// Tickets expiring before this are deleted when `ticket` is created.
 pub(crate) fn ticket_prune_before(ticket: &Ticket) -> crate::Timestamp {
-    micros(ticket.expires_at) - TICKET_PRUNE_MARGIN
+    prune_before(ticket.expires_at)
+}
+
+/// Short-lived tokens expiring before this are deleted when one expiring at `expires_at` is
+/// created (the reasoning of [`TICKET_PRUNE_MARGIN`] holds for every token living minutes).
+pub(crate) fn prune_before(expires_at: crate::Timestamp) -> crate::Timestamp {
+    micros(expires_at) - TICKET_PRUNE_MARGIN
 }
 
 /// A ticket just deleted by redemption counts only if it had not expired at `now`.

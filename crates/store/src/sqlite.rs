@@ -26,6 +26,7 @@ const MIGRATIONS: &[MigrationFile] = &[
     (5, "revocation", include_str!("../migrations/sqlite/0005_revocation.sql")),
     (6, "agent_trust", include_str!("../migrations/sqlite/0006_agent_trust.sql")),
     (7, "org_clipboard", include_str!("../migrations/sqlite/0007_org_clipboard.sql")),
+    (8, "sso", include_str!("../migrations/sqlite/0008_sso.sql")),
 ];
 
 /// Reader connections: enough to keep two cores busy while a connection waits on the disk.

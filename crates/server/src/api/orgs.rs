@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use ipnet::IpNet;
 use serde::Deserialize;
 use serde_json::json;
-use streamspace_store::{Org, OrgPatch, Quotas};
+use streamspace_store::{Org, OrgPatch, Quotas, SsoMfaPolicy};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -51,6 +51,9 @@ pub struct OrgPatchRequest {
     /// egress deny list covers them; merged with the template's. Replaces the whole list.
     #[schema(value_type = Option<Vec<String>>)]
     pub egress_allow: Option<Vec<IpNet>>,
+    /// Whether an identity provider's assertion of a second factor counts as MFA (`trust_idp`) or
+    /// users with TOTP are still asked for it after an SSO sign-in (`require_totp`).
+    pub sso_mfa: Option<SsoMfaPolicy>,
 }
 
 impl OrgPatchRequest {
@@ -149,6 +152,7 @@ async fn update_org(
         allow_clipboard: body.allow_clipboard,
         quotas: if body.touches_quotas() { Some(body.quotas_over(current.quotas)?) } else { None },
         egress_allow: body.egress_allow.clone(),
+        sso_mfa: body.sso_mfa,
     };
     let org =
         app.store.update_org(principal.scope(), id, patch).await?.ok_or_else(|| ApiError::not_found("organization"))?;
@@ -158,6 +162,7 @@ async fn update_org(
         "allow_clipboard": org.allow_clipboard,
         "quotas": org.quotas,
         "egress_allow": org.egress_allow,
+        "sso_mfa": org.sso_mfa,
     });
     app.audit(&meta, &Actor::from(&principal), Record::new("org.update", format!("org:{id}")).org(id).details(details))
         .await?;
