@@ -36,6 +36,7 @@ import DarkModeIcon from '@mui/icons-material/DarkMode';
 import LightModeIcon from '@mui/icons-material/LightMode';
 import AccountCircleIcon from '@mui/icons-material/AccountCircle';
 import { api } from '@/lib/api';
+import { leaveAppFor } from '@/lib/navigation';
 import { ROLE_LABELS, isAdminRole, useUser } from '@/lib/auth';
 import { useLiveStatus } from '@/app/live';
 import { FullPageSpinner } from '@/components/FullPageSpinner';
@@ -133,7 +134,7 @@ export function AppShell() {
     const endSessionUrl = await api.logout();
     qc.clear();
     // A sign-in through an OIDC provider ends at the provider too, which then sends the browser back.
-    if (endSessionUrl) window.location.assign(endSessionUrl);
+    if (endSessionUrl) leaveAppFor(endSessionUrl);
     else void navigate('/login', { replace: true });
   };
 

@@ -30,6 +30,7 @@ export type NewApiKeyRequest = Schemas['NewApiKeyRequest'];
 
 export type Organization = Schemas['Org'];
 export type OrgPatch = Schemas['OrgPatchRequest'];
+export type SsoMfaPolicy = Schemas['SsoMfaPolicy'];
 
 export type User = Schemas['UserView'];
 export type CreateUserRequest = Schemas['NewUserRequest'];

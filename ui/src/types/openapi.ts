@@ -762,6 +762,8 @@ export interface components {
                 id: string;
                 mfa_required: boolean;
                 name: string;
+                /** @description Whether an identity provider's assertion of a second factor counts as MFA. */
+                sso_mfa: components["schemas"]["SsoMfaPolicy"];
             })[];
             /** @description Pass as `cursor` for the next page; `null` on the last page. */
             next_cursor?: string | null;
@@ -970,6 +972,8 @@ export interface components {
             id: string;
             mfa_required: boolean;
             name: string;
+            /** @description Whether an identity provider's assertion of a second factor counts as MFA. */
+            sso_mfa: components["schemas"]["SsoMfaPolicy"];
         };
         OrgPatchRequest: {
             /** @description Whether the org's sessions may read and write the viewer's clipboard. */
@@ -993,6 +997,7 @@ export interface components {
             mfa_required?: boolean | null;
             /** @description Platform administrators only. */
             name?: string | null;
+            sso_mfa?: components["schemas"]["SsoMfaPolicy"] | null;
         };
         PasswordChange: {
             current_password: string;
@@ -1060,6 +1065,11 @@ export interface components {
             /** Format: date-time */
             updated_at: string;
         };
+        /**
+         * @description Whether an identity provider's assertion of a second factor satisfies the org's MFA.
+         * @enum {string}
+         */
+        SsoMfaPolicy: "trust_idp" | "require_totp";
         Stats: {
             /** Format: int64 */
             agents_online: number;
@@ -3992,3 +4002,4 @@ export const platformValues: ReadonlyArray<FlattenedDeepRequired<components>["sc
 export const roleValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Role"]> = ["platform_admin", "org_admin", "member"];
 export const sessionPhaseValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["SessionPhase"]> = ["scheduling", "pulling", "creating", "starting"];
 export const sessionStateValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["SessionState"]> = ["pending", "scheduled", "starting", "running", "hibernating", "hibernated", "stopping", "stopped", "failed"];
+export const ssoMfaPolicyValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["SsoMfaPolicy"]> = ["trust_idp", "require_totp"];

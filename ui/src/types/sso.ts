@@ -2,12 +2,7 @@
  * Single sign-on wire types, written by hand from the SSO contract until the server's OpenAPI document
  * carries them; then this file becomes aliases of the generated schemas like `api.ts`.
  */
-import type { Organization } from './api';
-
 export type SsoKind = 'oidc' | 'oauth2' | 'saml';
-export type SsoMfaPolicy = 'trust_idp' | 'require_totp';
-
-export type OrganizationWithSso = Organization & { sso_mfa: SsoMfaPolicy };
 
 export interface OidcSettings {
   issuer: string;

@@ -1,29 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { IdentityProvider } from '@/types/sso';
+import { identityProvider } from '@/testing/fixtures';
 import { newProviderValues, providerFields, providerInput, providerPatch, providerValues, validateProvider } from './providerForm';
-
-function oidcProvider(): IdentityProvider {
-  return {
-    id: 'p1',
-    org_id: 'o1',
-    name: 'keycloak',
-    display_name: 'Keycloak',
-    kind: 'oidc',
-    enabled: true,
-    domains: ['example.com'],
-    oidc: { issuer: 'https://kc.example/realms/a', client_id: 'ss', scopes: ['openid', 'email'], use_userinfo: false, acr_mfa_values: ['mfa'] },
-    oauth2: null,
-    saml: null,
-    role_mapping: { groups_claim: 'groups', org_admin_groups: ['Domain Admins'], platform_admin_groups: ['root'], default_role: 'member' },
-    has_client_secret: true,
-    redirect_uri: 'https://ss.example/api/v1/auth/sso/p1/callback',
-    sp_entity_id: null,
-    acs_url: null,
-    sp_metadata_url: null,
-    created_at: '2026-01-01T00:00:00Z',
-    updated_at: '2026-01-01T00:00:00Z',
-  };
-}
 
 describe('provider form', () => {
   it('builds an OAuth2 provider (GitHub style) with its claim paths and lists split the right way', () => {
@@ -61,14 +38,14 @@ describe('provider form', () => {
   });
 
   it('keeps the stored secret when the field is left empty, and platform-admin groups only for platform admins', () => {
-    const values = providerValues(oidcProvider());
+    const values = providerValues(identityProvider());
     expect(values.client_secret).toBe('');
     const byOrgAdmin = providerPatch('oidc', values, false);
     expect(byOrgAdmin.oidc).not.toHaveProperty('client_secret');
     expect(byOrgAdmin).not.toHaveProperty('kind');
     expect(byOrgAdmin.role_mapping).not.toHaveProperty('platform_admin_groups');
     expect(providerPatch('oidc', { ...values, client_secret: 'new' }, true)).toMatchObject({
-      oidc: { issuer: 'https://kc.example/realms/a', client_secret: 'new', scopes: ['openid', 'email'], acr_mfa_values: ['mfa'] },
+      oidc: { issuer: 'https://kc.example/realms/acme', client_secret: 'new', scopes: ['openid', 'email'], acr_mfa_values: ['mfa'] },
       role_mapping: { groups_claim: 'groups', org_admin_groups: ['Domain Admins'], platform_admin_groups: ['root'] },
     });
     const names = (platformAdmin: boolean) => providerFields('oidc', { hasSecret: true, platformAdmin }).map((f) => f.name);

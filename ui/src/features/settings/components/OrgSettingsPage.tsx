@@ -8,8 +8,7 @@ import { useFeedback } from '@/components/feedback';
 import { errorMessage } from '@/lib/api';
 import { useUser } from '@/lib/auth';
 import { formatNetworks, parseNetworks } from '@/lib/networks';
-import type { OrgPatch } from '@/types/api';
-import type { OrganizationWithSso, SsoMfaPolicy } from '@/types/sso';
+import type { Organization, OrgPatch, SsoMfaPolicy } from '@/types/api';
 import { getOrgQueryOptions, getOrgsQueryOptions, useUpdateOrg } from '@/features/orgs';
 import { IdentityProvidersSection } from '@/features/sso';
 
@@ -39,7 +38,7 @@ export function parseQuota(raw: string): { value: number | null; error?: string 
  * Org admins set the MFA and clipboard policies; quotas and the egress allow list are the platform admins'
  * (the API answers 403 otherwise).
  */
-function SettingsForm({ org, platformAdmin }: { org: OrganizationWithSso; platformAdmin: boolean }) {
+function SettingsForm({ org, platformAdmin }: { org: Organization; platformAdmin: boolean }) {
   const update = useUpdateOrg();
   const { notify } = useFeedback();
   const [mfa, setMfa] = useState(org.mfa_required);
@@ -61,7 +60,7 @@ function SettingsForm({ org, platformAdmin }: { org: OrganizationWithSso; platfo
     const patch: OrgPatch = {};
     if (mfa !== org.mfa_required) patch.mfa_required = mfa;
     if (clipboard !== org.allow_clipboard) patch.allow_clipboard = clipboard;
-    if (ssoMfa !== org.sso_mfa) Object.assign(patch, { sso_mfa: ssoMfa });
+    if (ssoMfa !== org.sso_mfa) patch.sso_mfa = ssoMfa;
     const errs: Partial<Record<QuotaKey, string>> = {};
     if (platformAdmin) {
       const allow = parseNetworks(egress);
@@ -212,7 +211,7 @@ export function OrgSettingsPage() {
       <ErrorAlert error={org.error} onRetry={() => void org.refetch()} />
       {org.data ? (
         <>
-          <SettingsForm key={JSON.stringify(org.data)} org={org.data as OrganizationWithSso} platformAdmin={isPlatform} />
+          <SettingsForm key={JSON.stringify(org.data)} org={org.data} platformAdmin={isPlatform} />
           <Card variant="outlined" sx={{ mt: 3 }}>
             <CardContent>
               <Typography variant="h2" component="h2" sx={{ mb: 1 }}>

@@ -1,5 +1,6 @@
 import { queryOptions, useMutation, useQueryClient } from '@tanstack/react-query';
 import { api } from '@/lib/api';
+import { leaveAppFor } from '@/lib/navigation';
 import type { ListResponse } from '@/types/api';
 import type {
   IdentityProvider,
@@ -69,7 +70,7 @@ export const getLinkedIdentitiesQueryOptions = () =>
 export function useStartLink() {
   return useMutation({
     mutationFn: (providerId: string) => api.post<LinkStart>('/me/identities', { provider_id: providerId }),
-    onSuccess: ({ redirect_url }) => window.location.assign(redirect_url),
+    onSuccess: ({ redirect_url }) => leaveAppFor(redirect_url),
   });
 }
 
