@@ -19,6 +19,7 @@ use crate::auth::password;
 use crate::auth::principal::MfaSetupPrincipal;
 use crate::auth::secrets::sha256_hex;
 use crate::auth::sign_in::{self, Credentials, Issued, Refreshed};
+use crate::auth::sso;
 use crate::context::RequestMeta;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 
@@ -80,7 +81,7 @@ async fn login(State(app): State<AppState>, meta: RequestMeta, Json(body): Json<
         recovery_code: body.recovery_code,
     };
     let issued = sign_in::sign_in(&app, &meta, credentials).await?;
-    render(&app, issued)
+    render_sign_in(&app, issued)
 }
 
 /// No username is this long; a longer one would only cost look-ups and throttle memory.
@@ -101,7 +102,7 @@ fn refuse_oversized(body: &LoginRequest) -> ApiResult<()> {
 
 /// The tokens as the client gets them: the access token in the body, the refresh token in its
 /// cookie.
-fn render(app: &App, issued: Issued) -> ApiResult<Response> {
+pub fn render_sign_in(app: &App, issued: Issued) -> ApiResult<Response> {
     let cookie = refresh_cookie(app, &issued.refresh_token, app.config.refresh_token_ttl_secs)?;
     let user = issued.user;
     let tokens = TokenResponse {
@@ -114,7 +115,7 @@ fn render(app: &App, issued: Issued) -> ApiResult<Response> {
     Ok(with_cookie(axum::Json(tokens).into_response(), cookie))
 }
 
-fn refresh_cookie(app: &App, value: &str, max_age: i64) -> ApiResult<HeaderValue> {
+pub fn refresh_cookie(app: &App, value: &str, max_age: i64) -> ApiResult<HeaderValue> {
     HeaderValue::from_str(&cookies::refresh_cookie(&app.urls).set(value, max_age)).map_err(ApiError::internal)
 }
 
@@ -143,14 +144,22 @@ async fn refresh(State(app): State<AppState>, meta: RequestMeta, headers: Header
     let token = cookies::refresh_token(&app.urls, &headers)?.ok_or_else(ApiError::unauthorized)?;
     let cleared = refresh_cookie(&app, "", 0)?;
     match sign_in::refresh(&app, &meta, token).await? {
-        Refreshed::Renewed(issued) => render(&app, issued),
+        Refreshed::Renewed(issued) => render_sign_in(&app, issued),
         Refreshed::Refused(error) => Err(error.with_cookie(cleared)),
     }
+}
+
+/// What signing out answers when the sign-in came from a provider with a logout of its own.
+#[derive(Serialize, ToSchema)]
+pub struct LogoutResponse {
+    /// Navigate the browser here to sign out at the identity provider too (OIDC RP-initiated logout).
+    pub end_session_url: String,
 }
 
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(()),
     params(("x-streamspace-csrf" = String, Header, description = "Any value; proves the call is not cross-site")),
     responses(
+        (status = 200, description = "Signed out here; the sign-in came from an identity provider whose own logout the browser should visit", body = LogoutResponse),
         (status = 204, description = "Signed out: the refresh token's family is revoked and the cookie cleared"),
         (status = 403, description = "The x-streamspace-csrf header is missing", body = ErrorBody),
     ))]
@@ -163,12 +172,20 @@ async fn logout(
     require_csrf_header(&headers)?;
     // Signing out must work with a stale access token too: the cookie is what gets revoked.
     let principal = principal.ok();
-    let revoked = match cookies::refresh_token(&app.urls, &headers)? {
-        Some(token) => app.store.revoke_refresh_family(&sha256_hex(token)).await?,
-        None => false,
+    let (revoked, end_session_url) = match cookies::refresh_token(&app.urls, &headers)? {
+        Some(token) => {
+            let hash = sha256_hex(token);
+            let end_session_url = sso::end_session_url(&app, &hash).await?;
+            (app.store.revoke_refresh_family(&hash).await?, end_session_url)
+        }
+        None => (false, None),
     };
     let actor = principal.map_or_else(|| Actor::anonymous("unknown"), |MfaSetupPrincipal(p)| Actor::from(&p));
     let target = actor.id.map_or_else(|| "session".to_owned(), |id| format!("user:{id}"));
     app.audit(&meta, &actor, Record::new("auth.logout", target).details(json!({"revoked": revoked}))).await?;
-    Ok(with_cookie(StatusCode::NO_CONTENT.into_response(), refresh_cookie(&app, "", 0)?))
+    let cleared = refresh_cookie(&app, "", 0)?;
+    Ok(match end_session_url {
+        Some(end_session_url) => with_cookie(axum::Json(LogoutResponse { end_session_url }).into_response(), cleared),
+        None => with_cookie(StatusCode::NO_CONTENT.into_response(), cleared),
+    })
 }

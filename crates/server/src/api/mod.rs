@@ -5,9 +5,11 @@ pub mod agents;
 pub mod audit;
 pub mod auth;
 pub mod events;
+pub mod identity_providers;
 pub mod me;
 pub mod orgs;
 pub mod sessions;
+pub mod sso;
 pub mod stats;
 pub mod system;
 pub mod templates;
@@ -197,6 +199,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(agents::routes())
         .merge(events::routes())
         .merge(stats::routes())
+        .merge(identity_providers::routes())
+        .merge(sso::routes())
 }
 
 #[cfg(test)]

@@ -64,18 +64,19 @@ pub struct UserPatchRequest {
     pub password: Option<String>,
 }
 
-/// Letters, digits, dots, dashes and underscores, starting with a letter or digit.
+/// Letters, digits, dots, dashes, underscores, `+` and `@` (an email may be a username, as
+/// single sign-on makes them), starting with a letter or digit.
 fn validate_username(username: &str) -> ApiResult<()> {
     let bytes = username.as_bytes();
     let valid = !bytes.is_empty()
-        && bytes.len() <= 64
+        && bytes.len() <= 254
         && bytes[0].is_ascii_alphanumeric()
-        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_' | b'+' | b'@'));
     if valid {
         Ok(())
     } else {
         Err(ApiError::validation(
-            "username must be 1-64 letters, digits, '.', '-' or '_', starting with a letter or digit",
+            "username must be 1-254 letters, digits, '.', '-', '_', '+' or '@', starting with a letter or digit",
         ))
     }
 }

@@ -10,6 +10,7 @@ pub mod principal;
 pub mod secrets;
 pub mod session_grant;
 pub mod sign_in;
+pub mod sso;
 pub mod throttle;
 pub mod totp;
 

@@ -32,6 +32,8 @@ pub struct Issued {
     pub refresh_token: String,
     /// The user's org requires MFA and the user has not enrolled.
     pub enrollment_required: bool,
+    /// The refresh token family: one per sign-in.
+    pub family_id: Uuid,
 }
 
 /// Checks the credentials under the sign-in limits, audits the outcome and issues tokens.
@@ -67,6 +69,24 @@ pub async fn sign_in(app: &App, meta: &RequestMeta, credentials: Credentials) ->
     let record = Record::new("auth.login", format!("user:{}", issued.user.id)).details(json!({"mfa": mfa}));
     app.audit(meta, &actor, record).await?;
     Ok(issued)
+}
+
+/// Issues the tokens of a new sign-in whose credentials were checked elsewhere (single sign-on).
+pub async fn issue_sign_in(app: &App, user: User, mfa: bool) -> ApiResult<Issued> {
+    issue(app, user, mfa, Uuid::now_v7()).await
+}
+
+/// Checks the second factor of a user who proved the first elsewhere (single sign-on), under the
+/// same limits and with the same audit as a password sign-in's second factor.
+pub async fn check_second_factor_of(
+    app: &App,
+    meta: &RequestMeta,
+    user: &User,
+    totp_code: Option<String>,
+    recovery_code: Option<String>,
+) -> ApiResult<()> {
+    let attempt = app.throttle.reserve(&user.username, meta.client_ip, app.clock.now()).map_err(refused)?;
+    check_second_factor(app, meta, &Actor::from(user), attempt, user, totp_code, recovery_code).await
 }
 
 /// How a refresh went.
@@ -123,6 +143,7 @@ async fn issue(app: &App, user: User, mfa: bool, family_id: Uuid) -> ApiResult<I
         expires_in: ttl,
         refresh_token,
         enrollment_required: !mfa && org.is_some_and(|o| o.mfa_required),
+        family_id,
         user,
     })
 }

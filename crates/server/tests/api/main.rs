@@ -3,6 +3,7 @@
 mod auth;
 mod harness;
 mod hostile_agents;
+mod identity_providers;
 mod listeners;
 mod mfa;
 mod openapi;
