@@ -1,5 +1,5 @@
 // The identity providers the suite signs in at: the test IdPs of tests/idp/, each started as its own Node
-// process on a port the system picks, which it prints as `listening <port>`; closing its stdin stops it.
+// process on a port the system picks, which it prints once ready; closing its stdin stops it.
 
 import { spawn } from 'node:child_process';
 import path from 'node:path';
@@ -10,10 +10,13 @@ process.on('exit', () => {
   for (const child of running) child.kill('SIGKILL');
 });
 
-/** Starts `tests/idp/<dir>/<script>` and resolves to its base URL once it listens. */
-export async function startIdp(dir, script, env = {}) {
+/**
+ * Starts `tests/idp/<dir>/<script>`; `ready` reads its output so far and returns what it announced once it
+ * has (its URLs), which the promise resolves to along with `stop`.
+ */
+export async function startIdp(dir, script, ready) {
   const cwd = path.join(REPO, 'tests', 'idp', dir);
-  const child = spawn(process.execPath, [script], { cwd, env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [script], { cwd, stdio: ['pipe', 'pipe', 'inherit'] });
   running.add(child);
   child.once('exit', () => running.delete(child));
   let output = '';
@@ -21,13 +24,12 @@ export async function startIdp(dir, script, env = {}) {
   child.stdout.on('data', (chunk) => {
     output += chunk;
   });
-  const port = await eventually(`the ${dir} identity provider to listen`, 30000, () => {
+  const announced = await eventually(`the ${dir} identity provider to listen`, 30000, () => {
     if (child.exitCode !== null) throw Object.assign(new Error(`the ${dir} identity provider exited (${child.exitCode})`), { fatal: true });
-    return output.match(/listening (\d+)/)?.[1];
+    return ready(output);
   });
   return {
-    url: `http://127.0.0.1:${port}`,
-    output: () => output,
+    ...announced,
     stop: () => {
       child.stdin.end();
       return new Promise((resolve) => (child.exitCode !== null ? resolve() : child.once('exit', resolve)));

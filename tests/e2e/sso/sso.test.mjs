@@ -63,21 +63,28 @@ function asOrgAdmin(method, route, body) {
   return platform.ok(method, route, { token: orgAdminToken, body });
 }
 
+/** A JSON POST to the test IdP (client registration, who signs in next). */
+async function idpCall(url, body) {
+  const reply = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  if (!reply.ok) throw new Error(`POST ${url}: ${reply.status} ${await reply.text()}`);
+  return reply.json();
+}
+
 async function screenshot(page, name) {
   await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: true }).catch(() => undefined);
 }
 
 /**
- * A fresh browser: `/login/<org>`, the provider's button, `atIdp` does whatever the IdP asks, and the
- * UI's `/login/sso` either finishes at once or, given `totpSecret`, asks for a code first.
+ * A fresh browser: `/login/<org>`, the provider's button, the IdP (both test IdPs sign in the person the
+ * test chose without a page of their own: a redirect or an auto-posting form), and the UI's `/login/sso`
+ * either finishes at once or, given `totpSecret`, asks for a code first.
  */
-async function signInThroughUi(name, displayName, atIdp, { totpSecret } = {}) {
+async function signInThroughUi(name, displayName, { totpSecret } = {}) {
   const context = await browser.newContext();
   const page = await context.newPage();
   try {
     await page.goto(`${platform.ui}/login/${org.name}`);
     await page.getByRole('link', { name: `Sign in with ${displayName}` }).click();
-    await atIdp(page);
     if (totpSecret) {
       const code = page.getByLabel('Authentication code');
       await code.waitFor({ timeout: UI_TIMEOUT_MS });
@@ -117,10 +124,10 @@ async function ssoSignIns(since) {
 }
 
 /** One protocol's whole journey, and that the account was made in the provider's org as a member. */
-async function firstSignIn(name, displayName, atIdp) {
+async function firstSignIn(name, displayName) {
   const since = new Date(Date.now() - 1000).toISOString();
   const before = await orgUsers();
-  const { context, page } = await signInThroughUi(name, displayName, atIdp);
+  const { context, page } = await signInThroughUi(name, displayName);
   try {
     const text = await profile(page);
     assert.match(text, new RegExp(`Organization\\s*${org.name}`));
@@ -138,11 +145,58 @@ async function firstSignIn(name, displayName, atIdp) {
   }
 }
 
+describe('OpenID Connect', () => {
+  let idp;
+  let provider;
+
+  before(async () => {
+    idp = await startIdp('oidc', 'idp.mjs', (output) => {
+      const line = output.split('\n').find((l) => l.startsWith('{'));
+      return line && JSON.parse(line);
+    });
+    // As an admin does it: the provider first (its redirect URI exists once it does), that URI into the
+    // IdP's new client, then the client's ID and secret back into the provider.
+    provider = await addProvider({
+      name: 'test-oidc',
+      display_name: 'Test OIDC',
+      kind: 'oidc',
+      enabled: true,
+      domains: ['oidc.example.test'],
+      oidc: { issuer: idp.issuer, client_id: 'not-registered-yet', scopes: ['email', 'profile', 'groups'], use_userinfo: false, acr_mfa_values: [] },
+      role_mapping: { groups_claim: 'groups', org_admin_groups: ['admins'], default_role: 'member' },
+    });
+    const client = await idpCall(`${idp.issuer}/reg`, {
+      redirect_uris: [provider.redirect_uri],
+      response_types: ['code'],
+      grant_types: ['authorization_code'],
+      token_endpoint_auth_method: 'client_secret_basic',
+    });
+    await asOrgAdmin('PATCH', `/orgs/${org.id}/identity-providers/${provider.id}`, {
+      oidc: { issuer: idp.issuer, client_id: client.client_id, client_secret: client.client_secret, scopes: ['email', 'profile', 'groups'] },
+    });
+    // Who the IdP signs in for this client (it has no sign-in page of its own).
+    await idpCall(`${idp.issuer}/test/knobs`, {
+      client_id: client.client_id,
+      user: { sub: `grace-${suffix}`, email: `grace-${suffix}@oidc.example.test`, name: 'Grace Hopper', groups: ['staff'] },
+    });
+  }, { timeout: 60000 });
+
+  after(() => idp?.stop());
+
+  test('a fresh browser signs in from /login/<org> and lands on the catalog with a new account', async () => {
+    const { context } = await firstSignIn('oidc', 'Test OIDC');
+    await context.close();
+  });
+});
+
 describe('SAML 2.0', () => {
   let idp;
 
   before(async () => {
-    idp = await startIdp('saml', 'idp.js');
+    idp = await startIdp('saml', 'idp.js', (output) => {
+      const port = output.match(/listening (\d+)/)?.[1];
+      return port && { url: `http://127.0.0.1:${port}` };
+    });
     await addProvider({
       name: 'test-saml',
       display_name: 'Test SAML',
@@ -162,17 +216,14 @@ describe('SAML 2.0', () => {
 
   after(() => idp?.stop());
 
-  // The test IdP signs in its one user without asking (its /sso answers the auto-posting form at once).
-  const atSamlIdp = async () => undefined;
-
   test('a fresh browser signs in from /login/<org> and lands on the catalog with a new account', async () => {
-    const { context } = await firstSignIn('saml', 'Test SAML', atSamlIdp);
+    const { context } = await firstSignIn('saml', 'Test SAML');
     await context.close();
   });
 
   test('an org that asks for TOTP after the IdP gets it on /login/sso, then the catalog', async () => {
     // The account of the previous test sets up TOTP with its own sign-in (a refresh from the browser).
-    const { context, page } = await signInThroughUi('saml-enroll', 'Test SAML', atSamlIdp);
+    const { context, page } = await signInThroughUi('saml-enroll', 'Test SAML');
     const token = await page.evaluate(async () => {
       const res = await fetch('/api/v1/auth/refresh', { method: 'POST', headers: { 'x-streamspace-csrf': '1' } });
       return (await res.json()).access_token;
@@ -181,7 +232,7 @@ describe('SAML 2.0', () => {
     await platform.ok('POST', '/me/mfa/confirm', { token, body: { code: totp(secret) } });
     await context.close();
     await asOrgAdmin('PATCH', `/orgs/${org.id}`, { sso_mfa: 'require_totp' });
-    const again = await signInThroughUi('saml-totp', 'Test SAML', atSamlIdp, { totpSecret: secret });
+    const again = await signInThroughUi('saml-totp', 'Test SAML', { totpSecret: secret });
     await again.context.close();
   });
 });

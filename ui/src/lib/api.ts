@@ -12,7 +12,7 @@
  *   shows the MFA setup page only.
  */
 import type { AuthResponse, AuthUser, ListResponse, LoginRequest } from '@/types/api';
-import type { LogoutResponse, SsoMfaRequest } from '@/types/sso';
+import type { LogoutResponse, SsoMfaRequest } from '@/types/api';
 
 export const API_BASE = '/api/v1';
 /** Refresh and logout need it (any value): a cross-site form cannot send a custom header. */

@@ -1,5 +1,5 @@
 import type { AuthResponse, AuthUser, Session, Template } from '@/types/api';
-import type { IdentityProvider } from '@/types/sso';
+import type { IdentityProvider } from '@/types/api';
 
 export const member: AuthUser = { id: 'u1', username: 'alice', org_id: 'o1', role: 'member' };
 export const admin: AuthUser = { id: 'u0', username: 'root', org_id: 'o1', role: 'platform_admin' };

@@ -57,3 +57,16 @@ export type AuditEvent = Schemas['AuditEvent'];
 export const AUDIT_RESULTS = ['success', 'failure', 'denied'] as const;
 
 export type Stats = Schemas['Stats'];
+
+export type SsoKind = Schemas['ProviderKind'];
+/** What the API shows of a provider: never a secret, plus the values the admin copies into the IdP. */
+export type IdentityProvider = Schemas['IdentityProviderView'];
+/** `client_secret` in `oidc`/`oauth2` is write-only: absent keeps the current one. */
+export type IdentityProviderInput = Schemas['NewIdentityProviderRequest'];
+export type IdentityProviderPatch = Schemas['IdentityProviderPatchRequest'];
+/** `GET /auth/sso/discover`: an unknown email or org is an empty list, not an error. */
+export type SsoDiscovery = Schemas['Discovery'];
+export type SsoMfaRequest = Schemas['SsoMfaRequest'];
+export type LinkedIdentity = Schemas['IdentityView'];
+export type LinkStart = Schemas['LinkStarted'];
+export type LogoutResponse = Schemas['LogoutResponse'];

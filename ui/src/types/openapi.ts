@@ -132,6 +132,70 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/auth/sso/discover": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["discover"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/sso/mfa": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["mfa"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/sso/{id}/callback": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["callback"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/auth/sso/{id}/start": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["start"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/events": {
         parameters: {
             query?: never;
@@ -191,6 +255,38 @@ export interface paths {
         put?: never;
         post?: never;
         delete: operations["delete_api_key"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/me/identities": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_identities"];
+        put?: never;
+        post: operations["link_identity"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/me/identities/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete: operations["unlink_identity"];
         options?: never;
         head?: never;
         patch?: never;
@@ -306,6 +402,38 @@ export interface paths {
         options?: never;
         head?: never;
         patch: operations["update_org"];
+        trace?: never;
+    };
+    "/api/v1/orgs/{org_id}/identity-providers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_providers"];
+        put?: never;
+        post: operations["create_provider"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/orgs/{org_id}/identity-providers/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["get_provider"];
+        put?: never;
+        post?: never;
+        delete: operations["delete_provider"];
+        options?: never;
+        head?: never;
+        patch: operations["update_provider"];
         trace?: never;
     };
     "/api/v1/sessions": {
@@ -621,6 +749,13 @@ export interface components {
             /** Format: int64 */
             memory_mb?: number | null;
         };
+        /** @description Dotted paths into the user-info JSON (`id`, `email`, `profile.name`). */
+        ClaimPaths: {
+            email?: string | null;
+            groups?: string | null;
+            name?: string | null;
+            subject?: string;
+        };
         ConnectUrl: {
             /** @description The org lets sessions use the viewer's clipboard: the UI grants it to the session's frame. */
             clipboard: boolean;
@@ -630,6 +765,11 @@ export interface components {
         CreatedApiKey: components["schemas"]["ApiKeyView"] & {
             /** @description The key itself. Shown only now; only its hash is kept. */
             key: string;
+        };
+        Discovery: {
+            /** @description The organization the providers belong to; `null` when none was found. */
+            org?: string | null;
+            providers: components["schemas"]["ProviderButton"][];
         };
         ErrorBody: {
             error: components["schemas"]["ErrorDetail"];
@@ -642,6 +782,67 @@ export interface components {
         };
         Health: {
             status: string;
+        };
+        IdentityList: {
+            items: components["schemas"]["IdentityView"][];
+        };
+        IdentityProviderList: {
+            items: components["schemas"]["IdentityProviderView"][];
+        };
+        /** @description Absent fields stay as they are; the settings of the provider's kind are replaced as a whole. */
+        IdentityProviderPatchRequest: {
+            display_name?: string | null;
+            domains?: string[] | null;
+            enabled?: boolean | null;
+            name?: string | null;
+            oauth2?: components["schemas"]["OAuth2Input"] | null;
+            oidc?: components["schemas"]["OidcInput"] | null;
+            role_mapping?: components["schemas"]["RoleMapping"] | null;
+            saml?: components["schemas"]["SamlSettings"] | null;
+        };
+        /** @description A provider as the API shows it: never its secret, and what the admin copies into the IdP. */
+        IdentityProviderView: {
+            /** @description SAML: the assertion consumer service URL. */
+            acs_url?: string | null;
+            /** Format: date-time */
+            created_at: string;
+            display_name: string;
+            domains: string[];
+            enabled: boolean;
+            has_client_secret: boolean;
+            /** Format: uuid */
+            id: string;
+            kind: components["schemas"]["ProviderKind"];
+            name: string;
+            oauth2?: components["schemas"]["OAuth2Settings"] | null;
+            oidc?: components["schemas"]["OidcSettings"] | null;
+            /** Format: uuid */
+            org_id: string;
+            /** @description OIDC and OAuth2: the redirect (callback) URI to register at the provider. */
+            redirect_uri?: string | null;
+            role_mapping: components["schemas"]["RoleMapping"];
+            saml?: components["schemas"]["SamlSettings"] | null;
+            /** @description SAML: the service provider's entity ID. */
+            sp_entity_id?: string | null;
+            /** @description SAML: where the provider reads this service provider's metadata. */
+            sp_metadata_url?: string | null;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        IdentityView: {
+            /** Format: date-time */
+            created_at: string;
+            email?: string | null;
+            /** Format: uuid */
+            id: string;
+            kind: components["schemas"]["ProviderKind"];
+            /** Format: date-time */
+            last_sign_in_at?: string | null;
+            provider_display_name: string;
+            /** Format: uuid */
+            provider_id: string;
+            provider_name: string;
+            subject: string;
         };
         /** @description Start latency of the sessions created within one hour. */
         LatencyBucket: {
@@ -656,6 +857,14 @@ export interface components {
              * @description The start of the hour.
              */
             time: string;
+        };
+        LinkRequest: {
+            /** Format: uuid */
+            provider_id: string;
+        };
+        LinkStarted: {
+            /** @description Navigate the browser here; the flow ends on `/account?linked=<provider name>` or `?link_error=<code>`. */
+            redirect_url: string;
         };
         /** @description A page of results. */
         List_AgentView: {
@@ -867,6 +1076,11 @@ export interface components {
             totp_code?: string | null;
             username: string;
         };
+        /** @description What signing out answers when the sign-in came from a provider with a logout of its own. */
+        LogoutResponse: {
+            /** @description Navigate the browser here to sign out at the identity provider too (OIDC RP-initiated logout). */
+            end_session_url: string;
+        };
         Me: {
             /** Format: date-time */
             created_at: string;
@@ -911,6 +1125,19 @@ export interface components {
              */
             expires_at?: string | null;
             name: string;
+        };
+        NewIdentityProviderRequest: {
+            display_name: string;
+            /** @description Email domains that lead to this provider on the sign-in page. */
+            domains?: string[];
+            enabled?: boolean;
+            kind: components["schemas"]["ProviderKind"];
+            /** @description `[a-z0-9-]`, unique in the org. */
+            name: string;
+            oauth2?: components["schemas"]["OAuth2Input"] | null;
+            oidc?: components["schemas"]["OidcInput"] | null;
+            role_mapping?: components["schemas"]["RoleMapping"];
+            saml?: components["schemas"]["SamlSettings"] | null;
         };
         NewOrgRequest: {
             name: string;
@@ -961,6 +1188,40 @@ export interface components {
             role: components["schemas"]["Role"];
             username: string;
         };
+        /** @description OAuth2 settings as sent: the settings and the client secret (write-only). */
+        OAuth2Input: components["schemas"]["OAuth2Settings"] & {
+            /** @description Write-only; absent keeps the current one. */
+            client_secret?: string | null;
+        };
+        /**
+         * @description A plain OAuth2 provider (GitHub-style): the endpoints and where the claims are in the
+         *     user-info JSON.
+         */
+        OAuth2Settings: {
+            authorize_url: string;
+            claims?: components["schemas"]["ClaimPaths"];
+            client_id: string;
+            scopes?: string[];
+            token_url: string;
+            userinfo_url: string;
+        };
+        /** @description OIDC settings as sent: the settings and the client secret (write-only). */
+        OidcInput: components["schemas"]["OidcSettings"] & {
+            /** @description Write-only; absent keeps the current one. A public client (PKCE only) has none. */
+            client_secret?: string | null;
+        };
+        /** @description An OpenID Connect provider, found by discovery from its issuer. */
+        OidcSettings: {
+            /** @description `acr` values that mean a second factor was used (an `amr` with `mfa` always does). */
+            acr_mfa_values?: string[];
+            client_id: string;
+            /** @description The issuer URL; `<issuer>/.well-known/openid-configuration` is read from it. */
+            issuer: string;
+            /** @description Scopes asked for besides `openid` (default `email profile`). */
+            scopes?: string[];
+            /** @description Also read the user-info endpoint (for providers that leave claims out of the ID token). */
+            use_userinfo?: boolean;
+        };
         Org: components["schemas"]["Quotas"] & {
             /** @description Sessions may read and write the viewer's clipboard. */
             allow_clipboard: boolean;
@@ -1005,6 +1266,20 @@ export interface components {
         };
         /** @enum {string} */
         Platform: "docker" | "kubernetes";
+        ProviderButton: {
+            display_name: string;
+            /** Format: uuid */
+            id: string;
+            kind: components["schemas"]["ProviderKind"];
+            name: string;
+            /** @description Navigate the browser here to sign in (add `?return_to=<path>`). */
+            start_url: string;
+        };
+        /**
+         * @description The protocol an identity provider speaks.
+         * @enum {string}
+         */
+        ProviderKind: "oidc" | "oauth2" | "saml";
         /** @description Limits on concurrent (non-terminal) sessions and their reserved resources; `None` is unlimited. */
         Quotas: {
             /** Format: int64 */
@@ -1022,6 +1297,38 @@ export interface components {
         };
         /** @enum {string} */
         Role: "platform_admin" | "org_admin" | "member";
+        /**
+         * @description Which role a user provisioned by the provider gets, from their groups. Applied when the
+         *     account is created and on each sign-in of accounts the provider created.
+         */
+        RoleMapping: {
+            /** @description `member` or `org_admin`. */
+            default_role?: components["schemas"]["Role"];
+            /**
+             * @description The claim (OIDC) or attribute (SAML) holding the groups, `groups` by default. OAuth2
+             *     providers use `oauth2.claims.groups`.
+             */
+            groups_claim?: string | null;
+            org_admin_groups?: string[];
+            /** @description Only a platform administrator may set these. */
+            platform_admin_groups?: string[];
+        };
+        /** @description Attribute names in the assertion. */
+        SamlAttributes: {
+            email?: string | null;
+            groups?: string | null;
+            name?: string | null;
+        };
+        /** @description A SAML 2.0 identity provider. */
+        SamlSettings: {
+            /** @description Accept responses the IdP sends unasked (off unless enabled). */
+            allow_idp_initiated?: boolean;
+            attributes?: components["schemas"]["SamlAttributes"];
+            metadata_url?: string | null;
+            metadata_xml?: string | null;
+            /** @description `AuthnContextClassRef` values that mean a second factor was used. */
+            mfa_context_classes?: string[];
+        };
         /**
          * @description How far the start of a session has come, while it is `scheduled` or `starting`: the control plane
          *     says `scheduling` until the agent reports the phase it is in.
@@ -1070,6 +1377,12 @@ export interface components {
          * @enum {string}
          */
         SsoMfaPolicy: "trust_idp" | "require_totp";
+        SsoMfaRequest: {
+            recovery_code?: string | null;
+            /** @description The `mfa` parameter `/login/sso` was given. */
+            ticket: string;
+            totp_code?: string | null;
+        };
         Stats: {
             /** Format: int64 */
             agents_online: number;
@@ -1703,6 +2016,15 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description Signed out here; the sign-in came from an identity provider whose own logout the browser should visit */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LogoutResponse"];
+                };
+            };
             /** @description Signed out: the refresh token's family is revoked and the cookie cleared */
             204: {
                 headers: {
@@ -1771,6 +2093,175 @@ export interface operations {
             };
             /** @description The x-streamspace-csrf header is missing */
             403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    discover: {
+        parameters: {
+            query?: {
+                /** @description The email the person typed: its domain picks the providers. */
+                email?: string;
+                /** @description Or the organization's name (`/login/<org>`). */
+                org?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The providers to offer; an empty list for anything unknown */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Discovery"];
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    mfa: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SsoMfaRequest"];
+            };
+        };
+        responses: {
+            /** @description Signed in; the refresh cookie is set */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TokenResponse"];
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `invalid_ticket` (unknown, used or expired: sign in again), `mfa_required` or `invalid_mfa_code` */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type`: send application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `validation_failed`: the body does not fit the schema */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `too_many_attempts` */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    callback: {
+        parameters: {
+            query?: {
+                code?: string;
+                state?: string;
+                /** @description The provider's error, when it refused. */
+                error?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description To `/login/sso` with `next`, `mfa` or `error`; when linking, to `/account` with `linked` or `link_error` */
+            303: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    start: {
+        parameters: {
+            query?: {
+                /** @description The UI path to land on after signing in (default `/`). */
+                return_to?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description To the provider; on failure to `/login/sso?error=<code>` */
+            303: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2046,6 +2537,205 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_identities: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The caller's linked identities */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IdentityList"];
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    link_identity: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LinkRequest"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LinkStarted"];
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such provider in the caller's organization */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `provider_disabled` */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type`: send application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `validation_failed`: the body does not fit the schema */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    unlink_identity: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Unlinked */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `last_sign_in_method`: the account has no password and no other identity */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2693,6 +3383,359 @@ export interface operations {
                 };
             };
             /** @description `conflict`: another organization has that name */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type`: send application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `validation_failed`: the body does not fit the schema */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_providers: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IdentityProviderList"];
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_provider: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewIdentityProviderRequest"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IdentityProviderView"];
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not an administrator of the org, or `platform_admin_groups` set by an org administrator */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `conflict`: the org has a provider of that name */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type`: send application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `validation_failed`: the body does not fit the schema */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_provider: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IdentityProviderView"];
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_provider: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted with the identities linked through it */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `forbidden`, or `mfa_enrollment_required` until the caller sets MFA up */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    update_provider: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                org_id: string;
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["IdentityProviderPatchRequest"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["IdentityProviderView"];
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `conflict`: the org has a provider of that name */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3999,6 +5042,7 @@ type ReadonlyArray<T> = [
 export const pathsApiV1AuditGetParametersQueryFormatValues: ReadonlyArray<FlattenedDeepRequired<paths>["/api/v1/audit"]["get"]["parameters"]["query"]["format"]> = ["json", "csv"];
 export const agentStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["AgentStatus"]> = ["online", "offline"];
 export const platformValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Platform"]> = ["docker", "kubernetes"];
+export const providerKindValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ProviderKind"]> = ["oidc", "oauth2", "saml"];
 export const roleValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Role"]> = ["platform_admin", "org_admin", "member"];
 export const sessionPhaseValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["SessionPhase"]> = ["scheduling", "pulling", "creating", "starting"];
 export const sessionStateValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["SessionState"]> = ["pending", "scheduled", "starting", "running", "hibernating", "hibernated", "stopping", "stopped", "failed"];

@@ -35,6 +35,8 @@ const SSO_ERRORS: Record<string, string> = {
   link_required:
     'An account with your email already exists here. Sign in with your password, then link this provider from your account page.',
   provider_disabled: 'This sign-in option is turned off. Ask your administrator.',
+  identity_taken: 'That identity is already linked to another account.',
+  already_linked: 'Your account is already linked to an identity at this provider: unlink it first.',
 };
 
 /** A sentence for the stable error code an SSO flow ends with (`/login/sso?error=` and `/account?link_error=`). */

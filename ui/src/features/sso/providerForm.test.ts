@@ -31,9 +31,9 @@ describe('provider form', () => {
         client_id: 'cid',
         client_secret: 's3cret',
         scopes: ['read:user', 'user:email'],
-        claims: { subject: 'id', email: 'email', name: 'login', groups: '' },
+        claims: { subject: 'id', email: 'email', name: 'login', groups: null },
       },
-      role_mapping: { groups_claim: '', org_admin_groups: ['Domain Admins', 'ops'], default_role: 'member' },
+      role_mapping: { groups_claim: null, org_admin_groups: ['Domain Admins', 'ops'], default_role: 'member' },
     });
   });
 

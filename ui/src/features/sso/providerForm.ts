@@ -1,5 +1,5 @@
 import type { FieldSpec, FormErrors } from '@/components/ResourceFormDialog';
-import type { IdentityProvider, IdentityProviderInput, IdentityProviderPatch, SsoKind } from '@/types/sso';
+import type { IdentityProvider, IdentityProviderInput, IdentityProviderPatch, SsoKind } from '@/types/api';
 
 /** The provider dialog's values: one flat record for every kind; each kind shows and sends its own part. */
 export interface ProviderFormValues {
@@ -76,11 +76,14 @@ const DEFAULTS: ProviderFormValues = {
   platform_admin_groups: '',
 };
 
-const DEFAULT_SCOPES: Record<SsoKind, string> = { oidc: 'openid email profile', oauth2: 'read:user user:email', saml: '' };
+const DEFAULT_SCOPES: Record<SsoKind, string> = { oidc: 'email profile', oauth2: 'read:user user:email', saml: '' };
 
 export function newProviderValues(kind: SsoKind): ProviderFormValues {
   return { ...DEFAULTS, scopes: DEFAULT_SCOPES[kind] };
 }
+
+const words = (list: string[] | undefined) => (list ?? []).join(' ');
+const groups = (list: string[] | undefined) => (list ?? []).join(', ');
 
 /** The dialog's values for an existing provider; the secret field starts empty (it is write-only). */
 export function providerValues(p: IdentityProvider): ProviderFormValues {
@@ -90,46 +93,50 @@ export function providerValues(p: IdentityProvider): ProviderFormValues {
     display_name: p.display_name,
     enabled: p.enabled,
     domains: p.domains.join(', '),
-    groups_claim: p.role_mapping.groups_claim,
-    org_admin_groups: p.role_mapping.org_admin_groups.join(', '),
-    platform_admin_groups: p.role_mapping.platform_admin_groups.join(', '),
+    groups_claim: p.role_mapping.groups_claim ?? '',
+    org_admin_groups: groups(p.role_mapping.org_admin_groups),
+    platform_admin_groups: groups(p.role_mapping.platform_admin_groups),
   };
   if (p.oidc) {
     Object.assign(v, {
       issuer: p.oidc.issuer,
       client_id: p.oidc.client_id,
-      scopes: p.oidc.scopes.join(' '),
-      use_userinfo: p.oidc.use_userinfo,
-      acr_mfa_values: p.oidc.acr_mfa_values.join(' '),
+      scopes: words(p.oidc.scopes),
+      use_userinfo: p.oidc.use_userinfo ?? false,
+      acr_mfa_values: words(p.oidc.acr_mfa_values),
     });
   }
   if (p.oauth2) {
-    const { claims } = p.oauth2;
+    const claims = p.oauth2.claims ?? {};
     Object.assign(v, {
       authorize_url: p.oauth2.authorize_url,
       token_url: p.oauth2.token_url,
       userinfo_url: p.oauth2.userinfo_url,
       client_id: p.oauth2.client_id,
-      scopes: p.oauth2.scopes.join(' '),
-      claim_subject: claims.subject,
-      claim_email: claims.email,
-      claim_name: claims.name,
-      claim_groups: claims.groups,
+      scopes: words(p.oauth2.scopes),
+      claim_subject: claims.subject ?? '',
+      claim_email: claims.email ?? '',
+      claim_name: claims.name ?? '',
+      claim_groups: claims.groups ?? '',
     });
   }
   if (p.saml) {
+    const attributes = p.saml.attributes ?? {};
     Object.assign(v, {
       metadata_url: p.saml.metadata_url ?? '',
       metadata_xml: p.saml.metadata_xml ?? '',
-      allow_idp_initiated: p.saml.allow_idp_initiated,
-      attr_email: p.saml.attributes.email,
-      attr_name: p.saml.attributes.name,
-      attr_groups: p.saml.attributes.groups,
-      mfa_context_classes: p.saml.mfa_context_classes.join(' '),
+      allow_idp_initiated: p.saml.allow_idp_initiated ?? false,
+      attr_email: attributes.email ?? '',
+      attr_name: attributes.name ?? '',
+      attr_groups: attributes.groups ?? '',
+      mfa_context_classes: words(p.saml.mfa_context_classes),
     });
   }
   return v;
 }
+
+/** Optional names (claim paths, attributes): an empty field is "none". */
+const optional = (raw: string) => raw.trim() || null;
 
 /** An empty secret field keeps the stored secret: the key is left out rather than sent blank. */
 function secret(v: ProviderFormValues): { client_secret?: string } {
@@ -160,19 +167,19 @@ function protocolSettings(kind: SsoKind, v: ProviderFormValues): Pick<IdentityPr
           scopes: splitWords(v.scopes),
           claims: {
             subject: v.claim_subject.trim(),
-            email: v.claim_email.trim(),
-            name: v.claim_name.trim(),
-            groups: v.claim_groups.trim(),
+            email: optional(v.claim_email),
+            name: optional(v.claim_name),
+            groups: optional(v.claim_groups),
           },
         },
       };
     case 'saml':
       return {
         saml: {
-          metadata_url: v.metadata_url.trim() || null,
-          metadata_xml: v.metadata_xml.trim() || null,
+          metadata_url: optional(v.metadata_url),
+          metadata_xml: optional(v.metadata_xml),
           allow_idp_initiated: v.allow_idp_initiated,
-          attributes: { email: v.attr_email.trim(), name: v.attr_name.trim(), groups: v.attr_groups.trim() },
+          attributes: { email: optional(v.attr_email), name: optional(v.attr_name), groups: optional(v.attr_groups) },
           mfa_context_classes: splitWords(v.mfa_context_classes),
         },
       };
@@ -180,9 +187,8 @@ function protocolSettings(kind: SsoKind, v: ProviderFormValues): Pick<IdentityPr
 }
 
 /** OAuth2 and SAML name where the groups are with the other claims; the role mapping reads the same place. */
-function groupsSource(kind: SsoKind, v: ProviderFormValues): string {
-  const source = { oidc: v.groups_claim, oauth2: v.claim_groups, saml: v.attr_groups }[kind];
-  return source.trim();
+function groupsSource(kind: SsoKind, v: ProviderFormValues): string | null {
+  return optional({ oidc: v.groups_claim, oauth2: v.claim_groups, saml: v.attr_groups }[kind]);
 }
 
 /**
@@ -228,7 +234,9 @@ export function validateProvider(kind: SsoKind, v: ProviderFormValues): FormErro
     if (typeof value === 'string' && !HTTP_URL.test(value.trim())) errors[f] = 'An http(s) URL';
   }
   if (kind === 'saml') {
-    if (!v.metadata_url.trim() && !v.metadata_xml.trim()) errors.metadata_url = 'The metadata URL or the metadata XML';
+    const [url, xml] = [v.metadata_url.trim(), v.metadata_xml.trim()];
+    if (url && xml) errors.metadata_xml = 'Either the metadata URL or the metadata XML, not both';
+    else if (!url && !xml) errors.metadata_url = 'The metadata URL or the metadata XML';
     else if (v.metadata_url.trim() && !HTTP_URL.test(v.metadata_url.trim())) errors.metadata_url = 'An http(s) URL';
   }
   return errors;
@@ -246,7 +254,7 @@ function secretField(hasSecret: boolean): Field {
   };
 }
 
-const SCOPES: Field = { name: 'scopes', label: 'Scopes', helperText: 'Separated by spaces' };
+const SCOPES: Field = { name: 'scopes', label: 'Scopes', helperText: 'Separated by spaces (OIDC always asks for openid too)' };
 
 function kindFields(kind: SsoKind, hasSecret: boolean): Field[] {
   const client: Field[] = [{ name: 'client_id', label: 'Client ID', required: true, half: true }, secretField(hasSecret)];
@@ -257,7 +265,7 @@ function kindFields(kind: SsoKind, hasSecret: boolean): Field[] {
         ...client,
         SCOPES,
         { name: 'use_userinfo', label: 'Also read the user-info endpoint', kind: 'switch' },
-        { name: 'acr_mfa_values', label: 'acr/amr values that mean MFA was done', helperText: 'e.g. mfa otp hwk, separated by spaces' },
+        { name: 'acr_mfa_values', label: 'acr values that mean MFA was done', helperText: 'Separated by spaces; an amr with mfa always counts' },
       ];
     case 'oauth2':
       return [

@@ -6,6 +6,7 @@ export function signInErrorMessage(e: unknown): string {
   if (isApiError(e, 'invalid_credentials')) return 'Wrong username or password.';
   if (isApiError(e, 'invalid_mfa_code')) return 'That code is not valid. Codes work once: wait for the next one and try again.';
   if (isApiError(e, 'too_many_attempts')) return 'Too many attempts. Wait a moment and try again.';
+  if (isApiError(e, 'invalid_ticket')) return 'This sign-in has expired or was already used. Sign in again.';
   return errorMessage(e);
 }
 

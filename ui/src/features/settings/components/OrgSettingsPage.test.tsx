@@ -80,7 +80,7 @@ describe('OrgSettingsPage', () => {
       name: 'keycloak',
       kind: 'oidc',
       domains: ['acme.example'],
-      oidc: { issuer: 'https://kc.example/realms/acme', client_id: 'ss', client_secret: 'shh', scopes: ['openid', 'email', 'profile'] },
+      oidc: { issuer: 'https://kc.example/realms/acme', client_id: 'ss', client_secret: 'shh', scopes: ['email', 'profile'] },
       role_mapping: { groups_claim: 'groups', org_admin_groups: [], default_role: 'member' },
     });
   });

@@ -9,7 +9,7 @@ import type {
   LinkStart,
   LinkedIdentity,
   SsoDiscovery,
-} from '@/types/sso';
+} from '@/types/api';
 
 export const ssoKeys = {
   providers: (orgId: string) => ['identity-providers', orgId] as const,

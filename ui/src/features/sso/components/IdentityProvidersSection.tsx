@@ -11,7 +11,7 @@ import { CopyButton } from '@/components/CopyButton';
 import { useFeedback } from '@/components/feedback';
 import { errorMessage } from '@/lib/api';
 import { useListQuery } from '@/lib/list';
-import type { IdentityProvider, SsoKind } from '@/types/sso';
+import type { IdentityProvider, SsoKind } from '@/types/api';
 import {
   getIdentityProvidersQueryOptions,
   useCreateIdentityProvider,
@@ -36,7 +36,7 @@ function Copyable({ value }: { value: string }) {
 
 /** What the admin enters at the IdP (redirect URI, or the SP's entity ID, ACS and metadata), and the deep link. */
 export function valuesForIdp(p: IdentityProvider, signInLink: string): DetailField[] {
-  const entries: [string, string | null][] =
+  const entries: [string, string | null | undefined][] =
     p.kind === 'saml'
       ? [
           ['SP entity ID (audience)', p.sp_entity_id],

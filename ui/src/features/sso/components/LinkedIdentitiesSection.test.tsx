@@ -5,7 +5,7 @@ import { json, mockFetch } from '@/testing/http';
 import { authResponse } from '@/testing/fixtures';
 import { renderRoutes } from '@/testing/render';
 import { leaveAppFor } from '@/lib/navigation';
-import type { LinkedIdentity } from '@/types/sso';
+import type { LinkedIdentity } from '@/types/api';
 import { LinkedIdentitiesSection } from './LinkedIdentitiesSection';
 
 vi.mock('@/lib/navigation', () => ({ leaveAppFor: vi.fn() }));

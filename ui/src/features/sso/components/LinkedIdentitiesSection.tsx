@@ -8,7 +8,7 @@ import { ConfirmActionButton } from '@/components/ConfirmActionButton';
 import { ErrorAlert } from '@/components/ErrorAlert';
 import { formatDateTime } from '@/lib/format';
 import { useListQuery } from '@/lib/list';
-import type { LinkedIdentity } from '@/types/sso';
+import type { LinkedIdentity } from '@/types/api';
 import { getLinkedIdentitiesQueryOptions, getSsoDiscoveryQueryOptions, useStartLink, useUnlinkIdentity } from '../api/sso';
 import { SSO_KIND_LABELS, ssoErrorMessage } from '../discover';
 
