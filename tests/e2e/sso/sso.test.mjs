@@ -77,20 +77,20 @@ async function screenshot(page, name) {
 /**
  * A fresh browser: `/login/<org>`, the provider's button, the IdP (both test IdPs sign in the person the
  * test chose without a page of their own: a redirect or an auto-posting form), and the UI's `/login/sso`
- * either finishes at once or, given `totpSecret`, asks for a code first.
+ * either finishes at once or, given `totp` ({ secret, usedStep }), asks for a code first.
  */
-async function signInThroughUi(name, displayName, { totpSecret } = {}) {
+async function signInThroughUi(name, displayName, { totp: authenticator } = {}) {
   const context = await browser.newContext();
   const page = await context.newPage();
   try {
     await page.goto(`${platform.ui}/login/${org.name}`);
     await page.getByRole('link', { name: `Sign in with ${displayName}` }).click();
-    if (totpSecret) {
+    if (authenticator) {
       const code = page.getByLabel('Authentication code');
       await code.waitFor({ timeout: UI_TIMEOUT_MS });
       assert.equal(new URL(page.url()).pathname, '/login/sso');
-      // The step after the one the enrollment used: codes work once, and the server allows one step of skew.
-      await code.fill(totp(totpSecret, stepAt() + 1));
+      // A step after the one the enrollment used (codes work once), within the server's one step of skew.
+      await code.fill(totp(authenticator.secret, Math.max(authenticator.usedStep + 1, stepAt())));
       await page.getByRole('button', { name: 'Verify' }).click();
     }
     await page.getByRole('heading', { name: 'Catalog' }).waitFor({ timeout: UI_TIMEOUT_MS });
@@ -229,10 +229,11 @@ describe('SAML 2.0', () => {
       return (await res.json()).access_token;
     });
     const { secret } = await platform.ok('POST', '/me/mfa/enroll', { token });
-    await platform.ok('POST', '/me/mfa/confirm', { token, body: { code: totp(secret) } });
+    const usedStep = stepAt();
+    await platform.ok('POST', '/me/mfa/confirm', { token, body: { code: totp(secret, usedStep) } });
     await context.close();
     await asOrgAdmin('PATCH', `/orgs/${org.id}`, { sso_mfa: 'require_totp' });
-    const again = await signInThroughUi('saml-totp', 'Test SAML', { totpSecret: secret });
+    const again = await signInThroughUi('saml-totp', 'Test SAML', { totp: { secret, usedStep } });
     await again.context.close();
   });
 });
