@@ -18,7 +18,7 @@ describe('provider form', () => {
       org_admin_groups: 'Domain Admins, ops',
     };
     expect(validateProvider('oauth2', v)).toEqual({});
-    expect(providerInput('oauth2', v, false)).toEqual({
+    expect(providerInput('oauth2', v)).toEqual({
       name: 'github',
       display_name: 'GitHub',
       kind: 'oauth2',
@@ -33,18 +33,17 @@ describe('provider form', () => {
         scopes: ['read:user', 'user:email'],
         claims: { subject: 'id', email: 'email', name: 'login', groups: null },
       },
-      role_mapping: { groups_claim: null, org_admin_groups: ['Domain Admins', 'ops'], default_role: 'member' },
+      role_mapping: { groups_claim: null, org_admin_groups: ['Domain Admins', 'ops'], platform_admin_groups: [], default_role: 'member' },
     });
   });
 
-  it('keeps the stored secret when the field is left empty, and platform-admin groups only for platform admins', () => {
+  it('keeps the stored secret when the field is left empty, and the platform-admin groups a platform admin set', () => {
     const values = providerValues(identityProvider());
     expect(values.client_secret).toBe('');
-    const byOrgAdmin = providerPatch('oidc', values, false);
-    expect(byOrgAdmin.oidc).not.toHaveProperty('client_secret');
-    expect(byOrgAdmin).not.toHaveProperty('kind');
-    expect(byOrgAdmin.role_mapping).not.toHaveProperty('platform_admin_groups');
-    expect(providerPatch('oidc', { ...values, client_secret: 'new' }, true)).toMatchObject({
+    const unchanged = providerPatch('oidc', values);
+    expect(unchanged.oidc).not.toHaveProperty('client_secret');
+    expect(unchanged).not.toHaveProperty('kind');
+    expect(providerPatch('oidc', { ...values, client_secret: 'new' })).toMatchObject({
       oidc: { issuer: 'https://kc.example/realms/acme', client_secret: 'new', scopes: ['openid', 'email'], acr_mfa_values: ['mfa'] },
       role_mapping: { groups_claim: 'groups', org_admin_groups: ['Domain Admins'], platform_admin_groups: ['root'] },
     });
@@ -58,7 +57,7 @@ describe('provider form', () => {
     expect(validateProvider('saml', saml)).toEqual({ metadata_url: 'The metadata URL or the metadata XML' });
     const byXml = { ...saml, metadata_xml: '<EntityDescriptor/>', attr_groups: 'memberOf' };
     expect(validateProvider('saml', byXml)).toEqual({});
-    expect(providerInput('saml', byXml, false)).toMatchObject({
+    expect(providerInput('saml', byXml)).toMatchObject({
       saml: { metadata_url: null, metadata_xml: '<EntityDescriptor/>', allow_idp_initiated: false, attributes: { groups: 'memberOf' } },
       role_mapping: { groups_claim: 'memberOf' },
     });

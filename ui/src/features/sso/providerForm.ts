@@ -192,10 +192,11 @@ function groupsSource(kind: SsoKind, v: ProviderFormValues): string | null {
 }
 
 /**
- * The request body. Platform-admin groups go along only for a platform admin: the API refuses them from
- * anyone else, and leaving them out keeps what a platform admin set.
+ * The request body. Platform-admin groups always go along as the dialog holds them: only platform admins
+ * see that field, so for anyone else they are the provider's current ones (which the API accepts
+ * unchanged), and an org admin's edit never clears what a platform admin set.
  */
-export function providerInput(kind: SsoKind, v: ProviderFormValues, platformAdmin: boolean): IdentityProviderInput {
+export function providerInput(kind: SsoKind, v: ProviderFormValues): IdentityProviderInput {
   return {
     name: v.name.trim(),
     display_name: v.display_name.trim(),
@@ -206,14 +207,14 @@ export function providerInput(kind: SsoKind, v: ProviderFormValues, platformAdmi
     role_mapping: {
       groups_claim: groupsSource(kind, v),
       org_admin_groups: splitGroups(v.org_admin_groups),
-      ...(platformAdmin ? { platform_admin_groups: splitGroups(v.platform_admin_groups) } : {}),
+      platform_admin_groups: splitGroups(v.platform_admin_groups),
       default_role: 'member',
     },
   };
 }
 
-export function providerPatch(kind: SsoKind, v: ProviderFormValues, platformAdmin: boolean): IdentityProviderPatch {
-  const { kind: _fixed, ...patch } = providerInput(kind, v, platformAdmin);
+export function providerPatch(kind: SsoKind, v: ProviderFormValues): IdentityProviderPatch {
+  const { kind: _fixed, ...patch } = providerInput(kind, v);
   return patch;
 }
 

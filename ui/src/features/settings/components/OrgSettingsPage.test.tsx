@@ -81,7 +81,7 @@ describe('OrgSettingsPage', () => {
       kind: 'oidc',
       domains: ['acme.example'],
       oidc: { issuer: 'https://kc.example/realms/acme', client_id: 'ss', client_secret: 'shh', scopes: ['email', 'profile'] },
-      role_mapping: { groups_claim: 'groups', org_admin_groups: [], default_role: 'member' },
+      role_mapping: { groups_claim: 'groups', org_admin_groups: [], platform_admin_groups: [], default_role: 'member' },
     });
   });
 

@@ -96,11 +96,11 @@ export function IdentityProvidersSection({ orgId, orgName, platformAdmin }: { or
 
   const submit = async (kind: SsoKind, provider: IdentityProvider | undefined, values: ProviderFormValues) => {
     if (provider) {
-      await update.mutateAsync({ id: provider.id, patch: providerPatch(kind, values, platformAdmin) });
+      await update.mutateAsync({ id: provider.id, patch: providerPatch(kind, values) });
       notify('Identity provider saved');
     } else {
       // The values to copy into the IdP exist once the provider does: show them right away.
-      setShown(await create.mutateAsync(providerInput(kind, values, platformAdmin)));
+      setShown(await create.mutateAsync(providerInput(kind, values)));
     }
   };
 
