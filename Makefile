@@ -9,7 +9,7 @@ CARGO ?= cargo
 # The PostgreSQL that scripts/dev/postgres-up.sh starts; `make test` takes the URL from the script itself.
 export STREAMSPACE_TEST_DATABASE_URL ?= postgres://streamspace:streamspace@127.0.0.1:5432/streamspace
 
-.PHONY: help up build ui images services test test-all lint test-rust test-unit test-store test-api test-e2e test-sessions \
+.PHONY: help up build ui saml-idp images services test test-all lint test-rust test-unit test-store test-api test-e2e test-sessions \
 	test-ui ui-api image test-images test-streaming test-journey test-hostile test-sso test-api-fuzz openapi-check test-helm crds
 
 help: ## List the targets
@@ -37,6 +37,11 @@ ui/dist/index.html: ui/node_modules/.package-lock.json $(UI_SOURCES)
 
 ui: ui/dist/index.html ## Build the web UI into ui/dist (embedded by the next cargo build)
 
+tests/idp/saml/node_modules/.package-lock.json: tests/idp/saml/package-lock.json
+	cd tests/idp/saml && npm ci --no-audit --no-fund
+
+saml-idp: tests/idp/saml/node_modules/.package-lock.json ## Install the SAML test IdP (npm samlify) the SAML tests start
+
 images: ## Build the session images (Debian base bootstrapped locally when no registry answers)
 	scripts/images/docker-up.sh
 	scripts/images/build.sh
@@ -61,7 +66,7 @@ lint: ## rustfmt and clippy, warnings are errors
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # The server's tests check the UI it embeds: ui/dist exists before they compile, even under `make -j`.
-test-rust test-api: ui
+test-rust test-api: ui saml-idp
 
 test-rust: ## All Rust tests: unit, store conformance, API, agents, Docker, sessions end to end
 	$(CARGO) nextest run --workspace --no-fail-fast

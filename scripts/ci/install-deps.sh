@@ -4,7 +4,10 @@ set -euo pipefail
 
 # iptables and iproute2: the Docker runtime installs session egress rules, and its tests route addresses into
 # network namespaces of their own.
-packages=(postgresql docker.io iptables iproute2 debootstrap chromium shellcheck python3-venv curl procps)
+# libclang-dev, libxmlsec1-dev, libxml2-dev, libssl-dev, pkg-config: samael binds libxmlsec1 (SAML signatures);
+# openssl: the SAML test IdP makes its signing keys with it.
+packages=(postgresql docker.io iptables iproute2 debootstrap chromium shellcheck python3-venv curl procps
+  libclang-dev libxmlsec1-dev libxml2-dev libssl-dev pkg-config openssl)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -8,6 +8,7 @@ pub mod events;
 pub mod identity_providers;
 pub mod me;
 pub mod orgs;
+pub mod saml;
 pub mod sessions;
 pub mod sso;
 pub mod stats;
@@ -201,6 +202,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(stats::routes())
         .merge(identity_providers::routes())
         .merge(sso::routes())
+        .merge(saml::routes())
 }
 
 #[cfg(test)]

@@ -230,12 +230,12 @@ fn see_other(location: &str) -> ApiResult<Response> {
 }
 
 /// Sets the browser-binding cookie; an empty value clears it.
-fn binding_cookie(app: &App, value: &str) -> ApiResult<HeaderValue> {
+pub fn binding_cookie(app: &App, value: &str) -> ApiResult<HeaderValue> {
     let max_age = if value.is_empty() { 0 } else { 600 };
     HeaderValue::from_str(&sso::browser_cookie(app).set(value, max_age)).map_err(ApiError::internal)
 }
 
-fn with_cookie(mut response: Response, cookie: HeaderValue) -> Response {
+pub fn with_cookie(mut response: Response, cookie: HeaderValue) -> Response {
     response.headers_mut().append(SET_COOKIE, cookie);
     response
 }

@@ -11,5 +11,6 @@ mod orchestrator;
 mod request_logs;
 mod resources;
 mod revocation;
+mod saml;
 mod signin;
 mod tenancy;

@@ -7,6 +7,7 @@
 pub mod http;
 pub mod oauth2;
 pub mod oidc;
+pub mod saml;
 pub mod settings;
 
 use axum::http::{HeaderMap, StatusCode};
@@ -167,7 +168,7 @@ async fn authorization_request(
     match provider.kind {
         ProviderKind::Oidc => oidc::authorization_request(app, provider, state).await,
         ProviderKind::Oauth2 => oauth2::authorization_request(app, provider, state).await,
-        ProviderKind::Saml => Err(SsoFailure::failed("SAML flows start at the SAML endpoints")),
+        ProviderKind::Saml => saml::flow::authorization_request(app, provider, state).await,
     }
 }
 
