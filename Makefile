@@ -10,7 +10,7 @@ CARGO ?= cargo
 export STREAMSPACE_TEST_DATABASE_URL ?= postgres://streamspace:streamspace@127.0.0.1:5432/streamspace
 
 .PHONY: help up build ui images services test test-all lint test-rust test-unit test-store test-api test-e2e test-sessions \
-	test-ui ui-api idp-deps image test-images test-streaming test-journey test-hostile test-api-fuzz openapi-check test-helm crds \
+	test-ui ui-api idp-deps image test-images test-streaming test-journey test-hostile test-sso test-api-fuzz openapi-check test-helm crds \
 	test-prometheus
 
 help: ## List the targets
@@ -64,7 +64,7 @@ services: ## Install and start what the tests need: packages, Docker, PostgreSQL
 test: services ## Run every test, after installing and starting what they need
 	eval "$$(scripts/dev/postgres-up.sh)" && STREAMSPACE_REQUIRE_SERVICES=1 $(MAKE) --no-print-directory test-all
 
-test-all: lint test-ui ui test-rust openapi-check test-api-fuzz test-helm test-prometheus test-images test-streaming test-journey test-hostile ## Every test, on a machine `make services` has set up
+test-all: lint test-ui ui test-rust openapi-check test-api-fuzz test-helm test-prometheus test-images test-streaming test-journey test-hostile test-sso ## Every test, on a machine `make services` has set up
 
 lint: ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
@@ -108,6 +108,10 @@ test-journey: ui ## The UI journey in headless Chromium against `streamspace up`
 test-hostile: ui ## A hostile session attacks another session and the UI's credentials, in headless Chromium
 	$(CARGO) build -q -p streamspace-cli
 	tests/e2e/hostile/run.sh
+
+test-sso: ui ## Single sign-on through the UI in headless Chromium against the OIDC and SAML test identity providers
+	$(CARGO) build -q -p streamspace-cli
+	tests/e2e/sso/run.sh
 
 # The control plane's image is built from the release binary first: the smoke tests run it as the chart does.
 test-images: image ## Image smoke tests (session images and the control plane's), SBOM validation, release workflow lint

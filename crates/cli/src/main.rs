@@ -470,6 +470,9 @@ fn zero_is_off(seconds: i64) -> Option<chrono::Duration> {
 }
 
 fn main() -> ExitCode {
+    // Every TLS client and server in the process uses ring; installed before any of them is built, because
+    // a client whose crate was compiled without a default provider panics on first use otherwise.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     // Kept to the end of main: dropping it exports the spans still queued.
     let traces =

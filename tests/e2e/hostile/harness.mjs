@@ -87,8 +87,12 @@ process.on('exit', () => {
 });
 
 export class Platform {
-  static async start() {
-    if (!fs.existsSync(BIN)) throw new Error(`no streamspace binary at ${BIN}: run make test-hostile, or set STREAMSPACE_BIN`);
+  /**
+   * `listen` and `publicUrl` for suites whose URLs must be known before the start (an identity provider
+   * sends the browser back to the public URL); by default the system picks the ports.
+   */
+  static async start({ listen = '127.0.0.1:0', publicUrl = undefined } = {}) {
+    if (!fs.existsSync(BIN)) throw new Error(`no streamspace binary at ${BIN}: build it (cargo build -p streamspace-cli), or set STREAMSPACE_BIN`);
     const self = new Platform();
     self.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'streamspace-e2e-hostile-'));
     self.password = crypto.randomBytes(12).toString('base64url');
@@ -96,8 +100,11 @@ export class Platform {
     const out = fs.openSync(self.log, 'a');
     self.child = spawn(
       BIN,
-      ['up', '--data-dir', path.join(self.dir, 'data'), '--listen', '127.0.0.1:0', '--session-listen', '127.0.0.1:0'],
-      { env: { ...process.env, STREAMSPACE_ADMIN_PASSWORD: self.password, NO_COLOR: '1' }, stdio: ['ignore', out, out] },
+      ['up', '--data-dir', path.join(self.dir, 'data'), '--listen', listen, '--session-listen', '127.0.0.1:0'],
+      {
+        env: { ...process.env, STREAMSPACE_ADMIN_PASSWORD: self.password, NO_COLOR: '1', ...(publicUrl ? { STREAMSPACE_PUBLIC_URL: publicUrl } : {}) },
+        stdio: ['ignore', out, out],
+      },
     );
     fs.closeSync(out);
     running.add(self.child);

@@ -37,6 +37,7 @@ import DarkModeIcon from '@mui/icons-material/DarkMode';
 import LightModeIcon from '@mui/icons-material/LightMode';
 import AccountCircleIcon from '@mui/icons-material/AccountCircle';
 import { api } from '@/lib/api';
+import { leaveAppFor } from '@/lib/navigation';
 import { ROLE_LABELS, isAdminRole, useUser } from '@/lib/auth';
 import { useLiveStatus } from '@/app/live';
 import { FullPageSpinner } from '@/components/FullPageSpinner';
@@ -132,9 +133,11 @@ export function AppShell() {
 
   const signOut = async () => {
     setMenuAnchor(null);
-    await api.logout();
+    const endSessionUrl = await api.logout();
     qc.clear();
-    void navigate('/login', { replace: true });
+    // A sign-in through an OIDC provider ends at the provider too, which then sends the browser back.
+    if (endSessionUrl) leaveAppFor(endSessionUrl);
+    else void navigate('/login', { replace: true });
   };
 
   return (

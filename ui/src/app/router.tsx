@@ -27,10 +27,20 @@ const ComplianceReportPage = lazyNamed(
   () => import('@/features/reports/components/ComplianceReportPage'),
   'ComplianceReportPage',
 );
+const SsoCompletePage = lazyNamed(() => import('@/features/sso/components/SsoCompletePage'), 'SsoCompletePage');
 const OrgSettingsPage = lazyNamed(() => import('@/features/settings/components/OrgSettingsPage'), 'OrgSettingsPage');
 
 export const routes: RouteObject[] = [
   { path: '/login', element: <SignInPage /> },
+  {
+    path: '/login/sso',
+    element: (
+      <Suspense fallback={<FullPageSpinner />}>
+        <SsoCompletePage />
+      </Suspense>
+    ),
+  },
+  { path: '/login/:org', element: <SignInPage /> },
   {
     path: '/setup-mfa',
     element: (

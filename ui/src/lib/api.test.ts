@@ -170,6 +170,30 @@ describe('ApiClient auth', () => {
     expect(api.getAuthState()).toEqual({ status: 'anonymous', reason: 'signed_out' });
   });
 
+  it("logout hands back the identity provider's end_session_url, and only an http(s) one", async () => {
+    let url = 'https://idp.example/logout?id_token_hint=x';
+    mockFetch({
+      'POST /api/v1/auth/login': () => json(authResponse(member, 'tok')),
+      'POST /api/v1/auth/logout': () => json({ end_session_url: url }),
+    });
+    const api = client();
+    await api.login({ username: 'alice', password: 'pw' });
+    expect(await api.logout()).toBe('https://idp.example/logout?id_token_hint=x');
+    url = 'javascript:alert(1)';
+    await api.login({ username: 'alice', password: 'pw' });
+    expect(await api.logout()).toBeNull();
+    expect(api.getAuthState()).toEqual({ status: 'anonymous', reason: 'signed_out' });
+  });
+
+  it('completes an SSO sign-in with its ticket and a TOTP code like a password sign-in', async () => {
+    const { calls } = mockFetch({ 'POST /api/v1/auth/sso/mfa': () => json(authResponse(member, 'tok-sso')) });
+    const api = client();
+    await api.completeSsoMfa({ ticket: 't-1', totp_code: '123456' });
+    expect(calls[0]!.body).toEqual({ ticket: 't-1', totp_code: '123456' });
+    expect(calls[0]!.headers[CSRF_HEADER]).toBe('1');
+    expect(api.getAuthState()).toEqual({ status: 'authenticated', user: member, mfaEnrollmentRequired: false });
+  });
+
   it('marks a sign-in that must enroll MFA first (login flag or a 403 from any route)', async () => {
     let required = true;
     mockFetch({

@@ -12,6 +12,7 @@
  *   shows the MFA setup page only.
  */
 import type { AuthResponse, AuthUser, ListResponse, LoginRequest } from '@/types/api';
+import type { LogoutResponse, SsoMfaRequest } from '@/types/api';
 
 export const API_BASE = '/api/v1';
 /** Refresh and logout need it (any value): a cross-site form cannot send a custom header. */
@@ -100,6 +101,14 @@ async function toApiError(res: Response): Promise<ApiError> {
     // not JSON: keep the generic message
   }
   return new ApiError(res.status, code, message);
+}
+
+/** The `end_session_url` of a logout answer, if it has one (a 204 has no body). */
+async function endSessionUrl(res: Response): Promise<string | null> {
+  const text = await res.text();
+  if (!text) return null;
+  const url = (JSON.parse(text) as LogoutResponse).end_session_url;
+  return typeof url === 'string' && /^https?:\/\//.test(url) ? url : null;
 }
 
 export class ApiClient {
@@ -196,12 +205,17 @@ export class ApiClient {
 
   // ---- auth endpoints ----
 
-  async login(request: LoginRequest): Promise<AuthResponse> {
-    const auth = await this.request<AuthResponse>('/auth/login', {
-      method: 'POST',
-      body: request,
-      anonymous: true,
-    });
+  login(request: LoginRequest): Promise<AuthResponse> {
+    return this.signIn('/auth/login', request);
+  }
+
+  /** The TOTP step of a single sign-on whose org still asks for it: the ticket stands for the IdP's answer. */
+  completeSsoMfa(request: SsoMfaRequest): Promise<AuthResponse> {
+    return this.signIn('/auth/sso/mfa', request);
+  }
+
+  private async signIn(path: string, body: unknown): Promise<AuthResponse> {
+    const auth = await this.request<AuthResponse>(path, { method: 'POST', body, anonymous: true });
     this.accept(auth);
     return auth;
   }
@@ -241,9 +255,10 @@ export class ApiClient {
   /**
    * Revoke the refresh cookie's sign-in on the server, then forget the token. The bearer goes along so
    * the audit log names who signed out; the server rejects an expired one with 401, so then the call is
-   * repeated without it (the cookie alone signs out).
+   * repeated without it (the cookie alone signs out). Resolves to the identity provider's logout URL when
+   * the sign-in came from one that offers it (the caller navigates there to end the IdP's session too).
    */
-  async logout(reason: SignOutReason = 'signed_out'): Promise<void> {
+  async logout(reason: SignOutReason = 'signed_out'): Promise<string | null> {
     const send = (token: string | null) =>
       this.fetchImpl(this.baseUrl + '/auth/logout', {
         method: 'POST',
@@ -251,10 +266,12 @@ export class ApiClient {
         headers: { [CSRF_HEADER]: '1', ...(token ? { Authorization: `Bearer ${token}` } : {}) },
       });
     try {
-      const res = await send(this.token);
-      if (res.status === 401 && this.token) await send(null);
+      let res = await send(this.token);
+      if (res.status === 401 && this.token) res = await send(null);
+      return res.ok ? await endSessionUrl(res) : null;
     } catch {
       // signing out locally is what matters
+      return null;
     } finally {
       this.signOutLocally(reason);
     }

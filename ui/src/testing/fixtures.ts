@@ -1,4 +1,5 @@
 import type { AuthResponse, AuthUser, Session, Template } from '@/types/api';
+import type { IdentityProvider } from '@/types/api';
 
 export const member: AuthUser = { id: 'u1', username: 'alice', org_id: 'o1', role: 'member' };
 export const admin: AuthUser = { id: 'u0', username: 'root', org_id: 'o1', role: 'platform_admin' };
@@ -48,6 +49,31 @@ export function session(over: Partial<Session> = {}): Session {
     updated_at: '2026-01-01T00:00:00Z',
     started_at: '2026-01-01T00:00:05Z',
     stopped_at: null,
+    ...over,
+  };
+}
+
+/** An OIDC provider of org `o1` as the API shows it (a secret set, never its value). */
+export function identityProvider(over: Partial<IdentityProvider> = {}): IdentityProvider {
+  return {
+    id: 'p1',
+    org_id: 'o1',
+    name: 'keycloak',
+    display_name: 'Keycloak',
+    kind: 'oidc',
+    enabled: true,
+    domains: ['acme.example'],
+    oidc: { issuer: 'https://kc.example/realms/acme', client_id: 'ss', scopes: ['openid', 'email'], use_userinfo: false, acr_mfa_values: ['mfa'] },
+    oauth2: null,
+    saml: null,
+    role_mapping: { groups_claim: 'groups', org_admin_groups: ['Domain Admins'], platform_admin_groups: ['root'], default_role: 'member' },
+    has_client_secret: true,
+    redirect_uri: 'http://localhost:3000/api/v1/auth/sso/p1/callback',
+    sp_entity_id: null,
+    acs_url: null,
+    sp_metadata_url: null,
+    created_at: '2026-01-01T00:00:00Z',
+    updated_at: '2026-01-01T00:00:00Z',
     ...over,
   };
 }

@@ -34,6 +34,7 @@ export type NewApiKeyRequest = Schemas['NewApiKeyRequest'];
 
 export type Organization = Schemas['Org'];
 export type OrgPatch = Schemas['OrgPatchRequest'];
+export type SsoMfaPolicy = Schemas['SsoMfaPolicy'];
 
 export type User = Schemas['UserView'];
 export type CreateUserRequest = Schemas['NewUserRequest'];
@@ -68,3 +69,15 @@ export type ComplianceSettings = Schemas['ComplianceSettingsView'];
 export type ComplianceSettingsUpdate = Schemas['ComplianceSettingsUpdate'];
 export type ReportSchedule = Schemas['Schedule'];
 export type ReportDestination = Schemas['Destination'];
+export type SsoKind = Schemas['ProviderKind'];
+/** What the API shows of a provider: never a secret, plus the values the admin copies into the IdP. */
+export type IdentityProvider = Schemas['IdentityProviderView'];
+/** `client_secret` in `oidc`/`oauth2` is write-only: absent keeps the current one. */
+export type IdentityProviderInput = Schemas['NewIdentityProviderRequest'];
+export type IdentityProviderPatch = Schemas['IdentityProviderPatchRequest'];
+/** `GET /auth/sso/discover`: an unknown email or org is an empty list, not an error. */
+export type SsoDiscovery = Schemas['Discovery'];
+export type SsoMfaRequest = Schemas['SsoMfaRequest'];
+export type LinkedIdentity = Schemas['IdentityView'];
+export type LinkStart = Schemas['LinkStarted'];
+export type LogoutResponse = Schemas['LogoutResponse'];

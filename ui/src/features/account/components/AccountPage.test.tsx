@@ -27,6 +27,8 @@ function setup(extra: Parameters<typeof mockFetch>[0] = {}) {
     'POST /api/v1/auth/refresh': () => json(authResponse()),
     'GET /api/v1/me': () => json({ ...me, mfa_enabled: mfa, recovery_codes_left: mfa ? 10 : 0 }),
     'GET /api/v1/me/api-keys': () => json({ items: [], next_cursor: null }),
+    'GET /api/v1/me/identities': () => json({ items: [], next_cursor: null }),
+    'GET /api/v1/auth/sso/discover': () => json({ org: 'Acme', providers: [] }),
     'POST /api/v1/me/mfa/enroll': () => json({ secret: 'JBSWY3DPEHPK3PXP', otpauth_uri: 'otpauth://totp/x', qr_png_base64: 'iVBORw0KGgo=' }),
     'POST /api/v1/me/mfa/confirm': (c) => {
       if ((c.body as { code: string }).code !== '654321') return apiError(401, 'invalid_mfa_code');

@@ -5,6 +5,7 @@ import { PageHeader } from '@/components/PageHeader';
 import { ErrorAlert } from '@/components/ErrorAlert';
 import { ROLE_LABELS } from '@/lib/auth';
 import { formatDateTime } from '@/lib/format';
+import { LinkedIdentitiesSection } from '@/features/sso';
 import { getMeQueryOptions } from '../api/account';
 import { ApiKeysSection } from './ApiKeysSection';
 import { MfaSection } from './MfaSection';
@@ -51,6 +52,9 @@ export function AccountPage() {
         </Section>
         <Section title="Two-factor authentication">
           {me.data ? <MfaSection me={me.data} /> : <Skeleton height={48} />}
+        </Section>
+        <Section title="Linked identities">
+          {me.data ? <LinkedIdentitiesSection orgName={me.data.org_name} /> : <Skeleton height={48} />}
         </Section>
         <Section title="API keys">
           <ApiKeysSection />

@@ -9,6 +9,7 @@ import { SignInPage } from './SignInPage';
 
 const routes = [
   { path: '/login', element: <SignInPage /> },
+  { path: '/login/:org', element: <SignInPage /> },
   { path: '/', element: <h1>Catalog home</h1> },
   { path: '/admin/users', element: <h1>Users page</h1> },
 ];
@@ -101,5 +102,47 @@ describe('SignInPage', () => {
     mockFetch({ 'POST /api/v1/auth/refresh': () => json(authResponse()) });
     renderRoutes(routes, '/login');
     expect(await screen.findByRole('heading', { name: 'Catalog home' })).toBeInTheDocument();
+  });
+
+  it('finds the providers of a work email and starts their flow with where to land', async () => {
+    const { calls } = mockFetch({
+      'POST /api/v1/auth/refresh': () => apiError(401, 'unauthorized'),
+      'GET /api/v1/auth/sso/discover': (c) =>
+        json(
+          c.query.get('email') === 'bob@acme.example'
+            ? { org: 'acme', providers: [{ id: 'p1', name: 'okta', display_name: 'Okta', kind: 'saml', start_url: '/api/v1/auth/sso/p1/start' }] }
+            : { org: null, providers: [] },
+        ),
+    });
+    renderRoutes(routes, { pathname: '/login', state: { from: '/admin/users' } });
+    const user = userEvent.setup({ delay: null });
+    const box = await screen.findByLabelText(/work email or organization/i);
+    await user.type(box, 'nobody@else.example');
+    await user.click(screen.getByRole('button', { name: 'Continue' }));
+    expect(await screen.findByText(/No single sign-on was found/)).toBeInTheDocument();
+    await user.clear(box);
+    await user.type(box, 'bob@acme.example');
+    await user.click(screen.getByRole('button', { name: 'Continue' }));
+    const button = await screen.findByRole('link', { name: 'Sign in with Okta' });
+    expect(button).toHaveAttribute('href', '/api/v1/auth/sso/p1/start?return_to=%2Fadmin%2Fusers');
+    expect(calls.filter((c) => c.path === '/api/v1/auth/sso/discover').map((c) => c.query.toString())).toEqual([
+      'email=nobody%40else.example',
+      'email=bob%40acme.example',
+    ]);
+    expect(screen.getByLabelText(/username/i)).toBeInTheDocument();
+  });
+
+  it('/login/<org> shows that organization\'s buttons at once', async () => {
+    mockFetch({
+      'POST /api/v1/auth/refresh': () => apiError(401, 'unauthorized'),
+      'GET /api/v1/auth/sso/discover': (c) =>
+        json({
+          org: c.query.get('org'),
+          providers: [{ id: 'p2', name: 'kc', display_name: 'Keycloak', kind: 'oidc', start_url: '/api/v1/auth/sso/p2/start' }],
+        }),
+    });
+    renderRoutes(routes, '/login/acme');
+    expect(await screen.findByRole('link', { name: 'Sign in with Keycloak' })).toHaveAttribute('href', '/api/v1/auth/sso/p2/start');
+    expect(screen.queryByLabelText(/work email or organization/i)).not.toBeInTheDocument();
   });
 });

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { screen } from '@testing-library/react';
+import { screen, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { apiError, json, mockFetch } from '@/testing/http';
-import { admin, authResponse } from '@/testing/fixtures';
+import { admin, authResponse, identityProvider } from '@/testing/fixtures';
 import { renderRoutes } from '@/testing/render';
 import type { Organization } from '@/types/api';
 import { OrgSettingsPage } from './OrgSettingsPage';
@@ -18,8 +18,11 @@ const org: Organization = {
   max_sessions_per_user: 3,
   max_cpu_millis: null,
   max_memory_mb: null,
+  sso_mfa: 'require_totp',
   created_at: '2026-01-01T00:00:00Z',
 };
+
+const created = identityProvider({ role_mapping: { groups_claim: 'groups', org_admin_groups: [], platform_admin_groups: [], default_role: 'member' } });
 
 function setup(role: 'org_admin' | 'platform_admin') {
   const mock = mockFetch({
@@ -38,6 +41,8 @@ function setup(role: 'org_admin' | 'platform_admin') {
       return json({ cidrs, client_address: '198.51.100.7' });
     },
     'GET /api/v1/network/allow-list': () => json({ cidrs: [], client_address: '198.51.100.7' }),
+    'GET /api/v1/orgs/o1/identity-providers': () => json({ items: [], next_cursor: null }),
+    'POST /api/v1/orgs/o1/identity-providers': () => json(created, 201),
   });
   renderRoutes([{ path: '/', element: <OrgSettingsPage /> }]);
   return mock;
@@ -53,9 +58,43 @@ describe('OrgSettingsPage', () => {
     expect(screen.getByLabelText('Egress allowed to')).toBeDisabled();
     await user.click(screen.getByLabelText(/Require two-factor authentication/));
     await user.click(screen.getByLabelText(/Let sessions use the viewer's clipboard/));
+    await user.click(screen.getByRole('combobox', { name: 'Two-factor with single sign-on' }));
+    await user.click(screen.getByRole('option', { name: "Trust the identity provider's MFA" }));
     await user.click(screen.getByRole('button', { name: 'Save settings' }));
     expect(await screen.findByText('Settings saved')).toBeInTheDocument();
-    expect(calls.find((c) => c.method === 'PATCH')!.body).toEqual({ mfa_required: true, allow_clipboard: true });
+    expect(calls.find((c) => c.method === 'PATCH')!.body).toEqual({ mfa_required: true, allow_clipboard: true, sso_mfa: 'trust_idp' });
+  });
+
+  it('org admins add an OIDC identity provider (no platform-admin groups), then see the redirect URI to copy', async () => {
+    const { calls } = setup('org_admin');
+    const user = userEvent.setup({ delay: null });
+    expect(await screen.findByText(/No identity provider/)).toBeInTheDocument();
+    await user.click(screen.getByRole('button', { name: 'Add identity provider' }));
+    await user.click(screen.getByRole('menuitem', { name: 'OpenID Connect' }));
+    const dialog = screen.getByRole('dialog', { name: 'Add OpenID Connect provider' });
+    expect(within(dialog).queryByLabelText(/Groups made platform admins/)).not.toBeInTheDocument();
+    // Pasting rather than typing: the same events for the form, far fewer of them.
+    const fill = async (label: RegExp, text: string) => {
+      await user.click(within(dialog).getByLabelText(label));
+      await user.paste(text);
+    };
+    await fill(/Button label/, 'Keycloak');
+    await fill(/^Name/, 'keycloak');
+    await fill(/Issuer URL/, 'https://kc.example/realms/acme');
+    await fill(/Client ID/, 'ss');
+    await fill(/Client secret/, 'shh');
+    await fill(/Email domains/, 'acme.example');
+    await user.click(within(dialog).getByRole('button', { name: 'Add' }));
+    const values = await screen.findByRole('region', { name: 'Keycloak: values for the identity provider' });
+    expect(values).toHaveTextContent('http://localhost:3000/api/v1/auth/sso/p1/callback');
+    expect(values).toHaveTextContent('/login/acme');
+    expect(calls.find((c) => c.method === 'POST' && c.path.endsWith('/identity-providers'))!.body).toMatchObject({
+      name: 'keycloak',
+      kind: 'oidc',
+      domains: ['acme.example'],
+      oidc: { issuer: 'https://kc.example/realms/acme', client_id: 'ss', client_secret: 'shh', scopes: ['email', 'profile'] },
+      role_mapping: { groups_claim: 'groups', org_admin_groups: [], platform_admin_groups: [], default_role: 'member' },
+    });
   });
 
   it('platform admins change quotas and the egress allow list; only changed fields are sent, empty means unlimited (null)', async () => {

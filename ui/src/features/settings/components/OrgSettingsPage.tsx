@@ -8,10 +8,11 @@ import { useFeedback } from '@/components/feedback';
 import { errorMessage } from '@/lib/api';
 import { useUser } from '@/lib/auth';
 import { formatNetworks, parseNetworks } from '@/lib/networks';
-import type { Organization, OrgPatch } from '@/types/api';
+import type { Organization, OrgPatch, SsoMfaPolicy } from '@/types/api';
 import { getOrgQueryOptions, getOrgsQueryOptions, useUpdateOrg } from '@/features/orgs';
 import { ComplianceSettingsCard } from '@/features/reports';
 import { AllowListCard } from '@/features/network';
+import { IdentityProvidersSection } from '@/features/sso';
 
 type QuotaKey = 'max_sessions' | 'max_sessions_per_user' | 'max_cpu_millis' | 'max_memory_mb';
 
@@ -20,6 +21,11 @@ const QUOTAS: { key: QuotaKey; label: string; unit?: string }[] = [
   { key: 'max_sessions_per_user', label: 'Sessions per user' },
   { key: 'max_cpu_millis', label: 'CPU for all sessions', unit: 'millicores' },
   { key: 'max_memory_mb', label: 'Memory for all sessions', unit: 'MiB' },
+];
+
+const SSO_MFA_OPTIONS: { value: SsoMfaPolicy; label: string }[] = [
+  { value: 'trust_idp', label: "Trust the identity provider's MFA" },
+  { value: 'require_totp', label: 'Still ask for a StreamSpace TOTP code' },
 ];
 
 /** Blank means unlimited (null); otherwise a positive whole number. */
@@ -38,6 +44,7 @@ function SettingsForm({ org, platformAdmin }: { org: Organization; platformAdmin
   const update = useUpdateOrg();
   const { notify } = useFeedback();
   const [mfa, setMfa] = useState(org.mfa_required);
+  const [ssoMfa, setSsoMfa] = useState<SsoMfaPolicy>(org.sso_mfa);
   const [clipboard, setClipboard] = useState(org.allow_clipboard);
   const [egress, setEgress] = useState(formatNetworks(org.egress_allow));
   const [quotas, setQuotas] = useState<Record<QuotaKey, string>>({
@@ -55,6 +62,7 @@ function SettingsForm({ org, platformAdmin }: { org: Organization; platformAdmin
     const patch: OrgPatch = {};
     if (mfa !== org.mfa_required) patch.mfa_required = mfa;
     if (clipboard !== org.allow_clipboard) patch.allow_clipboard = clipboard;
+    if (ssoMfa !== org.sso_mfa) patch.sso_mfa = ssoMfa;
     const errs: Partial<Record<QuotaKey, string>> = {};
     if (platformAdmin) {
       const allow = parseNetworks(egress);
@@ -93,6 +101,20 @@ function SettingsForm({ org, platformAdmin }: { org: Organization; platformAdmin
           <Typography variant="body2" color="text.secondary">
             Users without MFA can do nothing else until they have set it up.
           </Typography>
+          <TextField
+            select
+            label="Two-factor with single sign-on"
+            value={ssoMfa}
+            onChange={(e) => setSsoMfa(e.target.value as SsoMfaPolicy)}
+            sx={{ mt: 2, display: 'flex' }}
+            helperText="Whether the identity provider's own MFA (OIDC acr/amr, SAML AuthnContextClassRef) is enough"
+          >
+            {SSO_MFA_OPTIONS.map((o) => (
+              <MenuItem key={o.value} value={o.value}>
+                {o.label}
+              </MenuItem>
+            ))}
+          </TextField>
           <FormControlLabel
             sx={{ mt: 2 }}
             control={<Switch checked={clipboard} onChange={(e) => setClipboard(e.target.checked)} />}
@@ -189,8 +211,25 @@ export function OrgSettingsPage() {
         </TextField>
       ) : null}
       <ErrorAlert error={org.error} onRetry={() => void org.refetch()} />
-      {org.data ? <SettingsForm key={JSON.stringify(org.data)} org={org.data} platformAdmin={isPlatform} /> : org.isPending ? <Skeleton variant="rounded" height={320} /> : null}
-      {org.data ? <ComplianceSettingsCard orgId={org.data.id} platformAdmin={isPlatform} /> : null}
+      {org.data ? (
+        <>
+          <SettingsForm key={JSON.stringify(org.data)} org={org.data} platformAdmin={isPlatform} />
+          <ComplianceSettingsCard orgId={org.data.id} platformAdmin={isPlatform} />
+          <Card variant="outlined" sx={{ mt: 3 }}>
+            <CardContent>
+              <Typography variant="h2" component="h2" sx={{ mb: 1 }}>
+                Identity providers
+              </Typography>
+              <Typography variant="body2" color="text.secondary" sx={{ mb: 2 }}>
+                Single sign-on: users sign in through your identity provider, accounts are created on their first sign-in.
+              </Typography>
+              <IdentityProvidersSection orgId={org.data.id} orgName={org.data.name} platformAdmin={isPlatform} />
+            </CardContent>
+          </Card>
+        </>
+      ) : org.isPending ? (
+        <Skeleton variant="rounded" height={320} />
+      ) : null}
       <Stack spacing={3} sx={{ mt: 3 }}>
         <AllowListCard key={orgId} orgId={orgId} title="IP allow-list" description="Networks the organization's users may sign in, use the API and reach their sessions from." />
         {isPlatform ? (
