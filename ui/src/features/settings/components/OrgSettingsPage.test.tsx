@@ -18,7 +18,6 @@ const org: Organization = {
   max_sessions_per_user: 3,
   max_cpu_millis: null,
   max_memory_mb: null,
-  sso_mfa: 'require_totp',
   created_at: '2026-01-01T00:00:00Z',
 };
 
