@@ -4,7 +4,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::StatusCode;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Request, StatusCode};
+use http_body_util::Full;
+use hyper_util::rt::TokioIo;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::json;
 use streamspace_server::tls::{TlsSettings, TlsSource};
@@ -26,15 +29,22 @@ fn client_config(ca_pem: &[u8]) -> rustls::ClientConfig {
         .with_no_client_auth()
 }
 
-/// An HTTPS client that trusts `ca_pem` alone and reaches `hosts` at the given addresses.
-fn https_client(ca_pem: &[u8], hosts: &[(&str, SocketAddr)]) -> reqwest::Client {
-    let mut builder = reqwest::Client::builder()
-        .tls_backend_preconfigured(client_config(ca_pem))
-        .redirect(reqwest::redirect::Policy::none());
-    for (host, addr) in hosts {
-        builder = builder.resolve(host, *addr);
-    }
-    builder.build().unwrap()
+/// One HTTPS request to `addr` for `host`, trusting `ca_pem` alone: the answer's status and headers.
+async fn https(ca_pem: &[u8], host: &str, addr: SocketAddr, request: Request<String>) -> (StatusCode, HeaderMap) {
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(ca_pem)));
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let tls = connector.connect(ServerName::try_from(host.to_owned()).unwrap(), tcp).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(connection);
+    let mut request = request.map(|body| Full::new(Bytes::from(body)));
+    let authority = format!("{host}:{}", addr.port());
+    request.headers_mut().insert("host", authority.parse().unwrap());
+    let response = sender.send_request(request).await.unwrap();
+    (response.status(), response.headers().clone())
+}
+
+fn get(path: &str) -> Request<String> {
+    Request::get(path).body(String::new()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -50,34 +60,24 @@ async fn self_signed_tls_serves_both_origins_with_hsts_secure_cookies_and_redire
     .await;
     let session = Uuid::now_v7();
     let session_host = format!("{session}.localhost");
-    let client = https_client(&ca, &[("localhost", served.api), (&session_host, served.sessions)]);
-    let api = format!("https://localhost:{}", served.api.port());
 
-    let health = client.get(format!("{api}/healthz")).send().await.unwrap();
-    assert_eq!(health.status(), StatusCode::OK);
-    assert_eq!(health.headers()["strict-transport-security"], "max-age=31536000");
-    let login = client
-        .post(format!("{api}/api/v1/auth/login"))
-        .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(login.status(), StatusCode::OK);
-    let cookie = login.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let (status, headers) = https(&ca, "localhost", served.api, get("/healthz")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["strict-transport-security"], "max-age=31536000");
+    let credentials = json!({"username": "admin", "password": ADMIN_PASSWORD}).to_string();
+    let login = Request::post("/api/v1/auth/login").header("content-type", "application/json").body(credentials);
+    let (status, headers) = https(&ca, "localhost", served.api, login.unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    let cookie = headers["set-cookie"].to_str().unwrap().to_owned();
     assert!(cookie.starts_with("__Host-ss_refresh=") && cookie.ends_with("; Secure"), "{cookie}");
 
     // The session origin presents the wildcard certificate.
-    let proxied = client
-        .get(format!("https://{session_host}:{}/api/v1/http/{session}/", served.sessions.port()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(proxied.status(), StatusCode::NOT_FOUND, "no such session, over TLS");
-    assert_eq!(proxied.headers()["strict-transport-security"], "max-age=31536000");
+    let proxied = get(&format!("/api/v1/http/{session}/"));
+    let (status, headers) = https(&ca, &session_host, served.sessions, proxied).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no such session, over TLS");
+    assert_eq!(headers["strict-transport-security"], "max-age=31536000");
 
     // Plain HTTP to either port is sent to HTTPS, on the same host, port and path.
-    // reqwest builds its TLS settings even for http:// URLs: it needs a provider to do so.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     for (addr, path) in [(served.api, "/api/v1/me?x=1"), (served.sessions, "/api/v1/http/x/")] {
         let host = format!("localhost:{}", addr.port());
@@ -146,7 +146,6 @@ async fn replaced_certificate_files_are_served_to_new_connections_without_a_rest
         let ca = ca.pem.as_bytes();
         eventually("the new certificate", || async { (presented(ca, addr).await == second_der).then_some(()) }).await;
     }
-    let client = https_client(ca.pem.as_bytes(), &[("localhost", served.api)]);
-    let health = client.get(format!("https://localhost:{}/healthz", served.api.port())).send().await.unwrap();
-    assert_eq!(health.status(), StatusCode::OK);
+    let (status, _) = https(ca.pem.as_bytes(), "localhost", served.api, get("/healthz")).await;
+    assert_eq!(status, StatusCode::OK);
 }

@@ -18,7 +18,7 @@ pub fn idp() -> &'static TestIdp {
 
 fn start() -> TestIdp {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/idp/saml");
-    assert!(dir.join("node_modules").is_dir(), "run `make saml-idp` first (npm ci in {})", dir.display());
+    assert!(dir.join("node_modules").is_dir(), "run `make idp-deps` first (npm ci in {})", dir.display());
     let mut process = Command::new("node")
         .arg("idp.js")
         .current_dir(&dir)
@@ -59,10 +59,8 @@ impl TestIdp {
     }
 }
 
-/// A client for the tests' plain-HTTP calls, redirects not followed. The server's reqwest brings no TLS
-/// provider of its own, so the process gets ring's.
+/// A client for the tests' plain-HTTP calls, redirects not followed.
 pub fn http_client() -> reqwest::Client {
-    let _already_installed = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap()
 }
 
