@@ -189,10 +189,12 @@ pub fn ended(app: &App, outcome: Ended) -> ApiResult<Response> {
     match outcome {
         Ended::SignedIn { issued, return_to } => {
             let cookie = super::auth::refresh_cookie(app, &issued.refresh_token, app.config.refresh_token_ttl_secs)?;
-            Ok(with_cookie(see_other(&ui_url(app, "/login/sso", "next", &return_to))?, cookie))
+            Ok(with_cookie(see_other(&ui_url(app, "/login/sso", &[("next", &return_to)]))?, cookie))
         }
-        Ended::MfaRequired { ticket } => see_other(&ui_url(app, "/login/sso", "mfa", &ticket)),
-        Ended::Linked { provider_name } => see_other(&ui_url(app, "/account", "linked", &provider_name)),
+        Ended::MfaRequired { ticket, return_to } => {
+            see_other(&ui_url(app, "/login/sso", &[("mfa", &ticket), ("next", &return_to)]))
+        }
+        Ended::Linked { provider_name } => see_other(&ui_url(app, "/account", &[("linked", &provider_name)])),
     }
 }
 
@@ -206,15 +208,15 @@ pub async fn fail(
 ) -> ApiResult<Response> {
     sso::audit_failure(app, meta, provider, linking, failure).await?;
     let url = if linking {
-        ui_url(app, "/account", "link_error", failure.code)
+        ui_url(app, "/account", &[("link_error", failure.code)])
     } else {
-        ui_url(app, "/login/sso", "error", failure.code)
+        ui_url(app, "/login/sso", &[("error", failure.code)])
     };
     Ok(with_cookie(see_other(&url)?, binding_cookie(app, "")?))
 }
 
-fn ui_url(app: &App, path: &str, key: &str, value: &str) -> String {
-    let query: String = url_encoded(&[(key, value)]);
+fn ui_url(app: &App, path: &str, pairs: &[(&str, &str)]) -> String {
+    let query: String = url_encoded(pairs);
     format!("{}{path}?{query}", app.urls.public_url.trim_end_matches('/'))
 }
 

@@ -173,6 +173,7 @@ async fn require_totp_asks_users_with_totp_for_their_code_even_when_the_idp_did_
     let browser = sso.browser();
     let landed = browser.sign_in(&provider).await;
     let ticket = landed.param("mfa").unwrap_or_else(|| panic!("no MFA ticket: {:?}", landed.url));
+    assert_eq!(landed.param("next").as_deref(), Some("/catalog"), "the UI goes on where the user was going");
     assert_eq!(sso.last_audit("sso.sign_in").await.details["reason"], "mfa_required");
     let wrong = browser.post("/api/v1/auth/sso/mfa", None, json!({"ticket": ticket, "totp_code": "000000"})).await;
     assert_eq!((wrong.0, wrong.1["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_mfa_code")));

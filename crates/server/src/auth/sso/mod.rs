@@ -229,9 +229,10 @@ pub enum Ended {
         issued: Box<Issued>,
         return_to: String,
     },
-    /// TOTP is still needed: the UI posts the code with this ticket.
+    /// TOTP is still needed: the UI posts the code with this ticket, then goes on to `return_to`.
     MfaRequired {
         ticket: String,
+        return_to: String,
     },
     Linked {
         provider_name: String,
@@ -271,9 +272,9 @@ async fn sign_in_with(
     }
     let mfa_by_idp = identity.mfa_by_idp && org.sso_mfa == SsoMfaPolicy::TrustIdp;
     if !mfa_by_idp && user.mfa_enabled {
-        let ticket = mfa_ticket(app, provider, &user, &MfaPending { return_to, session }).await?;
+        let ticket = mfa_ticket(app, provider, &user, &MfaPending { return_to: return_to.clone(), session }).await?;
         audit_stage(app, meta, provider, &user, "mfa_required").await?;
-        return Ok(Ended::MfaRequired { ticket });
+        return Ok(Ended::MfaRequired { ticket, return_to });
     }
     let issued = issue(app, meta, provider, user, mfa_by_idp, &session, provisioned).await?;
     Ok(Ended::SignedIn { issued: Box::new(issued), return_to })
