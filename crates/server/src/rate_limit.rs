@@ -194,7 +194,8 @@ impl Limiters {
     ) -> Result<(), ApiError> {
         let Some(limiter) = limiter else { return Ok(()) };
         limiter.check_key(key).map_err(|not_until| {
-            metrics::counter!("rate_limited_total", "listener" => self.listener, "scope" => scope.label()).increment(1);
+            metrics::counter!("streamspace_rate_limited_total", "listener" => self.listener, "scope" => scope.label())
+                .increment(1);
             rate_limited(scope, not_until.wait_time_from(DefaultClock::default().now()))
         })
     }

@@ -128,7 +128,7 @@ impl Tls {
                 Ok(key) => {
                     certificate.replace(key);
                     loaded = pem;
-                    metrics::counter!("tls_certificate_reloads_total").increment(1);
+                    metrics::counter!("streamspace_tls_certificate_reloads_total").increment(1);
                     tracing::info!(cert = %cert_path.display(), "TLS certificate reloaded");
                 }
                 Err(err) => tracing::warn!(cert = %cert_path.display(), error = %err, "TLS certificate not reloaded"),

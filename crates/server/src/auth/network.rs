@@ -128,7 +128,7 @@ pub async fn enforce(app: &App, meta: &RequestMeta, actor: &Actor, via: Via) -> 
         AllowList::Platform => "platform_allow_list",
         AllowList::Org(_) => "org_allow_list",
     };
-    metrics::counter!("network_denied_total", "via" => via.as_str(), "list" => reason).increment(1);
+    metrics::counter!("streamspace_network_denied_total", "via" => via.as_str(), "list" => reason).increment(1);
     if app.allow_lists.due_for_audit(actor.id, meta.client_ip, via) {
         let target = actor.id.map_or_else(|| format!("ip:{}", meta.client_ip), |id| format!("user:{id}"));
         let details = json!({"address": meta.client_ip.to_string(), "reason": reason, "via": via.as_str()});

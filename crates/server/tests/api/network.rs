@@ -110,7 +110,7 @@ async fn an_orgs_list_admits_its_users_only_from_its_networks_on_sign_in_and_eve
     let metrics = t.app.metrics.render();
     let counted = metrics
         .lines()
-        .find(|line| line.starts_with("network_denied_total") && line.contains("via=\"api\""))
+        .find(|line| line.starts_with("streamspace_network_denied_total") && line.contains("via=\"api\""))
         .unwrap_or_else(|| panic!("no API denials counted: {metrics}"));
     assert!(counted.ends_with(" 4"), "every denial is counted: {counted}");
 }

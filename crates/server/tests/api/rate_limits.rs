@@ -58,7 +58,7 @@ fn assert_limited(reply: &Reply, whose: &str) {
 fn rejections(t: &TestApp, listener: &str, scope: &str) -> u64 {
     let metrics = t.app.metrics.render();
     let label = format!("listener=\"{listener}\",scope=\"{scope}\"");
-    let line = metrics.lines().find(|line| line.starts_with("rate_limited_total") && line.contains(&label));
+    let line = metrics.lines().find(|line| line.starts_with("streamspace_rate_limited_total") && line.contains(&label));
     line.and_then(|line| line.rsplit(' ').next()?.parse().ok()).unwrap_or(0)
 }
 
