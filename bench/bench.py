@@ -46,6 +46,10 @@ NICE = os.environ.get("BENCH_NICE", "-10")
 ONLY = set(os.environ.get("BENCH_ONLY", "p1,p2,p3").lower().split(","))
 UPSTREAMS = [u for u in os.environ.get("BENCH_UPSTREAMS", "fixture,echo").split(",") if u]
 SERVER_RUST_LOG = os.environ.get("BENCH_SERVER_RUST_LOG", "info")
+# A request budget far above what one core can serve: the limiters run, and refuse nothing.
+NO_BUDGET_BINDS = "100000000/s"
+# A directory for profiles of the control plane during its P2 runs (unset: no profile).
+PROFILE_DIR = os.environ.get("BENCH_PROFILE")
 BIN = os.environ.get("STREAMSPACE_BIN", "/work/target/release/streamspace")
 WSLOAD = os.environ.get("WSLOAD_BIN", "/work/target/bench/release/wsload")
 CHP = os.path.join(BENCH_DIR, "node_modules", ".bin", "configurable-http-proxy")
@@ -285,6 +289,9 @@ class Bench:
             "--data-dir", data, "--idle-timeout", "0",
             # One bench user opens every tunnel: the per-user cap is not what P1 measures.
             "--max-tunnels-per-user", str(TUNNELS + 100),
+            # Nor are the request budgets (one address and one user send every request): they are still
+            # checked on every request, so their cost is measured, but set so that none of it is refused.
+            *[arg for scope in ("address", "user", "org") for arg in (f"--rate-limit-{scope}", NO_BUDGET_BINDS)],
         ]), env={"STREAMSPACE_ADMIN_PASSWORD": ADMIN_PASSWORD, "STREAMSPACE_LOG_FORMAT": "json",
                  "RUST_LOG": SERVER_RUST_LOG})
 
@@ -445,9 +452,13 @@ class Bench:
             results = {}
             for name in P2_TARGETS:
                 base, pids, _ = targets[name]
+                profiling = self.profile(up, rnd) if name == "streamspace" else None
                 cpu0 = cpu_seconds(pids)
                 result = self.run_wrk(up, f"{base}/api/health", SECONDS)
                 cpu = cpu_seconds(pids) - cpu0
+                if profiling:
+                    profiling.send_signal(signal.SIGINT)
+                    profiling.wait(timeout=60)
                 result["cpu_us_per_req"] = cpu / result["requests"] * 1e6 if pids and result["requests"] else None
                 result["busy"] = cpu / SECONDS if pids else None
                 results[name] = result
@@ -457,6 +468,19 @@ class Bench:
                                                                     else ""))
             rounds.append(results)
         self.results.setdefault("p2", {})[up.kind] = rounds
+
+    def profile(self, up, rnd):
+        """`perf record` with call graphs on the control plane until stopped, when BENCH_PROFILE names a directory."""
+        if not PROFILE_DIR:
+            return None
+        os.makedirs(PROFILE_DIR, exist_ok=True)
+        out = os.path.join(PROFILE_DIR, f"p2-{up.kind}-round{rnd + 1}.perf.data")
+        # DWARF call graphs: the release build keeps no frame pointers, but its unwind tables are enough.
+        argv = ["perf", "record", "-q", "--call-graph", "dwarf,16384", "-F", "1999", "-p", str(self.server_pid)]
+        process = subprocess.Popen([*argv, "-o", out],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.2)  # perf attaches before the load starts
+        return process
 
     # P1 --------------------------------------------------------------------------------------------
     def ws_url(self, up, name):
@@ -828,14 +852,18 @@ def report(bench, started, load_before, commit):
                     f" | {fmt(median(per_round(rounds, name, 'cpu_us_per_req')), '.1f')} | "
                     f"{pct(median(per_round(rounds, name, 'busy')))} | {sum(per_round(rounds, name, 'errors'))} |")
             lines.append("")
+            # A proxy that answers errors (a 429, a 502) is fast at the wrong thing: no verdict is met with any.
+            answered = sum(per_round(rounds, "streamspace", "errors")) == 0
             check("P2 requests/s, StreamSpace / nginx", ">= 1", kind,
-                  *ratio_ok(round_ratio(rounds, "rps"), lambda x: x >= 1), spread(rounds, "rps"))
+                  *ratio_ok(round_ratio(rounds, "rps"), lambda x: answered and x >= 1), spread(rounds, "rps"))
             check("P2 requests/s, StreamSpace / CHP", ">= 10", kind,
-                  *ratio_ok(round_ratio(rounds, "rps", den="chp"), lambda x: x >= 10), spread(rounds, "rps", den="chp"))
+                  *ratio_ok(round_ratio(rounds, "rps", den="chp"), lambda x: answered and x >= 10),
+                  spread(rounds, "rps", den="chp"))
             check("P2 p99, StreamSpace / nginx", "<= 1", kind,
-                  *ratio_ok(round_ratio(rounds, "p99_us"), lambda x: x <= 1), spread(rounds, "p99_us"))
-            check("P2 CPU per request, StreamSpace / nginx", "(info)", kind, round_ratio(rounds, "cpu_us_per_req"),
-                  None, spread(rounds, "cpu_us_per_req"))
+                  *ratio_ok(round_ratio(rounds, "p99_us"), lambda x: answered and x <= 1), spread(rounds, "p99_us"))
+            check("P2 CPU per request, StreamSpace / nginx", "<= 1", kind,
+                  *ratio_ok(round_ratio(rounds, "cpu_us_per_req"), lambda x: answered and x <= 1),
+                  spread(rounds, "cpu_us_per_req"))
             ss_busy = median(per_round(rounds, "streamspace", "busy"))
             if ss_busy is not None and ss_busy >= 0.9:
                 bench.notes.append(
