@@ -1,7 +1,6 @@
 //! Forwarding one request to a session's streamer: headers per RFC 9110, bodies streamed both
 //! ways, upgrades tunnelled byte for byte.
 
-use std::io::Write;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -83,27 +82,38 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// Platform credentials never reach the session: no `Authorization`, none of our cookies.
+/// Platform credentials never reach the session: no `Authorization`, none of our cookies. A browser
+/// on a session's origin sends our cookie with every request and usually no other, so the common
+/// case drops the header without building a new one.
 fn strip_platform_credentials(headers: &mut HeaderMap) {
     headers.remove(header::AUTHORIZATION);
-    let cookies = || headers.get_all(header::COOKIE).iter().map(|value| value.to_str());
-    // Unreadable headers are dropped below, so they count as not clean.
-    if cookies().all(|value| value.is_ok_and(|value| !value.split(';').any(|pair| is_platform_cookie(pair.trim())))) {
+    let (mut ours, mut theirs) = (false, false);
+    for value in headers.get_all(header::COOKIE) {
+        match cookie_pairs(value) {
+            Ok(pairs) => pairs.for_each(|pair| match is_platform_cookie(pair) {
+                true => ours = true,
+                false => theirs = true,
+            }),
+            // Unreadable headers are dropped, like ours.
+            Err(_) => ours = true,
+        }
+    }
+    if !ours {
         return;
     }
-    let kept = cookies()
-        .filter_map(Result::ok)
-        .flat_map(|value| value.split(';'))
-        .map(str::trim)
-        .filter(|pair| !pair.is_empty() && !is_platform_cookie(pair))
-        .collect::<Vec<_>>()
-        .join("; ");
+    let kept = theirs.then(|| {
+        let values = headers.get_all(header::COOKIE).iter().filter_map(|value| cookie_pairs(value).ok());
+        values.flatten().filter(|pair| !is_platform_cookie(pair)).collect::<Vec<_>>().join("; ")
+    });
     headers.remove(header::COOKIE);
-    if !kept.is_empty()
-        && let Ok(value) = HeaderValue::from_str(&kept)
-    {
+    if let Some(value) = kept.and_then(|kept| HeaderValue::from_str(&kept).ok()) {
         headers.insert(header::COOKIE, value);
     }
+}
+
+/// The `name=value` pairs of one `Cookie` header.
+fn cookie_pairs(value: &HeaderValue) -> Result<impl Iterator<Item = &str>, header::ToStrError> {
+    value.to_str().map(|text| text.split(';').map(str::trim).filter(|pair| !pair.is_empty()))
 }
 
 /// Ours, with or without a cookie prefix: `ss_session`, `__Host-ss_refresh`, ...
@@ -112,24 +122,20 @@ fn is_platform_cookie(pair: &str) -> bool {
     name.starts_with("ss_")
 }
 
-fn add_forwarded(headers: &mut HeaderMap, client_ip: std::net::IpAddr, host: Option<HeaderValue>) {
+/// `X-Forwarded-For` gets the client's address (`client`, already a header value) after any the
+/// request carried, and `X-Forwarded-Host` the host it asked for.
+fn add_forwarded(headers: &mut HeaderMap, client: &HeaderValue, host: Option<HeaderValue>) {
     let xff = match headers.get("x-forwarded-for") {
         Some(prior) => {
-            let mut value = Vec::with_capacity(prior.len() + 41);
+            let mut value = Vec::with_capacity(prior.len() + 2 + client.len());
             value.extend_from_slice(prior.as_bytes());
-            let _ = write!(value, ", {client_ip}");
-            HeaderValue::from_bytes(&value)
+            value.extend_from_slice(b", ");
+            value.extend_from_slice(client.as_bytes());
+            HeaderValue::from_bytes(&value).ok()
         }
-        None => {
-            // The longest address (IPv6 with an IPv4 tail) has 45 characters.
-            let mut buffer = [0u8; 48];
-            let mut cursor = std::io::Cursor::new(&mut buffer[..]);
-            let _ = write!(cursor, "{client_ip}");
-            let written = usize::try_from(cursor.position()).unwrap_or(0);
-            HeaderValue::from_bytes(&buffer[..written])
-        }
+        None => Some(client.clone()),
     };
-    if let Ok(value) = xff {
+    if let Some(value) = xff {
         headers.insert("x-forwarded-for", value);
     }
     if let Some(host) = host {
@@ -165,13 +171,13 @@ fn counted(body: Body, count: impl Fn(u64) + Send + Sync + 'static) -> Body {
 /// the streamer's response, or
 /// an error response. Upgrades are tunnelled in the background once both sides switch.
 /// `credential`, when given, is the `Authorization` the upstream gets in place of whatever the
-/// client sent.
+/// client sent; `client` is the client's address as a header value.
 pub async fn forward(
     upstreams: &Upstreams,
     endpoint: &Arc<str>,
     mut request: Request<Body>,
     credential: Option<HeaderValue>,
-    client_ip: std::net::IpAddr,
+    client: &HeaderValue,
     traffic: Arc<Traffic>,
     tunnel: Option<Registration>,
 ) -> Response<Body> {
@@ -184,7 +190,7 @@ pub async fn forward(
     if let Some(credential) = credential {
         headers.insert(header::AUTHORIZATION, credential);
     }
-    add_forwarded(headers, client_ip, host);
+    add_forwarded(headers, client, host);
     traffic.touch();
 
     let (in_total, out_total) = byte_counters();

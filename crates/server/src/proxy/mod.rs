@@ -11,6 +11,7 @@
 pub mod forward;
 pub mod session_cache;
 pub mod streamer;
+pub mod threads;
 mod tunnel_audit;
 pub mod upstream;
 
@@ -19,6 +20,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -82,8 +84,55 @@ impl Origins {
 #[derive(Clone)]
 pub struct SessionProxy {
     app: AppState,
-    client_ip: IpAddr,
+    connection: Arc<ClientConnection>,
+}
+
+/// What the proxy keeps for one client connection, whose requests nearly always come from one
+/// browser for one session with the same cookie.
+struct ClientConnection {
+    peer: IpAddr,
+    /// The peer's address as a header value (`X-Forwarded-For`), formatted once.
+    peer_header: HeaderValue,
     upstreams: Upstreams,
+    last_grant: LastGrant,
+}
+
+impl ClientConnection {
+    fn new(peer: IpAddr, upstreams: Upstreams) -> Arc<ClientConnection> {
+        let peer_header = address_header(peer);
+        Arc::new(ClientConnection { peer, peer_header, upstreams, last_grant: LastGrant::default() })
+    }
+
+    /// `client` as a header value: the peer's, formatted once, unless trusted proxies named another.
+    fn address_header(&self, client: IpAddr) -> HeaderValue {
+        if client == self.peer { self.peer_header.clone() } else { address_header(client) }
+    }
+}
+
+fn address_header(address: IpAddr) -> HeaderValue {
+    HeaderValue::from_str(&address.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
+}
+
+/// The last session cookie value this connection presented that verified, and its grant. The
+/// cookie is still checked on every request: a value equal to one whose signature verified needs
+/// no second HMAC, while its session and expiry are checked again each time, as `Grant::decode`
+/// does. The comparison need not be constant-time: it can only tell a client about the value it
+/// sent itself on this connection.
+#[derive(Default)]
+struct LastGrant(Mutex<Option<(Box<str>, Grant)>>);
+
+impl LastGrant {
+    fn grant(&self, value: &str, key: &[u8], session_id: Uuid, now: i64) -> Option<Grant> {
+        let mut last = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((verified, grant)) = last.as_ref()
+            && **verified == *value
+        {
+            return (grant.session_id == session_id && grant.expires_at > now).then_some(*grant);
+        }
+        let grant = Grant::decode(value, key, session_id, now)?;
+        *last = Some((value.into(), grant));
+        Some(grant)
+    }
 }
 
 /// The proxy for each connection of the session listener, with the connection's streamer connections
@@ -91,14 +140,14 @@ pub struct SessionProxy {
 pub fn per_connection(app: AppState) -> impl Fn(SocketAddr) -> (SessionProxy, upstream::Driver) {
     move |peer| {
         let (upstreams, driver) = Upstreams::driven();
-        (SessionProxy { app: app.clone(), client_ip: peer.ip(), upstreams }, driver)
+        (SessionProxy { app: app.clone(), connection: ClientConnection::new(peer.ip(), upstreams) }, driver)
     }
 }
 
 /// The proxy as one service, for callers that serve it themselves: its streamer connections run as
 /// tasks of their own, and requests count as coming from the loopback address.
 pub fn service(app: AppState) -> SessionProxy {
-    SessionProxy { app, client_ip: Ipv4Addr::LOCALHOST.into(), upstreams: Upstreams::spawned() }
+    SessionProxy { app, connection: ClientConnection::new(Ipv4Addr::LOCALHOST.into(), Upstreams::spawned()) }
 }
 
 impl<B> tower::Service<Request<B>> for SessionProxy
@@ -190,12 +239,14 @@ fn error(status: StatusCode, code: &'static str, message: &str) -> Response<Body
 
 impl SessionProxy {
     async fn handle(&self, request: Request<Body>) -> Response<Body> {
-        proxy(&self.app, &self.upstreams, self.client_ip, request).await
+        proxy(&self.app, &self.connection, request).await
     }
 }
 
-async fn proxy(app: &AppState, upstreams: &Upstreams, peer: IpAddr, mut request: Request<Body>) -> Response<Body> {
-    let client_ip = crate::auth::client_ip::of_request(peer, request.headers(), &app.config.trusted_proxies);
+// What runs rarely (a ticket, a cache miss, a refusal) is awaited boxed: the future of every
+// request is then only as large as the common path needs, and moved and zeroed that much less.
+async fn proxy(app: &AppState, connection: &ClientConnection, mut request: Request<Body>) -> Response<Body> {
+    let client_ip = crate::auth::client_ip::of_request(connection.peer, request.headers(), &app.config.trusted_proxies);
     if let Err(limited) = app.session_limits.check_address(client_ip) {
         return limited.into_response();
     }
@@ -223,7 +274,7 @@ async fn proxy(app: &AppState, upstreams: &Upstreams, peer: IpAddr, mut request:
     let (ticket, query) = without_ticket(request.uri().query().unwrap_or(""));
     if let Some(ticket) = ticket {
         let location = format!("{path}{}", if query.is_empty() { String::new() } else { format!("?{query}") });
-        return redeem(app, session_id, ticket, &location, client_ip).await;
+        return Box::pin(redeem(app, session_id, ticket, &location, client_ip)).await;
     }
     let now = app.clock.now().timestamp();
     let grant = app
@@ -231,13 +282,16 @@ async fn proxy(app: &AppState, upstreams: &Upstreams, peer: IpAddr, mut request:
         .cookie
         .read(request.headers())
         .value()
-        .and_then(|value| Grant::decode(value, &app.session_key, session_id, now));
+        .and_then(|value| connection.last_grant.grant(value, &app.session_key, session_id, now));
     let Some(grant) = grant else {
         return error(StatusCode::UNAUTHORIZED, "unauthorized", "open this session from StreamSpace");
     };
-    let cached = match cached_session(app, session_id).await {
-        Ok(cached) => cached,
-        Err(response) => return *response,
+    let cached = match app.session_cache.fresh(session_id) {
+        Some(cached) => cached,
+        None => match Box::pin(cached_session(app, session_id)).await {
+            Ok(cached) => cached,
+            Err(response) => return *response,
+        },
     };
     if let Err(response) = check_access(app, grant).await {
         return *response;
@@ -270,8 +324,9 @@ async fn proxy(app: &AppState, upstreams: &Upstreams, peer: IpAddr, mut request:
         Ok(None) => (None, None),
         Err(response) => return *response,
     };
+    let client = connection.address_header(client_ip);
     let mut response =
-        forward::forward(upstreams, &endpoint, request, credential, client_ip, cached.traffic, tunnel).await;
+        forward::forward(&connection.upstreams, &endpoint, request, credential, &client, cached.traffic, tunnel).await;
     if let Some(audit) = audit.filter(|_| response.status() == StatusCode::SWITCHING_PROTOCOLS) {
         audit.opened();
     }
@@ -309,8 +364,18 @@ async fn check_access(app: &App, grant: Grant) -> Result<(), Box<Response<Body>>
 }
 
 /// The IP allow-lists of the platform and of the session's org hold for every request into it,
-/// the tunnel's first included.
+/// the tunnel's first included. An allowed address (nearly every request) is let through without
+/// building what a refusal records.
 async fn check_network(app: &App, grant: Grant, org_id: Uuid, client_ip: IpAddr) -> Result<(), ApiError> {
+    match crate::auth::network::refusing_list(app, Some(org_id), client_ip).await {
+        Ok(None) => Ok(()),
+        Ok(Some(_)) => Box::pin(refuse_network(app, grant, org_id, client_ip)).await,
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Counts, audits and answers a request from an address an allow-list refuses.
+async fn refuse_network(app: &App, grant: Grant, org_id: Uuid, client_ip: IpAddr) -> Result<(), ApiError> {
     let actor =
         crate::audit::Actor { id: Some(grant.user_id), name: format!("user:{}", grant.user_id), org_id: Some(org_id) };
     let meta = crate::context::RequestMeta { client_ip, ..crate::context::RequestMeta::internal() };
@@ -511,6 +576,21 @@ mod tests {
         assert!(headers.get(header::SET_COOKIE).is_none());
         let policies: Vec<_> = headers.get_all(header::CONTENT_SECURITY_POLICY).iter().collect();
         assert_eq!(policies, ["frame-ancestors *", "frame-ancestors http://localhost:8000"], "both are enforced");
+    }
+
+    #[test]
+    fn a_connection_remembers_the_cookie_that_verified_but_checks_its_session_and_expiry_each_time() {
+        let key = b"session key";
+        let grant = Grant { session_id: Uuid::now_v7(), user_id: Uuid::now_v7(), expires_at: 1000 };
+        let value = grant.encode(key);
+        let last = LastGrant::default();
+        assert_eq!(last.grant(&value, key, grant.session_id, 999), Some(grant));
+        assert_eq!(last.grant(&value, key, grant.session_id, 999), Some(grant), "remembered");
+        assert_eq!(last.grant(&value, key, grant.session_id, 1000), None, "expired since");
+        assert_eq!(last.grant(&value, key, Uuid::now_v7(), 999), None, "another session's origin");
+        let forged = format!("{value}x");
+        assert_eq!(last.grant(&forged, key, grant.session_id, 999), None, "any other value is verified");
+        assert_eq!(LastGrant::default().grant(&value, b"another key", grant.session_id, 999), None);
     }
 
     #[test]

@@ -88,7 +88,8 @@ impl Upstreams {
                 Some(sender) => sender,
                 None => {
                     reused = false;
-                    self.connect(endpoint).await?
+                    // Boxed: connecting is rare, and its future would make every request's larger.
+                    Box::pin(self.connect(endpoint)).await?
                 }
             };
             let response = sender.try_send_request(request);
