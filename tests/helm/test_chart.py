@@ -36,7 +36,12 @@ VALUE_SETS = {
             "sessionTlsSecretName": "streamspace-sessions-tls",
         },
         "agent": {"endpointCIDRs": ["10.244.0.0/16", "fd00:10:244::/56"]},
-        "controlPlane": {"trustedProxies": ["10.244.0.0/16"]},
+        "controlPlane": {
+            "trustedProxies": ["10.244.0.0/16"],
+            "tls": {"secretName": "streamspace-pod-tls"},
+            "rateLimits": {"perAddress": "50/s:100", "perUser": "off"},
+            "outboundCA": {"configMapName": "corp-ca"},
+        },
     },
     "existing-secrets-and-custom-resources": {
         "fullnameOverride": "ss",
@@ -256,6 +261,45 @@ def test_the_control_plane_is_probed_and_runs_serve_with_settings_the_binary_has
         assert "secret" in volumes[mount["name"]] and mount["subPath"] == key, f"{name}: {key} from the keys Secret"
 
 
+def test_tls_rate_limits_and_the_outbound_ca_reach_the_control_plane_as_its_own_settings(value_set):
+    name, values, objects = value_set
+    settings = values.get("controlPlane", {})
+    pod = named(objects, "Deployment", "control-plane")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = env_of(container)
+    volumes = {v["name"]: v for v in pod["volumes"]}
+
+    def mounted_from(path):
+        """The volume a file lies in, mounted whole (a subPath mount would never see a renewal)."""
+        mount = next(m for m in container["volumeMounts"] if path.startswith(m["mountPath"] + "/"))
+        assert "subPath" not in mount, f"{name}: {path} is updated in place"
+        return volumes[mount["name"]]
+
+    tls_secret = settings.get("tls", {}).get("secretName")
+    scheme = "HTTPS" if tls_secret else "HTTP"
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["scheme"] == scheme, f"{name}: {probe}"
+    if tls_secret:
+        for variable, key in (("STREAMSPACE_TLS_CERT", "tls.crt"), ("STREAMSPACE_TLS_KEY", "tls.key")):
+            path = env[variable]["value"]
+            assert path.endswith("/" + key) and mounted_from(path)["secret"]["secretName"] == tls_secret
+        for ingress in of_kind(objects, "Ingress"):
+            assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"] == "HTTPS"
+    else:
+        assert "STREAMSPACE_TLS_CERT" not in env and "STREAMSPACE_TLS_KEY" not in env
+
+    limits = settings.get("rateLimits", {})
+    for setting, variable in (("perAddress", "ADDRESS"), ("perUser", "USER"), ("perOrg", "ORG")):
+        rendered = env.get(f"STREAMSPACE_RATE_LIMIT_{variable}", {}).get("value")
+        assert rendered == (limits.get(setting) or None), f"{name}: {setting}"
+
+    config_map = settings.get("outboundCA", {}).get("configMapName")
+    if config_map:
+        assert mounted_from(env["STREAMSPACE_OUTBOUND_CA"]["value"])["configMap"]["name"] == config_map
+    else:
+        assert "STREAMSPACE_OUTBOUND_CA" not in env
+
+
 def test_the_default_image_is_this_version_of_the_image_the_repository_builds():
     """The chart's default image is what the release workflow publishes for this version
     (ghcr.io/<owner>/streamspace:<version>, images/streamspace), and the pods run it as that image expects:
@@ -408,6 +452,9 @@ def test_every_secret_a_pod_reads_is_rendered_or_named_in_values(value_set):
     database = {"existingSecret": "streamspace-database", "existingSecretKey": "database-url",
                 **values.get("externalDatabase", {})}
     declared.add((database["existingSecret"], database["existingSecretKey"]))
+    tls_secret = values.get("controlPlane", {}).get("tls", {}).get("secretName")
+    if tls_secret:
+        declared |= {(tls_secret, "tls.crt"), (tls_secret, "tls.key")}
     missing = secret_refs(objects) - rendered - declared
     assert not missing, f"{name}: pods read Secrets nobody provides: {missing}"
     if values.get("postgresql", {}).get("enabled"):
@@ -501,6 +548,8 @@ def test_notes_tell_where_the_admin_password_and_the_session_hosts_are(value_set
     ({"publicUrl": "streamspace.example.com"}, "/publicUrl"),
     ({"ingres": {"enabled": False}}, "ingres"),
     ({"monitoring": {"prometheusRule": {"enabled": "yes"}}}, "/monitoring/prometheusRule/enabled"),
+    ({"controlPlane": {"rateLimits": {"perUser": "lots"}}}, "/controlPlane/rateLimits/perUser"),
+    ({"controlPlane": {"tls": {"secret": "x"}}}, "/controlPlane/tls"),
 ])
 def test_the_values_schema_refuses_mistakes(values, complaint):
     with pytest.raises(helm.HelmError) as refused:

@@ -315,6 +315,10 @@ struct ServeArgs {
     /// Let report webhooks reach loopback, private and link-local addresses (refused by default).
     #[arg(long, env = "STREAMSPACE_REPORT_WEBHOOKS_ALLOW_PRIVATE")]
     report_webhooks_allow_private: bool,
+    /// PEM certificates to trust, besides the system's, when connecting to identity providers and
+    /// report webhooks (a private CA).
+    #[arg(long, env = "STREAMSPACE_OUTBOUND_CA")]
+    outbound_ca: Option<PathBuf>,
     #[command(flatten)]
     rate_limits: RateLimitArgs,
     #[command(flatten)]
@@ -455,6 +459,7 @@ impl ServeArgs {
             },
             rate_limits: self.rate_limits.limits(),
             tls: self.tls.settings(),
+            outbound_ca: self.outbound_ca.clone(),
             ..Config::default()
         }
     }

@@ -53,8 +53,10 @@ pub struct App {
     pub session_access: crate::connections::access::SessionAccess,
     /// Links the audit chain; kept out of the database so that the database alone cannot rewrite it.
     pub audit_key: streamspace_store::audit::AuditKey,
-    /// Single sign-on: the client for identity providers and what was learnt from them.
+    /// Single sign-on: what was learnt from identity providers.
     pub sso: crate::auth::sso::Clients,
+    /// The client for identity providers and report webhooks.
+    pub outbound: crate::outbound::OutboundHttp,
 }
 
 pub type AppState = Arc<App>;
@@ -94,6 +96,7 @@ impl App {
             session_access: Default::default(),
             audit_key,
             sso: Default::default(),
+            outbound: crate::outbound::OutboundHttp::new(config.outbound_ca.as_deref())?,
             urls,
             config,
             store,

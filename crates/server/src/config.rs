@@ -57,6 +57,9 @@ pub struct Config {
     pub tls: Option<crate::tls::TlsSettings>,
     /// Request budgets per client address, user and org, for each listener (on each replica).
     pub rate_limits: crate::rate_limit::RateLimits,
+    /// PEM certificates trusted, besides the system's, on the connections the control plane makes
+    /// (identity providers, report webhooks): an organization's private CA.
+    pub outbound_ca: Option<PathBuf>,
 }
 
 /// Session timers; `None` turns one off.
@@ -190,6 +193,7 @@ impl Default for Config {
             reports: crate::compliance::ReportConfig::default(),
             rate_limits: Default::default(),
             tls: None,
+            outbound_ca: None,
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod hub;
 pub mod keys;
 pub mod lifecycle;
 pub mod orchestrator;
+pub mod outbound;
 pub mod proxy;
 pub mod rate_limit;
 pub mod scheduler;
