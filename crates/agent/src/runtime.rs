@@ -42,6 +42,10 @@ pub trait Runtime: Send + Sync {
         self.stop(session_id).await
     }
 
+    /// Deletes persistent home `home_id` ([`streamspace_proto::hub::HomeVolume`]) and everything in it; one that
+    /// does not exist is already deleted. Refused while a session still mounts it.
+    async fn remove_home(&self, home_id: Uuid) -> anyhow::Result<()>;
+
     /// State changes the runtime notices by itself, chiefly sessions that die without being asked to
     /// (`Failed { reason }`). The agent subscribes once and subscribes again if the stream ends.
     fn events(&self) -> BoxStream<'static, (Uuid, ActualState)>;

@@ -98,6 +98,11 @@ impl Runtime for FakeRuntime {
         Ok(())
     }
 
+    async fn remove_home(&self, home_id: Uuid) -> anyhow::Result<()> {
+        self.record("remove_home", home_id);
+        Ok(())
+    }
+
     fn events(&self) -> BoxStream<'static, (Uuid, ActualState)> {
         match self.events.lock().unwrap().take() {
             Some(rx) => futures::stream::unfold(rx, |mut rx| async { rx.recv().await.map(|e| (e, rx)) }).boxed(),
@@ -221,6 +226,7 @@ fn spec(session_id: Uuid, image: &str) -> SessionSpec {
         shm_mb: 64,
         port: 8080,
         egress_allow: Vec::new(),
+        home: None,
     }
 }
 

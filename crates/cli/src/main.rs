@@ -291,6 +291,12 @@ struct ServeArgs {
     /// Seconds a session may run before it is stopped (0: no limit).
     #[arg(long, env = "STREAMSPACE_MAX_LIFETIME", default_value_t = seconds_or_zero(Config::default().sessions.max_lifetime))]
     max_lifetime: i64,
+    /// Seconds a session may stay hibernated before it is stopped and its container removed (0: no limit).
+    #[arg(long, env = "STREAMSPACE_HIBERNATED_EXPIRY", default_value_t = seconds_or_zero(Config::default().sessions.hibernated_expiry))]
+    hibernated_expiry: i64,
+    /// Seconds a deleted user's persistent homes are kept before they are deleted.
+    #[arg(long, env = "STREAMSPACE_HOME_DELETION_GRACE", default_value_t = Config::default().home_deletion_grace.num_seconds())]
+    home_deletion_grace: i64,
     #[command(flatten)]
     kubernetes_agent: KubernetesAgentArgs,
     /// Seconds a client has to send a request's headers (also the idle time of kept-alive connections).
@@ -444,7 +450,9 @@ impl ServeArgs {
                 start_timeout: chrono::Duration::seconds(self.start_timeout.max(1)),
                 idle_timeout: zero_is_off(self.idle_timeout),
                 max_lifetime: zero_is_off(self.max_lifetime),
+                hibernated_expiry: zero_is_off(self.hibernated_expiry),
             },
+            home_deletion_grace: chrono::Duration::seconds(self.home_deletion_grace.max(0)),
             http_limits: streamspace_server::serve::Limits {
                 header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout.max(1)),
                 max_connections: self.max_connections.max(1),

@@ -92,14 +92,15 @@ async fn a_session_runs_and_is_reachable_only_through_the_authenticated_proxy() 
         s.admin.call(reqwest::Method::POST, &format!("/api/v1/sessions/{id}/connect"), Some(json!({}))).await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("not_owner")));
 
-    // The org decides whether sessions get the viewer's clipboard; the UI frames them accordingly.
+    // The org decides what sessions may exchange with the viewer's browser; the UI frames them
+    // accordingly (the streamer's side is in policies.rs).
     let connect = s.member.post(&format!("/api/v1/sessions/{id}/connect"), json!({})).await;
-    assert_eq!(connect["clipboard"], true, "{connect}");
+    assert_eq!(connect["policy"]["clipboard"], "both", "{connect}");
     let org_id = s.member.get("/api/v1/me").await["org_id"].as_str().unwrap().to_owned();
-    s.admin
-        .call(reqwest::Method::PATCH, &format!("/api/v1/orgs/{org_id}"), Some(json!({"allow_clipboard": false})))
-        .await;
-    assert_eq!(s.member.post(&format!("/api/v1/sessions/{id}/connect"), json!({})).await["clipboard"], false);
+    let closed = json!({"session_policy": {"clipboard": "off"}});
+    s.admin.call(reqwest::Method::PATCH, &format!("/api/v1/orgs/{org_id}"), Some(closed)).await;
+    let connect = s.member.post(&format!("/api/v1/sessions/{id}/connect"), json!({})).await;
+    assert_eq!(connect["policy"]["clipboard"], "off", "{connect}");
 
     // A ticket works once.
     let url = connect_url(&s.member, &id).await;

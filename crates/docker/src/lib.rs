@@ -30,6 +30,7 @@
 mod container;
 mod events;
 mod firewall;
+mod home;
 mod pull;
 
 use std::collections::{BTreeSet, HashMap};
@@ -231,6 +232,11 @@ impl DockerRuntime {
             let image = self.ensure_image(&spec.image, progress).await?;
             body.user = Some(image_user(&spec.image, &image)?);
             progress(starting(SessionPhase::Creating, None));
+            if let Some(home) = &spec.home {
+                let target = home::image_home(&spec.image, &image)?;
+                home::ensure_home(&self.docker, home, spec.owner_id, self.owner.get()).await?;
+                body.host_config.get_or_insert_default().mounts = Some(vec![home::home_mount(home, target)]);
+            }
             self.ensure_network(spec).await?;
             let options = CreateContainerOptions { name: Some(name.clone()), platform: String::new() };
             self.docker
@@ -451,6 +457,10 @@ impl Runtime for DockerRuntime {
             }
             None => Ok(()),
         }
+    }
+
+    async fn remove_home(&self, home_id: Uuid) -> anyhow::Result<()> {
+        home::remove_home(&self.docker, home_id).await
     }
 
     fn bind(&self, agent_id: Uuid) {

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use streamspace_agent::Runtime;
 use streamspace_agent::conformance::{FIXTURE, Harness, ROOT_IMAGE, Reasons, fixture_spec, get};
 use streamspace_docker::{DockerOptions, DockerRuntime};
-use streamspace_proto::hub::{ActualState, SessionSpec};
+use streamspace_proto::hub::{ActualState, HomeVolume, SessionSpec};
 use uuid::Uuid;
 
 /// Runs the docker CLI; its output, whatever the exit status.
@@ -476,4 +476,77 @@ async fn a_network_without_the_named_bridge_is_refused_rather_than_left_unprotec
         )
     );
     assert!(!exists("container", &session.container()), "nothing was created");
+}
+
+/// The base session image: it declares its user's home as a volume, which a persistent home replaces.
+const STREAMER_IMAGE: &str = "streamspace/base:latest";
+
+/// A persistent home whose volume is removed when the test ends, passed or not.
+struct Home(HomeVolume);
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        let _ = docker(&["volume", "rm", "--force", &HomeVolume::volume_name(self.0.id)]);
+    }
+}
+
+fn streamer_spec(session: &Session, home: &Home) -> SessionSpec {
+    SessionSpec {
+        image: STREAMER_IMAGE.into(),
+        // Without the control plane's master token the streamer would insist on a password.
+        env: [("SELKIES_ENABLE_BASIC_AUTH".to_string(), "false".to_string())].into(),
+        memory_mb: 1024,
+        home: Some(home.0.clone()),
+        ..session.spec()
+    }
+}
+
+#[tokio::test]
+async fn a_persistent_home_outlives_its_sessions_until_it_is_removed() {
+    let runtime = runtime().await;
+    assert!(exists("image", STREAMER_IMAGE), "the session image {STREAMER_IMAGE} is missing: scripts/images/build.sh");
+    // This engine's storage (overlay2 on ext4 here) has no quotas: the size cannot hold and the home
+    // is created without it rather than failing the session.
+    let home = Home(HomeVolume { id: Uuid::new_v4(), size_mb: Some(64) });
+    let volume = HomeVolume::volume_name(home.0.id);
+    let first = Session::new();
+    start(&runtime, &streamer_spec(&first, &home)).await;
+    let mounted =
+        docker_ok(&["inspect", "--format", "{{range .Mounts}}{{.Name}}={{.Destination}} {{end}}", &first.container()]);
+    assert!(mounted.contains(&format!("{volume}=/home/streamspace")), "{mounted}");
+    // The image's skeleton files were copied in, owned by the session's user, who can write there.
+    docker_ok(&["exec", &first.container(), "sh", "-c", "test -f .bashrc && echo kept > notes.txt"]);
+    assert_eq!(
+        docker_ok(&["volume", "inspect", "--format", "{{index .Labels \"streamspace.home\"}}", &volume]),
+        home.0.id.to_string()
+    );
+
+    let busy = runtime.remove_home(home.0.id).await.unwrap_err().to_string();
+    assert!(busy.contains("still mounted"), "{busy}");
+    runtime.stop(first.id).await.unwrap();
+    assert!(!exists("container", &first.container()));
+    assert!(exists("volume", &volume), "stopping a session keeps its home");
+
+    let second = Session::new();
+    start(&runtime, &streamer_spec(&second, &home)).await;
+    assert_eq!(docker_ok(&["exec", &second.container(), "cat", "/home/streamspace/notes.txt"]), "kept");
+    runtime.stop(second.id).await.unwrap();
+
+    runtime.remove_home(home.0.id).await.unwrap();
+    assert!(!exists("volume", &volume));
+    runtime.remove_home(home.0.id).await.expect("removing a removed home is done");
+}
+
+#[tokio::test]
+async fn an_image_without_a_home_directory_cannot_keep_one() {
+    let runtime = runtime().await;
+    let home = Home(HomeVolume { id: Uuid::new_v4(), size_mb: None });
+    let session = Session::new();
+    let spec = SessionSpec { home: Some(home.0.clone()), ..session.spec() };
+    let error = runtime.start(&spec, &|_| {}).await.unwrap_err().to_string();
+    assert!(error.contains("has no home directory to keep"), "{error}");
+    assert!(
+        !exists("volume", &HomeVolume::volume_name(home.0.id)),
+        "nothing is created for a session that cannot start"
+    );
 }

@@ -101,6 +101,26 @@ pub struct SessionSpec {
     /// the org policy's allow-lists, merged by the control plane.
     #[serde(default)]
     pub egress_allow: Vec<IpNet>,
+    /// The owner's persistent home, mounted at the image's home directory; `None`: the session's home lives and
+    /// dies with the session.
+    #[serde(default)]
+    pub home: Option<HomeVolume>,
+}
+
+/// A persistent home: a volume that outlives the sessions mounting it, created empty by the runtime the first time
+/// a session needs it and removed only by [`CommandKind::RemoveHome`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HomeVolume {
+    pub id: Uuid,
+    /// The most the home may hold, where the runtime's storage can enforce it.
+    pub size_mb: Option<i64>,
+}
+
+impl HomeVolume {
+    /// The runtime object (volume, claim) that holds home `id`.
+    pub fn volume_name(id: Uuid) -> String {
+        format!("ss-home-{id}")
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +136,8 @@ pub enum CommandKind {
     Stop,
     /// Remove whatever is left of an ended session.
     Remove,
+    /// Delete a persistent home and everything in it; the command's `session_id` is the home's id.
+    RemoveHome,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 //! First start: the default organization, the admin account and the template catalog.
 
-use streamspace_store::{NewTemplate, NewUser, Role};
+use streamspace_store::{HomeScope, NewTemplate, NewUser, Role, TemplateHome};
 
 use crate::app::App;
 use crate::audit::{Actor, Record};
@@ -80,6 +80,9 @@ pub fn catalog() -> Vec<NewTemplate> {
             tags: tags.iter().map(|t| (*t).to_owned()).collect(),
             enabled: true,
             egress_allow: Vec::new(),
+            session_policy: Default::default(),
+            // The catalog's applications keep what people save (bookmarks, profiles, files) in their home.
+            home: TemplateHome { scope: HomeScope::User, size_mb: None },
         };
     vec![
         template(

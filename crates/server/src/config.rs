@@ -40,6 +40,8 @@ pub struct Config {
     /// How often agents send heartbeats; an agent is offline after three missed.
     pub heartbeat_interval_secs: u64,
     pub sessions: SessionTimers,
+    /// How long a deleted user's persistent homes are kept before they are deleted with their volumes.
+    pub home_deletion_grace: chrono::Duration,
     /// Header read timeout and connection cap, for each of the two listeners.
     pub http_limits: crate::serve::Limits,
     /// Quotas a new organization starts with (the bootstrap one too); administrators change them.
@@ -71,6 +73,9 @@ pub struct SessionTimers {
     pub idle_timeout: Option<chrono::Duration>,
     /// A running session this old is stopped.
     pub max_lifetime: Option<chrono::Duration>,
+    /// A session hibernated this long is stopped and its container removed: a kept container holds
+    /// disk and its agent's capacity for someone who may never come back.
+    pub hibernated_expiry: Option<chrono::Duration>,
 }
 
 impl Default for SessionTimers {
@@ -79,6 +84,7 @@ impl Default for SessionTimers {
             start_timeout: chrono::Duration::minutes(5),
             idle_timeout: Some(chrono::Duration::minutes(30)),
             max_lifetime: Some(chrono::Duration::hours(12)),
+            hibernated_expiry: Some(chrono::Duration::days(7)),
         }
     }
 }
@@ -184,6 +190,7 @@ impl Default for Config {
             public_url: None,
             heartbeat_interval_secs: 10,
             sessions: SessionTimers::default(),
+            home_deletion_grace: chrono::Duration::days(7),
             http_limits: crate::serve::Limits::default(),
             default_quotas: default_quotas(),
             // A few browser tabs each; the streamer uses a handful of sockets per open session.

@@ -12,6 +12,7 @@ pub mod config;
 pub mod connections;
 pub mod context;
 pub mod error;
+pub mod homes;
 pub mod hub;
 pub mod keys;
 pub mod lifecycle;
@@ -21,6 +22,7 @@ pub mod proxy;
 pub mod rate_limit;
 pub mod scheduler;
 pub mod serve;
+pub mod session_policy;
 pub mod telemetry;
 pub mod template_defaults;
 pub mod tls;
@@ -187,6 +189,7 @@ pub async fn background_round(app: &App) {
         }
         Err(err) => tracing::warn!(error = %err, "cannot read the active sessions"),
     }
+    homes::remove_due(app).await;
     telemetry::update_certificate_expiry(std::time::SystemTime::now());
     match app.store.list_agents().await {
         Ok(agents) => {

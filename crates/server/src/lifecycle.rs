@@ -216,7 +216,7 @@ pub fn trigger_for_report(session: &Session, actual: &ActualState) -> Option<(Tr
 }
 
 /// The timer that has fired for `session` at `now`, if any: start timeout, maximum lifetime,
-/// idle timeout.
+/// idle timeout, hibernated expiry.
 pub fn timer_trigger(session: &Session, timers: &SessionTimers, now: DateTime<Utc>) -> Option<(Trigger, Detail)> {
     let since = |at: Option<DateTime<Utc>>| at.map(|at| now - at);
     match session.state {
@@ -236,6 +236,11 @@ pub fn timer_trigger(session: &Session, timers: &SessionTimers, now: DateTime<Ut
             }) =>
         {
             Some((Trigger::Hibernate, Detail::reason("idle")))
+        }
+        // A hibernated session changes nothing until it is woken, so its last change is when it
+        // went to rest.
+        Hibernated if timers.hibernated_expiry.is_some_and(|expiry| now - session.updated_at > expiry) => {
+            Some((Trigger::Stop, Detail::reason("hibernated for too long")))
         }
         _ => None,
     }
@@ -533,6 +538,7 @@ mod tests {
             start_timeout: Duration::minutes(5),
             idle_timeout: Some(Duration::minutes(30)),
             max_lifetime: Some(Duration::hours(8)),
+            hibernated_expiry: Some(Duration::days(7)),
         }
     }
 
@@ -584,9 +590,21 @@ mod tests {
     }
 
     #[test]
+    fn a_session_hibernated_past_its_expiry_is_stopped() {
+        let week = 7 * 24 * 60;
+        let hibernated = session(Hibernated);
+        assert_eq!(fired(&hibernated, &timers(), week), None);
+        let expired = Some((Trigger::Stop, Some("hibernated for too long".to_owned())));
+        assert_eq!(fired(&hibernated, &timers(), week + 1), expired);
+        let kept = SessionTimers { hibernated_expiry: None, ..timers() };
+        assert_eq!(fired(&hibernated, &kept, 10 * week), None);
+    }
+
+    #[test]
     fn resting_and_ended_sessions_have_no_timers() {
+        let no_expiry = SessionTimers { hibernated_expiry: None, ..timers() };
         for state in [Pending, Hibernating, Hibernated, Stopping, Stopped, Failed] {
-            assert_eq!(fired(&session(state), &timers(), 10_000), None, "{state}");
+            assert_eq!(fired(&session(state), &no_expiry, 100_000), None, "{state}");
         }
     }
 }

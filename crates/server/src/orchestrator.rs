@@ -146,8 +146,13 @@ impl App {
             .ok_or_else(|| ApiError::conflict("the session's template was deleted"))?;
         let org_allow = self.store.get_org(Scope::Platform, session.org_id).await?.map(|org| org.egress_allow);
         let egress_allow = security::merge_allow_lists(&template.egress_allow, &org_allow.unwrap_or_default());
+        let policy = crate::session_policy::effective(self.store.as_ref(), session.org_id, session.template_id).await?;
+        let home = match crate::homes::home_of(self, session, &template).await? {
+            Some(home) => Some(crate::homes::volume_for(self, &home, session.agent_id).await?),
+            None => None,
+        };
         let mut env = template.env.clone();
-        env.extend(self.streamer_env(session.id));
+        env.extend(self.streamer_env(session.id, &policy));
         Ok(SessionSpec {
             session_id: session.id,
             org_id: session.org_id,
@@ -159,6 +164,7 @@ impl App {
             shm_mb: template.shm_mb,
             port: template.port,
             egress_allow,
+            home,
         })
     }
 
@@ -172,7 +178,11 @@ impl App {
             cpu_millis: template.as_ref().map_or(0, |t| t.cpu_millis),
             memory_mb: template.as_ref().map_or(0, |t| t.memory_mb),
         };
-        let candidates = self.candidates().await?;
+        let home = match &template {
+            Some(template) => crate::homes::home_of(self, session, template).await?,
+            None => None,
+        };
+        let candidates = crate::homes::near_home(home.as_ref(), self.candidates().await?);
         match scheduler::choose(&candidates, &requirements) {
             Ok(agent_id) => {
                 let detail = Detail { agent_id: Some(agent_id), ..Detail::default() };

@@ -26,12 +26,12 @@ use crate::audit::{
 };
 use crate::sql::{Backend, RowsAffected};
 use crate::{
-    Agent, AgentCommand, AllowList, AuditEvent, AuditFilter, AuditPage, CapacityLimit, ComplianceSettings,
-    DeliveryState, IdentityProvider, IdentityProviderPatch, NewAgent, NewApiKey, NewAuditEvent, NewExternalIdentity,
-    NewIdentityProvider, NewSession, NewTemplate, NewUser, Org, OrgPatch, Page, Paged, ProviderKind, Quotas,
-    RefreshOutcome, RefreshToken, Result, Role, Scope, Session, SessionFilter, SessionUpdate, SqlStore, SsoMfaPolicy,
-    SsoPending, SsoPendingKind, SsoSignIn, Store, StoreError, Template, TemplatePatch, Ticket, Timestamp, User,
-    UserPatch,
+    Agent, AgentCommand, AllowList, AuditEvent, AuditFilter, AuditPage, CapacityLimit, ClipboardPolicy,
+    ComplianceSettings, DeliveryState, HomeScope, IdentityProvider, IdentityProviderPatch, NewAgent, NewApiKey,
+    NewAuditEvent, NewExternalIdentity, NewHome, NewIdentityProvider, NewSession, NewTemplate, NewUser, Org, OrgPatch,
+    Page, Paged, ProviderKind, Quotas, RefreshOutcome, RefreshToken, Result, Role, Scope, Session, SessionFilter,
+    SessionPolicy, SessionUpdate, SqlStore, SsoMfaPolicy, SsoPending, SsoPendingKind, SsoSignIn, Store, StoreError,
+    Template, TemplateHome, TemplatePatch, Ticket, Timestamp, User, UserPatch,
 };
 
 /// A backend under test: the store, plus a back door to its database to play an attacker who
@@ -81,6 +81,8 @@ macro_rules! conformance_tests {
             template_names_are_unique_per_scope,
             orgs_see_their_own_and_global_templates,
             templates_in_use_cannot_be_deleted,
+            homes_are_one_per_user_and_scope,
+            homes_are_scoped_and_deleted_after_their_user,
             sessions_round_trip,
             sessions_are_scoped_to_their_org,
             session_updates_compare_and_set,
@@ -173,6 +175,12 @@ fn new_template(org: Option<&Org>, name: &str) -> NewTemplate {
         tags: vec!["linux".into(), "desktop".into()],
         enabled: true,
         egress_allow: vec!["10.20.30.0/24".parse().unwrap(), "203.0.113.0/24".parse().unwrap()],
+        session_policy: SessionPolicy {
+            clipboard: ClipboardPolicy::Out,
+            microphone: false,
+            ..SessionPolicy::default()
+        },
+        home: TemplateHome { scope: HomeScope::Template, size_mb: Some(2048) },
     }
 }
 
@@ -237,6 +245,7 @@ fn start_command(session: &Session) -> Command {
             shm_mb: 256,
             port: 8080,
             egress_allow: vec!["203.0.113.0/24".parse().unwrap()],
+            home: None,
         }),
         traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
     }
@@ -395,7 +404,7 @@ pub async fn orgs_round_trip(store: Subject) {
     let acme = org(&store, "acme").await;
     assert_eq!(acme.name, "acme");
     assert!(!acme.mfa_required);
-    assert!(acme.allow_clipboard, "the clipboard is allowed until an admin says otherwise");
+    assert_eq!(acme.session_policy, SessionPolicy::default(), "everything is allowed until an admin says otherwise");
     assert_eq!(acme.quotas, Quotas::default());
     assert_eq!(store.get_org(Scope::Platform, acme.id).await.unwrap().as_ref(), Some(&acme));
     assert_eq!(store.get_org(Scope::Org(acme.id), acme.id).await.unwrap().as_ref(), Some(&acme));
@@ -417,7 +426,11 @@ pub async fn orgs_round_trip(store: Subject) {
     let patch = OrgPatch {
         name: Some("acme-2".into()),
         mfa_required: Some(true),
-        allow_clipboard: Some(false),
+        session_policy: Some(SessionPolicy {
+            clipboard: ClipboardPolicy::In,
+            audio: false,
+            ..SessionPolicy::default()
+        }),
         quotas: Some(quotas),
         egress_allow: Some(egress_allow.clone()),
         sso_mfa: Some(SsoMfaPolicy::TrustIdp),
@@ -427,7 +440,7 @@ pub async fn orgs_round_trip(store: Subject) {
     let expected = Org {
         name: "acme-2".into(),
         mfa_required: true,
-        allow_clipboard: false,
+        session_policy: SessionPolicy { clipboard: ClipboardPolicy::In, audio: false, ..SessionPolicy::default() },
         quotas,
         egress_allow,
         sso_mfa: SsoMfaPolicy::TrustIdp,
@@ -851,6 +864,8 @@ pub async fn templates_round_trip(store: Subject) {
         tags: new.tags,
         enabled: new.enabled,
         egress_allow: new.egress_allow,
+        session_policy: new.session_policy,
+        home: new.home,
         created_at: created.created_at,
         updated_at: created.created_at,
     };
@@ -871,6 +886,8 @@ pub async fn templates_round_trip(store: Subject) {
         tags: Some(vec![]),
         enabled: Some(false),
         egress_allow: Some(vec![]),
+        session_policy: Some(SessionPolicy { file_download: false, ..SessionPolicy::default() }),
+        home: Some(TemplateHome::default()),
     };
     let updated = store.update_template(Scope::Org(acme.id), created.id, patch.clone()).await.unwrap().unwrap();
     assert!(updated.updated_at >= created.updated_at);
@@ -887,6 +904,8 @@ pub async fn templates_round_trip(store: Subject) {
         tags: vec![],
         enabled: false,
         egress_allow: vec![],
+        session_policy: SessionPolicy { file_download: false, ..SessionPolicy::default() },
+        home: TemplateHome::default(),
         updated_at: updated.updated_at,
         ..created.clone()
     };
@@ -951,6 +970,70 @@ pub async fn orgs_see_their_own_and_global_templates(store: Subject) {
     assert_eq!(store.get_template(Scope::Platform, b_desktop.id).await.unwrap(), Some(b_desktop));
     assert_eq!(store.get_template(Scope::Platform, global.id).await.unwrap().as_ref(), Some(&global));
     assert!(!store.update_template(Scope::Platform, global.id, patch).await.unwrap().unwrap().enabled);
+}
+
+pub async fn homes_are_one_per_user_and_scope(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let alice = user(&store, &acme, "alice").await;
+    let desktop = template(&store, Some(&acme), "desktop").await;
+    let now = Utc::now().trunc_subsecs(6);
+    let new =
+        |template_id: Option<Uuid>| NewHome { org_id: acme.id, user_id: alice.id, template_id, size_mb: Some(512) };
+    let own = store.home_for(new(None), now).await.unwrap();
+    assert_eq!((own.user_id, own.template_id, own.agent_id, own.size_mb), (alice.id, None, None, Some(512)));
+    assert_eq!((own.created_at, own.last_used_at, own.delete_after), (now, None, None));
+    let later = now + Duration::minutes(5);
+    assert_eq!(store.home_for(new(None), later).await.unwrap(), own, "found again, not created twice");
+    let for_desktop = store.home_for(new(Some(desktop.id)), now).await.unwrap();
+    assert_ne!(for_desktop.id, own.id, "a template's home is another home");
+    assert_eq!(for_desktop.template_id, Some(desktop.id));
+
+    let docker = agent(&store, "docker-1").await;
+    store.record_home_use(own.id, docker.id, later).await.unwrap();
+    let used = store.get_home(Scope::Platform, own.id).await.unwrap().unwrap();
+    assert_eq!((used.agent_id, used.last_used_at), (Some(docker.id), Some(later)));
+    assert_eq!(
+        store.list_homes(Scope::Platform, Some(alice.id)).await.unwrap(),
+        vec![used.clone(), for_desktop.clone()]
+    );
+
+    assert!(store.delete_home(own.id).await.unwrap());
+    assert!(!store.delete_home(own.id).await.unwrap(), "deleted once");
+    let fresh = store.home_for(new(None), later).await.unwrap();
+    assert_ne!(fresh.id, own.id, "after a reset the next session gets a new, empty home");
+    assert_eq!(fresh.agent_id, None);
+}
+
+pub async fn homes_are_scoped_and_deleted_after_their_user(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let globex = org(&store, "globex").await;
+    let alice = user(&store, &acme, "alice").await;
+    let bob = user(&store, &acme, "bob").await;
+    let now = Utc::now().trunc_subsecs(6);
+    let home_of = |user: &User| NewHome { org_id: user.org_id, user_id: user.id, template_id: None, size_mb: None };
+    let alices = store.home_for(home_of(&alice), now).await.unwrap();
+    let bobs = store.home_for(home_of(&bob), now).await.unwrap();
+    assert_eq!(
+        store.get_home(Scope::Org(globex.id), alices.id).await.unwrap(),
+        None,
+        "another org's home is not found"
+    );
+    assert!(store.list_homes(Scope::Org(globex.id), None).await.unwrap().is_empty());
+    assert_eq!(store.list_homes(Scope::Org(acme.id), None).await.unwrap().len(), 2);
+
+    let grace_over = now + Duration::days(7);
+    assert!(store.delete_user(Scope::Platform, alice.id).await.unwrap());
+    assert_eq!(store.mark_user_homes_for_deletion(alice.id, grace_over).await.unwrap(), 1);
+    assert_eq!(
+        store.mark_user_homes_for_deletion(alice.id, grace_over + Duration::days(1)).await.unwrap(),
+        0,
+        "marked once"
+    );
+    let kept = store.get_home(Scope::Platform, alices.id).await.unwrap().unwrap();
+    assert_eq!(kept.delete_after, Some(grace_over), "a deleted user's home outlives them for the grace period");
+    assert!(store.due_homes(grace_over - Duration::seconds(1)).await.unwrap().is_empty());
+    assert_eq!(store.due_homes(grace_over).await.unwrap(), vec![kept]);
+    assert!(store.get_home(Scope::Platform, bobs.id).await.unwrap().unwrap().delete_after.is_none());
 }
 
 pub async fn templates_in_use_cannot_be_deleted(store: Subject) {

@@ -8,10 +8,13 @@
 pub mod audit;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+mod home;
 mod model;
+mod policy;
 mod postgres;
 mod sql;
 mod sql_compliance;
+mod sql_homes;
 mod sql_store;
 mod sqlite;
 mod sso;
@@ -20,8 +23,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+pub use home::{Home, HomeScope, NewHome, TemplateHome};
 use ipnet::IpNet;
 pub use model::*;
+pub use policy::{ClipboardPolicy, SessionPolicy};
 pub use postgres::PostgresStore;
 pub use sql_store::SqlStore;
 pub use sqlite::SqliteStore;
@@ -184,6 +189,20 @@ pub trait Store: Send + Sync + 'static {
     async fn list_audit(&self, scope: Scope, filter: AuditFilter, page: AuditPage) -> Result<Vec<AuditEvent>>;
     /// The whole chain in sequence order from `after_seq + 1`, for verification.
     async fn audit_chain(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditEvent>>;
+
+    // Persistent homes (ADR 0032).
+    /// The user's home of `new`'s scope, created on first call (a home marked for deletion stays marked).
+    async fn home_for(&self, new: NewHome, now: Timestamp) -> Result<Home>;
+    /// Records that a session on `agent_id` mounts the home: that is where its volume lives.
+    async fn record_home_use(&self, id: Uuid, agent_id: Uuid, at: Timestamp) -> Result<()>;
+    async fn get_home(&self, scope: Scope, id: Uuid) -> Result<Option<Home>>;
+    /// Homes in `scope`, of one user or of everyone in it, oldest first.
+    async fn list_homes(&self, scope: Scope, user_id: Option<Uuid>) -> Result<Vec<Home>>;
+    async fn delete_home(&self, id: Uuid) -> Result<bool>;
+    /// Marks the user's homes for deletion at `after` (their user is gone); answers how many.
+    async fn mark_user_homes_for_deletion(&self, user_id: Uuid, after: Timestamp) -> Result<u64>;
+    /// Homes whose deletion is due at `now`.
+    async fn due_homes(&self, now: Timestamp) -> Result<Vec<Home>>;
 
     // Compliance: audit retention and scheduled reports (ADR 0029).
     /// Removes the org's events older than `before`, a run of consecutive events at a time, each

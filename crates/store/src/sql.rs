@@ -25,7 +25,7 @@ use crate::{
 // schemas name their columns alike, and the decoders below read exactly these.
 macro_rules! org_columns {
     () => {
-        "id, name, mfa_required, allow_clipboard, max_sessions, max_sessions_per_user, max_cpu_millis, max_memory_mb, \
+        "id, name, mfa_required, session_policy, max_sessions, max_sessions_per_user, max_cpu_millis, max_memory_mb, \
          egress_allow, sso_mfa, created_at"
     };
 }
@@ -48,7 +48,7 @@ macro_rules! refresh_token_columns {
 macro_rules! template_columns {
     () => {
         "id, org_id, name, display_name, description, icon, image, env, cpu_millis, memory_mb, shm_mb, port, tags, \
-         enabled, egress_allow, created_at, updated_at"
+         enabled, egress_allow, session_policy, home, created_at, updated_at"
     };
 }
 macro_rules! session_columns {
@@ -173,7 +173,7 @@ pub(crate) fn org(row: &impl Columns) -> Result<Org> {
         id: row.uuid("id")?,
         name: row.text("name")?,
         mfa_required: row.flag("mfa_required")?,
-        allow_clipboard: row.flag("allow_clipboard")?,
+        session_policy: row.json("session_policy")?,
         quotas: Quotas {
             max_sessions: row.opt_int("max_sessions")?,
             max_sessions_per_user: row.opt_int("max_sessions_per_user")?,
@@ -252,6 +252,8 @@ pub(crate) fn template(row: &impl Columns) -> Result<Template> {
         tags: row.json("tags")?,
         enabled: row.flag("enabled")?,
         egress_allow: row.json("egress_allow")?,
+        session_policy: row.json("session_policy")?,
+        home: row.json("home")?,
         created_at: row.time("created_at")?,
         updated_at: row.time("updated_at")?,
     })

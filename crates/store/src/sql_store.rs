@@ -18,15 +18,16 @@ use crate::sql::{
     user_columns,
 };
 use crate::sql_compliance::{self, PRUNE_BATCH, checkpoint_columns, compliance_columns};
+use crate::sql_homes::{self, home_columns};
 use crate::sso::{
     self, external_identity_columns, identity_provider_columns, sso_pending_columns, sso_sign_in_columns,
 };
 use crate::{
     Agent, AgentCommand, AllowList, ApiKey, AuditEvent, AuditFilter, AuditPage, ComplianceSettings, DeliveryState,
-    ExternalIdentity, IdentityProvider, IdentityProviderPatch, NewAgent, NewApiKey, NewAuditEvent, NewExternalIdentity,
-    NewIdentityProvider, NewSession, NewTemplate, NewUser, Org, OrgPatch, Page, Paged, Quotas, RefreshOutcome,
-    RefreshToken, Result, Scope, Session, SessionFilter, SessionUpdate, SsoPending, SsoPendingKind, SsoSignIn, Store,
-    StoreError, Template, TemplatePatch, Ticket, Timestamp, Usage, User, UserPatch,
+    ExternalIdentity, Home, IdentityProvider, IdentityProviderPatch, NewAgent, NewApiKey, NewAuditEvent,
+    NewExternalIdentity, NewHome, NewIdentityProvider, NewSession, NewTemplate, NewUser, Org, OrgPatch, Page, Paged,
+    Quotas, RefreshOutcome, RefreshToken, Result, Scope, Session, SessionFilter, SessionUpdate, SsoPending,
+    SsoPendingKind, SsoSignIn, Store, StoreError, Template, TemplatePatch, Ticket, Timestamp, Usage, User, UserPatch,
 };
 
 /// A [`Store`] on an SQL database. Reads go to `reader` and writes to `writer`: SQLite gives
@@ -105,7 +106,7 @@ where
         let quotas = patch.quotas.unwrap_or_default();
         let row = sqlx::query(concat!(
             "UPDATE orgs SET name = COALESCE($3, name), mfa_required = COALESCE($4, mfa_required), ",
-            "allow_clipboard = COALESCE($11, allow_clipboard), sso_mfa = COALESCE($12, sso_mfa), ",
+            "session_policy = COALESCE($11, session_policy), sso_mfa = COALESCE($12, sso_mfa), ",
             "max_sessions = CASE WHEN $5 THEN $6 ELSE max_sessions END, ",
             "max_sessions_per_user = CASE WHEN $5 THEN $7 ELSE max_sessions_per_user END, ",
             "max_cpu_millis = CASE WHEN $5 THEN $8 ELSE max_cpu_millis END, ",
@@ -124,7 +125,7 @@ where
         .arg(quotas.max_cpu_millis)
         .arg(quotas.max_memory_mb)
         .opt_json(patch.egress_allow.as_ref())
-        .arg(patch.allow_clipboard)
+        .opt_json(patch.session_policy.as_ref())
         .arg(patch.sso_mfa.map(|policy| policy.as_str()))
         .fetch_optional(&self.writer)
         .await
@@ -424,8 +425,8 @@ where
     async fn create_template(&self, template: NewTemplate) -> Result<Template> {
         let row = sqlx::query(concat!(
             "INSERT INTO templates (id, org_id, name, display_name, description, icon, image, env, cpu_millis, ",
-            "memory_mb, shm_mb, port, tags, enabled, egress_allow, created_at, updated_at) ",
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16) RETURNING ",
+            "memory_mb, shm_mb, port, tags, enabled, egress_allow, session_policy, home, created_at, updated_at) ",
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $17, $18, $16, $16) RETURNING ",
             template_columns!()
         ))
         .arg(Uuid::now_v7())
@@ -444,6 +445,8 @@ where
         .arg(template.enabled)
         .json(&template.egress_allow)
         .arg(sql::now())
+        .json(&template.session_policy)
+        .json(&template.home)
         .fetch_one(&self.writer)
         .await
         .map_err(sql::taken_or_missing(sql::TEMPLATE_TAKEN, sql::NO_SUCH_ORG))?;
@@ -489,7 +492,8 @@ where
             "description = COALESCE($4, description), icon = COALESCE($5, icon), image = COALESCE($6, image), ",
             "env = COALESCE($7, env), cpu_millis = COALESCE($8, cpu_millis), memory_mb = COALESCE($9, memory_mb), ",
             "shm_mb = COALESCE($10, shm_mb), port = COALESCE($11, port), tags = COALESCE($12, tags), ",
-            "enabled = COALESCE($13, enabled), egress_allow = COALESCE($15, egress_allow), updated_at = $14 ",
+            "enabled = COALESCE($13, enabled), egress_allow = COALESCE($15, egress_allow), updated_at = $14, ",
+            "session_policy = COALESCE($16, session_policy), home = COALESCE($17, home) ",
             "WHERE id = $1 AND ($2 IS NULL OR org_id = $2) RETURNING ",
             template_columns!()
         ))
@@ -508,6 +512,8 @@ where
         .arg(patch.enabled)
         .arg(sql::now())
         .opt_json(patch.egress_allow.as_ref())
+        .opt_json(patch.session_policy.as_ref())
+        .opt_json(patch.home.as_ref())
         .fetch_optional(&self.writer)
         .await?;
         sql::optional(row, sql::template)
@@ -1022,6 +1028,88 @@ where
         .execute(&self.writer)
         .await?;
         Ok(())
+    }
+
+    async fn home_for(&self, new: NewHome, now: Timestamp) -> Result<Home> {
+        let scope_key = sql_homes::scope_key(new.template_id);
+        sqlx::query(
+            "INSERT INTO homes (id, org_id, user_id, template_id, scope_key, size_mb, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (user_id, scope_key) DO NOTHING",
+        )
+        .arg(Uuid::now_v7())
+        .arg(new.org_id)
+        .arg(new.user_id)
+        .arg(new.template_id)
+        .arg(scope_key.as_str())
+        .arg(new.size_mb)
+        .arg(sql::micros(now))
+        .execute(&self.writer)
+        .await
+        .map_err(sql::missing(sql::NO_SUCH_ORG))?;
+        let row = sqlx::query(concat!("SELECT ", home_columns!(), " FROM homes WHERE user_id = $1 AND scope_key = $2"))
+            .arg(new.user_id)
+            .arg(scope_key.as_str())
+            .fetch_one(&self.writer)
+            .await?;
+        sql_homes::home(&row)
+    }
+
+    async fn record_home_use(&self, id: Uuid, agent_id: Uuid, at: Timestamp) -> Result<()> {
+        sqlx::query("UPDATE homes SET agent_id = $2, last_used_at = $3 WHERE id = $1")
+            .arg(id)
+            .arg(agent_id)
+            .arg(sql::micros(at))
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn get_home(&self, scope: Scope, id: Uuid) -> Result<Option<Home>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            home_columns!(),
+            " FROM homes WHERE id = $1 AND ($2 IS NULL OR org_id = $2)"
+        ))
+        .arg(id)
+        .arg(sql::scope_org(scope))
+        .fetch_optional(&self.reader)
+        .await?;
+        sql::optional(row, sql_homes::home)
+    }
+
+    async fn list_homes(&self, scope: Scope, user_id: Option<Uuid>) -> Result<Vec<Home>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            home_columns!(),
+            " FROM homes WHERE ($1 IS NULL OR org_id = $1) AND ($2 IS NULL OR user_id = $2) ORDER BY id"
+        ))
+        .arg(sql::scope_org(scope))
+        .arg(user_id)
+        .fetch_all(&self.reader)
+        .await?;
+        sql::all(&rows, sql_homes::home)
+    }
+
+    async fn delete_home(&self, id: Uuid) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM homes WHERE id = $1").arg(id).execute(&self.writer).await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn mark_user_homes_for_deletion(&self, user_id: Uuid, after: Timestamp) -> Result<u64> {
+        let done = sqlx::query("UPDATE homes SET delete_after = $2 WHERE user_id = $1 AND delete_after IS NULL")
+            .arg(user_id)
+            .arg(sql::micros(after))
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn due_homes(&self, now: Timestamp) -> Result<Vec<Home>> {
+        let rows = sqlx::query(concat!("SELECT ", home_columns!(), " FROM homes WHERE delete_after <= $1 ORDER BY id"))
+            .arg(sql::micros(now))
+            .fetch_all(&self.reader)
+            .await?;
+        sql::all(&rows, sql_homes::home)
     }
 
     async fn create_identity_provider(&self, provider: NewIdentityProvider) -> Result<IdentityProvider> {

@@ -1,5 +1,6 @@
 import type { AuthResponse, AuthUser, Session, Template } from '@/types/api';
 import type { IdentityProvider } from '@/types/api';
+import { OPEN_SESSION_POLICY } from '@/lib/sessionPolicy';
 
 export const member: AuthUser = { id: 'u1', username: 'alice', org_id: 'o1', role: 'member' };
 export const admin: AuthUser = { id: 'u0', username: 'root', org_id: 'o1', role: 'platform_admin' };
@@ -25,6 +26,8 @@ export function template(over: Partial<Template> = {}): Template {
     tags: ['browser'],
     enabled: true,
     egress_allow: [],
+    session_policy: OPEN_SESSION_POLICY,
+    home: { scope: 'none', size_mb: null },
     created_at: '2026-01-01T00:00:00Z',
     updated_at: '2026-01-01T00:00:00Z',
     ...over,

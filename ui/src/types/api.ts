@@ -46,6 +46,17 @@ export type TemplateInput = Schemas['NewTemplateRequest'];
 /** `PATCH /templates/{id}`: name and scope are fixed at creation. */
 export type TemplatePatch = Schemas['TemplatePatch'];
 
+/** A persistent home (`/me/homes`, `/homes`); `template_id` null is the user's own, shared home. */
+export type Home = Schemas['Home'];
+export type TemplateHome = Schemas['TemplateHome'];
+export type HomeScope = Schemas['HomeScope'];
+
+/** What sessions may exchange with the viewer's browser, set per org and per template. */
+export type SessionPolicy = Schemas['SessionPolicy'];
+export type ClipboardPolicy = Schemas['ClipboardPolicy'];
+/** `POST /sessions/{id}/connect`: the single-use URL and the session's effective policy. */
+export type ConnectUrl = Schemas['ConnectUrl'];
+
 export type SessionState = Schemas['SessionState'];
 export const SESSION_STATES: readonly SessionState[] = sessionStateValues;
 export type SessionPhase = Schemas['SessionPhase'];

@@ -244,6 +244,38 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/homes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_homes"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/homes/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete: operations["delete_home"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/me": {
         parameters: {
             query?: never;
@@ -287,6 +319,38 @@ export interface paths {
         put?: never;
         post?: never;
         delete: operations["delete_api_key"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/me/homes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_my_homes"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/me/homes/{id}/reset": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["reset_my_home"];
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -903,6 +967,11 @@ export interface components {
             name?: string | null;
             subject?: string;
         };
+        /**
+         * @description Which way the clipboard may carry text between the viewer's browser and the session.
+         * @enum {string}
+         */
+        ClipboardPolicy: "both" | "in" | "out" | "off";
         ComplianceReport: {
             chain: components["schemas"]["ChainStatus"];
             /** Format: date-time */
@@ -957,8 +1026,11 @@ export interface components {
             webhook_url?: string | null;
         };
         ConnectUrl: {
-            /** @description The org lets sessions use the viewer's clipboard: the UI grants it to the session's frame. */
-            clipboard: boolean;
+            /**
+             * @description What the session may exchange with the viewer's browser (the org's and the template's
+             *     policies): the UI grants the session's frame only these permissions.
+             */
+            policy: components["schemas"]["SessionPolicy"];
             /** @description Open this (on the session's own origin) within a minute; it works once. */
             url: string;
         };
@@ -985,6 +1057,41 @@ export interface components {
         Health: {
             status: string;
         };
+        /** @description One user's persistent home. It lives on the agent whose session first mounted it. */
+        Home: {
+            /**
+             * Format: uuid
+             * @description Where its volume is; `None` until a session has mounted it.
+             */
+            agent_id?: string | null;
+            /** Format: date-time */
+            created_at: string;
+            /**
+             * Format: date-time
+             * @description Set when its user was deleted: the home and its volume go at this time.
+             */
+            delete_after?: string | null;
+            /** Format: uuid */
+            id: string;
+            /** Format: date-time */
+            last_used_at?: string | null;
+            /** Format: uuid */
+            org_id: string;
+            /** Format: int64 */
+            size_mb?: number | null;
+            /**
+             * Format: uuid
+             * @description The template whose sessions alone mount it; `None`: the user's own home.
+             */
+            template_id?: string | null;
+            /** Format: uuid */
+            user_id: string;
+        };
+        /**
+         * @description Which persistent home a template's sessions mount at their image's home directory.
+         * @enum {string}
+         */
+        HomeScope: "none" | "user" | "template";
         IdentityList: {
             items: components["schemas"]["IdentityView"][];
         };
@@ -1161,10 +1268,42 @@ export interface components {
             next_cursor?: string | null;
         };
         /** @description A page of results. */
+        List_Home: {
+            items: {
+                /**
+                 * Format: uuid
+                 * @description Where its volume is; `None` until a session has mounted it.
+                 */
+                agent_id?: string | null;
+                /** Format: date-time */
+                created_at: string;
+                /**
+                 * Format: date-time
+                 * @description Set when its user was deleted: the home and its volume go at this time.
+                 */
+                delete_after?: string | null;
+                /** Format: uuid */
+                id: string;
+                /** Format: date-time */
+                last_used_at?: string | null;
+                /** Format: uuid */
+                org_id: string;
+                /** Format: int64 */
+                size_mb?: number | null;
+                /**
+                 * Format: uuid
+                 * @description The template whose sessions alone mount it; `None`: the user's own home.
+                 */
+                template_id?: string | null;
+                /** Format: uuid */
+                user_id: string;
+            }[];
+            /** @description Pass as `cursor` for the next page; `null` on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description A page of results. */
         List_Org: {
             items: (components["schemas"]["Quotas"] & {
-                /** @description Sessions may read and write the viewer's clipboard. */
-                allow_clipboard: boolean;
                 /** Format: date-time */
                 created_at: string;
                 /** @description Networks every session of the org may reach although the platform's egress deny list covers them. */
@@ -1173,6 +1312,8 @@ export interface components {
                 id: string;
                 mfa_required: boolean;
                 name: string;
+                /** @description What the org's sessions may exchange with the viewer's browser. */
+                session_policy: components["schemas"]["SessionPolicy"];
                 /** @description Whether an identity provider's assertion of a second factor counts as MFA. */
                 sso_mfa: components["schemas"]["SsoMfaPolicy"];
             })[];
@@ -1230,6 +1371,8 @@ export interface components {
                 env: {
                     [key: string]: string;
                 };
+                /** @description Which persistent home its sessions mount. */
+                home: components["schemas"]["TemplateHome"];
                 icon: string;
                 /** Format: uuid */
                 id: string;
@@ -1244,6 +1387,8 @@ export interface components {
                 org_id?: string | null;
                 /** Format: int32 */
                 port: number;
+                /** @description What this template's sessions may exchange with the viewer's browser, within the org's policy. */
+                session_policy: components["schemas"]["SessionPolicy"];
                 /** Format: int64 */
                 shm_mb: number;
                 tags: string[];
@@ -1372,6 +1517,8 @@ export interface components {
             env?: {
                 [key: string]: string;
             };
+            /** @description Which persistent home the template's sessions mount (none unless asked). */
+            home?: components["schemas"]["TemplateHome"];
             /** @description A URL or a `data:` URL. */
             icon?: string;
             image: string;
@@ -1386,6 +1533,8 @@ export interface components {
             org_id?: string | null;
             /** Format: int32 */
             port?: number;
+            /** @description What the template's sessions may exchange with the viewer's browser, within the org's policy. */
+            session_policy?: components["schemas"]["SessionPolicy"];
             /** Format: int64 */
             shm_mb?: number;
             tags?: string[];
@@ -1435,8 +1584,6 @@ export interface components {
             use_userinfo?: boolean;
         };
         Org: components["schemas"]["Quotas"] & {
-            /** @description Sessions may read and write the viewer's clipboard. */
-            allow_clipboard: boolean;
             /** Format: date-time */
             created_at: string;
             /** @description Networks every session of the org may reach although the platform's egress deny list covers them. */
@@ -1445,12 +1592,12 @@ export interface components {
             id: string;
             mfa_required: boolean;
             name: string;
+            /** @description What the org's sessions may exchange with the viewer's browser. */
+            session_policy: components["schemas"]["SessionPolicy"];
             /** @description Whether an identity provider's assertion of a second factor counts as MFA. */
             sso_mfa: components["schemas"]["SsoMfaPolicy"];
         };
         OrgPatchRequest: {
-            /** @description Whether the org's sessions may read and write the viewer's clipboard. */
-            allow_clipboard?: boolean | null;
             /**
              * @description Platform administrators only: networks (CIDRs) every session of the org may reach although the platform's
              *     egress deny list covers them; merged with the template's. Replaces the whole list.
@@ -1470,6 +1617,7 @@ export interface components {
             mfa_required?: boolean | null;
             /** @description Platform administrators only. */
             name?: string | null;
+            session_policy?: components["schemas"]["SessionPolicy"] | null;
             sso_mfa?: components["schemas"]["SsoMfaPolicy"] | null;
         };
         PasswordChange: {
@@ -1553,6 +1701,34 @@ export interface components {
          * @enum {string}
          */
         SessionPhase: "scheduling" | "pulling" | "creating" | "starting";
+        /**
+         * @description Everything allowed unless set otherwise; fields left out of a stored or submitted policy
+         *     take these defaults.
+         */
+        SessionPolicy: {
+            /**
+             * @description The session's sound played in the viewer's browser.
+             * @default true
+             */
+            audio: boolean;
+            /** @default both */
+            clipboard: components["schemas"]["ClipboardPolicy"];
+            /**
+             * @description Files from the session to the viewer's computer.
+             * @default true
+             */
+            file_download: boolean;
+            /**
+             * @description Files from the viewer's computer into the session.
+             * @default true
+             */
+            file_upload: boolean;
+            /**
+             * @description The viewer's microphone forwarded into the session (needs audio).
+             * @default true
+             */
+            microphone: boolean;
+        };
         /**
          * @description Where a session is in its life. The transitions between these states live in one place:
          *     the control plane's lifecycle module.
@@ -1654,6 +1830,8 @@ export interface components {
             env: {
                 [key: string]: string;
             };
+            /** @description Which persistent home its sessions mount. */
+            home: components["schemas"]["TemplateHome"];
             icon: string;
             /** Format: uuid */
             id: string;
@@ -1668,11 +1846,24 @@ export interface components {
             org_id?: string | null;
             /** Format: int32 */
             port: number;
+            /** @description What this template's sessions may exchange with the viewer's browser, within the org's policy. */
+            session_policy: components["schemas"]["SessionPolicy"];
             /** Format: int64 */
             shm_mb: number;
             tags: string[];
             /** Format: date-time */
             updated_at: string;
+        };
+        /** @description A template's home setting. */
+        TemplateHome: {
+            /** @default none */
+            scope: components["schemas"]["HomeScope"];
+            /**
+             * Format: int64
+             * @description The most a home created for this template may hold, where the agent's storage enforces it.
+             * @default null
+             */
+            size_mb: number | null;
         };
         /** @description A change to a template; absent fields stay as they are. */
         TemplatePatch: {
@@ -1689,12 +1880,14 @@ export interface components {
             env?: {
                 [key: string]: string;
             } | null;
+            home?: components["schemas"]["TemplateHome"] | null;
             icon?: string | null;
             image?: string | null;
             /** Format: int64 */
             memory_mb?: number | null;
             /** Format: int32 */
             port?: number | null;
+            session_policy?: components["schemas"]["SessionPolicy"] | null;
             /** Format: int64 */
             shm_mb?: number | null;
             tags?: string[] | null;
@@ -2814,6 +3007,139 @@ export interface operations {
             };
         };
     };
+    list_homes: {
+        parameters: {
+            query?: {
+                /** @description Only this user's homes. */
+                user_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["List_Home"];
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_home: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted with everything in it */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `home_in_use`: a session that has not ended mounts it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     get_me: {
         parameters: {
             query?: never;
@@ -3051,6 +3377,136 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_my_homes: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The caller's persistent homes */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["List_Home"];
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    reset_my_home: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted with everything in it; the next session starts with an empty home */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `home_in_use`: a session that has not ended mounts it */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6446,7 +6902,9 @@ type ReadonlyArray<T> = [
 export const pathsApiV1AuditGetParametersQueryFormatValues: ReadonlyArray<FlattenedDeepRequired<paths>["/api/v1/audit"]["get"]["parameters"]["query"]["format"]> = ["json", "csv"];
 export const pathsApiV1OrgsOrg_idReportsComplianceGetParametersQueryFormatValues: ReadonlyArray<FlattenedDeepRequired<paths>["/api/v1/orgs/{org_id}/reports/compliance"]["get"]["parameters"]["query"]["format"]> = ["json", "csv"];
 export const agentStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["AgentStatus"]> = ["online", "offline"];
+export const clipboardPolicyValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ClipboardPolicy"]> = ["both", "in", "out", "off"];
 export const destinationValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Destination"]> = ["directory", "webhook"];
+export const homeScopeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["HomeScope"]> = ["none", "user", "template"];
 export const platformValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Platform"]> = ["docker", "kubernetes"];
 export const providerKindValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ProviderKind"]> = ["oidc", "oauth2", "saml"];
 export const roleValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Role"]> = ["platform_admin", "org_admin", "member"];

@@ -5,6 +5,7 @@ pub mod agents;
 pub mod audit;
 pub mod auth;
 pub mod events;
+pub mod homes;
 pub mod identity_providers;
 pub mod me;
 pub mod network;
@@ -205,6 +206,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(system::routes())
         .merge(auth::routes())
         .merge(me::routes())
+        .merge(homes::routes())
         .merge(orgs::routes())
         .merge(users::routes())
         .merge(templates::routes())

@@ -225,8 +225,9 @@ async fn wake_session(
 pub struct ConnectUrl {
     /// Open this (on the session's own origin) within a minute; it works once.
     pub url: String,
-    /// The org lets sessions use the viewer's clipboard: the UI grants it to the session's frame.
-    pub clipboard: bool,
+    /// What the session may exchange with the viewer's browser (the org's and the template's
+    /// policies): the UI grants the session's frame only these permissions.
+    pub policy: streamspace_store::SessionPolicy,
 }
 
 /// How long a connect ticket stays valid.
@@ -265,8 +266,8 @@ async fn connect_session(
     let record = Record::new("session.connect", format!("session:{id}")).org(session.org_id);
     app.audit(&meta, &Actor::from(&principal), record).await?;
     let url = format!("{}?ticket={ticket}", crate::proxy::session_url(&app.urls, id));
-    let org = app.store.get_org(Scope::Platform, session.org_id).await?;
-    Ok(axum::Json(ConnectUrl { url, clipboard: org.is_some_and(|org| org.allow_clipboard) }))
+    let policy = crate::session_policy::effective(app.store.as_ref(), session.org_id, session.template_id).await?;
+    Ok(axum::Json(ConnectUrl { url, policy }))
 }
 
 #[cfg(test)]
@@ -291,6 +292,8 @@ mod tests {
             tags: vec![],
             enabled: true,
             egress_allow: vec![],
+            session_policy: Default::default(),
+            home: Default::default(),
             created_at: chrono::Utc::now(),
             updated_at: chrono::Utc::now(),
         }

@@ -51,7 +51,7 @@ async fn an_org_admin_reports_on_their_org_and_nobody_else_does() {
     let (org_id, org_admin, member) = t.org_with_users(&admin, "acme").await;
     let (_, other_admin, _) = t.org_with_users(&admin, "globex").await;
     assert_eq!(t.login_reply("acme-member", "wrong-password", json!({})).await.status, StatusCode::UNAUTHORIZED);
-    let patch = json!({"allow_clipboard": false});
+    let patch = json!({"session_policy": {"clipboard": "off"}});
     let patched = t.send(Method::PATCH, &format!("/api/v1/orgs/{org_id}"), Some(&org_admin), Some(patch)).await;
     assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
 

@@ -27,6 +27,7 @@ import { ConfirmActionButton } from '@/components/ConfirmActionButton';
 import { useFeedback } from '@/components/feedback';
 import { ErrorAlert } from '@/components/ErrorAlert';
 import { errorMessage, isApiError } from '@/lib/api';
+import { sessionIframeAllow, sessionIframeSandbox } from '@/lib/sessionPolicy';
 import type { Session } from '@/types/api';
 import {
   STARTING_STATES,
@@ -42,17 +43,6 @@ import { STOP_WARNING } from './SessionActions';
 import { phaseLabel } from '../phase';
 import { SessionStateChip } from './SessionStatus';
 
-/**
- * What the session's frame may do. Everything inside a session is under its user's control, so the
- * frame gets only what streaming needs: scripts and its own origin (cookies, WebSocket), pointer
- * lock for the remote mouse; no top navigation, popups, forms, modals or downloads.
- */
-export const SESSION_IFRAME_SANDBOX = 'allow-scripts allow-same-origin allow-pointer-lock';
-
-/** The browser features the session's frame may use; the clipboard only where the org allows it. */
-export function sessionIframeAllow(clipboard: boolean): string {
-  return clipboard ? 'autoplay; fullscreen; clipboard-read; clipboard-write' : 'autoplay; fullscreen';
-}
 
 function useFullscreen(ref: React.RefObject<HTMLElement | null>) {
   const [active, setActive] = useState(false);
@@ -134,8 +124,8 @@ function RunningView({ session }: { session: Session }) {
       component="iframe"
       title={`${session.template_display_name} session`}
       src={connect.data.url}
-      sandbox={SESSION_IFRAME_SANDBOX}
-      allow={sessionIframeAllow(connect.data.clipboard)}
+      sandbox={sessionIframeSandbox(connect.data.policy)}
+      allow={sessionIframeAllow(connect.data.policy)}
       allowFullScreen
       // A framed page without a background of its own is transparent: white behind it, as in a tab.
       sx={{ flex: 1, width: '100%', border: 0, display: 'block', bgcolor: '#fff', colorScheme: 'light' }}

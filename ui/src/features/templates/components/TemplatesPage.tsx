@@ -15,8 +15,10 @@ import { useListQuery } from '@/lib/list';
 import type { Template } from '@/types/api';
 import { getOrgsQueryOptions } from '@/features/orgs';
 import { TemplateIcon } from '@/components/TemplateIcon';
+import { CLIPBOARD_OPTIONS, POLICY_SWITCHES } from '@/lib/sessionPolicy';
 import {
   EMPTY_TEMPLATE_FORM,
+  HOME_SCOPE_OPTIONS,
   type TemplateFormValues,
   formToTemplateInput,
   getTemplatesQueryOptions,
@@ -71,6 +73,22 @@ export function TemplatesPage() {
           },
         ]
       : []),
+    { name: 'home_scope', label: 'Persistent home', kind: 'select', half: true, options: HOME_SCOPE_OPTIONS },
+    {
+      name: 'home_size_mb',
+      label: 'Home size limit (MiB)',
+      kind: 'number',
+      half: true,
+      helperText: 'Empty: no limit. Enforced where the storage supports quotas',
+    },
+    {
+      name: 'clipboard',
+      label: 'Clipboard',
+      kind: 'select',
+      options: CLIPBOARD_OPTIONS,
+      helperText: "Within the organization's policy: a template can close more, never open more",
+    },
+    ...POLICY_SWITCHES.map((s) => ({ name: s.key, label: s.label, kind: 'switch' as const, half: true })),
     { name: 'enabled', label: 'Enabled (shown in the catalog)', kind: 'switch' },
   ];
 
