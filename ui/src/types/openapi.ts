@@ -5370,7 +5370,7 @@ export interface operations {
                     "application/json": components["schemas"]["ComplianceSettingsView"];
                 };
             };
-            /** @description `invalid_retention`, `invalid_destination`, `invalid_webhook`, `webhook_refused`, `webhook_https_unavailable` or `reports_directory_not_configured` */
+            /** @description `invalid_retention`, `invalid_destination`, `invalid_webhook`, `webhook_refused` or `reports_directory_not_configured` */
             400: {
                 headers: {
                     [name: string]: unknown;
