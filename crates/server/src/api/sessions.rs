@@ -142,13 +142,13 @@ async fn list_sessions(
 }
 
 #[utoipa::path(get, path = "/api/v1/sessions/{id}", tag = "sessions", params(("id" = Uuid, Path)),
-    responses((status = 200, body = SessionView), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "Also for the people the session is shared with", body = SessionView), (status = 404, body = ErrorBody)))]
 async fn get_session(
     State(app): State<AppState>,
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> ApiResult<axum::Json<SessionView>> {
-    let session = visible_session(&app, &principal, id).await?;
+    let session = super::sharing::seen_session(&app, &principal, id).await?;
     Ok(axum::Json(SessionView::load(&app, session).await?))
 }
 
@@ -227,6 +227,8 @@ pub struct ConnectUrl {
     pub url: String,
     /// The org lets sessions use the viewer's clipboard: the UI grants it to the session's frame.
     pub clipboard: bool,
+    /// Viewers see the session and cannot type into it.
+    pub role: crate::auth::policy::SessionRole,
 }
 
 /// How long a connect ticket stays valid.
@@ -235,7 +237,7 @@ pub const TICKET_TTL_SECS: i64 = 60;
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/connect", tag = "sessions", params(("id" = Uuid, Path)),
     responses(
         (status = 200, description = "A single-use URL that opens the session", body = ConnectUrl),
-        (status = 403, description = "`not_owner`: only the session's owner opens it; administrators may stop or hibernate it", body = ErrorBody),
+        (status = 403, description = "`not_owner`: only the session's owner and its guests open it; administrators may stop or hibernate it", body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 409, description = "`invalid_state`: the session has ended", body = ErrorBody),
     ))]
@@ -245,11 +247,7 @@ async fn connect_session(
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> ApiResult<axum::Json<ConnectUrl>> {
-    let session = visible_session(&app, &principal, id).await?;
-    if !principal.may_open_session(session.owner_id) {
-        let message = "only the session's owner can open it";
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "not_owner", message));
-    }
+    let (session, role) = super::sharing::openable_session(&app, &principal, id).await?;
     if session.state.is_terminal() {
         return Err(ApiError::new(StatusCode::CONFLICT, "invalid_state", format!("the session is {}", session.state)));
     }
@@ -263,10 +261,12 @@ async fn connect_session(
         })
         .await?;
     let record = Record::new("session.connect", format!("session:{id}")).org(session.org_id);
+    let record = record.details(json!({"role": role.as_str()}));
     app.audit(&meta, &Actor::from(&principal), record).await?;
     let url = format!("{}?ticket={ticket}", crate::proxy::session_url(&app.urls, id));
     let org = app.store.get_org(Scope::Platform, session.org_id).await?;
-    Ok(axum::Json(ConnectUrl { url, clipboard: org.is_some_and(|org| org.allow_clipboard) }))
+    let clipboard = role.has_input() && org.is_some_and(|org| org.allow_clipboard);
+    Ok(axum::Json(ConnectUrl { url, clipboard, role }))
 }
 
 #[cfg(test)]
