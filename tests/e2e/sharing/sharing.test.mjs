@@ -264,7 +264,7 @@ test('a viewer watches and cannot type, a collaborator types, revoking ends thei
     assert.deepEqual((await owner.ok('GET', `/api/v1/sessions/${id}/shares`)).shares, []);
 
     // Every step is in the audit log, and no browser ever held a streamer token.
-    const audit = await platform.admin.ok('GET', '/api/v1/audit?limit=200');
+    const audit = await platform.admin.ok('GET', `/api/v1/audit?target=session:${id}&limit=200`);
     const actions = audit.items.filter((e) => e.target === `session:${id}`).map((e) => e.action);
     for (const action of ['session.share', 'session.share_join', 'session.share_revoke']) {
       assert.ok(actions.includes(action), `${action} audited: ${actions}`);
