@@ -1,7 +1,7 @@
 import { queryOptions, useMutation, useQueryClient, type QueryClient } from '@tanstack/react-query';
 import { api } from '@/lib/api';
 import { applyLiveItem } from '@/lib/cache';
-import type { ListResponse, Session, SessionState } from '@/types/api';
+import type { ListResponse, Session, SessionRole, SessionState } from '@/types/api';
 
 export interface SessionFilters {
   state?: SessionState | '';
@@ -60,10 +60,14 @@ export const getConnectQueryOptions = (id: string, generation: string) =>
     retry: false,
   });
 
-/** A single-use URL on the session's own origin, and whether the org lets sessions use the clipboard. */
+/**
+ * A single-use URL on the session's own origin, whether the org lets sessions use the clipboard, and
+ * the caller's part in the session (its owner, or a guest it is shared with).
+ */
 export interface ConnectUrl {
   url: string;
   clipboard: boolean;
+  role: SessionRole;
 }
 
 export function connectSession(id: string): Promise<ConnectUrl> {
