@@ -10,7 +10,7 @@ import { useNow } from '@/lib/hooks';
 import { useListQuery, type ListState } from '@/lib/list';
 import type { Session } from '@/types/api';
 import { ACTIVE_STATES, STARTING_STATES, getSessionsQueryOptions } from '../api/sessions';
-import { SharedWithMe } from '@/features/sharing/components/SharedWithMe';
+import { SharedWithMe } from '@/features/sharing';
 import { SessionActions } from './SessionActions';
 import { SessionProgress, SessionStateChip } from './SessionStatus';
 

@@ -28,7 +28,7 @@ import { useFeedback } from '@/components/feedback';
 import { ErrorAlert } from '@/components/ErrorAlert';
 import { errorMessage, isApiError } from '@/lib/api';
 import { useUser } from '@/lib/auth';
-import { ShareButton, WatchingChip } from '@/features/sharing/components/SharePanel';
+import { ShareButton, WatchingChip } from '@/features/sharing';
 import type { Session } from '@/types/api';
 import {
   STARTING_STATES,
