@@ -199,6 +199,7 @@ test('a viewer watches and cannot type, a collaborator types, revoking ends thei
     assert.deepEqual((await watcher.ok('GET', '/api/v1/shared-sessions')).map((s) => [s.session.id, s.role]), [[id, 'viewer']]);
 
     // Two browsers: the viewer's and the collaborator's. Both see frames.
+    const droppedBefore = await droppedViewerFrames();
     viewer = await join(await launchBrowser(), watcher, id, secrets);
     collaborator = await join(await launchBrowser(), helper, id, secrets);
     assert.equal(viewer.role, 'viewer');
@@ -215,7 +216,6 @@ test('a viewer watches and cannot type, a collaborator types, revoking ends thei
     // streamer, and the screen never turns red.
     const before = await screenshot(collaborator.tab, id);
     assert.ok(colourShare(before, red) < 0.05 && colourShare(before, blue) < 0.05, 'the session starts neither red nor blue');
-    const droppedBefore = await droppedViewerFrames();
     await typePage(viewer, 'red');
     // Selkies' client, told it is a viewer, sends no key events of its own; what it still sends that
     // drives something (`kr`, `cr`) the proxy drops.
