@@ -10,7 +10,7 @@ CARGO ?= cargo
 export STREAMSPACE_TEST_DATABASE_URL ?= postgres://streamspace:streamspace@127.0.0.1:5432/streamspace
 
 .PHONY: help up build ui images services test test-all lint test-rust test-unit test-store test-api test-e2e test-sessions \
-	test-ui ui-api idp-deps image test-images test-streaming test-journey test-hostile test-sso test-api-fuzz openapi-check test-helm crds \
+	test-ui ui-api idp-deps image test-images test-streaming test-sharing test-journey test-hostile test-sso test-api-fuzz openapi-check test-helm crds \
 	test-prometheus
 
 help: ## List the targets
@@ -64,7 +64,7 @@ services: ## Install and start what the tests need: packages, Docker, PostgreSQL
 test: services ## Run every test, after installing and starting what they need
 	eval "$$(scripts/dev/postgres-up.sh)" && STREAMSPACE_REQUIRE_SERVICES=1 $(MAKE) --no-print-directory test-all
 
-test-all: lint test-ui ui test-rust openapi-check test-api-fuzz test-helm test-prometheus test-images test-streaming test-journey test-hostile test-sso ## Every test, on a machine `make services` has set up
+test-all: lint test-ui ui test-rust openapi-check test-api-fuzz test-helm test-prometheus test-images test-streaming test-sharing test-journey test-hostile test-sso ## Every test, on a machine `make services` has set up
 
 lint: ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
@@ -100,6 +100,9 @@ ui-api: ui/node_modules/.package-lock.json ## Regenerate ui/openapi.json from th
 
 test-streaming: ## Live streaming in headless Chromium through the proxy, for every streaming image
 	tests/e2e/streaming/run.sh
+
+test-sharing: ## Sharing a session with a viewer and a collaborator, in two headless Chromium browsers
+	tests/e2e/sharing/run.sh
 
 test-journey: ui ## The UI journey in headless Chromium against `streamspace up` with its Docker agent
 	$(CARGO) build -q -p streamspace-cli

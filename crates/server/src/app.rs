@@ -6,6 +6,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use streamspace_store::Store;
 
 use crate::auth::jwt::JwtKeys;
+use crate::auth::policy::SessionRole;
 use crate::auth::secrets::Sealer;
 use crate::auth::throttle::LoginThrottle;
 use crate::clock::Clock;
@@ -146,9 +147,15 @@ impl App {
         crate::auth::secrets::hmac_hex(&self.session_key, format!("selkies-master:{session_id}").as_bytes())
     }
 
-    /// The token the session proxy presents to the streamer on behalf of the people it lets in;
-    /// it never leaves the control plane.
-    pub fn viewer_token(&self, session_id: uuid::Uuid) -> String {
-        crate::auth::secrets::hmac_hex(&self.session_key, format!("selkies-viewer:{session_id}").as_bytes())
+    /// The token the session proxy presents to the streamer on behalf of someone taking part in
+    /// the session as `role` (one per role: the streamer's role for it is a controller's or a
+    /// viewer's); it never leaves the control plane.
+    pub fn streamer_token(&self, session_id: uuid::Uuid, role: SessionRole) -> String {
+        let purpose = match role {
+            SessionRole::Owner => "selkies-viewer",
+            SessionRole::Collaborator => "selkies-collaborator",
+            SessionRole::Viewer => "selkies-watcher",
+        };
+        crate::auth::secrets::hmac_hex(&self.session_key, format!("{purpose}:{session_id}").as_bytes())
     }
 }

@@ -80,7 +80,7 @@ impl App {
                     self.http.clone(),
                     endpoint,
                     self.master_token(after.id),
-                    self.viewer_token(after.id),
+                    crate::proxy::streamer::token_table(|role| self.streamer_token(after.id, role)),
                 ));
             }
             Effect::Record { from, to, reason } => {

@@ -28,10 +28,10 @@ use crate::sql::{Backend, RowsAffected};
 use crate::{
     Agent, AgentCommand, AllowList, AuditEvent, AuditFilter, AuditPage, CapacityLimit, ClipboardPolicy,
     ComplianceSettings, DeliveryState, HomeScope, IdentityProvider, IdentityProviderPatch, NewAgent, NewApiKey,
-    NewAuditEvent, NewExternalIdentity, NewHome, NewIdentityProvider, NewSession, NewTemplate, NewUser, Org, OrgPatch,
-    Page, Paged, ProviderKind, Quotas, RefreshOutcome, RefreshToken, Result, Role, Scope, Session, SessionFilter,
-    SessionPolicy, SessionUpdate, SqlStore, SsoMfaPolicy, SsoPending, SsoPendingKind, SsoSignIn, Store, StoreError,
-    Template, TemplateHome, TemplatePatch, Ticket, Timestamp, User, UserPatch,
+    NewAuditEvent, NewExternalIdentity, NewHome, NewIdentityProvider, NewSession, NewShare, NewTemplate, NewUser, Org,
+    OrgPatch, Page, Paged, ProviderKind, Quotas, RefreshOutcome, RefreshToken, Result, Role, Scope, Session,
+    SessionFilter, SessionPolicy, SessionUpdate, ShareRole, SqlStore, SsoMfaPolicy, SsoPending, SsoPendingKind,
+    SsoSignIn, Store, StoreError, Template, TemplateHome, TemplatePatch, Ticket, Timestamp, User, UserPatch,
 };
 
 /// A backend under test: the store, plus a back door to its database to play an attacker who
@@ -129,6 +129,8 @@ macro_rules! conformance_tests {
             sso_sign_ins_are_found_by_refresh_token,
             ip_allow_lists_round_trip,
             ip_allow_lists_go_with_their_org,
+            shares_round_trip_and_replace_per_guest,
+            revoking_a_link_revokes_who_joined_through_it,
         );
     };
     (@each $fresh:path; $($check:ident),+ $(,)?) => {
@@ -2226,4 +2228,67 @@ pub async fn ip_allow_lists_go_with_their_org(store: Subject) {
     let again = org(&store, "acme").await;
     assert_eq!(store.get_ip_allow_list(AllowList::Org(acme.id)).await.unwrap(), vec![]);
     assert_eq!(store.get_ip_allow_list(AllowList::Org(again.id)).await.unwrap(), vec![]);
+}
+
+fn invitation(session: &Session, guest: &User, role: ShareRole) -> NewShare {
+    NewShare {
+        session_id: session.id,
+        user_id: Some(guest.id),
+        role,
+        token_hash: None,
+        link_id: None,
+        expires_at: None,
+        created_by: session.owner_id,
+    }
+}
+
+pub async fn shares_round_trip_and_replace_per_guest(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let (owner, guest) = (user(&store, &acme, "owner").await, user(&store, &acme, "guest").await);
+    let desktop = template(&store, None, "desktop").await;
+    let (shared, other) = (session(&store, &owner, &desktop).await, session(&store, &owner, &desktop).await);
+    let viewer = store.put_share(invitation(&shared, &guest, ShareRole::Viewer)).await.unwrap();
+    assert_eq!((viewer.user_id, viewer.role, viewer.is_link()), (Some(guest.id), ShareRole::Viewer, false));
+    assert_eq!(store.guest_share(shared.id, guest.id).await.unwrap(), Some(viewer.clone()));
+    assert_eq!(store.guest_share(other.id, guest.id).await.unwrap(), None, "shares are per session");
+    let until = Utc::now().trunc_subsecs(6) + Duration::hours(1);
+    let promoted = NewShare { expires_at: Some(until), ..invitation(&shared, &guest, ShareRole::Collaborator) };
+    let collaborator = store.put_share(promoted).await.unwrap();
+    assert_eq!((collaborator.role, collaborator.expires_at), (ShareRole::Collaborator, Some(until)));
+    assert_eq!(store.list_shares(shared.id).await.unwrap(), vec![collaborator.clone()], "inviting again replaces");
+    assert_eq!(store.shares_for_guest(guest.id).await.unwrap(), vec![collaborator.clone()]);
+    assert!(collaborator.live_at(until - Duration::seconds(1)) && !collaborator.live_at(until));
+    let stranger = User { id: Uuid::now_v7(), ..guest.clone() };
+    assert!(is_invalid(store.put_share(invitation(&shared, &stranger, ShareRole::Viewer)).await), "no such guest");
+    assert_eq!(store.delete_share(other.id, collaborator.id).await.unwrap(), vec![], "another session's share stays");
+    assert_eq!(store.delete_share(shared.id, collaborator.id).await.unwrap(), vec![collaborator]);
+    assert_eq!(store.guest_share(shared.id, guest.id).await.unwrap(), None);
+}
+
+pub async fn revoking_a_link_revokes_who_joined_through_it(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let owner = user(&store, &acme, "owner").await;
+    let (joined, invited) = (user(&store, &acme, "joined").await, user(&store, &acme, "invited").await);
+    let desktop = template(&store, None, "desktop").await;
+    let shared = session(&store, &owner, &desktop).await;
+    let expires_at = Some(Utc::now().trunc_subsecs(6) + Duration::minutes(30));
+    let new_link = NewShare {
+        user_id: None,
+        token_hash: Some("link-hash".into()),
+        expires_at,
+        ..invitation(&shared, &owner, ShareRole::Viewer)
+    };
+    let link = store.put_share(new_link.clone()).await.unwrap();
+    assert!(link.is_link() && link.user_id.is_none());
+    assert_eq!(store.find_share_link("link-hash").await.unwrap(), Some(link.clone()));
+    assert_eq!(store.find_share_link("other").await.unwrap(), None);
+    assert!(matches!(store.put_share(new_link).await, Err(StoreError::Conflict(_))), "link tokens are unique");
+    let through_link =
+        NewShare { link_id: Some(link.id), expires_at, ..invitation(&shared, &joined, ShareRole::Viewer) };
+    let guest = store.put_share(through_link).await.unwrap();
+    let direct = store.put_share(invitation(&shared, &invited, ShareRole::Collaborator)).await.unwrap();
+    let mut revoked = store.delete_share(shared.id, link.id).await.unwrap();
+    revoked.sort_by_key(|share| share.id);
+    assert_eq!(revoked, vec![link, guest]);
+    assert_eq!(store.list_shares(shared.id).await.unwrap(), vec![direct], "a direct invitation stays");
 }

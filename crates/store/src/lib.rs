@@ -12,6 +12,7 @@ mod home;
 mod model;
 mod policy;
 mod postgres;
+mod sharing;
 mod sql;
 mod sql_compliance;
 mod sql_homes;
@@ -28,6 +29,7 @@ use ipnet::IpNet;
 pub use model::*;
 pub use policy::{ClipboardPolicy, SessionPolicy};
 pub use postgres::PostgresStore;
+pub use sharing::{NewShare, Share, ShareRole};
 pub use sql_store::SqlStore;
 pub use sqlite::SqliteStore;
 pub use sso::{
@@ -277,6 +279,22 @@ pub trait Store: Send + Sync + 'static {
     async fn get_ip_allow_list(&self, list: AllowList) -> Result<Vec<IpNet>>;
     /// Replaces one allow-list; `Invalid` when the org does not exist.
     async fn set_ip_allow_list(&self, list: AllowList, cidrs: &[IpNet], at: Timestamp) -> Result<()>;
+    // Sharing a session (ADR 0033).
+    /// Creates a share; for a guest it replaces their earlier share of the session (role,
+    /// expiry, link and creator are the new one's). `Invalid` when the session, guest or link
+    /// does not exist.
+    async fn put_share(&self, share: NewShare) -> Result<Share>;
+    /// The session's shares (links and guests), in creation order.
+    async fn list_shares(&self, session_id: Uuid) -> Result<Vec<Share>>;
+    /// The guest's share of the session, if any (expired ones too: callers judge expiry).
+    async fn guest_share(&self, session_id: Uuid, user_id: Uuid) -> Result<Option<Share>>;
+    /// The link with that token hash.
+    async fn find_share_link(&self, token_hash: &str) -> Result<Option<Share>>;
+    /// The shares the user holds as a guest, in creation order.
+    async fn shares_for_guest(&self, user_id: Uuid) -> Result<Vec<Share>>;
+    /// Deletes the share of the session and, for a link, the guests who joined through it;
+    /// answers what was deleted (empty when there was no such share).
+    async fn delete_share(&self, session_id: Uuid, id: Uuid) -> Result<Vec<Share>>;
 }
 
 /// Opens the store a URL names (`sqlite://path?mode=rwc` or `postgres://...`) and applies its

@@ -82,6 +82,18 @@ impl SessionPolicy {
         }
     }
 
+    /// What a guest who only watches gets: the sound, and nothing that reaches into the session or
+    /// carries its data out.
+    pub fn watching_only(&self) -> SessionPolicy {
+        SessionPolicy {
+            clipboard: ClipboardPolicy::Off,
+            file_upload: false,
+            file_download: false,
+            microphone: false,
+            audio: self.audio,
+        }
+    }
+
     /// The microphone rides on the audio channel: the streamer turns it off without audio.
     pub fn microphone_usable(&self) -> bool {
         self.audio && self.microphone

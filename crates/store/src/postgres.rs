@@ -27,6 +27,7 @@ const MIGRATIONS: &[MigrationFile] = &[
     (10, "allow_lists", include_str!("../migrations/postgres/0010_allow_lists.sql")),
     (11, "retention", include_str!("../migrations/postgres/0011_retention.sql")),
     (12, "homes_policies", include_str!("../migrations/postgres/0012_homes_policies.sql")),
+    (13, "sharing", include_str!("../migrations/postgres/0013_sharing.sql")),
 ];
 
 /// Connections per replica: the work is short queries, and the server has few cores.

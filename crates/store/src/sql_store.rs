@@ -12,6 +12,7 @@ use streamspace_proto::hub::{Capacity, Command};
 use uuid::Uuid;
 
 use crate::audit::{AuditKey, ChainHead, Checkpoint, consecutive_runs};
+use crate::sharing::{self, share_columns};
 use crate::sql::{
     self, Backend, Columns, Params, RowsAffected, agent_columns, agent_command_columns, api_key_columns, audit_columns,
     audit_head_columns, org_columns, refresh_token_columns, session_columns, template_columns, ticket_columns,
@@ -25,9 +26,10 @@ use crate::sso::{
 use crate::{
     Agent, AgentCommand, AllowList, ApiKey, AuditEvent, AuditFilter, AuditPage, ComplianceSettings, DeliveryState,
     ExternalIdentity, Home, IdentityProvider, IdentityProviderPatch, NewAgent, NewApiKey, NewAuditEvent,
-    NewExternalIdentity, NewHome, NewIdentityProvider, NewSession, NewTemplate, NewUser, Org, OrgPatch, Page, Paged,
-    Quotas, RefreshOutcome, RefreshToken, Result, Scope, Session, SessionFilter, SessionUpdate, SsoPending,
-    SsoPendingKind, SsoSignIn, Store, StoreError, Template, TemplatePatch, Ticket, Timestamp, Usage, User, UserPatch,
+    NewExternalIdentity, NewHome, NewIdentityProvider, NewSession, NewShare, NewTemplate, NewUser, Org, OrgPatch, Page,
+    Paged, Quotas, RefreshOutcome, RefreshToken, Result, Scope, Session, SessionFilter, SessionUpdate, Share,
+    SsoPending, SsoPendingKind, SsoSignIn, Store, StoreError, Template, TemplatePatch, Ticket, Timestamp, Usage, User,
+    UserPatch,
 };
 
 /// A [`Store`] on an SQL database. Reads go to `reader` and writes to `writer`: SQLite gives
@@ -1412,6 +1414,80 @@ where
         .await
         .map_err(sql::missing(sql::NO_SUCH_ORG))?;
         Ok(())
+    }
+
+    async fn put_share(&self, share: NewShare) -> Result<Share> {
+        let row = sqlx::query(concat!(
+            "INSERT INTO session_shares (id, session_id, user_id, role, token_hash, link_id, expires_at, created_by, ",
+            "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (session_id, user_id) DO UPDATE SET ",
+            "role = excluded.role, link_id = excluded.link_id, expires_at = excluded.expires_at, ",
+            "created_by = excluded.created_by, created_at = excluded.created_at RETURNING ",
+            share_columns!()
+        ))
+        .arg(Uuid::now_v7())
+        .arg(share.session_id)
+        .arg(share.user_id)
+        .arg(share.role.as_str())
+        .arg(share.token_hash)
+        .arg(share.link_id)
+        .arg(share.expires_at.map(sql::micros))
+        .arg(share.created_by)
+        .arg(sql::now())
+        .fetch_one(&self.writer)
+        .await
+        .map_err(sql::taken_or_missing(sharing::LINK_TAKEN, sharing::NO_SUCH_SESSION_USER_OR_LINK))?;
+        sharing::share(&row)
+    }
+
+    async fn list_shares(&self, session_id: Uuid) -> Result<Vec<Share>> {
+        let rows =
+            sqlx::query(concat!("SELECT ", share_columns!(), " FROM session_shares WHERE session_id = $1 ORDER BY id"))
+                .arg(session_id)
+                .fetch_all(&self.reader)
+                .await?;
+        sql::all(&rows, sharing::share)
+    }
+
+    async fn guest_share(&self, session_id: Uuid, user_id: Uuid) -> Result<Option<Share>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            share_columns!(),
+            " FROM session_shares WHERE session_id = $1 AND user_id = $2"
+        ))
+        .arg(session_id)
+        .arg(user_id)
+        .fetch_optional(&self.reader)
+        .await?;
+        sql::optional(row, sharing::share)
+    }
+
+    async fn find_share_link(&self, token_hash: &str) -> Result<Option<Share>> {
+        let row = sqlx::query(concat!("SELECT ", share_columns!(), " FROM session_shares WHERE token_hash = $1"))
+            .arg(token_hash)
+            .fetch_optional(&self.reader)
+            .await?;
+        sql::optional(row, sharing::share)
+    }
+
+    async fn shares_for_guest(&self, user_id: Uuid) -> Result<Vec<Share>> {
+        let rows =
+            sqlx::query(concat!("SELECT ", share_columns!(), " FROM session_shares WHERE user_id = $1 ORDER BY id"))
+                .arg(user_id)
+                .fetch_all(&self.reader)
+                .await?;
+        sql::all(&rows, sharing::share)
+    }
+
+    async fn delete_share(&self, session_id: Uuid, id: Uuid) -> Result<Vec<Share>> {
+        let rows = sqlx::query(concat!(
+            "DELETE FROM session_shares WHERE session_id = $1 AND (id = $2 OR link_id = $2) RETURNING ",
+            share_columns!()
+        ))
+        .arg(session_id)
+        .arg(id)
+        .fetch_all(&self.writer)
+        .await?;
+        sql::all(&rows, sharing::share)
     }
 }
 

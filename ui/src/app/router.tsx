@@ -28,6 +28,7 @@ const ComplianceReportPage = lazyNamed(
   'ComplianceReportPage',
 );
 const SsoCompletePage = lazyNamed(() => import('@/features/sso/components/SsoCompletePage'), 'SsoCompletePage');
+const JoinSharePage = lazyNamed(() => import('@/features/sharing/components/JoinSharePage'), 'JoinSharePage');
 const OrgSettingsPage = lazyNamed(() => import('@/features/settings/components/OrgSettingsPage'), 'OrgSettingsPage');
 
 export const routes: RouteObject[] = [
@@ -52,6 +53,14 @@ export const routes: RouteObject[] = [
   {
     element: <RequireAuth />,
     children: [
+      {
+        path: '/join',
+        element: (
+          <Suspense fallback={<FullPageSpinner />}>
+            <JoinSharePage />
+          </Suspense>
+        ),
+      },
       {
         path: '/sessions/:id',
         element: (

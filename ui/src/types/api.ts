@@ -63,6 +63,17 @@ export type SessionPhase = Schemas['SessionPhase'];
 export const SESSION_PHASES: readonly SessionPhase[] = sessionPhaseValues;
 export type Session = Schemas['SessionView'];
 
+/** Sharing a session (ADR 0033). */
+export type ShareRole = Schemas['ShareRole'];
+export type SessionRole = Schemas['SessionRole'];
+export type ShareView = Schemas['ShareView'];
+export type SessionShares = Schemas['SessionShares'];
+export type NewShareRequest = Schemas['NewShareRequest'];
+/** `POST /sessions/{id}/shares` (201): a link's URL is shown only once. */
+export type CreatedShare = Schemas['CreatedShare'];
+export type JoinedShare = Schemas['JoinedShare'];
+export type SharedSession = Schemas['SharedSession'];
+
 export type Agent = Schemas['AgentView'];
 /** `POST /agents` (201) and `POST /agents/{id}/token` (200): the agent plus its token, shown only once. */
 export type AgentWithToken = Schemas['AgentWithToken'];

@@ -660,6 +660,38 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/sessions/{id}/shares": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_shares"];
+        put?: never;
+        post: operations["create_share"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/sessions/{id}/shares/{share_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete: operations["revoke_share"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/sessions/{id}/wake": {
         parameters: {
             query?: never;
@@ -670,6 +702,38 @@ export interface paths {
         get?: never;
         put?: never;
         post: operations["wake_session"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/shared-sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["shared_sessions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/shares/join": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["join_share"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1027,16 +1091,23 @@ export interface components {
         };
         ConnectUrl: {
             /**
-             * @description What the session may exchange with the viewer's browser (the org's and the template's
-             *     policies): the UI grants the session's frame only these permissions.
+             * @description What the session may exchange with this viewer's browser (the org's and the template's
+             *     policies, and nothing that carries input or data for a guest who only watches): the UI grants
+             *     the session's frame only these permissions.
              */
             policy: components["schemas"]["SessionPolicy"];
+            /** @description Viewers see the session and cannot type into it. */
+            role: components["schemas"]["SessionRole"];
             /** @description Open this (on the session's own origin) within a minute; it works once. */
             url: string;
         };
         CreatedApiKey: components["schemas"]["ApiKeyView"] & {
             /** @description The key itself. Shown only now; only its hash is kept. */
             key: string;
+        };
+        CreatedShare: components["schemas"]["ShareView"] & {
+            /** @description A link's address, to send to the guests. Shown only now; only the token's hash is kept. */
+            url?: string | null;
         };
         /** @enum {string} */
         Destination: "directory" | "webhook";
@@ -1152,6 +1223,15 @@ export interface components {
             provider_id: string;
             provider_name: string;
             subject: string;
+        };
+        JoinRequest: {
+            /** @description The token from the link (after `#`). */
+            token: string;
+        };
+        JoinedShare: {
+            role: components["schemas"]["ShareRole"];
+            /** Format: uuid */
+            session_id: string;
         };
         /** @description Start latency of the sessions created within one hour. */
         LatencyBucket: {
@@ -1503,6 +1583,17 @@ export interface components {
             /** @description A template id or name, among the templates the caller's org can use. */
             template: string;
         };
+        NewShareRequest: {
+            /**
+             * Format: int64
+             * @description How long the share lasts, at most a week. Links default to an hour; invitations without
+             *     it last until revoked.
+             */
+            expires_in_minutes?: number | null;
+            role: components["schemas"]["ShareRole"];
+            /** @description The guest, by username or id, a member of the session's org. Without it: a link. */
+            user?: string | null;
+        };
         NewTemplateRequest: {
             /** Format: int64 */
             cpu_millis?: number;
@@ -1730,6 +1821,17 @@ export interface components {
             microphone: boolean;
         };
         /**
+         * @description How someone takes part in a session they opened: the owner and collaborators drive it,
+         *     viewers only watch (ADR 0033).
+         * @enum {string}
+         */
+        SessionRole: "owner" | "collaborator" | "viewer";
+        SessionShares: {
+            shares: components["schemas"]["ShareView"][];
+            /** @description Guests streaming the session now (through this control plane replica). */
+            watching: components["schemas"]["Watcher"][];
+        };
+        /**
          * @description Where a session is in its life. The transitions between these states live in one place:
          *     the control plane's lifecycle module.
          * @enum {string}
@@ -1780,6 +1882,41 @@ export interface components {
             opened_at: string;
             session_id: string;
             user: string;
+        };
+        /** @enum {string} */
+        ShareKind: "user" | "link" | "joined";
+        /**
+         * @description What a guest may do in a shared session.
+         * @enum {string}
+         */
+        ShareRole: "viewer" | "collaborator";
+        ShareView: {
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            expires_at?: string | null;
+            /** Format: uuid */
+            id: string;
+            /** @description `user`: an invitation; `link`: an expiring link; `joined`: someone who joined through a link. */
+            kind: components["schemas"]["ShareKind"];
+            /**
+             * Format: uuid
+             * @description The link a joined guest came through: revoking it revokes them.
+             */
+            link_id?: string | null;
+            role: components["schemas"]["ShareRole"];
+            /**
+             * Format: uuid
+             * @description The guest (invitations and joined guests).
+             */
+            user_id?: string | null;
+            username?: string | null;
+        };
+        SharedSession: {
+            /** Format: date-time */
+            expires_at?: string | null;
+            role: components["schemas"]["ShareRole"];
+            session: components["schemas"]["SessionView"];
         };
         SignIns: {
             /** Format: int64 */
@@ -1939,6 +2076,13 @@ export interface components {
             /** Format: uuid */
             org_id: string;
             role: components["schemas"]["Role"];
+            username: string;
+        };
+        /** @description A guest who has the session open right now. */
+        Watcher: {
+            role: components["schemas"]["ShareRole"];
+            /** Format: uuid */
+            user_id: string;
             username: string;
         };
     };
@@ -5595,7 +5739,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description OK */
+            /** @description Also for the people the session is shared with */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -5756,7 +5900,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `not_owner`: only the session's owner opens it; administrators may stop or hibernate it */
+            /** @description `not_owner`: only the session's owner and its guests open it; administrators may stop or hibernate it */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5870,6 +6014,237 @@ export interface operations {
             };
         };
     };
+    list_shares: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The session's shares and who is watching now */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionShares"];
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_owner` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_share: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewShareRequest"];
+            };
+        };
+        responses: {
+            /** @description Shared; a link's URL is shown only now */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreatedShare"];
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_owner` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such session, or no such user in the session's org */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `invalid_state`: the session has ended */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type`: send application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    revoke_share: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                share_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Revoked: the guests' open connections end within seconds */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_owner` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     wake_session: {
         parameters: {
             query?: never;
@@ -5928,6 +6303,149 @@ export interface operations {
             };
             /** @description `invalid_state`: only hibernated sessions wake */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    shared_sessions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Sessions shared with the caller that have not ended */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SharedSession"][];
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    join_share: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["JoinRequest"];
+            };
+        };
+        responses: {
+            /** @description The caller is a guest of the session now (or its owner) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JoinedShare"];
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such link, expired, revoked, or for another org's session */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type`: send application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `validation_failed`: the body does not fit the schema */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6910,5 +7428,8 @@ export const providerKindValues: ReadonlyArray<FlattenedDeepRequired<components>
 export const roleValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Role"]> = ["platform_admin", "org_admin", "member"];
 export const scheduleValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Schedule"]> = ["daily", "weekly", "monthly"];
 export const sessionPhaseValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["SessionPhase"]> = ["scheduling", "pulling", "creating", "starting"];
+export const sessionRoleValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["SessionRole"]> = ["owner", "collaborator", "viewer"];
 export const sessionStateValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["SessionState"]> = ["pending", "scheduled", "starting", "running", "hibernating", "hibernated", "stopping", "stopped", "failed"];
+export const shareKindValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ShareKind"]> = ["user", "link", "joined"];
+export const shareRoleValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ShareRole"]> = ["viewer", "collaborator"];
 export const ssoMfaPolicyValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["SsoMfaPolicy"]> = ["trust_idp", "require_totp"];

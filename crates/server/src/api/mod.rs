@@ -13,6 +13,7 @@ pub mod orgs;
 pub mod reports;
 pub mod saml;
 pub mod sessions;
+pub mod sharing;
 pub mod sso;
 pub mod stats;
 pub mod system;
@@ -211,6 +212,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(users::routes())
         .merge(templates::routes())
         .merge(sessions::routes())
+        .merge(sharing::routes())
         .merge(audit::routes())
         .merge(agents::routes())
         .merge(events::routes())

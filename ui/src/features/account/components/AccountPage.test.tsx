@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { screen, within } from '@testing-library/react';
+import { screen, waitFor, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { apiError, json, mockFetch } from '@/testing/http';
 import { authResponse, template } from '@/testing/fixtures';
@@ -143,6 +143,8 @@ describe('AccountPage', () => {
     await user.click(within(table).getByRole('button', { name: 'Reset Firefox only' }));
     await user.click(within(await screen.findByRole('dialog')).getByRole('button', { name: 'Reset' }));
     expect(await screen.findByText(/a session mounts this home/)).toBeInTheDocument();
+    // The closing dialog keeps the page hidden from the accessibility tree until it is gone.
+    await waitFor(() => expect(screen.queryByRole('dialog')).not.toBeInTheDocument());
     mounted = false;
     await user.click(within(table).getByRole('button', { name: 'Reset Firefox only' }));
     await user.click(within(await screen.findByRole('dialog')).getByRole('button', { name: 'Reset' }));

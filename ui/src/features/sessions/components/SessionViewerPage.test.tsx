@@ -13,7 +13,7 @@ function setup(s: Session, extra: Parameters<typeof mockFetch>[0] = {}) {
     'POST /api/v1/auth/refresh': () => json(authResponse()),
     'GET /api/v1/sessions/s1': () => json(s),
     'POST /api/v1/sessions/s1/connect': () =>
-      json({ url: 'http://s1.localhost:8001/api/v1/http/s1/?ticket=abc', policy: OPEN_SESSION_POLICY }),
+      json({ url: 'http://s1.localhost:8001/api/v1/http/s1/?ticket=abc', policy: OPEN_SESSION_POLICY, role: 'owner' }),
     ...extra,
   });
   const utils = renderRoutes([{ path: '/sessions/:id', element: <SessionViewerPage /> }], '/sessions/s1');
@@ -37,7 +37,7 @@ describe('SessionViewerPage', () => {
   it('keeps the clipboard, microphone and downloads out of the frame where the policy closes them', async () => {
     const policy = { ...OPEN_SESSION_POLICY, clipboard: 'off', microphone: false, file_download: false };
     setup(session(), {
-      'POST /api/v1/sessions/s1/connect': () => json({ url: 'http://s1.localhost:8001/api/v1/http/s1/?ticket=abc', policy }),
+      'POST /api/v1/sessions/s1/connect': () => json({ url: 'http://s1.localhost:8001/api/v1/http/s1/?ticket=abc', policy, role: 'owner' }),
     });
     const frame = await screen.findByTitle('Firefox session');
     expect(frame).toHaveAttribute('allow', 'autoplay; fullscreen');
