@@ -16,6 +16,7 @@ pub mod hub;
 pub mod keys;
 pub mod lifecycle;
 pub mod orchestrator;
+pub mod pools;
 pub mod proxy;
 pub mod rate_limit;
 pub mod scheduler;
@@ -185,6 +186,9 @@ pub async fn background_round(app: &App) {
             }
         }
         Err(err) => tracing::warn!(error = %err, "cannot read the active sessions"),
+    }
+    if let Err(err) = app.refill_pools().await {
+        tracing::warn!(error = err.message, "cannot refill the warm pools");
     }
     telemetry::update_certificate_expiry(std::time::SystemTime::now());
     match app.store.list_agents().await {

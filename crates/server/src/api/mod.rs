@@ -5,10 +5,12 @@ pub mod agents;
 pub mod audit;
 pub mod auth;
 pub mod events;
+pub mod icons;
 pub mod identity_providers;
 pub mod me;
 pub mod network;
 pub mod orgs;
+pub mod pools;
 pub mod reports;
 pub mod saml;
 pub mod sessions;
@@ -208,6 +210,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(orgs::routes())
         .merge(users::routes())
         .merge(templates::routes())
+        .merge(pools::routes())
+        .merge(icons::routes())
         .merge(sessions::routes())
         .merge(audit::routes())
         .merge(agents::routes())
