@@ -11,7 +11,7 @@ export STREAMSPACE_TEST_DATABASE_URL ?= postgres://streamspace:streamspace@127.0
 
 .PHONY: help up build ui images services test test-all lint test-rust test-unit test-store test-api test-e2e test-sessions \
 	test-ui ui-api idp-deps image test-images test-streaming test-sharing test-journey test-hostile test-sso test-api-fuzz openapi-check test-helm crds \
-	test-prometheus
+	test-prometheus bench-pools
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -111,6 +111,10 @@ test-journey: ui ## The UI journey in headless Chromium against `streamspace up`
 test-hostile: ui ## A hostile session attacks another session and the UI's credentials, in headless Chromium
 	$(CARGO) build -q -p streamspace-cli
 	tests/e2e/hostile/run.sh
+
+bench-pools: ## Click to first decoded frame, median of 20, with and without a warm pool (bench/pools)
+	$(CARGO) build -q -p streamspace-cli
+	bench/pools/run.sh
 
 test-sso: ui ## Single sign-on through the UI in headless Chromium against the OIDC and SAML test identity providers
 	$(CARGO) build -q -p streamspace-cli

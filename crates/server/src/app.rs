@@ -126,20 +126,14 @@ impl App {
     }
 
     /// The streamer's settings for one session: secure mode with a master token only the control
-    /// plane can derive, the session's own origin as its only allowed origin, the UI as the only
-    /// page allowed to frame it, and what `policy` lets it exchange with the viewer's browser.
-    pub fn streamer_env(
-        &self,
-        session_id: uuid::Uuid,
-        policy: &streamspace_store::SessionPolicy,
-    ) -> impl Iterator<Item = (String, String)> {
+    /// plane can derive, the session's own origin as its only allowed origin, and the UI as the only
+    /// page allowed to frame it.
+    pub fn streamer_env(&self, session_id: uuid::Uuid) -> [(String, String); 3] {
         [
             ("SELKIES_MASTER_TOKEN".to_owned(), self.master_token(session_id)),
             ("SELKIES_ALLOWED_ORIGINS".to_owned(), self.urls.session_origin(session_id)),
             ("SELKIES_FRAME_ANCESTORS".to_owned(), self.urls.public_url.clone()),
         ]
-        .into_iter()
-        .chain(crate::session_policy::streamer_settings(policy))
     }
 
     /// HMAC-SHA256(session key, session id): nothing to store, nothing to leak from the store.

@@ -2,6 +2,7 @@
 
 use streamspace_store::{HomeScope, NewTemplate, NewUser, Role, TemplateHome};
 
+use crate::api::icons::icon_url;
 use crate::app::App;
 use crate::audit::{Actor, Record};
 use crate::auth::password;
@@ -51,17 +52,6 @@ pub async fn run(app: &App) -> anyhow::Result<Outcome> {
     Ok(Outcome::Bootstrapped { generated_password: generated })
 }
 
-fn icon(letter: char, color: &str) -> String {
-    let svg = format!(
-        "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 64 64'><rect width='64' height='64' rx='14' fill='{color}'/>\
-         <text x='32' y='44' font-family='sans-serif' font-size='34' font-weight='bold' fill='white' text-anchor='middle'>{letter}</text></svg>"
-    );
-    format!(
-        "data:image/svg+xml,{}",
-        svg.replace('#', "%23").replace('<', "%3C").replace('>', "%3E").replace(' ', "%20")
-    )
-}
-
 /// The seeded catalog: the images built from `images/`.
 pub fn catalog() -> Vec<NewTemplate> {
     let template =
@@ -89,7 +79,7 @@ pub fn catalog() -> Vec<NewTemplate> {
             "chromium",
             "Chromium",
             "The open-source web browser behind Google Chrome.",
-            icon('C', "#1a73e8"),
+            icon_url("chromium.svg"),
             &["browser", "web"],
             template_defaults::MEMORY_MB,
         ),
@@ -97,7 +87,7 @@ pub fn catalog() -> Vec<NewTemplate> {
             "firefox",
             "Firefox",
             "Mozilla Firefox ESR, the extended-support web browser.",
-            icon('F', "#e66000"),
+            icon_url("firefox.svg"),
             &["browser", "web"],
             template_defaults::MEMORY_MB,
         ),
@@ -105,8 +95,16 @@ pub fn catalog() -> Vec<NewTemplate> {
             "desktop",
             "Linux desktop",
             "A full XFCE desktop with a terminal, file manager and text editor.",
-            icon('D', "#2e7d32"),
+            icon_url("desktop.svg"),
             &["desktop", "linux"],
+            3072,
+        ),
+        template(
+            "vscode",
+            "VS Code",
+            "Visual Studio Code (code-server) in its own window, with a terminal and the home folder open.",
+            icon_url("vscode.svg"),
+            &["development", "editor"],
             3072,
         ),
     ]

@@ -18,6 +18,7 @@ pub mod keys;
 pub mod lifecycle;
 pub mod orchestrator;
 pub mod outbound;
+pub mod pools;
 pub mod proxy;
 pub mod rate_limit;
 pub mod scheduler;
@@ -190,6 +191,9 @@ pub async fn background_round(app: &App) {
         Err(err) => tracing::warn!(error = %err, "cannot read the active sessions"),
     }
     homes::remove_due(app).await;
+    if let Err(err) = app.refill_pools().await {
+        tracing::warn!(error = err.message, "cannot refill the warm pools");
+    }
     telemetry::update_certificate_expiry(std::time::SystemTime::now());
     match app.store.list_agents().await {
         Ok(agents) => {

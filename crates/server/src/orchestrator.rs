@@ -8,7 +8,6 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use streamspace_proto::SessionState;
 use streamspace_proto::hub::{ActualState, Command, CommandKind, InventoryItem, ServerMessage, SessionSpec};
-use streamspace_proto::security;
 use streamspace_store::{Agent, Scope, Session};
 use uuid::Uuid;
 
@@ -19,6 +18,7 @@ use crate::context::RequestMeta;
 use crate::error::{ApiError, ApiResult};
 use crate::hub::trust;
 use crate::lifecycle::{self, Detail, Effect, Trigger};
+use crate::pools;
 use crate::scheduler::{self, Candidate, Requirements};
 use crate::views::SessionView;
 
@@ -145,27 +145,13 @@ impl App {
             .await?
             .ok_or_else(|| ApiError::conflict("the session's template was deleted"))?;
         let org_allow = self.store.get_org(Scope::Platform, session.org_id).await?.map(|org| org.egress_allow);
-        let egress_allow = security::merge_allow_lists(&template.egress_allow, &org_allow.unwrap_or_default());
         let policy = crate::session_policy::effective(self.store.as_ref(), session.org_id, session.template_id).await?;
         let home = match crate::homes::home_of(self, session, &template).await? {
             Some(home) => Some(crate::homes::volume_for(self, &home, session.agent_id).await?),
             None => None,
         };
-        let mut env = template.env.clone();
-        env.extend(self.streamer_env(session.id, &policy));
-        Ok(SessionSpec {
-            session_id: session.id,
-            org_id: session.org_id,
-            owner_id: session.owner_id,
-            image: template.image,
-            env,
-            cpu_millis: template.cpu_millis,
-            memory_mb: template.memory_mb,
-            shm_mb: template.shm_mb,
-            port: template.port,
-            egress_allow,
-            home,
-        })
+        let portable = pools::portable_spec(&template, &org_allow.unwrap_or_default(), &policy);
+        Ok(SessionSpec { home, ..self.identify(portable, session.id, session.org_id, session.owner_id) })
     }
 
     /// Places a pending session on the least loaded fitting agent and starts it there, or fails
@@ -194,14 +180,21 @@ impl App {
         }
     }
 
-    async fn candidates(&self) -> ApiResult<Vec<Candidate>> {
+    /// Every agent with what its sessions and warm pool members reserve.
+    pub(crate) async fn candidates(&self) -> ApiResult<Vec<Candidate>> {
         let agents = self.store.list_agents().await?;
         let mut load: HashMap<Uuid, (i64, i64, i64)> = HashMap::new();
+        let mut add = |agent_id: Uuid, cpu_millis: i64, memory_mb: i64| {
+            let entry = load.entry(agent_id).or_default();
+            *entry = (entry.0 + 1, entry.1 + cpu_millis, entry.2 + memory_mb);
+        };
         for session in self.store.list_active_sessions().await? {
             if let Some(agent_id) = session.agent_id {
-                let entry = load.entry(agent_id).or_default();
-                *entry = (entry.0 + 1, entry.1 + session.cpu_millis, entry.2 + session.memory_mb);
+                add(agent_id, session.cpu_millis, session.memory_mb);
             }
+        }
+        for member in self.store.list_pool_members().await? {
+            add(member.agent_id, member.cpu_millis, member.memory_mb);
         }
         Ok(agents
             .into_iter()
@@ -230,7 +223,11 @@ impl App {
     /// Applies one report from an agent about one session.
     pub async fn on_report(&self, agent_id: Uuid, session_id: Uuid, actual: &ActualState) -> ApiResult<()> {
         let session = self.store.get_session(Scope::Platform, session_id).await?;
+        let known = session.is_some();
         let Some(session) = session.filter(|s| s.agent_id == Some(agent_id)) else {
+            if !known && self.on_pool_report(agent_id, session_id, actual).await? {
+                return Ok(());
+            }
             return self.remove_unknown(agent_id, session_id, actual).await;
         };
         if session.state.is_terminal() && !matches!(actual, ActualState::Stopped) {
@@ -243,7 +240,7 @@ impl App {
         let Some(endpoint) = detail.endpoint.as_deref() else {
             return self.advance(&session, trigger, detail, &Cause::system()).await.map(drop);
         };
-        match self.vet_endpoint(agent_id, &session, endpoint).await? {
+        match self.vet_endpoint(agent_id, session.id, Some(session.org_id), endpoint).await? {
             Ok(checked) => {
                 let detail = Detail { endpoint: Some(checked), ..detail };
                 self.advance(&session, trigger, detail, &Cause::system()).await.map(drop)
@@ -258,10 +255,11 @@ impl App {
 
     /// The endpoint in the form the proxy may dial (see `hub::trust`), or why it is refused; a
     /// refusal is logged and audited.
-    async fn vet_endpoint(
+    pub(crate) async fn vet_endpoint(
         &self,
         agent_id: Uuid,
-        session: &Session,
+        session_id: Uuid,
+        org_id: Option<Uuid>,
         endpoint: &str,
     ) -> ApiResult<Result<String, String>> {
         let agent = self.store.get_agent(agent_id).await?.ok_or_else(|| ApiError::not_found("agent"))?;
@@ -271,12 +269,12 @@ impl App {
             Ok(address) => Ok(Ok(format!("http://{address}"))),
             Err(why) => {
                 let endpoint = trust::for_the_record(endpoint);
-                tracing::warn!(agent = %agent.name, session = %session.id, %endpoint, reason = %why, "refused an agent's session endpoint");
+                tracing::warn!(agent = %agent.name, session = %session_id, %endpoint, reason = %why, "refused an agent's session endpoint");
                 metrics::counter!("streamspace_agent_endpoints_refused_total").increment(1);
                 let audit = AuditRecord::new("agent.endpoint_refused", format!("agent:{agent_id}"))
-                    .org(session.org_id)
+                    .org(org_id)
                     .outcome(Outcome::Failure)
-                    .details(json!({"session": session.id, "endpoint": endpoint, "reason": why}));
+                    .details(json!({"session": session_id, "endpoint": endpoint, "reason": why}));
                 self.audit(&RequestMeta::internal(), &Actor::system(), audit).await?;
                 Ok(Err(format!("the agent reported an endpoint the control plane does not dial ({why})")))
             }
@@ -313,7 +311,7 @@ impl App {
             // The agent has nothing of a session the store places there.
             self.on_report(agent_id, session.id, &ActualState::Stopped).await?;
         }
-        Ok(())
+        self.forget_vanished_members(agent_id, inventory).await
     }
 
     /// Sends every unacknowledged command of the agent not sent within `resend_after`.

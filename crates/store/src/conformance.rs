@@ -26,12 +26,7 @@ use crate::audit::{
 };
 use crate::sql::{Backend, RowsAffected};
 use crate::{
-    Agent, AgentCommand, AllowList, AuditEvent, AuditFilter, AuditPage, CapacityLimit, ClipboardPolicy,
-    ComplianceSettings, DeliveryState, HomeScope, IdentityProvider, IdentityProviderPatch, NewAgent, NewApiKey,
-    NewAuditEvent, NewExternalIdentity, NewHome, NewIdentityProvider, NewSession, NewShare, NewTemplate, NewUser, Org,
-    OrgPatch, Page, Paged, ProviderKind, Quotas, RefreshOutcome, RefreshToken, Result, Role, Scope, Session,
-    SessionFilter, SessionPolicy, SessionUpdate, ShareRole, SqlStore, SsoMfaPolicy, SsoPending, SsoPendingKind,
-    SsoSignIn, Store, StoreError, Template, TemplateHome, TemplatePatch, Ticket, Timestamp, User, UserPatch,
+    Agent, AgentCommand, AllowList, AuditEvent, AuditFilter, AuditPage, CapacityLimit, ClipboardPolicy, ComplianceSettings, DeliveryState, HomeScope, IdentityProvider, IdentityProviderPatch, NewAgent, NewApiKey, NewAuditEvent, NewExternalIdentity, NewHome, NewIdentityProvider, NewSession, NewShare, NewTemplate, NewUser, Org, OrgPatch, Page, Paged, PoolMember, ProviderKind, Quotas, RefreshOutcome, RefreshToken, Result, Role, Scope, Session, SessionFilter, SessionPolicy, SessionUpdate, ShareRole, SqlStore, SsoMfaPolicy, SsoPending, SsoPendingKind, SsoSignIn, Store, StoreError, Template, TemplateHome, TemplatePatch, Ticket, Timestamp, User, UserPatch,
 };
 
 /// A backend under test: the store, plus a back door to its database to play an attacker who
@@ -131,6 +126,8 @@ macro_rules! conformance_tests {
             ip_allow_lists_go_with_their_org,
             shares_round_trip_and_replace_per_guest,
             revoking_a_link_revokes_who_joined_through_it,
+            pool_members_become_ready_and_are_claimed_once,
+            racing_pool_claims_take_distinct_members,
         );
     };
     (@each $fresh:path; $($check:ident),+ $(,)?) => {
@@ -191,14 +188,7 @@ async fn template(store: &Subject, org: Option<&Org>, name: &str) -> Template {
 }
 
 async fn session(store: &Subject, owner: &User, template: &Template) -> Session {
-    let new = NewSession {
-        org_id: owner.org_id,
-        owner_id: owner.id,
-        template_id: template.id,
-        cpu_millis: template.cpu_millis,
-        memory_mb: template.memory_mb,
-    };
-    store.create_session(new).await.unwrap()
+    store.create_session(new_session_for(owner, template)).await.unwrap()
 }
 
 async fn transition(store: &Subject, session: &Session, from: SessionState, to: SessionState) -> Option<Session> {
@@ -2291,4 +2281,85 @@ pub async fn revoking_a_link_revokes_who_joined_through_it(store: Subject) {
     revoked.sort_by_key(|share| share.id);
     assert_eq!(revoked, vec![link, guest]);
     assert_eq!(store.list_shares(shared.id).await.unwrap(), vec![direct], "a direct invitation stays");
+// Warm pools (ADR 0034).
+
+fn new_session_for(owner: &User, template: &Template) -> NewSession {
+    NewSession {
+        org_id: owner.org_id,
+        owner_id: owner.id,
+        template_id: template.id,
+        cpu_millis: template.cpu_millis,
+        memory_mb: template.memory_mb,
+    }
+}
+
+async fn ready_member(store: &Subject, template: &Template, agent: &Agent, digest: &str) -> PoolMember {
+    let member = PoolMember::starting(template.id, agent.id, (1000, 512), digest.to_owned(), Utc::now());
+    store.add_pool_member(&member).await.unwrap();
+    assert!(store.pool_member_ready(member.id, agent.id, "http://10.1.2.3:8080", Utc::now()).await.unwrap());
+    member
+}
+
+pub async fn pool_members_become_ready_and_are_claimed_once(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let alice = user(&store, &acme, "alice").await;
+    let chromium = template(&store, None, "chromium").await;
+    let docker = agent(&store, "docker-1").await;
+    let pool = store.set_template_pool(chromium.id, 2, Utc::now()).await.unwrap();
+    assert_eq!((pool.template_id, pool.size), (chromium.id, 2));
+    assert_eq!(store.set_template_pool(chromium.id, 3, Utc::now()).await.unwrap().size, 3);
+    assert_eq!(store.list_template_pools().await.unwrap().len(), 1);
+    assert!(store.set_template_pool(Uuid::now_v7(), 1, Utc::now()).await.is_err(), "no such template");
+
+    let starting = PoolMember::starting(chromium.id, docker.id, (1000, 512), "a".into(), Utc::now());
+    store.add_pool_member(&starting).await.unwrap();
+    assert_eq!(store.list_pool_members().await.unwrap(), [starting.clone()]);
+    let claim = |digest: &'static str| {
+        store.claim_pool_member(chromium.id, digest, new_session_for(&alice, &chromium), Utc::now())
+    };
+    assert_eq!(claim("a").await.unwrap(), None, "a starting member is not handed out");
+    let other = agent(&store, "docker-2").await;
+    assert!(!store.pool_member_ready(starting.id, other.id, "http://x:1", Utc::now()).await.unwrap(), "not its member");
+    assert!(store.pool_member_ready(starting.id, docker.id, "http://10.1.2.3:8080", Utc::now()).await.unwrap());
+
+    assert_eq!(claim("b").await.unwrap(), None, "another spec does not match");
+    let session = claim("a").await.unwrap().unwrap();
+    assert_eq!((session.id, session.owner_id, session.org_id), (starting.id, alice.id, acme.id));
+    assert_eq!((session.state, session.agent_id), (SessionState::Running, Some(docker.id)));
+    assert_eq!(session.endpoint.as_deref(), Some("http://10.1.2.3:8080"));
+    assert!(session.started_at.is_some() && session.last_activity_at.is_some());
+    assert!(store.list_pool_members().await.unwrap().is_empty());
+    assert_eq!(claim("a").await.unwrap(), None, "claimed once");
+    assert!(!store.remove_pool_member(starting.id).await.unwrap());
+
+    // A claimant outside the member's reach (no such user in that org) leaves the member in the pool.
+    let member = ready_member(&store, &chromium, &docker, "a").await;
+    let stranger = NewSession { org_id: Uuid::now_v7(), ..new_session_for(&alice, &chromium) };
+    assert!(store.claim_pool_member(chromium.id, "a", stranger, Utc::now()).await.is_err());
+    assert_eq!(store.list_pool_members().await.unwrap().len(), 1);
+    assert!(store.remove_pool_member(member.id).await.unwrap());
+    // Deleting the agent takes its members with it.
+    ready_member(&store, &chromium, &docker, "a").await;
+    assert!(store.delete_agent(docker.id).await.unwrap());
+    assert!(store.list_pool_members().await.unwrap().is_empty());
+}
+
+pub async fn racing_pool_claims_take_distinct_members(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let alice = user(&store, &acme, "alice").await;
+    let chromium = template(&store, None, "chromium").await;
+    let docker = agent(&store, "docker-1").await;
+    for _ in 0..3 {
+        ready_member(&store, &chromium, &docker, "a").await;
+    }
+    let claims = race(6, || {
+        let (store, new) = (store.clone(), new_session_for(&alice, &chromium));
+        async move { store.claim_pool_member(chromium.id, "a", new, Utc::now()).await.unwrap() }
+    })
+    .await;
+    let mut ids: Vec<Uuid> = claims.into_iter().flatten().map(|session| session.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert!(ids.len() <= 3 && !ids.is_empty(), "{ids:?}");
+    assert_eq!(store.list_pool_members().await.unwrap().len(), 3 - ids.len());
 }

@@ -11,6 +11,7 @@ pub mod conformance;
 mod home;
 mod model;
 mod policy;
+mod pools;
 mod postgres;
 mod sharing;
 mod sql;
@@ -28,6 +29,7 @@ pub use home::{Home, HomeScope, NewHome, TemplateHome};
 use ipnet::IpNet;
 pub use model::*;
 pub use policy::{ClipboardPolicy, SessionPolicy};
+pub use pools::{PoolMember, TemplatePool};
 pub use postgres::PostgresStore;
 pub use sharing::{NewShare, Share, ShareRole};
 pub use sql_store::SqlStore;
@@ -295,6 +297,31 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes the share of the session and, for a link, the guests who joined through it;
     /// answers what was deleted (empty when there was no such share).
     async fn delete_share(&self, session_id: Uuid, id: Uuid) -> Result<Vec<Share>>;
+    // Warm pools (ADR 0034).
+    /// Sets how many warm containers each fitting agent keeps for the template (0: none).
+    async fn set_template_pool(&self, template_id: Uuid, size: i64, at: Timestamp) -> Result<TemplatePool>;
+    /// Every template's pool size that was ever set.
+    async fn list_template_pools(&self) -> Result<Vec<TemplatePool>>;
+    async fn add_pool_member(&self, member: &PoolMember) -> Result<()>;
+    /// Every warm container, oldest first.
+    async fn list_pool_members(&self) -> Result<Vec<PoolMember>>;
+    /// Records that the member's streamer answers at `endpoint`; `false` when it is no member of
+    /// that agent's pool (anymore).
+    async fn pool_member_ready(&self, id: Uuid, agent_id: Uuid, endpoint: &str, at: Timestamp) -> Result<bool>;
+    /// Drops a member that failed, vanished or is no longer wanted; `false` when it was claimed or
+    /// dropped already.
+    async fn remove_pool_member(&self, id: Uuid) -> Result<bool>;
+    /// Takes the oldest ready member of the template's pool running a spec with that digest and
+    /// makes it the running session `session` describes, under the member's id, in one
+    /// transaction: a member is claimed once and never returns to the pool. `None` when no such
+    /// member is ready.
+    async fn claim_pool_member(
+        &self,
+        template_id: Uuid,
+        spec_digest: &str,
+        session: NewSession,
+        at: Timestamp,
+    ) -> Result<Option<Session>>;
 }
 
 /// Opens the store a URL names (`sqlite://path?mode=rwc` or `postgres://...`) and applies its

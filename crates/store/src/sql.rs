@@ -399,6 +399,7 @@ pub(crate) const TEMPLATE_IN_USE: &str = "the template is used by sessions that 
 pub(crate) const AGENT_TAKEN: &str = "an agent with that name already exists";
 pub(crate) const AGENT_TOKEN_TAKEN: &str = "another agent already has that token";
 pub(crate) const NO_SUCH_AGENT: &str = "the agent does not exist";
+pub(crate) const NO_SUCH_TEMPLATE: &str = "the template does not exist";
 pub(crate) const COMMAND_TAKEN: &str = "a command with that id already exists";
 pub(crate) const TICKET_TAKEN: &str = "a ticket with that hash already exists";
 pub(crate) const NO_SUCH_SESSION_OR_USER: &str = "the session or the user does not exist";

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::audit::{AuditKey, ChainHead, Checkpoint, consecutive_runs};
 use crate::sharing::{self, share_columns};
+use crate::pools::{self, pool_member_columns, template_pool_columns};
 use crate::sql::{
     self, Backend, Columns, Params, RowsAffected, agent_columns, agent_command_columns, api_key_columns, audit_columns,
     audit_head_columns, org_columns, refresh_token_columns, session_columns, template_columns, ticket_columns,
@@ -25,11 +26,7 @@ use crate::sso::{
 };
 use crate::{
     Agent, AgentCommand, AllowList, ApiKey, AuditEvent, AuditFilter, AuditPage, ComplianceSettings, DeliveryState,
-    ExternalIdentity, Home, IdentityProvider, IdentityProviderPatch, NewAgent, NewApiKey, NewAuditEvent,
-    NewExternalIdentity, NewHome, NewIdentityProvider, NewSession, NewShare, NewTemplate, NewUser, Org, OrgPatch, Page,
-    Paged, Quotas, RefreshOutcome, RefreshToken, Result, Scope, Session, SessionFilter, SessionUpdate, Share,
-    SsoPending, SsoPendingKind, SsoSignIn, Store, StoreError, Template, TemplatePatch, Ticket, Timestamp, Usage, User,
-    UserPatch,
+    ExternalIdentity, Home, IdentityProvider, IdentityProviderPatch, NewAgent, NewApiKey, NewAuditEvent, NewExternalIdentity, NewHome, NewIdentityProvider, NewSession, NewShare, NewTemplate, NewUser, Org, OrgPatch, Page, Paged, PoolMember, Quotas, RefreshOutcome, RefreshToken, Result, Scope, Session, SessionFilter, SessionUpdate, Share, SsoPending, SsoPendingKind, SsoSignIn, Store, StoreError, Template, TemplatePatch, TemplatePool, Ticket, Timestamp, Usage, User, UserPatch,
 };
 
 /// A [`Store`] on an SQL database. Reads go to `reader` and writes to `writer`: SQLite gives
@@ -1488,6 +1485,120 @@ where
         .fetch_all(&self.writer)
         .await?;
         sql::all(&rows, sharing::share)
+    async fn set_template_pool(&self, template_id: Uuid, size: i64, at: Timestamp) -> Result<TemplatePool> {
+        let row = sqlx::query(concat!(
+            "INSERT INTO template_pools (template_id, size, updated_at) VALUES ($1, $2, $3) ",
+            "ON CONFLICT (template_id) DO UPDATE SET size = excluded.size, updated_at = excluded.updated_at RETURNING ",
+            template_pool_columns!()
+        ))
+        .arg(template_id)
+        .arg(size)
+        .arg(sql::micros(at))
+        .fetch_one(&self.writer)
+        .await
+        .map_err(sql::missing(sql::NO_SUCH_TEMPLATE))?;
+        pools::template_pool(&row)
+    }
+
+    async fn list_template_pools(&self) -> Result<Vec<TemplatePool>> {
+        let rows =
+            sqlx::query(concat!("SELECT ", template_pool_columns!(), " FROM template_pools ORDER BY template_id"))
+                .fetch_all(&self.reader)
+                .await?;
+        sql::all(&rows, pools::template_pool)
+    }
+
+    async fn add_pool_member(&self, member: &PoolMember) -> Result<()> {
+        sqlx::query(concat!(
+            "INSERT INTO pool_members (",
+            pool_member_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ))
+        .arg(member.id)
+        .arg(member.template_id)
+        .arg(member.agent_id)
+        .arg(member.cpu_millis)
+        .arg(member.memory_mb)
+        .arg(member.spec_digest.as_str())
+        .arg(member.endpoint.as_deref())
+        .arg(sql::micros(member.created_at))
+        .arg(member.ready_at.map(sql::micros))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_pool_members(&self) -> Result<Vec<PoolMember>> {
+        let rows =
+            sqlx::query(concat!("SELECT ", pool_member_columns!(), " FROM pool_members ORDER BY created_at, id"))
+                .fetch_all(&self.reader)
+                .await?;
+        sql::all(&rows, pools::pool_member)
+    }
+
+    async fn pool_member_ready(&self, id: Uuid, agent_id: Uuid, endpoint: &str, at: Timestamp) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE pool_members SET endpoint = $3, ready_at = COALESCE(ready_at, $4) WHERE id = $1 AND agent_id = $2",
+        )
+        .arg(id)
+        .arg(agent_id)
+        .arg(endpoint)
+        .arg(sql::micros(at))
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn remove_pool_member(&self, id: Uuid) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM pool_members WHERE id = $1").arg(id).execute(&self.writer).await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn claim_pool_member(
+        &self,
+        template_id: Uuid,
+        spec_digest: &str,
+        session: NewSession,
+        at: Timestamp,
+    ) -> Result<Option<Session>> {
+        let mut tx = write_transaction(&self.writer).await?;
+        // Concurrent claimers serialise on the row (PostgreSQL) or the write transaction (SQLite);
+        // one that finds its row taken gets none and starts a session the ordinary way.
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM pool_members WHERE template_id = $1 AND spec_digest = $2 AND endpoint IS NOT NULL ORDER BY ready_at, id LIMIT 1{}",
+            pool_member_columns!(),
+            DB::LOCK_ROWS
+        )))
+        .arg(template_id)
+        .arg(spec_digest)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(member) = sql::optional(row, pools::pool_member)? else {
+            return Ok(None);
+        };
+        sqlx::query("DELETE FROM pool_members WHERE id = $1").arg(member.id).execute(&mut *tx).await?;
+        let at = sql::micros(at);
+        let row = sqlx::query(concat!(
+            "INSERT INTO sessions (id, org_id, owner_id, template_id, state, agent_id, endpoint, cpu_millis, ",
+            "memory_mb, created_at, updated_at, started_at, last_activity_at) ",
+            "VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $8, $9, $9, $9, $9) RETURNING ",
+            session_columns!()
+        ))
+        .arg(member.id)
+        .arg(session.org_id)
+        .arg(session.owner_id)
+        .arg(template_id)
+        .arg(member.agent_id)
+        .arg(member.endpoint.as_deref())
+        .arg(member.cpu_millis)
+        .arg(member.memory_mb)
+        .arg(at)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(sql::missing(sql::NO_SUCH_USER_IN_ORG))?;
+        let claimed = sql::session(&row)?;
+        tx.commit().await?;
+        Ok(Some(claimed))
     }
 }
 

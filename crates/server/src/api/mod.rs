@@ -6,10 +6,12 @@ pub mod audit;
 pub mod auth;
 pub mod events;
 pub mod homes;
+pub mod icons;
 pub mod identity_providers;
 pub mod me;
 pub mod network;
 pub mod orgs;
+pub mod pools;
 pub mod reports;
 pub mod saml;
 pub mod sessions;
@@ -211,6 +213,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(orgs::routes())
         .merge(users::routes())
         .merge(templates::routes())
+        .merge(pools::routes())
+        .merge(icons::routes())
         .merge(sessions::routes())
         .merge(sharing::routes())
         .merge(audit::routes())

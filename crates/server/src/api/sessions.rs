@@ -104,21 +104,15 @@ async fn create_session(
         app.audit(&meta, &Actor::from(&principal), record.details(json!({"reason": message}))).await?;
         return Err(ApiError::new(StatusCode::FORBIDDEN, "quota_exceeded", message));
     }
-    let session = app
-        .store
-        .create_session(NewSession {
-            org_id: principal.org_id,
-            owner_id: principal.user_id,
-            template_id: template.id,
-            cpu_millis: template.cpu_millis,
-            memory_mb: template.memory_mb,
-        })
-        .await?;
+    let new = NewSession {
+        org_id: principal.org_id,
+        owner_id: principal.user_id,
+        template_id: template.id,
+        cpu_millis: template.cpu_millis,
+        memory_mb: template.memory_mb,
+    };
     let actor = Actor::from(&principal);
-    let record =
-        Record::new("session.create", format!("session:{}", session.id)).details(json!({"template": template.name}));
-    app.audit(&meta, &actor, record).await?;
-    let session = app.schedule(&session, &Cause { actor: &actor, meta: &meta }).await?;
+    let session = app.launch(&template, new, &Cause { actor: &actor, meta: &meta }).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(SessionView::load(&app, session).await?)))
 }
 

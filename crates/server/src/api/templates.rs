@@ -138,7 +138,7 @@ pub(crate) fn validate_egress_allow(principal: &Principal, allow: &[IpNet]) -> A
     Ok(())
 }
 
-async fn visible_template(app: &App, principal: &Principal, id: Uuid) -> ApiResult<Template> {
+pub async fn visible_template(app: &App, principal: &Principal, id: Uuid) -> ApiResult<Template> {
     let template = app.store.get_template(principal.scope(), id).await?;
     // People who cannot manage templates do not see disabled ones.
     template.filter(|t| principal.may_see_template(t.org_id, t.enabled)).ok_or_else(|| ApiError::not_found("template"))

@@ -9,6 +9,7 @@ mod mfa;
 mod network;
 mod openapi;
 mod orchestrator;
+mod pools;
 mod rate_limits;
 mod reports;
 mod request_logs;

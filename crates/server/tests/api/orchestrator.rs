@@ -7,7 +7,7 @@ use chrono::Duration;
 use serde_json::json;
 use streamspace_proto::SessionPhase;
 use streamspace_proto::SessionState::{self, *};
-use streamspace_proto::hub::{ActualState, Capacity, CommandKind, InventoryItem, ServerMessage, SessionSpec};
+use streamspace_proto::hub::{ActualState, Capacity, Command, CommandKind, InventoryItem, ServerMessage, SessionSpec};
 use streamspace_server::clock::Clock;
 use streamspace_store::{Scope, Session};
 use tokio::sync::mpsc;
@@ -19,17 +19,21 @@ const ENDPOINT: &str = "http://192.0.2.10:8080";
 
 /// An agent played by the test: registered through the API, its hello recorded, and connected
 /// to the hub as the WebSocket connection would connect it.
-struct FakeAgent {
-    id: Uuid,
+pub(crate) struct FakeAgent {
+    pub(crate) id: Uuid,
     inbox: mpsc::UnboundedReceiver<ServerMessage>,
 }
 
 impl FakeAgent {
-    async fn connect(t: &TestApp, admin: &str, name: &str) -> FakeAgent {
+    pub(crate) async fn connect(t: &TestApp, admin: &str, name: &str) -> FakeAgent {
+        let capacity = Capacity { max_sessions: 10, cpu_millis: 16_000, memory_mb: 32_768 };
+        FakeAgent::connect_with(t, admin, name, capacity).await
+    }
+
+    pub(crate) async fn connect_with(t: &TestApp, admin: &str, name: &str, capacity: Capacity) -> FakeAgent {
         let reply = t.post("/api/v1/agents", admin, json!({"name": name, "platform": "docker"})).await;
         assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
         let id = reply.body["id"].as_str().unwrap().parse().unwrap();
-        let capacity = Capacity { max_sessions: 10, cpu_millis: 16_000, memory_mb: 32_768 };
         t.app.store.record_agent_hello(id, "0.0.0-fake", capacity, &Default::default(), t.clock.now()).await.unwrap();
         let (outbox, inbox) = mpsc::unbounded_channel();
         t.app.hub.connect(id, outbox);
@@ -37,12 +41,17 @@ impl FakeAgent {
     }
 
     /// The commands received since the last call, each acknowledged as carried out.
-    async fn commands(&mut self, t: &TestApp) -> Vec<(CommandKind, Uuid)> {
+    pub(crate) async fn commands(&mut self, t: &TestApp) -> Vec<(CommandKind, Uuid)> {
+        self.full_commands(t).await.into_iter().map(|command| (command.kind, command.session_id)).collect()
+    }
+
+    /// The same, whole.
+    pub(crate) async fn full_commands(&mut self, t: &TestApp) -> Vec<Command> {
         let mut received = Vec::new();
         while let Ok(message) = self.inbox.try_recv() {
             if let ServerMessage::Command(command) = message {
                 t.app.store.ack_command(self.id, command.id, None, t.clock.now()).await.unwrap();
-                received.push((command.kind, command.session_id));
+                received.push(command);
             }
         }
         received
@@ -61,16 +70,16 @@ impl FakeAgent {
         panic!("no start command");
     }
 
-    async fn report(&self, t: &TestApp, session_id: Uuid, actual: ActualState) {
+    pub(crate) async fn report(&self, t: &TestApp, session_id: Uuid, actual: ActualState) {
         t.app.on_report(self.id, session_id, &actual).await.unwrap();
     }
 }
 
-fn running() -> ActualState {
+pub(crate) fn running() -> ActualState {
     ActualState::Running { endpoint: ENDPOINT.into() }
 }
 
-async fn stored(t: &TestApp, id: Uuid) -> Session {
+pub(crate) async fn stored(t: &TestApp, id: Uuid) -> Session {
     t.app.store.get_session(Scope::Platform, id).await.unwrap().unwrap()
 }
 

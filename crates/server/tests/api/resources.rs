@@ -12,11 +12,20 @@ async fn a_fresh_installation_has_the_default_org_admin_and_catalog() {
     let templates = t.get("/api/v1/templates", &admin).await;
     let names: Vec<&str> =
         templates.body["items"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["chromium", "firefox", "desktop"]);
+    assert_eq!(names, ["chromium", "firefox", "desktop", "vscode"]);
     let chromium = &templates.body["items"][0];
     assert_eq!(chromium["image"], "streamspace/chromium:latest");
     assert_eq!(chromium["port"], 8080);
-    assert!(chromium["icon"].as_str().unwrap().starts_with("data:image/svg+xml,"));
+    // Every icon is an image the binary serves to anyone (an <img> sends no credentials).
+    for template in templates.body["items"].as_array().unwrap() {
+        let url = template["icon"].as_str().unwrap();
+        let icon = t.send(Method::GET, url, None, None).await;
+        assert_eq!(icon.status, StatusCode::OK, "{url}");
+        assert_eq!(icon.headers["content-type"], "image/svg+xml", "{url}");
+        assert!(icon.body.as_str().unwrap().starts_with("<svg"), "{url}");
+        assert!(icon.headers["content-security-policy"].to_str().unwrap().contains("sandbox"), "{url}");
+    }
+    assert_eq!(t.send(Method::GET, "/api/v1/icons/..%2Fsecret.svg", None, None).await.status, StatusCode::NOT_FOUND);
     assert!(chromium["org_id"].is_null());
     let orgs = t.get("/api/v1/orgs", &admin).await;
     assert_eq!(orgs.body["items"][0]["name"], "default");
