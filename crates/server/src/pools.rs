@@ -108,8 +108,12 @@ impl App {
     async fn hand_over(&self, session: Session) -> Session {
         if let Some(endpoint) = &session.endpoint {
             let tokens = crate::proxy::streamer::token_table(|role| self.streamer_token(session.id, role));
-            let provision =
-                crate::proxy::streamer::provision(self.http.clone(), endpoint.clone(), self.master_token(session.id), tokens);
+            let provision = crate::proxy::streamer::provision(
+                self.http.clone(),
+                endpoint.clone(),
+                self.master_token(session.id),
+                tokens,
+            );
             let _ = tokio::time::timeout(PROVISION_WAIT, tokio::spawn(provision)).await;
         }
         metrics::counter!("streamspace_pool_claims_total").increment(1);

@@ -26,7 +26,13 @@ use crate::audit::{
 };
 use crate::sql::{Backend, RowsAffected};
 use crate::{
-    Agent, AgentCommand, AllowList, AuditEvent, AuditFilter, AuditPage, CapacityLimit, ClipboardPolicy, ComplianceSettings, DeliveryState, HomeScope, IdentityProvider, IdentityProviderPatch, NewAgent, NewApiKey, NewAuditEvent, NewExternalIdentity, NewHome, NewIdentityProvider, NewSession, NewShare, NewTemplate, NewUser, Org, OrgPatch, Page, Paged, PoolMember, ProviderKind, Quotas, RefreshOutcome, RefreshToken, Result, Role, Scope, Session, SessionFilter, SessionPolicy, SessionUpdate, ShareRole, SqlStore, SsoMfaPolicy, SsoPending, SsoPendingKind, SsoSignIn, Store, StoreError, Template, TemplateHome, TemplatePatch, Ticket, Timestamp, User, UserPatch,
+    Agent, AgentCommand, AllowList, AuditEvent, AuditFilter, AuditPage, CapacityLimit, ClipboardPolicy,
+    ComplianceSettings, DeliveryState, HomeScope, IdentityProvider, IdentityProviderPatch, NewAgent, NewApiKey,
+    NewAuditEvent, NewExternalIdentity, NewHome, NewIdentityProvider, NewSession, NewShare, NewTemplate, NewUser, Org,
+    OrgPatch, Page, Paged, PoolMember, ProviderKind, Quotas, RefreshOutcome, RefreshToken, Result, Role, Scope,
+    Session, SessionFilter, SessionPolicy, SessionUpdate, ShareRole, SqlStore, SsoMfaPolicy, SsoPending,
+    SsoPendingKind, SsoSignIn, Store, StoreError, Template, TemplateHome, TemplatePatch, Ticket, Timestamp, User,
+    UserPatch,
 };
 
 /// A backend under test: the store, plus a back door to its database to play an attacker who
@@ -2281,6 +2287,8 @@ pub async fn revoking_a_link_revokes_who_joined_through_it(store: Subject) {
     revoked.sort_by_key(|share| share.id);
     assert_eq!(revoked, vec![link, guest]);
     assert_eq!(store.list_shares(shared.id).await.unwrap(), vec![direct], "a direct invitation stays");
+}
+
 // Warm pools (ADR 0034).
 
 fn new_session_for(owner: &User, template: &Template) -> NewSession {
@@ -2313,7 +2321,7 @@ pub async fn pool_members_become_ready_and_are_claimed_once(store: Subject) {
 
     let starting = PoolMember::starting(chromium.id, docker.id, (1000, 512), "a".into(), Utc::now());
     store.add_pool_member(&starting).await.unwrap();
-    assert_eq!(store.list_pool_members().await.unwrap(), [starting.clone()]);
+    assert_eq!(store.list_pool_members().await.unwrap(), std::slice::from_ref(&starting));
     let claim = |digest: &'static str| {
         store.claim_pool_member(chromium.id, digest, new_session_for(&alice, &chromium), Utc::now())
     };

@@ -12,8 +12,8 @@ use streamspace_proto::hub::{Capacity, Command};
 use uuid::Uuid;
 
 use crate::audit::{AuditKey, ChainHead, Checkpoint, consecutive_runs};
-use crate::sharing::{self, share_columns};
 use crate::pools::{self, pool_member_columns, template_pool_columns};
+use crate::sharing::{self, share_columns};
 use crate::sql::{
     self, Backend, Columns, Params, RowsAffected, agent_columns, agent_command_columns, api_key_columns, audit_columns,
     audit_head_columns, org_columns, refresh_token_columns, session_columns, template_columns, ticket_columns,
@@ -26,7 +26,11 @@ use crate::sso::{
 };
 use crate::{
     Agent, AgentCommand, AllowList, ApiKey, AuditEvent, AuditFilter, AuditPage, ComplianceSettings, DeliveryState,
-    ExternalIdentity, Home, IdentityProvider, IdentityProviderPatch, NewAgent, NewApiKey, NewAuditEvent, NewExternalIdentity, NewHome, NewIdentityProvider, NewSession, NewShare, NewTemplate, NewUser, Org, OrgPatch, Page, Paged, PoolMember, Quotas, RefreshOutcome, RefreshToken, Result, Scope, Session, SessionFilter, SessionUpdate, Share, SsoPending, SsoPendingKind, SsoSignIn, Store, StoreError, Template, TemplatePatch, TemplatePool, Ticket, Timestamp, Usage, User, UserPatch,
+    ExternalIdentity, Home, IdentityProvider, IdentityProviderPatch, NewAgent, NewApiKey, NewAuditEvent,
+    NewExternalIdentity, NewHome, NewIdentityProvider, NewSession, NewShare, NewTemplate, NewUser, Org, OrgPatch, Page,
+    Paged, PoolMember, Quotas, RefreshOutcome, RefreshToken, Result, Scope, Session, SessionFilter, SessionUpdate,
+    Share, SsoPending, SsoPendingKind, SsoSignIn, Store, StoreError, Template, TemplatePatch, TemplatePool, Ticket,
+    Timestamp, Usage, User, UserPatch,
 };
 
 /// A [`Store`] on an SQL database. Reads go to `reader` and writes to `writer`: SQLite gives
@@ -1485,6 +1489,8 @@ where
         .fetch_all(&self.writer)
         .await?;
         sql::all(&rows, sharing::share)
+    }
+
     async fn set_template_pool(&self, template_id: Uuid, size: i64, at: Timestamp) -> Result<TemplatePool> {
         let row = sqlx::query(concat!(
             "INSERT INTO template_pools (template_id, size, updated_at) VALUES ($1, $2, $3) ",

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use streamspace_store::{PoolMember, TemplatePool};

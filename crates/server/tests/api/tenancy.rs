@@ -5,6 +5,8 @@ use serde_json::{Value, json};
 use streamspace_store::{NewHome, NewShare, Page, Scope, SessionFilter, ShareRole};
 use uuid::Uuid;
 
+use streamspace_server::clock::Clock;
+
 use crate::harness::TestApp;
 
 /// Org A's objects, one of each kind a route can name.
@@ -54,7 +56,8 @@ async fn victim(t: &TestApp, platform_admin: &str) -> Victim {
         provisioned: false,
     };
     let identity = t.app.store.create_external_identity(identity).await.unwrap();
-    let new_home = NewHome { org_id: org.parse().unwrap(), user_id: user.parse().unwrap(), template_id: None, size_mb: None };
+    let new_home =
+        NewHome { org_id: org.parse().unwrap(), user_id: user.parse().unwrap(), template_id: None, size_mb: None };
     let home = t.app.store.home_for(new_home, t.clock.now()).await.unwrap();
     let guest = id(&t.get("/api/v1/me", &admin).await.body);
     let share = NewShare {
