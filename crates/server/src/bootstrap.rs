@@ -2,12 +2,12 @@
 
 use streamspace_store::{HomeScope, NewTemplate, NewUser, Role, TemplateHome};
 
-use crate::api::icons::icon_url;
 use crate::app::App;
 use crate::audit::{Actor, Record};
 use crate::auth::password;
 use crate::auth::secrets::random_token;
 use crate::context::RequestMeta;
+use crate::icons::icon_url;
 use crate::template_defaults;
 
 pub const DEFAULT_ORG: &str = "default";

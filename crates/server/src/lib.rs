@@ -14,6 +14,7 @@ pub mod context;
 pub mod error;
 pub mod homes;
 pub mod hub;
+pub mod icons;
 pub mod keys;
 pub mod lifecycle;
 pub mod orchestrator;

@@ -6,7 +6,7 @@
 //
 // Environment: STREAMSPACE_BIN (the binary), STREAMSPACE_ARTIFACTS (where PNGs and the timings
 // table go), CHROMIUM (the browser, default /usr/bin/chromium), STREAMSPACE_E2E_IMAGES (which
-// images to time, default "chromium,firefox,desktop").
+// images to time, default "chromium,firefox,desktop,vscode").
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -32,7 +32,7 @@ import { changedShare, decodePng, pixelStats } from './png.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const IMAGES = (process.env.STREAMSPACE_E2E_IMAGES || 'chromium,firefox,desktop').split(',').filter(Boolean);
+const IMAGES = (process.env.STREAMSPACE_E2E_IMAGES || 'chromium,firefox,desktop,vscode').split(',').filter(Boolean);
 const VIEWPORT = { width: 1280, height: 720 };
 const FIRST_FRAME_TIMEOUT = 45000;
 /** What gets typed into the session's Chromium: a page that is red all over and keeps moving. */
