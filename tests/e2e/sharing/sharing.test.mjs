@@ -16,7 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
-import { ARTIFACTS, Api, Platform, eventually, requireDocker, startViewerServer } from '../streaming/harness.mjs';
+import { ARTIFACTS, Api, Platform, eventually, requireDocker, sleep, startViewerServer } from '../streaming/harness.mjs';
 import { decodePng } from '../streaming/png.mjs';
 import { launchOptions } from '../chromium.mjs';
 
@@ -128,6 +128,8 @@ async function join(browser, api, id, secrets) {
 async function typePage(guest, colour) {
   await guest.tab.mouse.click(VIEWPORT.width / 2, VIEWPORT.height * 0.75);
   await guest.tab.keyboard.press('Control+l');
+  // The session's address bar takes a moment to take focus: a key typed sooner goes to the page.
+  await sleep(300);
   await guest.tab.keyboard.type(page(colour), { delay: 15 });
   await guest.tab.keyboard.press('Enter');
 }
