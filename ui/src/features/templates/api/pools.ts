@@ -30,6 +30,21 @@ export function keepsHome(t: Template): boolean {
   return t.home.scope !== 'none';
 }
 
+/**
+ * Why the control plane keeps no member of the template's pool although its size is kept (ADR 0034),
+ * or null when the pool serves launches.
+ */
+export function pausedBecause(t: Template): string | null {
+  if (keepsHome(t)) return 'its sessions keep a home';
+  if (!t.enabled) return 'the template is disabled';
+  return null;
+}
+
+/** The pools worth showing: a size set, or members still there (a removed pool's, being stopped). */
+export function activePools(pools: Pool[]): Pool[] {
+  return pools.filter((p) => p.size > 0 || p.agents.length > 0);
+}
+
 /** The size set for the template: 0 when it has no pool, undefined while the pools are unknown. */
 export function poolSizeOf(pools: Pool[] | undefined, templateId: string): number | undefined {
   if (!pools) return undefined;

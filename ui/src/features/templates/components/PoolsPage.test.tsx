@@ -62,10 +62,34 @@ describe('PoolsPage', () => {
     expect(calls.some((c) => c.path === '/api/v1/agents')).toBe(false);
   });
 
+  it('says why a pool is paused and leaves out removed pools with nothing left', async () => {
+    const off = template({ name: 'gimp', display_name: 'GIMP', enabled: false });
+    const homed = template({ name: 'desktop', display_name: 'Desktop', home: { scope: 'user', size_mb: null } });
+    mockFetch({
+      'POST /api/v1/auth/refresh': () => json(authResponse(admin)),
+      'GET /api/v1/pools': () =>
+        json([
+          pool({ template_id: off.id, template_name: off.name, size: 2 }),
+          pool({ template_id: homed.id, template_name: homed.name, size: 1 }),
+          // Removed: its last member is still being stopped.
+          pool({ size: 0, agents: [{ agent_id: 'a1', ready: 1, starting: 0 }] }),
+          pool({ template_id: 't-chromium', template_name: 'chromium', size: 0 }),
+        ]),
+      'GET /api/v1/templates': () => json({ items: [template(), off, homed], next_cursor: null }),
+      'GET /api/v1/agents': () => json({ items: [agent()], next_cursor: null }),
+    });
+    renderRoutes([{ path: '/', element: <PoolsPage /> }]);
+    expect(await screen.findByText('local: 1 ready, 0 starting')).toBeInTheDocument();
+    expect(cells('GIMP')[1]).toBe('2 per agentPaused: the template is disabled');
+    expect(cells('Desktop')[1]).toBe('1 per agentPaused: its sessions keep a home');
+    expect(cells('Firefox').slice(1, 4)).toEqual(['Off', '1', '0']);
+    expect(screen.queryByRole('row', { name: /chromium/ })).not.toBeInTheDocument();
+  });
+
   it('says so when no template has a pool', async () => {
     mockFetch({
       'POST /api/v1/auth/refresh': () => json(authResponse(admin)),
-      'GET /api/v1/pools': () => json([]),
+      'GET /api/v1/pools': () => json([pool({ size: 0 })]),
       'GET /api/v1/templates': () => json({ items: [], next_cursor: null }),
       'GET /api/v1/agents': () => json({ items: [], next_cursor: null }),
     });

@@ -6,7 +6,7 @@ import { useUser } from '@/lib/auth';
 import { useArrayQuery } from '@/lib/list';
 import type { Pool, PoolAgent, Template } from '@/types/api';
 import { getAgentsQueryOptions } from '@/features/agents';
-import { POOLS_REFRESH_MS, describePoolSize, getPoolsQueryOptions } from '../api/pools';
+import { POOLS_REFRESH_MS, activePools, describePoolSize, getPoolsQueryOptions, pausedBecause } from '../api/pools';
 import { getTemplatesQueryOptions } from '../api/templates';
 import { TemplateLabel } from './TemplateLabel';
 
@@ -15,7 +15,7 @@ const total = (pool: Pool, count: (a: PoolAgent) => number) => pool.agents.reduc
 /** Administrators' view of the warm pools: each template's size and what is warm on which agent, kept fresh. */
 export function PoolsPage() {
   const isPlatform = useUser().role === 'platform_admin';
-  const list = useArrayQuery({ ...getPoolsQueryOptions(), refetchInterval: POOLS_REFRESH_MS });
+  const list = useArrayQuery({ ...getPoolsQueryOptions(), select: activePools, refetchInterval: POOLS_REFRESH_MS });
   const templates = useQuery(getTemplatesQueryOptions());
   // Only platform administrators may list agents; others see the agents' ids.
   const agents = useQuery({ ...getAgentsQueryOptions(), enabled: isPlatform });
@@ -31,7 +31,7 @@ export function PoolsPage() {
         <TemplateLabel template={templateOf(pool) ?? { icon: '', display_name: pool.template_name, name: pool.template_name }} />
       ),
     },
-    { key: 'size', header: 'Size', render: (pool) => describePoolSize(pool.size) },
+    { key: 'size', header: 'Size', render: (pool) => <PoolSize pool={pool} template={templateOf(pool)} /> },
     { key: 'ready', header: 'Ready', align: 'right', render: (pool) => total(pool, (a) => a.ready) },
     { key: 'starting', header: 'Starting', align: 'right', render: (pool) => total(pool, (a) => a.starting) },
     {
@@ -65,5 +65,19 @@ export function PoolsPage() {
       getRowId={(pool) => pool.template_id}
       emptyMessage="No template has a warm pool."
     />
+  );
+}
+
+function PoolSize({ pool, template }: { pool: Pool; template: Template | undefined }) {
+  const paused = pool.size > 0 && template ? pausedBecause(template) : null;
+  return (
+    <>
+      {describePoolSize(pool.size)}
+      {paused ? (
+        <Typography variant="caption" color="text.secondary" sx={{ display: 'block' }}>
+          Paused: {paused}
+        </Typography>
+      ) : null}
+    </>
   );
 }

@@ -124,18 +124,24 @@ describe('TemplatesPage (admin)', () => {
 
   it('disables the warm pool of a template that keeps a home and says why', async () => {
     const desktop = template({ name: 'desktop', display_name: 'Desktop', home: { scope: 'template', size_mb: 1024 } });
+    const chromium = template({ name: 'chromium', display_name: 'Chromium', home: { scope: 'user', size_mb: null } });
     mockFetch({
       'POST /api/v1/auth/refresh': () => json(authResponse(admin)),
-      'GET /api/v1/templates': () => json({ items: [template(), desktop], next_cursor: null }),
+      'GET /api/v1/templates': () => json({ items: [template(), desktop, chromium], next_cursor: null }),
       'GET /api/v1/orgs': () => json({ items: [], next_cursor: null }),
-      'GET /api/v1/pools': () => json([pool({ size: 1 })]),
+      'GET /api/v1/pools': () => json([pool({ size: 1 }), pool({ template_id: 't-chromium', template_name: 'chromium', size: 3 })]),
     });
     renderRoutes([{ path: '/', element: <TemplatesPage /> }]);
-    const desktopPool = await screen.findByRole('button', { name: 'Warm pool of Desktop' });
-    expect(desktopPool).toBeDisabled();
-    expect(desktopPool).toHaveAccessibleDescription('Not with a persistent home');
     const firefoxPool = await screen.findByRole('button', { name: 'Warm pool of Firefox' });
     await waitFor(() => expect(firefoxPool).toHaveTextContent('1 per agent'));
     expect(firefoxPool).toBeEnabled();
+    const desktopPool = screen.getByRole('button', { name: 'Warm pool of Desktop' });
+    expect(desktopPool).toBeDisabled();
+    expect(desktopPool).toHaveAccessibleDescription('Not with a persistent home');
+    // A size set before the template got a home is kept, but no member is started for it.
+    const chromiumPool = screen.getByRole('button', { name: 'Warm pool of Chromium' });
+    expect(chromiumPool).toBeDisabled();
+    expect(chromiumPool).toHaveTextContent('3 per agent');
+    expect(chromiumPool).toHaveAccessibleDescription('Paused: not with a persistent home');
   });
 });

@@ -34,10 +34,10 @@ export function WarmPoolCell({
     return (
       <Box>
         <Button size="small" disabled aria-label={label} aria-describedby={reasonId}>
-          Off
+          {describePoolSize(size ?? 0)}
         </Button>
         <Typography id={reasonId} variant="caption" color="text.secondary" sx={{ display: 'block' }}>
-          Not with a persistent home
+          {size ? 'Paused: not with a persistent home' : 'Not with a persistent home'}
         </Typography>
       </Box>
     );
