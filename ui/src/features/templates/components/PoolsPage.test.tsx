@@ -81,7 +81,7 @@ describe('PoolsPage', () => {
     renderRoutes([{ path: '/', element: <PoolsPage /> }]);
     expect(await screen.findByText('local: 1 ready, 0 starting')).toBeInTheDocument();
     expect(cells('GIMP')[1]).toBe('2 per agentPaused: the template is disabled');
-    expect(cells('Desktop')[1]).toBe('1 per agentPaused: its sessions keep a home');
+    expect(cells('Desktop').slice(1)).toEqual(['1 per agentPaused: its sessions keep a home', '0', '0', 'Nothing warm']);
     expect(cells('Firefox').slice(1, 4)).toEqual(['Off', '1', '0']);
     expect(screen.queryByRole('row', { name: /chromium/ })).not.toBeInTheDocument();
   });

@@ -21,6 +21,10 @@ export function PoolsPage() {
   const agents = useQuery({ ...getAgentsQueryOptions(), enabled: isPlatform });
 
   const templateOf = (pool: Pool): Template | undefined => templates.data?.items.find((t) => t.id === pool.template_id);
+  const pausedOf = (pool: Pool): string | null => {
+    const template = templateOf(pool);
+    return pool.size > 0 && template ? pausedBecause(template) : null;
+  };
   const agentName = (id: string) => agents.data?.items.find((a) => a.id === id)?.name ?? `Agent ${id.slice(0, 8)}`;
 
   const columns: Column<Pool>[] = [
@@ -31,7 +35,7 @@ export function PoolsPage() {
         <TemplateLabel template={templateOf(pool) ?? { icon: '', display_name: pool.template_name, name: pool.template_name }} />
       ),
     },
-    { key: 'size', header: 'Size', render: (pool) => <PoolSize pool={pool} template={templateOf(pool)} /> },
+    { key: 'size', header: 'Size', render: (pool) => <PoolSize size={pool.size} paused={pausedOf(pool)} /> },
     { key: 'ready', header: 'Ready', align: 'right', render: (pool) => total(pool, (a) => a.ready) },
     { key: 'starting', header: 'Starting', align: 'right', render: (pool) => total(pool, (a) => a.starting) },
     {
@@ -40,7 +44,7 @@ export function PoolsPage() {
       render: (pool) =>
         pool.agents.length === 0 ? (
           <Typography variant="body2" color="text.secondary">
-            Nothing warm yet
+            {pausedOf(pool) ? 'Nothing warm' : 'Nothing warm yet'}
           </Typography>
         ) : (
           <Box component="ul" sx={{ m: 0, pl: 0, listStyle: 'none' }} aria-label={`Agents of ${pool.template_name}`}>
@@ -68,11 +72,10 @@ export function PoolsPage() {
   );
 }
 
-function PoolSize({ pool, template }: { pool: Pool; template: Template | undefined }) {
-  const paused = pool.size > 0 && template ? pausedBecause(template) : null;
+function PoolSize({ size, paused }: { size: number; paused: string | null }) {
   return (
     <>
-      {describePoolSize(pool.size)}
+      {describePoolSize(size)}
       {paused ? (
         <Typography variant="caption" color="text.secondary" sx={{ display: 'block' }}>
           Paused: {paused}
