@@ -144,4 +144,20 @@ describe('TemplatesPage (admin)', () => {
     expect(chromiumPool).toHaveTextContent('3 per agent');
     expect(chromiumPool).toHaveAccessibleDescription('Paused: not with a persistent home');
   });
+
+  it('shows org admins the pools of their own templates only, and no size for global ones', async () => {
+    const gimp = template({ name: 'gimp', display_name: 'GIMP', org_id: 'o1' });
+    mockFetch({
+      'POST /api/v1/auth/refresh': () => json(authResponse({ ...admin, role: 'org_admin' })),
+      'GET /api/v1/templates': () => json({ items: [template(), gimp], next_cursor: null }),
+      'GET /api/v1/pools': () => json([pool({ template_id: gimp.id, template_name: gimp.name, size: 2 })]),
+    });
+    renderRoutes([{ path: '/', element: <TemplatesPage /> }]);
+    const gimpPool = await screen.findByRole('button', { name: 'Warm pool of GIMP' });
+    await waitFor(() => expect(gimpPool).toHaveTextContent('2 per agent'));
+    expect(screen.queryByRole('button', { name: 'Warm pool of Firefox' })).not.toBeInTheDocument();
+    const firefox = screen.getByRole('row', { name: /Firefox/ });
+    expect(within(firefox).getByText('—')).toBeInTheDocument();
+    expect(within(firefox).queryByText('Off')).not.toBeInTheDocument();
+  });
 });

@@ -128,7 +128,8 @@ export function TemplatesPage() {
       render: (t) => (
         <WarmPoolCell
           template={t}
-          size={poolSizeOf(pools.data, t.id)}
+          // The pools list leaves out the templates the caller does not manage: their size is unknown here.
+          size={canEdit(t) ? poolSizeOf(pools.data, t.id) : undefined}
           editable={canEdit(t)}
           onEdit={() => setPooling(t)}
         />
