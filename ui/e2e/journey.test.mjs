@@ -626,6 +626,8 @@ describe('StreamSpace UI journey', { concurrency: false }, () => {
     await visit('Organizations', 'Organizations', 'admin-orgs');
     await page.getByRole('cell', { name: fixture.other.org, exact: true }).waitFor();
     await visit('Templates', 'Templates', 'admin-templates');
+    await page.getByRole('button', { name: `Warm pool of ${fixture.templateDisplayName}` }).waitFor();
+    await visit('Warm pools', 'Warm pools', 'admin-pools');
     await visit('Org settings', 'Organization settings', 'admin-settings');
   });
 

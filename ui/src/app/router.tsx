@@ -22,6 +22,7 @@ const AdminSessionsPage = lazyNamed(() => import('@/features/sessions/components
 const UsersPage = lazyNamed(() => import('@/features/users/components/UsersPage'), 'UsersPage');
 const OrgsPage = lazyNamed(() => import('@/features/orgs/components/OrgsPage'), 'OrgsPage');
 const TemplatesPage = lazyNamed(() => import('@/features/templates/components/TemplatesPage'), 'TemplatesPage');
+const PoolsPage = lazyNamed(() => import('@/features/templates/components/PoolsPage'), 'PoolsPage');
 const AuditPage = lazyNamed(() => import('@/features/audit/components/AuditPage'), 'AuditPage');
 const ComplianceReportPage = lazyNamed(
   () => import('@/features/reports/components/ComplianceReportPage'),
@@ -84,6 +85,7 @@ export const routes: RouteObject[] = [
               { path: 'sessions', element: <AdminSessionsPage /> },
               { path: 'users', element: <UsersPage /> },
               { path: 'templates', element: <TemplatesPage /> },
+              { path: 'pools', element: <PoolsPage /> },
               { path: 'audit', element: <AuditPage /> },
               { path: 'reports', element: <ComplianceReportPage /> },
               { path: 'settings', element: <OrgSettingsPage /> },

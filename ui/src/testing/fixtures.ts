@@ -1,4 +1,4 @@
-import type { AuthResponse, AuthUser, Session, Template } from '@/types/api';
+import type { Agent, AuthResponse, AuthUser, Pool, Session, Template } from '@/types/api';
 import type { IdentityProvider } from '@/types/api';
 import { OPEN_SESSION_POLICY } from '@/lib/sessionPolicy';
 
@@ -79,4 +79,29 @@ export function identityProvider(over: Partial<IdentityProvider> = {}): Identity
     updated_at: '2026-01-01T00:00:00Z',
     ...over,
   };
+}
+
+/** A Docker agent online with room for a few sessions. */
+export function agent(over: Partial<Agent> = {}): Agent {
+  return {
+    id: 'a1',
+    name: 'local',
+    platform: 'docker',
+    labels: {},
+    reported_labels: {},
+    status: 'online',
+    version: '0.1.0',
+    capacity: { max_sessions: 50, cpu_millis: 8000, memory_mb: 16384 },
+    capacity_limit: {},
+    endpoint_cidrs: [],
+    session_count: 0,
+    last_heartbeat_at: '2026-01-01T00:00:00Z',
+    created_at: '2026-01-01T00:00:00Z',
+    ...over,
+  };
+}
+
+/** The warm pool of the fixture template `firefox`, nothing warm yet. */
+export function pool(over: Partial<Pool> = {}): Pool {
+  return { template_id: 't-firefox', template_name: 'firefox', size: 2, agents: [], ...over };
 }

@@ -45,6 +45,10 @@ export type Template = Schemas['Template'];
 export type TemplateInput = Schemas['NewTemplateRequest'];
 /** `PATCH /templates/{id}`: name and scope are fixed at creation. */
 export type TemplatePatch = Schemas['TemplatePatch'];
+/** A template's warm pool (`GET /pools`, `PUT /templates/{id}/pool`): its size and what is warm per agent. */
+export type Pool = Schemas['PoolView'];
+export type PoolAgent = Schemas['PoolAgentView'];
+export type PoolRequest = Schemas['PoolRequest'];
 
 /** A persistent home (`/me/homes`, `/homes`); `template_id` null is the user's own, shared home. */
 export type Home = Schemas['Home'];
