@@ -86,8 +86,9 @@ async fn delete_home(
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
-    principal.require_admin()?;
+    // Found first: another org's home is a 404 for everyone, its members included.
     let home = app.store.get_home(principal.scope(), id).await?.ok_or_else(|| ApiError::not_found("home"))?;
+    principal.require_admin()?;
     delete(&app, &meta, &principal, &home, "home.delete").await
 }
 
