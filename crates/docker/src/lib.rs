@@ -164,7 +164,7 @@ impl DockerRuntime {
             owner: Owner::default(),
             firewall,
             dns: nameservers(&resolv_conf),
-            volume_sizes: Arc::new(usage::Engine::from_env()?),
+            volume_sizes: Arc::new(usage::Engine::from_env()),
         };
         if let Err(error) = runtime.reconcile_egress_rules().await {
             tracing::error!("cannot reconcile session egress rules; sessions will not start: {error:#}");

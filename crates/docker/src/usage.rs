@@ -28,21 +28,23 @@ pub(crate) trait VolumeSizes: Send + Sync {
 pub(crate) enum Engine {
     Unix(PathBuf),
     Tcp(String),
+    /// A `DOCKER_HOST` this reader does not speak (ssh://, TLS): sessions still run, homes go unmeasured.
+    Unreadable(String),
 }
 
 impl Engine {
-    pub(crate) fn from_env() -> anyhow::Result<Engine> {
+    pub(crate) fn from_env() -> Engine {
         Engine::parse(std::env::var("DOCKER_HOST").ok().as_deref())
     }
 
-    fn parse(docker_host: Option<&str>) -> anyhow::Result<Engine> {
+    fn parse(docker_host: Option<&str>) -> Engine {
         let host = docker_host.unwrap_or("unix:///var/run/docker.sock");
         if let Some(path) = host.strip_prefix("unix://") {
-            return Ok(Engine::Unix(PathBuf::from(path)));
+            return Engine::Unix(PathBuf::from(path));
         }
         match host.strip_prefix("tcp://") {
-            Some(address) if !address.is_empty() => Ok(Engine::Tcp(address.trim_end_matches('/').to_owned())),
-            _ => bail!("cannot measure home volumes through DOCKER_HOST {host:?}: only unix:// and tcp:// are read"),
+            Some(address) if !address.is_empty() => Engine::Tcp(address.trim_end_matches('/').to_owned()),
+            _ => Engine::Unreadable(host.to_owned()),
         }
     }
 
@@ -59,6 +61,9 @@ impl Engine {
                     .await
                     .with_context(|| format!("connecting to the Docker engine at {address}"))?;
                 get_json(stream, path).await
+            }
+            Engine::Unreadable(host) => {
+                bail!("cannot measure home volumes through DOCKER_HOST {host:?}: only unix:// and tcp:// are read")
             }
         }
     }
@@ -110,16 +115,19 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn docker_host_names_a_socket_or_a_tcp_address() {
-        assert_eq!(Engine::parse(None).unwrap(), Engine::Unix("/var/run/docker.sock".into()));
+    #[tokio::test]
+    async fn docker_host_names_a_socket_or_a_tcp_address_else_homes_go_unmeasured() {
+        assert_eq!(Engine::parse(None), Engine::Unix("/var/run/docker.sock".into()));
         assert_eq!(
-            Engine::parse(Some("unix:///run/user/1000/docker.sock")).unwrap(),
+            Engine::parse(Some("unix:///run/user/1000/docker.sock")),
             Engine::Unix("/run/user/1000/docker.sock".into())
         );
-        assert_eq!(Engine::parse(Some("tcp://10.0.0.5:2375/")).unwrap(), Engine::Tcp("10.0.0.5:2375".into()));
+        assert_eq!(Engine::parse(Some("tcp://10.0.0.5:2375/")), Engine::Tcp("10.0.0.5:2375".into()));
         for unread in ["ssh://me@host", "tcp://", "npipe:////./pipe/docker_engine"] {
-            assert!(Engine::parse(Some(unread)).is_err(), "{unread}");
+            let engine = Engine::parse(Some(unread));
+            assert_eq!(engine, Engine::Unreadable(unread.into()));
+            let error = engine.volume_sizes().await.unwrap_err();
+            assert!(format!("{error:#}").contains("only unix:// and tcp://"), "{error:#}");
         }
     }
 
