@@ -10,8 +10,8 @@ use futures::{SinkExt, StreamExt};
 use streamspace_agent::{AgentConfig, Progress, Runtime};
 use streamspace_proto::SessionPhase;
 use streamspace_proto::hub::{
-    ActualState, AgentMessage, Capacity, Command, CommandKind, Envelope, InventoryItem, Platform, ServerMessage,
-    SessionSpec,
+    ActualState, AgentMessage, Capacity, Command, CommandKind, Envelope, HomeUsage, InventoryItem, Platform,
+    ServerMessage, SessionSpec,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -32,6 +32,7 @@ struct FakeRuntime {
     sessions: Mutex<BTreeMap<Uuid, ActualState>>,
     calls: Mutex<Vec<(&'static str, Uuid)>>,
     events: Mutex<Option<mpsc::UnboundedReceiver<(Uuid, ActualState)>>>,
+    homes: Mutex<Vec<HomeUsage>>,
 }
 
 impl FakeRuntime {
@@ -101,6 +102,10 @@ impl Runtime for FakeRuntime {
     async fn remove_home(&self, home_id: Uuid) -> anyhow::Result<()> {
         self.record("remove_home", home_id);
         Ok(())
+    }
+
+    async fn home_usage(&self) -> anyhow::Result<Vec<HomeUsage>> {
+        Ok(self.homes.lock().unwrap().clone())
     }
 
     fn events(&self) -> BoxStream<'static, (Uuid, ActualState)> {
@@ -267,15 +272,49 @@ async fn hello_announces_the_runtime_and_heartbeats_repeat_the_inventory() {
             inventory: inventory.clone(),
         }
     );
-    assert_eq!(peer.recv().await, AgentMessage::Heartbeat { inventory });
+    assert_eq!(peer.recv().await, AgentMessage::Heartbeat { inventory, homes: Vec::new() });
     runtime.set(running, ActualState::Hibernated);
     let next = peer.recv().await;
     assert_eq!(
         next,
         AgentMessage::Heartbeat {
-            inventory: vec![InventoryItem { session_id: running, state: ActualState::Hibernated }]
+            inventory: vec![InventoryItem { session_id: running, state: ActualState::Hibernated }],
+            homes: Vec::new(),
         }
     );
+}
+
+/// The homes' usage of the next heartbeat.
+async fn next_heartbeats_homes(peer: &mut Peer) -> Vec<HomeUsage> {
+    loop {
+        if let AgentMessage::Heartbeat { homes, .. } = peer.recv().await {
+            return homes;
+        }
+    }
+}
+
+#[tokio::test]
+async fn homes_are_measured_at_the_first_heartbeat_then_on_a_period_and_after_a_session_stops() {
+    let hub = Hub::start().await;
+    let runtime = Arc::new(FakeRuntime::default());
+    let home = Uuid::new_v4();
+    *runtime.homes.lock().unwrap() = vec![HomeUsage { home_id: home, used_bytes: 4096 }];
+    let (_stop, _agent) = hub.run_agent(runtime.clone(), TOKEN);
+    let (mut peer, _) = hub.connect(1).await;
+    assert_eq!(next_heartbeats_homes(&mut peer).await, [HomeUsage { home_id: home, used_bytes: 4096 }]);
+    assert_eq!(next_heartbeats_homes(&mut peer).await, [], "measured once a minute, not at every heartbeat");
+
+    *runtime.homes.lock().unwrap() = vec![HomeUsage { home_id: home, used_bytes: 1 << 20 }];
+    let session = Uuid::new_v4();
+    let stop = command(CommandKind::Stop, None, session);
+    peer.send(ServerMessage::Command(stop.clone())).await;
+    peer.until_result(stop.id).await;
+    assert_eq!(
+        next_heartbeats_homes(&mut peer).await,
+        [HomeUsage { home_id: home, used_bytes: 1 << 20 }],
+        "what the stopped session wrote shows at once"
+    );
+    assert_eq!(next_heartbeats_homes(&mut peer).await, []);
 }
 
 #[tokio::test]

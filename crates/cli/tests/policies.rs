@@ -26,12 +26,7 @@ async fn setup(org_policy: Value) -> Setup {
     require_docker();
     assert!(!docker(&["image", "inspect", "--format", "{{.Id}}", STREAMER_IMAGE]).is_empty(), "needs {STREAMER_IMAGE}");
     let dir = tempfile::tempdir().unwrap();
-    let plane = ControlPlane::start(dir.path(), &["--heartbeat-interval", "2"]).await;
-    let admin = plane.admin().await;
-    let name = format!("agent-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let token = admin.register_agent(&name).await;
-    let agent = Agent::start(&plane.api, &token, dir.path().join("agent.log"));
-    admin.wait_for_agent_online(&name).await;
+    let (plane, agent, admin) = Agent::docker_online(dir.path()).await;
     admin.post("/api/v1/users", json!({"username": "member", "password": "password-123", "role": "member"})).await;
     let member = Api::login(&plane.api, "member", "password-123").await;
     let org_id = member.get("/api/v1/me").await["org_id"].as_str().unwrap().to_owned();

@@ -7,11 +7,12 @@ use anyhow::{Context, bail};
 use bollard::Docker;
 use bollard::errors::Error as DockerError;
 use bollard::models::{ImageInspect, Mount, MountType, VolumeCreateRequest};
-use bollard::query_parameters::RemoveVolumeOptions;
-use streamspace_proto::hub::HomeVolume;
+use bollard::query_parameters::{ListVolumesOptions, RemoveVolumeOptions};
+use streamspace_proto::hub::{HomeUsage, HomeVolume};
 use uuid::Uuid;
 
 use crate::container::{LABEL_AGENT, LABEL_OWNER};
+use crate::usage::VolumeSizes;
 
 /// The home a volume holds, so an operator can tell homes from other volumes.
 pub(crate) const LABEL_HOME: &str = "streamspace.home";
@@ -96,6 +97,30 @@ pub(crate) async fn remove_home(docker: &Docker, home_id: Uuid) -> anyhow::Resul
         }
         Err(error) => Err(error).with_context(|| format!("removing volume {name}")),
     }
+}
+
+/// The used space of the homes on this engine. Nothing is measured while it holds none: Docker's
+/// accounting walks every volume's files.
+pub(crate) async fn home_usage(docker: &Docker, sizes: &dyn VolumeSizes) -> anyhow::Result<Vec<HomeUsage>> {
+    let filters = HashMap::from([("label".to_string(), vec![LABEL_HOME.to_string()])]);
+    let listed = docker
+        .list_volumes(Some(ListVolumesOptions { filters: Some(filters) }))
+        .await
+        .context("listing home volumes")?;
+    let homes: Vec<(Uuid, String)> = listed
+        .volumes
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|volume| Some((volume.labels.get(LABEL_HOME)?.parse().ok()?, volume.name)))
+        .collect();
+    if homes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sizes = sizes.volume_sizes().await?;
+    Ok(homes
+        .into_iter()
+        .filter_map(|(home_id, name)| Some(HomeUsage { home_id, used_bytes: *sizes.get(&name)? }))
+        .collect())
 }
 
 fn no_quota_support(error: &DockerError) -> bool {

@@ -32,6 +32,7 @@ mod events;
 mod firewall;
 mod home;
 mod pull;
+mod usage;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -52,7 +53,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use ipnet::IpNet;
 use streamspace_agent::{Progress, Runtime};
-use streamspace_proto::hub::{ActualState, Capacity, InventoryItem, Platform, SessionSpec};
+use streamspace_proto::hub::{ActualState, Capacity, HomeUsage, InventoryItem, Platform, SessionSpec};
 use streamspace_proto::{SessionPhase, security};
 use tokio::time::Instant;
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -125,6 +126,8 @@ pub struct DockerRuntime {
     firewall: Option<Arc<dyn Firewall>>,
     /// The resolvers sessions may send DNS queries to (the host's, which Docker's embedded DNS forwards to).
     dns: Vec<IpAddr>,
+    /// Docker's accounting of volume sizes, for the homes' usage.
+    volume_sizes: Arc<dyn usage::VolumeSizes>,
 }
 
 impl DockerRuntime {
@@ -135,7 +138,8 @@ impl DockerRuntime {
     }
 
     /// Uses an already configured client (for example one for a remote engine), agreeing on an API version the
-    /// engine speaks.
+    /// engine speaks. The homes' usage is read from the engine `DOCKER_HOST` names (`unix://` or `tcp://`), the
+    /// local socket by default.
     pub async fn new(docker: Docker, options: DockerOptions) -> anyhow::Result<DockerRuntime> {
         let docker = docker
             .negotiate_version()
@@ -160,6 +164,7 @@ impl DockerRuntime {
             owner: Owner::default(),
             firewall,
             dns: nameservers(&resolv_conf),
+            volume_sizes: Arc::new(usage::Engine::from_env()),
         };
         if let Err(error) = runtime.reconcile_egress_rules().await {
             tracing::error!("cannot reconcile session egress rules; sessions will not start: {error:#}");
@@ -461,6 +466,10 @@ impl Runtime for DockerRuntime {
 
     async fn remove_home(&self, home_id: Uuid) -> anyhow::Result<()> {
         home::remove_home(&self.docker, home_id).await
+    }
+
+    async fn home_usage(&self) -> anyhow::Result<Vec<HomeUsage>> {
+        home::home_usage(&self.docker, self.volume_sizes.as_ref()).await
     }
 
     fn bind(&self, agent_id: Uuid) {

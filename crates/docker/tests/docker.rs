@@ -538,6 +538,29 @@ async fn a_persistent_home_outlives_its_sessions_until_it_is_removed() {
 }
 
 #[tokio::test]
+async fn a_homes_used_space_is_what_docker_accounts_for_its_files() {
+    let runtime = runtime().await;
+    let home = Home(HomeVolume { id: Uuid::new_v4(), size_mb: None });
+    let session = Session::new();
+    start(&runtime, &streamer_spec(&session, &home)).await;
+    // 3 MiB and 4 bytes of the user's, beside the skeleton files the image copied in.
+    let write = "head -c 3145728 /dev/urandom > big.bin && printf 1234 > small.txt";
+    docker_ok(&["exec", &session.container(), "sh", "-c", write]);
+    runtime.stop(session.id).await.unwrap();
+    // Docker adds up the sizes of everything in the volume that is not a directory; counted once
+    // the session is gone, so nothing writes meanwhile.
+    let mount = format!("{}:/home/streamspace:ro", HomeVolume::volume_name(home.0.id));
+    let total = "find /home/streamspace ! -type d -printf '%s\\n' | awk '{ s += $1 } END { print s }'";
+    let count = ["run", "--rm", "--network", "none", "--entrypoint", "sh", "-v", &mount, STREAMER_IMAGE, "-c", total];
+    let expected: i64 = docker_ok(&count).parse().unwrap();
+    assert!(expected >= 3_145_728 + 4, "{expected}");
+
+    let usage = runtime.home_usage().await.unwrap();
+    let measured = usage.iter().find(|usage| usage.home_id == home.0.id).map(|usage| usage.used_bytes);
+    assert_eq!(measured, Some(expected), "{usage:?}");
+}
+
+#[tokio::test]
 async fn an_image_without_a_home_directory_cannot_keep_one() {
     let runtime = runtime().await;
     let home = Home(HomeVolume { id: Uuid::new_v4(), size_mb: None });

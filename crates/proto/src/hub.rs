@@ -123,6 +123,13 @@ impl HomeVolume {
     }
 }
 
+/// One persistent home's used space, as the runtime's storage accounts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HomeUsage {
+    pub home_id: Uuid,
+    pub used_bytes: i64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CommandKind {
@@ -164,6 +171,10 @@ pub enum AgentMessage {
     },
     Heartbeat {
         inventory: Vec<InventoryItem>,
+        /// The used space of the persistent homes the runtime holds, when it measured them since the last
+        /// heartbeat; absent from agents that do not measure (and ignored by control planes that do not store it).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        homes: Vec<HomeUsage>,
     },
     SessionStatus {
         session_id: Uuid,
@@ -230,6 +241,19 @@ mod tests {
             serde_json::json!({"v": 1, "type": "command_result", "command_id": Uuid::nil(), "ok": true, "error": null});
         assert_eq!(serde_json::to_value(result(None)).unwrap(), untraced);
         assert_eq!(serde_json::from_value::<Envelope<AgentMessage>>(untraced).unwrap(), result(None));
+    }
+
+    #[test]
+    fn heartbeats_carry_home_usage_only_when_measured() {
+        let heartbeat = |homes: Vec<HomeUsage>| Envelope::new(AgentMessage::Heartbeat { inventory: Vec::new(), homes });
+        let measured = heartbeat(vec![HomeUsage { home_id: Uuid::nil(), used_bytes: 4096 }]);
+        let json = serde_json::to_value(&measured).unwrap();
+        assert_eq!(json["homes"], serde_json::json!([{"home_id": Uuid::nil(), "used_bytes": 4096}]));
+        assert_eq!(serde_json::from_value::<Envelope<AgentMessage>>(json).unwrap(), measured);
+        // An agent built before home usage: the same message without the field.
+        let unmeasured = serde_json::json!({"v": 1, "type": "heartbeat", "inventory": []});
+        assert_eq!(serde_json::to_value(heartbeat(Vec::new())).unwrap(), unmeasured);
+        assert_eq!(serde_json::from_value::<Envelope<AgentMessage>>(unmeasured).unwrap(), heartbeat(Vec::new()));
     }
 
     #[test]

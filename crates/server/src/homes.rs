@@ -1,7 +1,7 @@
 //! Persistent homes (ADR 0032): which home a session mounts, where it must run to find it, and
 //! deleting homes (a user's reset, an administrator's delete, a deleted user's after the grace).
 
-use streamspace_proto::hub::{Command, CommandKind, HomeVolume};
+use streamspace_proto::hub::{Command, CommandKind, HomeUsage, HomeVolume};
 use streamspace_store::{Home, HomeScope, NewHome, Session, Template};
 use uuid::Uuid;
 
@@ -28,6 +28,22 @@ pub async fn volume_for(app: &App, home: &Home, agent_id: Option<Uuid>) -> ApiRe
         app.store.record_home_use(home.id, agent_id, app.clock.now()).await?;
     }
     Ok(HomeVolume { id: home.id, size_mb: home.size_mb })
+}
+
+/// The most home measurements one heartbeat may store: more than any one host holds, and a bound on
+/// the writes a hostile agent's heartbeat can cause.
+const MAX_USAGE_REPORTS: usize = 1_000;
+
+/// Stores the used space `agent_id` measured for the homes it holds. A report about a home another
+/// agent holds (or one that is gone) changes nothing: an agent speaks only for its own volumes.
+pub async fn record_usage(app: &App, agent_id: Uuid, usage: &[HomeUsage]) -> ApiResult<()> {
+    let now = app.clock.now();
+    for report in usage.iter().take(MAX_USAGE_REPORTS).filter(|report| report.used_bytes >= 0) {
+        if !app.store.record_home_usage(report.home_id, agent_id, report.used_bytes, now).await? {
+            tracing::debug!(agent = %agent_id, home = %report.home_id, "ignoring usage of a home the agent does not hold");
+        }
+    }
+    Ok(())
 }
 
 /// A home's volume is on one agent's host: a session that mounts it runs there or not at all

@@ -83,6 +83,7 @@ macro_rules! conformance_tests {
             orgs_see_their_own_and_global_templates,
             templates_in_use_cannot_be_deleted,
             homes_are_one_per_user_and_scope,
+            home_usage_comes_only_from_the_agent_holding_the_home,
             homes_are_scoped_and_deleted_after_their_user,
             sessions_round_trip,
             sessions_are_scoped_to_their_org,
@@ -1000,6 +1001,39 @@ pub async fn homes_are_one_per_user_and_scope(store: Subject) {
     let fresh = store.home_for(new(None), later).await.unwrap();
     assert_ne!(fresh.id, own.id, "after a reset the next session gets a new, empty home");
     assert_eq!(fresh.agent_id, None);
+}
+
+pub async fn home_usage_comes_only_from_the_agent_holding_the_home(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let alice = user(&store, &acme, "alice").await;
+    let now = Utc::now().trunc_subsecs(6);
+    let new = NewHome { org_id: acme.id, user_id: alice.id, template_id: None, size_mb: None };
+    let home = store.home_for(new, now).await.unwrap();
+    assert_eq!((home.used_bytes, home.usage_measured_at), (None, None), "not measured until reported");
+    let holder = agent(&store, "docker-1").await;
+    let other = agent(&store, "docker-2").await;
+    assert!(
+        !store.record_home_usage(home.id, holder.id, 1, now).await.unwrap(),
+        "a home no session mounted yet is held by no agent"
+    );
+    store.record_home_use(home.id, holder.id, now).await.unwrap();
+
+    let measured = now + Duration::seconds(60);
+    assert!(store.record_home_usage(home.id, holder.id, 5 << 20, measured).await.unwrap());
+    assert!(!store.record_home_usage(home.id, other.id, 1, measured + Duration::seconds(1)).await.unwrap());
+    assert!(!store.record_home_usage(Uuid::now_v7(), holder.id, 1, measured).await.unwrap(), "no such home");
+    let stored = store.get_home(Scope::Org(acme.id), home.id).await.unwrap().unwrap();
+    assert_eq!((stored.used_bytes, stored.usage_measured_at), (Some(5 << 20), Some(measured)));
+    assert_eq!(store.list_homes(Scope::Org(acme.id), Some(alice.id)).await.unwrap(), vec![stored.clone()]);
+
+    store.record_home_use(home.id, holder.id, measured + Duration::minutes(1)).await.unwrap();
+    let again = store.get_home(Scope::Platform, home.id).await.unwrap().unwrap();
+    assert_eq!(again.used_bytes, Some(5 << 20), "mounted again where it is: its usage stands");
+    store.record_home_use(home.id, other.id, measured + Duration::minutes(2)).await.unwrap();
+    let moved = store.get_home(Scope::Platform, home.id).await.unwrap().unwrap();
+    assert_eq!((moved.used_bytes, moved.usage_measured_at), (None, None), "a new volume elsewhere is not measured");
+    assert!(store.record_home_usage(home.id, other.id, 7, measured + Duration::minutes(3)).await.unwrap());
+    assert!(!store.record_home_usage(home.id, holder.id, 1, measured + Duration::minutes(3)).await.unwrap());
 }
 
 pub async fn homes_are_scoped_and_deleted_after_their_user(store: Subject) {

@@ -42,6 +42,11 @@ pub struct Home {
     pub last_used_at: Option<DateTime<Utc>>,
     /// Set when its user was deleted: the home and its volume go at this time.
     pub delete_after: Option<DateTime<Utc>>,
+    /// The space its files take, as last reported by the agent that holds it; `None`: not measured (yet, or
+    /// ever: the Kubernetes runtime cannot read a claim's usage).
+    pub used_bytes: Option<i64>,
+    /// When the agent reported `used_bytes`.
+    pub usage_measured_at: Option<DateTime<Utc>>,
 }
 
 /// A home to find or create: one per user and template scope.

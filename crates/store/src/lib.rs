@@ -197,8 +197,12 @@ pub trait Store: Send + Sync + 'static {
     // Persistent homes (ADR 0032).
     /// The user's home of `new`'s scope, created on first call (a home marked for deletion stays marked).
     async fn home_for(&self, new: NewHome, now: Timestamp) -> Result<Home>;
-    /// Records that a session on `agent_id` mounts the home: that is where its volume lives.
+    /// Records that a session on `agent_id` mounts the home: that is where its volume lives. A home that
+    /// moves to another agent forgets its usage, which described the volume it left behind.
     async fn record_home_use(&self, id: Uuid, agent_id: Uuid, at: Timestamp) -> Result<()>;
+    /// Stores home `id`'s used space as `agent_id` measured it at `at`, only if that agent holds it (a report
+    /// about another agent's home changes nothing); answers whether it was stored.
+    async fn record_home_usage(&self, id: Uuid, agent_id: Uuid, used_bytes: i64, at: Timestamp) -> Result<bool>;
     async fn get_home(&self, scope: Scope, id: Uuid) -> Result<Option<Home>>;
     /// Homes in `scope`, of one user or of everyone in it, oldest first.
     async fn list_homes(&self, scope: Scope, user_id: Option<Uuid>) -> Result<Vec<Home>>;

@@ -29,6 +29,7 @@ const MIGRATIONS: &[MigrationFile] = &[
     (12, "homes_policies", include_str!("../migrations/postgres/0012_homes_policies.sql")),
     (13, "sharing", include_str!("../migrations/postgres/0013_sharing.sql")),
     (14, "pools", include_str!("../migrations/postgres/0014_pools.sql")),
+    (15, "home_usage", include_str!("../migrations/postgres/0015_home_usage.sql")),
 ];
 
 /// Connections per replica: the work is short queries, and the server has few cores.

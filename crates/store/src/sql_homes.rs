@@ -5,7 +5,8 @@ use crate::{Home, Result};
 
 macro_rules! home_columns {
     () => {
-        "id, org_id, user_id, template_id, agent_id, size_mb, created_at, last_used_at, delete_after"
+        "id, org_id, user_id, template_id, agent_id, size_mb, created_at, last_used_at, delete_after, \
+         used_bytes, usage_measured_at"
     };
 }
 pub(crate) use home_columns;
@@ -21,6 +22,8 @@ pub(crate) fn home(row: &impl Columns) -> Result<Home> {
         created_at: row.time("created_at")?,
         last_used_at: row.opt_time("last_used_at")?,
         delete_after: row.opt_time("delete_after")?,
+        used_bytes: row.opt_int("used_bytes")?,
+        usage_measured_at: row.opt_time("usage_measured_at")?,
     })
 }
 

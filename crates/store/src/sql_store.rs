@@ -1058,13 +1058,29 @@ where
     }
 
     async fn record_home_use(&self, id: Uuid, agent_id: Uuid, at: Timestamp) -> Result<()> {
-        sqlx::query("UPDATE homes SET agent_id = $2, last_used_at = $3 WHERE id = $1")
-            .arg(id)
-            .arg(agent_id)
-            .arg(sql::micros(at))
-            .execute(&self.writer)
-            .await?;
+        sqlx::query(concat!(
+            "UPDATE homes SET used_bytes = CASE WHEN agent_id = $2 THEN used_bytes END, ",
+            "usage_measured_at = CASE WHEN agent_id = $2 THEN usage_measured_at END, ",
+            "agent_id = $2, last_used_at = $3 WHERE id = $1"
+        ))
+        .arg(id)
+        .arg(agent_id)
+        .arg(sql::micros(at))
+        .execute(&self.writer)
+        .await?;
         Ok(())
+    }
+
+    async fn record_home_usage(&self, id: Uuid, agent_id: Uuid, used_bytes: i64, at: Timestamp) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE homes SET used_bytes = $3, usage_measured_at = $4 WHERE id = $1 AND agent_id = $2")
+                .arg(id)
+                .arg(agent_id)
+                .arg(used_bytes)
+                .arg(sql::micros(at))
+                .execute(&self.writer)
+                .await?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn get_home(&self, scope: Scope, id: Uuid) -> Result<Option<Home>> {

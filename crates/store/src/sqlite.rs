@@ -32,6 +32,7 @@ const MIGRATIONS: &[MigrationFile] = &[
     (12, "homes_policies", include_str!("../migrations/sqlite/0012_homes_policies.sql")),
     (13, "sharing", include_str!("../migrations/sqlite/0013_sharing.sql")),
     (14, "pools", include_str!("../migrations/sqlite/0014_pools.sql")),
+    (15, "home_usage", include_str!("../migrations/sqlite/0015_home_usage.sql")),
 ];
 
 /// Reader connections: enough to keep two cores busy while a connection waits on the disk.

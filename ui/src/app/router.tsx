@@ -20,6 +20,7 @@ const DashboardPage = lazyNamed(() => import('@/features/dashboard/components/Da
 const AgentsPage = lazyNamed(() => import('@/features/agents/components/AgentsPage'), 'AgentsPage');
 const AdminSessionsPage = lazyNamed(() => import('@/features/sessions/components/AdminSessionsPage'), 'AdminSessionsPage');
 const UsersPage = lazyNamed(() => import('@/features/users/components/UsersPage'), 'UsersPage');
+const HomesPage = lazyNamed(() => import('@/features/homes/components/HomesPage'), 'HomesPage');
 const OrgsPage = lazyNamed(() => import('@/features/orgs/components/OrgsPage'), 'OrgsPage');
 const TemplatesPage = lazyNamed(() => import('@/features/templates/components/TemplatesPage'), 'TemplatesPage');
 const PoolsPage = lazyNamed(() => import('@/features/templates/components/PoolsPage'), 'PoolsPage');
@@ -84,6 +85,7 @@ export const routes: RouteObject[] = [
               { path: 'agents', element: <AgentsPage /> },
               { path: 'sessions', element: <AdminSessionsPage /> },
               { path: 'users', element: <UsersPage /> },
+              { path: 'homes', element: <HomesPage /> },
               { path: 'templates', element: <TemplatesPage /> },
               { path: 'pools', element: <PoolsPage /> },
               { path: 'audit', element: <AuditPage /> },

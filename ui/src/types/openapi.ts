@@ -1203,6 +1203,17 @@ export interface components {
              * @description The template whose sessions alone mount it; `None`: the user's own home.
              */
             template_id?: string | null;
+            /**
+             * Format: date-time
+             * @description When the agent reported `used_bytes`.
+             */
+            usage_measured_at?: string | null;
+            /**
+             * Format: int64
+             * @description The space its files take, as last reported by the agent that holds it; `None`: not measured (yet, or
+             *     ever: the Kubernetes runtime cannot read a claim's usage).
+             */
+            used_bytes?: number | null;
             /** Format: uuid */
             user_id: string;
         };
@@ -1423,6 +1434,17 @@ export interface components {
                  * @description The template whose sessions alone mount it; `None`: the user's own home.
                  */
                 template_id?: string | null;
+                /**
+                 * Format: date-time
+                 * @description When the agent reported `used_bytes`.
+                 */
+                usage_measured_at?: string | null;
+                /**
+                 * Format: int64
+                 * @description The space its files take, as last reported by the agent that holds it; `None`: not measured (yet, or
+                 *     ever: the Kubernetes runtime cannot read a claim's usage).
+                 */
+                used_bytes?: number | null;
                 /** Format: uuid */
                 user_id: string;
             }[];

@@ -188,6 +188,17 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// A control plane with heartbeats every 2 s and one Docker agent online, and its administrator.
+    pub async fn docker_online(data_dir: &Path) -> (ControlPlane, Agent, Api) {
+        let plane = ControlPlane::start(data_dir, &["--heartbeat-interval", "2"]).await;
+        let admin = plane.admin().await;
+        let name = format!("agent-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let token = admin.register_agent(&name).await;
+        let agent = Agent::start(&plane.api, &token, data_dir.join("agent.log"));
+        admin.wait_for_agent_online(&name).await;
+        (plane, agent, admin)
+    }
+
     /// A `streamspace agent docker`.
     pub fn start(server: &str, token: &str, log: PathBuf) -> Agent {
         Agent::start_with(&["agent", "docker", "--server", server], &[], token, log)

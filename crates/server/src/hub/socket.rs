@@ -150,9 +150,12 @@ async fn settle(
 
 async fn handle(app: &App, agent: &Agent, message: AgentMessage) {
     let result = match message {
-        AgentMessage::Heartbeat { inventory } => {
+        AgentMessage::Heartbeat { inventory, homes } => {
             let recorded = app.store.record_agent_heartbeat(agent.id, app.clock.now()).await;
             settle(app, agent, &inventory, chrono::Duration::seconds(RESEND_AFTER_SECS)).await;
+            if let Err(err) = crate::homes::record_usage(app, agent.id, &homes).await {
+                tracing::warn!(agent = %agent.name, error = err.message, "could not store home usage");
+            }
             recorded.map_err(ApiError::from)
         }
         AgentMessage::SessionStatus { session_id, state, traceparent } => {

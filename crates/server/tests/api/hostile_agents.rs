@@ -9,7 +9,8 @@ use axum::http::StatusCode;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use streamspace_proto::hub::{
-    ActualState, AgentMessage, Capacity, Command, CommandKind, Envelope, Platform, ServerMessage,
+    ActualState, AgentMessage, Capacity, Command, CommandKind, Envelope, HomeUsage, InventoryItem, Platform,
+    ServerMessage,
 };
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -106,6 +107,14 @@ async fn wait_online(t: &TestApp, admin: &str, agent_id: &str) -> Value {
         (agent["status"] == "online").then_some(agent)
     })
     .await
+}
+
+/// A Docker agent named `name`, registered, connected over `api` and online.
+async fn online_peer(t: &TestApp, admin: &str, api: SocketAddr, name: &str) -> (String, Peer) {
+    let (id, token) = register(t, admin, json!({"name": name, "platform": "docker"})).await;
+    let peer = Peer::hello(api, &token, roomy(), BTreeMap::new()).await;
+    wait_online(t, admin, &id).await;
+    (id, peer)
 }
 
 async fn create_session(t: &TestApp, token: &str) -> Uuid {
@@ -207,15 +216,11 @@ async fn an_agent_cannot_answer_for_a_command_sent_to_another() {
     let t = TestApp::new().await;
     let admin = t.admin().await;
     let served = t.listen().await;
-    let (a_id, a_token) = register(&t, &admin, json!({"name": "agent-a", "platform": "docker"})).await;
-    let (b_id, b_token) = register(&t, &admin, json!({"name": "agent-b", "platform": "docker"})).await;
-    let mut a = Peer::hello(served.api, &a_token, roomy(), BTreeMap::new()).await;
-    wait_online(&t, &admin, &a_id).await;
+    let (a_id, mut a) = online_peer(&t, &admin, served.api, "agent-a").await;
     let id = create_session(&t, &admin).await;
     let start = a.command(CommandKind::Start, id).await;
 
-    let mut b = Peer::hello(served.api, &b_token, roomy(), BTreeMap::new()).await;
-    wait_online(&t, &admin, &b_id).await;
+    let (_, mut b) = online_peer(&t, &admin, served.api, "agent-b").await;
     b.send(AgentMessage::CommandResult {
         command_id: start.id,
         ok: false,
@@ -319,4 +324,44 @@ async fn trace_context_an_agent_sends_changes_nothing_but_the_trace_a_report_joi
     })
     .await;
     assert_eq!(stored_endpoint(&t, id).await.as_deref(), Some("http://192.0.2.30:8080"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_agent_that_holds_a_home_reports_its_usage() {
+    let t = TestApp::new().await;
+    let admin = t.admin().await;
+    let served = t.listen().await;
+    let (_, mut a) = online_peer(&t, &admin, served.api, "agent-a").await;
+    // The catalog's Chromium keeps its user's home, which now lives on A.
+    let id = create_session(&t, &admin).await;
+    let home = a.command(CommandKind::Start, id).await.spec.and_then(|spec| spec.home).expect("a home");
+    let running = ActualState::Running { endpoint: "http://192.0.2.10:8080".into() };
+    a.report(id, running.clone()).await;
+    wait_for_state(&t, &admin, id, "running").await;
+    let usage = |used_bytes| vec![HomeUsage { home_id: home.id, used_bytes }];
+    let my_home = || async { t.get("/api/v1/me/homes", &admin).await.body["items"][0].clone() };
+    let unmeasured = my_home().await;
+    assert_eq!((&unmeasured["used_bytes"], &unmeasured["usage_measured_at"]), (&Value::Null, &Value::Null));
+
+    let (_, mut b) = online_peer(&t, &admin, served.api, "agent-b").await;
+    b.send(AgentMessage::Heartbeat { inventory: Vec::new(), homes: usage(1 << 40) }).await;
+    // B's messages are handled in order: the stop that answers its claim on A's session comes after
+    // its heartbeat was handled.
+    b.report(id, running.clone()).await;
+    b.command(CommandKind::Stop, id).await;
+    assert_eq!(my_home().await, unmeasured, "another agent's report about the home changes nothing");
+
+    let inventory = vec![InventoryItem { session_id: id, state: running }];
+    a.send(AgentMessage::Heartbeat { inventory: inventory.clone(), homes: usage(-1) }).await;
+    a.send(AgentMessage::Heartbeat { inventory, homes: usage(3 << 20) }).await;
+    let measured = eventually("A's measurement", || async {
+        let home = my_home().await;
+        (home["used_bytes"] != Value::Null).then_some(home)
+    })
+    .await;
+    assert_eq!(measured["used_bytes"], 3 << 20, "a negative size is no measurement: {measured}");
+    let measured_at = measured["usage_measured_at"].as_str().map(str::parse::<chrono::DateTime<chrono::Utc>>);
+    assert!(matches!(measured_at, Some(Ok(_))), "{measured}");
+    let listed = t.get("/api/v1/homes", &admin).await.body;
+    assert_eq!(listed["items"][0]["used_bytes"], 3 << 20, "administrators see it too: {listed}");
 }

@@ -20,8 +20,8 @@ const me: Me = {
 };
 
 const homes: Home[] = [
-  { id: 'h1', org_id: 'o1', user_id: 'u1', template_id: null, agent_id: 'a1', size_mb: null, created_at: '2026-01-01T00:00:00Z', last_used_at: null, delete_after: null },
-  { id: 'h2', org_id: 'o1', user_id: 'u1', template_id: 't1', agent_id: 'a1', size_mb: 2048, created_at: '2026-01-02T00:00:00Z', last_used_at: null, delete_after: null },
+  { id: 'h1', org_id: 'o1', user_id: 'u1', template_id: null, agent_id: 'a1', size_mb: null, created_at: '2026-01-01T00:00:00Z', last_used_at: null, delete_after: null, used_bytes: null, usage_measured_at: null },
+  { id: 'h2', org_id: 'o1', user_id: 'u1', template_id: 't1', agent_id: 'a1', size_mb: 2048, created_at: '2026-01-02T00:00:00Z', last_used_at: null, delete_after: null, used_bytes: 512 * 1024 * 1024, usage_measured_at: '2026-01-03T00:00:00Z' },
 ];
 
 const codes = Array.from({ length: 10 }, (_, i) => `code-${i}`);
@@ -140,6 +140,8 @@ describe('AccountPage', () => {
     expect(await within(table).findByText('Firefox only')).toBeInTheDocument();
     expect(within(table).getByText('Your home (shared by applications)')).toBeInTheDocument();
     expect(within(table).getByText('2048 MiB')).toBeInTheDocument();
+    expect(within(table).getByText('512 MiB (25% of the limit)')).toBeInTheDocument();
+    expect(within(table).getByText('not measured')).toBeInTheDocument();
     await user.click(within(table).getByRole('button', { name: 'Reset Firefox only' }));
     await user.click(within(await screen.findByRole('dialog')).getByRole('button', { name: 'Reset' }));
     expect(await screen.findByText(/a session mounts this home/)).toBeInTheDocument();

@@ -7,6 +7,7 @@ import { useListQuery } from '@/lib/list';
 import type { Home } from '@/types/api';
 import { getTemplatesQueryOptions } from '@/features/templates';
 import { getHomesQueryOptions, useResetHome } from '../api/account';
+import { HomeUsageCell } from './HomeUsageCell';
 
 /** The caller's persistent homes: what their sessions keep between runs, and a reset for each. */
 export function HomesSection() {
@@ -18,6 +19,7 @@ export function HomesSection() {
 
   const columns: Column<Home>[] = [
     { key: 'name', header: 'Home', render: name },
+    { key: 'usage', header: 'Used', render: (h) => <HomeUsageCell home={h} /> },
     { key: 'size', header: 'Size limit', hideBelow: 'sm', render: (h) => (h.size_mb ? `${h.size_mb} MiB` : 'none') },
     { key: 'created', header: 'Created', hideBelow: 'md', render: (h) => formatDateTime(h.created_at) },
     { key: 'used', header: 'Last used', render: (h) => (h.last_used_at ? formatRelative(h.last_used_at) : 'never') },
