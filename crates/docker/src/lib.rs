@@ -31,6 +31,7 @@ mod container;
 mod events;
 mod firewall;
 mod pull;
+mod swarm_lease;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -65,6 +66,7 @@ use crate::container::{
 use crate::events::Tracker;
 use crate::firewall::{Firewall, Iptables, SessionRules, nameservers};
 use crate::pull::PullProgress;
+pub use crate::swarm_lease::SwarmLease;
 
 /// The streamer's readiness route (Selkies and the test fixture both serve it).
 const HEALTH_PATH: &str = "/api/health";

@@ -109,6 +109,7 @@ macro_rules! conformance_tests {
             agent_tokens_rotate,
             agent_endpoint_networks_are_replaced,
             agent_hellos_and_heartbeats_are_recorded,
+            agent_epochs_only_move_forward,
             deleting_an_agent_deletes_its_commands,
             agent_commands_are_pending_until_acked,
             failed_command_acks_keep_the_error,
@@ -1501,6 +1502,32 @@ pub async fn agent_hellos_and_heartbeats_are_recorded(store: Subject) {
     // Unknown agents are no error.
     store.record_agent_heartbeat(Uuid::now_v7(), t2).await.unwrap();
     store.record_agent_hello(Uuid::now_v7(), "1", capacity, &labels, t2).await.unwrap();
+}
+
+pub async fn agent_epochs_only_move_forward(store: Subject) {
+    let edge = agent(&store, "edge").await;
+    let other = agent(&store, "other").await;
+    assert_eq!(store.agent_epoch(edge.id).await.unwrap(), 0, "no leader announced yet");
+    assert!(store.advance_agent_epoch(edge.id, 3).await.unwrap());
+    assert!(store.advance_agent_epoch(edge.id, 3).await.unwrap(), "the same leader reconnecting");
+    assert!(!store.advance_agent_epoch(edge.id, 2).await.unwrap(), "a stale leader is refused");
+    assert_eq!(store.agent_epoch(edge.id).await.unwrap(), 3);
+    assert!(store.advance_agent_epoch(edge.id, 4).await.unwrap());
+    assert_eq!(store.agent_epoch(edge.id).await.unwrap(), 4);
+    assert_eq!(store.agent_epoch(other.id).await.unwrap(), 0, "other agents are untouched");
+    let unknown = Uuid::now_v7();
+    assert!(!store.advance_agent_epoch(unknown, 1).await.unwrap());
+    assert_eq!(store.agent_epoch(unknown).await.unwrap(), 0);
+    // Racing leaders' hellos: the newest wins whatever the order.
+    let mut epochs = 5..;
+    let results = race(8, || {
+        let store = Arc::clone(&store);
+        let epoch = epochs.next().unwrap();
+        async move { store.advance_agent_epoch(edge.id, epoch).await.unwrap() }
+    })
+    .await;
+    assert!(results.iter().any(|advanced| *advanced));
+    assert_eq!(store.agent_epoch(edge.id).await.unwrap(), 12);
 }
 
 pub async fn deleting_an_agent_deletes_its_commands(store: Subject) {

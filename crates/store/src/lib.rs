@@ -258,6 +258,12 @@ pub trait Store: Send + Sync + 'static {
     async fn get_ip_allow_list(&self, list: AllowList) -> Result<Vec<IpNet>>;
     /// Replaces one allow-list; `Invalid` when the org does not exist.
     async fn set_ip_allow_list(&self, list: AllowList, cidrs: &[IpNet], at: Timestamp) -> Result<()>;
+    // Agent HA fencing (ADR 0031): the newest leader term each agent's HA group announced.
+    /// Records `epoch` as the agent's newest leader term unless a newer one is recorded; `false` when `epoch` is
+    /// older (a stale leader) or the agent is unknown. Repeating the newest epoch is `true` (a reconnect).
+    async fn advance_agent_epoch(&self, id: Uuid, epoch: i64) -> Result<bool>;
+    /// The newest leader term recorded for the agent; 0 when none was (or the agent is unknown).
+    async fn agent_epoch(&self, id: Uuid) -> Result<i64>;
 }
 
 /// Opens the store a URL names (`sqlite://path?mode=rwc` or `postgres://...`) and applies its

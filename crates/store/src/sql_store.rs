@@ -1325,6 +1325,22 @@ where
         .map_err(sql::missing(sql::NO_SUCH_ORG))?;
         Ok(())
     }
+
+    async fn advance_agent_epoch(&self, id: Uuid, epoch: i64) -> Result<bool> {
+        // One conditional write, so two replicas hearing two leaders at once cannot move the epoch back.
+        let done = sqlx::query("UPDATE agents SET ha_epoch = $2 WHERE id = $1 AND ha_epoch <= $2")
+            .arg(id)
+            .arg(epoch)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn agent_epoch(&self, id: Uuid) -> Result<i64> {
+        // The writer: a replica must see the epoch another one recorded a moment ago.
+        let row = sqlx::query("SELECT ha_epoch FROM agents WHERE id = $1").arg(id).fetch_optional(&self.writer).await?;
+        row.map_or(Ok(0), |row| row.int("ha_epoch"))
+    }
 }
 
 async fn insert_checkpoint<DB: Backend>(tx: &mut Transaction<'static, DB>, checkpoint: &Checkpoint) -> Result<()>

@@ -5,6 +5,7 @@
 pub mod catalogue;
 pub mod otlp;
 pub mod prometheus;
+pub mod swarm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -225,6 +226,25 @@ impl Agent {
             child.kill().unwrap();
             child.wait().unwrap();
         }
+    }
+
+    /// Sends the agent a signal by name (`STOP`, `CONT`, `KILL` ...).
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("the agent runs").id().to_string();
+        assert!(Command::new("kill").args([&format!("-{signal}"), &pid]).status().unwrap().success());
+    }
+
+    /// How many lines of the agent's log hold `text`.
+    pub fn log_count(&self, text: &str) -> usize {
+        std::fs::read_to_string(&self.log).unwrap_or_default().lines().filter(|line| line.contains(text)).count()
+    }
+
+    /// Waits until the agent's log holds `line` at least `times` times, failing after `timeout`.
+    pub async fn wait_for_log_count(&self, line: &str, times: usize, timeout: Duration) {
+        eventually(&format!("the agent to log {line:?} {times} times"), timeout, || async {
+            (self.log_count(line) >= times).then_some(())
+        })
+        .await;
     }
 
     /// Waits until the agent's log holds `line`, failing after `timeout`.

@@ -86,10 +86,12 @@ async fn serve(app: AppState, agent: Agent, socket: WebSocket) -> anyhow::Result
     sink.send(encode(welcome)).await?;
     let hello =
         tokio::time::timeout(HELLO_TIMEOUT, stream.next()).await?.ok_or_else(|| anyhow::anyhow!("no hello"))??;
-    let Some(AgentMessage::Hello { agent_version, platform, capacity, labels, inventory }) = decode(&hello)? else {
+    let Some(AgentMessage::Hello { agent_version, platform, capacity, labels, inventory, epoch }) = decode(&hello)?
+    else {
         anyhow::bail!("the first message must be a hello");
     };
     anyhow::ensure!(platform == agent.platform, "registered as {:?}, connected as {platform:?}", agent.platform);
+    let fence = Fence::claim(&app, &agent, epoch).await?;
     let (labels, ignored) = trust::reported_labels(labels);
     if !ignored.is_empty() {
         tracing::warn!(agent = %agent.name, ?ignored, "ignored labels the agent may not set (reserved, too long or too many)");
@@ -117,6 +119,7 @@ async fn serve(app: AppState, agent: Agent, socket: WebSocket) -> anyhow::Result
         app.publish_agent(agent.id).await;
         while let Some(message) = stream.next().await {
             let Some(message) = decode(&message?)? else { continue };
+            fence.check(&app, &agent).await?;
             handle(&app, &agent, message).await;
         }
         anyhow::Ok(())
@@ -130,6 +133,30 @@ async fn serve(app: AppState, agent: Agent, socket: WebSocket) -> anyhow::Result
     metrics::gauge!("streamspace_agents_connected").set(app.hub.connected_count() as f64);
     app.publish_agent(agent.id).await;
     result
+}
+
+/// The leader term of an agent in an HA group (ADR 0031): its hello's epoch, recorded as the newest unless a
+/// newer one is; a connection of an overtaken term is dropped before it can report anything, on whichever
+/// replica it is. An agent that runs alone announces no epoch and is not fenced.
+struct Fence(Option<i64>);
+
+impl Fence {
+    async fn claim(app: &App, agent: &Agent, epoch: Option<u64>) -> anyhow::Result<Fence> {
+        let Some(epoch) = epoch else { return Ok(Fence(None)) };
+        let epoch = i64::try_from(epoch).map_err(|_| anyhow::anyhow!("epoch {epoch} is out of range"))?;
+        anyhow::ensure!(
+            app.store.advance_agent_epoch(agent.id, epoch).await?,
+            "a stale leader (epoch {epoch}): a newer leader of the agent's HA group connected"
+        );
+        Ok(Fence(Some(epoch)))
+    }
+
+    async fn check(&self, app: &App, agent: &Agent) -> anyhow::Result<()> {
+        let Some(epoch) = self.0 else { return Ok(()) };
+        let newest = app.store.agent_epoch(agent.id).await?;
+        anyhow::ensure!(newest <= epoch, "epoch {epoch} was overtaken by epoch {newest}: dropping a stale leader");
+        Ok(())
+    }
 }
 
 /// Reconciles the inventory and sends what is owed; failures are logged, and the next
