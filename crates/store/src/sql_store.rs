@@ -1325,6 +1325,47 @@ where
         .map_err(sql::missing(sql::NO_SUCH_ORG))?;
         Ok(())
     }
+
+    async fn claim_agent_connection(&self, agent_id: Uuid, replica: Uuid) -> Result<()> {
+        sqlx::query("UPDATE agents SET connected_replica = $2 WHERE id = $1")
+            .arg(agent_id)
+            .arg(replica)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn release_agent_connection(&self, agent_id: Uuid, replica: Uuid) -> Result<bool> {
+        let done = sqlx::query("UPDATE agents SET connected_replica = NULL WHERE id = $1 AND connected_replica = $2")
+            .arg(agent_id)
+            .arg(replica)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn check_key_fingerprints(&self, fingerprints: &[(String, String)], at: Timestamp) -> Result<Vec<String>> {
+        let mut differing = Vec::new();
+        for (name, fingerprint) in fingerprints {
+            // The first replica to start records it; every later one compares.
+            sqlx::query(
+                "INSERT INTO key_fingerprints (name, fingerprint, recorded_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .arg(name.as_str())
+            .arg(fingerprint.as_str())
+            .arg(sql::micros(at))
+            .execute(&self.writer)
+            .await?;
+            let recorded = sqlx::query("SELECT fingerprint FROM key_fingerprints WHERE name = $1")
+                .arg(name.as_str())
+                .fetch_one(&self.writer)
+                .await?;
+            if recorded.text("fingerprint")? != *fingerprint {
+                differing.push(name.clone());
+            }
+        }
+        Ok(differing)
+    }
 }
 
 async fn insert_checkpoint<DB: Backend>(tx: &mut Transaction<'static, DB>, checkpoint: &Checkpoint) -> Result<()>
