@@ -252,6 +252,11 @@ struct StoreArgs {
     /// `audit.key`, generated into the data directory.
     #[arg(long, env = "STREAMSPACE_AUDIT_KEY", hide_env_values = true, value_parser = AuditKey::from_setting)]
     audit_key: Option<AuditKey>,
+    /// A secret file (at least 32 bytes) the JWT, session-cookie, sealing and audit keys not set
+    /// on their own are derived from; give every replica the same file. Default: keys generated
+    /// into the data directory, which suits a single control plane only.
+    #[arg(long, env = "STREAMSPACE_KEY_FILE")]
+    key_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -432,6 +437,7 @@ impl ServeArgs {
             data_dir: self.store.data_dir,
             database_url: self.store.database_url,
             audit_key: self.store.audit_key,
+            key_file: self.store.key_file,
             admin_password: self.admin_password,
             jwt_secret: self.jwt_secret,
             trusted_proxies: self.trusted_proxies,
@@ -683,6 +689,7 @@ async fn verify_audit(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         data_dir: args.store.data_dir,
         database_url: args.store.database_url,
         audit_key: args.store.audit_key,
+        key_file: args.store.key_file,
         ..Config::default()
     };
     let key = streamspace_server::keys::existing_audit_key(&config)?;

@@ -18,6 +18,7 @@ pub mod lifecycle;
 pub mod orchestrator;
 pub mod proxy;
 pub mod rate_limit;
+pub mod replicas;
 pub mod scheduler;
 pub mod serve;
 pub mod telemetry;
@@ -82,7 +83,10 @@ pub async fn open(config: Config, on_bootstrap: impl FnOnce(&bootstrap::Outcome)
     let database_url = config.database_url();
     tracing::info!(database = %streamspace_store::redact_url(&database_url), "opening the store");
     let store = streamspace_store::connect(&database_url).await?;
-    let app = Arc::new(App::new(config, store, Arc::new(clock::SystemClock))?);
+    let keys = keys::Keys::load(&config)?;
+    keys.check_shared(store.as_ref(), chrono::Utc::now()).await?;
+    let cluster = streamspace_store::cluster::join(&database_url).await?;
+    let app = Arc::new(App::new(config, keys, store, cluster, Arc::new(clock::SystemClock))?);
     // Refusing to start beats writing events no one can verify, or sealing a tampered chain.
     app.store.seal_audit_head(&app.audit_key, false).await.map_err(|e| anyhow::anyhow!("audit chain: {e}"))?;
     on_bootstrap(&bootstrap::run(&app).await?);
@@ -122,6 +126,7 @@ pub async fn run(
     let sessions =
         serve::serve(listeners.sessions, proxy::per_connection(app.clone()), limits, "sessions", tls, wait());
     let follow = tokio::spawn(connections::access::follow_session_changes(app.clone()));
+    let replicas = tokio::spawn(replicas::follow(app.clone()));
     let verify_audit =
         app.config.audit_verify_interval.map(|every| tokio::spawn(telemetry::watch_audit_chain(app.clone(), every)));
     telemetry::register_counters();
@@ -138,6 +143,7 @@ pub async fn run(
     background.abort();
     compliance.abort();
     follow.abort();
+    replicas.abort();
     if let Some(verify_audit) = verify_audit {
         verify_audit.abort();
     }
@@ -176,7 +182,9 @@ pub async fn background_round(app: &App) {
     let watermark = app.connections.watermark();
     match app.store.list_active_sessions().await {
         Ok(active) => {
-            app.run_timers(&active, now).await;
+            if app.holds(replicas::Duty::SessionTimers).await {
+                app.run_timers(&active, now).await;
+            }
             connections::access::sweep(app, watermark, &active).await;
             for (state, count) in orchestrator::count_by_state(&active) {
                 if !state.is_terminal() {

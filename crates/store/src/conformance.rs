@@ -128,6 +128,8 @@ macro_rules! conformance_tests {
             sso_sign_ins_are_found_by_refresh_token,
             ip_allow_lists_round_trip,
             ip_allow_lists_go_with_their_org,
+            agent_connections_are_claimed_and_released_by_replica,
+            key_fingerprints_are_recorded_once_and_compared,
         );
     };
     (@each $fresh:path; $($check:ident),+ $(,)?) => {
@@ -1400,6 +1402,7 @@ pub async fn agents_round_trip(store: Subject) {
         endpoint_cidrs,
         last_heartbeat_at: None,
         created_at: edge.created_at,
+        connected_replica: None,
     };
     assert_eq!(edge, expected);
     assert!(edge.created_at >= before);
@@ -2170,4 +2173,34 @@ pub async fn ip_allow_lists_go_with_their_org(store: Subject) {
     let again = org(&store, "acme").await;
     assert_eq!(store.get_ip_allow_list(AllowList::Org(acme.id)).await.unwrap(), vec![]);
     assert_eq!(store.get_ip_allow_list(AllowList::Org(again.id)).await.unwrap(), vec![]);
+}
+
+pub async fn agent_connections_are_claimed_and_released_by_replica(store: Subject) {
+    let edge = agent(&store, "edge").await;
+    let other = agent(&store, "other").await;
+    let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
+    let holder = async |id| store.get_agent(id).await.unwrap().unwrap().connected_replica;
+    store.claim_agent_connection(edge.id, first).await.unwrap();
+    assert_eq!(holder(edge.id).await, Some(first));
+    // The agent reconnects to another replica before the first notices it left.
+    store.claim_agent_connection(edge.id, second).await.unwrap();
+    assert!(!store.release_agent_connection(edge.id, first).await.unwrap(), "the old holder cannot release it");
+    assert_eq!(holder(edge.id).await, Some(second));
+    assert!(store.release_agent_connection(edge.id, second).await.unwrap());
+    assert_eq!(holder(edge.id).await, None);
+    assert_eq!(holder(other.id).await, None, "other agents are untouched");
+    store.claim_agent_connection(Uuid::now_v7(), first).await.unwrap();
+}
+
+pub async fn key_fingerprints_are_recorded_once_and_compared(store: Subject) {
+    let keys = |jwt: &str, seal: &str| vec![("jwt".to_owned(), jwt.to_owned()), ("seal".to_owned(), seal.to_owned())];
+    let now = micros_now();
+    assert!(store.check_key_fingerprints(&keys("a", "b"), now).await.unwrap().is_empty(), "the first records");
+    assert!(store.check_key_fingerprints(&keys("a", "b"), now).await.unwrap().is_empty(), "the same keys agree");
+    assert_eq!(store.check_key_fingerprints(&keys("a", "c"), now).await.unwrap(), ["seal"]);
+    assert_eq!(store.check_key_fingerprints(&keys("x", "y"), now).await.unwrap(), ["jwt", "seal"]);
+    // A differing key is never recorded over the first: the original still agrees.
+    assert!(store.check_key_fingerprints(&keys("a", "b"), now).await.unwrap().is_empty());
+    let added = vec![("audit".to_owned(), "d".to_owned())];
+    assert!(store.check_key_fingerprints(&added, now).await.unwrap().is_empty(), "a new key name is recorded");
 }

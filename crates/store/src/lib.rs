@@ -6,6 +6,7 @@
 //! See ADR 0001.
 
 pub mod audit;
+pub mod cluster;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod model;
@@ -258,6 +259,18 @@ pub trait Store: Send + Sync + 'static {
     async fn get_ip_allow_list(&self, list: AllowList) -> Result<Vec<IpNet>>;
     /// Replaces one allow-list; `Invalid` when the org does not exist.
     async fn set_ip_allow_list(&self, list: AllowList, cidrs: &[IpNet], at: Timestamp) -> Result<()>;
+
+    // Control-plane replicas (ADR 0030).
+    /// Records `replica` as holding the agent's connection; a newer connection, on any replica,
+    /// takes it over.
+    async fn claim_agent_connection(&self, agent_id: Uuid, replica: Uuid) -> Result<()>;
+    /// Forgets the holder if it is still `replica`; `false` when another one holds it now (the
+    /// agent has reconnected elsewhere already).
+    async fn release_agent_connection(&self, agent_id: Uuid, replica: Uuid) -> Result<bool>;
+    /// Records each `(name, fingerprint)` not recorded yet, and answers the names recorded with
+    /// another fingerprint: keys this process does not share with the others.
+    async fn check_key_fingerprints(&self, fingerprints: &[(String, String)], at: Timestamp) -> Result<Vec<String>>;
+
     // Agent HA fencing (ADR 0031): the newest leader term each agent's HA group announced.
     /// Records `epoch` as the agent's newest leader term unless a newer one is recorded; `false` when `epoch` is
     /// older (a stale leader) or the agent is unknown. Repeating the newest epoch is `true` (a reconnect).

@@ -29,6 +29,7 @@ const MIGRATIONS: &[MigrationFile] = &[
     (8, "sso", include_str!("../migrations/sqlite/0008_sso.sql")),
     (10, "allow_lists", include_str!("../migrations/sqlite/0010_allow_lists.sql")),
     (11, "retention", include_str!("../migrations/sqlite/0011_retention.sql")),
+    (15, "replicas", include_str!("../migrations/sqlite/0015_replicas.sql")),
     (16, "agent_fencing", include_str!("../migrations/sqlite/0016_agent_fencing.sql")),
 ];
 

@@ -400,6 +400,30 @@ impl Api {
     }
 }
 
+/// Reads an open event stream until `until` says enough, returning the `event:` names and data seen.
+pub async fn watch_events(
+    mut response: reqwest::Response,
+    until: impl Fn(&[(String, Value)]) -> bool,
+) -> Vec<(String, Value)> {
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut seen = Vec::new();
+    let mut buffer = String::new();
+    let deadline = tokio::time::Instant::now() + START;
+    while !until(&seen) {
+        let chunk =
+            tokio::time::timeout_at(deadline, response.chunk()).await.expect("events in time").unwrap().unwrap();
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let field = |name: &str| block.lines().find_map(|l| l.strip_prefix(name)).map(str::trim).map(str::to_owned);
+            if let (Some(event), Some(data)) = (field("event:"), field("data:")) {
+                seen.push((event, serde_json::from_str(&data).unwrap()));
+            }
+        }
+    }
+    seen
+}
+
 /// How long a session may take to run (pulls included).
 pub const START: Duration = Duration::from_secs(90);
 

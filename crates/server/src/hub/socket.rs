@@ -101,6 +101,7 @@ async fn serve(app: AppState, agent: Agent, socket: WebSocket) -> anyhow::Result
 
     let (outbox, mut pending) = mpsc::unbounded_channel();
     let serial = app.hub.connect(agent.id, outbox);
+    app.store.claim_agent_connection(agent.id, app.cluster.replica()).await?;
     metrics::gauge!("streamspace_agents_connected").set(app.hub.connected_count() as f64);
     tracing::info!(agent = %agent.name, version = %agent_version, sessions = inventory.len(), "agent connected");
 
@@ -129,6 +130,10 @@ async fn serve(app: AppState, agent: Agent, socket: WebSocket) -> anyhow::Result
         _ = &mut writer => Err(anyhow::anyhow!("disconnected by the control plane")),
     };
     app.hub.disconnect(agent.id, serial);
+    // Unless a newer connection of the agent is held here (a reconnect that overtook this one).
+    if !app.hub.is_connected(agent.id) {
+        release(&app, &agent).await;
+    }
     writer.abort();
     metrics::gauge!("streamspace_agents_connected").set(app.hub.connected_count() as f64);
     app.publish_agent(agent.id).await;
@@ -159,6 +164,14 @@ impl Fence {
     }
 }
 
+/// Records that this replica no longer holds the agent, unless another took it over meanwhile.
+async fn release(app: &App, agent: &Agent) {
+    if let Err(err) = app.store.release_agent_connection(agent.id, app.cluster.replica()).await {
+        // Its heartbeats stop being recorded: it goes offline within three intervals anyway.
+        tracing::warn!(agent = %agent.name, error = %err, "cannot record that the agent disconnected");
+    }
+}
+
 /// Reconciles the inventory and sends what is owed; failures are logged, and the next
 /// heartbeat tries again.
 async fn settle(
@@ -179,6 +192,11 @@ async fn handle(app: &App, agent: &Agent, message: AgentMessage) {
     let result = match message {
         AgentMessage::Heartbeat { inventory } => {
             let recorded = app.store.record_agent_heartbeat(agent.id, app.clock.now()).await;
+            // Heals a release that raced with a reconnect to this replica.
+            let recorded = match recorded {
+                Ok(()) => app.store.claim_agent_connection(agent.id, app.cluster.replica()).await,
+                failed => failed,
+            };
             settle(app, agent, &inventory, chrono::Duration::seconds(RESEND_AFTER_SECS)).await;
             recorded.map_err(ApiError::from)
         }
