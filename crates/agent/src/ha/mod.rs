@@ -99,7 +99,7 @@ impl Term {
     /// Fails unless this term still stands: by this process's clock, and by the lease (no newer epoch).
     pub async fn check(&self) -> anyhow::Result<()> {
         let valid_until = *self.valid_until.lock().unwrap_or_else(PoisonError::into_inner);
-        if !valid_until.is_some_and(|until| Instant::now() < until) {
+        if valid_until.is_none_or(|until| Instant::now() >= until) {
             anyhow::bail!("this agent's term as leader (epoch {}) is over: refusing to touch sessions", self.epoch);
         }
         let latest = self.lease.latest_epoch().await?;
