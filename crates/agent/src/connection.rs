@@ -179,6 +179,7 @@ async fn hello(config: &AgentConfig, runtime: &dyn Runtime) -> anyhow::Result<Ag
         capacity: runtime.capacity().await.context("reading the runtime's capacity")?,
         labels: config.labels.clone(),
         inventory: runtime.inventory().await.context("listing the runtime's sessions")?,
+        epoch: config.epoch,
     })
 }
 

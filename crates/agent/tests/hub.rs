@@ -270,6 +270,7 @@ async fn hello_announces_the_runtime_and_heartbeats_repeat_the_inventory() {
             capacity: CAPACITY,
             labels: BTreeMap::from([("zone".to_string(), "test".to_string())]),
             inventory: inventory.clone(),
+            epoch: None,
         }
     );
     assert_eq!(peer.recv().await, AgentMessage::Heartbeat { inventory, homes: Vec::new() });
@@ -433,6 +434,37 @@ async fn the_agent_reconnects_and_answers_a_resent_command_from_memory() {
     peer.send(ServerMessage::Command(start.clone())).await;
     assert_eq!(peer.until_result(start.id).await, [result(start.id, None)]);
     assert_eq!(runtime.calls(), [("start", session)]);
+}
+
+#[tokio::test]
+async fn losing_its_replica_the_agent_moves_to_the_next_url_within_five_seconds() {
+    let (first, second) = (Hub::start().await, Hub::start().await);
+    // A URL where nothing listens comes first after the lost replica: the agent must skip it at once.
+    let nothing = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead = format!("http://{}", nothing.local_addr().unwrap());
+    drop(nothing);
+    let config = AgentConfig::with_servers(vec![first.server.clone(), dead, second.server.clone()], TOKEN);
+    let runtime = Arc::new(FakeRuntime::default());
+    let (_stop, stopped) = oneshot::channel::<()>();
+    let _agent = tokio::spawn(streamspace_agent::run(config, runtime.clone(), async {
+        let _ = stopped.await;
+    }));
+    let (mut peer, _) = first.connect(60).await;
+    let session = Uuid::new_v4();
+    let start = command(CommandKind::Start, Some(spec(session, "app")), session);
+    peer.send(ServerMessage::Command(start.clone())).await;
+    peer.until_result(start.id).await;
+
+    // The replica dies (its process and listener go); the command is re-sent by the next one.
+    drop(peer);
+    drop(first);
+    let lost = tokio::time::Instant::now();
+    let (mut peer, hello) = second.connect(60).await;
+    assert!(lost.elapsed() < Duration::from_secs(5), "reconnected after {:?}", lost.elapsed());
+    assert!(matches!(hello, AgentMessage::Hello { ref inventory, .. } if inventory.len() == 1), "{hello:?}");
+    peer.send(ServerMessage::Command(start.clone())).await;
+    assert_eq!(peer.until_result(start.id).await, [result(start.id, None)]);
+    assert_eq!(runtime.calls(), [("start", session)], "answered from memory, not applied twice");
 }
 
 #[tokio::test]

@@ -354,30 +354,6 @@ fn timestamp(value: &Value) -> chrono::DateTime<chrono::Utc> {
     value.as_str().and_then(|text| text.parse().ok()).unwrap_or_else(|| panic!("not a timestamp: {value}"))
 }
 
-/// Reads an open event stream until `until` says enough, returning the `event:` names and data seen.
-async fn watch_events(
-    mut response: reqwest::Response,
-    until: impl Fn(&[(String, Value)]) -> bool,
-) -> Vec<(String, Value)> {
-    assert_eq!(response.headers()["content-type"], "text/event-stream");
-    let mut seen = Vec::new();
-    let mut buffer = String::new();
-    let deadline = tokio::time::Instant::now() + START;
-    while !until(&seen) {
-        let chunk =
-            tokio::time::timeout_at(deadline, response.chunk()).await.expect("events in time").unwrap().unwrap();
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buffer.find("\n\n") {
-            let block: String = buffer.drain(..end + 2).collect();
-            let field = |name: &str| block.lines().find_map(|l| l.strip_prefix(name)).map(str::trim).map(str::to_owned);
-            if let (Some(event), Some(data)) = (field("event:"), field("data:")) {
-                seen.push((event, serde_json::from_str(&data).unwrap()));
-            }
-        }
-    }
-    seen
-}
-
 #[tokio::test]
 async fn live_updates_follow_a_session_to_running_and_show_nothing_of_other_users() {
     let s = setup(&[]).await;

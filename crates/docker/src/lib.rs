@@ -32,6 +32,7 @@ mod events;
 mod firewall;
 mod home;
 mod pull;
+mod swarm_lease;
 mod usage;
 
 use std::collections::{BTreeSet, HashMap};
@@ -67,6 +68,7 @@ use crate::container::{
 use crate::events::Tracker;
 use crate::firewall::{Firewall, Iptables, SessionRules, nameservers};
 use crate::pull::PullProgress;
+pub use crate::swarm_lease::SwarmLease;
 
 /// The streamer's readiness route (Selkies and the test fixture both serve it).
 const HEALTH_PATH: &str = "/api/health";

@@ -168,6 +168,11 @@ pub enum AgentMessage {
         capacity: Capacity,
         labels: BTreeMap<String, String>,
         inventory: Vec<InventoryItem>,
+        /// The fencing epoch of the agent's term as leader of its HA group (it grows with every new leader);
+        /// the control plane refuses an epoch older than one it has seen, and drops a connection whose epoch
+        /// was overtaken. Absent from an agent that runs alone.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<u64>,
     },
     Heartbeat {
         inventory: Vec<InventoryItem>,
@@ -254,6 +259,25 @@ mod tests {
         let unmeasured = serde_json::json!({"v": 1, "type": "heartbeat", "inventory": []});
         assert_eq!(serde_json::to_value(heartbeat(Vec::new())).unwrap(), unmeasured);
         assert_eq!(serde_json::from_value::<Envelope<AgentMessage>>(unmeasured).unwrap(), heartbeat(Vec::new()));
+    }
+
+    #[test]
+    fn hello_carries_an_epoch_only_from_an_agent_in_an_ha_group() {
+        let hello = |epoch| {
+            Envelope::new(AgentMessage::Hello {
+                agent_version: "1".into(),
+                platform: Platform::Docker,
+                capacity: Capacity::default(),
+                labels: BTreeMap::new(),
+                inventory: Vec::new(),
+                epoch,
+            })
+        };
+        let fenced = serde_json::to_value(hello(Some(7))).unwrap();
+        assert_eq!(fenced["epoch"], 7);
+        let alone = serde_json::to_value(hello(None)).unwrap();
+        assert!(alone.get("epoch").is_none(), "{alone}");
+        assert_eq!(serde_json::from_value::<Envelope<AgentMessage>>(alone).unwrap(), hello(None));
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub struct App {
     /// The UI's URL and the session origins, resolved from `config` once.
     pub urls: Urls,
     pub store: Arc<dyn Store>,
+    /// The other replicas on the same database, if any (ADR 0030).
+    pub cluster: Arc<dyn streamspace_store::cluster::Cluster>,
     pub clock: Arc<dyn Clock>,
     pub jwt: JwtKeys,
     pub sealer: Sealer,
@@ -63,21 +65,18 @@ pub struct App {
 pub type AppState = Arc<App>;
 
 impl App {
-    /// Builds the state from settings and already-opened parts. Keys not given in the settings
-    /// are read from (or created in) the data directory.
-    pub fn new(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
-        std::fs::create_dir_all(&config.data_dir)?;
-        let jwt_secret = match &config.jwt_secret {
-            Some(secret) => secret.as_bytes().to_vec(),
-            None => crate::keys::load_or_create(&config.data_dir, "jwt.key")?.to_vec(),
-        };
-        let seal_key = crate::keys::load_or_create(&config.data_dir, "seal.key")?;
-        let session_key = crate::keys::load_or_create(&config.data_dir, "session.key")?;
-        let audit_key = crate::keys::audit_key(&config)?;
+    /// Builds the state from settings, keys and already-opened parts.
+    pub fn new(
+        config: Config,
+        keys: crate::keys::Keys,
+        store: Arc<dyn Store>,
+        cluster: Arc<dyn streamspace_store::cluster::Cluster>,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<App> {
         let urls = Urls::new(&config);
         Ok(App {
-            jwt: JwtKeys::new(&jwt_secret)?,
-            sealer: Sealer::new(&seal_key),
+            jwt: JwtKeys::new(&keys.jwt)?,
+            sealer: Sealer::new(&keys.seal),
             throttle: LoginThrottle::new(config.login_throttle),
             allow_lists: Default::default(),
             api_limits: crate::rate_limit::Limiters::new(config.rate_limits, "api"),
@@ -87,7 +86,7 @@ impl App {
             dummy_password_hash: crate::auth::password::hash("not a real password")?,
             hub: Default::default(),
             bus: Default::default(),
-            session_key,
+            session_key: keys.session,
             session_cache: crate::proxy::session_cache::SessionCache::new(clock.clone()),
             origins: crate::proxy::Origins::new(&urls),
             session_requests: Default::default(),
@@ -95,12 +94,13 @@ impl App {
             bound: Default::default(),
             connections: Default::default(),
             session_access: Default::default(),
-            audit_key,
+            audit_key: keys.audit,
             sso: Default::default(),
             outbound: crate::outbound::OutboundHttp::new(config.outbound_ca.as_deref())?,
             urls,
             config,
             store,
+            cluster,
             clock,
         })
     }

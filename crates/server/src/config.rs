@@ -21,6 +21,9 @@ pub struct Config {
     pub jwt_secret: Option<String>,
     /// Keys the audit chain; kept in the data directory when `None`. Replicas must share it.
     pub audit_key: Option<streamspace_store::audit::AuditKey>,
+    /// A secret file every replica is given: the keys not set on their own (JWT, session cookie,
+    /// sealing, audit) are derived from it instead of generated into the data directory.
+    pub key_file: Option<PathBuf>,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
     pub access_token_ttl_secs: i64,
@@ -179,6 +182,7 @@ impl Default for Config {
             admin_password: None,
             jwt_secret: None,
             audit_key: None,
+            key_file: None,
             trusted_proxies: Vec::new(),
             access_token_ttl_secs: 15 * 60,
             refresh_token_ttl_secs: 7 * 24 * 3600,

@@ -19,6 +19,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::hub::trust;
 use crate::lifecycle::{self, Detail, Effect, Trigger};
 use crate::pools;
+use crate::replicas::Signal;
 use crate::scheduler::{self, Candidate, Requirements};
 use crate::views::SessionView;
 
@@ -98,7 +99,14 @@ impl App {
         Ok(())
     }
 
+    /// Forgets cached routes and tells watchers, on every replica.
     pub async fn publish_session(&self, session: &Session) {
+        self.publish_session_here(session).await;
+        self.tell_replicas(Signal::Session(session.id)).await;
+    }
+
+    /// Forgets this replica's cached route and tells its watchers.
+    pub async fn publish_session_here(&self, session: &Session) {
         self.session_cache.invalidate(session.id);
         match SessionView::load(self, session.clone()).await {
             Ok(view) => self.bus.publish(Change::Session(view)),
@@ -126,14 +134,17 @@ impl App {
         Ok(())
     }
 
-    /// Stores a command, then sends it if the agent is connected here. The store copy is what
-    /// survives reconnects and restarts: it is re-sent until the agent acknowledges it.
+    /// Stores a command, then sends it if the agent is connected here, else tells the replica
+    /// that holds it. The store copy is what survives reconnects, restarts and lost messages: it
+    /// is re-sent until the agent acknowledges it.
     pub async fn dispatch(&self, agent_id: Uuid, command: Command) -> ApiResult<()> {
         let stored = self.store.enqueue_command(agent_id, command, self.clock.now()).await?;
         metrics::counter!("streamspace_agent_commands_total", "kind" => format!("{:?}", stored.command.kind).to_lowercase())
             .increment(1);
         if self.hub.send(agent_id, ServerMessage::Command(stored.command.clone())) {
             self.store.mark_command_sent(stored.id, self.clock.now()).await?;
+        } else {
+            self.tell_replicas(Signal::Commands(agent_id)).await;
         }
         Ok(())
     }
@@ -214,10 +225,12 @@ impl App {
             .collect())
     }
 
-    /// Online: connected here and heard from within three heartbeat intervals.
+    /// Online: connected to a replica (any) and heard from within three heartbeat intervals. A
+    /// replica that dies leaves its agents marked connected, but their heartbeats stop being
+    /// recorded, so they go offline within the window (and reconnect to another replica).
     pub fn agent_online(&self, agent: &Agent) -> bool {
         let window = chrono::Duration::seconds(3 * self.config.heartbeat_interval_secs as i64);
-        self.hub.is_connected(agent.id) && agent.last_heartbeat_at.is_some_and(|at| self.clock.now() - at <= window)
+        agent.connected_replica.is_some() && agent.last_heartbeat_at.is_some_and(|at| self.clock.now() - at <= window)
     }
 
     /// Applies one report from an agent about one session.

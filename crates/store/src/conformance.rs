@@ -113,6 +113,7 @@ macro_rules! conformance_tests {
             agent_tokens_rotate,
             agent_endpoint_networks_are_replaced,
             agent_hellos_and_heartbeats_are_recorded,
+            agent_epochs_only_move_forward,
             deleting_an_agent_deletes_its_commands,
             agent_commands_are_pending_until_acked,
             failed_command_acks_keep_the_error,
@@ -135,6 +136,8 @@ macro_rules! conformance_tests {
             revoking_a_link_revokes_who_joined_through_it,
             pool_members_become_ready_and_are_claimed_once,
             racing_pool_claims_take_distinct_members,
+            agent_connections_are_claimed_and_released_by_replica,
+            key_fingerprints_are_recorded_once_and_compared,
         );
     };
     (@each $fresh:path; $($check:ident),+ $(,)?) => {
@@ -1514,6 +1517,7 @@ pub async fn agents_round_trip(store: Subject) {
         endpoint_cidrs,
         last_heartbeat_at: None,
         created_at: edge.created_at,
+        connected_replica: None,
     };
     assert_eq!(edge, expected);
     assert!(edge.created_at >= before);
@@ -1616,6 +1620,32 @@ pub async fn agent_hellos_and_heartbeats_are_recorded(store: Subject) {
     // Unknown agents are no error.
     store.record_agent_heartbeat(Uuid::now_v7(), t2).await.unwrap();
     store.record_agent_hello(Uuid::now_v7(), "1", capacity, &labels, t2).await.unwrap();
+}
+
+pub async fn agent_epochs_only_move_forward(store: Subject) {
+    let edge = agent(&store, "edge").await;
+    let other = agent(&store, "other").await;
+    assert_eq!(store.agent_epoch(edge.id).await.unwrap(), 0, "no leader announced yet");
+    assert!(store.advance_agent_epoch(edge.id, 3).await.unwrap());
+    assert!(store.advance_agent_epoch(edge.id, 3).await.unwrap(), "the same leader reconnecting");
+    assert!(!store.advance_agent_epoch(edge.id, 2).await.unwrap(), "a stale leader is refused");
+    assert_eq!(store.agent_epoch(edge.id).await.unwrap(), 3);
+    assert!(store.advance_agent_epoch(edge.id, 4).await.unwrap());
+    assert_eq!(store.agent_epoch(edge.id).await.unwrap(), 4);
+    assert_eq!(store.agent_epoch(other.id).await.unwrap(), 0, "other agents are untouched");
+    let unknown = Uuid::now_v7();
+    assert!(!store.advance_agent_epoch(unknown, 1).await.unwrap());
+    assert_eq!(store.agent_epoch(unknown).await.unwrap(), 0);
+    // Racing leaders' hellos: the newest wins whatever the order.
+    let mut epochs = 5..;
+    let results = race(8, || {
+        let store = Arc::clone(&store);
+        let epoch = epochs.next().unwrap();
+        async move { store.advance_agent_epoch(edge.id, epoch).await.unwrap() }
+    })
+    .await;
+    assert!(results.iter().any(|advanced| *advanced));
+    assert_eq!(store.agent_epoch(edge.id).await.unwrap(), 12);
 }
 
 pub async fn deleting_an_agent_deletes_its_commands(store: Subject) {
@@ -2404,4 +2434,34 @@ pub async fn racing_pool_claims_take_distinct_members(store: Subject) {
     ids.dedup();
     assert!(ids.len() <= 3 && !ids.is_empty(), "{ids:?}");
     assert_eq!(store.list_pool_members().await.unwrap().len(), 3 - ids.len());
+}
+
+pub async fn agent_connections_are_claimed_and_released_by_replica(store: Subject) {
+    let edge = agent(&store, "edge").await;
+    let other = agent(&store, "other").await;
+    let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
+    let holder = async |id| store.get_agent(id).await.unwrap().unwrap().connected_replica;
+    store.claim_agent_connection(edge.id, first).await.unwrap();
+    assert_eq!(holder(edge.id).await, Some(first));
+    // The agent reconnects to another replica before the first notices it left.
+    store.claim_agent_connection(edge.id, second).await.unwrap();
+    assert!(!store.release_agent_connection(edge.id, first).await.unwrap(), "the old holder cannot release it");
+    assert_eq!(holder(edge.id).await, Some(second));
+    assert!(store.release_agent_connection(edge.id, second).await.unwrap());
+    assert_eq!(holder(edge.id).await, None);
+    assert_eq!(holder(other.id).await, None, "other agents are untouched");
+    store.claim_agent_connection(Uuid::now_v7(), first).await.unwrap();
+}
+
+pub async fn key_fingerprints_are_recorded_once_and_compared(store: Subject) {
+    let keys = |jwt: &str, seal: &str| vec![("jwt".to_owned(), jwt.to_owned()), ("seal".to_owned(), seal.to_owned())];
+    let now = micros_now();
+    assert!(store.check_key_fingerprints(&keys("a", "b"), now).await.unwrap().is_empty(), "the first records");
+    assert!(store.check_key_fingerprints(&keys("a", "b"), now).await.unwrap().is_empty(), "the same keys agree");
+    assert_eq!(store.check_key_fingerprints(&keys("a", "c"), now).await.unwrap(), ["seal"]);
+    assert_eq!(store.check_key_fingerprints(&keys("x", "y"), now).await.unwrap(), ["jwt", "seal"]);
+    // A differing key is never recorded over the first: the original still agrees.
+    assert!(store.check_key_fingerprints(&keys("a", "b"), now).await.unwrap().is_empty());
+    let added = vec![("audit".to_owned(), "d".to_owned())];
+    assert!(store.check_key_fingerprints(&added, now).await.unwrap().is_empty(), "a new key name is recorded");
 }

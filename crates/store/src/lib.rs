@@ -6,6 +6,7 @@
 //! See ADR 0001.
 
 pub mod audit;
+pub mod cluster;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod home;
@@ -326,6 +327,24 @@ pub trait Store: Send + Sync + 'static {
         session: NewSession,
         at: Timestamp,
     ) -> Result<Option<Session>>;
+
+    // Control-plane replicas (ADR 0030).
+    /// Records `replica` as holding the agent's connection; a newer connection, on any replica,
+    /// takes it over.
+    async fn claim_agent_connection(&self, agent_id: Uuid, replica: Uuid) -> Result<()>;
+    /// Forgets the holder if it is still `replica`; `false` when another one holds it now (the
+    /// agent has reconnected elsewhere already).
+    async fn release_agent_connection(&self, agent_id: Uuid, replica: Uuid) -> Result<bool>;
+    /// Records each `(name, fingerprint)` not recorded yet, and answers the names recorded with
+    /// another fingerprint: keys this process does not share with the others.
+    async fn check_key_fingerprints(&self, fingerprints: &[(String, String)], at: Timestamp) -> Result<Vec<String>>;
+
+    // Agent HA fencing (ADR 0031): the newest leader term each agent's HA group announced.
+    /// Records `epoch` as the agent's newest leader term unless a newer one is recorded; `false` when `epoch` is
+    /// older (a stale leader) or the agent is unknown. Repeating the newest epoch is `true` (a reconnect).
+    async fn advance_agent_epoch(&self, id: Uuid, epoch: i64) -> Result<bool>;
+    /// The newest leader term recorded for the agent; 0 when none was (or the agent is unknown).
+    async fn agent_epoch(&self, id: Uuid) -> Result<i64>;
 }
 
 /// Opens the store a URL names (`sqlite://path?mode=rwc` or `postgres://...`) and applies its

@@ -443,6 +443,8 @@ pub struct Agent {
     pub endpoint_cidrs: Vec<String>,
     pub last_heartbeat_at: Option<Timestamp>,
     pub created_at: Timestamp,
+    /// The control-plane replica holding its connection, if one does (ADR 0030).
+    pub connected_replica: Option<Uuid>,
 }
 
 impl Agent {

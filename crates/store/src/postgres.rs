@@ -30,6 +30,8 @@ const MIGRATIONS: &[MigrationFile] = &[
     (13, "sharing", include_str!("../migrations/postgres/0013_sharing.sql")),
     (14, "pools", include_str!("../migrations/postgres/0014_pools.sql")),
     (15, "home_usage", include_str!("../migrations/postgres/0015_home_usage.sql")),
+    (16, "replicas", include_str!("../migrations/postgres/0016_replicas.sql")),
+    (17, "agent_fencing", include_str!("../migrations/postgres/0017_agent_fencing.sql")),
 ];
 
 /// Connections per replica: the work is short queries, and the server has few cores.

@@ -71,7 +71,8 @@ macro_rules! audit_head_columns {
 macro_rules! agent_columns {
     () => {
         "id, name, platform, labels, reported_labels, token_hash, version, max_sessions, cpu_millis, memory_mb, \
-         limit_sessions, limit_cpu_millis, limit_memory_mb, endpoint_cidrs, last_heartbeat_at, created_at"
+         limit_sessions, limit_cpu_millis, limit_memory_mb, endpoint_cidrs, last_heartbeat_at, created_at, \
+         connected_replica"
     };
 }
 macro_rules! agent_command_columns {
@@ -336,6 +337,7 @@ pub(crate) fn agent(row: &impl Columns) -> Result<Agent> {
         endpoint_cidrs: row.json("endpoint_cidrs")?,
         last_heartbeat_at: row.opt_time("last_heartbeat_at")?,
         created_at: row.time("created_at")?,
+        connected_replica: row.opt_uuid("connected_replica")?,
     })
 }
 

@@ -1622,6 +1622,63 @@ where
         tx.commit().await?;
         Ok(Some(claimed))
     }
+
+    async fn claim_agent_connection(&self, agent_id: Uuid, replica: Uuid) -> Result<()> {
+        sqlx::query("UPDATE agents SET connected_replica = $2 WHERE id = $1")
+            .arg(agent_id)
+            .arg(replica)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn release_agent_connection(&self, agent_id: Uuid, replica: Uuid) -> Result<bool> {
+        let done = sqlx::query("UPDATE agents SET connected_replica = NULL WHERE id = $1 AND connected_replica = $2")
+            .arg(agent_id)
+            .arg(replica)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn check_key_fingerprints(&self, fingerprints: &[(String, String)], at: Timestamp) -> Result<Vec<String>> {
+        let mut differing = Vec::new();
+        for (name, fingerprint) in fingerprints {
+            // The first replica to start records it; every later one compares.
+            sqlx::query(
+                "INSERT INTO key_fingerprints (name, fingerprint, recorded_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .arg(name.as_str())
+            .arg(fingerprint.as_str())
+            .arg(sql::micros(at))
+            .execute(&self.writer)
+            .await?;
+            let recorded = sqlx::query("SELECT fingerprint FROM key_fingerprints WHERE name = $1")
+                .arg(name.as_str())
+                .fetch_one(&self.writer)
+                .await?;
+            if recorded.text("fingerprint")? != *fingerprint {
+                differing.push(name.clone());
+            }
+        }
+        Ok(differing)
+    }
+
+    async fn advance_agent_epoch(&self, id: Uuid, epoch: i64) -> Result<bool> {
+        // One conditional write, so two replicas hearing two leaders at once cannot move the epoch back.
+        let done = sqlx::query("UPDATE agents SET ha_epoch = $2 WHERE id = $1 AND ha_epoch <= $2")
+            .arg(id)
+            .arg(epoch)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn agent_epoch(&self, id: Uuid) -> Result<i64> {
+        // The writer: a replica must see the epoch another one recorded a moment ago.
+        let row = sqlx::query("SELECT ha_epoch FROM agents WHERE id = $1").arg(id).fetch_optional(&self.writer).await?;
+        row.map_or(Ok(0), |row| row.int("ha_epoch"))
+    }
 }
 
 async fn insert_checkpoint<DB: Backend>(tx: &mut Transaction<'static, DB>, checkpoint: &Checkpoint) -> Result<()>

@@ -33,6 +33,8 @@ const MIGRATIONS: &[MigrationFile] = &[
     (13, "sharing", include_str!("../migrations/sqlite/0013_sharing.sql")),
     (14, "pools", include_str!("../migrations/sqlite/0014_pools.sql")),
     (15, "home_usage", include_str!("../migrations/sqlite/0015_home_usage.sql")),
+    (16, "replicas", include_str!("../migrations/sqlite/0016_replicas.sql")),
+    (17, "agent_fencing", include_str!("../migrations/sqlite/0017_agent_fencing.sql")),
 ];
 
 /// Reader connections: enough to keep two cores busy while a connection waits on the disk.

@@ -427,6 +427,8 @@ pub async fn run(app: crate::AppState) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        round(&app).await;
+        if app.holds(crate::replicas::Duty::Compliance).await {
+            round(&app).await;
+        }
     }
 }

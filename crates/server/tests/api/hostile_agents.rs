@@ -42,6 +42,17 @@ pub struct Peer {
 impl Peer {
     /// Connects, takes the welcome and says hello with an empty inventory.
     pub async fn hello(api: SocketAddr, token: &str, capacity: Capacity, labels: BTreeMap<String, String>) -> Peer {
+        Peer::hello_as(api, token, capacity, labels, None).await
+    }
+
+    /// As [`Peer::hello`], announcing `epoch` as an HA group's leader.
+    pub async fn hello_as(
+        api: SocketAddr,
+        token: &str,
+        capacity: Capacity,
+        labels: BTreeMap<String, String>,
+        epoch: Option<u64>,
+    ) -> Peer {
         let mut request = format!("ws://{api}/api/v1/agents/connect").into_client_request().unwrap();
         request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
         let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
@@ -53,9 +64,23 @@ impl Peer {
             capacity,
             labels,
             inventory: Vec::new(),
+            epoch,
         };
         peer.send(hello).await;
         peer
+    }
+
+    /// Whether the control plane closes the socket within the wait, skipping what it sends before.
+    pub async fn closed(&mut self) -> bool {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            match tokio::time::timeout(WAIT, self.ws.next()).await {
+                Ok(None | Some(Err(_) | Ok(Message::Close(_)))) => return true,
+                Ok(Some(Ok(_))) => continue,
+                Err(_) => return false,
+            }
+        }
+        false
     }
 
     pub async fn send(&mut self, message: AgentMessage) {
@@ -89,18 +114,18 @@ impl Peer {
     }
 }
 
-fn roomy() -> Capacity {
+pub fn roomy() -> Capacity {
     Capacity { max_sessions: 50, cpu_millis: 64_000, memory_mb: 65_536 }
 }
 
 /// Registers an agent; returns its id and token.
-async fn register(t: &TestApp, admin: &str, body: Value) -> (String, String) {
+pub async fn register(t: &TestApp, admin: &str, body: Value) -> (String, String) {
     let reply = t.post("/api/v1/agents", admin, body).await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
     (reply.body["id"].as_str().unwrap().to_owned(), reply.body["token"].as_str().unwrap().to_owned())
 }
 
-async fn wait_online(t: &TestApp, admin: &str, agent_id: &str) -> Value {
+pub async fn wait_online(t: &TestApp, admin: &str, agent_id: &str) -> Value {
     let path = format!("/api/v1/agents/{agent_id}");
     eventually("the agent to be online", || async {
         let agent = t.get(&path, admin).await.body;
@@ -117,13 +142,13 @@ async fn online_peer(t: &TestApp, admin: &str, api: SocketAddr, name: &str) -> (
     (id, peer)
 }
 
-async fn create_session(t: &TestApp, token: &str) -> Uuid {
+pub async fn create_session(t: &TestApp, token: &str) -> Uuid {
     let created = t.post("/api/v1/sessions", token, json!({"template": "chromium"})).await;
     assert_eq!(created.status, StatusCode::ACCEPTED, "{}", created.body);
     created.body["id"].as_str().unwrap().parse().unwrap()
 }
 
-async fn wait_for_state(t: &TestApp, token: &str, id: Uuid, state: &str) -> Value {
+pub async fn wait_for_state(t: &TestApp, token: &str, id: Uuid, state: &str) -> Value {
     let path = format!("/api/v1/sessions/{id}");
     eventually(&format!("session {id} to be {state}"), || async {
         let session = t.get(&path, token).await.body;
@@ -140,7 +165,7 @@ fn host_address() -> std::net::IpAddr {
 }
 
 /// What the session proxy would dial for the session (the API does not show it).
-async fn stored_endpoint(t: &TestApp, id: Uuid) -> Option<String> {
+pub async fn stored_endpoint(t: &TestApp, id: Uuid) -> Option<String> {
     t.app.store.get_session(streamspace_store::Scope::Platform, id).await.unwrap().unwrap().endpoint
 }
 

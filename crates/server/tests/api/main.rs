@@ -1,5 +1,6 @@
 //! API tests through the real router and a real store.
 
+mod agent_fencing;
 mod auth;
 mod harness;
 mod hostile_agents;
