@@ -67,7 +67,11 @@ impl TestApp {
         let store = streamspace_store::connect(&config.database_url()).await.unwrap();
         // A fixed, recent time: TOTP codes and token expiry follow this clock.
         let clock = Arc::new(ManualClock::new(Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap()));
-        let app = Arc::new(App::new(config, store, clock.clone()).unwrap());
+        let keys = streamspace_server::keys::Keys::load(&config).unwrap();
+        let app = Arc::new(
+            App::new(config, keys, store, Arc::new(streamspace_store::cluster::Alone::default()), clock.clone())
+                .unwrap(),
+        );
         let outcome = bootstrap::run(&app).await.unwrap();
         assert_eq!(outcome, bootstrap::Outcome::Bootstrapped { generated_password: None });
         TestApp { router: streamspace_server::router(app.clone()), app, clock, _dir: dir }

@@ -272,7 +272,10 @@ async fn a_change_made_on_another_replica_ends_streams_here_at_the_next_sweep() 
     let id = t.get("/api/v1/me", &org_admin).await.body["id"].as_str().unwrap().to_owned();
 
     // A second replica over the same store (and the same keys, from the same data directory).
-    let replica = Arc::new(App::new(t.app.config.clone(), t.app.store.clone(), t.clock.clone()).unwrap());
+    let keys = streamspace_server::keys::Keys::load(&t.app.config).unwrap();
+    let cluster = Arc::new(streamspace_store::cluster::Alone::default());
+    let replica =
+        Arc::new(App::new(t.app.config.clone(), keys, t.app.store.clone(), cluster, t.clock.clone()).unwrap());
     let router = streamspace_server::router(replica.clone());
     let demoted = open_stream(&router, &org_admin).await.unwrap();
     let _kept = open_stream(&router, &admin).await.unwrap();
