@@ -128,7 +128,7 @@ async fn three_replicas_run_sessions_on_agents_held_by_the_other_two() {
         member_of_second.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{id}"), None).await;
     }
     for id in &ids {
-        third.admin().await.wait_for_state(id, "stopped", START).await;
+        admin.wait_for_state(id, "stopped", START).await;
         eventually("the session's container to go", START, || async {
             session_containers(id).is_empty().then_some(())
         })
