@@ -18,7 +18,7 @@ use crate::harness::TestApp;
 const ENDPOINT: &str = "http://192.0.2.10:8080";
 
 /// An agent played by the test: registered through the API, its hello recorded, and connected
-/// to the hub as the WebSocket connection would connect it.
+/// to the hub and held by this replica as the WebSocket connection would connect it.
 pub(crate) struct FakeAgent {
     pub(crate) id: Uuid,
     inbox: mpsc::UnboundedReceiver<ServerMessage>,
@@ -37,6 +37,7 @@ impl FakeAgent {
         t.app.store.record_agent_hello(id, "0.0.0-fake", capacity, &Default::default(), t.clock.now()).await.unwrap();
         let (outbox, inbox) = mpsc::unbounded_channel();
         t.app.hub.connect(id, outbox);
+        t.app.store.claim_agent_connection(id, t.app.cluster.replica()).await.unwrap();
         FakeAgent { id, inbox }
     }
 
