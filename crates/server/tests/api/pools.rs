@@ -5,9 +5,10 @@ use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
 use streamspace_proto::SessionState::*;
 use streamspace_proto::hub::{ActualState, Capacity, CommandKind};
+use streamspace_server::replicas::Duty;
 use uuid::Uuid;
 
-use crate::harness::TestApp;
+use crate::harness::{Postgres, TestApp};
 use crate::orchestrator::{FakeAgent, running, stored};
 
 async fn template_id(t: &TestApp, token: &str, name: &str) -> Uuid {
@@ -250,4 +251,27 @@ async fn only_template_managers_set_pools_within_bounds() {
     assert_eq!(pools(&t, &other_admin).await, json!([]));
     assert_eq!(pools(&t, &org_admin).await[0]["template_name"], "tools");
     assert!(t.audit_actions().await.contains(&("template.pool".to_owned(), "success".to_owned())));
+}
+
+/// Two replicas on one PostgreSQL database: only the one holding the timers' lease refills the
+/// pools, so a pool is not started once per replica (ADR 0030).
+#[tokio::test]
+async fn only_the_replica_on_duty_refills_the_pools() {
+    let database = Postgres::fresh().await;
+    let t = TestApp::with_config(|c| c.database_url = Some(database.url.clone())).await;
+    let other = t.replica().await;
+    let admin = t.admin().await;
+    let mut agent = FakeAgent::connect(&t, &admin, "docker-1").await;
+    let chromium = poolable_template(&t, &admin, "chromium").await;
+    assert_eq!(set_pool(&t, &admin, chromium, 2).await.0, StatusCode::OK);
+
+    assert!(t.app.holds(Duty::SessionTimers).await);
+    assert!(!other.holds(Duty::SessionTimers).await, "one replica at a time");
+    streamspace_server::background_round(&other).await;
+    assert_eq!(t.app.store.list_pool_members().await.unwrap(), vec![], "the replica off duty starts nothing");
+    streamspace_server::background_round(&t.app).await;
+    assert_eq!(t.app.store.list_pool_members().await.unwrap().len(), 2);
+    assert_eq!(agent.commands(&t).await.len(), 2, "each member started once");
+    drop((t, other));
+    database.drop_database().await;
 }
