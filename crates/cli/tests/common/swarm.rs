@@ -1,9 +1,11 @@
 //! A Docker Swarm of one manager for the tests, on a Docker engine of its own: the machine's engine runs the
 //! sessions of every test, and turning it into a Swarm would change it for all of them.
 //!
-//! The engine keeps to itself: its own data, exec root and socket in a temporary directory, no default bridge
-//! and no iptables rules; the bridge Swarm wants (`docker_gwbridge`) is made first with a Linux name and subnet
-//! of its own, so two such engines never meet.
+//! The engine keeps to itself: its own data, exec root and socket in a temporary directory, and a network
+//! namespace of its own (`unshare --net`), so its interfaces and rules never meet the machine's. In the machine's
+//! namespace it took `docker0` away from the engine every other test uses, even with `--bridge=none`. The bridge
+//! Swarm wants (`docker_gwbridge`) is made first with a Linux name and subnet of its own, so two such engines never
+//! meet either. Only its Unix socket is shared, which is all the tests talk to.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,13 +24,14 @@ impl PrivateSwarm {
         let path = |name: &str| dir.path().join(name).display().to_string();
         let host = format!("unix://{}", path("docker.sock"));
         let log = std::fs::File::create(dir.path().join("dockerd.log")).unwrap();
-        let daemon = Command::new("dockerd")
+        let daemon = Command::new("unshare")
+            .args(["--net", "--", "sh", "-c", "ip link set lo up && exec dockerd \"$@\"", "dockerd"])
             .args(["--data-root", &path("data"), "--exec-root", &path("exec"), "--pidfile", &path("dockerd.pid")])
             .args(["-H", &host, "--bridge=none", "--iptables=false", "--ip6tables=false", "--ip-masq=false"])
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("these tests need dockerd: run scripts/images/docker-up.sh");
+            .expect("these tests need unshare (util-linux) and dockerd: run scripts/images/docker-up.sh");
         let swarm = PrivateSwarm { daemon, host, _dir: dir };
         swarm.wait_until_it_answers();
         let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
