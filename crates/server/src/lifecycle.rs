@@ -215,6 +215,19 @@ pub fn trigger_for_report(session: &Session, actual: &ActualState) -> Option<(Tr
     }
 }
 
+/// Whether something an agent's inventory leaves out is gone. The agent lists its containers
+/// before the heartbeat goes out, and a start it finishes meanwhile is reported first, so an
+/// inventory may predate a change the control plane already saw; absence counts only for what
+/// has not changed within one heartbeat interval. A crash is not waited for: the runtime's own
+/// event reports it at once.
+pub fn absence_means_gone(
+    last_change: DateTime<Utc>,
+    heartbeat_interval: chrono::Duration,
+    now: DateTime<Utc>,
+) -> bool {
+    now - last_change > heartbeat_interval
+}
+
 /// The timer that has fired for `session` at `now`, if any: start timeout, maximum lifetime,
 /// idle timeout, hibernated expiry.
 pub fn timer_trigger(session: &Session, timers: &SessionTimers, now: DateTime<Utc>) -> Option<(Trigger, Detail)> {
@@ -605,6 +618,16 @@ mod tests {
         let no_expiry = SessionTimers { hibernated_expiry: None, ..timers() };
         for state in [Pending, Hibernating, Hibernated, Stopping, Stopped, Failed] {
             assert_eq!(fired(&session(state), &no_expiry, 100_000), None, "{state}");
+        }
+    }
+
+    #[test]
+    fn absence_from_an_inventory_counts_only_after_a_quiet_heartbeat_interval() {
+        let interval = Duration::seconds(10);
+        let changed = at(0);
+        let cases = [(Duration::zero(), false), (Duration::seconds(10), false), (Duration::seconds(11), true)];
+        for (later, gone) in cases {
+            assert_eq!(absence_means_gone(changed, interval, changed + later), gone, "{later}");
         }
     }
 }

@@ -225,11 +225,15 @@ impl App {
             .collect())
     }
 
+    pub(crate) fn heartbeat_interval(&self) -> chrono::Duration {
+        chrono::Duration::seconds(self.config.heartbeat_interval_secs as i64)
+    }
+
     /// Online: connected to a replica (any) and heard from within three heartbeat intervals. A
     /// replica that dies leaves its agents marked connected, but their heartbeats stop being
     /// recorded, so they go offline within the window (and reconnect to another replica).
     pub fn agent_online(&self, agent: &Agent) -> bool {
-        let window = chrono::Duration::seconds(3 * self.config.heartbeat_interval_secs as i64);
+        let window = self.heartbeat_interval() * 3;
         agent.connected_replica.is_some() && agent.last_heartbeat_at.is_some_and(|at| self.clock.now() - at <= window)
     }
 
@@ -317,8 +321,10 @@ impl App {
         let reported: HashSet<Uuid> = inventory.iter().map(|item| item.session_id).collect();
         let in_flight: HashSet<Uuid> =
             self.store.pending_commands(agent_id).await?.into_iter().map(|c| c.session_id).collect();
+        let now = self.clock.now();
         for session in self.store.list_agent_sessions(agent_id).await? {
-            if reported.contains(&session.id) || in_flight.contains(&session.id) {
+            let gone = lifecycle::absence_means_gone(session.updated_at, self.heartbeat_interval(), now);
+            if reported.contains(&session.id) || in_flight.contains(&session.id) || !gone {
                 continue;
             }
             // The agent has nothing of a session the store places there.

@@ -21,6 +21,7 @@ use uuid::Uuid;
 use crate::app::App;
 use crate::audit::Record;
 use crate::error::ApiResult;
+use crate::lifecycle;
 use crate::orchestrator::Cause;
 use crate::scheduler::{self, Candidate, Requirements};
 
@@ -150,8 +151,11 @@ impl App {
     /// Forgets the agent's members that it does not report and has no command in flight for.
     pub async fn forget_vanished_members(&self, agent_id: Uuid, inventory: &[InventoryItem]) -> ApiResult<()> {
         let pending = self.store.pending_commands(agent_id).await?;
+        let now = self.clock.now();
         for member in self.store.list_pool_members().await? {
+            let last_change = member.ready_at.unwrap_or(member.created_at);
             let vanished = member.agent_id == agent_id
+                && lifecycle::absence_means_gone(last_change, self.heartbeat_interval(), now)
                 && !inventory.iter().any(|item| item.session_id == member.id)
                 && !pending.iter().any(|command| command.session_id == member.id);
             if vanished {

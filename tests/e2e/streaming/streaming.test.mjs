@@ -22,6 +22,7 @@ import {
   Platform,
   eventually,
   loopbackGet,
+  reloadOnNetworkChange,
   requireDocker,
   sleep,
   startViewerServer,
@@ -140,11 +141,13 @@ async function openSession(template) {
         socket.closedAt = Date.now();
       });
     });
+    const recover = reloadOnNetworkChange(page, () => page.mainFrame());
     await page.goto(url, { waitUntil: 'load' });
     view.loadedAt = Date.now();
     assert.equal(page.url(), `${platform.originOf(id)}/api/v1/http/${id}/`, 'the ticket is traded for a cookie and leaves the URL');
 
     const first = await eventually('the first video frame in the browser', FIRST_FRAME_TIMEOUT, async () => {
+      await recover();
       const frames = await page.evaluate(() => window.__ssFrames.read());
       return frames.firstPresentedAt || frames.firstDecodedAt ? frames : undefined;
     }, 50);
@@ -479,9 +482,12 @@ test('chromium over HTTPS: the session streams on its own https origin, framed b
     page.on('console', (m) => seen.push(`${m.type()}: ${m.text()}`));
     page.on('framenavigated', (f) => seen.push(`navigated: ${f.url()}`));
     page.on('response', (r) => r.status() >= 400 && seen.push(`HTTP ${r.status()} ${r.url()}`));
+    const sessionFrame = () => page.frames().find((f) => f.url() === sessionPage);
+    const recover = reloadOnNetworkChange(page, sessionFrame);
     await page.goto(`${secureViewer.origins[0]}/sessions/${id}?src=${encodeURIComponent(url)}`, { waitUntil: 'load' });
     const frame = await eventually('frames decoded in the https iframe', FIRST_FRAME_TIMEOUT, async () => {
-      const child = page.frames().find((f) => f.url() === sessionPage);
+      await recover();
+      const child = sessionFrame();
       return child && (await child.evaluate(() => window.__ssFrames.read().decoded)) ? child : undefined;
     }, 100).catch((err) => {
       throw new Error(`${err.message}\n${seen.slice(-40).join('\n')}`);

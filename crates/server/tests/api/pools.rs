@@ -195,6 +195,9 @@ async fn failed_and_vanished_members_leave_the_pool_and_are_replaced() {
     // The agent lost the other one: its inventory no longer lists it.
     agent.report(&t, warm[1], running()).await;
     t.app.reconcile(agent.id, &[]).await.unwrap();
+    assert_eq!(t.app.store.list_pool_members().await.unwrap().len(), 1, "an inventory may predate its start");
+    t.clock.advance(chrono::Duration::seconds(11));
+    t.app.reconcile(agent.id, &[]).await.unwrap();
     assert!(t.app.store.list_pool_members().await.unwrap().is_empty());
     assert_eq!(refill(&t, &mut agent).await.len(), 2);
 
