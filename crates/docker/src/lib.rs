@@ -174,8 +174,8 @@ impl DockerRuntime {
         Ok(runtime)
     }
 
-    /// Removes the rules of sessions whose container is gone and installs them for running containers that lack
-    /// them (after a firewall reload, say). Rules are listed before containers: a session's rules are installed
+    /// Removes the rules of sessions whose container is gone and installs what running containers lack of
+    /// theirs (after a firewall reload, say). Rules are listed before containers: a session's rules are installed
     /// only after its container exists, so a session starting meanwhile is never taken for a stale one.
     async fn reconcile_egress_rules(&self) -> anyhow::Result<()> {
         let Some(firewall) = &self.firewall else { return Ok(()) };
@@ -190,8 +190,11 @@ impl DockerRuntime {
             let Some(session_id) = labels.get(LABEL_SESSION).and_then(|id| id.parse::<Uuid>().ok()) else { continue };
             let tag = network_tag(session_id);
             let running = container.state == Some(ContainerSummaryStateEnum::RUNNING);
-            if running && !installed.contains(&tag) {
-                tracing::warn!(%session_id, "a running session had no egress rules; installing them");
+            if running {
+                if !installed.contains(&tag) {
+                    tracing::warn!(%session_id, "a running session had no egress rules; installing them");
+                }
+                // Installing adds only what is missing (a jump an older agent did not make, say).
                 firewall
                     .install(&self.egress_rules(session_id, parse_allow_label(labels.get(LABEL_EGRESS_ALLOW))?))
                     .await?;

@@ -366,6 +366,34 @@ async fn sessions_reach_the_internet_and_allowed_networks_but_not_the_host_other
     assert_eq!(connect_from(&allowed, Namespace::METADATA, namespace.port), "EHOSTUNREACH", "not on the list");
     let own_gateway = gateway(&allowed.network());
     assert_eq!(connect_from(&allowed, &own_gateway, host_port), "EHOSTUNREACH", "the host stays closed");
+
+    // Docker deletes and re-inserts its own jumps whenever a network comes or goes (any session's start or
+    // stop): the session's rules must hold in between, for every connection.
+    let outcomes = connections_while_docker_changes_networks(&a, Namespace::PRIVATE, namespace.port);
+    assert!(outcomes.contains("EHOSTUNREACH") && !outcomes.contains("connected"), "{outcomes}");
+}
+
+/// What the session's connections to `address` met, counted by outcome, while Docker created and removed
+/// networks; the session tries again and again until Docker is done.
+fn connections_while_docker_changes_networks(session: &Session, address: &str, port: u16) -> String {
+    let probe = format!(
+        "import collections, errno, os, socket\nseen = collections.Counter()\n\
+         while not os.path.exists('/tmp/done'):\n    try:\n        \
+         socket.create_connection(('{address}', {port}), timeout=1).close()\n        seen['connected'] += 1\n    \
+         except OSError as e:\n        seen[errno.errorcode.get(e.errno, str(e))] += 1\nprint(dict(seen))"
+    );
+    let prober = Command::new("docker")
+        .args(["exec", &session.container(), "python3", "-c", &probe])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    for _ in 0..10 {
+        let network = format!("ss-test-churn-{}", &Uuid::new_v4().simple().to_string()[..8]);
+        docker_ok(&["network", "create", &network]);
+        docker_ok(&["network", "rm", &network]);
+    }
+    docker_ok(&["exec", &session.container(), "touch", "/tmp/done"]);
+    String::from_utf8_lossy(&prober.wait_with_output().unwrap().stdout).trim().to_string()
 }
 
 /// The lines of both tables' listings that belong to the session's egress chains (Docker's own rules for its
@@ -415,6 +443,12 @@ async fn egress_rules_go_with_the_session_and_stale_ones_go_at_the_next_start() 
     assert_eq!(rules_of(&kept), Vec::<String>::new());
     let _restarted = runtime().await;
     assert_eq!(rules_of(&kept), kept_rules, "reinstalled at start");
+
+    // Rules an older agent installed lack the jump from FORWARD itself; the next runtime adds it.
+    let kept_tag = &kept.id.simple().to_string()[20..];
+    run_ok("iptables", &["-w", "-D", "FORWARD", "-i", &format!("ss-{kept_tag}"), "-j", &format!("SS-FWD-{kept_tag}")]);
+    let _restarted = runtime().await;
+    assert_eq!(rules_of(&kept), kept_rules, "the missing jump added at start");
 }
 
 /// Packets the session's IPv4 forward chain has matched, by iptables' own counters, which emptying the chain
