@@ -1,6 +1,6 @@
 //! First start: the default organization, the admin account and the template catalog.
 
-use streamspace_store::{HomeScope, NewTemplate, NewUser, Role, TemplateHome};
+use streamspace_store::{HomeScope, NewTemplate, NewUser, Role, StoreError, TemplateHome};
 
 use crate::app::App;
 use crate::audit::{Actor, Record};
@@ -27,7 +27,12 @@ pub async fn run(app: &App) -> anyhow::Result<Outcome> {
     if app.store.get_org_by_name(DEFAULT_ORG).await?.is_some() {
         return Ok(Outcome::AlreadyBootstrapped);
     }
-    let org = app.store.create_org(DEFAULT_ORG, app.config.default_quotas).await?;
+    let org = match app.store.create_org(DEFAULT_ORG, app.config.default_quotas).await {
+        Ok(org) => org,
+        // Replicas starting together on a new database: the one whose organization was created bootstraps.
+        Err(StoreError::Conflict(_)) => return Ok(Outcome::AlreadyBootstrapped),
+        Err(err) => return Err(err.into()),
+    };
     let generated = app.config.admin_password.is_none().then(|| random_token("", 18));
     let admin_password = app.config.admin_password.clone().or_else(|| generated.clone()).unwrap_or_default();
     let admin = app

@@ -52,6 +52,14 @@ impl Reply {
     }
 }
 
+/// A control plane over the database `config` names, as it is before its first start's bootstrap.
+pub async fn unbootstrapped(config: Config, clock: Arc<ManualClock>) -> Arc<App> {
+    let store = streamspace_store::connect(&config.database_url()).await.unwrap();
+    let keys = streamspace_server::keys::Keys::load(&config).unwrap();
+    let cluster = streamspace_store::cluster::join(&config.database_url()).await.unwrap();
+    Arc::new(App::new(config, keys, store, cluster, clock).unwrap())
+}
+
 impl TestApp {
     pub async fn new() -> TestApp {
         TestApp::with_config(|_| {}).await
@@ -65,12 +73,9 @@ impl TestApp {
             ..Config::default()
         };
         adjust(&mut config);
-        let store = streamspace_store::connect(&config.database_url()).await.unwrap();
         // A fixed, recent time: TOTP codes and token expiry follow this clock.
         let clock = Arc::new(ManualClock::new(Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap()));
-        let keys = streamspace_server::keys::Keys::load(&config).unwrap();
-        let cluster = streamspace_store::cluster::join(&config.database_url()).await.unwrap();
-        let app = Arc::new(App::new(config, keys, store, cluster, clock.clone()).unwrap());
+        let app = unbootstrapped(config, clock.clone()).await;
         let outcome = bootstrap::run(&app).await.unwrap();
         assert_eq!(outcome, bootstrap::Outcome::Bootstrapped { generated_password: None });
         TestApp { router: streamspace_server::router(app.clone()), app, clock, _dir: dir }

@@ -1,9 +1,14 @@
 //! Orgs, users, templates, sessions and the audit log through the API.
 
+use std::sync::Arc;
+
 use axum::http::{Method, StatusCode};
 use serde_json::json;
+use streamspace_server::Config;
+use streamspace_server::bootstrap;
+use streamspace_server::clock::ManualClock;
 
-use crate::harness::TestApp;
+use crate::harness::{Postgres, TestApp, unbootstrapped};
 
 #[tokio::test]
 async fn a_fresh_installation_has_the_default_org_admin_and_catalog() {
@@ -34,6 +39,30 @@ async fn a_fresh_installation_has_the_default_org_admin_and_catalog() {
         streamspace_server::bootstrap::run(&t.app).await.unwrap(),
         streamspace_server::bootstrap::Outcome::AlreadyBootstrapped
     );
+}
+
+/// Replicas share PostgreSQL (ADR 0030), whose first start they may well make together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_starting_together_on_a_new_database_bootstrap_it_once() {
+    let (dir, database) = (tempfile::tempdir().unwrap(), Postgres::fresh().await);
+    let config =
+        Config { data_dir: dir.path().to_path_buf(), database_url: Some(database.url.clone()), ..Config::default() };
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    // The keys are the key file's on a real database; here the first start's, made before the race.
+    streamspace_server::keys::Keys::load(&config).unwrap();
+    let replicas: Vec<_> = (0..4)
+        .map(|_| {
+            let (config, clock) = (config.clone(), clock.clone());
+            tokio::spawn(async move { bootstrap::run(&*unbootstrapped(config, clock).await).await.unwrap() })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for replica in replicas {
+        outcomes.push(replica.await.unwrap());
+    }
+    let bootstrapped = outcomes.iter().filter(|outcome| **outcome != bootstrap::Outcome::AlreadyBootstrapped);
+    assert_eq!(bootstrapped.count(), 1, "{outcomes:?}");
+    database.drop_database().await;
 }
 
 #[tokio::test]
