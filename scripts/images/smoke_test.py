@@ -278,7 +278,11 @@ def test_profile_in_a_kept_home(image, name, c):
         return container
 
     def lock_of(container):
-        return docker("exec", container, "readlink", lock, check=False)
+        # The lock names the host's address and the browser's pid, and both may well repeat in the next
+        # container (Docker hands the freed address out again, and a fresh container's pids are alike), so
+        # the time the lock was made tells a new one from the stale one.
+        made = docker("exec", container, "sh", "-c", f"readlink {lock} && stat -c %.9Y {lock}", check=False)
+        return " made at ".join(made.split()) if len(made.split()) == 2 else ""
 
     def command_lines(container):
         return docker("exec", container, "sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '", check=False)
