@@ -100,10 +100,13 @@ async fn a_paused_leader_never_acts_again_and_a_dead_one_is_replaced(ha: &[&str]
         only_container(id);
     }
     assert_eq!(only_container(&first), first_container, "no session was started again");
-    let (status, _) = g.member.call(Method::DELETE, &format!("/api/v1/sessions/{second}"), None).await;
-    assert_eq!(status, StatusCode::ACCEPTED);
-    g.member.wait_for_state(&second, "stopped", START).await;
-    assert!(session_containers(&second).is_empty(), "the new leader acts on commands");
+    // The new leader acts on commands, for the sessions it adopted too (and leaves no container behind).
+    for id in [&second, &first, &third] {
+        let (status, _) = g.member.call(Method::DELETE, &format!("/api/v1/sessions/{id}"), None).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        g.member.wait_for_state(id, "stopped", START).await;
+        assert!(session_containers(id).is_empty(), "session {id} stopped by the new leader");
+    }
     a.stop();
 }
 
