@@ -215,12 +215,13 @@ pub fn trigger_for_report(session: &Session, actual: &ActualState) -> Option<(Tr
     }
 }
 
-/// Whether something an agent's inventory leaves out is gone. The agent lists its containers
-/// before the heartbeat goes out, and a start it finishes meanwhile is reported first, so an
-/// inventory may predate a change the control plane already saw; absence counts only for what
-/// has not changed within one heartbeat interval. A crash is not waited for: the runtime's own
-/// event reports it at once.
-pub fn absence_means_gone(
+/// Whether an agent's inventory tells the truth about something that last changed at `last_change`,
+/// by listing it (in some state) or by leaving it out (gone). The agent lists its containers before
+/// the heartbeat goes out, and a start it finishes meanwhile is reported first, so an inventory may
+/// predate a change the control plane has already seen (a container listed as created but not yet
+/// running, or not listed at all); it counts only for what has not changed within one heartbeat
+/// interval. A crash is not waited for: the runtime's own event reports it at once.
+pub fn inventory_speaks_for(
     last_change: DateTime<Utc>,
     heartbeat_interval: chrono::Duration,
     now: DateTime<Utc>,
@@ -622,12 +623,12 @@ mod tests {
     }
 
     #[test]
-    fn absence_from_an_inventory_counts_only_after_a_quiet_heartbeat_interval() {
+    fn an_inventory_speaks_only_for_what_has_not_changed_within_a_heartbeat_interval() {
         let interval = Duration::seconds(10);
         let changed = at(0);
         let cases = [(Duration::zero(), false), (Duration::seconds(10), false), (Duration::seconds(11), true)];
-        for (later, gone) in cases {
-            assert_eq!(absence_means_gone(changed, interval, changed + later), gone, "{later}");
+        for (later, speaks) in cases {
+            assert_eq!(inventory_speaks_for(changed, interval, changed + later), speaks, "{later}");
         }
     }
 }

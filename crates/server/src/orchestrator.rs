@@ -313,18 +313,24 @@ impl App {
         self.dispatch(agent_id, command).await
     }
 
-    /// Brings the store and an agent's inventory into agreement (on hello and every heartbeat).
+    /// Brings the store and an agent's inventory into agreement (on hello and every heartbeat). The
+    /// inventory speaks only for sessions that have not changed lately (`lifecycle::inventory_speaks_for`).
     pub async fn reconcile(&self, agent_id: Uuid, inventory: &[InventoryItem]) -> ApiResult<()> {
+        let now = self.clock.now();
+        let placed: HashMap<Uuid, Session> =
+            self.store.list_agent_sessions(agent_id).await?.into_iter().map(|session| (session.id, session)).collect();
+        let speaks_for =
+            |session: &Session| lifecycle::inventory_speaks_for(session.updated_at, self.heartbeat_interval(), now);
         for item in inventory {
-            self.on_report(agent_id, item.session_id, &item.state).await?;
+            if placed.get(&item.session_id).is_none_or(speaks_for) {
+                self.on_report(agent_id, item.session_id, &item.state).await?;
+            }
         }
         let reported: HashSet<Uuid> = inventory.iter().map(|item| item.session_id).collect();
         let in_flight: HashSet<Uuid> =
             self.store.pending_commands(agent_id).await?.into_iter().map(|c| c.session_id).collect();
-        let now = self.clock.now();
-        for session in self.store.list_agent_sessions(agent_id).await? {
-            let gone = lifecycle::absence_means_gone(session.updated_at, self.heartbeat_interval(), now);
-            if reported.contains(&session.id) || in_flight.contains(&session.id) || !gone {
+        for session in placed.values().filter(|session| speaks_for(session)) {
+            if reported.contains(&session.id) || in_flight.contains(&session.id) {
                 continue;
             }
             // The agent has nothing of a session the store places there.

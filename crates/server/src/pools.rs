@@ -155,7 +155,7 @@ impl App {
         for member in self.store.list_pool_members().await? {
             let last_change = member.ready_at.unwrap_or(member.created_at);
             let vanished = member.agent_id == agent_id
-                && lifecycle::absence_means_gone(last_change, self.heartbeat_interval(), now)
+                && lifecycle::inventory_speaks_for(last_change, self.heartbeat_interval(), now)
                 && !inventory.iter().any(|item| item.session_id == member.id)
                 && !pending.iter().any(|command| command.session_id == member.id);
             if vanished {

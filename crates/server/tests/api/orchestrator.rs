@@ -416,8 +416,10 @@ async fn reconciliation_fails_what_the_agent_lost_and_removes_what_the_store_doe
 
     let item = |session_id, state| InventoryItem { session_id, state };
     let inventory = [item(kept, running()), item(stranger, running())];
-    // An inventory listed before the sessions started may arrive after their reports.
+    // An inventory listed before the sessions started may arrive after their reports: it may leave a
+    // session out, or list its container as created and not running yet.
     t.app.reconcile(agent.id, &inventory[..1]).await.unwrap();
+    t.app.reconcile(agent.id, &[item(kept, running()), item(lost, ActualState::Hibernated)]).await.unwrap();
     assert_eq!(state(&t, lost).await, Running, "it changed within the last heartbeat interval");
 
     t.clock.advance(Duration::seconds(11));
