@@ -372,7 +372,7 @@ def running_sessions(member):
 
 
 def agents_report(results, started, load_before, commit):
-    lines = header("1,000 simulated agents on one control plane", started, load_before, commit) + [
+    lines = header(f"{AGENTS:,} simulated agents on one control plane", started, load_before, commit) + [
         f"- {AGENTS} agents (`bench/agentsim`, one process, one thread, real WebSockets to `/api/v1/agents/connect`), "
         f"registered through the API; heartbeat every {HEARTBEAT} s ("
         + ("the control plane's default" if HEARTBEAT == 10 else "`--heartbeat-interval`, shorter than the default "
@@ -425,14 +425,37 @@ def run_wrk(url, token, seconds, script=None):
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def load(replicas, token, script=None):
+def postgres_cpu(database):
+    """utime+stime (s) of each PostgreSQL backend connected to `database`, by pid."""
+    query = f"SELECT pid FROM pg_stat_activity WHERE datname = '{database}'"
+    pids = subprocess.run(["psql", "-qAtX", DATABASE_URL, "-c", query], capture_output=True, text=True,
+                          check=True).stdout.split()
+    cpu = {}
+    for pid in pids:
+        try:
+            cpu[pid] = common.cpu_seconds([pid])
+        except OSError:  # the backend ended meanwhile
+            pass
+    return cpu
+
+
+def cpu_since(before, after):
+    return sum(after[pid] - before[pid] for pid in before.keys() & after.keys())
+
+
+def session_count(database_url):
+    return int(subprocess.run(["psql", "-qAtX", database_url, "-c", "SELECT count(*) FROM sessions"],
+                              capture_output=True, text=True, check=True).stdout)
+
+
+def load(replicas, token, database, script=None):
     """wrk on every replica at once for WRK_SECONDS (after a 2 s warm-up); per replica: rps, latency, CPU."""
     for process in [run_wrk(f"{r.api}/api/v1/sessions", token, 2, script) for r in replicas]:
         process.communicate()
-    cpu0, busy0 = [r.cpu_seconds() for r in replicas], machine_busy_ticks()
+    cpu0, busy0, pg0 = [r.cpu_seconds() for r in replicas], machine_busy_ticks(), postgres_cpu(database)
     processes = [run_wrk(f"{r.api}/api/v1/sessions", token, WRK_SECONDS, script) for r in replicas]
     outputs = [p.communicate()[0] for p in processes]
-    busy1 = machine_busy_ticks()
+    busy1, pg1 = machine_busy_ticks(), postgres_cpu(database)
     rows = []
     for replica, out, before in zip(replicas, outputs, cpu0):
         row = common.parse_wrk(out)
@@ -443,7 +466,8 @@ def load(replicas, token, script=None):
         log(f"{replica.name}: {row['rps']:.0f} req/s, p50 {row['p50_us'] / 1000:.1f} ms, "
             f"p99 {row['p99_us'] / 1000:.1f} ms, {row['cpu_us_per_req'] or 0:.0f} µs CPU/request"
             + (f", {row['errors']} errors" if row["errors"] else ""))
-    return {"rows": rows, "machine_busy": (busy1[0] - busy0[0]) / (busy1[1] - busy0[1])}
+    return {"rows": rows, "machine_busy": (busy1[0] - busy0[0]) / (busy1[1] - busy0[1]),
+            "postgres_cores": cpu_since(pg0, pg1) / WRK_SECONDS}
 
 
 def replicas(run):
@@ -472,9 +496,10 @@ def replicas(run):
     for name, targets, script in (("GET, all replicas", servers, None), ("GET, one replica", servers[:1], None),
                                   ("POST, all replicas", servers, POST_SCRIPT),
                                   ("POST, one replica", servers[:1], POST_SCRIPT)):
-        log(f"wrk: {name}")
+        sessions = session_count(database_url)
+        log(f"wrk: {name} ({sessions} sessions in the database)")
         member = Api.login(servers[0].api, "bench", MEMBER_PASSWORD)  # a fresh token for every phase
-        phases[name] = load(targets, member.token, script)
+        phases[name] = {**load(targets, member.token, run.databases[-1], script), "sessions_before": sessions}
     for server in servers:
         server.check_alive()
     return {"phases": phases, "lost": simulator.lost}
@@ -507,9 +532,11 @@ def replicas_report(result, started, load_before, commit):
         if len(rows) > 1:
             lines.append(f"| {name} | **total** | **{sum(r['rps'] for r in rows):.0f}** | | | "
                          f"{sum(r['errors'] for r in rows)} | | {sum(r['busy'] for r in rows):.2f} |")
-        notes.append(f"{name}: machine {100 * phase['machine_busy']:.0f}% busy")
+        notes.append(f"{name}: {phase['sessions_before']} sessions in the database before the warm-up, machine "
+                     f"{100 * phase['machine_busy']:.0f}% busy, PostgreSQL's backends {phase['postgres_cores']:.2f} "
+                     "cores")
     reads = result["phases"]["GET, all replicas"]["rows"]
-    lines += ["", "Machine load during each run: " + "; ".join(notes) + ".",
+    lines += ["", "During each run: " + "; ".join(notes) + ".",
               "", "Target: 5,000 requests/s per replica for reads on this 2-core machine: "
               + ("met" if all(r["rps"] >= 5000 for r in reads) else "**not met**")
               + f" with {REPLICAS} replicas at once (lowest {min(r['rps'] for r in reads):.0f}/s); one replica alone: "
