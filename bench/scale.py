@@ -338,7 +338,9 @@ def agents_on(run, store, endpoint):
 
     member = Api.login(server.api, "bench", MEMBER_PASSWORD)
     sender = SessionSender(server.api, member.token, SESSIONS, SESSION_RATE)
+    busy0 = machine_busy_ticks()
     sender.run()
+    busy1 = machine_busy_ticks()
     wait_for("every start command at an agent", 60,
              lambda: all(sid in simulator.starts for sid in sender.sent), interval=0.2)
     delivery = [simulator.starts[sid] - sent for sid, (sent, _) in sender.sent.items()]
@@ -347,6 +349,7 @@ def agents_on(run, store, endpoint):
     result.update(
         delivery=summary_ms(delivery), answer=summary_ms(answer), post_errors=sender.errors, late=sender.late,
         agents_used=agents_used, rss_after_mib=server.rss_mib(),
+        machine_busy_sending=(busy1[0] - busy0[0]) / (busy1[1] - busy0[1]),
         lost=len(simulator.lost) - lost_before, lost_examples=simulator.lost[:3],
     )
     log(f"{store}: start command at the agent p50 {result['delivery'].get('p50', 0):.1f} ms, "
@@ -410,7 +413,8 @@ def agents_report(results, started, load_before, commit):
             f"({r['rss_rest_max_mib'] * 1.048576:.0f} MB), CPU {verdict(r['cpu_rest'] <= 0.25)}, "
             f"delivery p99 {verdict(d['p99'] < 50)}. Registering took {r['register_s']:.1f} s, connecting "
             f"{r['connect_s']:.1f} s; the simulator used {100 * r['sim_cpu']:.1f}% of a core and the whole machine "
-            f"was {100 * r['machine_busy']:.0f}% busy at rest; connections lost while measuring: {r['lost']}"
+            f"was {100 * r['machine_busy']:.0f}% busy at rest and {100 * r['machine_busy_sending']:.0f}% while the sessions "
+            f"were sent; connections lost while measuring: {r['lost']}"
             + (f" (e.g. {r['lost_examples'][0]})" if r["lost_examples"] else "")
             + (f"; failed POSTs: {len(r['post_errors'])} ({r['post_errors'][0]})" if r["post_errors"] else "")
             + (f"; {r['late']} POSTs left more than 10 ms late" if r["late"] else "") + ".")
