@@ -11,7 +11,7 @@ export STREAMSPACE_TEST_DATABASE_URL ?= postgres://streamspace:streamspace@127.0
 
 .PHONY: help up build ui images services test test-all lint test-rust test-unit test-store test-api test-e2e test-sessions \
 	test-ui ui-api idp-deps image test-images test-streaming test-sharing test-journey test-hostile test-sso test-api-fuzz openapi-check test-helm crds \
-	test-prometheus bench-pools
+	test-prometheus bench-pools bench-agents bench-replicas
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -115,6 +115,12 @@ test-hostile: ui ## A hostile session attacks another session and the UI's crede
 bench-pools: ## Click to first decoded frame, median of 20, with and without a warm pool (bench/pools)
 	$(CARGO) build -q -p streamspace-cli
 	bench/pools/run.sh
+
+bench-agents: ## 1,000 simulated agents on one control plane, SQLite and PostgreSQL: memory, CPU, command latency (bench/scale.sh)
+	bench/scale.sh agents
+
+bench-replicas: ## GET and POST /api/v1/sessions with wrk on 3 replicas on PostgreSQL, and on one alone (bench/scale.sh)
+	bench/scale.sh replicas
 
 test-sso: ui ## Single sign-on through the UI in headless Chromium against the OIDC and SAML test identity providers
 	$(CARGO) build -q -p streamspace-cli

@@ -933,6 +933,26 @@ def ratio_ok(value, test):
     return value, (None if value is None else test(value))
 
 
+def interrupt_on_signals():
+    """SIGTERM and SIGHUP stop the run as Ctrl-C does, so its cleanup runs."""
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+
+def write_results(out, text, results):
+    """Prints the Markdown report and writes it to `out`, the raw results beside it as JSON."""
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
+        f.write(text)
+    with open(os.path.splitext(out)[0] + ".json", "w") as f:
+        json.dump(results, f, indent=1, default=str)
+    print(text)
+    log(f"written to {out}")
+
+
 def main():
     for tool in (BIN, WSLOAD):
         if not os.access(tool, os.X_OK):
@@ -942,11 +962,7 @@ def main():
     commit = git_describe()
     bench = Bench()
 
-    def on_signal(signum, _frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
+    interrupt_on_signals()
     try:
         bench.start_control_plane()
         for kind in UPSTREAMS:
@@ -959,14 +975,7 @@ def main():
                 bench.stop_session(up.sid)
         if "p3" in ONLY:
             bench.p3()
-        text = report(bench, started, load_before, commit)
-        os.makedirs(os.path.dirname(os.path.abspath(OUT)), exist_ok=True)
-        with open(OUT, "w") as f:
-            f.write(text)
-        with open(os.path.splitext(OUT)[0] + ".json", "w") as f:
-            json.dump(bench.results, f, indent=1, default=str)
-        print(text)
-        log(f"written to {OUT}")
+        write_results(OUT, report(bench, started, load_before, commit), bench.results)
     except KeyboardInterrupt as err:
         log(f"interrupted ({err})")
         return 130

@@ -25,6 +25,10 @@ use crate::orchestrator::Cause;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(15);
 /// Unacknowledged commands are sent again after this long.
 pub const RESEND_AFTER_SECS: i64 = 5;
+/// Hub messages are small JSON; a larger one (a hello with a long inventory) grows the buffer while it is read.
+/// tungstenite's default, 128 KiB, is zeroed on the first read and kept for the connection's life: with a thousand
+/// agents that alone was 125 MiB of the control plane's memory.
+const READ_BUFFER_BYTES: usize = 8 * 1024;
 
 #[utoipa::path(get, path = "/api/v1/agents/connect", tag = "agents", security(()),
     params(("authorization" = String, Header, description = "`Bearer <agent token>`")),
@@ -40,7 +44,8 @@ pub async fn connect(
 ) -> ApiResult<Response> {
     let agent = authenticate(&app, &headers).await?;
     let upgrade = upgrade
-        .map_err(|_| ApiError::new(StatusCode::UPGRADE_REQUIRED, "upgrade_required", "connect with a WebSocket"))?;
+        .map_err(|_| ApiError::new(StatusCode::UPGRADE_REQUIRED, "upgrade_required", "connect with a WebSocket"))?
+        .read_buffer_size(READ_BUFFER_BYTES);
     Ok(upgrade.on_upgrade(move |socket| async move {
         let agent_id = agent.id;
         if let Err(err) = serve(app, agent, socket).await {

@@ -15,6 +15,7 @@ use streamspace_proto::hub::{
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use uuid::Uuid;
 
@@ -55,7 +56,10 @@ impl Peer {
     ) -> Peer {
         let mut request = format!("ws://{api}/api/v1/agents/connect").into_client_request().unwrap();
         request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-        let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        // A small read buffer: tungstenite's 128 KiB default, zeroed on the first read, would make peers weigh on
+        // the memory of this process, where `hub_memory` measures the control plane's.
+        let config = WebSocketConfig::default().read_buffer_size(4096);
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), false).await.unwrap();
         let mut peer = Peer { ws };
         assert!(matches!(peer.recv().await, ServerMessage::Welcome { .. }));
         let hello = AgentMessage::Hello {

@@ -4,6 +4,7 @@ mod agent_fencing;
 mod auth;
 mod harness;
 mod hostile_agents;
+mod hub_memory;
 mod identity_providers;
 mod listeners;
 mod mfa;
