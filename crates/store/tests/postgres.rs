@@ -156,31 +156,3 @@ async fn replicas_hear_each_other_and_hold_a_duty_one_at_a_time() {
     assert!(since.elapsed() >= Duration::from_millis(1000), "not before the lease ran out: {:?}", since.elapsed());
     assert!(!one.hold("timers", lease).await.unwrap(), "the old holder does not take it back");
 }
-
-/// A request whose client goes away mid-write drops the store's future, perhaps while its `BEGIN` is on the wire.
-/// The pooled connection must not go back to the pool inside that transaction: the next borrower's statements
-/// would run in it, uncommitted, holding its locks (sqlx before 0.9.1 did exactly that; the bench's replicas
-/// logged "there is already a transaction in progress" when wrk closed its connections).
-#[tokio::test]
-async fn a_transaction_dropped_while_it_begins_leaves_the_connection_outside_any_transaction() {
-    use std::future::Future;
-    use std::task::{Context, Poll, Waker};
-
-    let Some((_, server)) = server() else { return };
-    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect_with(server).await.unwrap();
-    // Outside a transaction block every statement is a transaction of its own, with an id of its own.
-    let transaction_id =
-        async || -> String { sqlx::query_scalar("SELECT pg_current_xact_id()::text").fetch_one(&pool).await.unwrap() };
-    let autocommit = async || transaction_id().await != transaction_id().await;
-    assert!(autocommit().await, "the pool's one connection starts outside any transaction");
-
-    // Polled once: `BEGIN` goes out and the future waits for its answer; dropped unanswered, and the connection
-    // with it (back to the pool).
-    let mut connection = pool.acquire().await.unwrap();
-    let mut begin = Box::pin(connection.begin());
-    assert!(matches!(begin.as_mut().poll(&mut Context::from_waker(Waker::noop())), Poll::Pending));
-    drop(begin);
-    drop(connection);
-
-    assert!(autocommit().await, "the next borrower runs inside the dropped transaction");
-}
