@@ -50,8 +50,10 @@ SERVER_RUST_LOG = os.environ.get("BENCH_SERVER_RUST_LOG", "info")
 NO_BUDGET_BINDS = "100000000/s"
 # A directory for profiles of the control plane during its P2 runs (unset: no profile).
 PROFILE_DIR = os.environ.get("BENCH_PROFILE")
-BIN = os.environ.get("STREAMSPACE_BIN", "/work/target/release/streamspace")
-WSLOAD = os.environ.get("WSLOAD_BIN", "/work/target/bench/release/wsload")
+# Outside the clone, as the Makefile has it.
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(os.path.dirname(REPO), "target"))
+BIN = os.environ.get("STREAMSPACE_BIN", os.path.join(TARGET, "release", "streamspace"))
+WSLOAD = os.environ.get("WSLOAD_BIN", os.path.join(TARGET, "bench", "release", "wsload"))
 CHP = os.path.join(BENCH_DIR, "node_modules", ".bin", "configurable-http-proxy")
 OUT = os.environ.get("BENCH_OUT", os.path.join(BENCH_DIR, "results", "latest.md"))
 IMAGES = {

@@ -47,7 +47,7 @@ SERVER_RUST_LOG = os.environ.get("BENCH_SERVER_RUST_LOG", "info")
 # people's builds on the shared cores do not set the latency's tail ("0": off).
 NICE = common.NICE
 BIN = common.BIN
-AGENTSIM = os.environ.get("AGENTSIM_BIN", "/work/target/bench/release/agentsim")
+AGENTSIM = os.environ.get("AGENTSIM_BIN", os.path.join(common.TARGET, "bench", "release", "agentsim"))
 DATABASE_URL = os.environ.get("STREAMSPACE_TEST_DATABASE_URL")
 ENDPOINT_IMAGE = os.environ.get("BENCH_FIXTURE_IMAGE", "streamspace/fixture:latest")
 POST_SCRIPT = os.path.join(common.BENCH_DIR, "post-session.lua")

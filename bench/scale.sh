@@ -6,7 +6,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(dirname "$here")
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target}
+# Outside the clone, as the Makefile has it.
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$(dirname "$repo")/target}
 
 if ! command -v wrk >/dev/null; then
   echo "scale: installing wrk" >&2
