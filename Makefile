@@ -10,8 +10,8 @@ CARGO ?= cargo
 export STREAMSPACE_TEST_DATABASE_URL ?= postgres://streamspace:streamspace@127.0.0.1:5432/streamspace
 
 .PHONY: help up build ui images services test test-all lint test-rust test-unit test-store test-api test-e2e test-sessions \
-	test-ui ui-api idp-deps image test-images test-streaming test-journey test-hostile test-sso test-api-fuzz openapi-check test-helm crds \
-	test-prometheus
+	test-ui ui-api idp-deps image test-images test-streaming test-sharing test-journey test-hostile test-sso test-api-fuzz openapi-check test-helm crds \
+	test-prometheus bench-pools bench-agents bench-replicas
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -64,7 +64,7 @@ services: ## Install and start what the tests need: packages, Docker, PostgreSQL
 test: services ## Run every test, after installing and starting what they need
 	eval "$$(scripts/dev/postgres-up.sh)" && STREAMSPACE_REQUIRE_SERVICES=1 $(MAKE) --no-print-directory test-all
 
-test-all: lint test-ui ui test-rust openapi-check test-api-fuzz test-helm test-prometheus test-images test-streaming test-journey test-hostile test-sso ## Every test, on a machine `make services` has set up
+test-all: lint test-ui ui test-rust openapi-check test-api-fuzz test-helm test-prometheus test-images test-streaming test-sharing test-journey test-hostile test-sso ## Every test, on a machine `make services` has set up
 
 lint: ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
@@ -101,6 +101,9 @@ ui-api: ui/node_modules/.package-lock.json ## Regenerate ui/openapi.json from th
 test-streaming: ## Live streaming in headless Chromium through the proxy, for every streaming image
 	tests/e2e/streaming/run.sh
 
+test-sharing: ## Sharing a session with a viewer and a collaborator, in two headless Chromium browsers
+	tests/e2e/sharing/run.sh
+
 test-journey: ui ## The UI journey in headless Chromium against `streamspace up` with its Docker agent
 	$(CARGO) build -q -p streamspace-cli
 	ui/e2e/run-journey.sh
@@ -108,6 +111,16 @@ test-journey: ui ## The UI journey in headless Chromium against `streamspace up`
 test-hostile: ui ## A hostile session attacks another session and the UI's credentials, in headless Chromium
 	$(CARGO) build -q -p streamspace-cli
 	tests/e2e/hostile/run.sh
+
+bench-pools: ## Click to first decoded frame, median of 20, with and without a warm pool (bench/pools)
+	$(CARGO) build -q -p streamspace-cli
+	bench/pools/run.sh
+
+bench-agents: ## 1,000 simulated agents on one control plane, SQLite and PostgreSQL: memory, CPU, command latency (bench/scale.sh)
+	bench/scale.sh agents
+
+bench-replicas: ## GET and POST /api/v1/sessions with wrk on 3 replicas on PostgreSQL, and on one alone (bench/scale.sh)
+	bench/scale.sh replicas
 
 test-sso: ui ## Single sign-on through the UI in headless Chromium against the OIDC and SAML test identity providers
 	$(CARGO) build -q -p streamspace-cli

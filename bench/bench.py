@@ -50,8 +50,10 @@ SERVER_RUST_LOG = os.environ.get("BENCH_SERVER_RUST_LOG", "info")
 NO_BUDGET_BINDS = "100000000/s"
 # A directory for profiles of the control plane during its P2 runs (unset: no profile).
 PROFILE_DIR = os.environ.get("BENCH_PROFILE")
-BIN = os.environ.get("STREAMSPACE_BIN", "/work/target/release/streamspace")
-WSLOAD = os.environ.get("WSLOAD_BIN", "/work/target/bench/release/wsload")
+# Outside the clone, as the Makefile has it.
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(os.path.dirname(REPO), "target"))
+BIN = os.environ.get("STREAMSPACE_BIN", os.path.join(TARGET, "release", "streamspace"))
+WSLOAD = os.environ.get("WSLOAD_BIN", os.path.join(TARGET, "bench", "release", "wsload"))
 CHP = os.path.join(BENCH_DIR, "node_modules", ".bin", "configurable-http-proxy")
 OUT = os.environ.get("BENCH_OUT", os.path.join(BENCH_DIR, "results", "latest.md"))
 IMAGES = {
@@ -933,6 +935,26 @@ def ratio_ok(value, test):
     return value, (None if value is None else test(value))
 
 
+def interrupt_on_signals():
+    """SIGTERM and SIGHUP stop the run as Ctrl-C does, so its cleanup runs."""
+    def on_signal(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+
+
+def write_results(out, text, results):
+    """Prints the Markdown report and writes it to `out`, the raw results beside it as JSON."""
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
+        f.write(text)
+    with open(os.path.splitext(out)[0] + ".json", "w") as f:
+        json.dump(results, f, indent=1, default=str)
+    print(text)
+    log(f"written to {out}")
+
+
 def main():
     for tool in (BIN, WSLOAD):
         if not os.access(tool, os.X_OK):
@@ -942,11 +964,7 @@ def main():
     commit = git_describe()
     bench = Bench()
 
-    def on_signal(signum, _frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
+    interrupt_on_signals()
     try:
         bench.start_control_plane()
         for kind in UPSTREAMS:
@@ -959,14 +977,7 @@ def main():
                 bench.stop_session(up.sid)
         if "p3" in ONLY:
             bench.p3()
-        text = report(bench, started, load_before, commit)
-        os.makedirs(os.path.dirname(os.path.abspath(OUT)), exist_ok=True)
-        with open(OUT, "w") as f:
-            f.write(text)
-        with open(os.path.splitext(OUT)[0] + ".json", "w") as f:
-            json.dump(bench.results, f, indent=1, default=str)
-        print(text)
-        log(f"written to {OUT}")
+        write_results(OUT, report(bench, started, load_before, commit), bench.results)
     except KeyboardInterrupt as err:
         log(f"interrupted ({err})")
         return 130

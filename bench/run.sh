@@ -6,7 +6,8 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(dirname "$here")
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target}
+# Outside the clone, as the Makefile has it.
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$(dirname "$repo")/target}
 
 if [[ $(nproc) -lt 2 ]]; then
   echo "bench: needs 2 CPUs (proxy on one, load on the other)" >&2

@@ -7,8 +7,9 @@ set -euo pipefail
 # built binary in crates/cli/tests/observability.rs.
 # libclang-dev, libxmlsec1-dev, libxml2-dev, libssl-dev, pkg-config: samael binds libxmlsec1 (SAML signatures);
 # openssl: the SAML test IdP makes its signing keys with it.
+# redis-server: the agent HA tests keep a lease in it (each test starts its own on a Unix socket).
 packages=(postgresql docker.io iptables iproute2 debootstrap chromium shellcheck python3-venv curl procps prometheus
-  libclang-dev libxmlsec1-dev libxml2-dev libssl-dev pkg-config openssl)
+  libclang-dev libxmlsec1-dev libxml2-dev libssl-dev pkg-config openssl redis-server)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

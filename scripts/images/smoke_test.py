@@ -9,7 +9,9 @@ entrypoint is streamspace-session) start in secure mode with a random master
 token and are checked for: /api/health, POST /api/tokens (refused without the
 master token), the client page with ?token=, frame ancestors and allowed
 origins from the environment, the WebSocket handshake with a good token, a bad
-token and a foreign Origin, a non-blank /api/screenshot, and a clean stop. The
+token and a foreign Origin, a non-blank /api/screenshot, and a clean stop; browser images also that a
+kept home's profile is taken over by the next container and left alone by a
+second one running at the same time. The
 fixture image gets its HTTP, streaming and WebSocket echo checks instead, and
 the hostile test image (tests/e2e/hostile) the checks that it serves its
 attack page and a service worker allowed the widest scope. The control plane's
@@ -242,6 +244,67 @@ def test_selkies(image, out_dir, c):
             print((logs.stdout + logs.stderr)[-3000:])
         docker("rm", "-f", "-v", container, check=False)
     return times
+
+
+# Where each browser image keeps its profile's lock in the home: a symlink naming the container that holds it.
+PROFILE_LOCKS = {
+    "chromium": "/home/streamspace/.config/chromium/SingletonLock",
+    "vscode": "/home/streamspace/.config/streamspace-vscode-window/SingletonLock",
+    "firefox": "/home/streamspace/.mozilla/streamspace/lock",
+}
+
+
+def wait_for(what, probe, timeout=90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = probe()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise Failure(f"{what}: not within {timeout}s")
+
+
+def test_profile_in_a_kept_home(image, name, c):
+    """A persistent home (ADR 0032) carries the browser's profile into the next container: the browser must take
+    it over from a container killed with it open (not refuse it as in use "on another computer"), and a second
+    session on the same home at the same time must leave it alone."""
+    lock, volume, containers = PROFILE_LOCKS[name], f"streamspace-smoke-home-{name}-{os.getpid()}", []
+
+    def run(role):
+        container = f"streamspace-smoke-{name}-{role}-{os.getpid()}"
+        docker("run", "-d", "--name", container, "--shm-size", "1g", *HARDENED, "-v", f"{volume}:/home/streamspace",
+               "-e", f"SELKIES_MASTER_TOKEN={secrets.token_urlsafe(24)}", image)
+        containers.append(container)
+        return container
+
+    def lock_of(container):
+        # The lock names the host's address and the browser's pid, and both may well repeat in the next
+        # container (Docker hands the freed address out again, and a fresh container's pids are alike), so
+        # the time the lock was made tells a new one from the stale one.
+        made = docker("exec", container, "sh", "-c", f"readlink {lock} && stat -c %.9Y {lock}", check=False)
+        return " made at ".join(made.split()) if len(made.split()) == 2 else ""
+
+    def command_lines(container):
+        return docker("exec", container, "sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '", check=False)
+
+    try:
+        first = run("first")
+        stale = wait_for("the first container's browser locks its profile", lambda: lock_of(first))
+        docker("kill", first)
+        second = run("second")
+        taken = wait_for("the next container's browser takes the profile over",
+                         lambda: (target := lock_of(second)) != stale and target)
+        c.check(True, f"kept home: the next container takes the profile over ({stale} -> {taken})")
+        third = run("third")
+        wait_for("a browser at the same time runs on a profile of its own in /tmp",
+                 lambda: re.search(r"(--user-data-dir=|--profile )/tmp/", command_lines(third)))
+        c.check(lock_of(second) == taken, "kept home: a second session at once leaves the profile in use alone")
+    except Failure as exc:
+        c.check(False, str(exc))
+    finally:
+        for container in containers:
+            docker("rm", "-f", container, check=False)
+        docker("volume", "rm", "-f", volume, check=False)
 
 
 def test_fixture(image, c):
@@ -528,6 +591,9 @@ def main():
         entrypoint = docker("image", "inspect", "-f", "{{json .Config.Entrypoint}}", image)
         if "streamspace-session" in entrypoint:
             times = test_selkies(image, args.out, c)
+            name = image.split("/")[-1].split(":")[0]
+            if name in PROFILE_LOCKS:
+                test_profile_in_a_kept_home(image, name, c)
         elif "/srv/hostile/" in entrypoint:
             times = test_hostile(image, c)
         elif entrypoint == '["/usr/local/bin/streamspace"]':

@@ -24,9 +24,12 @@ NAMESPACE = "streamspace"
 RELEASE = "demo"
 
 # The sets of values the chart is rendered with: the defaults, a trial with the in-chart PostgreSQL and TLS on
-# both hosts, and an operator who brings the keys, the database URL and bigger pods.
+# both hosts, an operator who brings the keys, the database URL and bigger pods, and three control-plane
+# replicas on an external and on the in-chart PostgreSQL.
 VALUE_SETS = {
     "defaults": {},
+    "three-replicas-on-external-postgresql": {"controlPlane": {"replicas": 3}},
+    "three-replicas-on-in-chart-postgresql": {"controlPlane": {"replicas": 3}, "postgresql": {"enabled": True}},
     "trial-with-postgresql-and-tls": {
         "postgresql": {"enabled": True, "persistence": {"size": "2Gi", "storageClass": "standard"}},
         "ingress": {
@@ -36,7 +39,12 @@ VALUE_SETS = {
             "sessionTlsSecretName": "streamspace-sessions-tls",
         },
         "agent": {"endpointCIDRs": ["10.244.0.0/16", "fd00:10:244::/56"]},
-        "controlPlane": {"trustedProxies": ["10.244.0.0/16"]},
+        "controlPlane": {
+            "trustedProxies": ["10.244.0.0/16"],
+            "tls": {"secretName": "streamspace-pod-tls"},
+            "rateLimits": {"perAddress": "50/s:100", "perUser": "off"},
+            "outboundCA": {"configMapName": "corp-ca"},
+        },
     },
     "existing-secrets-and-custom-resources": {
         "fullnameOverride": "ss",
@@ -100,7 +108,10 @@ ALERT_RULES = ROOT / "deploy" / "prometheus" / "streamspace-rules.yml"
 
 def render(values):
     chart = helm.Chart.load(str(CHART))
-    manifests = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    return objects_of(chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True))
+
+
+def objects_of(manifests):
     objects = []
     for path, text in manifests.items():
         if path.endswith("NOTES.txt"):
@@ -256,6 +267,146 @@ def test_the_control_plane_is_probed_and_runs_serve_with_settings_the_binary_has
         assert "secret" in volumes[mount["name"]] and mount["subPath"] == key, f"{name}: {key} from the keys Secret"
 
 
+# The keys the control plane generates into its data directory unless a setting gives them (`Keys::load` in
+# crates/server/src/keys.rs), with the settings that can. A key left to it would differ on every replica (each has
+# its own emptyDir) and a replica would refuse to start on the fingerprints the first one recorded.
+KEY_SETTINGS = {"jwt": "STREAMSPACE_JWT_SECRET", "audit": "STREAMSPACE_AUDIT_KEY"}
+
+
+def keys_the_binary_would_generate():
+    """{key name: file in the data directory}, as keys.rs names them."""
+    source = (ROOT / "crates" / "server" / "src" / "keys.rs").read_text()
+    constants = dict(re.findall(r'const (\w+): &str = "([^"]+)";', source))
+    files = {name: constants.get(file, file) for name, file in re.findall(r'key\("(\w+)", "?([\w.]+)"?\)', source)}
+    assert {"seal", "audit"} <= set(files), f"keys.rs no longer reads as expected: {files}"
+    return files
+
+
+def test_every_control_plane_replica_reads_every_key_from_the_one_keys_secret(value_set):
+    name, values, objects = value_set
+    deployment = named(objects, "Deployment", "control-plane")
+    assert deployment["spec"]["replicas"] == values.get("controlPlane", {}).get("replicas", 1)
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = env_of(container)
+    mounts = {mount["mountPath"]: mount for mount in container["volumeMounts"]}
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    data_dir = env["STREAMSPACE_DATA_DIR"]["value"]
+    secrets = set()
+    for key, file in keys_the_binary_would_generate().items():
+        if KEY_SETTINGS.get(key) in env:
+            secrets.add(env[KEY_SETTINGS[key]]["valueFrom"]["secretKeyRef"]["name"])
+            continue
+        mount = mounts.get(f"{data_dir}/{file}")
+        assert mount, f"{name}: the {key} key would be generated into each replica's own data directory"
+        secret = volumes[mount["name"]]["secret"]
+        assert {"key": file, "path": mount["subPath"]} in secret["items"], f"{name}: {file}"
+        secrets.add(secret["secretName"])
+    generated = [secret["metadata"]["name"] for secret in of_kind(objects, "Secret") if component_of(secret) == "keys"]
+    assert secrets == {values.get("secrets", {}).get("existingSecret") or generated[0]}, name
+    # Keys derived from a key file would replace the seal and session keys an existing install already uses.
+    assert "STREAMSPACE_KEY_FILE" not in env, name
+
+
+def test_the_control_plane_rolls_one_replica_at_a_time_and_keeps_serving_while_it_leaves(value_set):
+    name, _, objects = value_set
+    deployment = named(objects, "Deployment", "control-plane")
+    assert deployment["spec"]["strategy"] == {"type": "RollingUpdate",
+                                              "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}, name
+    pod = deployment["spec"]["template"]["spec"]
+    command = pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"]
+    assert command[0] == "sleep" and 0 < int(command[1]) < pod.get("terminationGracePeriodSeconds", 30), name
+    dockerfile = (ROOT / "images" / "streamspace" / "Dockerfile").read_text()
+    assert re.search(r"^FROM debian:", dockerfile, re.M), "the image has coreutils' sleep"
+
+
+def test_a_disruption_budget_keeps_all_but_one_control_plane_replica_through_a_drain(value_set):
+    name, values, objects = value_set
+    budgets = [budget for budget in of_kind(objects, "PodDisruptionBudget") if component_of(budget) == "control-plane"]
+    if values.get("controlPlane", {}).get("replicas", 1) == 1:
+        assert budgets == [], f"{name}: a budget for one replica would block every node drain"
+        return
+    [budget] = budgets
+    assert budget["spec"]["maxUnavailable"] == 1 and "minAvailable" not in budget["spec"], name
+    assert selects(budget["spec"]["selector"], pod_labels(objects, "control-plane")), name
+    assert not selects(budget["spec"]["selector"], pod_labels(objects, "agent")), name
+
+
+def test_control_plane_replicas_prefer_different_nodes(value_set):
+    name, _, objects = value_set
+    affinity = named(objects, "Deployment", "control-plane")["spec"]["template"]["spec"]["affinity"]
+    [preferred] = affinity["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+    term = preferred["podAffinityTerm"]
+    assert term["topologyKey"] == "kubernetes.io/hostname", name
+    assert selects(term["labelSelector"], pod_labels(objects, "control-plane")), name
+    assert not selects(term["labelSelector"], pod_labels(objects, "agent")), name
+    assert "requiredDuringSchedulingIgnoredDuringExecution" not in affinity["podAntiAffinity"], "a preference only"
+
+
+def test_an_affinity_in_values_replaces_the_default_spread():
+    zone = {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+        {"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["a"]}]}]}}}
+    deployment = named(render({"controlPlane": {"affinity": zone}}), "Deployment", "control-plane")
+    assert deployment["spec"]["template"]["spec"]["affinity"] == zone
+
+
+@pytest.mark.parametrize("values", [
+    {"controlPlane": {"replicas": 3}, "externalDatabase": {"existingSecret": ""}},
+    {"controlPlane": {"replicas": 2, "extraEnv": [{"name": "STREAMSPACE_DATABASE_URL",
+                                                   "value": "sqlite:///data/streamspace.db?mode=rwc"}]}},
+])
+def test_several_replicas_without_a_shared_postgresql_refuse_to_render(values):
+    with pytest.raises(helm.HelmError) as refused:
+        render(values)
+    replicas = values["controlPlane"]["replicas"]
+    assert f"controlPlane.replicas is {replicas}: the replicas share one PostgreSQL database" in str(refused.value)
+
+
+def test_several_replicas_may_take_their_postgresql_url_from_extra_env():
+    url = {"name": "STREAMSPACE_DATABASE_URL", "value": "postgres://db.example.com/streamspace"}
+    deployment = named(render({"controlPlane": {"replicas": 2, "extraEnv": [url]}}), "Deployment", "control-plane")
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["env"][-1] == url
+
+
+def test_tls_rate_limits_and_the_outbound_ca_reach_the_control_plane_as_its_own_settings(value_set):
+    name, values, objects = value_set
+    settings = values.get("controlPlane", {})
+    pod = named(objects, "Deployment", "control-plane")["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    env = env_of(container)
+    volumes = {v["name"]: v for v in pod["volumes"]}
+
+    def mounted_from(path):
+        """The volume a file lies in, mounted whole (a subPath mount would never see a renewal)."""
+        mount = next(m for m in container["volumeMounts"] if path.startswith(m["mountPath"] + "/"))
+        assert "subPath" not in mount, f"{name}: {path} is updated in place"
+        return volumes[mount["name"]]
+
+    tls_secret = settings.get("tls", {}).get("secretName")
+    scheme = "HTTPS" if tls_secret else "HTTP"
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["scheme"] == scheme, f"{name}: {probe}"
+    if tls_secret:
+        for variable, key in (("STREAMSPACE_TLS_CERT", "tls.crt"), ("STREAMSPACE_TLS_KEY", "tls.key")):
+            path = env[variable]["value"]
+            assert path.endswith("/" + key) and mounted_from(path)["secret"]["secretName"] == tls_secret
+        for ingress in of_kind(objects, "Ingress"):
+            assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/backend-protocol"] == "HTTPS"
+    else:
+        assert "STREAMSPACE_TLS_CERT" not in env and "STREAMSPACE_TLS_KEY" not in env
+
+    limits = settings.get("rateLimits", {})
+    for setting, variable in (("perAddress", "ADDRESS"), ("perUser", "USER"), ("perOrg", "ORG")):
+        rendered = env.get(f"STREAMSPACE_RATE_LIMIT_{variable}", {}).get("value")
+        assert rendered == (limits.get(setting) or None), f"{name}: {setting}"
+
+    config_map = settings.get("outboundCA", {}).get("configMapName")
+    if config_map:
+        assert mounted_from(env["STREAMSPACE_OUTBOUND_CA"]["value"])["configMap"]["name"] == config_map
+    else:
+        assert "STREAMSPACE_OUTBOUND_CA" not in env
+
+
 def test_the_default_image_is_this_version_of_the_image_the_repository_builds():
     """The chart's default image is what the release workflow publishes for this version
     (ghcr.io/<owner>/streamspace:<version>, images/streamspace), and the pods run it as that image expects:
@@ -377,9 +528,10 @@ def test_generated_keys_are_long_random_and_kept_on_uninstall():
 LOOKUP = 'lookup "v1" "Secret" .Release.Namespace $name'
 
 
-def test_an_upgrade_keeps_every_key_the_cluster_has_and_adds_only_the_missing(tmp_path):
-    # Offline, Helm's lookup finds nothing. A copy of the chart whose lookup reads the Secret from a chart file
-    # instead runs the rest of the real template against a Secret "in the cluster".
+def upgrade_of_an_install_with_defaults(tmp_path, values):
+    """The keys Secret of an install with the default values, and the objects of its upgrade with `values`.
+    Offline, Helm's lookup finds nothing: a copy of the chart whose lookup reads the Secret from a chart file
+    instead runs the rest of the real template against a Secret "in the cluster"."""
     chart = tmp_path / "streamspace"
     shutil.copytree(CHART, chart)
     template = chart / "templates" / "secret-keys.yaml"
@@ -387,12 +539,28 @@ def test_an_upgrade_keeps_every_key_the_cluster_has_and_adds_only_the_missing(tm
     template.write_text(template.read_text().replace(LOOKUP, '.Files.Get "in-cluster.json" | fromJson'))
     installed = named(render({}), "Secret", "keys")
     (chart / "in-cluster.json").write_text(json.dumps(installed))
-    trial = VALUE_SETS["trial-with-postgresql-and-tls"]
-    upgraded = helm.Chart.load(str(chart)).render(trial, name=RELEASE, namespace=NAMESPACE, is_upgrade=True)
-    data = yaml.safe_load(upgraded["streamspace/templates/secret-keys.yaml"])["data"]
+    upgraded = helm.Chart.load(str(chart)).render(values, name=RELEASE, namespace=NAMESPACE, is_upgrade=True)
+    return installed, objects_of(upgraded)
+
+
+def test_an_upgrade_keeps_every_key_the_cluster_has_and_adds_only_the_missing(tmp_path):
+    installed, upgraded = upgrade_of_an_install_with_defaults(tmp_path, VALUE_SETS["trial-with-postgresql-and-tls"])
+    data = named(upgraded, "Secret", "keys")["data"]
     assert {key: data[key] for key in installed["data"]} == installed["data"], "every key kept"
     assert set(data) - set(installed["data"]) == {"postgres-password"}, "the in-chart PostgreSQL's password added"
     assert len(base64.b64decode(data["postgres-password"])) >= 32
+
+
+def test_a_single_replica_install_scaled_to_three_keeps_its_keys_for_every_replica(tmp_path):
+    installed, upgraded = upgrade_of_an_install_with_defaults(tmp_path, {"controlPlane": {"replicas": 3}})
+    keys = named(upgraded, "Secret", "keys")
+    assert keys["data"] == installed["data"], "the data sealed and signed so far stays readable"
+    deployment = named(upgraded, "Deployment", "control-plane")
+    assert deployment["spec"]["replicas"] == 3
+    pod = deployment["spec"]["template"]["spec"]
+    name = keys["metadata"]["name"]
+    assert {(name, key) for key in ("jwt-secret", "audit-key", "seal.key", "session.key")} <= secret_refs(upgraded)
+    assert {volume["secret"]["secretName"] for volume in pod["volumes"] if "secret" in volume} == {name}
 
 
 def test_every_secret_a_pod_reads_is_rendered_or_named_in_values(value_set):
@@ -408,6 +576,9 @@ def test_every_secret_a_pod_reads_is_rendered_or_named_in_values(value_set):
     database = {"existingSecret": "streamspace-database", "existingSecretKey": "database-url",
                 **values.get("externalDatabase", {})}
     declared.add((database["existingSecret"], database["existingSecretKey"]))
+    tls_secret = values.get("controlPlane", {}).get("tls", {}).get("secretName")
+    if tls_secret:
+        declared |= {(tls_secret, "tls.crt"), (tls_secret, "tls.key")}
     missing = secret_refs(objects) - rendered - declared
     assert not missing, f"{name}: pods read Secrets nobody provides: {missing}"
     if values.get("postgresql", {}).get("enabled"):
@@ -490,6 +661,8 @@ def test_notes_tell_where_the_admin_password_and_the_session_hosts_are(value_set
     keys = values.get("secrets", {}).get("existingSecret") or f"{RELEASE}-streamspace-keys"
     assert f"get secret {keys}" in notes and "admin-password" in notes, notes
     assert "*.sessions.example.com" in notes, notes
+    replicas = values.get("controlPlane", {}).get("replicas", 1)
+    assert (f"runs {replicas} replicas on one PostgreSQL database" in notes) == (replicas > 1), notes
 
 
 @pytest.mark.parametrize("values, complaint", [
@@ -501,6 +674,10 @@ def test_notes_tell_where_the_admin_password_and_the_session_hosts_are(value_set
     ({"publicUrl": "streamspace.example.com"}, "/publicUrl"),
     ({"ingres": {"enabled": False}}, "ingres"),
     ({"monitoring": {"prometheusRule": {"enabled": "yes"}}}, "/monitoring/prometheusRule/enabled"),
+    ({"controlPlane": {"rateLimits": {"perUser": "lots"}}}, "/controlPlane/rateLimits/perUser"),
+    ({"controlPlane": {"tls": {"secret": "x"}}}, "/controlPlane/tls"),
+    ({"controlPlane": {"replicas": 0}}, "/controlPlane/replicas"),
+    ({"controlPlane": {"replicas": "3"}}, "/controlPlane/replicas"),
 ])
 def test_the_values_schema_refuses_mistakes(values, complaint):
     with pytest.raises(helm.HelmError) as refused:

@@ -226,8 +226,9 @@ async function waitForSessionState(state, timeout = START_TIMEOUT, id = fixture.
 async function sessionIframe(id) {
   const frame = page.locator('iframe[sandbox]');
   await frame.waitFor({ timeout: 30_000 });
-  assert.equal(await frame.getAttribute('allow'), 'autoplay; fullscreen; clipboard-read; clipboard-write');
-  assert.equal(await frame.getAttribute('sandbox'), 'allow-scripts allow-same-origin allow-pointer-lock');
+  // The org and template keep the default session policy: everything allowed (ADR 0032).
+  assert.equal(await frame.getAttribute('allow'), 'autoplay; fullscreen; clipboard-read; clipboard-write; microphone');
+  assert.equal(await frame.getAttribute('sandbox'), 'allow-scripts allow-same-origin allow-pointer-lock allow-downloads');
   const src = new URL((await frame.getAttribute('src')) ?? '');
   assert.notEqual(src.origin, new URL(BASE).origin, 'the app is framed from the session origin, not the UI origin');
   if (SESSION_DOMAIN) assert.equal(src.origin, `http://${String(id)}.${SESSION_DOMAIN}`, 'each session on its own origin');
@@ -626,6 +627,8 @@ describe('StreamSpace UI journey', { concurrency: false }, () => {
     await visit('Organizations', 'Organizations', 'admin-orgs');
     await page.getByRole('cell', { name: fixture.other.org, exact: true }).waitFor();
     await visit('Templates', 'Templates', 'admin-templates');
+    await page.getByRole('button', { name: `Warm pool of ${fixture.templateDisplayName}` }).waitFor();
+    await visit('Warm pools', 'Warm pools', 'admin-pools');
     await visit('Org settings', 'Organization settings', 'admin-settings');
   });
 

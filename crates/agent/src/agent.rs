@@ -4,8 +4,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt;
-use streamspace_proto::hub::{ActualState, AgentMessage, Command};
+use streamspace_proto::hub::{ActualState, AgentMessage, Command, CommandKind};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -14,17 +15,27 @@ use crate::runtime::Runtime;
 
 /// How long to wait before subscribing again when a runtime's event stream ends.
 const EVENTS_RESUBSCRIBE_DELAY: Duration = Duration::from_secs(1);
+/// How often the agent measures the homes it holds: usage is for people to look at, and measuring walks
+/// every home's files.
+const HOME_USAGE_INTERVAL: Duration = Duration::from_secs(60);
 
 pub(crate) struct Agent {
     pub(crate) runtime: Arc<dyn Runtime>,
     pub(crate) outbox: Outbox,
+    pub(crate) home_meter: HomeMeter,
     log: Mutex<CommandLog>,
     queues: SessionQueues,
 }
 
 impl Agent {
     pub(crate) fn new(runtime: Arc<dyn Runtime>) -> Arc<Agent> {
-        Arc::new(Agent { runtime, outbox: Outbox::default(), log: Mutex::default(), queues: SessionQueues::default() })
+        Arc::new(Agent {
+            runtime,
+            outbox: Outbox::default(),
+            home_meter: HomeMeter::default(),
+            log: Mutex::default(),
+            queues: SessionQueues::default(),
+        })
     }
 
     /// Executes a command unless its id was seen before; a finished one is answered again from memory.
@@ -64,6 +75,10 @@ impl Agent {
         if let Err(error) = &result {
             tracing::warn!(error = format!("{error:#}"), "command failed");
         }
+        if matches!(command.kind, CommandKind::Hibernate | CommandKind::Stop | CommandKind::Remove) {
+            // What the session wrote into its home is final now: show it without waiting for the period.
+            self.home_meter.measure_soon();
+        }
         let outcome = Outcome::of(&result);
         self.log.lock().unwrap_or_else(PoisonError::into_inner).finish(command.id, outcome.clone());
         self.outbox.send(outcome.message(command.id));
@@ -80,6 +95,31 @@ impl Agent {
             tracing::warn!("the runtime's event stream ended; subscribing again");
             tokio::time::sleep(EVENTS_RESUBSCRIBE_DELAY).await;
         }
+    }
+}
+
+/// When the homes are measured next: on a period, and at the next heartbeat after a session stopped.
+#[derive(Default)]
+pub(crate) struct HomeMeter {
+    /// `None`: due now (at start, and after a session stopped).
+    next: Mutex<Option<Instant>>,
+}
+
+impl HomeMeter {
+    /// Whether a measurement is due; if so, the caller takes it and the next one is a period away, so
+    /// heartbeats that overlap do not measure twice.
+    pub(crate) fn take_due(&self) -> bool {
+        let mut next = self.next.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        if next.is_some_and(|next| now < next) {
+            return false;
+        }
+        *next = Some(now + HOME_USAGE_INTERVAL);
+        true
+    }
+
+    fn measure_soon(&self) {
+        *self.next.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 }
 

@@ -176,6 +176,8 @@ pub(crate) async fn execute(runtime: &dyn Runtime, command: &Command, report: &P
             runtime.remove(session_id).await?;
             report(ActualState::Stopped);
         }
+        // Not a session: nothing to report beyond the command's outcome.
+        CommandKind::RemoveHome => runtime.remove_home(session_id).await?,
     }
     Ok(())
 }
@@ -301,6 +303,7 @@ mod tests {
             shm_mb: 0,
             port: 8080,
             egress_allow: Vec::new(),
+            home: None,
         });
         assert!(format!("{:#}", spec_of(&command).unwrap_err()).contains("the spec is for session"));
     }

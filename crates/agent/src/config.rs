@@ -12,23 +12,36 @@ const HUB_PATH: &str = "/api/v1/agents/connect";
 /// How the agent reaches and identifies itself to the control plane.
 #[derive(Clone)]
 pub struct AgentConfig {
-    /// The control plane's base URL: `http(s)://host[:port][/prefix]` (`ws(s)://` is accepted too).
-    pub server: String,
+    /// The control plane's base URLs: `http(s)://host[:port][/prefix]` (`ws(s)://` is accepted too). One URL
+    /// (a single replica, or a load balancer in front of several), or one per replica: the agent tries them in
+    /// turn and moves to the next as soon as one cannot be reached.
+    pub servers: Vec<String>,
     /// The agent's token, sent as `Authorization: Bearer <token>`. Never logged.
     pub token: String,
     /// Free-form labels announced in `hello`, which the scheduler can match on.
     pub labels: BTreeMap<String, String>,
+    /// The fencing epoch of this agent's term as leader of its HA group, announced in `hello`; `None` for an
+    /// agent that runs alone.
+    pub epoch: Option<u64>,
 }
 
 impl AgentConfig {
-    /// A configuration without labels.
+    /// A configuration for one control-plane URL, without labels.
     pub fn new(server: impl Into<String>, token: impl Into<String>) -> AgentConfig {
-        AgentConfig { server: server.into(), token: token.into(), labels: BTreeMap::new() }
+        AgentConfig::with_servers(vec![server.into()], token)
     }
 
-    /// The WebSocket URL of the control plane's agent hub.
-    pub fn hub_url(&self) -> anyhow::Result<String> {
-        hub_url(&self.server)
+    /// A configuration for several control-plane URLs (one per replica), without labels.
+    pub fn with_servers(servers: Vec<String>, token: impl Into<String>) -> AgentConfig {
+        AgentConfig { servers, token: token.into(), labels: BTreeMap::new(), epoch: None }
+    }
+
+    /// The WebSocket URLs of the control plane's agent hub, one per server URL, in order.
+    pub fn hub_urls(&self) -> anyhow::Result<Vec<String>> {
+        if self.servers.is_empty() {
+            bail!("no control-plane URL given");
+        }
+        self.servers.iter().map(|server| hub_url(server)).collect()
     }
 }
 
@@ -36,9 +49,10 @@ impl AgentConfig {
 impl fmt::Debug for AgentConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AgentConfig")
-            .field("server", &self.server)
+            .field("servers", &self.servers)
             .field("token", &"<redacted>")
             .field("labels", &self.labels)
+            .field("epoch", &self.epoch)
             .finish()
     }
 }
@@ -117,6 +131,20 @@ mod tests {
             let error = format!("{:#}", hub_url(server).unwrap_err());
             assert!(error.contains(want), "{server}: {error}");
         }
+    }
+
+    #[test]
+    fn every_server_url_becomes_a_hub_url_and_one_bad_url_fails_them_all() {
+        let servers = vec!["http://10.0.0.1:8000".to_string(), "https://cp.example.com".to_string()];
+        let config = AgentConfig::with_servers(servers.clone(), "t");
+        assert_eq!(
+            config.hub_urls().unwrap(),
+            ["ws://10.0.0.1:8000/api/v1/agents/connect", "wss://cp.example.com/api/v1/agents/connect"]
+        );
+        let bad = AgentConfig::with_servers(vec![servers[0].clone(), "cp.example.com".into()], "t");
+        assert!(format!("{:#}", bad.hub_urls().unwrap_err()).contains("no scheme"));
+        let none = AgentConfig::with_servers(Vec::new(), "t");
+        assert!(format!("{:#}", none.hub_urls().unwrap_err()).contains("no control-plane URL"));
     }
 
     #[test]

@@ -124,6 +124,7 @@ pub fn fixture_spec(session_id: Uuid) -> SessionSpec {
         shm_mb: 128,
         port: 8080,
         egress_allow: Vec::new(),
+        home: None,
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use futures::{SinkExt, StreamExt};
-use streamspace_proto::hub::{AgentMessage, Envelope, PROTOCOL_VERSION, ServerMessage};
+use streamspace_proto::hub::{AgentMessage, Envelope, HomeUsage, PROTOCOL_VERSION, ServerMessage};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, MissedTickBehavior, timeout};
@@ -33,6 +33,8 @@ const WELCOME_TIMEOUT: Duration = Duration::from_secs(30);
 const SILENT_INTERVALS: u32 = 3;
 /// Listing sessions for a heartbeat must not take longer than this.
 const INVENTORY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Measuring the homes' usage for a heartbeat must not take longer than this.
+const HOME_USAGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a graceful shutdown waits for the control plane to answer the close frame.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -177,6 +179,7 @@ async fn hello(config: &AgentConfig, runtime: &dyn Runtime) -> anyhow::Result<Ag
         capacity: runtime.capacity().await.context("reading the runtime's capacity")?,
         labels: config.labels.clone(),
         inventory: runtime.inventory().await.context("listing the runtime's sessions")?,
+        epoch: config.epoch,
     })
 }
 
@@ -207,17 +210,40 @@ async fn send(socket: &mut Socket, message: AgentMessage) -> anyhow::Result<()> 
     socket.send(Message::text(text)).await.context("sending to the control plane")
 }
 
-/// Sends a heartbeat with the full inventory. Listing runs in its own task so a slow runtime never delays
-/// reading commands; a heartbeat is skipped rather than sent with a wrong (empty) inventory.
+/// Sends a heartbeat with the full inventory, and the homes' usage when a measurement is due. Listing runs in
+/// its own task so a slow runtime never delays reading commands; a heartbeat is skipped rather than sent with a
+/// wrong (empty) inventory.
 fn spawn_heartbeat(agent: &Arc<Agent>) {
     let agent = Arc::clone(agent);
     tokio::spawn(async move {
         match timeout(INVENTORY_TIMEOUT, agent.runtime.inventory()).await {
-            Ok(Ok(inventory)) => agent.outbox.send(AgentMessage::Heartbeat { inventory }),
+            Ok(Ok(inventory)) => {
+                let homes = measure_homes(&agent).await;
+                agent.outbox.send(AgentMessage::Heartbeat { inventory, homes })
+            }
             Ok(Err(error)) => {
                 tracing::warn!(error = format!("{error:#}"), "skipping a heartbeat: cannot list sessions")
             }
             Err(_) => tracing::warn!("skipping a heartbeat: listing sessions timed out"),
         }
     });
+}
+
+/// The homes' usage if a measurement is due; a failed one is logged and tried again a period later (the
+/// control plane keeps showing the last figure meanwhile).
+async fn measure_homes(agent: &Agent) -> Vec<HomeUsage> {
+    if !agent.home_meter.take_due() {
+        return Vec::new();
+    }
+    match timeout(HOME_USAGE_TIMEOUT, agent.runtime.home_usage()).await {
+        Ok(Ok(usage)) => usage,
+        Ok(Err(error)) => {
+            tracing::warn!(error = format!("{error:#}"), "cannot measure the homes' usage");
+            Vec::new()
+        }
+        Err(_) => {
+            tracing::warn!("measuring the homes' usage timed out");
+            Vec::new()
+        }
+    }
 }

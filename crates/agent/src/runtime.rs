@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use futures::stream::BoxStream;
-use streamspace_proto::hub::{ActualState, Capacity, InventoryItem, Platform, SessionSpec};
+use streamspace_proto::hub::{ActualState, Capacity, HomeUsage, InventoryItem, Platform, SessionSpec};
 use uuid::Uuid;
 
 /// Receives the states a session passes through while a runtime brings it up
@@ -40,6 +40,16 @@ pub trait Runtime: Send + Sync {
     /// Removes whatever is left of an ended session. Most runtimes have nothing to do beyond [`Runtime::stop`].
     async fn remove(&self, session_id: Uuid) -> anyhow::Result<()> {
         self.stop(session_id).await
+    }
+
+    /// Deletes persistent home `home_id` ([`streamspace_proto::hub::HomeVolume`]) and everything in it; one that
+    /// does not exist is already deleted. Refused while a session still mounts it.
+    async fn remove_home(&self, home_id: Uuid) -> anyhow::Result<()>;
+
+    /// The used space of every persistent home this runtime holds, as its storage accounts it. A runtime whose
+    /// storage cannot tell (a Kubernetes claim) reports nothing, and the control plane shows the home unmeasured.
+    async fn home_usage(&self) -> anyhow::Result<Vec<HomeUsage>> {
+        Ok(Vec::new())
     }
 
     /// State changes the runtime notices by itself, chiefly sessions that die without being asked to

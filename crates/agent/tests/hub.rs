@@ -10,8 +10,8 @@ use futures::{SinkExt, StreamExt};
 use streamspace_agent::{AgentConfig, Progress, Runtime};
 use streamspace_proto::SessionPhase;
 use streamspace_proto::hub::{
-    ActualState, AgentMessage, Capacity, Command, CommandKind, Envelope, InventoryItem, Platform, ServerMessage,
-    SessionSpec,
+    ActualState, AgentMessage, Capacity, Command, CommandKind, Envelope, HomeUsage, InventoryItem, Platform,
+    ServerMessage, SessionSpec,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
@@ -32,6 +32,7 @@ struct FakeRuntime {
     sessions: Mutex<BTreeMap<Uuid, ActualState>>,
     calls: Mutex<Vec<(&'static str, Uuid)>>,
     events: Mutex<Option<mpsc::UnboundedReceiver<(Uuid, ActualState)>>>,
+    homes: Mutex<Vec<HomeUsage>>,
 }
 
 impl FakeRuntime {
@@ -96,6 +97,15 @@ impl Runtime for FakeRuntime {
         self.record("stop", session_id);
         self.sessions.lock().unwrap().remove(&session_id);
         Ok(())
+    }
+
+    async fn remove_home(&self, home_id: Uuid) -> anyhow::Result<()> {
+        self.record("remove_home", home_id);
+        Ok(())
+    }
+
+    async fn home_usage(&self) -> anyhow::Result<Vec<HomeUsage>> {
+        Ok(self.homes.lock().unwrap().clone())
     }
 
     fn events(&self) -> BoxStream<'static, (Uuid, ActualState)> {
@@ -221,6 +231,7 @@ fn spec(session_id: Uuid, image: &str) -> SessionSpec {
         shm_mb: 64,
         port: 8080,
         egress_allow: Vec::new(),
+        home: None,
     }
 }
 
@@ -259,17 +270,52 @@ async fn hello_announces_the_runtime_and_heartbeats_repeat_the_inventory() {
             capacity: CAPACITY,
             labels: BTreeMap::from([("zone".to_string(), "test".to_string())]),
             inventory: inventory.clone(),
+            epoch: None,
         }
     );
-    assert_eq!(peer.recv().await, AgentMessage::Heartbeat { inventory });
+    assert_eq!(peer.recv().await, AgentMessage::Heartbeat { inventory, homes: Vec::new() });
     runtime.set(running, ActualState::Hibernated);
     let next = peer.recv().await;
     assert_eq!(
         next,
         AgentMessage::Heartbeat {
-            inventory: vec![InventoryItem { session_id: running, state: ActualState::Hibernated }]
+            inventory: vec![InventoryItem { session_id: running, state: ActualState::Hibernated }],
+            homes: Vec::new(),
         }
     );
+}
+
+/// The homes' usage of the next heartbeat.
+async fn next_heartbeats_homes(peer: &mut Peer) -> Vec<HomeUsage> {
+    loop {
+        if let AgentMessage::Heartbeat { homes, .. } = peer.recv().await {
+            return homes;
+        }
+    }
+}
+
+#[tokio::test]
+async fn homes_are_measured_at_the_first_heartbeat_then_on_a_period_and_after_a_session_stops() {
+    let hub = Hub::start().await;
+    let runtime = Arc::new(FakeRuntime::default());
+    let home = Uuid::new_v4();
+    *runtime.homes.lock().unwrap() = vec![HomeUsage { home_id: home, used_bytes: 4096 }];
+    let (_stop, _agent) = hub.run_agent(runtime.clone(), TOKEN);
+    let (mut peer, _) = hub.connect(1).await;
+    assert_eq!(next_heartbeats_homes(&mut peer).await, [HomeUsage { home_id: home, used_bytes: 4096 }]);
+    assert_eq!(next_heartbeats_homes(&mut peer).await, [], "measured once a minute, not at every heartbeat");
+
+    *runtime.homes.lock().unwrap() = vec![HomeUsage { home_id: home, used_bytes: 1 << 20 }];
+    let session = Uuid::new_v4();
+    let stop = command(CommandKind::Stop, None, session);
+    peer.send(ServerMessage::Command(stop.clone())).await;
+    peer.until_result(stop.id).await;
+    assert_eq!(
+        next_heartbeats_homes(&mut peer).await,
+        [HomeUsage { home_id: home, used_bytes: 1 << 20 }],
+        "what the stopped session wrote shows at once"
+    );
+    assert_eq!(next_heartbeats_homes(&mut peer).await, []);
 }
 
 #[tokio::test]
@@ -388,6 +434,37 @@ async fn the_agent_reconnects_and_answers_a_resent_command_from_memory() {
     peer.send(ServerMessage::Command(start.clone())).await;
     assert_eq!(peer.until_result(start.id).await, [result(start.id, None)]);
     assert_eq!(runtime.calls(), [("start", session)]);
+}
+
+#[tokio::test]
+async fn losing_its_replica_the_agent_moves_to_the_next_url_within_five_seconds() {
+    let (first, second) = (Hub::start().await, Hub::start().await);
+    // A URL where nothing listens comes first after the lost replica: the agent must skip it at once.
+    let nothing = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead = format!("http://{}", nothing.local_addr().unwrap());
+    drop(nothing);
+    let config = AgentConfig::with_servers(vec![first.server.clone(), dead, second.server.clone()], TOKEN);
+    let runtime = Arc::new(FakeRuntime::default());
+    let (_stop, stopped) = oneshot::channel::<()>();
+    let _agent = tokio::spawn(streamspace_agent::run(config, runtime.clone(), async {
+        let _ = stopped.await;
+    }));
+    let (mut peer, _) = first.connect(60).await;
+    let session = Uuid::new_v4();
+    let start = command(CommandKind::Start, Some(spec(session, "app")), session);
+    peer.send(ServerMessage::Command(start.clone())).await;
+    peer.until_result(start.id).await;
+
+    // The replica dies (its process and listener go); the command is re-sent by the next one.
+    drop(peer);
+    drop(first);
+    let lost = tokio::time::Instant::now();
+    let (mut peer, hello) = second.connect(60).await;
+    assert!(lost.elapsed() < Duration::from_secs(5), "reconnected after {:?}", lost.elapsed());
+    assert!(matches!(hello, AgentMessage::Hello { ref inventory, .. } if inventory.len() == 1), "{hello:?}");
+    peer.send(ServerMessage::Command(start.clone())).await;
+    assert_eq!(peer.until_result(start.id).await, [result(start.id, None)]);
+    assert_eq!(runtime.calls(), [("start", session)], "answered from memory, not applied twice");
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! `streamspace`: the one binary. `serve` runs the control plane, `agent` an agent, `up` both in
 //! one process; `admin` holds operator tools.
 
+mod agent_ha;
 mod local_agent;
 mod registration;
 
@@ -105,9 +106,10 @@ enum AgentCommand {
 
 #[derive(Args)]
 struct ConnectArgs {
-    /// The control plane's URL (`http://host:8000`).
-    #[arg(long, env = "STREAMSPACE_SERVER")]
-    server: String,
+    /// The control plane's URL (`http://host:8000`): one, or one per replica, comma-separated; the agent moves
+    /// to the next when it loses the one it is connected to.
+    #[arg(long, env = "STREAMSPACE_SERVER", value_delimiter = ',', required = true)]
+    server: Vec<String>,
     /// The agent's token, from `POST /api/v1/agents`.
     #[arg(long, env = "STREAMSPACE_AGENT_TOKEN", hide_env_values = true)]
     token: String,
@@ -115,7 +117,7 @@ struct ConnectArgs {
 
 impl ConnectArgs {
     fn agent_config(&self) -> streamspace_agent::AgentConfig {
-        streamspace_agent::AgentConfig::new(self.server.clone(), self.token.clone())
+        streamspace_agent::AgentConfig::with_servers(self.server.clone(), self.token.clone())
     }
 }
 
@@ -138,6 +140,8 @@ struct AgentArgs {
     /// agent needs root or CAP_NET_ADMIN, and a session whose rules cannot be installed does not start.
     #[arg(long)]
     no_egress_rules: bool,
+    #[command(flatten)]
+    ha: agent_ha::HaArgs,
 }
 
 #[derive(Args)]
@@ -248,6 +252,11 @@ struct StoreArgs {
     /// `audit.key`, generated into the data directory.
     #[arg(long, env = "STREAMSPACE_AUDIT_KEY", hide_env_values = true, value_parser = AuditKey::from_setting)]
     audit_key: Option<AuditKey>,
+    /// A secret file (at least 32 bytes) the JWT, session-cookie, sealing and audit keys not set
+    /// on their own are derived from; give every replica the same file. Default: keys generated
+    /// into the data directory, which suits a single control plane only.
+    #[arg(long, env = "STREAMSPACE_KEY_FILE")]
+    key_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -291,6 +300,12 @@ struct ServeArgs {
     /// Seconds a session may run before it is stopped (0: no limit).
     #[arg(long, env = "STREAMSPACE_MAX_LIFETIME", default_value_t = seconds_or_zero(Config::default().sessions.max_lifetime))]
     max_lifetime: i64,
+    /// Seconds a session may stay hibernated before it is stopped and its container removed (0: no limit).
+    #[arg(long, env = "STREAMSPACE_HIBERNATED_EXPIRY", default_value_t = seconds_or_zero(Config::default().sessions.hibernated_expiry))]
+    hibernated_expiry: i64,
+    /// Seconds a deleted user's persistent homes are kept before they are deleted.
+    #[arg(long, env = "STREAMSPACE_HOME_DELETION_GRACE", default_value_t = Config::default().home_deletion_grace.num_seconds())]
+    home_deletion_grace: i64,
     #[command(flatten)]
     kubernetes_agent: KubernetesAgentArgs,
     /// Seconds a client has to send a request's headers (also the idle time of kept-alive connections).
@@ -315,6 +330,10 @@ struct ServeArgs {
     /// Let report webhooks reach loopback, private and link-local addresses (refused by default).
     #[arg(long, env = "STREAMSPACE_REPORT_WEBHOOKS_ALLOW_PRIVATE")]
     report_webhooks_allow_private: bool,
+    /// PEM certificates to trust, besides the system's, when connecting to identity providers and
+    /// report webhooks (a private CA).
+    #[arg(long, env = "STREAMSPACE_OUTBOUND_CA")]
+    outbound_ca: Option<PathBuf>,
     #[command(flatten)]
     rate_limits: RateLimitArgs,
     #[command(flatten)]
@@ -428,6 +447,7 @@ impl ServeArgs {
             data_dir: self.store.data_dir,
             database_url: self.store.database_url,
             audit_key: self.store.audit_key,
+            key_file: self.store.key_file,
             admin_password: self.admin_password,
             jwt_secret: self.jwt_secret,
             trusted_proxies: self.trusted_proxies,
@@ -440,7 +460,9 @@ impl ServeArgs {
                 start_timeout: chrono::Duration::seconds(self.start_timeout.max(1)),
                 idle_timeout: zero_is_off(self.idle_timeout),
                 max_lifetime: zero_is_off(self.max_lifetime),
+                hibernated_expiry: zero_is_off(self.hibernated_expiry),
             },
+            home_deletion_grace: chrono::Duration::seconds(self.home_deletion_grace.max(0)),
             http_limits: streamspace_server::serve::Limits {
                 header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout.max(1)),
                 max_connections: self.max_connections.max(1),
@@ -455,6 +477,7 @@ impl ServeArgs {
             },
             rate_limits: self.rate_limits.limits(),
             tls: self.tls.settings(),
+            outbound_ca: self.outbound_ca.clone(),
             ..Config::default()
         }
     }
@@ -593,8 +616,13 @@ impl AgentArgs {
 }
 
 async fn agent_docker(args: AgentArgs) -> anyhow::Result<ExitCode> {
-    let runtime = DockerRuntime::connect_local(args.docker_options()).await?;
-    streamspace_agent::run(args.connect.agent_config(), std::sync::Arc::new(runtime), shutdown_signal()).await?;
+    let elector = args.ha.elector()?;
+    let runtime = std::sync::Arc::new(DockerRuntime::connect_local(args.docker_options()).await?);
+    let config = args.connect.agent_config();
+    match elector {
+        Some(elector) => elector.run(config, runtime, shutdown_signal()).await?,
+        None => streamspace_agent::run(config, runtime, shutdown_signal()).await?,
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -674,6 +702,7 @@ async fn verify_audit(args: VerifyArgs) -> anyhow::Result<ExitCode> {
         data_dir: args.store.data_dir,
         database_url: args.store.database_url,
         audit_key: args.store.audit_key,
+        key_file: args.store.key_file,
         ..Config::default()
     };
     let key = streamspace_server::keys::existing_audit_key(&config)?;
@@ -758,6 +787,37 @@ mod tests {
             panic!("agent docker parses as itself");
         };
         assert_eq!(format!("{:#?}", args.docker_options()), format!("{:#?}", DockerOptions::default()));
+        assert!(args.ha.elector().unwrap().is_none(), "an agent runs alone unless told otherwise");
+    }
+
+    #[test]
+    fn the_docker_agent_takes_one_url_per_replica_and_its_ha_group() {
+        let Command::Agent { command: AgentCommand::Docker(args) } = parse(&[
+            "streamspace",
+            "agent",
+            "docker",
+            "--server",
+            "http://cp-1:8000,http://cp-2:8000",
+            "--token",
+            "t",
+            "--ha",
+            "redis",
+            "--ha-redis-url",
+            "redis://redis:6379/0",
+        ]) else {
+            panic!("agent docker parses as itself");
+        };
+        assert_eq!(args.connect.agent_config().servers, ["http://cp-1:8000", "http://cp-2:8000"]);
+        assert!(args.ha.elector().unwrap().is_some());
+        let agent = ["streamspace", "agent", "docker", "--server", "http://cp:8000", "--token", "t"];
+        for incomplete in [
+            &["--ha", "file"][..],
+            &["--ha", "redis"],
+            &["--ha", "file", "--ha-lease-file", "/l", "--ha-lease-secs", "0"],
+        ] {
+            let args = [&agent[..], incomplete].concat();
+            assert!(without_environment(Cli::command()).try_get_matches_from(&args).is_err(), "{incomplete:?}");
+        }
     }
 
     fn serve_args(args: &[&str]) -> ServeArgs {

@@ -4,14 +4,14 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use serde_json::json;
 use streamspace_proto::hub::Platform;
 use streamspace_server::App;
 use streamspace_server::audit::{Actor, Record};
 use streamspace_server::auth::secrets::sha256_hex;
 use streamspace_server::context::RequestMeta;
-use streamspace_store::{Agent, NewAgent};
+use streamspace_store::{Agent, NewAgent, StoreError};
 
 /// What the control plane keeps for an agent it registers itself; only the token's hash is stored.
 #[derive(Debug)]
@@ -28,18 +28,26 @@ pub struct Registration {
 /// re-keys it (the old one stops working), new networks replace the old. Idempotent, so every start runs it.
 pub async fn ensure(app: &App, registration: Registration, token: &str) -> anyhow::Result<()> {
     let hash = sha256_hex(token);
-    let existing = app.store.list_agents().await?.into_iter().find(|agent| agent.name == registration.name);
-    let Some(agent) = existing else {
-        let agent = NewAgent {
-            name: registration.name,
-            platform: registration.platform,
-            labels: registration.labels,
-            token_hash: hash,
-            capacity_limit: Default::default(),
-            endpoint_cidrs: registration.endpoint_cidrs,
-        };
-        let agent = app.store.create_agent(agent).await?;
-        return audit(app, "agent.create", &agent).await;
+    let agent = match named(app, &registration.name).await? {
+        Some(agent) => agent,
+        None => {
+            let new = NewAgent {
+                name: registration.name.clone(),
+                platform: registration.platform,
+                labels: registration.labels.clone(),
+                token_hash: hash.clone(),
+                capacity_limit: Default::default(),
+                endpoint_cidrs: registration.endpoint_cidrs.clone(),
+            };
+            match app.store.create_agent(new).await {
+                Ok(agent) => return audit(app, "agent.create", &agent).await,
+                // Replicas starting together: another one has just registered it; bring that one in line.
+                Err(StoreError::Conflict(_)) => named(app, &registration.name)
+                    .await?
+                    .with_context(|| format!("the agent '{}' was registered and is gone", registration.name))?,
+                Err(err) => return Err(err.into()),
+            }
+        }
     };
     if agent.platform != registration.platform {
         bail!(
@@ -60,6 +68,10 @@ pub async fn ensure(app: &App, registration: Registration, token: &str) -> anyho
         audit(app, "agent.endpoint_cidrs_set", &agent).await?;
     }
     Ok(())
+}
+
+async fn named(app: &App, name: &str) -> anyhow::Result<Option<Agent>> {
+    Ok(app.store.list_agents().await?.into_iter().find(|agent| agent.name == name))
 }
 
 /// Recorded under the API's own actions on agents, by the system, from the settings.
@@ -126,6 +138,23 @@ mod tests {
         assert_eq!(agent.token_hash, sha256_hex(TOKEN));
         ensure(&app, kubernetes(&["10.244.0.0/16"]), TOKEN).await.unwrap();
         assert_eq!(only_agent(&app).await, agent, "a second start changes nothing");
+        assert_eq!(agent_actions(&app).await, ["agent.create"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn replicas_registering_the_agent_at_once_make_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = std::sync::Arc::new(app(dir.path()).await);
+        let replicas: Vec<_> = (0..8)
+            .map(|_| {
+                let app = app.clone();
+                tokio::spawn(async move { ensure(&app, kubernetes(&[]), TOKEN).await })
+            })
+            .collect();
+        for replica in replicas {
+            replica.await.unwrap().unwrap();
+        }
+        assert_eq!(only_agent(&app).await.token_hash, sha256_hex(TOKEN));
         assert_eq!(agent_actions(&app).await, ["agent.create"]);
     }
 

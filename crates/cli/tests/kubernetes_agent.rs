@@ -45,6 +45,7 @@ async fn connect(plane: &ControlPlane, token: &str) -> Result<uuid::Uuid, u16> {
         capacity: Capacity { max_sessions: 10, cpu_millis: 4000, memory_mb: 8192 },
         labels: Default::default(),
         inventory: Vec::new(),
+        epoch: None,
     };
     socket.send(Message::text(serde_json::to_string(&Envelope::new(hello)).unwrap())).await.unwrap();
     // The socket stays open (and the agent online) while the test looks.

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use common::prometheus::{Prometheus, RULES, rules_holding_for};
 use common::*;
+use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
 const DASHBOARDS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/grafana");
@@ -130,6 +131,10 @@ async fn one_trace_runs_from_the_start_request_through_the_agent_and_back() {
     .await;
     let services: BTreeSet<&str> = trace.iter().map(|span| span.service.as_str()).collect();
     assert_eq!(services, BTreeSet::from(["streamspace", "streamspace-agent"]), "{trace:#?}");
+    // The session goes with the test rather than staying on the machine's engine.
+    let (status, _) = admin.call(Method::DELETE, &format!("/api/v1/sessions/{id}"), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    admin.wait_for_state(&id, "stopped", START).await;
 }
 
 fn dashboards() -> Vec<(String, Value)> {

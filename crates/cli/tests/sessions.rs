@@ -92,14 +92,15 @@ async fn a_session_runs_and_is_reachable_only_through_the_authenticated_proxy() 
         s.admin.call(reqwest::Method::POST, &format!("/api/v1/sessions/{id}/connect"), Some(json!({}))).await;
     assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("not_owner")));
 
-    // The org decides whether sessions get the viewer's clipboard; the UI frames them accordingly.
+    // The org decides what sessions may exchange with the viewer's browser; the UI frames them
+    // accordingly (the streamer's side is in policies.rs).
     let connect = s.member.post(&format!("/api/v1/sessions/{id}/connect"), json!({})).await;
-    assert_eq!(connect["clipboard"], true, "{connect}");
+    assert_eq!(connect["policy"]["clipboard"], "both", "{connect}");
     let org_id = s.member.get("/api/v1/me").await["org_id"].as_str().unwrap().to_owned();
-    s.admin
-        .call(reqwest::Method::PATCH, &format!("/api/v1/orgs/{org_id}"), Some(json!({"allow_clipboard": false})))
-        .await;
-    assert_eq!(s.member.post(&format!("/api/v1/sessions/{id}/connect"), json!({})).await["clipboard"], false);
+    let closed = json!({"session_policy": {"clipboard": "off"}});
+    s.admin.call(reqwest::Method::PATCH, &format!("/api/v1/orgs/{org_id}"), Some(closed)).await;
+    let connect = s.member.post(&format!("/api/v1/sessions/{id}/connect"), json!({})).await;
+    assert_eq!(connect["policy"]["clipboard"], "off", "{connect}");
 
     // A ticket works once.
     let url = connect_url(&s.member, &id).await;
@@ -351,30 +352,6 @@ async fn an_idle_session_hibernates_and_wakes() {
 
 fn timestamp(value: &Value) -> chrono::DateTime<chrono::Utc> {
     value.as_str().and_then(|text| text.parse().ok()).unwrap_or_else(|| panic!("not a timestamp: {value}"))
-}
-
-/// Reads an open event stream until `until` says enough, returning the `event:` names and data seen.
-async fn watch_events(
-    mut response: reqwest::Response,
-    until: impl Fn(&[(String, Value)]) -> bool,
-) -> Vec<(String, Value)> {
-    assert_eq!(response.headers()["content-type"], "text/event-stream");
-    let mut seen = Vec::new();
-    let mut buffer = String::new();
-    let deadline = tokio::time::Instant::now() + START;
-    while !until(&seen) {
-        let chunk =
-            tokio::time::timeout_at(deadline, response.chunk()).await.expect("events in time").unwrap().unwrap();
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buffer.find("\n\n") {
-            let block: String = buffer.drain(..end + 2).collect();
-            let field = |name: &str| block.lines().find_map(|l| l.strip_prefix(name)).map(str::trim).map(str::to_owned);
-            if let (Some(event), Some(data)) = (field("event:"), field("data:")) {
-                seen.push((event, serde_json::from_str(&data).unwrap()));
-            }
-        }
-    }
-    seen
 }
 
 #[tokio::test]

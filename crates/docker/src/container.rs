@@ -280,6 +280,7 @@ mod tests {
             shm_mb: 256,
             port: 8080,
             egress_allow: vec!["203.0.113.0/24".parse().unwrap(), "10.9.0.0/16".parse().unwrap()],
+            home: None,
         }
     }
 

@@ -30,7 +30,10 @@
 mod container;
 mod events;
 mod firewall;
+mod home;
 mod pull;
+mod swarm_lease;
+mod usage;
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -51,7 +54,7 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use ipnet::IpNet;
 use streamspace_agent::{Progress, Runtime};
-use streamspace_proto::hub::{ActualState, Capacity, InventoryItem, Platform, SessionSpec};
+use streamspace_proto::hub::{ActualState, Capacity, HomeUsage, InventoryItem, Platform, SessionSpec};
 use streamspace_proto::{SessionPhase, security};
 use tokio::time::Instant;
 use tokio_stream::wrappers::UnboundedReceiverStream;
@@ -65,6 +68,7 @@ use crate::container::{
 use crate::events::Tracker;
 use crate::firewall::{Firewall, Iptables, SessionRules, nameservers};
 use crate::pull::PullProgress;
+pub use crate::swarm_lease::SwarmLease;
 
 /// The streamer's readiness route (Selkies and the test fixture both serve it).
 const HEALTH_PATH: &str = "/api/health";
@@ -124,6 +128,8 @@ pub struct DockerRuntime {
     firewall: Option<Arc<dyn Firewall>>,
     /// The resolvers sessions may send DNS queries to (the host's, which Docker's embedded DNS forwards to).
     dns: Vec<IpAddr>,
+    /// Docker's accounting of volume sizes, for the homes' usage.
+    volume_sizes: Arc<dyn usage::VolumeSizes>,
 }
 
 impl DockerRuntime {
@@ -134,7 +140,8 @@ impl DockerRuntime {
     }
 
     /// Uses an already configured client (for example one for a remote engine), agreeing on an API version the
-    /// engine speaks.
+    /// engine speaks. The homes' usage is read from the engine `DOCKER_HOST` names (`unix://` or `tcp://`), the
+    /// local socket by default.
     pub async fn new(docker: Docker, options: DockerOptions) -> anyhow::Result<DockerRuntime> {
         let docker = docker
             .negotiate_version()
@@ -159,6 +166,7 @@ impl DockerRuntime {
             owner: Owner::default(),
             firewall,
             dns: nameservers(&resolv_conf),
+            volume_sizes: Arc::new(usage::Engine::from_env()),
         };
         if let Err(error) = runtime.reconcile_egress_rules().await {
             tracing::error!("cannot reconcile session egress rules; sessions will not start: {error:#}");
@@ -166,8 +174,8 @@ impl DockerRuntime {
         Ok(runtime)
     }
 
-    /// Removes the rules of sessions whose container is gone and installs them for running containers that lack
-    /// them (after a firewall reload, say). Rules are listed before containers: a session's rules are installed
+    /// Removes the rules of sessions whose container is gone and installs what running containers lack of
+    /// theirs (after a firewall reload, say). Rules are listed before containers: a session's rules are installed
     /// only after its container exists, so a session starting meanwhile is never taken for a stale one.
     async fn reconcile_egress_rules(&self) -> anyhow::Result<()> {
         let Some(firewall) = &self.firewall else { return Ok(()) };
@@ -182,8 +190,11 @@ impl DockerRuntime {
             let Some(session_id) = labels.get(LABEL_SESSION).and_then(|id| id.parse::<Uuid>().ok()) else { continue };
             let tag = network_tag(session_id);
             let running = container.state == Some(ContainerSummaryStateEnum::RUNNING);
-            if running && !installed.contains(&tag) {
-                tracing::warn!(%session_id, "a running session had no egress rules; installing them");
+            if running {
+                if !installed.contains(&tag) {
+                    tracing::warn!(%session_id, "a running session had no egress rules; installing them");
+                }
+                // Installing adds only what is missing (a jump an older agent did not make, say).
                 firewall
                     .install(&self.egress_rules(session_id, parse_allow_label(labels.get(LABEL_EGRESS_ALLOW))?))
                     .await?;
@@ -231,6 +242,11 @@ impl DockerRuntime {
             let image = self.ensure_image(&spec.image, progress).await?;
             body.user = Some(image_user(&spec.image, &image)?);
             progress(starting(SessionPhase::Creating, None));
+            if let Some(home) = &spec.home {
+                let target = home::image_home(&spec.image, &image)?;
+                home::ensure_home(&self.docker, home, spec.owner_id, self.owner.get()).await?;
+                body.host_config.get_or_insert_default().mounts = Some(vec![home::home_mount(home, target)]);
+            }
             self.ensure_network(spec).await?;
             let options = CreateContainerOptions { name: Some(name.clone()), platform: String::new() };
             self.docker
@@ -451,6 +467,14 @@ impl Runtime for DockerRuntime {
             }
             None => Ok(()),
         }
+    }
+
+    async fn remove_home(&self, home_id: Uuid) -> anyhow::Result<()> {
+        home::remove_home(&self.docker, home_id).await
+    }
+
+    async fn home_usage(&self) -> anyhow::Result<Vec<HomeUsage>> {
+        home::home_usage(&self.docker, self.volume_sizes.as_ref()).await
     }
 
     fn bind(&self, agent_id: Uuid) {

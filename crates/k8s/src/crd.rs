@@ -74,6 +74,21 @@ pub struct SessionSpec {
     /// Hibernated sessions have no pod; their Service, NetworkPolicy and Secret stay for the wake.
     #[serde(default)]
     pub hibernated: bool,
+    /// The owner's persistent home: a claim of its own (`ss-home-<home id>`) that outlives the session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub home: Option<SessionHome>,
+}
+
+/// A persistent home the session mounts at its home directory (ADR 0032).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionHome {
+    /// The claim's name.
+    #[schemars(regex(pattern = NAME_PATTERN), length(min = 1, max = 63))]
+    pub claim: String,
+    /// The storage the claim requests, in MiB; absent: the agent's home size.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_mb: Option<i64>,
 }
 
 /// The name of an environment variable held in the session's `Secret`.

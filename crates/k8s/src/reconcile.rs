@@ -26,7 +26,7 @@ use streamspace_proto::hub;
 use streamspace_proto::security;
 use uuid::Uuid;
 
-use crate::crd::{SecretEnvName, Session, SessionSpec, Template, TemplateSpec};
+use crate::crd::{SecretEnvName, Session, SessionHome, SessionSpec, Template, TemplateSpec};
 
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGED_BY: &str = "streamspace";
@@ -161,6 +161,10 @@ pub fn session_objects(spec: &hub::SessionSpec, agent_id: Uuid) -> anyhow::Resul
         secret_env: secret_env.keys().cloned().map(SecretEnvName).collect(),
         egress_allow: spec.egress_allow.iter().map(IpNet::to_string).collect(),
         hibernated: false,
+        home: spec
+            .home
+            .as_ref()
+            .map(|home| SessionHome { claim: hub::HomeVolume::volume_name(home.id), size_mb: home.size_mb }),
     };
     let mut session = Session::new(&object_name(spec.session_id), session_spec);
     session.metadata.labels = Some(session_labels(spec.session_id, agent_id));
@@ -374,16 +378,15 @@ fn volumes(session: &Session, spec: &TemplateSpec, options: &SessionOptions) -> 
     if spec.shm_mb > 0 {
         volumes.push(Volume { name: SHM_VOLUME.to_string(), ..memory(Some(Quantity(format!("{}Mi", spec.shm_mb)))) });
     }
-    volumes.push(match options.home_claim {
-        Some(_) => Volume {
-            name: HOME_VOLUME.to_string(),
-            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                claim_name: object_name(session.spec.session_id),
-                read_only: Some(false),
-            }),
-            ..Volume::default()
-        },
-        None => Volume {
+    let claim = |claim_name: String| Volume {
+        name: HOME_VOLUME.to_string(),
+        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource { claim_name, read_only: Some(false) }),
+        ..Volume::default()
+    };
+    volumes.push(match (&session.spec.home, &options.home_claim) {
+        (Some(home), _) => claim(home.claim.clone()),
+        (None, Some(_)) => claim(object_name(session.spec.session_id)),
+        (None, None) => Volume {
             name: HOME_VOLUME.to_string(),
             empty_dir: Some(EmptyDirVolumeSource::default()),
             ..Volume::default()
@@ -525,25 +528,55 @@ fn internet_except(deny: &[IpNet]) -> Vec<NetworkPolicyPeer> {
     vec![family("0.0.0.0/0", |net| matches!(net, IpNet::V4(_))), family("::/0", |net| matches!(net, IpNet::V6(_)))]
 }
 
-/// The session's home claim, when homes are claims.
+/// The session's home claim: its persistent home's, or its own when the agent's homes are claims.
 pub fn desired_home_claim(
     session: &Session,
     options: &SessionOptions,
 ) -> anyhow::Result<Option<PersistentVolumeClaim>> {
+    if let Some(home) = &session.spec.home {
+        return Ok(Some(persistent_home_claim(session, home, options.home_claim.as_ref())));
+    }
     let Some(claim) = &options.home_claim else { return Ok(None) };
     Ok(Some(PersistentVolumeClaim {
         metadata: owned_metadata(session)?,
-        spec: Some(PersistentVolumeClaimSpec {
-            access_modes: Some(vec!["ReadWriteOnce".to_string()]),
-            storage_class_name: claim.storage_class.clone(),
-            resources: Some(VolumeResourceRequirements {
-                requests: Some(BTreeMap::from([("storage".to_string(), Quantity(claim.size.clone()))])),
-                limits: None,
-            }),
-            ..PersistentVolumeClaimSpec::default()
-        }),
+        spec: Some(claim_spec(claim.size.clone(), claim.storage_class.clone())),
         status: None,
     }))
+}
+
+/// Size when neither the template nor the agent's settings give one.
+const DEFAULT_HOME_SIZE: &str = "1Gi";
+
+/// A persistent home's claim: not owned by the session, so deleting the session keeps it; only a
+/// `remove_home` deletes it.
+fn persistent_home_claim(session: &Session, home: &SessionHome, defaults: Option<&HomeClaim>) -> PersistentVolumeClaim {
+    let size = home
+        .size_mb
+        .map(|mb| format!("{mb}Mi"))
+        .or_else(|| defaults.map(|claim| claim.size.clone()))
+        .unwrap_or_else(|| DEFAULT_HOME_SIZE.to_string());
+    PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(home.claim.clone()),
+            namespace: session.metadata.namespace.clone(),
+            labels: Some(BTreeMap::from([(LABEL_MANAGED_BY.to_string(), MANAGED_BY.to_string())])),
+            ..ObjectMeta::default()
+        },
+        spec: Some(claim_spec(size, defaults.and_then(|claim| claim.storage_class.clone()))),
+        status: None,
+    }
+}
+
+fn claim_spec(size: String, storage_class: Option<String>) -> PersistentVolumeClaimSpec {
+    PersistentVolumeClaimSpec {
+        access_modes: Some(vec!["ReadWriteOnce".to_string()]),
+        storage_class_name: storage_class,
+        resources: Some(VolumeResourceRequirements {
+            requests: Some(BTreeMap::from([("storage".to_string(), Quantity(size))])),
+            limits: None,
+        }),
+        ..PersistentVolumeClaimSpec::default()
+    }
 }
 
 #[cfg(test)]
@@ -569,6 +602,7 @@ mod tests {
             shm_mb: 512,
             port: 8080,
             egress_allow: vec!["10.20.30.0/24".parse().unwrap()],
+            home: None,
         }
     }
 
@@ -717,6 +751,29 @@ mod tests {
         assert_eq!(claim.storage_class_name.as_deref(), Some("fast"));
         assert_eq!(claim.resources.unwrap().requests.unwrap()["storage"], Quantity("5Gi".into()));
         assert_eq!(desired_home_claim(&session, &SessionOptions::default()).unwrap(), None);
+    }
+
+    #[test]
+    fn a_persistent_home_is_a_claim_the_session_does_not_own() {
+        let (mut session, template, _) = objects();
+        let home = SessionHome { claim: "ss-home-7".into(), size_mb: Some(512) };
+        session.spec.home = Some(home.clone());
+        let options = SessionOptions {
+            home_claim: Some(HomeClaim { size: "5Gi".into(), storage_class: Some("fast".into()) }),
+            ..SessionOptions::default()
+        };
+        let volumes = desired_pod(&session, &template, &options).unwrap().spec.unwrap().volumes.unwrap();
+        let mounted = volumes.iter().find(|volume| volume.name == "home").unwrap();
+        assert_eq!(mounted.persistent_volume_claim.as_ref().unwrap().claim_name, "ss-home-7");
+        let claim = desired_home_claim(&session, &options).unwrap().unwrap();
+        assert_eq!(claim.metadata.name.as_deref(), Some("ss-home-7"));
+        assert_eq!(claim.metadata.owner_references, None, "deleting the session must keep it");
+        let spec = claim.spec.unwrap();
+        assert_eq!(spec.storage_class_name.as_deref(), Some("fast"));
+        assert_eq!(spec.resources.unwrap().requests.unwrap()["storage"], Quantity("512Mi".into()));
+        session.spec.home = Some(SessionHome { size_mb: None, ..home });
+        let unsized_claim = desired_home_claim(&session, &SessionOptions::default()).unwrap().unwrap().spec.unwrap();
+        assert_eq!(unsized_claim.resources.unwrap().requests.unwrap()["storage"], Quantity("1Gi".into()));
     }
 
     #[test]

@@ -322,6 +322,10 @@ impl Runtime for KubernetesRuntime {
     }
 
     /// Deletes the Session and, explicitly, everything it owns (a cluster without garbage collection ends clean).
+    async fn remove_home(&self, home_id: Uuid) -> anyhow::Result<()> {
+        delete_if_present(&self.claims, &streamspace_proto::hub::HomeVolume::volume_name(home_id)).await
+    }
+
     async fn stop(&self, session_id: Uuid) -> anyhow::Result<()> {
         self.expect_exit(session_id, true);
         let name = object_name(session_id);
@@ -535,6 +539,7 @@ mod tests {
             secret_env: Vec::new(),
             egress_allow: Vec::new(),
             hibernated,
+            home: None,
         };
         Session {
             status: Some(SessionStatus { phase, reason: Some("why".into()), ..SessionStatus::default() }),

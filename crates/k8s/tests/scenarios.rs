@@ -205,6 +205,7 @@ fn session_spec() -> SessionSpec {
         shm_mb: 128,
         port: 8080,
         egress_allow: vec!["10.20.0.0/16".parse().expect("a CIDR")],
+        home: None,
     }
 }
 

@@ -39,6 +39,7 @@ fn spec() -> SessionSpec {
         shm_mb: 256,
         port: 8080,
         egress_allow: Vec::new(),
+        home: None,
     }
 }
 

@@ -101,6 +101,33 @@ pub struct SessionSpec {
     /// the org policy's allow-lists, merged by the control plane.
     #[serde(default)]
     pub egress_allow: Vec<IpNet>,
+    /// The owner's persistent home, mounted at the image's home directory; `None`: the session's home lives and
+    /// dies with the session.
+    #[serde(default)]
+    pub home: Option<HomeVolume>,
+}
+
+/// A persistent home: a volume that outlives the sessions mounting it, created empty by the runtime the first time
+/// a session needs it and removed only by [`CommandKind::RemoveHome`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HomeVolume {
+    pub id: Uuid,
+    /// The most the home may hold, where the runtime's storage can enforce it.
+    pub size_mb: Option<i64>,
+}
+
+impl HomeVolume {
+    /// The runtime object (volume, claim) that holds home `id`.
+    pub fn volume_name(id: Uuid) -> String {
+        format!("ss-home-{id}")
+    }
+}
+
+/// One persistent home's used space, as the runtime's storage accounts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HomeUsage {
+    pub home_id: Uuid,
+    pub used_bytes: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +143,8 @@ pub enum CommandKind {
     Stop,
     /// Remove whatever is left of an ended session.
     Remove,
+    /// Delete a persistent home and everything in it; the command's `session_id` is the home's id.
+    RemoveHome,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -139,9 +168,18 @@ pub enum AgentMessage {
         capacity: Capacity,
         labels: BTreeMap<String, String>,
         inventory: Vec<InventoryItem>,
+        /// The fencing epoch of the agent's term as leader of its HA group (it grows with every new leader);
+        /// the control plane refuses an epoch older than one it has seen, and drops a connection whose epoch
+        /// was overtaken. Absent from an agent that runs alone.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<u64>,
     },
     Heartbeat {
         inventory: Vec<InventoryItem>,
+        /// The used space of the persistent homes the runtime holds, when it measured them since the last
+        /// heartbeat; absent from agents that do not measure (and ignored by control planes that do not store it).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        homes: Vec<HomeUsage>,
     },
     SessionStatus {
         session_id: Uuid,
@@ -208,6 +246,38 @@ mod tests {
             serde_json::json!({"v": 1, "type": "command_result", "command_id": Uuid::nil(), "ok": true, "error": null});
         assert_eq!(serde_json::to_value(result(None)).unwrap(), untraced);
         assert_eq!(serde_json::from_value::<Envelope<AgentMessage>>(untraced).unwrap(), result(None));
+    }
+
+    #[test]
+    fn heartbeats_carry_home_usage_only_when_measured() {
+        let heartbeat = |homes: Vec<HomeUsage>| Envelope::new(AgentMessage::Heartbeat { inventory: Vec::new(), homes });
+        let measured = heartbeat(vec![HomeUsage { home_id: Uuid::nil(), used_bytes: 4096 }]);
+        let json = serde_json::to_value(&measured).unwrap();
+        assert_eq!(json["homes"], serde_json::json!([{"home_id": Uuid::nil(), "used_bytes": 4096}]));
+        assert_eq!(serde_json::from_value::<Envelope<AgentMessage>>(json).unwrap(), measured);
+        // An agent built before home usage: the same message without the field.
+        let unmeasured = serde_json::json!({"v": 1, "type": "heartbeat", "inventory": []});
+        assert_eq!(serde_json::to_value(heartbeat(Vec::new())).unwrap(), unmeasured);
+        assert_eq!(serde_json::from_value::<Envelope<AgentMessage>>(unmeasured).unwrap(), heartbeat(Vec::new()));
+    }
+
+    #[test]
+    fn hello_carries_an_epoch_only_from_an_agent_in_an_ha_group() {
+        let hello = |epoch| {
+            Envelope::new(AgentMessage::Hello {
+                agent_version: "1".into(),
+                platform: Platform::Docker,
+                capacity: Capacity::default(),
+                labels: BTreeMap::new(),
+                inventory: Vec::new(),
+                epoch,
+            })
+        };
+        let fenced = serde_json::to_value(hello(Some(7))).unwrap();
+        assert_eq!(fenced["epoch"], 7);
+        let alone = serde_json::to_value(hello(None)).unwrap();
+        assert!(alone.get("epoch").is_none(), "{alone}");
+        assert_eq!(serde_json::from_value::<Envelope<AgentMessage>>(alone).unwrap(), hello(None));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use streamspace_store::Store;
 
 use crate::auth::jwt::JwtKeys;
+use crate::auth::policy::SessionRole;
 use crate::auth::secrets::Sealer;
 use crate::auth::throttle::LoginThrottle;
 use crate::clock::Clock;
@@ -16,6 +17,8 @@ pub struct App {
     /// The UI's URL and the session origins, resolved from `config` once.
     pub urls: Urls,
     pub store: Arc<dyn Store>,
+    /// The other replicas on the same database, if any (ADR 0030).
+    pub cluster: Arc<dyn streamspace_store::cluster::Cluster>,
     pub clock: Arc<dyn Clock>,
     pub jwt: JwtKeys,
     pub sealer: Sealer,
@@ -53,28 +56,27 @@ pub struct App {
     pub session_access: crate::connections::access::SessionAccess,
     /// Links the audit chain; kept out of the database so that the database alone cannot rewrite it.
     pub audit_key: streamspace_store::audit::AuditKey,
-    /// Single sign-on: the client for identity providers and what was learnt from them.
+    /// Single sign-on: what was learnt from identity providers.
     pub sso: crate::auth::sso::Clients,
+    /// The client for identity providers and report webhooks.
+    pub outbound: crate::outbound::OutboundHttp,
 }
 
 pub type AppState = Arc<App>;
 
 impl App {
-    /// Builds the state from settings and already-opened parts. Keys not given in the settings
-    /// are read from (or created in) the data directory.
-    pub fn new(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> anyhow::Result<App> {
-        std::fs::create_dir_all(&config.data_dir)?;
-        let jwt_secret = match &config.jwt_secret {
-            Some(secret) => secret.as_bytes().to_vec(),
-            None => crate::keys::load_or_create(&config.data_dir, "jwt.key")?.to_vec(),
-        };
-        let seal_key = crate::keys::load_or_create(&config.data_dir, "seal.key")?;
-        let session_key = crate::keys::load_or_create(&config.data_dir, "session.key")?;
-        let audit_key = crate::keys::audit_key(&config)?;
+    /// Builds the state from settings, keys and already-opened parts.
+    pub fn new(
+        config: Config,
+        keys: crate::keys::Keys,
+        store: Arc<dyn Store>,
+        cluster: Arc<dyn streamspace_store::cluster::Cluster>,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<App> {
         let urls = Urls::new(&config);
         Ok(App {
-            jwt: JwtKeys::new(&jwt_secret)?,
-            sealer: Sealer::new(&seal_key),
+            jwt: JwtKeys::new(&keys.jwt)?,
+            sealer: Sealer::new(&keys.seal),
             throttle: LoginThrottle::new(config.login_throttle),
             allow_lists: Default::default(),
             api_limits: crate::rate_limit::Limiters::new(config.rate_limits, "api"),
@@ -84,7 +86,7 @@ impl App {
             dummy_password_hash: crate::auth::password::hash("not a real password")?,
             hub: Default::default(),
             bus: Default::default(),
-            session_key,
+            session_key: keys.session,
             session_cache: crate::proxy::session_cache::SessionCache::new(clock.clone()),
             origins: crate::proxy::Origins::new(&urls),
             session_requests: Default::default(),
@@ -92,11 +94,13 @@ impl App {
             bound: Default::default(),
             connections: Default::default(),
             session_access: Default::default(),
-            audit_key,
+            audit_key: keys.audit,
             sso: Default::default(),
+            outbound: crate::outbound::OutboundHttp::new(config.outbound_ca.as_deref())?,
             urls,
             config,
             store,
+            cluster,
             clock,
         })
     }
@@ -122,7 +126,7 @@ impl App {
     }
 
     /// The streamer's settings for one session: secure mode with a master token only the control
-    /// plane can derive, the session's own origin as its only allowed origin and the UI as the only
+    /// plane can derive, the session's own origin as its only allowed origin, and the UI as the only
     /// page allowed to frame it.
     pub fn streamer_env(&self, session_id: uuid::Uuid) -> [(String, String); 3] {
         [
@@ -137,9 +141,15 @@ impl App {
         crate::auth::secrets::hmac_hex(&self.session_key, format!("selkies-master:{session_id}").as_bytes())
     }
 
-    /// The token the session proxy presents to the streamer on behalf of the people it lets in;
-    /// it never leaves the control plane.
-    pub fn viewer_token(&self, session_id: uuid::Uuid) -> String {
-        crate::auth::secrets::hmac_hex(&self.session_key, format!("selkies-viewer:{session_id}").as_bytes())
+    /// The token the session proxy presents to the streamer on behalf of someone taking part in
+    /// the session as `role` (one per role: the streamer's role for it is a controller's or a
+    /// viewer's); it never leaves the control plane.
+    pub fn streamer_token(&self, session_id: uuid::Uuid, role: SessionRole) -> String {
+        let purpose = match role {
+            SessionRole::Owner => "selkies-viewer",
+            SessionRole::Collaborator => "selkies-collaborator",
+            SessionRole::Viewer => "selkies-watcher",
+        };
+        crate::auth::secrets::hmac_hex(&self.session_key, format!("{purpose}:{session_id}").as_bytes())
     }
 }

@@ -1,12 +1,13 @@
 //! First start: the default organization, the admin account and the template catalog.
 
-use streamspace_store::{NewTemplate, NewUser, Role};
+use streamspace_store::{HomeScope, NewTemplate, NewUser, Role, StoreError, TemplateHome};
 
 use crate::app::App;
 use crate::audit::{Actor, Record};
 use crate::auth::password;
 use crate::auth::secrets::random_token;
 use crate::context::RequestMeta;
+use crate::icons::icon_url;
 use crate::template_defaults;
 
 pub const DEFAULT_ORG: &str = "default";
@@ -26,7 +27,12 @@ pub async fn run(app: &App) -> anyhow::Result<Outcome> {
     if app.store.get_org_by_name(DEFAULT_ORG).await?.is_some() {
         return Ok(Outcome::AlreadyBootstrapped);
     }
-    let org = app.store.create_org(DEFAULT_ORG, app.config.default_quotas).await?;
+    let org = match app.store.create_org(DEFAULT_ORG, app.config.default_quotas).await {
+        Ok(org) => org,
+        // Replicas starting together on a new database: the one whose organization was created bootstraps.
+        Err(StoreError::Conflict(_)) => return Ok(Outcome::AlreadyBootstrapped),
+        Err(err) => return Err(err.into()),
+    };
     let generated = app.config.admin_password.is_none().then(|| random_token("", 18));
     let admin_password = app.config.admin_password.clone().or_else(|| generated.clone()).unwrap_or_default();
     let admin = app
@@ -51,17 +57,6 @@ pub async fn run(app: &App) -> anyhow::Result<Outcome> {
     Ok(Outcome::Bootstrapped { generated_password: generated })
 }
 
-fn icon(letter: char, color: &str) -> String {
-    let svg = format!(
-        "<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 64 64'><rect width='64' height='64' rx='14' fill='{color}'/>\
-         <text x='32' y='44' font-family='sans-serif' font-size='34' font-weight='bold' fill='white' text-anchor='middle'>{letter}</text></svg>"
-    );
-    format!(
-        "data:image/svg+xml,{}",
-        svg.replace('#', "%23").replace('<', "%3C").replace('>', "%3E").replace(' ', "%20")
-    )
-}
-
 /// The seeded catalog: the images built from `images/`.
 pub fn catalog() -> Vec<NewTemplate> {
     let template =
@@ -80,13 +75,16 @@ pub fn catalog() -> Vec<NewTemplate> {
             tags: tags.iter().map(|t| (*t).to_owned()).collect(),
             enabled: true,
             egress_allow: Vec::new(),
+            session_policy: Default::default(),
+            // The catalog's applications keep what people save (bookmarks, profiles, files) in their home.
+            home: TemplateHome { scope: HomeScope::User, size_mb: None },
         };
     vec![
         template(
             "chromium",
             "Chromium",
             "The open-source web browser behind Google Chrome.",
-            icon('C', "#1a73e8"),
+            icon_url("chromium.svg"),
             &["browser", "web"],
             template_defaults::MEMORY_MB,
         ),
@@ -94,7 +92,7 @@ pub fn catalog() -> Vec<NewTemplate> {
             "firefox",
             "Firefox",
             "Mozilla Firefox ESR, the extended-support web browser.",
-            icon('F', "#e66000"),
+            icon_url("firefox.svg"),
             &["browser", "web"],
             template_defaults::MEMORY_MB,
         ),
@@ -102,8 +100,16 @@ pub fn catalog() -> Vec<NewTemplate> {
             "desktop",
             "Linux desktop",
             "A full XFCE desktop with a terminal, file manager and text editor.",
-            icon('D', "#2e7d32"),
+            icon_url("desktop.svg"),
             &["desktop", "linux"],
+            3072,
+        ),
+        template(
+            "vscode",
+            "VS Code",
+            "Visual Studio Code (code-server) in its own window, with a terminal and the home folder open.",
+            icon_url("vscode.svg"),
+            &["development", "editor"],
             3072,
         ),
     ]

@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use crate::app::App;
 use crate::auth::Principal;
+use crate::replicas::Signal;
 use crate::views::{AgentView, SessionView};
 
 #[derive(Debug, Clone, Serialize)]
@@ -55,8 +56,14 @@ impl Bus {
 }
 
 impl App {
-    /// Tells watchers how an agent stands now.
+    /// Tells watchers, on every replica, how an agent stands now.
     pub async fn publish_agent(&self, agent_id: Uuid) {
+        self.publish_agent_here(agent_id).await;
+        self.tell_replicas(Signal::Agent(agent_id)).await;
+    }
+
+    /// Tells this replica's watchers how an agent stands now.
+    pub async fn publish_agent_here(&self, agent_id: Uuid) {
         let view = match self.store.get_agent(agent_id).await {
             Ok(Some(agent)) => AgentView::load(self, agent).await,
             _ => return,

@@ -21,6 +21,9 @@ pub struct Config {
     pub jwt_secret: Option<String>,
     /// Keys the audit chain; kept in the data directory when `None`. Replicas must share it.
     pub audit_key: Option<streamspace_store::audit::AuditKey>,
+    /// A secret file every replica is given: the keys not set on their own (JWT, session cookie,
+    /// sealing, audit) are derived from it instead of generated into the data directory.
+    pub key_file: Option<PathBuf>,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
     pub access_token_ttl_secs: i64,
@@ -40,6 +43,8 @@ pub struct Config {
     /// How often agents send heartbeats; an agent is offline after three missed.
     pub heartbeat_interval_secs: u64,
     pub sessions: SessionTimers,
+    /// How long a deleted user's persistent homes are kept before they are deleted with their volumes.
+    pub home_deletion_grace: chrono::Duration,
     /// Header read timeout and connection cap, for each of the two listeners.
     pub http_limits: crate::serve::Limits,
     /// Quotas a new organization starts with (the bootstrap one too); administrators change them.
@@ -57,6 +62,9 @@ pub struct Config {
     pub tls: Option<crate::tls::TlsSettings>,
     /// Request budgets per client address, user and org, for each listener (on each replica).
     pub rate_limits: crate::rate_limit::RateLimits,
+    /// PEM certificates trusted, besides the system's, on the connections the control plane makes
+    /// (identity providers, report webhooks): an organization's private CA.
+    pub outbound_ca: Option<PathBuf>,
 }
 
 /// Session timers; `None` turns one off.
@@ -68,6 +76,9 @@ pub struct SessionTimers {
     pub idle_timeout: Option<chrono::Duration>,
     /// A running session this old is stopped.
     pub max_lifetime: Option<chrono::Duration>,
+    /// A session hibernated this long is stopped and its container removed: a kept container holds
+    /// disk and its agent's capacity for someone who may never come back.
+    pub hibernated_expiry: Option<chrono::Duration>,
 }
 
 impl Default for SessionTimers {
@@ -76,6 +87,7 @@ impl Default for SessionTimers {
             start_timeout: chrono::Duration::minutes(5),
             idle_timeout: Some(chrono::Duration::minutes(30)),
             max_lifetime: Some(chrono::Duration::hours(12)),
+            hibernated_expiry: Some(chrono::Duration::days(7)),
         }
     }
 }
@@ -170,6 +182,7 @@ impl Default for Config {
             admin_password: None,
             jwt_secret: None,
             audit_key: None,
+            key_file: None,
             trusted_proxies: Vec::new(),
             access_token_ttl_secs: 15 * 60,
             refresh_token_ttl_secs: 7 * 24 * 3600,
@@ -181,6 +194,7 @@ impl Default for Config {
             public_url: None,
             heartbeat_interval_secs: 10,
             sessions: SessionTimers::default(),
+            home_deletion_grace: chrono::Duration::days(7),
             http_limits: crate::serve::Limits::default(),
             default_quotas: default_quotas(),
             // A few browser tabs each; the streamer uses a handful of sockets per open session.
@@ -190,6 +204,7 @@ impl Default for Config {
             reports: crate::compliance::ReportConfig::default(),
             rate_limits: Default::default(),
             tls: None,
+            outbound_ca: None,
         }
     }
 }

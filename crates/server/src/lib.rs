@@ -12,14 +12,20 @@ pub mod config;
 pub mod connections;
 pub mod context;
 pub mod error;
+pub mod homes;
 pub mod hub;
+pub mod icons;
 pub mod keys;
 pub mod lifecycle;
 pub mod orchestrator;
+pub mod outbound;
+pub mod pools;
 pub mod proxy;
 pub mod rate_limit;
+pub mod replicas;
 pub mod scheduler;
 pub mod serve;
+pub mod session_policy;
 pub mod telemetry;
 pub mod template_defaults;
 pub mod tls;
@@ -82,7 +88,10 @@ pub async fn open(config: Config, on_bootstrap: impl FnOnce(&bootstrap::Outcome)
     let database_url = config.database_url();
     tracing::info!(database = %streamspace_store::redact_url(&database_url), "opening the store");
     let store = streamspace_store::connect(&database_url).await?;
-    let app = Arc::new(App::new(config, store, Arc::new(clock::SystemClock))?);
+    let keys = keys::Keys::load(&config)?;
+    keys.check_shared(store.as_ref(), chrono::Utc::now()).await?;
+    let cluster = streamspace_store::cluster::join(&database_url).await?;
+    let app = Arc::new(App::new(config, keys, store, cluster, Arc::new(clock::SystemClock))?);
     // Refusing to start beats writing events no one can verify, or sealing a tampered chain.
     app.store.seal_audit_head(&app.audit_key, false).await.map_err(|e| anyhow::anyhow!("audit chain: {e}"))?;
     on_bootstrap(&bootstrap::run(&app).await?);
@@ -137,6 +146,7 @@ pub async fn run(
         wait(),
     );
     let follow = tokio::spawn(connections::access::follow_session_changes(app.clone()));
+    let replicas = tokio::spawn(replicas::follow(app.clone()));
     let verify_audit =
         app.config.audit_verify_interval.map(|every| tokio::spawn(telemetry::watch_audit_chain(app.clone(), every)));
     telemetry::register_counters();
@@ -153,6 +163,7 @@ pub async fn run(
     background.abort();
     compliance.abort();
     follow.abort();
+    replicas.abort();
     if let Some(verify_audit) = verify_audit {
         verify_audit.abort();
     }
@@ -175,7 +186,7 @@ async fn background(app: AppState, shutdown: impl Future<Output = ()>) {
 }
 
 /// One round of background work: the proxy's traffic to the store, then the session timers, the
-/// revocation sweep and the session and agent gauges.
+/// revocation sweep, home deletions, warm-pool refills and the session and agent gauges.
 pub async fn background_round(app: &App) {
     let now = app.clock.now();
     app.api_limits.forget_idle();
@@ -189,9 +200,14 @@ pub async fn background_round(app: &App) {
     }
     // Taken before the sessions are read: connections opened later are not judged by them.
     let watermark = app.connections.watermark();
+    // Timers, home deletions and pool refills act once across replicas: a second replica
+    // doing them too would start a pool's members twice.
+    let on_duty = app.holds(replicas::Duty::SessionTimers).await;
     match app.store.list_active_sessions().await {
         Ok(active) => {
-            app.run_timers(&active, now).await;
+            if on_duty {
+                app.run_timers(&active, now).await;
+            }
             connections::access::sweep(app, watermark, &active).await;
             for (state, count) in orchestrator::count_by_state(&active) {
                 if !state.is_terminal() {
@@ -200,6 +216,12 @@ pub async fn background_round(app: &App) {
             }
         }
         Err(err) => tracing::warn!(error = %err, "cannot read the active sessions"),
+    }
+    if on_duty {
+        homes::remove_due(app).await;
+        if let Err(err) = app.refill_pools().await {
+            tracing::warn!(error = err.message, "cannot refill the warm pools");
+        }
     }
     telemetry::update_certificate_expiry(std::time::SystemTime::now());
     match app.store.list_agents().await {

@@ -215,8 +215,22 @@ pub fn trigger_for_report(session: &Session, actual: &ActualState) -> Option<(Tr
     }
 }
 
+/// Whether an agent's inventory tells the truth about something that last changed at `last_change`,
+/// by listing it (in some state) or by leaving it out (gone). The agent lists its containers before
+/// the heartbeat goes out, and a start it finishes meanwhile is reported first, so an inventory may
+/// predate a change the control plane has already seen (a container listed as created but not yet
+/// running, or not listed at all); it counts only for what has not changed within one heartbeat
+/// interval. A crash is not waited for: the runtime's own event reports it at once.
+pub fn inventory_speaks_for(
+    last_change: DateTime<Utc>,
+    heartbeat_interval: chrono::Duration,
+    now: DateTime<Utc>,
+) -> bool {
+    now - last_change > heartbeat_interval
+}
+
 /// The timer that has fired for `session` at `now`, if any: start timeout, maximum lifetime,
-/// idle timeout.
+/// idle timeout, hibernated expiry.
 pub fn timer_trigger(session: &Session, timers: &SessionTimers, now: DateTime<Utc>) -> Option<(Trigger, Detail)> {
     let since = |at: Option<DateTime<Utc>>| at.map(|at| now - at);
     match session.state {
@@ -236,6 +250,11 @@ pub fn timer_trigger(session: &Session, timers: &SessionTimers, now: DateTime<Ut
             }) =>
         {
             Some((Trigger::Hibernate, Detail::reason("idle")))
+        }
+        // A hibernated session changes nothing until it is woken, so its last change is when it
+        // went to rest.
+        Hibernated if timers.hibernated_expiry.is_some_and(|expiry| now - session.updated_at > expiry) => {
+            Some((Trigger::Stop, Detail::reason("hibernated for too long")))
         }
         _ => None,
     }
@@ -533,6 +552,7 @@ mod tests {
             start_timeout: Duration::minutes(5),
             idle_timeout: Some(Duration::minutes(30)),
             max_lifetime: Some(Duration::hours(8)),
+            hibernated_expiry: Some(Duration::days(7)),
         }
     }
 
@@ -584,9 +604,31 @@ mod tests {
     }
 
     #[test]
+    fn a_session_hibernated_past_its_expiry_is_stopped() {
+        let week = 7 * 24 * 60;
+        let hibernated = session(Hibernated);
+        assert_eq!(fired(&hibernated, &timers(), week), None);
+        let expired = Some((Trigger::Stop, Some("hibernated for too long".to_owned())));
+        assert_eq!(fired(&hibernated, &timers(), week + 1), expired);
+        let kept = SessionTimers { hibernated_expiry: None, ..timers() };
+        assert_eq!(fired(&hibernated, &kept, 10 * week), None);
+    }
+
+    #[test]
     fn resting_and_ended_sessions_have_no_timers() {
+        let no_expiry = SessionTimers { hibernated_expiry: None, ..timers() };
         for state in [Pending, Hibernating, Hibernated, Stopping, Stopped, Failed] {
-            assert_eq!(fired(&session(state), &timers(), 10_000), None, "{state}");
+            assert_eq!(fired(&session(state), &no_expiry, 100_000), None, "{state}");
+        }
+    }
+
+    #[test]
+    fn an_inventory_speaks_only_for_what_has_not_changed_within_a_heartbeat_interval() {
+        let interval = Duration::seconds(10);
+        let changed = at(0);
+        let cases = [(Duration::zero(), false), (Duration::seconds(10), false), (Duration::seconds(11), true)];
+        for (later, speaks) in cases {
+            assert_eq!(inventory_speaks_for(changed, interval, changed + later), speaks, "{later}");
         }
     }
 }

@@ -8,7 +8,6 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use streamspace_proto::SessionState;
 use streamspace_proto::hub::{ActualState, Command, CommandKind, InventoryItem, ServerMessage, SessionSpec};
-use streamspace_proto::security;
 use streamspace_store::{Agent, Scope, Session};
 use uuid::Uuid;
 
@@ -19,6 +18,8 @@ use crate::context::RequestMeta;
 use crate::error::{ApiError, ApiResult};
 use crate::hub::trust;
 use crate::lifecycle::{self, Detail, Effect, Trigger};
+use crate::pools;
+use crate::replicas::Signal;
 use crate::scheduler::{self, Candidate, Requirements};
 use crate::views::SessionView;
 
@@ -80,7 +81,7 @@ impl App {
                     self.http.clone(),
                     endpoint,
                     self.master_token(after.id),
-                    self.viewer_token(after.id),
+                    crate::proxy::streamer::token_table(|role| self.streamer_token(after.id, role)),
                 ));
             }
             Effect::Record { from, to, reason } => {
@@ -98,7 +99,14 @@ impl App {
         Ok(())
     }
 
+    /// Forgets cached routes and tells watchers, on every replica.
     pub async fn publish_session(&self, session: &Session) {
+        self.publish_session_here(session).await;
+        self.tell_replicas(Signal::Session(session.id)).await;
+    }
+
+    /// Forgets this replica's cached route and tells its watchers.
+    pub async fn publish_session_here(&self, session: &Session) {
         self.session_cache.invalidate(session.id);
         match SessionView::load(self, session.clone()).await {
             Ok(view) => self.bus.publish(Change::Session(view)),
@@ -126,14 +134,17 @@ impl App {
         Ok(())
     }
 
-    /// Stores a command, then sends it if the agent is connected here. The store copy is what
-    /// survives reconnects and restarts: it is re-sent until the agent acknowledges it.
+    /// Stores a command, then sends it if the agent is connected here, else tells the replica
+    /// that holds it. The store copy is what survives reconnects, restarts and lost messages: it
+    /// is re-sent until the agent acknowledges it.
     pub async fn dispatch(&self, agent_id: Uuid, command: Command) -> ApiResult<()> {
         let stored = self.store.enqueue_command(agent_id, command, self.clock.now()).await?;
         metrics::counter!("streamspace_agent_commands_total", "kind" => format!("{:?}", stored.command.kind).to_lowercase())
             .increment(1);
         if self.hub.send(agent_id, ServerMessage::Command(stored.command.clone())) {
             self.store.mark_command_sent(stored.id, self.clock.now()).await?;
+        } else {
+            self.tell_replicas(Signal::Commands(agent_id)).await;
         }
         Ok(())
     }
@@ -145,21 +156,13 @@ impl App {
             .await?
             .ok_or_else(|| ApiError::conflict("the session's template was deleted"))?;
         let org_allow = self.store.get_org(Scope::Platform, session.org_id).await?.map(|org| org.egress_allow);
-        let egress_allow = security::merge_allow_lists(&template.egress_allow, &org_allow.unwrap_or_default());
-        let mut env = template.env.clone();
-        env.extend(self.streamer_env(session.id));
-        Ok(SessionSpec {
-            session_id: session.id,
-            org_id: session.org_id,
-            owner_id: session.owner_id,
-            image: template.image,
-            env,
-            cpu_millis: template.cpu_millis,
-            memory_mb: template.memory_mb,
-            shm_mb: template.shm_mb,
-            port: template.port,
-            egress_allow,
-        })
+        let policy = crate::session_policy::effective(self.store.as_ref(), session.org_id, session.template_id).await?;
+        let home = match crate::homes::home_of(self, session, &template).await? {
+            Some(home) => Some(crate::homes::volume_for(self, &home, session.agent_id).await?),
+            None => None,
+        };
+        let portable = pools::portable_spec(&template, &org_allow.unwrap_or_default(), &policy);
+        Ok(SessionSpec { home, ..self.identify(portable, session.id, session.org_id, session.owner_id) })
     }
 
     /// Places a pending session on the least loaded fitting agent and starts it there, or fails
@@ -172,7 +175,11 @@ impl App {
             cpu_millis: template.as_ref().map_or(0, |t| t.cpu_millis),
             memory_mb: template.as_ref().map_or(0, |t| t.memory_mb),
         };
-        let candidates = self.candidates().await?;
+        let home = match &template {
+            Some(template) => crate::homes::home_of(self, session, template).await?,
+            None => None,
+        };
+        let candidates = crate::homes::near_home(home.as_ref(), self.candidates().await?);
         match scheduler::choose(&candidates, &requirements) {
             Ok(agent_id) => {
                 let detail = Detail { agent_id: Some(agent_id), ..Detail::default() };
@@ -184,14 +191,21 @@ impl App {
         }
     }
 
-    async fn candidates(&self) -> ApiResult<Vec<Candidate>> {
+    /// Every agent with what its sessions and warm pool members reserve.
+    pub(crate) async fn candidates(&self) -> ApiResult<Vec<Candidate>> {
         let agents = self.store.list_agents().await?;
         let mut load: HashMap<Uuid, (i64, i64, i64)> = HashMap::new();
+        let mut add = |agent_id: Uuid, cpu_millis: i64, memory_mb: i64| {
+            let entry = load.entry(agent_id).or_default();
+            *entry = (entry.0 + 1, entry.1 + cpu_millis, entry.2 + memory_mb);
+        };
         for session in self.store.list_active_sessions().await? {
             if let Some(agent_id) = session.agent_id {
-                let entry = load.entry(agent_id).or_default();
-                *entry = (entry.0 + 1, entry.1 + session.cpu_millis, entry.2 + session.memory_mb);
+                add(agent_id, session.cpu_millis, session.memory_mb);
             }
+        }
+        for member in self.store.list_pool_members().await? {
+            add(member.agent_id, member.cpu_millis, member.memory_mb);
         }
         Ok(agents
             .into_iter()
@@ -211,16 +225,26 @@ impl App {
             .collect())
     }
 
-    /// Online: connected here and heard from within three heartbeat intervals.
+    pub(crate) fn heartbeat_interval(&self) -> chrono::Duration {
+        chrono::Duration::seconds(self.config.heartbeat_interval_secs as i64)
+    }
+
+    /// Online: connected to a replica (any) and heard from within three heartbeat intervals. A
+    /// replica that dies leaves its agents marked connected, but their heartbeats stop being
+    /// recorded, so they go offline within the window (and reconnect to another replica).
     pub fn agent_online(&self, agent: &Agent) -> bool {
-        let window = chrono::Duration::seconds(3 * self.config.heartbeat_interval_secs as i64);
-        self.hub.is_connected(agent.id) && agent.last_heartbeat_at.is_some_and(|at| self.clock.now() - at <= window)
+        let window = self.heartbeat_interval() * 3;
+        agent.connected_replica.is_some() && agent.last_heartbeat_at.is_some_and(|at| self.clock.now() - at <= window)
     }
 
     /// Applies one report from an agent about one session.
     pub async fn on_report(&self, agent_id: Uuid, session_id: Uuid, actual: &ActualState) -> ApiResult<()> {
         let session = self.store.get_session(Scope::Platform, session_id).await?;
+        let known = session.is_some();
         let Some(session) = session.filter(|s| s.agent_id == Some(agent_id)) else {
+            if !known && self.on_pool_report(agent_id, session_id, actual).await? {
+                return Ok(());
+            }
             return self.remove_unknown(agent_id, session_id, actual).await;
         };
         if session.state.is_terminal() && !matches!(actual, ActualState::Stopped) {
@@ -233,7 +257,7 @@ impl App {
         let Some(endpoint) = detail.endpoint.as_deref() else {
             return self.advance(&session, trigger, detail, &Cause::system()).await.map(drop);
         };
-        match self.vet_endpoint(agent_id, &session, endpoint).await? {
+        match self.vet_endpoint(agent_id, session.id, Some(session.org_id), endpoint).await? {
             Ok(checked) => {
                 let detail = Detail { endpoint: Some(checked), ..detail };
                 self.advance(&session, trigger, detail, &Cause::system()).await.map(drop)
@@ -248,10 +272,11 @@ impl App {
 
     /// The endpoint in the form the proxy may dial (see `hub::trust`), or why it is refused; a
     /// refusal is logged and audited.
-    async fn vet_endpoint(
+    pub(crate) async fn vet_endpoint(
         &self,
         agent_id: Uuid,
-        session: &Session,
+        session_id: Uuid,
+        org_id: Option<Uuid>,
         endpoint: &str,
     ) -> ApiResult<Result<String, String>> {
         let agent = self.store.get_agent(agent_id).await?.ok_or_else(|| ApiError::not_found("agent"))?;
@@ -261,12 +286,12 @@ impl App {
             Ok(address) => Ok(Ok(format!("http://{address}"))),
             Err(why) => {
                 let endpoint = trust::for_the_record(endpoint);
-                tracing::warn!(agent = %agent.name, session = %session.id, %endpoint, reason = %why, "refused an agent's session endpoint");
+                tracing::warn!(agent = %agent.name, session = %session_id, %endpoint, reason = %why, "refused an agent's session endpoint");
                 metrics::counter!("streamspace_agent_endpoints_refused_total").increment(1);
                 let audit = AuditRecord::new("agent.endpoint_refused", format!("agent:{agent_id}"))
-                    .org(session.org_id)
+                    .org(org_id)
                     .outcome(Outcome::Failure)
-                    .details(json!({"session": session.id, "endpoint": endpoint, "reason": why}));
+                    .details(json!({"session": session_id, "endpoint": endpoint, "reason": why}));
                 self.audit(&RequestMeta::internal(), &Actor::system(), audit).await?;
                 Ok(Err(format!("the agent reported an endpoint the control plane does not dial ({why})")))
             }
@@ -288,22 +313,30 @@ impl App {
         self.dispatch(agent_id, command).await
     }
 
-    /// Brings the store and an agent's inventory into agreement (on hello and every heartbeat).
+    /// Brings the store and an agent's inventory into agreement (on hello and every heartbeat). The
+    /// inventory speaks only for sessions that have not changed lately (`lifecycle::inventory_speaks_for`).
     pub async fn reconcile(&self, agent_id: Uuid, inventory: &[InventoryItem]) -> ApiResult<()> {
+        let now = self.clock.now();
+        let placed: HashMap<Uuid, Session> =
+            self.store.list_agent_sessions(agent_id).await?.into_iter().map(|session| (session.id, session)).collect();
+        let speaks_for =
+            |session: &Session| lifecycle::inventory_speaks_for(session.updated_at, self.heartbeat_interval(), now);
         for item in inventory {
-            self.on_report(agent_id, item.session_id, &item.state).await?;
+            if placed.get(&item.session_id).is_none_or(speaks_for) {
+                self.on_report(agent_id, item.session_id, &item.state).await?;
+            }
         }
         let reported: HashSet<Uuid> = inventory.iter().map(|item| item.session_id).collect();
         let in_flight: HashSet<Uuid> =
             self.store.pending_commands(agent_id).await?.into_iter().map(|c| c.session_id).collect();
-        for session in self.store.list_agent_sessions(agent_id).await? {
+        for session in placed.values().filter(|session| speaks_for(session)) {
             if reported.contains(&session.id) || in_flight.contains(&session.id) {
                 continue;
             }
             // The agent has nothing of a session the store places there.
             self.on_report(agent_id, session.id, &ActualState::Stopped).await?;
         }
-        Ok(())
+        self.forget_vanished_members(agent_id, inventory).await
     }
 
     /// Sends every unacknowledged command of the agent not sent within `resend_after`.

@@ -80,8 +80,8 @@ pub async fn serve<S, W>(
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut builder = Builder::new(TokioExecutor::new());
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
-    // The CONNECT protocol carries WebSockets over HTTP/2.
-    builder.http2().enable_connect_protocol();
+    // HTTP/2 (over TLS) announces no extended CONNECT (RFC 8441), so browsers open WebSockets on an
+    // HTTP/1.1 connection, the upgrade both the session proxy and the hub speak.
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {

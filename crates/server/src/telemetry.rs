@@ -186,7 +186,7 @@ const COUNTERS_FROM_ZERO: &[(&str, &str, &[&str])] = &[
     ("streamspace_auth_failures_total", "reason", &["invalid_credentials", "invalid_mfa_code"]),
     ("streamspace_login_refused_total", "reason", &["busy", "locked_out", "in_progress"]),
     ("streamspace_audit_chain_verifications_total", "result", &["intact", "broken", "error"]),
-    ("streamspace_agent_commands_total", "kind", &["start", "hibernate", "wake", "stop", "remove"]),
+    ("streamspace_agent_commands_total", "kind", &["start", "hibernate", "wake", "stop", "remove", "removehome"]),
     ("streamspace_http_connections_refused_total", "listener", &["api", "sessions"]),
     ("streamspace_proxy_bytes_total", "direction", &["in", "out"]),
     ("streamspace_proxy_upstream_errors_total", "", &[]),

@@ -46,17 +46,23 @@ pub struct Names {
 }
 
 impl Names {
-    pub async fn view(&mut self, app: &App, session: Session) -> ApiResult<SessionView> {
-        if let Entry::Vacant(slot) = self.users.entry(session.owner_id) {
-            let user = app.store.get_user(Scope::Platform, session.owner_id).await?;
+    /// The user's username; empty for a user who is gone.
+    pub async fn username(&mut self, app: &App, user_id: Uuid) -> ApiResult<String> {
+        if let Entry::Vacant(slot) = self.users.entry(user_id) {
+            let user = app.store.get_user(Scope::Platform, user_id).await?;
             slot.insert(user.map(|u| u.username).unwrap_or_default());
         }
+        Ok(self.users[&user_id].clone())
+    }
+
+    pub async fn view(&mut self, app: &App, session: Session) -> ApiResult<SessionView> {
+        let owner_username = self.username(app, session.owner_id).await?;
         if let Entry::Vacant(slot) = self.templates.entry(session.template_id) {
             let template = app.store.get_template(Scope::Platform, session.template_id).await?;
             slot.insert(template.map(|t| (t.name, t.display_name)).unwrap_or_default());
         }
         Ok(SessionView {
-            owner_username: self.users[&session.owner_id].clone(),
+            owner_username,
             template_name: self.templates[&session.template_id].0.clone(),
             template_display_name: self.templates[&session.template_id].1.clone(),
             id: session.id,

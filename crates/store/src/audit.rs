@@ -41,6 +41,11 @@ impl AuditKey {
         hex::encode(mac.finalize().into_bytes())
     }
 
+    /// Tells replicas apart that were given different keys, revealing nothing of the key.
+    pub fn fingerprint(&self) -> String {
+        self.mac(&json!(["streamspace key fingerprint"]))
+    }
+
     /// Tells which key sealed a chain without revealing anything of the key, so that a wrong key
     /// is reported as such rather than as every link broken.
     fn check_value(&self) -> String {

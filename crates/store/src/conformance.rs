@@ -26,11 +26,12 @@ use crate::audit::{
 };
 use crate::sql::{Backend, RowsAffected};
 use crate::{
-    Agent, AgentCommand, AllowList, AuditEvent, AuditFilter, AuditPage, CapacityLimit, ComplianceSettings,
-    DeliveryState, IdentityProvider, IdentityProviderPatch, NewAgent, NewApiKey, NewAuditEvent, NewExternalIdentity,
-    NewIdentityProvider, NewSession, NewTemplate, NewUser, Org, OrgPatch, Page, Paged, ProviderKind, Quotas,
-    RefreshOutcome, RefreshToken, Result, Role, Scope, Session, SessionFilter, SessionUpdate, SqlStore, SsoMfaPolicy,
-    SsoPending, SsoPendingKind, SsoSignIn, Store, StoreError, Template, TemplatePatch, Ticket, Timestamp, User,
+    Agent, AgentCommand, AllowList, AuditEvent, AuditFilter, AuditPage, CapacityLimit, ClipboardPolicy,
+    ComplianceSettings, DeliveryState, HomeScope, IdentityProvider, IdentityProviderPatch, NewAgent, NewApiKey,
+    NewAuditEvent, NewExternalIdentity, NewHome, NewIdentityProvider, NewSession, NewShare, NewTemplate, NewUser, Org,
+    OrgPatch, Page, Paged, PoolMember, ProviderKind, Quotas, RefreshOutcome, RefreshToken, Result, Role, Scope,
+    Session, SessionFilter, SessionPolicy, SessionUpdate, ShareRole, SqlStore, SsoMfaPolicy, SsoPending,
+    SsoPendingKind, SsoSignIn, Store, StoreError, Template, TemplateHome, TemplatePatch, Ticket, Timestamp, User,
     UserPatch,
 };
 
@@ -81,6 +82,9 @@ macro_rules! conformance_tests {
             template_names_are_unique_per_scope,
             orgs_see_their_own_and_global_templates,
             templates_in_use_cannot_be_deleted,
+            homes_are_one_per_user_and_scope,
+            home_usage_comes_only_from_the_agent_holding_the_home,
+            homes_are_scoped_and_deleted_after_their_user,
             sessions_round_trip,
             sessions_are_scoped_to_their_org,
             session_updates_compare_and_set,
@@ -109,6 +113,7 @@ macro_rules! conformance_tests {
             agent_tokens_rotate,
             agent_endpoint_networks_are_replaced,
             agent_hellos_and_heartbeats_are_recorded,
+            agent_epochs_only_move_forward,
             deleting_an_agent_deletes_its_commands,
             agent_commands_are_pending_until_acked,
             failed_command_acks_keep_the_error,
@@ -127,6 +132,12 @@ macro_rules! conformance_tests {
             sso_sign_ins_are_found_by_refresh_token,
             ip_allow_lists_round_trip,
             ip_allow_lists_go_with_their_org,
+            shares_round_trip_and_replace_per_guest,
+            revoking_a_link_revokes_who_joined_through_it,
+            pool_members_become_ready_and_are_claimed_once,
+            racing_pool_claims_take_distinct_members,
+            agent_connections_are_claimed_and_released_by_replica,
+            key_fingerprints_are_recorded_once_and_compared,
         );
     };
     (@each $fresh:path; $($check:ident),+ $(,)?) => {
@@ -173,6 +184,12 @@ fn new_template(org: Option<&Org>, name: &str) -> NewTemplate {
         tags: vec!["linux".into(), "desktop".into()],
         enabled: true,
         egress_allow: vec!["10.20.30.0/24".parse().unwrap(), "203.0.113.0/24".parse().unwrap()],
+        session_policy: SessionPolicy {
+            clipboard: ClipboardPolicy::Out,
+            microphone: false,
+            ..SessionPolicy::default()
+        },
+        home: TemplateHome { scope: HomeScope::Template, size_mb: Some(2048) },
     }
 }
 
@@ -181,14 +198,7 @@ async fn template(store: &Subject, org: Option<&Org>, name: &str) -> Template {
 }
 
 async fn session(store: &Subject, owner: &User, template: &Template) -> Session {
-    let new = NewSession {
-        org_id: owner.org_id,
-        owner_id: owner.id,
-        template_id: template.id,
-        cpu_millis: template.cpu_millis,
-        memory_mb: template.memory_mb,
-    };
-    store.create_session(new).await.unwrap()
+    store.create_session(new_session_for(owner, template)).await.unwrap()
 }
 
 async fn transition(store: &Subject, session: &Session, from: SessionState, to: SessionState) -> Option<Session> {
@@ -237,6 +247,7 @@ fn start_command(session: &Session) -> Command {
             shm_mb: 256,
             port: 8080,
             egress_allow: vec!["203.0.113.0/24".parse().unwrap()],
+            home: None,
         }),
         traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
     }
@@ -395,7 +406,7 @@ pub async fn orgs_round_trip(store: Subject) {
     let acme = org(&store, "acme").await;
     assert_eq!(acme.name, "acme");
     assert!(!acme.mfa_required);
-    assert!(acme.allow_clipboard, "the clipboard is allowed until an admin says otherwise");
+    assert_eq!(acme.session_policy, SessionPolicy::default(), "everything is allowed until an admin says otherwise");
     assert_eq!(acme.quotas, Quotas::default());
     assert_eq!(store.get_org(Scope::Platform, acme.id).await.unwrap().as_ref(), Some(&acme));
     assert_eq!(store.get_org(Scope::Org(acme.id), acme.id).await.unwrap().as_ref(), Some(&acme));
@@ -417,7 +428,11 @@ pub async fn orgs_round_trip(store: Subject) {
     let patch = OrgPatch {
         name: Some("acme-2".into()),
         mfa_required: Some(true),
-        allow_clipboard: Some(false),
+        session_policy: Some(SessionPolicy {
+            clipboard: ClipboardPolicy::In,
+            audio: false,
+            ..SessionPolicy::default()
+        }),
         quotas: Some(quotas),
         egress_allow: Some(egress_allow.clone()),
         sso_mfa: Some(SsoMfaPolicy::TrustIdp),
@@ -427,7 +442,7 @@ pub async fn orgs_round_trip(store: Subject) {
     let expected = Org {
         name: "acme-2".into(),
         mfa_required: true,
-        allow_clipboard: false,
+        session_policy: SessionPolicy { clipboard: ClipboardPolicy::In, audio: false, ..SessionPolicy::default() },
         quotas,
         egress_allow,
         sso_mfa: SsoMfaPolicy::TrustIdp,
@@ -851,6 +866,8 @@ pub async fn templates_round_trip(store: Subject) {
         tags: new.tags,
         enabled: new.enabled,
         egress_allow: new.egress_allow,
+        session_policy: new.session_policy,
+        home: new.home,
         created_at: created.created_at,
         updated_at: created.created_at,
     };
@@ -871,6 +888,8 @@ pub async fn templates_round_trip(store: Subject) {
         tags: Some(vec![]),
         enabled: Some(false),
         egress_allow: Some(vec![]),
+        session_policy: Some(SessionPolicy { file_download: false, ..SessionPolicy::default() }),
+        home: Some(TemplateHome::default()),
     };
     let updated = store.update_template(Scope::Org(acme.id), created.id, patch.clone()).await.unwrap().unwrap();
     assert!(updated.updated_at >= created.updated_at);
@@ -887,6 +906,8 @@ pub async fn templates_round_trip(store: Subject) {
         tags: vec![],
         enabled: false,
         egress_allow: vec![],
+        session_policy: SessionPolicy { file_download: false, ..SessionPolicy::default() },
+        home: TemplateHome::default(),
         updated_at: updated.updated_at,
         ..created.clone()
     };
@@ -951,6 +972,103 @@ pub async fn orgs_see_their_own_and_global_templates(store: Subject) {
     assert_eq!(store.get_template(Scope::Platform, b_desktop.id).await.unwrap(), Some(b_desktop));
     assert_eq!(store.get_template(Scope::Platform, global.id).await.unwrap().as_ref(), Some(&global));
     assert!(!store.update_template(Scope::Platform, global.id, patch).await.unwrap().unwrap().enabled);
+}
+
+pub async fn homes_are_one_per_user_and_scope(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let alice = user(&store, &acme, "alice").await;
+    let desktop = template(&store, Some(&acme), "desktop").await;
+    let now = Utc::now().trunc_subsecs(6);
+    let new =
+        |template_id: Option<Uuid>| NewHome { org_id: acme.id, user_id: alice.id, template_id, size_mb: Some(512) };
+    let own = store.home_for(new(None), now).await.unwrap();
+    assert_eq!((own.user_id, own.template_id, own.agent_id, own.size_mb), (alice.id, None, None, Some(512)));
+    assert_eq!((own.created_at, own.last_used_at, own.delete_after), (now, None, None));
+    let later = now + Duration::minutes(5);
+    assert_eq!(store.home_for(new(None), later).await.unwrap(), own, "found again, not created twice");
+    let for_desktop = store.home_for(new(Some(desktop.id)), now).await.unwrap();
+    assert_ne!(for_desktop.id, own.id, "a template's home is another home");
+    assert_eq!(for_desktop.template_id, Some(desktop.id));
+
+    let docker = agent(&store, "docker-1").await;
+    store.record_home_use(own.id, docker.id, later).await.unwrap();
+    let used = store.get_home(Scope::Platform, own.id).await.unwrap().unwrap();
+    assert_eq!((used.agent_id, used.last_used_at), (Some(docker.id), Some(later)));
+    assert_eq!(
+        store.list_homes(Scope::Platform, Some(alice.id)).await.unwrap(),
+        vec![used.clone(), for_desktop.clone()]
+    );
+
+    assert!(store.delete_home(own.id).await.unwrap());
+    assert!(!store.delete_home(own.id).await.unwrap(), "deleted once");
+    let fresh = store.home_for(new(None), later).await.unwrap();
+    assert_ne!(fresh.id, own.id, "after a reset the next session gets a new, empty home");
+    assert_eq!(fresh.agent_id, None);
+}
+
+pub async fn home_usage_comes_only_from_the_agent_holding_the_home(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let alice = user(&store, &acme, "alice").await;
+    let now = Utc::now().trunc_subsecs(6);
+    let new = NewHome { org_id: acme.id, user_id: alice.id, template_id: None, size_mb: None };
+    let home = store.home_for(new, now).await.unwrap();
+    assert_eq!((home.used_bytes, home.usage_measured_at), (None, None), "not measured until reported");
+    let holder = agent(&store, "docker-1").await;
+    let other = agent(&store, "docker-2").await;
+    assert!(
+        !store.record_home_usage(home.id, holder.id, 1, now).await.unwrap(),
+        "a home no session mounted yet is held by no agent"
+    );
+    store.record_home_use(home.id, holder.id, now).await.unwrap();
+
+    let measured = now + Duration::seconds(60);
+    assert!(store.record_home_usage(home.id, holder.id, 5 << 20, measured).await.unwrap());
+    assert!(!store.record_home_usage(home.id, other.id, 1, measured + Duration::seconds(1)).await.unwrap());
+    assert!(!store.record_home_usage(Uuid::now_v7(), holder.id, 1, measured).await.unwrap(), "no such home");
+    let stored = store.get_home(Scope::Org(acme.id), home.id).await.unwrap().unwrap();
+    assert_eq!((stored.used_bytes, stored.usage_measured_at), (Some(5 << 20), Some(measured)));
+    assert_eq!(store.list_homes(Scope::Org(acme.id), Some(alice.id)).await.unwrap(), vec![stored.clone()]);
+
+    store.record_home_use(home.id, holder.id, measured + Duration::minutes(1)).await.unwrap();
+    let again = store.get_home(Scope::Platform, home.id).await.unwrap().unwrap();
+    assert_eq!(again.used_bytes, Some(5 << 20), "mounted again where it is: its usage stands");
+    store.record_home_use(home.id, other.id, measured + Duration::minutes(2)).await.unwrap();
+    let moved = store.get_home(Scope::Platform, home.id).await.unwrap().unwrap();
+    assert_eq!((moved.used_bytes, moved.usage_measured_at), (None, None), "a new volume elsewhere is not measured");
+    assert!(store.record_home_usage(home.id, other.id, 7, measured + Duration::minutes(3)).await.unwrap());
+    assert!(!store.record_home_usage(home.id, holder.id, 1, measured + Duration::minutes(3)).await.unwrap());
+}
+
+pub async fn homes_are_scoped_and_deleted_after_their_user(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let globex = org(&store, "globex").await;
+    let alice = user(&store, &acme, "alice").await;
+    let bob = user(&store, &acme, "bob").await;
+    let now = Utc::now().trunc_subsecs(6);
+    let home_of = |user: &User| NewHome { org_id: user.org_id, user_id: user.id, template_id: None, size_mb: None };
+    let alices = store.home_for(home_of(&alice), now).await.unwrap();
+    let bobs = store.home_for(home_of(&bob), now).await.unwrap();
+    assert_eq!(
+        store.get_home(Scope::Org(globex.id), alices.id).await.unwrap(),
+        None,
+        "another org's home is not found"
+    );
+    assert!(store.list_homes(Scope::Org(globex.id), None).await.unwrap().is_empty());
+    assert_eq!(store.list_homes(Scope::Org(acme.id), None).await.unwrap().len(), 2);
+
+    let grace_over = now + Duration::days(7);
+    assert!(store.delete_user(Scope::Platform, alice.id).await.unwrap());
+    assert_eq!(store.mark_user_homes_for_deletion(alice.id, grace_over).await.unwrap(), 1);
+    assert_eq!(
+        store.mark_user_homes_for_deletion(alice.id, grace_over + Duration::days(1)).await.unwrap(),
+        0,
+        "marked once"
+    );
+    let kept = store.get_home(Scope::Platform, alices.id).await.unwrap().unwrap();
+    assert_eq!(kept.delete_after, Some(grace_over), "a deleted user's home outlives them for the grace period");
+    assert!(store.due_homes(grace_over - Duration::seconds(1)).await.unwrap().is_empty());
+    assert_eq!(store.due_homes(grace_over).await.unwrap(), vec![kept]);
+    assert!(store.get_home(Scope::Platform, bobs.id).await.unwrap().unwrap().delete_after.is_none());
 }
 
 pub async fn templates_in_use_cannot_be_deleted(store: Subject) {
@@ -1399,6 +1517,7 @@ pub async fn agents_round_trip(store: Subject) {
         endpoint_cidrs,
         last_heartbeat_at: None,
         created_at: edge.created_at,
+        connected_replica: None,
     };
     assert_eq!(edge, expected);
     assert!(edge.created_at >= before);
@@ -1501,6 +1620,32 @@ pub async fn agent_hellos_and_heartbeats_are_recorded(store: Subject) {
     // Unknown agents are no error.
     store.record_agent_heartbeat(Uuid::now_v7(), t2).await.unwrap();
     store.record_agent_hello(Uuid::now_v7(), "1", capacity, &labels, t2).await.unwrap();
+}
+
+pub async fn agent_epochs_only_move_forward(store: Subject) {
+    let edge = agent(&store, "edge").await;
+    let other = agent(&store, "other").await;
+    assert_eq!(store.agent_epoch(edge.id).await.unwrap(), 0, "no leader announced yet");
+    assert!(store.advance_agent_epoch(edge.id, 3).await.unwrap());
+    assert!(store.advance_agent_epoch(edge.id, 3).await.unwrap(), "the same leader reconnecting");
+    assert!(!store.advance_agent_epoch(edge.id, 2).await.unwrap(), "a stale leader is refused");
+    assert_eq!(store.agent_epoch(edge.id).await.unwrap(), 3);
+    assert!(store.advance_agent_epoch(edge.id, 4).await.unwrap());
+    assert_eq!(store.agent_epoch(edge.id).await.unwrap(), 4);
+    assert_eq!(store.agent_epoch(other.id).await.unwrap(), 0, "other agents are untouched");
+    let unknown = Uuid::now_v7();
+    assert!(!store.advance_agent_epoch(unknown, 1).await.unwrap());
+    assert_eq!(store.agent_epoch(unknown).await.unwrap(), 0);
+    // Racing leaders' hellos: the newest wins whatever the order.
+    let mut epochs = 5..;
+    let results = race(8, || {
+        let store = Arc::clone(&store);
+        let epoch = epochs.next().unwrap();
+        async move { store.advance_agent_epoch(edge.id, epoch).await.unwrap() }
+    })
+    .await;
+    assert!(results.iter().any(|advanced| *advanced));
+    assert_eq!(store.agent_epoch(edge.id).await.unwrap(), 12);
 }
 
 pub async fn deleting_an_agent_deletes_its_commands(store: Subject) {
@@ -2143,4 +2288,180 @@ pub async fn ip_allow_lists_go_with_their_org(store: Subject) {
     let again = org(&store, "acme").await;
     assert_eq!(store.get_ip_allow_list(AllowList::Org(acme.id)).await.unwrap(), vec![]);
     assert_eq!(store.get_ip_allow_list(AllowList::Org(again.id)).await.unwrap(), vec![]);
+}
+
+fn invitation(session: &Session, guest: &User, role: ShareRole) -> NewShare {
+    NewShare {
+        session_id: session.id,
+        user_id: Some(guest.id),
+        role,
+        token_hash: None,
+        link_id: None,
+        expires_at: None,
+        created_by: session.owner_id,
+    }
+}
+
+pub async fn shares_round_trip_and_replace_per_guest(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let (owner, guest) = (user(&store, &acme, "owner").await, user(&store, &acme, "guest").await);
+    let desktop = template(&store, None, "desktop").await;
+    let (shared, other) = (session(&store, &owner, &desktop).await, session(&store, &owner, &desktop).await);
+    let viewer = store.put_share(invitation(&shared, &guest, ShareRole::Viewer)).await.unwrap();
+    assert_eq!((viewer.user_id, viewer.role, viewer.is_link()), (Some(guest.id), ShareRole::Viewer, false));
+    assert_eq!(store.guest_share(shared.id, guest.id).await.unwrap(), Some(viewer.clone()));
+    assert_eq!(store.guest_share(other.id, guest.id).await.unwrap(), None, "shares are per session");
+    let until = Utc::now().trunc_subsecs(6) + Duration::hours(1);
+    let promoted = NewShare { expires_at: Some(until), ..invitation(&shared, &guest, ShareRole::Collaborator) };
+    let collaborator = store.put_share(promoted).await.unwrap();
+    assert_eq!((collaborator.role, collaborator.expires_at), (ShareRole::Collaborator, Some(until)));
+    assert_eq!(store.list_shares(shared.id).await.unwrap(), vec![collaborator.clone()], "inviting again replaces");
+    assert_eq!(store.shares_for_guest(guest.id).await.unwrap(), vec![collaborator.clone()]);
+    assert!(collaborator.live_at(until - Duration::seconds(1)) && !collaborator.live_at(until));
+    let stranger = User { id: Uuid::now_v7(), ..guest.clone() };
+    assert!(is_invalid(store.put_share(invitation(&shared, &stranger, ShareRole::Viewer)).await), "no such guest");
+    assert_eq!(store.delete_share(other.id, collaborator.id).await.unwrap(), vec![], "another session's share stays");
+    assert_eq!(store.delete_share(shared.id, collaborator.id).await.unwrap(), vec![collaborator]);
+    assert_eq!(store.guest_share(shared.id, guest.id).await.unwrap(), None);
+}
+
+pub async fn revoking_a_link_revokes_who_joined_through_it(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let owner = user(&store, &acme, "owner").await;
+    let (joined, invited) = (user(&store, &acme, "joined").await, user(&store, &acme, "invited").await);
+    let desktop = template(&store, None, "desktop").await;
+    let shared = session(&store, &owner, &desktop).await;
+    let expires_at = Some(Utc::now().trunc_subsecs(6) + Duration::minutes(30));
+    let new_link = NewShare {
+        user_id: None,
+        token_hash: Some("link-hash".into()),
+        expires_at,
+        ..invitation(&shared, &owner, ShareRole::Viewer)
+    };
+    let link = store.put_share(new_link.clone()).await.unwrap();
+    assert!(link.is_link() && link.user_id.is_none());
+    assert_eq!(store.find_share_link("link-hash").await.unwrap(), Some(link.clone()));
+    assert_eq!(store.find_share_link("other").await.unwrap(), None);
+    assert!(matches!(store.put_share(new_link).await, Err(StoreError::Conflict(_))), "link tokens are unique");
+    let through_link =
+        NewShare { link_id: Some(link.id), expires_at, ..invitation(&shared, &joined, ShareRole::Viewer) };
+    let guest = store.put_share(through_link).await.unwrap();
+    let direct = store.put_share(invitation(&shared, &invited, ShareRole::Collaborator)).await.unwrap();
+    let mut revoked = store.delete_share(shared.id, link.id).await.unwrap();
+    revoked.sort_by_key(|share| share.id);
+    assert_eq!(revoked, vec![link, guest]);
+    assert_eq!(store.list_shares(shared.id).await.unwrap(), vec![direct], "a direct invitation stays");
+}
+
+// Warm pools (ADR 0034).
+
+fn new_session_for(owner: &User, template: &Template) -> NewSession {
+    NewSession {
+        org_id: owner.org_id,
+        owner_id: owner.id,
+        template_id: template.id,
+        cpu_millis: template.cpu_millis,
+        memory_mb: template.memory_mb,
+    }
+}
+
+async fn ready_member(store: &Subject, template: &Template, agent: &Agent, digest: &str) -> PoolMember {
+    let member = PoolMember::starting(template.id, agent.id, (1000, 512), digest.to_owned(), Utc::now());
+    store.add_pool_member(&member).await.unwrap();
+    assert!(store.pool_member_ready(member.id, agent.id, "http://10.1.2.3:8080", Utc::now()).await.unwrap());
+    member
+}
+
+pub async fn pool_members_become_ready_and_are_claimed_once(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let alice = user(&store, &acme, "alice").await;
+    let chromium = template(&store, None, "chromium").await;
+    let docker = agent(&store, "docker-1").await;
+    let pool = store.set_template_pool(chromium.id, 2, Utc::now()).await.unwrap();
+    assert_eq!((pool.template_id, pool.size), (chromium.id, 2));
+    assert_eq!(store.set_template_pool(chromium.id, 3, Utc::now()).await.unwrap().size, 3);
+    assert_eq!(store.list_template_pools().await.unwrap().len(), 1);
+    assert!(store.set_template_pool(Uuid::now_v7(), 1, Utc::now()).await.is_err(), "no such template");
+
+    let starting = PoolMember::starting(chromium.id, docker.id, (1000, 512), "a".into(), Utc::now());
+    store.add_pool_member(&starting).await.unwrap();
+    assert_eq!(store.list_pool_members().await.unwrap(), std::slice::from_ref(&starting));
+    let claim = |digest: &'static str| {
+        store.claim_pool_member(chromium.id, digest, new_session_for(&alice, &chromium), Utc::now())
+    };
+    assert_eq!(claim("a").await.unwrap(), None, "a starting member is not handed out");
+    let other = agent(&store, "docker-2").await;
+    assert!(!store.pool_member_ready(starting.id, other.id, "http://x:1", Utc::now()).await.unwrap(), "not its member");
+    assert!(store.pool_member_ready(starting.id, docker.id, "http://10.1.2.3:8080", Utc::now()).await.unwrap());
+
+    assert_eq!(claim("b").await.unwrap(), None, "another spec does not match");
+    let session = claim("a").await.unwrap().unwrap();
+    assert_eq!((session.id, session.owner_id, session.org_id), (starting.id, alice.id, acme.id));
+    assert_eq!((session.state, session.agent_id), (SessionState::Running, Some(docker.id)));
+    assert_eq!(session.endpoint.as_deref(), Some("http://10.1.2.3:8080"));
+    assert!(session.started_at.is_some() && session.last_activity_at.is_some());
+    assert!(store.list_pool_members().await.unwrap().is_empty());
+    assert_eq!(claim("a").await.unwrap(), None, "claimed once");
+    assert!(!store.remove_pool_member(starting.id).await.unwrap());
+
+    // A claimant outside the member's reach (no such user in that org) leaves the member in the pool.
+    let member = ready_member(&store, &chromium, &docker, "a").await;
+    let stranger = NewSession { org_id: Uuid::now_v7(), ..new_session_for(&alice, &chromium) };
+    assert!(store.claim_pool_member(chromium.id, "a", stranger, Utc::now()).await.is_err());
+    assert_eq!(store.list_pool_members().await.unwrap().len(), 1);
+    assert!(store.remove_pool_member(member.id).await.unwrap());
+    // Deleting the agent takes its members with it.
+    ready_member(&store, &chromium, &docker, "a").await;
+    assert!(store.delete_agent(docker.id).await.unwrap());
+    assert!(store.list_pool_members().await.unwrap().is_empty());
+}
+
+pub async fn racing_pool_claims_take_distinct_members(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let alice = user(&store, &acme, "alice").await;
+    let chromium = template(&store, None, "chromium").await;
+    let docker = agent(&store, "docker-1").await;
+    for _ in 0..3 {
+        ready_member(&store, &chromium, &docker, "a").await;
+    }
+    let claims = race(6, || {
+        let (store, new) = (store.clone(), new_session_for(&alice, &chromium));
+        async move { store.claim_pool_member(chromium.id, "a", new, Utc::now()).await.unwrap() }
+    })
+    .await;
+    let mut ids: Vec<Uuid> = claims.into_iter().flatten().map(|session| session.id).collect();
+    ids.sort();
+    ids.dedup();
+    assert!(ids.len() <= 3 && !ids.is_empty(), "{ids:?}");
+    assert_eq!(store.list_pool_members().await.unwrap().len(), 3 - ids.len());
+}
+
+pub async fn agent_connections_are_claimed_and_released_by_replica(store: Subject) {
+    let edge = agent(&store, "edge").await;
+    let other = agent(&store, "other").await;
+    let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
+    let holder = async |id| store.get_agent(id).await.unwrap().unwrap().connected_replica;
+    store.claim_agent_connection(edge.id, first).await.unwrap();
+    assert_eq!(holder(edge.id).await, Some(first));
+    // The agent reconnects to another replica before the first notices it left.
+    store.claim_agent_connection(edge.id, second).await.unwrap();
+    assert!(!store.release_agent_connection(edge.id, first).await.unwrap(), "the old holder cannot release it");
+    assert_eq!(holder(edge.id).await, Some(second));
+    assert!(store.release_agent_connection(edge.id, second).await.unwrap());
+    assert_eq!(holder(edge.id).await, None);
+    assert_eq!(holder(other.id).await, None, "other agents are untouched");
+    store.claim_agent_connection(Uuid::now_v7(), first).await.unwrap();
+}
+
+pub async fn key_fingerprints_are_recorded_once_and_compared(store: Subject) {
+    let keys = |jwt: &str, seal: &str| vec![("jwt".to_owned(), jwt.to_owned()), ("seal".to_owned(), seal.to_owned())];
+    let now = micros_now();
+    assert!(store.check_key_fingerprints(&keys("a", "b"), now).await.unwrap().is_empty(), "the first records");
+    assert!(store.check_key_fingerprints(&keys("a", "b"), now).await.unwrap().is_empty(), "the same keys agree");
+    assert_eq!(store.check_key_fingerprints(&keys("a", "c"), now).await.unwrap(), ["seal"]);
+    assert_eq!(store.check_key_fingerprints(&keys("x", "y"), now).await.unwrap(), ["jwt", "seal"]);
+    // A differing key is never recorded over the first: the original still agrees.
+    assert!(store.check_key_fingerprints(&keys("a", "b"), now).await.unwrap().is_empty());
+    let added = vec![("audit".to_owned(), "d".to_owned())];
+    assert!(store.check_key_fingerprints(&added, now).await.unwrap().is_empty(), "a new key name is recorded");
 }

@@ -6,12 +6,18 @@
 //! See ADR 0001.
 
 pub mod audit;
+pub mod cluster;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+mod home;
 mod model;
+mod policy;
+mod pools;
 mod postgres;
+mod sharing;
 mod sql;
 mod sql_compliance;
+mod sql_homes;
 mod sql_store;
 mod sqlite;
 mod sso;
@@ -20,9 +26,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+pub use home::{Home, HomeScope, NewHome, TemplateHome};
 use ipnet::IpNet;
 pub use model::*;
+pub use policy::{ClipboardPolicy, SessionPolicy};
+pub use pools::{PoolMember, TemplatePool};
 pub use postgres::PostgresStore;
+pub use sharing::{NewShare, Share, ShareRole};
 pub use sql_store::SqlStore;
 pub use sqlite::SqliteStore;
 pub use sso::{
@@ -185,6 +195,24 @@ pub trait Store: Send + Sync + 'static {
     /// The whole chain in sequence order from `after_seq + 1`, for verification.
     async fn audit_chain(&self, after_seq: i64, limit: u32) -> Result<Vec<AuditEvent>>;
 
+    // Persistent homes (ADR 0032).
+    /// The user's home of `new`'s scope, created on first call (a home marked for deletion stays marked).
+    async fn home_for(&self, new: NewHome, now: Timestamp) -> Result<Home>;
+    /// Records that a session on `agent_id` mounts the home: that is where its volume lives. A home that
+    /// moves to another agent forgets its usage, which described the volume it left behind.
+    async fn record_home_use(&self, id: Uuid, agent_id: Uuid, at: Timestamp) -> Result<()>;
+    /// Stores home `id`'s used space as `agent_id` measured it at `at`, only if that agent holds it (a report
+    /// about another agent's home changes nothing); answers whether it was stored.
+    async fn record_home_usage(&self, id: Uuid, agent_id: Uuid, used_bytes: i64, at: Timestamp) -> Result<bool>;
+    async fn get_home(&self, scope: Scope, id: Uuid) -> Result<Option<Home>>;
+    /// Homes in `scope`, of one user or of everyone in it, oldest first.
+    async fn list_homes(&self, scope: Scope, user_id: Option<Uuid>) -> Result<Vec<Home>>;
+    async fn delete_home(&self, id: Uuid) -> Result<bool>;
+    /// Marks the user's homes for deletion at `after` (their user is gone); answers how many.
+    async fn mark_user_homes_for_deletion(&self, user_id: Uuid, after: Timestamp) -> Result<u64>;
+    /// Homes whose deletion is due at `now`.
+    async fn due_homes(&self, now: Timestamp) -> Result<Vec<Home>>;
+
     // Compliance: audit retention and scheduled reports (ADR 0029).
     /// Removes the org's events older than `before`, a run of consecutive events at a time, each
     /// run replaced by a [`audit::Checkpoint`] sealed under `key` in the same transaction. Fails
@@ -258,6 +286,65 @@ pub trait Store: Send + Sync + 'static {
     async fn get_ip_allow_list(&self, list: AllowList) -> Result<Vec<IpNet>>;
     /// Replaces one allow-list; `Invalid` when the org does not exist.
     async fn set_ip_allow_list(&self, list: AllowList, cidrs: &[IpNet], at: Timestamp) -> Result<()>;
+    // Sharing a session (ADR 0033).
+    /// Creates a share; for a guest it replaces their earlier share of the session (role,
+    /// expiry, link and creator are the new one's). `Invalid` when the session, guest or link
+    /// does not exist.
+    async fn put_share(&self, share: NewShare) -> Result<Share>;
+    /// The session's shares (links and guests), in creation order.
+    async fn list_shares(&self, session_id: Uuid) -> Result<Vec<Share>>;
+    /// The guest's share of the session, if any (expired ones too: callers judge expiry).
+    async fn guest_share(&self, session_id: Uuid, user_id: Uuid) -> Result<Option<Share>>;
+    /// The link with that token hash.
+    async fn find_share_link(&self, token_hash: &str) -> Result<Option<Share>>;
+    /// The shares the user holds as a guest, in creation order.
+    async fn shares_for_guest(&self, user_id: Uuid) -> Result<Vec<Share>>;
+    /// Deletes the share of the session and, for a link, the guests who joined through it;
+    /// answers what was deleted (empty when there was no such share).
+    async fn delete_share(&self, session_id: Uuid, id: Uuid) -> Result<Vec<Share>>;
+    // Warm pools (ADR 0034).
+    /// Sets how many warm containers each fitting agent keeps for the template (0: none).
+    async fn set_template_pool(&self, template_id: Uuid, size: i64, at: Timestamp) -> Result<TemplatePool>;
+    /// Every template's pool size that was ever set.
+    async fn list_template_pools(&self) -> Result<Vec<TemplatePool>>;
+    async fn add_pool_member(&self, member: &PoolMember) -> Result<()>;
+    /// Every warm container, oldest first.
+    async fn list_pool_members(&self) -> Result<Vec<PoolMember>>;
+    /// Records that the member's streamer answers at `endpoint`; `false` when it is no member of
+    /// that agent's pool (anymore).
+    async fn pool_member_ready(&self, id: Uuid, agent_id: Uuid, endpoint: &str, at: Timestamp) -> Result<bool>;
+    /// Drops a member that failed, vanished or is no longer wanted; `false` when it was claimed or
+    /// dropped already.
+    async fn remove_pool_member(&self, id: Uuid) -> Result<bool>;
+    /// Takes the oldest ready member of the template's pool running a spec with that digest and
+    /// makes it the running session `session` describes, under the member's id, in one
+    /// transaction: a member is claimed once and never returns to the pool. `None` when no such
+    /// member is ready.
+    async fn claim_pool_member(
+        &self,
+        template_id: Uuid,
+        spec_digest: &str,
+        session: NewSession,
+        at: Timestamp,
+    ) -> Result<Option<Session>>;
+
+    // Control-plane replicas (ADR 0030).
+    /// Records `replica` as holding the agent's connection; a newer connection, on any replica,
+    /// takes it over.
+    async fn claim_agent_connection(&self, agent_id: Uuid, replica: Uuid) -> Result<()>;
+    /// Forgets the holder if it is still `replica`; `false` when another one holds it now (the
+    /// agent has reconnected elsewhere already).
+    async fn release_agent_connection(&self, agent_id: Uuid, replica: Uuid) -> Result<bool>;
+    /// Records each `(name, fingerprint)` not recorded yet, and answers the names recorded with
+    /// another fingerprint: keys this process does not share with the others.
+    async fn check_key_fingerprints(&self, fingerprints: &[(String, String)], at: Timestamp) -> Result<Vec<String>>;
+
+    // Agent HA fencing (ADR 0031): the newest leader term each agent's HA group announced.
+    /// Records `epoch` as the agent's newest leader term unless a newer one is recorded; `false` when `epoch` is
+    /// older (a stale leader) or the agent is unknown. Repeating the newest epoch is `true` (a reconnect).
+    async fn advance_agent_epoch(&self, id: Uuid, epoch: i64) -> Result<bool>;
+    /// The newest leader term recorded for the agent; 0 when none was (or the agent is unknown).
+    async fn agent_epoch(&self, id: Uuid) -> Result<i64>;
 }
 
 /// Opens the store a URL names (`sqlite://path?mode=rwc` or `postgres://...`) and applies its

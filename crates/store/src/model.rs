@@ -64,8 +64,8 @@ pub struct Org {
     pub id: Uuid,
     pub name: String,
     pub mfa_required: bool,
-    /// Sessions may read and write the viewer's clipboard.
-    pub allow_clipboard: bool,
+    /// What the org's sessions may exchange with the viewer's browser.
+    pub session_policy: crate::SessionPolicy,
     #[serde(flatten)]
     pub quotas: Quotas,
     /// Networks every session of the org may reach although the platform's egress deny list covers them.
@@ -89,7 +89,7 @@ pub struct Quotas {
 pub struct OrgPatch {
     pub name: Option<String>,
     pub mfa_required: Option<bool>,
-    pub allow_clipboard: Option<bool>,
+    pub session_policy: Option<crate::SessionPolicy>,
     pub quotas: Option<Quotas>,
     pub egress_allow: Option<Vec<IpNet>>,
     pub sso_mfa: Option<crate::SsoMfaPolicy>,
@@ -230,6 +230,10 @@ pub struct Template {
     /// Networks this template's sessions may reach although the platform's egress deny list covers them.
     #[schema(value_type = Vec<String>)]
     pub egress_allow: Vec<IpNet>,
+    /// What this template's sessions may exchange with the viewer's browser, within the org's policy.
+    pub session_policy: crate::SessionPolicy,
+    /// Which persistent home its sessions mount.
+    pub home: crate::TemplateHome,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -250,6 +254,8 @@ pub struct NewTemplate {
     pub tags: Vec<String>,
     pub enabled: bool,
     pub egress_allow: Vec<IpNet>,
+    pub session_policy: crate::SessionPolicy,
+    pub home: crate::TemplateHome,
 }
 
 /// A change to a template; absent fields stay as they are.
@@ -270,6 +276,10 @@ pub struct TemplatePatch {
     /// the platform's egress deny list covers them.
     #[schema(value_type = Option<Vec<String>>)]
     pub egress_allow: Option<Vec<IpNet>>,
+    /// Replaces what the template's sessions may exchange with the viewer's browser.
+    pub session_policy: Option<crate::SessionPolicy>,
+    /// Replaces which persistent home its sessions mount (from their next start).
+    pub home: Option<crate::TemplateHome>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -433,6 +443,8 @@ pub struct Agent {
     pub endpoint_cidrs: Vec<String>,
     pub last_heartbeat_at: Option<Timestamp>,
     pub created_at: Timestamp,
+    /// The control-plane replica holding its connection, if one does (ADR 0030).
+    pub connected_replica: Option<Uuid>,
 }
 
 impl Agent {

@@ -26,6 +26,12 @@ const MIGRATIONS: &[MigrationFile] = &[
     (8, "sso", include_str!("../migrations/postgres/0008_sso.sql")),
     (10, "allow_lists", include_str!("../migrations/postgres/0010_allow_lists.sql")),
     (11, "retention", include_str!("../migrations/postgres/0011_retention.sql")),
+    (12, "homes_policies", include_str!("../migrations/postgres/0012_homes_policies.sql")),
+    (13, "sharing", include_str!("../migrations/postgres/0013_sharing.sql")),
+    (14, "pools", include_str!("../migrations/postgres/0014_pools.sql")),
+    (15, "home_usage", include_str!("../migrations/postgres/0015_home_usage.sql")),
+    (16, "replicas", include_str!("../migrations/postgres/0016_replicas.sql")),
+    (17, "agent_fencing", include_str!("../migrations/postgres/0017_agent_fencing.sql")),
 ];
 
 /// Connections per replica: the work is short queries, and the server has few cores.

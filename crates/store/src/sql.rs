@@ -25,7 +25,7 @@ use crate::{
 // schemas name their columns alike, and the decoders below read exactly these.
 macro_rules! org_columns {
     () => {
-        "id, name, mfa_required, allow_clipboard, max_sessions, max_sessions_per_user, max_cpu_millis, max_memory_mb, \
+        "id, name, mfa_required, session_policy, max_sessions, max_sessions_per_user, max_cpu_millis, max_memory_mb, \
          egress_allow, sso_mfa, created_at"
     };
 }
@@ -48,7 +48,7 @@ macro_rules! refresh_token_columns {
 macro_rules! template_columns {
     () => {
         "id, org_id, name, display_name, description, icon, image, env, cpu_millis, memory_mb, shm_mb, port, tags, \
-         enabled, egress_allow, created_at, updated_at"
+         enabled, egress_allow, session_policy, home, created_at, updated_at"
     };
 }
 macro_rules! session_columns {
@@ -71,7 +71,8 @@ macro_rules! audit_head_columns {
 macro_rules! agent_columns {
     () => {
         "id, name, platform, labels, reported_labels, token_hash, version, max_sessions, cpu_millis, memory_mb, \
-         limit_sessions, limit_cpu_millis, limit_memory_mb, endpoint_cidrs, last_heartbeat_at, created_at"
+         limit_sessions, limit_cpu_millis, limit_memory_mb, endpoint_cidrs, last_heartbeat_at, created_at, \
+         connected_replica"
     };
 }
 macro_rules! agent_command_columns {
@@ -173,7 +174,7 @@ pub(crate) fn org(row: &impl Columns) -> Result<Org> {
         id: row.uuid("id")?,
         name: row.text("name")?,
         mfa_required: row.flag("mfa_required")?,
-        allow_clipboard: row.flag("allow_clipboard")?,
+        session_policy: row.json("session_policy")?,
         quotas: Quotas {
             max_sessions: row.opt_int("max_sessions")?,
             max_sessions_per_user: row.opt_int("max_sessions_per_user")?,
@@ -252,6 +253,8 @@ pub(crate) fn template(row: &impl Columns) -> Result<Template> {
         tags: row.json("tags")?,
         enabled: row.flag("enabled")?,
         egress_allow: row.json("egress_allow")?,
+        session_policy: row.json("session_policy")?,
+        home: row.json("home")?,
         created_at: row.time("created_at")?,
         updated_at: row.time("updated_at")?,
     })
@@ -334,6 +337,7 @@ pub(crate) fn agent(row: &impl Columns) -> Result<Agent> {
         endpoint_cidrs: row.json("endpoint_cidrs")?,
         last_heartbeat_at: row.opt_time("last_heartbeat_at")?,
         created_at: row.time("created_at")?,
+        connected_replica: row.opt_uuid("connected_replica")?,
     })
 }
 
@@ -397,6 +401,7 @@ pub(crate) const TEMPLATE_IN_USE: &str = "the template is used by sessions that 
 pub(crate) const AGENT_TAKEN: &str = "an agent with that name already exists";
 pub(crate) const AGENT_TOKEN_TAKEN: &str = "another agent already has that token";
 pub(crate) const NO_SUCH_AGENT: &str = "the agent does not exist";
+pub(crate) const NO_SUCH_TEMPLATE: &str = "the template does not exist";
 pub(crate) const COMMAND_TAKEN: &str = "a command with that id already exists";
 pub(crate) const TICKET_TAKEN: &str = "a ticket with that hash already exists";
 pub(crate) const NO_SUCH_SESSION_OR_USER: &str = "the session or the user does not exist";

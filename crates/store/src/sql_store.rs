@@ -12,21 +12,25 @@ use streamspace_proto::hub::{Capacity, Command};
 use uuid::Uuid;
 
 use crate::audit::{AuditKey, ChainHead, Checkpoint, consecutive_runs};
+use crate::pools::{self, pool_member_columns, template_pool_columns};
+use crate::sharing::{self, share_columns};
 use crate::sql::{
     self, Backend, Columns, Params, RowsAffected, agent_columns, agent_command_columns, api_key_columns, audit_columns,
     audit_head_columns, org_columns, refresh_token_columns, session_columns, template_columns, ticket_columns,
     user_columns,
 };
 use crate::sql_compliance::{self, PRUNE_BATCH, checkpoint_columns, compliance_columns};
+use crate::sql_homes::{self, home_columns};
 use crate::sso::{
     self, external_identity_columns, identity_provider_columns, sso_pending_columns, sso_sign_in_columns,
 };
 use crate::{
     Agent, AgentCommand, AllowList, ApiKey, AuditEvent, AuditFilter, AuditPage, ComplianceSettings, DeliveryState,
-    ExternalIdentity, IdentityProvider, IdentityProviderPatch, NewAgent, NewApiKey, NewAuditEvent, NewExternalIdentity,
-    NewIdentityProvider, NewSession, NewTemplate, NewUser, Org, OrgPatch, Page, Paged, Quotas, RefreshOutcome,
-    RefreshToken, Result, Scope, Session, SessionFilter, SessionUpdate, SsoPending, SsoPendingKind, SsoSignIn, Store,
-    StoreError, Template, TemplatePatch, Ticket, Timestamp, Usage, User, UserPatch,
+    ExternalIdentity, Home, IdentityProvider, IdentityProviderPatch, NewAgent, NewApiKey, NewAuditEvent,
+    NewExternalIdentity, NewHome, NewIdentityProvider, NewSession, NewShare, NewTemplate, NewUser, Org, OrgPatch, Page,
+    Paged, PoolMember, Quotas, RefreshOutcome, RefreshToken, Result, Scope, Session, SessionFilter, SessionUpdate,
+    Share, SsoPending, SsoPendingKind, SsoSignIn, Store, StoreError, Template, TemplatePatch, TemplatePool, Ticket,
+    Timestamp, Usage, User, UserPatch,
 };
 
 /// A [`Store`] on an SQL database. Reads go to `reader` and writes to `writer`: SQLite gives
@@ -105,7 +109,7 @@ where
         let quotas = patch.quotas.unwrap_or_default();
         let row = sqlx::query(concat!(
             "UPDATE orgs SET name = COALESCE($3, name), mfa_required = COALESCE($4, mfa_required), ",
-            "allow_clipboard = COALESCE($11, allow_clipboard), sso_mfa = COALESCE($12, sso_mfa), ",
+            "session_policy = COALESCE($11, session_policy), sso_mfa = COALESCE($12, sso_mfa), ",
             "max_sessions = CASE WHEN $5 THEN $6 ELSE max_sessions END, ",
             "max_sessions_per_user = CASE WHEN $5 THEN $7 ELSE max_sessions_per_user END, ",
             "max_cpu_millis = CASE WHEN $5 THEN $8 ELSE max_cpu_millis END, ",
@@ -124,7 +128,7 @@ where
         .arg(quotas.max_cpu_millis)
         .arg(quotas.max_memory_mb)
         .opt_json(patch.egress_allow.as_ref())
-        .arg(patch.allow_clipboard)
+        .opt_json(patch.session_policy.as_ref())
         .arg(patch.sso_mfa.map(|policy| policy.as_str()))
         .fetch_optional(&self.writer)
         .await
@@ -424,8 +428,8 @@ where
     async fn create_template(&self, template: NewTemplate) -> Result<Template> {
         let row = sqlx::query(concat!(
             "INSERT INTO templates (id, org_id, name, display_name, description, icon, image, env, cpu_millis, ",
-            "memory_mb, shm_mb, port, tags, enabled, egress_allow, created_at, updated_at) ",
-            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16) RETURNING ",
+            "memory_mb, shm_mb, port, tags, enabled, egress_allow, session_policy, home, created_at, updated_at) ",
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $17, $18, $16, $16) RETURNING ",
             template_columns!()
         ))
         .arg(Uuid::now_v7())
@@ -444,6 +448,8 @@ where
         .arg(template.enabled)
         .json(&template.egress_allow)
         .arg(sql::now())
+        .json(&template.session_policy)
+        .json(&template.home)
         .fetch_one(&self.writer)
         .await
         .map_err(sql::taken_or_missing(sql::TEMPLATE_TAKEN, sql::NO_SUCH_ORG))?;
@@ -489,7 +495,8 @@ where
             "description = COALESCE($4, description), icon = COALESCE($5, icon), image = COALESCE($6, image), ",
             "env = COALESCE($7, env), cpu_millis = COALESCE($8, cpu_millis), memory_mb = COALESCE($9, memory_mb), ",
             "shm_mb = COALESCE($10, shm_mb), port = COALESCE($11, port), tags = COALESCE($12, tags), ",
-            "enabled = COALESCE($13, enabled), egress_allow = COALESCE($15, egress_allow), updated_at = $14 ",
+            "enabled = COALESCE($13, enabled), egress_allow = COALESCE($15, egress_allow), updated_at = $14, ",
+            "session_policy = COALESCE($16, session_policy), home = COALESCE($17, home) ",
             "WHERE id = $1 AND ($2 IS NULL OR org_id = $2) RETURNING ",
             template_columns!()
         ))
@@ -508,6 +515,8 @@ where
         .arg(patch.enabled)
         .arg(sql::now())
         .opt_json(patch.egress_allow.as_ref())
+        .opt_json(patch.session_policy.as_ref())
+        .opt_json(patch.home.as_ref())
         .fetch_optional(&self.writer)
         .await?;
         sql::optional(row, sql::template)
@@ -1024,6 +1033,104 @@ where
         Ok(())
     }
 
+    async fn home_for(&self, new: NewHome, now: Timestamp) -> Result<Home> {
+        let scope_key = sql_homes::scope_key(new.template_id);
+        sqlx::query(
+            "INSERT INTO homes (id, org_id, user_id, template_id, scope_key, size_mb, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (user_id, scope_key) DO NOTHING",
+        )
+        .arg(Uuid::now_v7())
+        .arg(new.org_id)
+        .arg(new.user_id)
+        .arg(new.template_id)
+        .arg(scope_key.as_str())
+        .arg(new.size_mb)
+        .arg(sql::micros(now))
+        .execute(&self.writer)
+        .await
+        .map_err(sql::missing(sql::NO_SUCH_ORG))?;
+        let row = sqlx::query(concat!("SELECT ", home_columns!(), " FROM homes WHERE user_id = $1 AND scope_key = $2"))
+            .arg(new.user_id)
+            .arg(scope_key.as_str())
+            .fetch_one(&self.writer)
+            .await?;
+        sql_homes::home(&row)
+    }
+
+    async fn record_home_use(&self, id: Uuid, agent_id: Uuid, at: Timestamp) -> Result<()> {
+        sqlx::query(concat!(
+            "UPDATE homes SET used_bytes = CASE WHEN agent_id = $2 THEN used_bytes END, ",
+            "usage_measured_at = CASE WHEN agent_id = $2 THEN usage_measured_at END, ",
+            "agent_id = $2, last_used_at = $3 WHERE id = $1"
+        ))
+        .arg(id)
+        .arg(agent_id)
+        .arg(sql::micros(at))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn record_home_usage(&self, id: Uuid, agent_id: Uuid, used_bytes: i64, at: Timestamp) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE homes SET used_bytes = $3, usage_measured_at = $4 WHERE id = $1 AND agent_id = $2")
+                .arg(id)
+                .arg(agent_id)
+                .arg(used_bytes)
+                .arg(sql::micros(at))
+                .execute(&self.writer)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn get_home(&self, scope: Scope, id: Uuid) -> Result<Option<Home>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            home_columns!(),
+            " FROM homes WHERE id = $1 AND ($2 IS NULL OR org_id = $2)"
+        ))
+        .arg(id)
+        .arg(sql::scope_org(scope))
+        .fetch_optional(&self.reader)
+        .await?;
+        sql::optional(row, sql_homes::home)
+    }
+
+    async fn list_homes(&self, scope: Scope, user_id: Option<Uuid>) -> Result<Vec<Home>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            home_columns!(),
+            " FROM homes WHERE ($1 IS NULL OR org_id = $1) AND ($2 IS NULL OR user_id = $2) ORDER BY id"
+        ))
+        .arg(sql::scope_org(scope))
+        .arg(user_id)
+        .fetch_all(&self.reader)
+        .await?;
+        sql::all(&rows, sql_homes::home)
+    }
+
+    async fn delete_home(&self, id: Uuid) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM homes WHERE id = $1").arg(id).execute(&self.writer).await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn mark_user_homes_for_deletion(&self, user_id: Uuid, after: Timestamp) -> Result<u64> {
+        let done = sqlx::query("UPDATE homes SET delete_after = $2 WHERE user_id = $1 AND delete_after IS NULL")
+            .arg(user_id)
+            .arg(sql::micros(after))
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn due_homes(&self, now: Timestamp) -> Result<Vec<Home>> {
+        let rows = sqlx::query(concat!("SELECT ", home_columns!(), " FROM homes WHERE delete_after <= $1 ORDER BY id"))
+            .arg(sql::micros(now))
+            .fetch_all(&self.reader)
+            .await?;
+        sql::all(&rows, sql_homes::home)
+    }
+
     async fn create_identity_provider(&self, provider: NewIdentityProvider) -> Result<IdentityProvider> {
         let row = sqlx::query(concat!(
             "INSERT INTO identity_providers (id, org_id, name, display_name, kind, enabled, domains, config, ",
@@ -1324,6 +1431,253 @@ where
         .await
         .map_err(sql::missing(sql::NO_SUCH_ORG))?;
         Ok(())
+    }
+
+    async fn put_share(&self, share: NewShare) -> Result<Share> {
+        let row = sqlx::query(concat!(
+            "INSERT INTO session_shares (id, session_id, user_id, role, token_hash, link_id, expires_at, created_by, ",
+            "created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (session_id, user_id) DO UPDATE SET ",
+            "role = excluded.role, link_id = excluded.link_id, expires_at = excluded.expires_at, ",
+            "created_by = excluded.created_by, created_at = excluded.created_at RETURNING ",
+            share_columns!()
+        ))
+        .arg(Uuid::now_v7())
+        .arg(share.session_id)
+        .arg(share.user_id)
+        .arg(share.role.as_str())
+        .arg(share.token_hash)
+        .arg(share.link_id)
+        .arg(share.expires_at.map(sql::micros))
+        .arg(share.created_by)
+        .arg(sql::now())
+        .fetch_one(&self.writer)
+        .await
+        .map_err(sql::taken_or_missing(sharing::LINK_TAKEN, sharing::NO_SUCH_SESSION_USER_OR_LINK))?;
+        sharing::share(&row)
+    }
+
+    async fn list_shares(&self, session_id: Uuid) -> Result<Vec<Share>> {
+        let rows =
+            sqlx::query(concat!("SELECT ", share_columns!(), " FROM session_shares WHERE session_id = $1 ORDER BY id"))
+                .arg(session_id)
+                .fetch_all(&self.reader)
+                .await?;
+        sql::all(&rows, sharing::share)
+    }
+
+    async fn guest_share(&self, session_id: Uuid, user_id: Uuid) -> Result<Option<Share>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            share_columns!(),
+            " FROM session_shares WHERE session_id = $1 AND user_id = $2"
+        ))
+        .arg(session_id)
+        .arg(user_id)
+        .fetch_optional(&self.reader)
+        .await?;
+        sql::optional(row, sharing::share)
+    }
+
+    async fn find_share_link(&self, token_hash: &str) -> Result<Option<Share>> {
+        let row = sqlx::query(concat!("SELECT ", share_columns!(), " FROM session_shares WHERE token_hash = $1"))
+            .arg(token_hash)
+            .fetch_optional(&self.reader)
+            .await?;
+        sql::optional(row, sharing::share)
+    }
+
+    async fn shares_for_guest(&self, user_id: Uuid) -> Result<Vec<Share>> {
+        let rows =
+            sqlx::query(concat!("SELECT ", share_columns!(), " FROM session_shares WHERE user_id = $1 ORDER BY id"))
+                .arg(user_id)
+                .fetch_all(&self.reader)
+                .await?;
+        sql::all(&rows, sharing::share)
+    }
+
+    async fn delete_share(&self, session_id: Uuid, id: Uuid) -> Result<Vec<Share>> {
+        let rows = sqlx::query(concat!(
+            "DELETE FROM session_shares WHERE session_id = $1 AND (id = $2 OR link_id = $2) RETURNING ",
+            share_columns!()
+        ))
+        .arg(session_id)
+        .arg(id)
+        .fetch_all(&self.writer)
+        .await?;
+        sql::all(&rows, sharing::share)
+    }
+
+    async fn set_template_pool(&self, template_id: Uuid, size: i64, at: Timestamp) -> Result<TemplatePool> {
+        let row = sqlx::query(concat!(
+            "INSERT INTO template_pools (template_id, size, updated_at) VALUES ($1, $2, $3) ",
+            "ON CONFLICT (template_id) DO UPDATE SET size = excluded.size, updated_at = excluded.updated_at RETURNING ",
+            template_pool_columns!()
+        ))
+        .arg(template_id)
+        .arg(size)
+        .arg(sql::micros(at))
+        .fetch_one(&self.writer)
+        .await
+        .map_err(sql::missing(sql::NO_SUCH_TEMPLATE))?;
+        pools::template_pool(&row)
+    }
+
+    async fn list_template_pools(&self) -> Result<Vec<TemplatePool>> {
+        let rows =
+            sqlx::query(concat!("SELECT ", template_pool_columns!(), " FROM template_pools ORDER BY template_id"))
+                .fetch_all(&self.reader)
+                .await?;
+        sql::all(&rows, pools::template_pool)
+    }
+
+    async fn add_pool_member(&self, member: &PoolMember) -> Result<()> {
+        sqlx::query(concat!(
+            "INSERT INTO pool_members (",
+            pool_member_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        ))
+        .arg(member.id)
+        .arg(member.template_id)
+        .arg(member.agent_id)
+        .arg(member.cpu_millis)
+        .arg(member.memory_mb)
+        .arg(member.spec_digest.as_str())
+        .arg(member.endpoint.as_deref())
+        .arg(sql::micros(member.created_at))
+        .arg(member.ready_at.map(sql::micros))
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_pool_members(&self) -> Result<Vec<PoolMember>> {
+        let rows =
+            sqlx::query(concat!("SELECT ", pool_member_columns!(), " FROM pool_members ORDER BY created_at, id"))
+                .fetch_all(&self.reader)
+                .await?;
+        sql::all(&rows, pools::pool_member)
+    }
+
+    async fn pool_member_ready(&self, id: Uuid, agent_id: Uuid, endpoint: &str, at: Timestamp) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE pool_members SET endpoint = $3, ready_at = COALESCE(ready_at, $4) WHERE id = $1 AND agent_id = $2",
+        )
+        .arg(id)
+        .arg(agent_id)
+        .arg(endpoint)
+        .arg(sql::micros(at))
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn remove_pool_member(&self, id: Uuid) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM pool_members WHERE id = $1").arg(id).execute(&self.writer).await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn claim_pool_member(
+        &self,
+        template_id: Uuid,
+        spec_digest: &str,
+        session: NewSession,
+        at: Timestamp,
+    ) -> Result<Option<Session>> {
+        let mut tx = write_transaction(&self.writer).await?;
+        // Concurrent claimers serialise on the row (PostgreSQL) or the write transaction (SQLite);
+        // one that finds its row taken gets none and starts a session the ordinary way.
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {} FROM pool_members WHERE template_id = $1 AND spec_digest = $2 AND endpoint IS NOT NULL ORDER BY ready_at, id LIMIT 1{}",
+            pool_member_columns!(),
+            DB::LOCK_ROWS
+        )))
+        .arg(template_id)
+        .arg(spec_digest)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(member) = sql::optional(row, pools::pool_member)? else {
+            return Ok(None);
+        };
+        sqlx::query("DELETE FROM pool_members WHERE id = $1").arg(member.id).execute(&mut *tx).await?;
+        let at = sql::micros(at);
+        let row = sqlx::query(concat!(
+            "INSERT INTO sessions (id, org_id, owner_id, template_id, state, agent_id, endpoint, cpu_millis, ",
+            "memory_mb, created_at, updated_at, started_at, last_activity_at) ",
+            "VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $8, $9, $9, $9, $9) RETURNING ",
+            session_columns!()
+        ))
+        .arg(member.id)
+        .arg(session.org_id)
+        .arg(session.owner_id)
+        .arg(template_id)
+        .arg(member.agent_id)
+        .arg(member.endpoint.as_deref())
+        .arg(member.cpu_millis)
+        .arg(member.memory_mb)
+        .arg(at)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(sql::missing(sql::NO_SUCH_USER_IN_ORG))?;
+        let claimed = sql::session(&row)?;
+        tx.commit().await?;
+        Ok(Some(claimed))
+    }
+
+    async fn claim_agent_connection(&self, agent_id: Uuid, replica: Uuid) -> Result<()> {
+        sqlx::query("UPDATE agents SET connected_replica = $2 WHERE id = $1")
+            .arg(agent_id)
+            .arg(replica)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    async fn release_agent_connection(&self, agent_id: Uuid, replica: Uuid) -> Result<bool> {
+        let done = sqlx::query("UPDATE agents SET connected_replica = NULL WHERE id = $1 AND connected_replica = $2")
+            .arg(agent_id)
+            .arg(replica)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn check_key_fingerprints(&self, fingerprints: &[(String, String)], at: Timestamp) -> Result<Vec<String>> {
+        let mut differing = Vec::new();
+        for (name, fingerprint) in fingerprints {
+            // The first replica to start records it; every later one compares.
+            sqlx::query(
+                "INSERT INTO key_fingerprints (name, fingerprint, recorded_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .arg(name.as_str())
+            .arg(fingerprint.as_str())
+            .arg(sql::micros(at))
+            .execute(&self.writer)
+            .await?;
+            let recorded = sqlx::query("SELECT fingerprint FROM key_fingerprints WHERE name = $1")
+                .arg(name.as_str())
+                .fetch_one(&self.writer)
+                .await?;
+            if recorded.text("fingerprint")? != *fingerprint {
+                differing.push(name.clone());
+            }
+        }
+        Ok(differing)
+    }
+
+    async fn advance_agent_epoch(&self, id: Uuid, epoch: i64) -> Result<bool> {
+        // One conditional write, so two replicas hearing two leaders at once cannot move the epoch back.
+        let done = sqlx::query("UPDATE agents SET ha_epoch = $2 WHERE id = $1 AND ha_epoch <= $2")
+            .arg(id)
+            .arg(epoch)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn agent_epoch(&self, id: Uuid) -> Result<i64> {
+        // The writer: a replica must see the epoch another one recorded a moment ago.
+        let row = sqlx::query("SELECT ha_epoch FROM agents WHERE id = $1").arg(id).fetch_optional(&self.writer).await?;
+        row.map_or(Ok(0), |row| row.int("ha_epoch"))
     }
 }
 

@@ -29,6 +29,12 @@ const MIGRATIONS: &[MigrationFile] = &[
     (8, "sso", include_str!("../migrations/sqlite/0008_sso.sql")),
     (10, "allow_lists", include_str!("../migrations/sqlite/0010_allow_lists.sql")),
     (11, "retention", include_str!("../migrations/sqlite/0011_retention.sql")),
+    (12, "homes_policies", include_str!("../migrations/sqlite/0012_homes_policies.sql")),
+    (13, "sharing", include_str!("../migrations/sqlite/0013_sharing.sql")),
+    (14, "pools", include_str!("../migrations/sqlite/0014_pools.sql")),
+    (15, "home_usage", include_str!("../migrations/sqlite/0015_home_usage.sql")),
+    (16, "replicas", include_str!("../migrations/sqlite/0016_replicas.sql")),
+    (17, "agent_fencing", include_str!("../migrations/sqlite/0017_agent_fencing.sql")),
 ];
 
 /// Reader connections: enough to keep two cores busy while a connection waits on the disk.

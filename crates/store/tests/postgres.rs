@@ -115,3 +115,44 @@ async fn connect_takes_a_url_and_migrates_a_new_database_once() {
     let again = streamspace_store::connect(&url).await.unwrap();
     assert_eq!(again.get_org_by_name("acme").await.unwrap(), Some(acme));
 }
+
+/// Replicas on one database (ADR 0030): each hears the others' messages but not its own, and a
+/// duty has one holder at a time, taken over once its holder stops renewing.
+#[tokio::test]
+async fn replicas_hear_each_other_and_hold_a_duty_one_at_a_time() {
+    use std::time::{Duration, Instant};
+    use streamspace_store::cluster::{Cluster, Replicas};
+
+    let Some((url, server)) = server() else { return };
+    let database = TestDatabase { name: format!("ss_test_{}", Uuid::new_v4().simple()), server };
+    execute(&database.server, format!("CREATE DATABASE {}", database.name)).await.unwrap();
+    let (base, _) = url.rsplit_once('/').expect("a URL naming a database");
+    let url = format!("{base}/{}", database.name);
+    streamspace_store::connect(&url).await.unwrap();
+    let (one, two) = (Replicas::join(&url).await.unwrap(), Replicas::join(&url).await.unwrap());
+    assert_ne!(one.replica(), two.replica());
+
+    let (mut heard_by_one, mut heard_by_two) = (one.messages(), two.messages());
+    let next = async |heard: &mut tokio::sync::broadcast::Receiver<String>| {
+        tokio::time::timeout(Duration::from_secs(5), heard.recv()).await.expect("a message in time").unwrap()
+    };
+    one.announce("session 1").await.unwrap();
+    assert_eq!(next(&mut heard_by_two).await, "session 1");
+    two.announce("commands 2").await.unwrap();
+    assert_eq!(next(&mut heard_by_one).await, "commands 2", "the first it hears is not its own");
+
+    let lease = Duration::from_millis(1500);
+    assert!(one.hold("timers", lease).await.unwrap());
+    assert!(!two.hold("timers", lease).await.unwrap(), "held by the other");
+    assert!(one.hold("timers", lease).await.unwrap(), "the holder renews");
+    assert!(two.hold("reports", lease).await.unwrap(), "each duty has its own holder");
+
+    // The holder stops renewing, as if it had died: the other takes over once the lease runs out.
+    let since = Instant::now();
+    while !two.hold("timers", lease).await.unwrap() {
+        assert!(since.elapsed() < Duration::from_secs(10), "the duty was never taken over");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(since.elapsed() >= Duration::from_millis(1000), "not before the lease ran out: {:?}", since.elapsed());
+    assert!(!one.hold("timers", lease).await.unwrap(), "the old holder does not take it back");
+}

@@ -6,8 +6,10 @@ import crypto from 'node:crypto';
 import dns from 'node:dns';
 import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
+import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 
 import { listeningPorts } from '../listening.mjs';
@@ -40,6 +42,28 @@ export async function eventually(what, timeoutMs, check, interval = 200) {
     }
     await sleep(interval);
   }
+}
+
+/**
+ * Chromium abandons the loads in flight when the host's network interfaces change
+ * (`net::ERR_NETWORK_CHANGED`), and they change here whenever Docker adds or removes a
+ * container's interface. Such a load says nothing about the platform, so it is retried rather
+ * than failed: the returned function, called from a wait loop, reloads the frame `frameOf()`
+ * once for each change seen since the last call, at most `limit` times.
+ */
+export function reloadOnNetworkChange(page, frameOf, limit = 2) {
+  let changes = 0;
+  let reloads = 0;
+  page.on('requestfailed', (request) => {
+    if (request.failure()?.errorText === 'net::ERR_NETWORK_CHANGED') changes++;
+  });
+  return async () => {
+    const frame = frameOf();
+    if (!frame || reloads >= Math.min(changes, limit)) return;
+    reloads++;
+    console.log(`# the host's network changed during a load; reloading ${frame.url()}`);
+    await frame.goto(frame.url(), { waitUntil: 'load' });
+  };
 }
 
 export function docker(args) {
@@ -94,39 +118,61 @@ class Proc {
   }
 }
 
-/** JSON over HTTP with a bearer token. */
+/**
+ * `fetch` for the platform's URLs: over HTTPS with the platform's own CA (`ca`, PEM) as the only
+ * trusted root, and `*.localhost` on loopback; returns `{ status, text }`.
+ */
+export function request(url, { method = 'GET', headers = {}, body, ca } = {}) {
+  const target = new URL(url);
+  const transport = target.protocol === 'https:' ? https : http;
+  return new Promise((resolve, reject) => {
+    const sent = transport.request(url, { method, headers, ca, lookup: loopbackLookup, timeout: 30000 }, (response) => {
+      const chunks = [];
+      response.on('data', (chunk) => chunks.push(chunk));
+      response.on('end', () => resolve({ status: response.statusCode, text: Buffer.concat(chunks).toString('utf8') }));
+      response.on('error', reject);
+    });
+    sent.on('timeout', () => sent.destroy(new Error(`no answer from ${url}`)));
+    sent.on('error', reject);
+    sent.end(body);
+  });
+}
+
+/** JSON over HTTP(S) with a bearer token; `ca` as for `request`. */
 export class Api {
-  constructor(base, token) {
+  constructor(base, token, ca) {
     this.base = base;
     this.token = token;
+    this.ca = ca;
   }
 
-  static async login(base, username, password) {
-    const reply = await fetch(`${base}/api/v1/auth/login`, {
+  static async login(base, username, password, ca) {
+    const reply = await request(`${base}/api/v1/auth/login`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ username, password }),
+      ca,
     });
-    const body = await reply.json();
-    if (!body.access_token) throw new Error(`login ${username}: ${reply.status} ${JSON.stringify(body)}`);
-    return new Api(base, body.access_token);
+    const body = JSON.parse(reply.text);
+    if (!body.access_token) throw new Error(`login ${username}: ${reply.status} ${reply.text}`);
+    return new Api(base, body.access_token, ca);
   }
 
   async call(method, route, body) {
-    const reply = await fetch(`${this.base}${route}`, {
+    const reply = await request(`${this.base}${route}`, {
       method,
       headers: {
         authorization: `Bearer ${this.token}`,
         ...(body === undefined ? {} : { 'content-type': 'application/json' }),
       },
       body: body === undefined ? undefined : JSON.stringify(body),
+      ca: this.ca,
     });
-    const text = await reply.text();
     let json;
     try {
-      json = JSON.parse(text);
+      json = JSON.parse(reply.text);
     } catch {
-      json = text;
+      json = reply.text;
     }
     return { status: reply.status, body: json };
   }
@@ -146,8 +192,12 @@ export class Api {
  * for WebCodecs).
  */
 export class Platform {
-  /** `publicUrl`: the UI's origin (`--public-url`), the only page allowed to frame sessions. */
-  static async start({ publicUrl } = {}) {
+  /**
+   * `publicUrl`: the UI's origin (`--public-url`), the only page allowed to frame sessions. `tls`:
+   * HTTPS on both listeners with certificates from the platform's local CA (`--tls-self-signed`),
+   * which the agent and `this.admin` trust (`this.ca`).
+   */
+  static async start({ publicUrl, tls: secure = false } = {}) {
     if (!fs.existsSync(BIN)) {
       throw new Error(`no streamspace binary at ${BIN}: build it (cargo build -p streamspace-cli) or set STREAMSPACE_BIN`);
     }
@@ -164,6 +214,7 @@ export class Platform {
         '--data-dir', self.dir,
         '--heartbeat-interval', '2',
         ...(publicUrl ? ['--public-url', publicUrl] : []),
+        ...(secure ? ['--tls-self-signed'] : []),
       ],
       {
         STREAMSPACE_ADMIN_PASSWORD: ADMIN_PASSWORD,
@@ -184,19 +235,28 @@ export class Platform {
         stillRunning();
         return listeningPorts(self.serverLog);
       });
-      self.api = `http://localhost:${apiPort}`;
-      self.sessionOrigin = `http://localhost:${sessionPort}`;
+      const scheme = secure ? 'https' : 'http';
+      self.api = `${scheme}://localhost:${apiPort}`;
+      self.sessionOrigin = `${scheme}://localhost:${sessionPort}`;
+      if (secure) {
+        self.caPath = path.join(self.dir, 'tls', 'ca.pem');
+        self.ca = await eventually('the local CA', 30000, () => {
+          const pem = fs.existsSync(self.caPath) ? fs.readFileSync(self.caPath, 'utf8') : '';
+          return pem.endsWith('-----END CERTIFICATE-----\n') ? pem : undefined;
+        });
+      }
       await eventually('/healthz', 60000, async () => {
         stillRunning();
-        return (await fetch(`${self.api}/healthz`)).ok;
+        return (await request(`${self.api}/healthz`, { ca: self.ca })).status === 200;
       });
-      self.admin = await Api.login(self.api, 'admin', ADMIN_PASSWORD);
+      self.admin = await Api.login(self.api, 'admin', ADMIN_PASSWORD, self.ca);
       const name = `e2e-streaming-${apiPort}`;
       const { token } = await self.admin.ok('POST', '/api/v1/agents', { name, platform: 'docker' });
       self.agent = new Proc(
         'agent',
         ['agent', 'docker', '--server', self.api],
-        { STREAMSPACE_AGENT_TOKEN: token, RUST_LOG: 'info' },
+        // The agent trusts the system's roots; SSL_CERT_FILE names them (rustls-native-certs).
+        { STREAMSPACE_AGENT_TOKEN: token, RUST_LOG: 'info', ...(secure ? { SSL_CERT_FILE: self.caPath } : {}) },
         self.agentLog,
       );
       await eventually(`agent ${name} online`, 30000, async () => {
@@ -235,9 +295,29 @@ export class Platform {
     }, 100);
   }
 
-  /** Every session has an origin of its own: `http://<id>.localhost:<session port>`. */
+  /** Every session has an origin of its own: `http(s)://<id>.localhost:<session port>`. */
   originOf(id) {
-    return this.sessionOrigin.replace('http://', `http://${id}.`);
+    return this.sessionOrigin.replace('://', `://${id}.`);
+  }
+
+  /** A certificate for `host` from the platform's local CA, with the CA in its chain (openssl). */
+  issueCertificate(host) {
+    const dir = fs.mkdtempSync(path.join(this.dir, 'issued-'));
+    const file = (name) => path.join(dir, name);
+    fs.writeFileSync(file('san.cnf'), `subjectAltName=DNS:${host}\n`);
+    const openssl = (args) => execFileSync('openssl', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-subj', `/CN=${host}`,
+      '-keyout', file('key.pem'), '-out', file('csr.pem')]);
+    openssl(['x509', '-req', '-in', file('csr.pem'), '-CA', this.caPath, '-CAkey', path.join(this.dir, 'tls', 'ca.key'),
+      '-set_serial', `0x${crypto.randomBytes(8).toString('hex')}`, '-days', '1', '-extfile', file('san.cnf'),
+      '-out', file('cert.pem')]);
+    return { key: fs.readFileSync(file('key.pem')), cert: fs.readFileSync(file('cert.pem'), 'utf8') + this.ca };
+  }
+
+  /** Chromium's `--ignore-certificate-errors-spki-list` entry for the local CA: base64 SHA-256 of its key. */
+  caSpkiHash() {
+    const spki = new crypto.X509Certificate(this.ca).publicKey.export({ type: 'spki', format: 'der' });
+    return crypto.createHash('sha256').update(spki).digest('base64');
   }
 
   async connectUrl(id) {
@@ -353,26 +433,34 @@ export function upgradeStatus(url, headers) {
 
 /**
  * Stands in for the web UI: serves, on each of `ports`, a page that frames the URL in its
- * `?src=` the way ui/src/features/sessions/components/SessionViewerPage.tsx does.
+ * `?src=` the way ui/src/features/sessions/components/SessionViewerPage.tsx does. With `tls`, over
+ * HTTPS with the certificate given later to `useCertificate` (the page's origin must be known
+ * before the platform that issues it starts).
  */
-export async function startViewerServer(count, { width, height }) {
+export async function startViewerServer(count, { width, height }, { tls: secure = false } = {}) {
+  let context;
+  const page = (request, response) => {
+    const src = new URL(request.url, 'http://localhost').searchParams.get('src') || 'about:blank';
+    const attr = src.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
+    response.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+    response.end(
+      '<!doctype html><title>session viewer</title><body style="margin:0">' +
+        `<iframe src="${attr}" allow="autoplay; clipboard-read; clipboard-write; fullscreen" allowfullscreen ` +
+        `style="width:${width}px;height:${height}px;border:0;display:block"></iframe>`,
+    );
+  };
+  const sni = (_name, done) => (context ? done(null, context) : done(new Error('no certificate yet')));
   const servers = [];
   for (let i = 0; i < count; i++) {
-    const server = http.createServer((request, response) => {
-      const src = new URL(request.url, 'http://localhost').searchParams.get('src') || 'about:blank';
-      const attr = src.replace(/&/g, '&amp;').replace(/"/g, '&quot;').replace(/</g, '&lt;');
-      response.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
-      response.end(
-        '<!doctype html><title>session viewer</title><body style="margin:0">' +
-          `<iframe src="${attr}" allow="autoplay; clipboard-read; clipboard-write; fullscreen" allowfullscreen ` +
-          `style="width:${width}px;height:${height}px;border:0;display:block"></iframe>`,
-      );
-    });
+    const server = secure ? https.createServer({ SNICallback: sni }, page) : http.createServer(page);
     await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
     servers.push(server);
   }
   return {
-    origins: servers.map((s) => `http://localhost:${s.address().port}`),
+    origins: servers.map((s) => `${secure ? 'https' : 'http'}://localhost:${s.address().port}`),
+    useCertificate: ({ key, cert }) => {
+      context = tls.createSecureContext({ key, cert });
+    },
     close: () => Promise.all(servers.map((s) => new Promise((resolve) => s.close(resolve)))),
   };
 }

@@ -6,7 +6,7 @@
 //
 // Environment: STREAMSPACE_BIN (the binary), STREAMSPACE_ARTIFACTS (where PNGs and the timings
 // table go), CHROMIUM (the browser, default /usr/bin/chromium), STREAMSPACE_E2E_IMAGES (which
-// images to time, default "chromium,firefox,desktop").
+// images to time, default "chromium,firefox,desktop,vscode").
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -22,6 +22,7 @@ import {
   Platform,
   eventually,
   loopbackGet,
+  reloadOnNetworkChange,
   requireDocker,
   sleep,
   startViewerServer,
@@ -32,7 +33,7 @@ import { changedShare, decodePng, pixelStats } from './png.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const IMAGES = (process.env.STREAMSPACE_E2E_IMAGES || 'chromium,firefox,desktop').split(',').filter(Boolean);
+const IMAGES = (process.env.STREAMSPACE_E2E_IMAGES || 'chromium,firefox,desktop,vscode').split(',').filter(Boolean);
 const VIEWPORT = { width: 1280, height: 720 };
 const FIRST_FRAME_TIMEOUT = 45000;
 /** What gets typed into the session's Chromium: a page that is red all over and keeps moving. */
@@ -140,11 +141,13 @@ async function openSession(template) {
         socket.closedAt = Date.now();
       });
     });
+    const recover = reloadOnNetworkChange(page, () => page.mainFrame());
     await page.goto(url, { waitUntil: 'load' });
     view.loadedAt = Date.now();
     assert.equal(page.url(), `${platform.originOf(id)}/api/v1/http/${id}/`, 'the ticket is traded for a cookie and leaves the URL');
 
     const first = await eventually('the first video frame in the browser', FIRST_FRAME_TIMEOUT, async () => {
+      await recover();
       const frames = await page.evaluate(() => window.__ssFrames.read());
       return frames.firstPresentedAt || frames.firstDecodedAt ? frames : undefined;
     }, 50);
@@ -450,3 +453,61 @@ for (const template of IMAGES.filter((i) => i !== 'chromium')) {
     }
   });
 }
+
+test('chromium over HTTPS: the session streams on its own https origin, framed by an https page', { timeout: 150000 }, async () => {
+  // A platform of its own with --tls-self-signed; the browser trusts its local CA by the CA's key
+  // (no certificate error is ignored for anything else), and the UI stand-in is HTTPS too.
+  const secureViewer = await startViewerServer(1, VIEWPORT, { tls: true });
+  const secure = await Platform.start({ publicUrl: secureViewer.origins[0], tls: true });
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'streamspace-e2e-chromium-tls-'));
+  let context;
+  let id;
+  try {
+    secureViewer.useCertificate(secure.issueCertificate('localhost'));
+    const options = await launchOptions(chromium, CHROMIUM);
+    context = await chromium.launchPersistentContext(dataDir, {
+      ...options,
+      args: [...options.args, `--ignore-certificate-errors-spki-list=${secure.caSpkiHash()}`],
+      viewport: VIEWPORT,
+    });
+    await context.addInitScript({ path: path.join(HERE, 'page-probe.js') });
+    ({ session: { id } } = await secure.createSession('chromium'));
+    await secure.waitForState(id, 'running', 120000);
+    const url = await secure.connectUrl(id);
+    const sessionPage = `${secure.originOf(id)}/api/v1/http/${id}/`;
+    assert.ok(sessionPage.startsWith(`https://${id}.localhost:`) && url.startsWith(`${sessionPage}?ticket=`), url);
+
+    const page = await context.newPage();
+    const seen = [];
+    page.on('console', (m) => seen.push(`${m.type()}: ${m.text()}`));
+    page.on('framenavigated', (f) => seen.push(`navigated: ${f.url()}`));
+    page.on('response', (r) => r.status() >= 400 && seen.push(`HTTP ${r.status()} ${r.url()}`));
+    const sessionFrame = () => page.frames().find((f) => f.url() === sessionPage);
+    const recover = reloadOnNetworkChange(page, sessionFrame);
+    await page.goto(`${secureViewer.origins[0]}/sessions/${id}?src=${encodeURIComponent(url)}`, { waitUntil: 'load' });
+    const frame = await eventually('frames decoded in the https iframe', FIRST_FRAME_TIMEOUT, async () => {
+      await recover();
+      const child = sessionFrame();
+      return child && (await child.evaluate(() => window.__ssFrames.read().decoded)) ? child : undefined;
+    }, 100).catch((err) => {
+      throw new Error(`${err.message}\n${seen.slice(-40).join('\n')}`);
+    });
+    const security = await frame.evaluate(() => ({ secure: window.isSecureContext, protocol: location.protocol }));
+    assert.deepEqual(security, { secure: true, protocol: 'https:' });
+    const [cookie] = await context.cookies(sessionPage);
+    assert.ok(cookie && cookie.secure, `the session cookie is Secure: ${JSON.stringify(cookie)}`);
+    assert.ok(
+      page.frames().every((f) => !f.url().startsWith('chrome-error://')),
+      'no certificate error page anywhere',
+    );
+  } catch (err) {
+    failed = true;
+    throw err;
+  } finally {
+    if (context) await context.close().catch(() => {});
+    if (id) await secure.stopSession(id).catch(() => {});
+    await secure.stop({ keep: failed });
+    await secureViewer.close();
+    fs.rmSync(dataDir, { recursive: true, force: true });
+  }
+});

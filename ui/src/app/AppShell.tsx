@@ -26,8 +26,10 @@ import DesktopWindowsIcon from '@mui/icons-material/DesktopWindows';
 import PersonIcon from '@mui/icons-material/Person';
 import DashboardIcon from '@mui/icons-material/Dashboard';
 import DnsIcon from '@mui/icons-material/Dns';
+import BoltIcon from '@mui/icons-material/Bolt';
 import ViewListIcon from '@mui/icons-material/ViewList';
 import GroupIcon from '@mui/icons-material/Group';
+import FolderSharedIcon from '@mui/icons-material/FolderShared';
 import ApartmentIcon from '@mui/icons-material/Apartment';
 import WidgetsIcon from '@mui/icons-material/Widgets';
 import ReceiptLongIcon from '@mui/icons-material/ReceiptLong';
@@ -110,8 +112,10 @@ export function AppShell() {
     { to: '/admin/agents', label: 'Agents', icon: <DnsIcon /> },
     { to: '/admin/sessions', label: 'All sessions', icon: <ViewListIcon /> },
     { to: '/admin/users', label: 'Users', icon: <GroupIcon /> },
+    { to: '/admin/homes', label: 'Homes', icon: <FolderSharedIcon /> },
     ...(user.role === 'platform_admin' ? [{ to: '/admin/orgs', label: 'Organizations', icon: <ApartmentIcon /> }] : []),
     { to: '/admin/templates', label: 'Templates', icon: <WidgetsIcon /> },
+    { to: '/admin/pools', label: 'Warm pools', icon: <BoltIcon /> },
     { to: '/admin/audit', label: 'Audit log', icon: <ReceiptLongIcon /> },
     { to: '/admin/reports', label: 'Compliance report', icon: <AssessmentIcon /> },
     { to: '/admin/settings', label: 'Org settings', icon: <SettingsIcon /> },

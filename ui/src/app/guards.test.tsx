@@ -55,7 +55,7 @@ describe('route guards and navigation', () => {
     renderRoutes(routes, '/admin/orgs');
     expect(await screen.findByRole('heading', { name: 'Orgs' })).toBeInTheDocument();
     const nav = screen.getByRole('list', { name: 'Administration' });
-    for (const name of ['Dashboard', 'Agents', 'All sessions', 'Users', 'Organizations', 'Templates', 'Audit log', 'Org settings']) {
+    for (const name of ['Dashboard', 'Agents', 'All sessions', 'Users', 'Organizations', 'Templates', 'Warm pools', 'Audit log', 'Org settings']) {
       expect(nav).toContainElement(screen.getByRole('link', { name }));
     }
   });

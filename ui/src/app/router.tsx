@@ -20,14 +20,17 @@ const DashboardPage = lazyNamed(() => import('@/features/dashboard/components/Da
 const AgentsPage = lazyNamed(() => import('@/features/agents/components/AgentsPage'), 'AgentsPage');
 const AdminSessionsPage = lazyNamed(() => import('@/features/sessions/components/AdminSessionsPage'), 'AdminSessionsPage');
 const UsersPage = lazyNamed(() => import('@/features/users/components/UsersPage'), 'UsersPage');
+const HomesPage = lazyNamed(() => import('@/features/homes/components/HomesPage'), 'HomesPage');
 const OrgsPage = lazyNamed(() => import('@/features/orgs/components/OrgsPage'), 'OrgsPage');
 const TemplatesPage = lazyNamed(() => import('@/features/templates/components/TemplatesPage'), 'TemplatesPage');
+const PoolsPage = lazyNamed(() => import('@/features/templates/components/PoolsPage'), 'PoolsPage');
 const AuditPage = lazyNamed(() => import('@/features/audit/components/AuditPage'), 'AuditPage');
 const ComplianceReportPage = lazyNamed(
   () => import('@/features/reports/components/ComplianceReportPage'),
   'ComplianceReportPage',
 );
 const SsoCompletePage = lazyNamed(() => import('@/features/sso/components/SsoCompletePage'), 'SsoCompletePage');
+const JoinSharePage = lazyNamed(() => import('@/features/sharing/components/JoinSharePage'), 'JoinSharePage');
 const OrgSettingsPage = lazyNamed(() => import('@/features/settings/components/OrgSettingsPage'), 'OrgSettingsPage');
 
 export const routes: RouteObject[] = [
@@ -53,6 +56,14 @@ export const routes: RouteObject[] = [
     element: <RequireAuth />,
     children: [
       {
+        path: '/join',
+        element: (
+          <Suspense fallback={<FullPageSpinner />}>
+            <JoinSharePage />
+          </Suspense>
+        ),
+      },
+      {
         path: '/sessions/:id',
         element: (
           <Suspense fallback={<FullPageSpinner />}>
@@ -74,7 +85,9 @@ export const routes: RouteObject[] = [
               { path: 'agents', element: <AgentsPage /> },
               { path: 'sessions', element: <AdminSessionsPage /> },
               { path: 'users', element: <UsersPage /> },
+              { path: 'homes', element: <HomesPage /> },
               { path: 'templates', element: <TemplatesPage /> },
+              { path: 'pools', element: <PoolsPage /> },
               { path: 'audit', element: <AuditPage /> },
               { path: 'reports', element: <ComplianceReportPage /> },
               { path: 'settings', element: <OrgSettingsPage /> },

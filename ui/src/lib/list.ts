@@ -5,6 +5,7 @@ import {
   type QueryKey,
   type UseInfiniteQueryOptions,
   type UseQueryOptions,
+  type UseQueryResult,
 } from '@tanstack/react-query';
 import type { ListResponse } from '@/types/api';
 
@@ -24,8 +25,18 @@ export function useListQuery<T, K extends QueryKey>(
   options: UseQueryOptions<ListResponse<T>, Error, ListResponse<T>, K>,
 ): ListState<T> {
   const q = useQuery(options);
+  return wholeList(q, q.data?.items);
+}
+
+/** A list the API answers as a plain array, unpaged. */
+export function useArrayQuery<T, K extends QueryKey>(options: UseQueryOptions<T[], Error, T[], K>): ListState<T> {
+  const q = useQuery(options);
+  return wholeList(q, q.data);
+}
+
+function wholeList<T>(q: UseQueryResult<unknown>, items: T[] | undefined): ListState<T> {
   return {
-    items: q.data?.items,
+    items,
     isLoading: q.isPending,
     error: q.error,
     hasMore: false,

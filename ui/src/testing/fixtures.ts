@@ -1,5 +1,6 @@
-import type { AuthResponse, AuthUser, Session, Template } from '@/types/api';
+import type { Agent, AuthResponse, AuthUser, Pool, Session, Template } from '@/types/api';
 import type { IdentityProvider } from '@/types/api';
+import { OPEN_SESSION_POLICY } from '@/lib/sessionPolicy';
 
 export const member: AuthUser = { id: 'u1', username: 'alice', org_id: 'o1', role: 'member' };
 export const admin: AuthUser = { id: 'u0', username: 'root', org_id: 'o1', role: 'platform_admin' };
@@ -25,6 +26,8 @@ export function template(over: Partial<Template> = {}): Template {
     tags: ['browser'],
     enabled: true,
     egress_allow: [],
+    session_policy: OPEN_SESSION_POLICY,
+    home: { scope: 'none', size_mb: null },
     created_at: '2026-01-01T00:00:00Z',
     updated_at: '2026-01-01T00:00:00Z',
     ...over,
@@ -76,4 +79,29 @@ export function identityProvider(over: Partial<IdentityProvider> = {}): Identity
     updated_at: '2026-01-01T00:00:00Z',
     ...over,
   };
+}
+
+/** A Docker agent online with room for a few sessions. */
+export function agent(over: Partial<Agent> = {}): Agent {
+  return {
+    id: 'a1',
+    name: 'local',
+    platform: 'docker',
+    labels: {},
+    reported_labels: {},
+    status: 'online',
+    version: '0.1.0',
+    capacity: { max_sessions: 50, cpu_millis: 8000, memory_mb: 16384 },
+    capacity_limit: {},
+    endpoint_cidrs: [],
+    session_count: 0,
+    last_heartbeat_at: '2026-01-01T00:00:00Z',
+    created_at: '2026-01-01T00:00:00Z',
+    ...over,
+  };
+}
+
+/** The warm pool of the fixture template `firefox`, nothing warm yet. */
+export function pool(over: Partial<Pool> = {}): Pool {
+  return { template_id: 't-firefox', template_name: 'firefox', size: 2, agents: [], ...over };
 }

@@ -45,12 +45,38 @@ export type Template = Schemas['Template'];
 export type TemplateInput = Schemas['NewTemplateRequest'];
 /** `PATCH /templates/{id}`: name and scope are fixed at creation. */
 export type TemplatePatch = Schemas['TemplatePatch'];
+/** A template's warm pool (`GET /pools`, `PUT /templates/{id}/pool`): its size and what is warm per agent. */
+export type Pool = Schemas['PoolView'];
+export type PoolAgent = Schemas['PoolAgentView'];
+export type PoolRequest = Schemas['PoolRequest'];
+
+/** A persistent home (`/me/homes`, `/homes`); `template_id` null is the user's own, shared home. */
+export type Home = Schemas['Home'];
+export type TemplateHome = Schemas['TemplateHome'];
+export type HomeScope = Schemas['HomeScope'];
+
+/** What sessions may exchange with the viewer's browser, set per org and per template. */
+export type SessionPolicy = Schemas['SessionPolicy'];
+export type ClipboardPolicy = Schemas['ClipboardPolicy'];
+/** `POST /sessions/{id}/connect`: the single-use URL and the session's effective policy. */
+export type ConnectUrl = Schemas['ConnectUrl'];
 
 export type SessionState = Schemas['SessionState'];
 export const SESSION_STATES: readonly SessionState[] = sessionStateValues;
 export type SessionPhase = Schemas['SessionPhase'];
 export const SESSION_PHASES: readonly SessionPhase[] = sessionPhaseValues;
 export type Session = Schemas['SessionView'];
+
+/** Sharing a session (ADR 0033). */
+export type ShareRole = Schemas['ShareRole'];
+export type SessionRole = Schemas['SessionRole'];
+export type ShareView = Schemas['ShareView'];
+export type SessionShares = Schemas['SessionShares'];
+export type NewShareRequest = Schemas['NewShareRequest'];
+/** `POST /sessions/{id}/shares` (201): a link's URL is shown only once. */
+export type CreatedShare = Schemas['CreatedShare'];
+export type JoinedShare = Schemas['JoinedShare'];
+export type SharedSession = Schemas['SharedSession'];
 
 export type Agent = Schemas['AgentView'];
 /** `POST /agents` (201) and `POST /agents/{id}/token` (200): the agent plus its token, shown only once. */

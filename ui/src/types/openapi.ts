@@ -244,6 +244,54 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/homes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_homes"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/homes/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete: operations["delete_home"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/icons/{file}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["get_icon"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/me": {
         parameters: {
             query?: never;
@@ -287,6 +335,38 @@ export interface paths {
         put?: never;
         post?: never;
         delete: operations["delete_api_key"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/me/homes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_my_homes"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/me/homes/{id}/reset": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["reset_my_home"];
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -532,6 +612,22 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/pools": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_pools"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/sessions": {
         parameters: {
             query?: never;
@@ -596,6 +692,38 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/sessions/{id}/shares": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["list_shares"];
+        put?: never;
+        post: operations["create_share"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/sessions/{id}/shares/{share_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        delete: operations["revoke_share"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/sessions/{id}/wake": {
         parameters: {
             query?: never;
@@ -606,6 +734,38 @@ export interface paths {
         get?: never;
         put?: never;
         post: operations["wake_session"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/shared-sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get: operations["shared_sessions"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/shares/join": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post: operations["join_share"];
         delete?: never;
         options?: never;
         head?: never;
@@ -658,6 +818,22 @@ export interface paths {
         options?: never;
         head?: never;
         patch: operations["update_template"];
+        trace?: never;
+    };
+    "/api/v1/templates/{id}/pool": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put: operations["set_pool"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
         trace?: never;
     };
     "/api/v1/users": {
@@ -903,6 +1079,11 @@ export interface components {
             name?: string | null;
             subject?: string;
         };
+        /**
+         * @description Which way the clipboard may carry text between the viewer's browser and the session.
+         * @enum {string}
+         */
+        ClipboardPolicy: "both" | "in" | "out" | "off";
         ComplianceReport: {
             chain: components["schemas"]["ChainStatus"];
             /** Format: date-time */
@@ -957,14 +1138,24 @@ export interface components {
             webhook_url?: string | null;
         };
         ConnectUrl: {
-            /** @description The org lets sessions use the viewer's clipboard: the UI grants it to the session's frame. */
-            clipboard: boolean;
+            /**
+             * @description What the session may exchange with this viewer's browser (the org's and the template's
+             *     policies, and nothing that carries input or data for a guest who only watches): the UI grants
+             *     the session's frame only these permissions.
+             */
+            policy: components["schemas"]["SessionPolicy"];
+            /** @description Viewers see the session and cannot type into it. */
+            role: components["schemas"]["SessionRole"];
             /** @description Open this (on the session's own origin) within a minute; it works once. */
             url: string;
         };
         CreatedApiKey: components["schemas"]["ApiKeyView"] & {
             /** @description The key itself. Shown only now; only its hash is kept. */
             key: string;
+        };
+        CreatedShare: components["schemas"]["ShareView"] & {
+            /** @description A link's address, to send to the guests. Shown only now; only the token's hash is kept. */
+            url?: string | null;
         };
         /** @enum {string} */
         Destination: "directory" | "webhook";
@@ -985,6 +1176,52 @@ export interface components {
         Health: {
             status: string;
         };
+        /** @description One user's persistent home. It lives on the agent whose session first mounted it. */
+        Home: {
+            /**
+             * Format: uuid
+             * @description Where its volume is; `None` until a session has mounted it.
+             */
+            agent_id?: string | null;
+            /** Format: date-time */
+            created_at: string;
+            /**
+             * Format: date-time
+             * @description Set when its user was deleted: the home and its volume go at this time.
+             */
+            delete_after?: string | null;
+            /** Format: uuid */
+            id: string;
+            /** Format: date-time */
+            last_used_at?: string | null;
+            /** Format: uuid */
+            org_id: string;
+            /** Format: int64 */
+            size_mb?: number | null;
+            /**
+             * Format: uuid
+             * @description The template whose sessions alone mount it; `None`: the user's own home.
+             */
+            template_id?: string | null;
+            /**
+             * Format: date-time
+             * @description When the agent reported `used_bytes`.
+             */
+            usage_measured_at?: string | null;
+            /**
+             * Format: int64
+             * @description The space its files take, as last reported by the agent that holds it; `None`: not measured (yet, or
+             *     ever: the Kubernetes runtime cannot read a claim's usage).
+             */
+            used_bytes?: number | null;
+            /** Format: uuid */
+            user_id: string;
+        };
+        /**
+         * @description Which persistent home a template's sessions mount at their image's home directory.
+         * @enum {string}
+         */
+        HomeScope: "none" | "user" | "template";
         IdentityList: {
             items: components["schemas"]["IdentityView"][];
         };
@@ -1045,6 +1282,15 @@ export interface components {
             provider_id: string;
             provider_name: string;
             subject: string;
+        };
+        JoinRequest: {
+            /** @description The token from the link (after `#`). */
+            token: string;
+        };
+        JoinedShare: {
+            role: components["schemas"]["ShareRole"];
+            /** Format: uuid */
+            session_id: string;
         };
         /** @description Start latency of the sessions created within one hour. */
         LatencyBucket: {
@@ -1161,10 +1407,53 @@ export interface components {
             next_cursor?: string | null;
         };
         /** @description A page of results. */
+        List_Home: {
+            items: {
+                /**
+                 * Format: uuid
+                 * @description Where its volume is; `None` until a session has mounted it.
+                 */
+                agent_id?: string | null;
+                /** Format: date-time */
+                created_at: string;
+                /**
+                 * Format: date-time
+                 * @description Set when its user was deleted: the home and its volume go at this time.
+                 */
+                delete_after?: string | null;
+                /** Format: uuid */
+                id: string;
+                /** Format: date-time */
+                last_used_at?: string | null;
+                /** Format: uuid */
+                org_id: string;
+                /** Format: int64 */
+                size_mb?: number | null;
+                /**
+                 * Format: uuid
+                 * @description The template whose sessions alone mount it; `None`: the user's own home.
+                 */
+                template_id?: string | null;
+                /**
+                 * Format: date-time
+                 * @description When the agent reported `used_bytes`.
+                 */
+                usage_measured_at?: string | null;
+                /**
+                 * Format: int64
+                 * @description The space its files take, as last reported by the agent that holds it; `None`: not measured (yet, or
+                 *     ever: the Kubernetes runtime cannot read a claim's usage).
+                 */
+                used_bytes?: number | null;
+                /** Format: uuid */
+                user_id: string;
+            }[];
+            /** @description Pass as `cursor` for the next page; `null` on the last page. */
+            next_cursor?: string | null;
+        };
+        /** @description A page of results. */
         List_Org: {
             items: (components["schemas"]["Quotas"] & {
-                /** @description Sessions may read and write the viewer's clipboard. */
-                allow_clipboard: boolean;
                 /** Format: date-time */
                 created_at: string;
                 /** @description Networks every session of the org may reach although the platform's egress deny list covers them. */
@@ -1173,6 +1462,8 @@ export interface components {
                 id: string;
                 mfa_required: boolean;
                 name: string;
+                /** @description What the org's sessions may exchange with the viewer's browser. */
+                session_policy: components["schemas"]["SessionPolicy"];
                 /** @description Whether an identity provider's assertion of a second factor counts as MFA. */
                 sso_mfa: components["schemas"]["SsoMfaPolicy"];
             })[];
@@ -1230,6 +1521,8 @@ export interface components {
                 env: {
                     [key: string]: string;
                 };
+                /** @description Which persistent home its sessions mount. */
+                home: components["schemas"]["TemplateHome"];
                 icon: string;
                 /** Format: uuid */
                 id: string;
@@ -1244,6 +1537,8 @@ export interface components {
                 org_id?: string | null;
                 /** Format: int32 */
                 port: number;
+                /** @description What this template's sessions may exchange with the viewer's browser, within the org's policy. */
+                session_policy: components["schemas"]["SessionPolicy"];
                 /** Format: int64 */
                 shm_mb: number;
                 tags: string[];
@@ -1358,6 +1653,17 @@ export interface components {
             /** @description A template id or name, among the templates the caller's org can use. */
             template: string;
         };
+        NewShareRequest: {
+            /**
+             * Format: int64
+             * @description How long the share lasts, at most a week. Links default to an hour; invitations without
+             *     it last until revoked.
+             */
+            expires_in_minutes?: number | null;
+            role: components["schemas"]["ShareRole"];
+            /** @description The guest, by username or id, a member of the session's org. Without it: a link. */
+            user?: string | null;
+        };
         NewTemplateRequest: {
             /** Format: int64 */
             cpu_millis?: number;
@@ -1372,6 +1678,8 @@ export interface components {
             env?: {
                 [key: string]: string;
             };
+            /** @description Which persistent home the template's sessions mount (none unless asked). */
+            home?: components["schemas"]["TemplateHome"];
             /** @description A URL or a `data:` URL. */
             icon?: string;
             image: string;
@@ -1386,6 +1694,8 @@ export interface components {
             org_id?: string | null;
             /** Format: int32 */
             port?: number;
+            /** @description What the template's sessions may exchange with the viewer's browser, within the org's policy. */
+            session_policy?: components["schemas"]["SessionPolicy"];
             /** Format: int64 */
             shm_mb?: number;
             tags?: string[];
@@ -1435,8 +1745,6 @@ export interface components {
             use_userinfo?: boolean;
         };
         Org: components["schemas"]["Quotas"] & {
-            /** @description Sessions may read and write the viewer's clipboard. */
-            allow_clipboard: boolean;
             /** Format: date-time */
             created_at: string;
             /** @description Networks every session of the org may reach although the platform's egress deny list covers them. */
@@ -1445,12 +1753,12 @@ export interface components {
             id: string;
             mfa_required: boolean;
             name: string;
+            /** @description What the org's sessions may exchange with the viewer's browser. */
+            session_policy: components["schemas"]["SessionPolicy"];
             /** @description Whether an identity provider's assertion of a second factor counts as MFA. */
             sso_mfa: components["schemas"]["SsoMfaPolicy"];
         };
         OrgPatchRequest: {
-            /** @description Whether the org's sessions may read and write the viewer's clipboard. */
-            allow_clipboard?: boolean | null;
             /**
              * @description Platform administrators only: networks (CIDRs) every session of the org may reach although the platform's
              *     egress deny list covers them; merged with the template's. Replaces the whole list.
@@ -1470,6 +1778,7 @@ export interface components {
             mfa_required?: boolean | null;
             /** @description Platform administrators only. */
             name?: string | null;
+            session_policy?: components["schemas"]["SessionPolicy"] | null;
             sso_mfa?: components["schemas"]["SsoMfaPolicy"] | null;
         };
         PasswordChange: {
@@ -1478,6 +1787,36 @@ export interface components {
         };
         /** @enum {string} */
         Platform: "docker" | "kubernetes";
+        /** @description One agent's part of a pool. */
+        PoolAgentView: {
+            /** Format: uuid */
+            agent_id: string;
+            /**
+             * Format: int64
+             * @description Running and unclaimed: the next launches get these.
+             */
+            ready: number;
+            /**
+             * Format: int64
+             * @description Started, the streamer not answering yet.
+             */
+            starting: number;
+        };
+        PoolRequest: {
+            /**
+             * Format: int64
+             * @description Warm containers each fitting agent keeps for the template (0 removes the pool).
+             */
+            size: number;
+        };
+        PoolView: {
+            agents: components["schemas"]["PoolAgentView"][];
+            /** Format: int64 */
+            size: number;
+            /** Format: uuid */
+            template_id: string;
+            template_name: string;
+        };
         ProviderButton: {
             display_name: string;
             /** Format: uuid */
@@ -1554,6 +1893,45 @@ export interface components {
          */
         SessionPhase: "scheduling" | "pulling" | "creating" | "starting";
         /**
+         * @description Everything allowed unless set otherwise; fields left out of a stored or submitted policy
+         *     take these defaults.
+         */
+        SessionPolicy: {
+            /**
+             * @description The session's sound played in the viewer's browser.
+             * @default true
+             */
+            audio: boolean;
+            /** @default both */
+            clipboard: components["schemas"]["ClipboardPolicy"];
+            /**
+             * @description Files from the session to the viewer's computer.
+             * @default true
+             */
+            file_download: boolean;
+            /**
+             * @description Files from the viewer's computer into the session.
+             * @default true
+             */
+            file_upload: boolean;
+            /**
+             * @description The viewer's microphone forwarded into the session (needs audio).
+             * @default true
+             */
+            microphone: boolean;
+        };
+        /**
+         * @description How someone takes part in a session they opened: the owner and collaborators drive it,
+         *     viewers only watch (ADR 0033).
+         * @enum {string}
+         */
+        SessionRole: "owner" | "collaborator" | "viewer";
+        SessionShares: {
+            shares: components["schemas"]["ShareView"][];
+            /** @description Guests streaming the session now (through this control plane replica). */
+            watching: components["schemas"]["Watcher"][];
+        };
+        /**
          * @description Where a session is in its life. The transitions between these states live in one place:
          *     the control plane's lifecycle module.
          * @enum {string}
@@ -1605,6 +1983,41 @@ export interface components {
             session_id: string;
             user: string;
         };
+        /** @enum {string} */
+        ShareKind: "user" | "link" | "joined";
+        /**
+         * @description What a guest may do in a shared session.
+         * @enum {string}
+         */
+        ShareRole: "viewer" | "collaborator";
+        ShareView: {
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            expires_at?: string | null;
+            /** Format: uuid */
+            id: string;
+            /** @description `user`: an invitation; `link`: an expiring link; `joined`: someone who joined through a link. */
+            kind: components["schemas"]["ShareKind"];
+            /**
+             * Format: uuid
+             * @description The link a joined guest came through: revoking it revokes them.
+             */
+            link_id?: string | null;
+            role: components["schemas"]["ShareRole"];
+            /**
+             * Format: uuid
+             * @description The guest (invitations and joined guests).
+             */
+            user_id?: string | null;
+            username?: string | null;
+        };
+        SharedSession: {
+            /** Format: date-time */
+            expires_at?: string | null;
+            role: components["schemas"]["ShareRole"];
+            session: components["schemas"]["SessionView"];
+        };
         SignIns: {
             /** Format: int64 */
             failures: number;
@@ -1654,6 +2067,8 @@ export interface components {
             env: {
                 [key: string]: string;
             };
+            /** @description Which persistent home its sessions mount. */
+            home: components["schemas"]["TemplateHome"];
             icon: string;
             /** Format: uuid */
             id: string;
@@ -1668,11 +2083,24 @@ export interface components {
             org_id?: string | null;
             /** Format: int32 */
             port: number;
+            /** @description What this template's sessions may exchange with the viewer's browser, within the org's policy. */
+            session_policy: components["schemas"]["SessionPolicy"];
             /** Format: int64 */
             shm_mb: number;
             tags: string[];
             /** Format: date-time */
             updated_at: string;
+        };
+        /** @description A template's home setting. */
+        TemplateHome: {
+            /** @default none */
+            scope: components["schemas"]["HomeScope"];
+            /**
+             * Format: int64
+             * @description The most a home created for this template may hold, where the agent's storage enforces it.
+             * @default null
+             */
+            size_mb: number | null;
         };
         /** @description A change to a template; absent fields stay as they are. */
         TemplatePatch: {
@@ -1689,12 +2117,14 @@ export interface components {
             env?: {
                 [key: string]: string;
             } | null;
+            home?: components["schemas"]["TemplateHome"] | null;
             icon?: string | null;
             image?: string | null;
             /** Format: int64 */
             memory_mb?: number | null;
             /** Format: int32 */
             port?: number | null;
+            session_policy?: components["schemas"]["SessionPolicy"] | null;
             /** Format: int64 */
             shm_mb?: number | null;
             tags?: string[] | null;
@@ -1746,6 +2176,13 @@ export interface components {
             /** Format: uuid */
             org_id: string;
             role: components["schemas"]["Role"];
+            username: string;
+        };
+        /** @description A guest who has the session open right now. */
+        Watcher: {
+            role: components["schemas"]["ShareRole"];
+            /** Format: uuid */
+            user_id: string;
             username: string;
         };
     };
@@ -2814,6 +3251,188 @@ export interface operations {
             };
         };
     };
+    list_homes: {
+        parameters: {
+            query?: {
+                /** @description Only this user's homes. */
+                user_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["List_Home"];
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_home: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted with everything in it */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `home_in_use`: a session that has not ended mounts it */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_icon: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                file: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description An SVG image */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "image/svg+xml": string;
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     get_me: {
         parameters: {
             query?: never;
@@ -3051,6 +3670,136 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_my_homes: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The caller's persistent homes */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["List_Home"];
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    reset_my_home: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted with everything in it; the next session starts with an empty home */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `home_in_use`: a session that has not ended mounts it */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4914,7 +5663,7 @@ export interface operations {
                     "application/json": components["schemas"]["ComplianceSettingsView"];
                 };
             };
-            /** @description `invalid_retention`, `invalid_destination`, `invalid_webhook`, `webhook_refused`, `webhook_https_unavailable` or `reports_directory_not_configured` */
+            /** @description `invalid_retention`, `invalid_destination`, `invalid_webhook`, `webhook_refused` or `reports_directory_not_configured` */
             400: {
                 headers: {
                     [name: string]: unknown;
@@ -4961,6 +5710,62 @@ export interface operations {
             };
             /** @description `validation_failed`: the body does not fit the schema */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    list_pools: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The pools of the templates the caller may manage */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PoolView"][];
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5139,7 +5944,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description OK */
+            /** @description Also for the people the session is shared with */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -5300,7 +6105,7 @@ export interface operations {
                     "application/json": components["schemas"]["ErrorBody"];
                 };
             };
-            /** @description `not_owner`: only the session's owner opens it; administrators may stop or hibernate it */
+            /** @description `not_owner`: only the session's owner and its guests open it; administrators may stop or hibernate it */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5414,6 +6219,237 @@ export interface operations {
             };
         };
     };
+    list_shares: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The session's shares and who is watching now */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SessionShares"];
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_owner` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    create_share: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["NewShareRequest"];
+            };
+        };
+        responses: {
+            /** @description Shared; a link's URL is shown only now */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CreatedShare"];
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_owner` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such session, or no such user in the session's org */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `invalid_state`: the session has ended */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type`: send application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    revoke_share: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+                share_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Revoked: the guests' open connections end within seconds */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `not_owner` */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
     wake_session: {
         parameters: {
             query?: never;
@@ -5472,6 +6508,149 @@ export interface operations {
             };
             /** @description `invalid_state`: only hibernated sessions wake */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    shared_sessions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Sessions shared with the caller that have not ended */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SharedSession"][];
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    join_share: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["JoinRequest"];
+            };
+        };
+        responses: {
+            /** @description The caller is a guest of the session now (or its owner) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JoinedShare"];
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `forbidden`, `mfa_enrollment_required` until the caller sets MFA up, or `network_denied` from an address outside the IP allow-lists */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description No such link, expired, revoked, or for another org's session */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type`: send application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `validation_failed`: the body does not fit the schema */
+            422: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5888,6 +7067,104 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unsupported_media_type`: send application/json */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `rate_limited`: over a request budget; retry after `Retry-After` seconds */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    set_pool: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PoolRequest"];
+            };
+        };
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PoolView"];
+                };
+            };
+            /** @description `bad_request`: malformed parameters or body */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `unauthorized`: missing, invalid or expired credentials */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description `template_keeps_home`: the template's sessions mount a home */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -6446,11 +7723,16 @@ type ReadonlyArray<T> = [
 export const pathsApiV1AuditGetParametersQueryFormatValues: ReadonlyArray<FlattenedDeepRequired<paths>["/api/v1/audit"]["get"]["parameters"]["query"]["format"]> = ["json", "csv"];
 export const pathsApiV1OrgsOrg_idReportsComplianceGetParametersQueryFormatValues: ReadonlyArray<FlattenedDeepRequired<paths>["/api/v1/orgs/{org_id}/reports/compliance"]["get"]["parameters"]["query"]["format"]> = ["json", "csv"];
 export const agentStatusValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["AgentStatus"]> = ["online", "offline"];
+export const clipboardPolicyValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ClipboardPolicy"]> = ["both", "in", "out", "off"];
 export const destinationValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Destination"]> = ["directory", "webhook"];
+export const homeScopeValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["HomeScope"]> = ["none", "user", "template"];
 export const platformValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Platform"]> = ["docker", "kubernetes"];
 export const providerKindValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ProviderKind"]> = ["oidc", "oauth2", "saml"];
 export const roleValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Role"]> = ["platform_admin", "org_admin", "member"];
 export const scheduleValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["Schedule"]> = ["daily", "weekly", "monthly"];
 export const sessionPhaseValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["SessionPhase"]> = ["scheduling", "pulling", "creating", "starting"];
+export const sessionRoleValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["SessionRole"]> = ["owner", "collaborator", "viewer"];
 export const sessionStateValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["SessionState"]> = ["pending", "scheduled", "starting", "running", "hibernating", "hibernated", "stopping", "stopped", "failed"];
+export const shareKindValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ShareKind"]> = ["user", "link", "joined"];
+export const shareRoleValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["ShareRole"]> = ["viewer", "collaborator"];
 export const ssoMfaPolicyValues: ReadonlyArray<FlattenedDeepRequired<components>["schemas"]["SsoMfaPolicy"]> = ["trust_idp", "require_totp"];

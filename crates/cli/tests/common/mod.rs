@@ -5,6 +5,7 @@
 pub mod catalogue;
 pub mod otlp;
 pub mod prometheus;
+pub mod swarm;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -188,6 +189,17 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// A control plane with heartbeats every 2 s and one Docker agent online, and its administrator.
+    pub async fn docker_online(data_dir: &Path) -> (ControlPlane, Agent, Api) {
+        let plane = ControlPlane::start(data_dir, &["--heartbeat-interval", "2"]).await;
+        let admin = plane.admin().await;
+        let name = format!("agent-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        let token = admin.register_agent(&name).await;
+        let agent = Agent::start(&plane.api, &token, data_dir.join("agent.log"));
+        admin.wait_for_agent_online(&name).await;
+        (plane, agent, admin)
+    }
+
     /// A `streamspace agent docker`.
     pub fn start(server: &str, token: &str, log: PathBuf) -> Agent {
         Agent::start_with(&["agent", "docker", "--server", server], &[], token, log)
@@ -225,6 +237,25 @@ impl Agent {
             child.kill().unwrap();
             child.wait().unwrap();
         }
+    }
+
+    /// Sends the agent a signal by name (`STOP`, `CONT`, `KILL` ...).
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("the agent runs").id().to_string();
+        assert!(Command::new("kill").args([&format!("-{signal}"), &pid]).status().unwrap().success());
+    }
+
+    /// How many lines of the agent's log hold `text`.
+    pub fn log_count(&self, text: &str) -> usize {
+        std::fs::read_to_string(&self.log).unwrap_or_default().lines().filter(|line| line.contains(text)).count()
+    }
+
+    /// Waits until the agent's log holds `line` at least `times` times, failing after `timeout`.
+    pub async fn wait_for_log_count(&self, line: &str, times: usize, timeout: Duration) {
+        eventually(&format!("the agent to log {line:?} {times} times"), timeout, || async {
+            (self.log_count(line) >= times).then_some(())
+        })
+        .await;
     }
 
     /// Waits until the agent's log holds `line`, failing after `timeout`.
@@ -378,6 +409,30 @@ impl Api {
         })
         .await;
     }
+}
+
+/// Reads an open event stream until `until` says enough, returning the `event:` names and data seen.
+pub async fn watch_events(
+    mut response: reqwest::Response,
+    until: impl Fn(&[(String, Value)]) -> bool,
+) -> Vec<(String, Value)> {
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut seen = Vec::new();
+    let mut buffer = String::new();
+    let deadline = tokio::time::Instant::now() + START;
+    while !until(&seen) {
+        let chunk =
+            tokio::time::timeout_at(deadline, response.chunk()).await.expect("events in time").unwrap().unwrap();
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            let field = |name: &str| block.lines().find_map(|l| l.strip_prefix(name)).map(str::trim).map(str::to_owned);
+            if let (Some(event), Some(data)) = (field("event:"), field("data:")) {
+                seen.push((event, serde_json::from_str(&data).unwrap()));
+            }
+        }
+    }
+    seen
 }
 
 /// How long a session may take to run (pulls included).

@@ -141,7 +141,7 @@ async fn delete_agent(
 ) -> ApiResult<StatusCode> {
     let agent = agent_or_404(&app, &principal, id).await?;
     app.store.delete_agent(id).await?;
-    app.hub.kick(id);
+    app.kick_agent(id).await;
     let actor = Actor::from(&principal);
     let cause = Cause { actor: &actor, meta: &meta };
     for session in app.store.list_agent_sessions(id).await? {
@@ -174,7 +174,7 @@ async fn rotate_token(
     }
     let token = random_token(AGENT_TOKEN_PREFIX, 32);
     app.store.set_agent_token(id, &sha256_hex(&token)).await?;
-    app.hub.kick(id);
+    app.kick_agent(id).await;
     app.audit(&meta, &Actor::from(&principal), Record::new("agent.token_rotate", format!("agent:{id}"))).await?;
     let agent = app.store.get_agent(id).await?.ok_or_else(|| ApiError::not_found("agent"))?;
     Ok(axum::Json(AgentWithToken { agent: AgentView::load(&app, agent).await?, token }))

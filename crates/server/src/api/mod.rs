@@ -5,13 +5,17 @@ pub mod agents;
 pub mod audit;
 pub mod auth;
 pub mod events;
+pub mod homes;
+pub mod icons;
 pub mod identity_providers;
 pub mod me;
 pub mod network;
 pub mod orgs;
+pub mod pools;
 pub mod reports;
 pub mod saml;
 pub mod sessions;
+pub mod sharing;
 pub mod sso;
 pub mod stats;
 pub mod system;
@@ -205,10 +209,14 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(system::routes())
         .merge(auth::routes())
         .merge(me::routes())
+        .merge(homes::routes())
         .merge(orgs::routes())
         .merge(users::routes())
         .merge(templates::routes())
+        .merge(pools::routes())
+        .merge(icons::routes())
         .merge(sessions::routes())
+        .merge(sharing::routes())
         .merge(audit::routes())
         .merge(agents::routes())
         .merge(events::routes())

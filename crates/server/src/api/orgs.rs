@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use ipnet::IpNet;
 use serde::Deserialize;
 use serde_json::json;
-use streamspace_store::{Org, OrgPatch, Quotas, SsoMfaPolicy};
+use streamspace_store::{Org, OrgPatch, Quotas, SessionPolicy, SsoMfaPolicy};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -32,8 +32,8 @@ pub struct OrgPatchRequest {
     /// Platform administrators only.
     pub name: Option<String>,
     pub mfa_required: Option<bool>,
-    /// Whether the org's sessions may read and write the viewer's clipboard.
-    pub allow_clipboard: Option<bool>,
+    /// What the org's sessions may exchange with the viewer's browser; replaces the whole policy.
+    pub session_policy: Option<SessionPolicy>,
     /// Quotas: platform administrators only; `null` means unlimited.
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<i64>)]
@@ -149,7 +149,7 @@ async fn update_org(
     let patch = OrgPatch {
         name: body.name.clone(),
         mfa_required: body.mfa_required,
-        allow_clipboard: body.allow_clipboard,
+        session_policy: body.session_policy,
         quotas: if body.touches_quotas() { Some(body.quotas_over(current.quotas)?) } else { None },
         egress_allow: body.egress_allow.clone(),
         sso_mfa: body.sso_mfa,
@@ -159,7 +159,7 @@ async fn update_org(
     let details = json!({
         "name": org.name,
         "mfa_required": org.mfa_required,
-        "allow_clipboard": org.allow_clipboard,
+        "session_policy": org.session_policy,
         "quotas": org.quotas,
         "egress_allow": org.egress_allow,
         "sso_mfa": org.sso_mfa,

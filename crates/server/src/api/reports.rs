@@ -93,7 +93,7 @@ async fn get_settings(
     responses(
         (status = 200, body = ComplianceSettingsView),
         (status = 400, description = "`invalid_retention`, `invalid_destination`, `invalid_webhook`, \
-            `webhook_refused`, `webhook_https_unavailable` or `reports_directory_not_configured`", body = ErrorBody),
+            `webhook_refused` or `reports_directory_not_configured`", body = ErrorBody),
         (status = 403, description = "`forbidden`: changing the retention needs a platform administrator", body = ErrorBody),
         (status = 404, body = ErrorBody),
     ))]

@@ -104,21 +104,15 @@ async fn create_session(
         app.audit(&meta, &Actor::from(&principal), record.details(json!({"reason": message}))).await?;
         return Err(ApiError::new(StatusCode::FORBIDDEN, "quota_exceeded", message));
     }
-    let session = app
-        .store
-        .create_session(NewSession {
-            org_id: principal.org_id,
-            owner_id: principal.user_id,
-            template_id: template.id,
-            cpu_millis: template.cpu_millis,
-            memory_mb: template.memory_mb,
-        })
-        .await?;
+    let new = NewSession {
+        org_id: principal.org_id,
+        owner_id: principal.user_id,
+        template_id: template.id,
+        cpu_millis: template.cpu_millis,
+        memory_mb: template.memory_mb,
+    };
     let actor = Actor::from(&principal);
-    let record =
-        Record::new("session.create", format!("session:{}", session.id)).details(json!({"template": template.name}));
-    app.audit(&meta, &actor, record).await?;
-    let session = app.schedule(&session, &Cause { actor: &actor, meta: &meta }).await?;
+    let session = app.launch(&template, new, &Cause { actor: &actor, meta: &meta }).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(SessionView::load(&app, session).await?)))
 }
 
@@ -142,13 +136,13 @@ async fn list_sessions(
 }
 
 #[utoipa::path(get, path = "/api/v1/sessions/{id}", tag = "sessions", params(("id" = Uuid, Path)),
-    responses((status = 200, body = SessionView), (status = 404, body = ErrorBody)))]
+    responses((status = 200, description = "Also for the people the session is shared with", body = SessionView), (status = 404, body = ErrorBody)))]
 async fn get_session(
     State(app): State<AppState>,
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> ApiResult<axum::Json<SessionView>> {
-    let session = visible_session(&app, &principal, id).await?;
+    let session = super::sharing::seen_session(&app, &principal, id).await?;
     Ok(axum::Json(SessionView::load(&app, session).await?))
 }
 
@@ -225,8 +219,12 @@ async fn wake_session(
 pub struct ConnectUrl {
     /// Open this (on the session's own origin) within a minute; it works once.
     pub url: String,
-    /// The org lets sessions use the viewer's clipboard: the UI grants it to the session's frame.
-    pub clipboard: bool,
+    /// What the session may exchange with this viewer's browser (the org's and the template's
+    /// policies, and nothing that carries input or data for a guest who only watches): the UI grants
+    /// the session's frame only these permissions.
+    pub policy: streamspace_store::SessionPolicy,
+    /// Viewers see the session and cannot type into it.
+    pub role: crate::auth::policy::SessionRole,
 }
 
 /// How long a connect ticket stays valid.
@@ -235,7 +233,7 @@ pub const TICKET_TTL_SECS: i64 = 60;
 #[utoipa::path(post, path = "/api/v1/sessions/{id}/connect", tag = "sessions", params(("id" = Uuid, Path)),
     responses(
         (status = 200, description = "A single-use URL that opens the session", body = ConnectUrl),
-        (status = 403, description = "`not_owner`: only the session's owner opens it; administrators may stop or hibernate it", body = ErrorBody),
+        (status = 403, description = "`not_owner`: only the session's owner and its guests open it; administrators may stop or hibernate it", body = ErrorBody),
         (status = 404, body = ErrorBody),
         (status = 409, description = "`invalid_state`: the session has ended", body = ErrorBody),
     ))]
@@ -245,11 +243,7 @@ async fn connect_session(
     principal: Principal,
     Path(id): Path<Uuid>,
 ) -> ApiResult<axum::Json<ConnectUrl>> {
-    let session = visible_session(&app, &principal, id).await?;
-    if !principal.may_open_session(session.owner_id) {
-        let message = "only the session's owner can open it";
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "not_owner", message));
-    }
+    let (session, role) = super::sharing::openable_session(&app, &principal, id).await?;
     if session.state.is_terminal() {
         return Err(ApiError::new(StatusCode::CONFLICT, "invalid_state", format!("the session is {}", session.state)));
     }
@@ -263,10 +257,12 @@ async fn connect_session(
         })
         .await?;
     let record = Record::new("session.connect", format!("session:{id}")).org(session.org_id);
+    let record = record.details(json!({"role": role.as_str()}));
     app.audit(&meta, &Actor::from(&principal), record).await?;
     let url = format!("{}?ticket={ticket}", crate::proxy::session_url(&app.urls, id));
-    let org = app.store.get_org(Scope::Platform, session.org_id).await?;
-    Ok(axum::Json(ConnectUrl { url, clipboard: org.is_some_and(|org| org.allow_clipboard) }))
+    let policy = crate::session_policy::effective(app.store.as_ref(), session.org_id, session.template_id).await?;
+    let policy = if role.has_input() { policy } else { policy.watching_only() };
+    Ok(axum::Json(ConnectUrl { url, policy, role }))
 }
 
 #[cfg(test)]
@@ -291,6 +287,8 @@ mod tests {
             tags: vec![],
             enabled: true,
             egress_allow: vec![],
+            session_policy: Default::default(),
+            home: Default::default(),
             created_at: chrono::Utc::now(),
             updated_at: chrono::Utc::now(),
         }

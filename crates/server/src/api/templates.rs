@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use serde_json::json;
 use streamspace_proto::security;
-use streamspace_store::{NewTemplate, Template, TemplatePatch};
+use streamspace_store::{NewTemplate, SessionPolicy, Template, TemplateHome, TemplatePatch};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -58,6 +58,12 @@ pub struct NewTemplateRequest {
     #[serde(default)]
     #[schema(value_type = Vec<String>)]
     pub egress_allow: Vec<IpNet>,
+    /// What the template's sessions may exchange with the viewer's browser, within the org's policy.
+    #[serde(default)]
+    pub session_policy: SessionPolicy,
+    /// Which persistent home the template's sessions mount (none unless asked).
+    #[serde(default)]
+    pub home: TemplateHome,
     /// Platform administrators: the owning org, or absent for a global template. Org
     /// administrators always create templates in their own org.
     pub org_id: Option<Uuid>,
@@ -84,7 +90,7 @@ fn validate_fields(
     display_name: Option<&str>,
     image: Option<&str>,
     env: Option<&BTreeMap<String, String>>,
-    limits: [(&str, Option<i64>); 3],
+    limits: [(&str, Option<i64>); 4],
     port: Option<i32>,
     tags: Option<&[String]>,
 ) -> ApiResult<()> {
@@ -132,7 +138,7 @@ pub(crate) fn validate_egress_allow(principal: &Principal, allow: &[IpNet]) -> A
     Ok(())
 }
 
-async fn visible_template(app: &App, principal: &Principal, id: Uuid) -> ApiResult<Template> {
+pub async fn visible_template(app: &App, principal: &Principal, id: Uuid) -> ApiResult<Template> {
     let template = app.store.get_template(principal.scope(), id).await?;
     // People who cannot manage templates do not see disabled ones.
     template.filter(|t| principal.may_see_template(t.org_id, t.enabled)).ok_or_else(|| ApiError::not_found("template"))
@@ -164,8 +170,12 @@ async fn create_template(
         app.store.get_org(principal.scope(), org_id).await?.ok_or_else(|| ApiError::not_found("organization"))?;
     }
     validate_slug("name", &body.name)?;
-    let limits =
-        [("cpu_millis", Some(body.cpu_millis)), ("memory_mb", Some(body.memory_mb)), ("shm_mb", Some(body.shm_mb))];
+    let limits = [
+        ("cpu_millis", Some(body.cpu_millis)),
+        ("memory_mb", Some(body.memory_mb)),
+        ("shm_mb", Some(body.shm_mb)),
+        ("home.size_mb", body.home.size_mb),
+    ];
     validate_fields(
         Some(&body.display_name),
         Some(&body.image),
@@ -194,6 +204,8 @@ async fn create_template(
             tags: body.tags,
             enabled: body.enabled,
             egress_allow: body.egress_allow,
+            session_policy: body.session_policy,
+            home: body.home,
         })
         .await?;
     let record = Record::new("template.create", format!("template:{}", template.id))
@@ -224,7 +236,12 @@ async fn update_template(
 ) -> ApiResult<axum::Json<Template>> {
     let current = visible_template(&app, &principal, id).await?;
     principal.require_template_manager(current.org_id)?;
-    let limits = [("cpu_millis", patch.cpu_millis), ("memory_mb", patch.memory_mb), ("shm_mb", patch.shm_mb)];
+    let limits = [
+        ("cpu_millis", patch.cpu_millis),
+        ("memory_mb", patch.memory_mb),
+        ("shm_mb", patch.shm_mb),
+        ("home.size_mb", patch.home.and_then(|home| home.size_mb)),
+    ];
     validate_fields(
         patch.display_name.as_deref(),
         patch.image.as_deref(),

@@ -199,9 +199,12 @@ async fn delete_user(
         return Err(ApiError::not_found("user"));
     }
     crate::connections::access::user_changed(&app, &target, None);
+    // Their files outlive them for the grace period, so a deletion by mistake can be undone by an operator.
+    let homes_delete_after = app.clock.now() + app.config.home_deletion_grace;
+    let homes = app.store.mark_user_homes_for_deletion(id, homes_delete_after).await?;
     let record = Record::new("user.delete", format!("user:{id}"))
         .org(target.org_id)
-        .details(json!({"username": target.username}));
+        .details(json!({"username": target.username, "homes": homes, "homes_delete_after": homes_delete_after}));
     app.audit(&meta, &Actor::from(&principal), record).await?;
     Ok(StatusCode::NO_CONTENT)
 }

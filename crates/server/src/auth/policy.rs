@@ -5,16 +5,66 @@
 //! own org's shared things and their own sessions. Another org's object is not there at all (the
 //! routes answer 404). An API key acts with its user's role: keys carry no scopes of their own.
 
-use streamspace_store::{Role, Scope};
+use streamspace_store::{Role, Scope, Session, Share, ShareRole, Timestamp};
 use uuid::Uuid;
 
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 
 /// Opening a session (streaming it) is for its owner alone; administrators may stop or
-/// hibernate it, not look into it. The session proxy asks this of the user behind a cookie.
+/// hibernate it, not look into it. Others take part only as guests the owner invited
+/// ([`session_role`]).
 pub fn may_open_session(user_id: Uuid, owner_id: Uuid) -> bool {
     user_id == owner_id
+}
+
+/// How someone takes part in a session they opened: the owner and collaborators drive it,
+/// viewers only watch (ADR 0033).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SessionRole {
+    Owner,
+    Collaborator,
+    Viewer,
+}
+
+impl SessionRole {
+    /// Keyboard, mouse, clipboard and file transfers.
+    pub fn has_input(self) -> bool {
+        self != SessionRole::Viewer
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionRole::Owner => "owner",
+            SessionRole::Collaborator => "collaborator",
+            SessionRole::Viewer => "viewer",
+        }
+    }
+}
+
+/// The part `user` (a member of `user_org`) takes in `session` at `now`: its owner's, or the one
+/// their live share gives, if they belong to the session's org. `None`: they may not open it.
+pub fn session_role(
+    user_id: Uuid,
+    user_org: Uuid,
+    session: &Session,
+    share: Option<&Share>,
+    now: Timestamp,
+) -> Option<SessionRole> {
+    if may_open_session(user_id, session.owner_id) {
+        return Some(SessionRole::Owner);
+    }
+    let share = share.filter(|share| {
+        share.session_id == session.id
+            && share.user_id == Some(user_id)
+            && share.live_at(now)
+            && user_org == session.org_id
+    })?;
+    Some(match share.role {
+        ShareRole::Viewer => SessionRole::Viewer,
+        ShareRole::Collaborator => SessionRole::Collaborator,
+    })
 }
 
 impl Principal {

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 
 use crate::auth::secrets::hmac_hex;
+use crate::outbound::OutboundHttp;
 
 /// One report to hand over: its org and period, and the two renderings.
 pub struct Delivery {
@@ -82,31 +83,28 @@ pub struct WebhookSink {
     /// Whether the URL may lead to loopback, private or link-local addresses (tests, or an
     /// operator who wants reports delivered inside their network).
     pub allow_private: bool,
+    pub http: OutboundHttp,
 }
 
 #[async_trait]
 impl ReportSink for WebhookSink {
     async fn deliver(&self, delivery: &Delivery) -> Result<(), String> {
         let address = self.checked_address().await?;
-        let host = self.url.host_str().unwrap_or_default();
-        // The connection goes to the address just checked, not to what a second lookup (which
-        // an attacker's DNS could answer differently) would say.
-        let client = reqwest::Client::builder()
-            .resolve(host, address)
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(std::time::Duration::from_secs(15))
-            .build()
-            .map_err(|_| "the webhook client cannot be built".to_owned())?;
-        let response = client
-            .post(self.url.clone())
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
+        let request = axum::http::Request::post(self.url.as_str())
+            .header(axum::http::header::CONTENT_TYPE, "application/json")
             .header(TIMESTAMP_HEADER, self.timestamp.to_string())
             .header(SIGNATURE_HEADER, signature(&self.secret, self.timestamp, &delivery.json))
             .header(DELIVERY_HEADER, format!("{}/{}", delivery.org_id, delivery.period))
             .body(delivery.json.clone())
-            .send()
+            .map_err(|_| "the webhook request cannot be built".to_owned())?;
+        // The connection goes to the address just checked, not to what a second lookup (which
+        // an attacker's DNS could answer differently) would say.
+        let response = self
+            .http
+            .pinned_to(address)
+            .execute(request)
             .await
-            .map_err(|err| format!("the webhook cannot be reached ({})", error_kind(&err)))?;
+            .map_err(|err| format!("the webhook cannot be reached ({})", err.kind()))?;
         // Only the status is kept: the receiver's body is none of the org's business (and the
         // URL must not become a way to read internal services).
         match response.status() {
@@ -132,16 +130,6 @@ impl WebhookSink {
             (None, Some(address)) => Ok(*address),
             (None, None) => Err(format!("the webhook host {host} has no address")),
         }
-    }
-}
-
-fn error_kind(err: &reqwest::Error) -> &'static str {
-    if err.is_timeout() {
-        "timed out"
-    } else if err.is_connect() {
-        "connection failed"
-    } else {
-        "request failed"
     }
 }
 

@@ -270,16 +270,8 @@ fn check_delivery(app: &App, update: &ComplianceSettingsUpdate, has_secret: bool
 /// again, resolved, at each delivery).
 fn check_webhook_url(url: &str, allow_private: bool) -> ApiResult<reqwest::Url> {
     let parsed = reqwest::Url::parse(url).map_err(|_| invalid("invalid_webhook", "the webhook URL is not a URL"))?;
-    // The workspace's HTTP client is built without TLS: enabling rustls in it for one crate turns
-    // it on for every client of the workspace, which then needs a process-wide crypto provider.
-    if parsed.scheme() == "https" {
-        return Err(invalid(
-            "webhook_https_unavailable",
-            "https webhooks are not available yet: use an http:// receiver inside your network, or the report directory",
-        ));
-    }
-    if parsed.scheme() != "http" || parsed.host_str().is_none() {
-        return Err(invalid("invalid_webhook", "the webhook URL must be http:// with a host"));
+    if !matches!(parsed.scheme(), "https" | "http") || parsed.host_str().is_none() {
+        return Err(invalid("invalid_webhook", "the webhook URL must be https:// (or http://) with a host"));
     }
     if !parsed.username().is_empty() || parsed.password().is_some() {
         return Err(invalid(
@@ -387,7 +379,7 @@ fn sink(app: &App, settings: &ComplianceSettings) -> Result<Box<dyn ReportSink>,
                 .ok_or("the webhook secret cannot be unsealed: set it again")?;
             let timestamp = app.clock.now().timestamp();
             let allow_private = app.config.reports.webhooks_allow_private;
-            Ok(Box::new(WebhookSink { url, secret, timestamp, allow_private }))
+            Ok(Box::new(WebhookSink { url, secret, timestamp, allow_private, http: app.outbound.clone() }))
         }
         None => Err("no destination is set".to_owned()),
     }
@@ -435,6 +427,8 @@ pub async fn run(app: crate::AppState) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        round(&app).await;
+        if app.holds(crate::replicas::Duty::Compliance).await {
+            round(&app).await;
+        }
     }
 }

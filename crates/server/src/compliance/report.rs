@@ -333,7 +333,7 @@ mod tests {
             id: Uuid::nil(),
             name: "acme".into(),
             mfa_required,
-            allow_clipboard: true,
+            session_policy: Default::default(),
             sso_mfa: Default::default(),
             quotas: Quotas::default(),
             egress_allow: Vec::new(),

@@ -11,12 +11,12 @@ use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use streamspace_proto::SessionState;
-use streamspace_store::{Role, Scope, Session, Store, StoreError, User};
+use streamspace_store::{Role, Scope, Session, Share, Store, StoreError, Timestamp, User};
 use uuid::Uuid;
 
 use super::{Kind, Open};
 use crate::app::{App, AppState};
-use crate::auth::policy::may_open_session;
+use crate::auth::policy::{SessionRole, may_open_session, session_role};
 use crate::bus::Change;
 
 /// How long the proxy reuses an answer.
@@ -28,20 +28,25 @@ fn cookies_good_since(user: &User) -> i64 {
     user.sessions_revoked_at.map_or(i64::MIN, |at| at.timestamp() + 1)
 }
 
-/// Since when the user's session cookies for this session are good: only the session's owner,
-/// while enabled, and while the session has not ended. `None`: no cookie is.
-fn usable_since(user: Option<&User>, session: Option<&Session>) -> Option<i64> {
-    match (user, session) {
-        (Some(user), Some(session))
-            if !user.disabled && may_open_session(user.id, session.owner_id) && !session.state.is_terminal() =>
-        {
-            Some(cookies_good_since(user))
-        }
-        _ => None,
+/// Since when the user's session cookies for this session are good, and the part they take in
+/// it: the session's owner, or a guest with a live share, while enabled and while the session has
+/// not ended. `None`: no cookie is.
+fn usable_since(
+    user: Option<&User>,
+    session: Option<&Session>,
+    share: Option<&Share>,
+    now: Timestamp,
+) -> Option<(i64, SessionRole)> {
+    let (user, session) = (user?, session?);
+    if user.disabled || session.state.is_terminal() {
+        return None;
     }
+    let role = session_role(user.id, user.org_id, session, share, now)?;
+    Some((cookies_good_since(user), role))
 }
 
-type Answers = HashMap<(Uuid, Uuid), (Option<i64>, Instant)>;
+type Answer = Option<(i64, SessionRole)>;
+type Answers = HashMap<(Uuid, Uuid), (Answer, Instant)>;
 
 /// The proxy's recent answers to "since when may this user use this session?".
 #[derive(Default)]
@@ -50,29 +55,36 @@ pub struct SessionAccess {
 }
 
 impl SessionAccess {
-    /// Whether a session cookie of `user_id` for `session_id`, issued at `granted_at` (Unix
-    /// seconds), still opens the session.
+    /// The part a session cookie of `user_id` for `session_id`, issued at `granted_at` (Unix
+    /// seconds), gives in the session at `now`; `None` when it no longer opens the session.
     pub async fn allows(
         &self,
         store: &dyn Store,
         user_id: Uuid,
         session_id: Uuid,
         granted_at: i64,
-    ) -> Result<bool, StoreError> {
-        let since = match self.fresh(user_id, session_id) {
-            Some(since) => since,
+        now: Timestamp,
+    ) -> Result<Option<SessionRole>, StoreError> {
+        let answer = match self.fresh(user_id, session_id) {
+            Some(answer) => answer,
             None => {
                 let user = store.get_user(Scope::Platform, user_id).await?;
                 let session = store.get_session(Scope::Platform, session_id).await?;
-                let since = usable_since(user.as_ref(), session.as_ref());
-                self.write().insert((user_id, session_id), (since, Instant::now()));
-                since
+                let share = match &session {
+                    Some(session) if !may_open_session(user_id, session.owner_id) => {
+                        store.guest_share(session_id, user_id).await?
+                    }
+                    _ => None,
+                };
+                let answer = usable_since(user.as_ref(), session.as_ref(), share.as_ref(), now);
+                self.write().insert((user_id, session_id), (answer, Instant::now()));
+                answer
             }
         };
-        Ok(since.is_some_and(|since| granted_at >= since))
+        Ok(answer.filter(|(since, _)| granted_at >= *since).map(|(_, role)| role))
     }
 
-    fn fresh(&self, user_id: Uuid, session_id: Uuid) -> Option<Option<i64>> {
+    fn fresh(&self, user_id: Uuid, session_id: Uuid) -> Option<Answer> {
         let answers = self.answers.read().unwrap_or_else(|p| p.into_inner());
         answers.get(&(user_id, session_id)).filter(|(_, at)| at.elapsed() < FRESH_FOR).map(|(since, _)| *since)
     }
@@ -87,6 +99,10 @@ impl SessionAccess {
 
     pub fn forget_session(&self, session_id: Uuid) {
         self.write().retain(|(_, session), _| *session != session_id);
+    }
+
+    pub fn forget_guest(&self, user_id: Uuid, session_id: Uuid) {
+        self.write().remove(&(user_id, session_id));
     }
 
     /// Drops stale answers, so the map holds only recently used pairs.
@@ -119,6 +135,16 @@ pub fn api_keys_revoked(app: &App, user_id: Uuid, key: Option<Uuid>) {
     });
 }
 
+/// Shares of a session ended on this replica (revoked): their guests lose the session at once.
+pub fn shares_revoked(app: &App, session_id: Uuid, revoked: &[Share]) {
+    for guest in revoked.iter().filter_map(|share| share.user_id) {
+        app.session_access.forget_guest(guest, session_id);
+        app.connections.cut(|open| {
+            open.user_id == guest && matches!(open.kind, Kind::Tunnel { session_id: id, .. } if id == session_id)
+        });
+    }
+}
+
 /// Cuts the tunnels of sessions as soon as they leave `running` on this replica.
 pub async fn follow_session_changes(app: AppState) {
     let mut changes = app.bus.subscribe();
@@ -136,6 +162,7 @@ pub async fn follow_session_changes(app: AppState) {
 
 struct Standing {
     role: Role,
+    org_id: Uuid,
     /// See [`cookies_good_since`].
     cookies_good_since: i64,
 }
@@ -147,8 +174,11 @@ struct Facts {
     users: HashMap<Uuid, Option<Standing>>,
     /// The API keys that still exist, of users with streams opened by key.
     api_keys: HashSet<Uuid>,
-    /// Running sessions and their owners.
-    running: HashMap<Uuid, Uuid>,
+    /// Running sessions.
+    running: HashMap<Uuid, Session>,
+    /// The shares of guests with open tunnels, by session and guest (`None`: none any more).
+    shares: HashMap<(Uuid, Uuid), Option<Share>>,
+    now: Timestamp,
 }
 
 impl Facts {
@@ -161,9 +191,13 @@ impl Facts {
             Kind::Events { role, api_key } => {
                 role != standing.role || api_key.is_some_and(|key| !self.api_keys.contains(&key))
             }
-            Kind::Tunnel { session_id, granted_at } => {
-                !self.running.get(&session_id).is_some_and(|owner| may_open_session(open.user_id, *owner))
-                    || granted_at < standing.cookies_good_since
+            Kind::Tunnel { session_id, granted_at, role } => {
+                let share = self.shares.get(&(session_id, open.user_id)).and_then(Option::as_ref);
+                let now_role = self
+                    .running
+                    .get(&session_id)
+                    .and_then(|session| session_role(open.user_id, standing.org_id, session, share, self.now));
+                now_role != Some(role) || granted_at < standing.cookies_good_since
             }
         }
     }
@@ -171,7 +205,8 @@ impl Facts {
 
 /// Cuts the connections opened up to `watermark` whose access has ended: their user is gone,
 /// disabled or has another role, the API key that opened a stream is gone, a tunnel's session is
-/// no longer running or no longer theirs, or its cookie was revoked. `active` is every non-terminal session, read after
+/// no longer running, no longer theirs or no longer shared with them in the same role, or its
+/// cookie was revoked. `active` is every non-terminal session, read after
 /// the watermark was taken (a tunnel opened later may be into a session `active` saw starting).
 pub async fn sweep(app: &App, watermark: u64, active: &[Session]) {
     app.session_access.prune();
@@ -180,7 +215,8 @@ pub async fn sweep(app: &App, watermark: u64, active: &[Session]) {
         return;
     }
     let mut facts = Facts {
-        running: active.iter().filter(|s| s.state == SessionState::Running).map(|s| (s.id, s.owner_id)).collect(),
+        running: active.iter().filter(|s| s.state == SessionState::Running).map(|s| (s.id, s.clone())).collect(),
+        now: app.clock.now(),
         ..Facts::default()
     };
     let users: HashSet<Uuid> = open.iter().map(|open| open.user_id).collect();
@@ -192,6 +228,23 @@ pub async fn sweep(app: &App, watermark: u64, active: &[Session]) {
     for user_id in users {
         if let Err(err) = learn_about(app, user_id, key_users.contains(&user_id), &mut facts).await {
             tracing::warn!(%user_id, error = %err, "cannot check a user's open connections");
+        }
+    }
+    let guests: HashSet<(Uuid, Uuid)> = open
+        .iter()
+        .filter_map(|open| match open.kind {
+            Kind::Tunnel { session_id, role, .. } if role != SessionRole::Owner => Some((session_id, open.user_id)),
+            _ => None,
+        })
+        .collect();
+    for (session_id, user_id) in guests {
+        match app.store.guest_share(session_id, user_id).await {
+            Ok(share) => drop(facts.shares.insert((session_id, user_id), share)),
+            // Unknown: the guest's tunnels stay, as for users the store could not answer for.
+            Err(err) => {
+                tracing::warn!(%user_id, %session_id, error = %err, "cannot check a guest's share");
+                facts.users.remove(&user_id);
+            }
         }
     }
     for (user_id, _) in facts.users.iter().filter(|(_, standing)| standing.is_none()) {
@@ -208,9 +261,11 @@ async fn learn_about(app: &App, user_id: Uuid, with_keys: bool, facts: &mut Fact
     if with_keys {
         facts.api_keys.extend(app.store.list_api_keys(user_id).await?.into_iter().map(|key| key.id));
     }
-    let standing = user
-        .filter(|user| !user.disabled)
-        .map(|user| Standing { role: user.role, cookies_good_since: cookies_good_since(&user) });
+    let standing = user.filter(|user| !user.disabled).map(|user| Standing {
+        role: user.role,
+        org_id: user.org_id,
+        cookies_good_since: cookies_good_since(&user),
+    });
     facts.users.insert(user_id, standing);
     Ok(())
 }

@@ -17,14 +17,16 @@ use streamspace_store::Role;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+use crate::auth::policy::SessionRole;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// A live-update stream; what it shows was decided by the role it was opened with. Streams
     /// opened with an API key end with the key.
     Events { role: Role, api_key: Option<Uuid> },
     /// An upgraded (WebSocket) connection through the session proxy, opened with a session cookie
-    /// issued at `granted_at` (Unix seconds).
-    Tunnel { session_id: Uuid, granted_at: i64 },
+    /// issued at `granted_at` (Unix seconds), taking part in the session as `role`.
+    Tunnel { session_id: Uuid, granted_at: i64, role: SessionRole },
 }
 
 impl Kind {
@@ -184,7 +186,9 @@ mod tests {
         let _second = registry.open(alice, Kind::Events { role: Role::OrgAdmin, api_key: None }, 2).unwrap();
         assert_eq!(registry.open(alice, events, 2).err(), Some(CapReached));
         assert!(registry.open(bob, events, 2).is_ok(), "caps are per user");
-        let _tunnel = registry.open(alice, Kind::Tunnel { session_id: Uuid::now_v7(), granted_at: 0 }, 2).unwrap();
+        let _tunnel = registry
+            .open(alice, Kind::Tunnel { session_id: Uuid::now_v7(), granted_at: 0, role: SessionRole::Owner }, 2)
+            .unwrap();
         drop(first);
         assert!(registry.open(alice, events, 2).is_ok(), "a closed stream frees its slot");
     }
@@ -193,9 +197,13 @@ mod tests {
     fn cutting_resolves_exactly_the_chosen_registrations() {
         let registry = Registry::default();
         let (alice, bob, session) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
-        let mut alice_tunnel = registry.open(alice, Kind::Tunnel { session_id: session, granted_at: 0 }, 8).unwrap();
+        let mut alice_tunnel = registry
+            .open(alice, Kind::Tunnel { session_id: session, granted_at: 0, role: SessionRole::Owner }, 8)
+            .unwrap();
         let mut alice_events = registry.open(alice, Kind::Events { role: Role::OrgAdmin, api_key: None }, 8).unwrap();
-        let mut bob_tunnel = registry.open(bob, Kind::Tunnel { session_id: Uuid::now_v7(), granted_at: 0 }, 8).unwrap();
+        let mut bob_tunnel = registry
+            .open(bob, Kind::Tunnel { session_id: Uuid::now_v7(), granted_at: 0, role: SessionRole::Owner }, 8)
+            .unwrap();
 
         assert_eq!(registry.cut_user_events(alice), 1);
         assert_eq!((&mut alice_events).now_or_never(), Some(()));

@@ -25,6 +25,10 @@ use crate::orchestrator::Cause;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(15);
 /// Unacknowledged commands are sent again after this long.
 pub const RESEND_AFTER_SECS: i64 = 5;
+/// Hub messages are small JSON; a larger one (a hello with a long inventory) grows the buffer while it is read.
+/// tungstenite's default, 128 KiB, is zeroed on the first read and kept for the connection's life: with a thousand
+/// agents that alone was 125 MiB of the control plane's memory.
+const READ_BUFFER_BYTES: usize = 8 * 1024;
 
 #[utoipa::path(get, path = "/api/v1/agents/connect", tag = "agents", security(()),
     params(("authorization" = String, Header, description = "`Bearer <agent token>`")),
@@ -40,7 +44,8 @@ pub async fn connect(
 ) -> ApiResult<Response> {
     let agent = authenticate(&app, &headers).await?;
     let upgrade = upgrade
-        .map_err(|_| ApiError::new(StatusCode::UPGRADE_REQUIRED, "upgrade_required", "connect with a WebSocket"))?;
+        .map_err(|_| ApiError::new(StatusCode::UPGRADE_REQUIRED, "upgrade_required", "connect with a WebSocket"))?
+        .read_buffer_size(READ_BUFFER_BYTES);
     Ok(upgrade.on_upgrade(move |socket| async move {
         let agent_id = agent.id;
         if let Err(err) = serve(app, agent, socket).await {
@@ -86,10 +91,12 @@ async fn serve(app: AppState, agent: Agent, socket: WebSocket) -> anyhow::Result
     sink.send(encode(welcome)).await?;
     let hello =
         tokio::time::timeout(HELLO_TIMEOUT, stream.next()).await?.ok_or_else(|| anyhow::anyhow!("no hello"))??;
-    let Some(AgentMessage::Hello { agent_version, platform, capacity, labels, inventory }) = decode(&hello)? else {
+    let Some(AgentMessage::Hello { agent_version, platform, capacity, labels, inventory, epoch }) = decode(&hello)?
+    else {
         anyhow::bail!("the first message must be a hello");
     };
     anyhow::ensure!(platform == agent.platform, "registered as {:?}, connected as {platform:?}", agent.platform);
+    let fence = Fence::claim(&app, &agent, epoch).await?;
     let (labels, ignored) = trust::reported_labels(labels);
     if !ignored.is_empty() {
         tracing::warn!(agent = %agent.name, ?ignored, "ignored labels the agent may not set (reserved, too long or too many)");
@@ -99,6 +106,7 @@ async fn serve(app: AppState, agent: Agent, socket: WebSocket) -> anyhow::Result
 
     let (outbox, mut pending) = mpsc::unbounded_channel();
     let serial = app.hub.connect(agent.id, outbox);
+    app.store.claim_agent_connection(agent.id, app.cluster.replica()).await?;
     metrics::gauge!("streamspace_agents_connected").set(app.hub.connected_count() as f64);
     tracing::info!(agent = %agent.name, version = %agent_version, sessions = inventory.len(), "agent connected");
 
@@ -117,6 +125,7 @@ async fn serve(app: AppState, agent: Agent, socket: WebSocket) -> anyhow::Result
         app.publish_agent(agent.id).await;
         while let Some(message) = stream.next().await {
             let Some(message) = decode(&message?)? else { continue };
+            fence.check(&app, &agent).await?;
             handle(&app, &agent, message).await;
         }
         anyhow::Ok(())
@@ -126,10 +135,46 @@ async fn serve(app: AppState, agent: Agent, socket: WebSocket) -> anyhow::Result
         _ = &mut writer => Err(anyhow::anyhow!("disconnected by the control plane")),
     };
     app.hub.disconnect(agent.id, serial);
+    // Unless a newer connection of the agent is held here (a reconnect that overtook this one).
+    if !app.hub.is_connected(agent.id) {
+        release(&app, &agent).await;
+    }
     writer.abort();
     metrics::gauge!("streamspace_agents_connected").set(app.hub.connected_count() as f64);
     app.publish_agent(agent.id).await;
     result
+}
+
+/// The leader term of an agent in an HA group (ADR 0031): its hello's epoch, recorded as the newest unless a
+/// newer one is; a connection of an overtaken term is dropped before it can report anything, on whichever
+/// replica it is. An agent that runs alone announces no epoch and is not fenced.
+struct Fence(Option<i64>);
+
+impl Fence {
+    async fn claim(app: &App, agent: &Agent, epoch: Option<u64>) -> anyhow::Result<Fence> {
+        let Some(epoch) = epoch else { return Ok(Fence(None)) };
+        let epoch = i64::try_from(epoch).map_err(|_| anyhow::anyhow!("epoch {epoch} is out of range"))?;
+        anyhow::ensure!(
+            app.store.advance_agent_epoch(agent.id, epoch).await?,
+            "a stale leader (epoch {epoch}): a newer leader of the agent's HA group connected"
+        );
+        Ok(Fence(Some(epoch)))
+    }
+
+    async fn check(&self, app: &App, agent: &Agent) -> anyhow::Result<()> {
+        let Some(epoch) = self.0 else { return Ok(()) };
+        let newest = app.store.agent_epoch(agent.id).await?;
+        anyhow::ensure!(newest <= epoch, "epoch {epoch} was overtaken by epoch {newest}: dropping a stale leader");
+        Ok(())
+    }
+}
+
+/// Records that this replica no longer holds the agent, unless another took it over meanwhile.
+async fn release(app: &App, agent: &Agent) {
+    if let Err(err) = app.store.release_agent_connection(agent.id, app.cluster.replica()).await {
+        // Its heartbeats stop being recorded: it goes offline within three intervals anyway.
+        tracing::warn!(agent = %agent.name, error = %err, "cannot record that the agent disconnected");
+    }
 }
 
 /// Reconciles the inventory and sends what is owed; failures are logged, and the next
@@ -150,9 +195,17 @@ async fn settle(
 
 async fn handle(app: &App, agent: &Agent, message: AgentMessage) {
     let result = match message {
-        AgentMessage::Heartbeat { inventory } => {
+        AgentMessage::Heartbeat { inventory, homes } => {
             let recorded = app.store.record_agent_heartbeat(agent.id, app.clock.now()).await;
+            // Heals a release that raced with a reconnect to this replica.
+            let recorded = match recorded {
+                Ok(()) => app.store.claim_agent_connection(agent.id, app.cluster.replica()).await,
+                failed => failed,
+            };
             settle(app, agent, &inventory, chrono::Duration::seconds(RESEND_AFTER_SECS)).await;
+            if let Err(err) = crate::homes::record_usage(app, agent.id, &homes).await {
+                tracing::warn!(agent = %agent.name, error = err.message, "could not store home usage");
+            }
             recorded.map_err(ApiError::from)
         }
         AgentMessage::SessionStatus { session_id, state, traceparent } => {

@@ -167,6 +167,13 @@ fn counted(body: Body, count: impl Fn(u64) + Send + Sync + 'static) -> Body {
     }))
 }
 
+/// A WebSocket tunnel about to open: its registration, and whether its user only watches (their
+/// frames then pass through [`super::view_only`]).
+pub struct Tunnel {
+    pub registration: Registration,
+    pub view_only: bool,
+}
+
 /// Sends `request` (its URI already the streamer's request target) to the streamer at `endpoint` and returns
 /// the streamer's response, or
 /// an error response. Upgrades are tunnelled in the background once both sides switch.
@@ -179,7 +186,7 @@ pub async fn forward(
     credential: Option<HeaderValue>,
     client: &HeaderValue,
     traffic: Arc<Traffic>,
-    tunnel: Option<Registration>,
+    tunnel: Option<Tunnel>,
 ) -> Response<Body> {
     let upgrade = is_upgrade(request.headers());
     let incoming_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
@@ -215,11 +222,11 @@ pub async fn forward(
             return axum::response::IntoResponse::into_response(error);
         }
     };
-    if let (Some(incoming), Some(registration), StatusCode::SWITCHING_PROTOCOLS) =
+    if let (Some(incoming), Some(tunnel), StatusCode::SWITCHING_PROTOCOLS) =
         (incoming_upgrade, tunnel, response.status())
     {
         let outgoing = hyper::upgrade::on(&mut response);
-        tokio::spawn(relay(incoming, outgoing, traffic.clone(), registration));
+        tokio::spawn(relay(incoming, outgoing, traffic.clone(), tunnel));
     }
     strip_hop_by_hop(response.headers_mut());
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -239,7 +246,7 @@ async fn relay(
     incoming: hyper::upgrade::OnUpgrade,
     outgoing: hyper::upgrade::OnUpgrade,
     traffic: Arc<Traffic>,
-    registration: Registration,
+    Tunnel { registration, view_only }: Tunnel,
 ) {
     let (client, upstream) = match tokio::try_join!(incoming, outgoing) {
         Ok(pair) => pair,
@@ -256,7 +263,13 @@ async fn relay(
         tokio::io::split(Metered::new(TokioIo::new(upstream), &traffic.bytes_out, &traffic, "out"));
     let copy = async {
         tokio::try_join!(
-            pipe(client_reads, upstream_writes, relay_buffers()),
+            async {
+                if view_only {
+                    super::view_only::pipe(client_reads, upstream_writes).await
+                } else {
+                    pipe(client_reads, upstream_writes, relay_buffers()).await
+                }
+            },
             pipe(upstream_reads, client_writes, relay_buffers())
         )
     };

@@ -14,6 +14,7 @@ pub mod streamer;
 pub mod threads;
 mod tunnel_audit;
 pub mod upstream;
+mod view_only;
 
 use std::borrow::Cow;
 use std::convert::Infallible;
@@ -34,6 +35,7 @@ use uuid::Uuid;
 
 use crate::app::{App, AppState};
 use crate::auth::cookies::{self, CookieSpec};
+use crate::auth::policy::SessionRole;
 use crate::auth::secrets::sha256_hex;
 use crate::auth::session_grant::Grant;
 use crate::config::Urls;
@@ -293,8 +295,12 @@ async fn proxy(app: &AppState, connection: &ClientConnection, mut request: Reque
             Err(response) => return *response,
         },
     };
-    if let Err(response) = check_access(app, grant).await {
-        return *response;
+    let role = match check_access(app, grant).await {
+        Ok(role) => role,
+        Err(response) => return *response,
+    };
+    if !role.has_input() && !watching(request.method()) {
+        return error(StatusCode::FORBIDDEN, "view_only", "you are watching this session; you cannot change it");
     }
     if let Err(refused) = check_network(app, grant, cached.org_id, client_ip).await {
         return refused.into_response();
@@ -308,18 +314,20 @@ async fn proxy(app: &AppState, connection: &ClientConnection, mut request: Reque
     if forward::is_upgrade(request.headers()) && !same_origin(request.headers(), &app.urls.session_origin(session_id)) {
         return error(StatusCode::FORBIDDEN, "forbidden", "cross-origin WebSocket refused");
     }
-    let viewer = cached.viewer.get_or_init(|| streamer::Viewer::new(app.viewer_token(session_id)));
+    let credentials =
+        cached.credentials.get_or_init(|| streamer::Credentials::new(|role| app.streamer_token(session_id, role)));
+    let viewer = credentials.of(role);
     let query = streamer::query_with_token(request.headers(), tail, query, &viewer.token);
     let Ok(target) = origin_form(tail, &query) else {
         return error(StatusCode::BAD_REQUEST, "bad_request", "invalid path");
     };
     let credential = viewer.credential(tail);
     *request.uri_mut() = target;
-    let (tunnel, audit) = match tunnel_slot(app, &request, grant) {
+    let (tunnel, audit) = match tunnel_slot(app, &mut request, grant, role) {
         Ok(Some(registration)) => {
             let (registration, audit) =
                 tunnel_audit::TunnelAudit::new(app, grant, client_ip, &request).watch(registration);
-            (Some(registration), Some(audit))
+            (Some(forward::Tunnel { registration, view_only: !role.has_input() }), Some(audit))
         }
         Ok(None) => (None, None),
         Err(response) => return *response,
@@ -350,17 +358,23 @@ fn granted_at(grant: Grant) -> i64 {
     grant.expires_at - GRANT_TTL_SECS
 }
 
-/// The cookie is valid for hours; whether its user may still use the session is asked on every
-/// request (answered from a cache that lives two seconds).
-async fn check_access(app: &App, grant: Grant) -> Result<(), Box<Response<Body>>> {
-    let granted_at = granted_at(grant);
-    match app.session_access.allows(app.store.as_ref(), grant.user_id, grant.session_id, granted_at).await {
-        Ok(true) => Ok(()),
-        Ok(false) => {
+/// The cookie is valid for hours; whether its user may still use the session, and as what, is
+/// asked on every request (answered from a cache that lives two seconds).
+async fn check_access(app: &App, grant: Grant) -> Result<SessionRole, Box<Response<Body>>> {
+    let (store, granted_at, now) = (app.store.as_ref(), granted_at(grant), app.clock.now());
+    match app.session_access.allows(store, grant.user_id, grant.session_id, granted_at, now).await {
+        Ok(Some(role)) => Ok(role),
+        Ok(None) => {
             Err(Box::new(error(StatusCode::FORBIDDEN, "access_revoked", "your access to this session has ended")))
         }
         Err(err) => Err(Box::new(ApiError::from(err).into_response())),
     }
+}
+
+/// What a viewer may ask of the streamer: reading, and opening the media WebSocket (whose frames
+/// [`view_only`] then judges). Uploads and every other change are refused before they reach it.
+fn watching(method: &Method) -> bool {
+    method == Method::GET || method == Method::HEAD
 }
 
 /// The IP allow-lists of the platform and of the session's org hold for every request into it,
@@ -384,16 +398,21 @@ async fn refuse_network(app: &App, grant: Grant, org_id: Uuid, client_ip: IpAddr
 
 /// Registers an upgrade as a tunnel before it reaches the streamer, so the per-user cap holds and
 /// the tunnel can be cut when access ends. Plain requests need no slot.
+/// A viewer's upgrade negotiates no extension: compressed frames could not be judged.
 fn tunnel_slot(
     app: &App,
-    request: &Request<Body>,
+    request: &mut Request<Body>,
     grant: Grant,
+    role: SessionRole,
 ) -> Result<Option<crate::connections::Registration>, Box<Response<Body>>> {
     if !forward::is_upgrade(request.headers()) {
         return Ok(None);
     }
+    if !role.has_input() {
+        request.headers_mut().remove(header::SEC_WEBSOCKET_EXTENSIONS);
+    }
     let cap = app.config.max_tunnels_per_user;
-    let kind = crate::connections::Kind::Tunnel { session_id: grant.session_id, granted_at: granted_at(grant) };
+    let kind = crate::connections::Kind::Tunnel { session_id: grant.session_id, granted_at: granted_at(grant), role };
     app.connections.open(grant.user_id, kind, cap).map(Some).map_err(|_| {
         let message = format!("at most {cap} open connections into sessions per user; close one first");
         Box::new(error(StatusCode::TOO_MANY_REQUESTS, "too_many_tunnels", &message))

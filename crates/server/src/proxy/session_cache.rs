@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use streamspace_proto::SessionState;
 use uuid::Uuid;
 
-use super::streamer::Viewer;
+use super::streamer::Credentials;
 use crate::clock::Clock;
 
 /// Entries older than this are read again from the store.
@@ -22,8 +22,8 @@ pub struct CachedSession {
     pub state: SessionState,
     pub endpoint: Option<Arc<str>>,
     pub traffic: Arc<Traffic>,
-    /// The streamer credential, derived on first use and kept for the session's life.
-    pub viewer: Arc<OnceLock<Viewer>>,
+    /// The streamer credentials, derived on first use and kept for the session's life.
+    pub credentials: Arc<OnceLock<Credentials>>,
 }
 
 /// Bytes through the proxy and the last time any moved, per session.
@@ -78,11 +78,11 @@ impl SessionCache {
     /// Records what the store says, keeping the session's traffic counters.
     pub fn store(&self, id: Uuid, org_id: Uuid, state: SessionState, endpoint: Option<String>) -> CachedSession {
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
-        let (traffic, viewer) = match entries.get(&id) {
-            Some(entry) => (entry.session.traffic.clone(), entry.session.viewer.clone()),
+        let (traffic, credentials) = match entries.get(&id) {
+            Some(entry) => (entry.session.traffic.clone(), entry.session.credentials.clone()),
             None => (Arc::new(Traffic::new(self.clock.clone())), Arc::default()),
         };
-        let cached = CachedSession { org_id, state, endpoint: endpoint.map(Arc::from), traffic, viewer };
+        let cached = CachedSession { org_id, state, endpoint: endpoint.map(Arc::from), traffic, credentials };
         entries.insert(id, Entry { session: cached.clone(), loaded: Instant::now() });
         cached
     }

@@ -1,6 +1,7 @@
 //! Speaking for the people the proxy lets in, to the Selkies streamer in secure mode: the
-//! control plane registers one controller token per session with the streamer, and the proxy
-//! presents it upstream. Browsers never hold a streamer credential.
+//! control plane registers one token per session and part (owner, collaborator, viewer) with the
+//! streamer, and the proxy presents the one of the person it lets in. Browsers never hold a
+//! streamer credential.
 
 use std::borrow::Cow;
 
@@ -10,6 +11,7 @@ use axum::http::{HeaderMap, Method, Request};
 use serde_json::json;
 
 use super::forward::{HttpClient, is_upgrade};
+use crate::auth::policy::SessionRole;
 
 /// The streamer checks tokens on its `/api/` routes only.
 pub fn is_streamer_api(tail: &str) -> bool {
@@ -35,6 +37,41 @@ impl Viewer {
     }
 }
 
+/// A session's streamer credentials, one per part people take in it.
+pub struct Credentials {
+    owner: Viewer,
+    collaborator: Viewer,
+    viewer: Viewer,
+}
+
+impl Credentials {
+    pub fn new(token: impl Fn(SessionRole) -> String) -> Credentials {
+        Credentials {
+            owner: Viewer::new(token(SessionRole::Owner)),
+            collaborator: Viewer::new(token(SessionRole::Collaborator)),
+            viewer: Viewer::new(token(SessionRole::Viewer)),
+        }
+    }
+
+    pub fn of(&self, role: SessionRole) -> &Viewer {
+        match role {
+            SessionRole::Owner => &self.owner,
+            SessionRole::Collaborator => &self.collaborator,
+            SessionRole::Viewer => &self.viewer,
+        }
+    }
+}
+
+/// The streamer's token table: the owner drives gamepad slot 1, collaborators drive keyboard and
+/// mouse beside them, viewers only watch (the streamer drops their input itself).
+pub fn token_table(token: impl Fn(SessionRole) -> String) -> serde_json::Value {
+    json!({
+        token(SessionRole::Owner): {"role": "controller", "slot": 1},
+        token(SessionRole::Collaborator): {"role": "controller"},
+        token(SessionRole::Viewer): {"role": "viewer"},
+    })
+}
+
 /// The streamer takes a WebSocket's token from the query: add it to upgrades of its API routes.
 pub fn query_with_token<'a>(headers: &HeaderMap, tail: &str, query: Cow<'a, str>, token: &str) -> Cow<'a, str> {
     if !(is_upgrade(headers) && is_streamer_api(tail)) {
@@ -50,11 +87,11 @@ pub fn query_with_token<'a>(headers: &HeaderMap, tail: &str, query: Cow<'a, str>
     Cow::Owned(pairs)
 }
 
-/// Registers the session's controller token with a (re)started streamer. `POST /api/tokens`
-/// replaces the streamer's whole table, so it always carries every token the session uses.
-/// Images without a Selkies streamer (test fixtures) answer 404, which is fine.
-pub async fn provision(client: HttpClient, endpoint: String, master_token: String, viewer_token: String) {
-    let body = json!({ viewer_token: {"role": "controller", "slot": 1} }).to_string();
+/// Registers the session's tokens ([`token_table`]) with a (re)started streamer. `POST
+/// /api/tokens` replaces the streamer's whole table, so it always carries every token the session
+/// uses. Images without a Selkies streamer (test fixtures) answer 404, which is fine.
+pub async fn provision(client: HttpClient, endpoint: String, master_token: String, tokens: serde_json::Value) {
+    let body = tokens.to_string();
     // The streamer answered its health check moments ago; a transport error is worth a few retries.
     for attempt in 0..5u32 {
         let request = Request::builder()
@@ -96,6 +133,18 @@ mod tests {
         assert_eq!(query_with_token(&upgrade(), "/api/websockets", "a=1&token=mine".into(), "t"), "a=1&token=t");
         assert_eq!(query_with_token(&upgrade(), "/ws", "a=1".into(), "t"), "a=1");
         assert_eq!(query_with_token(&HeaderMap::new(), "/api/websockets", "a=1".into(), "t"), "a=1");
+    }
+
+    #[test]
+    fn each_part_has_its_own_token_and_only_viewers_are_streamer_viewers() {
+        let token = |role: SessionRole| format!("t-{}", role.as_str());
+        let table = token_table(token);
+        assert_eq!(table["t-owner"]["role"], "controller");
+        assert_eq!(table["t-collaborator"]["role"], "controller");
+        assert_eq!(table["t-viewer"]["role"], "viewer");
+        let credentials = Credentials::new(token);
+        assert_eq!(credentials.of(SessionRole::Viewer).token, "t-viewer");
+        assert_eq!(credentials.of(SessionRole::Collaborator).token, "t-collaborator");
     }
 
     #[test]

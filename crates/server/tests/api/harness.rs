@@ -1,4 +1,5 @@
-//! Drives the real router in-process over a fresh SQLite store, with a clock the test moves.
+//! Drives the real router in-process over a fresh SQLite store (or a fresh PostgreSQL database, for
+//! the tests of replicas), with a clock the test moves.
 
 use std::sync::Arc;
 
@@ -51,6 +52,14 @@ impl Reply {
     }
 }
 
+/// A control plane over the database `config` names, as it is before its first start's bootstrap.
+pub async fn unbootstrapped(config: Config, clock: Arc<ManualClock>) -> Arc<App> {
+    let store = streamspace_store::connect(&config.database_url()).await.unwrap();
+    let keys = streamspace_server::keys::Keys::load(&config).unwrap();
+    let cluster = streamspace_store::cluster::join(&config.database_url()).await.unwrap();
+    Arc::new(App::new(config, keys, store, cluster, clock).unwrap())
+}
+
 impl TestApp {
     pub async fn new() -> TestApp {
         TestApp::with_config(|_| {}).await
@@ -64,13 +73,19 @@ impl TestApp {
             ..Config::default()
         };
         adjust(&mut config);
-        let store = streamspace_store::connect(&config.database_url()).await.unwrap();
         // A fixed, recent time: TOTP codes and token expiry follow this clock.
         let clock = Arc::new(ManualClock::new(Utc.with_ymd_and_hms(2026, 12, 1, 12, 0, 0).unwrap()));
-        let app = Arc::new(App::new(config, store, clock.clone()).unwrap());
+        let app = unbootstrapped(config, clock.clone()).await;
         let outcome = bootstrap::run(&app).await.unwrap();
         assert_eq!(outcome, bootstrap::Outcome::Bootstrapped { generated_password: None });
         TestApp { router: streamspace_server::router(app.clone()), app, clock, _dir: dir }
+    }
+
+    /// A second replica over the same store and keys, joined to the cluster the database URL names.
+    pub async fn replica(&self) -> AppState {
+        let keys = streamspace_server::keys::Keys::load(&self.app.config).unwrap();
+        let cluster = streamspace_store::cluster::join(&self.app.config.database_url()).await.unwrap();
+        Arc::new(App::new(self.app.config.clone(), keys, self.app.store.clone(), cluster, self.clock.clone()).unwrap())
     }
 
     pub async fn call(&self, request: Request<Body>) -> Reply {
@@ -195,5 +210,29 @@ impl TestApp {
             .await
             .unwrap();
         events.into_iter().map(|e| (e.action, e.result)).collect()
+    }
+}
+
+/// A fresh database on the PostgreSQL server `STREAMSPACE_TEST_DATABASE_URL` names, dropped with this.
+pub struct Postgres {
+    pub url: String,
+    name: String,
+    server: sqlx::PgPool,
+}
+
+impl Postgres {
+    pub async fn fresh() -> Postgres {
+        let server_url = std::env::var("STREAMSPACE_TEST_DATABASE_URL")
+            .expect("STREAMSPACE_TEST_DATABASE_URL is not set: run eval \"$(scripts/dev/postgres-up.sh)\"");
+        let server = sqlx::PgPool::connect(&server_url).await.unwrap();
+        let name = format!("ss_api_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&server).await.unwrap();
+        let (base, _) = server_url.rsplit_once('/').unwrap();
+        Postgres { url: format!("{base}/{name}"), name, server }
+    }
+
+    pub async fn drop_database(self) {
+        let statement = format!("DROP DATABASE {} WITH (FORCE)", self.name);
+        sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&self.server).await.unwrap();
     }
 }

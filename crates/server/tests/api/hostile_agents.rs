@@ -9,11 +9,13 @@ use axum::http::StatusCode;
 use futures::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use streamspace_proto::hub::{
-    ActualState, AgentMessage, Capacity, Command, CommandKind, Envelope, Platform, ServerMessage,
+    ActualState, AgentMessage, Capacity, Command, CommandKind, Envelope, HomeUsage, InventoryItem, Platform,
+    ServerMessage,
 };
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use uuid::Uuid;
 
@@ -41,9 +43,23 @@ pub struct Peer {
 impl Peer {
     /// Connects, takes the welcome and says hello with an empty inventory.
     pub async fn hello(api: SocketAddr, token: &str, capacity: Capacity, labels: BTreeMap<String, String>) -> Peer {
+        Peer::hello_as(api, token, capacity, labels, None).await
+    }
+
+    /// As [`Peer::hello`], announcing `epoch` as an HA group's leader.
+    pub async fn hello_as(
+        api: SocketAddr,
+        token: &str,
+        capacity: Capacity,
+        labels: BTreeMap<String, String>,
+        epoch: Option<u64>,
+    ) -> Peer {
         let mut request = format!("ws://{api}/api/v1/agents/connect").into_client_request().unwrap();
         request.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
-        let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+        // A small read buffer: tungstenite's 128 KiB default, zeroed on the first read, would make peers weigh on
+        // the memory of this process, where `hub_memory` measures the control plane's.
+        let config = WebSocketConfig::default().read_buffer_size(4096);
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(request, Some(config), false).await.unwrap();
         let mut peer = Peer { ws };
         assert!(matches!(peer.recv().await, ServerMessage::Welcome { .. }));
         let hello = AgentMessage::Hello {
@@ -52,9 +68,23 @@ impl Peer {
             capacity,
             labels,
             inventory: Vec::new(),
+            epoch,
         };
         peer.send(hello).await;
         peer
+    }
+
+    /// Whether the control plane closes the socket within the wait, skipping what it sends before.
+    pub async fn closed(&mut self) -> bool {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            match tokio::time::timeout(WAIT, self.ws.next()).await {
+                Ok(None | Some(Err(_) | Ok(Message::Close(_)))) => return true,
+                Ok(Some(Ok(_))) => continue,
+                Err(_) => return false,
+            }
+        }
+        false
     }
 
     pub async fn send(&mut self, message: AgentMessage) {
@@ -88,18 +118,18 @@ impl Peer {
     }
 }
 
-fn roomy() -> Capacity {
+pub fn roomy() -> Capacity {
     Capacity { max_sessions: 50, cpu_millis: 64_000, memory_mb: 65_536 }
 }
 
 /// Registers an agent; returns its id and token.
-async fn register(t: &TestApp, admin: &str, body: Value) -> (String, String) {
+pub async fn register(t: &TestApp, admin: &str, body: Value) -> (String, String) {
     let reply = t.post("/api/v1/agents", admin, body).await;
     assert_eq!(reply.status, StatusCode::CREATED, "{}", reply.body);
     (reply.body["id"].as_str().unwrap().to_owned(), reply.body["token"].as_str().unwrap().to_owned())
 }
 
-async fn wait_online(t: &TestApp, admin: &str, agent_id: &str) -> Value {
+pub async fn wait_online(t: &TestApp, admin: &str, agent_id: &str) -> Value {
     let path = format!("/api/v1/agents/{agent_id}");
     eventually("the agent to be online", || async {
         let agent = t.get(&path, admin).await.body;
@@ -108,13 +138,21 @@ async fn wait_online(t: &TestApp, admin: &str, agent_id: &str) -> Value {
     .await
 }
 
-async fn create_session(t: &TestApp, token: &str) -> Uuid {
+/// A Docker agent named `name`, registered, connected over `api` and online.
+async fn online_peer(t: &TestApp, admin: &str, api: SocketAddr, name: &str) -> (String, Peer) {
+    let (id, token) = register(t, admin, json!({"name": name, "platform": "docker"})).await;
+    let peer = Peer::hello(api, &token, roomy(), BTreeMap::new()).await;
+    wait_online(t, admin, &id).await;
+    (id, peer)
+}
+
+pub async fn create_session(t: &TestApp, token: &str) -> Uuid {
     let created = t.post("/api/v1/sessions", token, json!({"template": "chromium"})).await;
     assert_eq!(created.status, StatusCode::ACCEPTED, "{}", created.body);
     created.body["id"].as_str().unwrap().parse().unwrap()
 }
 
-async fn wait_for_state(t: &TestApp, token: &str, id: Uuid, state: &str) -> Value {
+pub async fn wait_for_state(t: &TestApp, token: &str, id: Uuid, state: &str) -> Value {
     let path = format!("/api/v1/sessions/{id}");
     eventually(&format!("session {id} to be {state}"), || async {
         let session = t.get(&path, token).await.body;
@@ -131,7 +169,7 @@ fn host_address() -> std::net::IpAddr {
 }
 
 /// What the session proxy would dial for the session (the API does not show it).
-async fn stored_endpoint(t: &TestApp, id: Uuid) -> Option<String> {
+pub async fn stored_endpoint(t: &TestApp, id: Uuid) -> Option<String> {
     t.app.store.get_session(streamspace_store::Scope::Platform, id).await.unwrap().unwrap().endpoint
 }
 
@@ -207,15 +245,11 @@ async fn an_agent_cannot_answer_for_a_command_sent_to_another() {
     let t = TestApp::new().await;
     let admin = t.admin().await;
     let served = t.listen().await;
-    let (a_id, a_token) = register(&t, &admin, json!({"name": "agent-a", "platform": "docker"})).await;
-    let (b_id, b_token) = register(&t, &admin, json!({"name": "agent-b", "platform": "docker"})).await;
-    let mut a = Peer::hello(served.api, &a_token, roomy(), BTreeMap::new()).await;
-    wait_online(&t, &admin, &a_id).await;
+    let (a_id, mut a) = online_peer(&t, &admin, served.api, "agent-a").await;
     let id = create_session(&t, &admin).await;
     let start = a.command(CommandKind::Start, id).await;
 
-    let mut b = Peer::hello(served.api, &b_token, roomy(), BTreeMap::new()).await;
-    wait_online(&t, &admin, &b_id).await;
+    let (_, mut b) = online_peer(&t, &admin, served.api, "agent-b").await;
     b.send(AgentMessage::CommandResult {
         command_id: start.id,
         ok: false,
@@ -319,4 +353,44 @@ async fn trace_context_an_agent_sends_changes_nothing_but_the_trace_a_report_joi
     })
     .await;
     assert_eq!(stored_endpoint(&t, id).await.as_deref(), Some("http://192.0.2.30:8080"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_agent_that_holds_a_home_reports_its_usage() {
+    let t = TestApp::new().await;
+    let admin = t.admin().await;
+    let served = t.listen().await;
+    let (_, mut a) = online_peer(&t, &admin, served.api, "agent-a").await;
+    // The catalog's Chromium keeps its user's home, which now lives on A.
+    let id = create_session(&t, &admin).await;
+    let home = a.command(CommandKind::Start, id).await.spec.and_then(|spec| spec.home).expect("a home");
+    let running = ActualState::Running { endpoint: "http://192.0.2.10:8080".into() };
+    a.report(id, running.clone()).await;
+    wait_for_state(&t, &admin, id, "running").await;
+    let usage = |used_bytes| vec![HomeUsage { home_id: home.id, used_bytes }];
+    let my_home = || async { t.get("/api/v1/me/homes", &admin).await.body["items"][0].clone() };
+    let unmeasured = my_home().await;
+    assert_eq!((&unmeasured["used_bytes"], &unmeasured["usage_measured_at"]), (&Value::Null, &Value::Null));
+
+    let (_, mut b) = online_peer(&t, &admin, served.api, "agent-b").await;
+    b.send(AgentMessage::Heartbeat { inventory: Vec::new(), homes: usage(1 << 40) }).await;
+    // B's messages are handled in order: the stop that answers its claim on A's session comes after
+    // its heartbeat was handled.
+    b.report(id, running.clone()).await;
+    b.command(CommandKind::Stop, id).await;
+    assert_eq!(my_home().await, unmeasured, "another agent's report about the home changes nothing");
+
+    let inventory = vec![InventoryItem { session_id: id, state: running }];
+    a.send(AgentMessage::Heartbeat { inventory: inventory.clone(), homes: usage(-1) }).await;
+    a.send(AgentMessage::Heartbeat { inventory, homes: usage(3 << 20) }).await;
+    let measured = eventually("A's measurement", || async {
+        let home = my_home().await;
+        (home["used_bytes"] != Value::Null).then_some(home)
+    })
+    .await;
+    assert_eq!(measured["used_bytes"], 3 << 20, "a negative size is no measurement: {measured}");
+    let measured_at = measured["usage_measured_at"].as_str().map(str::parse::<chrono::DateTime<chrono::Utc>>);
+    assert!(matches!(measured_at, Some(Ok(_))), "{measured}");
+    let listed = t.get("/api/v1/homes", &admin).await.body;
+    assert_eq!(listed["items"][0]["used_bytes"], 3 << 20, "administrators see it too: {listed}");
 }

@@ -1,14 +1,17 @@
 //! API tests through the real router and a real store.
 
+mod agent_fencing;
 mod auth;
 mod harness;
 mod hostile_agents;
+mod hub_memory;
 mod identity_providers;
 mod listeners;
 mod mfa;
 mod network;
 mod openapi;
 mod orchestrator;
+mod pools;
 mod rate_limits;
 mod reports;
 mod request_logs;

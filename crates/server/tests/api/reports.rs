@@ -10,6 +10,8 @@ use serde_json::{Value, json};
 use streamspace_server::clock::Clock;
 use streamspace_server::compliance;
 use streamspace_server::compliance::delivery::{DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signature};
+use streamspace_server::config::{Config, Urls};
+use streamspace_server::tls::{Tls, TlsSettings, TlsSource};
 use streamspace_store::audit::verify_store;
 use streamspace_store::{AuditPage, Scope};
 
@@ -49,7 +51,7 @@ async fn an_org_admin_reports_on_their_org_and_nobody_else_does() {
     let (org_id, org_admin, member) = t.org_with_users(&admin, "acme").await;
     let (_, other_admin, _) = t.org_with_users(&admin, "globex").await;
     assert_eq!(t.login_reply("acme-member", "wrong-password", json!({})).await.status, StatusCode::UNAUTHORIZED);
-    let patch = json!({"allow_clipboard": false});
+    let patch = json!({"session_policy": {"clipboard": "off"}});
     let patched = t.send(Method::PATCH, &format!("/api/v1/orgs/{org_id}"), Some(&org_admin), Some(patch)).await;
     assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
 
@@ -107,7 +109,6 @@ async fn report_settings_keep_the_webhook_secret_sealed_and_retention_for_platfo
         bad_request(webhook("http://169.254.169.254/latest/meta-data", Some(SECRET)), "webhook_refused"),
         bad_request(webhook("http://[::1]:9/", Some(SECRET)), "webhook_refused"),
         bad_request(webhook("ftp://reports.example.test/", Some(SECRET)), "invalid_webhook"),
-        bad_request(webhook("https://reports.example.test/", Some(SECRET)), "webhook_https_unavailable"),
         bad_request(webhook("http://u:p@reports.example.test/", Some(SECRET)), "invalid_webhook"),
         bad_request(webhook("http://reports.example.test/", None), "invalid_webhook"),
         bad_request(webhook("http://reports.example.test/", Some("short")), "invalid_webhook"),
@@ -211,15 +212,32 @@ async fn receive(
 
 impl Receiver {
     async fn start(statuses: &[StatusCode]) -> Receiver {
+        Receiver::serve(statuses, None).await
+    }
+
+    /// A receiver at `https://127.0.0.1:<port>/hook` with a certificate from a CA of its own, kept in
+    /// `ca_dir/tls/ca.pem`.
+    async fn start_https(ca_dir: &std::path::Path) -> Receiver {
+        let config = Config { public_url: Some("https://127.0.0.1/".to_owned()), ..Config::default() };
+        let settings = TlsSettings::new(TlsSource::SelfSigned);
+        let tls = Tls::new(&settings, &Urls::new(&config), ca_dir).unwrap();
+        Receiver::serve(&[], Some(tls.acceptor)).await
+    }
+
+    async fn serve(statuses: &[StatusCode], tls: Option<tokio_rustls::TlsAcceptor>) -> Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}/hook", listener.local_addr().unwrap());
         let state = ReceiverState {
             received: Arc::new(Mutex::new(Vec::new())),
             statuses: Arc::new(Mutex::new(statuses.iter().copied().collect())),
         };
         let received = state.received.clone();
         let app = axum::Router::new().route("/hook", axum::routing::post(receive)).with_state(state);
-        let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let server = match tls {
+            None => tokio::spawn(async move { axum::serve(listener, app).await.unwrap() }),
+            Some(acceptor) => tokio::spawn(serve_tls(listener, acceptor, app)),
+        };
         Receiver { url, received, _server: server }
     }
 
@@ -270,6 +288,54 @@ async fn webhook_deliveries_are_signed_and_retried_with_backoff() {
     assert_eq!(headers[DELIVERY_HEADER].to_str().unwrap(), format!("{org_id}/2026-11-23_2026-11-30"));
     let report: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!((&report["org_name"], &report["from"]), (&json!("acme"), &json!("2026-11-23T00:00:00Z")));
+}
+
+async fn serve_tls(listener: tokio::net::TcpListener, acceptor: tokio_rustls::TlsAcceptor, app: axum::Router) {
+    loop {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            // A client that refuses the certificate ends the handshake: nothing to serve.
+            let Ok(tls) = acceptor.accept(tcp).await else { return };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let _ = builder.serve_connection(hyper_util::rt::TokioIo::new(tls), service).await;
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_webhooks_are_delivered_only_to_a_certificate_the_platform_trusts() {
+    let ca_dir = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start_https(ca_dir.path()).await;
+    let daily = webhook(&receiver.url, Some(SECRET));
+    let trusting = |trust: bool| {
+        let ca = ca_dir.path().join("tls/ca.pem");
+        move |config: &mut Config| {
+            config.reports.webhooks_allow_private = true;
+            config.outbound_ca = trust.then_some(ca);
+        }
+    };
+
+    let untrusting = TestApp::with_config(trusting(false)).await;
+    let admin = untrusting.admin().await;
+    let (org_id, org_admin, _) = untrusting.org_with_users(&admin, "acme").await;
+    assert_eq!(put_settings(&untrusting, &org_admin, &org_id, daily.clone()).await.status, StatusCode::OK);
+    compliance::round(&untrusting.app).await;
+    assert_eq!(receiver.count(), 0, "nothing is sent to a certificate no trusted CA issued");
+    let view = settings(&untrusting, &org_admin, &org_id).await;
+    assert_eq!(view["last_error"], "the webhook cannot be reached (its certificate is not trusted)", "{view}");
+
+    let t = TestApp::with_config(trusting(true)).await;
+    let admin = t.admin().await;
+    let (org_id, org_admin, _) = t.org_with_users(&admin, "acme").await;
+    assert_eq!(put_settings(&t, &org_admin, &org_id, daily).await.status, StatusCode::OK);
+    compliance::round(&t.app).await;
+    let view = settings(&t, &org_admin, &org_id).await;
+    assert_eq!((&view["last_error"], &view["delivered_until"]), (&Value::Null, &json!("2026-12-01T00:00:00Z")));
+    let (headers, body) = receiver.received.lock().unwrap()[0].clone();
+    let timestamp: i64 = headers[TIMESTAMP_HEADER].to_str().unwrap().parse().unwrap();
+    assert_eq!(headers[SIGNATURE_HEADER].to_str().unwrap(), signature(SECRET.as_bytes(), timestamp, &body));
 }
 
 #[tokio::test]

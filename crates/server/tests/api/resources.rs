@@ -1,9 +1,14 @@
 //! Orgs, users, templates, sessions and the audit log through the API.
 
+use std::sync::Arc;
+
 use axum::http::{Method, StatusCode};
 use serde_json::json;
+use streamspace_server::Config;
+use streamspace_server::bootstrap;
+use streamspace_server::clock::ManualClock;
 
-use crate::harness::TestApp;
+use crate::harness::{Postgres, TestApp, unbootstrapped};
 
 #[tokio::test]
 async fn a_fresh_installation_has_the_default_org_admin_and_catalog() {
@@ -12,11 +17,20 @@ async fn a_fresh_installation_has_the_default_org_admin_and_catalog() {
     let templates = t.get("/api/v1/templates", &admin).await;
     let names: Vec<&str> =
         templates.body["items"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["chromium", "firefox", "desktop"]);
+    assert_eq!(names, ["chromium", "firefox", "desktop", "vscode"]);
     let chromium = &templates.body["items"][0];
     assert_eq!(chromium["image"], "streamspace/chromium:latest");
     assert_eq!(chromium["port"], 8080);
-    assert!(chromium["icon"].as_str().unwrap().starts_with("data:image/svg+xml,"));
+    // Every icon is an image the binary serves to anyone (an <img> sends no credentials).
+    for template in templates.body["items"].as_array().unwrap() {
+        let url = template["icon"].as_str().unwrap();
+        let icon = t.send(Method::GET, url, None, None).await;
+        assert_eq!(icon.status, StatusCode::OK, "{url}");
+        assert_eq!(icon.headers["content-type"], "image/svg+xml", "{url}");
+        assert!(icon.body.as_str().unwrap().starts_with("<svg"), "{url}");
+        assert!(icon.headers["content-security-policy"].to_str().unwrap().contains("sandbox"), "{url}");
+    }
+    assert_eq!(t.send(Method::GET, "/api/v1/icons/..%2Fsecret.svg", None, None).await.status, StatusCode::NOT_FOUND);
     assert!(chromium["org_id"].is_null());
     let orgs = t.get("/api/v1/orgs", &admin).await;
     assert_eq!(orgs.body["items"][0]["name"], "default");
@@ -25,6 +39,30 @@ async fn a_fresh_installation_has_the_default_org_admin_and_catalog() {
         streamspace_server::bootstrap::run(&t.app).await.unwrap(),
         streamspace_server::bootstrap::Outcome::AlreadyBootstrapped
     );
+}
+
+/// Replicas share PostgreSQL (ADR 0030), whose first start they may well make together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_starting_together_on_a_new_database_bootstrap_it_once() {
+    let (dir, database) = (tempfile::tempdir().unwrap(), Postgres::fresh().await);
+    let config =
+        Config { data_dir: dir.path().to_path_buf(), database_url: Some(database.url.clone()), ..Config::default() };
+    let clock = Arc::new(ManualClock::new(chrono::Utc::now()));
+    // The keys are the key file's on a real database; here the first start's, made before the race.
+    streamspace_server::keys::Keys::load(&config).unwrap();
+    let replicas: Vec<_> = (0..4)
+        .map(|_| {
+            let (config, clock) = (config.clone(), clock.clone());
+            tokio::spawn(async move { bootstrap::run(&*unbootstrapped(config, clock).await).await.unwrap() })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for replica in replicas {
+        outcomes.push(replica.await.unwrap());
+    }
+    let bootstrapped = outcomes.iter().filter(|outcome| **outcome != bootstrap::Outcome::AlreadyBootstrapped);
+    assert_eq!(bootstrapped.count(), 1, "{outcomes:?}");
+    database.drop_database().await;
 }
 
 #[tokio::test]

@@ -1,7 +1,6 @@
 //! Revocation: what a password change, a reset, MFA enrolment and API key limits end, and the
 //! event streams that end with the access they were opened with.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -271,8 +270,9 @@ async fn a_change_made_on_another_replica_ends_streams_here_at_the_next_sweep() 
     let org_admin = t.login("acme-admin", "password-123").await;
     let id = t.get("/api/v1/me", &org_admin).await.body["id"].as_str().unwrap().to_owned();
 
-    // A second replica over the same store (and the same keys, from the same data directory).
-    let replica = Arc::new(App::new(t.app.config.clone(), t.app.store.clone(), t.clock.clone()).unwrap());
+    // A second replica over the same store (and the same keys, from the same data directory),
+    // told nothing: on SQLite the cluster is a lone one, so only the sweep can notice.
+    let replica = t.replica().await;
     let router = streamspace_server::router(replica.clone());
     let demoted = open_stream(&router, &org_admin).await.unwrap();
     let _kept = open_stream(&router, &admin).await.unwrap();

@@ -2,8 +2,10 @@
 
 use axum::http::{Method, StatusCode};
 use serde_json::{Value, json};
-use streamspace_store::{Page, Scope, SessionFilter};
+use streamspace_store::{NewHome, NewShare, Page, Scope, SessionFilter, ShareRole};
 use uuid::Uuid;
+
+use streamspace_server::clock::Clock;
 
 use crate::harness::TestApp;
 
@@ -19,6 +21,10 @@ struct Victim {
     identity_provider: String,
     /// The member's identity at that provider.
     identity: String,
+    /// The member's persistent home.
+    home: String,
+    /// The member's session shared with the org's admin.
+    share: String,
 }
 
 async fn victim(t: &TestApp, platform_admin: &str) -> Victim {
@@ -50,7 +56,23 @@ async fn victim(t: &TestApp, platform_admin: &str) -> Victim {
         provisioned: false,
     };
     let identity = t.app.store.create_external_identity(identity).await.unwrap();
+    let new_home =
+        NewHome { org_id: org.parse().unwrap(), user_id: user.parse().unwrap(), template_id: None, size_mb: None };
+    let home = t.app.store.home_for(new_home, t.clock.now()).await.unwrap();
+    let guest = id(&t.get("/api/v1/me", &admin).await.body);
+    let share = NewShare {
+        session_id: id(&session.body).parse().unwrap(),
+        user_id: Some(guest.parse().unwrap()),
+        role: ShareRole::Viewer,
+        token_hash: None,
+        link_id: None,
+        expires_at: None,
+        created_by: user.parse().unwrap(),
+    };
+    let share = t.app.store.put_share(share).await.unwrap();
     Victim {
+        home: home.id.to_string(),
+        share: share.id.to_string(),
         identity_provider: id(&provider.body),
         identity: identity.id.to_string(),
         org,
@@ -75,6 +97,7 @@ impl Victim {
             "sessions/{id}" => &self.session,
             "me/api-keys" => &self.api_key,
             "agents/{id}" => &self.agent,
+            "homes/{id}" | "me/homes" => &self.home,
             _ => panic!("no tenancy case for {path}: add the object kind this route names"),
         }
     }
@@ -93,7 +116,19 @@ async fn snapshot(t: &TestApp, v: &Victim) -> String {
     let agent = store.get_agent(v.agent.parse().unwrap()).await.unwrap();
     let providers = store.list_identity_providers(Scope::Platform, v.org.parse().unwrap()).await.unwrap();
     let identities = store.list_external_identities(v.user.parse().unwrap()).await.unwrap();
-    format!("{org:?}{users:?}{templates:?}{sessions:?}{keys:?}{agent:?}{providers:?}{identities:?}")
+    let homes = store.list_homes(scope, None).await.unwrap();
+    let shares = store.list_shares(v.session.parse().unwrap()).await.unwrap();
+    format!("{org:?}{users:?}{templates:?}{sessions:?}{keys:?}{agent:?}{providers:?}{identities:?}{homes:?}{shares:?}")
+}
+
+/// A body the route accepts, so that what answers is the lookup of the id and not the body's
+/// validation (which answers the same whatever the id names).
+fn valid_body(path: &str) -> Value {
+    match path {
+        "/api/v1/sessions/{id}/shares" => json!({"role": "viewer", "user": "member"}),
+        "/api/v1/templates/{id}/pool" => json!({"size": 0}),
+        _ => json!({}),
+    }
 }
 
 fn id_routes() -> Vec<(Method, String)> {
@@ -125,9 +160,9 @@ async fn every_id_route_answers_404_for_another_orgs_objects_and_changes_nothing
     let routes = id_routes();
     assert!(routes.len() >= 12, "expected the id routes of every resource, got {routes:?}");
     for (method, path) in &routes {
-        let uri = path.replace("{org_id}", &v.org).replace("{id}", v.id_for(path));
+        let uri = path.replace("{org_id}", &v.org).replace("{share_id}", &v.share).replace("{id}", v.id_for(path));
         for (who, token) in [("org B admin", &b_admin), ("org B member", &b_member)] {
-            let body = matches!(*method, Method::POST | Method::PATCH | Method::PUT).then(|| json!({}));
+            let body = matches!(*method, Method::POST | Method::PATCH | Method::PUT).then(|| valid_body(path));
             let reply = t.send(method.clone(), &uri, Some(token), body).await;
             assert_eq!(reply.status, StatusCode::NOT_FOUND, "{who}: {method} {uri}: {}", reply.body);
             assert_eq!(reply.code(), "not_found", "{who}: {method} {uri}");

@@ -46,7 +46,9 @@ impl Sso {
             ..Config::default()
         };
         let store = streamspace_store::connect(&config.database_url()).await.unwrap();
-        let app = Arc::new(streamspace_server::App::new(config, store, Arc::new(SystemClock)).unwrap());
+        let keys = streamspace_server::keys::Keys::load(&config).unwrap();
+        let cluster = streamspace_store::cluster::join(&config.database_url()).await.unwrap();
+        let app = Arc::new(streamspace_server::App::new(config, keys, store, cluster, Arc::new(SystemClock)).unwrap());
         bootstrap::run(&app).await.unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let listeners = streamspace_server::Listeners { api, sessions };

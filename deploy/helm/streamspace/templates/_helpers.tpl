@@ -61,6 +61,35 @@ app.kubernetes.io/part-of: streamspace
 {{- printf "http://%s.%s.svc:%d" (include "streamspace.controlPlane.fullname" .) .Release.Namespace (int .Values.controlPlane.apiPort) -}}
 {{- end -}}
 
+{{/* Several control-plane replicas share one PostgreSQL database and nothing else (ADR 0030): refuses values
+  that would leave them without one. The database Secret's content cannot be seen here; a plain URL can. */}}
+{{- define "streamspace.controlPlane.checkReplicas" -}}
+{{- $replicas := int .Values.controlPlane.replicas -}}
+{{- if gt $replicas 1 -}}
+{{- $database := .Values.externalDatabase -}}
+{{- if not (or .Values.postgresql.enabled $database.url $database.existingSecret) -}}
+{{- fail (printf "controlPlane.replicas is %d: the replicas share one PostgreSQL database; set postgresql.enabled, externalDatabase.url or externalDatabase.existingSecret" $replicas) -}}
+{{- end -}}
+{{- range .Values.controlPlane.extraEnv -}}
+{{- if and (eq .name "STREAMSPACE_DATABASE_URL") (hasKey . "value") (not (regexMatch "^postgres(ql)?://" .value)) -}}
+{{- fail (printf "controlPlane.replicas is %d: the replicas share one PostgreSQL database, but controlPlane.extraEnv sets STREAMSPACE_DATABASE_URL to another kind of database" $replicas) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Replicas of one component preferably on different nodes: a node's death then takes one of them at most. */}}
+{{- define "streamspace.spreadAcrossNodes" -}}
+podAntiAffinity:
+  preferredDuringSchedulingIgnoredDuringExecution:
+    - weight: 100
+      podAffinityTerm:
+        topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels:
+            {{- include "streamspace.selectorLabels" . | nindent 12 }}
+{{- end -}}
+
 {{/* The pod and container security of the `restricted` Pod Security Standard, from values. */}}
 {{- define "streamspace.podSecurityContext" -}}
 {{- toYaml .Values.podSecurityContext }}

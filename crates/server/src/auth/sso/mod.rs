@@ -4,7 +4,6 @@
 //! policy applied, the outcome audited, and the tokens issued by the same code as a password
 //! sign-in ([`crate::auth::sign_in`]).
 
-pub mod http;
 pub mod oauth2;
 pub mod oidc;
 pub mod saml;
@@ -37,11 +36,9 @@ const MFA_TICKET_TTL_SECS: i64 = 300;
 /// matches it and such accounts sign in through their provider only.
 pub const NO_PASSWORD: &str = "!sso";
 
-/// What single sign-on keeps for the life of the process: the HTTP client for providers and
-/// their discovery documents.
+/// What single sign-on keeps for the life of the process: the providers' discovery documents.
 #[derive(Default)]
 pub struct Clients {
-    pub http: http::IdpHttp,
     pub discoveries: oidc::Discoveries,
 }
 

@@ -72,12 +72,11 @@ pub async fn identity(
     let tokens = client(app, provider, &settings)?
         .exchange_code(AuthorizationCode::new(code.to_owned()))
         .set_pkce_verifier(PkceCodeVerifier::new(kept.pkce_verifier))
-        .request_async(&app.sso.http)
+        .request_async(&app.outbound)
         .await
         .map_err(|e| SsoFailure::failed(format!("token_exchange_failed: {e}")))?;
     let userinfo = app
-        .sso
-        .http
+        .outbound
         .get_json(&settings.userinfo_url, tokens.access_token().secret())
         .await
         .map_err(SsoFailure::failed)?;

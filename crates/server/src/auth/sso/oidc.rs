@@ -91,7 +91,7 @@ async fn discover(app: &App, provider: &IdentityProvider, settings: &OidcSetting
     }
     let issuer = IssuerUrl::new(settings.issuer.clone()).map_err(|e| SsoFailure::failed(format!("issuer: {e}")))?;
     // Checks that the document names this issuer, and fetches the key set.
-    let metadata = Metadata::discover_async(issuer, &app.sso.http)
+    let metadata = Metadata::discover_async(issuer, &app.outbound)
         .await
         .map_err(|e| SsoFailure::failed(format!("discovery_failed: {e}")))?;
     let discovered =
@@ -162,7 +162,7 @@ pub async fn identity(
         .exchange_code(AuthorizationCode::new(code.to_owned()))
         .map_err(|e| SsoFailure::failed(format!("token_exchange_failed: {e}")))?
         .set_pkce_verifier(PkceCodeVerifier::new(kept.pkce_verifier))
-        .request_async(&app.sso.http)
+        .request_async(&app.outbound)
         .await
         .map_err(|e| SsoFailure::failed(format!("token_exchange_failed: {e}")))?;
     let id_token = tokens.id_token().ok_or_else(|| SsoFailure::failed("id_token_missing"))?;
@@ -170,7 +170,7 @@ pub async fn identity(
     let mut raw = raw_claims(id_token)?;
     if settings.use_userinfo {
         let url = userinfo_url.ok_or_else(|| SsoFailure::failed("the provider has no userinfo_endpoint"))?;
-        let userinfo = app.sso.http.get_json(&url, tokens.access_token().secret()).await.map_err(SsoFailure::failed)?;
+        let userinfo = app.outbound.get_json(&url, tokens.access_token().secret()).await.map_err(SsoFailure::failed)?;
         // The user info must be about the person the ID token names (OIDC Core 5.3.2).
         if userinfo.get("sub").and_then(Value::as_str) != Some(claims.subject().as_str()) {
             return Err(SsoFailure::failed("userinfo_subject_mismatch"));
@@ -265,7 +265,7 @@ async fn refetch_keys(app: &App, provider_id: Uuid, mut discovered: Discovered) 
     if discovered.jwks_refetched_at.is_some_and(|at| at.elapsed() < JWKS_REFETCH_INTERVAL) {
         return Ok(discovered);
     }
-    let jwks: CoreJsonWebKeySet = CoreJsonWebKeySet::fetch_async(discovered.metadata.jwks_uri(), &app.sso.http)
+    let jwks: CoreJsonWebKeySet = CoreJsonWebKeySet::fetch_async(discovered.metadata.jwks_uri(), &app.outbound)
         .await
         .map_err(|e| SsoFailure::failed(format!("jwks_fetch_failed: {e}")))?;
     discovered.metadata = discovered.metadata.set_jwks(jwks);

@@ -1,11 +1,27 @@
 import { queryOptions, useMutation, useQueryClient } from '@tanstack/react-query';
 import { api } from '@/lib/api';
-import type { ApiKey, CreatedApiKey, ListResponse, Me, MfaEnrollment } from '@/types/api';
+import type { ApiKey, CreatedApiKey, Home, ListResponse, Me, MfaEnrollment } from '@/types/api';
 
 export const accountKeys = {
   me: ['me'] as const,
   apiKeys: ['me', 'api-keys'] as const,
+  homes: ['me', 'homes'] as const,
 };
+
+export const getHomesQueryOptions = () =>
+  queryOptions({
+    queryKey: accountKeys.homes,
+    queryFn: ({ signal }) => api.listAll<Home>('/me/homes', {}, signal),
+  });
+
+/** Deletes the home with everything in it; the next session that needs it starts with an empty one. */
+export function useResetHome() {
+  const qc = useQueryClient();
+  return useMutation({
+    mutationFn: (id: string) => api.post<void>(`/me/homes/${encodeURIComponent(id)}/reset`),
+    onSuccess: () => qc.invalidateQueries({ queryKey: accountKeys.homes }),
+  });
+}
 
 export const getMeQueryOptions = () =>
   queryOptions({

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { screen, within } from '@testing-library/react';
+import { screen, waitFor, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { apiError, json, mockFetch } from '@/testing/http';
-import { authResponse } from '@/testing/fixtures';
+import { authResponse, template } from '@/testing/fixtures';
 import { renderRoutes } from '@/testing/render';
 import { formatDateTime } from '@/lib/format';
-import type { ApiKey, CreatedApiKey, Me } from '@/types/api';
+import type { ApiKey, CreatedApiKey, Home, Me } from '@/types/api';
 import { AccountPage } from './AccountPage';
 
 const me: Me = {
@@ -19,6 +19,11 @@ const me: Me = {
   created_at: '2026-01-01T00:00:00Z',
 };
 
+const homes: Home[] = [
+  { id: 'h1', org_id: 'o1', user_id: 'u1', template_id: null, agent_id: 'a1', size_mb: null, created_at: '2026-01-01T00:00:00Z', last_used_at: null, delete_after: null, used_bytes: null, usage_measured_at: null },
+  { id: 'h2', org_id: 'o1', user_id: 'u1', template_id: 't1', agent_id: 'a1', size_mb: 2048, created_at: '2026-01-02T00:00:00Z', last_used_at: null, delete_after: null, used_bytes: 512 * 1024 * 1024, usage_measured_at: '2026-01-03T00:00:00Z' },
+];
+
 const codes = Array.from({ length: 10 }, (_, i) => `code-${i}`);
 
 function setup(extra: Parameters<typeof mockFetch>[0] = {}) {
@@ -27,6 +32,8 @@ function setup(extra: Parameters<typeof mockFetch>[0] = {}) {
     'POST /api/v1/auth/refresh': () => json(authResponse()),
     'GET /api/v1/me': () => json({ ...me, mfa_enabled: mfa, recovery_codes_left: mfa ? 10 : 0 }),
     'GET /api/v1/me/api-keys': () => json({ items: [], next_cursor: null }),
+    'GET /api/v1/me/homes': () => json({ items: homes, next_cursor: null }),
+    'GET /api/v1/templates': () => json({ items: [template({ id: 't1', display_name: 'Firefox' })], next_cursor: null }),
     'GET /api/v1/me/identities': () => json({ items: [], next_cursor: null }),
     'GET /api/v1/auth/sso/discover': () => json({ org: 'Acme', providers: [] }),
     'POST /api/v1/me/mfa/enroll': () => json({ secret: 'JBSWY3DPEHPK3PXP', otpauth_uri: 'otpauth://totp/x', qr_png_base64: 'iVBORw0KGgo=' }),
@@ -121,5 +128,29 @@ describe('AccountPage', () => {
       current_password: 'old-password',
       new_password: 'a-much-longer-password',
     });
+  });
+
+  it('lists the homes and resets one after confirmation, refusing while a session mounts it', async () => {
+    let mounted = true;
+    const { calls } = setup({
+      'POST /api/v1/me/homes/h2/reset': () => (mounted ? apiError(409, 'home_in_use', 'a session mounts this home') : new Response(null, { status: 204 })),
+    });
+    const user = userEvent.setup({ delay: null });
+    const table = await screen.findByRole('table', { name: 'Homes' });
+    expect(await within(table).findByText('Firefox only')).toBeInTheDocument();
+    expect(within(table).getByText('Your home (shared by applications)')).toBeInTheDocument();
+    expect(within(table).getByText('2048 MiB')).toBeInTheDocument();
+    expect(within(table).getByText('512 MiB (25% of the limit)')).toBeInTheDocument();
+    expect(within(table).getByText('not measured')).toBeInTheDocument();
+    await user.click(within(table).getByRole('button', { name: 'Reset Firefox only' }));
+    await user.click(within(await screen.findByRole('dialog')).getByRole('button', { name: 'Reset' }));
+    expect(await screen.findByText(/a session mounts this home/)).toBeInTheDocument();
+    // The closing dialog keeps the page hidden from the accessibility tree until it is gone.
+    await waitFor(() => expect(screen.queryByRole('dialog')).not.toBeInTheDocument());
+    mounted = false;
+    await user.click(within(table).getByRole('button', { name: 'Reset Firefox only' }));
+    await user.click(within(await screen.findByRole('dialog')).getByRole('button', { name: 'Reset' }));
+    expect(await screen.findByText('Home reset')).toBeInTheDocument();
+    expect(calls.filter((c) => c.path === '/api/v1/me/homes/h2/reset')).toHaveLength(2);
   });
 });

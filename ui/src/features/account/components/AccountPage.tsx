@@ -8,6 +8,7 @@ import { formatDateTime } from '@/lib/format';
 import { LinkedIdentitiesSection } from '@/features/sso';
 import { getMeQueryOptions } from '../api/account';
 import { ApiKeysSection } from './ApiKeysSection';
+import { HomesSection } from './HomesSection';
 import { MfaSection } from './MfaSection';
 import { PasswordForm } from './PasswordForm';
 
@@ -58,6 +59,9 @@ export function AccountPage() {
         </Section>
         <Section title="API keys">
           <ApiKeysSection />
+        </Section>
+        <Section title="Homes">
+          <HomesSection />
         </Section>
       </Box>
     </Box>

@@ -2,26 +2,16 @@ import { describe, expect, it } from 'vitest';
 import { screen, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { json, mockFetch } from '@/testing/http';
-import { admin, authResponse } from '@/testing/fixtures';
+import { admin, agent, authResponse } from '@/testing/fixtures';
 import { renderRoutes } from '@/testing/render';
 import type { Agent } from '@/types/api';
 import { AgentsPage } from './AgentsPage';
 
-const local: Agent = {
-  id: 'a1',
-  name: 'local',
-  platform: 'docker',
-  labels: {},
-  reported_labels: {},
-  status: 'online',
-  version: '0.1.0',
+const local: Agent = agent({
   capacity: { max_sessions: 50, cpu_millis: 2000, memory_mb: 24105 },
-  capacity_limit: {},
-  endpoint_cidrs: [],
   session_count: 1,
   last_heartbeat_at: new Date().toISOString(),
-  created_at: '2026-01-01T00:00:00Z',
-};
+});
 const fresh: Agent = {
   ...local,
   id: 'a2',

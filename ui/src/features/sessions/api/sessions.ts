@@ -1,7 +1,7 @@
 import { queryOptions, useMutation, useQueryClient, type QueryClient } from '@tanstack/react-query';
 import { api } from '@/lib/api';
 import { applyLiveItem } from '@/lib/cache';
-import type { ListResponse, Session, SessionState } from '@/types/api';
+import type { ConnectUrl, ListResponse, Session, SessionState } from '@/types/api';
 
 export interface SessionFilters {
   state?: SessionState | '';
@@ -59,12 +59,6 @@ export const getConnectQueryOptions = (id: string, generation: string) =>
     refetchOnReconnect: false,
     retry: false,
   });
-
-/** A single-use URL on the session's own origin, and whether the org lets sessions use the clipboard. */
-export interface ConnectUrl {
-  url: string;
-  clipboard: boolean;
-}
 
 export function connectSession(id: string): Promise<ConnectUrl> {
   return api.post<ConnectUrl>(`/sessions/${encodeURIComponent(id)}/connect`);

@@ -10,6 +10,7 @@ import { useNow } from '@/lib/hooks';
 import { useListQuery, type ListState } from '@/lib/list';
 import type { Session } from '@/types/api';
 import { ACTIVE_STATES, STARTING_STATES, getSessionsQueryOptions } from '../api/sessions';
+import { SharedWithMe } from '@/features/sharing';
 import { SessionActions } from './SessionActions';
 import { SessionProgress, SessionStateChip } from './SessionStatus';
 
@@ -59,6 +60,7 @@ export function MySessionsPage() {
   ];
 
   return (
+    <>
     <ResourceListView
       title="My sessions"
       subtitle="Live: states update as they change."
@@ -79,5 +81,7 @@ export function MySessionsPage() {
       rowActions={(s) => <SessionActions session={s} />}
       emptyMessage={showEnded ? 'You have no sessions.' : 'No active sessions. Launch one from the catalog.'}
     />
+    <SharedWithMe />
+    </>
   );
 }

@@ -4,6 +4,7 @@ import userEvent from '@testing-library/user-event';
 import { json, mockFetch } from '@/testing/http';
 import { authResponse, session } from '@/testing/fixtures';
 import { renderRoutes } from '@/testing/render';
+import { OPEN_SESSION_POLICY } from '@/lib/sessionPolicy';
 import type { Session } from '@/types/api';
 import { SessionViewerPage } from './SessionViewerPage';
 
@@ -12,7 +13,7 @@ function setup(s: Session, extra: Parameters<typeof mockFetch>[0] = {}) {
     'POST /api/v1/auth/refresh': () => json(authResponse()),
     'GET /api/v1/sessions/s1': () => json(s),
     'POST /api/v1/sessions/s1/connect': () =>
-      json({ url: 'http://s1.localhost:8001/api/v1/http/s1/?ticket=abc', clipboard: true }),
+      json({ url: 'http://s1.localhost:8001/api/v1/http/s1/?ticket=abc', policy: OPEN_SESSION_POLICY, role: 'owner' }),
     ...extra,
   });
   const utils = renderRoutes([{ path: '/sessions/:id', element: <SessionViewerPage /> }], '/sessions/s1');
@@ -25,18 +26,18 @@ describe('SessionViewerPage', () => {
     const frame = await screen.findByTitle('Firefox session');
     expect(frame.tagName).toBe('IFRAME');
     expect(frame).toHaveAttribute('src', 'http://s1.localhost:8001/api/v1/http/s1/?ticket=abc');
-    expect(frame).toHaveAttribute('sandbox', 'allow-scripts allow-same-origin allow-pointer-lock');
-    expect(frame).toHaveAttribute('allow', 'autoplay; fullscreen; clipboard-read; clipboard-write');
+    expect(frame).toHaveAttribute('sandbox', 'allow-scripts allow-same-origin allow-pointer-lock allow-downloads');
+    expect(frame).toHaveAttribute('allow', 'autoplay; fullscreen; clipboard-read; clipboard-write; microphone');
     expect(calls.filter((c) => c.path.endsWith('/connect'))).toHaveLength(1);
     expect(screen.getByRole('button', { name: 'Hibernate' })).toBeInTheDocument();
     expect(screen.getByRole('button', { name: 'Stop' })).toBeInTheDocument();
     expect(screen.getByRole('button', { name: 'Open in new tab' })).toBeInTheDocument();
   });
 
-  it('keeps the clipboard out of the frame where the org does not allow it', async () => {
+  it('keeps the clipboard, microphone and downloads out of the frame where the policy closes them', async () => {
+    const policy = { ...OPEN_SESSION_POLICY, clipboard: 'off', microphone: false, file_download: false };
     setup(session(), {
-      'POST /api/v1/sessions/s1/connect': () =>
-        json({ url: 'http://s1.localhost:8001/api/v1/http/s1/?ticket=abc', clipboard: false }),
+      'POST /api/v1/sessions/s1/connect': () => json({ url: 'http://s1.localhost:8001/api/v1/http/s1/?ticket=abc', policy, role: 'owner' }),
     });
     const frame = await screen.findByTitle('Firefox session');
     expect(frame).toHaveAttribute('allow', 'autoplay; fullscreen');

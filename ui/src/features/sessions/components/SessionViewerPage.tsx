@@ -27,6 +27,9 @@ import { ConfirmActionButton } from '@/components/ConfirmActionButton';
 import { useFeedback } from '@/components/feedback';
 import { ErrorAlert } from '@/components/ErrorAlert';
 import { errorMessage, isApiError } from '@/lib/api';
+import { sessionIframeAllow, sessionIframeSandbox } from '@/lib/sessionPolicy';
+import { useUser } from '@/lib/auth';
+import { ShareButton, WatchingChip } from '@/features/sharing';
 import type { Session } from '@/types/api';
 import {
   STARTING_STATES,
@@ -42,17 +45,6 @@ import { STOP_WARNING } from './SessionActions';
 import { phaseLabel } from '../phase';
 import { SessionStateChip } from './SessionStatus';
 
-/**
- * What the session's frame may do. Everything inside a session is under its user's control, so the
- * frame gets only what streaming needs: scripts and its own origin (cookies, WebSocket), pointer
- * lock for the remote mouse; no top navigation, popups, forms, modals or downloads.
- */
-export const SESSION_IFRAME_SANDBOX = 'allow-scripts allow-same-origin allow-pointer-lock';
-
-/** The browser features the session's frame may use; the clipboard only where the org allows it. */
-export function sessionIframeAllow(clipboard: boolean): string {
-  return clipboard ? 'autoplay; fullscreen; clipboard-read; clipboard-write' : 'autoplay; fullscreen';
-}
 
 function useFullscreen(ref: React.RefObject<HTMLElement | null>) {
   const [active, setActive] = useState(false);
@@ -130,16 +122,23 @@ function RunningView({ session }: { session: Session }) {
     );
   }
   return (
-    <Box
-      component="iframe"
-      title={`${session.template_display_name} session`}
-      src={connect.data.url}
-      sandbox={SESSION_IFRAME_SANDBOX}
-      allow={sessionIframeAllow(connect.data.clipboard)}
-      allowFullScreen
-      // A framed page without a background of its own is transparent: white behind it, as in a tab.
-      sx={{ flex: 1, width: '100%', border: 0, display: 'block', bgcolor: '#fff', colorScheme: 'light' }}
-    />
+    <>
+      {connect.data.role === 'viewer' ? (
+        <Alert severity="info" sx={{ borderRadius: 0, py: 0 }}>
+          You are watching: {session.owner_username} shared this session view-only.
+        </Alert>
+      ) : null}
+      <Box
+        component="iframe"
+        title={`${session.template_display_name} session`}
+        src={connect.data.url}
+        sandbox={sessionIframeSandbox(connect.data.policy)}
+        allow={sessionIframeAllow(connect.data.policy)}
+        allowFullScreen
+        // A framed page without a background of its own is transparent: white behind it, as in a tab.
+        sx={{ flex: 1, width: '100%', border: 0, display: 'block', bgcolor: '#fff', colorScheme: 'light' }}
+      />
+    </>
   );
 }
 
@@ -155,6 +154,10 @@ export function SessionViewerPage() {
   const frameRef = useRef<HTMLDivElement>(null);
   const fullscreen = useFullscreen(frameRef);
   const s = session.data;
+  const user = useUser();
+  // Guests (people the session is shared with) watch or work in it; its owner and administrators run it.
+  const owns = s?.owner_id === user.id;
+  const runs = owns || user.role !== 'member';
   const busy = hibernate.isPending || wake.isPending || stop.isPending;
 
   const openInNewTab = async () => {
@@ -302,6 +305,13 @@ export function SessionViewerPage() {
                     <OpenInNewIcon />
                   </IconButton>
                 </Tooltip>
+                {owns ? (
+                  <>
+                    <WatchingChip sessionId={s.id} />
+                    <ShareButton sessionId={s.id} />
+                  </>
+                ) : null}
+                {runs ? (
                 <Tooltip title="Hibernate">
                   <span>
                     <IconButton
@@ -315,9 +325,10 @@ export function SessionViewerPage() {
                     </IconButton>
                   </span>
                 </Tooltip>
+                ) : null}
               </>
             ) : null}
-            {s && s.state !== 'stopped' && s.state !== 'stopping' && s.state !== 'failed' ? (
+            {s && runs && s.state !== 'stopped' && s.state !== 'stopping' && s.state !== 'failed' ? (
               <ConfirmActionButton
                 label="Stop"
                 tooltip="Stop"

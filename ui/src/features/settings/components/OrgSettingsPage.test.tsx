@@ -11,7 +11,7 @@ const org: Organization = {
   id: 'o1',
   name: 'acme',
   mfa_required: false,
-  allow_clipboard: false,
+  session_policy: { clipboard: 'off', file_upload: true, file_download: true, audio: true, microphone: true },
   sso_mfa: 'require_totp',
   egress_allow: [],
   max_sessions: null,
@@ -48,7 +48,7 @@ function setup(role: 'org_admin' | 'platform_admin') {
 }
 
 describe('OrgSettingsPage', () => {
-  it('org admins set the MFA and clipboard policies only: quotas are read-only and never sent (the API would answer 403)', async () => {
+  it('org admins set the MFA and session policies only: quotas are read-only and never sent (the API would answer 403)', async () => {
     const { calls } = setup('org_admin');
     const user = userEvent.setup({ delay: null });
     const perUser = await screen.findByLabelText('Sessions per user');
@@ -56,12 +56,18 @@ describe('OrgSettingsPage', () => {
     expect(perUser).toHaveValue('3');
     expect(screen.getByLabelText('Egress allowed to')).toBeDisabled();
     await user.click(screen.getByLabelText(/Require two-factor authentication/));
-    await user.click(screen.getByLabelText(/Let sessions use the viewer's clipboard/));
+    await user.click(screen.getByRole('combobox', { name: 'Clipboard' }));
+    await user.click(screen.getByRole('option', { name: 'Out of the session only (copy)' }));
+    await user.click(screen.getByLabelText('Microphone (needs sound)'));
     await user.click(screen.getByRole('combobox', { name: 'Two-factor with single sign-on' }));
     await user.click(screen.getByRole('option', { name: "Trust the identity provider's MFA" }));
     await user.click(screen.getByRole('button', { name: 'Save settings' }));
     expect(await screen.findByText('Settings saved')).toBeInTheDocument();
-    expect(calls.find((c) => c.method === 'PATCH')!.body).toEqual({ mfa_required: true, allow_clipboard: true, sso_mfa: 'trust_idp' });
+    expect(calls.find((c) => c.method === 'PATCH')!.body).toEqual({
+      mfa_required: true,
+      session_policy: { clipboard: 'out', file_upload: true, file_download: true, audio: true, microphone: false },
+      sso_mfa: 'trust_idp',
+    });
   });
 
   it('org admins add an OIDC identity provider (no platform-admin groups), then see the redirect URI to copy', async () => {

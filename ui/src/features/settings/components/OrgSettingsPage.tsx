@@ -13,6 +13,8 @@ import { getOrgQueryOptions, getOrgsQueryOptions, useUpdateOrg } from '@/feature
 import { ComplianceSettingsCard } from '@/features/reports';
 import { AllowListCard } from '@/features/network';
 import { IdentityProvidersSection } from '@/features/sso';
+import { samePolicy, withDefaults } from '@/lib/sessionPolicy';
+import { SessionPolicyFields } from './SessionPolicyFields';
 
 type QuotaKey = 'max_sessions' | 'max_sessions_per_user' | 'max_cpu_millis' | 'max_memory_mb';
 
@@ -37,7 +39,7 @@ export function parseQuota(raw: string): { value: number | null; error?: string 
 }
 
 /**
- * Org admins set the MFA and clipboard policies; quotas and the egress allow list are the platform admins'
+ * Org admins set the MFA and session policies; quotas and the egress allow list are the platform admins'
  * (the API answers 403 otherwise).
  */
 function SettingsForm({ org, platformAdmin }: { org: Organization; platformAdmin: boolean }) {
@@ -45,7 +47,7 @@ function SettingsForm({ org, platformAdmin }: { org: Organization; platformAdmin
   const { notify } = useFeedback();
   const [mfa, setMfa] = useState(org.mfa_required);
   const [ssoMfa, setSsoMfa] = useState<SsoMfaPolicy>(org.sso_mfa);
-  const [clipboard, setClipboard] = useState(org.allow_clipboard);
+  const [sessionPolicy, setSessionPolicy] = useState(withDefaults(org.session_policy));
   const [egress, setEgress] = useState(formatNetworks(org.egress_allow));
   const [quotas, setQuotas] = useState<Record<QuotaKey, string>>({
     max_sessions: org.max_sessions?.toString() ?? '',
@@ -61,7 +63,7 @@ function SettingsForm({ org, platformAdmin }: { org: Organization; platformAdmin
     // Send only what changed: PATCH leaves absent fields alone.
     const patch: OrgPatch = {};
     if (mfa !== org.mfa_required) patch.mfa_required = mfa;
-    if (clipboard !== org.allow_clipboard) patch.allow_clipboard = clipboard;
+    if (!samePolicy(sessionPolicy, org.session_policy)) patch.session_policy = sessionPolicy;
     if (ssoMfa !== org.sso_mfa) patch.sso_mfa = ssoMfa;
     const errs: Partial<Record<QuotaKey, string>> = {};
     if (platformAdmin) {
@@ -115,14 +117,18 @@ function SettingsForm({ org, platformAdmin }: { org: Organization; platformAdmin
               </MenuItem>
             ))}
           </TextField>
-          <FormControlLabel
-            sx={{ mt: 2 }}
-            control={<Switch checked={clipboard} onChange={(e) => setClipboard(e.target.checked)} />}
-            label="Let sessions use the viewer's clipboard"
-          />
-          <Typography variant="body2" color="text.secondary">
-            Applications in a session can then read and write what the viewer copies.
+        </CardContent>
+      </Card>
+      <Card variant="outlined">
+        <CardContent>
+          <Typography variant="h2" component="h2" sx={{ mb: 1 }}>
+            Session policy
           </Typography>
+          <Typography variant="body2" color="text.secondary" sx={{ mb: 2 }}>
+            What every session of the organization may exchange with the viewer's browser. A template can close
+            more, never open more. Sessions started or woken after saving follow the new policy.
+          </Typography>
+          <SessionPolicyFields value={sessionPolicy} onChange={setSessionPolicy} />
         </CardContent>
       </Card>
       <Card variant="outlined">

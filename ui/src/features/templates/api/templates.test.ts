@@ -60,7 +60,14 @@ describe('form conversion', () => {
   });
 
   it('round-trips a template through the form', () => {
-    const t = template({ env: { LANG: 'en_US.UTF-8' }, tags: ['browser', 'web'], org_id: 'o1', egress_allow: ['10.1.0.0/16', '192.168.5.0/24'] });
+    const t = template({
+      env: { LANG: 'en_US.UTF-8' },
+      tags: ['browser', 'web'],
+      org_id: 'o1',
+      egress_allow: ['10.1.0.0/16', '192.168.5.0/24'],
+      session_policy: { clipboard: 'out', file_upload: false, file_download: true, audio: true, microphone: false },
+      home: { scope: 'template', size_mb: 2048 },
+    });
     const input = formToTemplateInput(templateToForm(t));
     expect(input).toEqual({
       org_id: 'o1',
@@ -77,6 +84,8 @@ describe('form conversion', () => {
       tags: t.tags,
       enabled: t.enabled,
       egress_allow: t.egress_allow,
+      session_policy: t.session_policy,
+      home: t.home,
     });
     expect(formToTemplateInput({ ...valid, org_id: '' }).org_id).toBeNull();
   });

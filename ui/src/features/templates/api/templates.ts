@@ -1,7 +1,8 @@
 import { queryOptions, useMutation, useQueryClient } from '@tanstack/react-query';
 import { api } from '@/lib/api';
 import { formatNetworks, parseNetworks } from '@/lib/networks';
-import type { Template, TemplateInput, TemplatePatch } from '@/types/api';
+import { OPEN_SESSION_POLICY, withDefaults } from '@/lib/sessionPolicy';
+import type { ClipboardPolicy, HomeScope, Template, TemplateInput, TemplatePatch } from '@/types/api';
 
 export const templateKeys = {
   all: ['templates'] as const,
@@ -79,7 +80,22 @@ export type TemplateFormValues = {
   enabled: boolean;
   org_id: string;
   egress_allow: string;
+  /** The template's session policy, flattened: the clipboard's direction and one switch per channel. */
+  clipboard: ClipboardPolicy;
+  file_upload: boolean;
+  file_download: boolean;
+  audio: boolean;
+  microphone: boolean;
+  home_scope: HomeScope;
+  /** MiB, empty for no limit. */
+  home_size_mb: string;
 };
+
+export const HOME_SCOPE_OPTIONS: { value: HomeScope; label: string }[] = [
+  { value: 'none', label: 'None: files go with the session' },
+  { value: 'user', label: "The user's home, shared by applications" },
+  { value: 'template', label: 'A home of its own for this template' },
+];
 
 export type TemplateErrors = Partial<Record<keyof TemplateFormValues, string>>;
 
@@ -98,6 +114,9 @@ export const EMPTY_TEMPLATE_FORM: TemplateFormValues = {
   enabled: true,
   org_id: '',
   egress_allow: '',
+  ...OPEN_SESSION_POLICY,
+  home_scope: 'none',
+  home_size_mb: '',
 };
 
 export function templateToForm(t: Template): TemplateFormValues {
@@ -118,6 +137,9 @@ export function templateToForm(t: Template): TemplateFormValues {
     enabled: t.enabled,
     org_id: t.org_id ?? '',
     egress_allow: formatNetworks(t.egress_allow),
+    ...withDefaults(t.session_policy),
+    home_scope: t.home.scope ?? 'none',
+    home_size_mb: t.home.size_mb?.toString() ?? '',
   };
 }
 
@@ -174,6 +196,8 @@ export function validateTemplate(v: TemplateFormValues): TemplateErrors {
   if (shm) errors.shm_mb = shm;
   const port = positiveInt(v.port, 'Port', 65535);
   if (port) errors.port = port;
+  const homeSize = v.home_size_mb.trim() ? positiveInt(v.home_size_mb, 'Home size (MiB)') : undefined;
+  if (homeSize) errors.home_size_mb = homeSize;
   const env = parseEnv(v.env);
   if (env.error) errors.env = env.error;
   const tags = parseTags(v.tags);
@@ -197,5 +221,13 @@ export function formToTemplateInput(v: TemplateFormValues): TemplateInput {
     tags: parseTags(v.tags),
     enabled: v.enabled,
     egress_allow: parseNetworks(v.egress_allow),
+    session_policy: {
+      clipboard: v.clipboard,
+      file_upload: v.file_upload,
+      file_download: v.file_download,
+      audio: v.audio,
+      microphone: v.microphone,
+    },
+    home: { scope: v.home_scope, size_mb: v.home_size_mb.trim() ? Number(v.home_size_mb) : null },
   };
 }

@@ -1,6 +1,6 @@
 import { useState } from 'react';
 import { useQuery } from '@tanstack/react-query';
-import { Box, Button, Chip, IconButton, Switch, Tooltip, Typography } from '@mui/material';
+import { Box, Button, Chip, IconButton, Switch, Tooltip } from '@mui/material';
 import AddIcon from '@mui/icons-material/Add';
 import EditIcon from '@mui/icons-material/Edit';
 import { ResourceListView } from '@/components/ResourceListView';
@@ -14,9 +14,10 @@ import { formatMemory, formatMillicores } from '@/lib/format';
 import { useListQuery } from '@/lib/list';
 import type { Template } from '@/types/api';
 import { getOrgsQueryOptions } from '@/features/orgs';
-import { TemplateIcon } from '@/components/TemplateIcon';
+import { CLIPBOARD_OPTIONS, POLICY_SWITCHES } from '@/lib/sessionPolicy';
 import {
   EMPTY_TEMPLATE_FORM,
+  HOME_SCOPE_OPTIONS,
   type TemplateFormValues,
   formToTemplateInput,
   getTemplatesQueryOptions,
@@ -27,16 +28,21 @@ import {
   useSaveTemplate,
   validateTemplate,
 } from '../api/templates';
+import { getPoolsQueryOptions, poolSizeOf } from '../api/pools';
+import { TemplateLabel } from './TemplateLabel';
+import { WarmPoolCell, WarmPoolDialog } from './WarmPool';
 
 export function TemplatesPage() {
   const me = useUser();
   const isPlatform = me.role === 'platform_admin';
   const list = useListQuery(getTemplatesQueryOptions());
   const orgs = useQuery({ ...getOrgsQueryOptions(), enabled: isPlatform });
+  const pools = useQuery(getPoolsQueryOptions());
   const save = useSaveTemplate();
   const del = useDeleteTemplate();
   const { notify } = useFeedback();
   const [editing, setEditing] = useState<Template | 'new' | null>(null);
+  const [pooling, setPooling] = useState<Template | null>(null);
 
   // Org admins may only touch their org's templates; global ones are read-only for them.
   const canEdit = (t: Template) => isPlatform || t.org_id === me.org_id;
@@ -71,6 +77,22 @@ export function TemplatesPage() {
           },
         ]
       : []),
+    { name: 'home_scope', label: 'Persistent home', kind: 'select', half: true, options: HOME_SCOPE_OPTIONS },
+    {
+      name: 'home_size_mb',
+      label: 'Home size limit (MiB)',
+      kind: 'number',
+      half: true,
+      helperText: 'Empty: no limit. Enforced where the storage supports quotas',
+    },
+    {
+      name: 'clipboard',
+      label: 'Clipboard',
+      kind: 'select',
+      options: CLIPBOARD_OPTIONS,
+      helperText: "Within the organization's policy: a template can close more, never open more",
+    },
+    ...POLICY_SWITCHES.map((s) => ({ name: s.key, label: s.label, kind: 'switch' as const, half: true })),
     { name: 'enabled', label: 'Enabled (shown in the catalog)', kind: 'switch' },
   ];
 
@@ -78,19 +100,7 @@ export function TemplatesPage() {
     {
       key: 'name',
       header: 'Template',
-      render: (t) => (
-        <Box sx={{ display: 'flex', alignItems: 'center', gap: 1.5 }}>
-          <TemplateIcon template={t} size={32} />
-          <Box>
-            <Typography variant="body2" sx={{ fontWeight: 600 }}>
-              {t.display_name}
-            </Typography>
-            <Typography variant="caption" color="text.secondary">
-              {t.name}
-            </Typography>
-          </Box>
-        </Box>
-      ),
+      render: (t) => <TemplateLabel template={t} />,
     },
     { key: 'image', header: 'Image', hideBelow: 'md', render: (t) => <code>{t.image}</code> },
     {
@@ -112,6 +122,19 @@ export function TemplatesPage() {
       ),
     },
     { key: 'scope', header: 'Scope', hideBelow: 'sm', render: (t) => (t.org_id ? 'Organization' : 'Global') },
+    {
+      key: 'pool',
+      header: 'Warm pool',
+      render: (t) => (
+        <WarmPoolCell
+          template={t}
+          // The pools list leaves out the templates the caller does not manage: their size is unknown here.
+          size={canEdit(t) ? poolSizeOf(pools.data, t.id) : undefined}
+          editable={canEdit(t)}
+          onEdit={() => setPooling(t)}
+        />
+      ),
+    },
     {
       key: 'enabled',
       header: 'Enabled',
@@ -182,6 +205,7 @@ export function TemplatesPage() {
         }}
         onClose={() => setEditing(null)}
       />
+      <WarmPoolDialog template={pooling} size={pooling ? poolSizeOf(pools.data, pooling.id) : undefined} onClose={() => setPooling(null)} />
     </ResourceListView>
   );
 }

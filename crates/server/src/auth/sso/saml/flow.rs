@@ -8,7 +8,6 @@ use super::{
     AcsExpectations, IdpMetadata, ServiceProvider, VerifiedAssertion, XmlSec, authn_request_redirect, verify_response,
 };
 use crate::app::App;
-use crate::auth::sso::http::IdpHttp;
 use crate::auth::sso::settings::{RoleMapping, SamlSettings, Settings};
 use crate::auth::sso::{AuthorizationRequest, ExternalIdentity, PendingFlow, SsoFailure};
 
@@ -34,7 +33,7 @@ pub async fn authorization_request(
     provider: &IdentityProvider,
     state: &str,
 ) -> Result<AuthorizationRequest, SsoFailure> {
-    let idp = idp_metadata(&settings(provider)?).await?;
+    let idp = idp_metadata(app, &settings(provider)?).await?;
     let redirect = authn_request_redirect(&service_provider(app, provider), &idp, state, app.clock.now())
         .map_err(|error| SsoFailure::failed(error.to_string()))?;
     let sent = SentRequest { request_id: redirect.request_id };
@@ -50,7 +49,7 @@ pub async fn identity(
     saml_response: &str,
 ) -> Result<ExternalIdentity, SsoFailure> {
     let settings = settings(provider)?;
-    let idp = idp_metadata(&settings).await?;
+    let idp = idp_metadata(app, &settings).await?;
     let sp = service_provider(app, provider);
     let pending_request_ids = pending
         .and_then(|pending| serde_json::from_value::<SentRequest>(pending.flow.protocol.clone()).ok())
@@ -81,20 +80,19 @@ fn settings(provider: &IdentityProvider) -> Result<SamlSettings, SsoFailure> {
 }
 
 /// The IdP's metadata, as configured or as published at its URL now (so a rotation it announces is seen).
-async fn idp_metadata(settings: &SamlSettings) -> Result<IdpMetadata, SsoFailure> {
+async fn idp_metadata(app: &App, settings: &SamlSettings) -> Result<IdpMetadata, SsoFailure> {
     let xml = match (&settings.metadata_xml, &settings.metadata_url) {
         (Some(xml), _) => xml.clone(),
-        (None, Some(url)) => fetch(url).await?,
+        (None, Some(url)) => fetch(app, url).await?,
         (None, None) => return Err(SsoFailure::failed("the provider has no IdP metadata")),
     };
     IdpMetadata::parse(&xml).map_err(|error| SsoFailure::failed(error.to_string()))
 }
 
-async fn fetch(url: &str) -> Result<String, SsoFailure> {
+async fn fetch(app: &App, url: &str) -> Result<String, SsoFailure> {
     let failed = |error: String| SsoFailure::failed(format!("IdP metadata: {error}"));
-    let http = IdpHttp::new();
     let request = axum::http::Request::get(url).body(Vec::new()).map_err(|error| failed(error.to_string()))?;
-    let response = http.execute(request).await.map_err(|error| failed(error.to_string()))?;
+    let response = app.outbound.execute(request).await.map_err(|error| failed(error.to_string()))?;
     if !response.status().is_success() {
         return Err(failed(format!("answered {}", response.status())));
     }

@@ -1,0 +1,2 @@
+export { ShareButton, WatchingChip } from './components/SharePanel';
+export { SharedWithMe } from './components/SharedWithMe';
