@@ -126,25 +126,10 @@ pub async fn run(
         None => None,
     };
     let reload = tls.clone().map(|tls| tokio::spawn(tls.watch()));
-    let api = serve::serve(
-        listeners.api,
-        serve::with_connect_info(router(app.clone())),
-        limits,
-        "api",
-        tls.clone(),
-        &serve::OnThisRuntime,
-        wait(),
-    );
-    let proxy_threads = proxy::threads::Threads::start()?;
-    let sessions = serve::serve(
-        listeners.sessions,
-        proxy::per_connection(app.clone()),
-        limits,
-        "sessions",
-        tls,
-        &proxy_threads,
-        wait(),
-    );
+    let api =
+        serve::serve(listeners.api, serve::with_connect_info(router(app.clone())), limits, "api", tls.clone(), wait());
+    let sessions =
+        serve::serve(listeners.sessions, proxy::per_connection(app.clone()), limits, "sessions", tls, wait());
     let follow = tokio::spawn(connections::access::follow_session_changes(app.clone()));
     let replicas = tokio::spawn(replicas::follow(app.clone()));
     let verify_audit =

@@ -42,23 +42,8 @@ impl Default for Limits {
     }
 }
 
-/// Where a listener's connections run, each in a task of its own.
-pub trait Spawn {
-    fn spawn(&self, connection: impl Future<Output = ()> + Send + 'static);
-}
-
-/// Connections run on the runtime that accepts them.
-pub struct OnThisRuntime;
-
-impl Spawn for OnThisRuntime {
-    fn spawn(&self, connection: impl Future<Output = ()> + Send + 'static) {
-        tokio::spawn(connection);
-    }
-}
-
 /// Serves every connection on `listener` with what `open` makes of its peer's address (the API's
-/// router, or the session proxy), each where `spawn` puts it, until `shutdown` resolves, then waits
-/// for requests in flight. `open`
+/// router, or the session proxy) until `shutdown` resolves, then waits for requests in flight. `open`
 /// also returns work that runs in the connection's own task for as long as it needs to, such as
 /// driving the connections a proxy opened on the client connection's behalf. `name` labels the metrics.
 ///
@@ -70,7 +55,6 @@ pub async fn serve<S, W>(
     limits: Limits,
     name: &'static str,
     tls: Option<Arc<crate::tls::Tls>>,
-    spawn: &impl Spawn,
     shutdown: impl Future<Output = ()>,
 ) where
     S: tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
@@ -109,7 +93,7 @@ pub async fn serve<S, W>(
         let (service, work) = open(peer);
         let connection = Connection { builder: builder.clone(), watcher: graceful.watcher(), name, peer };
         let tls = tls.clone();
-        spawn.spawn(async move {
+        tokio::spawn(async move {
             match tls {
                 None => connection.serve(io, service, work).await,
                 Some(tls) => connection.serve_tls(&tls, io, service, work, limits.header_read_timeout).await,

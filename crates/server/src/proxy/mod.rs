@@ -11,7 +11,6 @@
 pub mod forward;
 pub mod session_cache;
 pub mod streamer;
-pub mod threads;
 mod tunnel_audit;
 pub mod upstream;
 mod view_only;
