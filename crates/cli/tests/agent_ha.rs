@@ -79,6 +79,8 @@ async fn a_paused_leader_never_acts_again_and_a_dead_one_is_replaced(ha: &[&str]
     let paused = Instant::now();
     b.wait_for_log(LEADING, TAKEOVER).await;
     eprintln!("the standby led {:?} after the leader was paused", paused.elapsed());
+    // Leading comes before connecting: until b's connection is up, the control plane has no agent online.
+    g.admin.wait_for_agent_online(&g.name).await;
     let second = running_session(&g.member).await;
 
     // a wakes up believing it leads: it learns otherwise and touches nothing.
