@@ -9,9 +9,9 @@ CARGO ?= cargo
 # The PostgreSQL that scripts/dev/postgres-up.sh starts; `make test` takes the URL from the script itself.
 export STREAMSPACE_TEST_DATABASE_URL ?= postgres://streamspace:streamspace@127.0.0.1:5432/streamspace
 
-.PHONY: help up build ui images services test test-all lint test-rust test-unit test-store test-api test-e2e test-sessions \
+.PHONY: help up build ui images services test test-all test-needing-services build-tests lint test-rust test-unit test-store test-api test-e2e test-sessions \
 	test-ui ui-api idp-deps image test-images test-streaming test-sharing test-journey test-hostile test-sso test-api-fuzz openapi-check test-helm crds \
-	test-prometheus bench-pools bench-agents bench-replicas
+	test-prometheus bench-pools bench-agents bench-replicas bench-api
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -60,11 +60,24 @@ services: ## Install and start what the tests need: packages, Docker, PostgreSQL
 	scripts/dev/postgres-up.sh >/dev/null
 	scripts/images/build.sh
 
-# No test may skip for want of a service here (see crates/store/tests/postgres.rs).
-test: services ## Run every test, after installing and starting what they need
-	eval "$$(scripts/dev/postgres-up.sh)" && STREAMSPACE_REQUIRE_SERVICES=1 $(MAKE) --no-print-directory test-all
+IMAGES_LOG := /tmp/streamspace-images.log
 
-test-all: lint test-ui ui test-rust openapi-check test-api-fuzz test-helm test-prometheus test-images test-streaming test-sharing test-journey test-hostile test-sso ## Every test, on a machine `make services` has set up
+# The session images build (downloads and unpacking, mostly) while the code compiles and the checks
+# that need no service run; the tests start once both are done. No test may skip for want of a
+# service here (see crates/store/tests/postgres.rs).
+test: ## Run every test, after installing and starting what they need
+	scripts/ci/install-deps.sh
+	scripts/images/docker-up.sh
+	@echo "make test: building the session images in the background (log: $(IMAGES_LOG))"
+	@scripts/images/build.sh >$(IMAGES_LOG) 2>&1 & images=$$!; \
+	  $(MAKE) --no-print-directory lint test-ui ui build-tests build; compiled=$$?; \
+	  if ! wait $$images; then tail -n 40 $(IMAGES_LOG); echo "make test: the session images failed"; exit 1; fi; \
+	  cat $(IMAGES_LOG); exit $$compiled
+	eval "$$(scripts/dev/postgres-up.sh)" && STREAMSPACE_REQUIRE_SERVICES=1 $(MAKE) --no-print-directory test-needing-services
+
+test-all: lint test-ui ui test-needing-services ## Every test, on a machine `make services` has set up
+
+test-needing-services: test-rust openapi-check test-api-fuzz test-helm test-prometheus test-images test-streaming test-sharing test-journey test-hostile test-sso
 
 lint: ## rustfmt and clippy, warnings are errors
 	$(CARGO) fmt --all -- --check
@@ -75,6 +88,9 @@ test-rust test-api: ui idp-deps
 
 test-rust: ## All Rust tests: unit, store conformance, API, agents, Docker, sessions end to end
 	$(CARGO) nextest run --workspace --no-fail-fast
+
+build-tests: ui idp-deps ## Compile every Rust test (what test-rust runs), running none
+	$(CARGO) nextest run --workspace --no-run
 
 test-unit: ## Unit tests only
 	$(CARGO) nextest run --workspace --lib
@@ -121,6 +137,9 @@ bench-agents: ## 1,000 simulated agents on one control plane, SQLite and Postgre
 
 bench-replicas: ## GET and POST /api/v1/sessions with wrk on 3 replicas on PostgreSQL, and on one alone (bench/scale.sh)
 	bench/scale.sh replicas
+
+bench-api: ## Target P4: GET /api/v1/sessions with wrk, 100 sessions, one control plane on SQLite (bench/scale.sh)
+	bench/scale.sh api
 
 test-sso: ui ## Single sign-on through the UI in headless Chromium against the OIDC and SAML test identity providers
 	$(CARGO) build -q -p streamspace-cli
