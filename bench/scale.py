@@ -5,6 +5,8 @@
                         at rest, and the latency from `POST /api/v1/sessions` to the agent holding the start command
     scale.py replicas   three replicas on one PostgreSQL with one key file: wrk against `GET` and `POST
                         /api/v1/sessions` on every replica at once, and on one replica alone
+    scale.py api        target P4: one control plane on its embedded SQLite, wrk against `GET /api/v1/sessions`
+                        with 100 sessions in the org
 
 Run it through bench/scale.sh, which builds the binaries and starts PostgreSQL first. Standard library only; the
 helpers shared with the proxy benchmark come from bench.py. Everything it starts (control planes, the agent
@@ -40,6 +42,7 @@ STORES = [s for s in os.environ.get("BENCH_STORES", "sqlite,postgres").split(","
 REPLICAS = env_int("BENCH_REPLICAS", 3)
 REPLICA_AGENTS = env_int("BENCH_REPLICA_AGENTS", 30)
 MEMBER_SESSIONS = env_int("BENCH_MEMBER_SESSIONS", 20)
+API_SESSIONS = env_int("BENCH_API_SESSIONS", 100)
 WRK_SECONDS = env_int("BENCH_SECONDS", 10)
 WRK_CONNECTIONS = env_int("BENCH_CONNECTIONS", 32)
 SERVER_RUST_LOG = os.environ.get("BENCH_SERVER_RUST_LOG", "info")
@@ -462,7 +465,9 @@ def run_wrk(url, token, seconds, script=None):
 
 
 def postgres_cpu(database):
-    """utime+stime (s) of each PostgreSQL backend connected to `database`, by pid."""
+    """utime+stime (s) of each PostgreSQL backend connected to `database`, by pid (none for SQLite)."""
+    if database is None:
+        return {}
     query = f"SELECT pid FROM pg_stat_activity WHERE datname = '{database}'"
     pids = subprocess.run(["psql", "-qAtX", DATABASE_URL, "-c", query], capture_output=True, text=True,
                           check=True).stdout.split()
@@ -581,6 +586,49 @@ def replicas_report(result, started, load_before, commit):
     return "\n".join(lines) + "\n"
 
 
+# --- part 3: target P4, the API on SQLite ---------------------------------------------------------------------
+
+def api(run):
+    """One control plane on its embedded SQLite; the member's API_SESSIONS sessions run on one simulated agent."""
+    server = ControlPlane(run, "cp-sqlite")
+    admin = Api.login(server.api, "admin", ADMIN_PASSWORD)
+    set_up_org(admin)
+    tokens = os.path.join(run.tmp, "tokens-api")
+    register_agents(admin, 1, max_sessions=API_SESSIONS, path=tokens)
+    Simulator(run, [server.api], tokens, run.endpoint(), API_SESSIONS).wait_ready(60)
+    member = Api.login(server.api, "bench", MEMBER_PASSWORD)
+    for _ in range(API_SESSIONS):
+        member.call("POST", "/api/v1/sessions", {"template": TEMPLATE["name"]}, expect=(202,))
+    running_sessions(member)
+    log(f"wrk: GET /api/v1/sessions, the member's {API_SESSIONS} sessions running")
+    result = load([server], Api.login(server.api, "bench", MEMBER_PASSWORD).token, None)
+    server.check_alive()
+    return result
+
+
+def api_report(result, started, load_before, commit):
+    row = result["rows"][0]
+    met = row["rps"] >= 5000 and row["p99_us"] <= 20_000
+    return "\n".join(header("the API on SQLite (target P4)", started, load_before, commit) + [
+        f"- One `streamspace serve` (release build) on its embedded SQLite, `RUST_LOG={SERVER_RUST_LOG}`, request "
+        "budgets that bind nobody; one simulated agent (`bench/agentsim`) runs the sessions.",
+        f"- `wrk -t1 -c{WRK_CONNECTIONS} -d{WRK_SECONDS}s` (a 2 s warm-up first) against `GET /api/v1/sessions` with "
+        f"a member's bearer token; the member has {API_SESSIONS} running sessions, the whole org's, and the answer "
+        "is the default page of them.",
+        "- wrk, the simulator and the control plane share the machine's 2 cores. *CPU per request* is the control "
+        "plane's utime+stime over the run divided by the requests it answered.",
+        "",
+        "| requests/s | p50 ms | p99 ms | non-2xx or errors | CPU µs per request | control plane's CPU, cores "
+        "| machine busy |",
+        "|---|---|---|---|---|---|---|",
+        f"| {row['rps']:.0f} | {row['p50_us'] / 1000:.1f} | {row['p99_us'] / 1000:.1f} | {row['errors']} "
+        f"| {row['cpu_us_per_req'] or 0:.0f} | {row['busy']:.2f} | {100 * result['machine_busy']:.0f}% |",
+        "",
+        "Target P4: at least 5,000 requests/s on 2 cores with SQLite, p99 at most 20 ms: "
+        + ("met." if met else "**not met**."),
+    ]) + "\n"
+
+
 # --- the run -------------------------------------------------------------------------------------------------
 
 def header(title, started, load_before, commit):
@@ -594,10 +642,13 @@ def header(title, started, load_before, commit):
     ]
 
 
+PARTS = {"agents": None, "replicas": (replicas, replicas_report), "api": (api, api_report)}
+
+
 def main():
     part = sys.argv[1] if len(sys.argv) > 1 else ""
-    if part not in ("agents", "replicas"):
-        sys.exit("usage: scale.py agents|replicas")
+    if part not in PARTS:
+        sys.exit("usage: scale.py " + "|".join(PARTS))
     for tool in (BIN, AGENTSIM):
         if not os.access(tool, os.X_OK):
             sys.exit(f"{tool} is missing: run bench/scale.sh, which builds it")
@@ -613,8 +664,9 @@ def main():
             results = [agents_on(run, store, endpoint) for store in STORES]
             text = agents_report(results, started, load_before, commit)
         else:
-            results = replicas(run)
-            text = replicas_report(results, started, load_before, commit)
+            measure, report = PARTS[part]
+            results = measure(run)
+            text = report(results, started, load_before, commit)
         common.write_results(out, text, results)
     except KeyboardInterrupt as err:
         log(f"interrupted ({err})")

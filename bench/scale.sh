@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One command per part of the scale benchmark: bench/scale.sh agents|replicas (see bench/README.md).
+# One command per part of the scale benchmark: bench/scale.sh agents|replicas|api (see bench/README.md).
 # Builds the streamspace binary (release) and the agent simulator, starts PostgreSQL, then runs scale.py, which
 # prints a Markdown table and writes bench/results/<part>-latest.md. Not part of `make test`.
 set -euo pipefail

@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::app::App;
+use crate::auth::Principal;
 use crate::error::ApiResult;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -46,6 +47,11 @@ pub struct Names {
 }
 
 impl Names {
+    /// Names as `principal` sees them, who knows their own username already.
+    pub fn for_caller(principal: &Principal) -> Names {
+        Names { users: HashMap::from([(principal.user_id, principal.username.clone())]), ..Names::default() }
+    }
+
     /// The user's username; empty for a user who is gone.
     pub async fn username(&mut self, app: &App, user_id: Uuid) -> ApiResult<String> {
         if let Entry::Vacant(slot) = self.users.entry(user_id) {

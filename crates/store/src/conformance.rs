@@ -26,7 +26,7 @@ use crate::audit::{
 };
 use crate::sql::{Backend, RowsAffected};
 use crate::{
-    Agent, AgentCommand, AllowList, AuditEvent, AuditFilter, AuditPage, CapacityLimit, ClipboardPolicy,
+    Agent, AgentCommand, AllowList, AuditEvent, AuditFilter, AuditPage, Caller, CapacityLimit, ClipboardPolicy,
     ComplianceSettings, DeliveryState, HomeScope, IdentityProvider, IdentityProviderPatch, NewAgent, NewApiKey,
     NewAuditEvent, NewExternalIdentity, NewHome, NewIdentityProvider, NewSession, NewShare, NewTemplate, NewUser, Org,
     OrgPatch, Page, Paged, PoolMember, ProviderKind, Quotas, RefreshOutcome, RefreshToken, Result, Role, Scope,
@@ -506,6 +506,12 @@ pub async fn users_round_trip(store: Subject) {
     assert_eq!(alice.created_at, alice.updated_at);
     assert_eq!(store.get_user(Scope::Platform, alice.id).await.unwrap().as_ref(), Some(&alice));
     assert_eq!(store.get_user(Scope::Org(acme.id), alice.id).await.unwrap().as_ref(), Some(&alice));
+    let caller = store.get_caller(alice.id).await.unwrap();
+    assert_eq!(caller, Some(Caller { user: alice.clone(), org_mfa_required: false }));
+    let requires_mfa = OrgPatch { mfa_required: Some(true), ..OrgPatch::default() };
+    store.update_org(Scope::Platform, acme.id, requires_mfa).await.unwrap();
+    assert!(store.get_caller(alice.id).await.unwrap().unwrap().org_mfa_required);
+    assert_eq!(store.get_caller(Uuid::from_u128(7)).await.unwrap(), None);
     for name in ["Alice", "alice", "ALICE"] {
         assert_eq!(store.get_user_by_username(name).await.unwrap().as_ref(), Some(&alice), "{name}");
     }

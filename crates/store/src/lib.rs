@@ -75,6 +75,8 @@ pub trait Store: Send + Sync + 'static {
     // Users. Usernames are unique across the platform (compared case-insensitively).
     async fn create_user(&self, user: NewUser) -> Result<User>;
     async fn get_user(&self, scope: Scope, id: Uuid) -> Result<Option<User>>;
+    /// The user with their org's rules for every caller, in one read: the API reads it on every request.
+    async fn get_caller(&self, id: Uuid) -> Result<Option<Caller>>;
     async fn get_user_by_username(&self, username: &str) -> Result<Option<User>>;
     async fn list_users(&self, scope: Scope, page: Page) -> Result<Paged<User>>;
     async fn update_user(&self, scope: Scope, id: Uuid, patch: UserPatch) -> Result<Option<User>>;

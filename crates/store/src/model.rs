@@ -137,6 +137,13 @@ pub struct User {
     pub updated_at: Timestamp,
 }
 
+/// A user as the API authenticates them: the user, and what their org asks of every caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub user: User,
+    pub org_mfa_required: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct NewUser {
     pub org_id: Uuid,

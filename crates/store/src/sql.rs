@@ -647,15 +647,16 @@ impl<DB: Backend> Params for SqlQuery<'_, DB> {
 }
 
 // List queries. Their conditions depend on the scope and the filters, so they are built at run
-// time (binding every value); each combination gets its own plan using the right index.
+// time (binding every value but the limit); each combination gets its own plan using the right
+// index. The limit is written into the SQL: SQLite plans with a bound LIMIT's value, so it would
+// prepare the statement again every time the value is bound, on every page read.
 
 fn keyset<DB: Backend>(query: &mut QueryBuilder<DB>, page: Page) {
     if let Some(after) = page.after {
         query.push(" AND id > ");
         DB::push_bind_to(query, after);
     }
-    query.push(" ORDER BY id LIMIT ");
-    DB::push_bind_to(query, fetch_limit(page));
+    query.push(format_args!(" ORDER BY id LIMIT {}", fetch_limit(page)));
 }
 
 pub(crate) fn list_orgs<DB: Backend>(scope: Scope, page: Page) -> QueryBuilder<DB> {
@@ -752,8 +753,7 @@ pub(crate) fn list_audit<DB: Backend>(scope: Scope, filter: &AuditFilter, page: 
         query.push(" AND seq < ");
         DB::push_bind_to(&mut query, before);
     }
-    query.push(" ORDER BY seq DESC LIMIT ");
-    DB::push_bind_to(&mut query, i64::from(clamp_limit(page.limit)));
+    query.push(format_args!(" ORDER BY seq DESC LIMIT {}", clamp_limit(page.limit)));
     query
 }
 

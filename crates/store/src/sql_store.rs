@@ -25,8 +25,8 @@ use crate::sso::{
     self, external_identity_columns, identity_provider_columns, sso_pending_columns, sso_sign_in_columns,
 };
 use crate::{
-    Agent, AgentCommand, AllowList, ApiKey, AuditEvent, AuditFilter, AuditPage, ComplianceSettings, DeliveryState,
-    ExternalIdentity, Home, IdentityProvider, IdentityProviderPatch, NewAgent, NewApiKey, NewAuditEvent,
+    Agent, AgentCommand, AllowList, ApiKey, AuditEvent, AuditFilter, AuditPage, Caller, ComplianceSettings,
+    DeliveryState, ExternalIdentity, Home, IdentityProvider, IdentityProviderPatch, NewAgent, NewApiKey, NewAuditEvent,
     NewExternalIdentity, NewHome, NewIdentityProvider, NewSession, NewShare, NewTemplate, NewUser, Org, OrgPatch, Page,
     Paged, PoolMember, Quotas, RefreshOutcome, RefreshToken, Result, Scope, Session, SessionFilter, SessionUpdate,
     Share, SsoPending, SsoPendingKind, SsoSignIn, Store, StoreError, Template, TemplatePatch, TemplatePool, Ticket,
@@ -178,6 +178,18 @@ where
         .fetch_optional(&self.reader)
         .await?;
         sql::optional(row, sql::user)
+    }
+
+    async fn get_caller(&self, id: Uuid) -> Result<Option<Caller>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            ", (SELECT mfa_required FROM orgs WHERE orgs.id = users.org_id) AS org_mfa_required FROM users WHERE id = $1"
+        ))
+        .arg(id)
+        .fetch_optional(&self.reader)
+        .await?;
+        sql::optional(row, |row| Ok(Caller { user: sql::user(row)?, org_mfa_required: row.flag("org_mfa_required")? }))
     }
 
     async fn get_user_by_username(&self, username: &str) -> Result<Option<User>> {

@@ -16,7 +16,7 @@ use sqlx::types::Json;
 
 use crate::sql::{self, Backend, MigrationFile, SqlQuery};
 use crate::sql_store::SqlStore;
-use crate::{Result, StoreError, redact_url};
+use crate::{Page, Result, StoreError, redact_url};
 
 const MIGRATIONS: &[MigrationFile] = &[
     (1, "init", include_str!("../migrations/sqlite/0001_init.sql")),
@@ -39,6 +39,9 @@ const MIGRATIONS: &[MigrationFile] = &[
 
 /// Reader connections: enough to keep two cores busy while a connection waits on the disk.
 const READERS: u32 = 4;
+/// Rows a query's connection thread may run ahead of the task reading them. Enough for the
+/// largest page: with sqlx's 50, a 100-row page stopped the thread halfway to wait for the reader.
+const ROW_BUFFER: usize = Page::MAX_LIMIT as usize + 1;
 
 /// How long a statement waits for a lock held by another process before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -74,7 +77,8 @@ impl SqliteStore {
             // only a power loss can undo the last commits.
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
+            .busy_timeout(BUSY_TIMEOUT)
+            .row_buffer_size(ROW_BUFFER);
         // The writer stays open for the life of the store: that keeps an in-memory database
         // alive, and spares reopening the file.
         let writer = SqlitePoolOptions::new()

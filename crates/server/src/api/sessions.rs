@@ -127,7 +127,7 @@ async fn list_sessions(
     let page = PageQuery { limit: query.limit, cursor: query.cursor }.page()?;
     let found =
         app.store.list_sessions(principal.scope(), SessionFilter { owner_id, state: query.state }, page).await?;
-    let mut names = Names::default();
+    let mut names = Names::for_caller(&principal);
     let mut items = Vec::with_capacity(found.items.len());
     for session in found.items {
         items.push(names.view(&app, session).await?);
@@ -143,7 +143,7 @@ async fn get_session(
     Path(id): Path<Uuid>,
 ) -> ApiResult<axum::Json<SessionView>> {
     let session = super::sharing::seen_session(&app, &principal, id).await?;
-    Ok(axum::Json(SessionView::load(&app, session).await?))
+    Ok(axum::Json(Names::for_caller(&principal).view(&app, session).await?))
 }
 
 #[utoipa::path(delete, path = "/api/v1/sessions/{id}", tag = "sessions", params(("id" = Uuid, Path)),

@@ -218,7 +218,7 @@ async fn list_shares(
     Path(id): Path<Uuid>,
 ) -> ApiResult<axum::Json<SessionShares>> {
     owned_session(&app, &principal, id).await?;
-    let mut names = Names::default();
+    let mut names = Names::for_caller(&principal);
     let mut shares = Vec::new();
     for share in app.store.list_shares(id).await? {
         shares.push(view(&app, &mut names, share).await?);
@@ -380,7 +380,7 @@ async fn shared_sessions(
     principal: Principal,
 ) -> ApiResult<axum::Json<Vec<SharedSession>>> {
     let now = app.clock.now();
-    let mut names = Names::default();
+    let mut names = Names::for_caller(&principal);
     let mut shared = Vec::new();
     for share in app.store.shares_for_guest(principal.user_id).await?.into_iter().filter(|share| share.live_at(now)) {
         let session = app.store.get_session(Scope::Org(principal.org_id), share.session_id).await?;

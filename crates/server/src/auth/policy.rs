@@ -163,6 +163,7 @@ mod tests {
             username: format!("user{id}"),
             role,
             mfa: false,
+            org_mfa_required: false,
             credential,
             expires_at: None,
         }

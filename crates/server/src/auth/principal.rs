@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
-use streamspace_store::{Role, Scope, User};
+use streamspace_store::{Caller, Role};
 use uuid::Uuid;
 
 use crate::app::{App, AppState};
@@ -32,19 +32,23 @@ pub struct Principal {
     pub role: Role,
     /// Whether this caller proved a second factor (for an API key: the sign-in that created it).
     pub mfa: bool,
+    /// Whether their org requires a second factor, as read with the user.
+    pub org_mfa_required: bool,
     pub credential: Credential,
     /// When the credential stops working; long-lived responses (event streams) end then.
     pub expires_at: Option<DateTime<Utc>>,
 }
 
 impl Principal {
-    fn new(user: &User, mfa: bool, credential: Credential, expires_at: Option<DateTime<Utc>>) -> Principal {
+    fn new(caller: Caller, mfa: bool, credential: Credential, expires_at: Option<DateTime<Utc>>) -> Principal {
+        let Caller { user, org_mfa_required } = caller;
         Principal {
             user_id: user.id,
             org_id: user.org_id,
-            username: user.username.clone(),
+            username: user.username,
             role: user.role,
             mfa,
+            org_mfa_required,
             credential,
             expires_at,
         }
@@ -72,10 +76,9 @@ async fn credential_holder(parts: &Parts, app: &AppState) -> ApiResult<Principal
         return authenticate_api_key(parts, app, token).await;
     }
     let claims = app.jwt.verify(token, app.clock.now()).ok_or_else(ApiError::unauthorized)?;
-    // The user is read on every request so that disabling or demoting someone takes effect at once.
-    let user = active_user(app, claims.sub).await?;
+    let caller = active_caller(app, claims.sub).await?;
     let expires_at = DateTime::from_timestamp(claims.exp, 0);
-    Ok(Principal::new(&user, claims.mfa, Credential::AccessToken, expires_at))
+    Ok(Principal::new(caller, claims.mfa, Credential::AccessToken, expires_at))
 }
 
 async fn authenticate_api_key(parts: &Parts, app: &AppState, key: &str) -> ApiResult<Principal> {
@@ -84,8 +87,8 @@ async fn authenticate_api_key(parts: &Parts, app: &AppState, key: &str) -> ApiRe
     if found.expires_at.is_some_and(|at| at <= now) {
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "api_key_expired", "this API key has expired"));
     }
-    let user = active_user(app, found.user_id).await?;
-    if !found.mfa && org_requires_mfa(app, user.org_id).await? {
+    let caller = active_caller(app, found.user_id).await?;
+    if !found.mfa && caller.org_mfa_required {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "api_key_mfa_required",
@@ -94,27 +97,25 @@ async fn authenticate_api_key(parts: &Parts, app: &AppState, key: &str) -> ApiRe
         ));
     }
     app.store.touch_api_key(found.id, now).await?;
-    let principal = Principal::new(&user, found.mfa, Credential::ApiKey(found.id), found.expires_at);
+    let principal = Principal::new(caller, found.mfa, Credential::ApiKey(found.id), found.expires_at);
     let meta = RequestMeta::from_parts(parts, app);
     app.audit(&meta, &Actor::from(&principal), Record::new("auth.api_key_use", format!("api_key:{}", found.id)))
         .await?;
     Ok(principal)
 }
 
-async fn active_user(app: &App, id: Uuid) -> ApiResult<User> {
-    match app.store.get_user(Scope::Platform, id).await? {
-        Some(user) if !user.disabled => Ok(user),
+/// The user is read on every request so that disabling or demoting someone, or their org starting
+/// to require MFA, takes effect at once.
+async fn active_caller(app: &App, id: Uuid) -> ApiResult<Caller> {
+    match app.store.get_caller(id).await? {
+        Some(caller) if !caller.user.disabled => Ok(caller),
         _ => Err(ApiError::unauthorized()),
     }
 }
 
-async fn org_requires_mfa(app: &App, org_id: Uuid) -> ApiResult<bool> {
-    Ok(app.store.get_org(Scope::Platform, org_id).await?.is_some_and(|org| org.mfa_required))
-}
-
 /// Callers without a second factor in an org that requires one may only set MFA up.
-async fn enforce_mfa_policy(app: &App, principal: &Principal) -> ApiResult<()> {
-    if !principal.mfa && org_requires_mfa(app, principal.org_id).await? {
+fn enforce_mfa_policy(principal: &Principal) -> ApiResult<()> {
+    if !principal.mfa && principal.org_mfa_required {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "mfa_enrollment_required",
@@ -129,7 +130,7 @@ impl FromRequestParts<AppState> for Principal {
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Self::Rejection> {
         let principal = authenticate(parts, app).await?;
-        enforce_mfa_policy(app, &principal).await?;
+        enforce_mfa_policy(&principal)?;
         Ok(principal)
     }
 }
