@@ -4,9 +4,9 @@
 # Names are folders under images/; each is tagged streamspace/<name>:latest.
 # The default is every session image: images built around a prebuilt binary
 # (their Dockerfile COPYs bin/, i.e. streamspace, the control plane's image)
-# are built only when named, with STREAMSPACE_BINARY naming a release build of
-# the streamspace binary for the Docker host's architecture (`make image` does
-# both). Images another one starts FROM (found in its
+# are built only when named, with STREAMSPACE_BINARY naming a build of the
+# streamspace binary for the Docker host's architecture (`make image` does both
+# with the release build, `make test-image` with the debug one). Images another one starts FROM (found in its
 # Dockerfile's FROM/ARG lines) are built first, so `build.sh chromium` also
 # rebuilds base, which costs a second or two when Docker's layer cache holds it.
 #
@@ -89,7 +89,7 @@ for name in "${order[@]}"; do
   build_args=()
   if needs_binary "$name"; then
     if [[ -z ${STREAMSPACE_BINARY:-} ]]; then
-      echo "build: $name needs STREAMSPACE_BINARY, a release build of streamspace (make image sets it)" >&2
+      echo "build: $name needs STREAMSPACE_BINARY, a build of streamspace (make image sets it)" >&2
       exit 2
     fi
     # Docker's own name for the host's architecture, as buildx would set TARGETARCH.
