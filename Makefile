@@ -27,8 +27,10 @@ up: ui ## Run everything in one process: UI + API on :8000, sessions on :8001, a
 build: ui ## Build the streamspace binary (release), UI included
 	$(CARGO) build --release -p streamspace-cli
 
-bin: ui ## Build the debug streamspace binary (UI embedded as in release) that the end-to-end suites run
-	$(CARGO) build -q -p streamspace-cli
+# The binary is the one cargo links for the CLI's own end-to-end tests, so one build serves every test: a plain
+# `cargo build -p streamspace-cli` resolves the dependencies' features without the tests' and compiled about
+# 70 crates a second time (4 minutes of a clean CI run).
+bin: build-tests ## Build the debug streamspace binary (UI embedded as in release) that the end-to-end suites run
 
 ui/node_modules/.package-lock.json: ui/package-lock.json
 	cd ui && npm ci --no-audit --no-fund
@@ -74,7 +76,7 @@ IMAGES_LOG := /tmp/streamspace-images.log
 # dependencies compile once rather than a second time in check mode (10 minutes on an empty 2-core
 # machine). `cargo test --no-run` builds every target `cargo clippy --all-targets` checks but benches, and
 # there are none. Every cargo command under `make test` inherits the wrapper, so none compiles the
-# workspace again without it.
+# workspace again without it; scripts/ci/check-clippy-wrapper.sh first proves that the wrapper denies a lint.
 test: export RUSTC_WORKSPACE_WRAPPER := clippy-driver
 test: export CLIPPY_ARGS := -D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__
 test: ## Run every test, after installing and starting what they need
@@ -104,6 +106,7 @@ test-rust: ## All Rust tests: unit, store conformance, API, agents, Docker, sess
 	$(CARGO) nextest run --workspace --no-fail-fast
 
 build-tests: ui idp-deps ## Compile every Rust test (what test-rust runs), running none
+	@if [[ -n "$$CLIPPY_ARGS" ]]; then scripts/ci/check-clippy-wrapper.sh; fi
 	$(CARGO) nextest run --workspace --no-run
 
 test-unit: ## Unit tests only
@@ -128,10 +131,10 @@ ui-api: ui/node_modules/.package-lock.json ## Regenerate ui/openapi.json from th
 	$(CARGO) run -q -p streamspace-cli -- openapi > ui/openapi.json
 	cd ui && npm run gen:api
 
-test-streaming: ## Live streaming in headless Chromium through the proxy, for every streaming image
+test-streaming: bin ## Live streaming in headless Chromium through the proxy, for every streaming image
 	tests/e2e/streaming/run.sh
 
-test-sharing: ## Sharing a session with a viewer and a collaborator, in two headless Chromium browsers
+test-sharing: bin ## Sharing a session with a viewer and a collaborator, in two headless Chromium browsers
 	tests/e2e/sharing/run.sh
 
 test-journey: bin ## The UI journey in headless Chromium against `streamspace up` with its Docker agent
@@ -166,7 +169,7 @@ test-images: test-image ## Image smoke tests (session images and the control pla
 	scripts/images/check-sbom.sh
 	scripts/images/lint-workflow.sh
 
-test-api-fuzz: ## Property-based API tests from the OpenAPI document (schemathesis): no 5xx, responses as documented
+test-api-fuzz: bin ## Property-based API tests from the OpenAPI document (schemathesis): no 5xx, responses as documented
 	scripts/ci/api-fuzz.sh
 
 test-helm: ## The Helm chart rendered and linted by Helm's engine, validated against the Kubernetes schemas
@@ -178,5 +181,5 @@ test-prometheus: ## Alert rules: promtool checks them and runs their unit tests 
 crds: ## Regenerate the chart's CRDs (deploy/helm/streamspace/crds) from the Rust types
 	$(CARGO) run -q -p streamspace-cli -- kubernetes crds --dir deploy/helm/streamspace/crds
 
-openapi-check: ## Validate the generated OpenAPI document with an independent validator; ui/openapi.json is current
+openapi-check: bin ## Validate the generated OpenAPI document with an independent validator; ui/openapi.json is current
 	scripts/ci/openapi-check.sh

@@ -9,7 +9,7 @@ venv="${STREAMSPACE_TOOLS_VENV:-$target/tools-venv}"
 [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
 [[ -x "$venv/bin/schemathesis" ]] || "$venv/bin/pip" install -q --disable-pip-version-check "schemathesis==4.32.*"
 
-cargo build -q -p streamspace-cli
+make --no-print-directory -s bin
 data=$(mktemp -d)
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 STREAMSPACE_ADMIN_PASSWORD=fuzz-admin-password "$target/debug/streamspace" serve \

@@ -10,7 +10,8 @@ if [[ ! -x "$venv/bin/openapi-spec-validator" ]]; then
 fi
 spec=$(mktemp --suffix=.json)
 trap 'rm -f "$spec"' EXIT
-cargo run -q -p streamspace-cli -- openapi > "$spec"
+make --no-print-directory -s bin
+"${CARGO_TARGET_DIR:-../target}/debug/streamspace" openapi > "$spec"
 "$venv/bin/openapi-spec-validator" "$spec"
 if ! diff -u ui/openapi.json "$spec"; then
   echo "ui/openapi.json is stale: run \`make ui-api\` and commit the result" >&2

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs one browser suite of tests/e2e (`suite.sh streaming` runs streaming/streaming.test.mjs)
-# against this checkout's binary: STREAMSPACE_BIN, or a (no-op when up to date) debug build.
+# against this checkout's binary: STREAMSPACE_BIN, or the debug build of `make bin` (a no-op when up to date).
 # Installs the suite's npm packages when they are missing or older than its lock file.
 set -euo pipefail
 
@@ -11,7 +11,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$(cd "$repo/.." && pwd)/target}"
 
 if [[ -z "${STREAMSPACE_BIN:-}" ]]; then
   if [[ "${STREAMSPACE_SKIP_BUILD:-0}" != 1 ]]; then
-    (cd "$repo" && cargo build --quiet -p streamspace-cli)
+    make --no-print-directory -s -C "$repo" bin
   fi
   export STREAMSPACE_BIN="$CARGO_TARGET_DIR/debug/streamspace"
 fi

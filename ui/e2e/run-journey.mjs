@@ -105,7 +105,7 @@ async function waitFor(check, timeoutMs, what) {
 }
 
 async function setUp() {
-  if (!existsSync(BIN)) throw new Error(`no streamspace binary at ${BIN}: build it (cargo build -p streamspace-cli) or set STREAMSPACE_BIN`);
+  if (!existsSync(BIN)) throw new Error(`no streamspace binary at ${BIN}: build it (make bin) or set STREAMSPACE_BIN`);
   if (!existsSync(path.join(UI_DIR, 'dist', 'index.html'))) throw new Error('ui/dist is missing: run `npm run build` in ui/ first');
   if (!existsSync(path.join(UI_DIR, 'node_modules', 'playwright-core'))) throw new Error('ui/node_modules is missing: run `npm ci` in ui/ first');
   const chromium = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';

@@ -92,7 +92,7 @@ export class Platform {
    * sends the browser back to the public URL); by default the system picks the ports.
    */
   static async start({ listen = '127.0.0.1:0', publicUrl = undefined } = {}) {
-    if (!fs.existsSync(BIN)) throw new Error(`no streamspace binary at ${BIN}: build it (cargo build -p streamspace-cli), or set STREAMSPACE_BIN`);
+    if (!fs.existsSync(BIN)) throw new Error(`no streamspace binary at ${BIN}: build it (make bin), or set STREAMSPACE_BIN`);
     const self = new Platform();
     self.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'streamspace-e2e-hostile-'));
     self.password = crypto.randomBytes(12).toString('base64url');

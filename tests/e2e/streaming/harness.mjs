@@ -199,7 +199,7 @@ export class Platform {
    */
   static async start({ publicUrl, tls: secure = false } = {}) {
     if (!fs.existsSync(BIN)) {
-      throw new Error(`no streamspace binary at ${BIN}: build it (cargo build -p streamspace-cli) or set STREAMSPACE_BIN`);
+      throw new Error(`no streamspace binary at ${BIN}: build it (make bin) or set STREAMSPACE_BIN`);
     }
     const self = new Platform();
     self.dir = fs.mkdtempSync(path.join(os.tmpdir(), 'streamspace-e2e-streaming-'));
