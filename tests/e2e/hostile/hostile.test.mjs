@@ -11,7 +11,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
-import { launchOptions } from '../chromium.mjs';
+import { launchOptions, reloadOnNetworkChange } from '../chromium.mjs';
 import { ARTIFACTS, HOSTILE_IMAGE, VICTIM_IMAGE, Platform, eventually, isRefreshCookie, requireImages } from './harness.mjs';
 
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -45,7 +45,13 @@ after(async () => {
 /** Signs in through the UI's form, so the browser holds the refresh cookie as a user's would. */
 async function signIn(context) {
   const page = await context.newPage();
+  const recover = reloadOnNetworkChange(page, () => page.mainFrame());
+  page.on('requestfailed', (request) => console.log(`# ${request.url()} failed: ${request.failure()?.errorText}`));
   await page.goto(`${platform.ui}/`);
+  await eventually('the sign-in form', 30000, async () => {
+    await recover();
+    return page.getByLabel('Username').isVisible();
+  });
   await page.getByLabel('Username').fill('admin');
   await page.getByLabel('Password').fill(platform.password);
   await page.getByRole('button', { name: 'Sign in' }).click();

@@ -44,28 +44,6 @@ export async function eventually(what, timeoutMs, check, interval = 200) {
   }
 }
 
-/**
- * Chromium abandons the loads in flight when the host's network interfaces change
- * (`net::ERR_NETWORK_CHANGED`), and they change here whenever Docker adds or removes a
- * container's interface. Such a load says nothing about the platform, so it is retried rather
- * than failed: the returned function, called from a wait loop, reloads the frame `frameOf()`
- * once for each change seen since the last call, at most `limit` times.
- */
-export function reloadOnNetworkChange(page, frameOf, limit = 2) {
-  let changes = 0;
-  let reloads = 0;
-  page.on('requestfailed', (request) => {
-    if (request.failure()?.errorText === 'net::ERR_NETWORK_CHANGED') changes++;
-  });
-  return async () => {
-    const frame = frameOf();
-    if (!frame || reloads >= Math.min(changes, limit)) return;
-    reloads++;
-    console.log(`# the host's network changed during a load; reloading ${frame.url()}`);
-    await frame.goto(frame.url(), { waitUntil: 'load' });
-  };
-}
-
 export function docker(args) {
   try {
     return execFileSync('docker', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();

@@ -22,13 +22,12 @@ import {
   Platform,
   eventually,
   loopbackGet,
-  reloadOnNetworkChange,
   requireDocker,
   sleep,
   startViewerServer,
   upgradeStatus,
 } from './harness.mjs';
-import { launchOptions } from '../chromium.mjs';
+import { launchOptions, reloadOnNetworkChange } from '../chromium.mjs';
 import { changedShare, decodePng, pixelStats } from './png.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
