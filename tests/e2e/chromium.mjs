@@ -48,6 +48,11 @@ export async function launchOptions(chromium, executablePath) {
  * container's interface. Such a load says nothing about the platform, so it is retried rather
  * than failed: the returned function, called from a wait loop, reloads the frame `frameOf()`
  * once for each change seen since the last call, at most `limit` times.
+ *
+ * @param {{ on: (event: 'requestfailed', listener: (request: { failure: () => { errorText: string } | null }) => void) => unknown }} page
+ * @param {() => ({ url: () => string, goto: (url: string, options: { waitUntil: 'load' }) => Promise<unknown> }) | null | undefined} frameOf
+ * @param {number} [limit]
+ * @returns {() => Promise<void>}
  */
 export function reloadOnNetworkChange(page, frameOf, limit = 2) {
   let changes = 0;
