@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use sqlx::Postgres;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 use sqlx::types::Json;
 
 use crate::sql::{self, Backend, MigrationFile, SqlQuery};
@@ -64,7 +64,7 @@ impl PostgresStore {
     }
 
     pub async fn connect_with(options: PgConnectOptions) -> Result<Self> {
-        let pool = PgPoolOptions::new()
+        let pool = sql::pool_options()
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
             .connect_with(options)

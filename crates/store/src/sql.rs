@@ -3,15 +3,17 @@
 //! [`Backend`] trait that states what differs between SQLite and PostgreSQL.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 use chrono::{SubsecRound, TimeDelta, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::error::ErrorKind;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::pool::{PoolConnectionMetadata, PoolOptions};
 use sqlx::query::Query;
 use sqlx::types::Json;
-use sqlx::{ColumnIndex, Database, Decode, Encode, IntoArguments, QueryBuilder, Row, SqlSafeStr, Type};
+use sqlx::{ColumnIndex, Connection, Database, Decode, Encode, IntoArguments, QueryBuilder, Row, SqlSafeStr, Type};
 use streamspace_proto::SessionState;
 use streamspace_proto::hub::{Capacity, Platform};
 use uuid::Uuid;
@@ -514,6 +516,29 @@ pub(crate) type MigrationFile = (i64, &'static str, &'static str);
 /// versions, descriptions and checksums are the ones `migrate!` would record for files named
 /// `<version>_<description>.sql`, so the two are interchangeable; a unit test keeps the lists in
 /// step with the directories.
+/// A connection that has idled this long is pinged before it is lent out: the database, or a
+/// network device in between, may have dropped it meanwhile.
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
+/// The pool settings both backends share. sqlx pings every connection when it comes back to the pool
+/// and, by default, again before lending it out, which puts a round trip to the database (or to
+/// SQLite's connection thread) in front of every statement. The ping on return already shows that a
+/// connection idle for a moment works, so the one before lending runs only after [`PING_AFTER_IDLE`].
+pub(crate) fn pool_options<DB: Database>() -> PoolOptions<DB> {
+    PoolOptions::new().test_before_acquire(false).before_acquire(ping_if_idle::<DB>)
+}
+
+fn ping_if_idle<DB: Database>(connection: &mut DB::Connection, idle: PoolConnectionMetadata) -> BoxFuture<'_, bool> {
+    Box::pin(async move {
+        if idle.idle_for >= PING_AFTER_IDLE {
+            connection.ping().await?;
+        }
+        Ok(true)
+    })
+}
+
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = std::result::Result<T, sqlx::Error>> + Send + 'a>>;
+
 pub(crate) fn migrator(files: &[MigrationFile]) -> Migrator {
     Migrator::with_migrations(
         files

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use sqlx::Sqlite;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::types::Json;
 
 use crate::sql::{self, Backend, MigrationFile, SqlQuery};
@@ -81,7 +81,7 @@ impl SqliteStore {
             .row_buffer_size(ROW_BUFFER);
         // The writer stays open for the life of the store: that keeps an in-memory database
         // alive, and spares reopening the file.
-        let writer = SqlitePoolOptions::new()
+        let writer = sql::pool_options()
             .max_connections(1)
             .min_connections(1)
             .idle_timeout(None)
@@ -94,7 +94,7 @@ impl SqliteStore {
         let reader = if is_in_memory(url) {
             writer.clone()
         } else {
-            SqlitePoolOptions::new().max_connections(READERS).connect_with(options).await?
+            sql::pool_options().max_connections(READERS).connect_with(options).await?
         };
         Ok(SqlStore { reader, writer })
     }

@@ -156,3 +156,23 @@ async fn replicas_hear_each_other_and_hold_a_duty_one_at_a_time() {
     assert!(since.elapsed() >= Duration::from_millis(1000), "not before the lease ran out: {:?}", since.elapsed());
     assert!(!one.hold("timers", lease).await.unwrap(), "the old holder does not take it back");
 }
+
+/// The pool tests a connection before lending it out only once it has idled for a while (ADR 0035):
+/// one the server ended meanwhile (a restart, an idle timeout) is replaced, not handed to a query.
+#[tokio::test]
+async fn a_connection_the_server_ended_while_it_idled_is_replaced() {
+    let Some((url, server)) = server() else { return };
+    let database = TestDatabase { name: format!("ss_test_{}", Uuid::new_v4().simple()), server };
+    execute(&database.server, format!("CREATE DATABASE {}", database.name)).await.unwrap();
+    let (base, _) = url.rsplit_once('/').expect("a URL naming a database");
+    let store = streamspace_store::connect(&format!("{base}/{}", database.name)).await.unwrap();
+    let acme = store.create_org("acme", Default::default()).await.unwrap();
+
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let ended = format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
+        database.name
+    );
+    execute(&database.server, ended).await.unwrap();
+    assert_eq!(store.get_org_by_name("acme").await.unwrap(), Some(acme));
+}
