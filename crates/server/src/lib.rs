@@ -28,6 +28,7 @@ pub mod serve;
 pub mod session_policy;
 pub mod telemetry;
 pub mod template_defaults;
+pub mod timestamps;
 pub mod tls;
 pub mod ui;
 pub mod views;

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::app::App;
 use crate::auth::Principal;
 use crate::error::ApiResult;
+use crate::timestamps;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SessionView {
@@ -32,9 +33,13 @@ pub struct SessionView {
     /// Percent done within the phase, where known (image pulls).
     pub progress: Option<i32>,
     pub failure_reason: Option<String>,
+    #[serde(serialize_with = "timestamps::write")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "timestamps::write")]
     pub updated_at: DateTime<Utc>,
+    #[serde(serialize_with = "timestamps::write_optional")]
     pub started_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "timestamps::write_optional")]
     pub stopped_at: Option<DateTime<Utc>>,
 }
 
@@ -120,7 +125,9 @@ pub struct AgentView {
     pub endpoint_cidrs: Vec<String>,
     /// Sessions placed on the agent that have not ended.
     pub session_count: i64,
+    #[serde(serialize_with = "timestamps::write_optional")]
     pub last_heartbeat_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "timestamps::write")]
     pub created_at: DateTime<Utc>,
 }
 
