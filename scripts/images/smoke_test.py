@@ -303,7 +303,7 @@ def test_profile_in_a_kept_home(image, name, c):
         c.check(False, str(exc))
     finally:
         for container in containers:
-            docker("rm", "-f", container, check=False)
+            docker("rm", "-f", "-v", container, check=False)
         docker("volume", "rm", "-f", volume, check=False)
 
 
@@ -383,7 +383,7 @@ def test_hostile(image, c):
         c.check(False, str(exc))
     finally:
         stop_and_check(container, times, c)
-        docker("rm", "-f", container, check=False)
+        docker("rm", "-f", "-v", container, check=False)
     return times
 
 

@@ -32,6 +32,8 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 
+import { removeAgentLeftovers } from '../../tests/e2e/leftovers.mjs';
+
 const run = promisify(execFile);
 const UI_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const REPO = path.resolve(UI_DIR, '..');
@@ -244,20 +246,13 @@ async function stopServer() {
   }
 }
 
-/** Containers and networks this run's agent made that are still there (e.g. after a crash). */
-async function removeLeftovers() {
-  if (!agentId) return;
-  const filter = `label=streamspace.agent=${agentId}`;
+/** Containers, networks and home volumes this run's agent made that are still there. */
+function removeLeftovers() {
   try {
-    const containers = (await run('docker', ['ps', '-aq', '--filter', filter])).stdout.split(/\s+/).filter(Boolean);
-    if (containers.length) {
-      log(`removing ${containers.length} leftover container(s)`);
-      await run('docker', ['rm', '-f', ...containers]);
-    }
-    const networks = (await run('docker', ['network', 'ls', '-q', '--filter', filter])).stdout.split(/\s+/).filter(Boolean);
-    if (networks.length) await run('docker', ['network', 'rm', ...networks]).catch(() => undefined);
+    const removed = removeAgentLeftovers(agentId);
+    if (removed) log(`removed ${removed} container(s), network(s) and volume(s) the agent left`);
   } catch (e) {
-    log(`warning: could not check for leftover containers: ${String(e)}`);
+    log(`warning: could not remove what the agent left: ${String(e)}`);
   }
 }
 
@@ -266,7 +261,7 @@ async function cleanUp() {
   cleaning = true;
   await stopSessions().catch((e) => log(`warning: stopping sessions: ${String(e)}`));
   await stopServer();
-  await removeLeftovers();
+  removeLeftovers();
   if (dataRoot && !KEEP) rmSync(dataRoot, { recursive: true, force: true });
   else if (dataRoot) log(`kept ${dataRoot}`);
 }

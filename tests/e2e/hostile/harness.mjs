@@ -9,6 +9,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { listeningPorts } from '../listening.mjs';
+import { removeAgentLeftovers } from '../leftovers.mjs';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const BIN =
@@ -215,12 +216,10 @@ export class Platform {
         await this.exited;
       }
     }
-    if (this.agentId) {
-      const filter = `label=streamspace.agent=${this.agentId}`;
-      const containers = docker(['ps', '-aq', '--filter', filter]).split(/\s+/).filter(Boolean);
-      if (containers.length) docker(['rm', '-f', ...containers]);
-      const networks = docker(['network', 'ls', '-q', '--filter', filter]).split(/\s+/).filter(Boolean);
-      if (networks.length) docker(['network', 'rm', ...networks]);
+    try {
+      removeAgentLeftovers(this.agentId);
+    } catch (err) {
+      console.error(`# cannot remove what the agent left: ${err.message}`);
     }
     if (keep) console.error(`# control plane data and log kept in ${this.dir}`);
     else fs.rmSync(this.dir, { recursive: true, force: true });

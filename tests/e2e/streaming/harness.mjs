@@ -13,6 +13,7 @@ import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 
 import { listeningPorts } from '../listening.mjs';
+import { removeAgentLeftovers } from '../leftovers.mjs';
 
 export const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const ADMIN_PASSWORD = 'admin-password-e2e-streaming';
@@ -229,7 +230,8 @@ export class Platform {
       });
       self.admin = await Api.login(self.api, 'admin', ADMIN_PASSWORD, self.ca);
       const name = `e2e-streaming-${apiPort}`;
-      const { token } = await self.admin.ok('POST', '/api/v1/agents', { name, platform: 'docker' });
+      const { id, token } = await self.admin.ok('POST', '/api/v1/agents', { name, platform: 'docker' });
+      self.agentId = id;
       self.agent = new Proc(
         'agent',
         ['agent', 'docker', '--server', self.api],
@@ -250,6 +252,8 @@ export class Platform {
 
   constructor() {
     this.sessions = new Set();
+    /** The agent's id, which labels what it makes on the host. */
+    this.agentId = '';
   }
 
   /** `POST /api/v1/sessions`; returns the session and the time of the request. */
@@ -346,12 +350,14 @@ export class Platform {
       } catch (err) {
         console.error(`# cannot stop session ${id}: ${err.message}`);
       }
-      // Belt and braces: the container must not outlive the test.
-      docker(['rm', '-f', `ss-${id}`]);
-      docker(['network', 'rm', `ss-net-${id}`]);
     }
     if (this.agent) await this.agent.stop();
     if (this.server) await this.server.stop();
+    try {
+      removeAgentLeftovers(this.agentId);
+    } catch (err) {
+      console.error(`# cannot remove what the agent left: ${err.message}`);
+    }
     if (keep) console.error(`# control plane and agent logs kept in ${this.dir}`);
     else fs.rmSync(this.dir, { recursive: true, force: true });
   }
