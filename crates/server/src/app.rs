@@ -40,6 +40,8 @@ pub struct App {
     pub bus: crate::bus::Bus,
     /// Keys session proxy cookies and the streamers' master tokens.
     pub session_key: [u8; 32],
+    /// Templates' names as views recently read them.
+    pub template_names: crate::views::TemplateNames,
     /// The session proxy's view of sessions and their traffic.
     pub session_cache: crate::proxy::session_cache::SessionCache,
     /// The session proxy's view of the settings: session domain, cookie, framing policy.
@@ -87,6 +89,7 @@ impl App {
             hub: Default::default(),
             bus: Default::default(),
             session_key: keys.session,
+            template_names: Default::default(),
             session_cache: crate::proxy::session_cache::SessionCache::new(clock.clone()),
             origins: crate::proxy::Origins::new(&urls),
             session_requests: Default::default(),

@@ -3,6 +3,8 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -69,8 +71,16 @@ impl Names {
     pub async fn view(&mut self, app: &App, session: Session) -> ApiResult<SessionView> {
         let owner_username = self.username(app, session.owner_id).await?;
         if let Entry::Vacant(slot) = self.templates.entry(session.template_id) {
-            let template = app.store.get_template(Scope::Platform, session.template_id).await?;
-            slot.insert(template.map(|t| (t.name, t.display_name)).unwrap_or_default());
+            let names = match app.template_names.fresh(session.template_id) {
+                Some(names) => names,
+                None => {
+                    let template = app.store.get_template(Scope::Platform, session.template_id).await?;
+                    let names = template.map(|t| (t.name, t.display_name)).unwrap_or_default();
+                    app.template_names.keep(session.template_id, names.clone());
+                    names
+                }
+            };
+            slot.insert(names);
         }
         Ok(SessionView {
             owner_username,
@@ -90,6 +100,34 @@ impl Names {
             started_at: session.started_at,
             stopped_at: session.stopped_at,
         })
+    }
+}
+
+/// How long views trust a template's names once read. Every page of sessions names their templates,
+/// which are renamed rarely: a rename shows at once on the replica that made it and within this time
+/// on the others.
+const TEMPLATE_NAMES_FRESH_FOR: Duration = Duration::from_secs(5);
+
+/// Templates' names (name, display name) as recently read, for views.
+#[derive(Default)]
+pub struct TemplateNames(RwLock<HashMap<Uuid, (String, String, Instant)>>);
+
+impl TemplateNames {
+    fn fresh(&self, id: Uuid) -> Option<(String, String)> {
+        let names = self.0.read().unwrap_or_else(|p| p.into_inner());
+        let (name, display_name, read) = names.get(&id)?;
+        (read.elapsed() < TEMPLATE_NAMES_FRESH_FOR).then(|| (name.clone(), display_name.clone()))
+    }
+
+    fn keep(&self, id: Uuid, (name, display_name): (String, String)) {
+        let mut names = self.0.write().unwrap_or_else(|p| p.into_inner());
+        names.retain(|_, (.., read)| read.elapsed() < TEMPLATE_NAMES_FRESH_FOR);
+        names.insert(id, (name, display_name, Instant::now()));
+    }
+
+    /// The template changed or is gone: read its names again.
+    pub fn forget(&self, id: Uuid) {
+        self.0.write().unwrap_or_else(|p| p.into_inner()).remove(&id);
     }
 }
 

@@ -249,6 +249,31 @@ async fn quotas_refuse_sessions_beyond_the_limit() {
     assert!(refused.body["error"]["message"].as_str().unwrap().contains("per user"));
 }
 
+/// Views keep templates' names for a few seconds; a rename shows at once on the replica that made it.
+#[tokio::test]
+async fn sessions_show_a_renamed_template_at_once() {
+    let t = TestApp::new().await;
+    let admin = t.admin().await;
+    let (org_id, _, member) = t.org_with_users(&admin, "acme").await;
+    let me = t.get("/api/v1/me", &member).await.body;
+    let template = t.get("/api/v1/templates", &member).await.body["items"][0].clone();
+    let session = streamspace_store::NewSession {
+        org_id: org_id.parse().unwrap(),
+        owner_id: me["id"].as_str().unwrap().parse().unwrap(),
+        template_id: template["id"].as_str().unwrap().parse().unwrap(),
+        cpu_millis: 1000,
+        memory_mb: 1024,
+    };
+    t.app.store.create_session(session).await.unwrap();
+    let shown = |listed: serde_json::Value| listed["items"][0]["template_display_name"].clone();
+    assert_eq!(shown(t.get("/api/v1/sessions", &member).await.body), template["display_name"]);
+
+    let path = format!("/api/v1/templates/{}", template["id"].as_str().unwrap());
+    let renamed = t.send(Method::PATCH, &path, Some(&admin), Some(json!({"display_name": "Renamed"}))).await;
+    assert_eq!(renamed.status, StatusCode::OK);
+    assert_eq!(shown(t.get("/api/v1/sessions", &member).await.body), "Renamed");
+}
+
 #[tokio::test]
 async fn disabled_templates_cannot_be_launched_and_are_hidden_from_members() {
     let t = TestApp::new().await;
