@@ -91,7 +91,7 @@ def read_image(image, platform):
         if export.wait() != 0:
             raise RuntimeError(f"docker export {container} failed")
     finally:
-        subprocess.run(["docker", "rm", "-f", container], capture_output=True)
+        subprocess.run(["docker", "rm", "-f", "-v", container], capture_output=True)
     return found
 
 
