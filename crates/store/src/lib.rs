@@ -14,6 +14,7 @@ mod model;
 mod policy;
 mod pools;
 mod postgres;
+mod readers;
 mod sharing;
 mod sql;
 mod sql_compliance;

@@ -11,6 +11,7 @@ use sqlx::Postgres;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::types::Json;
 
+use crate::readers::{Readers, Reads};
 use crate::sql::{self, Backend, MigrationFile, SqlQuery};
 use crate::sql_store::SqlStore;
 use crate::{Result, StoreError, redact_url};
@@ -34,8 +35,10 @@ const MIGRATIONS: &[MigrationFile] = &[
     (17, "agent_fencing", include_str!("../migrations/postgres/0017_agent_fencing.sql")),
 ];
 
-/// Connections per replica: the work is short queries, and the server has few cores.
-const MAX_CONNECTIONS: u32 = 10;
+/// Connections per replica, half for reads and half for writes: the work is short queries, and the
+/// server has few cores.
+const READERS: usize = 5;
+const WRITERS: u32 = 5;
 
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -64,14 +67,15 @@ impl PostgresStore {
     }
 
     pub async fn connect_with(options: PgConnectOptions) -> Result<Self> {
-        let pool = sql::pool_options()
-            .max_connections(MAX_CONNECTIONS)
+        let writer = sql::pool_options()
+            .max_connections(WRITERS)
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         // The migrator holds an advisory lock, so replicas starting together migrate once.
-        sql::migrator(MIGRATIONS).run(&pool).await.map_err(sql::migrate_error)?;
-        Ok(SqlStore { reader: pool.clone(), writer: pool })
+        sql::migrator(MIGRATIONS).run(&writer).await.map_err(sql::migrate_error)?;
+        let reader = Reads::Own(Readers::connect(options, READERS, ACQUIRE_TIMEOUT).await?);
+        Ok(SqlStore { reader, writer })
     }
 }
 

@@ -518,7 +518,7 @@ pub(crate) type MigrationFile = (i64, &'static str, &'static str);
 /// step with the directories.
 /// A connection that has idled this long is pinged before it is lent out: the database, or a
 /// network device in between, may have dropped it meanwhile.
-const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+pub(crate) const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 /// The pool settings both backends share. sqlx pings every connection when it comes back to the pool
 /// and, by default, again before lending it out, which puts a round trip to the database (or to

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::audit::{AuditKey, ChainHead, Checkpoint, consecutive_runs};
 use crate::pools::{self, pool_member_columns, template_pool_columns};
+use crate::readers::Reads;
 use crate::sharing::{self, share_columns};
 use crate::sql::{
     self, Backend, Columns, Params, RowsAffected, agent_columns, agent_command_columns, api_key_columns, audit_columns,
@@ -33,10 +34,10 @@ use crate::{
     Timestamp, Usage, User, UserPatch,
 };
 
-/// A [`Store`] on an SQL database. Reads go to `reader` and writes to `writer`: SQLite gives
-/// them pools of their own (one connection writes at a time), PostgreSQL one pool for both.
+/// A [`Store`] on an SQL database. Reads go to `reader` and writes to `writer`, each with connections
+/// of its own (on SQLite one connection writes at a time).
 pub struct SqlStore<DB: Database> {
-    pub(crate) reader: Pool<DB>,
+    pub(crate) reader: Reads<DB>,
     pub(crate) writer: Pool<DB>,
 }
 

@@ -14,6 +14,7 @@ use sqlx::Sqlite;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::types::Json;
 
+use crate::readers::{Readers, Reads};
 use crate::sql::{self, Backend, MigrationFile, SqlQuery};
 use crate::sql_store::SqlStore;
 use crate::{Page, Result, StoreError, redact_url};
@@ -38,7 +39,9 @@ const MIGRATIONS: &[MigrationFile] = &[
 ];
 
 /// Reader connections: enough to keep two cores busy while a connection waits on the disk.
-const READERS: u32 = 4;
+const READERS: usize = 4;
+/// How long a read waits for a reader connection.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Rows a query's connection thread may run ahead of the task reading them. Enough for the
 /// largest page: with sqlx's 50, a 100-row page stopped the thread halfway to wait for the reader.
 const ROW_BUFFER: usize = Page::MAX_LIMIT as usize + 1;
@@ -92,9 +95,9 @@ impl SqliteStore {
         // An in-memory database is private to its connections' shared cache, where WAL does not
         // apply: readers gain nothing there, so it is served by the writer alone.
         let reader = if is_in_memory(url) {
-            writer.clone()
+            Reads::Writers(writer.clone())
         } else {
-            sql::pool_options().max_connections(READERS).connect_with(options).await?
+            Reads::Own(Readers::connect(options, READERS, ACQUIRE_TIMEOUT).await?)
         };
         Ok(SqlStore { reader, writer })
     }

@@ -157,22 +157,62 @@ async fn replicas_hear_each_other_and_hold_a_duty_one_at_a_time() {
     assert!(!one.hold("timers", lease).await.unwrap(), "the old holder does not take it back");
 }
 
-/// The pool tests a connection before lending it out only once it has idled for a while (ADR 0035):
-/// one the server ended meanwhile (a restart, an idle timeout) is replaced, not handed to a query.
-#[tokio::test]
-async fn a_connection_the_server_ended_while_it_idled_is_replaced() {
-    let Some((url, server)) = server() else { return };
+/// A database created for one test, reached through a store.
+async fn store_on_own_database() -> Option<(Arc<dyn streamspace_store::Store>, TestDatabase)> {
+    let (url, server) = server()?;
     let database = TestDatabase { name: format!("ss_test_{}", Uuid::new_v4().simple()), server };
     execute(&database.server, format!("CREATE DATABASE {}", database.name)).await.unwrap();
     let (base, _) = url.rsplit_once('/').expect("a URL naming a database");
     let store = streamspace_store::connect(&format!("{base}/{}", database.name)).await.unwrap();
-    let acme = store.create_org("acme", Default::default()).await.unwrap();
+    Some((store, database))
+}
 
-    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+/// Ends every connection to the test's database but the one that asks.
+async fn end_connections(database: &TestDatabase) {
     let ended = format!(
         "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
         database.name
     );
     execute(&database.server, ended).await.unwrap();
+}
+
+/// Connections are tested before they are lent only once they have idled for a while (ADR 0035): one
+/// the server ended meanwhile (a restart, an idle timeout) is replaced, not handed to a query.
+#[tokio::test]
+async fn a_connection_the_server_ended_while_it_idled_is_replaced() {
+    let Some((store, database)) = store_on_own_database().await else { return };
+    let acme = store.create_org("acme", Default::default()).await.unwrap();
+    assert_eq!(store.get_org_by_name("acme").await.unwrap().as_ref(), Some(&acme));
+
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    end_connections(&database).await;
     assert_eq!(store.get_org_by_name("acme").await.unwrap(), Some(acme));
+}
+
+/// A read connection that fails under a statement is not lent again. Within a second of its last use a
+/// connection is not tested first, so the one read that finds it ended fails.
+#[tokio::test]
+async fn a_read_connection_that_failed_is_not_lent_again() {
+    let Some((store, database)) = store_on_own_database().await else { return };
+    let acme = store.create_org("acme", Default::default()).await.unwrap();
+    assert_eq!(store.get_org_by_name("acme").await.unwrap().as_ref(), Some(&acme));
+
+    end_connections(&database).await;
+    assert!(store.get_org_by_name("acme").await.is_err(), "the read on the ended connection fails");
+    assert_eq!(store.get_org_by_name("acme").await.unwrap(), Some(acme));
+}
+
+/// However many reads run at once, a replica holds at most 10 connections to the database.
+#[tokio::test]
+async fn reads_at_once_share_a_bounded_set_of_connections() {
+    let Some((store, database)) = store_on_own_database().await else { return };
+    store.create_org("acme", Default::default()).await.unwrap();
+    let reads = (0..64).map(|_| store.get_org_by_name("acme"));
+    for read in futures::future::join_all(reads).await {
+        assert!(read.unwrap().is_some());
+    }
+    let mut connection = PgConnection::connect_with(&database.server).await.unwrap();
+    let count = format!("SELECT count(*) FROM pg_stat_activity WHERE datname = '{}'", database.name);
+    let (open,): (i64,) = sqlx::query_as(AssertSqlSafe(count)).fetch_one(&mut connection).await.unwrap();
+    assert!((2..=10).contains(&open), "{open} connections open");
 }
