@@ -1,8 +1,8 @@
 //! The connections that serve reads (ADR 0035). sqlx's pool pings every connection it takes back, a round
-//! trip to PostgreSQL (or to SQLite's connection thread) after every statement, which was a fifth of a
+//! trip to PostgreSQL (or to SQLite's connection thread) after every statement: in a profile, a fifth of a
 //! PostgreSQL replica's CPU under a read load. These connections go back to the idle list as they are,
-//! unless a statement failed on the connection itself; one that idled for a second is pinged before it is
-//! lent again, as [`crate::sql::pool_options`] does for the writers.
+//! unless a statement on them failed (other than in reading its rows); one that idled for a second is
+//! pinged before it is lent again, as [`crate::sql::pool_options`] does for the writers.
 //!
 //! A read cancelled midway leaves its connection consistent: sqlx finishes or discards what is in flight
 //! at the start of the next statement, on SQLite in the connection's thread and on PostgreSQL by reading
