@@ -6,6 +6,7 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use chrono::{SubsecRound, TimeDelta, Utc};
+use futures::future::BoxFuture;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sqlx::error::ErrorKind;
@@ -528,7 +529,10 @@ pub(crate) fn pool_options<DB: Database>() -> PoolOptions<DB> {
     PoolOptions::new().test_before_acquire(false).before_acquire(ping_if_idle::<DB>)
 }
 
-fn ping_if_idle<DB: Database>(connection: &mut DB::Connection, idle: PoolConnectionMetadata) -> BoxFuture<'_, bool> {
+fn ping_if_idle<DB: Database>(
+    connection: &mut DB::Connection,
+    idle: PoolConnectionMetadata,
+) -> BoxFuture<'_, std::result::Result<bool, sqlx::Error>> {
     Box::pin(async move {
         if idle.idle_for >= PING_AFTER_IDLE {
             connection.ping().await?;
@@ -536,8 +540,6 @@ fn ping_if_idle<DB: Database>(connection: &mut DB::Connection, idle: PoolConnect
         Ok(true)
     })
 }
-
-type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = std::result::Result<T, sqlx::Error>> + Send + 'a>>;
 
 pub(crate) fn migrator(files: &[MigrationFile]) -> Migrator {
     Migrator::with_migrations(
