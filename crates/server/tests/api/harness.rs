@@ -17,6 +17,13 @@ pub const ADMIN_PASSWORD: &str = "admin-password-1";
 /// The default UI origin, `http://localhost:8000`, is a secure context: the cookie is `__Host-`.
 pub const REFRESH_COOKIE: &str = "__Host-ss_refresh";
 
+/// Metrics have one recorder per process, shared by the tests running side by side. A test that counts
+/// a series holds this from its first reading to its last, and so does each test that adds to it.
+pub async fn counting_alone() -> tokio::sync::MutexGuard<'static, ()> {
+    static COUNTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    COUNTING.lock().await
+}
+
 pub struct TestApp {
     pub app: AppState,
     pub router: Router,

@@ -7,7 +7,7 @@ use streamspace_server::rate_limit::{BudgetSetting, RateLimits};
 use streamspace_store::{NewUser, Role};
 use tower::ServiceExt;
 
-use crate::harness::{Reply, TestApp};
+use crate::harness::{Reply, TestApp, counting_alone};
 
 const PASSWORD: &str = "password-123";
 
@@ -64,8 +64,10 @@ fn rejections(t: &TestApp, listener: &str, scope: &str) -> u64 {
 
 #[tokio::test]
 async fn each_client_address_has_its_own_budget_and_probes_spend_none() {
+    let _counting = counting_alone().await;
     let limits = RateLimits { per_address: budget("1/min:3"), per_user: None, per_org: None };
     let t = limited(limits, true).await;
+    let before = rejections(&t, "api", "address");
     for _ in 0..5 {
         let probe = t.send_with(Method::GET, "/healthz", None, None, &[("x-forwarded-for", "203.0.113.9")]).await;
         assert_eq!(probe.status, StatusCode::OK);
@@ -77,11 +79,12 @@ async fn each_client_address_has_its_own_budget_and_probes_spend_none() {
     assert_limited(&openapi_from(&t, "::ffff:203.0.113.9").await, "address");
     assert_eq!(openapi_from(&t, "203.0.113.10").await.status, StatusCode::OK, "another address has its own budget");
     assert_eq!(openapi_from(&t, "2001:db8::1").await.status, StatusCode::OK);
-    assert_eq!(rejections(&t, "api", "address"), 2);
+    assert_eq!(rejections(&t, "api", "address") - before, 2);
 }
 
 #[tokio::test]
 async fn a_forwarded_for_from_an_untrusted_peer_gets_no_fresh_budget() {
+    let _counting = counting_alone().await;
     let limits = RateLimits { per_address: budget("1/min:3"), per_user: None, per_org: None };
     let t = limited(limits, false).await;
     let spoofed = ["198.51.100.1", "198.51.100.2", "198.51.100.3", "198.51.100.4"];
@@ -95,8 +98,10 @@ async fn a_forwarded_for_from_an_untrusted_peer_gets_no_fresh_budget() {
 
 #[tokio::test]
 async fn each_user_has_a_budget_wherever_they_call_from() {
+    let _counting = counting_alone().await;
     let limits = RateLimits { per_address: None, per_user: budget("1/min:3"), per_org: None };
     let t = limited(limits, true).await;
+    let before = rejections(&t, "api", "user");
     let alice = user_in(&t, "acme", "alice").await;
     let bob = user_in(&t, "acme", "bob").await;
     for client in ["203.0.113.1", "203.0.113.2", "2001:db8::3"] {
@@ -104,13 +109,15 @@ async fn each_user_has_a_budget_wherever_they_call_from() {
     }
     assert_limited(&me_from(&t, "203.0.113.4", &alice).await, "account");
     assert_eq!(me_from(&t, "203.0.113.4", &bob).await.status, StatusCode::OK, "another user");
-    assert_eq!(rejections(&t, "api", "user"), 1);
+    assert_eq!(rejections(&t, "api", "user") - before, 1);
 }
 
 #[tokio::test]
 async fn an_organization_shares_one_budget_among_its_users() {
+    let _counting = counting_alone().await;
     let limits = RateLimits { per_address: None, per_user: None, per_org: budget("1/min:4") };
     let t = limited(limits, true).await;
+    let before = rejections(&t, "api", "org");
     let alice = user_in(&t, "acme", "alice").await;
     let bob = user_in(&t, "acme", "bob").await;
     let carol = user_in(&t, "globex", "carol").await;
@@ -119,13 +126,15 @@ async fn an_organization_shares_one_budget_among_its_users() {
     }
     assert_limited(&me_from(&t, "203.0.113.2", &bob).await, "organization");
     assert_eq!(me_from(&t, "203.0.113.2", &carol).await.status, StatusCode::OK, "another org");
-    assert_eq!(rejections(&t, "api", "org"), 1);
+    assert_eq!(rejections(&t, "api", "org") - before, 1);
 }
 
 #[tokio::test]
 async fn the_session_proxy_has_budgets_of_its_own() {
+    let _counting = counting_alone().await;
     let limits = RateLimits { per_address: budget("1/min:2"), per_user: None, per_org: None };
     let t = limited(limits, true).await;
+    let before = rejections(&t, "sessions", "address");
     let proxy = streamspace_server::proxy::service(t.app.clone());
     let call = |client: &'static str| {
         let request = Request::get("/api/v1/http/x/")
@@ -143,5 +152,5 @@ async fn the_session_proxy_has_budgets_of_its_own() {
     assert!(limited.headers().contains_key("retry-after"));
     assert_eq!(call("203.0.113.10").await.unwrap().status(), StatusCode::NOT_FOUND, "another address");
     assert_eq!(openapi_from(&t, "203.0.113.9").await.status, StatusCode::OK, "the API's budget is another");
-    assert_eq!(rejections(&t, "sessions", "address"), 1);
+    assert_eq!(rejections(&t, "sessions", "address") - before, 1);
 }
