@@ -234,3 +234,39 @@ async fn an_agent_given_two_replicas_follows_when_its_replica_is_killed() {
     drop((first, second, agent));
     installation.drop_database().await;
 }
+
+/// Well inside the two seconds for which a replica reuses what it read of a caller: a refusal this
+/// soon came from the other replica's signal, not from the answer growing old.
+const TOLD_WITHIN: Duration = Duration::from_millis(500);
+
+async fn answers_within(api: &Api, path: &str, expected: reqwest::StatusCode, what: &str) {
+    eventually(what, TOLD_WITHIN, || async {
+        (api.call(reqwest::Method::GET, path, None).await.0 == expected).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_user_changed_on_one_replica_is_read_again_on_the_others_at_once() {
+    let installation = Installation::new().await;
+    let (first, second) = tokio::join!(installation.replica("a"), installation.replica("b"));
+    let admin = first.admin().await;
+    let org = admin.post("/api/v1/orgs", json!({"name": "acme"})).await;
+    let org_path = format!("/api/v1/orgs/{}", org["id"].as_str().unwrap());
+    let user = json!({"username": "alice", "password": "password-123", "role": "member", "org_id": org["id"]});
+    let user_path = format!("/api/v1/users/{}", admin.post("/api/v1/users", user).await["id"].as_str().unwrap());
+    let alice = Api::login(&second.api, "alice", "password-123").await;
+    alice.get("/api/v1/templates").await;
+
+    let (status, body) = admin.call(reqwest::Method::PATCH, &org_path, Some(json!({"mfa_required": true}))).await;
+    assert!(status.is_success(), "{body}");
+    let forbidden = reqwest::StatusCode::FORBIDDEN;
+    answers_within(&alice, "/api/v1/templates", forbidden, "the org's MFA requirement on the other replica").await;
+
+    let (status, body) = admin.call(reqwest::Method::PATCH, &user_path, Some(json!({"disabled": true}))).await;
+    assert!(status.is_success(), "{body}");
+    let unauthorized = reqwest::StatusCode::UNAUTHORIZED;
+    answers_within(&alice, "/api/v1/me", unauthorized, "the user disabled on the other replica").await;
+    drop((first, second));
+    installation.drop_database().await;
+}

@@ -56,6 +56,7 @@ pub struct App {
     pub connections: crate::connections::Registry,
     /// The session proxy's recent answers on who may use which session.
     pub session_access: crate::connections::access::SessionAccess,
+    pub callers: crate::auth::principal::Callers,
     /// Links the audit chain; kept out of the database so that the database alone cannot rewrite it.
     pub audit_key: streamspace_store::audit::AuditKey,
     /// Single sign-on: what was learnt from identity providers.
@@ -89,7 +90,7 @@ impl App {
             hub: Default::default(),
             bus: Default::default(),
             session_key: keys.session,
-            template_names: Default::default(),
+            template_names: crate::recent::Recent::new(crate::views::TEMPLATE_NAMES_FRESH_FOR),
             session_cache: crate::proxy::session_cache::SessionCache::new(clock.clone()),
             origins: crate::proxy::Origins::new(&urls),
             session_requests: Default::default(),
@@ -97,6 +98,7 @@ impl App {
             bound: Default::default(),
             connections: Default::default(),
             session_access: Default::default(),
+            callers: crate::recent::Recent::new(crate::connections::access::FRESH_FOR),
             audit_key: keys.audit,
             sso: Default::default(),
             outbound: crate::outbound::OutboundHttp::new(config.outbound_ca.as_deref())?,

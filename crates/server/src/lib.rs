@@ -22,6 +22,7 @@ pub mod outbound;
 pub mod pools;
 pub mod proxy;
 pub mod rate_limit;
+pub mod recent;
 pub mod replicas;
 pub mod scheduler;
 pub mod serve;

@@ -21,6 +21,10 @@ pub enum Signal {
     Agent(Uuid),
     /// The agent was deleted or its token rotated: whoever holds its connection closes it.
     Kick(Uuid),
+    /// The user was changed or deleted: forget who they were and what they could open.
+    User(Uuid),
+    /// The org's MFA requirement changed: forget who its members were.
+    Org(Uuid),
 }
 
 impl Signal {
@@ -30,6 +34,8 @@ impl Signal {
             Signal::Session(id) => ("session", id),
             Signal::Agent(id) => ("agent", id),
             Signal::Kick(id) => ("kick", id),
+            Signal::User(id) => ("user", id),
+            Signal::Org(id) => ("org", id),
         };
         format!("{kind} {id}")
     }
@@ -42,6 +48,8 @@ impl Signal {
             "session" => Some(Signal::Session(id)),
             "agent" => Some(Signal::Agent(id)),
             "kick" => Some(Signal::Kick(id)),
+            "user" => Some(Signal::User(id)),
+            "org" => Some(Signal::Org(id)),
             _ => None,
         }
     }
@@ -115,6 +123,11 @@ impl App {
             },
             Signal::Agent(agent_id) => self.publish_agent_here(agent_id).await,
             Signal::Kick(agent_id) => self.hub.kick(agent_id),
+            Signal::User(user_id) => {
+                self.callers.forget(&user_id);
+                self.session_access.forget_user(user_id);
+            }
+            Signal::Org(org_id) => self.forget_org_callers_here(org_id),
         }
     }
 }
@@ -142,7 +155,15 @@ mod tests {
     #[test]
     fn signals_read_back_as_sent() {
         let id = Uuid::now_v7();
-        for signal in [Signal::Commands(id), Signal::Session(id), Signal::Agent(id), Signal::Kick(id)] {
+        let all = [
+            Signal::Commands(id),
+            Signal::Session(id),
+            Signal::Agent(id),
+            Signal::Kick(id),
+            Signal::User(id),
+            Signal::Org(id),
+        ];
+        for signal in all {
             assert_eq!(Signal::decode(&signal.encode()), Some(signal));
         }
         assert_eq!(Signal::decode("session not-a-uuid"), None);

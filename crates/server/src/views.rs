@@ -3,8 +3,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::RwLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -17,6 +16,7 @@ use uuid::Uuid;
 use crate::app::App;
 use crate::auth::Principal;
 use crate::error::ApiResult;
+use crate::recent::Recent;
 use crate::timestamps;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -71,12 +71,13 @@ impl Names {
     pub async fn view(&mut self, app: &App, session: Session) -> ApiResult<SessionView> {
         let owner_username = self.username(app, session.owner_id).await?;
         if let Entry::Vacant(slot) = self.templates.entry(session.template_id) {
-            let names = match app.template_names.fresh(session.template_id) {
+            let names = match app.template_names.get(&session.template_id) {
                 Some(names) => names,
                 None => {
+                    let ticket = app.template_names.ticket();
                     let template = app.store.get_template(Scope::Platform, session.template_id).await?;
                     let names = template.map(|t| (t.name, t.display_name)).unwrap_or_default();
-                    app.template_names.keep(session.template_id, names.clone());
+                    app.template_names.keep(ticket, session.template_id, names.clone());
                     names
                 }
             };
@@ -106,30 +107,10 @@ impl Names {
 /// How long views trust a template's names once read. Every page of sessions names their templates,
 /// which are renamed rarely: a rename shows at once on the replica that made it and within this time
 /// on the others.
-const TEMPLATE_NAMES_FRESH_FOR: Duration = Duration::from_secs(5);
+pub const TEMPLATE_NAMES_FRESH_FOR: Duration = Duration::from_secs(5);
 
 /// Templates' names (name, display name) as recently read, for views.
-#[derive(Default)]
-pub struct TemplateNames(RwLock<HashMap<Uuid, (String, String, Instant)>>);
-
-impl TemplateNames {
-    fn fresh(&self, id: Uuid) -> Option<(String, String)> {
-        let names = self.0.read().unwrap_or_else(|p| p.into_inner());
-        let (name, display_name, read) = names.get(&id)?;
-        (read.elapsed() < TEMPLATE_NAMES_FRESH_FOR).then(|| (name.clone(), display_name.clone()))
-    }
-
-    fn keep(&self, id: Uuid, (name, display_name): (String, String)) {
-        let mut names = self.0.write().unwrap_or_else(|p| p.into_inner());
-        names.retain(|_, (.., read)| read.elapsed() < TEMPLATE_NAMES_FRESH_FOR);
-        names.insert(id, (name, display_name, Instant::now()));
-    }
-
-    /// The template changed or is gone: read its names again.
-    pub fn forget(&self, id: Uuid) {
-        self.0.write().unwrap_or_else(|p| p.into_inner()).remove(&id);
-    }
-}
+pub type TemplateNames = Recent<Uuid, (String, String)>;
 
 impl SessionView {
     pub async fn load(app: &App, session: Session) -> ApiResult<SessionView> {

@@ -97,7 +97,7 @@ async fn change_password(
     let patch =
         UserPatch { password_hash: Some(hash), sessions_revoked_at: Some(app.clock.now()), ..UserPatch::default() };
     let after = app.store.update_user(Scope::Platform, user.id, patch).await?;
-    crate::connections::access::user_changed(&app, &user, after.as_ref());
+    crate::connections::access::user_changed(&app, &user, after.as_ref()).await;
     let revoked = sign_in::revoke_credentials(&app, user.id).await?;
     app.audit(&meta, &actor, Record::new("user.password_change", target).details(revoked)).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -167,7 +167,7 @@ async fn confirm_mfa(
     let patch =
         UserPatch { mfa_enabled: Some(true), sessions_revoked_at: Some(app.clock.now()), ..UserPatch::default() };
     let after = app.store.update_user(Scope::Platform, user.id, patch).await?;
-    crate::connections::access::user_changed(&app, &user, after.as_ref());
+    crate::connections::access::user_changed(&app, &user, after.as_ref()).await;
     // Whatever was signed in or minted with the password alone must now prove the second factor.
     let revoked = sign_in::revoke_credentials(&app, user.id).await?;
     let record = Record::new("auth.mfa_enroll", format!("user:{}", user.id)).details(revoked);
@@ -196,7 +196,7 @@ async fn disable_mfa(
         ..UserPatch::default()
     };
     let after = app.store.update_user(Scope::Platform, user.id, patch).await?;
-    crate::connections::access::user_changed(&app, &user, after.as_ref());
+    crate::connections::access::user_changed(&app, &user, after.as_ref()).await;
     // Sign-ins made with the second factor no longer reflect the account's protection.
     app.store.revoke_user_refresh_tokens(user.id).await?;
     app.audit(&meta, &Actor::from(&principal), Record::new("auth.mfa_disable", format!("user:{}", user.id))).await?;

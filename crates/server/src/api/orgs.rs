@@ -156,6 +156,9 @@ async fn update_org(
     };
     let org =
         app.store.update_org(principal.scope(), id, patch).await?.ok_or_else(|| ApiError::not_found("organization"))?;
+    if body.mfa_required.is_some() {
+        app.forget_org_callers(id).await;
+    }
     let details = json!({
         "name": org.name,
         "mfa_required": org.mfa_required,

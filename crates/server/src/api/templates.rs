@@ -258,7 +258,7 @@ async fn update_template(
         .update_template(principal.scope(), id, patch)
         .await?
         .ok_or_else(|| ApiError::not_found("template"))?;
-    app.template_names.forget(id);
+    app.template_names.forget(&id);
     let record = Record::new("template.update", format!("template:{id}"))
         .org(template.org_id)
         .details(json!({"name": template.name}));
@@ -279,7 +279,7 @@ async fn delete_template(
     if !app.store.delete_template(principal.scope(), id).await? {
         return Err(ApiError::not_found("template"));
     }
-    app.template_names.forget(id);
+    app.template_names.forget(&id);
     let record = Record::new("template.delete", format!("template:{id}"))
         .org(current.org_id)
         .details(json!({"name": current.name}));

@@ -169,7 +169,7 @@ async fn update_user(
         ..UserPatch::default()
     };
     let user = app.store.update_user(principal.scope(), id, patch).await?.ok_or_else(|| ApiError::not_found("user"))?;
-    crate::connections::access::user_changed(&app, &target, Some(&user));
+    crate::connections::access::user_changed(&app, &target, Some(&user)).await;
     let mut details = json!({"role": body.role, "disabled": body.disabled, "password_reset": password_changed});
     if password_changed {
         details["revoked"] = crate::auth::sign_in::revoke_credentials(&app, id).await?;
@@ -198,7 +198,7 @@ async fn delete_user(
     if !app.store.delete_user(principal.scope(), id).await? {
         return Err(ApiError::not_found("user"));
     }
-    crate::connections::access::user_changed(&app, &target, None);
+    crate::connections::access::user_changed(&app, &target, None).await;
     // Their files outlive them for the grace period, so a deletion by mistake can be undone by an operator.
     let homes_delete_after = app.clock.now() + app.config.home_deletion_grace;
     let homes = app.store.mark_user_homes_for_deletion(id, homes_delete_after).await?;

@@ -13,6 +13,8 @@ use crate::audit::{Actor, Record};
 use crate::auth::secrets::sha256_hex;
 use crate::context::RequestMeta;
 use crate::error::{ApiError, ApiResult};
+use crate::recent::Recent;
+use crate::replicas::Signal;
 
 /// API keys carry this prefix, which tells them apart from access tokens at a glance.
 pub const API_KEY_PREFIX: &str = "ssk_";
@@ -40,18 +42,55 @@ pub struct Principal {
 }
 
 impl Principal {
-    fn new(caller: Caller, mfa: bool, credential: Credential, expires_at: Option<DateTime<Utc>>) -> Principal {
+    fn new(caller: ActiveCaller, mfa: bool, credential: Credential, expires_at: Option<DateTime<Utc>>) -> Principal {
+        let ActiveCaller { user_id, org_id, username, role, org_mfa_required } = caller;
+        Principal { user_id, org_id, username, role, mfa, org_mfa_required, credential, expires_at }
+    }
+}
+
+/// What a request needs to know of an enabled user, whatever credential they present.
+#[derive(Debug, Clone)]
+pub struct ActiveCaller {
+    user_id: Uuid,
+    org_id: Uuid,
+    username: String,
+    role: Role,
+    org_mfa_required: bool,
+}
+
+impl ActiveCaller {
+    fn of(caller: Caller) -> Option<ActiveCaller> {
         let Caller { user, org_mfa_required } = caller;
-        Principal {
+        (!user.disabled).then_some(ActiveCaller {
             user_id: user.id,
             org_id: user.org_id,
             username: user.username,
             role: user.role,
-            mfa,
             org_mfa_required,
-            credential,
-            expires_at,
-        }
+        })
+    }
+}
+
+/// Callers as recently read, by user. Every API request names its caller, and reading them was
+/// half of the store's work on a list; see [`crate::recent`] for how changes reach it.
+pub type Callers = Recent<Uuid, ActiveCaller>;
+
+impl App {
+    /// The user or their standing changed (role, enabled, deleted): read them again, here at once
+    /// and on the other replicas when told.
+    pub async fn forget_caller(&self, user_id: Uuid) {
+        self.callers.forget(&user_id);
+        self.tell_replicas(Signal::User(user_id)).await;
+    }
+
+    /// The org's MFA requirement changed: read its members again, everywhere.
+    pub async fn forget_org_callers(&self, org_id: Uuid) {
+        self.forget_org_callers_here(org_id);
+        self.tell_replicas(Signal::Org(org_id)).await;
+    }
+
+    pub fn forget_org_callers_here(&self, org_id: Uuid) {
+        self.callers.forget_where(|_, caller| caller.org_id == org_id);
     }
 }
 
@@ -104,13 +143,16 @@ async fn authenticate_api_key(parts: &Parts, app: &AppState, key: &str) -> ApiRe
     Ok(principal)
 }
 
-/// The user is read on every request so that disabling or demoting someone, or their org starting
-/// to require MFA, takes effect at once.
-async fn active_caller(app: &App, id: Uuid) -> ApiResult<Caller> {
-    match app.store.get_caller(id).await? {
-        Some(caller) if !caller.user.disabled => Ok(caller),
-        _ => Err(ApiError::unauthorized()),
+/// The caller as recently read: disabling or demoting someone, or their org starting to require MFA,
+/// takes effect at once on the replica that made the change and as soon as the others are told.
+async fn active_caller(app: &App, id: Uuid) -> ApiResult<ActiveCaller> {
+    if let Some(caller) = app.callers.get(&id) {
+        return Ok(caller);
     }
+    let ticket = app.callers.ticket();
+    let caller = app.store.get_caller(id).await?.and_then(ActiveCaller::of).ok_or_else(ApiError::unauthorized)?;
+    app.callers.keep(ticket, id, caller.clone());
+    Ok(caller)
 }
 
 /// Callers without a second factor in an org that requires one may only set MFA up.

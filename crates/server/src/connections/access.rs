@@ -2,13 +2,12 @@
 //! handlers cut open connections whose access ended.
 //!
 //! The store is the source of truth, so a change made on another replica takes effect here too:
-//! the proxy's answers are reused for at most [`FRESH_FOR`], and the sweep (once a second) reads
-//! the users and sessions behind every open connection. A change made on this replica takes
-//! effect at once.
+//! it signals this one to forget the user's answers, answers are reused for at most [`FRESH_FOR`]
+//! should a signal be lost, and the sweep (once a second) reads the users and sessions behind
+//! every open connection. A change made on this replica takes effect at once.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::RwLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use streamspace_proto::SessionState;
 use streamspace_store::{Role, Scope, Session, Share, Store, StoreError, Timestamp, User};
@@ -18,9 +17,10 @@ use super::{Kind, Open};
 use crate::app::{App, AppState};
 use crate::auth::policy::{SessionRole, may_open_session, session_role};
 use crate::bus::Change;
+use crate::recent::Recent;
 
-/// How long the proxy reuses an answer.
-const FRESH_FOR: Duration = Duration::from_secs(2);
+/// How long the proxy reuses an answer, and the API who a caller is.
+pub const FRESH_FOR: Duration = Duration::from_secs(2);
 
 /// Session cookies issued at or after this (Unix seconds) are good; earlier ones were revoked.
 /// Cookies carry their time in whole seconds, so those of the revocation's second are refused too.
@@ -46,12 +46,14 @@ fn usable_since(
 }
 
 type Answer = Option<(i64, SessionRole)>;
-type Answers = HashMap<(Uuid, Uuid), (Answer, Instant)>;
 
-/// The proxy's recent answers to "since when may this user use this session?".
-#[derive(Default)]
-pub struct SessionAccess {
-    answers: RwLock<Answers>,
+/// The proxy's recent answers to "since when may this user use this session?", by user and session.
+pub struct SessionAccess(Recent<(Uuid, Uuid), Answer>);
+
+impl Default for SessionAccess {
+    fn default() -> Self {
+        SessionAccess(Recent::new(FRESH_FOR))
+    }
 }
 
 impl SessionAccess {
@@ -65,9 +67,10 @@ impl SessionAccess {
         granted_at: i64,
         now: Timestamp,
     ) -> Result<Option<SessionRole>, StoreError> {
-        let answer = match self.fresh(user_id, session_id) {
+        let answer = match self.0.get(&(user_id, session_id)) {
             Some(answer) => answer,
             None => {
+                let ticket = self.0.ticket();
                 let user = store.get_user(Scope::Platform, user_id).await?;
                 let session = store.get_session(Scope::Platform, session_id).await?;
                 let share = match &session {
@@ -77,43 +80,35 @@ impl SessionAccess {
                     _ => None,
                 };
                 let answer = usable_since(user.as_ref(), session.as_ref(), share.as_ref(), now);
-                self.write().insert((user_id, session_id), (answer, Instant::now()));
+                self.0.keep(ticket, (user_id, session_id), answer);
                 answer
             }
         };
         Ok(answer.filter(|(since, _)| granted_at >= *since).map(|(_, role)| role))
     }
 
-    fn fresh(&self, user_id: Uuid, session_id: Uuid) -> Option<Answer> {
-        let answers = self.answers.read().unwrap_or_else(|p| p.into_inner());
-        answers.get(&(user_id, session_id)).filter(|(_, at)| at.elapsed() < FRESH_FOR).map(|(since, _)| *since)
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Answers> {
-        self.answers.write().unwrap_or_else(|p| p.into_inner())
-    }
-
     pub fn forget_user(&self, user_id: Uuid) {
-        self.write().retain(|(user, _), _| *user != user_id);
+        self.0.forget_where(|(user, _), _| *user == user_id);
     }
 
     pub fn forget_session(&self, session_id: Uuid) {
-        self.write().retain(|(_, session), _| *session != session_id);
+        self.0.forget_where(|(_, session), _| *session == session_id);
     }
 
     pub fn forget_guest(&self, user_id: Uuid, session_id: Uuid) {
-        self.write().remove(&(user_id, session_id));
-    }
-
-    /// Drops stale answers, so the map holds only recently used pairs.
-    fn prune(&self) {
-        self.write().retain(|_, (_, at)| at.elapsed() < FRESH_FOR);
+        self.0.forget(&(user_id, session_id));
     }
 }
 
-/// A user was changed (`after`) or deleted (`None`) on this replica: cut what the change ends.
-pub fn user_changed(app: &App, before: &User, after: Option<&User>) {
+/// A user was changed (`after`) or deleted (`None`) on this replica: cut what the change ends, and
+/// have every replica read the user again.
+pub async fn user_changed(app: &App, before: &User, after: Option<&User>) {
     app.session_access.forget_user(before.id);
+    cut_what_the_change_ended(app, before, after);
+    app.forget_caller(before.id).await;
+}
+
+fn cut_what_the_change_ended(app: &App, before: &User, after: Option<&User>) {
     let Some(user) = after.filter(|user| !user.disabled) else {
         app.connections.cut_user(before.id);
         return;
@@ -209,7 +204,6 @@ impl Facts {
 /// cookie was revoked. `active` is every non-terminal session, read after
 /// the watermark was taken (a tunnel opened later may be into a session `active` saw starting).
 pub async fn sweep(app: &App, watermark: u64, active: &[Session]) {
-    app.session_access.prune();
     let open: Vec<Open> = app.connections.snapshot().into_iter().filter(|open| open.id <= watermark).collect();
     if open.is_empty() {
         return;
@@ -249,6 +243,7 @@ pub async fn sweep(app: &App, watermark: u64, active: &[Session]) {
     }
     for (user_id, _) in facts.users.iter().filter(|(_, standing)| standing.is_none()) {
         app.session_access.forget_user(*user_id);
+        app.callers.forget(user_id);
     }
     let cut = app.connections.cut(|o| o.id <= watermark && facts.ended(o));
     if cut > 0 {

@@ -216,6 +216,27 @@ async fn a_disabled_user_is_locked_out_at_once() {
 }
 
 #[tokio::test]
+async fn a_callers_new_role_and_their_orgs_mfa_requirement_hold_from_their_next_request() {
+    let t = TestApp::new().await;
+    let admin = t.admin().await;
+    let (org_id, org_admin, member) = t.org_with_users(&admin, "acme").await;
+    let users = t.get("/api/v1/users", &org_admin).await;
+    assert_eq!(users.status, StatusCode::OK, "{}", users.body);
+    let me = t.get("/api/v1/me", &org_admin).await.body;
+    let path = format!("/api/v1/users/{}", me["id"].as_str().unwrap());
+    let demoted = t.send(Method::PATCH, &path, Some(&admin), Some(json!({"role": "member"}))).await;
+    assert_eq!(demoted.status, StatusCode::OK, "{}", demoted.body);
+    assert_eq!(t.get("/api/v1/users", &org_admin).await.status, StatusCode::FORBIDDEN, "demoted");
+
+    assert_eq!(t.get("/api/v1/templates", &member).await.status, StatusCode::OK);
+    let org = format!("/api/v1/orgs/{org_id}");
+    let required = t.send(Method::PATCH, &org, Some(&admin), Some(json!({"mfa_required": true}))).await;
+    assert_eq!(required.status, StatusCode::OK, "{}", required.body);
+    let blocked = t.get("/api/v1/templates", &member).await;
+    assert_eq!((blocked.status, blocked.code()), (StatusCode::FORBIDDEN, "mfa_enrollment_required"));
+}
+
+#[tokio::test]
 async fn api_keys_authenticate_are_shown_once_and_can_be_revoked() {
     let t = TestApp::new().await;
     let admin = t.admin().await;

@@ -345,6 +345,7 @@ async fn follow_role_mapping(
     }
     let patch = UserPatch { role: Some(role), ..UserPatch::default() };
     let updated = app.store.update_user(Scope::Platform, user.id, patch).await?;
+    crate::connections::access::user_changed(app, &user, updated.as_ref()).await;
     updated.ok_or_else(|| SsoFailure::failed("the account is gone"))
 }
 
