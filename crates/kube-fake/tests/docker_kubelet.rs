@@ -312,3 +312,29 @@ async fn http_get_root(address: &str, port: u16) -> String {
     stream.read_to_string(&mut page).await.unwrap();
     page
 }
+
+/// A stand-in dropped while its pods start leaves nothing behind: the engine may create a container after
+/// the worker that asked for it was aborted, and the network goes only once no container is on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stand_in_dropped_while_its_pods_start_leaves_no_container_or_network() {
+    let cluster = cluster().await;
+    with_secret(&cluster).await;
+    let names: Vec<String> = (0..6).map(|n| format!("ss-dropped-{n}")).collect();
+    for name in &names {
+        cluster.create(hardened_pod(name, FIXTURE)).await;
+    }
+    let began = std::time::Instant::now();
+    while cluster.kubelet.containers_of(&names[0]).await.unwrap().is_empty() {
+        assert!(began.elapsed() < DEADLINE, "the first pod's container is created");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let network = cluster.kubelet.network().to_owned();
+    drop(cluster);
+
+    let inspected = Command::new("docker").args(["network", "inspect", &network]).output().unwrap();
+    assert!(!inspected.status.success(), "the network {network} is gone");
+    for name in &names {
+        let left = docker(&["ps", "--all", "--quiet", "--filter", &format!("label=io.kubernetes.pod.name={name}")]);
+        assert!(left.is_empty(), "pod {name} left containers {left}");
+    }
+}

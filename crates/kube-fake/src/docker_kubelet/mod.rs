@@ -106,6 +106,25 @@ impl Drop for DockerKubelet {
         for (_, worker) in self.node.workers.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).drain() {
             worker.abort();
         }
+        // A worker aborted during `docker run` has had its CLI killed, but the engine may still create and
+        // start the container after a sweep. The network cannot be removed while a running container is on it,
+        // and once it is gone no new container can join it: sweep until it is, and once more for one created
+        // but not started.
+        for _ in 0..DROP_SWEEPS {
+            self.remove_containers_blocking();
+            match docker::run_blocking(&["network", "rm", &self.node.network]) {
+                Err(DockerError(message)) if message.contains("active endpoints") => {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                _ => break,
+            }
+        }
+        self.remove_containers_blocking();
+    }
+}
+
+impl DockerKubelet {
+    fn remove_containers_blocking(&self) {
         let label = format!("label={NODE_LABEL}={}", self.node.id);
         if let Ok(containers) = docker::run_blocking(&["ps", "--all", "--quiet", "--filter", &label]) {
             let ids: Vec<&str> = containers.lines().collect();
@@ -113,9 +132,11 @@ impl Drop for DockerKubelet {
                 let _ = docker::run_blocking(&[&["rm", "--force", "--volumes"], ids.as_slice()].concat());
             }
         }
-        let _ = docker::run_blocking(&["network", "rm", &self.node.network]);
     }
 }
+
+/// Sweeps of a dropped stand-in's containers before its network is left behind, 100 ms apart.
+const DROP_SWEEPS: usize = 50;
 
 impl Node {
     fn pods(&self) -> Api<Pod> {
