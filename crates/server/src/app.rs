@@ -56,6 +56,7 @@ pub struct App {
     pub connections: crate::connections::Registry,
     /// The session proxy's recent answers on who may use which session.
     pub session_access: crate::connections::access::SessionAccess,
+    /// Who recent API callers are, kept briefly (ADR 0037).
     pub callers: crate::auth::principal::Callers,
     /// Links the audit chain; kept out of the database so that the database alone cannot rewrite it.
     pub audit_key: streamspace_store::audit::AuditKey,

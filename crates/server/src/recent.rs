@@ -69,14 +69,19 @@ impl<K: Eq + Hash, V: Clone> Recent<K, V> {
     }
 
     pub fn forget(&self, key: &K) {
-        self.forget_where(|candidate, _| candidate == key);
+        self.forgetting().map.remove(key);
     }
 
     pub fn forget_where(&self, mut doomed: impl FnMut(&K, &V) -> bool) {
-        let mut entries = self.write();
-        // Under the lock, so that no answer read before this change is kept after it.
+        self.forgetting().map.retain(|key, (value, _)| !doomed(key, value));
+    }
+
+    /// The entries, locked, with every ticket taken so far made stale: under the lock, so that no
+    /// answer read before this change is kept after it.
+    fn forgetting(&self) -> RwLockWriteGuard<'_, Entries<K, V>> {
+        let entries = self.write();
         self.forgotten.fetch_add(1, Ordering::AcqRel);
-        entries.map.retain(|key, (value, _)| !doomed(key, value));
+        entries
     }
 
     fn write(&self) -> RwLockWriteGuard<'_, Entries<K, V>> {

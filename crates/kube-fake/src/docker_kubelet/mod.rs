@@ -98,6 +98,17 @@ impl DockerKubelet {
     fn pod_labels<'a>(&'a self, pod_name: &'a str) -> [(&'a str, &'a str); 3] {
         [(NODE_LABEL, &self.node.id), (POD_NAMESPACE_LABEL, &self.node.namespace), (POD_NAME_LABEL, pod_name)]
     }
+
+    /// Removes every container the stand-in made, with its volumes, from `Drop`.
+    fn remove_containers_blocking(&self) {
+        let label = format!("label={NODE_LABEL}={}", self.node.id);
+        if let Ok(containers) = docker::run_blocking(&["ps", "--all", "--quiet", "--filter", &label]) {
+            let ids: Vec<&str> = containers.lines().collect();
+            if !ids.is_empty() {
+                let _ = docker::run_blocking(&[&["rm", "--force", "--volumes"], ids.as_slice()].concat());
+            }
+        }
+    }
 }
 
 impl Drop for DockerKubelet {
@@ -120,18 +131,6 @@ impl Drop for DockerKubelet {
             }
         }
         self.remove_containers_blocking();
-    }
-}
-
-impl DockerKubelet {
-    fn remove_containers_blocking(&self) {
-        let label = format!("label={NODE_LABEL}={}", self.node.id);
-        if let Ok(containers) = docker::run_blocking(&["ps", "--all", "--quiet", "--filter", &label]) {
-            let ids: Vec<&str> = containers.lines().collect();
-            if !ids.is_empty() {
-                let _ = docker::run_blocking(&[&["rm", "--force", "--volumes"], ids.as_slice()].concat());
-            }
-        }
     }
 }
 

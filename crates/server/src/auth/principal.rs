@@ -89,6 +89,7 @@ impl App {
         self.tell_replicas(Signal::Org(org_id)).await;
     }
 
+    /// The same on this replica only, when another told it.
     pub fn forget_org_callers_here(&self, org_id: Uuid) {
         self.callers.forget_where(|_, caller| caller.org_id == org_id);
     }
