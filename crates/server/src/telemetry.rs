@@ -141,19 +141,20 @@ impl SessionRequests {
         let elapsed = started.elapsed();
         tracing::debug!(%method, status = status.as_u16(), latency_ms = elapsed.as_secs_f64() * 1e3, "request finished");
         let key = (method_label(method), status.as_u16());
-        let known = self.handles.read().unwrap_or_else(|p| p.into_inner()).get(&key).cloned();
-        let (requests, duration) = known.unwrap_or_else(|| {
-            let labels =
-                [("method", key.0.to_owned()), ("route", SESSION_ROUTE.to_owned()), ("status", key.1.to_string())];
-            let handles = (
-                metrics::counter!("streamspace_http_requests_total", &labels),
-                metrics::histogram!("streamspace_http_request_duration_seconds", &labels),
-            );
-            self.handles.write().unwrap_or_else(|p| p.into_inner()).insert(key, handles.clone());
-            handles
-        });
-        requests.increment(1);
-        duration.record(elapsed.as_secs_f64());
+        let record = |(requests, duration): &Series| {
+            requests.increment(1);
+            duration.record(elapsed.as_secs_f64());
+        };
+        if let Some(series) = self.handles.read().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return record(series);
+        }
+        let labels = [("method", key.0.to_owned()), ("route", SESSION_ROUTE.to_owned()), ("status", key.1.to_string())];
+        let series = (
+            metrics::counter!("streamspace_http_requests_total", &labels),
+            metrics::histogram!("streamspace_http_request_duration_seconds", &labels),
+        );
+        record(&series);
+        self.handles.write().unwrap_or_else(|p| p.into_inner()).insert(key, series);
     }
 }
 

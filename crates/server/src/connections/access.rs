@@ -69,22 +69,31 @@ impl SessionAccess {
     ) -> Result<Option<SessionRole>, StoreError> {
         let answer = match self.0.get(&(user_id, session_id)) {
             Some(answer) => answer,
-            None => {
-                let ticket = self.0.ticket();
-                let user = store.get_user(Scope::Platform, user_id).await?;
-                let session = store.get_session(Scope::Platform, session_id).await?;
-                let share = match &session {
-                    Some(session) if !may_open_session(user_id, session.owner_id) => {
-                        store.guest_share(session_id, user_id).await?
-                    }
-                    _ => None,
-                };
-                let answer = usable_since(user.as_ref(), session.as_ref(), share.as_ref(), now);
-                self.0.keep(ticket, (user_id, session_id), answer);
-                answer
-            }
+            // Boxed: the proxy asks on every request, and its future need not hold a user and a session.
+            None => Box::pin(self.read(store, user_id, session_id, now)).await?,
         };
         Ok(answer.filter(|(since, _)| granted_at >= *since).map(|(_, role)| role))
+    }
+
+    async fn read(
+        &self,
+        store: &dyn Store,
+        user_id: Uuid,
+        session_id: Uuid,
+        now: Timestamp,
+    ) -> Result<Option<(i64, SessionRole)>, StoreError> {
+        let ticket = self.0.ticket();
+        let user = store.get_user(Scope::Platform, user_id).await?;
+        let session = store.get_session(Scope::Platform, session_id).await?;
+        let share = match &session {
+            Some(session) if !may_open_session(user_id, session.owner_id) => {
+                store.guest_share(session_id, user_id).await?
+            }
+            _ => None,
+        };
+        let answer = usable_since(user.as_ref(), session.as_ref(), share.as_ref(), now);
+        self.0.keep(ticket, (user_id, session_id), answer);
+        Ok(answer)
     }
 
     pub fn forget_user(&self, user_id: Uuid) {

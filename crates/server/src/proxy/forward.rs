@@ -2,13 +2,14 @@
 //! ways, upgrades tunnelled byte for byte.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
-use axum::body::{Body, HttpBody};
+use axum::body::{Body, Bytes, HttpBody};
 use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::{Request, Response, StatusCode};
+use hyper::body::{Frame, SizeHint};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -29,6 +30,9 @@ pub fn client() -> HttpClient {
     connector.set_connect_timeout(Some(std::time::Duration::from_secs(5)));
     Client::builder(TokioExecutor::new()).pool_idle_timeout(std::time::Duration::from_secs(60)).build(connector)
 }
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Hop-by-hop headers (RFC 9110 7.6.1): they describe one connection, not the message.
 const HOP_BY_HOP: [HeaderName; 7] = [
@@ -125,7 +129,7 @@ fn is_platform_cookie(pair: &str) -> bool {
 /// `X-Forwarded-For` gets the client's address (`client`, already a header value) after any the
 /// request carried, and `X-Forwarded-Host` the host it asked for.
 fn add_forwarded(headers: &mut HeaderMap, client: &HeaderValue, host: Option<HeaderValue>) {
-    let xff = match headers.get("x-forwarded-for") {
+    let xff = match headers.get(X_FORWARDED_FOR) {
         Some(prior) => {
             let mut value = Vec::with_capacity(prior.len() + 2 + client.len());
             value.extend_from_slice(prior.as_bytes());
@@ -136,10 +140,10 @@ fn add_forwarded(headers: &mut HeaderMap, client: &HeaderValue, host: Option<Hea
         None => Some(client.clone()),
     };
     if let Some(value) = xff {
-        headers.insert("x-forwarded-for", value);
+        headers.insert(X_FORWARDED_FOR, value);
     }
     if let Some(host) = host {
-        headers.insert("x-forwarded-host", host);
+        headers.insert(X_FORWARDED_HOST, host);
     }
 }
 
@@ -154,17 +158,66 @@ fn byte_counters() -> &'static (Counter, Counter) {
     })
 }
 
-/// `body`, handing the size of each data frame to `count` as it passes.
-fn counted(body: Body, count: impl Fn(u64) + Send + Sync + 'static) -> Body {
-    if body.is_end_stream() {
-        return body;
+/// Which way a body's bytes go through the proxy: from the client to the streamer, or back.
+#[derive(Clone, Copy)]
+enum Direction {
+    In,
+    Out,
+}
+
+impl Direction {
+    /// Counts `bytes` into the session's traffic and the process's total.
+    fn count(self, traffic: &Traffic, bytes: u64) {
+        let (in_total, out_total) = byte_counters();
+        let (session, total) = match self {
+            Direction::In => (&traffic.bytes_in, in_total),
+            Direction::Out => (&traffic.bytes_out, out_total),
+        };
+        session.fetch_add(bytes, Ordering::Relaxed);
+        total.increment(bytes);
     }
-    Body::new(http_body_util::BodyExt::map_frame(body, move |frame| {
-        if let Some(data) = frame.data_ref() {
-            count(data.len() as u64);
+}
+
+/// `body` as a [`Body`] that counts the size of each data frame as it passes.
+fn counted<B>(body: B, traffic: &Arc<Traffic>, direction: Direction) -> Body
+where
+    B: HttpBody<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    if body.is_end_stream() {
+        return Body::new(body);
+    }
+    Body::new(Counted { body, traffic: traffic.clone(), direction })
+}
+
+/// A body whose data frames are counted as they pass: one wrapper, so a response body is boxed once.
+struct Counted<B> {
+    body: B,
+    traffic: Arc<Traffic>,
+    direction: Direction,
+}
+
+impl<B: HttpBody<Data = Bytes> + Unpin> HttpBody for Counted<B> {
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.direction.count(&self.traffic, data.len() as u64);
         }
-        frame
-    }))
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
 }
 
 /// A WebSocket tunnel about to open: its registration, and whether its user only watches (their
@@ -198,18 +251,9 @@ pub async fn forward(
         headers.insert(header::AUTHORIZATION, credential);
     }
     add_forwarded(headers, client, host);
-    traffic.touch();
 
-    let (in_total, out_total) = byte_counters();
-    let (parts, body) = request.into_parts();
-    let body = counted(body, {
-        let traffic = traffic.clone();
-        move |bytes| {
-            traffic.bytes_in.fetch_add(bytes, Ordering::Relaxed);
-            in_total.increment(bytes);
-        }
-    });
-    let mut response = match upstreams.send(endpoint, Request::from_parts(parts, body)).await {
+    let request = request.map(|body| counted(body, &traffic, Direction::In));
+    let mut response = match upstreams.send(endpoint, request).await {
         Ok(response) => response,
         Err(err) => {
             tracing::info!(error = %err, "session upstream unreachable");
@@ -232,12 +276,7 @@ pub async fn forward(
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
-    let (parts, body) = response.into_parts();
-    let body = counted(Body::new(body), move |bytes| {
-        traffic.bytes_out.fetch_add(bytes, Ordering::Relaxed);
-        out_total.increment(bytes);
-    });
-    Response::from_parts(parts, body)
+    response.map(|body| counted(body, &traffic, Direction::Out))
 }
 
 /// Relays bytes both ways until either side closes or the tunnel is cut (its user's access
@@ -257,10 +296,9 @@ async fn relay(
     };
     let open = metrics::gauge!("streamspace_proxy_open_tunnels");
     open.increment(1.0);
-    let (client_reads, client_writes) =
-        tokio::io::split(Metered::new(TokioIo::new(client), &traffic.bytes_in, &traffic, "in"));
+    let (client_reads, client_writes) = tokio::io::split(Metered::new(TokioIo::new(client), &traffic, Direction::In));
     let (upstream_reads, upstream_writes) =
-        tokio::io::split(Metered::new(TokioIo::new(upstream), &traffic.bytes_out, &traffic, "out"));
+        tokio::io::split(Metered::new(TokioIo::new(upstream), &traffic, Direction::Out));
     let copy = async {
         tokio::try_join!(
             async {
@@ -366,19 +404,13 @@ async fn pipe<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
 /// Prometheus), and marks the session active.
 struct Metered<'a, T> {
     io: T,
-    counter: &'a AtomicU64,
     traffic: &'a Traffic,
-    total: metrics::Counter,
+    direction: Direction,
 }
 
 impl<'a, T> Metered<'a, T> {
-    fn new(io: T, counter: &'a AtomicU64, traffic: &'a Traffic, direction: &'static str) -> Self {
-        Metered {
-            io,
-            counter,
-            traffic,
-            total: metrics::counter!("streamspace_proxy_bytes_total", "direction" => direction),
-        }
+    fn new(io: T, traffic: &'a Traffic, direction: Direction) -> Self {
+        Metered { io, traffic, direction }
     }
 }
 
@@ -388,8 +420,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for Metered<'_, T> {
         let poll = Pin::new(&mut self.io).poll_read(cx, buf);
         let read = buf.filled().len() - before;
         if read > 0 {
-            self.counter.fetch_add(read as u64, Ordering::Relaxed);
-            self.total.increment(read as u64);
+            self.direction.count(self.traffic, read as u64);
             self.traffic.touch();
         }
         poll

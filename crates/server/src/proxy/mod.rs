@@ -25,9 +25,10 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::http::header::{self, HeaderValue};
+use axum::http::header::{self, HeaderName, HeaderValue};
 use axum::http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
 use axum::response::IntoResponse;
+use chrono::{DateTime, Utc};
 use streamspace_proto::SessionState;
 use streamspace_store::Scope;
 use uuid::Uuid;
@@ -89,24 +90,47 @@ pub struct SessionProxy {
 }
 
 /// What the proxy keeps for one client connection, whose requests nearly always come from one
-/// browser for one session with the same cookie.
+/// browser for one session with the same host and cookie.
 struct ClientConnection {
     peer: IpAddr,
     /// The peer's address as a header value (`X-Forwarded-For`), formatted once.
     peer_header: HeaderValue,
     upstreams: Upstreams,
-    last_grant: LastGrant,
+    /// The session the last host named.
+    last_host: Memo<Uuid>,
+    /// The grant of the last `Cookie` header that verified.
+    last_cookie: Memo<Grant>,
 }
 
 impl ClientConnection {
     fn new(peer: IpAddr, upstreams: Upstreams) -> Arc<ClientConnection> {
         let peer_header = address_header(peer);
-        Arc::new(ClientConnection { peer, peer_header, upstreams, last_grant: LastGrant::default() })
+        Arc::new(ClientConnection {
+            peer,
+            peer_header,
+            upstreams,
+            last_host: Memo::default(),
+            last_cookie: Memo::default(),
+        })
     }
 
     /// `client` as a header value: the peer's, formatted once, unless trusted proxies named another.
     fn address_header(&self, client: IpAddr) -> HeaderValue {
         if client == self.peer { self.peer_header.clone() } else { address_header(client) }
+    }
+
+    /// The grant of the session cookie in `headers`, if it is `session_id`'s and unexpired at `now`.
+    /// The cookie is checked on every request: a `Cookie` header equal to one whose signature
+    /// verified needs no second HMAC, while its session and expiry are checked again each time, as
+    /// `Grant::decode` does. Several `Cookie` headers (HTTP/2 splits them) are read afresh each time.
+    fn grant(&self, headers: &HeaderMap, spec: &CookieSpec, key: &[u8], session_id: Uuid, now: i64) -> Option<Grant> {
+        let verify = || Grant::decode(spec.read(headers).value()?, key, session_id, now);
+        let mut cookies = headers.get_all(header::COOKIE).iter();
+        let grant = match (cookies.next(), cookies.next()) {
+            (Some(only), None) => self.last_cookie.get_or(only.as_bytes(), verify),
+            _ => verify(),
+        }?;
+        (grant.session_id == session_id && grant.expires_at > now).then_some(grant)
     }
 }
 
@@ -114,25 +138,30 @@ fn address_header(address: IpAddr) -> HeaderValue {
     HeaderValue::from_str(&address.to_string()).unwrap_or(HeaderValue::from_static("unknown"))
 }
 
-/// The last session cookie value this connection presented that verified, and its grant. The
-/// cookie is still checked on every request: a value equal to one whose signature verified needs
-/// no second HMAC, while its session and expiry are checked again each time, as `Grant::decode`
-/// does. The comparison need not be constant-time: it can only tell a client about the value it
-/// sent itself on this connection.
-#[derive(Default)]
-struct LastGrant(Mutex<Option<(Box<str>, Grant)>>);
+/// What was last worked out on a connection from a header's bytes, with those bytes. The
+/// comparison need not be constant-time: it can only tell a client about what it sent itself on
+/// this connection.
+struct Memo<V>(Mutex<Option<(Box<[u8]>, V)>>);
 
-impl LastGrant {
-    fn grant(&self, value: &str, key: &[u8], session_id: Uuid, now: i64) -> Option<Grant> {
+impl<V> Default for Memo<V> {
+    fn default() -> Self {
+        Memo(Mutex::new(None))
+    }
+}
+
+impl<V: Copy> Memo<V> {
+    /// The value for `bytes`: the last one if `bytes` are the same, else what `work_out` makes of
+    /// them (kept if there is one).
+    fn get_or(&self, bytes: &[u8], work_out: impl FnOnce() -> Option<V>) -> Option<V> {
         let mut last = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((verified, grant)) = last.as_ref()
-            && **verified == *value
+        if let Some((seen, value)) = last.as_ref()
+            && **seen == *bytes
         {
-            return (grant.session_id == session_id && grant.expires_at > now).then_some(*grant);
+            return Some(*value);
         }
-        let grant = Grant::decode(value, key, session_id, now)?;
-        *last = Some((value.into(), grant));
-        Some(grant)
+        let value = work_out()?;
+        *last = Some((bytes.into(), value));
+        Some(value)
     }
 }
 
@@ -169,7 +198,9 @@ where
         Box::pin(async move {
             let started = Instant::now();
             let method = request.method().clone();
-            let mut response = proxy.handle(request.map(Body::new)).await;
+            // Most requests have no body: an empty one is not boxed.
+            let request = request.map(|body| if body.is_end_stream() { Body::empty() } else { Body::new(body) });
+            let mut response = self::proxy(&proxy.app, &proxy.connection, request).await;
             if let Some(hsts) = &proxy.app.origins.hsts {
                 response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
             }
@@ -180,11 +211,16 @@ where
 }
 
 /// The session a request's host names: `<canonical session id>.<session domain>`, any case.
-fn addressed_session(request: &Request<Body>, domain: &str) -> Option<Uuid> {
+/// `last` is the connection's: its requests nearly always name the same host.
+fn addressed_session(request: &Request<Body>, domain: &str, last: &Memo<Uuid>) -> Option<Uuid> {
     let host = match request.uri().authority() {
         Some(authority) => authority.as_str(),
         None => request.headers().get(header::HOST)?.to_str().ok()?,
     };
+    last.get_or(host.as_bytes(), || session_of_host(host, domain))
+}
+
+fn session_of_host(host: &str, domain: &str) -> Option<Uuid> {
     let label = strip_suffix_ignoring_case(host, domain)?.strip_suffix('.')?;
     let id = Uuid::try_parse(label).ok()?;
     let mut canonical = [0u8; uuid::fmt::Hyphenated::LENGTH];
@@ -209,9 +245,11 @@ fn tail(path: &str, session_id: Uuid) -> Option<&str> {
 /// as opposed to a plain navigation such as the UI framing the session or a link. Browsers that
 /// send no metadata, and other clients, are judged by the cookie alone.
 fn refused_cross_site(method: &Method, headers: &HeaderMap) -> bool {
-    let fetch = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
-    let navigation = fetch("sec-fetch-mode") == Some("navigate") && (method == Method::GET || method == Method::HEAD);
-    matches!(fetch("sec-fetch-site"), Some("cross-site" | "same-site")) && !navigation
+    const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
+    const SEC_FETCH_MODE: HeaderName = HeaderName::from_static("sec-fetch-mode");
+    let fetch = |name: HeaderName| headers.get(name).map(HeaderValue::as_bytes);
+    let navigation = fetch(SEC_FETCH_MODE) == Some(b"navigate") && (method == Method::GET || method == Method::HEAD);
+    matches!(fetch(SEC_FETCH_SITE), Some(b"cross-site" | b"same-site")) && !navigation
 }
 
 /// The query without `ticket=...` (and without empty pairs).
@@ -238,12 +276,6 @@ fn error(status: StatusCode, code: &'static str, message: &str) -> Response<Body
     ApiError::new(status, code, message).into_response()
 }
 
-impl SessionProxy {
-    async fn handle(&self, request: Request<Body>) -> Response<Body> {
-        proxy(&self.app, &self.connection, request).await
-    }
-}
-
 // What runs rarely (a ticket, a cache miss, a refusal) is awaited boxed: the future of every
 // request is then only as large as the common path needs, and moved and zeroed that much less.
 async fn proxy(app: &AppState, connection: &ClientConnection, mut request: Request<Body>) -> Response<Body> {
@@ -251,7 +283,7 @@ async fn proxy(app: &AppState, connection: &ClientConnection, mut request: Reque
     if let Err(limited) = app.session_limits.check_address(client_ip) {
         return limited.into_response();
     }
-    let Some(session_id) = addressed_session(&request, &app.origins.domain) else {
+    let Some(session_id) = addressed_session(&request, &app.origins.domain, &connection.last_host) else {
         return error(StatusCode::NOT_FOUND, "not_found", "no such session");
     };
     let path = request.uri().path();
@@ -277,13 +309,8 @@ async fn proxy(app: &AppState, connection: &ClientConnection, mut request: Reque
         let location = format!("{path}{}", if query.is_empty() { String::new() } else { format!("?{query}") });
         return Box::pin(redeem(app, session_id, ticket, &location, client_ip)).await;
     }
-    let now = app.clock.now().timestamp();
-    let grant = app
-        .origins
-        .cookie
-        .read(request.headers())
-        .value()
-        .and_then(|value| connection.last_grant.grant(value, &app.session_key, session_id, now));
+    let now = app.clock.now();
+    let grant = connection.grant(request.headers(), &app.origins.cookie, &app.session_key, session_id, now.timestamp());
     let Some(grant) = grant else {
         return error(StatusCode::UNAUTHORIZED, "unauthorized", "open this session from StreamSpace");
     };
@@ -294,7 +321,7 @@ async fn proxy(app: &AppState, connection: &ClientConnection, mut request: Reque
             Err(response) => return *response,
         },
     };
-    let role = match check_access(app, grant).await {
+    let role = match check_access(app, grant, now).await {
         Ok(role) => role,
         Err(response) => return *response,
     };
@@ -332,6 +359,7 @@ async fn proxy(app: &AppState, connection: &ClientConnection, mut request: Reque
         Err(response) => return *response,
     };
     let client = connection.address_header(client_ip);
+    cached.traffic.touch_at(now);
     let mut response =
         forward::forward(&connection.upstreams, &endpoint, request, credential, &client, cached.traffic, tunnel).await;
     if let Some(audit) = audit.filter(|_| response.status() == StatusCode::SWITCHING_PROTOCOLS) {
@@ -359,8 +387,8 @@ fn granted_at(grant: Grant) -> i64 {
 
 /// The cookie is valid for hours; whether its user may still use the session, and as what, is
 /// asked on every request (answered from a cache that lives two seconds).
-async fn check_access(app: &App, grant: Grant) -> Result<SessionRole, Box<Response<Body>>> {
-    let (store, granted_at, now) = (app.store.as_ref(), granted_at(grant), app.clock.now());
+async fn check_access(app: &App, grant: Grant, now: DateTime<Utc>) -> Result<SessionRole, Box<Response<Body>>> {
+    let (store, granted_at) = (app.store.as_ref(), granted_at(grant));
     match app.session_access.allows(store, grant.user_id, grant.session_id, granted_at, now).await {
         Ok(Some(role)) => Ok(role),
         Ok(None) => {
@@ -520,9 +548,13 @@ mod tests {
     #[test]
     fn the_host_must_name_one_session_in_canonical_form() {
         let id = Uuid::now_v7();
-        assert_eq!(addressed_session(&request(&format!("{id}.localhost:8001")), DOMAIN), Some(id));
+        assert_eq!(addressed_session(&request(&format!("{id}.localhost:8001")), DOMAIN, &Memo::default()), Some(id));
         let upper = id.hyphenated().to_string().to_uppercase();
-        assert_eq!(addressed_session(&request(&format!("{upper}.LOCALHOST:8001")), DOMAIN), Some(id), "any case");
+        assert_eq!(
+            addressed_session(&request(&format!("{upper}.LOCALHOST:8001")), DOMAIN, &Memo::default()),
+            Some(id),
+            "any case"
+        );
         for host in [
             "localhost:8001".to_owned(),
             format!("{id}.localhost:9999"),
@@ -532,14 +564,18 @@ mod tests {
             format!("{id}.evil.localhost:8001"),
             format!("{id}localhost:8001"),
         ] {
-            assert_eq!(addressed_session(&request(&host), DOMAIN), None, "{host}");
+            assert_eq!(addressed_session(&request(&host), DOMAIN, &Memo::default()), None, "{host}");
         }
         let absolute = Request::builder()
             .uri(format!("http://{id}.localhost:8001/api/v1/http/{id}/"))
             .header("host", "other.localhost:8001")
             .body(Body::empty())
             .unwrap();
-        assert_eq!(addressed_session(&absolute, DOMAIN), Some(id), "the request target's authority wins");
+        assert_eq!(
+            addressed_session(&absolute, DOMAIN, &Memo::default()),
+            Some(id),
+            "the request target's authority wins"
+        );
     }
 
     #[test]
@@ -596,19 +632,47 @@ mod tests {
         assert_eq!(policies, ["frame-ancestors *", "frame-ancestors http://localhost:8000"], "both are enforced");
     }
 
+    fn cookie_header(spec: &CookieSpec, value: &str) -> HeaderMap {
+        let set = spec.set(value, 60);
+        let pair = set.split(';').next().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_str(&format!("theirs=1; {pair}")).unwrap());
+        headers
+    }
+
     #[test]
     fn a_connection_remembers_the_cookie_that_verified_but_checks_its_session_and_expiry_each_time() {
+        let spec = Origins::new(&Urls::new(&Config::default())).cookie;
         let key = b"session key";
         let grant = Grant { session_id: Uuid::now_v7(), user_id: Uuid::now_v7(), expires_at: 1000 };
-        let value = grant.encode(key);
-        let last = LastGrant::default();
-        assert_eq!(last.grant(&value, key, grant.session_id, 999), Some(grant));
-        assert_eq!(last.grant(&value, key, grant.session_id, 999), Some(grant), "remembered");
-        assert_eq!(last.grant(&value, key, grant.session_id, 1000), None, "expired since");
-        assert_eq!(last.grant(&value, key, Uuid::now_v7(), 999), None, "another session's origin");
-        let forged = format!("{value}x");
-        assert_eq!(last.grant(&forged, key, grant.session_id, 999), None, "any other value is verified");
-        assert_eq!(LastGrant::default().grant(&value, b"another key", grant.session_id, 999), None);
+        let headers = cookie_header(&spec, &grant.encode(key));
+        let connection = ClientConnection::new(Ipv4Addr::LOCALHOST.into(), Upstreams::spawned());
+        assert_eq!(connection.grant(&headers, &spec, b"another key", grant.session_id, 999), None);
+        assert_eq!(connection.grant(&headers, &spec, key, grant.session_id, 999), Some(grant));
+        assert_eq!(
+            connection.grant(&headers, &spec, b"another key", grant.session_id, 999),
+            Some(grant),
+            "remembered: not verified again"
+        );
+        assert_eq!(connection.grant(&headers, &spec, key, grant.session_id, 1000), None, "expired since");
+        assert_eq!(connection.grant(&headers, &spec, key, Uuid::now_v7(), 999), None, "another session's origin");
+        let forged = cookie_header(&spec, &format!("{}x", grant.encode(key)));
+        assert_eq!(connection.grant(&forged, &spec, key, grant.session_id, 999), None, "any other value is verified");
+        let mut split = cookie_header(&spec, &grant.encode(key));
+        split.append(header::COOKIE, HeaderValue::from_static("more=1"));
+        assert_eq!(connection.grant(&split, &spec, b"another key", grant.session_id, 999), None, "split: verified");
+        assert_eq!(connection.grant(&split, &spec, key, grant.session_id, 999), Some(grant));
+    }
+
+    #[test]
+    fn a_connection_remembers_the_session_its_host_named() {
+        let (id, last) = (Uuid::now_v7(), Memo::default());
+        let named = request(&format!("{id}.localhost:8001"));
+        assert_eq!(addressed_session(&named, DOMAIN, &last), Some(id));
+        assert_eq!(addressed_session(&request("localhost:8001"), DOMAIN, &last), None, "another host is read");
+        let other = Uuid::now_v7();
+        assert_eq!(addressed_session(&request(&format!("{other}.localhost:8001")), DOMAIN, &last), Some(other));
+        assert_eq!(addressed_session(&named, DOMAIN, &last), Some(id));
     }
 
     #[test]

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use streamspace_proto::SessionState;
 use uuid::Uuid;
 
@@ -50,7 +51,12 @@ impl Traffic {
     }
 
     pub fn touch(&self) {
-        self.last_activity_ms.store(self.clock.now().timestamp_millis(), Ordering::Relaxed);
+        self.touch_at(self.clock.now());
+    }
+
+    /// A request at `now`, read from this clock by the caller, who needed the time already.
+    pub fn touch_at(&self, now: DateTime<Utc>) {
+        self.last_activity_ms.store(now.timestamp_millis(), Ordering::Relaxed);
     }
 }
 

@@ -7,6 +7,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -168,13 +169,23 @@ fn authority(endpoint: &Arc<str>) -> Result<&str, UpstreamError> {
 #[derive(Default)]
 struct Inbox {
     arrived: Mutex<Vec<ConnectionTask>>,
+    /// Set after a push: the driver, polled several times per request, locks `arrived` only then.
+    any: AtomicBool,
     waker: AtomicWaker,
 }
 
 impl Inbox {
     fn push(&self, connection: ConnectionTask) {
         self.arrived.lock().unwrap_or_else(|p| p.into_inner()).push(connection);
+        self.any.store(true, Ordering::Release);
         self.waker.wake();
+    }
+
+    fn take(&self) -> Vec<ConnectionTask> {
+        if !self.any.swap(false, Ordering::Acquire) {
+            return Vec::new();
+        }
+        std::mem::take(&mut *self.arrived.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 
@@ -193,8 +204,7 @@ impl Future for Driver {
         let open = match self.inbox.upgrade() {
             Some(inbox) => {
                 inbox.waker.register(cx.waker());
-                let arrived = std::mem::take(&mut *inbox.arrived.lock().unwrap_or_else(|p| p.into_inner()));
-                self.running.extend(arrived);
+                self.running.extend(inbox.take());
                 true
             }
             None => false,
