@@ -68,7 +68,9 @@ ADMIN_PASSWORD = "bench-admin-" + secrets.token_hex(8)
 MEMBER_PASSWORD = "bench-member-" + secrets.token_hex(8)
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 P1_TARGETS = ["streamspace", "nginx", "nginx64k", "chp", "direct"]
-P2_TARGETS = ["streamspace", "nginx", "chp", "direct"]
+# "hyper" is hyper alone passing requests through (`wsload proxy`): what any proxy on hyper costs before it
+# checks anything, so the report separates the library's share of P2 from StreamSpace's own work.
+P2_TARGETS = ["streamspace", "nginx", "hyper", "chp", "direct"]
 
 
 def log(message):
@@ -387,6 +389,7 @@ class Bench:
             raise RuntimeError("the session's /api/health does not answer 200 through the proxy")
         self.start_nginx(up)
         self.start_chp(up)
+        self.start_bare_hyper(up)
         self.upstreams[kind] = up
         log(f"{kind} upstream: session {up.sid}, container {container} at {up.addr} (open-file limit "
             f"{up.nofile}); nginx worker {up.nginx_worker} on {up.nginx_ports}, CHP {up.chp_pid} on {up.chp_port}")
@@ -428,6 +431,13 @@ class Bench:
         wait_for("the CHP route", 10, lambda: http_ok(f"http://127.0.0.1:{up.chp_port}/api/health", up.cookie))
         up.chp_pid = process.pid
 
+    def start_bare_hyper(self, up):
+        up.hyper_port = free_port()
+        process = self.spawn(f"hyper-{up.kind}", pinned(PROXY_CPU, priority=True, argv=[
+            WSLOAD, "proxy", up.hyper_port, up.addr]))
+        wait_for("bare hyper", 10, lambda: http_ok(f"http://127.0.0.1:{up.hyper_port}/api/health", up.cookie))
+        up.hyper_pid = process.pid
+
     def targets(self, up):
         """name -> (HTTP base URL, pids whose CPU and memory count, label)."""
         return {
@@ -435,6 +445,7 @@ class Bench:
             "nginx": (f"http://127.0.0.1:{up.nginx_ports['stock']}", [up.nginx_worker], "nginx, stock buffers"),
             "nginx64k": (f"http://127.0.0.1:{up.nginx_ports['64k']}", [up.nginx_worker], "nginx, 64 KiB buffers"),
             "chp": (f"http://127.0.0.1:{up.chp_port}", [up.chp_pid], "configurable-http-proxy"),
+            "hyper": (f"http://127.0.0.1:{up.hyper_port}", [up.hyper_pid], "bare hyper (no checks)"),
             "direct": (f"http://{up.addr}", [], "direct to the container"),
         }
 
@@ -866,6 +877,10 @@ def report(bench, started, load_before, commit):
             check("P2 CPU per request, StreamSpace / nginx", "<= 1", kind,
                   *ratio_ok(round_ratio(rounds, "cpu_us_per_req"), lambda x: answered and x <= 1),
                   spread(rounds, "cpu_us_per_req"))
+            check("P2 CPU per request, bare hyper / nginx", "(info)", kind,
+                  round_ratio(rounds, "cpu_us_per_req", num="hyper"), None)
+            check("P2 CPU per request, StreamSpace / bare hyper", "(info)", kind,
+                  round_ratio(rounds, "cpu_us_per_req", den="hyper"), None, spread(rounds, "cpu_us_per_req", den="hyper"))
             ss_busy = median(per_round(rounds, "streamspace", "busy"))
             if ss_busy is not None and ss_busy >= 0.9:
                 bench.notes.append(

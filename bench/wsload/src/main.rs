@@ -10,6 +10,12 @@
 //! wsload serve PORT                                  a fast upstream: HTTP/1.1 keep-alive with
 //!                                                    `GET /api/health` (200 "ok") and a WebSocket
 //!                                                    echo at `/ws`, on one thread
+//! wsload proxy PORT UPSTREAM                         bare hyper: hyper's HTTP/1.1 server and client
+//!                                                    passing plain requests to UPSTREAM (host:port)
+//!                                                    and nothing else, one streamer connection per
+//!                                                    client connection driven in its task (as the
+//!                                                    session proxy does), on tokio's default runtime:
+//!                                                    the floor of any proxy built on hyper
 //! ```
 //!
 //! COOKIE is sent as the `Cookie` header (`-` for none). Runs on one thread: pin it with taskset.
@@ -353,10 +359,45 @@ async fn serve_connection(mut stream: TcpStream) -> Result<(), Error> {
     }
 }
 
+/// Bare hyper (see the header): each client connection gets one streamer connection, and its
+/// requests go there one after another.
+async fn proxy(port: u16, upstream: String) -> Result<(), Error> {
+    use hyper::body::Incoming;
+    use hyper_util::rt::TokioIo;
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    loop {
+        let (client, _) = listener.accept().await?;
+        client.set_nodelay(true)?;
+        let streamer = TcpStream::connect(&upstream).await?;
+        streamer.set_nodelay(true)?;
+        tokio::spawn(async move {
+            let Ok((sender, connection)) = hyper::client::conn::http1::handshake(TokioIo::new(streamer)).await else {
+                return;
+            };
+            let sender = Arc::new(tokio::sync::Mutex::new(sender));
+            let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+                let sender = sender.clone();
+                async move { sender.lock().await.send_request(request).await }
+            });
+            let server = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(client), service);
+            let _ = tokio::join!(server, connection);
+        });
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
     let num = |i: usize| arg(i).parse::<f64>().unwrap_or_else(|_| panic!("argument {i} must be a number"));
+    if arg(1) == "proxy" {
+        // The runtime the control plane runs on, so that only the work per request differs.
+        let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+        if let Err(err) = runtime.block_on(proxy(num(2) as u16, arg(3))) {
+            eprintln!("wsload: {err}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
     let result = runtime.block_on(async {
         match arg(1).as_str() {
@@ -364,7 +405,7 @@ fn main() {
             "rtt" => rtt(&arg(2), &arg(3), num(4) as usize, num(5) as usize).await,
             "idle" => idle(&arg(2), &arg(3), num(4) as usize, num(5) as usize).await,
             "serve" => serve(num(2) as u16).await,
-            _ => Err("usage: wsload throughput|rtt|idle URL COOKIE ... (see the source's header)".into()),
+            _ => Err("usage: wsload throughput|rtt|idle URL COOKIE ... | serve PORT | proxy PORT UPSTREAM (see the source's header)".into()),
         }
     });
     if let Err(err) = result {
