@@ -287,8 +287,13 @@ async fn a_crashed_container_fails_its_session_with_a_reason_in_the_audit_log() 
     docker(&["kill", &container]);
     let failed = s.member.wait_for_state(&id, "failed", Duration::from_secs(2 * 2 + 2)).await;
     assert!(!failed["failure_reason"].as_str().unwrap_or("").is_empty(), "{failed}");
-    let audit = s.admin.get(&format!("/api/v1/audit?target=session:{id}&result=failure")).await;
-    assert!(!audit["items"].as_array().unwrap().is_empty(), "{audit}");
+    // The transition's audit record is written once the state it records is stored.
+    let failures = format!("/api/v1/audit?target=session:{id}&result=failure");
+    eventually("the failure's audit record", START, || async {
+        let audit = s.admin.get(&failures).await;
+        (!audit["items"].as_array().unwrap().is_empty()).then_some(())
+    })
+    .await;
     s.member.call(reqwest::Method::DELETE, &format!("/api/v1/sessions/{id}"), None).await;
     s.member.wait_for_state(&id, "stopped", START).await;
 }
