@@ -389,7 +389,8 @@ class Bench:
             raise RuntimeError("the session's /api/health does not answer 200 through the proxy")
         self.start_nginx(up)
         self.start_chp(up)
-        self.start_bare_hyper(up)
+        if "p2" in ONLY:  # a P2 reference only: it passes no WebSocket
+            self.start_bare_hyper(up)
         self.upstreams[kind] = up
         log(f"{kind} upstream: session {up.sid}, container {container} at {up.addr} (open-file limit "
             f"{up.nofile}); nginx worker {up.nginx_worker} on {up.nginx_ports}, CHP {up.chp_pid} on {up.chp_port}")
