@@ -2,6 +2,8 @@
 //! headers and a cap on open connections, so that slow or numerous clients cannot exhaust the
 //! control plane's memory or file descriptors.
 
+mod together;
+
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -18,11 +20,10 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tower::ServiceExt;
 
 /// After a failed accept (e.g. out of file descriptors), wait this long before the next.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -57,7 +58,7 @@ pub async fn serve<S, W>(
     tls: Option<Arc<crate::tls::Tls>>,
     shutdown: impl Future<Output = ()>,
 ) where
-    S: tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Send + 'static,
     S::Future: Send + 'static,
     W: Future<Output = ()> + Send + 'static,
 {
@@ -66,7 +67,8 @@ pub async fn serve<S, W>(
     builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
     // HTTP/2 (over TLS) announces no extended CONNECT (RFC 8441), so browsers open WebSockets on an
     // HTTP/1.1 connection, the upgrade both the session proxy and the hub speak.
-    let graceful = GracefulShutdown::new();
+    // Each connection holds a receiver until it ends; the sender then learns when the last has.
+    let (shutting_down, watching) = tokio::sync::watch::channel(());
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -91,7 +93,7 @@ pub async fn serve<S, W>(
         let _ = tcp.set_nodelay(true);
         let io = Counted { tcp, permit: Some(permit), permits: permits.clone(), limits, name };
         let (service, work) = open(peer);
-        let connection = Connection { builder: builder.clone(), watcher: graceful.watcher(), name, peer };
+        let connection = Connection { builder: builder.clone(), shutdown: watching.clone(), name, peer };
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {
@@ -100,8 +102,9 @@ pub async fn serve<S, W>(
             }
         });
     }
-    drop(listener);
-    graceful.shutdown().await;
+    drop((listener, watching));
+    shutting_down.send_replace(());
+    shutting_down.closed().await;
 }
 
 /// The first byte of a TLS connection: a handshake record.
@@ -110,7 +113,8 @@ const TLS_HANDSHAKE: u8 = 0x16;
 /// One accepted connection, served in a task of its own.
 struct Connection {
     builder: Builder<TokioExecutor>,
-    watcher: hyper_util::server::graceful::Watcher,
+    /// Changes when the listener shuts down: the connection then finishes its request in flight.
+    shutdown: tokio::sync::watch::Receiver<()>,
     name: &'static str,
     peer: SocketAddr,
 }
@@ -120,14 +124,19 @@ impl Connection {
     async fn serve<I, S, W>(self, io: I, service: S, work: W)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-        S: tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+        S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Send + 'static,
         S::Future: Send + 'static,
         W: Future<Output = ()> + Send + 'static,
     {
-        let service = hyper::service::service_fn(move |request: Request<Incoming>| service.clone().oneshot(request));
-        let connection =
-            self.watcher.watch(self.builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned());
-        let (served, ()) = futures::future::join(connection, work).await;
+        let connection = self.builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
+        // Held until the connection ends, so that shutting down waits for it.
+        let open = self.shutdown.clone();
+        let mut shutdown = self.shutdown;
+        let shutdown = async move {
+            let _ = shutdown.changed().await;
+        };
+        let served = together::Together::new(connection, work, shutdown).await;
+        drop(open);
         if let Err(err) = served {
             tracing::debug!(listener = self.name, peer = %self.peer, error = %err, "connection ended with an error");
         }
@@ -136,14 +145,16 @@ impl Connection {
     /// A TLS handshake (within the header deadline) then `service`; plain HTTP gets the redirect.
     async fn serve_tls<S, W>(self, tls: &crate::tls::Tls, io: Counted, service: S, work: W, deadline: Duration)
     where
-        S: tower::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Clone + Send + 'static,
+        S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Send + 'static,
         S::Future: Send + 'static,
         W: Future<Output = ()> + Send + 'static,
     {
         let mut first = [0u8; 1];
         match tokio::time::timeout(deadline, io.tcp.peek(&mut first)).await {
             Ok(Ok(1..)) if first[0] == TLS_HANDSHAKE => {}
-            Ok(Ok(1..)) => return self.serve(io, tower::service_fn(redirect_to_https), std::future::ready(())).await,
+            Ok(Ok(1..)) => {
+                return self.serve(io, hyper::service::service_fn(redirect_to_https), std::future::ready(())).await;
+            }
             _ => return,
         }
         match tokio::time::timeout(deadline, tls.acceptor.accept(io)).await {
@@ -174,10 +185,12 @@ async fn redirect_to_https(request: Request<Incoming>) -> Result<Response<Body>,
     Ok(response)
 }
 
-/// Serves every connection with a clone of `service`, each request carrying its peer's address as
-/// `ConnectInfo<SocketAddr>`.
-pub fn with_connect_info<S: Clone>(service: S) -> impl Fn(SocketAddr) -> (WithConnectInfo<S>, std::future::Ready<()>) {
-    move |peer| (WithConnectInfo { service: service.clone(), peer }, std::future::ready(()))
+/// Serves every connection with a clone of the tower `service` (a router), each request carrying its
+/// peer's address as `ConnectInfo<SocketAddr>`.
+pub fn with_connect_info<S: Clone>(
+    service: S,
+) -> impl Fn(SocketAddr) -> (TowerToHyperService<WithConnectInfo<S>>, std::future::Ready<()>) {
+    move |peer| (TowerToHyperService::new(WithConnectInfo { service: service.clone(), peer }), std::future::ready(()))
 }
 
 #[derive(Clone)]
@@ -255,5 +268,53 @@ impl AsyncWrite for Counted {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::{Notify, oneshot};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn shutting_down_finishes_the_request_in_flight_and_closes_idle_connections() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (entered, answer) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        // Each request tells `entered`, then waits for `answer`.
+        let (arrived, answering) = (entered.clone(), answer.clone());
+        let slow = hyper::service::service_fn(move |_: Request<Incoming>| {
+            let (arrived, answering) = (arrived.clone(), answering.clone());
+            async move {
+                arrived.notify_one();
+                answering.notified().await;
+                Ok::<_, Infallible>(Response::new(Body::from("done")))
+            }
+        });
+        let open = move |_| (slow.clone(), std::future::ready(()));
+        let serving = tokio::spawn(serve(listener, open, Limits::default(), "test", None, shutdown));
+
+        let mut idle = TcpStream::connect(address).await.unwrap();
+        let mut busy = TcpStream::connect(address).await.unwrap();
+        busy.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+        entered.notified().await;
+        stop.send(()).unwrap();
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(5), idle.read_to_end(&mut rest)).await;
+        assert_eq!(closed.expect("the idle connection is closed").unwrap(), 0);
+        assert!(!serving.is_finished(), "shut down, but a request is still in flight");
+
+        answer.notify_one();
+        let mut answered = String::new();
+        busy.read_to_string(&mut answered).await.unwrap();
+        assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+        assert!(answered.ends_with("done"), "the whole answer, then the connection closes: {answered}");
+        tokio::time::timeout(Duration::from_secs(5), serving).await.expect("serving ends").unwrap();
     }
 }

@@ -180,20 +180,14 @@ pub fn service(app: AppState) -> SessionProxy {
     SessionProxy { app, connection: ClientConnection::new(Ipv4Addr::LOCALHOST.into(), Upstreams::spawned()) }
 }
 
-impl<B> tower::Service<Request<B>> for SessionProxy
-where
-    B: axum::body::HttpBody<Data = Bytes> + Send + 'static,
-    B::Error: Into<axum::BoxError>,
-{
-    type Response = Response<Body>;
-    type Error = Infallible;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+type Responding = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+impl SessionProxy {
+    fn respond<B>(&self, request: Request<B>) -> Responding
+    where
+        B: axum::body::HttpBody<Data = Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
         let proxy = self.clone();
         Box::pin(async move {
             let started = Instant::now();
@@ -207,6 +201,36 @@ where
             proxy.app.session_requests.record(&method, response.status(), started);
             Ok(response)
         })
+    }
+}
+
+/// How the session listener calls the proxy: hyper's service, called by reference.
+impl hyper::service::Service<Request<hyper::body::Incoming>> for SessionProxy {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Responding;
+
+    fn call(&self, request: Request<hyper::body::Incoming>) -> Responding {
+        self.respond(request)
+    }
+}
+
+/// How callers that serve the proxy themselves call it.
+impl<B> tower::Service<Request<B>> for SessionProxy
+where
+    B: axum::body::HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Responding;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Responding {
+        self.respond(request)
     }
 }
 
