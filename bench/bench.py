@@ -50,6 +50,13 @@ SERVER_RUST_LOG = os.environ.get("BENCH_SERVER_RUST_LOG", "info")
 NO_BUDGET_BINDS = "100000000/s"
 # A directory for profiles of the control plane during its P2 runs (unset: no profile).
 PROFILE_DIR = os.environ.get("BENCH_PROFILE")
+# P2's request counted in instructions rather than timed: every proxy runs under callgrind, which makes
+# them too slow for the timed parts, so this part runs alone (`BENCH_ONLY=instructions`).
+INSTRUCTIONS = "instructions" in ONLY
+INSTRUCTION_REQUESTS = env_int("BENCH_INSTRUCTION_REQUESTS", 2000)
+INSTRUCTION_TARGETS = ["streamspace", "nginx", "hyper"]
+# How long a process may take to answer once started: minutes under callgrind.
+STARTUP_TIMEOUT = 300 if INSTRUCTIONS else 60
 # Outside the clone, as the Makefile has it.
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(os.path.dirname(REPO), "target"))
 BIN = os.environ.get("STREAMSPACE_BIN", os.path.join(TARGET, "release", "streamspace"))
@@ -214,6 +221,7 @@ class Upstream:
 
     def __init__(self, kind):
         self.kind = kind
+        self.chp_pid = self.chp_port = None  # no CHP when instructions are counted
 
 
 class Bench:
@@ -281,6 +289,13 @@ class Bench:
             raise RuntimeError(f"{name} exited with {process.returncode}:\n{tail}")
 
     # Control plane, agent, sessions --------------------------------------------------------------------
+    def counted(self, name, argv):
+        """`argv` under callgrind when instructions are counted: it then counts only between a zero and a dump."""
+        if not INSTRUCTIONS:
+            return argv
+        out = os.path.join(self.tmp, f"callgrind-{name}.%p")
+        return ["valgrind", "-q", "--tool=callgrind", f"--callgrind-out-file={out}", *argv]
+
     def start_control_plane(self):
         api_port, session_port = free_port(), free_port()
         self.api = f"http://127.0.0.1:{api_port}"
@@ -288,7 +303,7 @@ class Bench:
         data = os.path.join(self.tmp, "data")
         os.makedirs(data)
         # The control plane is a proxy under test: pinned to the proxy core like nginx and CHP.
-        self.spawn("streamspace", pinned(PROXY_CPU, priority=True, argv=[
+        self.spawn("streamspace", pinned(PROXY_CPU, priority=True, argv=self.counted("streamspace", [
             BIN, "serve", "--listen", f"127.0.0.1:{api_port}", "--session-listen", f"127.0.0.1:{session_port}",
             "--data-dir", data, "--idle-timeout", "0",
             # One bench user opens every tunnel: the per-user cap is not what P1 measures.
@@ -296,7 +311,7 @@ class Bench:
             # Nor are the request budgets (one address and one user send every request): they are still
             # checked on every request, so their cost is measured, but set so that none of it is refused.
             *[arg for scope in ("address", "user", "org") for arg in (f"--rate-limit-{scope}", NO_BUDGET_BINDS)],
-        ]), env={"STREAMSPACE_ADMIN_PASSWORD": ADMIN_PASSWORD, "STREAMSPACE_LOG_FORMAT": "json",
+        ])), env={"STREAMSPACE_ADMIN_PASSWORD": ADMIN_PASSWORD, "STREAMSPACE_LOG_FORMAT": "json",
                  "RUST_LOG": SERVER_RUST_LOG})
 
         def healthy():
@@ -306,7 +321,7 @@ class Bench:
             except OSError:
                 return False
 
-        wait_for("the control plane's /healthz", 60, healthy)
+        wait_for("the control plane's /healthz", STARTUP_TIMEOUT, healthy)
         self.server_pid = self.processes["streamspace"].pid
         log(f"control plane up (pid {self.server_pid}, API {self.api}, sessions on :{self.session_port})")
         admin = Api.login(self.api, "admin", ADMIN_PASSWORD)
@@ -388,8 +403,9 @@ class Bench:
         if not http_ok(f"{self.session_base(up.sid)}/api/health", up.cookie):
             raise RuntimeError("the session's /api/health does not answer 200 through the proxy")
         self.start_nginx(up)
-        self.start_chp(up)
-        if "p2" in ONLY:  # a P2 reference only: it passes no WebSocket
+        if not INSTRUCTIONS:  # a Node JIT under callgrind counts its compiler as much as its requests
+            self.start_chp(up)
+        if "p2" in ONLY or INSTRUCTIONS:  # a P2 reference only: it passes no WebSocket
             self.start_bare_hyper(up)
         self.upstreams[kind] = up
         log(f"{kind} upstream: session {up.sid}, container {container} at {up.addr} (open-file limit "
@@ -411,11 +427,14 @@ class Bench:
             f.write(conf)
         errors = os.path.join(prefix, "logs", "error.log")
         subprocess.run(["nginx", "-t", "-q", "-e", errors, "-p", prefix, "-c", path], check=True)
-        master = self.spawn(f"nginx-{up.kind}",
-                            pinned(PROXY_CPU, ["nginx", "-e", errors, "-p", prefix, "-c", path], priority=True))
-        up.nginx_worker = wait_for("nginx's worker", 10, lambda: (children(master.pid) or [None])[0])
+        # Counted, the one process is the worker: callgrind cannot be told to dump by a worker of another user.
+        single = ["-g", "master_process off;"] if INSTRUCTIONS else []
+        nginx = self.counted(f"nginx-{up.kind}", ["nginx", "-e", errors, "-p", prefix, "-c", path, *single])
+        master = self.spawn(f"nginx-{up.kind}", pinned(PROXY_CPU, nginx, priority=True))
+        up.nginx_worker = master.pid if INSTRUCTIONS else wait_for(
+            "nginx's worker", STARTUP_TIMEOUT, lambda: (children(master.pid) or [None])[0])
         for port in up.nginx_ports.values():
-            wait_for("nginx", 10, lambda p=port: http_ok(f"http://127.0.0.1:{p}/api/health", up.cookie))
+            wait_for("nginx", STARTUP_TIMEOUT, lambda p=port: http_ok(f"http://127.0.0.1:{p}/api/health", up.cookie))
 
     def start_chp(self, up):
         up.chp_port, api_port = free_port(), free_port()
@@ -434,9 +453,9 @@ class Bench:
 
     def start_bare_hyper(self, up):
         up.hyper_port = free_port()
-        process = self.spawn(f"hyper-{up.kind}", pinned(PROXY_CPU, priority=True, argv=[
-            WSLOAD, "proxy", up.hyper_port, up.addr]))
-        wait_for("bare hyper", 10, lambda: http_ok(f"http://127.0.0.1:{up.hyper_port}/api/health", up.cookie))
+        process = self.spawn(f"hyper-{up.kind}", pinned(PROXY_CPU, priority=True, argv=self.counted(f"hyper-{up.kind}", [
+            WSLOAD, "proxy", up.hyper_port, up.addr])))
+        wait_for("bare hyper", STARTUP_TIMEOUT, lambda: http_ok(f"http://127.0.0.1:{up.hyper_port}/api/health", up.cookie))
         up.hyper_pid = process.pid
 
     def targets(self, up):
@@ -482,6 +501,21 @@ class Bench:
                                                                     else ""))
             rounds.append(results)
         self.results.setdefault("p2", {})[up.kind] = rounds
+
+    # P2 in instructions ----------------------------------------------------------------------------
+    def instructions(self, up):
+        """Instructions (user space) per P2 request of each proxy: callgrind's count between a zero and a dump."""
+        targets = self.targets(up)
+        counts = {}
+        for name in INSTRUCTION_TARGETS:
+            base, pids, _ = targets[name]
+            url = f"{base}/api/health"
+            keep_alive_requests(url, up.cookie, 64)  # warm-up: connections, caches, allocators
+            subprocess.run(["callgrind_control", "-z", str(pids[0])], check=True, capture_output=True)
+            served = keep_alive_requests(url, up.cookie, INSTRUCTION_REQUESTS)
+            counts[name] = callgrind_dump(pids[0], self.tmp) / served
+            log(f"instructions {up.kind} {name}: {counts[name]:.0f} per request ({served} requests)")
+        self.results.setdefault("instructions", {})[up.kind] = counts
 
     def profile(self, up, rnd):
         """`perf record` with call graphs on the control plane until stopped, when BENCH_PROFILE names a directory."""
@@ -610,6 +644,60 @@ class Bench:
 
 
 # --- parsing ----------------------------------------------------------------------------------------
+
+def keep_alive_requests(url, cookie, count, connections=8):
+    """`count` GETs of `url` with the session cookie over `connections` kept-alive connections, one request in
+    flight on each; fails on any answer but 200. Returns the number sent."""
+    url, host = loopback(url)
+    parts = urllib.parse.urlsplit(url)
+    head = (f"GET {parts.path} HTTP/1.1\r\nHost: {host or parts.netloc}\r\nCookie: {cookie}\r\n\r\n").encode()
+    sockets = [socket.create_connection((parts.hostname, parts.port), timeout=60) for _ in range(connections)]
+    sent = 0
+    try:
+        while sent < count:
+            for s in sockets:
+                s.sendall(head)
+            for s in sockets:
+                read_response(s)
+            sent += len(sockets)
+    finally:
+        for s in sockets:
+            s.close()
+    return sent
+
+
+def read_response(s):
+    """Reads one HTTP/1.1 response with a Content-Length body; fails unless it is a 200."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(65536)
+        if not chunk:
+            raise RuntimeError("the connection closed before an answer")
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    if not head.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"answered {head[:200]!r}")
+    length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")[1:]
+                   if line.split(b":", 1)[0].strip().lower() == b"content-length"), 0)
+    while len(body) < length:
+        body += s.recv(65536)
+
+
+def callgrind_dump(pid, directory):
+    """Has callgrind write what process `pid` ran since its last zero; returns that many instructions."""
+    before = set(os.listdir(directory))
+    subprocess.run(["callgrind_control", "-d", str(pid)], check=True, capture_output=True)
+    dump = wait_for("callgrind's dump", 30, lambda: next(
+        (name for name in set(os.listdir(directory)) - before if f".{pid}." in name), None))
+    path = os.path.join(directory, dump)
+
+    def totals():
+        with open(path) as f:
+            found = re.search(r"^(?:summary|totals): (\d+)", f.read(), re.M)
+        return found and int(found.group(1))
+
+    return wait_for("callgrind's totals", 30, totals)
+
 
 def duration_us(text):
     value, unit = re.fullmatch(r"([0-9.]+)(us|ms|s|m)", text).groups()
@@ -762,7 +850,7 @@ def binary_describe():
 
 def report(bench, started, load_before, commit):
     r = bench.results
-    kinds = [k for k in UPSTREAMS if k in r.get("p1", {}) or k in r.get("p2", {})]
+    kinds = [k for k in UPSTREAMS if any(k in r.get(part, {}) for part in ("p1", "p2", "instructions"))]
     labels = {k: v[2] for k, v in bench.targets(next(iter(bench.upstreams.values()))).items()}
     lines = [
         f"# StreamSpace benchmark: P1, P2, P3 ({datetime.datetime.now().strftime('%Y-%m-%d %H:%M')})",
@@ -932,6 +1020,25 @@ def report(bench, started, load_before, commit):
         if healthy_med is not None:
             check("P3 POST → streamer healthy behind the proxy, median ms", "<= 3000 ms", "fixture", healthy_med,
                   healthy_med <= 3000)
+    if "instructions" in r:
+        lines += [
+            "## P2 in instructions",
+            "",
+            f"P2's request (`GET /api/health`, the session cookie checked) counted rather than timed: each proxy runs "
+            f"under callgrind, which counts the instructions it runs in user space (not the kernel's) between a zero "
+            f"and a dump around {INSTRUCTION_REQUESTS} requests over 8 kept-alive connections. Unlike CPU time on a "
+            "shared machine, the count repeats to within a fraction of a percent, so it shows what a change to the "
+            "proxy's own work saves; time per instruction still differs between programs.",
+            "",
+            "| upstream | " + " | ".join(labels[n] for n in INSTRUCTION_TARGETS) + " |",
+            "|---|" + "---:|" * len(INSTRUCTION_TARGETS),
+        ]
+        for kind, counts in r["instructions"].items():
+            lines.append(f"| {kind} | " + " | ".join(fmt(counts.get(n)) for n in INSTRUCTION_TARGETS) + " |")
+            for name in ("nginx", "hyper"):
+                check(f"P2 instructions per request, StreamSpace / {labels[name]}", "info", kind,
+                      counts["streamspace"] / counts[name], None)
+        lines.append("")
     lines += ["## Against the targets", "",
               "Ratios are StreamSpace's figure over the reference's, measured in the same round.", "",
               "| check | upstream | StreamSpace ratio or value | per-round range | target | verdict |",
@@ -975,6 +1082,8 @@ def main():
     for tool in (BIN, WSLOAD):
         if not os.access(tool, os.X_OK):
             sys.exit(f"{tool} is missing: run bench/run.sh, which builds it")
+    if INSTRUCTIONS and ONLY != {"instructions"}:
+        sys.exit("BENCH_ONLY=instructions runs alone: under callgrind the proxies are too slow to time")
     started = time.monotonic()
     load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     commit = git_describe()
@@ -989,6 +1098,8 @@ def main():
                 bench.p1(up, tunnels=kind == UPSTREAMS[0])
             if "p2" in ONLY:
                 bench.p2(up)
+            if INSTRUCTIONS:
+                bench.instructions(up)
             if "p3" in ONLY:  # P3 on a quiet control plane with capacity: the upstream is done
                 bench.stop_session(up.sid)
         if "p3" in ONLY:
