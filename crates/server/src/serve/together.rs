@@ -100,8 +100,8 @@ where
         }
         // A part woken after the last look but before `running` was cleared did not wake the task.
         this.task.running.store(false, Ordering::SeqCst);
-        if this.connection.future.is_none()
-            && this.work.future.is_none()
+        // `served` is there once the connection has ended.
+        if this.work.future.is_none()
             && let Some(served) = this.served.take()
         {
             return Poll::Ready(served);
