@@ -221,7 +221,8 @@ class Upstream:
 
     def __init__(self, kind):
         self.kind = kind
-        self.chp_pid = self.chp_port = None  # no CHP when instructions are counted
+        # Started only for the parts that measure them: CHP not when instructions are counted, bare hyper for P2.
+        self.chp_pid = self.chp_port = self.hyper_pid = self.hyper_port = None
 
 
 class Bench:
