@@ -37,7 +37,7 @@ import { mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { chromium } from 'playwright-core';
-import { launchOptions } from '../../tests/e2e/chromium.mjs';
+import { launchOptions, reloadOnNetworkChange } from '../../tests/e2e/chromium.mjs';
 import { installFrameProbe } from './frame-probe.mjs';
 import { stepAt, totp } from './totp.mjs';
 
@@ -143,13 +143,51 @@ function step(name, fn, opts = {}) {
   });
 }
 
+/**
+ * Per page, what reloads it after the host's network changed during one of its loads: Docker changes the
+ * host's interfaces whenever a session's container starts or stops, Chromium then abandons the loads in
+ * flight, and an app module that did not load leaves the page blank.
+ * @type {WeakMap<import('playwright-core').Page, () => Promise<void>>}
+ */
+const recoveries = new WeakMap();
+
+/** Watch `target`'s loads from now on; call before its first navigation. */
+function recovery(/** @type {import('playwright-core').Page} */ target) {
+  let recover = recoveries.get(target);
+  if (!recover) {
+    // A reload, not a new navigation to the same URL: the app's history state (where to go after
+    // signing in) survives it.
+    recover = reloadOnNetworkChange(target, () => ({ url: () => target.url(), goto: () => target.reload({ waitUntil: 'load' }) }));
+    recoveries.set(target, recover);
+  }
+  return recover;
+}
+
+/**
+ * Waits until `locator` is visible, riding out a load the host's network change broke.
+ * @param {import('playwright-core').Locator} locator
+ */
+async function shows(locator, target = page, timeout = 20_000) {
+  const recover = recovery(target);
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    try {
+      return await locator.waitFor({ timeout: Math.max(1, Math.min(1_000, deadline - Date.now())) });
+    } catch (e) {
+      if (Date.now() >= deadline) throw e;
+      await recover();
+    }
+  }
+}
+
 /** @param {string} name */
 async function expectHeading(name, target = page) {
-  await target.getByRole('heading', { name, level: 1 }).waitFor({ timeout: 20_000 });
+  await shows(target.getByRole('heading', { name, level: 1 }), target);
 }
 
 /** @param {string} pathname */
 async function goto(pathname, target = page) {
+  recovery(target);
   await target.goto(BASE + pathname, { waitUntil: 'domcontentloaded' });
 }
 
@@ -183,7 +221,7 @@ async function freshCode(/** @type {string} */ secret) {
  * @param {import('playwright-core').Page} target @param {string} username @param {string} password
  */
 async function signIn(target, username, password, mfaSecret = '') {
-  await target.getByRole('button', { name: 'Sign in' }).waitFor();
+  await shows(target.getByRole('button', { name: 'Sign in' }), target, 30_000);
   await target.getByLabel('Username').fill(username);
   await target.getByLabel('Password').fill(password);
   await target.getByRole('button', { name: 'Sign in' }).click();
@@ -513,7 +551,7 @@ describe('StreamSpace UI journey', { concurrency: false }, () => {
       assert.equal(await p.locator(`a[href="/sessions/${id}"]`).count(), 0);
       await screenshot('member-my-sessions', p);
       await goto(`/sessions/${id}`, p);
-      await p.getByText('Session not found').waitFor();
+      await shows(p.getByText('Session not found'), p);
       await screenshot('member-session-not-found', p);
     } finally {
       await other.close();

@@ -18,7 +18,7 @@ import { chromium } from 'playwright-core';
 
 import { ARTIFACTS, Api, Platform, eventually, requireDocker, sleep, startViewerServer } from '../streaming/harness.mjs';
 import { decodePng } from '../streaming/png.mjs';
-import { launchOptions } from '../chromium.mjs';
+import { launchOptions, reloadOnNetworkChange } from '../chromium.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const PROBE = path.join(HERE, '..', 'streaming', 'page-probe.js');
@@ -116,8 +116,11 @@ async function join(browser, api, id, secrets) {
       socket.closedAt = Date.now();
     });
   });
+  // Docker changes the host's interfaces as containers come and go; Chromium drops the loads in flight.
+  const recover = reloadOnNetworkChange(tab, () => tab.mainFrame());
   await tab.goto(connect.url, { waitUntil: 'load' });
   await eventually('frames decoded in the guest\'s browser', 45000, async () => {
+    await recover();
     const frames = await tab.evaluate(() => window.__ssFrames.read());
     return frames.decoded >= 5 || frames.presented >= 5;
   }, 100);
