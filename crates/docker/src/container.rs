@@ -172,17 +172,26 @@ pub(crate) fn parse_allow_label(label: Option<&String>) -> anyhow::Result<Vec<Ip
 
 /// The session's own bridge network. Docker isolates bridge networks from each other, so session containers
 /// cannot reach one another while the host (the control plane) can reach them all.
-pub(crate) fn network_body(spec: &SessionSpec) -> NetworkCreateRequest {
+/// Labelled with the agent that made it, like the container, so that this agent alone may remove it once its
+/// container is gone.
+pub(crate) fn network_body(spec: &SessionSpec, owner: Option<Uuid>) -> NetworkCreateRequest {
+    let mut labels = HashMap::from([
+        (LABEL_SESSION.to_string(), spec.session_id.to_string()),
+        (LABEL_MANAGED.to_string(), "true".to_string()),
+    ]);
+    labels.extend(owner.map(|id| (LABEL_AGENT.to_string(), id.to_string())));
     NetworkCreateRequest {
         name: network_name(spec.session_id),
         driver: Some("bridge".to_string()),
         options: Some(HashMap::from([(BRIDGE_NAME_OPTION.to_string(), bridge_name(spec.session_id))])),
-        labels: Some(HashMap::from([
-            (LABEL_SESSION.to_string(), spec.session_id.to_string()),
-            (LABEL_MANAGED.to_string(), "true".to_string()),
-        ])),
+        labels: Some(labels),
         ..NetworkCreateRequest::default()
     }
+}
+
+/// The session a container or network is labelled with.
+pub(crate) fn session_label(labels: Option<&HashMap<String, String>>) -> Option<Uuid> {
+    labels?.get(LABEL_SESSION)?.parse().ok()
 }
 
 fn container_labels(spec: &SessionSpec, owner: Option<Uuid>) -> HashMap<String, String> {
@@ -374,7 +383,7 @@ mod tests {
         let id: Uuid = "01890a5d-ac96-774b-bcce-b302099a8057".parse().unwrap();
         assert_eq!(bridge_name(id), "ss-b302099a8057");
         assert!(bridge_name(id).len() <= 15, "Linux interface names have at most 15 bytes");
-        let options = network_body(&SessionSpec { session_id: id, ..spec() }).options.unwrap();
+        let options = network_body(&SessionSpec { session_id: id, ..spec() }, None).options.unwrap();
         assert_eq!(options["com.docker.network.bridge.name"], "ss-b302099a8057");
     }
 

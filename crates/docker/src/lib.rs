@@ -12,6 +12,8 @@
 //! - Each session network's bridge is `ss-<tag>` (the end of the session id), and its egress rules (iptables
 //!   chains of its own, see `firewall`) are installed before the container starts and removed with the session;
 //!   without them a session does not start.
+//! - A network and its rules that stay without their container (an agent stopped, or a start failed, between the
+//!   two) are removed by the agent that made it, [`DockerOptions::orphan_network_grace`] after it first saw so.
 //! - A session is `Running` once its streamer answers `GET /api/health` with 200.
 //! - Containers that die without being stopped by the runtime are reported `Failed` with the exit code or OOM.
 //!
@@ -31,11 +33,12 @@ mod container;
 mod events;
 mod firewall;
 mod home;
+mod orphans;
 mod pull;
 mod swarm_lease;
 mod usage;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,7 +51,8 @@ use bollard::models::{
     ContainerInspectResponse, ContainerStateStatusEnum, ContainerSummary, ContainerSummaryStateEnum, ImageInspect,
 };
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, ListContainersOptions, RemoveContainerOptions, StopContainerOptions,
+    CreateContainerOptions, CreateImageOptions, ListContainersOptions, ListNetworksOptions, RemoveContainerOptions,
+    StopContainerOptions,
 };
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -61,12 +65,13 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 use uuid::Uuid;
 
 use crate::container::{
-    BRIDGE_NAME_OPTION, LABEL_EGRESS_ALLOW, LABEL_PORT, LABEL_SESSION, MANAGED_FILTER, MIB, Owner, bridge_name,
-    container_body, container_name, endpoint, exit_reason, image_reference, network_body, network_name, network_tag,
-    parse_allow_label, port_key, streamer_port,
+    BRIDGE_NAME_OPTION, LABEL_EGRESS_ALLOW, LABEL_PORT, MANAGED_FILTER, MIB, Owner, bridge_name, container_body,
+    container_name, endpoint, exit_reason, image_reference, network_body, network_name, network_tag, parse_allow_label,
+    port_key, session_label, streamer_port,
 };
 use crate::events::Tracker;
 use crate::firewall::{Firewall, Iptables, SessionRules, nameservers};
+use crate::orphans::Orphans;
 use crate::pull::PullProgress;
 pub use crate::swarm_lease::SwarmLease;
 
@@ -101,6 +106,9 @@ pub struct DockerOptions {
     /// Networks sessions must not reach beyond [`security::EGRESS_DENY`], such as the control plane's public
     /// address.
     pub egress_deny: Vec<IpNet>,
+    /// How long one of this agent's session networks may stay without its container (a start in progress
+    /// makes the network first) before the agent removes it, with its egress rules.
+    pub orphan_network_grace: Duration,
 }
 
 impl Default for DockerOptions {
@@ -113,6 +121,7 @@ impl Default for DockerOptions {
             cpu_overcommit: 8,
             egress_rules: true,
             egress_deny: Vec::new(),
+            orphan_network_grace: Duration::from_secs(60),
         }
     }
 }
@@ -130,6 +139,7 @@ pub struct DockerRuntime {
     dns: Vec<IpAddr>,
     /// Docker's accounting of volume sizes, for the homes' usage.
     volume_sizes: Arc<dyn usage::VolumeSizes>,
+    orphans: Orphans,
 }
 
 impl DockerRuntime {
@@ -167,6 +177,7 @@ impl DockerRuntime {
             firewall,
             dns: nameservers(&resolv_conf),
             volume_sizes: Arc::new(usage::Engine::from_env()),
+            orphans: Orphans::default(),
         };
         if let Err(error) = runtime.reconcile_egress_rules().await {
             tracing::error!("cannot reconcile session egress rules; sessions will not start: {error:#}");
@@ -186,8 +197,8 @@ impl DockerRuntime {
         let containers = self.docker.list_containers(Some(options)).await.context("listing session containers")?;
         let mut live = BTreeSet::new();
         for container in &containers {
+            let Some(session_id) = session_label(container.labels.as_ref()) else { continue };
             let labels = container.labels.clone().unwrap_or_default();
-            let Some(session_id) = labels.get(LABEL_SESSION).and_then(|id| id.parse::<Uuid>().ok()) else { continue };
             let tag = network_tag(session_id);
             let running = container.state == Some(ContainerSummaryStateEnum::RUNNING);
             if running {
@@ -289,7 +300,10 @@ impl DockerRuntime {
     async fn ensure_network(&self, spec: &SessionSpec) -> anyhow::Result<()> {
         if !self.session_network_exists(spec.session_id).await? {
             let name = network_name(spec.session_id);
-            self.docker.create_network(network_body(spec)).await.with_context(|| format!("creating network {name}"))?;
+            self.docker
+                .create_network(network_body(spec, self.owner.get()))
+                .await
+                .with_context(|| format!("creating network {name}"))?;
         }
         Ok(())
     }
@@ -366,20 +380,52 @@ impl DockerRuntime {
         endpoint(self.options.publish_host, session_ip, published_port, port)
     }
 
-    /// Removes a session's container (killing it if needed) and its network; what is already gone is fine.
-    async fn remove_container_and_network(&self, session_id: Uuid) -> anyhow::Result<()> {
+    /// Removes a session's container (killing it if needed), its network and its egress rules; what is already
+    /// gone is fine.
+    async fn remove_session(&self, session_id: Uuid) -> anyhow::Result<()> {
         let name = container_name(session_id);
         let options = RemoveContainerOptions { force: true, v: true, link: false };
         absent_is_ok(self.docker.remove_container(&name, Some(options)).await)
             .with_context(|| format!("removing container {name}"))?;
+        self.remove_network(session_id).await
+    }
+
+    /// Removes a session's network and its egress rules; what is already gone is fine.
+    async fn remove_network(&self, session_id: Uuid) -> anyhow::Result<()> {
         let network = network_name(session_id);
-        absent_is_ok(self.docker.remove_network(&network).await).with_context(|| format!("removing network {network}"))
+        absent_is_ok(self.docker.remove_network(&network).await)
+            .with_context(|| format!("removing network {network}"))?;
+        match &self.firewall {
+            Some(firewall) => {
+                firewall.remove(&network_tag(session_id)).await.context("removing the session's egress rules")
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Removes this agent's session networks that have stayed without a container (of `containers`, this
+    /// agent's) for the grace period. Networks made before they were labelled with their agent are left alone:
+    /// whose they are cannot be told.
+    async fn remove_orphan_networks(&self, containers: &[ContainerSummary]) -> anyhow::Result<()> {
+        let filters = HashMap::from([("label".to_string(), self.owner.label_filters())]);
+        let options = ListNetworksOptions { filters: Some(filters) };
+        let networks = self.docker.list_networks(Some(options)).await.context("listing session networks")?;
+        let housed: HashSet<Uuid> = containers.iter().filter_map(|c| session_label(c.labels.as_ref())).collect();
+        let orphans =
+            networks.iter().filter_map(|n| session_label(n.labels.as_ref())).filter(|id| !housed.contains(id));
+        for session_id in self.orphans.due(orphans, Instant::now(), self.options.orphan_network_grace) {
+            tracing::info!(%session_id, "removing a session network whose container is gone");
+            if let Err(error) = self.remove_network(session_id).await {
+                tracing::warn!(%session_id, "cannot remove the session's network: {error:#}");
+            }
+        }
+        Ok(())
     }
 
     /// One listed container as an inventory item; `None` for containers on their way out or not ours to read.
     async fn observe(&self, container: &ContainerSummary) -> Option<InventoryItem> {
         let labels = container.labels.as_ref()?;
-        let Some(session_id) = labels.get(LABEL_SESSION).and_then(|id| id.parse::<Uuid>().ok()) else {
+        let Some(session_id) = session_label(Some(labels)) else {
             tracing::warn!(names = ?container.names, "a managed container has no valid session label");
             return None;
         };
@@ -428,6 +474,10 @@ impl Runtime for DockerRuntime {
         let options = ListContainersOptions { all: true, filters: Some(filters), ..ListContainersOptions::default() };
         let containers = self.docker.list_containers(Some(options)).await.context("listing session containers")?;
         let items = futures::future::join_all(containers.iter().map(|container| self.observe(container))).await;
+        // Housekeeping on the way: a failure here must not cost the control plane its view of the sessions.
+        if let Err(error) = self.remove_orphan_networks(&containers).await {
+            tracing::warn!("cannot remove session networks left without their container: {error:#}");
+        }
         Ok(items.into_iter().flatten().collect())
     }
 
@@ -457,16 +507,10 @@ impl Runtime for DockerRuntime {
 
     async fn stop(&self, session_id: Uuid) -> anyhow::Result<()> {
         self.tracker.expect_exit(session_id);
-        let removed = self.remove_container_and_network(session_id).await;
+        let removed = self.remove_session(session_id).await;
         // Late `die` events are ignored anyway: the container no longer exists to be judged.
         self.tracker.forget(session_id);
-        removed?;
-        match &self.firewall {
-            Some(firewall) => {
-                firewall.remove(&network_tag(session_id)).await.context("removing the session's egress rules")
-            }
-            None => Ok(()),
-        }
+        removed
     }
 
     async fn remove_home(&self, home_id: Uuid) -> anyhow::Result<()> {

@@ -451,6 +451,53 @@ async fn egress_rules_go_with_the_session_and_stale_ones_go_at_the_next_start() 
     assert_eq!(rules_of(&kept), kept_rules, "the missing jump added at start");
 }
 
+/// A network left without its container (the agent stopped, or a start failed, between the two) is removed by
+/// its agent, with its egress rules, once it has stayed so for the grace period. A hibernated session's network
+/// stays with its stopped container, and another agent's orphan is not this agent's to remove.
+#[tokio::test]
+async fn a_network_left_without_its_container_goes_with_its_rules_after_the_grace_period() {
+    // An agent of its own: the networks of the other tests here are not its to judge.
+    let agent = Uuid::new_v4();
+    let patient = runtime().await;
+    patient.bind(agent);
+    // Made before the container goes: a new runtime removes the rules of sessions without a container at once.
+    let prompt = runtime_with(DockerOptions { orphan_network_grace: Duration::ZERO, ..DockerOptions::default() }).await;
+    prompt.bind(agent);
+    let (orphaned, hibernated, foreign) = (Session::new(), Session::new(), Session::new());
+    start(&patient, &orphaned.spec()).await;
+    start(&patient, &hibernated.spec()).await;
+    patient.hibernate(hibernated.id).await.unwrap();
+    docker_ok(&["rm", "--force", &orphaned.container()]);
+    let labels = ["streamspace.managed=true".to_string(), format!("streamspace.session={}", foreign.id)];
+    let foreign_agent = format!("streamspace.agent={}", Uuid::new_v4());
+    let network = foreign.network();
+    docker_ok(&[
+        "network",
+        "create",
+        "--label",
+        &labels[0],
+        "--label",
+        &labels[1],
+        "--label",
+        &foreign_agent,
+        &network,
+    ]);
+
+    patient.inventory().await.unwrap();
+    assert!(
+        exists("network", &orphaned.network()),
+        "a network just seen without its container may be a start in progress"
+    );
+
+    let inventory = prompt.inventory().await.unwrap();
+    assert!(!exists("network", &orphaned.network()), "the orphaned network is removed");
+    assert_eq!(rules_of(&orphaned), Vec::<String>::new(), "its egress rules go with it");
+    assert!(exists("network", &hibernated.network()), "a hibernated session keeps its network");
+    assert!(!rules_of(&hibernated).is_empty(), "and its rules");
+    assert!(exists("network", &foreign.network()), "another agent's network stays");
+    assert_eq!(inventory.iter().map(|item| item.session_id).collect::<Vec<_>>(), [hibernated.id]);
+}
+
 /// Packets the session's IPv4 forward chain has matched, by iptables' own counters, which emptying the chain
 /// resets.
 fn forward_packets(session: &Session) -> u64 {
