@@ -55,10 +55,10 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
             .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
 }
 
-/// Removes hop-by-hop headers and those the `Connection` header names. An upgrade keeps its
-/// `Upgrade` and `Connection: upgrade`, which the next hop needs to switch protocols.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let upgrade = is_upgrade(headers);
+/// Removes hop-by-hop headers and those the `Connection` header names. An `upgrade` (see
+/// [`is_upgrade`]) keeps its `Upgrade` and `Connection: upgrade`, which the next hop needs to switch
+/// protocols.
+fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -231,7 +231,7 @@ pub struct Tunnel {
 /// the streamer's response, or
 /// an error response. Upgrades are tunnelled in the background once both sides switch.
 /// `credential`, when given, is the `Authorization` the upstream gets in place of whatever the
-/// client sent; `client` is the client's address as a header value.
+/// client sent; `client` is the client's address as a header value. An upgrade comes with its `tunnel`.
 pub async fn forward(
     upstreams: &Upstreams,
     endpoint: &Arc<str>,
@@ -241,11 +241,11 @@ pub async fn forward(
     traffic: Arc<Traffic>,
     tunnel: Option<Tunnel>,
 ) -> Response<Body> {
-    let upgrade = is_upgrade(request.headers());
+    let upgrade = tunnel.is_some();
     let incoming_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     let host = request.headers().get(header::HOST).cloned();
     let headers = request.headers_mut();
-    strip_hop_by_hop(headers);
+    strip_hop_by_hop(headers, upgrade);
     strip_platform_credentials(headers);
     if let Some(credential) = credential {
         headers.insert(header::AUTHORIZATION, credential);
@@ -272,7 +272,8 @@ pub async fn forward(
         let outgoing = hyper::upgrade::on(&mut response);
         tokio::spawn(relay(incoming, outgoing, traffic.clone(), tunnel));
     }
-    strip_hop_by_hop(response.headers_mut());
+    let upgraded = is_upgrade(response.headers());
+    strip_hop_by_hop(response.headers_mut(), upgraded);
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     }
@@ -464,7 +465,8 @@ mod tests {
             ("upgrade", "h2c"),
             ("accept", "*/*"),
         ]);
-        strip_hop_by_hop(&mut map);
+        assert!(!is_upgrade(&map), "an Upgrade without `Connection: upgrade` asks for nothing");
+        strip_hop_by_hop(&mut map, false);
         let names: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
         assert_eq!(names, ["accept"]);
     }
@@ -474,7 +476,7 @@ mod tests {
         let mut map =
             headers(&[("connection", "Upgrade, keep-alive"), ("upgrade", "websocket"), ("sec-websocket-key", "k")]);
         assert!(is_upgrade(&map));
-        strip_hop_by_hop(&mut map);
+        strip_hop_by_hop(&mut map, true);
         assert_eq!(map["connection"], "upgrade");
         assert_eq!(map["upgrade"], "websocket");
         assert_eq!(map["sec-websocket-key"], "k");

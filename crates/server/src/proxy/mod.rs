@@ -361,19 +361,20 @@ async fn proxy(app: &AppState, connection: &ClientConnection, mut request: Reque
     let Some(endpoint) = cached.endpoint.filter(|_| cached.state == SessionState::Running) else {
         return not_ready(cached.state);
     };
-    if forward::is_upgrade(request.headers()) && !same_origin(request.headers(), &app.urls.session_origin(session_id)) {
+    let upgrade = forward::is_upgrade(request.headers());
+    if upgrade && !same_origin(request.headers(), &app.urls.session_origin(session_id)) {
         return error(StatusCode::FORBIDDEN, "forbidden", "cross-origin WebSocket refused");
     }
     let credentials =
         cached.credentials.get_or_init(|| streamer::Credentials::new(|role| app.streamer_token(session_id, role)));
     let viewer = credentials.of(role);
-    let query = streamer::query_with_token(request.headers(), tail, query, &viewer.token);
+    let query = streamer::query_with_token(upgrade, tail, query, &viewer.token);
     let Ok(target) = origin_form(tail, &query) else {
         return error(StatusCode::BAD_REQUEST, "bad_request", "invalid path");
     };
     let credential = viewer.credential(tail);
     *request.uri_mut() = target;
-    let (tunnel, audit) = match tunnel_slot(app, &mut request, grant, role) {
+    let (tunnel, audit) = match tunnel_slot(app, &mut request, upgrade, grant, role) {
         Ok(Some(registration)) => {
             let (registration, audit) =
                 tunnel_audit::TunnelAudit::new(app, grant, client_ip, &request).watch(registration);
@@ -453,10 +454,11 @@ async fn refuse_network(app: &App, grant: Grant, org_id: Uuid, client_ip: IpAddr
 fn tunnel_slot(
     app: &App,
     request: &mut Request<Body>,
+    upgrade: bool,
     grant: Grant,
     role: SessionRole,
 ) -> Result<Option<crate::connections::Registration>, Box<Response<Body>>> {
-    if !forward::is_upgrade(request.headers()) {
+    if !upgrade {
         return Ok(None);
     }
     if !role.has_input() {

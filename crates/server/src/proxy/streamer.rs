@@ -7,10 +7,10 @@ use std::borrow::Cow;
 
 use axum::body::Body;
 use axum::http::header::HeaderValue;
-use axum::http::{HeaderMap, Method, Request};
+use axum::http::{Method, Request};
 use serde_json::json;
 
-use super::forward::{HttpClient, is_upgrade};
+use super::forward::HttpClient;
 use crate::auth::policy::SessionRole;
 
 /// The streamer checks tokens on its `/api/` routes only.
@@ -73,8 +73,8 @@ pub fn token_table(token: impl Fn(SessionRole) -> String) -> serde_json::Value {
 }
 
 /// The streamer takes a WebSocket's token from the query: add it to upgrades of its API routes.
-pub fn query_with_token<'a>(headers: &HeaderMap, tail: &str, query: Cow<'a, str>, token: &str) -> Cow<'a, str> {
-    if !(is_upgrade(headers) && is_streamer_api(tail)) {
+pub fn query_with_token<'a>(upgrade: bool, tail: &str, query: Cow<'a, str>, token: &str) -> Cow<'a, str> {
+    if !(upgrade && is_streamer_api(tail)) {
         return query;
     }
     let kept: Vec<&str> = query.split('&').filter(|pair| !pair.is_empty() && !pair.starts_with("token=")).collect();
@@ -120,19 +120,12 @@ pub async fn provision(client: HttpClient, endpoint: String, master_token: Strin
 mod tests {
     use super::*;
 
-    fn upgrade() -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        headers.insert("connection", HeaderValue::from_static("upgrade"));
-        headers.insert("upgrade", HeaderValue::from_static("websocket"));
-        headers
-    }
-
     #[test]
     fn only_streamer_api_upgrades_carry_the_token_and_a_client_cannot_choose_it() {
-        assert_eq!(query_with_token(&upgrade(), "/api/websockets", "".into(), "t"), "token=t");
-        assert_eq!(query_with_token(&upgrade(), "/api/websockets", "a=1&token=mine".into(), "t"), "a=1&token=t");
-        assert_eq!(query_with_token(&upgrade(), "/ws", "a=1".into(), "t"), "a=1");
-        assert_eq!(query_with_token(&HeaderMap::new(), "/api/websockets", "a=1".into(), "t"), "a=1");
+        assert_eq!(query_with_token(true, "/api/websockets", "".into(), "t"), "token=t");
+        assert_eq!(query_with_token(true, "/api/websockets", "a=1&token=mine".into(), "t"), "a=1&token=t");
+        assert_eq!(query_with_token(true, "/ws", "a=1".into(), "t"), "a=1");
+        assert_eq!(query_with_token(false, "/api/websockets", "a=1".into(), "t"), "a=1");
     }
 
     #[test]
