@@ -93,6 +93,12 @@ export default tseslint.config(
     },
   },
   {
+    // Served as it is, before the app: plain script for any browser.
+    files: ['public/**/*.js'],
+    extends: [js.configs.recommended],
+    languageOptions: { ecmaVersion: 2020, sourceType: 'script', globals: globals.browser },
+  },
+  {
     files: ['*.{js,ts}', 'e2e/**/*.mjs'],
     extends: [js.configs.recommended, ...tseslint.configs.recommended],
     languageOptions: { ecmaVersion: 2023, globals: globals.node },

@@ -415,6 +415,25 @@ describe('StreamSpace UI journey', { concurrency: false }, () => {
     assert.equal((await missing.json()).error.code, 'route_not_found');
   });
 
+  step('a page whose code fails to download says so, and a reload brings the app', async () => {
+    const other = await browser.newContext({ viewport: { width: 1366, height: 900 }, colorScheme: 'light' });
+    try {
+      const p = await other.newPage();
+      // As when the network changes mid-load: a module the app's entry imports does not arrive.
+      const dependency = /\/assets\/react-[^/]+\.js$/;
+      await p.route(dependency, (route) => route.abort('internetdisconnected'));
+      await goto('/', p);
+      await shows(p.getByRole('heading', { name: 'StreamSpace could not load' }), p);
+      await screenshot('app-failed-to-load', p);
+      await p.unroute(dependency);
+      await p.getByRole('button', { name: 'Reload' }).click();
+      await shows(p.getByRole('button', { name: 'Sign in' }), p);
+      assert.equal(await p.getByRole('heading', { name: 'StreamSpace could not load' }).count(), 0);
+    } finally {
+      await other.close();
+    }
+  });
+
   step('redirects to sign-in and signs in as admin', async () => {
     await goto('/');
     await page.getByRole('button', { name: 'Sign in' }).waitFor();
