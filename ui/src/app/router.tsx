@@ -7,6 +7,7 @@ import { MySessionsPage } from '@/features/sessions/components/MySessionsPage';
 import { AppShell } from './AppShell';
 import { RequireAuth, RequireRole } from './guards';
 import { NotFoundPage } from './NotFoundPage';
+import { RouteErrorPage } from './RouteErrorPage';
 
 // Less-used pages load on demand, keeping the first download small.
 function lazyNamed<K extends string>(load: () => Promise<Record<K, ComponentType>>, name: K) {
@@ -74,27 +75,33 @@ export const routes: RouteObject[] = [
       {
         element: <AppShell />,
         children: [
-          { index: true, element: <CatalogPage /> },
-          { path: 'sessions', element: <MySessionsPage /> },
-          { path: 'account', element: <AccountPage /> },
           {
-            path: 'admin',
-            element: <RequireRole />,
+            // A page that fails shows so inside the shell, whose navigation keeps working.
+            errorElement: <RouteErrorPage />,
             children: [
-              { index: true, element: <DashboardPage /> },
-              { path: 'agents', element: <AgentsPage /> },
-              { path: 'sessions', element: <AdminSessionsPage /> },
-              { path: 'users', element: <UsersPage /> },
-              { path: 'homes', element: <HomesPage /> },
-              { path: 'templates', element: <TemplatesPage /> },
-              { path: 'pools', element: <PoolsPage /> },
-              { path: 'audit', element: <AuditPage /> },
-              { path: 'reports', element: <ComplianceReportPage /> },
-              { path: 'settings', element: <OrgSettingsPage /> },
-              { element: <RequireRole platformOnly />, children: [{ path: 'orgs', element: <OrgsPage /> }] },
+              { index: true, element: <CatalogPage /> },
+              { path: 'sessions', element: <MySessionsPage /> },
+              { path: 'account', element: <AccountPage /> },
+              {
+                path: 'admin',
+                element: <RequireRole />,
+                children: [
+                  { index: true, element: <DashboardPage /> },
+                  { path: 'agents', element: <AgentsPage /> },
+                  { path: 'sessions', element: <AdminSessionsPage /> },
+                  { path: 'users', element: <UsersPage /> },
+                  { path: 'homes', element: <HomesPage /> },
+                  { path: 'templates', element: <TemplatesPage /> },
+                  { path: 'pools', element: <PoolsPage /> },
+                  { path: 'audit', element: <AuditPage /> },
+                  { path: 'reports', element: <ComplianceReportPage /> },
+                  { path: 'settings', element: <OrgSettingsPage /> },
+                  { element: <RequireRole platformOnly />, children: [{ path: 'orgs', element: <OrgsPage /> }] },
+                ],
+              },
+              { path: '*', element: <NotFoundPage /> },
             ],
           },
-          { path: '*', element: <NotFoundPage /> },
         ],
       },
     ],
@@ -102,5 +109,6 @@ export const routes: RouteObject[] = [
 ];
 
 export function createAppRouter() {
-  return createBrowserRouter(routes);
+  // A page that fails outside the shell (the viewer, the sign-in steps) shows so on the whole page.
+  return createBrowserRouter([{ errorElement: <RouteErrorPage />, children: routes }]);
 }
