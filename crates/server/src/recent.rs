@@ -31,8 +31,15 @@ struct Entries<K, V> {
 
 /// Taken before reading an answer from the store, so that [`Recent::keep`] can tell whether it
 /// may already be out of date.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ticket(u64);
+
+impl Ticket {
+    /// The ticket of a cache whose forgetting `forgotten` counts.
+    pub fn of(forgotten: &AtomicU64) -> Ticket {
+        Ticket(forgotten.load(Ordering::Acquire))
+    }
+}
 
 impl<K: Eq + Hash, V: Clone> Recent<K, V> {
     pub fn new(fresh_for: Duration) -> Self {
@@ -45,12 +52,19 @@ impl<K: Eq + Hash, V: Clone> Recent<K, V> {
 
     /// The answer for `key`, if it was read less than `fresh_for` ago.
     pub fn get(&self, key: &K) -> Option<V> {
+        self.get_fresh(key).map(|(value, _)| value)
+    }
+
+    /// The answer for `key` if it is fresh, and until when it is.
+    pub fn get_fresh(&self, key: &K) -> Option<(V, Instant)> {
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-        entries.map.get(key).filter(|(_, read)| read.elapsed() < self.fresh_for).map(|(value, _)| value.clone())
+        let (value, read) = entries.map.get(key)?;
+        let fresh_until = *read + self.fresh_for;
+        (Instant::now() < fresh_until).then(|| (value.clone(), fresh_until))
     }
 
     pub fn ticket(&self) -> Ticket {
-        Ticket(self.forgotten.load(Ordering::Acquire))
+        Ticket::of(&self.forgotten)
     }
 
     /// Keeps an answer read after `ticket` was taken, unless something was forgotten meanwhile:

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,6 +19,7 @@ use crate::app::App;
 use crate::audit::{Actor, Outcome, Record};
 use crate::context::RequestMeta;
 use crate::error::{ApiError, ApiResult};
+use crate::recent::Ticket;
 
 /// Lists are read again after this, so a change made on another replica holds within it.
 const FRESH_FOR: Duration = Duration::from_secs(2);
@@ -56,31 +58,43 @@ type DenialKey = (Option<Uuid>, IpAddr, Via);
 #[derive(Default)]
 pub struct AllowLists {
     lists: Mutex<HashMap<AllowList, Loaded>>,
+    /// Counts the lists this replica replaced: a verdict given before may rest on the old list.
+    replaced: AtomicU64,
     audited: Mutex<HashMap<DenialKey, Instant>>,
 }
 
 impl AllowLists {
-    async fn get(&self, store: &dyn Store, list: AllowList) -> Result<Arc<Vec<IpNet>>, StoreError> {
+    /// The list, and until when it is reused.
+    async fn get(&self, store: &dyn Store, list: AllowList) -> Result<(Arc<Vec<IpNet>>, Instant), StoreError> {
         if let Some((loaded, nets)) = self.lists.lock().unwrap_or_else(|p| p.into_inner()).get(&list)
             && loaded.elapsed() < FRESH_FOR
         {
-            return Ok(nets.clone());
+            return Ok((nets.clone(), *loaded + FRESH_FOR));
         }
+        let loaded = Instant::now();
         let nets = Arc::new(store.get_ip_allow_list(list).await?);
-        self.lists.lock().unwrap_or_else(|p| p.into_inner()).insert(list, (Instant::now(), nets.clone()));
-        Ok(nets)
+        self.lists.lock().unwrap_or_else(|p| p.into_inner()).insert(list, (loaded, nets.clone()));
+        Ok((nets, loaded + FRESH_FOR))
     }
 
     /// Replaces a list in the store and at once in this replica's view of it.
     pub async fn set(&self, app: &App, list: AllowList, nets: &[IpNet]) -> Result<(), StoreError> {
         app.store.set_ip_allow_list(list, nets, app.clock.now()).await?;
-        self.lists.lock().unwrap_or_else(|p| p.into_inner()).remove(&list);
+        let mut lists = self.lists.lock().unwrap_or_else(|p| p.into_inner());
+        self.replaced.fetch_add(1, Ordering::AcqRel);
+        lists.remove(&list);
         Ok(())
+    }
+
+    /// Taken before judging an address: a verdict given after it is still true while the ticket is
+    /// the current one and the lists are fresh.
+    pub fn ticket(&self) -> Ticket {
+        Ticket::of(&self.replaced)
     }
 
     /// The list as stored, for the API.
     pub async fn read(&self, app: &App, list: AllowList) -> Result<Vec<IpNet>, StoreError> {
-        Ok(self.get(app.store.as_ref(), list).await?.to_vec())
+        Ok(self.get(app.store.as_ref(), list).await?.0.to_vec())
     }
 
     /// Whether this denial is due for the audit log (see [`AUDIT_EVERY`]).
@@ -108,13 +122,26 @@ pub fn allows(nets: &[IpNet], address: IpAddr) -> bool {
 
 /// The list an address is refused by, if any: the platform's first, then the org's.
 pub async fn refusing_list(app: &App, org_id: Option<Uuid>, address: IpAddr) -> Result<Option<AllowList>, StoreError> {
+    Ok(verdict(app, org_id, address).await?.0)
+}
+
+/// [`refusing_list`], and until when the lists it judged by are reused.
+pub async fn verdict(
+    app: &App,
+    org_id: Option<Uuid>,
+    address: IpAddr,
+) -> Result<(Option<AllowList>, Instant), StoreError> {
     let lists = std::iter::once(AllowList::Platform).chain(org_id.map(AllowList::Org));
+    let mut fresh_until = None::<Instant>;
     for list in lists {
-        if !allows(&app.allow_lists.get(app.store.as_ref(), list).await?, address) {
-            return Ok(Some(list));
+        let (nets, until) = app.allow_lists.get(app.store.as_ref(), list).await?;
+        let until = fresh_until.map_or(until, |earlier| earlier.min(until));
+        if !allows(&nets, address) {
+            return Ok((Some(list), until));
         }
+        fresh_until = Some(until);
     }
-    Ok(None)
+    Ok((None, fresh_until.unwrap_or_else(Instant::now)))
 }
 
 /// Refuses the request when the client's address is not allowed for `actor` (whose org's list

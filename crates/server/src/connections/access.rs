@@ -7,7 +7,7 @@
 //! every open connection. A change made on this replica takes effect at once.
 
 use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use streamspace_proto::SessionState;
 use streamspace_store::{Role, Scope, Session, Share, Store, StoreError, Timestamp, User};
@@ -17,7 +17,7 @@ use super::{Kind, Open};
 use crate::app::{App, AppState};
 use crate::auth::policy::{SessionRole, may_open_session, session_role};
 use crate::bus::Change;
-use crate::recent::Recent;
+use crate::recent::{Recent, Ticket};
 
 /// How long the proxy reuses an answer, and the API who a caller is.
 pub const FRESH_FOR: Duration = Duration::from_secs(2);
@@ -58,7 +58,8 @@ impl Default for SessionAccess {
 
 impl SessionAccess {
     /// The part a session cookie of `user_id` for `session_id`, issued at `granted_at` (Unix
-    /// seconds), gives in the session at `now`; `None` when it no longer opens the session.
+    /// seconds), gives in the session at `now` (`None` when it no longer opens the session), and
+    /// until when that answer is reused.
     pub async fn allows(
         &self,
         store: &dyn Store,
@@ -66,13 +67,21 @@ impl SessionAccess {
         session_id: Uuid,
         granted_at: i64,
         now: Timestamp,
-    ) -> Result<Option<SessionRole>, StoreError> {
-        let answer = match self.0.get(&(user_id, session_id)) {
-            Some(answer) => answer,
-            // Boxed: the proxy asks on every request, and its future need not hold a user and a session.
-            None => Box::pin(self.read(store, user_id, session_id, now)).await?,
+    ) -> Result<(Option<SessionRole>, Instant), StoreError> {
+        let (answer, fresh_until) = match self.0.get_fresh(&(user_id, session_id)) {
+            Some(fresh) => fresh,
+            None => {
+                let read_at = Instant::now();
+                // Boxed: the proxy asks on every request, and its future need not hold a user and a session.
+                (Box::pin(self.read(store, user_id, session_id, now)).await?, read_at + FRESH_FOR)
+            }
         };
-        Ok(answer.filter(|(since, _)| granted_at >= *since).map(|(_, role)| role))
+        Ok((answer.filter(|(since, _)| granted_at >= *since).map(|(_, role)| role), fresh_until))
+    }
+
+    /// Taken before asking: an answer given after it is still true while the ticket is the current one.
+    pub fn ticket(&self) -> Ticket {
+        self.0.ticket()
     }
 
     async fn read(

@@ -59,6 +59,13 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 /// [`is_upgrade`]) keeps its `Upgrade` and `Connection: upgrade`, which the next hop needs to switch
 /// protocols.
 fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // Most messages carry none of them: one pass over the names spares a lookup per name. An
+    // upgrade always has `Connection`.
+    let scoped =
+        |name: &HeaderName| HOP_BY_HOP.contains(name) || name == header::UPGRADE || name == header::TRANSFER_ENCODING;
+    if !headers.keys().any(scoped) {
+        return;
+    }
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
@@ -72,13 +79,10 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
             headers.remove(name);
         }
     }
-    // Most requests carry none of them: one pass over the names spares a lookup per name.
-    if headers.keys().any(|name| HOP_BY_HOP.contains(name) || name == header::TRANSFER_ENCODING) {
-        for name in &HOP_BY_HOP {
-            headers.remove(name);
-        }
-        headers.remove(header::TRANSFER_ENCODING);
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
     }
+    headers.remove(header::TRANSFER_ENCODING);
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
     } else {
@@ -86,11 +90,21 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
-/// Platform credentials never reach the session: no `Authorization`, none of our cookies. A browser
-/// on a session's origin sends our cookie with every request and usually no other, so the common
-/// case drops the header without building a new one.
-fn strip_platform_credentials(headers: &mut HeaderMap) {
-    headers.remove(header::AUTHORIZATION);
+/// What the streamer gets of a request's `Cookie` headers: none of ours, whatever else the page set.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StreamerCookies {
+    /// None of ours among them: they pass as they are.
+    Unchanged,
+    /// Only ours: the streamer gets no `Cookie` header.
+    Removed,
+    /// The others, in one header.
+    Replaced(HeaderValue),
+}
+
+/// Platform credentials never reach the session: none of our cookies. The answer depends on the
+/// `Cookie` headers alone, so the proxy works it out once per header a connection repeats. A browser
+/// on a session's origin sends our cookie with every request and usually no other.
+pub fn streamer_cookies(headers: &HeaderMap) -> StreamerCookies {
     let (mut ours, mut theirs) = (false, false);
     for value in headers.get_all(header::COOKIE) {
         match cookie_pairs(value) {
@@ -103,15 +117,38 @@ fn strip_platform_credentials(headers: &mut HeaderMap) {
         }
     }
     if !ours {
-        return;
+        return StreamerCookies::Unchanged;
     }
     let kept = theirs.then(|| {
         let values = headers.get_all(header::COOKIE).iter().filter_map(|value| cookie_pairs(value).ok());
         values.flatten().filter(|pair| !is_platform_cookie(pair)).collect::<Vec<_>>().join("; ")
     });
-    headers.remove(header::COOKIE);
-    if let Some(value) = kept.and_then(|kept| HeaderValue::from_str(&kept).ok()) {
-        headers.insert(header::COOKIE, value);
+    match kept.and_then(|kept| HeaderValue::from_str(&kept).ok()) {
+        Some(value) => StreamerCookies::Replaced(value),
+        None => StreamerCookies::Removed,
+    }
+}
+
+/// What the streamer gets in place of the client's credentials.
+pub struct StreamerCredentials {
+    /// What [`streamer_cookies`] made of the request's `Cookie` headers.
+    pub cookies: StreamerCookies,
+    /// The `Authorization` the streamer gets in place of whatever the client sent, if any.
+    pub authorization: Option<HeaderValue>,
+}
+
+/// Takes the platform's credentials out: `Authorization` always, our cookies as `cookies` (what
+/// [`streamer_cookies`] made of these headers) says.
+fn strip_platform_credentials(headers: &mut HeaderMap, cookies: StreamerCookies) {
+    headers.remove(header::AUTHORIZATION);
+    match cookies {
+        StreamerCookies::Unchanged => {}
+        StreamerCookies::Removed => {
+            headers.remove(header::COOKIE);
+        }
+        StreamerCookies::Replaced(value) => {
+            headers.insert(header::COOKIE, value);
+        }
     }
 }
 
@@ -129,18 +166,19 @@ fn is_platform_cookie(pair: &str) -> bool {
 /// `X-Forwarded-For` gets the client's address (`client`, already a header value) after any the
 /// request carried, and `X-Forwarded-Host` the host it asked for.
 fn add_forwarded(headers: &mut HeaderMap, client: &HeaderValue, host: Option<HeaderValue>) {
-    let xff = match headers.get(X_FORWARDED_FOR) {
-        Some(prior) => {
-            let mut value = Vec::with_capacity(prior.len() + 2 + client.len());
-            value.extend_from_slice(prior.as_bytes());
+    match headers.entry(X_FORWARDED_FOR) {
+        header::Entry::Occupied(mut prior) => {
+            let mut value = Vec::with_capacity(prior.get().len() + 2 + client.len());
+            value.extend_from_slice(prior.get().as_bytes());
             value.extend_from_slice(b", ");
             value.extend_from_slice(client.as_bytes());
-            HeaderValue::from_bytes(&value).ok()
+            if let Ok(value) = HeaderValue::from_bytes(&value) {
+                prior.insert(value);
+            }
         }
-        None => Some(client.clone()),
-    };
-    if let Some(value) = xff {
-        headers.insert(X_FORWARDED_FOR, value);
+        header::Entry::Vacant(none) => {
+            none.insert(client.clone());
+        }
     }
     if let Some(host) = host {
         headers.insert(X_FORWARDED_HOST, host);
@@ -227,16 +265,15 @@ pub struct Tunnel {
     pub view_only: bool,
 }
 
-/// Sends `request` (its URI already the streamer's request target) to the streamer at `endpoint` and returns
-/// the streamer's response, or
-/// an error response. Upgrades are tunnelled in the background once both sides switch.
-/// `credential`, when given, is the `Authorization` the upstream gets in place of whatever the
-/// client sent; `client` is the client's address as a header value. An upgrade comes with its `tunnel`.
+/// Sends `request` (its URI already the streamer's request target) to the streamer at `endpoint` and
+/// returns the streamer's response, or an error response. Upgrades are tunnelled in the background
+/// once both sides switch. The streamer gets `credentials` in place of the client's; `client` is the
+/// client's address as a header value. An upgrade comes with its `tunnel`.
 pub async fn forward(
     upstreams: &Upstreams,
     endpoint: &Arc<str>,
     mut request: Request<Body>,
-    credential: Option<HeaderValue>,
+    credentials: StreamerCredentials,
     client: &HeaderValue,
     traffic: Arc<Traffic>,
     tunnel: Option<Tunnel>,
@@ -246,9 +283,9 @@ pub async fn forward(
     let host = request.headers().get(header::HOST).cloned();
     let headers = request.headers_mut();
     strip_hop_by_hop(headers, upgrade);
-    strip_platform_credentials(headers);
-    if let Some(credential) = credential {
-        headers.insert(header::AUTHORIZATION, credential);
+    strip_platform_credentials(headers, credentials.cookies);
+    if let Some(authorization) = credentials.authorization {
+        headers.insert(header::AUTHORIZATION, authorization);
     }
     add_forwarded(headers, client, host);
 
@@ -489,12 +526,18 @@ mod tests {
             ("cookie", "ss_session=abc; app=1; __Host-ss_session=x"),
             ("cookie", "ss_refresh=def; theme=dark; __Secure-ss_refresh=y"),
         ]);
-        strip_platform_credentials(&mut map);
+        let cookies = streamer_cookies(&map);
+        strip_platform_credentials(&mut map, cookies);
         assert!(map.get("authorization").is_none());
         assert_eq!(map["cookie"], "app=1; theme=dark");
         let mut only_ours = headers(&[("cookie", "ss_session=abc")]);
-        strip_platform_credentials(&mut only_ours);
+        let cookies = streamer_cookies(&only_ours);
+        strip_platform_credentials(&mut only_ours, cookies);
         assert!(only_ours.get("cookie").is_none());
+        let mut theirs = headers(&[("cookie", "app=1"), ("cookie", "theme=dark")]);
+        assert_eq!(streamer_cookies(&theirs), StreamerCookies::Unchanged);
+        strip_platform_credentials(&mut theirs, StreamerCookies::Unchanged);
+        assert_eq!(theirs.get_all("cookie").iter().count(), 2, "as they came");
     }
 
     #[tokio::test]

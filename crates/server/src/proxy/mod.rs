@@ -40,6 +40,7 @@ use crate::auth::secrets::sha256_hex;
 use crate::auth::session_grant::Grant;
 use crate::config::Urls;
 use crate::error::ApiError;
+use crate::recent::Ticket;
 use session_cache::CachedSession;
 use upstream::Upstreams;
 
@@ -97,9 +98,64 @@ struct ClientConnection {
     peer_header: HeaderValue,
     upstreams: Upstreams,
     /// The session the last host named.
-    last_host: Memo<Uuid>,
-    /// The grant of the last `Cookie` header that verified.
-    last_cookie: Memo<Grant>,
+    last_host: Memo<Addressed>,
+    /// What the last `Cookie` header that verified grants, and what the streamer gets of it.
+    last_cookie: Memo<Admitted>,
+    /// What let the last request in.
+    last_pass: Mutex<Option<Pass>>,
+}
+
+/// What a request was let in on: its session, the part its grant gives there, and the allow-lists'
+/// leave for its address. The connection's next requests with the same grant from the same address
+/// reuse it while every answer it rests on would still be reused from its cache, and no cache it was
+/// read from has forgotten anything since: until then, asking again would give the same answers.
+struct Pass {
+    grant: Grant,
+    client_ip: IpAddr,
+    session: CachedSession,
+    role: SessionRole,
+    until: Instant,
+    tickets: Tickets,
+}
+
+/// How far the caches behind a pass have forgotten (see [`crate::recent::Ticket`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Tickets {
+    sessions: Ticket,
+    access: Ticket,
+    lists: Ticket,
+}
+
+impl Tickets {
+    fn of(app: &App) -> Tickets {
+        Tickets {
+            sessions: app.session_cache.ticket(),
+            access: app.session_access.ticket(),
+            lists: app.allow_lists.ticket(),
+        }
+    }
+}
+
+/// The session a host names, with its id spelled as the session's paths must spell it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Addressed {
+    id: Uuid,
+    canonical: [u8; uuid::fmt::Hyphenated::LENGTH],
+}
+
+impl Addressed {
+    fn new(id: Uuid) -> Addressed {
+        let mut canonical = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        id.hyphenated().encode_lower(&mut canonical);
+        Addressed { id, canonical }
+    }
+}
+
+/// A session cookie's grant, and what the streamer gets of the `Cookie` headers that carried it.
+#[derive(Clone, Debug, PartialEq)]
+struct Admitted {
+    grant: Grant,
+    cookies: forward::StreamerCookies,
 }
 
 impl ClientConnection {
@@ -111,7 +167,24 @@ impl ClientConnection {
             upstreams,
             last_host: Memo::default(),
             last_cookie: Memo::default(),
+            last_pass: Mutex::default(),
         })
+    }
+
+    /// The session and the part in it that the last pass gives, if it holds for `grant` from
+    /// `client_ip` still.
+    fn pass(&self, app: &App, grant: Grant, client_ip: IpAddr) -> Option<(CachedSession, SessionRole)> {
+        let last = self.last_pass.lock().unwrap_or_else(|p| p.into_inner());
+        let pass = last.as_ref()?;
+        let holds = pass.grant == grant
+            && pass.client_ip == client_ip
+            && Instant::now() < pass.until
+            && pass.tickets == Tickets::of(app);
+        holds.then(|| (pass.session.clone(), pass.role))
+    }
+
+    fn keep_pass(&self, pass: Pass) {
+        *self.last_pass.lock().unwrap_or_else(|p| p.into_inner()) = Some(pass);
     }
 
     /// `client` as a header value: the peer's, formatted once, unless trusted proxies named another.
@@ -123,14 +196,25 @@ impl ClientConnection {
     /// The cookie is checked on every request: a `Cookie` header equal to one whose signature
     /// verified needs no second HMAC, while its session and expiry are checked again each time, as
     /// `Grant::decode` does. Several `Cookie` headers (HTTP/2 splits them) are read afresh each time.
-    fn grant(&self, headers: &HeaderMap, spec: &CookieSpec, key: &[u8], session_id: Uuid, now: i64) -> Option<Grant> {
-        let verify = || Grant::decode(spec.read(headers).value()?, key, session_id, now);
+    fn admit(
+        &self,
+        headers: &HeaderMap,
+        spec: &CookieSpec,
+        key: &[u8],
+        session_id: Uuid,
+        now: i64,
+    ) -> Option<Admitted> {
+        let verify = || {
+            let grant = Grant::decode(spec.read(headers).value()?, key, session_id, now)?;
+            Some(Admitted { grant, cookies: forward::streamer_cookies(headers) })
+        };
         let mut cookies = headers.get_all(header::COOKIE).iter();
-        let grant = match (cookies.next(), cookies.next()) {
+        let admitted = match (cookies.next(), cookies.next()) {
             (Some(only), None) => self.last_cookie.get_or(only.as_bytes(), verify),
             _ => verify(),
         }?;
-        (grant.session_id == session_id && grant.expires_at > now).then_some(grant)
+        let grant = admitted.grant;
+        (grant.session_id == session_id && grant.expires_at > now).then_some(admitted)
     }
 }
 
@@ -149,7 +233,7 @@ impl<V> Default for Memo<V> {
     }
 }
 
-impl<V: Copy> Memo<V> {
+impl<V: Clone> Memo<V> {
     /// The value for `bytes`: the last one if `bytes` are the same, else what `work_out` makes of
     /// them (kept if there is one).
     fn get_or(&self, bytes: &[u8], work_out: impl FnOnce() -> Option<V>) -> Option<V> {
@@ -157,10 +241,10 @@ impl<V: Copy> Memo<V> {
         if let Some((seen, value)) = last.as_ref()
             && **seen == *bytes
         {
-            return Some(*value);
+            return Some(value.clone());
         }
         let value = work_out()?;
-        *last = Some((bytes.into(), value));
+        *last = Some((bytes.into(), value.clone()));
         Some(value)
     }
 }
@@ -236,12 +320,12 @@ where
 
 /// The session a request's host names: `<canonical session id>.<session domain>`, any case.
 /// `last` is the connection's: its requests nearly always name the same host.
-fn addressed_session(request: &Request<Body>, domain: &str, last: &Memo<Uuid>) -> Option<Uuid> {
+fn addressed_session(request: &Request<Body>, domain: &str, last: &Memo<Addressed>) -> Option<Addressed> {
     let host = match request.uri().authority() {
         Some(authority) => authority.as_str(),
         None => request.headers().get(header::HOST)?.to_str().ok()?,
     };
-    last.get_or(host.as_bytes(), || session_of_host(host, domain))
+    last.get_or(host.as_bytes(), || session_of_host(host, domain).map(Addressed::new))
 }
 
 fn session_of_host(host: &str, domain: &str) -> Option<Uuid> {
@@ -258,11 +342,9 @@ fn strip_suffix_ignoring_case<'a>(text: &'a str, suffix: &str) -> Option<&'a str
 
 /// The rest of the path under the session's prefix. The id must be in canonical form and the
 /// session's own, so no encoding trick names another session.
-fn tail(path: &str, session_id: Uuid) -> Option<&str> {
-    let rest = path.strip_prefix(PREFIX)?;
-    let (id, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    let mut canonical = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    (id == session_id.hyphenated().encode_lower(&mut canonical)).then_some(tail)
+fn tail<'a>(path: &'a str, session: &Addressed) -> Option<&'a str> {
+    let tail = path.strip_prefix(PREFIX)?.strip_prefix(std::str::from_utf8(&session.canonical).ok()?)?;
+    (tail.is_empty() || tail.starts_with('/')).then_some(tail)
 }
 
 /// Fetch Metadata: a request that another site's page made (a fetch, a WebSocket, a form post),
@@ -307,11 +389,12 @@ async fn proxy(app: &AppState, connection: &ClientConnection, mut request: Reque
     if let Err(limited) = app.session_limits.check_address(client_ip) {
         return limited.into_response();
     }
-    let Some(session_id) = addressed_session(&request, &app.origins.domain, &connection.last_host) else {
+    let Some(addressed) = addressed_session(&request, &app.origins.domain, &connection.last_host) else {
         return error(StatusCode::NOT_FOUND, "not_found", "no such session");
     };
+    let session_id = addressed.id;
     let path = request.uri().path();
-    let Some(tail) = tail(path, session_id) else {
+    let Some(tail) = tail(path, &addressed) else {
         if path == "/" {
             return redirect(StatusCode::PERMANENT_REDIRECT, &session_path(session_id));
         }
@@ -334,26 +417,20 @@ async fn proxy(app: &AppState, connection: &ClientConnection, mut request: Reque
         return Box::pin(redeem(app, session_id, ticket, &location, client_ip)).await;
     }
     let now = app.clock.now();
-    let grant = connection.grant(request.headers(), &app.origins.cookie, &app.session_key, session_id, now.timestamp());
-    let Some(grant) = grant else {
+    let admitted =
+        connection.admit(request.headers(), &app.origins.cookie, &app.session_key, session_id, now.timestamp());
+    let Some(Admitted { grant, cookies }) = admitted else {
         return error(StatusCode::UNAUTHORIZED, "unauthorized", "open this session from StreamSpace");
     };
-    let cached = match app.session_cache.fresh(session_id) {
-        Some(cached) => cached,
-        None => match Box::pin(cached_session(app, session_id)).await {
-            Ok(cached) => cached,
+    let (cached, role) = match connection.pass(app, grant, client_ip) {
+        Some(pass) => pass,
+        None => match Box::pin(admit(app, connection, grant, client_ip, now)).await {
+            Ok(admitted) => admitted,
             Err(response) => return *response,
         },
     };
-    let role = match check_access(app, grant, now).await {
-        Ok(role) => role,
-        Err(response) => return *response,
-    };
     if !role.has_input() && !watching(request.method()) {
         return error(StatusCode::FORBIDDEN, "view_only", "you are watching this session; you cannot change it");
-    }
-    if let Err(refused) = check_network(app, grant, cached.org_id, client_ip).await {
-        return refused.into_response();
     }
     if let Err(limited) = app.session_limits.check_principal(grant.user_id, cached.org_id) {
         return limited.into_response();
@@ -365,14 +442,14 @@ async fn proxy(app: &AppState, connection: &ClientConnection, mut request: Reque
     if upgrade && !same_origin(request.headers(), &app.urls.session_origin(session_id)) {
         return error(StatusCode::FORBIDDEN, "forbidden", "cross-origin WebSocket refused");
     }
-    let credentials =
+    let tokens =
         cached.credentials.get_or_init(|| streamer::Credentials::new(|role| app.streamer_token(session_id, role)));
-    let viewer = credentials.of(role);
+    let viewer = tokens.of(role);
     let query = streamer::query_with_token(upgrade, tail, query, &viewer.token);
     let Ok(target) = origin_form(tail, &query) else {
         return error(StatusCode::BAD_REQUEST, "bad_request", "invalid path");
     };
-    let credential = viewer.credential(tail);
+    let credentials = forward::StreamerCredentials { cookies, authorization: viewer.credential(tail) };
     *request.uri_mut() = target;
     let (tunnel, audit) = match tunnel_slot(app, &mut request, upgrade, grant, role) {
         Ok(Some(registration)) => {
@@ -386,7 +463,7 @@ async fn proxy(app: &AppState, connection: &ClientConnection, mut request: Reque
     let client = connection.address_header(client_ip);
     cached.traffic.touch_at(now);
     let mut response =
-        forward::forward(&connection.upstreams, &endpoint, request, credential, &client, cached.traffic, tunnel).await;
+        forward::forward(&connection.upstreams, &endpoint, request, credentials, &client, cached.traffic, tunnel).await;
     if let Some(audit) = audit.filter(|_| response.status() == StatusCode::SWITCHING_PROTOCOLS) {
         audit.opened();
     }
@@ -410,13 +487,39 @@ fn granted_at(grant: Grant) -> i64 {
     grant.expires_at - GRANT_TTL_SECS
 }
 
+/// Lets `grant` in from `client_ip`: its session must be there and not ended, its user may still
+/// use it, and the allow-lists must let the address in. What let it in becomes the connection's pass.
+async fn admit(
+    app: &App,
+    connection: &ClientConnection,
+    grant: Grant,
+    client_ip: IpAddr,
+    now: DateTime<Utc>,
+) -> Result<(CachedSession, SessionRole), Box<Response<Body>>> {
+    // Before anything is read: whatever a cache forgets from here on makes the pass stale.
+    let tickets = Tickets::of(app);
+    let session = cached_session(app, grant.session_id).await?;
+    let (role, access_until) = check_access(app, grant, now).await?;
+    let network_until = check_network(app, grant, session.org_id, client_ip)
+        .await
+        .map_err(|refused| Box::new(refused.into_response()))?;
+    let until = session.fresh_until.min(access_until).min(network_until);
+    connection.keep_pass(Pass { grant, client_ip, session: session.clone(), role, until, tickets });
+    Ok((session, role))
+}
+
 /// The cookie is valid for hours; whether its user may still use the session, and as what, is
-/// asked on every request (answered from a cache that lives two seconds).
-async fn check_access(app: &App, grant: Grant, now: DateTime<Utc>) -> Result<SessionRole, Box<Response<Body>>> {
+/// asked on every request (answered from a cache that lives two seconds, or the connection's pass);
+/// with until when the answer is reused.
+async fn check_access(
+    app: &App,
+    grant: Grant,
+    now: DateTime<Utc>,
+) -> Result<(SessionRole, Instant), Box<Response<Body>>> {
     let (store, granted_at) = (app.store.as_ref(), granted_at(grant));
     match app.session_access.allows(store, grant.user_id, grant.session_id, granted_at, now).await {
-        Ok(Some(role)) => Ok(role),
-        Ok(None) => {
+        Ok((Some(role), until)) => Ok((role, until)),
+        Ok((None, _)) => {
             Err(Box::new(error(StatusCode::FORBIDDEN, "access_revoked", "your access to this session has ended")))
         }
         Err(err) => Err(Box::new(ApiError::from(err).into_response())),
@@ -430,12 +533,12 @@ fn watching(method: &Method) -> bool {
 }
 
 /// The IP allow-lists of the platform and of the session's org hold for every request into it,
-/// the tunnel's first included. An allowed address (nearly every request) is let through without
-/// building what a refusal records.
-async fn check_network(app: &App, grant: Grant, org_id: Uuid, client_ip: IpAddr) -> Result<(), ApiError> {
-    match crate::auth::network::refusing_list(app, Some(org_id), client_ip).await {
-        Ok(None) => Ok(()),
-        Ok(Some(_)) => Box::pin(refuse_network(app, grant, org_id, client_ip)).await,
+/// the tunnel's first included. An allowed address is let through without building what a refusal
+/// records; with until when the lists are reused.
+async fn check_network(app: &App, grant: Grant, org_id: Uuid, client_ip: IpAddr) -> Result<Instant, ApiError> {
+    match crate::auth::network::verdict(app, Some(org_id), client_ip).await {
+        Ok((None, until)) => Ok(until),
+        Ok((Some(_), until)) => Box::pin(refuse_network(app, grant, org_id, client_ip)).await.map(|()| until),
         Err(err) => Err(err.into()),
     }
 }
@@ -567,6 +670,10 @@ mod tests {
 
     const DOMAIN: &str = "localhost:8001";
 
+    fn session_named(request: &Request<Body>, domain: &str, last: &Memo<Addressed>) -> Option<Uuid> {
+        addressed_session(request, domain, last).map(|addressed| addressed.id)
+    }
+
     fn request(host: &str) -> Request<Body> {
         Request::builder().uri("/api/v1/http/x/").header("host", host).body(Body::empty()).unwrap()
     }
@@ -574,10 +681,10 @@ mod tests {
     #[test]
     fn the_host_must_name_one_session_in_canonical_form() {
         let id = Uuid::now_v7();
-        assert_eq!(addressed_session(&request(&format!("{id}.localhost:8001")), DOMAIN, &Memo::default()), Some(id));
+        assert_eq!(session_named(&request(&format!("{id}.localhost:8001")), DOMAIN, &Memo::default()), Some(id));
         let upper = id.hyphenated().to_string().to_uppercase();
         assert_eq!(
-            addressed_session(&request(&format!("{upper}.LOCALHOST:8001")), DOMAIN, &Memo::default()),
+            session_named(&request(&format!("{upper}.LOCALHOST:8001")), DOMAIN, &Memo::default()),
             Some(id),
             "any case"
         );
@@ -590,31 +697,30 @@ mod tests {
             format!("{id}.evil.localhost:8001"),
             format!("{id}localhost:8001"),
         ] {
-            assert_eq!(addressed_session(&request(&host), DOMAIN, &Memo::default()), None, "{host}");
+            assert_eq!(session_named(&request(&host), DOMAIN, &Memo::default()), None, "{host}");
         }
         let absolute = Request::builder()
             .uri(format!("http://{id}.localhost:8001/api/v1/http/{id}/"))
             .header("host", "other.localhost:8001")
             .body(Body::empty())
             .unwrap();
-        assert_eq!(
-            addressed_session(&absolute, DOMAIN, &Memo::default()),
-            Some(id),
-            "the request target's authority wins"
-        );
+        assert_eq!(session_named(&absolute, DOMAIN, &Memo::default()), Some(id), "the request target's authority wins");
     }
 
     #[test]
     fn only_the_sessions_own_canonical_path_is_served() {
         let id = Uuid::now_v7();
-        assert_eq!(tail(&format!("/api/v1/http/{id}/a/b"), id), Some("/a/b"));
-        assert_eq!(tail(&format!("/api/v1/http/{id}"), id), Some(""));
-        assert_eq!(tail(&format!("/api/v1/http/{}/", Uuid::now_v7()), id), None, "another session");
-        assert_eq!(tail(&format!("/api/v1/http/{}/", id.simple()), id), None);
-        assert_eq!(tail(&format!("/api/v1/http/{}/", id.hyphenated().to_string().to_uppercase()), id), None);
-        assert_eq!(tail(&format!("/api/v1/http/{id}%2F..%2F/"), id), None);
-        assert_eq!(tail("/api/v1/sessions", id), None);
-        assert_eq!(tail("/api/v1/http/../sessions/", id), None);
+        assert_eq!(tail(&format!("/api/v1/http/{id}/a/b"), &Addressed::new(id)), Some("/a/b"));
+        assert_eq!(tail(&format!("/api/v1/http/{id}"), &Addressed::new(id)), Some(""));
+        assert_eq!(tail(&format!("/api/v1/http/{}/", Uuid::now_v7()), &Addressed::new(id)), None, "another session");
+        assert_eq!(tail(&format!("/api/v1/http/{}/", id.simple()), &Addressed::new(id)), None);
+        assert_eq!(
+            tail(&format!("/api/v1/http/{}/", id.hyphenated().to_string().to_uppercase()), &Addressed::new(id)),
+            None
+        );
+        assert_eq!(tail(&format!("/api/v1/http/{id}%2F..%2F/"), &Addressed::new(id)), None);
+        assert_eq!(tail("/api/v1/sessions", &Addressed::new(id)), None);
+        assert_eq!(tail("/api/v1/http/../sessions/", &Addressed::new(id)), None);
     }
 
     fn fetch(site: &str, mode: &str) -> HeaderMap {
@@ -666,6 +772,17 @@ mod tests {
         headers
     }
 
+    fn granted(
+        connection: &ClientConnection,
+        headers: &HeaderMap,
+        spec: &CookieSpec,
+        key: &[u8],
+        session_id: Uuid,
+        now: i64,
+    ) -> Option<Grant> {
+        connection.admit(headers, spec, key, session_id, now).map(|admitted| admitted.grant)
+    }
+
     #[test]
     fn a_connection_remembers_the_cookie_that_verified_but_checks_its_session_and_expiry_each_time() {
         let spec = Origins::new(&Urls::new(&Config::default())).cookie;
@@ -673,32 +790,49 @@ mod tests {
         let grant = Grant { session_id: Uuid::now_v7(), user_id: Uuid::now_v7(), expires_at: 1000 };
         let headers = cookie_header(&spec, &grant.encode(key));
         let connection = ClientConnection::new(Ipv4Addr::LOCALHOST.into(), Upstreams::spawned());
-        assert_eq!(connection.grant(&headers, &spec, b"another key", grant.session_id, 999), None);
-        assert_eq!(connection.grant(&headers, &spec, key, grant.session_id, 999), Some(grant));
+        assert_eq!(granted(&connection, &headers, &spec, b"another key", grant.session_id, 999), None);
+        assert_eq!(granted(&connection, &headers, &spec, key, grant.session_id, 999), Some(grant));
         assert_eq!(
-            connection.grant(&headers, &spec, b"another key", grant.session_id, 999),
+            granted(&connection, &headers, &spec, b"another key", grant.session_id, 999),
             Some(grant),
             "remembered: not verified again"
         );
-        assert_eq!(connection.grant(&headers, &spec, key, grant.session_id, 1000), None, "expired since");
-        assert_eq!(connection.grant(&headers, &spec, key, Uuid::now_v7(), 999), None, "another session's origin");
+        assert_eq!(granted(&connection, &headers, &spec, key, grant.session_id, 1000), None, "expired since");
+        assert_eq!(granted(&connection, &headers, &spec, key, Uuid::now_v7(), 999), None, "another session's origin");
         let forged = cookie_header(&spec, &format!("{}x", grant.encode(key)));
-        assert_eq!(connection.grant(&forged, &spec, key, grant.session_id, 999), None, "any other value is verified");
+        assert_eq!(
+            granted(&connection, &forged, &spec, key, grant.session_id, 999),
+            None,
+            "any other value is verified"
+        );
         let mut split = cookie_header(&spec, &grant.encode(key));
         split.append(header::COOKIE, HeaderValue::from_static("more=1"));
-        assert_eq!(connection.grant(&split, &spec, b"another key", grant.session_id, 999), None, "split: verified");
-        assert_eq!(connection.grant(&split, &spec, key, grant.session_id, 999), Some(grant));
+        assert_eq!(granted(&connection, &split, &spec, b"another key", grant.session_id, 999), None, "split: verified");
+        assert_eq!(granted(&connection, &split, &spec, key, grant.session_id, 999), Some(grant));
+    }
+
+    #[test]
+    fn what_the_streamer_gets_of_the_cookies_is_remembered_with_the_grant() {
+        let spec = Origins::new(&Urls::new(&Config::default())).cookie;
+        let grant = Grant { session_id: Uuid::now_v7(), user_id: Uuid::now_v7(), expires_at: 1000 };
+        let headers = cookie_header(&spec, &grant.encode(b"key"));
+        let connection = ClientConnection::new(Ipv4Addr::LOCALHOST.into(), Upstreams::spawned());
+        let expected =
+            Admitted { grant, cookies: forward::StreamerCookies::Replaced(HeaderValue::from_static("theirs=1")) };
+        for _ in 0..2 {
+            assert_eq!(connection.admit(&headers, &spec, b"key", grant.session_id, 999), Some(expected.clone()));
+        }
     }
 
     #[test]
     fn a_connection_remembers_the_session_its_host_named() {
         let (id, last) = (Uuid::now_v7(), Memo::default());
         let named = request(&format!("{id}.localhost:8001"));
-        assert_eq!(addressed_session(&named, DOMAIN, &last), Some(id));
-        assert_eq!(addressed_session(&request("localhost:8001"), DOMAIN, &last), None, "another host is read");
+        assert_eq!(session_named(&named, DOMAIN, &last), Some(id));
+        assert_eq!(session_named(&request("localhost:8001"), DOMAIN, &last), None, "another host is read");
         let other = Uuid::now_v7();
-        assert_eq!(addressed_session(&request(&format!("{other}.localhost:8001")), DOMAIN, &last), Some(other));
-        assert_eq!(addressed_session(&named, DOMAIN, &last), Some(id));
+        assert_eq!(session_named(&request(&format!("{other}.localhost:8001")), DOMAIN, &last), Some(other));
+        assert_eq!(session_named(&named, DOMAIN, &last), Some(id));
     }
 
     #[test]

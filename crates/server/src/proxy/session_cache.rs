@@ -12,6 +12,7 @@ use uuid::Uuid;
 
 use super::streamer::Credentials;
 use crate::clock::Clock;
+use crate::recent::Ticket;
 
 /// Entries older than this are read again from the store.
 const FRESH_FOR: Duration = Duration::from_secs(2);
@@ -25,6 +26,8 @@ pub struct CachedSession {
     pub traffic: Arc<Traffic>,
     /// The streamer credentials, derived on first use and kept for the session's life.
     pub credentials: Arc<OnceLock<Credentials>>,
+    /// When this is read again from the store.
+    pub fresh_until: Instant,
 }
 
 /// Bytes through the proxy and the last time any moved, per session.
@@ -60,44 +63,50 @@ impl Traffic {
     }
 }
 
-struct Entry {
-    session: CachedSession,
-    loaded: Instant,
-}
-
 pub struct SessionCache {
-    entries: RwLock<HashMap<Uuid, Entry>>,
+    entries: RwLock<HashMap<Uuid, CachedSession>>,
+    /// Counts invalidations: what was read before one may be what it invalidated.
+    forgotten: AtomicU64,
     clock: Arc<dyn Clock>,
 }
 
 impl SessionCache {
     pub fn new(clock: Arc<dyn Clock>) -> SessionCache {
-        SessionCache { entries: Default::default(), clock }
+        SessionCache { entries: Default::default(), forgotten: AtomicU64::new(0), clock }
     }
 
     /// The cached session if it is fresh.
     pub fn fresh(&self, id: Uuid) -> Option<CachedSession> {
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
-        entries.get(&id).filter(|e| e.loaded.elapsed() < FRESH_FOR).map(|e| e.session.clone())
+        entries.get(&id).filter(|session| Instant::now() < session.fresh_until).cloned()
+    }
+
+    /// Taken before reading: a [`CachedSession`] read after it is still true while the ticket is the
+    /// current one and the session is fresh.
+    pub fn ticket(&self) -> Ticket {
+        Ticket::of(&self.forgotten)
     }
 
     /// Records what the store says, keeping the session's traffic counters.
     pub fn store(&self, id: Uuid, org_id: Uuid, state: SessionState, endpoint: Option<String>) -> CachedSession {
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         let (traffic, credentials) = match entries.get(&id) {
-            Some(entry) => (entry.session.traffic.clone(), entry.session.credentials.clone()),
+            Some(session) => (session.traffic.clone(), session.credentials.clone()),
             None => (Arc::new(Traffic::new(self.clock.clone())), Arc::default()),
         };
-        let cached = CachedSession { org_id, state, endpoint: endpoint.map(Arc::from), traffic, credentials };
-        entries.insert(id, Entry { session: cached.clone(), loaded: Instant::now() });
+        let fresh_until = Instant::now() + FRESH_FOR;
+        let cached =
+            CachedSession { org_id, state, endpoint: endpoint.map(Arc::from), traffic, credentials, fresh_until };
+        entries.insert(id, cached.clone());
         cached
     }
 
     /// Forgets a session's cached state (it changed), keeping its counters.
     pub fn invalidate(&self, id: Uuid) {
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(entry) = entries.get_mut(&id) {
-            entry.loaded = Instant::now() - FRESH_FOR;
+        self.forgotten.fetch_add(1, Ordering::AcqRel);
+        if let Some(session) = entries.get_mut(&id) {
+            session.fresh_until = Instant::now();
         }
     }
 
@@ -106,8 +115,8 @@ impl SessionCache {
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
         entries
             .iter()
-            .filter_map(|(id, entry)| {
-                let traffic = &entry.session.traffic;
+            .filter_map(|(id, session)| {
+                let traffic = &session.traffic;
                 let last = traffic.last_activity_ms.load(Ordering::Relaxed);
                 (last > traffic.flushed_ms.swap(last, Ordering::Relaxed)).then_some((*id, last))
             })
@@ -116,7 +125,9 @@ impl SessionCache {
 
     /// Drops ended sessions from the cache.
     pub fn forget(&self, id: Uuid) {
-        self.entries.write().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        self.forgotten.fetch_add(1, Ordering::AcqRel);
+        entries.remove(&id);
     }
 }
 
@@ -143,8 +154,10 @@ mod tests {
         assert_eq!(cache.take_activity().len(), 1);
         assert!(cache.take_activity().is_empty());
         assert!(cache.fresh(id).is_some());
+        let ticket = cache.ticket();
         cache.invalidate(id);
         assert!(cache.fresh(id).is_none());
+        assert_ne!(cache.ticket(), ticket, "what was read before is no longer sure");
     }
 
     #[test]

@@ -248,7 +248,13 @@ async fn session_tunnels_are_held_to_the_owners_org_list() {
     let cookie = redeemed.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
 
     let path = format!("/api/v1/http/{id}/websockets");
+    // Admitted from anywhere while the org has no list: the proxy's connection keeps that pass...
+    let before = call(path.clone(), OUTSIDE, Some(cookie.clone()), false).await.unwrap();
+    assert_eq!(before.status(), StatusCode::SERVICE_UNAVAILABLE);
     put_list(&t, INSIDE, &format!("/api/v1/orgs/{acme}/allow-list"), &acme_admin, &["198.51.100.0/24"]).await;
+    // ... which the new list voids at once.
+    let after = call(path.clone(), OUTSIDE, Some(cookie.clone()), false).await.unwrap();
+    assert_eq!(after.status(), StatusCode::FORBIDDEN, "the pass of the address outlived the list's change");
     // A fresh link opened outside the networks yields no cookie.
     let again =
         from(&t, INSIDE, Method::POST, &format!("/api/v1/sessions/{id}/connect"), Some(&member), Some(json!({}))).await;
@@ -272,4 +278,15 @@ async fn session_tunnels_are_held_to_the_owners_org_list() {
             .iter()
             .any(|(_, address, reason, via)| address == OUTSIDE && reason == "org_allow_list" && via == "session")
     );
+
+    // The connection's last pass is the member's from inside; disabling the member voids it at once.
+    let me = from(&t, INSIDE, Method::GET, "/api/v1/me", Some(&member), None).await;
+    let member_id = me.body["id"].as_str().unwrap().to_owned();
+    let user_path = format!("/api/v1/users/{member_id}");
+    let disabled = from(&t, INSIDE, Method::PATCH, &user_path, Some(&admin), Some(json!({"disabled": true}))).await;
+    assert_eq!(disabled.status, StatusCode::OK, "{}", disabled.body);
+    let refused = call(path.clone(), INSIDE, Some(cookie.clone()), false).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    let body = http_body_util::BodyExt::collect(refused.into_body()).await.unwrap().to_bytes();
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["error"]["code"], "access_revoked");
 }
