@@ -1028,7 +1028,7 @@ def report(bench, started, load_before, commit):
             f"P2's request (`GET /api/health`, the session cookie checked) counted rather than timed: each proxy runs "
             f"under callgrind, which counts the instructions it runs in user space (not the kernel's) between a zero "
             f"and a dump around {INSTRUCTION_REQUESTS} requests over 8 kept-alive connections. Unlike CPU time on a "
-            "shared machine, the count repeats to within about 1% on the echo upstream (2.5% on the fixture), so it "
+            "shared machine, the count repeats to within 1-4% on the echo upstream (2.5% on the fixture), so it "
             "shows what a change to the proxy's own work saves; time per instruction still differs between programs.",
             "",
             "| upstream | " + " | ".join(labels[n] for n in INSTRUCTION_TARGETS) + " |",
