@@ -90,7 +90,16 @@ impl Record {
 
 impl App {
     pub async fn audit(&self, meta: &RequestMeta, actor: &Actor, record: Record) -> ApiResult<()> {
-        let entry = NewAuditEvent {
+        let entry = self.audit_entry(meta, actor, record);
+        // A head that does not hold is the operator's problem, not the caller's: it is logged and
+        // the request fails as an internal error.
+        self.store.append_audit(&self.audit_key, entry).await.map_err(ApiError::internal)?;
+        Ok(())
+    }
+
+    /// What the audit chain gets for `record`, done by `actor` in the request `meta` describes, now.
+    pub fn audit_entry(&self, meta: &RequestMeta, actor: &Actor, record: Record) -> NewAuditEvent {
+        NewAuditEvent {
             time: self.clock.now(),
             actor_id: actor.id,
             actor_name: actor.name.clone(),
@@ -102,10 +111,6 @@ impl App {
             user_agent: meta.user_agent.clone(),
             trace_id: meta.trace_id.clone(),
             details: record.details,
-        };
-        // A head that does not hold is the operator's problem, not the caller's: it is logged and
-        // the request fails as an internal error.
-        self.store.append_audit(&self.audit_key, entry).await.map_err(ApiError::internal)?;
-        Ok(())
+        }
     }
 }

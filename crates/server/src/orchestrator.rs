@@ -40,8 +40,8 @@ impl Cause<'static> {
 
 impl App {
     /// Applies `trigger` to the session: `lifecycle::step` decides, the store records it with a
-    /// compare-and-set, then its effects follow (the agent is told what to do, the change is
-    /// audited, watchers are told).
+    /// compare-and-set (with its audit record, in one transaction), then its effects follow (the
+    /// agent is told what to do, watchers are told).
     pub async fn advance(
         &self,
         session: &Session,
@@ -52,7 +52,20 @@ impl App {
         let now = self.clock.now();
         let step = lifecycle::step(session, &trigger, &detail, now)
             .map_err(|err| ApiError::new(axum::http::StatusCode::CONFLICT, "invalid_state", err.to_string()))?;
-        let updated = self.store.update_session(session.id, step.update).await?.ok_or_else(|| {
+        let audit = step.effects.iter().find_map(|effect| match effect {
+            Effect::Record { from, to, reason } => Some(transition_record(session, *from, *to, reason.as_deref())),
+            _ => None,
+        });
+        let updated = match audit {
+            // An audit chain that does not hold fails the change as an internal error (see `App::audit`).
+            Some(record) => {
+                let entry = self.audit_entry(cause.meta, cause.actor, record);
+                let stored = self.store.update_session_audited(session.id, step.update, &self.audit_key, entry);
+                stored.await.map_err(ApiError::internal)?
+            }
+            None => self.store.update_session(session.id, step.update).await?,
+        };
+        let updated = updated.ok_or_else(|| {
             ApiError::new(axum::http::StatusCode::CONFLICT, "invalid_state", "the session changed meanwhile; try again")
         })?;
         for effect in step.effects {
@@ -84,16 +97,8 @@ impl App {
                     crate::proxy::streamer::token_table(|role| self.streamer_token(after.id, role)),
                 ));
             }
-            Effect::Record { from, to, reason } => {
-                record_timing(before, to, now);
-                let details = json!({"from": from, "to": to, "reason": reason});
-                let outcome = if to == SessionState::Failed { Outcome::Failure } else { Outcome::Success };
-                let audit = AuditRecord::new("session.transition", format!("session:{}", after.id))
-                    .org(after.org_id)
-                    .outcome(outcome)
-                    .details(details);
-                self.audit(cause.meta, cause.actor, audit).await?;
-            }
+            // Audited with the change itself (see `advance`).
+            Effect::Record { to, .. } => record_timing(before, to, now),
             Effect::Publish => self.publish_session(after).await,
         }
         Ok(())
@@ -371,6 +376,15 @@ impl App {
 }
 
 /// Time spent in the state a session leaves, and for a first start the whole way from the request.
+/// The audit record of a session's transition.
+fn transition_record(session: &Session, from: SessionState, to: SessionState, reason: Option<&str>) -> AuditRecord {
+    let outcome = if to == SessionState::Failed { Outcome::Failure } else { Outcome::Success };
+    AuditRecord::new("session.transition", format!("session:{}", session.id))
+        .org(session.org_id)
+        .outcome(outcome)
+        .details(json!({"from": from, "to": to, "reason": reason}))
+}
+
 fn record_timing(before: &Session, to: SessionState, now: DateTime<Utc>) {
     let seconds = |since: DateTime<Utc>| (now - since).num_microseconds().unwrap_or(0) as f64 / 1e6;
     metrics::histogram!("streamspace_session_phase_duration_seconds", "phase" => before.state.as_str())

@@ -88,6 +88,7 @@ macro_rules! conformance_tests {
             sessions_round_trip,
             sessions_are_scoped_to_their_org,
             session_updates_compare_and_set,
+            a_session_change_and_its_audit_record_are_stored_together,
             racing_session_transitions_have_one_winner,
             session_activity_only_moves_forward,
             usage_counts_live_sessions,
@@ -1216,6 +1217,28 @@ pub async fn session_updates_compare_and_set(store: Subject) {
     assert_eq!(store.get_session(Scope::Platform, pending.id).await.unwrap().unwrap().state, SessionState::Failed);
     let update = SessionUpdate::transition(SessionState::Pending, SessionState::Running);
     assert_eq!(store.update_session(Uuid::now_v7(), update).await.unwrap(), None, "missing");
+}
+
+pub async fn a_session_change_and_its_audit_record_are_stored_together(store: Subject) {
+    let acme = org(&store, "acme").await;
+    let alice = user(&store, &acme, "alice").await;
+    let desktop = template(&store, None, "desktop").await;
+    let pending = session(&store, &alice, &desktop).await;
+    let key = key();
+    let audited = |expected| {
+        let update = SessionUpdate::transition(expected, SessionState::Stopped);
+        store.update_session_audited(pending.id, update, &key, event("session.transition", Some(&acme)))
+    };
+    let head = store.audit_head().await.unwrap();
+
+    assert_eq!(audited(SessionState::Running).await.unwrap(), None, "not in the expected state");
+    assert_eq!(store.audit_head().await.unwrap(), head, "nothing appended for a change that did not happen");
+
+    let stopped = audited(SessionState::Pending).await.unwrap().expect("the change");
+    assert_eq!(stopped.state, SessionState::Stopped);
+    let appended = store.audit_chain(head.seq, 10).await.unwrap();
+    assert_eq!(appended.iter().map(|event| event.action.as_str()).collect::<Vec<_>>(), ["session.transition"]);
+    assert_eq!(verify_chain(&store).await, Ok(head.seq + 1));
 }
 
 pub async fn racing_session_transitions_have_one_winner(store: Subject) {

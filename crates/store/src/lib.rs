@@ -125,6 +125,16 @@ pub trait Store: Send + Sync + 'static {
     /// Compare-and-set on the session state: `None` when the session is gone or no longer in
     /// `update.expected`.
     async fn update_session(&self, id: Uuid, update: SessionUpdate) -> Result<Option<Session>>;
+    /// [`Store::update_session`] with `event` appended to the audit chain (as
+    /// [`Store::append_audit`] does) in the same transaction: the change is stored with its audit
+    /// record or not at all, and nothing is appended when the session was not in `update.expected`.
+    async fn update_session_audited(
+        &self,
+        id: Uuid,
+        update: SessionUpdate,
+        key: &audit::AuditKey,
+        event: NewAuditEvent,
+    ) -> Result<Option<Session>>;
     async fn touch_session(&self, id: Uuid, at: Timestamp) -> Result<()>;
     /// Non-terminal sessions of the org and of one user, with their reserved resources.
     async fn usage(&self, org_id: Uuid, user_id: Uuid) -> Result<Usage>;

@@ -16,9 +16,9 @@ use crate::pools::{self, pool_member_columns, template_pool_columns};
 use crate::readers::Reads;
 use crate::sharing::{self, share_columns};
 use crate::sql::{
-    self, Backend, Columns, Params, RowsAffected, agent_columns, agent_command_columns, api_key_columns, audit_columns,
-    audit_head_columns, org_columns, refresh_token_columns, session_columns, template_columns, ticket_columns,
-    user_columns,
+    self, Backend, Columns, Params, RowsAffected, SqlQuery, agent_columns, agent_command_columns, api_key_columns,
+    audit_columns, audit_head_columns, org_columns, refresh_token_columns, session_columns, template_columns,
+    ticket_columns, user_columns,
 };
 use crate::sql_compliance::{self, PRUNE_BATCH, checkpoint_columns, compliance_columns};
 use crate::sql_homes::{self, home_columns};
@@ -596,30 +596,24 @@ where
     }
 
     async fn update_session(&self, id: Uuid, update: SessionUpdate) -> Result<Option<Session>> {
-        let row = sqlx::query(concat!(
-            "UPDATE sessions SET state = $3, agent_id = CASE WHEN $4 THEN $5 ELSE agent_id END, ",
-            "endpoint = CASE WHEN $6 THEN $7 ELSE endpoint END, phase = CASE WHEN $8 THEN $9 ELSE phase END, ",
-            "progress = CASE WHEN $10 THEN $11 ELSE progress END, ",
-            "failure_reason = CASE WHEN $12 THEN $13 ELSE failure_reason END, ",
-            "started_at = CASE WHEN $14 THEN $15 ELSE started_at END, ",
-            "stopped_at = CASE WHEN $16 THEN $17 ELSE stopped_at END, updated_at = $18 ",
-            "WHERE id = $1 AND state = $2 RETURNING ",
-            session_columns!()
-        ))
-        .arg(id)
-        .arg(update.expected.as_str())
-        .arg(update.state.as_str())
-        .patch(update.agent_id)
-        .patch(update.endpoint)
-        .patch(update.phase)
-        .patch(update.progress)
-        .patch(update.failure_reason)
-        .patch(update.started_at.map(|at| at.map(sql::micros)))
-        .patch(update.stopped_at.map(|at| at.map(sql::micros)))
-        .arg(update.at.map_or_else(sql::now, sql::micros))
-        .fetch_optional(&self.writer)
-        .await?;
+        let row = update_session_query(id, update).fetch_optional(&self.writer).await?;
         sql::optional(row, sql::session)
+    }
+
+    async fn update_session_audited(
+        &self,
+        id: Uuid,
+        update: SessionUpdate,
+        key: &AuditKey,
+        event: NewAuditEvent,
+    ) -> Result<Option<Session>> {
+        let mut tx = write_transaction(&self.writer).await?;
+        let row = update_session_query(id, update).fetch_optional(&mut *tx).await?;
+        // Not in the expected state: the transaction rolls back as it is dropped, having changed nothing.
+        let Some(session) = sql::optional(row, sql::session)? else { return Ok(None) };
+        append_audit_in(&mut tx, key, event).await?;
+        tx.commit().await?;
+        Ok(Some(session))
     }
 
     async fn touch_session(&self, id: Uuid, at: Timestamp) -> Result<()> {
@@ -874,46 +868,9 @@ where
         Ok(sql::unexpired(sql::optional(row, sql::ticket)?, now))
     }
 
-    async fn append_audit(&self, key: &AuditKey, mut event: NewAuditEvent) -> Result<AuditEvent> {
+    async fn append_audit(&self, key: &AuditKey, event: NewAuditEvent) -> Result<AuditEvent> {
         let mut tx = write_transaction(&self.writer).await?;
-        // Holding the head serialises appenders, across replicas too. The same round trip
-        // normalises the details as the column will store them (PostgreSQL's jsonb rewrites
-        // numbers such as 1e16 as 10000000000000000), so that the link covers exactly what is
-        // read back.
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {}, $1{} AS details FROM audit_chain_head{}",
-            audit_head_columns!(),
-            DB::AS_STORED_JSON,
-            DB::LOCK_ROWS
-        )))
-        .json(&event.details)
-        .fetch_one(&mut *tx)
-        .await?;
-        event.details = row.json("details")?;
-        let (event, head) = sql::audit_head(&row)?.extend(key, event)?;
-        sqlx::query(concat!(
-            "INSERT INTO audit_events (",
-            audit_columns!(),
-            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
-        ))
-        .arg(event.seq)
-        .arg(event.id)
-        .arg(event.time)
-        .arg(event.actor_id)
-        .arg(event.actor_name.as_str())
-        .arg(event.org_id)
-        .arg(event.action.as_str())
-        .arg(event.target.as_str())
-        .arg(event.result.as_str())
-        .arg(event.client_ip.as_deref())
-        .arg(event.user_agent.as_deref())
-        .arg(event.trace_id.as_deref())
-        .json(&event.details)
-        .arg(event.prev_hash.as_str())
-        .arg(event.hash.as_str())
-        .execute(&mut *tx)
-        .await?;
-        write_audit_head(&mut tx, &head).await?;
+        let event = append_audit_in(&mut tx, key, event).await?;
         tx.commit().await?;
         Ok(event)
     }
@@ -1713,6 +1670,82 @@ where
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// The compare-and-set of [`Store::update_session`], for the writer or a transaction.
+fn update_session_query<DB: Backend>(id: Uuid, update: SessionUpdate) -> SqlQuery<'static, DB> {
+    sqlx::query(concat!(
+        "UPDATE sessions SET state = $3, agent_id = CASE WHEN $4 THEN $5 ELSE agent_id END, ",
+        "endpoint = CASE WHEN $6 THEN $7 ELSE endpoint END, phase = CASE WHEN $8 THEN $9 ELSE phase END, ",
+        "progress = CASE WHEN $10 THEN $11 ELSE progress END, ",
+        "failure_reason = CASE WHEN $12 THEN $13 ELSE failure_reason END, ",
+        "started_at = CASE WHEN $14 THEN $15 ELSE started_at END, ",
+        "stopped_at = CASE WHEN $16 THEN $17 ELSE stopped_at END, updated_at = $18 ",
+        "WHERE id = $1 AND state = $2 RETURNING ",
+        session_columns!()
+    ))
+    .arg(id)
+    .arg(update.expected.as_str())
+    .arg(update.state.as_str())
+    .patch(update.agent_id)
+    .patch(update.endpoint)
+    .patch(update.phase)
+    .patch(update.progress)
+    .patch(update.failure_reason)
+    .patch(update.started_at.map(|at| at.map(sql::micros)))
+    .patch(update.stopped_at.map(|at| at.map(sql::micros)))
+    .arg(update.at.map_or_else(sql::now, sql::micros))
+}
+
+/// Appends `event` to the audit chain within `tx`, holding the chain head until `tx` ends (see
+/// [`Store::append_audit`]).
+async fn append_audit_in<DB: Backend>(
+    tx: &mut Transaction<'static, DB>,
+    key: &AuditKey,
+    mut event: NewAuditEvent,
+) -> Result<AuditEvent>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    // Holding the head serialises appenders, across replicas too. The same round trip
+    // normalises the details as the column will store them (PostgreSQL's jsonb rewrites
+    // numbers such as 1e16 as 10000000000000000), so that the link covers exactly what is
+    // read back.
+    let row = sqlx::query(AssertSqlSafe(format!(
+        "SELECT {}, $1{} AS details FROM audit_chain_head{}",
+        audit_head_columns!(),
+        DB::AS_STORED_JSON,
+        DB::LOCK_ROWS
+    )))
+    .json(&event.details)
+    .fetch_one(&mut **tx)
+    .await?;
+    event.details = row.json("details")?;
+    let (event, head) = sql::audit_head(&row)?.extend(key, event)?;
+    sqlx::query(concat!(
+        "INSERT INTO audit_events (",
+        audit_columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
+    ))
+    .arg(event.seq)
+    .arg(event.id)
+    .arg(event.time)
+    .arg(event.actor_id)
+    .arg(event.actor_name.as_str())
+    .arg(event.org_id)
+    .arg(event.action.as_str())
+    .arg(event.target.as_str())
+    .arg(event.result.as_str())
+    .arg(event.client_ip.as_deref())
+    .arg(event.user_agent.as_deref())
+    .arg(event.trace_id.as_deref())
+    .json(&event.details)
+    .arg(event.prev_hash.as_str())
+    .arg(event.hash.as_str())
+    .execute(&mut **tx)
+    .await?;
+    write_audit_head(tx, &head).await?;
+    Ok(event)
 }
 
 async fn write_transaction<DB: Backend>(writer: &Pool<DB>) -> Result<Transaction<'static, DB>> {
