@@ -172,10 +172,11 @@ async fn background(app: AppState, shutdown: impl Future<Output = ()>) {
     }
 }
 
-/// One round of background work: the proxy's traffic to the store, then the session timers, the
-/// revocation sweep, home deletions, warm-pool refills and the session and agent gauges.
+/// One round of background work: the metrics' histograms, the proxy's traffic to the store, then the
+/// session timers, the revocation sweep, home deletions, warm-pool refills and the session and agent gauges.
 pub async fn background_round(app: &App) {
     let now = app.clock.now();
+    telemetry::drain_histograms();
     app.api_limits.forget_idle();
     app.session_limits.forget_idle();
     for (session_id, at_ms) in app.session_cache.take_activity() {

@@ -179,6 +179,13 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
+/// Moves the histogram samples recorded since the last call into their buckets. The recorder keeps every
+/// sample until then, or until a scrape: a control plane that nobody scrapes would otherwise grow with every
+/// request it serves.
+pub fn drain_histograms() {
+    metrics_handle().run_upkeep();
+}
+
 /// Counters that exist at zero from the start, with every value of their label: `increase()` and
 /// `rate()` see the first event of a series only if the series was scraped before it, and an alert
 /// on a counter born at 1 would never fire.

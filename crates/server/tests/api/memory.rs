@@ -1,7 +1,12 @@
-//! What a connected agent costs the control plane in memory: every connection holds its WebSocket read buffer for
-//! as long as the agent stays, so with a thousand agents (target P5: at most 300 MB) its size matters.
+//! What the control plane holds in memory as it works: per connected agent (every connection holds its
+//! WebSocket read buffer for as long as the agent stays, so with a thousand agents, target P5's 300 MB, its size
+//! matters), and per request served while nobody scrapes the metrics.
+//!
+//! RSS is the whole process's, and the other tests of this binary allocate as they run beside these: each
+//! measurement runs in a process of its own (this test binary again, running that one test alone).
 
 use std::collections::BTreeMap;
+use std::future::Future;
 
 use serde_json::json;
 use streamspace_proto::hub::{AgentMessage, Capacity};
@@ -21,21 +26,18 @@ fn rss_kib() -> i64 {
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-/// Set in the process that measures.
-const MEASURING: &str = "STREAMSPACE_TEST_MEASURING_HUB_MEMORY";
+/// Set, to the test's name, in the process that measures.
+const MEASURING: &str = "STREAMSPACE_TEST_MEASURING_MEMORY";
 
-/// RSS is the whole process's, and the other tests of this binary allocate as they run beside this one:
-/// the measurement runs in a process of its own (this test binary again, running this test alone).
-#[test]
-fn a_connected_agent_costs_the_control_plane_little_memory() {
-    if std::env::var_os(MEASURING).is_some() {
+/// Runs `measure` in a process of its own: the test `name` of this binary, run again alone.
+fn alone<F: Future<Output = ()>>(name: &str, measure: impl FnOnce() -> F) {
+    if std::env::var_os(MEASURING).is_some_and(|measuring| measuring == name) {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         return runtime.block_on(measure());
     }
-    let name = "hub_memory::a_connected_agent_costs_the_control_plane_little_memory";
     let measured = std::process::Command::new(std::env::current_exe().unwrap())
         .args([name, "--exact", "--test-threads=1", "--nocapture"])
-        .env(MEASURING, "1")
+        .env(MEASURING, name)
         .output()
         .unwrap();
     let output = String::from_utf8_lossy(&measured.stdout) + String::from_utf8_lossy(&measured.stderr);
@@ -43,7 +45,37 @@ fn a_connected_agent_costs_the_control_plane_little_memory() {
     assert!(output.contains("1 passed"), "the measuring process ran no test:\n{output}");
 }
 
-async fn measure() {
+#[test]
+fn a_connected_agent_costs_the_control_plane_little_memory() {
+    alone("memory::a_connected_agent_costs_the_control_plane_little_memory", agents);
+}
+
+/// Histogram samples recorded in a burst of requests (a million, as a busy hour's), with the background rounds
+/// of that time running beside them, and nobody scraping `/metrics`.
+#[test]
+fn a_control_plane_nobody_scrapes_does_not_grow_with_the_requests_it_serves() {
+    alone("memory::a_control_plane_nobody_scrapes_does_not_grow_with_the_requests_it_serves", unscraped);
+}
+
+async fn unscraped() {
+    const SAMPLES: usize = 1_000_000;
+    const ROUNDS: usize = 20;
+    let t = TestApp::new().await;
+    let latency = metrics::histogram!("streamspace_http_request_duration_seconds", "route" => "/api/v1/memory-test");
+    streamspace_server::background_round(&t.app).await;
+    let before = rss_kib();
+    for _ in 0..ROUNDS {
+        for _ in 0..SAMPLES / ROUNDS {
+            latency.record(0.004);
+        }
+        streamspace_server::background_round(&t.app).await;
+    }
+    let grown = rss_kib() - before;
+    // Kept until a scrape, the samples alone would take 8 MB.
+    assert!(grown < 2048, "{grown} KiB more after {SAMPLES} requests");
+}
+
+async fn agents() {
     let no_budgets = RateLimits { per_address: None, per_user: None, per_org: None };
     let t = TestApp::with_config(|config| config.rate_limits = no_budgets).await;
     let admin = t.admin().await;
