@@ -101,10 +101,23 @@ impl App {
         }
     }
 
-    /// Closes the agent's connection wherever it is held.
+    /// Closes the agent's connection wherever it is held, and records at once that nobody holds it:
+    /// the agent shows offline from now on, not once the connection's task has noticed.
     pub async fn kick_agent(&self, agent_id: Uuid) {
         self.hub.kick(agent_id);
         self.tell_replicas(Signal::Kick(agent_id)).await;
+        let holder = match self.store.get_agent(agent_id).await {
+            Ok(agent) => agent.and_then(|agent| agent.connected_replica),
+            Err(err) => {
+                tracing::warn!(agent = %agent_id, error = %err, "cannot read who holds a kicked agent");
+                None
+            }
+        };
+        if let Some(holder) = holder
+            && let Err(err) = self.store.release_agent_connection(agent_id, holder).await
+        {
+            tracing::warn!(agent = %agent_id, error = %err, "cannot record that a kicked agent is gone");
+        }
     }
 
     async fn on_signal(&self, signal: Signal) {

@@ -325,6 +325,8 @@ async fn reserved_labels_are_ignored_and_capacity_is_capped_by_the_registration(
     // The claimed built-in label gives it nothing: its token rotates like any agent's.
     let rotated = t.post(&format!("/api/v1/agents/{agent_id}/token"), &admin, json!({})).await;
     assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
+    assert_eq!(rotated.body["status"], "offline", "disconnected at once: {}", rotated.body);
+    assert_eq!(t.get(&format!("/api/v1/agents/{agent_id}"), &admin).await.body["status"], "offline");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
