@@ -23,6 +23,10 @@ use crate::replicas::Signal;
 use crate::scheduler::{self, Candidate, Requirements};
 use crate::views::SessionView;
 
+/// How many times a change someone asked for is applied to the session as read anew, when the
+/// agent's reports keep moving it (each report is one transition; a start has a few).
+const REQUEST_ATTEMPTS: usize = 3;
+
 /// Who caused a change, for the audit log.
 pub struct Cause<'a> {
     pub actor: &'a Actor,
@@ -41,7 +45,7 @@ impl Cause<'static> {
 impl App {
     /// Applies `trigger` to the session: `lifecycle::step` decides, the store records it with a
     /// compare-and-set (with its audit record, in one transaction), then its effects follow (the
-    /// agent is told what to do, watchers are told).
+    /// agent is told what to do, watchers are told). A session no longer as read is a conflict.
     pub async fn advance(
         &self,
         session: &Session,
@@ -49,6 +53,38 @@ impl App {
         detail: Detail,
         cause: &Cause<'_>,
     ) -> ApiResult<Session> {
+        self.try_advance(session, trigger, detail, cause).await?.ok_or_else(|| {
+            ApiError::new(axum::http::StatusCode::CONFLICT, "invalid_state", "the session changed meanwhile; try again")
+        })
+    }
+
+    /// [`App::advance`] for what a person asked of the session as they last read it. Should its agent's
+    /// reports have moved it meanwhile, the trigger applies to the session as it is now: a stop asked
+    /// while the session went from starting to running is not refused, and one the new state does not
+    /// allow is refused for that reason.
+    pub async fn advance_requested(&self, read: Session, trigger: Trigger, cause: &Cause<'_>) -> ApiResult<Session> {
+        let mut session = read;
+        for _ in 1..REQUEST_ATTEMPTS {
+            if let Some(updated) = self.try_advance(&session, trigger.clone(), Detail::default(), cause).await? {
+                return Ok(updated);
+            }
+            session = self
+                .store
+                .get_session(Scope::Platform, session.id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("session"))?;
+        }
+        self.advance(&session, trigger, Detail::default(), cause).await
+    }
+
+    /// [`App::advance`], with `None` when the compare-and-set found the session in another state.
+    async fn try_advance(
+        &self,
+        session: &Session,
+        trigger: Trigger,
+        detail: Detail,
+        cause: &Cause<'_>,
+    ) -> ApiResult<Option<Session>> {
         let now = self.clock.now();
         let step = lifecycle::step(session, &trigger, &detail, now)
             .map_err(|err| ApiError::new(axum::http::StatusCode::CONFLICT, "invalid_state", err.to_string()))?;
@@ -65,13 +101,11 @@ impl App {
             }
             None => self.store.update_session(session.id, step.update).await?,
         };
-        let updated = updated.ok_or_else(|| {
-            ApiError::new(axum::http::StatusCode::CONFLICT, "invalid_state", "the session changed meanwhile; try again")
-        })?;
+        let Some(updated) = updated else { return Ok(None) };
         for effect in step.effects {
             self.carry_out(session, &updated, effect, cause, now).await?;
         }
-        Ok(updated)
+        Ok(Some(updated))
     }
 
     /// One effect of the transition from `before` to `after`, decided at `now`.

@@ -17,7 +17,7 @@ use crate::auth::Principal;
 use crate::auth::secrets::{random_token, sha256_hex};
 use crate::context::RequestMeta;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::lifecycle::{self, Detail};
+use crate::lifecycle;
 use crate::orchestrator::Cause;
 use crate::views::{Names, SessionView};
 
@@ -175,8 +175,9 @@ async fn request(
         lifecycle::Trigger::Wake => "session.wake",
         _ => "session.stop",
     };
-    let result = app.advance(&session, trigger, Detail::default(), &Cause { actor: &actor, meta }).await;
-    let audit = Record::new(action, format!("session:{id}")).org(session.org_id);
+    let org_id = session.org_id;
+    let result = app.advance_requested(session, trigger, &Cause { actor: &actor, meta }).await;
+    let audit = Record::new(action, format!("session:{id}")).org(org_id);
     let audit = match &result {
         Ok(_) => audit,
         Err(err) => audit.outcome(Outcome::Denied).details(json!({"reason": err.message})),

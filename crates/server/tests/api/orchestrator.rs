@@ -148,6 +148,38 @@ async fn a_session_starts_on_its_agent_and_follows_its_reports_until_stopped() {
 }
 
 #[tokio::test]
+async fn a_stop_asked_for_while_the_agent_moves_the_session_on_is_not_refused() {
+    let t = TestApp::new().await;
+    let admin = t.admin().await;
+    let mut agent = FakeAgent::connect(&t, &admin, "docker-1").await;
+    let id = create(&t, &admin).await;
+    // What the request read, before the agent's reports moved the session on.
+    let read = stored(&t, id).await;
+    assert_eq!(agent.commands(&t).await, [(CommandKind::Start, id)]);
+    agent.report(&t, id, ActualState::Starting { phase: SessionPhase::Pulling, progress: None }).await;
+    agent.report(&t, id, running()).await;
+
+    let actor = streamspace_server::audit::Actor::system();
+    let meta = streamspace_server::context::RequestMeta::internal();
+    let cause = streamspace_server::orchestrator::Cause { actor: &actor, meta: &meta };
+    let trigger = streamspace_server::lifecycle::Trigger::Stop;
+    let stopping = t.app.advance_requested(read, trigger, &cause).await.unwrap();
+    assert_eq!(stopping.state, Stopping);
+    assert_eq!(agent.commands(&t).await, [(CommandKind::Stop, id)]);
+
+    // A hibernation asked of a running session whose container has died meanwhile meets a state that
+    // refuses it, and says so.
+    let other = running_session(&t, &mut agent, &admin).await;
+    let read = stored(&t, other).await;
+    agent.report(&t, other, ActualState::Stopped).await;
+    assert!(state(&t, other).await.is_terminal());
+    let hibernate = streamspace_server::lifecycle::Trigger::Hibernate;
+    let refused = t.app.advance_requested(read, hibernate, &cause).await.unwrap_err();
+    assert_eq!(refused.code, "invalid_state");
+    assert!(!refused.message.contains("changed meanwhile"), "{}", refused.message);
+}
+
+#[tokio::test]
 async fn a_start_that_outlasts_the_start_timeout_fails() {
     let t = TestApp::new().await;
     let admin = t.admin().await;
