@@ -159,9 +159,7 @@ async fn a_stop_asked_for_while_the_agent_moves_the_session_on_is_not_refused() 
     agent.report(&t, id, ActualState::Starting { phase: SessionPhase::Pulling, progress: None }).await;
     agent.report(&t, id, running()).await;
 
-    let actor = streamspace_server::audit::Actor::system();
-    let meta = streamspace_server::context::RequestMeta::internal();
-    let cause = streamspace_server::orchestrator::Cause { actor: &actor, meta: &meta };
+    let cause = streamspace_server::orchestrator::Cause::system();
     let trigger = streamspace_server::lifecycle::Trigger::Stop;
     let stopping = t.app.advance_requested(read, trigger, &cause).await.unwrap();
     assert_eq!(stopping.state, Stopping);
