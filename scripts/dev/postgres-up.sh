@@ -49,11 +49,13 @@ for _ in $(seq 1 30); do
 done
 pg_isready -q -h "$HOST" -p "$port" || { log "PostgreSQL is not accepting connections on $HOST:$port"; exit 1; }
 
-# CREATEDB: the tests create (and drop) a database each. The password is set every time, so a
-# role left over with another one is repaired.
+# CREATEDB: the tests create (and drop) a database each. pg_signal_backend: they drop it WITH (FORCE),
+# which must also end an autovacuum worker that has just started on it. The password is set every time,
+# so a role left over with another one is repaired.
 psql_admin <<SQL >&2
 SELECT format('CREATE ROLE %I', '$ROLE') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$ROLE') \gexec
 ALTER ROLE $ROLE WITH LOGIN CREATEDB PASSWORD '$PASSWORD';
+GRANT pg_signal_backend TO $ROLE;
 SELECT format('CREATE DATABASE %I OWNER %I', '$DATABASE', '$ROLE')
     WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$DATABASE') \gexec
 SQL
