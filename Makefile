@@ -17,6 +17,7 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
 up: ui ## Run everything in one process: UI + API on :8000, sessions on :8001, a Docker agent, SQLite in ./data
+	scripts/dev/build-deps.sh
 	scripts/images/docker-up.sh
 	@# The first template's image before the product starts; the others build meanwhile (a cached build takes seconds).
 	scripts/images/build.sh chromium
@@ -25,6 +26,7 @@ up: ui ## Run everything in one process: UI + API on :8000, sessions on :8001, a
 	$(CARGO) run --release -p streamspace-cli -- up
 
 build: ui ## Build the streamspace binary (release), UI included
+	scripts/dev/build-deps.sh
 	$(CARGO) build --release -p streamspace-cli
 
 # The binary is the one cargo links for the CLI's own end-to-end tests, so one build serves every test: a plain

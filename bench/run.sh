@@ -28,6 +28,7 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+"$repo/scripts/dev/build-deps.sh"
 "$repo/scripts/images/docker-up.sh"
 if ! docker image inspect streamspace/fixture:latest >/dev/null 2>&1; then
   echo "bench: building the fixture image" >&2
