@@ -44,15 +44,14 @@ impl Default for Limits {
 }
 
 /// Serves every connection on `listener` with what `open` makes of its peer's address (the API's
-/// router, or the session proxy) until `shutdown` resolves, then waits for requests in flight. `open`
-/// also returns work that runs in the connection's own task for as long as it needs to, such as
-/// driving the connections a proxy opened on the client connection's behalf. `name` labels the metrics.
+/// router, or the session proxy) until `shutdown` resolves, then waits for requests in flight. `name`
+/// labels the metrics.
 ///
 /// With `tls`, connections that begin with a TLS handshake are served over TLS and the others (plain
 /// HTTP to the same port) get only a redirect to `https://`.
-pub async fn serve<S, W>(
+pub async fn serve<S>(
     listener: TcpListener,
-    open: impl Fn(SocketAddr) -> (S, W),
+    open: impl Fn(SocketAddr) -> S,
     limits: Limits,
     name: &'static str,
     tls: Option<Arc<crate::tls::Tls>>,
@@ -60,7 +59,6 @@ pub async fn serve<S, W>(
 ) where
     S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Send + 'static,
     S::Future: Send + 'static,
-    W: Future<Output = ()> + Send + 'static,
 {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut builder = Builder::new(TokioExecutor::new());
@@ -92,13 +90,13 @@ pub async fn serve<S, W>(
         // behind unacknowledged data.
         let _ = tcp.set_nodelay(true);
         let io = Counted { tcp, permit: Some(permit), permits: permits.clone(), limits, name };
-        let (service, work) = open(peer);
+        let service = open(peer);
         let connection = Connection { builder: builder.clone(), shutdown: watching.clone(), name, peer };
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {
-                None => connection.serve(io, service, work).await,
-                Some(tls) => connection.serve_tls(&tls, io, service, work, limits.header_read_timeout).await,
+                None => connection.serve(io, service).await,
+                Some(tls) => connection.serve_tls(&tls, io, service, limits.header_read_timeout).await,
             }
         });
     }
@@ -120,13 +118,12 @@ struct Connection {
 }
 
 impl Connection {
-    /// Serves `service` on `io` to the end, driving `work` beside it.
-    async fn serve<I, S, W>(self, io: I, service: S, work: W)
+    /// Serves `service` on `io` to the end.
+    async fn serve<I, S>(self, io: I, service: S)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
         S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Send + 'static,
         S::Future: Send + 'static,
-        W: Future<Output = ()> + Send + 'static,
     {
         let connection = self.builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
         // Held until the connection ends, so that shutting down waits for it.
@@ -135,7 +132,7 @@ impl Connection {
         let shutdown = async move {
             let _ = shutdown.changed().await;
         };
-        let served = together::Together::new(connection, work, shutdown).await;
+        let served = together::Together::new(connection, shutdown).await;
         drop(open);
         if let Err(err) = served {
             tracing::debug!(listener = self.name, peer = %self.peer, error = %err, "connection ended with an error");
@@ -143,22 +140,21 @@ impl Connection {
     }
 
     /// A TLS handshake (within the header deadline) then `service`; plain HTTP gets the redirect.
-    async fn serve_tls<S, W>(self, tls: &crate::tls::Tls, io: Counted, service: S, work: W, deadline: Duration)
+    async fn serve_tls<S>(self, tls: &crate::tls::Tls, io: Counted, service: S, deadline: Duration)
     where
         S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Send + 'static,
         S::Future: Send + 'static,
-        W: Future<Output = ()> + Send + 'static,
     {
         let mut first = [0u8; 1];
         match tokio::time::timeout(deadline, io.tcp.peek(&mut first)).await {
             Ok(Ok(1..)) if first[0] == TLS_HANDSHAKE => {}
             Ok(Ok(1..)) => {
-                return self.serve(io, hyper::service::service_fn(redirect_to_https), std::future::ready(())).await;
+                return self.serve(io, hyper::service::service_fn(redirect_to_https)).await;
             }
             _ => return,
         }
         match tokio::time::timeout(deadline, tls.acceptor.accept(io)).await {
-            Ok(Ok(stream)) => self.serve(stream, service, work).await,
+            Ok(Ok(stream)) => self.serve(stream, service).await,
             Ok(Err(err)) => {
                 tracing::debug!(listener = self.name, peer = %self.peer, error = %err, "TLS handshake failed")
             }
@@ -187,10 +183,8 @@ async fn redirect_to_https(request: Request<Incoming>) -> Result<Response<Body>,
 
 /// Serves every connection with a clone of the tower `service` (a router), each request carrying its
 /// peer's address as `ConnectInfo<SocketAddr>`.
-pub fn with_connect_info<S: Clone>(
-    service: S,
-) -> impl Fn(SocketAddr) -> (TowerToHyperService<WithConnectInfo<S>>, std::future::Ready<()>) {
-    move |peer| (TowerToHyperService::new(WithConnectInfo { service: service.clone(), peer }), std::future::ready(()))
+pub fn with_connect_info<S: Clone>(service: S) -> impl Fn(SocketAddr) -> TowerToHyperService<WithConnectInfo<S>> {
+    move |peer| TowerToHyperService::new(WithConnectInfo { service: service.clone(), peer })
 }
 
 #[derive(Clone)]
@@ -297,7 +291,7 @@ mod tests {
                 Ok::<_, Infallible>(Response::new(Body::from("done")))
             }
         });
-        let open = move |_| (slow.clone(), std::future::ready(()));
+        let open = move |_| slow.clone();
         let serving = tokio::spawn(serve(listener, open, Limits::default(), "test", None, shutdown));
 
         let mut idle = TcpStream::connect(address).await.unwrap();

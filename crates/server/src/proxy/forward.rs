@@ -17,7 +17,7 @@ use metrics::Counter;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::session_cache::Traffic;
-use super::upstream::Upstreams;
+use super::upstream::{Answer, Switched, Upstreams};
 use crate::connections::Registration;
 use crate::error::ApiError;
 
@@ -265,13 +265,18 @@ pub struct Tunnel {
     pub view_only: bool,
 }
 
-/// Sends `request` (its URI already the streamer's request target) to the streamer at `endpoint` and
-/// returns the streamer's response, or an error response. Upgrades are tunnelled in the background
+/// Where a request goes: the streamer at `endpoint` (`http://host:port`), for `target` (in origin form).
+pub struct Destination<'a> {
+    pub endpoint: &'a Arc<str>,
+    pub target: &'a str,
+}
+
+/// Sends `request` to its `destination` and returns the streamer's response, or an error response. Upgrades are tunnelled in the background
 /// once both sides switch. The streamer gets `credentials` in place of the client's; `client` is the
 /// client's address as a header value. An upgrade comes with its `tunnel`.
 pub async fn forward(
     upstreams: &Upstreams,
-    endpoint: &Arc<str>,
+    Destination { endpoint, target }: Destination<'_>,
     mut request: Request<Body>,
     credentials: StreamerCredentials,
     client: &HeaderValue,
@@ -290,8 +295,8 @@ pub async fn forward(
     add_forwarded(headers, client, host);
 
     let request = request.map(|body| counted(body, &traffic, Direction::In));
-    let mut response = match upstreams.send(endpoint, request).await {
-        Ok(response) => response,
+    let Answer { mut response, switched } = match upstreams.send(endpoint, target, request, upgrade).await {
+        Ok(answer) => answer,
         Err(err) => {
             tracing::info!(error = %err, "session upstream unreachable");
             metrics::counter!("streamspace_proxy_upstream_errors_total").increment(1);
@@ -303,10 +308,7 @@ pub async fn forward(
             return axum::response::IntoResponse::into_response(error);
         }
     };
-    if let (Some(incoming), Some(tunnel), StatusCode::SWITCHING_PROTOCOLS) =
-        (incoming_upgrade, tunnel, response.status())
-    {
-        let outgoing = hyper::upgrade::on(&mut response);
+    if let (Some(incoming), Some(tunnel), Some(outgoing)) = (incoming_upgrade, tunnel, switched) {
         tokio::spawn(relay(incoming, outgoing, traffic.clone(), tunnel));
     }
     let upgraded = is_upgrade(response.headers());
@@ -321,12 +323,12 @@ pub async fn forward(
 /// ended); no timeout while traffic flows or not.
 async fn relay(
     incoming: hyper::upgrade::OnUpgrade,
-    outgoing: hyper::upgrade::OnUpgrade,
+    upstream: Switched,
     traffic: Arc<Traffic>,
     Tunnel { registration, view_only }: Tunnel,
 ) {
-    let (client, upstream) = match tokio::try_join!(incoming, outgoing) {
-        Ok(pair) => pair,
+    let client = match incoming.await {
+        Ok(client) => client,
         Err(err) => {
             tracing::debug!(error = %err, "upgrade did not complete");
             return;
@@ -335,8 +337,7 @@ async fn relay(
     let open = metrics::gauge!("streamspace_proxy_open_tunnels");
     open.increment(1.0);
     let (client_reads, client_writes) = tokio::io::split(Metered::new(TokioIo::new(client), &traffic, Direction::In));
-    let (upstream_reads, upstream_writes) =
-        tokio::io::split(Metered::new(TokioIo::new(upstream), &traffic, Direction::Out));
+    let (upstream_reads, upstream_writes) = tokio::io::split(Metered::new(upstream, &traffic, Direction::Out));
     let copy = async {
         tokio::try_join!(
             async {

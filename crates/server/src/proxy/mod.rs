@@ -14,6 +14,7 @@ pub mod streamer;
 mod tunnel_audit;
 pub mod upstream;
 mod view_only;
+mod wire;
 
 use std::borrow::Cow;
 use std::convert::Infallible;
@@ -26,7 +27,7 @@ use std::time::Instant;
 
 use axum::body::{Body, Bytes};
 use axum::http::header::{self, HeaderName, HeaderValue};
-use axum::http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, Request, Response, StatusCode};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use streamspace_proto::SessionState;
@@ -159,12 +160,12 @@ struct Admitted {
 }
 
 impl ClientConnection {
-    fn new(peer: IpAddr, upstreams: Upstreams) -> Arc<ClientConnection> {
+    fn new(peer: IpAddr) -> Arc<ClientConnection> {
         let peer_header = address_header(peer);
         Arc::new(ClientConnection {
             peer,
             peer_header,
-            upstreams,
+            upstreams: Upstreams::default(),
             last_host: Memo::default(),
             last_cookie: Memo::default(),
             last_pass: Mutex::default(),
@@ -249,19 +250,15 @@ impl<V: Clone> Memo<V> {
     }
 }
 
-/// The proxy for each connection of the session listener, with the connection's streamer connections
-/// and the work that drives them in the connection's task.
-pub fn per_connection(app: AppState) -> impl Fn(SocketAddr) -> (SessionProxy, upstream::Driver) {
-    move |peer| {
-        let (upstreams, driver) = Upstreams::driven();
-        (SessionProxy { app: app.clone(), connection: ClientConnection::new(peer.ip(), upstreams) }, driver)
-    }
+/// The proxy for each connection of the session listener, with that connection's streamer connections.
+pub fn per_connection(app: AppState) -> impl Fn(SocketAddr) -> SessionProxy {
+    move |peer| SessionProxy { app: app.clone(), connection: ClientConnection::new(peer.ip()) }
 }
 
-/// The proxy as one service, for callers that serve it themselves: its streamer connections run as
-/// tasks of their own, and requests count as coming from the loopback address.
+/// The proxy as one service, for callers that serve it themselves: requests count as coming from the
+/// loopback address.
 pub fn service(app: AppState) -> SessionProxy {
-    SessionProxy { app, connection: ClientConnection::new(Ipv4Addr::LOCALHOST.into(), Upstreams::spawned()) }
+    SessionProxy { app, connection: ClientConnection::new(Ipv4Addr::LOCALHOST.into()) }
 }
 
 type Responding = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
@@ -446,11 +443,10 @@ async fn proxy(app: &AppState, connection: &ClientConnection, mut request: Reque
         cached.credentials.get_or_init(|| streamer::Credentials::new(|role| app.streamer_token(session_id, role)));
     let viewer = tokens.of(role);
     let query = streamer::query_with_token(upgrade, tail, query, &viewer.token);
-    let Ok(target) = origin_form(tail, &query) else {
+    let Some(target) = origin_form(tail, &query) else {
         return error(StatusCode::BAD_REQUEST, "bad_request", "invalid path");
     };
     let credentials = forward::StreamerCredentials { cookies, authorization: viewer.credential(tail) };
-    *request.uri_mut() = target;
     let (tunnel, audit) = match tunnel_slot(app, &mut request, upgrade, grant, role) {
         Ok(Some(registration)) => {
             let (registration, audit) =
@@ -462,8 +458,10 @@ async fn proxy(app: &AppState, connection: &ClientConnection, mut request: Reque
     };
     let client = connection.address_header(client_ip);
     cached.traffic.touch_at(now);
+    let destination = forward::Destination { endpoint: &endpoint, target: &target };
     let mut response =
-        forward::forward(&connection.upstreams, &endpoint, request, credentials, &client, cached.traffic, tunnel).await;
+        forward::forward(&connection.upstreams, destination, request, credentials, &client, cached.traffic, tunnel)
+            .await;
     if let Some(audit) = audit.filter(|_| response.status() == StatusCode::SWITCHING_PROTOCOLS) {
         audit.opened();
     }
@@ -471,15 +469,18 @@ async fn proxy(app: &AppState, connection: &ClientConnection, mut request: Reque
     response
 }
 
-/// `tail?query` as the request target the streamer gets.
-fn origin_form(tail: &str, query: &str) -> Result<Uri, axum::http::uri::InvalidUri> {
-    let mut uri = String::with_capacity(tail.len() + 1 + query.len());
-    uri.push_str(tail);
+/// `tail?query` as the request target the streamer gets, written into its request line as it is. Both
+/// come from the URI hyper parsed (the query perhaps with the streamer's token), so this holds anyway;
+/// it is checked all the same, as a space or a line break there would split the request.
+fn origin_form(tail: &str, query: &str) -> Option<String> {
+    let mut target = String::with_capacity(tail.len() + 1 + query.len());
+    target.push_str(tail);
     if !query.is_empty() {
-        uri.push('?');
-        uri.push_str(query);
+        target.push('?');
+        target.push_str(query);
     }
-    Uri::try_from(uri)
+    let one_token = target.starts_with('/') && target.bytes().all(|byte| byte > b' ' && byte != 0x7f);
+    one_token.then_some(target)
 }
 
 /// When the session cookie was issued (Unix seconds).
@@ -789,7 +790,7 @@ mod tests {
         let key = b"session key";
         let grant = Grant { session_id: Uuid::now_v7(), user_id: Uuid::now_v7(), expires_at: 1000 };
         let headers = cookie_header(&spec, &grant.encode(key));
-        let connection = ClientConnection::new(Ipv4Addr::LOCALHOST.into(), Upstreams::spawned());
+        let connection = ClientConnection::new(Ipv4Addr::LOCALHOST.into());
         assert_eq!(granted(&connection, &headers, &spec, b"another key", grant.session_id, 999), None);
         assert_eq!(granted(&connection, &headers, &spec, key, grant.session_id, 999), Some(grant));
         assert_eq!(
@@ -816,7 +817,7 @@ mod tests {
         let spec = Origins::new(&Urls::new(&Config::default())).cookie;
         let grant = Grant { session_id: Uuid::now_v7(), user_id: Uuid::now_v7(), expires_at: 1000 };
         let headers = cookie_header(&spec, &grant.encode(b"key"));
-        let connection = ClientConnection::new(Ipv4Addr::LOCALHOST.into(), Upstreams::spawned());
+        let connection = ClientConnection::new(Ipv4Addr::LOCALHOST.into());
         let expected =
             Admitted { grant, cookies: forward::StreamerCookies::Replaced(HeaderValue::from_static("theirs=1")) };
         for _ in 0..2 {

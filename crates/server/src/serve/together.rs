@@ -1,11 +1,10 @@
-//! One client connection's futures driven together in its task: the served connection, the work its
-//! service handed out (the streamer connections of the session proxy) and the shutdown signal.
+//! One client connection's futures driven together in its task: the served connection and the
+//! shutdown signal.
 //!
-//! Each is polled only when its own waker fired, and a wake that one of them causes in another while
-//! the task runs (a request handed to a streamer connection, a response handed back) is served in the
-//! same run of the task rather than by scheduling it again. Polling all of them on every wake, as a
-//! plain join does, ran the task about five times per proxied request and polled hyper's connection
-//! state machines and the shutdown watch each time.
+//! Each is polled only when its own waker fired, and a wake that one of them causes in the other while
+//! the task runs (the signal asking the connection to finish) is served in the same run of the task
+//! rather than by scheduling it again. Polling both on every wake, as a plain select does, polled the
+//! shutdown watch with every read and write of the connection.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -33,26 +32,20 @@ impl<C: GracefulConnection> Served for C {
 /// Rounds of polling in one run of the task before it yields to the others on its worker.
 const ROUNDS_PER_RUN: usize = 16;
 
-/// The connection's result once it and its work have both ended.
-pub(super) struct Together<C: Served, W> {
+/// The connection's result once it has ended.
+pub(super) struct Together<C: Served> {
     connection: Part<C>,
-    work: Part<W>,
     shutdown: Part<Pin<Box<dyn Future<Output = ()> + Send>>>,
     served: Option<Result<(), C::Error>>,
     task: Arc<Task>,
 }
 
-impl<C, W> Together<C, W>
-where
-    C: Served,
-    W: Future<Output = ()>,
-{
+impl<C: Served> Together<C> {
     /// `connection` is shut down gracefully (it finishes the request in flight) once `shutdown` resolves.
-    pub(super) fn new(connection: C, work: W, shutdown: impl Future<Output = ()> + Send + 'static) -> Self {
+    pub(super) fn new(connection: C, shutdown: impl Future<Output = ()> + Send + 'static) -> Self {
         let task = Arc::new(Task { running: AtomicBool::new(false), waker: AtomicWaker::new() });
         Together {
             connection: Part::new(connection, &task),
-            work: Part::new(work, &task),
             shutdown: Part::new(Box::pin(shutdown), &task),
             served: None,
             task,
@@ -60,7 +53,7 @@ where
     }
 
     fn woken(&self) -> bool {
-        self.connection.woken() || self.work.woken() || self.shutdown.woken()
+        self.connection.woken() || self.shutdown.woken()
     }
 
     fn poll_parts(&mut self) {
@@ -74,18 +67,13 @@ where
             self.served = Some(served);
             self.shutdown.future = None;
         }
-        self.work.poll();
     }
 }
 
 // Every part is boxed; the result is never pinned.
-impl<C: Served, W> Unpin for Together<C, W> {}
+impl<C: Served> Unpin for Together<C> {}
 
-impl<C, W> Future for Together<C, W>
-where
-    C: Served,
-    W: Future<Output = ()>,
-{
+impl<C: Served> Future for Together<C> {
     type Output = Result<(), C::Error>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
@@ -101,9 +89,7 @@ where
         // A part woken after the last look but before `running` was cleared did not wake the task.
         this.task.running.store(false, Ordering::SeqCst);
         // `served` is there once the connection has ended.
-        if this.work.future.is_none()
-            && let Some(served) = this.served.take()
-        {
+        if let Some(served) = this.served.take() {
             return Poll::Ready(served);
         }
         if this.woken() {
@@ -183,13 +169,10 @@ mod tests {
 
     use super::*;
 
-    /// A connection stand-in: counts its polls and ends when `end` fires or once shut down. When
-    /// `request` fires it sends `hand_over`, as a connection hands a request to its work.
+    /// A connection stand-in: counts its polls and ends when `end` fires or once shut down.
     struct Connection {
-        polls: Arc<AtomicUsize>,
+        polls: Polls,
         end: oneshot::Receiver<()>,
-        request: oneshot::Receiver<()>,
-        hand_over: Option<oneshot::Sender<()>>,
         shut_down: bool,
     }
 
@@ -197,10 +180,7 @@ mod tests {
         type Output = Result<(), std::io::Error>;
 
         fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-            self.polls.fetch_add(1, Ordering::SeqCst);
-            if self.hand_over.is_some() && Pin::new(&mut self.request).poll(cx).is_ready() {
-                let _ = self.hand_over.take().map(|hand_over| hand_over.send(()));
-            }
+            self.polls.0.0.fetch_add(1, Ordering::SeqCst);
             if self.shut_down || Pin::new(&mut self.end).poll(cx).is_ready() {
                 return Poll::Ready(Ok(()));
             }
@@ -226,52 +206,38 @@ mod tests {
         }
     }
 
+    /// How often the connection and the shutdown signal were polled.
+    #[derive(Clone, Default)]
+    struct Polls(Arc<(AtomicUsize, AtomicUsize)>);
+
+    impl Polls {
+        fn get(&self) -> (usize, usize) {
+            (self.0.0.load(Ordering::SeqCst), self.0.1.load(Ordering::SeqCst))
+        }
+    }
+
     struct Stand {
-        request: oneshot::Sender<()>,
-        connection_polls: Arc<AtomicUsize>,
+        polls: Polls,
         end_connection: oneshot::Sender<()>,
-        work_polls: Arc<AtomicUsize>,
-        end_work: oneshot::Sender<()>,
         shut_down: oneshot::Sender<()>,
         wakes: Arc<TaskWakes>,
         waker: Waker,
     }
 
-    /// A connection that hands requests to its work beside work that ends on a signal.
-    fn together() -> (Together<Connection, impl Future<Output = ()>>, Stand) {
+    fn together() -> (Together<Connection>, Stand) {
         let (end_connection, end) = oneshot::channel();
-        let (request, requested) = oneshot::channel();
-        let (hand_over, handed) = oneshot::channel();
-        let (end_work, work_ends) = oneshot::channel();
-        let (shut_down, shutdown) = oneshot::channel::<()>();
-        let connection_polls = Arc::new(AtomicUsize::new(0));
-        let connection = Connection {
-            polls: connection_polls.clone(),
-            end,
-            request: requested,
-            hand_over: Some(hand_over),
-            shut_down: false,
-        };
-        let work_polls = Arc::new(AtomicUsize::new(0));
-        let counted = work_polls.clone();
-        let mut handed = Some(handed);
-        let mut work_ends = work_ends;
-        let work = std::future::poll_fn(move |cx| {
-            counted.fetch_add(1, Ordering::SeqCst);
-            if let Some(handed_over) = &mut handed
-                && Pin::new(handed_over).poll(cx).is_ready()
-            {
-                handed = None;
-            }
-            Pin::new(&mut work_ends).poll(cx).map(|_| ())
+        let (shut_down, mut shutdown) = oneshot::channel::<()>();
+        let polls = Polls::default();
+        let connection = Connection { polls: polls.clone(), end, shut_down: false };
+        let counted = polls.clone();
+        let shutdown = std::future::poll_fn(move |cx| {
+            counted.0.1.fetch_add(1, Ordering::SeqCst);
+            Pin::new(&mut shutdown).poll(cx).map(|_| ())
         });
         let wakes = Arc::new(TaskWakes::default());
         let waker = Waker::from(wakes.clone());
-        let shutdown = async move {
-            let _ = shutdown.await;
-        };
-        let stand = Stand { request, connection_polls, end_connection, work_polls, end_work, shut_down, wakes, waker };
-        (Together::new(connection, work, shutdown), stand)
+        let stand = Stand { polls, end_connection, shut_down, wakes, waker };
+        (Together::new(connection, shutdown), stand)
     }
 
     fn poll<F: Future + Unpin>(future: &mut F, waker: &Waker) -> Poll<F::Output> {
@@ -283,80 +249,49 @@ mod tests {
         let (mut together, stand) = together();
         let waker = stand.waker.clone();
         assert!(poll(&mut together, &waker).is_pending());
-        assert_eq!((stand.connection_polls.load(Ordering::SeqCst), stand.work_polls.load(Ordering::SeqCst)), (1, 1));
+        assert_eq!(stand.polls.get(), (1, 1));
         assert!(poll(&mut together, &waker).is_pending(), "a spurious run");
-        assert_eq!((stand.connection_polls.load(Ordering::SeqCst), stand.work_polls.load(Ordering::SeqCst)), (1, 1));
-        stand.end_work.send(()).unwrap();
-        assert_eq!(stand.wakes.0.load(Ordering::SeqCst), 1, "the work's wake wakes the idle task");
-        assert!(poll(&mut together, &waker).is_pending(), "the connection is still open");
-        assert_eq!((stand.connection_polls.load(Ordering::SeqCst), stand.work_polls.load(Ordering::SeqCst)), (1, 2));
+        assert_eq!(stand.polls.get(), (1, 1));
         stand.end_connection.send(()).unwrap();
+        assert_eq!(stand.wakes.0.load(Ordering::SeqCst), 1, "the connection's wake wakes the idle task");
         assert!(matches!(poll(&mut together, &waker), Poll::Ready(Ok(()))));
-        assert_eq!(stand.connection_polls.load(Ordering::SeqCst), 2);
+        assert_eq!(stand.polls.get(), (2, 1), "the shutdown signal was not woken");
     }
 
     #[test]
-    fn a_wake_one_part_causes_in_another_is_served_in_the_same_run() {
-        let (mut together, stand) = together();
-        let waker = stand.waker.clone();
-        assert!(poll(&mut together, &waker).is_pending());
-        stand.request.send(()).unwrap();
-        assert_eq!(stand.wakes.0.load(Ordering::SeqCst), 1);
-        assert!(poll(&mut together, &waker).is_pending());
-        assert_eq!(stand.connection_polls.load(Ordering::SeqCst), 2);
-        assert_eq!(stand.work_polls.load(Ordering::SeqCst), 2, "polled after the hand-over");
-        assert_eq!(stand.wakes.0.load(Ordering::SeqCst), 1, "without scheduling the task again");
-    }
-
-    #[test]
-    fn the_shutdown_signal_asks_the_connection_to_finish() {
+    fn the_shutdown_signal_asks_the_connection_to_finish_in_the_same_run() {
         let (mut together, stand) = together();
         let waker = stand.waker.clone();
         assert!(poll(&mut together, &waker).is_pending());
         stand.shut_down.send(()).unwrap();
-        stand.end_work.send(()).unwrap();
         assert!(matches!(poll(&mut together, &waker), Poll::Ready(Ok(()))));
+        assert_eq!(stand.polls.get(), (2, 2));
+        assert_eq!(stand.wakes.0.load(Ordering::SeqCst), 1, "without scheduling the task again");
         drop(stand.end_connection);
     }
 
-    #[test]
-    fn it_ends_only_once_the_connection_and_its_work_have_both_ended() {
-        let (mut together, stand) = together();
-        let waker = stand.waker.clone();
-        stand.end_connection.send(()).unwrap();
-        assert!(poll(&mut together, &waker).is_pending(), "the work still runs");
-        stand.end_work.send(()).unwrap();
-        assert!(matches!(poll(&mut together, &waker), Poll::Ready(Ok(()))));
-    }
-
-    /// Parts woken from other threads while the task runs, over and over: no wake may be lost.
+    /// A part woken from another thread while the task runs, over and over: no wake may be lost.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn no_wake_from_another_thread_is_lost() {
         const MESSAGES: usize = 20_000;
-        let receive = |mut messages: mpsc::UnboundedReceiver<()>| async move {
+        let (to_connection, mut messages) = mpsc::unbounded_channel();
+        let receive = async move {
             for _ in 0..MESSAGES {
                 messages.recv().await.expect("a message");
             }
         };
-        let (to_connection, connection_messages) = mpsc::unbounded_channel();
-        let (to_work, work_messages) = mpsc::unbounded_channel();
-        let connection = Echo(Box::pin(receive(connection_messages)));
-        let together = Together::new(connection, receive(work_messages), std::future::pending());
-        let senders = [to_connection, to_work].map(|sender| {
-            std::thread::spawn(move || {
-                for i in 0..MESSAGES {
-                    sender.send(()).unwrap();
-                    if i % 64 == 0 {
-                        std::thread::yield_now();
-                    }
+        let together = Together::new(Echo(Box::pin(receive)), std::future::pending());
+        let sender = std::thread::spawn(move || {
+            for i in 0..MESSAGES {
+                to_connection.send(()).unwrap();
+                if i % 64 == 0 {
+                    std::thread::yield_now();
                 }
-            })
+            }
         });
         let ended = tokio::time::timeout(std::time::Duration::from_secs(10), together).await;
         assert!(matches!(ended, Ok(Ok(()))), "every message was received");
-        for sender in senders {
-            sender.join().unwrap();
-        }
+        sender.join().unwrap();
     }
 
     /// A future as a connection that cannot be shut down.
