@@ -18,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::session_cache::Traffic;
 use super::upstream::{Answer, Switched, Upstreams};
+use super::wire::Replacements;
 use crate::connections::Registration;
 use crate::error::ApiError;
 
@@ -137,21 +138,6 @@ pub struct StreamerCredentials {
     pub authorization: Option<HeaderValue>,
 }
 
-/// Takes the platform's credentials out: `Authorization` always, our cookies as `cookies` (what
-/// [`streamer_cookies`] made of these headers) says.
-fn strip_platform_credentials(headers: &mut HeaderMap, cookies: StreamerCookies) {
-    headers.remove(header::AUTHORIZATION);
-    match cookies {
-        StreamerCookies::Unchanged => {}
-        StreamerCookies::Removed => {
-            headers.remove(header::COOKIE);
-        }
-        StreamerCookies::Replaced(value) => {
-            headers.insert(header::COOKIE, value);
-        }
-    }
-}
-
 /// The `name=value` pairs of one `Cookie` header.
 fn cookie_pairs(value: &HeaderValue) -> Result<impl Iterator<Item = &str>, header::ToStrError> {
     value.to_str().map(|text| text.split(';').map(str::trim).filter(|pair| !pair.is_empty()))
@@ -163,26 +149,37 @@ fn is_platform_cookie(pair: &str) -> bool {
     name.starts_with("ss_")
 }
 
-/// `X-Forwarded-For` gets the client's address (`client`, already a header value) after any the
-/// request carried, and `X-Forwarded-Host` the host it asked for.
-fn add_forwarded(headers: &mut HeaderMap, client: &HeaderValue, host: Option<HeaderValue>) {
-    match headers.entry(X_FORWARDED_FOR) {
-        header::Entry::Occupied(mut prior) => {
-            let mut value = Vec::with_capacity(prior.get().len() + 2 + client.len());
-            value.extend_from_slice(prior.get().as_bytes());
-            value.extend_from_slice(b", ");
-            value.extend_from_slice(client.as_bytes());
-            if let Ok(value) = HeaderValue::from_bytes(&value) {
-                prior.insert(value);
-            }
-        }
-        header::Entry::Vacant(none) => {
-            none.insert(client.clone());
-        }
+/// What the streamer gets in place of the request's own fields: `credentials` rather than the
+/// platform's (`Authorization` always; our cookies as `credentials.cookies` says), the client's address
+/// (`client`, already a header value) after any `X-Forwarded-For` the request carried, and in
+/// `X-Forwarded-Host` the host it asked for. Written as the head goes out, so the request's own map
+/// is neither searched nor grown for them.
+fn replacements(headers: &HeaderMap, credentials: StreamerCredentials, client: &HeaderValue) -> Replacements {
+    let mut replacements = Replacements::with_capacity(4);
+    replacements.set(header::AUTHORIZATION, credentials.authorization);
+    match credentials.cookies {
+        StreamerCookies::Unchanged => {}
+        StreamerCookies::Removed => replacements.set(header::COOKIE, None),
+        StreamerCookies::Replaced(value) => replacements.set(header::COOKIE, Some(value)),
     }
-    if let Some(host) = host {
-        headers.insert(X_FORWARDED_HOST, host);
+    replacements.set(X_FORWARDED_FOR, Some(forwarded_for(headers, client)));
+    replacements.set(X_FORWARDED_HOST, headers.get(header::HOST).cloned());
+    replacements
+}
+
+/// The `X-Forwarded-For` values the request carried, then `client`.
+fn forwarded_for(headers: &HeaderMap, client: &HeaderValue) -> HeaderValue {
+    let mut prior = headers.get_all(X_FORWARDED_FOR).iter().peekable();
+    if prior.peek().is_none() {
+        return client.clone();
     }
+    let mut value = Vec::new();
+    for hop in prior {
+        value.extend_from_slice(hop.as_bytes());
+        value.extend_from_slice(b", ");
+    }
+    value.extend_from_slice(client.as_bytes());
+    HeaderValue::from_bytes(&value).unwrap_or_else(|_| client.clone())
 }
 
 /// `proxy_bytes_total` by direction, looked up once rather than on every request.
@@ -285,29 +282,24 @@ pub async fn forward(
 ) -> Response<Body> {
     let upgrade = tunnel.is_some();
     let incoming_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
-    let host = request.headers().get(header::HOST).cloned();
-    let headers = request.headers_mut();
-    strip_hop_by_hop(headers, upgrade);
-    strip_platform_credentials(headers, credentials.cookies);
-    if let Some(authorization) = credentials.authorization {
-        headers.insert(header::AUTHORIZATION, authorization);
-    }
-    add_forwarded(headers, client, host);
+    strip_hop_by_hop(request.headers_mut(), upgrade);
+    let replacements = replacements(request.headers(), credentials, client);
 
     let request = request.map(|body| counted(body, &traffic, Direction::In));
-    let Answer { mut response, switched } = match upstreams.send(endpoint, target, request, upgrade).await {
-        Ok(answer) => answer,
-        Err(err) => {
-            tracing::info!(error = %err, "session upstream unreachable");
-            metrics::counter!("streamspace_proxy_upstream_errors_total").increment(1);
-            let error = ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "upstream_unavailable",
-                "the session's streamer does not answer",
-            );
-            return axum::response::IntoResponse::into_response(error);
-        }
-    };
+    let Answer { mut response, switched } =
+        match upstreams.send(endpoint, target, request, &replacements, upgrade).await {
+            Ok(answer) => answer,
+            Err(err) => {
+                tracing::info!(error = %err, "session upstream unreachable");
+                metrics::counter!("streamspace_proxy_upstream_errors_total").increment(1);
+                let error = ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_unavailable",
+                    "the session's streamer does not answer",
+                );
+                return axum::response::IntoResponse::into_response(error);
+            }
+        };
     if let (Some(incoming), Some(tunnel), Some(outgoing)) = (incoming_upgrade, tunnel, switched) {
         tokio::spawn(relay(incoming, outgoing, traffic.clone(), tunnel));
     }
@@ -483,6 +475,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Metered<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proxy::wire::{RequestBody, RequestHead, write_request_head};
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -520,25 +513,62 @@ mod tests {
         assert_eq!(map["sec-websocket-key"], "k");
     }
 
+    /// The fields of the head the streamer gets for a request with `map` from `client`, with `authorization`.
+    fn streamer_fields(map: &HeaderMap, authorization: Option<&'static str>, client: &'static str) -> Vec<String> {
+        let credentials = StreamerCredentials {
+            cookies: streamer_cookies(map),
+            authorization: authorization.map(HeaderValue::from_static),
+        };
+        let replacements = replacements(map, credentials, &HeaderValue::from_static(client));
+        let mut out = Vec::new();
+        let head = RequestHead {
+            method: &axum::http::Method::GET,
+            target: "/",
+            fields: map,
+            replacements: &replacements,
+            body: RequestBody::None,
+        };
+        write_request_head(&mut out, &head);
+        let text = String::from_utf8(out).unwrap();
+        text.lines().skip(1).filter(|line| !line.is_empty()).map(str::to_owned).collect()
+    }
+
     #[test]
     fn platform_credentials_are_removed_and_app_cookies_kept() {
-        let mut map = headers(&[
+        let map = headers(&[
             ("authorization", "Bearer secret"),
             ("cookie", "ss_session=abc; app=1; __Host-ss_session=x"),
             ("cookie", "ss_refresh=def; theme=dark; __Secure-ss_refresh=y"),
         ]);
-        let cookies = streamer_cookies(&map);
-        strip_platform_credentials(&mut map, cookies);
-        assert!(map.get("authorization").is_none());
-        assert_eq!(map["cookie"], "app=1; theme=dark");
-        let mut only_ours = headers(&[("cookie", "ss_session=abc")]);
-        let cookies = streamer_cookies(&only_ours);
-        strip_platform_credentials(&mut only_ours, cookies);
-        assert!(only_ours.get("cookie").is_none());
-        let mut theirs = headers(&[("cookie", "app=1"), ("cookie", "theme=dark")]);
+        assert_eq!(streamer_fields(&map, None, "10.0.0.1"), ["cookie: app=1; theme=dark", "x-forwarded-for: 10.0.0.1"]);
+        let only_ours = headers(&[("cookie", "ss_session=abc"), ("authorization", "Bearer secret")]);
+        assert_eq!(
+            streamer_fields(&only_ours, Some("Bearer streamer"), "10.0.0.1"),
+            ["authorization: Bearer streamer", "x-forwarded-for: 10.0.0.1"]
+        );
+        let theirs = headers(&[("cookie", "app=1"), ("cookie", "theme=dark")]);
         assert_eq!(streamer_cookies(&theirs), StreamerCookies::Unchanged);
-        strip_platform_credentials(&mut theirs, StreamerCookies::Unchanged);
-        assert_eq!(theirs.get_all("cookie").iter().count(), 2, "as they came");
+        assert_eq!(
+            streamer_fields(&theirs, None, "10.0.0.1"),
+            ["cookie: app=1", "cookie: theme=dark", "x-forwarded-for: 10.0.0.1"],
+            "as they came"
+        );
+    }
+
+    #[test]
+    fn the_client_address_follows_the_hops_the_request_named_and_the_host_is_the_one_asked_for() {
+        let map = headers(&[
+            ("host", "s.example"),
+            ("x-forwarded-for", "192.0.2.1"),
+            ("x-forwarded-for", "192.0.2.2"),
+            ("x-forwarded-host", "forged.example"),
+        ]);
+        assert_eq!(
+            streamer_fields(&map, None, "10.0.0.1"),
+            ["host: s.example", "x-forwarded-for: 192.0.2.1, 192.0.2.2, 10.0.0.1", "x-forwarded-host: s.example"]
+        );
+        let no_host = headers(&[("x-forwarded-host", "forged.example")]);
+        assert_eq!(streamer_fields(&no_host, None, "10.0.0.1"), ["x-forwarded-for: 10.0.0.1"]);
     }
 
     #[tokio::test]

@@ -21,7 +21,9 @@ use hyper::body::{Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::wire::{self, Chunked, Decoded, Framing, Parsed, RequestBody, ResponseHead, WireError};
+use super::wire::{
+    self, Chunked, Decoded, Framing, Parsed, Replacements, RequestBody, RequestHead, ResponseHead, WireError,
+};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Idle connections kept per client connection: more than one only when an HTTP/2 client sends
@@ -84,7 +86,8 @@ pub struct Answer {
 }
 
 impl Upstreams {
-    /// Sends `request` for `target` (in origin form) to the streamer at `endpoint` (`http://host:port`), on an
+    /// Sends `request` for `target` (in origin form), with the fields `replacements` gives in place of
+    /// its own, to the streamer at `endpoint` (`http://host:port`), on an
     /// idle connection when there is one. A request with no body that a kept-alive connection failed
     /// before any answer came (the streamer closed the connection meanwhile) is sent once more on a new
     /// connection. `upgrade` says the request asks to switch protocols.
@@ -93,6 +96,7 @@ impl Upstreams {
         endpoint: &Arc<str>,
         target: &str,
         request: Request<Body>,
+        replacements: &Replacements,
         upgrade: bool,
     ) -> Result<Answer, UpstreamError> {
         let (mut parts, body) = request.into_parts();
@@ -106,7 +110,7 @@ impl Upstreams {
         let ended = body.is_end_stream();
         let framing = RequestBody::of(&parts.method, if ended { Some(0) } else { body.size_hint().exact() });
         let mut body = (!ended).then_some(body);
-        let request = Outgoing { parts: &parts, target, framing, upgrade };
+        let request = Outgoing { parts: &parts, target, replacements, framing, upgrade };
         let (mut connection, mut reused) = match self.take_idle(endpoint, request.replayable()) {
             Some(idle) => (idle, true),
             // Boxed: connecting is rare, and its future would make every request's larger.
@@ -206,6 +210,7 @@ async fn connect(endpoint: &Arc<str>) -> Result<StreamerConnection, UpstreamErro
 struct Outgoing<'a> {
     parts: &'a axum::http::request::Parts,
     target: &'a str,
+    replacements: &'a Replacements,
     framing: RequestBody,
     upgrade: bool,
 }
@@ -225,9 +230,10 @@ impl StreamerConnection {
 
     /// Writes the request, then reads until its answer's head is whole; the body is left in `read`.
     async fn exchange(&mut self, request: &Outgoing<'_>, body: Option<Body>) -> Result<ResponseHead, UpstreamError> {
-        let Outgoing { parts, target, framing, upgrade } = request;
+        let Outgoing { parts, target, replacements, framing, upgrade } = request;
+        let head = RequestHead { method: &parts.method, target, fields: &parts.headers, replacements, body: *framing };
         self.head.clear();
-        wire::write_request_head(&mut self.head, &parts.method, target, &parts.headers, *framing);
+        wire::write_request_head(&mut self.head, &head);
         self.tcp.write_all(&self.head).await?;
         if let Some(body) = body {
             write_body(&mut self.tcp, body, *framing).await?;
@@ -486,7 +492,7 @@ mod tests {
 
     async fn send(upstreams: &Upstreams, endpoint: &Arc<str>) -> Result<String, std::io::Error> {
         let request = Request::get("/x").body(Body::empty()).unwrap();
-        let answer = upstreams.send(endpoint, "/x", request, false).await.unwrap();
+        let answer = upstreams.send(endpoint, "/x", request, &Replacements::default(), false).await.unwrap();
         let body = answer.response.into_body().collect().await?.to_bytes();
         Ok(String::from_utf8(body.to_vec()).unwrap())
     }
@@ -511,7 +517,12 @@ mod tests {
         let upstreams = Upstreams::default();
         for _ in 0..3 {
             let request = Request::get("/x").body(Body::empty()).unwrap();
-            let mut body = upstreams.send(&endpoint, "/x", request, false).await.unwrap().response.into_body();
+            let mut body = upstreams
+                .send(&endpoint, "/x", request, &Replacements::default(), false)
+                .await
+                .unwrap()
+                .response
+                .into_body();
             let data = body.frame().await.unwrap().unwrap().into_data().unwrap();
             assert_eq!(&data[..], b"ok");
             assert!(body.is_end_stream(), "as hyper's server sees it, which then drops the body");
@@ -580,7 +591,7 @@ mod tests {
         go.notify_one();
         went.notified().await;
         let request = Request::post("/upload").body(Body::from("hello")).unwrap();
-        let answer = upstreams.send(&endpoint, "/upload", request, false).await.unwrap();
+        let answer = upstreams.send(&endpoint, "/upload", request, &Replacements::default(), false).await.unwrap();
         assert_eq!(answer.response.status(), axum::http::StatusCode::OK, "not the 408 sent while idle");
         assert_eq!(streamer.await.unwrap(), 2, "the request went on a new connection");
     }
@@ -626,7 +637,8 @@ mod tests {
         let switch = b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\nearly";
         let (endpoint, _) = streamer(switch, false).await;
         let request = Request::get("/ws").body(Body::empty()).unwrap();
-        let answer = Upstreams::default().send(&endpoint, "/ws", request, true).await.unwrap();
+        let answer =
+            Upstreams::default().send(&endpoint, "/ws", request, &Replacements::default(), true).await.unwrap();
         assert_eq!(answer.response.status(), axum::http::StatusCode::SWITCHING_PROTOCOLS);
         let mut switched = answer.switched.expect("the connection is handed over");
         let mut early = [0u8; 5];
@@ -669,7 +681,7 @@ mod tests {
         ];
         for (body, framing) in bodies {
             let request = Request::post("/upload").header(header::CONTENT_LENGTH, "999").body(body).unwrap();
-            let answer = upstreams.send(&endpoint, "/x", request, false).await.unwrap();
+            let answer = upstreams.send(&endpoint, "/x", request, &Replacements::default(), false).await.unwrap();
             assert_eq!(answer.response.headers()["x-framing"], framing);
             let echoed = answer.response.into_body().collect().await.unwrap().to_bytes();
             let expected: &[u8] = if framing == "length 0" { b"" } else { b"hello" };
@@ -683,7 +695,10 @@ mod tests {
         let endpoint: Arc<str> = format!("http://{}", listener.local_addr().unwrap()).into();
         drop(listener);
         let request = Request::get("/x").body(Body::empty()).unwrap();
-        let Err(error) = Upstreams::default().send(&endpoint, "/x", request, false).await else { panic!("sent") };
+        let Err(error) = Upstreams::default().send(&endpoint, "/x", request, &Replacements::default(), false).await
+        else {
+            panic!("sent")
+        };
         assert!(matches!(error, UpstreamError::Connect(_)), "{error}");
     }
 

@@ -58,20 +58,58 @@ impl RequestBody {
     }
 }
 
-/// Writes a request head into `out`: the request line, `headers` (whose own framing and hop-by-hop
-/// headers the caller has removed), then the framing `body` needs.
-pub fn write_request_head(out: &mut Vec<u8>, method: &Method, target: &str, headers: &HeaderMap, body: RequestBody) {
-    out.extend_from_slice(method.as_str().as_bytes());
-    out.push(b' ');
-    out.extend_from_slice(target.as_bytes());
-    out.extend_from_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers {
+/// Fields the proxy writes in place of a request's own of the same names: those are left out, and each
+/// value given here written after the others (none: the name is only left out).
+#[derive(Debug, Default)]
+pub struct Replacements(Vec<(HeaderName, Option<HeaderValue>)>);
+
+impl Replacements {
+    pub fn with_capacity(capacity: usize) -> Replacements {
+        Replacements(Vec::with_capacity(capacity))
+    }
+
+    pub fn set(&mut self, name: HeaderName, value: Option<HeaderValue>) {
+        self.0.push((name, value));
+    }
+
+    fn replaces(&self, name: &HeaderName) -> bool {
+        self.0.iter().any(|(replaced, _)| replaced == name)
+    }
+}
+
+/// A request head as the proxy writes it to a streamer.
+pub struct RequestHead<'a> {
+    pub method: &'a Method,
+    /// In origin form.
+    pub target: &'a str,
+    /// The request's fields, less their own framing and hop-by-hop fields (the caller's to remove).
+    pub fields: &'a HeaderMap,
+    pub replacements: &'a Replacements,
+    pub body: RequestBody,
+}
+
+/// Writes `head` into `out`: the request line, the request's fields as `replacements` leave them, the
+/// replacements, then the framing the body needs.
+pub fn write_request_head(out: &mut Vec<u8>, head: &RequestHead<'_>) {
+    let field = |out: &mut Vec<u8>, name: &HeaderName, value: &HeaderValue| {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(value.as_bytes());
         out.extend_from_slice(b"\r\n");
+    };
+    out.extend_from_slice(head.method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(head.target.as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    for (name, value) in head.fields.iter().filter(|(name, _)| !head.replacements.replaces(name)) {
+        field(out, name, value);
     }
-    match body {
+    for (name, value) in &head.replacements.0 {
+        if let Some(value) = value {
+            field(out, name, value);
+        }
+    }
+    match head.body {
         RequestBody::None => {}
         RequestBody::Length(length) => {
             // Writing to a Vec cannot fail.
@@ -160,7 +198,8 @@ pub fn read_response_head(buf: &mut BytesMut, method: &Method, upgrade: bool) ->
         spans.push((name, field.value.as_ptr() as usize - start, field.value.len()));
     }
     let head = buf.split_to(length).freeze();
-    let mut headers = HeaderMap::with_capacity(spans.len());
+    // Room for what the proxy adds to every answer (its CSP, HSTS) without growing the map.
+    let mut headers = HeaderMap::with_capacity(spans.len() + 2);
     for (name, offset, len) in spans {
         let value = HeaderValue::from_maybe_shared(head.slice(offset..offset + len))
             .map_err(|_| WireError::Head(httparse::Error::HeaderValue))?;
@@ -336,21 +375,55 @@ mod tests {
         }
     }
 
+    fn written(
+        method: &Method,
+        target: &str,
+        fields: &HeaderMap,
+        replacements: &Replacements,
+        body: RequestBody,
+    ) -> String {
+        let mut out = Vec::new();
+        write_request_head(&mut out, &RequestHead { method, target, fields, replacements, body });
+        String::from_utf8(out).unwrap()
+    }
+
     #[test]
     fn a_request_head_states_its_framing_once() {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::HOST, HeaderValue::from_static("s"));
-        let mut out = Vec::new();
-        write_request_head(&mut out, &Method::GET, "/a?b", &headers, RequestBody::None);
-        assert_eq!(out, b"GET /a?b HTTP/1.1\r\nhost: s\r\n\r\n");
-        out.clear();
-        write_request_head(&mut out, &Method::POST, "/u", &headers, RequestBody::of(&Method::POST, Some(0)));
-        assert_eq!(out, b"POST /u HTTP/1.1\r\nhost: s\r\ncontent-length: 0\r\n\r\n");
-        out.clear();
-        write_request_head(&mut out, &Method::PUT, "/u", &HeaderMap::new(), RequestBody::of(&Method::PUT, None));
-        assert_eq!(out, b"PUT /u HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n");
+        let mut fields = HeaderMap::new();
+        fields.insert(header::HOST, HeaderValue::from_static("s"));
+        let none = Replacements::default();
+        assert_eq!(
+            written(&Method::GET, "/a?b", &fields, &none, RequestBody::None),
+            "GET /a?b HTTP/1.1\r\nhost: s\r\n\r\n"
+        );
+        let empty_post = RequestBody::of(&Method::POST, Some(0));
+        assert_eq!(
+            written(&Method::POST, "/u", &fields, &none, empty_post),
+            "POST /u HTTP/1.1\r\nhost: s\r\ncontent-length: 0\r\n\r\n"
+        );
+        let streamed = RequestBody::of(&Method::PUT, None);
+        assert_eq!(
+            written(&Method::PUT, "/u", &HeaderMap::new(), &none, streamed),
+            "PUT /u HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n"
+        );
         assert_eq!(RequestBody::of(&Method::GET, Some(0)), RequestBody::None);
         assert_eq!(RequestBody::of(&Method::GET, Some(3)), RequestBody::Length(3));
+    }
+
+    #[test]
+    fn replaced_fields_are_left_out_and_their_replacements_written_once() {
+        let mut fields = HeaderMap::new();
+        fields.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        fields.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        fields.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer theirs"));
+        fields.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        let mut replacements = Replacements::default();
+        replacements.set(header::AUTHORIZATION, None);
+        replacements.set(header::COOKIE, Some(HeaderValue::from_static("b=2")));
+        assert_eq!(
+            written(&Method::GET, "/", &fields, &replacements, RequestBody::None),
+            "GET / HTTP/1.1\r\naccept: */*\r\ncookie: b=2\r\n\r\n"
+        );
     }
 
     #[test]
