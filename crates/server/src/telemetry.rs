@@ -133,7 +133,8 @@ type Series = (Counter, Histogram);
 
 #[derive(Default)]
 pub struct SessionRequests {
-    handles: RwLock<HashMap<(&'static str, u16), Series>>,
+    /// Keyed by a method label and a status: a handful of keys nobody outside chooses, hashed by aHash.
+    handles: RwLock<HashMap<(&'static str, u16), Series, ahash::RandomState>>,
 }
 
 impl SessionRequests {
