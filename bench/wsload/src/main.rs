@@ -13,9 +13,10 @@
 //! wsload proxy PORT UPSTREAM                         bare hyper: hyper's HTTP/1.1 server and client
 //!                                                    passing plain requests to UPSTREAM (host:port)
 //!                                                    and nothing else, one streamer connection per
-//!                                                    client connection driven in its task (as the
-//!                                                    session proxy does), on tokio's default runtime:
-//!                                                    the floor of any proxy built on hyper
+//!                                                    client connection (as the session proxy keeps
+//!                                                    them) driven in its task, on tokio's default runtime:
+//!                                                    the floor of any proxy built on hyper's
+//!                                                    server and client
 //! ```
 //!
 //! COOKIE is sent as the `Cookie` header (`-` for none). Runs on one thread: pin it with taskset.
