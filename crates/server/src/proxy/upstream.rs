@@ -238,8 +238,9 @@ impl StreamerConnection {
         if let Some(body) = body {
             write_body(&mut self.tcp, body, *framing).await?;
         }
+        let mut scanned = 0;
         loop {
-            match wire::read_response_head(&mut self.read, &parts.method, *upgrade)? {
+            match wire::read_response_head(&mut self.read, &mut scanned, &parts.method, *upgrade)? {
                 Parsed::Complete(head) => return Ok(head),
                 Parsed::Interim => {}
                 Parsed::Partial => {

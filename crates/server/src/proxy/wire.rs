@@ -155,16 +155,31 @@ pub enum Parsed {
 }
 
 /// Reads a response head off the front of `buf`, consuming it once whole. `method` and `upgrade` are
-/// the request's: they decide what a body-less answer and a 101 mean.
-pub fn read_response_head(buf: &mut BytesMut, method: &Method, upgrade: bool) -> Result<Parsed, WireError> {
+/// the request's: they decide what a body-less answer and a 101 mean. `scanned` is how much of `buf`
+/// earlier calls found to end no head: the head is parsed only once the bytes read since could end it,
+/// so a streamer that drips a long head a byte at a time costs one parse of it, not one per byte.
+pub fn read_response_head(
+    buf: &mut BytesMut,
+    scanned: &mut usize,
+    method: &Method,
+    upgrade: bool,
+) -> Result<Parsed, WireError> {
+    if !ends_a_head(&buf[scanned.saturating_sub(2)..]) {
+        *scanned = buf.len();
+        return if buf.len() >= MAX_HEAD { Err(WireError::HeadTooLarge) } else { Ok(Parsed::Partial) };
+    }
     let mut fields = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut []);
     let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut response, buf, &mut fields);
     let length = match parsed.map_err(WireError::Head)? {
         httparse::Status::Partial if buf.len() >= MAX_HEAD => return Err(WireError::HeadTooLarge),
-        httparse::Status::Partial => return Ok(Parsed::Partial),
+        httparse::Status::Partial => {
+            *scanned = buf.len();
+            return Ok(Parsed::Partial);
+        }
         httparse::Status::Complete(length) => length,
     };
+    *scanned = 0;
     let code = response.code.unwrap_or_default();
     let status = StatusCode::from_u16(code).map_err(|_| WireError::Head(httparse::Error::Status))?;
     if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
@@ -208,6 +223,14 @@ pub fn read_response_head(buf: &mut BytesMut, method: &Method, upgrade: bool) ->
     let framing = frame.framing(status, described, upgrade)?;
     let keep_alive = http11 && framing != Framing::UntilClose && !frame.close;
     Ok(Parsed::Complete(ResponseHead { status, headers, framing, keep_alive }))
+}
+
+/// Whether `bytes` hold the empty line that ends a head (httparse takes a bare LF for a CRLF).
+fn ends_a_head(bytes: &[u8]) -> bool {
+    let at = |i: usize| bytes.get(i).copied();
+    (0..bytes.len()).any(|i| {
+        at(i) == Some(b'\n') && (at(i + 1) == Some(b'\n') || (at(i + 1), at(i + 2)) == (Some(b'\r'), Some(b'\n')))
+    })
 }
 
 /// What a response head's fields say of its body's framing and its connection.
@@ -335,15 +358,15 @@ impl Chunked {
 
 /// The next CRLF-ended line of `buf` (without its CRLF), consumed; `None` until one is whole.
 fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, WireError> {
-    let Some(end) = buf.windows(2).take(MAX_LINE).position(|pair| pair == b"\r\n") else {
+    let Some(end) = buf.iter().take(MAX_LINE + 2).position(|byte| *byte == b'\n') else {
         return if buf.len() > MAX_LINE { Err(WireError::Chunk) } else { Ok(None) };
     };
-    let line = buf.split_to(end);
-    buf.advance(2);
     // A bare CR or LF inside a line is how requests and responses get smuggled: refused.
-    if line.iter().any(|byte| *byte == b'\r' || *byte == b'\n') {
+    if end == 0 || buf[end - 1] != b'\r' || buf[..end - 1].contains(&b'\r') {
         return Err(WireError::Chunk);
     }
+    let line = buf.split_to(end - 1);
+    buf.advance(2);
     Ok(Some(line))
 }
 
@@ -365,7 +388,36 @@ mod tests {
 
     fn read(bytes: &[u8], method: Method, upgrade: bool) -> (Result<Parsed, WireError>, BytesMut) {
         let mut buf = BytesMut::from(bytes);
-        (read_response_head(&mut buf, &method, upgrade), buf)
+        (read_response_head(&mut buf, &mut 0, &method, upgrade), buf)
+    }
+
+    #[test]
+    fn a_dripped_head_is_parsed_once_its_end_has_come() {
+        let whole: &[u8] = b"HTTP/1.1 200 OK\r\nx-a: 1\r\ncontent-length: 0\r\n\r\n";
+        let (mut buf, mut scanned) = (BytesMut::new(), 0);
+        for (at, byte) in whole.iter().enumerate() {
+            buf.extend_from_slice(&[*byte]);
+            let parsed = read_response_head(&mut buf, &mut scanned, &Method::GET, false).unwrap();
+            if at + 1 < whole.len() {
+                assert!(matches!(parsed, Parsed::Partial), "at {at}");
+                assert_eq!(scanned, buf.len(), "what was looked at is not looked at again");
+            } else {
+                assert!(matches!(parsed, Parsed::Complete(_)));
+            }
+        }
+        let bare_lf: &[u8] = b"HTTP/1.1 204 No Content\nx-a: 1\n\n";
+        assert!(matches!(read(bare_lf, Method::GET, false).0, Ok(Parsed::Complete(_))));
+        let mut endless = BytesMut::from(&b"HTTP/1.1 200 OK\r\n"[..]);
+        let mut scanned = 0;
+        while endless.len() + 8 < MAX_HEAD {
+            endless.extend_from_slice(b"x-a: 1\r\n");
+            if let Err(error) = read_response_head(&mut endless, &mut scanned, &Method::GET, false) {
+                panic!("{error} at {}", endless.len());
+            }
+        }
+        endless.resize(MAX_HEAD, b'x');
+        let refused = read_response_head(&mut endless, &mut scanned, &Method::GET, false).unwrap_err();
+        assert_eq!(refused, WireError::HeadTooLarge, "a head that never ends is refused at its bound");
     }
 
     fn head(bytes: &[u8]) -> ResponseHead {
