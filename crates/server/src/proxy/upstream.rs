@@ -14,7 +14,7 @@ use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::http::{HeaderValue, Request, Response, header};
+use axum::http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
 use bytes::{Buf, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::{Frame, SizeHint};
@@ -85,12 +85,21 @@ pub struct Answer {
     pub switched: Option<Switched>,
 }
 
+impl Answer {
+    fn new(status: StatusCode, headers: HeaderMap, body: StreamerBody, switched: Option<Switched>) -> Answer {
+        let mut response = Response::new(body);
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
+        Answer { response, switched }
+    }
+}
+
 impl Upstreams {
     /// Sends `request` for `target` (in origin form), with the fields `replacements` gives in place of
     /// its own, to the streamer at `endpoint` (`http://host:port`), on an
-    /// idle connection when there is one. A request with no body that a kept-alive connection failed
-    /// before any answer came (the streamer closed the connection meanwhile) is sent once more on a new
-    /// connection. `upgrade` says the request asks to switch protocols.
+    /// idle connection when there is one. An idempotent request with no body that a kept-alive
+    /// connection failed before any answer came (the streamer closed the connection meanwhile) is sent
+    /// once more on a new connection. `upgrade` says the request asks to switch protocols.
     pub async fn send(
         &self,
         endpoint: &Arc<str>,
@@ -129,7 +138,7 @@ impl Upstreams {
     }
 
     /// An idle connection to `endpoint`. One idle for a while, or taken for a request that could not be
-    /// sent again (its body used up), must be open still: a read of it must find nothing there yet. Any
+    /// sent again, must be open still: a read of it must find nothing there yet. Any
     /// other request that a connection the streamer closed refuses is sent again on a new one.
     fn take_idle(&self, endpoint: &str, replayable: bool) -> Option<StreamerConnection> {
         let mut idle = self.0.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -145,27 +154,17 @@ impl Upstreams {
 
     fn answer(&self, connection: StreamerConnection, head: ResponseHead) -> Answer {
         let ResponseHead { status, headers, framing, keep_alive } = head;
-        let home = Arc::downgrade(&self.0);
-        let (body, switched) = match framing {
-            Framing::Switched => (StreamerBody::ended(), Some(Switched::from(connection))),
-            Framing::Empty | Framing::Length(0) => {
-                if keep_alive {
-                    give_back(&home, connection);
-                }
-                (StreamerBody::ended(), None)
+        let left = match framing {
+            Framing::Switched => {
+                let switched = Some(Switched::from(connection));
+                return Answer::new(status, headers, StreamerBody::ended(), switched);
             }
-            Framing::Length(length) => {
-                (StreamerBody::reading(connection, Left::Length(length), keep_alive, home), None)
-            }
-            Framing::Chunked => {
-                (StreamerBody::reading(connection, Left::Chunked(Chunked::Size), keep_alive, home), None)
-            }
-            Framing::UntilClose => (StreamerBody::reading(connection, Left::UntilClose, false, home), None),
+            Framing::Empty => Left::Length(0),
+            Framing::Length(length) => Left::Length(length),
+            Framing::Chunked => Left::Chunked(Chunked::Size),
+            Framing::UntilClose => Left::UntilClose,
         };
-        let mut response = Response::new(body);
-        *response.status_mut() = status;
-        *response.headers_mut() = headers;
-        Answer { response, switched }
+        Answer::new(status, headers, StreamerBody::reading(connection, left, keep_alive, &self.0), None)
     }
 }
 
@@ -216,9 +215,12 @@ struct Outgoing<'a> {
 }
 
 impl Outgoing<'_> {
-    /// Whether the request can be sent again: it has no body to have been used up.
+    /// Whether the request can be sent again: it has no body to have been used up, and sending it twice
+    /// means what sending it once does (RFC 9110 9.2.2), as the streamer may have acted on it before the
+    /// connection failed.
     fn replayable(&self) -> bool {
-        matches!(self.framing, RequestBody::None | RequestBody::Length(0))
+        let idempotent = self.parts.method.is_idempotent();
+        idempotent && matches!(self.framing, RequestBody::None | RequestBody::Length(0))
     }
 }
 
@@ -317,8 +319,13 @@ impl StreamerBody {
         StreamerBody { connection: None, left: Left::Done, keep_alive: false, home: Weak::new() }
     }
 
-    fn reading(connection: StreamerConnection, left: Left, keep_alive: bool, home: Weak<Shared>) -> StreamerBody {
-        StreamerBody { connection: Some(connection), left, keep_alive, home }
+    /// A body still on `connection`; one with nothing left gives the connection back at once.
+    fn reading(connection: StreamerConnection, left: Left, keep_alive: bool, home: &Arc<Shared>) -> StreamerBody {
+        let mut body = StreamerBody { connection: Some(connection), left, keep_alive, home: Arc::downgrade(home) };
+        if left == Left::Length(0) {
+            body.finish();
+        }
+        body
     }
 
     /// The body has been read to its end: its connection goes back if it may carry another request.
@@ -595,6 +602,52 @@ mod tests {
         let answer = upstreams.send(&endpoint, "/upload", request, &Replacements::default(), false).await.unwrap();
         assert_eq!(answer.response.status(), axum::http::StatusCode::OK, "not the 408 sent while idle");
         assert_eq!(streamer.await.unwrap(), 2, "the request went on a new connection");
+    }
+
+    /// A streamer that answers the first request on each connection and closes the connection on the
+    /// second without answering it, as one that acted on a request and then failed would; counting the
+    /// requests it read.
+    async fn answering_once_per_connection() -> (Arc<str>, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap()).into();
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counter = requests.clone();
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let mut buffer = [0u8; 4096];
+                    for answer in [Some(OK), None] {
+                        if !matches!(tcp.read(&mut buffer).await, Ok(1..)) {
+                            return;
+                        }
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        match answer {
+                            Some(answer) => tcp.write_all(answer).await.unwrap(),
+                            None => return,
+                        }
+                    }
+                });
+            }
+        });
+        (endpoint, requests)
+    }
+
+    #[tokio::test]
+    async fn only_an_idempotent_request_is_sent_again_after_its_connection_failed_unanswered() {
+        let (endpoint, requests) = answering_once_per_connection().await;
+        let upstreams = Upstreams::default();
+        assert_eq!(get(&upstreams, &endpoint).await, "ok");
+        assert_eq!(get(&upstreams, &endpoint).await, "ok", "sent again on a new connection");
+        assert_eq!(requests.load(Ordering::SeqCst), 3);
+
+        let (endpoint, requests) = answering_once_per_connection().await;
+        let upstreams = Upstreams::default();
+        assert_eq!(get(&upstreams, &endpoint).await, "ok");
+        let post = Request::post("/x").body(Body::empty()).unwrap();
+        let sent = upstreams.send(&endpoint, "/x", post, &Replacements::default(), false).await;
+        assert!(matches!(sent, Err(UpstreamError::Closed)), "a POST the streamer may have acted on is not repeated");
+        assert_eq!(requests.load(Ordering::SeqCst), 2);
     }
 
     #[tokio::test]
