@@ -156,15 +156,16 @@ pub enum Parsed {
 
 /// Reads a response head off the front of `buf`, consuming it once whole. `method` and `upgrade` are
 /// the request's: they decide what a body-less answer and a 101 mean. `scanned` is how much of `buf`
-/// earlier calls found to end no head: the head is parsed only once the bytes read since could end it,
-/// so a streamer that drips a long head a byte at a time costs one parse of it, not one per byte.
+/// earlier calls found to end no head. The first look parses at once (an answer's head nearly always
+/// comes in one read); after that the head is parsed again only once the bytes read since could end
+/// it, so a streamer that drips a long head a byte at a time costs two parses of it, not one per byte.
 pub fn read_response_head(
     buf: &mut BytesMut,
     scanned: &mut usize,
     method: &Method,
     upgrade: bool,
 ) -> Result<Parsed, WireError> {
-    if !ends_a_head(&buf[scanned.saturating_sub(2)..]) {
+    if *scanned > 0 && !ends_a_head(&buf[scanned.saturating_sub(2)..]) {
         *scanned = buf.len();
         return if buf.len() >= MAX_HEAD { Err(WireError::HeadTooLarge) } else { Ok(Parsed::Partial) };
     }
