@@ -16,6 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use metrics::Counter;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
+use super::fields::{RequestFields, X_FORWARDED_FOR, names_upgrade};
 use super::session_cache::Traffic;
 use super::upstream::{Answer, Switched, Upstreams};
 use super::wire::Replacements;
@@ -32,7 +33,6 @@ pub fn client() -> HttpClient {
     Client::builder(TokioExecutor::new()).pool_idle_timeout(std::time::Duration::from_secs(60)).build(connector)
 }
 
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Hop-by-hop headers (RFC 9110 7.6.1): they describe one connection, not the message.
@@ -47,13 +47,7 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 ];
 
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
-        && headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+    headers.contains_key(header::UPGRADE) && headers.get_all(header::CONNECTION).iter().any(names_upgrade)
 }
 
 /// Removes hop-by-hop headers and those the `Connection` header names. An `upgrade` (see
@@ -154,7 +148,12 @@ fn is_platform_cookie(pair: &str) -> bool {
 /// (`client`, already a header value) after any `X-Forwarded-For` the request carried, and in
 /// `X-Forwarded-Host` the host it asked for. Written as the head goes out, so the request's own map
 /// is neither searched nor grown for them.
-fn replacements(headers: &HeaderMap, credentials: StreamerCredentials, client: &HeaderValue) -> Replacements {
+pub fn replacements(
+    headers: &HeaderMap,
+    fields: &RequestFields,
+    credentials: StreamerCredentials,
+    client: &HeaderValue,
+) -> Replacements {
     let mut replacements = Replacements::with_capacity(4);
     replacements.set(header::AUTHORIZATION, credentials.authorization);
     match credentials.cookies {
@@ -162,19 +161,16 @@ fn replacements(headers: &HeaderMap, credentials: StreamerCredentials, client: &
         StreamerCookies::Removed => replacements.set(header::COOKIE, None),
         StreamerCookies::Replaced(value) => replacements.set(header::COOKIE, Some(value)),
     }
-    replacements.set(X_FORWARDED_FOR, Some(forwarded_for(headers, client)));
-    replacements.set(X_FORWARDED_HOST, headers.get(header::HOST).cloned());
+    let forwarded_for = if fields.forwarded_for { forwarded_for(headers, client) } else { client.clone() };
+    replacements.set(X_FORWARDED_FOR, Some(forwarded_for));
+    replacements.set(X_FORWARDED_HOST, fields.host.clone());
     replacements
 }
 
 /// The `X-Forwarded-For` values the request carried, then `client`.
 fn forwarded_for(headers: &HeaderMap, client: &HeaderValue) -> HeaderValue {
-    let mut prior = headers.get_all(X_FORWARDED_FOR).iter().peekable();
-    if prior.peek().is_none() {
-        return client.clone();
-    }
     let mut value = Vec::new();
-    for hop in prior {
+    for hop in headers.get_all(X_FORWARDED_FOR) {
         value.extend_from_slice(hop.as_bytes());
         value.extend_from_slice(b", ");
     }
@@ -269,21 +265,19 @@ pub struct Destination<'a> {
 }
 
 /// Sends `request` to its `destination` and returns the streamer's response, or an error response. Upgrades are tunnelled in the background
-/// once both sides switch. The streamer gets `credentials` in place of the client's; `client` is the
-/// client's address as a header value. An upgrade comes with its `tunnel`.
+/// once both sides switch. The streamer gets `replacements` (see [`replacements`]) in place of the
+/// request's own credentials and forwarding fields. An upgrade comes with its `tunnel`.
 pub async fn forward(
     upstreams: &Upstreams,
     Destination { endpoint, target }: Destination<'_>,
     mut request: Request<Body>,
-    credentials: StreamerCredentials,
-    client: &HeaderValue,
+    replacements: Replacements,
     traffic: Arc<Traffic>,
     tunnel: Option<Tunnel>,
 ) -> Response<Body> {
     let upgrade = tunnel.is_some();
     let incoming_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
     strip_hop_by_hop(request.headers_mut(), upgrade);
-    let replacements = replacements(request.headers(), credentials, client);
 
     let request = request.map(|body| counted(body, &traffic, Direction::In));
     let Answer { mut response, switched } =
@@ -519,7 +513,8 @@ mod tests {
             cookies: streamer_cookies(map),
             authorization: authorization.map(HeaderValue::from_static),
         };
-        let replacements = replacements(map, credentials, &HeaderValue::from_static(client));
+        let fields = RequestFields::read(map);
+        let replacements = replacements(map, &fields, credentials, &HeaderValue::from_static(client));
         let mut out = Vec::new();
         let head = RequestHead {
             method: &axum::http::Method::GET,

@@ -8,6 +8,7 @@
 //! (other sessions included) may navigate to a session but not fetch from it, and nothing a
 //! streamer answers may set cookies or let another page frame it.
 
+mod fields;
 pub mod forward;
 pub mod session_cache;
 pub mod streamer;
@@ -26,7 +27,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::body::{Body, Bytes};
-use axum::http::header::{self, HeaderName, HeaderValue};
+use axum::http::header::{self, HeaderValue};
 use axum::http::{HeaderMap, Method, Request, Response, StatusCode};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
@@ -42,6 +43,7 @@ use crate::auth::session_grant::Grant;
 use crate::config::Urls;
 use crate::error::ApiError;
 use crate::recent::Ticket;
+use fields::RequestFields;
 use session_cache::CachedSession;
 use upstream::Upstreams;
 
@@ -196,10 +198,12 @@ impl ClientConnection {
     /// The grant of the session cookie in `headers`, if it is `session_id`'s and unexpired at `now`.
     /// The cookie is checked on every request: a `Cookie` header equal to one whose signature
     /// verified needs no second HMAC, while its session and expiry are checked again each time, as
-    /// `Grant::decode` does. Several `Cookie` headers (HTTP/2 splits them) are read afresh each time.
+    /// `Grant::decode` does. `only_cookie` is the `Cookie` header if there is one only; several (HTTP/2
+    /// splits them) are read afresh each time.
     fn admit(
         &self,
         headers: &HeaderMap,
+        only_cookie: Option<&HeaderValue>,
         spec: &CookieSpec,
         key: &[u8],
         session_id: Uuid,
@@ -209,10 +213,9 @@ impl ClientConnection {
             let grant = Grant::decode(spec.read(headers).value()?, key, session_id, now)?;
             Some(Admitted { grant, cookies: forward::streamer_cookies(headers) })
         };
-        let mut cookies = headers.get_all(header::COOKIE).iter();
-        let admitted = match (cookies.next(), cookies.next()) {
-            (Some(only), None) => self.last_cookie.get_or(only.as_bytes(), verify),
-            _ => verify(),
+        let admitted = match only_cookie {
+            Some(only) => self.last_cookie.get_or(only.as_bytes(), verify),
+            None => verify(),
         }?;
         let grant = admitted.grant;
         (grant.session_id == session_id && grant.expires_at > now).then_some(admitted)
@@ -317,10 +320,15 @@ where
 
 /// The session a request's host names: `<canonical session id>.<session domain>`, any case.
 /// `last` is the connection's: its requests nearly always name the same host.
-fn addressed_session(request: &Request<Body>, domain: &str, last: &Memo<Addressed>) -> Option<Addressed> {
-    let host = match request.uri().authority() {
+fn addressed_session(
+    uri: &axum::http::Uri,
+    host: Option<&HeaderValue>,
+    domain: &str,
+    last: &Memo<Addressed>,
+) -> Option<Addressed> {
+    let host = match uri.authority() {
         Some(authority) => authority.as_str(),
-        None => request.headers().get(header::HOST)?.to_str().ok()?,
+        None => host?.to_str().ok()?,
     };
     last.get_or(host.as_bytes(), || session_of_host(host, domain).map(Addressed::new))
 }
@@ -347,12 +355,9 @@ fn tail<'a>(path: &'a str, session: &Addressed) -> Option<&'a str> {
 /// Fetch Metadata: a request that another site's page made (a fetch, a WebSocket, a form post),
 /// as opposed to a plain navigation such as the UI framing the session or a link. Browsers that
 /// send no metadata, and other clients, are judged by the cookie alone.
-fn refused_cross_site(method: &Method, headers: &HeaderMap) -> bool {
-    const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
-    const SEC_FETCH_MODE: HeaderName = HeaderName::from_static("sec-fetch-mode");
-    let fetch = |name: HeaderName| headers.get(name).map(HeaderValue::as_bytes);
-    let navigation = fetch(SEC_FETCH_MODE) == Some(b"navigate") && (method == Method::GET || method == Method::HEAD);
-    matches!(fetch(SEC_FETCH_SITE), Some(b"cross-site" | b"same-site")) && !navigation
+fn refused_cross_site(method: &Method, fields: &RequestFields) -> bool {
+    let navigation = fields.navigation() && (method == Method::GET || method == Method::HEAD);
+    fields.sent_by_another_site() && !navigation
 }
 
 /// The query without `ticket=...` (and without empty pairs).
@@ -386,7 +391,10 @@ async fn proxy(app: &AppState, connection: &ClientConnection, mut request: Reque
     if let Err(limited) = app.session_limits.check_address(client_ip) {
         return limited.into_response();
     }
-    let Some(addressed) = addressed_session(&request, &app.origins.domain, &connection.last_host) else {
+    let fields = RequestFields::read(request.headers());
+    let Some(addressed) =
+        addressed_session(request.uri(), fields.host.as_ref(), &app.origins.domain, &connection.last_host)
+    else {
         return error(StatusCode::NOT_FOUND, "not_found", "no such session");
     };
     let session_id = addressed.id;
@@ -397,7 +405,7 @@ async fn proxy(app: &AppState, connection: &ClientConnection, mut request: Reque
         }
         return error(StatusCode::NOT_FOUND, "not_found", "this origin serves one session only");
     };
-    if refused_cross_site(request.method(), request.headers()) {
+    if refused_cross_site(request.method(), &fields) {
         return error(StatusCode::FORBIDDEN, "cross_site_refused", "another site's page cannot use this session");
     }
     if tail.is_empty() {
@@ -414,8 +422,9 @@ async fn proxy(app: &AppState, connection: &ClientConnection, mut request: Reque
         return Box::pin(redeem(app, session_id, ticket, &location, client_ip)).await;
     }
     let now = app.clock.now();
+    let cookie = fields.only_cookie();
     let admitted =
-        connection.admit(request.headers(), &app.origins.cookie, &app.session_key, session_id, now.timestamp());
+        connection.admit(request.headers(), cookie, &app.origins.cookie, &app.session_key, session_id, now.timestamp());
     let Some(Admitted { grant, cookies }) = admitted else {
         return error(StatusCode::UNAUTHORIZED, "unauthorized", "open this session from StreamSpace");
     };
@@ -435,7 +444,7 @@ async fn proxy(app: &AppState, connection: &ClientConnection, mut request: Reque
     let Some(endpoint) = cached.endpoint.filter(|_| cached.state == SessionState::Running) else {
         return not_ready(cached.state);
     };
-    let upgrade = forward::is_upgrade(request.headers());
+    let upgrade = fields.upgrade();
     if upgrade && !same_origin(request.headers(), &app.urls.session_origin(session_id)) {
         return error(StatusCode::FORBIDDEN, "forbidden", "cross-origin WebSocket refused");
     }
@@ -447,6 +456,8 @@ async fn proxy(app: &AppState, connection: &ClientConnection, mut request: Reque
         return error(StatusCode::BAD_REQUEST, "bad_request", "invalid path");
     };
     let credentials = forward::StreamerCredentials { cookies, authorization: viewer.credential(tail) };
+    let client = connection.address_header(client_ip);
+    let replacements = forward::replacements(request.headers(), &fields, credentials, &client);
     let (tunnel, audit) = match tunnel_slot(app, &mut request, upgrade, grant, role) {
         Ok(Some(registration)) => {
             let (registration, audit) =
@@ -456,12 +467,10 @@ async fn proxy(app: &AppState, connection: &ClientConnection, mut request: Reque
         Ok(None) => (None, None),
         Err(response) => return *response,
     };
-    let client = connection.address_header(client_ip);
     cached.traffic.touch_at(now);
     let destination = forward::Destination { endpoint: &endpoint, target: &target };
     let mut response =
-        forward::forward(&connection.upstreams, destination, request, credentials, &client, cached.traffic, tunnel)
-            .await;
+        forward::forward(&connection.upstreams, destination, request, replacements, cached.traffic, tunnel).await;
     if let Some(audit) = audit.filter(|_| response.status() == StatusCode::SWITCHING_PROTOCOLS) {
         audit.opened();
     }
@@ -672,7 +681,8 @@ mod tests {
     const DOMAIN: &str = "localhost:8001";
 
     fn session_named(request: &Request<Body>, domain: &str, last: &Memo<Addressed>) -> Option<Uuid> {
-        addressed_session(request, domain, last).map(|addressed| addressed.id)
+        let fields = RequestFields::read(request.headers());
+        addressed_session(request.uri(), fields.host.as_ref(), domain, last).map(|addressed| addressed.id)
     }
 
     fn request(host: &str) -> Request<Body> {
@@ -724,16 +734,16 @@ mod tests {
         assert_eq!(tail("/api/v1/http/../sessions/", &Addressed::new(id)), None);
     }
 
-    fn fetch(site: &str, mode: &str) -> HeaderMap {
+    fn fetch(site: &str, mode: &str) -> RequestFields {
         let mut headers = HeaderMap::new();
         headers.insert("sec-fetch-site", HeaderValue::from_str(site).unwrap());
         headers.insert("sec-fetch-mode", HeaderValue::from_str(mode).unwrap());
-        headers
+        RequestFields::read(&headers)
     }
 
     #[test]
     fn other_sites_may_navigate_to_a_session_but_not_fetch_from_it() {
-        assert!(!refused_cross_site(&Method::GET, &HeaderMap::new()), "no metadata: not a browser page");
+        assert!(!refused_cross_site(&Method::GET, &RequestFields::default()), "no metadata: not a browser page");
         assert!(!refused_cross_site(&Method::GET, &fetch("cross-site", "navigate")), "the UI frames the session");
         assert!(!refused_cross_site(&Method::POST, &fetch("same-origin", "cors")));
         assert!(!refused_cross_site(&Method::GET, &fetch("none", "navigate")), "typed into the address bar");
@@ -781,7 +791,8 @@ mod tests {
         session_id: Uuid,
         now: i64,
     ) -> Option<Grant> {
-        connection.admit(headers, spec, key, session_id, now).map(|admitted| admitted.grant)
+        let fields = RequestFields::read(headers);
+        connection.admit(headers, fields.only_cookie(), spec, key, session_id, now).map(|admitted| admitted.grant)
     }
 
     #[test]
@@ -820,8 +831,10 @@ mod tests {
         let connection = ClientConnection::new(Ipv4Addr::LOCALHOST.into());
         let expected =
             Admitted { grant, cookies: forward::StreamerCookies::Replaced(HeaderValue::from_static("theirs=1")) };
+        let only = RequestFields::read(&headers).only_cookie().cloned();
         for _ in 0..2 {
-            assert_eq!(connection.admit(&headers, &spec, b"key", grant.session_id, 999), Some(expected.clone()));
+            let admitted = connection.admit(&headers, only.as_ref(), &spec, b"key", grant.session_id, 999);
+            assert_eq!(admitted, Some(expected.clone()));
         }
     }
 
