@@ -161,14 +161,20 @@ def wait_for(what, timeout, check, interval=0.1):
         time.sleep(interval)
 
 
-def cpu_seconds(pids):
-    """utime + stime of processes (all their threads), in seconds."""
-    total = 0
+def cpu_split(pids):
+    """(utime, stime) of processes (all their threads), in seconds: user space and the kernel on their behalf."""
+    user = system = 0
     for pid in pids:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / CLK_TCK
+        user += int(fields[11])
+        system += int(fields[12])
+    return user / CLK_TCK, system / CLK_TCK
+
+
+def cpu_seconds(pids):
+    """utime + stime of processes (all their threads), in seconds."""
+    return sum(cpu_split(pids))
 
 
 def rss_kib(pids):
@@ -487,17 +493,20 @@ class Bench:
             for name in P2_TARGETS:
                 base, pids, _ = targets[name]
                 profiling = self.profile(up, rnd) if name == "streamspace" else None
-                cpu0 = cpu_seconds(pids)
+                user0, system0 = cpu_split(pids)
                 result = self.run_wrk(up, f"{base}/api/health", SECONDS)
-                cpu = cpu_seconds(pids) - cpu0
+                user1, system1 = cpu_split(pids)
+                cpu = user1 - user0 + system1 - system0
                 if profiling:
                     profiling.send_signal(signal.SIGINT)
                     profiling.wait(timeout=60)
                 result["cpu_us_per_req"] = cpu / result["requests"] * 1e6 if pids and result["requests"] else None
+                result["user_us_per_req"] = (user1 - user0) / result["requests"] * 1e6 if result["cpu_us_per_req"] else None
                 result["busy"] = cpu / SECONDS if pids else None
                 results[name] = result
                 log(f"P2 {up.kind} round {rnd + 1} {name}: {result['rps']:.0f} req/s, p50 {result['p50_us']:.0f} us, "
-                    f"p99 {result['p99_us']:.0f} us" + (f", {result['cpu_us_per_req']:.1f} us CPU/request" if pids
+                    f"p99 {result['p99_us']:.0f} us" + (f", {result['cpu_us_per_req']:.1f} us CPU/request "
+                                                        f"({result['user_us_per_req']:.1f} in user space)" if pids
                                                         else "") + (f", {result['errors']} errors" if result["errors"]
                                                                     else ""))
             rounds.append(results)
@@ -946,13 +955,15 @@ def report(bench, started, load_before, commit):
             if not rounds:
                 continue
             lines += [f"Upstream: **{kind}**", "",
-                      "| target | requests/s | p50 µs | p99 µs | proxy CPU µs/request | proxy core busy | errors |",
-                      "|---|---:|---:|---:|---:|---:|---:|"]
+                      "| target | requests/s | p50 µs | p99 µs | proxy CPU µs/request | of which user space | "
+                      "proxy core busy | errors |",
+                      "|---|---:|---:|---:|---:|---:|---:|---:|"]
             for name in P2_TARGETS:
                 lines.append(
                     f"| {labels[name]} | {median(per_round(rounds, name, 'rps')):.0f} | "
                     f"{median(per_round(rounds, name, 'p50_us')):.0f} | {median(per_round(rounds, name, 'p99_us')):.0f}"
                     f" | {fmt(median(per_round(rounds, name, 'cpu_us_per_req')), '.1f')} | "
+                    f"{fmt(median(per_round(rounds, name, 'user_us_per_req')), '.1f')} | "
                     f"{pct(median(per_round(rounds, name, 'busy')))} | {sum(per_round(rounds, name, 'errors'))} |")
             lines.append("")
             # A proxy that answers errors (a 429, a 502) is fast at the wrong thing: no verdict is met with any.
@@ -967,6 +978,8 @@ def report(bench, started, load_before, commit):
             check("P2 CPU per request, StreamSpace / nginx", "<= 1", kind,
                   *ratio_ok(round_ratio(rounds, "cpu_us_per_req"), lambda x: answered and x <= 1),
                   spread(rounds, "cpu_us_per_req"))
+            check("P2 user-space CPU per request, StreamSpace / nginx", "(info)", kind,
+                  round_ratio(rounds, "user_us_per_req"), None, spread(rounds, "user_us_per_req"))
             check("P2 CPU per request, bare hyper / nginx", "(info)", kind,
                   round_ratio(rounds, "cpu_us_per_req", num="hyper"), None)
             check("P2 CPU per request, StreamSpace / bare hyper", "(info)", kind,
