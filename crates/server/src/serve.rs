@@ -2,6 +2,7 @@
 //! headers and a cap on open connections, so that slow or numerous clients cannot exhaust the
 //! control plane's memory or file descriptors.
 
+mod head_deadline;
 mod together;
 
 use std::future::Future;
@@ -18,7 +19,7 @@ use axum::body::Body;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -62,7 +63,8 @@ pub async fn serve<S>(
 {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    // Each connection brings its own timer for it (see `Connection::serve`).
+    builder.http1().header_read_timeout(limits.header_read_timeout);
     // HTTP/2 (over TLS) announces no extended CONNECT (RFC 8441), so browsers open WebSockets on an
     // HTTP/1.1 connection, the upgrade both the session proxy and the hub speak.
     // Each connection holds a receiver until it ends; the sender then learns when the last has.
@@ -91,7 +93,13 @@ pub async fn serve<S>(
         let _ = tcp.set_nodelay(true);
         let io = Counted { tcp, permit: Some(permit), permits: permits.clone(), limits, name };
         let service = open(peer);
-        let connection = Connection { builder: builder.clone(), shutdown: watching.clone(), name, peer };
+        let connection = Connection {
+            builder: builder.clone(),
+            header_read_timeout: limits.header_read_timeout,
+            shutdown: watching.clone(),
+            name,
+            peer,
+        };
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {
@@ -111,6 +119,7 @@ const TLS_HANDSHAKE: u8 = 0x16;
 /// One accepted connection, served in a task of its own.
 struct Connection {
     builder: Builder<TokioExecutor>,
+    header_read_timeout: Duration,
     /// Changes when the listener shuts down: the connection then finishes its request in flight.
     shutdown: tokio::sync::watch::Receiver<()>,
     name: &'static str,
@@ -125,7 +134,9 @@ impl Connection {
         S: hyper::service::Service<Request<Incoming>, Response = Response<Body>, Error = Infallible> + Send + 'static,
         S::Future: Send + 'static,
     {
-        let connection = self.builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
+        let mut builder = self.builder;
+        builder.http1().timer(head_deadline::HeadDeadline::new(self.header_read_timeout));
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service).into_owned();
         // Held until the connection ends, so that shutting down waits for it.
         let open = self.shutdown.clone();
         let mut shutdown = self.shutdown;
