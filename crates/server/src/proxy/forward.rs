@@ -52,14 +52,14 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 
 /// Removes hop-by-hop headers and those the `Connection` header names. An `upgrade` (see
 /// [`is_upgrade`]) keeps its `Upgrade` and `Connection: upgrade`, which the next hop needs to switch
-/// protocols.
-fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+/// protocols. Whether there were any to look at (the fields may have changed).
+fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) -> bool {
     // Most messages carry none of them: one pass over the names spares a lookup per name. An
     // upgrade always has `Connection`.
     let scoped =
         |name: &HeaderName| HOP_BY_HOP.contains(name) || name == header::UPGRADE || name == header::TRANSFER_ENCODING;
     if !headers.keys().any(scoped) {
-        return;
+        return false;
     }
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
@@ -83,6 +83,7 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     } else {
         headers.remove(header::UPGRADE);
     }
+    true
 }
 
 /// What the streamer gets of a request's `Cookie` headers: none of ours, whatever else the page set.
@@ -143,17 +144,26 @@ fn is_platform_cookie(pair: &str) -> bool {
     name.starts_with("ss_")
 }
 
-/// What the streamer gets in place of the request's own fields: `credentials` rather than the
-/// platform's (`Authorization` always; our cookies as `credentials.cookies` says), the client's address
-/// (`client`, already a header value) after any `X-Forwarded-For` the request carried, and in
-/// `X-Forwarded-Host` the host it asked for. Written as the head goes out, so the request's own map
-/// is neither searched nor grown for them.
-pub fn replacements(
-    headers: &HeaderMap,
-    fields: &RequestFields,
-    credentials: StreamerCredentials,
-    client: &HeaderValue,
-) -> Replacements {
+/// Who a request is forwarded for: the fields the proxy read of it, the credentials the streamer gets
+/// in place of the client's, and the client's address (already a header value).
+pub struct Forwarding<'a> {
+    pub fields: &'a RequestFields,
+    pub credentials: StreamerCredentials,
+    pub client: &'a HeaderValue,
+}
+
+/// What the streamer gets in place of the request's own fields (`headers`, its hop-by-hop ones
+/// removed): `credentials` rather than the platform's (`Authorization` always; our cookies as
+/// `credentials.cookies` says), the client's address after any `X-Forwarded-For` the request carried,
+/// and in `X-Forwarded-Host` the host it asked for. Written as the head goes out, so the request's own
+/// map is neither searched nor grown for them. The fields were read before the hop-by-hop ones went:
+/// where any did (`stripped`), the `Connection` header may have named these too, so the map is asked.
+fn replacements(headers: &HeaderMap, forwarding: Forwarding<'_>, stripped: bool) -> Replacements {
+    let Forwarding { fields, credentials, client } = forwarding;
+    let (host, earlier_hops) = match stripped {
+        false => (fields.host.clone(), fields.forwarded_for),
+        true => (headers.get(header::HOST).cloned(), headers.contains_key(X_FORWARDED_FOR)),
+    };
     let mut replacements = Replacements::with_capacity(4);
     replacements.set(header::AUTHORIZATION, credentials.authorization);
     match credentials.cookies {
@@ -161,9 +171,9 @@ pub fn replacements(
         StreamerCookies::Removed => replacements.set(header::COOKIE, None),
         StreamerCookies::Replaced(value) => replacements.set(header::COOKIE, Some(value)),
     }
-    let forwarded_for = if fields.forwarded_for { forwarded_for(headers, client) } else { client.clone() };
+    let forwarded_for = if earlier_hops { forwarded_for(headers, client) } else { client.clone() };
     replacements.set(X_FORWARDED_FOR, Some(forwarded_for));
-    replacements.set(X_FORWARDED_HOST, fields.host.clone());
+    replacements.set(X_FORWARDED_HOST, host);
     replacements
 }
 
@@ -265,19 +275,20 @@ pub struct Destination<'a> {
 }
 
 /// Sends `request` to its `destination` and returns the streamer's response, or an error response. Upgrades are tunnelled in the background
-/// once both sides switch. The streamer gets `replacements` (see [`replacements`]) in place of the
-/// request's own credentials and forwarding fields. An upgrade comes with its `tunnel`.
+/// once both sides switch. The streamer gets what [`replacements`] makes of `forwarding` in place of
+/// the request's own credentials and forwarding fields. An upgrade comes with its `tunnel`.
 pub async fn forward(
     upstreams: &Upstreams,
     Destination { endpoint, target }: Destination<'_>,
     mut request: Request<Body>,
-    replacements: Replacements,
+    forwarding: Forwarding<'_>,
     traffic: Arc<Traffic>,
     tunnel: Option<Tunnel>,
 ) -> Response<Body> {
     let upgrade = tunnel.is_some();
     let incoming_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
-    strip_hop_by_hop(request.headers_mut(), upgrade);
+    let stripped = strip_hop_by_hop(request.headers_mut(), upgrade);
+    let replacements = replacements(request.headers(), forwarding, stripped);
 
     let request = request.map(|body| counted(body, &traffic, Direction::In));
     let Answer { mut response, switched } =
@@ -507,19 +518,23 @@ mod tests {
         assert_eq!(map["sec-websocket-key"], "k");
     }
 
-    /// The fields of the head the streamer gets for a request with `map` from `client`, with `authorization`.
+    /// The fields of the head the streamer gets for a request with `map` from `client`, with
+    /// `authorization`, made as [`forward`] makes it.
     fn streamer_fields(map: &HeaderMap, authorization: Option<&'static str>, client: &'static str) -> Vec<String> {
         let credentials = StreamerCredentials {
             cookies: streamer_cookies(map),
             authorization: authorization.map(HeaderValue::from_static),
         };
         let fields = RequestFields::read(map);
-        let replacements = replacements(map, &fields, credentials, &HeaderValue::from_static(client));
+        let client = HeaderValue::from_static(client);
+        let mut map = map.clone();
+        let stripped = strip_hop_by_hop(&mut map, false);
+        let replacements = replacements(&map, Forwarding { fields: &fields, credentials, client: &client }, stripped);
         let mut out = Vec::new();
         let head = RequestHead {
             method: &axum::http::Method::GET,
             target: "/",
-            fields: map,
+            fields: &map,
             replacements: &replacements,
             body: RequestBody::None,
         };
@@ -564,6 +579,13 @@ mod tests {
         );
         let no_host = headers(&[("x-forwarded-host", "forged.example")]);
         assert_eq!(streamer_fields(&no_host, None, "10.0.0.1"), ["x-forwarded-for: 10.0.0.1"]);
+        let hop_by_hop =
+            headers(&[("host", "s.example"), ("connection", "x-forwarded-for"), ("x-forwarded-for", "192.0.2.1")]);
+        assert_eq!(
+            streamer_fields(&hop_by_hop, None, "10.0.0.1"),
+            ["host: s.example", "x-forwarded-for: 10.0.0.1", "x-forwarded-host: s.example"],
+            "hops named in `Connection` end at this one"
+        );
     }
 
     #[tokio::test]

@@ -456,8 +456,6 @@ async fn proxy(app: &AppState, connection: &ClientConnection, mut request: Reque
         return error(StatusCode::BAD_REQUEST, "bad_request", "invalid path");
     };
     let credentials = forward::StreamerCredentials { cookies, authorization: viewer.credential(tail) };
-    let client = connection.address_header(client_ip);
-    let replacements = forward::replacements(request.headers(), &fields, credentials, &client);
     let (tunnel, audit) = match tunnel_slot(app, &mut request, upgrade, grant, role) {
         Ok(Some(registration)) => {
             let (registration, audit) =
@@ -467,10 +465,12 @@ async fn proxy(app: &AppState, connection: &ClientConnection, mut request: Reque
         Ok(None) => (None, None),
         Err(response) => return *response,
     };
+    let client = connection.address_header(client_ip);
+    let forwarding = forward::Forwarding { fields: &fields, credentials, client: &client };
     cached.traffic.touch_at(now);
     let destination = forward::Destination { endpoint: &endpoint, target: &target };
     let mut response =
-        forward::forward(&connection.upstreams, destination, request, replacements, cached.traffic, tunnel).await;
+        forward::forward(&connection.upstreams, destination, request, forwarding, cached.traffic, tunnel).await;
     if let Some(audit) = audit.filter(|_| response.status() == StatusCode::SWITCHING_PROTOCOLS) {
         audit.opened();
     }
