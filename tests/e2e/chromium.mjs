@@ -47,14 +47,17 @@ export async function launchOptions(chromium, executablePath) {
  * (`net::ERR_NETWORK_CHANGED`), and they change here whenever Docker adds or removes a
  * container's interface. Such a load says nothing about the platform, so it is retried rather
  * than failed: the returned function, called from a wait loop, reloads the frame `frameOf()`
- * once for each change seen since the last call, at most `limit` times.
+ * once for each change seen since the last call, at most `limit` times. `load` loads it again;
+ * by default at the URL it has (a page whose URL carries a single-use ticket needs a fresh one).
  *
+ * @typedef {{ url: () => string, goto: (url: string, options: { waitUntil: 'load' }) => Promise<unknown> }} Frame
  * @param {{ on: (event: 'requestfailed', listener: (request: { failure: () => { errorText: string } | null }) => void) => unknown }} page
- * @param {() => ({ url: () => string, goto: (url: string, options: { waitUntil: 'load' }) => Promise<unknown> }) | null | undefined} frameOf
+ * @param {() => Frame | null | undefined} frameOf
  * @param {number} [limit]
+ * @param {(frame: Frame) => Promise<unknown>} [load]
  * @returns {() => Promise<void>}
  */
-export function reloadOnNetworkChange(page, frameOf, limit = 2) {
+export function reloadOnNetworkChange(page, frameOf, limit = 2, load = (frame) => frame.goto(frame.url(), { waitUntil: 'load' })) {
   let changes = 0;
   let reloads = 0;
   page.on('requestfailed', (request) => {
@@ -65,6 +68,6 @@ export function reloadOnNetworkChange(page, frameOf, limit = 2) {
     if (!frame || reloads >= Math.min(changes, limit)) return;
     reloads++;
     console.log(`# the host's network changed during a load; reloading ${frame.url()}`);
-    await frame.goto(frame.url(), { waitUntil: 'load' });
+    await load(frame);
   };
 }

@@ -481,9 +481,14 @@ test('chromium over HTTPS: the session streams on its own https origin, framed b
     page.on('console', (m) => seen.push(`${m.type()}: ${m.text()}`));
     page.on('framenavigated', (f) => seen.push(`navigated: ${f.url()}`));
     page.on('response', (r) => r.status() >= 400 && seen.push(`HTTP ${r.status()} ${r.url()}`));
+    page.on('requestfailed', (r) => seen.push(`failed (${r.failure()?.errorText}) ${r.url()}`));
     const sessionFrame = () => page.frames().find((f) => f.url() === sessionPage);
-    const recover = reloadOnNetworkChange(page, sessionFrame);
-    await page.goto(`${secureViewer.origins[0]}/sessions/${id}?src=${encodeURIComponent(url)}`, { waitUntil: 'load' });
+    // The session's iframe opens it with a single-use ticket: a load the network change cut short
+    // (the frame then shows Chromium's error page) opens the viewer again with a fresh one.
+    const open = async (connect) =>
+      page.goto(`${secureViewer.origins[0]}/sessions/${id}?src=${encodeURIComponent(connect)}`, { waitUntil: 'load' });
+    const recover = reloadOnNetworkChange(page, () => page.mainFrame(), 2, async () => open(await secure.connectUrl(id)));
+    await open(url);
     const frame = await eventually('frames decoded in the https iframe', FIRST_FRAME_TIMEOUT, async () => {
       await recover();
       const child = sessionFrame();
