@@ -18,7 +18,6 @@ use hyper::rt::{Sleep, Timer};
 
 /// One connection's timer for hyper. It serves one deadline at a time, as hyper's HTTP/1 server
 /// needs (the head it waits for).
-#[derive(Clone)]
 pub(super) struct HeadDeadline {
     shared: Arc<Mutex<Shared>>,
 }
@@ -96,15 +95,19 @@ mod tests {
         sleep.as_mut().poll(&mut Context::from_waker(Waker::noop()))
     }
 
+    /// That `sleep` is still waiting `after` less a millisecond from now, and done at `after`.
+    async fn ends_after(sleep: &mut Pin<Box<dyn Sleep>>, after: Duration) {
+        assert!(poll(sleep).is_pending());
+        tokio::time::advance(after - Duration::from_millis(1)).await;
+        assert!(poll(sleep).is_pending(), "not before its deadline");
+        tokio::time::advance(Duration::from_millis(1)).await;
+        assert!(poll(sleep).is_ready(), "at its deadline");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_head_not_in_by_its_deadline_times_out_then() {
         let timer = HeadDeadline::new(Duration::from_secs(10));
-        let mut waiting = timer.sleep(Duration::from_secs(3));
-        assert!(poll(&mut waiting).is_pending());
-        tokio::time::advance(Duration::from_millis(2_999)).await;
-        assert!(poll(&mut waiting).is_pending());
-        tokio::time::advance(Duration::from_millis(1)).await;
-        assert!(poll(&mut waiting).is_ready());
+        ends_after(&mut timer.sleep(Duration::from_secs(3)), Duration::from_secs(3)).await;
     }
 
     #[tokio::test(start_paused = true)]
@@ -143,11 +146,6 @@ mod tests {
         drop(first);
         // A long answer: the first deadline passes with no head awaited.
         tokio::time::advance(Duration::from_secs(60)).await;
-        let mut next = timer.sleep(Duration::from_secs(3));
-        assert!(poll(&mut next).is_pending());
-        tokio::time::advance(Duration::from_millis(2_999)).await;
-        assert!(poll(&mut next).is_pending());
-        tokio::time::advance(Duration::from_millis(1)).await;
-        assert!(poll(&mut next).is_ready());
+        ends_after(&mut timer.sleep(Duration::from_secs(3)), Duration::from_secs(3)).await;
     }
 }
