@@ -165,6 +165,10 @@ pub fn read_response_head(
     method: &Method,
     upgrade: bool,
 ) -> Result<Parsed, WireError> {
+    // Nothing read yet: the look right after the request is written would find nothing.
+    if buf.is_empty() {
+        return Ok(Parsed::Partial);
+    }
     if *scanned > 0 && !ends_a_head(&buf[scanned.saturating_sub(2)..]) {
         *scanned = buf.len();
         return if buf.len() >= MAX_HEAD { Err(WireError::HeadTooLarge) } else { Ok(Parsed::Partial) };
