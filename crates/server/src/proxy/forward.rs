@@ -274,23 +274,24 @@ pub struct Destination<'a> {
     pub target: &'a str,
 }
 
-/// Sends `request` to its `destination` and returns the streamer's response, or an error response. Upgrades are tunnelled in the background
-/// once both sides switch. The streamer gets what [`replacements`] makes of `forwarding` in place of
-/// the request's own credentials and forwarding fields. An upgrade comes with its `tunnel`.
+/// Sends `request` (its body taken) to its `destination` and returns the streamer's response, or an
+/// error response. Upgrades are tunnelled in the background once both sides switch. The streamer gets
+/// what [`replacements`] makes of `forwarding` in place of the request's own credentials and forwarding
+/// fields. An upgrade comes with its `tunnel`.
 pub async fn forward(
     upstreams: &Upstreams,
     Destination { endpoint, target }: Destination<'_>,
-    mut request: Request<Body>,
+    request: &mut Request<Body>,
     forwarding: Forwarding<'_>,
     traffic: Arc<Traffic>,
     tunnel: Option<Tunnel>,
 ) -> Response<Body> {
     let upgrade = tunnel.is_some();
-    let incoming_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+    let incoming_upgrade = upgrade.then(|| hyper::upgrade::on(&mut *request));
     let stripped = strip_hop_by_hop(request.headers_mut(), upgrade);
     let replacements = replacements(request.headers(), forwarding, stripped);
 
-    let request = request.map(|body| counted(body, &traffic, Direction::In));
+    *request.body_mut() = counted(std::mem::take(request.body_mut()), &traffic, Direction::In);
     let Answer { mut response, switched } =
         match upstreams.send(endpoint, target, request, &replacements, upgrade).await {
             Ok(answer) => answer,

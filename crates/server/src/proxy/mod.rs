@@ -277,8 +277,8 @@ impl SessionProxy {
             let started = Instant::now();
             let method = request.method().clone();
             // Most requests have no body: an empty one is not boxed.
-            let request = request.map(|body| if body.is_end_stream() { Body::empty() } else { Body::new(body) });
-            let mut response = self::proxy(&proxy.app, &proxy.connection, request).await;
+            let mut request = request.map(|body| if body.is_end_stream() { Body::empty() } else { Body::new(body) });
+            let mut response = self::proxy(&proxy.app, &proxy.connection, &mut request).await;
             if let Some(hsts) = &proxy.app.origins.hsts {
                 response.headers_mut().insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
             }
@@ -385,8 +385,9 @@ fn error(status: StatusCode, code: &'static str, message: &str) -> Response<Body
 }
 
 // What runs rarely (a ticket, a cache miss, a refusal) is awaited boxed: the future of every
-// request is then only as large as the common path needs, and moved and zeroed that much less.
-async fn proxy(app: &AppState, connection: &ClientConnection, mut request: Request<Body>) -> Response<Body> {
+// request is then only as large as the common path needs, and moved and zeroed that much less. For
+// the same reason the request is borrowed on its way to the streamer, not moved from future to future.
+async fn proxy(app: &AppState, connection: &ClientConnection, request: &mut Request<Body>) -> Response<Body> {
     let client_ip = crate::auth::client_ip::of_request(connection.peer, request.headers(), &app.config.trusted_proxies);
     if let Err(limited) = app.session_limits.check_address(client_ip) {
         return limited.into_response();
@@ -456,10 +457,10 @@ async fn proxy(app: &AppState, connection: &ClientConnection, mut request: Reque
         return error(StatusCode::BAD_REQUEST, "bad_request", "invalid path");
     };
     let credentials = forward::StreamerCredentials { cookies, authorization: viewer.credential(tail) };
-    let (tunnel, audit) = match tunnel_slot(app, &mut request, upgrade, grant, role) {
+    let (tunnel, audit) = match tunnel_slot(app, request, upgrade, grant, role) {
         Ok(Some(registration)) => {
             let (registration, audit) =
-                tunnel_audit::TunnelAudit::new(app, grant, client_ip, &request).watch(registration);
+                tunnel_audit::TunnelAudit::new(app, grant, client_ip, request).watch(registration);
             (Some(forward::Tunnel { registration, view_only: !role.has_input() }), Some(audit))
         }
         Ok(None) => (None, None),

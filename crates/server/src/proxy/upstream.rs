@@ -14,7 +14,7 @@ use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use bytes::{Buf, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::{Frame, SizeHint};
@@ -99,27 +99,30 @@ impl Upstreams {
     /// its own, to the streamer at `endpoint` (`http://host:port`), on an
     /// idle connection when there is one. An idempotent request with no body that a kept-alive
     /// connection failed before any answer came (the streamer closed the connection meanwhile) is sent
-    /// once more on a new connection. `upgrade` says the request asks to switch protocols.
+    /// once more on a new connection. `upgrade` says the request asks to switch protocols. The request
+    /// is borrowed, its body taken: a request moved from future to future is copied each time.
     pub async fn send(
         &self,
         endpoint: &Arc<str>,
         target: &str,
-        request: Request<Body>,
+        request: &mut Request<Body>,
         replacements: &Replacements,
         upgrade: bool,
     ) -> Result<Answer, UpstreamError> {
-        let (mut parts, body) = request.into_parts();
-        if !parts.headers.contains_key(header::HOST)
+        let headers = request.headers_mut();
+        if !headers.contains_key(header::HOST)
             && let Ok(host) = HeaderValue::from_str(authority(endpoint)?)
         {
-            parts.headers.insert(header::HOST, host);
+            headers.insert(header::HOST, host);
         }
         // The head states the body's framing itself.
-        parts.headers.remove(header::CONTENT_LENGTH);
+        headers.remove(header::CONTENT_LENGTH);
+        let body = std::mem::take(request.body_mut());
         let ended = body.is_end_stream();
-        let framing = RequestBody::of(&parts.method, if ended { Some(0) } else { body.size_hint().exact() });
+        let framing = RequestBody::of(request.method(), if ended { Some(0) } else { body.size_hint().exact() });
         let mut body = (!ended).then_some(body);
-        let request = Outgoing { parts: &parts, target, replacements, framing, upgrade };
+        let request =
+            Outgoing { method: request.method(), fields: request.headers(), target, replacements, framing, upgrade };
         let (mut connection, mut reused) = match self.take_idle(endpoint, request.replayable()) {
             Some(idle) => (idle, true),
             // Boxed: connecting is rare, and its future would make every request's larger.
@@ -207,7 +210,8 @@ async fn connect(endpoint: &Arc<str>) -> Result<StreamerConnection, UpstreamErro
 
 /// What [`StreamerConnection::exchange`] sends.
 struct Outgoing<'a> {
-    parts: &'a axum::http::request::Parts,
+    method: &'a Method,
+    fields: &'a HeaderMap,
     target: &'a str,
     replacements: &'a Replacements,
     framing: RequestBody,
@@ -219,7 +223,7 @@ impl Outgoing<'_> {
     /// means what sending it once does (RFC 9110 9.2.2), as the streamer may have acted on it before the
     /// connection failed.
     fn replayable(&self) -> bool {
-        let idempotent = self.parts.method.is_idempotent();
+        let idempotent = self.method.is_idempotent();
         idempotent && matches!(self.framing, RequestBody::None | RequestBody::Length(0))
     }
 }
@@ -232,8 +236,8 @@ impl StreamerConnection {
 
     /// Writes the request, then reads until its answer's head is whole; the body is left in `read`.
     async fn exchange(&mut self, request: &Outgoing<'_>, body: Option<Body>) -> Result<ResponseHead, UpstreamError> {
-        let Outgoing { parts, target, replacements, framing, upgrade } = request;
-        let head = RequestHead { method: &parts.method, target, fields: &parts.headers, replacements, body: *framing };
+        let Outgoing { method, fields, target, replacements, framing, upgrade } = request;
+        let head = RequestHead { method, target, fields, replacements, body: *framing };
         self.head.clear();
         wire::write_request_head(&mut self.head, &head);
         self.tcp.write_all(&self.head).await?;
@@ -242,7 +246,7 @@ impl StreamerConnection {
         }
         let mut scanned = 0;
         loop {
-            match wire::read_response_head(&mut self.read, &mut scanned, &parts.method, *upgrade)? {
+            match wire::read_response_head(&mut self.read, &mut scanned, method, *upgrade)? {
                 Parsed::Complete(head) => return Ok(head),
                 Parsed::Interim => {}
                 Parsed::Partial => {
@@ -499,8 +503,8 @@ mod tests {
     }
 
     async fn send(upstreams: &Upstreams, endpoint: &Arc<str>) -> Result<String, std::io::Error> {
-        let request = Request::get("/x").body(Body::empty()).unwrap();
-        let answer = upstreams.send(endpoint, "/x", request, &Replacements::default(), false).await.unwrap();
+        let mut request = Request::get("/x").body(Body::empty()).unwrap();
+        let answer = upstreams.send(endpoint, "/x", &mut request, &Replacements::default(), false).await.unwrap();
         let body = answer.response.into_body().collect().await?.to_bytes();
         Ok(String::from_utf8(body.to_vec()).unwrap())
     }
@@ -524,9 +528,9 @@ mod tests {
         let (endpoint, accepted) = streamer(OK, false).await;
         let upstreams = Upstreams::default();
         for _ in 0..3 {
-            let request = Request::get("/x").body(Body::empty()).unwrap();
+            let mut request = Request::get("/x").body(Body::empty()).unwrap();
             let mut body = upstreams
-                .send(&endpoint, "/x", request, &Replacements::default(), false)
+                .send(&endpoint, "/x", &mut request, &Replacements::default(), false)
                 .await
                 .unwrap()
                 .response
@@ -598,8 +602,8 @@ mod tests {
         assert_eq!(get(&upstreams, &endpoint).await, "ok");
         go.notify_one();
         went.notified().await;
-        let request = Request::post("/upload").body(Body::from("hello")).unwrap();
-        let answer = upstreams.send(&endpoint, "/upload", request, &Replacements::default(), false).await.unwrap();
+        let mut request = Request::post("/upload").body(Body::from("hello")).unwrap();
+        let answer = upstreams.send(&endpoint, "/upload", &mut request, &Replacements::default(), false).await.unwrap();
         assert_eq!(answer.response.status(), axum::http::StatusCode::OK, "not the 408 sent while idle");
         assert_eq!(streamer.await.unwrap(), 2, "the request went on a new connection");
     }
@@ -644,8 +648,8 @@ mod tests {
         let (endpoint, requests) = answering_once_per_connection().await;
         let upstreams = Upstreams::default();
         assert_eq!(get(&upstreams, &endpoint).await, "ok");
-        let post = Request::post("/x").body(Body::empty()).unwrap();
-        let sent = upstreams.send(&endpoint, "/x", post, &Replacements::default(), false).await;
+        let mut post = Request::post("/x").body(Body::empty()).unwrap();
+        let sent = upstreams.send(&endpoint, "/x", &mut post, &Replacements::default(), false).await;
         assert!(matches!(sent, Err(UpstreamError::Closed)), "a POST the streamer may have acted on is not repeated");
         assert_eq!(requests.load(Ordering::SeqCst), 2);
     }
@@ -690,9 +694,9 @@ mod tests {
     async fn an_upgrade_hands_over_its_connection_with_what_came_after_the_head() {
         let switch = b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\nearly";
         let (endpoint, _) = streamer(switch, false).await;
-        let request = Request::get("/ws").body(Body::empty()).unwrap();
+        let mut request = Request::get("/ws").body(Body::empty()).unwrap();
         let answer =
-            Upstreams::default().send(&endpoint, "/ws", request, &Replacements::default(), true).await.unwrap();
+            Upstreams::default().send(&endpoint, "/ws", &mut request, &Replacements::default(), true).await.unwrap();
         assert_eq!(answer.response.status(), axum::http::StatusCode::SWITCHING_PROTOCOLS);
         let mut switched = answer.switched.expect("the connection is handed over");
         let mut early = [0u8; 5];
@@ -734,8 +738,8 @@ mod tests {
             (Body::empty(), "length 0"),
         ];
         for (body, framing) in bodies {
-            let request = Request::post("/upload").header(header::CONTENT_LENGTH, "999").body(body).unwrap();
-            let answer = upstreams.send(&endpoint, "/x", request, &Replacements::default(), false).await.unwrap();
+            let mut request = Request::post("/upload").header(header::CONTENT_LENGTH, "999").body(body).unwrap();
+            let answer = upstreams.send(&endpoint, "/x", &mut request, &Replacements::default(), false).await.unwrap();
             assert_eq!(answer.response.headers()["x-framing"], framing);
             let echoed = answer.response.into_body().collect().await.unwrap().to_bytes();
             let expected: &[u8] = if framing == "length 0" { b"" } else { b"hello" };
@@ -748,8 +752,9 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint: Arc<str> = format!("http://{}", listener.local_addr().unwrap()).into();
         drop(listener);
-        let request = Request::get("/x").body(Body::empty()).unwrap();
-        let Err(error) = Upstreams::default().send(&endpoint, "/x", request, &Replacements::default(), false).await
+        let mut request = Request::get("/x").body(Body::empty()).unwrap();
+        let Err(error) =
+            Upstreams::default().send(&endpoint, "/x", &mut request, &Replacements::default(), false).await
         else {
             panic!("sent")
         };
