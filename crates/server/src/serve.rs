@@ -66,7 +66,7 @@ pub async fn serve<S>(
     // Each connection brings its own timer for it (see `Connection::serve`). A request is answered even
     // if its client shuts its side down meanwhile (half-close): hyper would otherwise read the socket
     // while every request is in flight to notice that, setting aside a fresh read buffer each time
-    // (the last is still shared with the request's fields): 2% of a proxied request's instructions.
+    // (the last is still shared with the request's fields): 2.5% of a proxied request's instructions.
     // A client that left is noticed when its answer is written (an event stream's keep-alive writes
     // one at least every 15 s), and a handler is not cut off halfway through its work.
     builder.http1().header_read_timeout(limits.header_read_timeout).half_close(true);
