@@ -35,8 +35,11 @@ pub fn client() -> HttpClient {
 
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// Hop-by-hop headers (RFC 9110 7.6.1): they describe one connection, not the message.
-const HOP_BY_HOP: [HeaderName; 7] = [
+/// The fields that never pass a hop as they came: the hop-by-hop ones (RFC 9110 7.6.1), which describe
+/// one connection rather than the message, with `Upgrade` and `Transfer-Encoding`, which the next hop
+/// gets only as its own connection needs them.
+const CONNECTION_SCOPED: [HeaderName; 9] = [
+    // First: `strip_hop_by_hop` finds its presence in bit 0.
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -44,46 +47,63 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::PROXY_AUTHORIZATION,
     header::TE,
     header::TRAILER,
+    header::UPGRADE,
+    header::TRANSFER_ENCODING,
 ];
 
 pub fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE) && headers.get_all(header::CONNECTION).iter().any(names_upgrade)
 }
 
-/// Removes hop-by-hop headers and those the `Connection` header names. An `upgrade` (see
+/// Removes the connection-scoped fields and those the `Connection` header names. An `upgrade` (see
 /// [`is_upgrade`]) keeps its `Upgrade` and `Connection: upgrade`, which the next hop needs to switch
 /// protocols. Whether there were any to look at (the fields may have changed).
 fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) -> bool {
-    // Most messages carry none of them: one pass over the names spares a lookup per name. An
-    // upgrade always has `Connection`.
-    let scoped =
-        |name: &HeaderName| HOP_BY_HOP.contains(name) || name == header::UPGRADE || name == header::TRANSFER_ENCODING;
-    if !headers.keys().any(scoped) {
+    // One pass over the names finds those present: each removal is a lookup, and most messages carry
+    // none of them or only `Connection: keep-alive`.
+    let mut present = 0u16;
+    for name in headers.keys() {
+        if let Some(at) = CONNECTION_SCOPED.iter().position(|scoped| scoped == name) {
+            present |= 1 << at;
+        }
+    }
+    if present == 0 {
         return false;
     }
-    if headers.contains_key(header::CONNECTION) {
+    if present & 1 != 0 {
+        // What `Connection` names beyond the scoped fields, which go anyway.
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-            .filter(|name| !(upgrade && name == header::UPGRADE))
+            .map(str::trim)
+            .filter(|token| !CONNECTION_SCOPED.iter().any(|scoped| scoped.as_str().eq_ignore_ascii_case(token)))
+            .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
             .collect();
         for name in &named {
             headers.remove(name);
         }
     }
-    for name in &HOP_BY_HOP {
-        headers.remove(name);
+    for (at, name) in CONNECTION_SCOPED.iter().enumerate() {
+        if present & 1 << at != 0 && !(upgrade && name == header::UPGRADE) {
+            headers.remove(name);
+        }
     }
-    headers.remove(header::TRANSFER_ENCODING);
     if upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(header::UPGRADE);
     }
     true
+}
+
+/// The fields of a streamer's answer as the client gets them. Only a switch of protocols keeps its
+/// `Upgrade`: in any other answer it offers the streamer's connection something, not the client's.
+fn strip_answer(status: StatusCode, headers: &mut HeaderMap) {
+    let switched = status == StatusCode::SWITCHING_PROTOCOLS;
+    strip_hop_by_hop(headers, switched && is_upgrade(headers));
+    if switched {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
 }
 
 /// What the streamer gets of a request's `Cookie` headers: none of ours, whatever else the page set.
@@ -309,11 +329,7 @@ pub async fn forward(
     if let (Some(incoming), Some(tunnel), Some(outgoing)) = (incoming_upgrade, tunnel, switched) {
         tokio::spawn(relay(incoming, outgoing, traffic.clone(), tunnel));
     }
-    let upgraded = is_upgrade(response.headers());
-    strip_hop_by_hop(response.headers_mut(), upgraded);
-    if response.status() == StatusCode::SWITCHING_PROTOCOLS {
-        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    }
+    strip_answer(response.status(), response.headers_mut());
     response.map(|body| counted(body, &traffic, Direction::Out))
 }
 
@@ -509,6 +525,23 @@ mod tests {
     }
 
     #[test]
+    fn connection_names_in_any_case_go_whether_or_not_they_are_scoped_or_present() {
+        let mut map = headers(&[
+            ("connection", "Keep-Alive, X-Custom , TE, close"),
+            ("x-custom", "1"),
+            ("trailer", "x-sum"),
+            ("accept", "*/*"),
+        ]);
+        assert!(strip_hop_by_hop(&mut map, false));
+        let names: Vec<&str> = map.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["accept"]);
+
+        let mut plain = headers(&[("accept", "*/*"), ("content-length", "2")]);
+        assert!(!strip_hop_by_hop(&mut plain, false), "nothing to look at");
+        assert_eq!(plain.len(), 2);
+    }
+
+    #[test]
     fn upgrades_keep_what_the_next_hop_needs() {
         let mut map =
             headers(&[("connection", "Upgrade, keep-alive"), ("upgrade", "websocket"), ("sec-websocket-key", "k")]);
@@ -517,6 +550,26 @@ mod tests {
         assert_eq!(map["connection"], "upgrade");
         assert_eq!(map["upgrade"], "websocket");
         assert_eq!(map["sec-websocket-key"], "k");
+    }
+
+    #[test]
+    fn only_a_switch_of_protocols_passes_its_upgrade_to_the_client() {
+        let offer = [
+            ("upgrade", "h2c"),
+            ("connection", "Upgrade, keep-alive"),
+            ("keep-alive", "timeout=5"),
+            ("content-type", "text/plain"),
+        ];
+        let mut answer = headers(&offer);
+        strip_answer(StatusCode::OK, &mut answer);
+        let names: Vec<&str> = answer.keys().map(|k| k.as_str()).collect();
+        assert_eq!(names, ["content-type"]);
+
+        let mut switch = headers(&[("upgrade", "websocket"), ("connection", "Upgrade"), ("sec-websocket-accept", "a")]);
+        strip_answer(StatusCode::SWITCHING_PROTOCOLS, &mut switch);
+        assert_eq!(switch["upgrade"], "websocket");
+        assert_eq!(switch["connection"], "upgrade");
+        assert_eq!(switch["sec-websocket-accept"], "a");
     }
 
     /// The fields of the head the streamer gets for a request with `map` from `client`, with
