@@ -51,7 +51,7 @@ const CONNECTION_SCOPED: [HeaderName; 9] = [
     header::TRANSFER_ENCODING,
 ];
 
-pub fn is_upgrade(headers: &HeaderMap) -> bool {
+fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(header::UPGRADE) && headers.get_all(header::CONNECTION).iter().any(names_upgrade)
 }
 
