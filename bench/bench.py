@@ -54,7 +54,10 @@ PROFILE_DIR = os.environ.get("BENCH_PROFILE")
 # them too slow for the timed parts, so this part runs alone (`BENCH_ONLY=instructions`).
 INSTRUCTIONS = "instructions" in ONLY
 INSTRUCTION_REQUESTS = env_int("BENCH_INSTRUCTION_REQUESTS", 2000)
-INSTRUCTION_TARGETS = ["streamspace", "nginx", "hyper"]
+COUNTED_TARGETS = ["streamspace", "nginx", "hyper"]
+# P2's load with every proxy's system calls counted by name (perf's syscall tracepoints, which slow each call:
+# this part runs alone too, `BENCH_ONLY=syscalls`). The kernel's share of CPU per request follows the calls.
+SYSCALLS = "syscalls" in ONLY
 # How long a process may take to answer once started: minutes under callgrind.
 STARTUP_TIMEOUT = 300 if INSTRUCTIONS else 60
 # Outside the clone, as the Makefile has it.
@@ -412,7 +415,7 @@ class Bench:
         self.start_nginx(up)
         if not INSTRUCTIONS:  # a Node JIT under callgrind counts its compiler as much as its requests
             self.start_chp(up)
-        if "p2" in ONLY or INSTRUCTIONS:  # a P2 reference only: it passes no WebSocket
+        if "p2" in ONLY or INSTRUCTIONS or SYSCALLS:  # a P2 reference only: it passes no WebSocket
             self.start_bare_hyper(up)
         self.upstreams[kind] = up
         log(f"{kind} upstream: session {up.sid}, container {container} at {up.addr} (open-file limit "
@@ -512,20 +515,47 @@ class Bench:
             rounds.append(results)
         self.results.setdefault("p2", {})[up.kind] = rounds
 
+    def counted_targets(self, up):
+        """(name, P2's URL, pids) of each proxy whose work per request is counted rather than timed."""
+        targets = self.targets(up)
+        for name in COUNTED_TARGETS:
+            base, pids, _ = targets[name]
+            yield name, f"{base}/api/health", pids
+
     # P2 in instructions ----------------------------------------------------------------------------
     def instructions(self, up):
         """Instructions (user space) per P2 request of each proxy: callgrind's count between a zero and a dump."""
-        targets = self.targets(up)
         counts = {}
-        for name in INSTRUCTION_TARGETS:
-            base, pids, _ = targets[name]
-            url = f"{base}/api/health"
+        for name, url, pids in self.counted_targets(up):
             keep_alive_requests(url, up.cookie, 64)  # warm-up: connections, caches, allocators
             subprocess.run(["callgrind_control", "-z", str(pids[0])], check=True, capture_output=True)
             served = keep_alive_requests(url, up.cookie, INSTRUCTION_REQUESTS)
             counts[name] = callgrind_dump(pids[0], self.tmp) / served
             log(f"instructions {up.kind} {name}: {counts[name]:.0f} per request ({served} requests)")
         self.results.setdefault("instructions", {})[up.kind] = counts
+
+    # P2 in system calls -----------------------------------------------------------------------------
+    def syscalls(self, up):
+        """System calls per P2 request of each proxy under wrk's load, by name, and its context switches."""
+        counts = {}
+        for name, url, pids in self.counted_targets(up):
+            self.run_wrk(up, url, 2)  # warm-up: connections, caches, allocators
+            out = os.path.join(self.tmp, f"syscalls-{up.kind}-{name}.csv")
+            argv = ["perf", "stat", "-x", ",", "-o", out, "-e", "syscalls:sys_enter_*,context-switches",
+                    "-p", ",".join(map(str, pids))]
+            perf = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1.0)  # perf attaches its hundreds of tracepoints to every thread before the load starts
+            result = self.run_wrk(up, url, SECONDS)
+            perf.send_signal(signal.SIGINT)
+            perf.wait(timeout=60)
+            events = perf_counts(out)
+            calls = {event.removeprefix("syscalls:sys_enter_"): n / result["requests"] for event, n in events.items()
+                     if event.startswith("syscalls:sys_enter_")}
+            counts[name] = {"calls": calls, "switches": events.get("context-switches", 0) / result["requests"]}
+            log(f"syscalls {up.kind} {name}: {sum(calls.values()):.2f} per request ("
+                + ", ".join(f"{call} {n:.2f}" for call, n in sorted(calls.items(), key=lambda kv: -kv[1]) if n >= 0.01)
+                + f"), {counts[name]['switches']:.3f} context switches")
+        self.results.setdefault("syscalls", {})[up.kind] = counts
 
     def profile(self, up, rnd):
         """`perf record` with call graphs on the control plane until stopped, when BENCH_PROFILE names a directory."""
@@ -691,6 +721,17 @@ def read_response(s):
                    if line.split(b":", 1)[0].strip().lower() == b"content-length"), 0)
     while len(body) < length:
         body += s.recv(65536)
+
+
+def perf_counts(path):
+    """Event name -> count, from `perf stat -x,` (events that were not counted are left out)."""
+    counts = {}
+    with open(path) as f:
+        for line in f:
+            fields = line.strip().split(",")
+            if len(fields) > 2 and fields[0].isdigit():
+                counts[fields[2]] = int(fields[0])
+    return counts
 
 
 def callgrind_dump(pid, directory):
@@ -860,7 +901,7 @@ def binary_describe():
 
 def report(bench, started, load_before, commit):
     r = bench.results
-    kinds = [k for k in UPSTREAMS if any(k in r.get(part, {}) for part in ("p1", "p2", "instructions"))]
+    kinds = [k for k in UPSTREAMS if any(k in r.get(part, {}) for part in ("p1", "p2", "instructions", "syscalls"))]
     labels = {k: v[2] for k, v in bench.targets(next(iter(bench.upstreams.values()))).items()}
     lines = [
         f"# StreamSpace benchmark: P1, P2, P3 ({datetime.datetime.now().strftime('%Y-%m-%d %H:%M')})",
@@ -1044,15 +1085,34 @@ def report(bench, started, load_before, commit):
             "shared machine, the count repeats to within 1-4% on the echo upstream (2.5% on the fixture), so it "
             "shows what a change to the proxy's own work saves; time per instruction still differs between programs.",
             "",
-            "| upstream | " + " | ".join(labels[n] for n in INSTRUCTION_TARGETS) + " |",
-            "|---|" + "---:|" * len(INSTRUCTION_TARGETS),
+            "| upstream | " + " | ".join(labels[n] for n in COUNTED_TARGETS) + " |",
+            "|---|" + "---:|" * len(COUNTED_TARGETS),
         ]
         for kind, counts in r["instructions"].items():
-            lines.append(f"| {kind} | " + " | ".join(fmt(counts.get(n)) for n in INSTRUCTION_TARGETS) + " |")
+            lines.append(f"| {kind} | " + " | ".join(fmt(counts.get(n)) for n in COUNTED_TARGETS) + " |")
             for name in ("nginx", "hyper"):
                 check(f"P2 instructions per request, StreamSpace / {labels[name]}", "info", kind,
                       counts["streamspace"] / counts[name], None)
         lines.append("")
+    if "syscalls" in r:
+        lines += [
+            "## P2 in system calls",
+            "",
+            f"System calls per P2 request under wrk's load ({SECONDS} s, {CONNECTIONS} connections), counted by "
+            "perf's `syscalls:sys_enter_*` tracepoints on each proxy's threads; calls of at least 0.01 per request.",
+            "",
+        ]
+        for kind, by_proxy in r["syscalls"].items():
+            calls = sorted({c for counts in by_proxy.values() for c, n in counts["calls"].items() if n >= 0.01})
+            lines += [f"{UPSTREAM_LABELS.get(kind, kind)}:", "",
+                      "| system call | " + " | ".join(labels[n] for n in COUNTED_TARGETS) + " |",
+                      "|---|" + "---:|" * len(COUNTED_TARGETS)]
+            lines += [f"| `{c}` | " + " | ".join(fmt(by_proxy[n]["calls"].get(c, 0), ".2f") for n in COUNTED_TARGETS)
+                      + " |" for c in calls]
+            lines += ["| all | " + " | ".join(fmt(sum(by_proxy[n]["calls"].values()), ".2f") for n in COUNTED_TARGETS)
+                      + " |",
+                      "| context switches | " + " | ".join(fmt(by_proxy[n]["switches"], ".3f") for n in COUNTED_TARGETS)
+                      + " |", ""]
     lines += ["## Against the targets", "",
               "Ratios are StreamSpace's figure over the reference's, measured in the same round.", "",
               "| check | upstream | StreamSpace ratio or value | per-round range | target | verdict |",
@@ -1098,6 +1158,8 @@ def main():
             sys.exit(f"{tool} is missing: run bench/run.sh, which builds it")
     if INSTRUCTIONS and ONLY != {"instructions"}:
         sys.exit("BENCH_ONLY=instructions runs alone: under callgrind the proxies are too slow to time")
+    if SYSCALLS and ONLY != {"syscalls"}:
+        sys.exit("BENCH_ONLY=syscalls runs alone: the tracepoints slow every system call the proxies make")
     started = time.monotonic()
     load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())
     commit = git_describe()
@@ -1114,6 +1176,8 @@ def main():
                 bench.p2(up)
             if INSTRUCTIONS:
                 bench.instructions(up)
+            if SYSCALLS:
+                bench.syscalls(up)
             if "p3" in ONLY:  # P3 on a quiet control plane with capacity: the upstream is done
                 bench.stop_session(up.sid)
         if "p3" in ONLY:

@@ -14,13 +14,16 @@ if [[ $(nproc) -lt 2 ]]; then
   exit 1
 fi
 
-# Tools: nginx and wrk (and valgrind to count instructions) from apt, Docker through the project's script, CHP from npm (locked).
+# Tools: nginx and wrk (valgrind to count instructions, perf to count system calls) from apt, Docker through the project's script, CHP from npm (locked).
 missing=()
 command -v nginx >/dev/null || missing+=(nginx)
 command -v wrk >/dev/null || missing+=(wrk)
 command -v taskset >/dev/null || missing+=(util-linux)
 if [[ ,${BENCH_ONLY:-}, == *,instructions,* ]]; then
   command -v valgrind >/dev/null || missing+=(valgrind)
+fi
+if [[ ,${BENCH_ONLY:-}, == *,syscalls,* ]]; then
+  command -v perf >/dev/null || missing+=(linux-perf)
 fi
 if ((${#missing[@]})); then
   echo "bench: installing ${missing[*]}" >&2
