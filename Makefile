@@ -29,6 +29,9 @@ build: ui ## Build the streamspace binary (release), UI included
 	scripts/dev/build-deps.sh
 	$(CARGO) build --release -p streamspace-cli
 
+build-pgo: ui ## Build the streamspace binary as published: release, profile-guided by a training run (about 25 minutes, needs Docker; ADR 0042)
+	scripts/release/pgo-build.sh
+
 # The binary is the one cargo links for the CLI's own end-to-end tests, so one build serves every test: a plain
 # `cargo build -p streamspace-cli` resolves the dependencies' features without the tests' and compiled about
 # 70 crates a second time (4 minutes of a clean CI run).

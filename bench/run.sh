@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One command for targets P1, P2 and P3: bench/run.sh (see bench/README.md).
-# Installs what is missing, builds the streamspace binary (release) and the load client, then runs
+# Installs what is missing, builds the streamspace binary (as published) and the load client, then runs
 # bench.py, which prints a Markdown table and writes bench/results/latest.md. Not part of `make test`.
 set -euo pipefail
 
@@ -41,10 +41,11 @@ if [[ ! -x "$here/node_modules/.bin/configurable-http-proxy" ]]; then
   (cd "$here" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-# Binaries: the control plane as shipped (release) and the load client (its own Cargo project).
+# Binaries: the control plane as published (release, profile-guided: scripts/release/pgo-build.sh, which
+# runs this script once to train it) and the load client (its own Cargo project).
 if [[ -z ${STREAMSPACE_BIN:-} ]]; then
-  (cd "$repo" && cargo build --release -p streamspace-cli)
-  export STREAMSPACE_BIN=$CARGO_TARGET_DIR/release/streamspace
+  STREAMSPACE_BIN=$("$repo/scripts/release/pgo-build.sh")
+  export STREAMSPACE_BIN
 fi
 (cd "$here/wsload" && CARGO_TARGET_DIR=$CARGO_TARGET_DIR/bench cargo build --release --locked -q)
 export WSLOAD_BIN=$CARGO_TARGET_DIR/bench/release/wsload

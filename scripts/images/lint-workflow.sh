@@ -36,5 +36,5 @@ trap 'rm -rf "$steps_dir"' EXIT
 # One file per bash run: block, parsed with the ruamel.yaml that
 # check-jsonschema depends on.
 "$venv/bin/python" "$here/workflow_run_blocks.py" "$steps_dir" "${workflows[@]}"
-shellcheck "$steps_dir"/*.sh "$root"/scripts/images/*.sh
+shellcheck "$steps_dir"/*.sh "$root"/scripts/images/*.sh "$root"/scripts/release/*.sh
 echo "lint-workflow: ok"
