@@ -8,7 +8,15 @@ import { renderRoutes } from '@/testing/render';
 import { TemplatesPage } from './TemplatesPage';
 
 describe('TemplatesPage (admin)', () => {
-  it('validates the form before creating a template and sends typed values', async () => {
+  // One paste per field instead of one event per key: MUI dialogs re-render on every keystroke.
+  const fill = async (user: ReturnType<typeof userEvent.setup>, el: HTMLElement, value: string) => {
+    await user.clear(el);
+    await user.click(el);
+    await user.paste(value);
+  };
+
+  // The Add template dialog, opened by an admin; `calls` records what reached the API.
+  const openAddTemplate = async () => {
     const { calls } = mockFetch({
       'POST /api/v1/auth/refresh': () => json(authResponse(admin)),
       'GET /api/v1/templates': () => json({ items: [template()], next_cursor: null }),
@@ -18,30 +26,31 @@ describe('TemplatesPage (admin)', () => {
     });
     renderRoutes([{ path: '/', element: <TemplatesPage /> }]);
     const user = userEvent.setup({ delay: null });
-    // One paste per field instead of one event per key: MUI dialogs re-render on every keystroke.
-    const fill = async (el: HTMLElement, value: string) => {
-      await user.clear(el);
-      await user.click(el);
-      await user.paste(value);
-    };
     expect(await screen.findByRole('table', { name: 'Templates' })).toBeInTheDocument();
     expect(await screen.findByText('Firefox')).toBeInTheDocument();
-
     await user.click(screen.getByRole('button', { name: 'Add template' }));
     const dialog = await screen.findByRole('dialog', { name: 'Add template' });
-    await fill(within(dialog).getByLabelText(/^name/i), 'Bad_Name');
-    await fill(within(dialog).getByLabelText(/^memory/i), '0');
+    return { calls, user, dialog };
+  };
+
+  it('validates the form before creating a template', async () => {
+    const { calls, user, dialog } = await openAddTemplate();
+    await fill(user, within(dialog).getByLabelText(/^name/i), 'Bad_Name');
+    await fill(user, within(dialog).getByLabelText(/^memory/i), '0');
     await user.click(within(dialog).getByRole('button', { name: 'Create' }));
     expect(within(dialog).getByText(/Lowercase letters, digits and dashes/)).toBeInTheDocument();
     expect(within(dialog).getByText('Image is required')).toBeInTheDocument();
     expect(within(dialog).getByText('Memory (MiB) must be positive')).toBeInTheDocument();
     expect(calls.some((c) => c.method === 'POST' && c.path === '/api/v1/templates')).toBe(false);
+  });
 
-    await fill(within(dialog).getByLabelText(/^name/i), 'gimp');
-    await fill(within(dialog).getByLabelText(/display name/i), 'GIMP');
-    await fill(within(dialog).getByLabelText(/^image/i), 'ghcr.io/streamspace/gimp:2');
-    await fill(within(dialog).getByLabelText(/^memory/i), '4096');
-    await fill(within(dialog).getByLabelText(/tags/i), 'graphics, Editor');
+  it('creates a template with typed values', async () => {
+    const { calls, user, dialog } = await openAddTemplate();
+    await fill(user, within(dialog).getByLabelText(/^name/i), 'gimp');
+    await fill(user, within(dialog).getByLabelText(/display name/i), 'GIMP');
+    await fill(user, within(dialog).getByLabelText(/^image/i), 'ghcr.io/streamspace/gimp:2');
+    await fill(user, within(dialog).getByLabelText(/^memory/i), '4096');
+    await fill(user, within(dialog).getByLabelText(/tags/i), 'graphics, Editor');
     await user.click(within(dialog).getByRole('button', { name: 'Create' }));
     await screen.findByText('Template GIMP saved');
     const body = calls.find((c) => c.method === 'POST' && c.path === '/api/v1/templates')!.body;
