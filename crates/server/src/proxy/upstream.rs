@@ -36,6 +36,12 @@ const LOOK_AFTER_IDLE: Duration = Duration::from_secs(1);
 /// Room made in a connection's read buffer before each read: a media file or a script arrives in
 /// pieces this large.
 const READ_SIZE: usize = 32 * 1024;
+/// A body up to this long that has not all arrived with its head is waited for before the answer goes
+/// on, so that head and body reach the client in one write and one packet rather than two: streamers
+/// often write the two separately (asyncio's, for one), and the client can do nothing with the head of
+/// so small an answer before its body anyway. nginx's `postpone_output` holds small answers back the
+/// same way.
+const WHOLE_BODY: u64 = 16 * 1024;
 
 /// Why a request did not reach the streamer, or its answer could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -247,7 +253,12 @@ impl StreamerConnection {
         let mut scanned = 0;
         loop {
             match wire::read_response_head(&mut self.read, &mut scanned, method, *upgrade)? {
-                Parsed::Complete(head) => return Ok(head),
+                Parsed::Complete(head) => {
+                    if let Framing::Length(length @ ..=WHOLE_BODY) = head.framing {
+                        self.read_body_of(length).await;
+                    }
+                    return Ok(head);
+                }
                 Parsed::Interim => {}
                 Parsed::Partial => {
                     if std::future::poll_fn(|cx| poll_read_more(&mut self.tcp, &mut self.read, cx)).await? == 0 {
@@ -255,6 +266,16 @@ impl StreamerConnection {
                     }
                 }
             }
+        }
+    }
+
+    /// Reads until `read` holds a body of `length`. An error or the end of the stream before that is left
+    /// for the body to find and report, as it would have without the wait.
+    async fn read_body_of(&mut self, length: u64) {
+        while (self.read.len() as u64) < length {
+            let Ok(1..) = std::future::poll_fn(|cx| poll_read_more(&mut self.tcp, &mut self.read, cx)).await else {
+                break;
+            };
         }
     }
 }
@@ -502,9 +523,13 @@ mod tests {
         (endpoint, accepted)
     }
 
-    async fn send(upstreams: &Upstreams, endpoint: &Arc<str>) -> Result<String, std::io::Error> {
+    async fn answer(upstreams: &Upstreams, endpoint: &Arc<str>) -> Answer {
         let mut request = Request::get("/x").body(Body::empty()).unwrap();
-        let answer = upstreams.send(endpoint, "/x", &mut request, &Replacements::default(), false).await.unwrap();
+        upstreams.send(endpoint, "/x", &mut request, &Replacements::default(), false).await.unwrap()
+    }
+
+    async fn send(upstreams: &Upstreams, endpoint: &Arc<str>) -> Result<String, std::io::Error> {
+        let answer = answer(upstreams, endpoint).await;
         let body = answer.response.into_body().collect().await?.to_bytes();
         Ok(String::from_utf8(body.to_vec()).unwrap())
     }
@@ -678,6 +703,60 @@ mod tests {
         let (endpoint, _) = streamer(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc", true).await;
         let error = send(&Upstreams::default(), &endpoint).await.unwrap_err();
         assert_eq!(error.kind(), std::io::ErrorKind::UnexpectedEof);
+    }
+
+    /// A streamer that writes an answer's `head` at once and its `body` once `go` resolves, for one request.
+    async fn streamer_in_two_writes(
+        head: Vec<u8>,
+        body: Vec<u8>,
+        go: impl Future<Output = ()> + Send + 'static,
+    ) -> Arc<str> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap()).into();
+        tokio::spawn(async move {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            let _ = tcp.read(&mut [0u8; 1024]).await.unwrap();
+            tcp.write_all(&head).await.unwrap();
+            go.await;
+            tcp.write_all(&body).await.unwrap();
+            let _ = tcp.read(&mut [0u8; 1]).await;
+        });
+        endpoint
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_small_body_written_after_its_head_is_waited_for_to_leave_with_it() {
+        let later = Duration::from_secs(1);
+        let head = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n".to_vec();
+        let endpoint = streamer_in_two_writes(head, b"ok".to_vec(), tokio::time::sleep(later)).await;
+        let started = tokio::time::Instant::now();
+        let answer = answer(&Upstreams::default(), &endpoint).await;
+        assert!(started.elapsed() >= later, "the answer went on before its body came");
+        let body = answer.response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"ok");
+    }
+
+    #[tokio::test]
+    async fn a_large_or_open_ended_body_does_not_hold_its_head_back() {
+        let large = vec![b'x'; WHOLE_BODY as usize + 1];
+        let answers = [
+            (format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", large.len()), large.clone(), large),
+            (
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n".into(),
+                b"2\r\nok\r\n0\r\n\r\n".to_vec(),
+                b"ok".to_vec(),
+            ),
+        ];
+        for (head, body, content) in answers {
+            let (go, gate) = tokio::sync::oneshot::channel::<()>();
+            let endpoint = streamer_in_two_writes(head.into_bytes(), body, async { gate.await.unwrap() }).await;
+            let upstreams = Upstreams::default();
+            let answer = tokio::time::timeout(Duration::from_secs(10), answer(&upstreams, &endpoint))
+                .await
+                .expect("the head did not go on before its body");
+            go.send(()).unwrap();
+            assert_eq!(answer.response.into_body().collect().await.unwrap().to_bytes(), content);
+        }
     }
 
     #[tokio::test]
