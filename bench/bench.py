@@ -209,6 +209,13 @@ def pinned(cpu, argv, priority=False):
     return [*prefix, "taskset", "-c", str(cpu), *map(str, argv)]
 
 
+def rotated(targets, rnd):
+    """`targets` in round `rnd`'s order: each round starts one further on, so that no target always runs
+    first, or right after the same one (whatever a run leaves behind, in the kernel or the upstream)."""
+    start = rnd % len(targets)
+    return targets[start:] + targets[:start]
+
+
 def percentile(values, p):
     """Nearest-rank percentile."""
     if not values:
@@ -493,7 +500,7 @@ class Bench:
         rounds = []
         for rnd in range(ROUNDS):
             results = {}
-            for name in P2_TARGETS:
+            for name in rotated(P2_TARGETS, rnd):
                 base, pids, _ = targets[name]
                 profiling = self.profile(up, rnd) if name == "streamspace" else None
                 user0, system0 = cpu_split(pids)
@@ -545,16 +552,19 @@ class Bench:
                     "-p", ",".join(map(str, pids))]
             perf = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)  # perf attaches its hundreds of tracepoints to every thread before the load starts
+            segments = tcp_segments_sent()
             result = self.run_wrk(up, url, SECONDS)
+            segments = tcp_segments_sent() - segments
             perf.send_signal(signal.SIGINT)
             perf.wait(timeout=60)
             events = perf_counts(out)
             calls = {event.removeprefix("syscalls:sys_enter_"): n / result["requests"] for event, n in events.items()
                      if event.startswith("syscalls:sys_enter_")}
-            counts[name] = {"calls": calls, "switches": events.get("context-switches", 0) / result["requests"]}
+            counts[name] = {"calls": calls, "switches": events.get("context-switches", 0) / result["requests"],
+                            "segments": segments / result["requests"]}
             log(f"syscalls {up.kind} {name}: {sum(calls.values()):.2f} per request ("
                 + ", ".join(f"{call} {n:.2f}" for call, n in sorted(calls.items(), key=lambda kv: -kv[1]) if n >= 0.01)
-                + f"), {counts[name]['switches']:.3f} context switches")
+                + f"), {counts[name]['switches']:.3f} context switches, {counts[name]['segments']:.2f} TCP segments")
         self.results.setdefault("syscalls", {})[up.kind] = counts
 
     def profile(self, up, rnd):
@@ -626,7 +636,7 @@ class Bench:
         rounds = []
         for rnd in range(ROUNDS):
             results = {}
-            for name in P1_TARGETS:
+            for name in rotated(P1_TARGETS, rnd):
                 _, pids, _ = targets[name]
                 cpu0 = cpu_seconds(pids)
                 result = self.wsload("throughput", self.ws_url(up, name), up.cookie, SECONDS, WS_SIZE, WS_WINDOW)
@@ -721,6 +731,12 @@ def read_response(s):
                    if line.split(b":", 1)[0].strip().lower() == b"content-length"), 0)
     while len(body) < length:
         body += s.recv(65536)
+
+
+def tcp_segments_sent():
+    """TCP segments sent in this network namespace so far (the kernel's `TcpOutSegs`)."""
+    out = subprocess.run(["nstat", "-az", "TcpOutSegs"], capture_output=True, text=True, check=True).stdout
+    return int(out.split("TcpOutSegs")[1].split()[0])
 
 
 def perf_counts(path):
@@ -1099,7 +1115,9 @@ def report(bench, started, load_before, commit):
             "## P2 in system calls",
             "",
             f"System calls per P2 request under wrk's load ({SECONDS} s, {CONNECTIONS} connections), counted by "
-            "perf's `syscalls:sys_enter_*` tracepoints on each proxy's threads; calls of at least 0.01 per request.",
+            "perf's `syscalls:sys_enter_*` tracepoints on each proxy's threads; calls of at least 0.01 per request. "
+            "TCP segments are all those the host's network namespace sent meanwhile (`TcpOutSegs`): the client's, "
+            "the proxy's and the acknowledgements, but not the session container's, which has a namespace of its own.",
             "",
         ]
         for kind, by_proxy in r["syscalls"].items():
@@ -1112,6 +1130,8 @@ def report(bench, started, load_before, commit):
             lines += ["| all | " + " | ".join(fmt(sum(by_proxy[n]["calls"].values()), ".2f") for n in COUNTED_TARGETS)
                       + " |",
                       "| context switches | " + " | ".join(fmt(by_proxy[n]["switches"], ".3f") for n in COUNTED_TARGETS)
+                      + " |",
+                      "| TCP segments sent | " + " | ".join(fmt(by_proxy[n]["segments"], ".2f") for n in COUNTED_TARGETS)
                       + " |", ""]
     lines += ["## Against the targets", "",
               "Ratios are StreamSpace's figure over the reference's, measured in the same round.", "",

@@ -14,7 +14,7 @@ if [[ $(nproc) -lt 2 ]]; then
   exit 1
 fi
 
-# Tools: nginx and wrk (valgrind to count instructions, perf to count system calls) from apt, Docker through the project's script, CHP from npm (locked).
+# Tools: nginx and wrk (valgrind to count instructions, perf and nstat to count system calls and segments) from apt, Docker through the project's script, CHP from npm (locked).
 missing=()
 command -v nginx >/dev/null || missing+=(nginx)
 command -v wrk >/dev/null || missing+=(wrk)
@@ -24,6 +24,7 @@ if [[ ,${BENCH_ONLY:-}, == *,instructions,* ]]; then
 fi
 if [[ ,${BENCH_ONLY:-}, == *,syscalls,* ]]; then
   command -v perf >/dev/null || missing+=(linux-perf)
+  command -v nstat >/dev/null || missing+=(iproute2)
 fi
 if ((${#missing[@]})); then
   echo "bench: installing ${missing[*]}" >&2
