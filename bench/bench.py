@@ -136,21 +136,33 @@ def http_ok(url, cookie):
 
 
 class Api:
-    def __init__(self, base, token):
-        self.base, self.token = base, token
+    def __init__(self, base, username, password):
+        self.base, self.username, self.password = base, username, password
+        self.token = self.sign_in()
 
     @staticmethod
     def login(base, username, password):
-        status, _, body = request("POST", f"{base}/api/v1/auth/login", {"username": username, "password": password})
+        return Api(base, username, password)
+
+    def sign_in(self):
+        credentials = {"username": self.username, "password": self.password}
+        status, _, body = request("POST", f"{self.base}/api/v1/auth/login", credentials)
         if status != 200:
-            raise RuntimeError(f"login {username}: {status} {body[:300]!r}")
-        return Api(base, json.loads(body)["access_token"])
+            raise RuntimeError(f"login {self.username}: {status} {body[:300]!r}")
+        return json.loads(body)["access_token"]
 
     def call(self, method, path, body=None, expect=(200, 201, 202, 204)):
-        status, _, reply = request(method, f"{self.base}{path}", body, {"authorization": f"Bearer {self.token}"})
+        status, reply = self.send(method, path, body)
+        if status == 401:  # the access token did not outlive a long run (cleaning up after one, say)
+            self.token = self.sign_in()
+            status, reply = self.send(method, path, body)
         if status not in expect:
             raise RuntimeError(f"{method} {path}: {status} {reply[:300]!r}")
         return json.loads(reply) if reply else None
+
+    def send(self, method, path, body):
+        status, _, reply = request(method, f"{self.base}{path}", body, {"authorization": f"Bearer {self.token}"})
+        return status, reply
 
 
 def wait_for(what, timeout, check, interval=0.1):
@@ -210,10 +222,12 @@ def pinned(cpu, argv, priority=False):
 
 
 def rotated(targets, rnd):
-    """`targets` in round `rnd`'s order: each round starts one further on, so that no target always runs
-    first, or right after the same one (whatever a run leaves behind, in the kernel or the upstream)."""
-    start = rnd % len(targets)
-    return targets[start:] + targets[:start]
+    """`targets` in round `rnd`'s order, so that no target always runs first, or right after the same one
+    (whatever a run leaves behind, in the kernel or the upstream): every other round runs the one before it
+    backwards, so that each two targets run in both orders, and each pair of rounds starts one further on."""
+    start = rnd // 2 % len(targets)
+    order = targets[start:] + targets[:start]
+    return order[::-1] if rnd % 2 else order
 
 
 def percentile(values, p):
