@@ -140,10 +140,6 @@ class Api:
         self.base, self.username, self.password = base, username, password
         self.token = self.sign_in()
 
-    @staticmethod
-    def login(base, username, password):
-        return Api(base, username, password)
-
     def sign_in(self):
         credentials = {"username": self.username, "password": self.password}
         status, _, body = request("POST", f"{self.base}/api/v1/auth/login", credentials)
@@ -355,7 +351,7 @@ class Bench:
         wait_for("the control plane's /healthz", STARTUP_TIMEOUT, healthy)
         self.server_pid = self.processes["streamspace"].pid
         log(f"control plane up (pid {self.server_pid}, API {self.api}, sessions on :{self.session_port})")
-        admin = Api.login(self.api, "admin", ADMIN_PASSWORD)
+        admin = Api(self.api, "admin", ADMIN_PASSWORD)
         name = f"bench-{secrets.token_hex(3)}"
         token = admin.call("POST", "/api/v1/agents", {"name": name, "platform": "docker"})["token"]
         self.spawn("agent", [BIN, "agent", "docker", "--server", self.api],
@@ -383,7 +379,7 @@ class Bench:
         org = admin.call("GET", "/api/v1/me")["org_id"]
         unlimited = {"max_sessions": None, "max_sessions_per_user": None, "max_cpu_millis": None, "max_memory_mb": None}
         admin.call("PATCH", f"/api/v1/orgs/{org}", unlimited)
-        self.member = Api.login(self.api, "bench", MEMBER_PASSWORD)
+        self.member = Api(self.api, "bench", MEMBER_PASSWORD)
 
     def create_session(self, kind):
         reply = self.member.call("POST", "/api/v1/sessions", {"template": f"bench-{kind}"}, expect=(202,))

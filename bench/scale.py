@@ -328,7 +328,7 @@ def agents_on(run, store, endpoint):
     result = {"store": store}
     database_url = run.database() if store == "postgres" else None
     server = ControlPlane(run, f"cp-{store}", database_url, prefix=prioritised())
-    admin = Api.login(server.api, "admin", ADMIN_PASSWORD)
+    admin = Api(server.api, "admin", ADMIN_PASSWORD)
     set_up_org(admin)
     tokens = os.path.join(run.tmp, f"tokens-{store}")
     result["register_s"] = register_agents(admin, AGENTS, max_sessions=100, path=tokens)
@@ -365,7 +365,7 @@ def agents_on(run, store, endpoint):
     result["kib_per_agent"] = (result["rss_rest_mib"] - result["rss_idle_mib"]) * 1024 / AGENTS
     log(f"{store}: at rest {result['rss_rest_mib']:.0f} MiB, {100 * result['cpu_rest']:.1f}% of a core")
 
-    member = Api.login(server.api, "bench", MEMBER_PASSWORD)
+    member = Api(server.api, "bench", MEMBER_PASSWORD)
     sender = SessionSender(server.api, member.token, SESSIONS, SESSION_RATE)
     busy0, stalls0, sending = machine_busy_ticks(), pressure_stall_us(), time.monotonic()
     sender.run()
@@ -519,7 +519,7 @@ def replicas(run):
     os.chmod(key_file, 0o600)
     servers = [ControlPlane(run, "replica-1", database_url, key_file)]
     servers += [ControlPlane(run, f"replica-{i + 1}", database_url, key_file) for i in range(1, REPLICAS)]
-    admin = Api.login(servers[-1].api, "admin", ADMIN_PASSWORD)
+    admin = Api(servers[-1].api, "admin", ADMIN_PASSWORD)
     set_up_org(admin)
     tokens = os.path.join(run.tmp, "tokens-replicas")
     capacity = 1_000_000  # every session wrk creates finds room
@@ -528,7 +528,7 @@ def replicas(run):
     simulator.wait_ready(120)
     wait_for("every agent connected", 60, lambda: sum(
         metric(s.api, "streamspace_agents_connected") or 0 for s in servers) == REPLICA_AGENTS, interval=0.5)
-    member = Api.login(servers[0].api, "bench", MEMBER_PASSWORD)
+    member = Api(servers[0].api, "bench", MEMBER_PASSWORD)
     for _ in range(MEMBER_SESSIONS):
         member.call("POST", "/api/v1/sessions", {"template": TEMPLATE["name"]}, expect=(202,))
     running_sessions(member)
@@ -539,7 +539,7 @@ def replicas(run):
                                   ("POST, one replica", servers[:1], POST_SCRIPT)):
         sessions = session_count(database_url)
         log(f"wrk: {name} ({sessions} sessions in the database)")
-        member = Api.login(servers[0].api, "bench", MEMBER_PASSWORD)  # a fresh token for every phase
+        member = Api(servers[0].api, "bench", MEMBER_PASSWORD)  # a fresh token for every phase
         phases[name] = {**load(targets, member.token, run.databases[-1], script), "sessions_before": sessions}
     for server in servers:
         server.check_alive()
@@ -593,17 +593,17 @@ def replicas_report(result, started, load_before, commit):
 def api(run):
     """One control plane on its embedded SQLite; the member's API_SESSIONS sessions run on one simulated agent."""
     server = ControlPlane(run, "cp-sqlite")
-    admin = Api.login(server.api, "admin", ADMIN_PASSWORD)
+    admin = Api(server.api, "admin", ADMIN_PASSWORD)
     set_up_org(admin)
     tokens = os.path.join(run.tmp, "tokens-api")
     register_agents(admin, 1, max_sessions=API_SESSIONS, path=tokens)
     Simulator(run, [server.api], tokens, run.endpoint(), API_SESSIONS).wait_ready(60)
-    member = Api.login(server.api, "bench", MEMBER_PASSWORD)
+    member = Api(server.api, "bench", MEMBER_PASSWORD)
     for _ in range(API_SESSIONS):
         member.call("POST", "/api/v1/sessions", {"template": TEMPLATE["name"]}, expect=(202,))
     running_sessions(member)
     log(f"wrk: GET /api/v1/sessions, the member's {API_SESSIONS} sessions running")
-    result = load([server], Api.login(server.api, "bench", MEMBER_PASSWORD).token, None)
+    result = load([server], Api(server.api, "bench", MEMBER_PASSWORD).token, None)
     server.check_alive()
     return result
 
