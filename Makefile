@@ -29,7 +29,7 @@ build: ui ## Build the streamspace binary (release), UI included
 	scripts/dev/build-deps.sh
 	$(CARGO) build --release -p streamspace-cli
 
-build-pgo: ui ## Build the streamspace binary as published: release, profile-guided by a training run (about 25 minutes, needs Docker; ADR 0042)
+build-pgo: ui ## Build the streamspace binary as published: release, profile-guided by a training run (about 40 minutes, needs Docker; ADR 0042)
 	scripts/release/pgo-build.sh
 
 # The binary is the one cargo links for the CLI's own end-to-end tests, so one build serves every test: a plain

@@ -2,13 +2,15 @@
 # Build the streamspace binary as it is published: release, optimized with a profile of its own hot paths
 # (profile-guided optimization, ADR 0042). Prints the binary's path on stdout.
 #
-#   1. A release build instrumented to count what runs (-Cprofile-generate).
+#   1. A build of the `dist` profile (release with fat LTO and one codegen unit), instrumented to count what
+#      runs (-Cprofile-generate).
 #   2. A training run: the quick benchmark (bench/run.sh, BENCH_QUICK=1, P1 and P2). It signs in, starts
 #      sessions on the local Docker host and carries HTTP and WebSocket traffic through the session proxy.
-#   3. The counts merged (llvm-profdata of the compiler's own LLVM), and the release build again with them
+#   3. The counts merged (llvm-profdata of the compiler's own LLVM), and the `dist` build again with them
 #      (-Cprofile-use). rustc names the profile in its dependency info, so a new profile rebuilds everything.
 #
-# Needs what bench/run.sh needs (Docker, nginx, wrk; it installs them as root). About 25 minutes on 2 cores.
+# Needs what bench/run.sh needs (Docker, nginx, wrk; it installs them as root). About 40 minutes on 2 cores,
+# most of it in the two single-threaded LTO links.
 #
 #   PGO_IN   a command prefix for the build side (cargo, rustc, rustup): the release workflow builds in a
 #            Debian bookworm container, for the glibc of the published image (`docker exec` into one that
@@ -28,13 +30,13 @@ read -r -a build_side <<<"${PGO_IN:-}"
 build() { (cd "$repo" && "${build_side[@]}" env CARGO_TARGET_DIR="$target_dir" "$@"); }
 
 triple=$(build rustc -vV | sed -n 's/^host: //p')
-binary=$target_dir/$triple/release/streamspace
+binary=$target_dir/$triple/dist/streamspace
 # --target: the flags reach the binary's own code only, not build scripts and proc macros.
-release() { build RUSTFLAGS="$1" cargo build --release --locked -p streamspace-cli --target "$triple" >&2; }
+dist() { build RUSTFLAGS="$1" cargo build --profile dist --locked -p streamspace-cli --target "$triple" >&2; }
 
 echo "pgo: 1/3 instrumented build" >&2
 build "$repo/scripts/dev/build-deps.sh" >&2
-release "-Cprofile-generate=$pgo/raw"
+dist "-Cprofile-generate=$pgo/raw"
 
 echo "pgo: 2/3 training run" >&2
 rm -rf "$pgo/raw"
@@ -54,5 +56,5 @@ build sh -c 'set -e
   profdata="$(rustc --print sysroot)/lib/rustlib/$1/bin/llvm-profdata"
   [ -x "$profdata" ] || rustup component add llvm-tools >&2
   "$profdata" merge -o "$2/merged.profdata" "$2/raw"' sh "$triple" "$pgo"
-release "-Cprofile-use=$pgo/merged.profdata"
+dist "-Cprofile-use=$pgo/merged.profdata"
 echo "$binary"
