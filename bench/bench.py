@@ -183,12 +183,13 @@ def cpu_split(pids):
     return user / CLK_TCK, system / CLK_TCK
 
 
-def core_busy_seconds(cpu):
-    """Time CPU `cpu` has spent on anything but idling (/proc/stat, every process and interrupt), in seconds."""
+def busy_ticks(cpu=""):
+    """(busy, total) jiffies of CPU `cpu` (of every CPU when none is named), from /proc/stat: busy is all but
+    idle and I/O wait, every process and interrupt."""
     with open("/proc/stat") as f:
-        ticks = next(line.split()[1:] for line in f if line.startswith(f"cpu{cpu} "))
-    user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, ticks[:8])
-    return (user + nice + system + irq + softirq + steal) / CLK_TCK
+        fields = next([int(x) for x in line.split()[1:]] for line in f if line.startswith(f"cpu{cpu} "))
+    idle = fields[3] + fields[4]
+    return sum(fields) - idle, sum(fields)
 
 
 def cpu_seconds(pids):
@@ -522,9 +523,9 @@ class Bench:
                 base, pids, _ = targets[name]
                 profiling = self.profile(up, rnd) if name == "streamspace" else None
                 user0, system0 = cpu_split(pids)
-                load0 = core_busy_seconds(LOAD_CPU)
+                load0 = busy_ticks(LOAD_CPU)[0] / CLK_TCK
                 result = self.run_wrk(up, f"{base}/api/health", SECONDS)
-                load1 = core_busy_seconds(LOAD_CPU)
+                load1 = busy_ticks(LOAD_CPU)[0] / CLK_TCK
                 user1, system1 = cpu_split(pids)
                 cpu = user1 - user0 + system1 - system0
                 if profiling:

@@ -66,14 +66,6 @@ def micros():
     return time.time_ns() // 1000
 
 
-def machine_busy_ticks():
-    """(busy, total) jiffies of every CPU, from /proc/stat."""
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    idle = fields[3] + fields[4]
-    return sum(fields) - idle, sum(fields)
-
-
 def pressure_stall_us():
     """Microseconds some task waited for a CPU and for I/O (pressure stall information), cumulative."""
     def total(kind):
@@ -347,14 +339,14 @@ def agents_on(run, store, endpoint):
         prioritise_postgres(run.databases[-1])
 
     lost_before = len(simulator.lost)
-    cpu0, busy0, sim0, rss = server.cpu_seconds(), machine_busy_ticks(), common.cpu_seconds([simulator.pid]), []
+    cpu0, busy0, sim0, rss = server.cpu_seconds(), common.busy_ticks(), common.cpu_seconds([simulator.pid]), []
     started = time.monotonic()
     while time.monotonic() - started < REST_SECONDS:
         rss.append(server.rss_mib())
         server.check_alive()
         time.sleep(1)
     elapsed = time.monotonic() - started
-    busy1 = machine_busy_ticks()
+    busy1 = common.busy_ticks()
     result.update(
         rss_rest_mib=sum(rss) / len(rss), rss_rest_max_mib=max(rss),
         cpu_rest=(server.cpu_seconds() - cpu0) / elapsed,
@@ -367,9 +359,9 @@ def agents_on(run, store, endpoint):
 
     member = Api(server.api, "bench", MEMBER_PASSWORD)
     sender = SessionSender(server.api, member.token, SESSIONS, SESSION_RATE)
-    busy0, stalls0, sending = machine_busy_ticks(), pressure_stall_us(), time.monotonic()
+    busy0, stalls0, sending = common.busy_ticks(), pressure_stall_us(), time.monotonic()
     sender.run()
-    busy1, stalls1, sending = machine_busy_ticks(), pressure_stall_us(), time.monotonic() - sending
+    busy1, stalls1, sending = common.busy_ticks(), pressure_stall_us(), time.monotonic() - sending
     wait_for("every start command at an agent", 60,
              lambda: all(sid in simulator.starts for sid in sender.sent), interval=0.2)
     delivery = [simulator.starts[sid] - sent for sid, (sent, _) in sender.sent.items()]
@@ -493,10 +485,10 @@ def load(replicas, token, database, script=None):
     """wrk on every replica at once for WRK_SECONDS (after a 2 s warm-up); per replica: rps, latency, CPU."""
     for process in [run_wrk(f"{r.api}/api/v1/sessions", token, 2, script) for r in replicas]:
         process.communicate()
-    cpu0, busy0, pg0 = [r.cpu_seconds() for r in replicas], machine_busy_ticks(), postgres_cpu(database)
+    cpu0, busy0, pg0 = [r.cpu_seconds() for r in replicas], common.busy_ticks(), postgres_cpu(database)
     processes = [run_wrk(f"{r.api}/api/v1/sessions", token, WRK_SECONDS, script) for r in replicas]
     outputs = [p.communicate()[0] for p in processes]
-    busy1, pg1 = machine_busy_ticks(), postgres_cpu(database)
+    busy1, pg1 = common.busy_ticks(), postgres_cpu(database)
     rows = []
     for replica, out, before in zip(replicas, outputs, cpu0):
         row = common.parse_wrk(out)
